@@ -1,0 +1,42 @@
+"""The reporter protocol: how the executor tells a person (or CI) what is happening.
+
+The executor calls these methods from its single scheduling thread, except
+`step_output`, which is called from a reader thread per step and must therefore be
+thread-safe (each call carries one whole line). Implementations: `progress.py`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from buildlib.results import BuildRecord, StepRecord
+
+
+@dataclass(frozen=True, kw_only=True)
+class BuildStart:
+    """What the reporter knows before the first step starts."""
+
+    mode: str
+    target: str
+    jobs: int
+    steps: Sequence[str]  # every selected step, in topological order
+    estimates: dict[str, float]  # expected duration per step from earlier builds (may be empty)
+    log_dir: str
+
+
+class Reporter(Protocol):
+    def build_started(self, start: BuildStart) -> None: ...
+
+    def step_started(self, name: str, worker: int, attempt: int) -> None: ...
+
+    def step_output(self, name: str, line: str) -> None:
+        """One line of a step's output (only when streaming, e.g. --verbose). Thread-safe."""
+
+    def step_finished(self, record: StepRecord, log_tail: Sequence[str]) -> None:
+        """`log_tail`: the last lines of the step's log, filled for failures only."""
+
+    def warning(self, message: str) -> None: ...
+
+    def build_finished(self, record: BuildRecord) -> None: ...
