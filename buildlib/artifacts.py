@@ -1,0 +1,29 @@
+"""Declared artifacts: what a build must leave behind, resolved for one mode and target.
+
+The manifest's `[[artifact]]` tables become `Artifact` values here (templates filled);
+`verify.py` checks them. Kept apart so the manifest loader and the verifier share
+one definition without importing each other.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class ArtifactKind(enum.Enum):
+    EXISTS = "exists"  # the path exists (file or directory)
+    EXECUTABLE = "executable"  # a binary of the target's format and machine; on the host, `run` must succeed
+    HTML = "html"  # an HTML file whose referenced scripts and stylesheets exist
+    COMMAND = "command"  # `run` must exit 0 (and print `expect`), on the host only
+
+
+@dataclass(frozen=True, kw_only=True)
+class Artifact:
+    path: Path  # absolute
+    rel: str  # relative to the workspace root, as declared (templates filled)
+    step: str  # the step that produces it; named when it is missing or broken
+    kind: ArtifactKind
+    run: tuple[str, ...] = ()  # argv, `{path}` already filled with the absolute path
+    expect: str = ""  # substring that stdout must contain, if not empty
