@@ -53,7 +53,7 @@ class CycleError(ManifestError):
     def __init__(self, cycle: Sequence[str], *, file: Path | str) -> None:
         self.cycle = tuple(cycle)
         super().__init__(
-            "dependency cycle: " + " -> ".join(self.cycle),
+            "dependency cycle (each step depends on the next): " + " -> ".join(self.cycle),
             file=file,
             step=self.cycle[0],
             key="depends_on",

@@ -1,0 +1,4 @@
+from buildlib.cli import main
+import sys
+
+sys.exit(main())

@@ -1,0 +1,327 @@
+"""The executor: runs a plan's steps as real processes, at most `jobs` at once.
+
+The scheduling thread (the caller's) asks `Scheduler` what may start, hands each
+step to a job thread, and waits on one queue for results and signals. A job
+thread asks the gate whether the step is up to date (cache hit, restore) and
+otherwise runs it, with retries. Step failures become records; only bugs raise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import signal
+import subprocess
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import IO, Protocol
+
+from buildlib import graph
+from buildlib.errors import UserError
+from buildlib.events import BuildStart, Reporter
+from buildlib.plan import Plan, PlannedStep
+from buildlib.process import ProcessTable, resolve_program
+from buildlib.results import BuildRecord, Outcome, StepRecord
+from buildlib.scheduler import Scheduler, State
+
+LOG_TAIL_LINES = 30
+MAX_RETRY_DELAY = 10.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class Decision:
+    """The gate's verdict on one step: skip it (`outcome` set) or run it (`outcome` None)."""
+
+    outcome: Outcome | None
+    fingerprint: str | None = None
+    reasons: tuple[str, ...] = ()
+    cache_source: str | None = None
+    replay_log: str = ""  # the stored log of a cache hit, replayed into the step's log file
+    state: object = None  # opaque data the gate wants back in `record_success`
+
+
+class Gate(Protocol):
+    """Decides whether a step must run and records what a successful run produced.
+
+    Called from job threads, one call per step at a time; implementations guard
+    their own shared state.
+    """
+
+    def check(self, step: PlannedStep, dep_fingerprints: Mapping[str, str]) -> Decision: ...
+
+    def record_success(self, step: PlannedStep, decision: Decision, log_path: Path) -> None: ...
+
+    def record_failure(self, step: PlannedStep, decision: Decision) -> None: ...
+
+
+class AlwaysRun:
+    """The gate with no memory: every step runs (`--no-cache`)."""
+
+    def check(self, step: PlannedStep, dep_fingerprints: Mapping[str, str]) -> Decision:
+        return Decision(outcome=None, reasons=("caching disabled",))
+
+    def record_success(self, step: PlannedStep, decision: Decision, log_path: Path) -> None:
+        return None
+
+    def record_failure(self, step: PlannedStep, decision: Decision) -> None:
+        return None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExecOptions:
+    jobs: int
+    keep_going: bool = False
+    verbose: bool = False
+    log_dir: Path
+    retry_base_delay: float = 0.5  # first retry waits this long, doubling each attempt
+    grace: float = 5.0  # seconds between SIGTERM and SIGKILL when stopping steps
+    done: frozenset[str] = frozenset()  # steps already done (--resume): not run, not checked
+
+
+@dataclass
+class _Job:
+    name: str
+    worker: int
+    start: float
+    record: StepRecord | None = None
+    fingerprint: str | None = None
+    tail: list[str] = field(default_factory=list)
+
+
+class Executor:
+    """Runs one plan once. Not reusable: make a new one per build."""
+
+    def __init__(self, plan: Plan, *, reporter: Reporter, options: ExecOptions, gate: Gate,
+                 environ: Mapping[str, str], estimates: Mapping[str, float] | None = None
+                 ) -> None:
+        self.plan = plan
+        self.reporter = reporter
+        self.options = options
+        self.gate = gate
+        self.environ = dict(environ)
+        self.estimates = dict(estimates or {})
+        self.processes = ProcessTable(grace=options.grace)
+        self._events: queue.Queue[_Job | int] = queue.Queue()
+        self._stop = threading.Event()
+        self._fingerprints: dict[str, str] = {}
+        self._fp_lock = threading.Lock()
+        self._t0 = 0.0
+        self.build_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+
+    # -- the scheduling thread -------------------------------------------------------------
+
+    def run(self) -> BuildRecord:
+        """Execute the plan; returns the record (exit code 0, 1, or 128+signal)."""
+        plan, options = self.plan, self.options
+        deps = {name: step.depends_on for name, step in plan.steps.items()}
+        priority = {name: step.priority for name, step in plan.steps.items()}
+        scheduler = Scheduler(deps, priority, keep_going=options.keep_going)
+        records: dict[str, StepRecord] = {}
+        options.log_dir.mkdir(parents=True, exist_ok=True)
+        self._t0 = time.monotonic()
+        started_at = datetime.now(UTC).isoformat(timespec="seconds")
+        self.reporter.build_started(BuildStart(
+            mode=plan.mode, target=plan.target.triple, jobs=options.jobs,
+            steps=list(plan.steps), estimates=self.estimates, log_dir=str(options.log_dir)))
+        free_workers = list(range(options.jobs))
+        jobs: dict[str, _Job] = {}
+        interrupted: int | None = None
+        with self._signals():
+            while not scheduler.finished:
+                while free_workers and (name := scheduler.next_step()) is not None:
+                    scheduler.start(name)
+                    if name in options.done:
+                        now = self._now()
+                        records[name] = StepRecord(name=name, outcome=Outcome.CACHED, start=now,
+                                                   end=now, reasons=("done in the resumed build",))
+                        scheduler.finish(name, ok=True)
+                        self.reporter.step_finished(records[name], [])
+                        continue
+                    job = _Job(name=name, worker=free_workers.pop(0), start=self._now())
+                    jobs[name] = job
+                    threading.Thread(target=self._run_job, args=(job,), daemon=True,
+                                     name=f"step-{name}").start()
+                event = self._events.get()
+                if isinstance(event, int):
+                    if interrupted is None:
+                        interrupted = event
+                        scheduler.stop()
+                        self._stop_running()
+                    continue
+                job = event
+                assert job.record is not None
+                records[job.name] = job.record
+                free_workers.append(job.worker)
+                free_workers.sort()
+                del jobs[job.name]
+                ok = job.record.outcome.ok
+                if interrupted is not None and not ok:
+                    job.record = _replace_outcome(job.record, Outcome.INTERRUPTED)
+                    records[job.name] = job.record
+                scheduler.finish(job.name, ok=ok)
+                self.reporter.step_finished(job.record, job.tail)
+                if not ok and not options.keep_going and interrupted is None and jobs:
+                    self._stop_running()
+            self.processes.close()
+        for name, state in scheduler.state.items():
+            if name not in records and state is State.BLOCKED:
+                records[name] = StepRecord(name=name, outcome=Outcome.SKIPPED,
+                                           command=plan.steps[name].argv)
+        ordered = tuple(records[name] for name in plan.steps if name in records)
+        failed = any(r.outcome in (Outcome.FAILED, Outcome.INTERRUPTED) for r in ordered)
+        exit_code = 128 + interrupted if interrupted is not None else (1 if failed else 0)
+        durations = {r.name: r.duration for r in ordered}
+        record = BuildRecord(
+            build_id=self.build_id, started_at=started_at, workspace=str(plan.root),
+            mode=plan.mode, target=plan.target.triple, host=self.environ.get("HOSTNAME", ""),
+            jobs=options.jobs, wall=self._now(), exit_code=exit_code, steps=ordered,
+            critical_path=tuple(graph.critical_path(deps, durations)),
+        )
+        self.reporter.build_finished(record)
+        return record
+
+    def _stop_running(self) -> None:
+        """Stop every running step (fail-fast or a signal); their job threads then report."""
+        self._stop.set()
+        threading.Thread(target=self.processes.stop_all, daemon=True, name="stopper").start()
+
+    def _now(self) -> float:
+        return time.monotonic() - self._t0
+
+    @contextlib.contextmanager
+    def _signals(self) -> Iterator[None]:
+        """SIGINT/SIGTERM become queue events, so the loop stops children and reports."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum: int, frame: FrameType | None) -> None:
+            self._events.put(signum)
+
+        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for signum, old in previous.items():
+                signal.signal(signum, old)
+
+    # -- job threads -----------------------------------------------------------------------
+
+    def _run_job(self, job: _Job) -> None:
+        try:
+            self._run_step(job)
+        except UserError as exc:
+            job.tail = [exc.render()]
+            job.record = StepRecord(name=job.name, outcome=Outcome.FAILED, start=job.start,
+                                    end=self._now(), worker=job.worker, attempts=0,
+                                    command=self.plan.steps[job.name].argv)
+        except Exception as exc:  # noqa: BLE001 - a bug in a job thread must still end the build
+            job.tail = [f"internal error in step {job.name}: {exc!r}"]
+            job.record = StepRecord(name=job.name, outcome=Outcome.FAILED, start=job.start,
+                                    end=self._now(), worker=job.worker,
+                                    command=self.plan.steps[job.name].argv)
+        finally:
+            self._events.put(job)
+
+    def _run_step(self, job: _Job) -> None:
+        step = self.plan.steps[job.name]
+        log_path = self.options.log_dir / f"{step.name}.log"
+        with self._fp_lock:
+            dep_fps = {d: self._fingerprints[d] for d in step.depends_on if d in self._fingerprints}
+        decision = self.gate.check(step, dep_fps)
+        if decision.fingerprint:
+            with self._fp_lock:
+                self._fingerprints[step.name] = decision.fingerprint
+        if decision.outcome is not None:
+            _write_atomic(log_path, decision.replay_log)
+            job.record = StepRecord(
+                name=step.name, outcome=decision.outcome, start=job.start, end=self._now(),
+                worker=job.worker, fingerprint=decision.fingerprint,
+                cache_source=decision.cache_source, log_path=str(log_path), command=step.argv)
+            return
+        env = {**self.environ, **step.env}
+        argv = resolve_program(step.argv, cwd=step.cwd, path=env.get("PATH"), step=step.name)
+        attempts = 0
+        returncode: int | None = None
+        with log_path.open("wb") as log:
+            while True:
+                attempts += 1
+                if attempts > 1:
+                    delay = min(self.options.retry_base_delay * 2 ** (attempts - 2),
+                                MAX_RETRY_DELAY)
+                    log.write(f"\n--- buildlib: attempt {attempts - 1} failed with exit code "
+                              f"{returncode}; retrying in {delay:.1f}s (attempt {attempts} of "
+                              f"{step.retries + 1}) ---\n".encode())
+                    log.flush()
+                    self.reporter.warning(f"{step.name}: attempt {attempts - 1} failed "
+                                          f"(exit {returncode}); retrying in {delay:.1f}s")
+                    if self._stop.wait(delay):
+                        break
+                if self._stop.is_set():
+                    break
+                returncode = self._attempt(step, argv, env, log)
+                if returncode == 0 or attempts > step.retries or self._stop.is_set():
+                    break
+        ok = returncode == 0
+        if ok:
+            self.gate.record_success(step, decision, log_path)
+        else:
+            self.gate.record_failure(step, decision)
+            job.tail = _tail(log_path, LOG_TAIL_LINES)
+        outcome = Outcome.BUILT if ok else (
+            Outcome.INTERRUPTED if self._stop.is_set() else Outcome.FAILED)
+        job.record = StepRecord(
+            name=step.name, outcome=outcome, start=job.start, end=self._now(), worker=job.worker,
+            attempts=attempts, exit_code=returncode, reasons=decision.reasons,
+            log_path=str(log_path), fingerprint=decision.fingerprint, command=step.argv)
+
+    def _attempt(self, step: PlannedStep, argv: Sequence[str], env: Mapping[str, str],
+                 log: IO[bytes]) -> int:
+        if not self.options.verbose:
+            proc = self.processes.spawn(argv, cwd=step.cwd, env=env, stdout=log)
+            try:
+                return proc.wait()
+            finally:
+                self.processes.release(proc)
+        proc = self.processes.spawn(argv, cwd=step.cwd, env=env, stdout=subprocess.PIPE)
+        try:
+            assert proc.stdout is not None
+            for raw in proc.stdout:
+                log.write(raw)
+                self.reporter.step_output(step.name, raw.decode(errors="replace").rstrip("\r\n"))
+            log.flush()
+            return proc.wait()
+        finally:
+            self.processes.release(proc)
+
+
+def _replace_outcome(record: StepRecord, outcome: Outcome) -> StepRecord:
+    from dataclasses import replace
+
+    return replace(record, outcome=outcome)
+
+
+def _tail(path: Path, lines: int) -> list[str]:
+    try:
+        with path.open("rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - 64 * 1024))
+            data = handle.read()
+    except OSError:
+        return []
+    return list(deque(data.decode(errors="replace").splitlines(), maxlen=lines))
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)

@@ -1,0 +1,92 @@
+"""The journal: which steps of a mode and target finished, and how, build after build.
+
+An append-only JSON-lines file per mode and target. Each line is written with one
+`write` on an O_APPEND descriptor, so a build killed at any moment leaves at most
+one torn last line, which readers skip. `--resume` reads the last build's entries.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+COMPACT_ABOVE = 1 << 20  # bytes; older builds' lines are dropped past this size
+
+
+@dataclass(frozen=True, kw_only=True)
+class LastBuild:
+    build_id: str
+    selected: tuple[str, ...]
+    status: dict[str, str]  # step -> "succeeded" | "failed" | "interrupted" | ...
+
+    @property
+    def unfinished(self) -> set[str]:
+        """Steps of that build that did not succeed: failed, interrupted or never started."""
+        return {s for s in self.selected if self.status.get(s) != "succeeded"}
+
+
+class Journal:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def open(self, build_id: str, selected: list[str]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.exists() and self.path.stat().st_size > COMPACT_ABOVE:
+            self._compact()
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._build_id = build_id
+        self._append({"build": build_id, "event": "start", "steps": selected})
+
+    def record(self, step: str, status: str) -> None:
+        self._append({"build": self._build_id, "step": step, "status": status})
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def _append(self, entry: dict[str, object]) -> None:
+        if self._fd is None:
+            return
+        # Start on a fresh line in case a killed build left a torn one behind.
+        os.write(self._fd, b"\n" + json.dumps(entry, separators=(",", ":")).encode() + b"\n")
+
+    def _compact(self) -> None:
+        last = self.last_build()
+        if last is None:
+            self.path.unlink(missing_ok=True)
+            return
+        lines = [json.dumps({"build": last.build_id, "event": "start",
+                             "steps": list(last.selected)})]
+        lines += [json.dumps({"build": last.build_id, "step": s, "status": st})
+                  for s, st in last.status.items()]
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        tmp.replace(self.path)
+
+    def last_build(self) -> LastBuild | None:
+        """The most recent build's selection and step statuses; torn lines are skipped."""
+        try:
+            text = self.path.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return None
+        builds: dict[str, LastBuild] = {}
+        last_id: str | None = None
+        for line in text.splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if not isinstance(entry, dict) or "build" not in entry:
+                continue
+            build_id = str(entry["build"])
+            if entry.get("event") == "start":
+                builds[build_id] = LastBuild(build_id=build_id,
+                                             selected=tuple(entry.get("steps", ())), status={})
+                last_id = build_id
+            elif build_id in builds and "step" in entry:
+                builds[build_id].status[str(entry["step"])] = str(entry.get("status"))
+        return builds.get(last_id) if last_id else None

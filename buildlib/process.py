@@ -1,0 +1,175 @@
+"""Child processes, in one small place: spawn, track, stop, and never leave one behind.
+
+Every step runs in its own process group (`process_group=0`, which keeps CPython's
+fast vfork path, unlike `preexec_fn`), with stdin from /dev/null. Stopping a step
+signals its whole group: SIGTERM, then SIGKILL after a grace period.
+
+If the orchestrator itself dies (even by SIGKILL), a watchdog process notices its
+pipe closing and kills every group still registered, so no step outlives the build.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import IO
+
+from buildlib.errors import UserError
+
+POSIX = os.name == "posix"
+
+# The watchdog reads "+PGID" / "-PGID" lines; on EOF (its parent is gone) it kills
+# every group it still holds. It ignores SIGINT/SIGTERM aimed at the terminal's group
+# so it outlives the orchestrator long enough to clean up.
+_WATCHDOG = r"""
+import os, signal, sys, time
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+live = set()
+for line in sys.stdin:
+    line = line.strip()
+    if line.startswith("+"):
+        live.add(int(line[1:]))
+    elif line.startswith("-"):
+        live.discard(int(line[1:]))
+def alive(pgid):
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except OSError:
+        return False
+for pgid in list(live):
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except OSError:
+        live.discard(pgid)
+deadline = time.monotonic() + float(sys.argv[1])
+while live and time.monotonic() < deadline:
+    live = {p for p in live if alive(p)}
+    time.sleep(0.05)
+for pgid in live:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except OSError:
+        pass
+"""
+
+
+def resolve_program(argv: Sequence[str], *, cwd: Path, path: str | None, step: str) -> list[str]:
+    """argv with its program resolved through PATH (`shutil.which`, so `npm.cmd` works on Windows).
+
+    A relative path with a separator is taken relative to the step's cwd.
+    """
+    program = argv[0]
+    if os.sep in program or (os.altsep and os.altsep in program):
+        candidate = Path(program) if Path(program).is_absolute() else cwd / program
+        if candidate.exists():
+            return [str(candidate), *argv[1:]]
+        resolved = None
+    else:
+        resolved = shutil.which(program, path=path)
+    if resolved is None:
+        raise UserError(f"step '{step}': program '{program}' not found on PATH",
+                        fix=f"install {program} or fix the step's `command` in the manifest")
+    return [resolved, *argv[1:]]
+
+
+class ProcessTable:
+    """The live children of this build, under a lock, mirrored to the watchdog."""
+
+    def __init__(self, *, grace: float = 5.0) -> None:
+        self.grace = grace
+        self._lock = threading.Lock()
+        self._live: dict[int, subprocess.Popen[bytes]] = {}
+        self._watchdog: subprocess.Popen[bytes] | None = None
+
+    def _ensure_watchdog(self) -> None:
+        if not POSIX or self._watchdog is not None:
+            return
+        self._watchdog = subprocess.Popen(
+            [sys.executable, "-c", _WATCHDOG, str(self.grace)],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True, close_fds=True,
+        )
+
+    def _tell_watchdog(self, line: str) -> None:
+        if self._watchdog is not None and self._watchdog.stdin is not None:
+            try:
+                self._watchdog.stdin.write(line.encode() + b"\n")
+                self._watchdog.stdin.flush()
+            except OSError:
+                pass
+
+    def spawn(self, argv: Sequence[str], *, cwd: Path, env: Mapping[str, str],
+              stdout: IO[bytes] | int) -> subprocess.Popen[bytes]:
+        """Start `argv` in a new process group with stdout+stderr to `stdout`."""
+        with self._lock:
+            self._ensure_watchdog()
+            kwargs: dict[str, object] = {"process_group": 0} if POSIX else {
+                "creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}  # type: ignore[attr-defined]
+            proc = subprocess.Popen(  # type: ignore[call-overload]
+                list(argv), cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL, stdout=stdout,
+                stderr=subprocess.STDOUT, close_fds=True, **kwargs,
+            )
+            self._live[proc.pid] = proc
+            self._tell_watchdog(f"+{proc.pid}")
+            return proc
+
+    def release(self, proc: subprocess.Popen[bytes]) -> None:
+        """Forget a child that has exited, after killing anything left in its group."""
+        with self._lock:
+            self._live.pop(proc.pid, None)
+        if POSIX:
+            _signal_group(proc.pid, signal.SIGKILL)  # daemonised leftovers of a finished step
+        with self._lock:
+            self._tell_watchdog(f"-{proc.pid}")
+
+    def stop_all(self) -> list[int]:
+        """SIGTERM every live group, SIGKILL what is left after the grace period."""
+        with self._lock:
+            procs = list(self._live.values())
+        for proc in procs:
+            _terminate(proc)
+        deadline = time.monotonic() + self.grace
+        for proc in procs:
+            try:
+                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+        for proc in procs:
+            if POSIX:
+                _signal_group(proc.pid, signal.SIGKILL)
+            elif proc.poll() is None:
+                proc.kill()
+            proc.wait()
+        return [p.pid for p in procs]
+
+    def close(self) -> None:
+        """End the watchdog (normal exit: nothing left for it to kill)."""
+        with self._lock:
+            watchdog, self._watchdog = self._watchdog, None
+        if watchdog is not None:
+            if watchdog.stdin is not None:
+                watchdog.stdin.close()
+            watchdog.wait()
+
+
+def _terminate(proc: subprocess.Popen[bytes]) -> None:
+    if POSIX:
+        _signal_group(proc.pid, signal.SIGTERM)
+    elif proc.poll() is None:
+        proc.send_signal(signal.CTRL_BREAK_EVENT)  # type: ignore[attr-defined]
+
+
+def _signal_group(pgid: int, signum: int) -> None:
+    try:
+        os.killpg(pgid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass
