@@ -27,6 +27,7 @@ from typing import IO, Protocol
 from buildlib import graph
 from buildlib.errors import UserError
 from buildlib.events import BuildStart, Reporter
+from buildlib.journal import Journal
 from buildlib.plan import Plan, PlannedStep
 from buildlib.process import ProcessTable, resolve_program
 from buildlib.results import BuildRecord, Outcome, StepRecord
@@ -100,14 +101,15 @@ class Executor:
     """Runs one plan once. Not reusable: make a new one per build."""
 
     def __init__(self, plan: Plan, *, reporter: Reporter, options: ExecOptions, gate: Gate,
-                 environ: Mapping[str, str], estimates: Mapping[str, float] | None = None
-                 ) -> None:
+                 environ: Mapping[str, str], estimates: Mapping[str, float] | None = None,
+                 journal: Journal | None = None) -> None:
         self.plan = plan
         self.reporter = reporter
         self.options = options
         self.gate = gate
         self.environ = dict(environ)
         self.estimates = dict(estimates or {})
+        self.journal = journal
         self.processes = ProcessTable(grace=options.grace)
         self._events: queue.Queue[_Job | int] = queue.Queue()
         self._stop = threading.Event()
@@ -134,6 +136,8 @@ class Executor:
         free_workers = list(range(options.jobs))
         jobs: dict[str, _Job] = {}
         interrupted: int | None = None
+        if self.journal is not None:
+            self.journal.open(self.build_id, list(plan.steps))
         with self._signals():
             while not scheduler.finished:
                 while free_workers and (name := scheduler.next_step()) is not None:
@@ -143,6 +147,8 @@ class Executor:
                         records[name] = StepRecord(name=name, outcome=Outcome.CACHED, start=now,
                                                    end=now, reasons=("done in the resumed build",))
                         scheduler.finish(name, ok=True)
+                        if self.journal is not None:
+                            self.journal.record(name, "succeeded")
                         self.reporter.step_finished(records[name], [])
                         continue
                     job = _Job(name=name, worker=free_workers.pop(0), start=self._now())
@@ -167,10 +173,14 @@ class Executor:
                     job.record = _replace_outcome(job.record, Outcome.INTERRUPTED)
                     records[job.name] = job.record
                 scheduler.finish(job.name, ok=ok)
+                if self.journal is not None:
+                    self.journal.record(job.name, "succeeded" if ok else job.record.outcome.value)
                 self.reporter.step_finished(job.record, job.tail)
                 if not ok and not options.keep_going and interrupted is None and jobs:
                     self._stop_running()
             self.processes.close()
+            if self.journal is not None:
+                self.journal.close()
         for name, state in scheduler.state.items():
             if name not in records and state is State.BLOCKED:
                 records[name] = StepRecord(name=name, outcome=Outcome.SKIPPED,

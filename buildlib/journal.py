@@ -67,25 +67,40 @@ class Journal:
         tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
         tmp.replace(self.path)
 
-    def last_build(self) -> LastBuild | None:
-        """The most recent build's selection and step statuses; torn lines are skipped."""
+    def last_success(self) -> set[str]:
+        """Steps whose most recent journal entry, in any build, is a success."""
+        latest: dict[str, str] = {}
+        for entry in self._entries():
+            if "step" in entry:
+                latest[str(entry["step"])] = str(entry.get("status"))
+        return {step for step, status in latest.items() if status == "succeeded"}
+
+    def _entries(self) -> list[dict[str, object]]:
         try:
             text = self.path.read_text(encoding="utf-8", errors="replace")
         except FileNotFoundError:
-            return None
-        builds: dict[str, LastBuild] = {}
-        last_id: str | None = None
+            return []
+        entries = []
         for line in text.splitlines():
             try:
                 entry = json.loads(line)
             except ValueError:
                 continue
-            if not isinstance(entry, dict) or "build" not in entry:
-                continue
+            if isinstance(entry, dict) and "build" in entry:
+                entries.append(entry)
+        return entries
+
+    def last_build(self) -> LastBuild | None:
+        """The most recent build's selection and step statuses; torn lines are skipped."""
+        builds: dict[str, LastBuild] = {}
+        last_id: str | None = None
+        for entry in self._entries():
             build_id = str(entry["build"])
             if entry.get("event") == "start":
-                builds[build_id] = LastBuild(build_id=build_id,
-                                             selected=tuple(entry.get("steps", ())), status={})
+                steps = entry.get("steps", ())
+                builds[build_id] = LastBuild(
+                    build_id=build_id, status={},
+                    selected=tuple(str(s) for s in steps) if isinstance(steps, list) else ())
                 last_id = build_id
             elif build_id in builds and "step" in entry:
                 builds[build_id].status[str(entry["step"])] = str(entry.get("status"))

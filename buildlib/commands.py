@@ -1,0 +1,169 @@
+"""The CLI's commands, each a short pipeline over the engine's modules."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from buildlib import graph
+from buildlib.cli import BUILD_DIR, default_jobs, render_dry_run, render_mermaid
+from buildlib.errors import UserError
+from buildlib.executor import AlwaysRun, ExecOptions, Executor, Gate
+from buildlib.journal import Journal
+from buildlib.lock import workspace_lock
+from buildlib.manifest import Manifest
+from buildlib.plan import Plan, build_plan, resolve_artifacts
+from buildlib.targets import Target, check_buildable
+
+
+def build_dir(manifest: Manifest) -> Path:
+    return manifest.root / BUILD_DIR
+
+
+def _estimates(manifest: Manifest, mode: str, target: Target) -> dict[str, float]:
+    from buildlib.history import estimates
+
+    return estimates(build_dir(manifest) / "history.jsonl", mode=mode, target=target.triple)
+
+
+def build_command(args: argparse.Namespace, manifest: Manifest, *, mode: str, target: Target,
+                  host: Target) -> int:
+    """Plan, then (unless --dry-run/--graph) lock the workspace, execute and report."""
+    environ = dict(os.environ)
+    estimates = _estimates(manifest, mode, target)
+    requested = [*args.steps, *args.only]
+    if args.from_step and args.from_step not in manifest.steps:
+        raise UserError(f"--from: unknown step '{args.from_step}'",
+                        fix="steps: " + ", ".join(manifest.steps))
+    plan = build_plan(manifest, mode=mode, target=target, requested=requested, environ=environ,
+                      estimates=estimates)
+    if args.graph:
+        print(render_mermaid(plan))
+        return 0
+    if args.dry_run:
+        print(render_dry_run(plan, environ))
+        return 0
+    check_buildable(target, host, {t for s in plan.steps.values() for t in s.tools})
+    jobs = default_jobs(args.jobs, environ)
+    from buildlib.progress import make_reporter
+
+    reporter = make_reporter(stream=sys.stdout, environ=environ, verbose=args.verbose,
+                             force_plain=args.plain)
+    tag = f"{mode}-{target.triple}"
+    with workspace_lock(build_dir(manifest) / "lock", wait=not args.no_wait,
+                        on_wait=reporter.warning):
+        journal = Journal(build_dir(manifest) / "journal" / f"{tag}.jsonl")
+        done, forced = _selection(args, plan, journal)
+        gate = _make_gate(args, manifest, plan, forced, environ, reporter.warning)
+        options = ExecOptions(jobs=jobs, keep_going=args.keep_going, verbose=args.verbose,
+                              log_dir=build_dir(manifest) / "logs" / tag, done=frozenset(done))
+        executor = Executor(plan, reporter=reporter, options=options, gate=gate,
+                            environ=environ, estimates=estimates, journal=journal)
+        record = executor.run()
+        _write_reports(manifest, plan, record, reporter.warning)
+    if args.explain:
+        print(render_explain(record))
+    return record.exit_code
+
+
+def _selection(args: argparse.Namespace, plan: Plan, journal: Journal
+               ) -> tuple[set[str], set[str] | None]:
+    """(steps taken as done without running, steps forced to run; None = every step)."""
+    deps = {name: s.depends_on for name, s in plan.steps.items()}
+    forced: set[str] | None = None if args.force else set()
+    done: set[str] = set()
+    if args.from_step:
+        downstream = graph.downstream(deps, [args.from_step])
+        done = set(plan.steps) - downstream
+        if forced is not None:
+            forced |= downstream
+    if args.only and forced is not None:
+        forced |= set(args.only)
+    if args.only and args.no_cache:
+        last = journal.last_success()
+        done |= {s for s in plan.steps if s not in args.only and s in last}
+    if args.resume:
+        last_build = journal.last_build()
+        if last_build is None:
+            raise UserError("--resume: no earlier build of this mode and target to resume",
+                            fix="run the build once without --resume")
+        rerun = graph.downstream(deps, last_build.unfinished & set(plan.steps))
+        rerun |= set(plan.steps) - set(last_build.selected)
+        done |= set(plan.steps) - rerun
+    return done, forced
+
+
+def _make_gate(args: argparse.Namespace, manifest: Manifest, plan: Plan,
+               forced: set[str] | None, environ: Mapping[str, str], warn: object) -> Gate:
+    if args.no_cache:
+        return AlwaysRun()
+    from buildlib.uptodate import UpToDate, cache_config
+
+    config = cache_config(manifest, environ, cache_dir=args.cache_dir,
+                          remote_url=args.remote_cache, read_only=args.remote_read_only)
+    return UpToDate(plan, state_dir=build_dir(manifest) / "state" /
+                    f"{plan.mode}-{plan.target.triple}", cache=config, forced=forced,
+                    environ=environ, warn=warn)  # type: ignore[arg-type]
+
+
+def _write_reports(manifest: Manifest, plan: Plan, record: object, warn: object) -> None:
+    from buildlib.report import write_build_reports
+
+    deps = {name: s.depends_on for name, s in plan.steps.items()}
+    try:
+        write_build_reports(record, deps, build_dir(manifest))  # type: ignore[arg-type]
+    except OSError as exc:
+        warn(f"could not write the build report: {exc}")  # type: ignore[operator]
+
+
+def render_explain(record: object) -> str:
+    from buildlib.results import BuildRecord, Outcome
+
+    assert isinstance(record, BuildRecord)
+    lines = ["why steps ran:"]
+    for step in record.steps:
+        if step.outcome in (Outcome.BUILT, Outcome.FAILED, Outcome.INTERRUPTED):
+            lines.append(f"  {step.name}: " + ("; ".join(step.reasons) or "no reason recorded"))
+        elif step.outcome.from_cache:
+            lines.append(f"  {step.name}: up to date ({step.outcome.value})")
+    return "\n".join(lines)
+
+
+def verify_command(manifest: Manifest, *, mode: str, target: Target, host: Target) -> int:
+    from buildlib.verify import render_report, verify_artifacts
+
+    plan = build_plan(manifest, mode=mode, target=target, environ=os.environ)
+    artifacts = resolve_artifacts(manifest, plan, os.environ)
+    if not artifacts:
+        raise UserError(f"no artifacts declared for mode '{mode}'",
+                        fix=f"declare [[artifact]] tables in {manifest.path}")
+    report = verify_artifacts(artifacts, root=manifest.root, target=target, host=host, mode=mode)
+    print(render_report(report))
+    return 0 if report.ok else 1
+
+
+def clean_command(args: argparse.Namespace, manifest: Manifest, *, mode: str,
+                  target: Target) -> int:
+    from buildlib.clean import clean
+
+    return clean(manifest, target=target, selection=args.groups, dry_run=args.dry_run,
+                 cache=args.cache, cache_dir=args.cache_dir)
+
+
+def metrics_command(args: argparse.Namespace, manifest: Manifest, *, mode: str,
+                    target: Target) -> int:
+    from buildlib.metrics import metrics_table, render_metrics
+
+    result = metrics_table(build_dir(manifest) / "history.jsonl", last=args.last, mode=mode,
+                           target=target.triple)
+    print(render_metrics(result))
+    return 0
+
+
+def prune_command(args: argparse.Namespace) -> int:
+    from buildlib.uptodate import prune_cache
+
+    return prune_cache(args.max_size, cache_dir=args.cache_dir, environ=os.environ)

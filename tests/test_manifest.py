@@ -1,0 +1,121 @@
+"""Every manifest error of issue 2 point 3 stops before anything runs, naming file, step, key, fix."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from buildlib.errors import CycleError, ManifestError
+from buildlib.manifest import load_manifest
+from workspace import MODES
+
+GOOD_STEP = """
+[[step]]
+name = "a"
+command = ["echo", "a"]
+"""
+
+
+def write(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "build.toml"
+    path.write_text(MODES + textwrap.dedent(body))
+    return path
+
+
+def error_of(tmp_path: Path, body: str) -> ManifestError:
+    with pytest.raises(ManifestError) as info:
+        load_manifest(write(tmp_path, body))
+    return info.value
+
+
+def test_valid_manifest_loads(tmp_path: Path) -> None:
+    manifest = load_manifest(write(tmp_path, GOOD_STEP + """
+        [[step]]
+        name = "b"
+        command = ["echo", "{mode}"]
+        depends_on = ["a"]
+        when = 'sys_platform == "win32"'
+        [step.mode.production]
+        args = ["--release"]
+    """))
+    assert list(manifest.steps) == ["a", "b"]
+    assert manifest.steps["b"].mode_overrides["production"].args == ("--release",)
+
+
+@pytest.mark.parametrize(("body", "step", "key", "fix_words"), [
+    (GOOD_STEP + 'colour = "red"\n', "a", "colour", "remove it"),
+    (GOOD_STEP.replace('["echo", "a"]', '"echo a"'), "a", "command", "argv list"),
+    (GOOD_STEP + GOOD_STEP, "a", "name", "rename"),
+    (GOOD_STEP + 'depends_on = ["nope"]\n', "a", "depends_on", "declare that step"),
+    (GOOD_STEP + 'outputs = ["../elsewhere/out"]\n', "a", "outputs", "relative to the workspace"),
+    (GOOD_STEP + 'outputs = ["/etc/passwd"]\n', "a", "outputs", "relative to the workspace"),
+    (GOOD_STEP.replace('["echo", "a"]', "[]"), "a", "command", "program and its arguments"),
+    (GOOD_STEP + "retries = -1\n", "a", "retries", "retries = 2"),
+    (GOOD_STEP + "retries = \"two\"\n", "a", "retries", "retries = 2"),
+    (GOOD_STEP + "when = 'sys_platform === 1'\n", "a", "when", "when ="),
+    (GOOD_STEP + 'modes = ["staging"]\n', "a", "modes", "development"),
+    (GOOD_STEP + 'tools = ["cargo"]\n', "a", "tools", "[tools]"),
+    (GOOD_STEP + 'env = { N = 1 }\n', "a", "env.N", "quote it"),
+    (GOOD_STEP + '[step.target.sparc-sun-solaris]\nargs = ["x"]\n', "a", "target.sparc-sun-solaris",
+     "x86_64-unknown-linux-gnu"),
+    (GOOD_STEP.replace('["echo", "a"]', '["echo", "{nope"]'), "a", "command", "literal brace"),
+])
+def test_errors_name_file_step_key_and_fix(tmp_path: Path, body: str, step: str, key: str,
+                                           fix_words: str) -> None:
+    error = error_of(tmp_path, body)
+    assert error.file == str(tmp_path / "build.toml")
+    assert error.step == step
+    assert error.key == key
+    assert fix_words in error.fix
+    assert str(tmp_path / "build.toml") in error.render()
+
+
+def test_unknown_key_suggests_the_close_one(tmp_path: Path) -> None:
+    error = error_of(tmp_path, GOOD_STEP + 'depend_on = ["a"]\n')
+    assert "did you mean 'depends_on'" in error.fix
+
+
+def test_cycle_names_every_step_in_order(tmp_path: Path) -> None:
+    body = "".join(f"""
+        [[step]]
+        name = "{n}"
+        command = ["true"]
+        depends_on = ["{d}"]
+    """ for n, d in (("a", "c"), ("b", "a"), ("c", "b")))
+    error = error_of(tmp_path, body)
+    assert isinstance(error, CycleError)
+    assert error.cycle == ("a", "c", "b", "a")
+    assert "a -> c -> b -> a" in error.render()
+
+
+def test_self_dependency_is_a_cycle(tmp_path: Path) -> None:
+    error = error_of(tmp_path, GOOD_STEP + 'depends_on = ["a"]\n')
+    assert isinstance(error, CycleError)
+
+
+def test_invalid_toml_points_at_the_line(tmp_path: Path) -> None:
+    error = error_of(tmp_path, GOOD_STEP + "name = \n")
+    assert "invalid TOML" in error.message
+    assert "line" in error.message
+
+
+def test_cli_prints_one_message_and_no_traceback(tmp_path: Path) -> None:
+    write(tmp_path, GOOD_STEP + 'depends_on = ["nope"]\n')
+    proc = subprocess.run([sys.executable, "-m", "buildlib", "build"], cwd=tmp_path,
+                          capture_output=True, text=True, env=_env())
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert "step 'a', key 'depends_on'" in proc.stderr
+    assert "fix:" in proc.stderr
+    assert not (tmp_path / ".buildlib" / "logs").exists()  # nothing ran
+
+
+def _env() -> dict[str, str]:
+    import os
+
+    root = Path(__file__).resolve().parent.parent
+    return {**os.environ, "PYTHONPATH": str(root)}
