@@ -1,0 +1,399 @@
+"""The GitHub Actions workflow: linted by actionlint (with shellcheck) and GitHub's JSON schema,
+checked against the real matrix, and kept byte-identical in .github/workflows/.
+
+The linters are real binaries: `bash ci/install-tools.sh` installs them (.ci/run does);
+a test skips, naming the tool, only when it is absent.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from buildlib.ci_matrix import build_matrix
+from buildlib.targets import TARGETS
+
+yaml = pytest.importorskip("yaml", reason="PyYAML is needed to read the workflow")
+
+ROOT = Path(__file__).resolve().parents[1]
+CANONICAL = ROOT / "ci" / "workflows" / "build.yml"
+GITHUB_COPY = ROOT / ".github" / "workflows" / "build.yml"
+SYNC = ROOT / "ci" / "sync-workflow.sh"
+MATRIX_EXPR = "${{ fromJSON(needs.plan.outputs.matrix) }}"
+CI_MODES = ["production", "development"]
+INSTALL_HINT = "run `bash ci/install-tools.sh`"
+
+
+def _actionlint() -> str | None:
+    found = shutil.which("actionlint")
+    if found:
+        return found
+    in_gopath = Path.home() / "go" / "bin" / "actionlint"
+    return str(in_gopath) if in_gopath.is_file() else None
+
+
+def _check_jsonschema() -> list[str] | None:
+    if importlib.util.find_spec("check_jsonschema") is not None:
+        return [sys.executable, "-m", "check_jsonschema"]
+    found = shutil.which("check-jsonschema")
+    return [found] if found else None
+
+
+ACTIONLINT = _actionlint()
+CHECK_JSONSCHEMA = _check_jsonschema()
+SHELLCHECK = shutil.which("shellcheck")
+needs_actionlint = pytest.mark.skipif(
+    ACTIONLINT is None, reason=f"actionlint is not installed; {INSTALL_HINT}"
+)
+needs_check_jsonschema = pytest.mark.skipif(
+    CHECK_JSONSCHEMA is None, reason=f"check-jsonschema is not installed; {INSTALL_HINT}"
+)
+needs_shellcheck = pytest.mark.skipif(
+    SHELLCHECK is None, reason=f"shellcheck is not installed; {INSTALL_HINT}"
+)
+
+
+def run(argv: list[str], *, cwd: Path = ROOT, env: dict[str, str] | None = None,
+        timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        argv, cwd=cwd, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL,
+        check=False, timeout=timeout,
+    )
+
+
+def actionlint(path: Path) -> subprocess.CompletedProcess[str]:
+    """actionlint on one file; shellcheck is passed explicitly so its absence is visible."""
+    assert ACTIONLINT is not None
+    return run([ACTIONLINT, "-no-color", "-shellcheck", SHELLCHECK or "", "-pyflakes", "",
+                str(path)])
+
+
+def load(path: Path) -> dict[str, Any]:
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    assert isinstance(data, dict)
+    return data
+
+
+def triggers(workflow: dict[str, Any]) -> dict[str, Any]:
+    # YAML 1.1 (PyYAML) reads the bare key `on` as the boolean True.
+    value = workflow.get("on", workflow.get(True))
+    assert isinstance(value, dict)
+    return value
+
+
+def step(job: dict[str, Any], *, uses: str = "", run_contains: str = "",
+         step_id: str = "") -> dict[str, Any]:
+    found = [
+        s for s in job["steps"]
+        if (uses and s.get("uses", "").startswith(uses + "@"))
+        or (run_contains and run_contains in s.get("run", ""))
+        or (step_id and s.get("id") == step_id)
+    ]
+    assert len(found) == 1, f"expected one step matching {uses or run_contains or step_id}"
+    return found[0]
+
+
+@pytest.fixture(scope="module")
+def workflow() -> dict[str, Any]:
+    return load(CANONICAL)
+
+
+# --- the copy GitHub reads ----------------------------------------------------------------
+
+
+def test_github_copy_is_byte_identical_to_the_canonical_workflow() -> None:
+    assert GITHUB_COPY.is_file(), "missing .github/workflows/build.yml: run ci/sync-workflow.sh"
+    assert GITHUB_COPY.read_bytes() == CANONICAL.read_bytes(), (
+        ".github/workflows/build.yml differs from ci/workflows/build.yml: "
+        "edit the latter, then run ci/sync-workflow.sh"
+    )
+
+
+def test_sync_script_check_passes_on_the_repo() -> None:
+    proc = run(["bash", str(SYNC), "--check"])
+
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_sync_script_detects_drift_and_repairs_it(tmp_path: Path) -> None:
+    (tmp_path / "ci" / "workflows").mkdir(parents=True)
+    shutil.copy(SYNC, tmp_path / "ci" / "sync-workflow.sh")
+    source = tmp_path / "ci" / "workflows" / "build.yml"
+    source.write_bytes(b"name: x\r\n# no trailing newline")
+    script = str(tmp_path / "ci" / "sync-workflow.sh")
+    copy = tmp_path / ".github" / "workflows" / "build.yml"
+
+    missing = run(["bash", script, "--check"], cwd=tmp_path)
+    assert missing.returncode == 1
+    assert "fix: run ci/sync-workflow.sh" in missing.stderr
+
+    assert run(["bash", script], cwd=tmp_path).returncode == 0
+    assert copy.read_bytes() == source.read_bytes()
+    assert run(["bash", script, "--check"], cwd=tmp_path).returncode == 0
+
+    source.write_bytes(b"name: y\n")
+    assert run(["bash", script, "--check"], cwd=tmp_path).returncode == 1
+    assert copy.read_bytes() == b"name: x\r\n# no trailing newline", "--check must not write"
+    assert run(["bash", script, "bogus"], cwd=tmp_path).returncode == 2
+
+
+# --- linters -------------------------------------------------------------------------------
+
+
+@needs_actionlint
+@pytest.mark.parametrize("path", [CANONICAL, GITHUB_COPY], ids=["canonical", "github"])
+def test_actionlint_accepts_the_workflow(path: Path) -> None:
+    proc = actionlint(path)
+
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def inline_matrix(matrix: dict[str, Any], tmp_path: Path) -> Path:
+    """The workflow with the plan job's output replaced by `matrix` (JSON is YAML), so
+    actionlint type-checks every `matrix.<key>` and every runner label against it."""
+    text = CANONICAL.read_text(encoding="utf-8")
+    assert text.count(MATRIX_EXPR) == 1, "the build job's matrix expression changed"
+    path = tmp_path / "build.yml"
+    path.write_text(text.replace(MATRIX_EXPR, json.dumps(matrix)), encoding="utf-8")
+    return path
+
+
+RETIRED_RUNNERS = {"macos-13"}  # GitHub retired the image in December 2025
+
+
+@needs_actionlint
+@pytest.mark.parametrize(
+    "triple",
+    [
+        pytest.param(
+            triple,
+            marks=pytest.mark.xfail(
+                TARGETS[triple].runner in RETIRED_RUNNERS, strict=True,
+                reason=f"buildlib/targets.py still maps {triple} to the retired runner "
+                f"'{TARGETS[triple].runner}'; the Intel macOS runner is now 'macos-15-intel'",
+            ),
+        )
+        for triple in TARGETS
+    ],
+)
+def test_actionlint_accepts_the_workflow_with_the_real_matrix(triple: str, tmp_path: Path) -> None:
+    matrix = build_matrix(modes=CI_MODES, targets=[triple])
+
+    proc = actionlint(inline_matrix(matrix, tmp_path))
+
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@needs_actionlint
+def test_inlined_matrix_check_catches_a_key_the_workflow_reads_but_the_matrix_lacks(
+    tmp_path: Path,
+) -> None:
+    matrix = build_matrix(modes=["production"], targets=["x86_64-unknown-linux-gnu"])
+    for row in matrix["include"]:
+        del row["verify_session"]
+
+    proc = actionlint(inline_matrix(matrix, tmp_path))
+
+    assert proc.returncode == 1
+    assert 'property "verify_session" is not defined' in proc.stdout
+
+
+@needs_actionlint
+@needs_shellcheck
+def test_actionlint_runs_shellcheck_on_run_scripts(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yml"
+    bad.write_text(
+        "on: push\njobs:\n  a:\n    runs-on: ubuntu-24.04\n    steps:\n"
+        "      - run: echo $UNQUOTED\n",
+        encoding="utf-8",
+    )
+
+    proc = actionlint(bad)
+
+    assert proc.returncode == 1
+    assert "SC2086" in proc.stdout
+
+
+@needs_check_jsonschema
+@pytest.mark.parametrize("path", [CANONICAL, GITHUB_COPY], ids=["canonical", "github"])
+def test_github_workflow_schema_accepts_the_workflow(path: Path) -> None:
+    assert CHECK_JSONSCHEMA is not None
+    proc = run([*CHECK_JSONSCHEMA, "--builtin-schema", "vendor.github-workflows", str(path)])
+
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@needs_check_jsonschema
+def test_github_workflow_schema_rejects_a_misspelled_key(tmp_path: Path) -> None:
+    assert CHECK_JSONSCHEMA is not None
+    text = CANONICAL.read_text(encoding="utf-8").replace("runs-on:", "run-on:", 1)
+    bad = tmp_path / "build.yml"
+    bad.write_text(text, encoding="utf-8")
+
+    proc = run([*CHECK_JSONSCHEMA, "--builtin-schema", "vendor.github-workflows", str(bad)])
+
+    assert proc.returncode == 1
+
+
+@needs_shellcheck
+def test_ci_shell_scripts_pass_shellcheck() -> None:
+    scripts = sorted(str(p) for p in (ROOT / "ci").glob("*.sh"))
+    assert scripts
+
+    proc = run([str(SHELLCHECK), *scripts])
+
+    assert proc.returncode == 0, proc.stdout
+
+
+# --- what the jobs rely on ----------------------------------------------------------------
+
+
+def test_triggers_are_push_pull_request_and_manual(workflow: dict[str, Any]) -> None:
+    assert set(triggers(workflow)) == {"push", "pull_request", "workflow_dispatch"}
+
+
+def test_every_action_is_pinned_to_a_major_version(workflow: dict[str, Any]) -> None:
+    uses = [s["uses"] for job in workflow["jobs"].values() for s in job["steps"] if "uses" in s]
+
+    assert uses
+    assert [u for u in uses if not re.fullmatch(r"[\w.-]+/[\w.-]+@v\d+", u)] == []
+
+
+def test_build_job_fans_out_over_the_plan_jobs_matrix(workflow: dict[str, Any]) -> None:
+    build = workflow["jobs"]["build"]
+
+    assert build["needs"] == "plan"
+    assert build["strategy"] == {"fail-fast": False, "matrix": MATRIX_EXPR}
+    assert build["runs-on"] == "${{ matrix.runner }}"
+    assert workflow["jobs"]["plan"]["outputs"]["matrix"] == "${{ steps.matrix.outputs.matrix }}"
+    assert "--modes production development --json" in step(
+        workflow["jobs"]["plan"], step_id="matrix")["run"]
+
+
+def test_build_job_runs_the_matrix_sessions(workflow: dict[str, Any]) -> None:
+    build = workflow["jobs"]["build"]
+    env = build["env"]
+
+    assert env["BUILD_SESSION"] == "${{ matrix.session }}"
+    assert env["VERIFY_SESSION"] == "${{ matrix.verify_session }}"
+    names = [s.get("run", "") for s in build["steps"]]
+    assert names.index('nox -s "$BUILD_SESSION"') < names.index('nox -s "$VERIFY_SESSION"')
+    assert 'rustup target add "$TARGET"' in step(build, run_contains="rustup target add")["run"]
+    assert env["TARGET"] == "${{ matrix.target }}"
+
+
+def test_build_job_toolchains(workflow: dict[str, Any]) -> None:
+    build = workflow["jobs"]["build"]
+
+    python = step(build, uses="actions/setup-python")["with"]["python-version"].split()
+    assert python == ["3.11", "3.12"]
+    node = step(build, uses="actions/setup-node")["with"]
+    assert (str(node["node-version"]), node["cache"]) == ("20", "npm")
+    assert node["cache-dependency-path"].split() == [
+        "web/package-lock.json",
+        "electron/package-lock.json",
+        "crates/tachikoma-native/package-lock.json",
+    ]
+    assert build["defaults"]["run"]["shell"] == "bash", "the run: scripts are bash, on Windows too"
+
+
+def test_npm_cache_keys_on_every_lockfile_in_the_workspace(workflow: dict[str, Any]) -> None:
+    committed = run(["git", "ls-files", "--", "package-lock.json", "*/package-lock.json"])
+    if committed.returncode != 0:
+        pytest.skip(f"not a git checkout: {committed.stderr.strip()}")
+    locks = sorted(committed.stdout.split())
+    if not locks:
+        pytest.skip("the app's npm packages are not committed yet")
+    listed = step(workflow["jobs"]["build"], uses="actions/setup-node")["with"][
+        "cache-dependency-path"].split()
+
+    assert sorted(listed) == locks, "setup-node's cache-dependency-path must list every lockfile"
+
+
+def test_remote_cache_comes_from_secrets_and_is_read_only_for_forks(
+    workflow: dict[str, Any],
+) -> None:
+    env = workflow["jobs"]["build"]["env"]
+
+    assert env["ELECTRON_SKIP_BINARY_DOWNLOAD"] == "1"
+    assert env["BUILDLIB_REMOTE_CACHE"] == "${{ secrets.BUILDLIB_CACHE_URL }}"
+    assert "secrets.BUILDLIB_CACHE_TOKEN" in env["BUILDLIB_REMOTE_HEADER"]
+    assert "Authorization: Bearer" in env["BUILDLIB_REMOTE_HEADER"]
+    read_only = env["BUILDLIB_REMOTE_READ_ONLY"]
+    assert "github.event_name == 'pull_request'" in read_only
+    assert "github.event.pull_request.head.repo.fork" in read_only
+
+
+def test_reports_are_uploaded_even_when_the_build_fails(workflow: dict[str, Any]) -> None:
+    uploads = [s for s in workflow["jobs"]["build"]["steps"]
+               if s.get("uses", "").startswith("actions/upload-artifact@")]
+    by_path = {u["with"]["path"].strip(): u for u in uploads}
+
+    reports = by_path[".buildlib/reports/"]
+    assert reports["if"] == "always()"
+    assert reports["with"]["name"] == "${{ matrix.artifact_name }}-reports"
+    outputs = next(u for u in uploads if u is not reports)
+    assert outputs["with"]["name"] == "${{ matrix.artifact_name }}"
+    for wanted in ("target/${{ matrix.target }}/", "web/dist/", "electron/dist/", ".node",
+                   ".buildlib/artifacts/"):
+        assert wanted in outputs["with"]["path"]
+    # upload-artifact skips dot-directories such as .buildlib/ unless told otherwise.
+    assert all(u["with"]["include-hidden-files"] is True for u in uploads)
+
+
+def test_tests_job_installs_the_linters_then_runs_nox(workflow: dict[str, Any]) -> None:
+    runs = [s.get("run", "") for s in workflow["jobs"]["tests"]["steps"]]
+
+    assert runs.index("bash ci/install-tools.sh") < runs.index("nox -s tests")
+
+
+# --- the plan job's script, for real --------------------------------------------------------
+
+
+def _nox_matrix_session_missing() -> str:
+    """Why the plan step cannot run here yet, or "" when the noxfile has a `matrix` session."""
+    if shutil.which("nox") is None:
+        return "nox is not installed"
+    if not (ROOT / "noxfile.py").is_file():
+        return "noxfile.py is not in this checkout yet"
+    listed = run(["nox", "--list", "--json"], timeout=120)
+    if listed.returncode != 0:
+        return f"`nox --list` fails: {listed.stderr.strip()[-300:]}"
+    sessions = {entry["session"] for entry in json.loads(listed.stdout)}
+    return "" if "matrix" in sessions else "the noxfile has no `matrix` session yet"
+
+
+@pytest.mark.timeout(600)
+def test_plan_step_writes_a_matrix_github_can_read(
+    workflow: dict[str, Any], tmp_path: Path,
+) -> None:
+    missing = _nox_matrix_session_missing()
+    if missing:
+        pytest.skip(missing)
+    plan = step(workflow["jobs"]["plan"], step_id="matrix")["run"]
+    assert plan.count("nox -s matrix") == 1
+    nox_dir = tmp_path / "nox"  # nox keeps its virtualenvs out of the shared checkout
+    script = tmp_path / "plan.sh"
+    script.write_text(plan.replace("nox -s matrix", f"nox --envdir '{nox_dir}' -s matrix"),
+                      encoding="utf-8")
+    output = tmp_path / "github_output"
+    env = {**os.environ, "GITHUB_OUTPUT": str(output)}
+
+    # The same flags as GitHub's `shell: bash`.
+    proc = run(["bash", "--noprofile", "--norc", "-eo", "pipefail", str(script)], env=env,
+               timeout=580)
+
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (line,) = output.read_text().splitlines()
+    key, _, value = line.partition("=")
+    assert key == "matrix"
+    assert json.loads(value) == build_matrix(modes=CI_MODES)
