@@ -10,13 +10,14 @@ set -euo pipefail
 ACTIONLINT_VERSION="v1.7.12"
 CHECK_JSONSCHEMA_SPEC="check-jsonschema>=0.29"
 PYTHON="${PYTHON:-python3}"
+GO="${GO:-$(command -v go || echo /usr/local/go/bin/go)}"
 
-gobin="$(go env GOBIN)"
-gobin="${gobin:-$(go env GOPATH)/bin}"
+gobin="$("$GO" env GOBIN)"
+gobin="${gobin:-$("$GO" env GOPATH)/bin}"
 if [ "$("$gobin/actionlint" --version 2>/dev/null | head -n 1)" = "$ACTIONLINT_VERSION" ]; then
   echo "actionlint $ACTIONLINT_VERSION: present"
 else
-  go install "github.com/rhysd/actionlint/cmd/actionlint@$ACTIONLINT_VERSION"
+  "$GO" install "github.com/rhysd/actionlint/cmd/actionlint@$ACTIONLINT_VERSION"
   echo "actionlint $ACTIONLINT_VERSION: installed in $gobin"
 fi
 case ":$PATH:" in
