@@ -307,16 +307,23 @@ def test_build_job_toolchains(workflow: dict[str, Any]) -> None:
 
 
 def test_npm_cache_keys_on_every_lockfile_in_the_workspace(workflow: dict[str, Any]) -> None:
-    committed = run(["git", "ls-files", "--", "package-lock.json", "*/package-lock.json"])
+    committed = run(["git", "ls-files", "--", "package.json", "*/package.json",
+                     "package-lock.json", "*/package-lock.json"])
     if committed.returncode != 0:
         pytest.skip(f"not a git checkout: {committed.stderr.strip()}")
-    locks = sorted(committed.stdout.split())
-    if not locks:
+    files = set(committed.stdout.split())
+    if not files:
         pytest.skip("the app's npm packages are not committed yet")
     listed = step(workflow["jobs"]["build"], uses="actions/setup-node")["with"][
         "cache-dependency-path"].split()
 
-    assert sorted(listed) == locks, "setup-node's cache-dependency-path must list every lockfile"
+    locks = {f for f in files if f.endswith("/package-lock.json") or f == "package-lock.json"}
+    assert sorted(locks - set(listed)) == [], "add these to setup-node's cache-dependency-path"
+    packages_without_lock = [
+        lock for lock in listed
+        if lock not in locks and lock.replace("package-lock.json", "package.json") in files
+    ]
+    assert packages_without_lock == [], "npm ci needs these lockfiles committed"
 
 
 def test_remote_cache_comes_from_secrets_and_is_read_only_for_forks(
