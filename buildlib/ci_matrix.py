@@ -45,7 +45,8 @@ class MatrixEntry:
 
     @property
     def verify_session(self) -> str:
-        return f"verify(mode='{self.mode}', target='{self.target.triple}')"
+        # `verify` is one session; mode and target reach the engine after `--`.
+        return f"verify -- --mode {self.mode} --target {self.target.triple}"
 
     @property
     def artifact_name(self) -> str:

@@ -62,6 +62,9 @@ class Gate(Protocol):
 
     def record_failure(self, step: PlannedStep, decision: Decision) -> None: ...
 
+    def close(self) -> None:
+        """Called once after the last step: persist what the gate learned."""
+
 
 class AlwaysRun:
     """The gate with no memory: every step runs (`--no-cache`)."""
@@ -73,6 +76,9 @@ class AlwaysRun:
         return None
 
     def record_failure(self, step: PlannedStep, decision: Decision) -> None:
+        return None
+
+    def close(self) -> None:
         return None
 
 
@@ -179,6 +185,7 @@ class Executor:
                 if not ok and not options.keep_going and interrupted is None and jobs:
                     self._stop_running()
             self.processes.close()
+            self.gate.close()
             if self.journal is not None:
                 self.journal.close()
         for name, state in scheduler.state.items():

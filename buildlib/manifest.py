@@ -49,6 +49,7 @@ class StepSpec:
     inputs: tuple[str, ...]
     exclude: tuple[str, ...]
     outputs: tuple[str, ...]
+    clean: tuple[str, ...]  # extra paths `clean` removes (intermediate directories)
     tools: tuple[str, ...]
     retries: int
     when: Marker | None
@@ -107,7 +108,7 @@ CACHE_KEYS = ("remote", "remote_read_only", "remote_header_env")
 OVERRIDE_KEYS = ("args", "env")
 STEP_KEYS = (
     "name", "description", "group", "command", "cwd", "env", "env_inputs", "depends_on",
-    "inputs", "exclude", "outputs", "tools", "retries", "when", "modes", "cache", "mode", "target",
+    "inputs", "exclude", "outputs", "clean", "tools", "retries", "when", "modes", "cache", "mode", "target",
 )
 ARTIFACT_KEYS = ("path", "step", "kind", "run", "expect", "modes")
 
@@ -346,7 +347,9 @@ def _load_step(check: _Checker, body: Mapping[str, Any], name: str,
     inputs = check.strings(body, "inputs", step=name)
     outputs = check.strings(body, "outputs", step=name)
     exclude = check.strings(body, "exclude", step=name)
-    for key, patterns in (("inputs", inputs), ("outputs", outputs), ("exclude", exclude)):
+    clean = check.strings(body, "clean", step=name)
+    for key, patterns in (("inputs", inputs), ("outputs", outputs), ("exclude", exclude),
+                          ("clean", clean)):
         for pattern in patterns:
             check.relative_path(pattern, step=name, key=key)
     cwd = check.string(body, "cwd", ".", step=name)
@@ -389,6 +392,7 @@ def _load_step(check: _Checker, body: Mapping[str, Any], name: str,
         inputs=inputs,
         exclude=exclude,
         outputs=outputs,
+        clean=clean,
         tools=step_tools,
         retries=retries,
         when=when,

@@ -71,7 +71,7 @@ TARGETS: dict[str, Target] = {
     for t in (
         _target("x86_64-unknown-linux-gnu", "linux", "x86_64", "ubuntu-24.04", "gcc-x86-64-linux-gnu"),
         _target("aarch64-unknown-linux-gnu", "linux", "aarch64", "ubuntu-24.04-arm", "gcc-aarch64-linux-gnu"),
-        _target("x86_64-apple-darwin", "darwin", "x86_64", "macos-13"),
+        _target("x86_64-apple-darwin", "darwin", "x86_64", "macos-15-intel"),
         _target("aarch64-apple-darwin", "darwin", "aarch64", "macos-14"),
         _target("x86_64-pc-windows-msvc", "windows", "x86_64", "windows-2022"),
         _target("aarch64-pc-windows-msvc", "windows", "aarch64", "windows-11-arm"),

@@ -35,7 +35,7 @@ def test_each_row_carries_the_targets_runner_and_platform(triple: str) -> None:
     assert set(row) == KEYS
     assert (row["runner"], row["os"], row["arch"]) == (target.runner, target.os, target.arch)
     assert row["session"] == "build-3.12(mode='production')"
-    assert row["verify_session"] == f"verify(mode='production', target='{triple}')"
+    assert row["verify_session"] == f"verify -- --mode production --target {triple}"
 
 
 def test_the_six_targets_run_on_six_distinct_runners() -> None:

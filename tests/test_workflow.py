@@ -286,7 +286,9 @@ def test_build_job_runs_the_matrix_sessions(workflow: dict[str, Any]) -> None:
     assert env["BUILD_SESSION"] == "${{ matrix.session }}"
     assert env["VERIFY_SESSION"] == "${{ matrix.verify_session }}"
     names = [s.get("run", "") for s in build["steps"]]
-    assert names.index('nox -s "$BUILD_SESSION"') < names.index('nox -s "$VERIFY_SESSION"')
+    verify = 'nox -s verify -- --mode "$MODE" --target "$TARGET"'
+    assert names.index('nox -s "$BUILD_SESSION"') < names.index(verify)
+    assert env["MODE"] == "${{ matrix.mode }}"
     assert 'rustup target add "$TARGET"' in step(build, run_contains="rustup target add")["run"]
     assert env["TARGET"] == "${{ matrix.target }}"
 

@@ -1,0 +1,269 @@
+"""The executor's gate: is a step up to date, can the cache supply it, and why must it run?
+
+For each step: compute its fingerprint; if the last success recorded for this mode
+and target has the same fingerprint and its outputs are intact, skip it (CACHED);
+else if the cache (local, then remote) holds a result for the fingerprint, restore it
+(RESTORED); else run it, with the reasons `explain` gives. After a success the
+outputs are hashed, recorded and stored, unless an input changed while it ran.
+A failure erases the step's record, so it can never count as done.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from buildlib.cache import CacheConfig, StepCache
+from buildlib.errors import UserError
+from buildlib.executor import Decision
+from buildlib.filehash import FileHasher
+from buildlib.fingerprint import Fingerprint, compute_fingerprint, explain, stat_snapshot
+from buildlib.manifest import Manifest
+from buildlib.plan import Plan, PlannedStep
+from buildlib.results import Outcome
+from buildlib.toolversions import detect_tool_versions
+
+DEFAULT_MAX_SIZE = 5 << 30
+SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
+
+
+def parse_size(text: str) -> int:
+    match = SIZE.match(text)
+    if not match:
+        raise UserError(f"invalid size {text!r}", fix="write e.g. 500M, 2G or 1073741824")
+    number, unit = float(match.group(1)), match.group(2).lower()
+    return int(number * (1 << (10 * " kmgt".index(unit or " "))))
+
+
+def cache_config(manifest: Manifest, environ: Mapping[str, str], *, cache_dir: Path | None,
+                 remote_url: str | None, read_only: bool) -> CacheConfig:
+    """Flags win over environment variables, which win over the manifest's [cache]."""
+    local = cache_dir or (Path(environ["BUILDLIB_CACHE_DIR"]) if environ.get(
+        "BUILDLIB_CACHE_DIR") else None)
+    remote = remote_url if remote_url is not None else environ.get(
+        "BUILDLIB_REMOTE_CACHE", manifest.cache.remote)
+    header = environ.get("BUILDLIB_REMOTE_HEADER") or (
+        environ.get(manifest.cache.remote_header_env) if manifest.cache.remote_header_env
+        else None)
+    return CacheConfig(
+        local_dir=local,
+        max_size=parse_size(environ.get("BUILDLIB_CACHE_MAX_SIZE", str(DEFAULT_MAX_SIZE))),
+        remote_url=remote or None,
+        remote_header=header or None,
+        remote_read_only=read_only or environ.get("BUILDLIB_REMOTE_READ_ONLY") == "1"
+        or manifest.cache.remote_read_only,
+        remote_timeout=float(environ.get("BUILDLIB_REMOTE_TIMEOUT", "5")),
+    )
+
+
+def clear_cache(config: CacheConfig, *, dry_run: bool) -> int:
+    store = StepCache(config)
+    size = store.size() if hasattr(store, "size") else 0
+    if not dry_run:
+        store.clear()
+    return int(size)
+
+
+def prune_cache(max_size: str, *, cache_dir: Path | None, environ: Mapping[str, str]) -> int:
+    local = cache_dir or (Path(environ["BUILDLIB_CACHE_DIR"]) if environ.get(
+        "BUILDLIB_CACHE_DIR") else None)
+    store = StepCache(CacheConfig(local_dir=local, max_size=parse_size(max_size),
+                                  remote_url=None, remote_header=None, remote_read_only=True,
+                                  remote_timeout=1.0))
+    result = store.prune(parse_size(max_size))
+    print(result)
+    return 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Pending:
+    fingerprint: Fingerprint
+    snapshot: Mapping[str, tuple[int, int]]
+
+
+class UpToDate:
+    """The caching gate for one build. Thread-safe: job threads call it concurrently."""
+
+    def __init__(self, plan: Plan, *, state_dir: Path, cache: CacheConfig,
+                 forced: set[str] | None, environ: Mapping[str, str],
+                 warn: Callable[[str], None]) -> None:
+        self.plan = plan
+        self.root = plan.root
+        self.state_dir = state_dir
+        self.forced = forced
+        self.environ = environ
+        self.warn = warn
+        self.store = StepCache(cache)
+        self.hasher = FileHasher(plan.root, plan.root / ".buildlib" / "filehash.cache")
+        self._lock = threading.Lock()
+        self._tools: dict[str, str] | None = None
+        self._warned: set[str] = set()
+
+    def _tool_versions(self) -> dict[str, str]:
+        if self._tools is None:
+            names = {t for s in self.plan.steps.values() for t in s.tools}
+            self._tools = detect_tool_versions(self.plan.tool_commands, names,
+                                               self.root / ".buildlib" / "tools.json")
+        return self._tools
+
+    # -- Gate ----------------------------------------------------------------------------
+
+    def check(self, step: PlannedStep, dep_fingerprints: Mapping[str, str]) -> Decision:
+        with self._lock:
+            fingerprint = compute_fingerprint(
+                step, root=self.root, hasher=self.hasher, environ=self.environ,
+                tool_versions=self._tool_versions(), dep_fingerprints=dep_fingerprints,
+                mode=self.plan.mode, target=self.plan.target.triple)
+            snapshot = stat_snapshot(self.root, [k[5:] for k in fingerprint.components
+                                                 if k.startswith("file:")])
+        pending = _Pending(fingerprint=fingerprint, snapshot=snapshot)
+        previous = self._load_state(step.name)
+        if self.forced is None or step.name in self.forced:
+            return self._run(pending, ("forced",))
+        if not step.cacheable:
+            return self._run(pending, ("caching is off for this step (cache = false)",))
+        reasons: list[str] = []
+        if previous is not None and previous.get("digest") == fingerprint.digest:
+            broken = self._broken_outputs(previous)
+            if not broken:
+                return Decision(outcome=Outcome.CACHED, fingerprint=fingerprint.digest,
+                                replay_log=self._replay(step.name, previous))
+            reasons.append("outputs missing or modified: " + _first(broken))
+        entry = self.store.lookup(step.name, fingerprint.digest)
+        self._drain_warnings()
+        if entry is not None:
+            try:
+                self.store.restore(entry, self.root)
+            except (OSError, ValueError) as exc:
+                self.warn(f"{step.name}: cache entry could not be restored ({exc}); rebuilding")
+            else:
+                self._drain_warnings()
+                outputs = {f.path: f.sha256 for f in entry.files}
+                self._save_state(step.name, fingerprint, outputs, self.store.log_text(entry))
+                return Decision(outcome=Outcome.RESTORED, fingerprint=fingerprint.digest,
+                                cache_source=getattr(entry, "source", "local"),
+                                replay_log=self.store.log_text(entry))
+        if not reasons:
+            previous_components = previous.get("components") if previous else None
+            reasons = explain(previous_components if isinstance(previous_components, dict)
+                              else None, fingerprint)
+        return self._run(pending, tuple(reasons) or ("no earlier result",))
+
+    def record_success(self, step: PlannedStep, decision: Decision, log_path: Path) -> None:
+        pending = decision.state
+        assert isinstance(pending, _Pending)
+        changed = [p for p, stamp in pending.snapshot.items()
+                   if _stamp(self.root / p) != stamp]
+        if changed:
+            self.warn(f"{step.name}: input {_first(changed)} changed while it ran; "
+                      "its result is not recorded and it will run again next time")
+            self._erase_state(step.name)
+            return
+        files = expand_outputs(self.root, step.outputs)
+        with self._lock:
+            hashes = self.hasher.hash_files(files)
+        log_text = log_path.read_text(encoding="utf-8", errors="replace") \
+            if log_path.exists() else ""
+        self._save_state(step.name, pending.fingerprint, hashes, log_text)
+        if step.cacheable and files:
+            warning = self.store.save(step.name, pending.fingerprint.digest, self.root, files,
+                                      log_path, {"mode": self.plan.mode,
+                                                 "target": self.plan.target.triple})
+            if warning:
+                self._warn_once(warning)
+        self._drain_warnings()
+
+    def record_failure(self, step: PlannedStep, decision: Decision) -> None:
+        self._erase_state(step.name)
+
+    def close(self) -> None:
+        with self._lock:
+            self.hasher.save()
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _run(self, pending: _Pending, reasons: tuple[str, ...]) -> Decision:
+        return Decision(outcome=None, fingerprint=pending.fingerprint.digest, reasons=reasons,
+                        state=pending)
+
+    def _broken_outputs(self, previous: Mapping[str, object]) -> list[str]:
+        outputs = previous.get("outputs")
+        if not isinstance(outputs, dict):
+            return ["(no record)"]
+        present = [p for p in outputs if (self.root / p).is_file() or (self.root / p).is_symlink()]
+        missing = [p for p in outputs if p not in present]
+        with self._lock:
+            current = self.hasher.hash_files(present)
+        return missing + [p for p in present if current.get(p) != outputs[p]]
+
+    def _replay(self, name: str, previous: Mapping[str, object]) -> str:
+        log = previous.get("log")
+        return log if isinstance(log, str) else ""
+
+    def _state_path(self, name: str) -> Path:
+        return self.state_dir / f"{name}.json"
+
+    def _load_state(self, name: str) -> dict[str, object] | None:
+        try:
+            data = json.loads(self._state_path(name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    def _save_state(self, name: str, fingerprint: Fingerprint, outputs: Mapping[str, str],
+                    log: str) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        path = self._state_path(name)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        tmp.write_text(json.dumps({"digest": fingerprint.digest,
+                                   "components": dict(fingerprint.components),
+                                   "outputs": dict(outputs), "log": log[-200_000:]}),
+                       encoding="utf-8")
+        tmp.replace(path)
+
+    def _erase_state(self, name: str) -> None:
+        self._state_path(name).unlink(missing_ok=True)
+
+    def _warn_once(self, message: str) -> None:
+        key = message.split(":")[0]
+        if key not in self._warned:
+            self._warned.add(key)
+            self.warn(message)
+
+    def _drain_warnings(self) -> None:
+        warnings = getattr(self.store, "warnings", [])
+        while warnings:
+            self._warn_once(warnings.pop(0))
+
+
+def expand_outputs(root: Path, patterns: tuple[str, ...]) -> list[str]:
+    """Files (and symlinks) the output patterns name now; a directory means all files under it."""
+    found: dict[str, None] = {}
+    for pattern in patterns:
+        matches = root.glob(pattern) if any(c in pattern for c in "*?[") else [root / pattern]
+        for path in matches:
+            if path.is_symlink() or path.is_file():
+                found[path.relative_to(root).as_posix()] = None
+            elif path.is_dir():
+                for dirpath, dirs, files in os.walk(path):
+                    dirs.sort()
+                    for name in sorted(files) + [d for d in dirs if (Path(dirpath) / d).is_symlink()]:
+                        found[(Path(dirpath) / name).relative_to(root).as_posix()] = None
+    return sorted(found)
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.lstat()
+    except OSError:
+        return None
+    return (st.st_size, st.st_mtime_ns)
+
+
+def _first(items: list[str]) -> str:
+    return items[0] + (f" (and {len(items) - 1} more)" if len(items) > 1 else "")
