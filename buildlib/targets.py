@@ -33,6 +33,12 @@ class Target:
     cross_linker_package: str = ""  # Debian package providing a cross linker from x86_64 Linux
 
     @property
+    def node_triple(self) -> str:
+        """platform-arch[-abi] as prebuilt Node addons name themselves (linux-x64-gnu, darwin-arm64)."""
+        abi = {"linux": "-gnu", "darwin": "", "windows": "-msvc"}[self.os]
+        return f"{self.node_platform}-{self.node_arch}{abi}"
+
+    @property
     def template_vars(self) -> dict[str, str]:
         return {
             "target": self.triple,
@@ -41,6 +47,7 @@ class Target:
             "node_arch": self.node_arch,
             "electron_platform": self.electron_platform,
             "electron_arch": self.electron_arch,
+            "node_triple": self.node_triple,
             "exe_suffix": self.exe_suffix,
             "dylib_suffix": self.dylib_suffix,
         }
