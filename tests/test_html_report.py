@@ -1,0 +1,159 @@
+"""The HTML report is self-contained, escapes the build's text, and lays bars out to scale."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from buildlib.html_report import format_seconds, render_html, tick_label, tick_step
+from buildlib.results import BuildRecord, Outcome, StepRecord
+
+CHROMIUM = Path("/usr/bin/chromium")
+EVIL = '<script>alert("x")</script> & \'quoted\''
+
+
+def make_record() -> BuildRecord:
+    return BuildRecord(
+        build_id="20250101T000000-abcdef", started_at="2025-01-01T00:00:00+00:00",
+        workspace="/w", mode="release", target="x86_64-unknown-linux-gnu", host="box", jobs=2,
+        wall=20.0, exit_code=1,
+        steps=(
+            StepRecord(name="rust:core", outcome=Outcome.BUILT, start=0.0, end=12.0, worker=0,
+                       attempts=1, exit_code=0, reasons=("input changed: src/lib.rs",)),
+            StepRecord(name="web:deps", outcome=Outcome.CACHED, start=0.0, end=1.0, worker=1,
+                       cache_source="local"),
+            StepRecord(name="web:build", outcome=Outcome.RESTORED, start=1.0, end=3.0, worker=1,
+                       cache_source="remote"),
+            StepRecord(name=EVIL, outcome=Outcome.FAILED, start=3.0, end=8.0, worker=1,
+                       attempts=2, exit_code=2, reasons=(f"because {EVIL}",)),
+            StepRecord(name="native:napi", outcome=Outcome.BUILT, start=12.0, end=19.5,
+                       worker=0, attempts=1, exit_code=0),
+            StepRecord(name="docs", outcome=Outcome.INTERRUPTED, start=8.0, end=11.0,
+                       worker=1, attempts=1),
+            StepRecord(name="electron:package", outcome=Outcome.SKIPPED),
+        ),
+        critical_path=("rust:core", "native:napi"),
+        warnings=(f"warning about {EVIL}",),
+    )
+
+
+DEPS = {"web:build": ("web:deps",), EVIL: ("web:build",),
+        "native:napi": ("rust:core",), "electron:package": ("native:napi", EVIL)}
+
+
+class BarCollector(HTMLParser):
+    """Every element carrying data-step, with its attributes (entities decoded)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bars: dict[str, dict[str, str]] = {}
+        self.layout = ""
+        self._in_layout = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = {k: v or "" for k, v in attrs}
+        if "data-step" in values:
+            assert values["data-step"] not in self.bars, "two bars for one step"
+            self.bars[values["data-step"]] = values
+        self._in_layout = tag == "pre" and values.get("id") == "layout"
+
+    def handle_endtag(self, tag: str) -> None:
+        self._in_layout = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_layout:
+            self.layout += data
+
+
+def collect(page: str) -> BarCollector:
+    parser = BarCollector()
+    parser.feed(page)
+    parser.close()
+    return parser
+
+
+def test_every_step_has_one_bar_with_its_duration_and_status() -> None:
+    record = make_record()
+    bars = collect(render_html(record, DEPS)).bars
+    assert set(bars) == {s.name for s in record.steps}
+    for step in record.steps:
+        bar = bars[step.name]
+        assert float(bar["data-duration"]) == pytest.approx(step.duration)
+        assert step.outcome.value in bar["class"].split()
+        assert ("critical" in bar["class"].split()) == (step.name in record.critical_path)
+        assert step.name in bar["title"]
+    assert "status: failed" in bars[EVIL]["title"]
+    assert "attempts: 2" in bars[EVIL]["title"]
+    assert f"why: because {EVIL}" in bars[EVIL]["title"]
+    assert "remote cache" in bars["web:build"]["title"]
+    assert "style" in bars["native:napi"] and "left:60.0000%" in bars["native:napi"]["style"]
+    assert "width:37.5000%" in bars["native:napi"]["style"]
+
+
+def test_text_from_the_build_is_escaped() -> None:
+    page = render_html(make_record(), DEPS)
+    assert EVIL not in page
+    assert "<script>alert" not in page
+    assert page.count("<script") == 1  # only the page's own script
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &#x27;quoted&#x27;" in page
+
+
+def test_the_page_is_self_contained() -> None:
+    page = render_html(make_record(), DEPS)
+    assert not re.search(r"https?://|//[a-z]|\bsrc=|\bhref=|@import|url\(|<link", page), \
+        "the report must not load anything"
+    for label in ("release", "x86_64-unknown-linux-gnu", "20.0 s", "50%"):
+        assert label in page  # header: mode, target, wall, hit rate
+    assert "critical path" in page
+
+
+def test_formatting_helpers() -> None:
+    assert format_seconds(0.423) == "0.42 s"
+    assert format_seconds(12.34) == "12.3 s"
+    assert format_seconds(125) == "2 m 05 s"
+    assert [tick_step(w) for w in (0.0, 0.7, 8.0, 20.0, 95.0, 3600.0)] == [
+        1.0, 0.1, 1.0, 5.0, 20.0, 500.0]
+    assert [tick_label(t) for t in (0, 0.30000000000000004, 40, 90, 120)] == [
+        "0", "0.3 s", "40 s", "1 m 30 s", "2 m"]
+
+
+def _chromium(tmp_path: Path, url: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    profile = tmp_path / "profile"
+    profile.mkdir(exist_ok=True)
+    return subprocess.run(
+        [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={profile}", "--window-size=1280,900", *extra, url],
+        capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL, check=True,
+    )
+
+
+@pytest.mark.chromium
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium (/usr/bin/chromium) is "
+                    "not installed: apt-get install chromium")
+@pytest.mark.timeout(180)
+def test_rendered_bar_widths_are_proportional_to_durations(tmp_path: Path) -> None:
+    record = make_record()
+    page = tmp_path / "report.html"
+    page.write_text(render_html(record, DEPS), encoding="utf-8")
+    dom = _chromium(tmp_path, page.as_uri(), "--dump-dom").stdout
+    layout = json.loads(collect(dom).layout)  # written by the page's own JS after layout
+    track = layout["track"]
+    assert track > 500
+    ran = [s for s in record.steps if s.worker >= 0]
+    assert set(layout["bars"]) == {s.name for s in record.steps}
+    for step in ran:
+        bar = layout["bars"][step.name]
+        # Width and offset, in pixels, are the step's share of the wall time.
+        assert bar["width"] / track == pytest.approx(step.duration / record.wall, rel=0.02)
+        assert bar["left"] / track == pytest.approx(step.start / record.wall, abs=0.002)
+    assert layout["bars"]["electron:package"]["width"] == 0  # skipped: no bar drawn
+
+    shot = tmp_path / "shot.png"
+    _chromium(tmp_path, page.as_uri(), f"--screenshot={shot}")
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,0 +1,153 @@
+"""The JSON report matches docs/report.schema.json, and every report file is written whole."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema  # type: ignore[import-untyped]
+import pytest
+
+from buildlib.history import read_history
+from buildlib.report import atomic_write_text, record_to_json, write_build_reports
+from buildlib.results import BuildRecord, Outcome, StepRecord
+
+SCHEMA_PATH = Path(__file__).resolve().parents[1] / "docs" / "report.schema.json"
+
+DEPS = {"core": (), "deps": (), "web": ("deps",), "tsc": ("web",), "napi": ("core",),
+        "package": ("napi", "tsc"), "docs <beta>": ()}
+
+
+def make_record(build_id: str = "20250101T000000-abcdef", **changes: object) -> BuildRecord:
+    record = BuildRecord(
+        build_id=build_id, started_at="2025-01-01T00:00:00+00:00", workspace="/w",
+        mode="release", target="x86_64-unknown-linux-gnu", host="box", jobs=2, wall=10.0,
+        exit_code=1,
+        steps=(
+            StepRecord(name="core", outcome=Outcome.BUILT, start=0.0, end=4.0, worker=0,
+                       attempts=1, exit_code=0, reasons=("input changed: src/lib.rs",),
+                       log_path="/w/.buildlib/logs/core.log", fingerprint="f" * 64,
+                       command=("cargo", "build", "--release")),
+            StepRecord(name="deps", outcome=Outcome.CACHED, start=0.0, end=0.5, worker=1,
+                       cache_source="local", fingerprint="e" * 64),
+            StepRecord(name="web", outcome=Outcome.RESTORED, start=0.5, end=1.5, worker=1,
+                       cache_source="remote"),
+            StepRecord(name="tsc", outcome=Outcome.FAILED, start=1.5, end=3.5, worker=1,
+                       attempts=2, exit_code=2, reasons=("no earlier build",)),
+            StepRecord(name="napi", outcome=Outcome.BUILT, start=4.0, end=10.0, worker=0,
+                       attempts=1, exit_code=0),
+            StepRecord(name="package", outcome=Outcome.SKIPPED),
+            StepRecord(name="docs <beta>", outcome=Outcome.INTERRUPTED, start=3.5, end=4.5,
+                       worker=1, attempts=1, exit_code=-15),
+        ),
+        critical_path=("core", "napi"),
+        warnings=("remote cache unreachable",),
+        extra={"note": "from a test"},
+    )
+    return dataclasses.replace(record, **changes)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def validator() -> jsonschema.Draft202012Validator:
+    schema = json.loads(SCHEMA_PATH.read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
+
+
+def test_written_report_validates_against_the_schema(
+        tmp_path: Path, validator: jsonschema.Draft202012Validator) -> None:
+    paths = write_build_reports(make_record(), DEPS, tmp_path)
+    report = json.loads(paths.json.read_text())
+    validator.validate(report)
+    assert report["schema_version"] == 1
+
+
+def test_schema_rejects_what_is_not_a_report(validator: jsonschema.Draft202012Validator) -> None:
+    good: Any = record_to_json(make_record(), DEPS)
+    validator.validate(good)
+    bad_outcome = copy.deepcopy(good)
+    bad_outcome["steps"][0]["outcome"] = "exploded"
+    missing = copy.deepcopy(good)
+    del missing["steps"][1]["duration"]
+    future = dict(good, schema_version=2)
+    for bad in (bad_outcome, missing, future):
+        assert not validator.is_valid(bad)
+
+
+def test_schema_covers_every_step_record_field_and_outcome(
+        validator: jsonschema.Draft202012Validator) -> None:
+    step_schema = validator.schema["$defs"]["step"]
+    fields = {f.name for f in dataclasses.fields(StepRecord)}
+    assert fields <= set(step_schema["required"])
+    assert set(validator.schema["$defs"]["outcome"]["enum"]) == {o.value for o in Outcome}
+    steps = record_to_json(make_record(), DEPS)["steps"]
+    assert isinstance(steps, list)
+    assert fields | {"duration", "depends_on", "on_critical_path"} == set(steps[0])
+
+
+def test_derived_figures() -> None:
+    report: Any = record_to_json(make_record(), DEPS)
+    # Busy: 4 + 0.5 + 1 + 2 + 6 + 0 + 1 = 14.5 s over a 10 s wall.
+    assert report["wall"] == 10.0
+    assert report["busy_time"] == 14.5
+    assert report["parallelism"] == 1.45
+    assert report["cache_hit_rate"] == 0.5  # 2 hits of 4 built-or-hit steps
+    assert report["critical_path"] == ["core", "napi"]
+    assert report["critical_path_length"] == 10.0
+    assert report["counts"] == {"built": 2, "cached": 1, "restored": 1, "failed": 1,
+                                "skipped": 1, "interrupted": 1}
+    steps = {s["name"]: s for s in report["steps"]}
+    assert steps["package"]["depends_on"] == ["napi", "tsc"]
+    assert steps["napi"]["on_critical_path"] is True
+    assert steps["tsc"]["on_critical_path"] is False
+    assert steps["tsc"]["outcome"] == "failed"
+    assert steps["core"]["command"] == ["cargo", "build", "--release"]
+    assert report["warnings"] == ["remote cache unreachable"]
+    assert report["ok"] is False
+
+
+def test_every_file_is_written_and_latest_follows_the_newest_build(tmp_path: Path) -> None:
+    first = write_build_reports(make_record("20250101T000000-aaaaaa"), DEPS, tmp_path)
+    second = write_build_reports(make_record("20250101T000100-bbbbbb", exit_code=0), DEPS,
+                                 tmp_path)
+    for paths in (first, second):
+        assert paths.json.is_file() and paths.trace.is_file() and paths.html.is_file()
+        assert "traceEvents" in json.loads(paths.trace.read_text())
+    assert second.latest_json.read_bytes() == second.json.read_bytes()
+    assert second.latest_html.read_bytes() == second.html.read_bytes()
+    assert first.json.read_bytes() != second.json.read_bytes()
+    assert second.json.stat().st_mode & 0o777 == 0o644
+    # Nothing half-written lies around.
+    assert not [p for p in (tmp_path / "reports").iterdir() if p.name.endswith(".tmp")]
+    entries = read_history(second.history).entries
+    assert [e.build_id for e in entries] == ["20250101T000000-aaaaaa", "20250101T000100-bbbbbb"]
+
+
+def test_an_unsafe_build_id_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="safe file name"):
+        write_build_reports(make_record("../escape"), DEPS, tmp_path)
+    assert not (tmp_path / "reports").exists()
+    assert not (tmp_path / "history.jsonl").exists()
+
+
+def test_a_failed_atomic_write_keeps_the_old_file_and_leaves_no_temp(tmp_path: Path) -> None:
+    target = tmp_path / "latest.json"
+    atomic_write_text(target, "old\n")
+    with pytest.raises(UnicodeEncodeError):
+        atomic_write_text(target, "new \ud800 unencodable")  # fails half-way through the write
+    assert target.read_text() == "old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["latest.json"]
+
+
+def test_a_build_with_no_steps_still_writes_valid_reports(
+        tmp_path: Path, validator: jsonschema.Draft202012Validator) -> None:
+    empty = make_record(steps=(), critical_path=(), wall=0.0, exit_code=0, warnings=())
+    paths = write_build_reports(empty, {}, tmp_path)
+    report = json.loads(paths.json.read_text())
+    validator.validate(report)
+    assert (report["parallelism"], report["cache_hit_rate"], report["steps"]) == (0.0, 0.0, [])
+    assert "succeeded" in paths.html.read_text()
+    assert read_history(paths.history).entries[0].steps == ()
