@@ -1,0 +1,247 @@
+"""Error locations read from the real output of rustc, cargo, tsc, svelte-check and gcc."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import subprocess
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from buildlib.annotations import Location, Tool, find_locations, strip_ansi
+
+REPO = Path(__file__).resolve().parents[1]
+
+BAD_RS = textwrap.dedent("""\
+    fn main() {
+        let x: i32 = "hello";
+        println!("{}", y);
+    }
+""")
+BAD_TS = textwrap.dedent("""\
+    const x: number = "s";
+    export function f(a: string): number {
+      return a;
+    }
+""")
+BAD_SVELTE = textwrap.dedent("""\
+    <script lang="ts">
+      let count: number = "zero";
+    </script>
+
+    <h1>{missing}{count}</h1>
+""")
+TSCONFIG = {"compilerOptions": {"strict": True, "noEmit": True, "target": "es2022",
+                                "module": "esnext", "moduleResolution": "bundler"},
+            "include": ["src"]}
+
+
+def run(argv: list[str | Path], cwd: Path, *, check_fails: bool = True) -> str:
+    """Run a real tool and return its combined output; it must fail when `check_fails`."""
+    proc = subprocess.run([str(a) for a in argv], cwd=cwd, capture_output=True, text=True,
+                          timeout=300, check=False)
+    if check_fails:
+        assert proc.returncode != 0, proc.stdout + proc.stderr
+    return proc.stdout + proc.stderr
+
+
+# -- node tools: the apps' own when installed, else one npm install shared by xdist workers ----
+
+
+def node_tool(name: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    for app in ("web", "electron"):
+        candidate = REPO / app / "node_modules" / ".bin" / name
+        if candidate.exists():
+            return candidate
+    shared = tmp_path_factory.getbasetemp().parent / "npm-tools"
+    shared.mkdir(exist_ok=True)
+    binary = shared / "node_modules" / ".bin" / name
+    with (shared / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one install, however many workers ask
+        if not binary.exists():
+            npm = shutil.which("npm")
+            if npm is None:
+                pytest.skip("npm is not installed, so tsc and svelte-check cannot be")
+            proc = subprocess.run(
+                [npm, "install", "--prefix", str(shared), "--no-audit", "--no-fund",
+                 "typescript@5", "svelte@5", "svelte-check@4"],
+                capture_output=True, text=True, timeout=600, check=False)
+            if proc.returncode != 0:
+                pytest.skip(f"npm install typescript/svelte-check failed:\n{proc.stderr[-2000:]}")
+    return binary
+
+
+@pytest.fixture(scope="session")
+def tsc(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return node_tool("tsc", tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def svelte_check(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return node_tool("svelte-check", tmp_path_factory)
+
+
+def ts_project(root: Path) -> Path:
+    """A small TypeScript + Svelte project under root/app with two type errors per file."""
+    app = root / "app"
+    (app / "src").mkdir(parents=True)
+    (app / "src" / "x.ts").write_text(BAD_TS)
+    (app / "src" / "App.svelte").write_text(BAD_SVELTE)
+    (app / "tsconfig.json").write_text(json.dumps(TSCONFIG))
+    return app
+
+
+def places(locations: list[Location]) -> list[tuple[str, int, int | None]]:
+    return [(loc.file, loc.line, loc.col) for loc in locations]
+
+
+# -- rustc and cargo ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def bad_rust(tmp_path: Path) -> Path:
+    if shutil.which("rustc") is None:
+        pytest.skip("rustc is not installed")
+    (tmp_path / "bad.rs").write_text(BAD_RS)
+    return tmp_path
+
+
+@pytest.mark.parametrize("color", ["never", "always"])
+def test_rustc_errors_point_at_their_line_and_column(bad_rust: Path, color: str) -> None:
+    log = run(["rustc", "--color", color, "bad.rs", "-o", "bad"], bad_rust)
+    found = find_locations(log, bad_rust)
+    assert sorted(places(found)) == [("bad.rs", 2, 18), ("bad.rs", 3, 20)]
+    mismatch = next(loc for loc in found if loc.line == 2)
+    assert (mismatch.tool, mismatch.code, mismatch.message) == (
+        Tool.RUSTC, "E0308", "mismatched types")
+    assert mismatch.title == "E0308: mismatched types"
+
+
+def test_rustc_short_format_is_read_too(bad_rust: Path) -> None:
+    log = run(["rustc", "--error-format=short", "bad.rs", "-o", "bad"], bad_rust)
+    found = find_locations(log, bad_rust)
+    assert sorted(places(found)) == [("bad.rs", 2, 18), ("bad.rs", 3, 20)]
+    assert {loc.code for loc in found} == {"E0308", "E0425"}
+
+
+def test_rustc_warnings_are_not_errors(bad_rust: Path) -> None:
+    (bad_rust / "warn.rs").write_text("fn main() {\n    let unused = 1;\n}\n")
+    log = run(["rustc", "warn.rs", "-o", "warn"], bad_rust, check_fails=False)
+    assert "--> warn.rs:2:9" in log  # the warning has a location...
+    assert find_locations(log, bad_rust) == []  # ...but it is no error
+
+
+def test_cargo_paths_from_a_member_directory_resolve_under_the_workspace_root(
+        tmp_path: Path) -> None:
+    if shutil.which("cargo") is None:
+        pytest.skip("cargo is not installed")
+    (tmp_path / "Cargo.toml").write_text('[workspace]\nmembers = ["crates/core"]\n'
+                                         'resolver = "2"\n')
+    member = tmp_path / "crates" / "core"
+    (member / "src").mkdir(parents=True)
+    (member / "Cargo.toml").write_text('[package]\nname = "core-x"\nversion = "0.1.0"\n'
+                                       'edition = "2021"\n')
+    (member / "src" / "lib.rs").write_text('pub fn f() -> i32 {\n    "nope"\n}\n')
+    log = subprocess.run(
+        ["cargo", "check", "--offline", "--color", "always"], cwd=member, capture_output=True,
+        text=True, timeout=300, check=False,
+        env={**os.environ, "CARGO_TARGET_DIR": str(tmp_path / "target")}).stderr
+    # cargo prints the path relative to its workspace root, not to where it was started.
+    assert "crates/core/src/lib.rs:2:5" in strip_ansi(log)
+    found = find_locations(log, tmp_path, cwd=member)
+    assert places(found) == [("crates/core/src/lib.rs", 2, 5)]
+    assert found[0].code == "E0308"
+
+
+# -- tsc ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("pretty", ["false", "true"])
+def test_tsc_errors_in_both_output_forms(tsc: Path, tmp_path: Path, pretty: str) -> None:
+    app = ts_project(tmp_path)
+    log = run([tsc, "-p", ".", "--pretty", pretty], app)
+    if pretty == "true":
+        assert "\x1b[" in log  # the coloured form really is what is parsed
+    found = find_locations(log, tmp_path, cwd=app)
+    assert places(found) == [("app/src/x.ts", 1, 7), ("app/src/x.ts", 3, 3)]
+    assert {(loc.tool, loc.code) for loc in found} == {(Tool.TSC, "TS2322")}
+    assert found[0].message == "Type 'string' is not assignable to type 'number'."
+
+
+def test_tsc_paths_stay_as_printed_without_a_step_directory(tsc: Path, tmp_path: Path) -> None:
+    app = ts_project(tmp_path)
+    log = run([tsc, "-p", "."], app)
+    assert places(find_locations(log, None)) == [("src/x.ts", 1, 7), ("src/x.ts", 3, 3)]
+
+
+# -- svelte-check ----------------------------------------------------------------------------------
+
+SVELTE_EXPECTED = [("app/src/App.svelte", 2, 7), ("app/src/App.svelte", 5, 6),
+                   ("app/src/x.ts", 1, 7), ("app/src/x.ts", 3, 3)]
+
+
+@pytest.mark.parametrize("output", ["human", "machine", "machine-verbose"])
+def test_svelte_check_errors_in_every_output_form(svelte_check: Path, tmp_path: Path,
+                                                  output: str) -> None:
+    app = ts_project(tmp_path)
+    log = run([svelte_check, "--workspace", ".", "--output", output], app)
+    # No step directory is given: svelte-check names its workspace itself.
+    found = find_locations(log, tmp_path)
+    assert sorted(places(found)) == SVELTE_EXPECTED
+    assert {loc.tool for loc in found} == {Tool.SVELTE_CHECK}
+    missing = next(loc for loc in found if loc.line == 5)
+    assert missing.message == "Cannot find name 'missing'."
+
+
+# -- gcc and the generic form ------------------------------------------------------------------
+
+
+def test_gcc_errors_with_and_without_a_column(tmp_path: Path) -> None:
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc is not installed")
+    (tmp_path / "bad.c").write_text("int main(void) {\n    return nope;\n}\n")
+    log = run(["gcc", "-c", "bad.c", "-o", "bad.o"], tmp_path)
+    found = find_locations(log, tmp_path)
+    assert places(found) == [("bad.c", 2, 12)]
+    assert found[0].tool is Tool.GENERIC
+    assert "nope" in found[0].message
+    no_column = find_locations("lib/x.c:7: error: expected ';'\n", None)
+    assert places(no_column) == [("lib/x.c", 7, None)]
+
+
+def test_absolute_paths_inside_the_root_become_relative_and_outside_stay(tmp_path: Path) -> None:
+    inside = tmp_path / "src" / "a.c"
+    log = f"{inside}:1:2: error: one\n/elsewhere/b.c:3:4: error: two\n"
+    assert places(find_locations(log, tmp_path)) == [("src/a.c", 1, 2), ("/elsewhere/b.c", 3, 4)]
+
+
+def test_a_log_without_errors_has_no_locations() -> None:
+    log = "   Compiling x v0.1.0\nwarning: unused variable\n  --> src/lib.rs:1:1\nFinished\n"
+    assert find_locations(log, None) == []
+
+
+def test_the_same_error_reported_twice_is_listed_once() -> None:
+    log = "a.c:1:2: error: same\na.c:1:2: error: same\na.c:1:2: error: other\n"
+    assert [loc.message for loc in find_locations(log, None)] == ["same", "other"]
+
+
+# -- escape sequences ------------------------------------------------------------------------------
+
+
+def test_strip_ansi_removes_colours_links_and_stray_escapes() -> None:
+    text = ("\x1b[1m\x1b[31merror\x1b[0m: x "
+            "\x1b]8;;file:///a.rs\x1b\\a.rs\x1b]8;;\x1b\\ \x1b(B\x1b[?25l stray\x1b")
+    assert strip_ansi(text) == "error: x a.rs  stray"
+
+
+def test_strip_ansi_keeps_what_a_carriage_return_leaves_visible() -> None:
+    assert strip_ansi("10%\r50%\r100% done\nnext") == "100% done\nnext"
+
+
+def test_strip_ansi_can_keep_colours_but_nothing_that_moves_the_cursor() -> None:
+    text = "\x1b[2K\x1b[1;31mred\x1b[0m \x1b[1Aup\x1b\nplain"
+    assert strip_ansi(text, keep_colours=True) == "\x1b[1;31mred\x1b[0m up\x1b[0m\nplain"
