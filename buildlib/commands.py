@@ -133,14 +133,15 @@ def render_explain(record: object) -> str:
 
 
 def verify_command(manifest: Manifest, *, mode: str, target: Target, host: Target) -> int:
-    from buildlib.verify import render_report, verify_artifacts
+    from buildlib.verify import nox_step_hint, render_report, verify_artifacts
 
     plan = build_plan(manifest, mode=mode, target=target, environ=os.environ)
     artifacts = resolve_artifacts(manifest, plan, os.environ)
     if not artifacts:
         raise UserError(f"no artifacts declared for mode '{mode}'",
                         fix=f"declare [[artifact]] tables in {manifest.path}")
-    report = verify_artifacts(artifacts, root=manifest.root, target=target, host=host, mode=mode)
+    report = verify_artifacts(artifacts, root=manifest.root, target=target, host=host, mode=mode,
+                              step_hint=nox_step_hint(mode, target.triple))
     print(render_report(report))
     return 0 if report.ok else 1
 

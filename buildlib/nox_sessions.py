@@ -102,7 +102,7 @@ def register(nox: Any, manifest_path: Path) -> None:
 
     def tests(session: Any) -> None:
         session.install("-e", ".[test]")
-        session.run("pytest", "-n", "auto", *session.posargs)
+        session.run("pytest", "-n", "auto", "--dist", "loadgroup", *session.posargs)
 
     define("tests", tests, "Run the test suite in parallel (pytest -n auto).",
            python=ENGINE_PYTHON, venv_backend="virtualenv", reuse_venv=True)

@@ -22,7 +22,7 @@ from buildlib.cache import CacheConfig, StepCache
 from buildlib.errors import UserError
 from buildlib.executor import Decision
 from buildlib.filehash import FileHasher
-from buildlib.fingerprint import Fingerprint, compute_fingerprint, explain, stat_snapshot
+from buildlib.fingerprint import Fingerprint, compute_fingerprint, explain, inputs_changed_since
 from buildlib.manifest import Manifest
 from buildlib.plan import Plan, PlannedStep
 from buildlib.results import Outcome
@@ -115,12 +115,13 @@ class UpToDate:
 
     def check(self, step: PlannedStep, dep_fingerprints: Mapping[str, str]) -> Decision:
         with self._lock:
-            fingerprint = compute_fingerprint(
-                step, root=self.root, hasher=self.hasher, environ=self.environ,
-                tool_versions=self._tool_versions(), dep_fingerprints=dep_fingerprints,
-                mode=self.plan.mode, target=self.plan.target.triple)
-            snapshot = stat_snapshot(self.root, [k[5:] for k in fingerprint.components
-                                                 if k.startswith("file:")])
+            tools = self._tool_versions()
+        # FileHasher is thread-safe: steps fingerprint in parallel.
+        fingerprint = compute_fingerprint(
+            step, root=self.root, hasher=self.hasher, environ=self.environ,
+            tool_versions=tools, dep_fingerprints=dep_fingerprints,
+            mode=self.plan.mode, target=self.plan.target.triple)
+        snapshot = self.hasher.stat_snapshot(fingerprint.input_files)
         pending = _Pending(fingerprint=fingerprint, snapshot=snapshot)
         previous = self._load_state(step.name)
         if self.forced is None or step.name in self.forced:
@@ -157,16 +158,14 @@ class UpToDate:
     def record_success(self, step: PlannedStep, decision: Decision, log_path: Path) -> None:
         pending = decision.state
         assert isinstance(pending, _Pending)
-        changed = [p for p, stamp in pending.snapshot.items()
-                   if _stamp(self.root / p) != stamp]
+        changed = inputs_changed_since(self.hasher, pending.snapshot, pending.snapshot)
         if changed:
             self.warn(f"{step.name}: input {_first(changed)} changed while it ran; "
                       "its result is not recorded and it will run again next time")
             self._erase_state(step.name)
             return
         files = expand_outputs(self.root, step.outputs)
-        with self._lock:
-            hashes = self.hasher.hash_files(files)
+        hashes = self.hasher.hash_files(files)
         log_text = log_path.read_text(encoding="utf-8", errors="replace") \
             if log_path.exists() else ""
         self._save_state(step.name, pending.fingerprint, hashes, log_text)
@@ -182,8 +181,7 @@ class UpToDate:
         self._erase_state(step.name)
 
     def close(self) -> None:
-        with self._lock:
-            self.hasher.save()
+        self.hasher.save()
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -195,11 +193,8 @@ class UpToDate:
         outputs = previous.get("outputs")
         if not isinstance(outputs, dict):
             return ["(no record)"]
-        present = [p for p in outputs if (self.root / p).is_file() or (self.root / p).is_symlink()]
-        missing = [p for p in outputs if p not in present]
-        with self._lock:
-            current = self.hasher.hash_files(present)
-        return missing + [p for p in present if current.get(p) != outputs[p]]
+        current = self.hasher.hash_files(outputs)  # leaves missing paths out
+        return [p for p in outputs if current.get(p) != outputs[p]]
 
     def _replay(self, name: str, previous: Mapping[str, object]) -> str:
         log = previous.get("log")
@@ -255,14 +250,6 @@ def expand_outputs(root: Path, patterns: tuple[str, ...]) -> list[str]:
                     for name in sorted(files) + [d for d in dirs if (Path(dirpath) / d).is_symlink()]:
                         found[(Path(dirpath) / name).relative_to(root).as_posix()] = None
     return sorted(found)
-
-
-def _stamp(path: Path) -> tuple[int, int] | None:
-    try:
-        st = path.lstat()
-    except OSError:
-        return None
-    return (st.st_size, st.st_mtime_ns)
 
 
 def _first(items: list[str]) -> str:
