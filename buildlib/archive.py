@@ -1,0 +1,338 @@
+"""A step's outputs as records, and how they are put back into a workspace safely.
+
+A cache entry lists a step's outputs as `OutputFile` records: regular files, each
+stored as its own content-addressed blob (named by its sha256), and symlinks that
+stay inside the workspace. Nothing else can be represented, and `check_safe`
+refuses what a crafted or corrupt entry could use to escape or to plant something
+dangerous: absolute paths, `..` or empty components, a path through a symlink of the
+same entry, a symlink leading outside the workspace, setuid/setgid or file-type bits
+in a mode (devices, FIFOs), and the kinds an entry may name but we never restore
+(hard links, devices, FIFOs, directories).
+
+`materialize` (called by `StepCache.restore`) checks every blob against its sha256
+while copying it next to its destination, and only when every output checked out
+renames them all into place: a wrong output is never restored, and a failed restore
+leaves the workspace as it was.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import hashlib
+import mmap
+import os
+import posixpath
+import secrets
+import stat
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+# Files up to this size are read once into memory, hashed and written; larger ones
+# are hashed (from an mmap) and copied in the kernel (copy_file_range) on two threads
+# at once, which is what keeps a restore close to `cp -a`.
+SMALL_FILE = 256 * 1024
+# Below this many bytes in all, a thread pool costs more than it saves.
+PARALLEL_MIN = 4 * 1024 * 1024
+WORKERS = max(2, min(4, os.cpu_count() or 2))
+HEX = frozenset("0123456789abcdef")
+REFUSED_KINDS: Mapping[str, str] = {
+    "hardlink": "hard links are never restored",
+    "chardev": "device files are never restored",
+    "blockdev": "device files are never restored",
+    "fifo": "FIFOs are never restored",
+    "socket": "sockets are never restored",
+    "dir": "directories are not entries (they are created for the files in them)",
+}
+
+
+class UnsafeEntryError(ValueError):
+    """An entry that would write outside the workspace or restore something dangerous."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("unsafe cache entry refused: " + "; ".join(self.problems))
+
+
+class CorruptBlobError(ValueError):
+    """A stored blob does not match the sha256 its entry records."""
+
+    def __init__(self, digest: str, path: str) -> None:
+        self.digest = digest
+        self.path = path
+        super().__init__(f"stored content of {path} does not match its sha256 {digest[:12]}…")
+
+
+class CorruptEntryError(ValueError):
+    """A cache entry that is damaged or malformed: discarded and treated as a miss."""
+
+
+class FileKind(enum.Enum):
+    FILE = "file"
+    SYMLINK = "symlink"
+
+
+@dataclass(frozen=True, kw_only=True)
+class OutputFile:
+    """One output. For a symlink, `sha256` and `size` are those of its target string."""
+
+    path: str  # relative to the workspace, '/'-separated, normalized
+    kind: FileKind
+    sha256: str
+    size: int
+    mode: int = 0o644  # permission bits only
+    target: str | None = None  # symlinks only
+
+    def to_json(self) -> dict[str, object]:
+        data: dict[str, object] = {"path": self.path, "kind": self.kind.value,
+                                   "sha256": self.sha256, "size": self.size, "mode": self.mode}
+        if self.target is not None:
+            data["target"] = self.target
+        return data
+
+    @classmethod
+    def from_json(cls, data: object) -> OutputFile:
+        """Parse one record: UnsafeEntryError for a refused kind, CorruptEntryError if malformed."""
+        if not isinstance(data, dict):
+            raise CorruptEntryError("file record is not an object")
+        path, kind, digest = data.get("path"), data.get("kind"), data.get("sha256")
+        size, mode, target = data.get("size"), data.get("mode"), data.get("target")
+        if not isinstance(path, str):
+            raise CorruptEntryError("file record has no path")
+        if isinstance(kind, str) and kind in REFUSED_KINDS:
+            raise UnsafeEntryError([f"{path}: {REFUSED_KINDS[kind]}"])
+        if kind not in {k.value for k in FileKind}:
+            raise UnsafeEntryError([f"{path}: unknown kind {kind!r}"])
+        if not isinstance(digest, str) or not isinstance(size, int) or isinstance(size, bool):
+            raise CorruptEntryError(f"{path}: file record lacks sha256 or size")
+        if not isinstance(mode, int) or isinstance(mode, bool):
+            raise CorruptEntryError(f"{path}: file record lacks mode")
+        if target is not None and not isinstance(target, str):
+            raise CorruptEntryError(f"{path}: symlink target is not a string")
+        return cls(path=path, kind=FileKind(kind), sha256=digest, size=size, mode=mode,
+                   target=target)
+
+
+def is_digest(text: str) -> bool:
+    return len(text) == 64 and set(text) <= HEX
+
+
+def symlink_record(path: str, target: str) -> OutputFile:
+    """The record of a symlink: its digest is the sha256 of the target string's bytes."""
+    raw = os.fsencode(target)
+    return OutputFile(path=path, kind=FileKind.SYMLINK, sha256=hashlib.sha256(raw).hexdigest(),
+                      size=len(raw), mode=0o777, target=target)
+
+
+def path_problem(path: str) -> str | None:
+    """Why `path` cannot name an output inside the workspace, or None when it can."""
+    if not path or "\0" in path:
+        return f"{path!r}: empty path or NUL byte"
+    if path.startswith("/"):
+        return f"{path}: absolute path"
+    parts = path.split("/")
+    if ".." in parts:
+        return f"{path}: '..' component"
+    if "" in parts or "." in parts:
+        return f"{path}: not a normalized relative path"
+    return None
+
+
+def symlink_problem(path: str, target: str | None) -> str | None:
+    """Why a symlink at `path` to `target` would lead outside the workspace, or None."""
+    if not target or "\0" in target:
+        return f"{path}: symlink without a target"
+    if target.startswith("/"):
+        return f"{path}: symlink to an absolute path ({target})"
+    resolved = posixpath.normpath(posixpath.join(posixpath.dirname(path), target))
+    if resolved == ".." or resolved.startswith("../"):
+        return f"{path}: symlink leads outside the workspace ({target})"
+    return None
+
+
+def check_safe(files: Sequence[OutputFile]) -> None:
+    """Raise `UnsafeEntryError` listing every problem of the records, or return."""
+    problems: list[str] = []
+    kinds = {f.path: f.kind for f in files}
+    if len(kinds) != len(files):
+        problems.append("the same path appears twice")
+    for f in files:
+        problem = path_problem(f.path)
+        if problem is not None:
+            problems.append(problem)
+            continue
+        parts = f.path.split("/")
+        for i in range(1, len(parts)):
+            prefix = "/".join(parts[:i])
+            if prefix in kinds:
+                what = "a symlink" if kinds[prefix] is FileKind.SYMLINK else "a file"
+                problems.append(f"{f.path}: goes through {prefix}, which is {what}")
+        problems += _record_problems(f)
+    if problems:
+        raise UnsafeEntryError(problems)
+
+
+def _record_problems(f: OutputFile) -> list[str]:
+    if f.kind is FileKind.SYMLINK:
+        problem = symlink_problem(f.path, f.target)
+        return [] if problem is None else [problem]
+    problems: list[str] = []
+    if f.target is not None:
+        problems.append(f"{f.path}: a regular file with a link target (hard link?)")
+    if stat.S_IFMT(f.mode):
+        problems.append(f"{f.path}: mode {f.mode:#o} names a device, FIFO or other type")
+    elif f.mode & (stat.S_ISUID | stat.S_ISGID):
+        problems.append(f"{f.path}: setuid/setgid bit in mode {f.mode:#o}")
+    elif f.mode & ~0o777:
+        problems.append(f"{f.path}: mode {f.mode:#o} has bits beyond rwx")
+    if not is_digest(f.sha256) or f.size < 0:
+        problems.append(f"{f.path}: invalid sha256 or size")
+    return problems
+
+
+def materialize(files: Sequence[OutputFile], root: Path,
+                blob_path: Callable[[str], Path]) -> None:
+    """Write `files` under `root`, all or nothing; every blob is checked against its sha256.
+
+    Raises `UnsafeEntryError` (refused, nothing written), `CorruptBlobError` (nothing written)
+    or OSError (nothing written, or the renames stopped part way on an I/O error).
+    """
+    check_safe(files)
+    root_real = Path(os.path.realpath(root))
+    token = secrets.token_hex(4)
+    staged: list[tuple[Path, Path]] = []
+    copies: list[tuple[OutputFile, Path, Path]] = []
+    made: set[Path] = set()  # parents checked and created already
+    try:
+        for f in files:
+            dest = root / f.path
+            if dest.parent not in made:
+                _make_parent(root_real, root, dest.parent, f.path)
+                made.add(dest.parent)
+            tmp = dest.parent / f".{dest.name}.{token}.restoring"
+            staged.append((tmp, dest))
+            if f.kind is FileKind.SYMLINK:
+                assert f.target is not None  # check_safe guarantees it
+                tmp.symlink_to(f.target)
+            else:
+                copies.append((f, blob_path(f.sha256), tmp))
+        _copy_verified(copies)
+        for tmp, dest in staged:
+            tmp.replace(dest)
+        staged.clear()
+    finally:
+        for tmp, _dest in staged:
+            tmp.unlink(missing_ok=True)
+
+
+def _make_parent(root_real: Path, root: Path, parent: Path, rel: str) -> None:
+    """Create `parent` after checking that the part of it that exists resolves inside root."""
+    existing = parent
+    while not os.path.lexists(existing) and existing != root:
+        existing = existing.parent
+    if not Path(os.path.realpath(existing)).is_relative_to(root_real):
+        raise UnsafeEntryError([f"{rel}: its directory leads outside the workspace "
+                                "through a symlink"])
+    parent.mkdir(parents=True, exist_ok=True)
+
+
+def _copy_verified(copies: Sequence[tuple[OutputFile, Path, Path]]) -> None:
+    """Copy each blob to its temporary file; raise CorruptBlobError unless every digest matches."""
+    total = sum(f.size for f, _blob, _tmp in copies)
+    if total < PARALLEL_MIN:
+        for f, blob, tmp in copies:
+            result = (_copy_small(blob, tmp, f.mode) if f.size <= SMALL_FILE
+                      else _hash_then_copy(blob, tmp, f))
+            _check(f, *result)
+        return
+    # Longest tasks first (hashing a large blob is the slowest), so that the last
+    # task to finish is a short one and both cores stay busy to the end.
+    tasks: list[tuple[int, int, Callable[[], tuple[str, int] | None]]] = []
+    for i, (f, blob, tmp) in enumerate(copies):
+        if f.size <= SMALL_FILE:
+            tasks.append((f.size, i, functools.partial(_copy_small, blob, tmp, f.mode)))
+        else:
+            # The blob is hashed and copied at the same time; blobs are only ever
+            # replaced whole (os.replace), so the copy holds the bytes that were hashed.
+            tasks.append((2 * f.size, i, functools.partial(_hash_large, blob)))
+            tasks.append((f.size, i, functools.partial(_copy_large, blob, tmp, f.mode)))
+    tasks.sort(key=lambda task: -task[0])
+    with ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="restore") as pool:
+        futures = [(i, pool.submit(run)) for _cost, i, run in tasks]
+        for i, future in futures:
+            hashed = future.result()
+            if hashed is not None:
+                _check(copies[i][0], *hashed)
+
+
+def _hash_then_copy(blob: Path, tmp: Path, f: OutputFile) -> tuple[str, int]:
+    digest, size = _hash_large(blob)
+    _copy_large(blob, tmp, f.mode)
+    return digest, size
+
+
+def _check(f: OutputFile, digest: str, size: int) -> None:
+    if size != f.size or digest != f.sha256:
+        raise CorruptBlobError(f.sha256, f.path)
+
+
+def _create(tmp: Path, mode: int) -> int:
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    os.fchmod(fd, mode)  # exactly the recorded bits, whatever the umask
+    return fd
+
+
+def _copy_small(blob: Path, tmp: Path, mode: int) -> tuple[str, int]:
+    """Read once, hash what was read, write it: returns the digest of the written bytes."""
+    data = blob.read_bytes()
+    fd = _create(tmp, mode)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+    return hashlib.sha256(data).hexdigest(), len(data)
+
+
+def _hash_large(blob: Path) -> tuple[str, int]:
+    with blob.open("rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        if size == 0:
+            return hashlib.sha256().hexdigest(), 0
+        # hashlib drops the GIL while hashing a large buffer; an mmap saves a copy.
+        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+            return hashlib.sha256(mapped).hexdigest(), size
+
+
+def _copy_large(blob: Path, tmp: Path, mode: int) -> None:
+    with blob.open("rb") as source:
+        fd = _create(tmp, mode)
+        try:
+            copy_fd(source.fileno(), fd)
+        finally:
+            os.close(fd)
+
+
+def copy_fd(source: int, dest: int) -> None:
+    """Copy all of `source` into `dest` in the kernel when it can (copy_file_range, sendfile)."""
+    remaining = os.fstat(source).st_size
+    try:
+        while remaining > 0:
+            done = os.copy_file_range(source, dest, min(remaining, 1 << 30))
+            if done == 0:
+                break
+            remaining -= done
+    except OSError:  # EXDEV across file systems on some kernels, ENOSYS, EINVAL...
+        pass
+    else:
+        if remaining == 0:
+            return
+    offset = os.lseek(dest, 0, os.SEEK_CUR)
+    os.lseek(source, offset, os.SEEK_SET)
+    while chunk := os.read(source, 1 << 20):
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(dest, view):]

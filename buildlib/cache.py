@@ -1,0 +1,454 @@
+"""The step cache: a step's outputs and log, stored under its fingerprint, locally and remotely.
+
+Called by the executor's gate (`uptodate.UpToDate`) from several job threads at once:
+`lookup` (local store first, then the remote; a remote hit is copied into the local
+store), `restore`, `outputs_intact`, `log_text`, and `save` after a step succeeded.
+
+Guarantees:
+- A wrong output is never restored. An entry is sealed JSON whose body carries its own
+  sha256 (`seal`/`unseal`), every blob is checked against its sha256 when it is read
+  or downloaded, and an entry that fails a check is reported once, discarded and
+  treated as a miss. An unsafe entry (see `archive.check_safe`) is refused likewise.
+- The cache never fails a build. `save` returns a warning instead of raising when the
+  store cannot be written (disk full, read-only); after that this build stops writing
+  locally. A remote that is down, slow or erroring is switched off after its first
+  failure (one bounded timeout, one warning). `warnings` gets at most one message per
+  `WarningKind`; the caller drains it.
+- The store stays under `max_size`: entries are touched when used and `save` prunes
+  the least recently used ones when the store grows past the limit.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import hashlib
+import json
+import os
+import stat
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import platformdirs
+
+from buildlib.archive import (
+    CorruptBlobError,
+    CorruptEntryError,
+    FileKind,
+    OutputFile,
+    UnsafeEntryError,
+    check_safe,
+    is_digest,
+    materialize,
+    path_problem,
+    symlink_problem,
+    symlink_record,
+)
+from buildlib.casstore import Area, LocalStore, PruneResult, StoreWriteError
+from buildlib.remote import HttpRemote, RemoteError, RemoteFailure
+
+DEFAULT_MAX_SIZE = 5 << 30
+FORMAT = "buildlib-cache-entry/1"
+# After the store outgrows its limit, prune to this share of it, so the next few
+# saves do not each pay for a prune.
+PRUNE_TO = 0.9
+
+
+@dataclass(frozen=True, kw_only=True)
+class CacheConfig:
+    """`local_dir` None means $BUILDLIB_CACHE_DIR, else the user cache directory."""
+
+    local_dir: Path | None = None
+    max_size: int = DEFAULT_MAX_SIZE
+    remote_url: str | None = None
+    remote_header: str | None = None  # "Name: value"; never printed
+    remote_read_only: bool = False
+    remote_timeout: float = 5.0
+
+
+class CacheSource(enum.StrEnum):
+    LOCAL = "local"
+    REMOTE = "remote"
+
+
+class WarningKind(enum.Enum):
+    CORRUPT = "corrupt"
+    UNSAFE = "unsafe"
+    NOT_STORED = "not stored"
+    LOCAL_WRITE = "local write"
+    LOCAL_READ = "local read"
+    REMOTE_UNAVAILABLE = "remote unavailable"
+    REMOTE_UPLOAD_REFUSED = "remote upload refused"
+
+
+class _NotStoredError(Exception):
+    """An output the cache cannot hold (a symlink leading outside, a FIFO...)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class CacheEntry:
+    """One stored step result. Every file's content is the blob named by its sha256."""
+
+    step: str
+    key: str
+    files: tuple[OutputFile, ...]
+    log_sha256: str
+    log_size: int
+    created: float
+    meta: Mapping[str, object] = field(default_factory=dict)
+    source: CacheSource = CacheSource.LOCAL
+
+    def blobs(self) -> dict[str, int]:
+        """sha256 -> size of every blob the entry needs (its files and its log)."""
+        found = {f.sha256: f.size for f in self.files if f.kind is FileKind.FILE}
+        found[self.log_sha256] = self.log_size
+        return found
+
+
+def default_cache_dir(environ: Mapping[str, str]) -> Path:
+    return Path(environ.get("BUILDLIB_CACHE_DIR") or platformdirs.user_cache_dir("buildlib"))
+
+
+def seal(entry: CacheEntry) -> bytes:
+    """The entry as JSON that carries the sha256 of its own canonical body."""
+    body: dict[str, object] = {
+        "step": entry.step, "key": entry.key, "created": entry.created,
+        "files": [f.to_json() for f in entry.files],
+        "log": {"sha256": entry.log_sha256, "size": entry.log_size},
+        "meta": json.loads(json.dumps(dict(entry.meta), default=str)),
+    }
+    return _canonical({"format": FORMAT, "sha256": _digest(body), "body": body})
+
+
+def unseal(data: bytes, key: str | None) -> CacheEntry:
+    """Parse and check an entry: CorruptEntryError if damaged, UnsafeEntryError if refused."""
+    try:
+        document = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        raise CorruptEntryError("not valid JSON (truncated?)") from None
+    if not isinstance(document, dict) or document.get("format") != FORMAT:
+        raise CorruptEntryError("not a buildlib cache entry")
+    body = document.get("body")
+    if not isinstance(body, dict) or document.get("sha256") != _digest(body):
+        raise CorruptEntryError("its checksum does not match its content")
+    step, stored_key, created = body.get("step"), body.get("key"), body.get("created")
+    files, log, meta = body.get("files"), body.get("log"), body.get("meta")
+    if key is not None and stored_key != key:
+        raise CorruptEntryError("it is stored under another key")
+    if not (isinstance(step, str) and isinstance(stored_key, str)
+            and isinstance(created, (int, float)) and isinstance(files, list)
+            and isinstance(log, dict) and isinstance(meta, dict)):
+        raise CorruptEntryError("a field is missing or has the wrong type")
+    log_sha256, log_size = log.get("sha256"), log.get("size")
+    if not (isinstance(log_sha256, str) and is_digest(log_sha256) and isinstance(log_size, int)):
+        raise CorruptEntryError("its log record is malformed")
+    records = tuple(OutputFile.from_json(item) for item in files)
+    check_safe(records)
+    return CacheEntry(step=step, key=stored_key, files=records, log_sha256=log_sha256,
+                      log_size=log_size, created=float(created), meta=meta)
+
+
+def _canonical(value: object) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True,
+                      allow_nan=False).encode()
+
+
+def _digest(body: object) -> str:
+    return hashlib.sha256(_canonical(body)).hexdigest()
+
+
+class StepCache:
+    """The local store plus an optional remote, for one build. Thread-safe."""
+
+    def __init__(self, config: CacheConfig, *, environ: Mapping[str, str] | None = None) -> None:
+        self.config = config
+        self.local = LocalStore(config.local_dir or default_cache_dir(
+            os.environ if environ is None else environ))
+        self.remote = HttpRemote(config.remote_url, header=config.remote_header,
+                                 timeout=config.remote_timeout,
+                                 read_only=config.remote_read_only) if config.remote_url else None
+        self.warnings: list[str] = []
+        self._warned: set[WarningKind] = set()
+        self._lock = threading.Lock()
+        self._prune_lock = threading.Lock()
+        self._local_writes = True
+        self._usage: int | None = None
+
+    # -- reading -------------------------------------------------------------------------
+
+    def lookup(self, step: str, key: str) -> CacheEntry | None:
+        """The entry stored for `key`, complete in the local store, or None (a miss)."""
+        if not is_digest(key):
+            raise ValueError(f"cache key {key!r} is not a sha256 hex digest")
+        entry = self._lookup_local(step, key)
+        if entry is None and self.remote is not None and self.remote.reads:
+            entry = self._lookup_remote(step, key)
+        return entry
+
+    def restore(self, entry: CacheEntry, root: Path) -> None:
+        """Write the entry's outputs under `root`, all or nothing.
+
+        Raises UnsafeEntryError, CorruptBlobError (the blob and the entry are discarded) or
+        OSError; the caller reports it and runs the step instead.
+        """
+        try:
+            materialize(entry.files, root, lambda digest: self.local.path(Area.CAS, digest))
+        except CorruptBlobError as exc:
+            self.local.discard(Area.CAS, exc.digest)
+            self.local.discard(Area.AC, entry.key)
+            raise
+
+    def outputs_intact(self, entry: CacheEntry, root: Path,
+                       hash_file: Callable[[str], str | None]) -> bool:
+        """True when every output is in the workspace as recorded (content, type, exec bits).
+
+        `hash_file` takes the workspace-relative path and returns its sha256 (or None).
+        """
+        for f in entry.files:
+            path = root / f.path
+            try:
+                info = path.lstat()
+                if f.kind is FileKind.SYMLINK:
+                    if not stat.S_ISLNK(info.st_mode) or str(path.readlink()) != f.target:
+                        return False
+                    continue
+            except OSError:
+                return False
+            if not stat.S_ISREG(info.st_mode) or (info.st_mode & 0o111) != (f.mode & 0o111):
+                return False
+            if hash_file(f.path) != f.sha256:
+                return False
+        return True
+
+    def log_text(self, entry: CacheEntry) -> str:
+        """The step's log as stored with the entry; empty if it is gone or damaged."""
+        try:
+            data = self.local.read_blob(entry.log_sha256, f"the log of {entry.step}")
+        except CorruptBlobError:
+            self.local.discard(Area.CAS, entry.log_sha256)
+            self._note(WarningKind.CORRUPT, f"cache entry corrupt: the stored log of "
+                       f"{entry.step} does not match its sha256; it was discarded")
+            return ""
+        except OSError:
+            return ""
+        return data.decode("utf-8", errors="replace") if data is not None else ""
+
+    # -- writing -------------------------------------------------------------------------
+
+    def save(self, step: str, key: str, root: Path,  # noqa: PLR0917 - the executor's call
+             output_paths: Sequence[str], log_path: Path, meta: Mapping[str, object]
+             ) -> str | None:
+        """Store the outputs and log of a successful step; a warning instead of any error.
+
+        `output_paths` are workspace-relative files and symlinks. Returns None when
+        stored, or when the problem was already reported in this build.
+        """
+        if not is_digest(key):
+            raise ValueError(f"cache key {key!r} is not a sha256 hex digest")
+        if not self._local_writes:
+            return None
+        try:
+            files = self._store_outputs(root, output_paths)
+            log_sha256, log_size = self._store_log(log_path)
+            entry = CacheEntry(step=step, key=key, files=files, log_sha256=log_sha256,
+                               log_size=log_size, created=time.time(), meta=meta)
+            data = seal(entry)
+            self.local.write_entry(key, data)
+        except _NotStoredError as exc:
+            return self._note(WarningKind.NOT_STORED, f"cache: {step} not stored: {exc}",
+                              listed=False)
+        except StoreWriteError as exc:
+            return self._local_write_failed(exc, listed=False)
+        self._account(sum(entry.blobs().values()) + len(data))
+        if self.remote is not None and self.remote.writes:
+            self._push(entry, data)
+        return None
+
+    def _store_outputs(self, root: Path, output_paths: Sequence[str]) -> tuple[OutputFile, ...]:
+        """Copy the outputs into the store; raises _NotStoredError for an output we cannot cache."""
+        files: list[OutputFile] = []
+        for rel in output_paths:
+            problem = path_problem(rel)
+            if problem is not None:
+                raise _NotStoredError(problem)
+            path = root / rel
+            try:
+                info = path.lstat()
+                if stat.S_ISLNK(info.st_mode):
+                    target = str(path.readlink())
+                    problem = symlink_problem(rel, target)
+                    if problem is not None:
+                        raise _NotStoredError(problem)
+                    files.append(symlink_record(rel, target))
+                elif stat.S_ISREG(info.st_mode):
+                    digest, size = self.local.add_file(path)
+                    files.append(OutputFile(path=rel, kind=FileKind.FILE, sha256=digest,
+                                            size=size, mode=stat.S_IMODE(info.st_mode) & 0o777))
+                else:
+                    raise _NotStoredError(f"{rel}: not a regular file or a symlink")
+            except OSError as exc:  # reading the workspace; store errors are StoreWriteError
+                raise _NotStoredError(f"{rel}: {exc.strerror or exc}") from None
+        try:
+            check_safe(files)
+        except UnsafeEntryError as exc:
+            raise _NotStoredError("; ".join(exc.problems)) from None
+        return tuple(files)
+
+    def _store_log(self, log_path: Path) -> tuple[str, int]:
+        try:
+            return self.local.add_file(log_path)
+        except OSError:  # no log: store an empty one
+            return self.local.add_bytes(b""), 0
+
+    def _push(self, entry: CacheEntry, data: bytes) -> None:
+        """Upload the blobs first, the entry last: a remote entry never names a missing blob."""
+        assert self.remote is not None
+        try:
+            for digest in entry.blobs():
+                if not self.remote.contains(Area.CAS, digest):
+                    self.remote.store(Area.CAS, digest, self.local.path(Area.CAS, digest))
+            self.remote.put_bytes(Area.AC, entry.key, data)
+        except RemoteError as exc:
+            self._remote_failed(exc)
+        except OSError as exc:  # a blob pruned meanwhile by another build
+            self._note(WarningKind.LOCAL_READ, f"cache entry not uploaded for {entry.step}: "
+                       f"{exc.strerror or exc}")
+
+    # -- size ----------------------------------------------------------------------------
+
+    def size(self) -> int:
+        return self.local.usage()
+
+    def prune(self, max_size: int) -> PruneResult:
+        """Drop least recently used entries (and blobs no entry uses) down to `max_size`."""
+        with self._prune_lock:
+            result = self.local.prune(max_size, _references)
+        with self._lock:
+            self._usage = result.after
+        return result
+
+    def clear(self) -> None:
+        with self._prune_lock:
+            self.local.clear()
+        with self._lock:
+            self._usage = 0
+
+    def _account(self, added: int) -> None:
+        """Track the store's size (counted once per build, then added to); prune when over."""
+        with self._lock:
+            if self._usage is None:
+                self._usage = self.local.usage()
+            self._usage += added
+            over = self._usage > self.config.max_size
+        if over:
+            self.prune(int(self.config.max_size * PRUNE_TO))
+
+    # -- lookups -------------------------------------------------------------------------
+
+    def _lookup_local(self, step: str, key: str) -> CacheEntry | None:
+        try:
+            data = self.local.read_entry(key)
+        except OSError as exc:
+            self._note(WarningKind.LOCAL_READ, f"local cache unreadable ({self.local.root}): "
+                       f"{exc.strerror or exc}; treating it as empty")
+            return None
+        if data is None:
+            return None
+        entry = self._decode(step, data, key, CacheSource.LOCAL)
+        if entry is None:
+            self.local.discard(Area.AC, key)
+            return None
+        for digest, size in entry.blobs().items():
+            actual = self.local.blob_size(digest)
+            if actual is None:  # pruned by another build: a plain miss
+                self.local.discard(Area.AC, key)
+                return None
+            if actual != size:
+                self.local.discard(Area.CAS, digest)
+                self.local.discard(Area.AC, key)
+                self._note(WarningKind.CORRUPT, f"cache entry corrupt for {step}: a stored "
+                           "file is truncated; it was discarded and the step runs")
+                return None
+        return entry
+
+    def _lookup_remote(self, step: str, key: str) -> CacheEntry | None:
+        try:
+            entry = self._fetch_remote(step, key)
+        except RemoteError as exc:
+            self._remote_failed(exc)
+            return None
+        except CorruptBlobError:
+            self._note(WarningKind.CORRUPT, f"cache entry corrupt for {step}: the remote "
+                       "cache served a blob that does not match its sha256; not used")
+            return None
+        except StoreWriteError as exc:
+            self._local_write_failed(exc, listed=True)
+            return None
+        return None if entry is None else replace(entry, source=CacheSource.REMOTE)
+
+    def _fetch_remote(self, step: str, key: str) -> CacheEntry | None:
+        """Download the entry and the blobs the local store lacks, then store the entry."""
+        assert self.remote is not None
+        remote = self.remote
+        data = remote.get_bytes(Area.AC, key)
+        if data is None:
+            return None
+        entry = self._decode(step, data, key, CacheSource.REMOTE)
+        if entry is None:
+            return None
+        for digest, size in entry.blobs().items():
+            if self.local.blob_size(digest) == size:
+                continue
+            if not self.local.receive(digest, functools.partial(remote.fetch, Area.CAS, digest)):
+                return None  # the remote lost a blob: a miss
+        self.local.write_entry(key, data)
+        return entry
+
+    def _decode(self, step: str, data: bytes, key: str, source: CacheSource
+                ) -> CacheEntry | None:
+        try:
+            return unseal(data, key)
+        except UnsafeEntryError as exc:
+            self._note(WarningKind.UNSAFE, f"cache entry refused for {step} ({source} cache): "
+                       f"{exc}; the step runs")
+        except CorruptEntryError as exc:
+            self._note(WarningKind.CORRUPT, f"cache entry corrupt for {step} ({source} cache): "
+                       f"{exc}; it was discarded and the step runs")
+        return None
+
+    # -- warnings ------------------------------------------------------------------------
+
+    def _note(self, kind: WarningKind, message: str, *, listed: bool = True) -> str | None:
+        """Record the first warning of each kind; returns it, or None if one was given."""
+        with self._lock:
+            if kind in self._warned:
+                return None
+            self._warned.add(kind)
+            if listed:
+                self.warnings.append(message)
+        return message
+
+    def _local_write_failed(self, exc: StoreWriteError, *, listed: bool) -> str | None:
+        with self._lock:
+            self._local_writes = False
+        return self._note(WarningKind.LOCAL_WRITE,
+                          f"local cache not writable: {exc}; results of this build are not "
+                          "cached (the build itself is unaffected)", listed=listed)
+
+    def _remote_failed(self, exc: RemoteError) -> None:
+        if exc.failure is RemoteFailure.UNAVAILABLE:
+            self._note(WarningKind.REMOTE_UNAVAILABLE, f"remote cache unavailable: {exc}; "
+                       "it is off for the rest of this build, the local cache still works")
+        else:
+            self._note(WarningKind.REMOTE_UPLOAD_REFUSED, f"remote cache refused an upload: "
+                       f"{exc}; nothing more is uploaded in this build")
+
+
+def _references(data: bytes) -> list[str] | None:
+    try:
+        return list(unseal(data, None).blobs())
+    except ValueError:
+        return None
