@@ -48,6 +48,7 @@ from buildlib.archive import (
     symlink_record,
 )
 from buildlib.casstore import Area, LocalStore, PruneResult, StoreWriteError
+from buildlib.errors import UserError
 from buildlib.remote import HttpRemote, RemoteError, RemoteFailure
 
 DEFAULT_MAX_SIZE = 5 << 30
@@ -258,7 +259,7 @@ class StepCache:
             data = seal(entry)
             self.local.write_entry(key, data)
         except _NotStoredError as exc:
-            return self._note(WarningKind.NOT_STORED, f"cache: {step} not stored: {exc}",
+            return self._note(WarningKind.NOT_STORED, f"not cached: {step}: {exc}",
                               listed=False)
         except StoreWriteError as exc:
             return self._local_write_failed(exc, listed=False)
@@ -323,18 +324,35 @@ class StepCache:
         return self.local.usage()
 
     def prune(self, max_size: int) -> PruneResult:
-        """Drop least recently used entries (and blobs no entry uses) down to `max_size`."""
+        """Drop least recently used entries (and blobs no entry uses) down to `max_size`.
+
+        For the `prune` command: a store that cannot be written is a UserError.
+        """
+        try:
+            return self._prune(max_size)
+        except StoreWriteError as exc:
+            raise UserError(f"cannot prune the cache: {exc}",
+                            fix="check the cache directory's permissions, or pass --cache-dir"
+                            ) from None
+
+    def clear(self) -> None:
+        """Empty the local store (for `clean --cache`); UserError if it cannot be written."""
+        try:
+            with self._prune_lock:
+                self.local.clear()
+        except StoreWriteError as exc:
+            raise UserError(f"cannot empty the cache: {exc}",
+                            fix="check the cache directory's permissions, or pass --cache-dir"
+                            ) from None
+        with self._lock:
+            self._usage = 0
+
+    def _prune(self, max_size: int) -> PruneResult:
         with self._prune_lock:
             result = self.local.prune(max_size, _references)
         with self._lock:
             self._usage = result.after
         return result
-
-    def clear(self) -> None:
-        with self._prune_lock:
-            self.local.clear()
-        with self._lock:
-            self._usage = 0
 
     def _account(self, added: int) -> None:
         """Track the store's size (counted once per build, then added to); prune when over."""
@@ -344,7 +362,10 @@ class StepCache:
             self._usage += added
             over = self._usage > self.config.max_size
         if over:
-            self.prune(int(self.config.max_size * PRUNE_TO))
+            try:
+                self._prune(int(self.config.max_size * PRUNE_TO))
+            except StoreWriteError as exc:
+                self._local_write_failed(exc, listed=True)
 
     # -- lookups -------------------------------------------------------------------------
 

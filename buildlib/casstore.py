@@ -213,6 +213,13 @@ class LocalStore:
         with contextlib.suppress(OSError):
             self.path(area, name).unlink(missing_ok=True)
 
+    def _remove(self, area: Area, name: str) -> None:
+        path = self.path(area, name)
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as exc:
+            raise StoreWriteError(path, exc) from exc
+
     # -- size ----------------------------------------------------------------------------
 
     def usage(self) -> int:
@@ -226,6 +233,7 @@ class LocalStore:
         `references(data)` names the blobs an entry uses, or None if it is corrupt (it
         is dropped). A blob goes when no remaining entry uses it. Entries whose blobs
         are missing are dropped; unreferenced blobs older than GRACE_SECONDS too.
+        StoreWriteError if a file cannot be removed (a read-only store).
         """
         now = time.time()
         entries: list[tuple[float, str, int, tuple[str, ...]]] = []
@@ -239,7 +247,7 @@ class LocalStore:
             except FileNotFoundError:  # pruned by another process meanwhile
                 continue
             if refs is None or any(ref not in blobs for ref in refs):
-                self.discard(Area.AC, name)
+                self._remove(Area.AC, name)
                 removed_entries += 1
                 continue
             entries.append((mtime, name, size, tuple(refs)))
@@ -247,20 +255,20 @@ class LocalStore:
         users = Counter(ref for *_rest, refs in entries for ref in set(refs))
         for name, (size, mtime) in blobs.items():
             if users[name] == 0 and now - mtime > GRACE_SECONDS:
-                self.discard(Area.CAS, name)
+                self._remove(Area.CAS, name)
                 total -= size
                 removed_blobs += 1
         entries.sort()
         for _mtime, name, size, refs in entries:
             if total <= max_size:
                 break
-            self.discard(Area.AC, name)
+            self._remove(Area.AC, name)
             total -= size
             removed_entries += 1
             for ref in set(refs):
                 users[ref] -= 1
                 if users[ref] == 0:
-                    self.discard(Area.CAS, ref)
+                    self._remove(Area.CAS, ref)
                     total -= blobs[ref][0]
                     removed_blobs += 1
         return PruneResult(before=before, after=total, limit=max_size,
@@ -273,8 +281,11 @@ class LocalStore:
             if not path.exists():
                 continue
             trash = self.root / f"{TMP_PREFIX}trash-{secrets.token_hex(6)}"
-            path.rename(trash)
-            shutil.rmtree(trash)
+            try:
+                path.rename(trash)
+                shutil.rmtree(trash)
+            except OSError as exc:
+                raise StoreWriteError(path, exc) from exc
 
     # -- helpers -------------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ from buildlib.cache import (
     unseal,
 )
 from buildlib.casstore import Area, LocalStore
+from buildlib.errors import UserError
 
 KEY1, KEY2, KEY3 = (hashlib.sha256(n.encode()).hexdigest() for n in ("one", "two", "three"))
 
@@ -411,6 +412,12 @@ def test_read_only_cache_dir_gives_a_warning_and_still_serves_hits(tmp_path: Pat
     assert entry is not None
     cache.restore(entry, tmp_path / "fresh")
     assert digest_of(tmp_path / "fresh/out/bin/app") == digest_of(ws / "out/bin/app")
+    with pytest.raises(UserError, match="cannot prune the cache") as pruning:
+        cache.prune(0)
+    assert "Read-only file system" in str(pruning.value) and pruning.value.fix
+    with pytest.raises(UserError, match="cannot empty the cache"):
+        cache.clear()
+    assert cache.lookup("app", KEY1) is not None
 
 
 def test_unreadable_output_is_not_stored(tmp_path: Path) -> None:
