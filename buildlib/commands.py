@@ -51,7 +51,8 @@ def build_command(args: argparse.Namespace, manifest: Manifest, *, mode: str, ta
     from buildlib.progress import make_reporter
 
     reporter = make_reporter(stream=sys.stdout, environ=environ, verbose=args.verbose,
-                             force_plain=args.plain)
+                             force_plain=args.plain, root=plan.root,
+                             step_dirs={name: s.cwd for name, s in plan.steps.items()})
     tag = f"{mode}-{target.triple}"
     with workspace_lock(build_dir(manifest) / "lock", wait=not args.no_wait,
                         on_wait=reporter.warning):

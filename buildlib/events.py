@@ -1,8 +1,9 @@
 """The reporter protocol: how the executor tells a person (or CI) what is happening.
 
 The executor calls these methods from its single scheduling thread, except
-`step_output`, which is called from a reader thread per step and must therefore be
-thread-safe (each call carries one whole line). Implementations: `progress.py`.
+`step_started` and `step_output`, which job threads call (a step is "started" when its
+process is, not when its cache check begins), so they must be thread-safe; each
+`step_output` call carries one whole line. Implementations: `progress.py`.
 """
 
 from __future__ import annotations

@@ -284,6 +284,7 @@ class Executor:
                         break
                 if self._stop.is_set():
                     break
+                self.reporter.step_started(step.name, job.worker, attempts)
                 returncode = self._attempt(step, argv, env, log)
                 if returncode == 0 or attempts > step.retries or self._stop.is_set():
                     break
@@ -309,11 +310,13 @@ class Executor:
             finally:
                 self.processes.release(proc)
         proc = self.processes.spawn(argv, cwd=step.cwd, env=env, stdout=subprocess.PIPE)
+        assert proc.stdout is not None
         try:
-            assert proc.stdout is not None
-            for raw in proc.stdout:
-                log.write(raw)
-                self.reporter.step_output(step.name, raw.decode(errors="replace").rstrip("\r\n"))
+            with proc.stdout:
+                for raw in proc.stdout:
+                    log.write(raw)
+                    self.reporter.step_output(step.name,
+                                              raw.decode(errors="replace").rstrip("\r\n"))
             log.flush()
             return proc.wait()
         finally:

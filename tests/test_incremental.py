@@ -1,0 +1,307 @@
+"""Incremental builds through the CLI: fingerprints, the local cache, the remote cache, --explain.
+
+Each test builds a temporary workspace with real `python -m buildlib` processes and reads
+what happened from the build's JSON report.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import stat
+import subprocess
+import sys
+import textwrap
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from workspace import MODES
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = json.dumps(sys.executable)
+
+# gen: src/*.txt -> out/gen.txt (uppercased); pack: out/gen.txt -> out/pack.txt + an executable
+# script; other: independent, reads GREETING from the environment.
+STEPS = textwrap.dedent(f"""
+    [tools]
+    fake = ["fake-tool", "--version"]
+
+    [[step]]
+    name = "gen"
+    command = [{PY}, "-c", "import pathlib; p = pathlib.Path('out'); p.mkdir(exist_ok=True); (p / 'gen.txt').write_text(''.join(f.read_text().upper() for f in sorted(pathlib.Path('src').glob('*.txt')))); open('runs.log', 'a').write('gen\\\\n')"]
+    inputs = ["src/*.txt"]
+    outputs = ["out/gen.txt"]
+    tools = ["fake"]
+
+    [[step]]
+    name = "pack"
+    command = [{PY}, "-c", "import os, pathlib; t = pathlib.Path('out/gen.txt').read_text(); pathlib.Path('out/pack.txt').write_text('[' + t + ']'); s = pathlib.Path('out/run.sh'); s.write_text('#!/bin/sh\\\\necho hi\\\\n'); s.chmod(0o755); open('runs.log', 'a').write('pack\\\\n')"]
+    depends_on = ["gen"]
+    outputs = ["out/pack.txt", "out/run.sh"]
+
+    [[step]]
+    name = "other"
+    command = [{PY}, "-c", "import os, pathlib; pathlib.Path('other.txt').write_text(os.environ.get('GREETING', '-')); open('runs.log', 'a').write('other\\\\n')"]
+    env_inputs = ["GREETING"]
+    outputs = ["other.txt"]
+""")
+
+
+class Workspace:
+    def __init__(self, root: Path, cache: Path, bin_dir: Path) -> None:
+        self.root = root
+        self.cache = cache
+        self.bin_dir = bin_dir
+
+    def build(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        (self.root / "runs.log").unlink(missing_ok=True)
+        full_env = {k: v for k, v in os.environ.items()
+                    if not k.startswith(("GITHUB_", "BUILDLIB_"))}
+        full_env.update({"PYTHONPATH": str(ROOT), "BUILDLIB_CACHE_DIR": str(self.cache),
+                         "PATH": f"{self.bin_dir}{os.pathsep}{os.environ['PATH']}", **env})
+        return subprocess.run([sys.executable, "-m", "buildlib", "build", "--plain", "-j", "2",
+                               *args], cwd=self.root, env=full_env, capture_output=True,
+                              text=True, timeout=120)
+
+    def ran(self) -> list[str]:
+        log = self.root / "runs.log"
+        return sorted(log.read_text().split()) if log.exists() else []
+
+    def outcomes(self) -> dict[str, str]:
+        report = json.loads((self.root / ".buildlib" / "reports" / "latest.json").read_text())
+        return {s["name"]: s["outcome"] for s in report["steps"]}
+
+    def report(self) -> dict[str, object]:
+        return json.loads((self.root / ".buildlib" / "reports" / "latest.json").read_text())
+
+
+def make_tool(bin_dir: Path, version: str) -> None:
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    tool = bin_dir / "fake-tool"
+    tool.write_text(f"#!/bin/sh\necho fake-tool {version}\n")
+    tool.chmod(0o755)
+
+
+def make_workspace(base: Path, name: str = "ws", cache: str = "cache") -> Workspace:
+    root = base / name
+    (root / "src").mkdir(parents=True)
+    (root / "src" / "a.txt").write_text("alpha\n")
+    (root / "src" / "b.txt").write_text("beta\n")
+    (root / "build.toml").write_text(MODES + STEPS)
+    make_tool(base / "bin", "1.0")
+    return Workspace(root, base / cache, base / "bin")
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Workspace:
+    return make_workspace(tmp_path)
+
+
+def ok(proc: subprocess.CompletedProcess[str]) -> None:
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_no_op_rebuild_runs_nothing(ws: Workspace) -> None:
+    ok(ws.build())
+    assert ws.ran() == ["gen", "other", "pack"]
+    ok(ws.build())
+    assert ws.ran() == []
+    assert set(ws.outcomes().values()) == {"cached"}
+
+
+def test_changing_one_input_reruns_only_what_is_downstream(ws: Workspace) -> None:
+    ok(ws.build())
+    (ws.root / "src" / "b.txt").write_text("beta two\n")
+    proc = ws.build("--explain")
+    ok(proc)
+    assert ws.ran() == ["gen", "pack"]
+    assert "gen: input file src/b.txt changed" in proc.stdout
+    assert "pack: dependency gen re-ran" in proc.stdout
+    reasons = {s["name"]: s["reasons"] for s in ws.report()["steps"]}  # type: ignore[union-attr]
+    assert reasons["gen"] == ["input file src/b.txt changed"]
+    assert (ws.root / "out" / "pack.txt").read_text() == "[ALPHA\nBETA TWO\n]"
+
+
+def test_a_changed_environment_variable_reruns_the_steps_that_declared_it(ws: Workspace) -> None:
+    ok(ws.build(GREETING="hello"))
+    proc = ws.build("--explain", GREETING="bonjour")
+    ok(proc)
+    assert ws.ran() == ["other"]
+    assert "environment variable GREETING changed" in proc.stdout
+
+
+def test_a_changed_tool_version_reruns_the_steps_that_use_it(ws: Workspace) -> None:
+    ok(ws.build())
+    make_tool(ws.bin_dir, "2.0")
+    proc = ws.build("--explain")
+    ok(proc)
+    assert ws.ran() == ["gen", "pack"]
+    assert "tool version of fake changed" in proc.stdout
+
+
+def test_missing_outputs_are_restored_from_the_cache_with_their_mode(ws: Workspace) -> None:
+    ok(ws.build())
+    original = (ws.root / "out" / "pack.txt").read_bytes()
+    for name in ("pack.txt", "run.sh"):
+        (ws.root / "out" / name).unlink()
+    ok(ws.build())
+    assert ws.ran() == []
+    assert ws.outcomes()["pack"] == "restored"
+    assert (ws.root / "out" / "pack.txt").read_bytes() == original
+    assert os.stat(ws.root / "out" / "run.sh").st_mode & stat.S_IXUSR
+
+
+def test_a_modified_output_is_restored_not_trusted(ws: Workspace) -> None:
+    ok(ws.build())
+    (ws.root / "out" / "gen.txt").write_text("tampered")
+    ok(ws.build())
+    assert ws.outcomes()["gen"] == "restored"
+    assert (ws.root / "out" / "gen.txt").read_text() == "ALPHA\nBETA\n"
+
+
+def test_a_corrupt_cache_entry_is_detected_discarded_and_rebuilt(ws: Workspace) -> None:
+    ok(ws.build())
+    gen = (ws.root / "out" / "gen.txt").read_bytes()
+    digest = hashlib.sha256(gen).hexdigest()
+    blobs = [p for p in ws.cache.rglob(digest + "*") if p.is_file()]
+    assert blobs, "the output blob is stored under its sha256"
+    for blob in blobs:
+        blob.chmod(0o644)
+        blob.write_bytes(b"corrupted!")
+    (ws.root / "out" / "gen.txt").unlink()
+    proc = ws.build()
+    ok(proc)
+    assert "gen" in ws.ran()  # rebuilt, not restored from the bad blob
+    assert (ws.root / "out" / "gen.txt").read_bytes() == gen
+    assert "corrupt" in (proc.stdout + proc.stderr).lower()
+
+
+def test_a_failed_step_is_never_recorded_as_done_even_if_it_wrote_outputs(
+        tmp_path: Path) -> None:
+    root = tmp_path / "ws"
+    root.mkdir()
+    (root / "build.toml").write_text(MODES + textwrap.dedent(f"""
+        [[step]]
+        name = "half"
+        command = [{PY}, "-c", "import pathlib, sys; pathlib.Path('o.txt').write_text('x'); open('runs.log', 'a').write('half\\\\n'); sys.exit(1)"]
+        outputs = ["o.txt"]
+    """))
+    ws = Workspace(root, tmp_path / "cache", tmp_path)
+    assert ws.build().returncode == 1
+    assert ws.build().returncode == 1
+    assert ws.ran() == ["half"]  # ran again: the first failure was not recorded
+
+
+def test_force_reruns_everything(ws: Workspace) -> None:
+    ok(ws.build())
+    proc = ws.build("--force", "--explain")
+    ok(proc)
+    assert ws.ran() == ["gen", "other", "pack"]
+    assert "gen: forced" in proc.stdout
+
+
+def test_two_clones_share_one_local_cache(tmp_path: Path) -> None:
+    first = make_workspace(tmp_path, "one")
+    second = make_workspace(tmp_path, "two")
+    ok(first.build())
+    ok(second.build())
+    assert second.ran() == []
+    assert set(second.outcomes().values()) == {"restored"}
+
+
+@pytest.mark.nginx
+def test_two_clones_with_separate_caches_share_one_nginx_remote(tmp_path: Path) -> None:
+    from nginx_server import running_nginx
+
+    with running_nginx(tmp_path / "nginx") as nginx:
+        first = make_workspace(tmp_path, "one", cache="cache1")
+        second = make_workspace(tmp_path, "two", cache="cache2")
+        ok(first.build("--remote-cache", nginx.url))
+        ok(second.build("--remote-cache", nginx.url))
+        assert second.ran() == []
+        steps = second.report()["steps"]
+        assert all(s["outcome"] == "restored" and s["cache_source"] == "remote"
+                   for s in steps), steps  # type: ignore[union-attr]
+        for rel in ("out/gen.txt", "out/pack.txt", "out/run.sh", "other.txt"):
+            a, b = (first.root / rel).read_bytes(), (second.root / rel).read_bytes()
+            assert hashlib.sha256(a).hexdigest() == hashlib.sha256(b).hexdigest()
+
+
+@pytest.mark.nginx
+def test_read_only_remote_never_uploads(tmp_path: Path) -> None:
+    from nginx_server import running_nginx
+
+    with running_nginx(tmp_path / "nginx") as nginx:
+        ws = make_workspace(tmp_path)
+        ok(ws.build("--remote-cache", nginx.url, "--remote-read-only"))
+        log = (tmp_path / "nginx").rglob("access.log")
+        text = "".join(p.read_text() for p in log)
+        assert "PUT" not in text
+
+
+@pytest.fixture
+def silent_server() -> Iterator[str]:
+    """A server that accepts connections and never answers."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.getsockname()[1]}"
+    stop.set()
+    thread.join()
+    for conn in held:
+        conn.close()
+    server.close()
+
+
+def test_a_remote_that_never_answers_costs_one_timeout_and_one_warning(
+        ws: Workspace, silent_server: str) -> None:
+    proc = ws.build("--remote-cache", silent_server, BUILDLIB_REMOTE_TIMEOUT="1")
+    ok(proc)
+    assert ws.ran() == ["gen", "other", "pack"]
+    warnings = [line for line in (proc.stdout + proc.stderr).splitlines()
+                if "remote" in line.lower() and "warn" in line.lower()]
+    assert len(warnings) == 1, proc.stdout
+
+
+def test_a_remote_that_is_down_leaves_the_build_green(ws: Workspace) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = ws.build("--remote-cache", f"http://127.0.0.1:{port}")
+    ok(proc)
+    assert ws.ran() == ["gen", "other", "pack"]
+
+
+def test_an_unwritable_cache_directory_leaves_the_build_green_with_a_warning(
+        ws: Workspace) -> None:
+    ws.cache.mkdir()
+    ws.cache.chmod(0o500)
+    try:
+        if os.access(ws.cache, os.W_OK):  # root ignores mode bits: use a file as the "directory"
+            ws.cache.chmod(0o700)
+            ws.cache.rmdir()
+            ws.cache.write_text("not a directory")
+        proc = ws.build()
+        ok(proc)
+        assert "warn" in (proc.stdout + proc.stderr).lower()
+    finally:
+        if ws.cache.is_dir():
+            ws.cache.chmod(0o700)
