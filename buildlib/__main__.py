@@ -1,4 +1,5 @@
-from buildlib.cli import main
 import sys
+
+from buildlib.cli import main
 
 sys.exit(main())

@@ -14,7 +14,8 @@ from pathlib import Path
 
 class ArtifactKind(enum.Enum):
     EXISTS = "exists"  # the path exists (file or directory)
-    EXECUTABLE = "executable"  # a binary of the target's format and machine; on the host, `run` must succeed
+    # A binary of the target's format and machine; on the host, `run` must succeed.
+    EXECUTABLE = "executable"
     HTML = "html"  # an HTML file whose referenced scripts and stylesheets exist
     COMMAND = "command"  # `run` must exit 0 (and print `expect`), on the host only
 

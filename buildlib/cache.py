@@ -29,6 +29,7 @@ import stat
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -56,6 +57,7 @@ FORMAT = "buildlib-cache-entry/1"
 # After the store outgrows its limit, prune to this share of it, so the next few
 # saves do not each pay for a prune.
 PRUNE_TO = 0.9
+SAVE_WORKERS = 8
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -269,34 +271,48 @@ class StepCache:
         return None
 
     def _store_outputs(self, root: Path, output_paths: Sequence[str]) -> tuple[OutputFile, ...]:
-        """Copy the outputs into the store; raises _NotStoredError for an output we cannot cache."""
-        files: list[OutputFile] = []
-        for rel in output_paths:
-            problem = path_problem(rel)
-            if problem is not None:
-                raise _NotStoredError(problem)
-            path = root / rel
+        """Copy the outputs into the store; raises _NotStoredError for an output we cannot cache.
+
+        Several files are stored at once: each blob is fsync'd, and concurrent fsyncs
+        share the file system's journal commits, which makes saving many small
+        files several times faster than one at a time.
+        """
+        record = functools.partial(self._record, root)
+        if len(output_paths) < 4:
+            files = [record(rel) for rel in output_paths]
+        else:
+            pool = ThreadPoolExecutor(max_workers=SAVE_WORKERS, thread_name_prefix="cache-save")
             try:
-                info = path.lstat()
-                if stat.S_ISLNK(info.st_mode):
-                    target = str(path.readlink())
-                    problem = symlink_problem(rel, target)
-                    if problem is not None:
-                        raise _NotStoredError(problem)
-                    files.append(symlink_record(rel, target))
-                elif stat.S_ISREG(info.st_mode):
-                    digest, size = self.local.add_file(path)
-                    files.append(OutputFile(path=rel, kind=FileKind.FILE, sha256=digest,
-                                            size=size, mode=stat.S_IMODE(info.st_mode) & 0o777))
-                else:
-                    raise _NotStoredError(f"{rel}: not a regular file or a symlink")
-            except OSError as exc:  # reading the workspace; store errors are StoreWriteError
-                raise _NotStoredError(f"{rel}: {exc.strerror or exc}") from None
+                files = list(pool.map(record, output_paths))
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
         try:
             check_safe(files)
         except UnsafeEntryError as exc:
             raise _NotStoredError("; ".join(exc.problems)) from None
         return tuple(files)
+
+    def _record(self, root: Path, rel: str) -> OutputFile:
+        """Store one output (a file's content as a blob) and describe it."""
+        problem = path_problem(rel)
+        if problem is not None:
+            raise _NotStoredError(problem)
+        path = root / rel
+        try:
+            info = path.lstat()
+            if stat.S_ISLNK(info.st_mode):
+                target = str(path.readlink())
+                problem = symlink_problem(rel, target)
+                if problem is not None:
+                    raise _NotStoredError(problem)
+                return symlink_record(rel, target)
+            if stat.S_ISREG(info.st_mode):
+                digest, size = self.local.add_file(path)
+                return OutputFile(path=rel, kind=FileKind.FILE, sha256=digest, size=size,
+                                  mode=stat.S_IMODE(info.st_mode) & 0o777)
+        except OSError as exc:  # reading the workspace; store errors are StoreWriteError
+            raise _NotStoredError(f"{rel}: {exc.strerror or exc}") from None
+        raise _NotStoredError(f"{rel}: not a regular file or a symlink")
 
     def _store_log(self, log_path: Path) -> tuple[str, int]:
         try:

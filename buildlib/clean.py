@@ -8,6 +8,7 @@ follow symlinks either.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from collections.abc import Iterable, Sequence
@@ -66,10 +67,8 @@ def size_of(path: Path) -> int:
     total = 0
     for dirpath, _dirs, files in os.walk(path):  # os.walk does not follow symlinks by default
         for name in files:
-            try:
+            with contextlib.suppress(OSError):
                 total += (Path(dirpath) / name).lstat().st_size
-            except OSError:
-                pass
     return total
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import sys
 import traceback
 from collections.abc import Mapping, Sequence
@@ -17,10 +16,7 @@ from pathlib import Path
 
 from buildlib.errors import UserError
 from buildlib.manifest import Manifest, find_manifest, load_manifest
-from buildlib.plan import Plan, build_plan
-from buildlib.targets import Target, get_target, host_triple
-
-BUILD_DIR = ".buildlib"
+from buildlib.targets import get_target, host_triple
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -111,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except Exception:  # noqa: BLE001 - the one place bugs become an exit code
+    except Exception:
         traceback.print_exc()
         print("internal error: this is a bug in buildlib, please report it with the "
               "traceback above", file=sys.stderr)
@@ -132,22 +128,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     mode = choose_mode(manifest, getattr(args, "mode", None), os.environ)
     host = get_target(host_triple())
     target = get_target(args.target) if getattr(args, "target", None) else host
-    from buildlib import commands
+    from buildlib.commands import COMMANDS
 
-    if args.command == "build":
-        return commands.build_command(args, manifest, mode=mode, target=target, host=host)
-    if args.command == "plan":
-        plan = build_plan(manifest, mode=mode, target=target, requested=args.steps,
-                          environ=os.environ)
-        print(render_plan_json(plan))
-        return 0
-    if args.command == "verify":
-        return commands.verify_command(manifest, mode=mode, target=target, host=host)
-    if args.command == "clean":
-        return commands.clean_command(args, manifest, mode=mode, target=target)
-    if args.command == "metrics":
-        return commands.metrics_command(args, manifest, mode=mode, target=target)
-    raise AssertionError(args.command)
+    return COMMANDS[args.command](args, manifest, mode=mode, target=target, host=host)
 
 
 def choose_mode(manifest: Manifest, requested: str | None, environ: Mapping[str, str]) -> str:
@@ -155,76 +138,6 @@ def choose_mode(manifest: Manifest, requested: str | None, environ: Mapping[str,
     if mode not in manifest.modes:
         raise UserError(f"unknown mode '{mode}'", fix="use one of: " + ", ".join(manifest.modes))
     return mode
-
-
-def render_dry_run(plan: Plan, environ: Mapping[str, str]) -> str:
-    """Each step in order: its exact command, directory, and environment differences."""
-    lines = [f"plan: mode={plan.mode} target={plan.target.triple} "
-             f"({len(plan.steps)} steps, nothing will run)"]
-    for index, step in enumerate(plan.steps.values(), 1):
-        lines.append(f"{index:>3}. {step.name}" + (f"  -- {step.description}"
-                                                   if step.description else ""))
-        lines.append(f"     cwd:  {_relative(step.cwd, plan.root)}")
-        lines.append(f"     run:  {shlex.join(step.argv)}")
-        changed = {k: v for k, v in sorted(step.env.items()) if environ.get(k) != v}
-        for key, value in changed.items():
-            lines.append(f"     env:  {key}={shlex.quote(value)}")
-        if step.depends_on:
-            lines.append(f"     after: {', '.join(step.depends_on)}")
-        if step.outputs:
-            lines.append(f"     makes: {', '.join(step.outputs)}")
-    return "\n".join(lines)
-
-
-def render_mermaid(plan: Plan) -> str:
-    """The selected graph as a Mermaid flowchart (edges point from dependency to dependent)."""
-    ids = {name: f"s{i}" for i, name in enumerate(plan.steps)}
-    lines = ["flowchart LR"]
-    lines += [f'  {ids[name]}["{name}"]' for name in plan.steps]
-    for name, step in plan.steps.items():
-        lines += [f"  {ids[dep]} --> {ids[name]}" for dep in step.depends_on]
-    return "\n".join(lines)
-
-
-def render_plan_json(plan: Plan) -> str:
-    import json
-
-    return json.dumps({
-        "mode": plan.mode, "target": plan.target.triple,
-        "steps": [{"name": s.name, "description": s.description, "group": s.group,
-                   "argv": list(s.argv), "cwd": _relative(s.cwd, plan.root),
-                   "env": dict(s.env), "depends_on": list(s.depends_on),
-                   "outputs": list(s.outputs), "priority": s.priority}
-                  for s in plan.steps.values()],
-    }, indent=2)
-
-
-def _relative(path: Path, root: Path) -> str:
-    try:
-        rel = path.relative_to(root)
-    except ValueError:
-        return str(path)
-    return str(rel) if str(rel) != "." else "."
-
-
-def default_jobs(requested: int | None, environ: Mapping[str, str]) -> int:
-    if requested is not None:
-        jobs = requested
-    elif environ.get("BUILDLIB_JOBS"):
-        try:
-            jobs = int(environ["BUILDLIB_JOBS"])
-        except ValueError:
-            raise UserError(f"BUILDLIB_JOBS={environ['BUILDLIB_JOBS']!r} is not a number",
-                            fix="set BUILDLIB_JOBS to a positive integer") from None
-    else:
-        jobs = os.cpu_count() or 1
-    if jobs < 1:
-        raise UserError(f"-j {jobs}: at least one job is needed", fix="pass -j 1 or more")
-    return jobs
-
-
-def target_of(name: str) -> Target:
-    return get_target(name)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -7,16 +7,35 @@ import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Protocol
 
 from buildlib import graph
-from buildlib.cli import BUILD_DIR, default_jobs, render_dry_run, render_mermaid
 from buildlib.errors import UserError
 from buildlib.executor import AlwaysRun, ExecOptions, Executor, Gate
 from buildlib.journal import Journal
 from buildlib.lock import workspace_lock
 from buildlib.manifest import Manifest
 from buildlib.plan import Plan, build_plan, resolve_artifacts
+from buildlib.render import render_dry_run, render_mermaid, render_plan_json
 from buildlib.targets import Target, check_buildable
+
+BUILD_DIR = ".buildlib"
+
+
+def default_jobs(requested: int | None, environ: Mapping[str, str]) -> int:
+    if requested is not None:
+        jobs = requested
+    elif environ.get("BUILDLIB_JOBS"):
+        try:
+            jobs = int(environ["BUILDLIB_JOBS"])
+        except ValueError:
+            raise UserError(f"BUILDLIB_JOBS={environ['BUILDLIB_JOBS']!r} is not a number",
+                            fix="set BUILDLIB_JOBS to a positive integer") from None
+    else:
+        jobs = os.cpu_count() or 1
+    if jobs < 1:
+        raise UserError(f"-j {jobs}: at least one job is needed", fix="pass -j 1 or more")
+    return jobs
 
 
 def build_dir(manifest: Manifest) -> Path:
@@ -58,7 +77,8 @@ def build_command(args: argparse.Namespace, manifest: Manifest, *, mode: str, ta
                         on_wait=reporter.warning):
         journal = Journal(build_dir(manifest) / "journal" / f"{tag}.jsonl")
         done, forced = _selection(args, plan, journal)
-        gate = _make_gate(args, manifest, plan, forced, environ, reporter.warning)
+        gate = _make_gate(args, manifest, plan, forced=forced, environ=environ,
+                          warn=reporter.warning)
         options = ExecOptions(jobs=jobs, keep_going=args.keep_going, verbose=args.verbose,
                               log_dir=build_dir(manifest) / "logs" / tag, done=frozenset(done))
         executor = Executor(plan, reporter=reporter, options=options, gate=gate,
@@ -97,7 +117,7 @@ def _selection(args: argparse.Namespace, plan: Plan, journal: Journal
     return done, forced
 
 
-def _make_gate(args: argparse.Namespace, manifest: Manifest, plan: Plan,
+def _make_gate(args: argparse.Namespace, manifest: Manifest, plan: Plan, *,
                forced: set[str] | None, environ: Mapping[str, str], warn: object) -> Gate:
     if args.no_cache:
         return AlwaysRun()
@@ -133,7 +153,16 @@ def render_explain(record: object) -> str:
     return "\n".join(lines)
 
 
-def verify_command(manifest: Manifest, *, mode: str, target: Target, host: Target) -> int:
+def plan_command(args: argparse.Namespace, manifest: Manifest, *, mode: str, target: Target,
+                 host: Target) -> int:
+    plan = build_plan(manifest, mode=mode, target=target, requested=args.steps,
+                      environ=os.environ)
+    print(render_plan_json(plan))
+    return 0
+
+
+def verify_command(args: argparse.Namespace, manifest: Manifest, *, mode: str, target: Target,
+                   host: Target) -> int:
     from buildlib.verify import nox_step_hint, render_report, verify_artifacts
 
     plan = build_plan(manifest, mode=mode, target=target, environ=os.environ)
@@ -148,7 +177,7 @@ def verify_command(manifest: Manifest, *, mode: str, target: Target, host: Targe
 
 
 def clean_command(args: argparse.Namespace, manifest: Manifest, *, mode: str,
-                  target: Target) -> int:
+                  target: Target, host: Target) -> int:
     from buildlib.clean import clean
 
     return clean(manifest, target=target, selection=args.groups, dry_run=args.dry_run,
@@ -156,7 +185,7 @@ def clean_command(args: argparse.Namespace, manifest: Manifest, *, mode: str,
 
 
 def metrics_command(args: argparse.Namespace, manifest: Manifest, *, mode: str,
-                    target: Target) -> int:
+                    target: Target, host: Target) -> int:
     from buildlib.metrics import metrics_table, render_metrics
 
     result = metrics_table(build_dir(manifest) / "history.jsonl", last=args.last, mode=mode,
@@ -169,3 +198,17 @@ def prune_command(args: argparse.Namespace) -> int:
     from buildlib.uptodate import prune_cache
 
     return prune_cache(args.max_size, cache_dir=args.cache_dir, environ=os.environ)
+
+
+class Command(Protocol):
+    def __call__(self, args: argparse.Namespace, manifest: Manifest, *, mode: str,
+                 target: Target, host: Target) -> int: ...
+
+
+COMMANDS: dict[str, Command] = {
+    "build": build_command,
+    "plan": plan_command,
+    "verify": verify_command,
+    "clean": clean_command,
+    "metrics": metrics_command,
+}

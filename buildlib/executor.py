@@ -18,7 +18,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -94,6 +94,17 @@ class ExecOptions:
 
 
 @dataclass
+class _RunState:
+    """The scheduling thread's mutable state for one run."""
+
+    scheduler: Scheduler
+    free_workers: list[int]
+    running: dict[str, _Job] = field(default_factory=dict)
+    records: dict[str, StepRecord] = field(default_factory=dict)
+    interrupted: int | None = None
+
+
+@dataclass
 class _Job:
     name: str
     worker: int
@@ -131,75 +142,94 @@ class Executor:
         plan, options = self.plan, self.options
         deps = {name: step.depends_on for name, step in plan.steps.items()}
         priority = {name: step.priority for name, step in plan.steps.items()}
-        scheduler = Scheduler(deps, priority, keep_going=options.keep_going)
-        records: dict[str, StepRecord] = {}
+        state = _RunState(scheduler=Scheduler(deps, priority, keep_going=options.keep_going),
+                          free_workers=list(range(options.jobs)))
         options.log_dir.mkdir(parents=True, exist_ok=True)
         self._t0 = time.monotonic()
         started_at = datetime.now(UTC).isoformat(timespec="seconds")
         self.reporter.build_started(BuildStart(
             mode=plan.mode, target=plan.target.triple, jobs=options.jobs,
             steps=list(plan.steps), estimates=self.estimates, log_dir=str(options.log_dir)))
-        free_workers = list(range(options.jobs))
-        jobs: dict[str, _Job] = {}
-        interrupted: int | None = None
         if self.journal is not None:
             self.journal.open(self.build_id, list(plan.steps))
         with self._signals():
-            while not scheduler.finished:
-                while free_workers and (name := scheduler.next_step()) is not None:
-                    scheduler.start(name)
-                    if name in options.done:
-                        now = self._now()
-                        records[name] = StepRecord(name=name, outcome=Outcome.CACHED, start=now,
-                                                   end=now, reasons=("done in the resumed build",))
-                        scheduler.finish(name, ok=True)
-                        if self.journal is not None:
-                            self.journal.record(name, "succeeded")
-                        self.reporter.step_finished(records[name], [])
-                        continue
-                    job = _Job(name=name, worker=free_workers.pop(0), start=self._now())
-                    jobs[name] = job
-                    threading.Thread(target=self._run_job, args=(job,), daemon=True,
-                                     name=f"step-{name}").start()
-                event = self._events.get()
-                if isinstance(event, int):
-                    if interrupted is None:
-                        interrupted = event
-                        scheduler.stop()
-                        self._stop_running()
-                    continue
-                job = event
-                assert job.record is not None
-                records[job.name] = job.record
-                free_workers.append(job.worker)
-                free_workers.sort()
-                del jobs[job.name]
-                ok = job.record.outcome.ok
-                if interrupted is not None and not ok:
-                    job.record = _replace_outcome(job.record, Outcome.INTERRUPTED)
-                    records[job.name] = job.record
-                scheduler.finish(job.name, ok=ok)
+            try:
+                while not state.scheduler.finished:
+                    self._launch_ready(state)
+                    event = self._events.get()
+                    if isinstance(event, int):
+                        self._on_signal(state, event)
+                    else:
+                        self._on_job_done(state, event)
+            finally:
+                self.processes.close()
+                self.gate.close()
                 if self.journal is not None:
-                    self.journal.record(job.name, "succeeded" if ok else job.record.outcome.value)
-                self.reporter.step_finished(job.record, job.tail)
-                if not ok and not options.keep_going and interrupted is None and jobs:
-                    self._stop_running()
-            self.processes.close()
-            self.gate.close()
-            if self.journal is not None:
-                self.journal.close()
-        for name, state in scheduler.state.items():
-            if name not in records and state is State.BLOCKED:
+                    self.journal.close()
+        return self._build_record(state, deps, started_at)
+
+    def _launch_ready(self, state: _RunState) -> None:
+        """Start ready steps, best first, while a worker lane is free."""
+        scheduler = state.scheduler
+        while state.free_workers and (name := scheduler.next_step()) is not None:
+            scheduler.start(name)
+            if name in self.options.done:  # --resume/--from: taken as done, not checked
+                now = self._now()
+                record = StepRecord(name=name, outcome=Outcome.CACHED, start=now, end=now,
+                                    reasons=("done in the resumed build",))
+                self._settle(state, record, [])
+                continue
+            job = _Job(name=name, worker=state.free_workers.pop(0), start=self._now())
+            state.running[name] = job
+            threading.Thread(target=self._run_job, args=(job,), daemon=True,
+                             name=f"step-{name}").start()
+
+    def _on_signal(self, state: _RunState, signum: int) -> None:
+        if state.interrupted is None:
+            state.interrupted = signum
+            state.scheduler.stop()
+            self._stop_running()
+
+    def _on_job_done(self, state: _RunState, job: _Job) -> None:
+        assert job.record is not None
+        del state.running[job.name]
+        state.free_workers.append(job.worker)
+        state.free_workers.sort()
+        record = job.record
+        if state.interrupted is not None and not record.outcome.ok:
+            record = replace(record, outcome=Outcome.INTERRUPTED)
+        self._settle(state, record, job.tail)
+        if not record.outcome.ok and not self.options.keep_going and state.running \
+                and state.interrupted is None:
+            self._stop_running()  # fail fast: the steps still running are stopped
+
+    def _settle(self, state: _RunState, record: StepRecord, tail: list[str]) -> None:
+        """A step's end: scheduler, journal and reporter, in that order."""
+        ok = record.outcome.ok
+        state.records[record.name] = record
+        state.scheduler.finish(record.name, ok=ok)
+        if self.journal is not None:
+            self.journal.record(record.name, "succeeded" if ok else record.outcome.value)
+        self.reporter.step_finished(record, tail)
+
+    def _build_record(self, state: _RunState, deps: Mapping[str, Sequence[str]],
+                      started_at: str) -> BuildRecord:
+        records = state.records
+        for name, step_state in state.scheduler.state.items():
+            if name not in records and step_state is State.BLOCKED:
                 records[name] = StepRecord(name=name, outcome=Outcome.SKIPPED,
-                                           command=plan.steps[name].argv)
-        ordered = tuple(records[name] for name in plan.steps if name in records)
+                                           command=self.plan.steps[name].argv)
+        ordered = tuple(records[name] for name in self.plan.steps if name in records)
         failed = any(r.outcome in (Outcome.FAILED, Outcome.INTERRUPTED) for r in ordered)
-        exit_code = 128 + interrupted if interrupted is not None else (1 if failed else 0)
+        exit_code = 1 if failed else 0
+        if state.interrupted is not None:
+            exit_code = 128 + state.interrupted
         durations = {r.name: r.duration for r in ordered}
         record = BuildRecord(
-            build_id=self.build_id, started_at=started_at, workspace=str(plan.root),
-            mode=plan.mode, target=plan.target.triple, host=self.environ.get("HOSTNAME", ""),
-            jobs=options.jobs, wall=self._now(), exit_code=exit_code, steps=ordered,
+            build_id=self.build_id, started_at=started_at, workspace=str(self.plan.root),
+            mode=self.plan.mode, target=self.plan.target.triple,
+            host=self.environ.get("HOSTNAME", ""), jobs=self.options.jobs, wall=self._now(),
+            exit_code=exit_code, steps=ordered,
             critical_path=tuple(graph.critical_path(deps, durations)),
         )
         self.reporter.build_finished(record)
@@ -240,7 +270,7 @@ class Executor:
             job.record = StepRecord(name=job.name, outcome=Outcome.FAILED, start=job.start,
                                     end=self._now(), worker=job.worker, attempts=0,
                                     command=self.plan.steps[job.name].argv)
-        except Exception as exc:  # noqa: BLE001 - a bug in a job thread must still end the build
+        except Exception as exc:  # a bug in a job thread must still end the build
             job.tail = [f"internal error in step {job.name}: {exc!r}"]
             job.record = StepRecord(name=job.name, outcome=Outcome.FAILED, start=job.start,
                                     end=self._now(), worker=job.worker,
@@ -321,12 +351,6 @@ class Executor:
             return proc.wait()
         finally:
             self.processes.release(proc)
-
-
-def _replace_outcome(record: StepRecord, outcome: Outcome) -> StepRecord:
-    from dataclasses import replace
-
-    return replace(record, outcome=outcome)
 
 
 def _tail(path: Path, lines: int) -> list[str]:

@@ -8,23 +8,22 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from buildlib.errors import LockBusyError
 
-try:
+if sys.platform != "win32":
     import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
 
 
 @contextlib.contextmanager
 def workspace_lock(path: Path, *, wait: bool, on_wait: Callable[[str], None]) -> Iterator[None]:
     """Hold the lock at `path` for the duration; wait (telling `on_wait` once) or fail at once."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    if fcntl is None:  # pragma: no cover - Windows: no lock, one warning
+    if sys.platform == "win32":  # no flock: builds are not serialised there
         on_wait("workspace locking is not available on this platform")
         yield
         return

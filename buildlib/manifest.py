@@ -108,7 +108,8 @@ CACHE_KEYS = ("remote", "remote_read_only", "remote_header_env")
 OVERRIDE_KEYS = ("args", "env")
 STEP_KEYS = (
     "name", "description", "group", "command", "cwd", "env", "env_inputs", "depends_on",
-    "inputs", "exclude", "outputs", "clean", "tools", "retries", "when", "modes", "cache", "mode", "target",
+    "inputs", "exclude", "outputs", "clean", "tools", "retries", "when", "modes", "cache",
+    "mode", "target",
 )
 ARTIFACT_KEYS = ("path", "step", "kind", "run", "expect", "modes")
 
@@ -383,7 +384,8 @@ def _load_step(check: _Checker, body: Mapping[str, Any], name: str,
     return StepSpec(
         name=name,
         description=check.string(body, "description", "", step=name, template=False),
-        group=check.string(body, "group", name.split("-")[0], step=name, template=False),
+        group=check.string(body, "group", name.split("-", maxsplit=1)[0], step=name,
+                           template=False),
         command=command,
         cwd=cwd,
         env=check.string_map(body, "env", step=name),

@@ -128,10 +128,12 @@ def register(nox: Any, manifest_path: Path) -> None:
     for step in manifest.steps.values():
         if step.name in utility:  # e.g. a graph step named "verify": `nox -s verify` checks
             continue
-        _define_step(nox, define, engine, step.name, step.description, modes, targets)
+        _define_step(nox, define, engine, name=step.name, description=step.description,
+                     modes=modes, targets=targets)
 
 
-def _define_step(nox: Any, define: Callable[..., None], engine: Callable[..., None], name: str,
+def _define_step(nox: Any, define: Callable[..., None], engine: Callable[..., None], *,
+                 name: str,
                  description: str, modes: Sequence[str], targets: Sequence[str]) -> None:
     def run_step(session: Any, mode: str, target: str) -> None:
         engine(session, "build", "--mode", mode, "--target", target, name)

@@ -59,18 +59,18 @@ class Plan:
 
 def fill_template(text: str, variables: Mapping[str, str], *, file: Path, step: str | None,
                   key: str) -> str:
-    """Replace `{name}` with its value; `{{`/`}}` are literal braces; an unknown name is an error."""
+    """Replace `{name}` with its value, `{{`/`}}` with braces; an unknown name is an error."""
 
     def replace(match: re.Match[str]) -> str:
-        token = match.group(0)
-        if token == "{{":
+        text_match = match.group(0)
+        if text_match == "{{":
             return "{"
-        if token == "}}":
+        if text_match == "}}":
             return "}"
         name = match.group(1)
         if name is None or name not in variables:
             known = ", ".join(sorted(variables))
-            raise ManifestError(f"unknown template variable {token} in {text!r}", file=file,
+            raise ManifestError(f"unknown template variable {text_match} in {text!r}", file=file,
                                 step=step, key=key, fix=f"use one of: {known}")
         return variables[name]
 
@@ -96,14 +96,17 @@ def template_variables(manifest: Manifest, mode: str, target: Target,
 
 def marker_environment(target: Target) -> dict[str, str]:
     """PEP 508 marker values describing the *target*, so cross plans pick the target's steps."""
-    env = dict(default_environment())
+    machine = {  # what platform.machine() reports on each OS
+        "linux": {"x86_64": "x86_64", "aarch64": "aarch64"},
+        "darwin": {"x86_64": "x86_64", "aarch64": "arm64"},
+        "windows": {"x86_64": "AMD64", "aarch64": "ARM64"},
+    }[target.os][target.arch]
+    env: dict[str, str] = {key: str(value) for key, value in default_environment().items()}
     env.update({
         "sys_platform": target.node_platform,
         "platform_system": {"linux": "Linux", "darwin": "Darwin", "windows": "Windows"}[target.os],
         "os_name": "nt" if target.os == "windows" else "posix",
-        "platform_machine": {"x86_64": "x86_64", "aarch64": "aarch64"}[target.arch]
-        if target.os == "linux" else {"x86_64": "x86_64", "aarch64": "arm64"}[target.arch]
-        if target.os == "darwin" else {"x86_64": "AMD64", "aarch64": "ARM64"}[target.arch],
+        "platform_machine": machine,
     })
     return env
 
@@ -152,15 +155,16 @@ def build_plan(
     priority = graph.remaining_critical_path(sub, durations)
     variables = template_variables(manifest, mode, target, environ)
     steps = {
-        name: _plan_step(manifest, manifest.steps[name], sub[name], mode, target, variables,
-                         priority[name], durations[name])
+        name: _plan_step(manifest, manifest.steps[name], deps=sub[name], mode=mode,
+                         target=target, variables=variables, priority=priority[name],
+                         estimate=durations[name])
         for name in order
     }
     return Plan(root=manifest.root, manifest_path=manifest.path, mode=mode, target=target,
                 steps=steps, requested=tuple(requested), tool_commands=dict(manifest.tools))
 
 
-def _plan_step(manifest: Manifest, spec: StepSpec, deps: tuple[str, ...], mode: str,
+def _plan_step(manifest: Manifest, spec: StepSpec, *, deps: tuple[str, ...], mode: str,
                target: Target, variables: Mapping[str, str], priority: float,
                estimate: float) -> PlannedStep:
     def fill(text: str, key: str) -> str:

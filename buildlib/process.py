@@ -10,6 +10,7 @@ pipe closing and kills every group still registered, so no step outlives the bui
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -114,7 +115,7 @@ class ProcessTable:
             self._ensure_watchdog()
             kwargs: dict[str, object] = {"process_group": 0} if POSIX else {
                 "creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}  # type: ignore[attr-defined]
-            proc = subprocess.Popen(  # type: ignore[call-overload]
+            proc: subprocess.Popen[bytes] = subprocess.Popen(  # type: ignore[call-overload]
                 list(argv), cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL, stdout=stdout,
                 stderr=subprocess.STDOUT, close_fds=True, **kwargs,
             )
@@ -139,10 +140,8 @@ class ProcessTable:
             _terminate(proc)
         deadline = time.monotonic() + self.grace
         for proc in procs:
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
         for proc in procs:
             if POSIX:
                 _signal_group(proc.pid, signal.SIGKILL)
@@ -169,7 +168,5 @@ def _terminate(proc: subprocess.Popen[bytes]) -> None:
 
 
 def _signal_group(pgid: int, signum: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signum)
-    except (ProcessLookupError, PermissionError):
-        pass

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 
 class Outcome(enum.Enum):
-    """How a step ended. `SKIPPED`: never started because a dependency failed or the build stopped."""
+    """How a step ended. SKIPPED: never started (a dependency failed, or the build stopped)."""
 
     BUILT = "built"
     CACHED = "cached"  # fingerprint matched and outputs were intact: nothing to do
@@ -85,7 +85,7 @@ class BuildRecord:
 
     @property
     def cache_hit_rate(self) -> float:
-        considered = [s for s in self.steps if s.outcome in (Outcome.BUILT, Outcome.CACHED, Outcome.RESTORED)]
+        considered = [s for s in self.steps if s.outcome.ok]
         if not considered:
             return 0.0
         return sum(1 for s in considered if s.outcome.from_cache) / len(considered)

@@ -225,7 +225,7 @@ class UpToDate:
         self._state_path(name).unlink(missing_ok=True)
 
     def _warn_once(self, message: str) -> None:
-        key = message.split(":")[0]
+        key = message.split(":", maxsplit=1)[0]
         if key not in self._warned:
             self._warned.add(key)
             self.warn(message)
@@ -247,7 +247,8 @@ def expand_outputs(root: Path, patterns: tuple[str, ...]) -> list[str]:
             elif path.is_dir():
                 for dirpath, dirs, files in os.walk(path):
                     dirs.sort()
-                    for name in sorted(files) + [d for d in dirs if (Path(dirpath) / d).is_symlink()]:
+                    links = [d for d in dirs if (Path(dirpath) / d).is_symlink()]
+                    for name in sorted(files) + links:
                         found[(Path(dirpath) / name).relative_to(root).as_posix()] = None
     return sorted(found)
 

@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from workspace import PY, read_times, sleep_step, write_manifest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -208,7 +207,7 @@ def test_second_build_waits_for_the_first_and_no_wait_fails_at_once(tmp_path: Pa
 
 def test_resume_reruns_only_the_failed_step_and_its_dependents(tmp_path: Path) -> None:
     (tmp_path / "flag").write_text("fail")
-    steps = sleep_step("a", 0) + sleep_step("b", 0) + f"""
+    steps = sleep_step("a", 0) + sleep_step("b", 0) + """
 [[step]]
 name = "c"
 command = ["sh", "-c", "test \\"$(cat flag)\\" = ok && echo c >> times.jsonl.c"]

@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from workspace import RecordingReporter, read_times, sleep_step, write_manifest
+
 from buildlib.executor import AlwaysRun, ExecOptions, Executor
 from buildlib.manifest import load_manifest
 from buildlib.plan import build_plan
 from buildlib.results import BuildRecord, Outcome
 from buildlib.targets import get_target, host_triple
-from workspace import RecordingReporter, read_times, sleep_step, write_manifest
 
 
 def run(root: Path, steps: str, *, jobs: int, keep_going: bool = False,
@@ -89,7 +90,7 @@ def test_a_step_starts_when_its_own_dependencies_are_done_not_a_level(tmp_path: 
 def test_fail_fast_stops_running_steps_and_starts_nothing_new(tmp_path: Path) -> None:
     steps = (sleep_step("bad", 0.2, code=3) + sleep_step("long", 30)
              + sleep_step("after", 0.1, deps=["long"]) + sleep_step("later", 0.1))
-    record, reporter = run(tmp_path, steps, jobs=2)
+    record, _ = run(tmp_path, steps, jobs=2)
     result = outcomes(record)
     assert record.exit_code == 1
     assert result["bad"] is Outcome.FAILED

@@ -19,7 +19,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from workspace import MODES
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -8,10 +8,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from workspace import MODES
 
 from buildlib.errors import CycleError, ManifestError
 from buildlib.manifest import load_manifest
-from workspace import MODES
 
 GOOD_STEP = """
 [[step]]
