@@ -32,6 +32,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import platformdirs
 
@@ -50,7 +51,9 @@ from buildlib.archive import (
 )
 from buildlib.casstore import Area, LocalStore, PruneResult, StoreWriteError
 from buildlib.errors import UserError
-from buildlib.remote import HttpRemote, RemoteError, RemoteFailure
+
+if TYPE_CHECKING:  # the remote client (http.client, ssl) is imported only when configured
+    from buildlib.remote import HttpRemote, RemoteError
 
 DEFAULT_MAX_SIZE = 5 << 30
 FORMAT = "buildlib-cache-entry/1"
@@ -170,9 +173,13 @@ class StepCache:
         self.config = config
         self.local = LocalStore(config.local_dir or default_cache_dir(
             os.environ if environ is None else environ))
-        self.remote = HttpRemote(config.remote_url, header=config.remote_header,
-                                 timeout=config.remote_timeout,
-                                 read_only=config.remote_read_only) if config.remote_url else None
+        self.remote: HttpRemote | None = None
+        if config.remote_url:
+            from buildlib.remote import HttpRemote
+
+            self.remote = HttpRemote(config.remote_url, header=config.remote_header,
+                                     timeout=config.remote_timeout,
+                                     read_only=config.remote_read_only)
         self.warnings: list[str] = []
         self._warned: set[WarningKind] = set()
         self._lock = threading.Lock()
@@ -323,6 +330,8 @@ class StepCache:
     def _push(self, entry: CacheEntry, data: bytes) -> None:
         """Upload the blobs first, the entry last: a remote entry never names a missing blob."""
         assert self.remote is not None
+        from buildlib.remote import RemoteError
+
         try:
             for digest in entry.blobs():
                 if not self.remote.contains(Area.CAS, digest):
@@ -412,6 +421,8 @@ class StepCache:
         return entry
 
     def _lookup_remote(self, step: str, key: str) -> CacheEntry | None:
+        from buildlib.remote import RemoteError
+
         try:
             entry = self._fetch_remote(step, key)
         except RemoteError as exc:
@@ -476,6 +487,8 @@ class StepCache:
                           "cached (the build itself is unaffected)", listed=listed)
 
     def _remote_failed(self, exc: RemoteError) -> None:
+        from buildlib.remote import RemoteFailure
+
         if exc.failure is RemoteFailure.UNAVAILABLE:
             self._note(WarningKind.REMOTE_UNAVAILABLE, f"remote cache unavailable: {exc}; "
                        "it is off for the rest of this build, the local cache still works")

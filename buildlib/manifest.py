@@ -13,14 +13,15 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
-
-from packaging.markers import InvalidMarker, Marker
+from typing import TYPE_CHECKING, Any
 
 from buildlib.artifacts import ArtifactKind
 from buildlib.errors import CycleError, ManifestError
 from buildlib.graph import find_cycle
 from buildlib.targets import TARGETS
+
+if TYPE_CHECKING:  # packaging.markers costs ~20 ms to import; only `when` keys need it
+    from packaging.markers import Marker
 
 MANIFEST_NAME = "build.toml"
 STEP_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
@@ -362,6 +363,8 @@ def _load_step(check: _Checker, body: Mapping[str, Any], name: str,
     when: Marker | None = None
     if "when" in body:
         text = check.string(body, "when", step=name, template=False)
+        from packaging.markers import InvalidMarker, Marker
+
         try:
             when = Marker(text)
         except InvalidMarker as exc:

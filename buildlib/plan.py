@@ -14,8 +14,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from packaging.markers import default_environment
-
 from buildlib import graph
 from buildlib.artifacts import Artifact
 from buildlib.errors import ManifestError, UserError
@@ -101,6 +99,8 @@ def marker_environment(target: Target) -> dict[str, str]:
         "darwin": {"x86_64": "x86_64", "aarch64": "arm64"},
         "windows": {"x86_64": "AMD64", "aarch64": "ARM64"},
     }[target.os][target.arch]
+    from packaging.markers import default_environment
+
     env: dict[str, str] = {key: str(value) for key, value in default_environment().items()}
     env.update({
         "sys_platform": target.node_platform,
@@ -135,7 +135,8 @@ def build_plan(
     if mode not in manifest.modes:
         raise UserError(f"unknown mode '{mode}'",
                         fix="use one of: " + ", ".join(manifest.modes))
-    markers = marker_environment(target)
+    has_markers = any(s.when is not None for s in manifest.steps.values())
+    markers = marker_environment(target) if has_markers else {}
     present = {name: s for name, s in manifest.steps.items() if applicable(s, mode, markers)}
     for name in requested:
         if name not in manifest.steps:

@@ -28,7 +28,6 @@ from buildlib.plan import build_plan
 from buildlib.progress import (
     GitHubReporter,
     PlainReporter,
-    RichReporter,
     escape_data,
     escape_property,
     estimate_eta,
@@ -37,6 +36,7 @@ from buildlib.progress import (
     render_summary_markdown,
     render_summary_text,
 )
+from buildlib.progress_live import RichReporter
 from buildlib.results import BuildRecord, Outcome, StepRecord
 from buildlib.targets import get_target, host_triple
 
