@@ -4,7 +4,8 @@ Three implementations of `events.Reporter`, chosen by `make_reporter`:
 
 - `PlainReporter`: one ASCII line per event for pipes, logs and dumb terminals. It
   never writes an escape byte: everything passes through `strip_ansi` on the way out.
-- `RichReporter` (in `progress_live.py`, so only a terminal imports rich): a live status area on a terminal (running steps, counts, ETA) with
+- `RichReporter` (in `progress_live.py`, so only a terminal imports rich): a live
+  status area on a terminal (running steps, counts, ETA) with
   finished steps scrolling above it. Events only change state under a lock; one ticker
   thread redraws at most `REFRESH_HZ` times a second, so a chatty step cannot slow the
   build with redraws.
