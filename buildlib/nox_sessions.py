@@ -90,6 +90,12 @@ def register(nox: Any, manifest_path: Path) -> None:
 
     define("clean", clean, "Remove declared build outputs (-- GROUP..., --cache, --dry-run).")
 
+    def prune(session: Any) -> None:
+        engine(session, "prune")
+
+    define("prune", prune, "Shrink the local cache to -- --max-size SIZE (least recently used "
+           "first).")
+
     def metrics(session: Any) -> None:
         engine(session, "metrics")
 
@@ -124,7 +130,7 @@ def register(nox: Any, manifest_path: Path) -> None:
 
     if manifest is None:
         return
-    utility = {"build", "verify", "clean", "metrics", "matrix", "tests", "lint", "bench"}
+    utility = {"build", "verify", "clean", "prune", "metrics", "matrix", "tests", "lint", "bench"}
     for step in manifest.steps.values():
         if step.name in utility:  # e.g. a graph step named "verify": `nox -s verify` checks
             continue

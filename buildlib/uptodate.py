@@ -76,7 +76,11 @@ def prune_cache(max_size: str, *, cache_dir: Path | None, environ: Mapping[str, 
                                   remote_url=None, remote_header=None, remote_read_only=True,
                                   remote_timeout=1.0))
     result = store.prune(parse_size(max_size))
-    print(result)
+    from buildlib.clean import human
+
+    print(f"cache {store.local.root}: {human(result.before)} -> {human(result.after)} "
+          f"(limit {human(result.limit)}); removed {result.removed_entries} entries and "
+          f"{result.removed_blobs} blobs")
     return 0
 
 

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -304,3 +305,58 @@ def test_an_unwritable_cache_directory_leaves_the_build_green_with_a_warning(
     finally:
         if ws.cache.is_dir():
             ws.cache.chmod(0o700)
+
+
+def test_clean_cache_empties_it_and_prune_shrinks_it(ws: Workspace) -> None:
+    ok(ws.build())
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "BUILDLIB_CACHE_DIR": str(ws.cache)}
+
+    def size() -> int:
+        return sum(p.stat().st_size for p in ws.cache.rglob("*") if p.is_file())
+
+    assert size() > 0
+    prune = subprocess.run([sys.executable, "-m", "buildlib", "prune", "--max-size", "0"],
+                           cwd=ws.root, env=env, capture_output=True, text=True, timeout=60)
+    assert prune.returncode == 0, prune.stderr
+    assert "removed" in prune.stdout
+    assert size() == 0
+    ok(ws.build("--force"))
+    assert size() > 0
+    clean = subprocess.run([sys.executable, "-m", "buildlib", "clean", "--cache"], cwd=ws.root,
+                           env=env, capture_output=True, text=True, timeout=60)
+    assert clean.returncode == 0, clean.stderr
+    assert size() == 0
+    assert not (ws.root / "out" / "gen.txt").exists()
+    assert not (ws.root / "other.txt").exists()
+    assert (ws.root / "src" / "a.txt").exists()
+
+
+SLOW_WRITER = textwrap.dedent(f"""
+    [[step]]
+    name = "slow"
+    command = [{PY}, "-c", "import pathlib, time; f = open('big.txt', 'w'); f.write('partial'); f.flush(); pathlib.Path('started').touch(); time.sleep(60); f.write(' complete'); f.close()"]
+    outputs = ["big.txt"]
+""")
+
+
+def test_sigkill_mid_build_then_rebuild_reruns_the_half_done_step(tmp_path: Path) -> None:
+    root = tmp_path / "ws"
+    root.mkdir()
+    (root / "build.toml").write_text(MODES + SLOW_WRITER.replace("time.sleep(60)",
+                                                                 "time.sleep(float(open('delay').read()))"))
+    (root / "delay").write_text("60")
+    ws = Workspace(root, tmp_path / "cache", tmp_path)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "BUILDLIB_CACHE_DIR": str(ws.cache)}
+    proc = subprocess.Popen([sys.executable, "-m", "buildlib", "build", "--plain"], cwd=root,
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while not (root / "started").exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    assert (root / "big.txt").read_text() == "partial"  # a half-written output is on disk
+    (root / "delay").write_text("0")
+    ok(ws.build())
+    assert ws.outcomes()["slow"] == "built"  # the half-done step was not taken as done
+    assert (root / "big.txt").read_text() == "partial complete"
