@@ -63,7 +63,7 @@ def cache_config(manifest: Manifest, environ: Mapping[str, str], *, cache_dir: P
 
 def clear_cache(config: CacheConfig, *, dry_run: bool) -> int:
     store = StepCache(config)
-    size = store.size() if hasattr(store, "size") else 0
+    size = store.size()
     if not dry_run:
         store.clear()
     return int(size)
@@ -151,7 +151,7 @@ class UpToDate:
                 outputs = {f.path: f.sha256 for f in entry.files}
                 self._save_state(step.name, fingerprint, outputs, self.store.log_text(entry))
                 return Decision(outcome=Outcome.RESTORED, fingerprint=fingerprint.digest,
-                                cache_source=getattr(entry, "source", "local"),
+                                cache_source=str(entry.source),
                                 replay_log=self.store.log_text(entry))
         if not reasons:
             previous_components = previous.get("components") if previous else None
@@ -235,7 +235,7 @@ class UpToDate:
             self.warn(message)
 
     def _drain_warnings(self) -> None:
-        warnings = getattr(self.store, "warnings", [])
+        warnings = self.store.warnings
         while warnings:
             self._warn_once(warnings.pop(0))
 
