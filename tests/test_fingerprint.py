@@ -1,0 +1,231 @@
+"""Fingerprints over real temporary workspaces: every component moves the digest, and
+`explain` says which one moved."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from buildlib.errors import UserError
+from buildlib.filehash import FileHasher
+from buildlib.fingerprint import (
+    EXPLAIN_LIMIT,
+    UNSET,
+    Fingerprint,
+    compute_fingerprint,
+    digest_of,
+    explain,
+    inputs_changed_since,
+    stat_snapshot,
+)
+from buildlib.plan import PlannedStep
+
+
+def future_clock() -> int:
+    return time.time_ns() + 3600 * 10**9
+
+
+def make_step(root: Path, **changes: Any) -> PlannedStep:
+    fields: dict[str, Any] = {
+        "name": "web-build", "description": "Build the web front end", "group": "web",
+        "argv": ("npm", "run", "build"), "cwd": root / "web",
+        "env": {"NODE_ENV": "production"}, "env_inputs": ("VITE_API",),
+        "depends_on": ("svelte-check", "native"), "inputs": ("web/src/**", "web/package.json"),
+        "exclude": ("**/*.md",), "outputs": ("web/dist/**",), "tools": ("node", "npm"),
+        "retries": 0, "cacheable": True, "priority": 1.0, "estimate": 1.0,
+    }
+    fields.update(changes)
+    return PlannedStep(**fields)
+
+
+def workspace(root: Path) -> Path:
+    for rel, text in {"web/src/App.svelte": "<h1>hi</h1>", "web/src/main.ts": "mount()",
+                      "web/src/README.md": "docs", "web/package.json": "{}",
+                      "web/node_modules/svelte/index.js": "lib", "web/dist/index.html": "old",
+                      "crates/lib.rs": "fn x() {}"}.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    return root
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    return workspace(tmp_path / "ws")
+
+
+DEFAULTS: dict[str, Any] = {
+    "environ": {"VITE_API": "https://api.example", "UNRELATED": "1"},
+    "tool_versions": {"node": "v20.1.0", "npm": "10.2.0", "cargo": "cargo 1.80"},
+    "dep_fingerprints": {"svelte-check": "a" * 64, "native": "b" * 64},
+    "mode": "production",
+    "target": "x86_64-unknown-linux-gnu",
+}
+
+
+def fingerprint(root: Path, step: PlannedStep | None = None, **changes: Any) -> Fingerprint:
+    args = {**DEFAULTS, **changes}
+    return compute_fingerprint(step or make_step(root), root=root,
+                               hasher=FileHasher(root, clock=future_clock), **args)
+
+
+def test_components_are_named_and_complete(root: Path) -> None:
+    fp = fingerprint(root)
+    assert set(fp.components) == {
+        "argv", "cwd", "mode", "target", "outputs", "env:NODE_ENV", "env:VITE_API",
+        "tool:node", "tool:npm", "dep:svelte-check", "dep:native",
+        "file:web/src/App.svelte", "file:web/src/main.ts", "file:web/package.json"}
+    assert fp.components["argv"] == json.dumps(["npm", "run", "build"])
+    assert fp.components["cwd"] == "web"
+    assert fp.components["tool:node"] == "v20.1.0"
+    assert fp.components["file:web/src/App.svelte"] == hashlib.sha256(b"<h1>hi</h1>").hexdigest()
+    assert fp.input_files == ["web/package.json", "web/src/App.svelte", "web/src/main.ts"]
+    assert fp.digest == digest_of(fp.components)
+    assert len(fp.digest) == 64
+
+
+def test_environment_values_are_not_stored_in_clear(root: Path) -> None:
+    fp = fingerprint(root)
+    assert "https://api.example" not in json.dumps(dict(fp.components))
+    assert fp.components["env:VITE_API"].startswith("sha256:")
+    unset = fingerprint(root, environ={})
+    assert unset.components["env:VITE_API"] == UNSET
+    assert fingerprint(root, environ={"VITE_API": ""}).digest != unset.digest
+
+
+def test_same_inputs_same_digest_anywhere(root: Path, tmp_path: Path) -> None:
+    first = fingerprint(root)
+    assert fingerprint(root) == first
+    reordered = make_step(root, env={"NODE_ENV": "production"}, tools=("npm", "node"))
+    assert fingerprint(root, reordered).digest == first.digest
+    elsewhere = workspace(tmp_path / "another" / "checkout")
+    assert fingerprint(elsewhere).digest == first.digest
+
+
+def test_unrelated_and_excluded_changes_keep_the_digest(root: Path) -> None:
+    first = fingerprint(root)
+    (root / "web/src/README.md").write_text("more docs")  # excluded by the step
+    (root / "web/node_modules/svelte/index.js").write_text("new lib")  # default exclude
+    (root / "web/dist/index.html").write_text("new output")  # default exclude
+    (root / "crates/lib.rs").write_text("fn y() {}")  # not an input
+    assert fingerprint(root, environ={**DEFAULTS["environ"], "UNRELATED": "2"},
+                       tool_versions={**DEFAULTS["tool_versions"], "cargo": "cargo 1.81"},
+                       ).digest == first.digest
+
+
+def edit(root: Path, rel: str, text: str | None) -> None:
+    path = root / rel
+    if text is None:
+        path.unlink()
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+
+@pytest.mark.parametrize(("change", "reasons"), [
+    ({"step": {"argv": ("npm", "run", "build", "--", "--minify")}}, ["command changed"]),
+    ({"step": {"cwd": "ROOT"}}, ["working directory changed"]),
+    ({"step": {"outputs": ("web/dist/**", "web/stats.json")}}, ["declared outputs changed"]),
+    ({"mode": "development"}, ["mode changed from production to development"]),
+    ({"target": "aarch64-apple-darwin"},
+     ["target changed from x86_64-unknown-linux-gnu to aarch64-apple-darwin"]),
+    ({"step": {"env": {"NODE_ENV": "development"}}}, ["environment variable NODE_ENV changed"]),
+    ({"environ": {"VITE_API": "https://staging.example"}},
+     ["environment variable VITE_API changed"]),
+    ({"environ": {}}, ["environment variable VITE_API changed"]),
+    ({"step": {"env_inputs": ("VITE_API", "CI")}}, ["environment variable CI is now an input"]),
+    ({"step": {"env": {}}}, ["environment variable NODE_ENV is no longer an input"]),
+    ({"tool_versions": {"node": "v20.2.0", "npm": "10.2.0"}},
+     ["tool version of node changed (v20.1.0 -> v20.2.0)"]),
+    ({"step": {"tools": ("node", "npm", "cargo")}}, ["tool cargo added to the step's tools"]),
+    ({"step": {"tools": ("node",)}}, ["tool npm removed from the step's tools"]),
+    ({"dep_fingerprints": {"svelte-check": "c" * 64, "native": "b" * 64}},
+     ["dependency svelte-check re-ran"]),
+    ({"step": {"depends_on": ("svelte-check", "native", "icons")},
+      "dep_fingerprints": {**DEFAULTS["dep_fingerprints"], "icons": "d" * 64}},
+     ["new dependency icons"]),
+    ({"step": {"depends_on": ("svelte-check",)}}, ["dependency native removed"]),
+    ({"files": {"web/src/App.svelte": "<h1>bye</h1>"}},
+     ["input file web/src/App.svelte changed"]),
+    ({"files": {"web/src/lib/Button.svelte": "<button/>"}},
+     ["input file web/src/lib/Button.svelte added"]),
+    ({"files": {"web/src/main.ts": None}}, ["input file web/src/main.ts removed"]),
+    ({"step": {"argv": ("vite", "build")}, "mode": "development",
+      "files": {"web/package.json": '{"a": 1}'}},
+     ["command changed", "mode changed from production to development",
+      "input file web/package.json changed"]),
+])
+def test_each_component_changes_the_digest_and_is_explained(
+        root: Path, change: dict[str, Any], reasons: list[str]) -> None:
+    before = fingerprint(root)
+    step_changes = {k: (root if v == "ROOT" else v) for k, v in change.get("step", {}).items()}
+    for rel, text in change.get("files", {}).items():
+        edit(root, rel, text)
+    args = {k: v for k, v in change.items() if k not in ("step", "files")}
+    after = fingerprint(root, make_step(root, **step_changes), **args)
+    assert after.digest != before.digest
+    assert explain(before.components, after) == reasons
+
+
+def test_explain_caps_long_file_lists(root: Path) -> None:
+    before = fingerprint(root)
+    for i in range(EXPLAIN_LIMIT + 7):
+        edit(root, f"web/src/gen/f{i:02d}.ts", str(i))
+    edit(root, "web/src/main.ts", None)
+    after = fingerprint(root)
+    assert explain(before.components, after) == [
+        *(f"input file web/src/gen/f{i:02d}.ts added" for i in range(EXPLAIN_LIMIT)),
+        "and 7 more input files added",
+        "input file web/src/main.ts removed",
+    ]
+
+
+def test_explain_without_or_with_equal_history(root: Path) -> None:
+    fp = fingerprint(root)
+    assert explain(None, fp) == ["no earlier result"]
+    assert explain(dict(fp.components), fp) == ["no input changed"]
+    assert explain({**fp.components, "schema": "old"}, fp) == ["schema changed"]
+
+
+def test_explain_reads_components_stored_as_json(root: Path) -> None:
+    before = fingerprint(root)
+    stored = json.loads(json.dumps(dict(before.components)))
+    edit(root, "web/src/App.svelte", "<h1>changed</h1>")
+    assert explain(stored, fingerprint(root)) == ["input file web/src/App.svelte changed"]
+
+
+def test_glob_leaving_the_workspace_names_the_step(root: Path) -> None:
+    with pytest.raises(UserError, match=r"step 'web-build', key 'inputs' or 'exclude': "
+                                        r"glob '../secrets/\*\*'"):
+        fingerprint(root, make_step(root, inputs=("../secrets/**",)))
+
+
+def test_missing_tool_version_is_a_bug_in_the_caller(root: Path) -> None:
+    with pytest.raises(KeyError, match=r"internal error.*'npm'"):
+        fingerprint(root, tool_versions={"node": "v20"})
+
+
+def test_inputs_changed_while_running(root: Path) -> None:
+    fp = fingerprint(root)
+    hasher = FileHasher(root)
+    snapshot = stat_snapshot(root, fp.input_files)
+    assert inputs_changed_since(hasher, fp.input_files, snapshot) == []
+    edit(root, "web/src/App.svelte", "<h1>edited during the build</h1>")
+    edit(root, "web/package.json", None)
+    assert inputs_changed_since(hasher, fp.input_files, snapshot) == [
+        "web/package.json", "web/src/App.svelte"]
+
+
+def test_fingerprint_is_immutable(root: Path) -> None:
+    fp = fingerprint(root)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fp.digest = "x"  # type: ignore[misc]
+    components: Mapping[str, str] = fp.components
+    with pytest.raises(TypeError):
+        components["argv"] = "[]"  # type: ignore[index]
