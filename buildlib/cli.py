@@ -88,7 +88,6 @@ def make_parser() -> argparse.ArgumentParser:
 
     matrix = sub.add_parser("matrix", help="print the CI matrix (mode x target)")
     matrix.add_argument("--manifest", type=Path)
-    matrix.add_argument("rest", nargs=argparse.REMAINDER)
     return parser
 
 
@@ -98,7 +97,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args_list or args_list[0] not in {"build", "plan", "verify", "clean", "prune",
                                              "metrics", "matrix", "-h", "--help"}:
         args_list.insert(0, "build")
-    args = make_parser().parse_args(args_list)
+    parser = make_parser()
+    if args_list[0] == "matrix":  # its own options go to ci_matrix's parser untouched
+        args, rest = parser.parse_known_args(args_list)
+        args.rest = rest
+    else:
+        args = parser.parse_args(args_list)
     try:
         return _dispatch(args)
     except UserError as exc:

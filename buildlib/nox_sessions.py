@@ -27,6 +27,26 @@ INTERRUPT_TIMEOUT = 30.0
 TERMINATE_TIMEOUT = 10.0
 
 
+# Sessions that only run the engine: (name, engine arguments, one-line description).
+ENGINE_SESSIONS: tuple[tuple[str, tuple[str, ...], str], ...] = (
+    ("verify", ("verify", "--mode", "production"),
+     "Check the artifacts of a build (default production, host; -- --mode M --target T)."),
+    ("clean", ("clean",), "Remove declared build outputs (-- GROUP..., --cache, --dry-run)."),
+    ("prune", ("prune",), "Shrink the local cache to -- --max-size SIZE (least recently used "
+     "first)."),
+    ("metrics", ("metrics",), "Per-step last/median/slowest times of recent builds."),
+    ("matrix", ("matrix",), "Print the CI matrix (mode x target) as JSON for GitHub Actions."),
+)
+
+
+def _engine_session(engine: Callable[..., None], args: tuple[str, ...]
+                    ) -> Callable[[Any], None]:
+    def session_func(session: Any) -> None:
+        engine(session, *args)
+
+    return session_func
+
+
 def engine_python(root: Path, version: str = ENGINE_PYTHON) -> Path:
     """The shared engine environment's interpreter, created or refreshed when needed."""
     venv = root / ".nox" / f"_engine-py{version}"
@@ -79,32 +99,8 @@ def register(nox: Any, manifest_path: Path) -> None:
     define(f"build-{ENGINE_PYTHON}", nox.parametrize("mode", modes)(build),
            "Build the whole step graph for a mode (host target; -- -j N --target T ...).")
 
-    def verify(session: Any) -> None:
-        engine(session, "verify", "--mode", "production")
-
-    define("verify", verify, "Check the artifacts of a build (default production, host; "
-           "-- --mode M --target T).")
-
-    def clean(session: Any) -> None:
-        engine(session, "clean")
-
-    define("clean", clean, "Remove declared build outputs (-- GROUP..., --cache, --dry-run).")
-
-    def prune(session: Any) -> None:
-        engine(session, "prune")
-
-    define("prune", prune, "Shrink the local cache to -- --max-size SIZE (least recently used "
-           "first).")
-
-    def metrics(session: Any) -> None:
-        engine(session, "metrics")
-
-    define("metrics", metrics, "Per-step last/median/slowest times of recent builds.")
-
-    def matrix(session: Any) -> None:
-        engine(session, "matrix")
-
-    define("matrix", matrix, "Print the CI matrix (mode x target) as JSON for GitHub Actions.")
+    for name, args, doc in ENGINE_SESSIONS:
+        define(name, _engine_session(engine, args), doc)
 
     def tests(session: Any) -> None:
         session.install("-e", ".[test]")
@@ -125,12 +121,12 @@ def register(nox: Any, manifest_path: Path) -> None:
         session.install("-e", ".[test]")
         session.run("python", "benchmarks/run.py", *session.posargs)
 
-    define("bench", bench, "Benchmarks: ratios against make, nox -j, turbo, git, sha256sum, cp.",
+    define("bench", bench, "Benchmarks: ratios against make, nox -j, git, sha256sum, cp.",
            python=ENGINE_PYTHON, venv_backend="virtualenv", reuse_venv=True)
 
     if manifest is None:
         return
-    utility = {"build", "verify", "clean", "prune", "metrics", "matrix", "tests", "lint", "bench"}
+    utility = {"build", "tests", "lint", "bench", *(name for name, _, _ in ENGINE_SESSIONS)}
     for step in manifest.steps.values():
         if step.name in utility:  # e.g. a graph step named "verify": `nox -s verify` checks
             continue

@@ -9,6 +9,7 @@ keep-going only blocks what depends on it. The executor asks; this decides.
 from __future__ import annotations
 
 import enum
+import heapq
 from collections.abc import Mapping, Sequence
 
 from buildlib import graph
@@ -39,32 +40,49 @@ class Scheduler:
             name: State.READY if count == 0 else State.WAITING
             for name, count in self._waiting_on.items()
         }
+        # Ready steps as a heap of (rank, name): picking the next one costs log n, so a
+        # 500-step build does not sort every step on every pass.
+        self._ready: list[tuple[tuple[float, int], str]] = [
+            (self._rank[n], n) for n, s in self.state.items() if s is State.READY]
+        heapq.heapify(self._ready)
+        self._running = 0
         self.stopping = False
 
     def ready(self) -> list[str]:
         """Ready steps, best first."""
         if self.stopping:
             return []
-        return sorted((n for n, s in self.state.items() if s is State.READY),
-                      key=self._rank.__getitem__)
+        return [name for _, name in sorted(self._ready)]
 
     def next_step(self) -> str | None:
-        ready = self.ready()
-        return ready[0] if ready else None
+        if self.stopping or not self._ready:
+            return None
+        return self._ready[0][1]
 
     def start(self, name: str) -> None:
         if self.state[name] is not State.READY:
             raise ValueError(f"step {name} is {self.state[name].value}, not ready")
         self.state[name] = State.RUNNING
+        self._running += 1
+        entry = (self._rank[name], name)
+        if self._ready[0] == entry:
+            heapq.heappop(self._ready)
+        else:  # started out of priority order (tests, or a caller's own choice)
+            self._ready.remove(entry)
+            heapq.heapify(self._ready)
 
     def finish(self, name: str, *, ok: bool) -> list[str]:
         """Record a running step's end; returns the steps that just became ready."""
         if self.state[name] is not State.RUNNING:
             raise ValueError(f"step {name} is {self.state[name].value}, not running")
+        self._running -= 1
         if not ok:
             self.state[name] = State.FAILED
             for node in graph.downstream(self._deps, [name]) - {name}:
                 if self.state[node] in (State.WAITING, State.READY):
+                    if self.state[node] is State.READY:
+                        self._ready.remove((self._rank[node], node))
+                        heapq.heapify(self._ready)
                     self.state[node] = State.BLOCKED
             if not self._keep_going:
                 self.stop()
@@ -75,6 +93,7 @@ class Scheduler:
             self._waiting_on[child] -= 1
             if self._waiting_on[child] == 0 and self.state[child] is State.WAITING:
                 self.state[child] = State.READY
+                heapq.heappush(self._ready, (self._rank[child], child))
                 freed.append(child)
         return freed
 
@@ -84,6 +103,7 @@ class Scheduler:
         for node, state in self.state.items():
             if state in (State.WAITING, State.READY):
                 self.state[node] = State.BLOCKED
+        self._ready.clear()
 
     @property
     def running(self) -> list[str]:
@@ -92,4 +112,4 @@ class Scheduler:
     @property
     def finished(self) -> bool:
         """True when nothing runs and nothing can start any more (in a DAG, nothing then waits)."""
-        return not self.running and not self.ready()
+        return self._running == 0 and (self.stopping or not self._ready)

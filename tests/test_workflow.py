@@ -374,7 +374,8 @@ def _nox_matrix_session_missing() -> str:
         return "nox is not installed"
     if not (ROOT / "noxfile.py").is_file():
         return "noxfile.py is not in this checkout yet"
-    listed = run(["nox", "--list", "--json"], timeout=120)
+    # `--list --json` shows only the selected sessions; select every session to see them all.
+    listed = run(["nox", "--list", "--json", "--sessions", "matrix"], timeout=120)
     if listed.returncode != 0:
         return f"`nox --list` fails: {listed.stderr.strip()[-300:]}"
     sessions = {entry["session"] for entry in json.loads(listed.stdout)}
