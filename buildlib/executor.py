@@ -29,7 +29,7 @@ from buildlib.errors import UserError
 from buildlib.events import BuildStart, Reporter
 from buildlib.journal import Journal
 from buildlib.plan import Plan, PlannedStep
-from buildlib.process import ProcessTable, resolve_program
+from buildlib.process import ProcessTable, encode_env, resolve_program
 from buildlib.results import BuildRecord, Outcome, StepRecord
 from buildlib.scheduler import Scheduler, State
 
@@ -136,7 +136,7 @@ class Executor:
         # ~0.1 ms each, a tenth of a trivial step's whole overhead.
         self._work: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._workers: list[threading.Thread] = []
-        self._envs: dict[frozenset[tuple[str, str]], dict[str, str]] = {}
+        self._envs: dict[frozenset[tuple[str, str]], tuple[dict[str, str], dict[bytes, bytes]]] = {}
         self._programs: dict[tuple[str, str | None, Path], str] = {}
         self._t0 = 0.0
         self.build_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
@@ -310,7 +310,7 @@ class Executor:
                 worker=job.worker, fingerprint=decision.fingerprint,
                 cache_source=decision.cache_source, log_path=str(log_path), command=step.argv)
             return
-        env = self._env_for(step)
+        env, encoded_env = self._env_for(step)
         argv = self._resolve(step, env)
         attempts = 0
         returncode: int | None = None
@@ -331,7 +331,7 @@ class Executor:
                 if self._stop.is_set():
                     break
                 self.reporter.step_started(step.name, job.worker, attempts)
-                returncode = self._attempt(step, argv, env, log)
+                returncode = self._attempt(step, argv, encoded_env, log)
                 if returncode == 0 or attempts > step.retries or self._stop.is_set():
                     break
         ok = returncode == 0
@@ -347,13 +347,15 @@ class Executor:
             attempts=attempts, exit_code=returncode, reasons=decision.reasons,
             log_path=str(log_path), fingerprint=decision.fingerprint, command=step.argv)
 
-    def _env_for(self, step: PlannedStep) -> dict[str, str]:
-        """The inherited environment plus the step's own; built once per distinct env."""
+    def _env_for(self, step: PlannedStep) -> tuple[dict[str, str], dict[bytes, bytes]]:
+        """The inherited environment plus the step's own, as text and encoded for spawning;
+        built once per distinct step environment."""
         key = frozenset(step.env.items())
-        env = self._envs.get(key)
-        if env is None:
-            env = self._envs[key] = {**self.environ, **step.env}
-        return env
+        found = self._envs.get(key)
+        if found is None:
+            env = {**self.environ, **step.env}
+            found = self._envs[key] = (env, encode_env(env))
+        return found
 
     def _resolve(self, step: PlannedStep, env: Mapping[str, str]) -> list[str]:
         """argv with its program resolved on PATH, each program looked up once per build."""
@@ -365,7 +367,7 @@ class Executor:
             self._programs[key] = program
         return [program, *step.argv[1:]]
 
-    def _attempt(self, step: PlannedStep, argv: Sequence[str], env: Mapping[str, str],
+    def _attempt(self, step: PlannedStep, argv: Sequence[str], env: Mapping[bytes, bytes],
                  log: IO[bytes]) -> int:
         if not self.options.verbose:
             proc = self.processes.spawn(argv, cwd=step.cwd, env=env, stdout=log)

@@ -82,6 +82,11 @@ def resolve_program(argv: Sequence[str], *, cwd: Path, path: str | None, step: s
     return [resolved, *argv[1:]]
 
 
+def encode_env(env: Mapping[str, str]) -> dict[bytes, bytes]:
+    """The environment as bytes, once, for `ProcessTable.spawn`."""
+    return {os.fsencode(k): os.fsencode(v) for k, v in env.items()}
+
+
 class ProcessTable:
     """The live children of this build, under a lock, mirrored to the watchdog."""
 
@@ -90,6 +95,7 @@ class ProcessTable:
         self._lock = threading.Lock()
         self._live: dict[int, subprocess.Popen[bytes]] = {}
         self._watchdog: subprocess.Popen[bytes] | None = None
+        self._stopping = False
 
     def _ensure_watchdog(self) -> None:
         if not POSIX or self._watchdog is not None:
@@ -108,20 +114,29 @@ class ProcessTable:
             except OSError:
                 pass
 
-    def spawn(self, argv: Sequence[str], *, cwd: Path, env: Mapping[str, str],
+    def spawn(self, argv: Sequence[str], *, cwd: Path, env: Mapping[bytes, bytes],
               stdout: IO[bytes] | int) -> subprocess.Popen[bytes]:
-        """Start `argv` in a new process group with stdout+stderr to `stdout`."""
+        """Start `argv` in a new process group with stdout+stderr to `stdout`.
+
+        `env` is already encoded (see `encode_env`): Popen would otherwise encode every
+        variable again for every step. The lock is not held while forking, so two job
+        threads spawn at once; a child started after `stop_all` began is stopped here.
+        """
         with self._lock:
             self._ensure_watchdog()
-            kwargs: dict[str, object] = {"process_group": 0} if POSIX else {
-                "creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}  # type: ignore[attr-defined]
-            proc: subprocess.Popen[bytes] = subprocess.Popen(  # type: ignore[call-overload]
-                list(argv), cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL, stdout=stdout,
-                stderr=subprocess.STDOUT, close_fds=True, **kwargs,
-            )
+        kwargs: dict[str, object] = {"process_group": 0} if POSIX else {
+            "creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}  # type: ignore[attr-defined]
+        proc: subprocess.Popen[bytes] = subprocess.Popen(  # type: ignore[call-overload]
+            list(argv), cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=stdout,
+            stderr=subprocess.STDOUT, close_fds=True, **kwargs,
+        )
+        with self._lock:
             self._live[proc.pid] = proc
             self._tell_watchdog(f"+{proc.pid}")
-            return proc
+            stopping = self._stopping
+        if stopping:
+            _terminate(proc)
+        return proc
 
     def release(self, proc: subprocess.Popen[bytes]) -> None:
         """Forget a child that has exited, after killing anything left in its group."""
@@ -135,6 +150,7 @@ class ProcessTable:
     def stop_all(self) -> list[int]:
         """SIGTERM every live group, SIGKILL what is left after the grace period."""
         with self._lock:
+            self._stopping = True
             procs = list(self._live.values())
         for proc in procs:
             _terminate(proc)

@@ -109,8 +109,10 @@ def write_build_reports(record: BuildRecord, deps: Mapping[str, Sequence[str]],
         raise ValueError(f"build id {record.build_id!r} is not a safe file name")
     reports = build_dir / REPORTS_DIR
     reports.mkdir(parents=True, exist_ok=True)
-    report_text = json.dumps(record_to_json(record, deps), indent=2, ensure_ascii=False,
-                             allow_nan=False) + "\n"
+    # Compact: json's C encoder only runs without indent (5x faster on a 500-step build);
+    # `python -m json.tool` pretty-prints it for a person.
+    report_text = json.dumps(record_to_json(record, deps), separators=(",", ":"),
+                             ensure_ascii=False, allow_nan=False) + "\n"
     trace_text = json.dumps(build_trace(record), separators=(",", ":"), ensure_ascii=False,
                             allow_nan=False) + "\n"
     html_text = render_html(record, deps)
@@ -136,10 +138,10 @@ def atomic_write_text(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     temp = Path(tmp)
     try:
+        # No fsync: the rename is atomic against a killed build, which is the failure
+        # that matters for a report; an fsync per file cost more than the no-op build.
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
         temp.chmod(0o644)  # mkstemp creates 0600; reports are meant to be shared
         temp.replace(path)
     except BaseException:
