@@ -200,6 +200,9 @@ class Executor:
         if state.interrupted is None:
             state.interrupted = signum
             state.scheduler.stop()
+            self.reporter.warning(
+                f"{signal.Signals(signum).name} received: stopping "
+                f"{', '.join(state.running) or 'nothing'}; no new step starts")
             self._stop_running()
 
     def _on_job_done(self, state: _RunState, job: _Job) -> None:
