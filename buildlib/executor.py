@@ -25,6 +25,7 @@ from types import FrameType
 from typing import IO, Protocol
 
 from buildlib import graph
+from buildlib.atomicfile import write_text_atomic
 from buildlib.errors import UserError
 from buildlib.events import BuildStart, Reporter
 from buildlib.journal import Journal
@@ -307,7 +308,7 @@ class Executor:
             with self._fp_lock:
                 self._fingerprints[step.name] = decision.fingerprint
         if decision.outcome is not None:
-            _write_atomic(log_path, decision.replay_log)
+            write_text_atomic(log_path, decision.replay_log)
             job.record = StepRecord(
                 name=step.name, outcome=decision.outcome, start=job.start, end=self._now(),
                 worker=job.worker, fingerprint=decision.fingerprint,
@@ -402,9 +403,3 @@ def _tail(path: Path, lines: int) -> list[str]:
     except OSError:
         return []
     return list(deque(data.decode(errors="replace").splitlines(), maxlen=lines))
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)

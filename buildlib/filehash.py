@@ -30,6 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from buildlib.atomicfile import write_bytes_atomic
 from buildlib.errors import UserError
 
 DEFAULT_EXCLUDES = (
@@ -404,14 +405,7 @@ class FileHasher:
                 return
             payload = marshal.dumps(self._entries)
             check = hashlib.blake2b(payload, digest_size=_CHECK_SIZE).digest()
-            self.cache_path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.cache_path.with_name(
-                f".{self.cache_path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-            try:
-                tmp.write_bytes(_MAGIC + check + payload)
-                tmp.replace(self.cache_path)
-            finally:
-                tmp.unlink(missing_ok=True)
+            write_bytes_atomic(self.cache_path, _MAGIC + check + payload)
             self._dirty = False
 
 

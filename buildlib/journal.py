@@ -12,6 +12,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from buildlib.atomicfile import write_text_atomic
+
 COMPACT_ABOVE = 1 << 20  # bytes; older builds' lines are dropped past this size
 
 
@@ -63,9 +65,7 @@ class Journal:
                              "steps": list(last.selected)})]
         lines += [json.dumps({"build": last.build_id, "step": s, "status": st})
                   for s, st in last.status.items()]
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        tmp.replace(self.path)
+        write_text_atomic(self.path, "\n".join(lines) + "\n")
 
     def last_success(self) -> set[str]:
         """Steps whose most recent journal entry, in any build, is a success."""

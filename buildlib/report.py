@@ -9,14 +9,13 @@ symlinks, so they survive moving or archiving the build directory.
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from buildlib import history
+from buildlib.atomicfile import write_text_atomic
 from buildlib.html_report import render_html
 from buildlib.results import BuildRecord, Outcome, StepRecord
 from buildlib.trace import build_trace
@@ -124,26 +123,12 @@ def write_build_reports(record: BuildRecord, deps: Mapping[str, Sequence[str]],
         latest_html=reports / "latest.html",
         history=history.history_path(build_dir),
     )
-    atomic_write_text(paths.json, report_text)
-    atomic_write_text(paths.trace, trace_text)
-    atomic_write_text(paths.html, html_text)
-    atomic_write_text(paths.latest_json, report_text)
-    atomic_write_text(paths.latest_html, html_text)
+    write_text_atomic(paths.json, report_text)
+    write_text_atomic(paths.trace, trace_text)
+    write_text_atomic(paths.html, html_text)
+    write_text_atomic(paths.latest_json, report_text)
+    write_text_atomic(paths.latest_html, html_text)
     history.append(paths.history, history.entry_from_record(record))
     return paths
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Replace `path` with `text` in one step: readers see the old file or the new, never a mix."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    temp = Path(tmp)
-    try:
-        # No fsync: the rename is atomic against a killed build, which is the failure
-        # that matters for a report; an fsync per file cost more than the no-op build.
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        temp.chmod(0o644)  # mkstemp creates 0600; reports are meant to be shared
-        temp.replace(path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise

@@ -29,12 +29,12 @@ import os
 import shutil
 import signal
 import subprocess
-import threading
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from buildlib.atomicfile import write_text_atomic
 from buildlib.errors import UserError
 
 DEFAULT_TIMEOUT = 20.0  # seconds; a version command that hangs is a broken tool
@@ -190,13 +190,7 @@ def _read_cache(path: Path) -> dict[str, tuple[_Stamp, str]]:
 
 
 def _write_cache(path: Path, entries: Mapping[str, tuple[_Stamp, str]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     body = {key: {"stamp": list(stamp), "version": version}
             for key, (stamp, version) in entries.items()}
-    try:
-        tmp.write_text(json.dumps({"version": _CACHE_VERSION, "entries": body},
-                                  indent=1, sort_keys=True), encoding="utf-8")
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_text_atomic(path, json.dumps({"version": _CACHE_VERSION, "entries": body},
+                                       indent=1, sort_keys=True))

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from buildlib.atomicfile import write_text_atomic
 from buildlib.cache import CacheConfig, StepCache
 from buildlib.errors import UserError
 from buildlib.executor import Decision
@@ -216,14 +217,9 @@ class UpToDate:
 
     def _save_state(self, name: str, fingerprint: Fingerprint, outputs: Mapping[str, str],
                     log: str) -> None:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        path = self._state_path(name)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        tmp.write_text(json.dumps({"digest": fingerprint.digest,
-                                   "components": dict(fingerprint.components),
-                                   "outputs": dict(outputs), "log": log[-200_000:]}),
-                       encoding="utf-8")
-        tmp.replace(path)
+        write_text_atomic(self._state_path(name), json.dumps({
+            "digest": fingerprint.digest, "components": dict(fingerprint.components),
+            "outputs": dict(outputs), "log": log[-200_000:]}))
 
     def _erase_state(self, name: str) -> None:
         self._state_path(name).unlink(missing_ok=True)

@@ -22,13 +22,13 @@ import os
 import shlex
 import signal
 import subprocess
-import tempfile
 import urllib.parse
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from buildlib.artifacts import Artifact, ArtifactKind
+from buildlib.atomicfile import write_text_atomic
 from buildlib.binfmt import NotExecutable, describe_mismatch, read_binary_info
 from buildlib.targets import Target
 
@@ -404,18 +404,8 @@ def manifest_data(report: VerifyReport) -> dict[str, object]:
 def write_manifest(report: VerifyReport, *, root: Path) -> VerifyReport:
     """Write the artifact manifest atomically; returns the report with `manifest_path` set."""
     path = manifest_path(root, report.mode, report.target)
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(manifest_data(report), indent=2, ensure_ascii=False) + "\n"
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        Path(temp).replace(path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, text, durable=True)
     return VerifyReport(mode=report.mode, target=report.target, host=report.host,
                         created_at=report.created_at, checks=report.checks, manifest_path=path)
 

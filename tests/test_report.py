@@ -11,8 +11,9 @@ from typing import Any
 import jsonschema  # type: ignore[import-untyped]
 import pytest
 
+from buildlib.atomicfile import write_text_atomic as atomic_write_text
 from buildlib.history import read_history
-from buildlib.report import atomic_write_text, record_to_json, write_build_reports
+from buildlib.report import record_to_json, write_build_reports
 from buildlib.results import BuildRecord, Outcome, StepRecord
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "docs" / "report.schema.json"
