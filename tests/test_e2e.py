@@ -27,9 +27,6 @@ def _env(tmp: Path) -> dict[str, str]:
            if not k.startswith(("GITHUB_", "BUILDLIB_", "PYTEST_", "NOX_", "VIRTUAL_ENV"))}
     env["BUILDLIB_CACHE_DIR"] = str(tmp / "cache")
     env["ELECTRON_SKIP_BINARY_DOWNLOAD"] = "1"
-    # The clone's nox must not run inside the tests' own virtualenv.
-    env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep)
-                                  if not p.startswith(os.environ.get("VIRTUAL_ENV", "\0")))
     return env
 
 
