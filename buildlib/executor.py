@@ -113,6 +113,7 @@ class _Job:
     record: StepRecord | None = None
     fingerprint: str | None = None
     tail: list[str] = field(default_factory=list)
+    trusted: bool = False  # --resume/--from/--only: taken as done; fingerprinted, never run
 
 
 class Executor:
@@ -182,13 +183,8 @@ class Executor:
         scheduler = state.scheduler
         while state.free_workers and (name := scheduler.next_step()) is not None:
             scheduler.start(name)
-            if name in self.options.done:  # --resume/--from: taken as done, not checked
-                now = self._now()
-                record = StepRecord(name=name, outcome=Outcome.CACHED, start=now, end=now,
-                                    reasons=("done in the resumed build",))
-                self._settle(state, record, [])
-                continue
-            job = _Job(name=name, worker=state.free_workers.pop(0), start=self._now())
+            job = _Job(name=name, worker=state.free_workers.pop(0), start=self._now(),
+                       trusted=name in self.options.done)
             state.running[name] = job
             if len(self._workers) < self.options.jobs:
                 worker = threading.Thread(target=self._worker, daemon=True,
@@ -307,6 +303,13 @@ class Executor:
         if decision.fingerprint:
             with self._fp_lock:
                 self._fingerprints[step.name] = decision.fingerprint
+        if job.trusted:
+            # Its fingerprint still feeds its dependents', so they match a normal build.
+            job.record = StepRecord(
+                name=step.name, outcome=Outcome.CACHED, start=job.start, end=self._now(),
+                worker=job.worker, fingerprint=decision.fingerprint,
+                reasons=("taken as done (--resume, --from or --only)",), command=step.argv)
+            return
         if decision.outcome is not None:
             write_text_atomic(log_path, decision.replay_log)
             job.record = StepRecord(

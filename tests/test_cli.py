@@ -241,6 +241,10 @@ def test_from_runs_the_step_and_everything_downstream(tmp_path: Path) -> None:
     proc = buildlib(tmp_path, "--from", "b", "--plain")
     assert proc.returncode == 0, proc.stderr
     assert set(read_times(tmp_path)) == {"b", "c"}
+    # The steps taken as done kept their fingerprints: a normal build now runs nothing.
+    (tmp_path / "times.jsonl").unlink()
+    assert buildlib(tmp_path, "--plain").returncode == 0
+    assert not (tmp_path / "times.jsonl").exists()
 
 
 def test_only_runs_the_step_with_dependencies_from_the_journal(tmp_path: Path) -> None:
