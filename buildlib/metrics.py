@@ -57,16 +57,17 @@ def is_slowdown(last: float, median: float, samples: int) -> bool:
 
 def metrics_table(history_path: Path, *, last: int = 20, mode: str | None = None,
                   target: str | None = None) -> MetricsResult:
-    """Timings of each step over the latest `last` builds of `mode`/`target` (None: any)."""
+    """Each step's last `last` runs that built (cache hits say nothing about its speed),
+    over the history of `mode`/`target` (None: any)."""
     if last < 1:
         raise UserError(f"--last {last}: need at least one build",
                         fix="pass --last 1 or more (default 20)")
     history = read_history(history_path)
-    builds = history.matching(mode=mode, target=target)[-last:]
+    builds = history.matching(mode=mode, target=target)
     samples: dict[str, list[float]] = {}
     for entry in reversed(builds):  # newest first, so the dict order is the latest build's
         for step in entry.steps:
-            if step.outcome is Outcome.BUILT:
+            if step.outcome is Outcome.BUILT and len(samples.get(step.name, ())) < last:
                 samples.setdefault(step.name, []).append(step.duration)
     steps = []
     for name, newest_first in samples.items():
@@ -84,7 +85,7 @@ def render_metrics(result: MetricsResult) -> str:
     """A plain-text table, one row per step, and a footer naming the flagging rule."""
     scope = " ".join(x for x in (result.mode, result.target) if x) or "all modes and targets"
     if not result.steps:
-        return (f"no built steps in the last {result.builds} builds ({scope}) "
+        return (f"no step has built in the {result.builds} builds ({scope}) "
                 f"recorded in {result.path}")
     header = ("step", "runs", "last", "median", "slowest", "")
     rows = [header] + [
@@ -93,7 +94,8 @@ def render_metrics(result: MetricsResult) -> str:
         for s in result.steps
     ]
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    lines = [f"step timings over the last {result.builds} builds ({scope}), BUILT runs only:"]
+    lines = [f"step timings ({scope}), each step's last runs that built "
+             f"(of {result.builds} builds):"]
     for row in rows:
         cells = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:5], widths[1:5],
                                                                           strict=True)]
