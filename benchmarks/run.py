@@ -29,7 +29,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python benchmarks/run.py`
 
-from benchmarks import hashing, overhead, restore, scheduling
+from benchmarks import hashing, noop, overhead, restore, scheduling
 from benchmarks.harness import Benchmark, Context, Result
 
 REGISTRY: dict[str, Benchmark] = {
@@ -40,6 +40,8 @@ REGISTRY: dict[str, Benchmark] = {
     "hash": Benchmark(run=hashing.run, summary="20k-file tree: unchanged check vs git status, "
                       "cold hash vs sha256sum"),
     "restore": Benchmark(run=restore.run, summary="restore 200 MB of cached outputs vs cp -a"),
+    "noop": Benchmark(run=noop.run, summary="no-op build of the real app (all cached) via nox "
+                      "and the engine vs turbo's full cache hit and nox -l"),
 }
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"

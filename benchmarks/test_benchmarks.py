@@ -8,6 +8,7 @@ files generated for it.
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import emit, run
+from benchmarks import emit, noop, run
 from benchmarks.dag import (
     Dag,
     chains,
@@ -27,7 +28,7 @@ from benchmarks.dag import (
     simulate_levels,
     simulate_list,
 )
-from benchmarks.harness import REPO, Result, Row, Verdict, tool_env
+from benchmarks.harness import REPO, BenchmarkError, Result, Row, Verdict, tool_env
 from buildlib.scheduler import Scheduler
 
 
@@ -150,3 +151,54 @@ def test_unknown_benchmark_name_is_a_usage_error() -> None:
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 2
     assert "unknown benchmark nope" in proc.stderr
+
+
+def test_turbo_files_translate_the_apps_development_plan() -> None:
+    """turbo gets buildlib's graph: every step a script and a task with its deps, I/O, env."""
+    plan = noop.development_plan(REPO, tool_env())
+    package, turbo = noop.turbo_files(plan, "11.0.0")
+    assert package["packageManager"] == "npm@11.0.0"
+    assert list(package["scripts"]) == list(turbo["tasks"]) == list(plan.steps)
+    for name, step in plan.steps.items():
+        task, script = turbo["tasks"][name], package["scripts"][name]
+        assert task["dependsOn"] == list(step.depends_on)
+        assert task["env"] == list(step.env_inputs)
+        assert task["cache"] == step.cacheable
+        assert [i for i in task["inputs"] if not i.startswith("!")] == list(step.inputs)
+        assert {"!**/node_modules/**", *(f"!{e}" for e in step.exclude)} <= set(task["inputs"])
+        for output in step.outputs:  # a directory output brings what is under it
+            assert {output, f"{output}/**"} <= set(task["outputs"])
+        assert script.endswith(shlex.join(step.argv))
+    assert package["scripts"]["web-install"].startswith("cd web && env ")
+    assert "ELECTRON_SKIP_BINARY_DOWNLOAD=1" in package["scripts"]["electron-install"]
+
+
+def test_turbo_script_runs_the_step_in_its_directory_with_its_env(tmp_path: Path) -> None:
+    (tmp_path / "sub dir").mkdir()
+    (tmp_path / "build.toml").write_text(
+        '[workspace]\nname = "t"\ndefault_mode = "development"\n\n'
+        '[modes.development]\nenv = { GREETING = "it\'s {mode}" }\n\n'
+        '[[step]]\nname = "write"\ncwd = "sub dir"\n'
+        'command = ["sh", "-c", "printf \'%s\' \\"$GREETING\\" > out.txt"]\n')
+    plan = noop.development_plan(tmp_path, tool_env())
+    package, _ = noop.turbo_files(plan, "11.0.0")
+    subprocess.run(["sh", "-c", package["scripts"]["write"]], cwd=tmp_path, check=True)
+    assert (tmp_path / "sub dir" / "out.txt").read_text() == "it's development"
+
+
+def test_noop_checks_reject_a_build_that_did_work() -> None:
+    cached = {"exit_code": 0, "steps": [{"name": "a", "outcome": "cached"},
+                                         {"name": "b", "outcome": "cached"}]}
+    noop.check_all_cached(cached, expected=2)
+    with pytest.raises(BenchmarkError, match="b: built"):
+        noop.check_all_cached({**cached, "steps": [cached["steps"][0],
+                                                   {"name": "b", "outcome": "built"}]},
+                              expected=2)
+    with pytest.raises(BenchmarkError, match="1 of 2 steps"):
+        noop.check_all_cached({**cached, "steps": cached["steps"][:1]}, expected=2)
+    summary = "\x1b[1m Tasks:\x1b[0m 9 successful, 9 total\nCached:    {} cached, 9 total\n"
+    noop.check_turbo_cached(summary.format(9), expected=9)
+    with pytest.raises(BenchmarkError, match="8 cached, 9 total"):
+        noop.check_turbo_cached(summary.format(8), expected=9)
+    with pytest.raises(BenchmarkError, match="no `Cached:` line"):
+        noop.check_turbo_cached("turbo crashed", expected=9)
