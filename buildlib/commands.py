@@ -43,9 +43,13 @@ def build_dir(manifest: Manifest) -> Path:
 
 
 def _estimates(manifest: Manifest, mode: str, target: Target) -> dict[str, float]:
-    from buildlib.history import estimates
+    from buildlib.history import estimates, read_history
 
-    return estimates(build_dir(manifest) / "history.jsonl", mode=mode, target=target.triple)
+    history = read_history(build_dir(manifest) / "history.jsonl")
+    # A mode's first build borrows the other modes' timings: a release compile is slower
+    # than a debug one, but which steps are long is what the priorities need.
+    return {**estimates(history, mode=None, target=target.triple),
+            **estimates(history, mode=mode, target=target.triple)}
 
 
 def build_command(args: argparse.Namespace, manifest: Manifest, *, mode: str, target: Target,

@@ -185,7 +185,8 @@ def _number(value: object) -> float:
     return float(value)
 
 
-def estimates(history: History | Path, mode: str, target: str) -> dict[str, float]:
+def estimates(history: History | Path, mode: str | None, target: str | None
+              ) -> dict[str, float]:
     """Expected seconds per step: the median of its latest BUILT durations for mode and target.
 
     Only BUILT outcomes count (a cache hit says nothing about how long building
