@@ -49,30 +49,18 @@ from buildlib.archive import (
     symlink_problem,
     symlink_record,
 )
+from buildlib.cacheconfig import CacheConfig
 from buildlib.casstore import Area, LocalStore, PruneResult, StoreWriteError
 from buildlib.errors import UserError
 
 if TYPE_CHECKING:  # the remote client (http.client, ssl) is imported only when configured
     from buildlib.remote import HttpRemote, RemoteError
 
-DEFAULT_MAX_SIZE = 5 << 30
 FORMAT = "buildlib-cache-entry/1"
 # After the store outgrows its limit, prune to this share of it, so the next few
 # saves do not each pay for a prune.
 PRUNE_TO = 0.9
 SAVE_WORKERS = 8
-
-
-@dataclass(frozen=True, kw_only=True)
-class CacheConfig:
-    """`local_dir` None means $BUILDLIB_CACHE_DIR, else the user cache directory."""
-
-    local_dir: Path | None = None
-    max_size: int = DEFAULT_MAX_SIZE
-    remote_url: str | None = None
-    remote_header: str | None = None  # "Name: value"; never printed
-    remote_read_only: bool = False
-    remote_timeout: float = 5.0
 
 
 class CacheSource(enum.StrEnum):

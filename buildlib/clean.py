@@ -101,7 +101,8 @@ def clean(manifest: Manifest, *, target: Target, selection: Sequence[str], dry_r
             remove(path)
         print(f"{verb} {path.relative_to(root)} ({human(size)})")
     if cache:
-        from buildlib.uptodate import cache_config, clear_cache
+        from buildlib.cacheconfig import cache_config
+        from buildlib.uptodate import clear_cache
 
         config = cache_config(manifest, os.environ, cache_dir=cache_dir, remote_url=None,
                               read_only=True)

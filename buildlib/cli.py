@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import traceback
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -111,7 +110,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except Exception:
+    except Exception:  # the one place bugs become an exit code
+        import traceback
+
         traceback.print_exc()
         print("internal error: this is a bug in buildlib, please report it with the "
               "traceback above", file=sys.stderr)

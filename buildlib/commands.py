@@ -125,7 +125,8 @@ def _make_gate(args: argparse.Namespace, manifest: Manifest, plan: Plan, *,
                forced: set[str] | None, environ: Mapping[str, str], warn: object) -> Gate:
     if args.no_cache:
         return AlwaysRun()
-    from buildlib.uptodate import UpToDate, cache_config
+    from buildlib.cacheconfig import cache_config
+    from buildlib.uptodate import UpToDate
 
     config = cache_config(manifest, environ, cache_dir=args.cache_dir,
                           remote_url=args.remote_cache, read_only=args.remote_read_only)

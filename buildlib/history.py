@@ -13,7 +13,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -202,4 +201,11 @@ def estimates(history: History | Path, mode: str | None, target: str | None
                 recent = samples.setdefault(step.name, [])
                 if len(recent) < RECENT_SAMPLES:
                     recent.append(step.duration)
-    return {name: statistics.median(values) for name, values in samples.items()}
+    return {name: _median(values) for name, values in samples.items()}
+
+
+def _median(values: list[float]) -> float:
+    """statistics.median, without importing statistics (fractions, decimal) at start-up."""
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2

@@ -12,57 +12,28 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from buildlib.atomicfile import write_text_atomic
-from buildlib.cache import CacheConfig, StepCache
-from buildlib.errors import UserError
+from buildlib.cacheconfig import CacheConfig, parse_size
 from buildlib.executor import Decision
 from buildlib.filehash import FileHasher
 from buildlib.fingerprint import Fingerprint, compute_fingerprint, explain, inputs_changed_since
-from buildlib.manifest import Manifest
 from buildlib.plan import Plan, PlannedStep
+
+if TYPE_CHECKING:
+    from buildlib.cache import StepCache
 from buildlib.results import Outcome
 from buildlib.toolversions import detect_tool_versions
 
-DEFAULT_MAX_SIZE = 5 << 30
-SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
-
-
-def parse_size(text: str) -> int:
-    match = SIZE.match(text)
-    if not match:
-        raise UserError(f"invalid size {text!r}", fix="write e.g. 500M, 2G or 1073741824")
-    number, unit = float(match.group(1)), match.group(2).lower()
-    return int(number * (1 << (10 * " kmgt".index(unit or " "))))
-
-
-def cache_config(manifest: Manifest, environ: Mapping[str, str], *, cache_dir: Path | None,
-                 remote_url: str | None, read_only: bool) -> CacheConfig:
-    """Flags win over environment variables, which win over the manifest's [cache]."""
-    local = cache_dir or (Path(environ["BUILDLIB_CACHE_DIR"]) if environ.get(
-        "BUILDLIB_CACHE_DIR") else None)
-    remote = remote_url if remote_url is not None else environ.get(
-        "BUILDLIB_REMOTE_CACHE", manifest.cache.remote)
-    header = environ.get("BUILDLIB_REMOTE_HEADER") or (
-        environ.get(manifest.cache.remote_header_env) if manifest.cache.remote_header_env
-        else None)
-    return CacheConfig(
-        local_dir=local,
-        max_size=parse_size(environ.get("BUILDLIB_CACHE_MAX_SIZE", str(DEFAULT_MAX_SIZE))),
-        remote_url=remote or None,
-        remote_header=header or None,
-        remote_read_only=read_only or environ.get("BUILDLIB_REMOTE_READ_ONLY") == "1"
-        or manifest.cache.remote_read_only,
-        remote_timeout=float(environ.get("BUILDLIB_REMOTE_TIMEOUT", "5")),
-    )
-
 
 def clear_cache(config: CacheConfig, *, dry_run: bool) -> int:
+    from buildlib.cache import StepCache
+
     store = StepCache(config)
     size = store.size()
     if not dry_run:
@@ -71,6 +42,8 @@ def clear_cache(config: CacheConfig, *, dry_run: bool) -> int:
 
 
 def prune_cache(max_size: str, *, cache_dir: Path | None, environ: Mapping[str, str]) -> int:
+    from buildlib.cache import StepCache
+
     local = cache_dir or (Path(environ["BUILDLIB_CACHE_DIR"]) if environ.get(
         "BUILDLIB_CACHE_DIR") else None)
     store = StepCache(CacheConfig(local_dir=local, max_size=parse_size(max_size),
@@ -103,11 +76,22 @@ class UpToDate:
         self.forced = forced
         self.environ = environ
         self.warn = warn
-        self.store = StepCache(cache)
+        self._cache_config = cache
+        self._store: StepCache | None = None
         self.hasher = FileHasher(plan.root, plan.root / ".buildlib" / "filehash.cache")
         self._lock = threading.Lock()
         self._tools: dict[str, str] | None = None
         self._warned: set[str] = set()
+
+    @property
+    def store(self) -> StepCache:
+        """The cache store, opened on first use: an all-cached build never needs it."""
+        with self._lock:
+            if self._store is None:
+                from buildlib.cache import StepCache
+
+                self._store = StepCache(self._cache_config)
+            return self._store
 
     def _tool_versions(self) -> dict[str, str]:
         if self._tools is None:
@@ -231,7 +215,9 @@ class UpToDate:
             self.warn(message)
 
     def _drain_warnings(self) -> None:
-        warnings = self.store.warnings
+        if self._store is None:
+            return
+        warnings = self._store.warnings
         while warnings:
             self._warn_once(warnings.pop(0))
 

@@ -1,0 +1,61 @@
+"""Where the cache lives and how big it may grow: flags over environment over manifest.
+
+Kept apart from `cache.py` so a build whose steps are all up to date never imports
+the store, its archive code or platformdirs.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from buildlib.errors import UserError
+from buildlib.manifest import Manifest
+
+DEFAULT_MAX_SIZE = 5 << 30
+
+
+@dataclass(frozen=True, kw_only=True)
+class CacheConfig:
+    """`local_dir` None means $BUILDLIB_CACHE_DIR, else the user cache directory."""
+
+    local_dir: Path | None = None
+    max_size: int = DEFAULT_MAX_SIZE
+    remote_url: str | None = None
+    remote_header: str | None = None  # "Name: value"; never printed
+    remote_read_only: bool = False
+    remote_timeout: float = 5.0
+
+
+SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
+
+
+def parse_size(text: str) -> int:
+    match = SIZE.match(text)
+    if not match:
+        raise UserError(f"invalid size {text!r}", fix="write e.g. 500M, 2G or 1073741824")
+    number, unit = float(match.group(1)), match.group(2).lower()
+    return int(number * (1 << (10 * " kmgt".index(unit or " "))))
+
+
+def cache_config(manifest: Manifest, environ: Mapping[str, str], *, cache_dir: Path | None,
+                 remote_url: str | None, read_only: bool) -> CacheConfig:
+    """Flags win over environment variables, which win over the manifest's [cache]."""
+    local = cache_dir or (Path(environ["BUILDLIB_CACHE_DIR"]) if environ.get(
+        "BUILDLIB_CACHE_DIR") else None)
+    remote = remote_url if remote_url is not None else environ.get(
+        "BUILDLIB_REMOTE_CACHE", manifest.cache.remote)
+    header = environ.get("BUILDLIB_REMOTE_HEADER") or (
+        environ.get(manifest.cache.remote_header_env) if manifest.cache.remote_header_env
+        else None)
+    return CacheConfig(
+        local_dir=local,
+        max_size=parse_size(environ.get("BUILDLIB_CACHE_MAX_SIZE", str(DEFAULT_MAX_SIZE))),
+        remote_url=remote or None,
+        remote_header=header or None,
+        remote_read_only=read_only or environ.get("BUILDLIB_REMOTE_READ_ONLY") == "1"
+        or manifest.cache.remote_read_only,
+        remote_timeout=float(environ.get("BUILDLIB_REMOTE_TIMEOUT", "5")),
+    )
