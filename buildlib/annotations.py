@@ -16,8 +16,9 @@ import json
 import os
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
+
+from buildlib.records import record
 
 # CSI sequences (colours, cursor moves), OSC sequences (cargo's hyperlinks, window
 # titles), charset selections like ESC ( B (tput sgr0), the remaining two-byte escapes
@@ -61,7 +62,7 @@ class Tool(enum.Enum):
     GENERIC = "generic"  # gcc/clang style `file:line:col: error: msg`
 
 
-@dataclass(frozen=True, kw_only=True)
+@record
 class Location:
     """One error a tool reported. `line` and `col` are 1-based; `col` is None when unknown.
 
@@ -106,7 +107,7 @@ _GENERIC = re.compile(
 )
 
 
-@dataclass(frozen=True, kw_only=True)
+@record
 class _Raw:
     """A location as printed, before its path is normalised."""
 

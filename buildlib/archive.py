@@ -27,8 +27,9 @@ import secrets
 import stat
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
+
+from buildlib.records import record
 
 # Files up to this size are read once into memory, hashed and written; larger ones
 # are hashed (from an mmap) and copied in the kernel (copy_file_range) on two threads
@@ -74,7 +75,7 @@ class FileKind(enum.Enum):
     SYMLINK = "symlink"
 
 
-@dataclass(frozen=True, kw_only=True)
+@record
 class OutputFile:
     """One output. For a symlink, `sha256` and `size` are those of its target string."""
 

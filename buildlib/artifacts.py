@@ -8,8 +8,9 @@ one definition without importing each other.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
 from pathlib import Path
+
+from buildlib.records import record
 
 
 class ArtifactKind(enum.Enum):
@@ -20,7 +21,7 @@ class ArtifactKind(enum.Enum):
     COMMAND = "command"  # `run` must exit 0 (and print `expect`), on the host only
 
 
-@dataclass(frozen=True, kw_only=True)
+@record
 class Artifact:
     path: Path  # absolute
     rel: str  # relative to the workspace root, as declared (templates filled)

@@ -17,10 +17,10 @@ import enum
 import functools
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from buildlib.records import record
 from buildlib.targets import Target
 
 
@@ -39,7 +39,7 @@ class BinaryFormat(enum.Enum):
 _FORMAT_LABELS = {BinaryFormat.ELF: "ELF", BinaryFormat.MACHO: "Mach-O", BinaryFormat.PE: "PE"}
 
 
-@dataclass(frozen=True, kw_only=True)
+@record
 class BinaryInfo:
     """A linked executable or shared library. `machines` has one entry, or one per
     slice of a Mach-O universal ("fat") binary."""
@@ -53,7 +53,7 @@ class BinaryInfo:
         return f"{self.format.label}{universal} {'+'.join(self.machines)}"
 
 
-@dataclass(frozen=True, kw_only=True)
+@record
 class NotExecutable:
     """The file is not a linked executable; `reason` says what it is instead."""
 

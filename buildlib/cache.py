@@ -30,7 +30,6 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -52,6 +51,7 @@ from buildlib.archive import (
 from buildlib.cacheconfig import CacheConfig
 from buildlib.casstore import Area, LocalStore, PruneResult, StoreWriteError
 from buildlib.errors import UserError
+from buildlib.records import field, record, replace
 
 if TYPE_CHECKING:  # the remote client (http.client, ssl) is imported only when configured
     from buildlib.remote import HttpRemote, RemoteError
@@ -82,7 +82,7 @@ class _NotStoredError(Exception):
     """An output the cache cannot hold (a symlink leading outside, a FIFO...)."""
 
 
-@dataclass(frozen=True, kw_only=True)
+@record
 class CacheEntry:
     """One stored step result. Every file's content is the blob named by its sha256."""
 

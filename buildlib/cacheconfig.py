@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 from buildlib.errors import UserError
 from buildlib.manifest import Manifest
+from buildlib.records import record
 
 DEFAULT_MAX_SIZE = 5 << 30
 
 
-@dataclass(frozen=True, kw_only=True)
+@record
 class CacheConfig:
     """`local_dir` None means $BUILDLIB_CACHE_DIR, else the user cache directory."""
 

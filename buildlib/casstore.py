@@ -24,11 +24,11 @@ import shutil
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from buildlib.archive import CorruptBlobError, is_digest
+from buildlib.records import record
 
 CHUNK = 1 << 20
 # Blobs nobody references and temp files younger than this may belong to a save
@@ -70,7 +70,7 @@ class CacheBackend(Protocol):
     def contains(self, area: Area, name: str) -> bool: ...
 
 
-@dataclass(frozen=True, kw_only=True)
+@record
 class PruneResult:
     before: int
     after: int

@@ -13,10 +13,10 @@ import json
 import re
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import NoReturn
 
 from buildlib.errors import UserError
+from buildlib.records import record
 from buildlib.targets import TARGETS, Target, host_triple
 
 # Modes end up inside nox session names (`build-3.12(mode='x')`) and artifact names,
@@ -32,7 +32,7 @@ class MatrixError(UserError):
     """The requested modes or targets are not ones the manifest or the target table knows."""
 
 
-@dataclass(frozen=True, kw_only=True)
+@record
 class MatrixEntry:
     """One CI job: build `mode` for `target` on `target.runner`, then verify it."""
 

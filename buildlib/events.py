@@ -9,13 +9,13 @@ process is, not when its cache check begins), so they must be thread-safe; each
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Protocol
 
+from buildlib.records import record
 from buildlib.results import BuildRecord, StepRecord
 
 
-@dataclass(frozen=True, kw_only=True)
+@record
 class BuildStart:
     """What the reporter knows before the first step starts."""
 

@@ -18,7 +18,6 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -31,6 +30,7 @@ from buildlib.events import BuildStart, Reporter
 from buildlib.journal import Journal
 from buildlib.plan import Plan, PlannedStep
 from buildlib.process import ProcessTable, encode_env, resolve_program
+from buildlib.records import field, record, replace
 from buildlib.results import BuildRecord, Outcome, StepRecord
 from buildlib.scheduler import Scheduler, State
 
@@ -38,7 +38,7 @@ LOG_TAIL_LINES = 30
 MAX_RETRY_DELAY = 10.0
 
 
-@dataclass(frozen=True, kw_only=True)
+@record
 class Decision:
     """The gate's verdict on one step: skip it (`outcome` set) or run it (`outcome` None)."""
 
@@ -83,7 +83,7 @@ class AlwaysRun:
         return None
 
 
-@dataclass(frozen=True, kw_only=True)
+@record
 class ExecOptions:
     jobs: int
     keep_going: bool = False
@@ -94,7 +94,7 @@ class ExecOptions:
     done: frozenset[str] = frozenset()  # steps already done (--resume): not run, not checked
 
 
-@dataclass
+@record(frozen=False)
 class _RunState:
     """The scheduling thread's mutable state for one run."""
 
@@ -105,7 +105,7 @@ class _RunState:
     interrupted: int | None = None
 
 
-@dataclass
+@record(frozen=False)
 class _Job:
     name: str
     worker: int

@@ -27,11 +27,11 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 from buildlib.atomicfile import write_bytes_atomic
 from buildlib.errors import UserError
+from buildlib.records import record
 
 DEFAULT_EXCLUDES = (
     "**/node_modules/**",
@@ -69,7 +69,7 @@ class HashError(UserError):
     """A file that must be hashed exists but cannot be read."""
 
 
-@dataclass(kw_only=True)
+@record(frozen=False)
 class HashCounters:
     """What a `FileHasher` did since it was made. Tests and benchmarks read these."""
 
@@ -82,7 +82,7 @@ class HashCounters:
 # -- globs -----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, kw_only=True)
+@record
 class _Glob:
     """A glob two ways. `regex` matches "/" + a relative path that the glob itself names.
     It is used for files: one regex call each. The automaton over path segments is used

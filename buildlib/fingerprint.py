@@ -30,13 +30,13 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
 from buildlib.errors import UserError
 from buildlib.filehash import FileHasher, PatternError, stat_snapshot
 from buildlib.plan import PlannedStep
+from buildlib.records import field, record
 
 __all__ = [
     "Fingerprint",
@@ -51,7 +51,7 @@ UNSET = "unset"
 EXPLAIN_LIMIT = 5  # input files named per kind of change before "and N more"
 
 
-@dataclass(frozen=True, kw_only=True)
+@record
 class Fingerprint:
     """`digest` is sha256 over the sorted `components`; equality is equality of digests."""
 

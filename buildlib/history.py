@@ -14,10 +14,10 @@ import errno
 import json
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from buildlib.records import record
 from buildlib.results import BuildRecord, Outcome
 
 HISTORY_FILE = "history.jsonl"
@@ -27,14 +27,14 @@ RECENT_SAMPLES = 10  # how many of a step's latest BUILT durations `estimates` t
 _T = TypeVar("_T")
 
 
-@dataclass(frozen=True, kw_only=True)
+@record
 class HistoryStep:
     name: str
     outcome: Outcome
     duration: float
 
 
-@dataclass(frozen=True, kw_only=True)
+@record
 class HistoryEntry:
     """One build as the history remembers it; `steps` in the build's (topological) order."""
 
@@ -47,7 +47,7 @@ class HistoryEntry:
     steps: tuple[HistoryStep, ...]
 
 
-@dataclass(frozen=True, kw_only=True)
+@record
 class History:
     """Every readable entry, oldest first, and how many lines were skipped as unreadable."""
 

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 from buildlib.atomicfile import write_text_atomic
+from buildlib.records import record
 
 COMPACT_ABOVE = 1 << 20  # bytes; older builds' lines are dropped past this size
 
 
-@dataclass(frozen=True, kw_only=True)
+@record
 class LastBuild:
     build_id: str
     selected: tuple[str, ...]

@@ -11,13 +11,13 @@ import difflib
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from buildlib.artifacts import ArtifactKind
 from buildlib.errors import CycleError, ManifestError
 from buildlib.graph import find_cycle
+from buildlib.records import field, record
 from buildlib.targets import TARGETS
 
 if TYPE_CHECKING:  # packaging.markers costs ~20 ms to import; only `when` keys need it
@@ -29,7 +29,7 @@ TEMPLATE_TOKEN = re.compile(r"\{\{|\}\}|\{([a-z_][a-z0-9_]*)\}|[{}]")
 MODE_NAMES_HINT = "development, production, test"
 
 
-@dataclass(frozen=True, kw_only=True)
+@record
 class Override:
     """Per-mode or per-target additions: `args` appended to the command, `env` merged."""
 
@@ -37,7 +37,7 @@ class Override:
     env: Mapping[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, kw_only=True)
+@record
 class StepSpec:
     name: str
     description: str
@@ -60,14 +60,14 @@ class StepSpec:
     target_overrides: Mapping[str, Override]
 
 
-@dataclass(frozen=True, kw_only=True)
+@record
 class ModeSpec:
     name: str
     vars: Mapping[str, str]
     env: Mapping[str, str]
 
 
-@dataclass(frozen=True, kw_only=True)
+@record
 class ArtifactSpec:
     path: str
     step: str
@@ -77,14 +77,14 @@ class ArtifactSpec:
     modes: tuple[str, ...] | None
 
 
-@dataclass(frozen=True, kw_only=True)
+@record
 class CacheSettings:
     remote: str = ""
     remote_read_only: bool = False
     remote_header_env: str = ""
 
 
-@dataclass(frozen=True, kw_only=True)
+@record
 class Manifest:
     path: Path
     root: Path

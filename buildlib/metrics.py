@@ -11,12 +11,12 @@ Called by the CLI's `metrics` command.
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass
 from pathlib import Path
 
 from buildlib.errors import UserError
 from buildlib.history import read_history
 from buildlib.html_report import format_seconds
+from buildlib.records import record
 from buildlib.results import Outcome
 
 SLOW_FACTOR = 1.5
@@ -24,7 +24,7 @@ SLOW_MARGIN = 2.0  # seconds
 MIN_SAMPLES = 3  # with fewer, the median is mostly the latest run itself
 
 
-@dataclass(frozen=True, kw_only=True)
+@record
 class StepMetrics:
     """One step's BUILT durations over the considered builds, oldest first."""
 
@@ -36,7 +36,7 @@ class StepMetrics:
     slow: bool  # the latest run is a slowdown by the rule above
 
 
-@dataclass(frozen=True, kw_only=True)
+@record
 class MetricsResult:
     path: Path
     mode: str | None

@@ -11,20 +11,20 @@ import difflib
 import re
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from buildlib import graph
 from buildlib.artifacts import Artifact
 from buildlib.errors import ManifestError, UserError
 from buildlib.manifest import TEMPLATE_TOKEN, Manifest, StepSpec
+from buildlib.records import record
 from buildlib.targets import Target
 
 VAR_PREFIX = "BUILDLIB_VAR_"
 DEFAULT_ESTIMATE = 1.0  # seconds, for a step with no earlier timing
 
 
-@dataclass(frozen=True, kw_only=True)
+@record
 class PlannedStep:
     name: str
     description: str
@@ -44,7 +44,7 @@ class PlannedStep:
     estimate: float  # expected duration in seconds (earlier builds, else 1.0)
 
 
-@dataclass(frozen=True, kw_only=True)
+@record
 class Plan:
     root: Path
     manifest_path: Path

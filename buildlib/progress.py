@@ -23,12 +23,12 @@ import os
 import threading
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
 from buildlib.annotations import find_locations, strip_ansi
 from buildlib.events import BuildStart, Reporter
+from buildlib.records import record
 from buildlib.results import BuildRecord, Outcome, StepRecord
 
 MAX_ANNOTATIONS = 10  # GitHub shows at most 10 error annotations per step
@@ -157,7 +157,7 @@ def render_summary_markdown(record: BuildRecord) -> str:
 # -- ETA ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, kw_only=True)
+@record
 class Eta:
     """Seconds of work left; `partial` when some remaining steps have no estimate."""
 

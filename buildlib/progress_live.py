@@ -9,7 +9,6 @@ import atexit
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.live import Live
@@ -29,6 +28,7 @@ from buildlib.progress import (
     estimate_eta,
     format_duration,
 )
+from buildlib.records import record
 from buildlib.results import BuildRecord, Outcome, StepRecord
 
 REFRESH_HZ = 8.0  # live-area redraws per second at most
@@ -80,7 +80,7 @@ class _OutputLines:
             yield newline
 
 
-@dataclass(frozen=True, kw_only=True)
+@record
 class _Running:
     started: float
     spinner: Spinner

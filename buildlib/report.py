@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from buildlib import history
 from buildlib.atomicfile import write_text_atomic
 from buildlib.html_report import render_html
+from buildlib.records import record
 from buildlib.results import BuildRecord, Outcome, StepRecord
 from buildlib.trace import build_trace
 
@@ -26,7 +26,7 @@ REPORTS_DIR = "reports"
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
-@dataclass(frozen=True, kw_only=True)
+@record
 class ReportPaths:
     """Where `write_build_reports` put each file."""
 

@@ -8,7 +8,8 @@ Times are seconds; `start`/`end` are relative to the build's start.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+
+from buildlib.records import field, record
 
 
 class Outcome(enum.Enum):
@@ -30,7 +31,7 @@ class Outcome(enum.Enum):
         return self in (Outcome.CACHED, Outcome.RESTORED)
 
 
-@dataclass(frozen=True, kw_only=True)
+@record
 class StepRecord:
     """One step's result. `worker` is the executor lane it ran on (-1 if it never ran)."""
 
@@ -52,7 +53,7 @@ class StepRecord:
         return max(0.0, self.end - self.start)
 
 
-@dataclass(frozen=True, kw_only=True)
+@record
 class BuildRecord:
     """A whole build: what was asked, what happened, and the derived figures reports show."""
 

@@ -10,13 +10,13 @@ import functools
 import platform
 import subprocess
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
 from buildlib.errors import TargetError
+from buildlib.records import record
 
 
-@dataclass(frozen=True, kw_only=True)
+@record
 class Target:
     triple: str
     os: str  # "linux" | "darwin" | "windows"

@@ -14,7 +14,6 @@ import json
 import os
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,6 +23,7 @@ from buildlib.executor import Decision
 from buildlib.filehash import FileHasher
 from buildlib.fingerprint import Fingerprint, compute_fingerprint, explain, inputs_changed_since
 from buildlib.plan import Plan, PlannedStep
+from buildlib.records import record
 
 if TYPE_CHECKING:
     from buildlib.cache import StepCache
@@ -58,7 +58,7 @@ def prune_cache(max_size: str, *, cache_dir: Path | None, environ: Mapping[str, 
     return 0
 
 
-@dataclass(frozen=True, kw_only=True)
+@record
 class _Pending:
     fingerprint: Fingerprint
     snapshot: Mapping[str, tuple[int, int]]
@@ -110,13 +110,11 @@ class UpToDate:
             step, root=self.root, hasher=self.hasher, environ=self.environ,
             tool_versions=tools, dep_fingerprints=dep_fingerprints,
             mode=self.plan.mode, target=self.plan.target.triple)
-        snapshot = self.hasher.stat_snapshot(fingerprint.input_files)
-        pending = _Pending(fingerprint=fingerprint, snapshot=snapshot)
         previous = self._load_state(step.name)
         if self.forced is None or step.name in self.forced:
-            return self._run(pending, ("forced",))
+            return self._run(fingerprint, ("forced",))
         if not step.cacheable:
-            return self._run(pending, ("caching is off for this step (cache = false)",))
+            return self._run(fingerprint, ("caching is off for this step (cache = false)",))
         reasons: list[str] = []
         if previous is not None and previous.get("digest") == fingerprint.digest:
             broken = self._broken_outputs(previous)
@@ -142,7 +140,7 @@ class UpToDate:
             previous_components = previous.get("components") if previous else None
             reasons = explain(previous_components if isinstance(previous_components, dict)
                               else None, fingerprint)
-        return self._run(pending, tuple(reasons) or ("no earlier result",))
+        return self._run(fingerprint, tuple(reasons) or ("no earlier result",))
 
     def record_success(self, step: PlannedStep, decision: Decision, log_path: Path) -> None:
         pending = decision.state
@@ -174,9 +172,12 @@ class UpToDate:
 
     # -- helpers -------------------------------------------------------------------------
 
-    def _run(self, pending: _Pending, reasons: tuple[str, ...]) -> Decision:
-        return Decision(outcome=None, fingerprint=pending.fingerprint.digest, reasons=reasons,
-                        state=pending)
+    def _run(self, fingerprint: Fingerprint, reasons: tuple[str, ...]) -> Decision:
+        """Run the step; its inputs' (size, mtime) now are compared after it ends. A step
+        that is skipped never needs them, so a no-op build stats its inputs once."""
+        snapshot = self.hasher.stat_snapshot(fingerprint.input_files)
+        return Decision(outcome=None, fingerprint=fingerprint.digest, reasons=reasons,
+                        state=_Pending(fingerprint=fingerprint, snapshot=snapshot))
 
     def _broken_outputs(self, previous: Mapping[str, object]) -> list[str]:
         outputs = previous.get("outputs")

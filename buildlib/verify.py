@@ -24,12 +24,12 @@ import signal
 import subprocess
 import urllib.parse
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from buildlib.artifacts import Artifact, ArtifactKind
 from buildlib.atomicfile import write_text_atomic
 from buildlib.binfmt import NotExecutable, describe_mismatch, read_binary_info
+from buildlib.records import record
 from buildlib.targets import Target
 
 SCHEMA_VERSION = 1
@@ -63,7 +63,7 @@ class Status(enum.Enum):
     SKIPPED = "skipped"  # nothing could be checked here (a `command` of a cross target)
 
 
-@dataclass(frozen=True, kw_only=True)
+@record
 class ArtifactCheck:
     """One artifact's verdict. `problems` are full messages (artifact, what, step hint);
     `notes` say what was checked or skipped."""
@@ -76,7 +76,7 @@ class ArtifactCheck:
     sha256: str | None  # files only
 
 
-@dataclass(frozen=True, kw_only=True)
+@record
 class VerifyReport:
     mode: str
     target: str
@@ -94,7 +94,7 @@ class VerifyReport:
         return tuple(p for check in self.checks for p in check.problems)
 
 
-@dataclass(frozen=True, kw_only=True)
+@record
 class _Context:
     root: Path
     target: Target

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import time
@@ -13,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from buildlib import records
 from buildlib.errors import UserError
 from buildlib.filehash import FileHasher
 from buildlib.fingerprint import (
@@ -224,7 +224,7 @@ def test_inputs_changed_while_running(root: Path) -> None:
 
 def test_fingerprint_is_immutable(root: Path) -> None:
     fp = fingerprint(root)
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(records.FrozenInstanceError):
         fp.digest = "x"  # type: ignore[misc]
     components: Mapping[str, str] = fp.components
     with pytest.raises(TypeError):

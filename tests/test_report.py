@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 import jsonschema  # type: ignore[import-untyped]
 import pytest
 
+from buildlib import records
 from buildlib.atomicfile import write_text_atomic as atomic_write_text
 from buildlib.history import read_history
 from buildlib.report import record_to_json, write_build_reports
@@ -48,7 +48,7 @@ def make_record(build_id: str = "20250101T000000-abcdef", **changes: object) -> 
         warnings=("remote cache unreachable",),
         extra={"note": "from a test"},
     )
-    return dataclasses.replace(record, **changes)  # type: ignore[arg-type]
+    return records.replace(record, **changes)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +81,7 @@ def test_schema_rejects_what_is_not_a_report(validator: jsonschema.Draft202012Va
 def test_schema_covers_every_step_record_field_and_outcome(
         validator: jsonschema.Draft202012Validator) -> None:
     step_schema = validator.schema["$defs"]["step"]
-    fields = {f.name for f in dataclasses.fields(StepRecord)}
+    fields = {f.name for f in records.fields(StepRecord)}
     assert fields <= set(step_schema["required"])
     assert set(validator.schema["$defs"]["outcome"]["enum"]) == {o.value for o in Outcome}
     steps = record_to_json(make_record(), DEPS)["steps"]
