@@ -2,20 +2,25 @@
 
 `detect_tool_versions` runs each tool's version command from the manifest's `[tools]`
 (`node --version`, `rustc -vV`) at most once per build, all in parallel. Results are
-cached by the executable, so an unchanged toolchain costs a stat rather than a process
+cached, so an unchanged toolchain costs a few stats rather than a process
 (`npm --version` takes ~200 ms). The executable is found with `shutil.which` and then
-`os.path.realpath`. The cache key is that path plus the command's arguments; an entry
-is valid while the file's (size, mtime_ns, ctime_ns, inode) stays the same. Package
+`os.path.realpath`. The cache key is both paths plus the command's arguments; an entry
+is valid while its stamp, a hash of everything the output depends on, stays the same.
+For a plain executable that is the file's (size, mtime_ns, ctime_ns, inode). Package
 managers replace binaries by rename, which changes the inode and ctime even when they
 keep the packaged mtime.
 
+rustup's proxies (`cargo`, `rustc`: links to the `rustup` binary, or hard links beside
+it) print the version of whichever toolchain rustup selects, so their stamp adds
+everything that selection reads (see `_rustup_inputs`). The stamp is taken before the
+command runs: a change made meanwhile can only cost a second run, never a stale answer.
+
 What the cache cannot see, so it always runs the command instead:
-- multi-call binaries reached by a link with another name: rustup's `cargo` and
-  `rustc` proxies, busybox, volta and mise shims. The binary stays the same when the
-  selected toolchain changes (`rustup default`, `rust-toolchain.toml`);
-- hard-linked binaries (rustup can install its proxies as hard links);
+- other multi-call binaries reached by a link with another name (busybox, volta and
+  mise shims), and hard-linked binaries that are not rustup proxies;
 - per-directory version manager shims in a `shims` directory (pyenv, rbenv, asdf,
-  nodenv). They pick a version from `.python-version` and similar files.
+  nodenv). They pick a version from `.python-version` and similar files;
+- a rustup proxy that may select a `path` toolchain outside RUSTUP_HOME.
 
 An npm-style script shim (`/usr/bin/npm` -> `.../npm/bin/npm-cli.js`) resolves to its
 JS entry point. That file is replaced when npm is reinstalled, which is good enough.
@@ -24,11 +29,13 @@ JS entry point. That file is replaced when npm is reinstalled, which is good eno
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
 import signal
 import subprocess
+import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -38,10 +45,10 @@ from buildlib.atomicfile import write_text_atomic
 from buildlib.errors import UserError
 
 DEFAULT_TIMEOUT = 20.0  # seconds; a version command that hangs is a broken tool
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2  # 2: stamps are hashes and rustup proxies are cached
 _POSIX = os.name == "posix"
-
-_Stamp = tuple[int, int, int, int]  # (size, mtime_ns, ctime_ns, inode) of the real executable
+_RUSTUP = frozenset({"rustup", "rustup.exe"})
+_TOOLCHAIN_FILES = ("rust-toolchain", "rust-toolchain.toml")
 
 
 class ToolError(UserError):
@@ -52,8 +59,8 @@ class ToolError(UserError):
 class _Resolved:
     name: str
     argv: tuple[str, ...]  # argv[0] replaced by the path `which` found
-    key: str  # cache key: the real executable and the arguments
-    stamp: _Stamp | None  # (size, mtime_ns, ctime_ns, inode); None: never cache
+    key: str  # cache key: the path found, the real executable and the arguments
+    stamp: str | None  # sha256 of what the output depends on; None: never cache
 
 
 def detect_tool_versions(commands: Mapping[str, Sequence[str]], names: Iterable[str],
@@ -61,14 +68,17 @@ def detect_tool_versions(commands: Mapping[str, Sequence[str]], names: Iterable[
                          timeout: float = DEFAULT_TIMEOUT) -> dict[str, str]:
     """Version text (stripped stdout, else stderr) of each tool in `names`.
 
-    Raises ToolError naming the tool if it is not declared, not on PATH, fails or
-    times out. Called once per build by the caching gate; the cache file is written
-    atomically and a corrupt one is ignored.
+    The commands run in `cwd` (default: the current directory), which is also where a
+    rustup proxy's toolchain files are looked for. Raises ToolError naming the tool if
+    it is not declared, not on PATH, fails or times out. Called once per build by the
+    caching gate; the cache file is written atomically and a corrupt one is ignored.
     """
     wanted = sorted(set(names))
     if not wanted:
         return {}
-    resolved = [_resolve(name, commands) for name in wanted]
+    # rustup walks up from the physical directory (getcwd), not from a symlinked path.
+    where = (cwd if cwd is not None else Path.cwd()).resolve()
+    resolved = [_resolve(name, commands, where) for name in wanted]
     cache = _read_cache(cache_path)
     versions: dict[str, str] = {}
     to_run: list[_Resolved] = []
@@ -91,7 +101,7 @@ def detect_tool_versions(commands: Mapping[str, Sequence[str]], names: Iterable[
     return {name: versions[name] for name in wanted}
 
 
-def _resolve(name: str, commands: Mapping[str, Sequence[str]]) -> _Resolved:
+def _resolve(name: str, commands: Mapping[str, Sequence[str]], cwd: Path) -> _Resolved:
     argv = tuple(commands.get(name, ()))
     if not argv:
         raise ToolError(f"tool '{name}' is listed in a step's `tools` but has no version "
@@ -104,16 +114,132 @@ def _resolve(name: str, commands: Mapping[str, Sequence[str]]) -> _Resolved:
                         fix=f"install {name} and make sure its directory is on PATH, or "
                         f"remove '{name}' from the step's `tools`")
     real = os.path.realpath(found)
+    return _Resolved(name=name, argv=(found, *argv[1:]),
+                     key=json.dumps([found, real, *argv[1:]]), stamp=_stamp(found, real, cwd))
+
+
+def _stamp(found: str, real: str, cwd: Path) -> str | None:
+    """A hash of everything the version command's output depends on, or None if that
+    is more than this module can see."""
     try:
         st = Path(real).stat()
     except OSError:
-        stamp = None
-    else:
-        stamp = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
-        if not _identity_is_version(found, real, st.st_nlink):
-            stamp = None
-    return _Resolved(name=name, argv=(found, *argv[1:]), key=json.dumps([real, *argv[1:]]),
-                     stamp=stamp)
+        return None
+    parts: list[object] = [_file_stamp(st)]
+    if _is_rustup_proxy(found, real, st):
+        selection = _rustup_inputs(Path(found).name, cwd)
+        if selection is None:
+            return None
+        parts.append(selection)
+    elif not _identity_is_version(found, real, st.st_nlink):
+        return None
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
+
+
+def _file_stamp(st: os.stat_result) -> list[int]:
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+
+
+def _is_rustup_proxy(found: str, real: str, st: os.stat_result) -> bool:
+    """`cargo` -> `rustup` by symlink, or `cargo` hard-linked to a `rustup` beside it."""
+    called, actual = Path(found).name, Path(real)
+    if called in _RUSTUP:
+        return False
+    if actual.name in _RUSTUP:
+        return True
+    if st.st_nlink < 2:
+        return False
+    try:
+        sibling = actual.with_name("rustup" + actual.suffix).stat()
+    except OSError:
+        return False
+    return (sibling.st_dev, sibling.st_ino) == (st.st_dev, st.st_ino)
+
+
+def _rustup_inputs(called: str, cwd: Path) -> list[object] | None:
+    """What rustup reads to choose the toolchain that runs `called` in `cwd`.
+
+    Its precedence (rust-lang.github.io/rustup/overrides.html): a `+toolchain` first
+    argument (part of the cache key), RUSTUP_TOOLCHAIN, directory overrides in
+    `settings.toml` and `rust-toolchain{,.toml}` files walking up from `cwd`, then the
+    default toolchain in `settings.toml`. Every installed toolchain's copy of `called`
+    is stamped too: `rustup update` replaces it, `rustup toolchain install/uninstall`
+    changes the listing, and a custom toolchain without cargo falls back to another's.
+    None when the choice may be a `path` toolchain outside RUSTUP_HOME.
+    """
+    environ = os.environ
+    chosen = environ.get("RUSTUP_TOOLCHAIN", "")
+    if _is_path(chosen):
+        return None
+    try:  # an empty RUSTUP_HOME counts as unset; a relative one is relative to cwd
+        home = cwd / (environ.get("RUSTUP_HOME") or Path.home() / ".rustup")
+    except RuntimeError:  # no home directory to find the default under
+        return None
+    settings = _read(home / "settings.toml")
+    if settings is not None and _settings_name_a_path(settings):
+        return None
+    files = _toolchain_files(cwd)
+    if files is None:
+        return None
+    digest = None if settings is None else hashlib.sha256(settings).hexdigest()
+    return [chosen, str(home), environ.get("CARGO_HOME"), str(cwd), digest, files,
+            _installed_copies(home / "toolchains", called)]
+
+
+def _toolchain_files(cwd: Path) -> list[list[str]] | None:
+    """(path, sha256) of each `rust-toolchain{,.toml}` from `cwd` up to the root; None
+    if one may name a `path` toolchain (a `path` key, or just the word in a comment)."""
+    found: list[list[str]] = []
+    for directory in (cwd, *cwd.parents):
+        for file in (directory / name for name in _TOOLCHAIN_FILES):
+            content = _read(file)
+            if content is not None:
+                if b"path" in content:
+                    return None
+                found.append([str(file), hashlib.sha256(content).hexdigest()])
+    return found
+
+
+def _installed_copies(toolchains: Path, called: str) -> list[object]:
+    """Each installed toolchain's name and the stamp of its `bin/<called>` (None if it
+    has none). Linked toolchains are followed to their directory."""
+    try:
+        installed = sorted(entry.name for entry in toolchains.iterdir())
+    except OSError:
+        installed = []
+    copies: list[object] = []
+    for toolchain in installed:
+        try:
+            copies.append([toolchain, _file_stamp((toolchains / toolchain / "bin" / called)
+                                                  .stat())])
+        except OSError:
+            copies.append([toolchain, None])
+    return copies
+
+
+def _is_path(toolchain: str) -> bool:
+    return "/" in toolchain or "\\" in toolchain
+
+
+def _settings_name_a_path(settings: bytes) -> bool:
+    """Whether the default toolchain or a directory override is a path; unreadable
+    settings count as yes, since rustup's choice is then unknown."""
+    try:
+        data = tomllib.loads(settings.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return True
+    overrides = data.get("overrides", {})
+    names = [data.get("default_toolchain", ""),
+             *(overrides.values() if isinstance(overrides, dict) else [None])]
+    return not all(isinstance(name, str) and not _is_path(name) for name in names)
+
+
+def _read(path: Path) -> bytes | None:
+    """The file's bytes, or None when rustup would not read it either."""
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
 
 
 def _identity_is_version(found: str, real: str, nlink: int) -> bool:
@@ -123,7 +249,7 @@ def _identity_is_version(found: str, real: str, nlink: int) -> bool:
     called, actual = Path(found).name, Path(real).name
     if called.startswith(actual) or actual.startswith(called):  # node, python3 -> python3.11
         return True
-    return _is_script(real)  # npm -> npm-cli.js: a script is its own version; rustup is not
+    return _is_script(real)  # npm -> npm-cli.js: a script is its own version; busybox is not
 
 
 def _is_script(path: str) -> bool:
@@ -170,7 +296,7 @@ def _run(tool: _Resolved, cwd: Path | None, timeout: float) -> str:
     return out or err
 
 
-def _read_cache(path: Path) -> dict[str, tuple[_Stamp, str]]:
+def _read_cache(path: Path) -> dict[str, tuple[str, str]]:
     """Cache key -> (stamp, version); anything unreadable or malformed is dropped."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -179,18 +305,18 @@ def _read_cache(path: Path) -> dict[str, tuple[_Stamp, str]]:
     entries = data.get("entries") if isinstance(data, dict) else None
     if not isinstance(entries, dict) or data.get("version") != _CACHE_VERSION:
         return {}
-    cache: dict[str, tuple[_Stamp, str]] = {}
+    cache: dict[str, tuple[str, str]] = {}
     for key, value in entries.items():
         match value:
-            case {"stamp": [int(a), int(b), int(c), int(d)], "version": str(version)}:
-                cache[key] = ((a, b, c, d), version)
+            case {"stamp": str(stamp), "version": str(version)}:
+                cache[key] = (stamp, version)
             case _:
                 pass
     return cache
 
 
-def _write_cache(path: Path, entries: Mapping[str, tuple[_Stamp, str]]) -> None:
-    body = {key: {"stamp": list(stamp), "version": version}
+def _write_cache(path: Path, entries: Mapping[str, tuple[str, str]]) -> None:
+    body = {key: {"stamp": stamp, "version": version}
             for key, (stamp, version) in entries.items()}
     write_text_atomic(path, json.dumps({"version": _CACHE_VERSION, "entries": body},
                                        indent=1, sort_keys=True))

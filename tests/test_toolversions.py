@@ -76,10 +76,10 @@ def test_script_reached_through_a_link_is_cached_by_its_target(tmp_path: Path) -
 
 
 def test_multicall_binaries_and_version_manager_shims_always_run(tmp_path: Path) -> None:
-    """rustup's cargo/rustc proxies and pyenv-style shims: same file, changing versions."""
+    """busybox-like binaries and pyenv-style shims: same file, changing versions."""
     sh = shutil.which("sh")
     assert sh is not None
-    multicall = tmp_path / "multi" / "rustup"
+    multicall = tmp_path / "multi" / "busybox"
     multicall.parent.mkdir()
     shutil.copy(os.path.realpath(sh), multicall)  # a real binary, named unlike its link
     proxy = tmp_path / "bin" / "cargo"
@@ -96,6 +96,193 @@ def test_multicall_binaries_and_version_manager_shims_always_run(tmp_path: Path)
             "cargo": "cargo 1.0", "python": "python9 9.0", "hard": "tool 3"}
     assert len(log.read_text().splitlines()) == 2
     assert (runs(shim), runs(hardlinked)) == (2, 2)
+
+
+# A fake rustup: picks a toolchain the way rustup documents it (RUSTUP_TOOLCHAIN, then
+# directory overrides and rust-toolchain{,.toml} walking up from the physical cwd, then
+# settings.toml's default)
+# and runs that toolchain's copy of the name it was called by. Each run adds a line to
+# `rustup.runs` beside it.
+FAKE_RUSTUP = """\
+    echo run >> "$(dirname "$0")/rustup.runs"
+    called=$(basename "$0")
+    home=${RUSTUP_HOME:-$HOME/.rustup}
+    tc=$RUSTUP_TOOLCHAIN
+    d=$(pwd -P)
+    while [ -z "$tc" ]; do
+      tc=$(sed -n "s|^\\"$d\\" *= *\\"\\(.*\\)\\"|\\1|p" "$home/settings.toml")
+      [ -n "$tc" ] && break
+      for f in "$d/rust-toolchain.toml" "$d/rust-toolchain"; do
+        [ -f "$f" ] && tc=$(sed -n 's/^\\(channel\\|path\\) *= *"\\(.*\\)"/\\2/p; t; /^[a-z0-9.-][a-z0-9.-]*$/p' "$f")
+      done
+      [ "$d" = / ] && break
+      d=$(dirname "$d")
+    done
+    [ -n "$tc" ] || tc=$(sed -n 's/^default_toolchain *= *"\\(.*\\)"/\\1/p' "$home/settings.toml")
+    case $tc in /*) exec "$tc/bin/$called" "$@" ;; esac
+    exec "$home/toolchains/$tc/bin/$called" "$@"
+    """
+
+
+def install_toolchain(home: Path, name: str, version: str) -> None:
+    for tool in ("cargo", "rustc"):
+        make_tool(home / "toolchains" / name / "bin" / tool, f'echo "{tool} {version}"\n')
+
+
+def set_default(home: Path, name: str, overrides: dict[Path, str] | None = None) -> None:
+    """Write settings.toml as rustup does: the default and the directory overrides."""
+    lines = [f'"{directory}" = "{toolchain}"\n' for directory, toolchain in (overrides or {}).items()]
+    (home / "settings.toml").write_text(
+        f'version = "12"\ndefault_toolchain = "{name}"\nprofile = "default"\n\n[overrides]\n'
+        + "".join(lines))
+
+
+@pytest.fixture
+def rustup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """~/.cargo/bin with rustup and its cargo/rustc symlinks on PATH, and ~/.rustup with
+    `stable` (1.80.0, the default) installed. HOME is tmp_path; returns RUSTUP_HOME."""
+    bindir = tmp_path / ".cargo" / "bin"
+    make_tool(bindir / "rustup", FAKE_RUSTUP)
+    for proxy in ("cargo", "rustc"):
+        (bindir / proxy).symlink_to("rustup")
+    home = tmp_path / ".rustup"
+    install_toolchain(home, "stable", "1.80.0")
+    set_default(home, "stable")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
+    for name in ("RUSTUP_HOME", "RUSTUP_TOOLCHAIN", "CARGO_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    return home
+
+
+RUST = {"cargo": ["cargo", "-V"], "rustc": ["rustc", "-vV"]}
+
+
+def rustup_runs(home: Path) -> int:
+    return runs(home.parent / ".cargo" / "bin" / "rustup")
+
+
+def test_rustup_proxies_are_cached_until_the_toolchain_selection_changes(
+        rustup: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    workspace = tmp_path / "ws"
+    cwd = workspace / "crates"
+    cwd.mkdir(parents=True)
+    cache = tmp_path / "tools.json"
+    seen = 0
+
+    def detect() -> dict[str, str]:
+        return detect_tool_versions(RUST, RUST, cache, cwd=cwd)
+
+    def ran() -> int:
+        nonlocal seen
+        before, seen = seen, rustup_runs(rustup)
+        return seen - before
+
+    assert detect() == {"cargo": "cargo 1.80.0", "rustc": "rustc 1.80.0"}
+    assert ran() == 2
+    assert detect() == {"cargo": "cargo 1.80.0", "rustc": "rustc 1.80.0"}
+    assert ran() == 0  # nothing changed: no process
+
+    install_toolchain(rustup, "nightly", "1.90.0-nightly")  # rustup toolchain install
+    assert detect() == {"cargo": "cargo 1.80.0", "rustc": "rustc 1.80.0"}
+    assert ran() == 2
+    set_default(rustup, "nightly")  # rustup default nightly
+    assert detect() == {"cargo": "cargo 1.90.0-nightly", "rustc": "rustc 1.90.0-nightly"}
+    assert ran() == 2
+    set_default(rustup, "stable")
+    assert detect()["rustc"] == "rustc 1.80.0"
+    assert ran() == 2
+
+    # rustup update: the toolchain's binary is replaced by a new file
+    new = make_tool(tmp_path / "new-rustc", 'echo "rustc 1.81.0"\n')
+    new.replace(rustup / "toolchains" / "stable" / "bin" / "rustc")
+    assert detect() == {"cargo": "cargo 1.80.0", "rustc": "rustc 1.81.0"}
+    assert ran() == 1  # rustc only: stable's cargo is the same file
+    assert detect()["rustc"] == "rustc 1.81.0"
+    assert ran() == 0
+
+    (workspace / "rust-toolchain.toml").write_text('[toolchain]\nchannel = "nightly"\n')
+    assert detect()["rustc"] == "rustc 1.90.0-nightly"  # found in a parent of cwd
+    assert ran() == 2
+    (cwd / "rust-toolchain").write_text("stable\n")  # the nearer file wins
+    assert detect()["rustc"] == "rustc 1.81.0"
+    assert ran() == 2
+    assert detect()["rustc"] == "rustc 1.81.0"
+    assert ran() == 0
+
+    monkeypatch.setenv("RUSTUP_TOOLCHAIN", "nightly")  # beats the toolchain files
+    assert detect()["cargo"] == "cargo 1.90.0-nightly"
+    assert ran() == 2
+    assert detect()["cargo"] == "cargo 1.90.0-nightly"
+    assert ran() == 0
+
+    shutil.rmtree(rustup / "toolchains" / "nightly")  # rustup toolchain uninstall
+    with pytest.raises(ToolError, match="tool 'cargo'"):
+        detect()
+    seen = rustup_runs(rustup)
+    monkeypatch.delenv("RUSTUP_TOOLCHAIN")
+    assert detect()["cargo"] == "cargo 1.80.0"
+    assert ran() == 2
+
+
+def test_rustup_home_and_the_directory_are_part_of_the_stamp(
+        rustup: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = tmp_path / "tools.json"
+    plain, overridden = tmp_path / "plain", tmp_path / "overridden"
+    plain.mkdir()
+    overridden.mkdir()
+    install_toolchain(rustup, "beta", "1.81.0-beta.3")
+    set_default(rustup, "stable", overrides={overridden: "beta"})  # rustup override set beta
+    assert detect_tool_versions(RUST, ["rustc"], cache, cwd=plain) == {"rustc": "rustc 1.80.0"}
+    assert detect_tool_versions(RUST, ["rustc"], cache, cwd=overridden) == {
+        "rustc": "rustc 1.81.0-beta.3"}
+    assert rustup_runs(rustup) == 2
+    monkeypatch.chdir(overridden)  # cwd=None means the current directory
+    assert detect_tool_versions(RUST, ["rustc"], cache) == {"rustc": "rustc 1.81.0-beta.3"}
+    assert rustup_runs(rustup) == 2
+
+    other = tmp_path / "other-rustup"
+    install_toolchain(other, "beta", "1.82.0-beta.1")
+    set_default(other, "beta")
+    monkeypatch.setenv("RUSTUP_HOME", str(other))
+    assert detect_tool_versions(RUST, ["rustc"], cache, cwd=plain) == {
+        "rustc": "rustc 1.82.0-beta.1"}
+    assert rustup_runs(rustup) == 3
+
+
+def test_rustup_proxy_hard_linked_beside_rustup_is_cached(
+        rustup: Path, tmp_path: Path) -> None:
+    bindir = rustup.parent / ".cargo" / "bin"
+    (bindir / "rustc").unlink()
+    os.link(bindir / "rustup", bindir / "rustc")
+    cache = tmp_path / "tools.json"
+    for _ in range(2):
+        assert detect_tool_versions(RUST, ["rustc"], cache) == {"rustc": "rustc 1.80.0"}
+    assert rustup_runs(rustup) == 1
+    set_default(rustup, "nightly")
+    install_toolchain(rustup, "nightly", "1.90.0-nightly")
+    assert detect_tool_versions(RUST, ["rustc"], cache) == {"rustc": "rustc 1.90.0-nightly"}
+
+
+@pytest.mark.parametrize("where", ["env", "file", "settings"])
+def test_rustup_path_toolchains_are_never_cached(
+        rustup: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str) -> None:
+    """A toolchain outside RUSTUP_HOME is not watched, so the proxy runs every time."""
+    custom = tmp_path / "custom"
+    install_toolchain(custom, "dev", "1.99.0-dev")
+    path = custom / "toolchains" / "dev"
+    cwd = tmp_path / "ws"
+    cwd.mkdir()
+    if where == "env":
+        monkeypatch.setenv("RUSTUP_TOOLCHAIN", str(path))
+    elif where == "file":
+        (cwd / "rust-toolchain.toml").write_text(f'[toolchain]\npath = "{path}"\n')
+    else:
+        set_default(rustup, str(path))
+    for _ in range(2):
+        assert detect_tool_versions(RUST, ["rustc"], tmp_path / "t.json", cwd=cwd) == {
+            "rustc": "rustc 1.99.0-dev"}
+    assert rustup_runs(rustup) == 2
 
 
 def test_tools_run_in_parallel(tmp_path: Path) -> None:
@@ -160,7 +347,8 @@ def test_hanging_tool_times_out_with_its_children(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("content", ["", "{", "[]", '{"version": 1, "entries": []}',
-                                     '{"version": 1, "entries": {"k": {"stamp": "x"}}}',
+                                     '{"version": 2, "entries": {"k": {"stamp": 1}}}',
+                                     '{"version": 1, "entries": {}}',
                                      '{"version": 99, "entries": {}}'])
 def test_corrupt_cache_is_ignored(tmp_path: Path, content: str) -> None:
     cache = tmp_path / "t.json"
