@@ -43,13 +43,10 @@ def build_dir(manifest: Manifest) -> Path:
 
 
 def _estimates(manifest: Manifest, mode: str, target: Target) -> dict[str, float]:
-    from buildlib.history import estimates, read_history
+    from buildlib.history import planning_estimates
 
-    history = read_history(build_dir(manifest) / "history.jsonl")
-    # A mode's first build borrows the other modes' timings: a release compile is slower
-    # than a debug one, but which steps are long is what the priorities need.
-    return {**estimates(history, mode=None, target=target.triple),
-            **estimates(history, mode=mode, target=target.triple)}
+    return planning_estimates(build_dir(manifest) / "history.jsonl", mode, target.triple,
+                              steps=manifest.steps)
 
 
 def build_command(args: argparse.Namespace, manifest: Manifest, *, mode: str, target: Target,

@@ -185,3 +185,32 @@ def test_estimates_take_the_median_of_recent_built_runs_of_the_same_mode_and_tar
     assert got == {"a": 5.5}
     assert estimates(read_history(path), "release", "x86_64-unknown-linux-gnu") == {"a": 50.0}
     assert estimates(path, mode="debug", target="nowhere") == {}
+
+
+def test_planning_estimates_match_the_records_path_and_skip_the_same_bad_lines(
+        tmp_path: Path) -> None:
+    """The raw fast path agrees with `estimates` over records: this mode's timings over
+    the other modes', the same window, and lines `decode_line` rejects are ignored."""
+    path = tmp_path / "history.jsonl"
+    x86 = "x86_64-unknown-linux-gnu"
+    for i, seconds in enumerate([100.0, 4.0, 5.0, 6.0, *[5.5] * 9]):
+        append(path, entry(f"d{i}", steps={"a": (Outcome.BUILT, seconds),
+                                           "hit": (Outcome.CACHED, 0.01)}))
+    append(path, entry("r1", mode="release", steps={"a": (Outcome.BUILT, 50.0),
+                                                   "only-release": (Outcome.BUILT, 7.0)}))
+    append(path, entry("arm", target="aarch64-apple-darwin", steps={"z": (Outcome.BUILT, 1.0)}))
+    with path.open("ab") as handle:
+        handle.write(b'{"v":1,"id":"x","at":"","mode":"debug","target":"' + x86.encode()
+                     + b'","wall":1,"exit":0,"steps":[["a","exploded",1.0]]}\n')
+        handle.write(b'{"v":1,"id":"y","at":"","mode":"debug","target":"' + x86.encode()
+                     + b'","wall":1,"exit":0,"steps":[["a","built",true]]}\n')
+        handle.write(b"not json\n")
+    history_ = read_history(path)
+    expected = {**estimates(history_, mode=None, target=x86),
+                **estimates(history_, mode="debug", target=x86)}
+    assert history.planning_estimates(path, "debug", x86) == expected == {
+        "a": 5.5, "only-release": 7.0}
+    # Given the steps, reading stops once each has a full window: same answer.
+    assert history.planning_estimates(path, "debug", x86, steps=["a", "only-release"]) == {
+        "a": 5.5, "only-release": 7.0}
+    assert history.planning_estimates(tmp_path / "missing.jsonl", "debug", x86) == {}
