@@ -9,6 +9,7 @@ symlinks, so they survive moving or archiving the build directory.
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -22,6 +23,8 @@ from buildlib.trace import build_trace
 
 SCHEMA_VERSION = 1
 REPORTS_DIR = "reports"
+KEEP_BUILDS = 30  # per-build report files kept; older ones are deleted after each build
+_SUFFIXES = (".trace.json", ".json", ".html")
 # The build id names files; the executor's ids are "<UTC time>-<hex>", anything else is a bug.
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
@@ -129,6 +132,27 @@ def write_build_reports(record: BuildRecord, deps: Mapping[str, Sequence[str]],
     write_text_atomic(paths.latest_json, report_text)
     write_text_atomic(paths.latest_html, html_text)
     history.append(paths.history, history.entry_from_record(record))
+    prune_reports(reports, keep=KEEP_BUILDS)
     return paths
+
+
+def prune_reports(reports: Path, *, keep: int) -> list[str]:
+    """Delete the report files of all but the newest `keep` builds; returns their ids.
+
+    Build ids start with their UTC start time, so sorting them sorts by age. `latest.*`
+    and files this module did not name are left alone; the history keeps every build.
+    """
+    ids: set[str] = set()
+    for name in (entry.name for entry in os.scandir(reports)):
+        for suffix in _SUFFIXES:
+            stem = name.removesuffix(suffix)
+            if stem not in (name, "latest") and _SAFE_ID.fullmatch(stem):
+                ids.add(stem)
+                break
+    old = sorted(ids)[:-keep] if keep > 0 else sorted(ids)
+    for build_id in old:
+        for suffix in _SUFFIXES:
+            (reports / f"{build_id}{suffix}").unlink(missing_ok=True)
+    return old
 
 

@@ -11,6 +11,7 @@ import jsonschema  # type: ignore[import-untyped]
 import pytest
 
 from buildlib import records
+from buildlib import report as report_module
 from buildlib.atomicfile import write_text_atomic as atomic_write_text
 from buildlib.history import read_history
 from buildlib.report import record_to_json, write_build_reports
@@ -125,6 +126,25 @@ def test_every_file_is_written_and_latest_follows_the_newest_build(tmp_path: Pat
     assert not [p for p in (tmp_path / "reports").iterdir() if p.name.endswith(".tmp")]
     entries = read_history(second.history).entries
     assert [e.build_id for e in entries] == ["20250101T000000-aaaaaa", "20250101T000100-bbbbbb"]
+
+
+def test_only_the_newest_builds_reports_are_kept(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Old per-build files are deleted; latest.*, the history and other files stay."""
+    monkeypatch.setattr(report_module, "KEEP_BUILDS", 2)
+    ids = [f"20250101T0000{i:02d}-aaaaaa" for i in range(4)]
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    (reports / "notes.txt").write_text("mine")
+    for build_id in ids:
+        write_build_reports(make_record(build_id), DEPS, tmp_path)
+    names = sorted(p.name for p in reports.iterdir())
+    kept = [f"{i}{suffix}" for i in ids[2:] for suffix in (".html", ".json", ".trace.json")]
+    assert names == sorted([*kept, "latest.html", "latest.json", "notes.txt"])
+    assert len(read_history(tmp_path / "history.jsonl").entries) == 4
+    assert report_module.prune_reports(reports, keep=0) == ids[2:]
+    assert sorted(p.name for p in reports.iterdir()) == ["latest.html", "latest.json",
+                                                          "notes.txt"]
 
 
 def test_an_unsafe_build_id_is_refused_before_anything_is_written(tmp_path: Path) -> None:
