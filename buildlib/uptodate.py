@@ -97,7 +97,8 @@ class UpToDate:
         if self._tools is None:
             names = {t for s in self.plan.steps.values() for t in s.tools}
             self._tools = detect_tool_versions(self.plan.tool_commands, names,
-                                               self.root / ".buildlib" / "tools.json")
+                                               self.root / ".buildlib" / "tools.json",
+                                               cwd=self.root)
         return self._tools
 
     # -- Gate ----------------------------------------------------------------------------
