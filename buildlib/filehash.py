@@ -26,7 +26,6 @@ import stat
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from buildlib.atomicfile import write_bytes_atomic
@@ -370,6 +369,8 @@ class FileHasher:
                  if not is_link and size > SMALL_FILE]
         if len(large) < 2 or self.workers == 1:
             return [_hash_path(*job) for job in jobs]
+        from concurrent.futures import ThreadPoolExecutor  # not imported by a no-op build
+
         results: list[tuple[str, int] | None] = [None] * len(jobs)
         with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="filehash") as pool:
             futures = [(i, pool.submit(_hash_path, *jobs[i])) for i in large]

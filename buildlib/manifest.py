@@ -7,7 +7,6 @@ Templates are only checked for syntax here; they are filled by `plan.py`.
 
 from __future__ import annotations
 
-import difflib
 import re
 import tomllib
 from collections.abc import Mapping
@@ -129,6 +128,8 @@ class _Checker:
                    step: str | None = None) -> None:
         for key in table:
             if key not in allowed:
+                import difflib  # error paths only
+
                 close = difflib.get_close_matches(key, allowed, n=1)
                 hint = f"did you mean '{close[0]}'?" if close else "allowed: " + ", ".join(allowed)
                 raise self.error(f"unknown key in {where}", step=step, key=key,
@@ -327,6 +328,8 @@ def _load_steps(check: _Checker, raw: Mapping[str, Any], modes: Mapping[str, Mod
     for step in steps.values():
         for dep in step.depends_on:
             if dep not in steps:
+                import difflib  # error paths only
+
                 close = difflib.get_close_matches(dep, list(steps), n=1)
                 hint = f"did you mean '{close[0]}'?" if close else "declare that step or remove it"
                 raise check.error(f"depends on unknown step '{dep}'", step=step.name,

@@ -7,7 +7,6 @@ executor never re-derives anything on a scheduling pass.
 
 from __future__ import annotations
 
-import difflib
 import re
 import sys
 from collections.abc import Mapping, Sequence
@@ -140,6 +139,8 @@ def build_plan(
     present = {name: s for name, s in manifest.steps.items() if applicable(s, mode, markers)}
     for name in requested:
         if name not in manifest.steps:
+            import difflib  # error paths only
+
             close = difflib.get_close_matches(name, list(manifest.steps), n=1)
             raise UserError(f"unknown step '{name}'",
                             fix=(f"did you mean '{close[0]}'? " if close else "")

@@ -37,12 +37,11 @@ import signal
 import subprocess
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 from buildlib.atomicfile import write_text_atomic
 from buildlib.errors import UserError
+from buildlib.records import record
 
 DEFAULT_TIMEOUT = 20.0  # seconds; a version command that hangs is a broken tool
 _CACHE_VERSION = 2  # 2: stamps are hashes and rustup proxies are cached
@@ -55,7 +54,7 @@ class ToolError(UserError):
     """A tool named in a step's `tools` is missing or its version command fails."""
 
 
-@dataclass(frozen=True, kw_only=True)
+@record
 class _Resolved:
     name: str
     argv: tuple[str, ...]  # argv[0] replaced by the path `which` found
@@ -89,6 +88,8 @@ def detect_tool_versions(commands: Mapping[str, Sequence[str]], names: Iterable[
         else:
             to_run.append(tool)
     if to_run:
+        from concurrent.futures import ThreadPoolExecutor  # only when a tool must run
+
         with ThreadPoolExecutor(max_workers=len(to_run),
                                 thread_name_prefix="toolversion") as pool:
             outputs = list(pool.map(lambda t: _run(t, cwd, timeout), to_run))

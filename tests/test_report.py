@@ -172,3 +172,22 @@ def test_a_build_with_no_steps_still_writes_valid_reports(
     assert (report["parallelism"], report["cache_hit_rate"], report["steps"]) == (0.0, 0.0, [])
     assert "succeeded" in paths.html.read_text()
     assert read_history(paths.history).entries[0].steps == ()
+
+
+def test_atomic_write_steps_over_a_temp_file_a_killed_writer_left(tmp_path: Path) -> None:
+    """A leftover temporary file with the name this process would pick first is skipped."""
+    import itertools
+    import os
+    import threading
+
+    from buildlib import atomicfile
+
+    target = tmp_path / "out.json"
+    upcoming = next(atomicfile._unique) + 1
+    atomicfile._unique = itertools.count(upcoming)
+    stale = tmp_path / f".out.json.{os.getpid()}-{threading.get_ident()}-{upcoming}.tmp"
+    stale.write_text("left by a killed build")
+    atomic_write_text(target, "new")
+    assert target.read_text() == "new"
+    assert stale.read_text() == "left by a killed build"
+    assert target.stat().st_mode & 0o777 == 0o644
