@@ -124,7 +124,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from buildlib.commands import prune_command
 
         return prune_command(args)
-    manifest = load_manifest(args.manifest or find_manifest(Path.cwd()))
+    # Only a real build writes the parsed-manifest cache: a dry run, a plan or nox
+    # listing its sessions leaves the workspace as it was (they still read it).
+    writes = args.command == "build" and not (args.dry_run or args.graph)
+    manifest = load_manifest(args.manifest or find_manifest(Path.cwd()), remember=writes)
     if args.command == "matrix":
         from buildlib.ci_matrix import matrix_main
 

@@ -35,7 +35,6 @@ import os
 import shutil
 import signal
 import subprocess
-import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -225,6 +224,10 @@ def _is_path(toolchain: str) -> bool:
 def _settings_name_a_path(settings: bytes) -> bool:
     """Whether the default toolchain or a directory override is a path; unreadable
     settings count as yes, since rustup's choice is then unknown."""
+    if b"/" not in settings and b"\\" not in settings:
+        return False  # no name can be a path; and tomllib stays unimported on a no-op
+    import tomllib
+
     try:
         data = tomllib.loads(settings.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError):

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from workspace import MODES
 
+from buildlib import manifest as manifest_module
 from buildlib.errors import CycleError, ManifestError
 from buildlib.manifest import load_manifest
 
@@ -119,3 +120,45 @@ def _env() -> dict[str, str]:
 
     root = Path(__file__).resolve().parent.parent
     return {**os.environ, "PYTHONPATH": str(root)}
+
+
+def _cached_document(path: Path) -> object:
+    import marshal
+
+    data = (path.parent / manifest_module.PARSED_CACHE).read_bytes()
+    return marshal.loads(data[len(manifest_module._CACHE_HEADER) + 4:])
+
+
+def test_the_parsed_manifest_is_remembered_only_when_asked_and_only_for_the_same_text(
+        tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD_STEP)
+    cache = tmp_path / manifest_module.PARSED_CACHE
+    load_manifest(path)
+    assert not cache.exists()  # nox listing sessions, dry runs: nothing written
+    first = load_manifest(path, remember=True)
+    source, document = _cached_document(path)  # type: ignore[misc]
+    assert source == path.read_bytes() and document["step"][0]["name"] == "a"
+    assert load_manifest(path) == first
+    # A different text is parsed again, never served from the cache.
+    path.write_text(path.read_text().replace('name = "a"', 'name = "renamed"'))
+    assert list(load_manifest(path).steps) == ["renamed"]
+
+
+def test_a_damaged_or_foreign_cache_is_ignored(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD_STEP)
+    load_manifest(path, remember=True)
+    cache = tmp_path / manifest_module.PARSED_CACHE
+    data = bytearray(cache.read_bytes())
+    data[-3] ^= 0xFF  # a flipped byte fails the checksum
+    cache.write_bytes(bytes(data))
+    assert list(load_manifest(path).steps) == ["a"]
+    cache.write_bytes(b"something else entirely")
+    assert list(load_manifest(path).steps) == ["a"]
+
+
+def test_toml_dates_are_parsed_every_time(tmp_path: Path) -> None:
+    """marshal has no datetime: such a manifest is not cached, and still loads."""
+    path = write(tmp_path, GOOD_STEP + '[vars]\nreleased = 2025-01-01\n')
+    with pytest.raises(ManifestError):  # vars must be strings: the check still runs
+        load_manifest(path, remember=True)
+    assert not (tmp_path / manifest_module.PARSED_CACHE).exists()
