@@ -261,15 +261,18 @@ def _built_steps_newest_first(path: Path, target: str
 def _built(steps: list[object]) -> list[tuple[str, float]] | None:
     """The BUILT (name, duration) pairs, or None if any step is malformed."""
     built: list[tuple[str, float]] = []
+    append, known, built_value = built.append, _OUTCOME_VALUES, Outcome.BUILT.value
     for raw in steps:
-        if not isinstance(raw, list) or len(raw) != 3:
+        # type() rather than isinstance: JSON gives exact types, and this loop runs for
+        # every step of every recent build (bool is not a number here, as in decode_line).
+        if type(raw) is not list or len(raw) != 3:
             return None
         name, outcome, duration = raw
-        if not isinstance(name, str) or outcome not in _OUTCOME_VALUES \
-                or isinstance(duration, bool) or not isinstance(duration, int | float):
+        if type(name) is not str or outcome not in known \
+                or (type(duration) is not float and type(duration) is not int):
             return None
-        if outcome == Outcome.BUILT.value:
-            built.append((name, float(duration)))
+        if outcome == built_value:
+            append((name, float(duration)))
     return built
 
 
