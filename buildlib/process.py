@@ -111,7 +111,9 @@ class ProcessTable:
         self._lock = threading.Lock()
         self._live: dict[int, subprocess.Popen[bytes]] = {}
         self._watchdog: subprocess.Popen[bytes] | None = None
+        self._watchdog_fd = -1  # its stdin, written with os.write: one syscall a message
         self._stopping = False
+        self._devnull: int | None = None  # every step's stdin, opened once per build
 
     def _ensure_watchdog(self) -> None:
         if not POSIX or self._watchdog is not None:
@@ -125,17 +127,16 @@ class ProcessTable:
         )
         import fcntl  # POSIX only, as the watchdog
 
-        if hasattr(fcntl, "F_SETPIPE_SZ") and self._watchdog.stdin is not None:
+        assert self._watchdog.stdin is not None
+        self._watchdog_fd = self._watchdog.stdin.fileno()
+        if hasattr(fcntl, "F_SETPIPE_SZ"):
             with contextlib.suppress(OSError):  # a full pipe only delays a spawn until a drain
-                fcntl.fcntl(self._watchdog.stdin.fileno(), fcntl.F_SETPIPE_SZ, _PIPE_SIZE)
+                fcntl.fcntl(self._watchdog_fd, fcntl.F_SETPIPE_SZ, _PIPE_SIZE)
 
     def _tell_watchdog(self, line: str) -> None:
-        if self._watchdog is not None and self._watchdog.stdin is not None:
-            try:
-                self._watchdog.stdin.write(line.encode() + b"\n")
-                self._watchdog.stdin.flush()
-            except OSError:
-                pass
+        if self._watchdog_fd >= 0:
+            with contextlib.suppress(OSError):
+                os.write(self._watchdog_fd, line.encode() + b"\n")
 
     def spawn(self, argv: Sequence[str], *, cwd: Path, env: Mapping[bytes, bytes],
               stdout: IO[bytes] | int) -> subprocess.Popen[bytes]:
@@ -147,10 +148,12 @@ class ProcessTable:
         """
         with self._lock:
             self._ensure_watchdog()
+            if self._devnull is None:
+                self._devnull = os.open(os.devnull, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
         kwargs: dict[str, object] = {"process_group": 0} if POSIX else {
             "creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}  # type: ignore[attr-defined]
         proc: subprocess.Popen[bytes] = subprocess.Popen(  # type: ignore[call-overload]
-            list(argv), cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=stdout,
+            list(argv), cwd=cwd, env=env, stdin=self._devnull, stdout=stdout,
             stderr=subprocess.STDOUT, close_fds=True, **kwargs,
         )
         with self._lock:
@@ -163,11 +166,10 @@ class ProcessTable:
 
     def release(self, proc: subprocess.Popen[bytes]) -> None:
         """Forget a child that has exited, after killing anything left in its group."""
-        with self._lock:
-            self._live.pop(proc.pid, None)
         if POSIX:
             _signal_group(proc.pid, signal.SIGKILL)  # daemonised leftovers of a finished step
         with self._lock:
+            self._live.pop(proc.pid, None)
             self._tell_watchdog(f"-{proc.pid}")
 
     def stop_all(self) -> list[int]:
@@ -194,6 +196,10 @@ class ProcessTable:
         SIGKILL ends it at once instead of at its next drain."""
         with self._lock:
             watchdog, self._watchdog = self._watchdog, None
+            self._watchdog_fd = -1
+            devnull, self._devnull = self._devnull, None
+        if devnull is not None:
+            os.close(devnull)
         if watchdog is not None:
             watchdog.kill()
             if watchdog.stdin is not None:
