@@ -408,18 +408,20 @@ class Executor:
                 return proc.wait()
             finally:
                 self.processes.release(proc)
-        proc = self.processes.spawn(argv, cwd=step.cwd, env=env, stdout=subprocess.PIPE)
-        assert proc.stdout is not None
+        piped = self.processes.spawn(argv, cwd=step.cwd, env=env, stdout=subprocess.PIPE)
+        assert isinstance(piped, subprocess.Popen)  # a pipe is always Popen's
+        output = piped.stdout
+        assert output is not None
         try:
-            with proc.stdout:
-                for raw in proc.stdout:
+            with output:
+                for raw in output:
                     log.write(raw)
                     self.reporter.step_output(step.name,
                                               raw.decode(errors="replace").rstrip("\r\n"))
             log.flush()
-            return proc.wait()
+            return piped.wait()
         finally:
-            self.processes.release(proc)
+            self.processes.release(piped)
 
 
 def _tail(path: Path, lines: int) -> list[str]:
