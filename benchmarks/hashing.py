@@ -35,8 +35,8 @@ from benchmarks.harness import (
 
 FILES, QUICK_FILES = 20_000, 2_000
 REPEATS, QUICK_REPEATS = 3, 1
-UNCHANGED_TARGET = 2.0
-COLD_TARGET = 1.5
+UNCHANGED_TARGET = 2.0  # issue 4: the unchanged check at most 2x `git status`
+COLD_TARGET = 1 / 0.8  # issue 4: at least 0.8x sha256sum's throughput, as a time ratio
 # FileHasher never trusts a stat entry for a file changed in the last RACY_WINDOW_NS
 # (2 s); the warm check waits until the tree is older than this.
 SETTLE = 2.5
@@ -126,7 +126,7 @@ def run(ctx: Context) -> Result:
         reference=f"the peer below each ({files} files, {size / 1e6:.0f} MB): "
                   f"git status {g:.3f}s, sha256sum {s:.3f}s",
         target=f"unchanged <= {UNCHANGED_TARGET:.1f} x git status (measured {w / g:.2f}), "
-               f"cold <= {COLD_TARGET:.1f} x sha256sum (measured {c / s:.2f})",
+               f"cold <= {COLD_TARGET:.2f} x sha256sum's time (measured {c / s:.2f})",
         verdict=Verdict.MET if met else Verdict.MISSED,
         rows=rows,
         figures={"files": float(files), "bytes": float(size), "repeats": float(repeats),

@@ -31,7 +31,7 @@ from benchmarks.harness import (
 LARGE, LARGE_SIZE, SMALL, SMALL_SIZE = 4, 40 << 20, 2000, 20 << 10
 QUICK = (1, 10 << 20, 200, 20 << 10)
 REPEATS, QUICK_REPEATS = 3, 1
-TARGET = 2.0
+TARGET = 1.2  # issue 4: restoring from the local cache at most 1.2x `cp -a`
 STEP = "bench-outputs"
 
 
