@@ -132,6 +132,7 @@ def write_build_reports(record: BuildRecord, deps: Mapping[str, Sequence[str]],
     write_text_atomic(paths.latest_json, report_text)
     write_text_atomic(paths.latest_html, html_text)
     history.append(paths.history, history.entry_from_record(record))
+    history.trim(paths.history)
     prune_reports(reports, keep=KEEP_BUILDS)
     return paths
 

@@ -214,3 +214,20 @@ def test_planning_estimates_match_the_records_path_and_skip_the_same_bad_lines(
     assert history.planning_estimates(path, "debug", x86, steps=["a", "only-release"]) == {
         "a": 5.5, "only-release": 7.0}
     assert history.planning_estimates(tmp_path / "missing.jsonl", "debug", x86) == {}
+
+
+def test_trim_keeps_the_newest_whole_lines_within_half_the_limit(tmp_path: Path) -> None:
+    path = tmp_path / "history.jsonl"
+    for i in range(60):
+        append(path, entry(f"b{i:02d}"))
+    line = len(history.encode_entry(entry("b00")))
+    assert history.trim(path, max_bytes=60 * line) is False  # at the limit: untouched
+    assert history.trim(path, max_bytes=20 * line) is True
+    kept = read_history(path)
+    assert kept.skipped == 0
+    ids = [e.build_id for e in kept.entries]
+    assert ids == [f"b{i:02d}" for i in range(60 - len(ids), 60)]  # the newest, in order
+    assert 8 <= len(ids) <= 10 and path.stat().st_size <= 10 * line
+    append(path, entry("after"))  # appending goes on as before
+    assert read_history(path).entries[-1].build_id == "after"
+    assert history.trim(tmp_path / "missing.jsonl") is False
