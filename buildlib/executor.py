@@ -134,9 +134,10 @@ class Executor:
         self.estimates = dict(estimates or {})
         self.journal = journal
         self.processes = ProcessTable(grace=options.grace)
-        # Signal numbers, and None when the last step settled. SimpleQueue.put is
+        # Signal numbers; None when the last step settled; an exception a job thread hit
+        # while settling (a bug), re-raised by the caller's thread. SimpleQueue.put is
         # reentrant, so the signal handler may call it while a put is under way.
-        self._events: queue.SimpleQueue[int | None] = queue.SimpleQueue()
+        self._events: queue.SimpleQueue[int | BaseException | None] = queue.SimpleQueue()
         self._state_lock = threading.Lock()  # guards the _RunState and the scheduler
         self._state: _RunState | None = None
         self._stop = threading.Event()
@@ -171,15 +172,11 @@ class Executor:
         self._state = state
         with self._signals(), _short_gil_turns():
             try:
-                with self._state_lock:
-                    self._launch_ready(state)
-                    finished = state.scheduler.finished
-                while not finished:
-                    event = self._events.get()
-                    with self._state_lock:
-                        if event is not None:
-                            self._on_signal(state, event)
-                        finished = state.scheduler.finished
+                self._wait_for_end(state)
+            except BaseException:
+                self._stop.set()
+                self.processes.stop_all()  # no step outlives a build that crashed
+                raise
             finally:
                 for _ in self._workers:
                     self._work.put(None)
@@ -188,6 +185,20 @@ class Executor:
                 if self.journal is not None:
                     self.journal.close()
         return self._build_record(state, deps, started_at)
+
+    def _wait_for_end(self, state: _RunState) -> None:
+        """Start the first steps, then handle signals until the job threads finish."""
+        with self._state_lock:
+            self._launch_ready(state)
+            finished = state.scheduler.finished
+        while not finished:
+            event = self._events.get()
+            if isinstance(event, BaseException):
+                raise event
+            with self._state_lock:
+                if event is not None:
+                    self._on_signal(state, event)
+                finished = state.scheduler.finished
 
     def _launch_ready(self, state: _RunState, *, keep: bool = False) -> _Job | None:
         """Start ready steps, best first, while a worker lane is free (under the lock).
@@ -300,11 +311,15 @@ class Executor:
             self._run_job(job)
             state = self._state
             assert state is not None
-            with self._state_lock:
-                self._on_job_done(state, job)
-                follow = self._launch_ready(state, keep=True)
-                if state.scheduler.finished:
-                    self._events.put(None)
+            try:
+                with self._state_lock:
+                    self._on_job_done(state, job)
+                    follow = self._launch_ready(state, keep=True)
+                    if state.scheduler.finished:
+                        self._events.put(None)
+            except BaseException as exc:  # a bug while settling: never a silent hang
+                self._events.put(exc)
+                return
             job = follow if follow is not None else self._work.get()
 
     def _run_job(self, job: _Job) -> None:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
+import pytest
 from workspace import RecordingReporter, read_times, sleep_step, write_manifest
 
 from buildlib.executor import AlwaysRun, ExecOptions, Executor
 from buildlib.manifest import load_manifest
 from buildlib.plan import build_plan
-from buildlib.results import BuildRecord, Outcome
+from buildlib.results import BuildRecord, Outcome, StepRecord
 from buildlib.targets import get_target, host_triple
 
 
@@ -164,3 +166,38 @@ def test_missing_program_fails_the_step_with_a_clear_message(tmp_path: Path) -> 
     record, reporter = run(tmp_path, steps, jobs=1)
     assert record.exit_code == 1
     assert "not found on PATH" in reporter.tails["ghost"][0]
+
+
+class BrokenReporter(RecordingReporter):
+    """A reporter with a bug: settling step 'a' raises in the job thread."""
+
+    def step_finished(self, record: StepRecord, log_tail: Sequence[str]) -> None:
+        if record.name == "a":
+            raise RuntimeError("reporter bug")
+        super().step_finished(record, log_tail)
+
+
+@pytest.mark.timeout(30)
+def test_a_bug_while_settling_a_step_ends_the_build_and_stops_the_rest(tmp_path: Path) -> None:
+    """The job thread's exception reaches the caller (no hang), and the step still
+    running is stopped with its group (no orphan)."""
+    steps = f"""
+        [[step]]
+        name = "a"
+        command = ["sh", "-c", "while [ ! -s {tmp_path / 'slow.pid'} ]; do sleep 0.01; done"]
+
+        [[step]]
+        name = "slow"
+        command = ["sh", "-c", "echo $$ > {tmp_path / 'slow.pid'}; exec sleep 60"]
+    """
+    manifest = load_manifest(write_manifest(tmp_path, steps))
+    plan = build_plan(manifest, mode="development", target=get_target(host_triple()),
+                      environ=os.environ, estimates={"slow": 60.0})
+    options = ExecOptions(jobs=2, log_dir=tmp_path / "logs", grace=1.0)
+    executor = Executor(plan, reporter=BrokenReporter(), options=options, gate=AlwaysRun(),
+                        environ=dict(os.environ))
+    with pytest.raises(RuntimeError, match="reporter bug"):
+        executor.run()
+    pid = int((tmp_path / "slow.pid").read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
