@@ -80,7 +80,7 @@ def _make(cls: type[_T], *, frozen: bool) -> type[_T]:
     own: list[Field] = []
     # Not inspect.get_annotations: importing inspect is part of the cost this module avoids.
     for name, annotation in cls.__dict__.get("__annotations__", {}).items():  # noqa: RUF063
-        if str(annotation).startswith("ClassVar"):
+        if str(annotation).split("[", 1)[0].endswith("ClassVar"):  # ClassVar, typing.ClassVar
             continue
         value = cls.__dict__.get(name, _MISSING)
         spec = value if isinstance(value, Field) else Field(default=value)

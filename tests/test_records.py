@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import pytest
 
 from buildlib.records import FrozenInstanceError, field, fields, record, replace
@@ -9,6 +11,7 @@ from buildlib.records import FrozenInstanceError, field, fields, record, replace
 
 @record
 class Point:
+    kind: ClassVar[str] = "point"  # a class attribute, not a field
     x: int
     y: int = 0
     tags: list[str] = field(default_factory=list)
@@ -65,3 +68,4 @@ def test_replace_and_fields() -> None:
     with pytest.raises(TypeError, match="no field 'z'"):
         replace(p, z=1)
     assert [f.name for f in fields(Point)] == ["x", "y", "tags", "note"]
+    assert Point.kind == "point" and Point(x=1).kind == "point"
