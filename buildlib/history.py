@@ -221,12 +221,9 @@ def estimates(history: History | Path, mode: str | None, target: str | None
         history = read_history(history)
     samples: dict[str, list[float]] = {}
     for entry in reversed(history.matching(mode=mode, target=target)):
-        for step in entry.steps:
-            if step.outcome is Outcome.BUILT:
-                recent = samples.setdefault(step.name, [])
-                if len(recent) < RECENT_SAMPLES:
-                    recent.append(step.duration)
-    return {name: _median(values) for name, values in samples.items()}
+        _add_to_windows(samples, [(s.name, s.duration) for s in entry.steps
+                                  if s.outcome is Outcome.BUILT])
+    return _medians(samples)
 
 
 def planning_estimates(path: Path, mode: str, target: str,
@@ -247,14 +244,22 @@ def planning_estimates(path: Path, mode: str, target: str,
         if wanted is not None and all(len(this_mode.get(n, ())) >= RECENT_SAMPLES
                                       for n in wanted):
             break
-        tables = (this_mode, any_mode) if entry_mode == mode else (any_mode,)
-        for name, duration in built:
-            for table in tables:
-                recent = table.setdefault(name, [])
-                if len(recent) < RECENT_SAMPLES:
-                    recent.append(duration)
-    return {**{name: _median(v) for name, v in any_mode.items()},
-            **{name: _median(v) for name, v in this_mode.items()}}
+        _add_to_windows(any_mode, built)
+        if entry_mode == mode:
+            _add_to_windows(this_mode, built)
+    return {**_medians(any_mode), **_medians(this_mode)}
+
+
+def _add_to_windows(windows: dict[str, list[float]], built: list[tuple[str, float]]) -> None:
+    """One build's BUILT (name, duration) pairs, older than those already in `windows`."""
+    for name, duration in built:
+        recent = windows.setdefault(name, [])
+        if len(recent) < RECENT_SAMPLES:
+            recent.append(duration)
+
+
+def _medians(windows: dict[str, list[float]]) -> dict[str, float]:
+    return {name: _median(values) for name, values in windows.items()}
 
 
 _OUTCOME_VALUES = frozenset(o.value for o in Outcome)
