@@ -19,7 +19,6 @@ walking, so an excluded directory is never listed.
 from __future__ import annotations
 
 import hashlib
-import marshal
 import os
 import re
 import stat
@@ -28,7 +27,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
-from buildlib.atomicfile import write_bytes_atomic
+from buildlib import marshalfile
 from buildlib.errors import UserError
 from buildlib.records import record
 
@@ -51,7 +50,6 @@ SMALL_FILE = 128 << 10
 MAX_ENTRIES = 250_000  # beyond this, `save` drops the entries of files that are gone
 
 _MAGIC = b"buildlib-filehash-v1\n"
-_CHECK_SIZE = 16
 _WILDCARD = re.compile(r"[*?\[]")
 _IFMT, _IFREG, _IFLNK = 0o170000, stat.S_IFREG, stat.S_IFLNK
 
@@ -404,32 +402,13 @@ class FileHasher:
                 self._dirty = True
             if not self._dirty:
                 return
-            payload = marshal.dumps(self._entries)
-            check = hashlib.blake2b(payload, digest_size=_CHECK_SIZE).digest()
-            write_bytes_atomic(self.cache_path, _MAGIC + check + payload)
+            marshalfile.write(self.cache_path, _MAGIC, self._entries)
             self._dirty = False
 
 
 def _read_cache(path: Path) -> dict[str, _Entry]:
-    """The cache at `path`, or empty if it is missing, truncated, corrupt or foreign.
-
-    The checksum is checked before unmarshalling: marshal is only safe on data that
-    this module wrote, and a torn or bit-flipped file must never reach it.
-    """
-    try:
-        data = path.read_bytes()
-    except OSError:
-        return {}
-    head = len(_MAGIC) + _CHECK_SIZE
-    if not data.startswith(_MAGIC) or len(data) < head:
-        return {}
-    payload = memoryview(data)[head:]
-    if hashlib.blake2b(payload, digest_size=_CHECK_SIZE).digest() != data[len(_MAGIC):head]:
-        return {}
-    try:
-        entries = marshal.loads(payload)  # noqa: S302 - checksummed, written by save()
-    except (ValueError, EOFError, TypeError):
-        return {}
+    """The cache at `path`, or empty if it is missing, truncated, corrupt or foreign."""
+    entries = marshalfile.read(path, _MAGIC)
     return entries if isinstance(entries, dict) else {}
 
 

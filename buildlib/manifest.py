@@ -7,13 +7,13 @@ Templates are only checked for syntax here; they are filled by `plan.py`.
 
 from __future__ import annotations
 
-import marshal
+import contextlib
 import re
-import zlib
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
+from buildlib import marshalfile
 from buildlib.artifacts import ArtifactKind
 from buildlib.errors import CycleError, ManifestError
 from buildlib.graph import find_cycle
@@ -217,7 +217,7 @@ def find_manifest(start: Path) -> Path:
 
 
 PARSED_CACHE = Path(".buildlib") / "manifest.marshal"  # under the manifest's directory
-_CACHE_HEADER = b"buildlib-manifest-1-marshal-%d\n" % marshal.version
+_CACHE_HEADER = b"buildlib-manifest-2\n"
 
 
 def _parse(check: _Checker, path: Path, source: bytes, *, remember: bool) -> dict[str, Any]:
@@ -226,9 +226,10 @@ def _parse(check: _Checker, path: Path, source: bytes, *, remember: bool) -> dic
     parsing is the part that grows with it (500 steps: ~15 ms, plus ~5 ms to import
     tomllib), while the checks below stay cheap and always run."""
     cache = path.parent / PARSED_CACHE
-    cached = _read_parsed(cache, source)
-    if cached is not None:
-        return cached
+    cached = marshalfile.read(cache, _CACHE_HEADER)
+    if isinstance(cached, tuple) and len(cached) == 2 and cached[0] == source \
+            and isinstance(cached[1], dict):
+        return cached[1]
     import tomllib
 
     try:
@@ -239,37 +240,11 @@ def _parse(check: _Checker, path: Path, source: bytes, *, remember: bool) -> dic
     except tomllib.TOMLDecodeError as exc:
         raise check.error(f"invalid TOML: {exc}", fix="fix the syntax at that line") from None
     if remember:
-        _write_parsed(cache, source, raw)
+        # Best effort: a manifest with TOML dates (marshal has no datetime) or a
+        # read-only workspace is simply parsed every time.
+        with contextlib.suppress(ValueError, OSError):
+            marshalfile.write(cache, _CACHE_HEADER, (source, raw))
     return raw
-
-
-def _read_parsed(cache: Path, source: bytes) -> dict[str, Any] | None:
-    try:
-        data = cache.read_bytes()
-    except OSError:
-        return None
-    head = len(_CACHE_HEADER) + 4
-    if not data.startswith(_CACHE_HEADER) or len(data) < head \
-            or zlib.crc32(data[head:]).to_bytes(4, "big") != data[len(_CACHE_HEADER):head]:
-        return None  # another format or Python's marshal, or damaged: parse again
-    try:
-        cached_source, raw = marshal.loads(data[head:])  # noqa: S302 - written below
-    except (ValueError, EOFError, TypeError):
-        return None
-    return raw if cached_source == source and isinstance(raw, dict) else None
-
-
-def _write_parsed(cache: Path, source: bytes, raw: dict[str, Any]) -> None:
-    """Best effort: a manifest with TOML dates (marshal has no datetime) or a read-only
-    workspace is simply parsed every time."""
-    from buildlib.atomicfile import write_bytes_atomic
-
-    try:
-        payload = marshal.dumps((source, raw))
-        write_bytes_atomic(cache, _CACHE_HEADER + zlib.crc32(payload).to_bytes(4, "big")
-                           + payload)
-    except (ValueError, OSError):
-        pass
 
 
 def load_manifest(path: Path, *, remember: bool = False) -> Manifest:

@@ -123,10 +123,10 @@ def _env() -> dict[str, str]:
 
 
 def _cached_document(path: Path) -> object:
-    import marshal
+    from buildlib import marshalfile
 
-    data = (path.parent / manifest_module.PARSED_CACHE).read_bytes()
-    return marshal.loads(data[len(manifest_module._CACHE_HEADER) + 4:])
+    return marshalfile.read(path.parent / manifest_module.PARSED_CACHE,
+                            manifest_module._CACHE_HEADER)
 
 
 def test_the_parsed_manifest_is_remembered_only_when_asked_and_only_for_the_same_text(
