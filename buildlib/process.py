@@ -140,10 +140,6 @@ class SpawnedProcess:
                 time.sleep(0.01)
         return self.returncode
 
-    def kill(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.pid, signal.SIGKILL)
-
 
 Process = subprocess.Popen[bytes] | SpawnedProcess
 
@@ -248,8 +244,8 @@ class ProcessTable:
         for proc in procs:
             if POSIX:
                 _signal_group(proc.pid, signal.SIGKILL)
-            elif proc.poll() is None:
-                proc.kill()
+            elif isinstance(proc, subprocess.Popen) and proc.poll() is None:
+                proc.kill()  # only Popen runs steps off POSIX
             proc.wait()
         return [p.pid for p in procs]
 
