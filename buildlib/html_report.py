@@ -10,6 +10,7 @@ from the build goes through `html.escape`. Called by `report.write_build_reports
 
 from __future__ import annotations
 
+import html
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -28,9 +29,7 @@ _TARGET_TICKS = 8
 
 
 def _e(text: object) -> str:
-    # html.escape's five replacements, without importing html (its entity table is ~1 ms).
-    return (str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-            .replace('"', "&quot;").replace("'", "&#x27;"))
+    return html.escape(str(text), quote=True)
 
 
 def format_seconds(seconds: float) -> str:
