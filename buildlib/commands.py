@@ -45,8 +45,10 @@ def build_dir(manifest: Manifest) -> Path:
 def _estimates(manifest: Manifest, mode: str, target: Target) -> dict[str, float]:
     from buildlib.history import planning_estimates
 
+    # Reading stops once these have a full window; a step of other modes never would.
+    steps = [name for name, s in manifest.steps.items() if s.modes is None or mode in s.modes]
     return planning_estimates(build_dir(manifest) / "history.jsonl", mode, target.triple,
-                              steps=manifest.steps)
+                              steps=steps)
 
 
 def build_command(args: argparse.Namespace, manifest: Manifest, *, mode: str, target: Target,
