@@ -1,6 +1,6 @@
 // The IPC contract between the preload (which exposes it to the page as `window.tachikoma`)
-// and the main process (which answers it). web/src/lib/bridge.ts states the same shapes
-// for the page.
+// and the main process (which answers it). The page imports these types from here
+// (web/src/lib/bridge.ts), so both sides check against one contract.
 
 /** The channel each bridge call travels on; main handles them with ipcMain.handle. */
 export const CHANNELS = {

@@ -2,31 +2,11 @@
 // which exposes it as `window.tachikoma` through contextBridge. In a plain browser it is
 // absent and the page falls back to what it can compute itself.
 
-/** How the app was built, as reported by the native module and Electron. */
-export interface AppInfo {
-  version: string
-  mode: string
-  target: string
-  profile: string
-  /** Absolute path of the .node file the main process loaded. */
-  nativePath: string
-  versions: { electron: string; node: string; chrome: string }
-}
+// The shapes themselves are the Electron side's (electron/src/shared/ipc.ts), imported
+// as types only: nothing of the Electron package reaches the page's bundle.
+import type { TachikomaBridge } from '../../../electron/src/shared/ipc'
 
-/** Line, word, character and byte counts of a text. */
-export interface TextStats {
-  lines: number
-  words: number
-  chars: number
-  bytes: number
-}
-
-/** What the preload exposes; every call is answered by the main process over IPC. */
-export interface TachikomaBridge {
-  info(): Promise<AppInfo>
-  hashText(text: string): Promise<string>
-  textStats(text: string): Promise<TextStats>
-}
+export type { AppInfo, TachikomaBridge, TextStats } from '../../../electron/src/shared/ipc'
 
 declare global {
   interface Window {
