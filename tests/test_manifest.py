@@ -162,3 +162,13 @@ def test_toml_dates_are_parsed_every_time(tmp_path: Path) -> None:
     with pytest.raises(ManifestError):  # vars must be strings: the check still runs
         load_manifest(path, remember=True)
     assert not (tmp_path / manifest_module.PARSED_CACHE).exists()
+
+
+def test_a_manifest_that_is_not_utf8_gets_one_clear_error(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD_STEP)
+    path.write_bytes(path.read_bytes().replace(b'"a"', b'"\xff"', 1))
+    with pytest.raises(ManifestError) as info:
+        load_manifest(path)
+    message = info.value.render()
+    assert "not UTF-8" in message and "save the file as UTF-8" in message
+    assert str(path) in message
