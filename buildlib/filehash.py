@@ -18,16 +18,16 @@ walking, so an excluded directory is never listed.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
-import stat
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
-from buildlib import marshalfile
+from buildlib import marshalfile, statscan
 from buildlib.errors import UserError
 from buildlib.records import record
 
@@ -51,11 +51,10 @@ MAX_ENTRIES = 250_000  # beyond this, `save` drops the entries of files that are
 
 _MAGIC = b"buildlib-filehash-v1\n"
 _WILDCARD = re.compile(r"[*?\[]")
-_IFMT, _IFREG, _IFLNK = 0o170000, stat.S_IFREG, stat.S_IFLNK
 
 # One cache entry: size, mtime_ns, ctime_ns, inode, hex sha256.
-_Entry = tuple[int, int, int, int, str]
-_Key = tuple[int, int, int, int]
+_Entry = statscan.CachedEntry
+_Key = statscan.StatKey
 
 
 class PatternError(UserError):
@@ -248,6 +247,7 @@ class FileHasher:
         self._lock = threading.Lock()
         self._entries: dict[str, _Entry] | None = None
         self._dirty = False
+        self.accelerated = True  # False: the Python stat loop (tests compare the two)
 
     # -- globbing --------------------------------------------------------------------------
 
@@ -325,24 +325,8 @@ class FileHasher:
         with self._lock:
             entries = self._load()
             result: dict[str, str] = {}
-            todo: list[tuple[str, _Key, bool]] = []
-            # The loop that decides a no-op build: locals, no calls it can do without.
-            lstat, get = os.lstat, entries.get
-            for rel in rel_paths:
-                try:
-                    st = lstat(f"{root}/{rel}")
-                except (FileNotFoundError, NotADirectoryError):
-                    continue
-                kind = st.st_mode & _IFMT
-                if kind not in (_IFREG, _IFLNK):
-                    continue
-                key = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
-                cached = get(rel)
-                if (cached is not None and cached[:4] == key
-                        and key[1] < trusted_before and key[2] < trusted_before):
-                    result[rel] = cached[4]
-                else:
-                    todo.append((rel, key, kind == _IFLNK))
+            todo = statscan.check_stats(root, rel_paths, entries, trusted_before, result,
+                                        accelerated=self.accelerated)
             self.counters.files_reused += len(result)
         hashed = self._hash_all([(f"{root}/{rel}", is_link, key[0])
                                  for rel, key, is_link in todo])
@@ -413,14 +397,16 @@ def _read_cache(path: Path) -> dict[str, _Entry]:
 
 
 def stat_snapshot(root: Path, rel_paths: Iterable[str]) -> dict[str, tuple[int, int]]:
-    """(size, mtime_ns) of each path under `root` from lstat; (-1, -1) when it is missing."""
+    """(size, mtime_ns) of each path under `root` from lstat; (-1, -1) when it is missing
+    or no longer a file or symlink."""
+    paths = list(rel_paths)
     base = str(root)
-    snapshot: dict[str, tuple[int, int]] = {}
-    for rel in rel_paths:
-        try:
-            st = os.lstat(f"{base}/{rel}")
-        except OSError:
-            snapshot[rel] = (-1, -1)
-        else:
-            snapshot[rel] = (st.st_size, st.st_mtime_ns)
-    return snapshot
+    try:
+        keys = statscan.lstat_keys(base, paths)
+    except OSError:  # one path unreadable (EACCES...): that one counts as missing
+        keys = {}
+        for rel in paths:
+            with contextlib.suppress(OSError):
+                keys |= statscan.lstat_keys(base, [rel])
+    missing = (-1, -1, 0, 0)
+    return {rel: keys.get(rel, missing)[:2] for rel in paths}

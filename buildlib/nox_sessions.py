@@ -1,9 +1,10 @@
 """Generate the nox sessions from the manifest, so the noxfile stays a few lines.
 
 Every engine session runs `python -m buildlib` in one shared Python 3.12
-environment (`.nox/_engine-py3.12`), created once and refreshed only when
-pyproject.toml changes: sessions that only drive external tools create no
-virtualenv of their own (`venv_backend="none"`). Options after `--` reach the engine.
+environment (`.nox/_engine-py3.12`), created once and refreshed only when what the
+install builds changes (`INSTALL_INPUTS`): sessions that only drive external tools
+create no virtualenv of their own (`venv_backend="none"`). Options after `--` reach
+the engine.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from buildlib.manifest import Manifest, load_manifest
 from buildlib.targets import TARGETS, host_triple
 
 ENGINE_PYTHON = "3.12"
+# What the editable install of the engine environment depends on: a change reinstalls.
+INSTALL_INPUTS = ("pyproject.toml", "setup.py", "buildlib/_speedups.c")
 MODES_FALLBACK = ("development", "production", "test")
 # nox sends SIGINT to the engine on Ctrl-C; give it time to stop its steps' process groups.
 INTERRUPT_TIMEOUT = 30.0
@@ -51,9 +54,12 @@ def engine_python(root: Path, version: str = ENGINE_PYTHON) -> Path:
     """The shared engine environment's interpreter, created or refreshed when needed."""
     venv = root / ".nox" / f"_engine-py{version}"
     python = venv / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
-    pyproject = root / "pyproject.toml"
     stamp = venv / "buildlib.stamp"
-    wanted = hashlib.sha256(pyproject.read_bytes()).hexdigest()
+    digest = hashlib.sha256()
+    for name in INSTALL_INPUTS:  # an editable install still compiles the C module once
+        path = root / name
+        digest.update(path.read_bytes() if path.exists() else b"-")
+    wanted = digest.hexdigest()
     if python.exists() and stamp.exists() and stamp.read_text() == wanted:
         return python
     base = shutil.which(f"python{version}") or shutil.which("py")

@@ -1,0 +1,177 @@
+"""The stat loop of a no-op build: the C version (`_speedups`) against the Python one.
+
+Both run on the same real trees and must give the same answers: which files are
+unchanged (their cached digest), which must be hashed (with their stat key), and which
+are left out (missing, directories, FIFOs). The C version is what builds use whenever it
+was compiled at install time, so a test also checks that it was.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import sysconfig
+import time
+from pathlib import Path
+
+import pytest
+
+from buildlib import filehash, statscan
+from buildlib.statscan import CachedEntry, check_stats, lstat_keys
+
+NOW = time.time_ns() + 3600 * 10**9  # every file on disk is old enough to trust
+
+
+def both(root: Path, paths: list[str], entries: dict[str, CachedEntry],
+         trusted_before: int = NOW) -> tuple[object, object]:
+    """(C answer, Python answer), each as (todo, result)."""
+    answers = []
+    for accelerated in (True, False):
+        result: dict[str, str] = {}
+        todo = check_stats(str(root), paths, entries, trusted_before, result,
+                           accelerated=accelerated)
+        answers.append((todo, result))
+    return answers[0], answers[1]
+
+
+def key_of(path: Path) -> tuple[int, int, int, int]:
+    st = path.lstat()
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    root = tmp_path / "ws"
+    (root / "src/nested").mkdir(parents=True)
+    for rel, data in {"a.txt": b"a", "src/b.rs": b"bb", "src/nested/c.ts": b"ccc",
+                      "empty": b""}.items():
+        (root / rel).write_bytes(data)
+    (root / "link").symlink_to("a.txt")
+    (root / "dangling").symlink_to("nowhere")
+    (root / "dirlink").symlink_to("src")
+    os.mkfifo(root / "fifo")
+    return root
+
+
+def test_the_c_version_was_built() -> None:
+    # Installing the project compiles _speedups.c whenever a C compiler is there (setup.py).
+    if sysconfig.get_config_var("CC") is None or shutil.which("cc") is None:
+        pytest.skip("no C compiler: the Python loop is the only one")
+    assert statscan.ACCELERATED, "buildlib._speedups is missing or stale: reinstall the project"
+
+
+@pytest.mark.skipif(not statscan.ACCELERATED, reason="_speedups is not built")
+def test_same_answers_on_every_kind_of_path(tree: Path) -> None:
+    paths = ["a.txt", "src/b.rs", "src/nested/c.ts", "empty", "link", "dangling", "dirlink",
+             "fifo", "src", "missing", "a.txt/under-a-file", "src/nested/../b.rs"]
+    entries: dict[str, CachedEntry] = {
+        "a.txt": (*key_of(tree / "a.txt"), "digest-a"),  # unchanged: reused
+        "src/b.rs": (*key_of(tree / "src/b.rs")[:3], 1, "digest-b"),  # other inode
+        "link": (*key_of(tree / "link"), "digest-link"),  # a symlink, unchanged
+        "empty": (0, 0, 0, 0, "stale"),  # changed
+    }
+    c, python = both(tree, paths, entries)
+    assert c == python
+    todo, result = c
+    assert result == {"a.txt": "digest-a", "link": "digest-link"}
+    assert [(rel, is_link) for rel, _key, is_link in todo] == [
+        ("src/b.rs", False), ("src/nested/c.ts", False), ("empty", False),
+        ("dangling", True), ("dirlink", True), ("src/nested/../b.rs", False)]
+    assert todo[0][1] == key_of(tree / "src/b.rs")
+
+
+@pytest.mark.skipif(not statscan.ACCELERATED, reason="_speedups is not built")
+def test_recent_files_are_never_trusted(tree: Path) -> None:
+    entries: dict[str, CachedEntry] = {"a.txt": (*key_of(tree / "a.txt"), "digest-a")}
+    mtime = key_of(tree / "a.txt")[1]
+    c, python = both(tree, ["a.txt"], entries, trusted_before=mtime)  # changed "just now"
+    assert c == python
+    assert c[1] == {}
+
+
+@pytest.mark.skipif(not statscan.ACCELERATED, reason="_speedups is not built")
+def test_malformed_cache_entries_only_miss(tree: Path) -> None:
+    key = key_of(tree / "a.txt")
+    for entry in [(key[0], key[1]), ("x", key[1], key[2], key[3], "d"),
+                  (key[0], key[1], key[2], -1, "d"), (2**70, *key[1:], "d")]:
+        c, python = both(tree, ["a.txt"], {"a.txt": entry})  # type: ignore[dict-item]
+        assert c == python, entry
+        assert c[1] == {}, entry
+
+
+@pytest.mark.skipif(not statscan.ACCELERATED, reason="_speedups is not built")
+def test_many_paths_on_several_threads_keep_their_order(tmp_path: Path) -> None:
+    root = tmp_path / "many"
+    paths = []
+    for i in range(5000):  # several threads' shares
+        rel = f"d{i % 7}/f{i}"
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        if i % 3:
+            (root / rel).write_bytes(b"x" * (i % 11))
+        paths.append(rel)
+    entries: dict[str, CachedEntry] = {rel: (*key_of(root / rel), rel) for rel in paths[::2]
+                                       if (root / rel).exists()}
+    c, python = both(root, paths, entries)
+    assert c == python
+    assert len(c[1]) == len(entries)
+
+
+@pytest.mark.skipif(not statscan.ACCELERATED, reason="_speedups is not built")
+def test_names_that_are_not_utf8(tmp_path: Path) -> None:
+    root = tmp_path / "raw"
+    root.mkdir()
+    name = os.fsdecode(b"caf\xe9.txt")  # Latin-1 bytes: a surrogate escape in the str
+    (root / name).write_bytes(b"x")
+    c, python = both(root, [name, "plain"], {})
+    assert c == python
+    assert [rel for rel, _key, _link in c[0]] == [name]
+
+
+@pytest.mark.skipif(not statscan.ACCELERATED, reason="_speedups is not built")
+def test_missing_root_means_every_path_is_missing(tmp_path: Path) -> None:
+    c, python = both(tmp_path / "gone", ["a", "b/c"], {})
+    assert c == python == ([], {})
+
+
+@pytest.mark.parametrize("accelerated", [True, False])
+def test_other_lstat_errors_raise(tree: Path, accelerated: bool) -> None:
+    (tree / "loop").symlink_to("loop")
+    for rel, error in [("loop/x", errno.ELOOP), ("n" * 300, errno.ENAMETOOLONG)]:
+        with pytest.raises(OSError) as caught:
+            check_stats(str(tree), ["a.txt", rel], {}, NOW, {}, accelerated=accelerated)
+        assert caught.value.errno == error
+        assert caught.value.filename == f"{tree}/{rel}"
+
+
+def test_lstat_keys_and_the_snapshot(tree: Path) -> None:
+    keys = lstat_keys(str(tree), ["a.txt", "link", "src", "fifo", "missing"])
+    assert keys == {"a.txt": key_of(tree / "a.txt"), "link": key_of(tree / "link")}
+    snapshot = filehash.stat_snapshot(tree, ["a.txt", "missing", "src"])
+    assert snapshot["a.txt"] == key_of(tree / "a.txt")[:2]
+    assert snapshot["missing"] == snapshot["src"] == (-1, -1)
+    (tree / "loop").symlink_to("loop")  # one path that cannot be stat'ed spoils no other
+    snapshot = filehash.stat_snapshot(tree, ["a.txt", "loop/x"])
+    assert snapshot == {"a.txt": key_of(tree / "a.txt")[:2], "loop/x": (-1, -1)}
+
+
+def test_a_file_hasher_gives_the_same_digests_with_either_loop(tree: Path) -> None:
+    cache = tree.parent / "stat.cache"
+    first = FileHasherRun(tree, cache, accelerated=True)
+    # a.txt, b.rs, c.ts, empty, and the three symlinks (their target strings)
+    assert first.counters.files_hashed == 7
+    for accelerated in (True, False):
+        again = FileHasherRun(tree, cache, accelerated=accelerated)
+        assert again.digests == first.digests
+        assert again.counters.files_hashed == 0
+
+
+class FileHasherRun:
+    """One FileHasher pass over every file of `root`, its stat cache saved."""
+
+    def __init__(self, root: Path, cache: Path, *, accelerated: bool) -> None:
+        hasher = filehash.FileHasher(root, cache, clock=lambda: NOW)
+        hasher.accelerated = accelerated
+        self.digests = hasher.hash_files(hasher.expand(["**"]))
+        self.counters = hasher.counters
+        hasher.save()
