@@ -395,8 +395,10 @@ class StepCache:
         if entry is None:
             self.local.discard(Area.AC, key)
             return None
-        for digest, size in entry.blobs().items():
-            actual = self.local.blob_size(digest)
+        needed = entry.blobs()
+        present = self.local.blob_sizes(needed)
+        for digest, size in needed.items():
+            actual = present.get(digest)
             if actual is None:  # pruned by another build: a plain miss
                 self.local.discard(Area.AC, key)
                 return None
@@ -435,8 +437,10 @@ class StepCache:
         entry = self._decode(step, data, key, CacheSource.REMOTE)
         if entry is None:
             return None
-        for digest, size in entry.blobs().items():
-            if self.local.blob_size(digest) == size:
+        needed = entry.blobs()
+        present = self.local.blob_sizes(needed)
+        for digest, size in needed.items():
+            if present.get(digest) == size:
                 continue
             if not self.local.receive(digest, functools.partial(remote.fetch, Area.CAS, digest)):
                 return None  # the remote lost a blob: a miss

@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Protocol
 
+from buildlib import statscan
 from buildlib.archive import CorruptBlobError, is_digest
 from buildlib.records import record
 
@@ -192,11 +193,13 @@ class LocalStore:
             self._commit(fd, tmp, self.path(Area.CAS, digest))
         return True
 
-    def blob_size(self, digest: str) -> int | None:
+    def blob_sizes(self, digests: Iterable[str]) -> dict[str, int]:
+        """The size of each blob present (a lookup checks every blob of an entry)."""
         try:
-            return self.path(Area.CAS, digest).stat().st_size
+            keys = statscan.lstat_keys(f"{self.root}/{Area.CAS.value}", digests)
         except OSError:
-            return None
+            return {}  # an unreadable store: a miss, like a missing blob
+        return {digest: key[0] for digest, key in keys.items()}
 
     def read_blob(self, digest: str, label: str) -> bytes | None:
         """The blob's bytes, checked against `digest` (else CorruptBlobError); None if absent."""
