@@ -92,18 +92,33 @@ stat_all(int dirfd, const char **names, stat_row *rows, Py_ssize_t count, int th
 
 /* 1 when the int `item` equals `value`; 0 when it differs or is not an int. */
 static int
-same_int(PyObject *item, unsigned long long value)
+same_signed(PyObject *item, long long value)
 {
     if (!PyLong_CheckExact(item)) {
         return 0;
     }
     int overflow = 0;
-    long long signed_value = PyLong_AsLongLongAndOverflow(item, &overflow);
-    if (overflow != 0 || (signed_value == -1 && PyErr_Occurred())) {
+    long long item_value = PyLong_AsLongLongAndOverflow(item, &overflow);
+    if (overflow != 0 || (item_value == -1 && PyErr_Occurred())) {
         PyErr_Clear();
         return 0;
     }
-    return signed_value >= 0 && (unsigned long long)signed_value == value;
+    return item_value == value;
+}
+
+/* The same for an unsigned value (an inode number may use all 64 bits). */
+static int
+same_unsigned(PyObject *item, unsigned long long value)
+{
+    if (!PyLong_CheckExact(item)) {
+        return 0;
+    }
+    unsigned long long item_value = PyLong_AsUnsignedLongLong(item);
+    if (item_value == (unsigned long long)-1 && PyErr_Occurred()) {
+        PyErr_Clear();  /* negative or too large: not this inode */
+        return 0;
+    }
+    return item_value == value;
 }
 
 /* The cached entry (size, mtime_ns, ctime_ns, inode, digest) matches the row. */
@@ -113,10 +128,10 @@ entry_matches(PyObject *entry, const stat_row *row)
     if (entry == NULL || !PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) != 5) {
         return 0;
     }
-    return row->size >= 0 && same_int(PyTuple_GET_ITEM(entry, 0), (unsigned long long)row->size)
-        && row->mtime >= 0 && same_int(PyTuple_GET_ITEM(entry, 1), (unsigned long long)row->mtime)
-        && row->ctime >= 0 && same_int(PyTuple_GET_ITEM(entry, 2), (unsigned long long)row->ctime)
-        && same_int(PyTuple_GET_ITEM(entry, 3), row->ino);
+    return same_signed(PyTuple_GET_ITEM(entry, 0), row->size)
+        && same_signed(PyTuple_GET_ITEM(entry, 1), row->mtime)
+        && same_signed(PyTuple_GET_ITEM(entry, 2), row->ctime)
+        && same_unsigned(PyTuple_GET_ITEM(entry, 3), row->ino);
 }
 
 /* (rel, (size, mtime_ns, ctime_ns, inode), is_link): one file the caller must hash. */

@@ -91,6 +91,16 @@ def test_recent_files_are_never_trusted(tree: Path) -> None:
 
 
 @pytest.mark.skipif(not statscan.ACCELERATED, reason="_speedups is not built")
+def test_a_file_dated_before_1970_is_reused_like_any_other(tree: Path) -> None:
+    os.utime(tree / "a.txt", ns=(-5 * 10**9, -5 * 10**9))
+    entries: dict[str, CachedEntry] = {"a.txt": (*key_of(tree / "a.txt"), "digest-a")}
+    assert key_of(tree / "a.txt")[1] < 0
+    c, python = both(tree, ["a.txt"], entries)
+    assert c == python
+    assert c[1] == {"a.txt": "digest-a"}
+
+
+@pytest.mark.skipif(not statscan.ACCELERATED, reason="_speedups is not built")
 def test_malformed_cache_entries_only_miss(tree: Path) -> None:
     key = key_of(tree / "a.txt")
     for entry in [(key[0], key[1]), ("x", key[1], key[2], key[3], "d"),
