@@ -6,9 +6,10 @@
  * Here the same check is one fstatat per file against the root's descriptor, made
  * with the GIL released and split over the cores.
  *
- * Optional: filehash.py keeps the pure Python loop and uses it when this module is
- * absent (no C compiler at install time) or reports another ABI. Both are tested
- * against each other in tests/test_speedups.py.
+ * Optional: statscan.py keeps the pure Python loop and uses it when this module is
+ * absent (no C compiler at install time) or reports another ABI, and redoes a call in
+ * Python whenever this one raises OSError, so that errors read exactly as lstat's.
+ * Both are tested against each other in tests/test_statscan.py.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -16,11 +17,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 /* Bumped whenever a function's contract changes, so a stale build is not used. */
-#define SPEEDUPS_ABI 2
+#define SPEEDUPS_ABI 3
 
 #define NS_PER_S 1000000000LL
 #define MAX_THREADS 8
@@ -30,10 +32,21 @@
 /* What check_stats keeps of one lstat: errno (0 on success) and the cache key. */
 typedef struct {
     int error;
+    int times_fit;  /* 0: a time past the year 2262, beyond 64-bit nanoseconds */
     mode_t mode;
     long long size, mtime, ctime;
+    struct timespec mtim, ctim;
     unsigned long long ino;
 } stat_row;
+
+/* sec * 10^9 + nsec in *ns; 0 when that does not fit in 64 bits. */
+static int
+to_ns(const struct timespec *ts, long long *ns)
+{
+    long long scaled;
+    return !__builtin_mul_overflow((long long)ts->tv_sec, NS_PER_S, &scaled)
+        && !__builtin_add_overflow(scaled, (long long)ts->tv_nsec, ns);
+}
 
 /* One thread's share of the lstat calls: rows [begin, end). No Python API here. */
 typedef struct {
@@ -57,8 +70,9 @@ stat_range(void *arg)
         row->error = 0;
         row->mode = st.st_mode;
         row->size = (long long)st.st_size;
-        row->mtime = (long long)st.st_mtim.tv_sec * NS_PER_S + st.st_mtim.tv_nsec;
-        row->ctime = (long long)st.st_ctim.tv_sec * NS_PER_S + st.st_ctim.tv_nsec;
+        row->mtim = st.st_mtim;
+        row->ctim = st.st_ctim;
+        row->times_fit = to_ns(&st.st_mtim, &row->mtime) && to_ns(&st.st_ctim, &row->ctime);
         row->ino = (unsigned long long)st.st_ino;
     }
     return NULL;
@@ -134,11 +148,36 @@ entry_matches(PyObject *entry, const stat_row *row)
         && same_unsigned(PyTuple_GET_ITEM(entry, 3), row->ino);
 }
 
+/* sec * 10^9 + nsec as a Python int, for times beyond 64-bit nanoseconds. */
+static PyObject *
+ns_object(const struct timespec *ts)
+{
+    PyObject *sec = PyLong_FromLongLong((long long)ts->tv_sec);
+    PyObject *scale = PyLong_FromLongLong(NS_PER_S);
+    PyObject *nsec = PyLong_FromLong((long)ts->tv_nsec);
+    PyObject *scaled = sec == NULL || scale == NULL ? NULL : PyNumber_Multiply(sec, scale);
+    PyObject *total = scaled == NULL || nsec == NULL ? NULL : PyNumber_Add(scaled, nsec);
+    Py_XDECREF(sec);
+    Py_XDECREF(scale);
+    Py_XDECREF(nsec);
+    Py_XDECREF(scaled);
+    return total;
+}
+
 /* (rel, (size, mtime_ns, ctime_ns, inode), is_link): one file the caller must hash. */
 static PyObject *
 todo_item(PyObject *rel, const stat_row *row)
 {
-    PyObject *key = Py_BuildValue("(LLLK)", row->size, row->mtime, row->ctime, row->ino);
+    PyObject *key;
+    if (row->times_fit) {
+        key = Py_BuildValue("(LLLK)", row->size, row->mtime, row->ctime, row->ino);
+    } else {
+        PyObject *mtime = ns_object(&row->mtim), *ctime = ns_object(&row->ctim);
+        key = mtime == NULL || ctime == NULL ? NULL
+            : Py_BuildValue("(LOOK)", row->size, mtime, ctime, row->ino);
+        Py_XDECREF(mtime);
+        Py_XDECREF(ctime);
+    }
     if (key == NULL) {
         return NULL;
     }
@@ -188,7 +227,8 @@ compare_rows(PyObject *root_str, PyObject *paths, const stat_row *rows, PyObject
         if (entry == NULL && PyErr_Occurred()) {
             goto fail;
         }
-        if (row->mtime < trusted_before && row->ctime < trusted_before
+        /* A time too large for 64 bits is in the far future: never trusted. */
+        if (row->times_fit && row->mtime < trusted_before && row->ctime < trusted_before
                 && entry_matches(entry, row)) {
             if (PyDict_SetItem(result, rel, PyTuple_GET_ITEM(entry, 4)) < 0) {
                 goto fail;
@@ -238,14 +278,22 @@ check_stats(PyObject *Py_UNUSED(module), PyObject *args)
         return NULL;
     }
     Py_ssize_t count = PyTuple_GET_SIZE(paths);
+    if (count == 0) {
+        Py_DECREF(paths);
+        return PyList_New(0);
+    }
     root = PyUnicode_EncodeFSDefault(root_str);
     keep = PyList_New(0);  /* owns the bytes of names that are not valid UTF-8 */
-    names = PyMem_Calloc(count ? count : 1, sizeof *names);
-    rows = PyMem_Calloc(count ? count : 1, sizeof *rows);
+    names = PyMem_Calloc(count, sizeof *names);
+    rows = PyMem_Calloc(count, sizeof *rows);
     if (root == NULL || keep == NULL || names == NULL || rows == NULL) {
         if (!PyErr_Occurred()) {
             PyErr_NoMemory();
         }
+        goto done;
+    }
+    if (strlen(PyBytes_AS_STRING(root)) != (size_t)PyBytes_GET_SIZE(root)) {
+        PyErr_SetString(PyExc_ValueError, "embedded null byte");
         goto done;
     }
     for (Py_ssize_t i = 0; i < count; i++) {
@@ -254,8 +302,9 @@ check_stats(PyObject *Py_UNUSED(module), PyObject *args)
             PyErr_Format(PyExc_TypeError, "check_stats: path %zd is not a str", i);
             goto done;
         }
-        names[i] = PyUnicode_AsUTF8(rel);  /* cached on the str, alive with `paths` */
-        if (names[i] == NULL) {  /* surrogate-escaped bytes: encode as os.fsencode would */
+        Py_ssize_t size;
+        const char *name = PyUnicode_AsUTF8AndSize(rel, &size);  /* cached on the str */
+        if (name == NULL) {  /* surrogate-escaped bytes: encode as os.fsencode would */
             PyErr_Clear();
             PyObject *encoded = PyUnicode_EncodeFSDefault(rel);
             if (encoded == NULL || PyList_Append(keep, encoded) < 0) {
@@ -263,16 +312,26 @@ check_stats(PyObject *Py_UNUSED(module), PyObject *args)
                 goto done;
             }
             Py_DECREF(encoded);
-            names[i] = PyBytes_AS_STRING(encoded);
+            name = PyBytes_AS_STRING(encoded);
+            size = PyBytes_GET_SIZE(encoded);
         }
+        if (strlen(name) != (size_t)size) {
+            PyErr_SetString(PyExc_ValueError, "embedded null byte");
+            goto done;
+        }
+        /* The Python loop stats f"{root}/{rel}": leading slashes stay under the root. */
+        names[i] = name + strspn(name, "/");
     }
     threads = threads < 1 ? 1 : threads > MAX_THREADS ? MAX_THREADS : threads;
     if (count < threads * MIN_SHARE) {
         threads = count / MIN_SHARE > 1 ? (int)(count / MIN_SHARE) : 1;
     }
+    /* f"{root}/{rel}" with an empty root is "/{rel}". O_PATH: lstat needs only search
+     * permission on the root, and so does this. */
+    const char *root_path = PyBytes_GET_SIZE(root) ? PyBytes_AS_STRING(root) : "/";
     int open_error = 0;
     Py_BEGIN_ALLOW_THREADS
-    dirfd = open(PyBytes_AS_STRING(root), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    dirfd = open(root_path, O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (dirfd < 0) {
         open_error = errno;
     } else {

@@ -5,14 +5,19 @@ cache lookup checks that every blob of an entry is still there. In Python each
 `os.lstat` costs ~2.7 us (a 20-field stat_result with float times, an exception per
 missing file); the optional C module `_speedups` (built at install time when a C
 compiler is there) makes the same calls with the GIL released, on all cores, and
-compares in C. `ACCELERATED` says whether it is in use; both versions give the same
-results, which tests/test_statscan.py checks.
+compares in C. `ACCELERATED` says whether it is in use. Both versions give the same
+results, which tests/test_statscan.py checks; the C one is only stricter about a
+malformed cache entry (it reuses nothing but a 5-tuple of ints, where Python compares
+the first four items). A call that the C loop fails with OSError is redone in
+Python, so that errors read exactly as lstat's.
 """
 
 from __future__ import annotations
 
+import codecs
 import os
 import stat
+import sys
 from collections.abc import Callable, Iterable, Mapping
 
 # (size, mtime_ns, ctime_ns, inode): what says a file is unchanged without reading it.
@@ -28,7 +33,9 @@ try:
 except ImportError:  # pragma: no cover - depends on the install
     _c_check_stats = None
 else:  # a stale build from an older source (another ABI) may have another contract
-    _c_check_stats = _speedups.check_stats if getattr(_speedups, "ABI", None) == 2 else None
+    _c_check_stats = _speedups.check_stats if getattr(_speedups, "ABI", None) == 3 else None
+if codecs.lookup(sys.getfilesystemencoding()).name != "utf-8":
+    _c_check_stats = None  # the C loop passes names to the kernel as UTF-8
 
 ACCELERATED = _c_check_stats is not None
 
@@ -46,9 +53,11 @@ def check_stats(root: str, rel_paths: Iterable[str], entries: Mapping[str, Cache
 
     `accelerated=False` forces the Python loop (tests compare the two)."""
     if _c_check_stats is not None and accelerated and isinstance(entries, dict):
-        return _c_check_stats(
-            root, rel_paths if isinstance(rel_paths, list) else list(rel_paths),
-            entries, trusted_before, result, _THREADS)
+        paths = rel_paths if isinstance(rel_paths, list) else list(rel_paths)
+        try:
+            return _c_check_stats(root, paths, entries, trusted_before, result, _THREADS)
+        except OSError:  # rare: let the Python loop raise (or not) exactly as lstat does
+            rel_paths = paths
     todo: list[tuple[str, StatKey, bool]] = []
     # Locals, and no call the loop can do without.
     lstat, get = os.lstat, entries.get

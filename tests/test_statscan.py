@@ -101,6 +101,38 @@ def test_a_file_dated_before_1970_is_reused_like_any_other(tree: Path) -> None:
 
 
 @pytest.mark.skipif(not statscan.ACCELERATED, reason="_speedups is not built")
+def test_a_time_beyond_64_bit_nanoseconds_is_exact_and_never_trusted(tree: Path) -> None:
+    far = 10**19  # the year 2286: ext4 stores it, 64-bit nanoseconds do not
+    os.utime(tree / "a.txt", ns=(far, far))
+    key = key_of(tree / "a.txt")
+    assert key[1] == far
+    entries: dict[str, CachedEntry] = {"a.txt": (*key, "digest-a")}
+    c, python = both(tree, ["a.txt"], entries, trusted_before=2**63 - 1)
+    assert c == python
+    assert c == ([("a.txt", key, False)], {})
+
+
+@pytest.mark.skipif(not statscan.ACCELERATED, reason="_speedups is not built")
+def test_paths_are_taken_as_the_python_loop_takes_them(tree: Path) -> None:
+    # f"{root}/{rel}": a leading slash stays under the root; an empty root means "/".
+    c, python = both(tree, ["/a.txt", "//src/b.rs", "", "/"], {})
+    assert c == python
+    assert [rel for rel, _key, _link in c[0]] == ["/a.txt", "//src/b.rs"]
+    absolute = str(tree / "a.txt").lstrip("/")
+    for accelerated in (True, False):
+        found = check_stats("", [absolute], {}, NOW, {}, accelerated=accelerated)
+        assert [rel for rel, _key, _link in found] == [absolute]
+
+
+@pytest.mark.parametrize("accelerated", [True, False])
+def test_a_nul_byte_is_refused_as_lstat_refuses_it(tree: Path, accelerated: bool) -> None:
+    with pytest.raises(ValueError, match="null"):
+        check_stats(str(tree), ["a.txt", "b\0c"], {}, NOW, {}, accelerated=accelerated)
+    with pytest.raises(ValueError, match="null"):
+        check_stats(f"{tree}\0x", ["a.txt"], {}, NOW, {}, accelerated=accelerated)
+
+
+@pytest.mark.skipif(not statscan.ACCELERATED, reason="_speedups is not built")
 def test_malformed_cache_entries_only_miss(tree: Path) -> None:
     key = key_of(tree / "a.txt")
     for entry in [(key[0], key[1]), ("x", key[1], key[2], key[3], "d"),
