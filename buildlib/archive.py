@@ -26,6 +26,7 @@ import os
 import posixpath
 import secrets
 import stat
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -41,6 +42,7 @@ PARALLEL_MIN = 4 * 1024 * 1024
 # Small files are hashed on the pool in batches of about this many bytes (one task
 # per file would cost more in hand-offs than the hash itself).
 HASH_BATCH = 1024 * 1024
+MAX_PENDING = 4  # batches handed to the pool and not yet hashed (memory: ~4 MB)
 WORKERS = max(2, min(4, os.cpu_count() or 2))
 HEX = frozenset("0123456789abcdef")
 REFUSED_KINDS: Mapping[str, str] = {
@@ -286,24 +288,38 @@ def _copy_verified(copies: Sequence[tuple[OutputFile, str, str]]) -> None:
     tasks.sort(key=lambda task: -task[0])
     with ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="restore") as pool:
         futures = [(i, pool.submit(run)) for _cost, i, run in tasks]
-        batches: list[tuple[int, Future[list[tuple[str, int]]]]] = []
+        # Batches waiting for the pool hold their files' bytes: at most MAX_PENDING of
+        # them; past that the pool is behind (on large blobs) and this thread hashes.
+        pending: deque[tuple[int, Future[list[tuple[str, int]]]]] = deque()
         batch: list[bytes] = []
         batch_bytes = 0
         for n, (f, blob, tmp) in enumerate(small, start=1):
             data = _copy_small(blob, tmp, f.mode)
             batch.append(data)
             batch_bytes += len(data)
-            if batch_bytes >= HASH_BATCH or n == len(small):
-                batches.append((n - len(batch), pool.submit(_digests, batch)))
-                batch, batch_bytes = [], 0
-        for first, digests in batches:
-            for (record_, _blob, _tmp), (digest, size) in zip(small[first:], digests.result(),
-                                                                strict=False):
-                _check(record_, digest, size)
+            if batch_bytes < HASH_BATCH and n < len(small):
+                continue
+            first = n - len(batch)
+            while pending and pending[0][1].done():
+                done_first, done = pending.popleft()
+                _check_batch(small, done_first, done.result())
+            if len(pending) < MAX_PENDING:
+                pending.append((first, pool.submit(_digests, batch)))
+            else:
+                _check_batch(small, first, _digests(batch))
+            batch, batch_bytes = [], 0
+        for first, digests in pending:
+            _check_batch(small, first, digests.result())
         for i, future in futures:
             outcome = future.result()
             if outcome is not None:
                 _check(large[i][0], *outcome)
+
+
+def _check_batch(small: Sequence[tuple[OutputFile, str, str]], first: int,
+                 digests: list[tuple[str, int]]) -> None:
+    for offset, (digest, size) in enumerate(digests):
+        _check(small[first + offset][0], digest, size)
 
 
 def _digests(contents: list[bytes]) -> list[tuple[str, int]]:

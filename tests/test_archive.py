@@ -227,3 +227,31 @@ def test_copy_fd_falls_back_when_the_kernel_copy_fails(tmp_path: Path,
     with (tmp_path / "src").open("rb") as src, (tmp_path / "dst").open("wb") as dst:
         archive.copy_fd(src.fileno(), dst.fileno())
     assert (tmp_path / "dst").read_bytes() == data
+
+
+@pytest.mark.parametrize("max_pending", [0, 1000])  # every batch inline / on the pool
+@pytest.mark.parametrize("corrupt", [None, 0, 17, 39])
+def test_small_files_hashed_on_the_pool_or_inline_are_all_checked(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, corrupt: int | None,
+        max_pending: int) -> None:
+    monkeypatch.setattr(archive, "PARALLEL_MIN", 1024)  # the pool, for the large blob
+    monkeypatch.setattr(archive, "HASH_BATCH", 1)  # one file per batch
+    monkeypatch.setattr(archive, "MAX_PENDING", max_pending)
+    small = [os.urandom(100 + i) for i in range(40)]
+    large = os.urandom(3 * 1024 * 1024)
+    blobs, digests = blob_dir_with(tmp_path, large, *small)
+    if corrupt is not None:
+        (blobs / digests[1 + corrupt]).write_bytes(os.urandom(100 + corrupt))
+    records = [file_record("out/big.bin", large)]
+    records += [file_record(f"out/s{i:02d}", data) for i, data in enumerate(small)]
+    root = tmp_path / "ws"
+    root.mkdir()
+    if corrupt is None:
+        materialize(records, root, lambda d: blobs / d)
+        assert (root / "out/big.bin").read_bytes() == large
+        assert [(root / f"out/s{i:02d}").read_bytes() for i in range(40)] == small
+    else:
+        with pytest.raises(CorruptBlobError) as caught:
+            materialize(records, root, lambda d: blobs / d)
+        assert caught.value.path == f"out/s{corrupt:02d}"
+        assert tree(root) == {"out": ("dir", "")}  # no file placed, no temp file left
