@@ -117,7 +117,7 @@ def register(nox: Any, manifest_path: Path) -> None:
 
     def lint(session: Any) -> None:
         session.install("-e", ".[lint]")
-        session.run("ruff", "check", "buildlib", "tests", "benchmarks", "noxfile.py")
+        session.run("ruff", "check", "buildlib", "tests", "benchmarks", "noxfile.py", "setup.py")
         session.run("mypy", "--strict", "buildlib")
 
     define("lint", lint, "ruff and mypy --strict on buildlib.", python=ENGINE_PYTHON,
