@@ -1,9 +1,13 @@
 """The optional C accelerator only; everything else about the package is in pyproject.toml.
 
-`optional=True`: without a C compiler the install still succeeds, and buildlib/filehash.py
+`optional=True`: without a C compiler the install still succeeds, and buildlib/statscan.py
 uses its pure Python stat loop instead (same results, slower on large unchanged trees).
+The module uses POSIX calls (fstatat, pthreads), so Windows always takes the Python loop.
 """
+
+import os
 
 from setuptools import Extension, setup
 
-setup(ext_modules=[Extension("buildlib._speedups", ["buildlib/_speedups.c"], optional=True)])
+setup(ext_modules=[Extension("buildlib._speedups", ["buildlib/_speedups.c"], optional=True)]
+      if os.name == "posix" else [])

@@ -24,6 +24,21 @@
 /* Bumped whenever a function's contract changes, so a stale build is not used. */
 #define SPEEDUPS_ABI 3
 
+#if defined(__APPLE__)  /* the same fields under their BSD names */
+#define st_mtim st_mtimespec
+#define st_ctim st_ctimespec
+#endif
+
+/* The root only needs to be searchable, as for lstat: O_PATH (Linux), O_SEARCH (some
+ * BSDs, macOS 13+), else a plain read-only open. */
+#if defined(O_PATH)
+#define ROOT_FLAGS (O_PATH | O_DIRECTORY | O_CLOEXEC)
+#elif defined(O_SEARCH)
+#define ROOT_FLAGS (O_SEARCH | O_DIRECTORY | O_CLOEXEC)
+#else
+#define ROOT_FLAGS (O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+#endif
+
 #define NS_PER_S 1000000000LL
 #define MAX_THREADS 8
 /* Fewer paths than this per thread are not worth a thread's start (~50 us). */
@@ -326,12 +341,11 @@ check_stats(PyObject *Py_UNUSED(module), PyObject *args)
     if (count < threads * MIN_SHARE) {
         threads = count / MIN_SHARE > 1 ? (int)(count / MIN_SHARE) : 1;
     }
-    /* f"{root}/{rel}" with an empty root is "/{rel}". O_PATH: lstat needs only search
-     * permission on the root, and so does this. */
+    /* f"{root}/{rel}" with an empty root is "/{rel}". */
     const char *root_path = PyBytes_GET_SIZE(root) ? PyBytes_AS_STRING(root) : "/";
     int open_error = 0;
     Py_BEGIN_ALLOW_THREADS
-    dirfd = open(root_path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    dirfd = open(root_path, ROOT_FLAGS);
     if (dirfd < 0) {
         open_error = errno;
     } else {
