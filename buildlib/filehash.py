@@ -19,7 +19,6 @@ walking, so an excluded directory is never listed.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import re
 import threading
@@ -201,6 +200,8 @@ def _class_end(part: str, start: int) -> int:
 def _hash_path(path: str, is_link: bool, size: int) -> tuple[str, int] | None:
     """(hex sha256, bytes read) of a file's content or a symlink's target string;
     None if it vanished meanwhile. `size` is from lstat, just before."""
+    import hashlib  # here, not at start-up: OpenSSL's import costs ~4 ms, no-op builds hash nothing
+
     try:
         if is_link:
             return hashlib.sha256(os.fsencode(os.readlink(path))).hexdigest(), 0  # noqa: PTH115

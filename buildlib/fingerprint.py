@@ -27,7 +27,6 @@ of the same sources at different places share cache entries, unless a command em
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -37,6 +36,7 @@ from buildlib.errors import UserError
 from buildlib.filehash import FileHasher, PatternError, stat_snapshot
 from buildlib.plan import PlannedStep
 from buildlib.records import field, record
+from buildlib.smallhash import sha256_hex
 
 __all__ = [
     "Fingerprint",
@@ -113,13 +113,13 @@ def compute_fingerprint(
 def digest_of(components: Mapping[str, str]) -> str:
     """sha256 of the canonical form: FORMAT, then the sorted pairs as ASCII-only JSON."""
     canonical = json.dumps(sorted(components.items()), ensure_ascii=True, separators=(",", ":"))
-    return hashlib.sha256(FORMAT + canonical.encode("ascii")).hexdigest()
+    return sha256_hex(FORMAT + canonical.encode("ascii"))
 
 
 def _env_value(value: str | None) -> str:
     if value is None:
         return UNSET
-    return "sha256:" + hashlib.sha256(value.encode("utf-8", "surrogateescape")).hexdigest()
+    return "sha256:" + sha256_hex(value.encode("utf-8", "surrogateescape"))
 
 
 def _relative(path: Path, root: Path) -> str:

@@ -29,7 +29,6 @@ JS entry point. That file is replaced when npm is reinstalled, which is good eno
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import shutil
@@ -41,6 +40,7 @@ from pathlib import Path
 from buildlib.atomicfile import write_text_atomic
 from buildlib.errors import UserError
 from buildlib.records import record
+from buildlib.smallhash import sha256_hex
 
 DEFAULT_TIMEOUT = 20.0  # seconds; a version command that hangs is a broken tool
 _CACHE_VERSION = 2  # 2: stamps are hashes and rustup proxies are cached
@@ -133,7 +133,7 @@ def _stamp(found: str, real: str, cwd: Path) -> str | None:
         parts.append(selection)
     elif not _identity_is_version(found, real, st.st_nlink):
         return None
-    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
+    return sha256_hex(json.dumps(parts).encode())
 
 
 def _file_stamp(st: os.stat_result) -> list[int]:
@@ -181,7 +181,7 @@ def _rustup_inputs(called: str, cwd: Path) -> list[object] | None:
     files = _toolchain_files(cwd)
     if files is None:
         return None
-    digest = None if settings is None else hashlib.sha256(settings).hexdigest()
+    digest = None if settings is None else sha256_hex(settings)
     return [chosen, str(home), environ.get("CARGO_HOME"), str(cwd), digest, files,
             _installed_copies(home / "toolchains", called)]
 
@@ -196,7 +196,7 @@ def _toolchain_files(cwd: Path) -> list[list[str]] | None:
             if content is not None:
                 if b"path" in content:
                     return None
-                found.append([str(file), hashlib.sha256(content).hexdigest()])
+                found.append([str(file), sha256_hex(content)])
     return found
 
 
