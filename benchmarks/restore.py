@@ -10,14 +10,17 @@ process, cp as a command.
 On this kind of VM the cost of creating a file swings between ~20 and ~500 us from
 minute to minute, for both tools. When it is high, creating the 2,000 files dominates
 and the ratio is ~1.0-1.15; when it is low, hashing the 209 MB (~0.12 s of CPU, which
-cp does not do) dominates and the ratio is ~1.35. The ratio printed comes from the
-fastest run of each, so it shows whichever state the run met.
+cp does not do) dominates and the ratio is ~1.35. That state can change between
+one run and the next, so the ratio judged is the median over five pairs (a restore,
+then a copy right after it, which meets the same state); the fastest run of each is
+printed too.
 """
 
 from __future__ import annotations
 
 import hashlib
 import shutil
+import statistics
 
 from benchmarks import tree
 from benchmarks.harness import (
@@ -36,7 +39,7 @@ from benchmarks.harness import (
 
 LARGE, LARGE_SIZE, SMALL, SMALL_SIZE = 4, 40 << 20, 2000, 20 << 10
 QUICK = (1, 10 << 20, 200, 20 << 10)
-REPEATS, QUICK_REPEATS = 3, 1
+REPEATS, QUICK_REPEATS = 5, 1
 TARGET = 1.2  # issue 4: restoring from the local cache at most 1.2x `cp -a`
 STEP = "bench-outputs"
 
@@ -93,20 +96,28 @@ def run(ctx: Context) -> Result:
     for i in range(repeats):
         restored.append(restore(str(i)))
         copied.append(copy(str(i)))
+    # Each restore is paired with the copy right after it: on this kind of VM the cost of
+    # creating files drifts between runs, for both tools alike, and a pair shares it.
+    # The verdict is on the median of the paired ratios; the fastest run of each is shown
+    # too (it compares runs from different moments, so one lucky copy swings it).
+    paired = statistics.median(r.wall / c.wall for r, c in zip(restored, copied, strict=True))
     rt, ct = fastest(restored), fastest(copied)
     r, c = rt.wall, ct.wall
     rows = (
-        Row(label="buildlib lookup + restore (verified)", seconds=r, ratio=r / c, cpu=rt.cpu,
-            note=f"{size / r / 1e6:.0f} MB/s"),
+        Row(label="buildlib lookup + restore (verified)", seconds=r, ratio=paired, cpu=rt.cpu,
+            note=f"{size / r / 1e6:.0f} MB/s; fastest / fastest {r / c:.2f}"),
         Row(label="cp -a", seconds=c, ratio=1.0, cpu=ct.cpu, note=f"{size / c / 1e6:.0f} MB/s"),
     )
+    pairs = ", ".join(f"{x.wall / y.wall:.2f}" for x, y in zip(restored, copied, strict=True))
     return Result(
         name="restore",
         reference=f"cp -a of the same {len(paths)} files, {size / 1e6:.0f} MB = {c:.3f}s",
-        target=f"buildlib <= {TARGET:.1f} x cp -a (measured {r / c:.2f})",
-        verdict=Verdict.MET if r / c <= TARGET else Verdict.MISSED,
+        target=f"buildlib <= {TARGET:.1f} x cp -a (measured {paired:.2f}, median of pairs)",
+        verdict=Verdict.MET if paired <= TARGET else Verdict.MISSED,
         rows=rows,
         figures={"bytes": float(size), "files": float(len(paths)), "repeats": float(repeats),
+                 "paired_median": paired, "fastest_ratio": r / c,
                  "load_before": load_before, "load_after": load_average()},
-        notes=(f"fastest of {repeats} alternating run(s) each; page cache warm for both",),
+        notes=(f"{repeats} alternating pairs (restore, then cp); ratio = median of the "
+               f"pairs' ratios ({pairs}); seconds = fastest of each; page cache warm for both",),
     )
