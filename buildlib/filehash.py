@@ -283,8 +283,11 @@ class FileHasher:
         stack: list[tuple[str, tuple[frozenset[int], ...] | None]] = [
             ("", None if everything else tuple(g.start for g in includes))]
         counters = self.counters
+        skip = tuple(names)
         while stack:
             prefix, inc = stack.pop()
+            if inc is None and excluded is None and self._walk_in_c(prefix, skip, found):
+                continue
             directory = f"{self._root_str}/{prefix}" if prefix else self._root_str
             try:
                 with os.scandir(directory) as it:
@@ -314,6 +317,16 @@ class FileHasher:
                 elif (inc is None or included("/" + rel)) and (
                         entry.is_file(follow_symlinks=False) or entry.is_symlink()):
                     found.append(rel)
+
+    def _walk_in_c(self, prefix: str, skip: tuple[str, ...], found: list[str]) -> bool:
+        """Everything below `prefix` minus the `skip` names, listed by the C module; False
+        when it is not in use or met an error, and the Python walk takes the subtree."""
+        walked = statscan.walk_files(self._root_str, prefix, skip)
+        if walked is None:
+            return False
+        found.extend(walked[0])
+        self.counters.dirs_scanned += walked[1]
+        return True
 
     # -- hashing ---------------------------------------------------------------------------
 

@@ -1,11 +1,13 @@
 """lstat many files under one root: the loop that decides a no-op build.
 
-A no-op build lstats every input file and compares it with the stat cache, and a
-cache lookup checks that every blob of an entry is still there. In Python each
+A no-op build walks the input directories and lstats every input file to compare it
+with the stat cache, and a cache lookup checks that every blob of an entry is still
+there. In Python each
 `os.lstat` costs ~2.7 us (a 20-field stat_result with float times, an exception per
 missing file); the optional C module `_speedups` (built at install time when a C
 compiler is there) makes the same calls with the GIL released, on all cores, and
-compares in C. `ACCELERATED` says whether it is in use. Both versions give the same
+compares in C; it also lists whole directory trees (`walk_files`) for globs that take
+everything below a directory. `ACCELERATED` says whether it is in use. Both versions give the same
 results, which tests/test_statscan.py checks; the C one is only stricter about a
 malformed cache entry (it reuses nothing but a 5-tuple of ints, where Python compares
 the first four items). A call that the C loop fails with OSError is redone in
@@ -27,15 +29,20 @@ CachedEntry = tuple[int, int, int, int, str]
 _CheckStats = Callable[[str, list[str], dict[str, CachedEntry], int, dict[str, str], int],
                        list[tuple[str, StatKey, bool]]]
 
+_WalkFiles = Callable[[str, str, tuple[str, ...]], tuple[list[str], int]]
+
 _c_check_stats: _CheckStats | None
+_c_walk_files: _WalkFiles | None
 try:
     from buildlib import _speedups
 except ImportError:  # pragma: no cover - depends on the install
-    _c_check_stats = None
+    _c_check_stats = _c_walk_files = None
 else:  # a stale build from an older source (another ABI) may have another contract
-    _c_check_stats = _speedups.check_stats if getattr(_speedups, "ABI", None) == 3 else None
+    current = getattr(_speedups, "ABI", None) == 4
+    _c_check_stats = _speedups.check_stats if current else None
+    _c_walk_files = _speedups.walk_files if current else None
 if codecs.lookup(sys.getfilesystemencoding()).name != "utf-8":
-    _c_check_stats = None  # the C loop passes names to the kernel as UTF-8
+    _c_check_stats = _c_walk_files = None  # the C code passes names to the kernel as UTF-8
 
 ACCELERATED = _c_check_stats is not None
 
@@ -85,3 +92,17 @@ def lstat_keys(root: str, rel_paths: Iterable[str], *, accelerated: bool = True
     missing paths are left out)."""
     todo = check_stats(root, rel_paths, {}, 0, {}, accelerated=accelerated)
     return {rel: key for rel, key, _is_link in todo}
+
+
+def walk_files(root: str, start: str, skip: Iterable[str]) -> tuple[list[str], int] | None:
+    """Every regular file and symlink under `root`/`start` (`start` is "" or ends in
+    "/"), as relative paths, never following a symlink below `start` and leaving out
+    any entry named in `skip`; and the number of directories listed. None when the C
+    module is not in use or the walk met an error: the caller then walks in Python,
+    which skips or reports exactly as it always does."""
+    if _c_walk_files is None:
+        return None
+    try:
+        return _c_walk_files(root, start, tuple(skip))
+    except OSError:
+        return None

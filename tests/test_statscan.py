@@ -217,3 +217,49 @@ class FileHasherRun:
         self.digests = hasher.hash_files(hasher.expand(["**"]))
         self.counters = hasher.counters
         hasher.save()
+
+
+def walked(root: Path, patterns: list[str], exclude: list[str], *, c_walk: bool,
+           monkeypatch: pytest.MonkeyPatch) -> tuple[list[str], int]:
+    with monkeypatch.context() as patch:
+        if not c_walk:
+            patch.setattr(statscan, "_c_walk_files", None)
+        hasher = filehash.FileHasher(root)
+        return hasher.expand(patterns, exclude), hasher.counters.dirs_scanned
+
+
+@pytest.mark.skipif(not statscan.ACCELERATED, reason="_speedups is not built")
+@pytest.mark.parametrize(("patterns", "exclude"), [
+    (["**"], []), (["web/**"], []), (["web", "src/*.rs"], []), (["**"], ["**/deep/**"]),
+    (["**"], ["**/*.log"]),  # a general exclude: the Python walk throughout
+])
+def test_the_c_walk_lists_what_the_python_walk_lists(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, patterns: list[str],
+        exclude: list[str]) -> None:
+    root = tmp_path / "ws"
+    for rel in ["a.txt", ".hidden", "src/main.rs", "src/lib.rs", "web/index.html",
+                "web/src/App.svelte", "web/src/deep/er/x.ts", "web/node_modules/dep/i.js",
+                "web/dist/bundle.js", "node_modules", "web/build.log", "empty/.keep"]:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(b"x")
+    (root / "emptydir/inner").mkdir(parents=True)
+    (root / "web/link-to-src").symlink_to("src")  # a symlink to a directory: not followed
+    (root / "web/dangling").symlink_to("nowhere")
+    (root / "web/src/text-link").symlink_to("App.svelte")
+    os.mkfifo(root / "web/fifo")
+    (root / os.fsdecode(b"web/caf\xe9.txt")).write_bytes(b"x")
+    c = walked(root, patterns, exclude, c_walk=True, monkeypatch=monkeypatch)
+    python = walked(root, patterns, exclude, c_walk=False, monkeypatch=monkeypatch)
+    assert c == python
+    assert c[0]  # the tree is not empty for any of these
+
+
+def test_a_failing_c_walk_hands_the_subtree_to_python(
+        tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def failing(root: str, start: str, skip: tuple[str, ...]) -> tuple[list[str], int]:
+        raise PermissionError(13, "Permission denied", f"{root}/{start}")
+
+    expected = filehash.FileHasher(tree).expand(["**"])
+    monkeypatch.setattr(statscan, "_c_walk_files", failing)
+    assert statscan.walk_files(str(tree), "", ()) is None
+    assert filehash.FileHasher(tree).expand(["**"]) == expected
