@@ -17,6 +17,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -455,8 +456,8 @@ skipped(const char *name, const char *const *skip, Py_ssize_t skip_count)
 /* Depth-first from `start` (relative, "" or ending in '/'), never following a symlink
  * below it. Runs without the GIL. */
 static void
-walk_tree(int root_fd, const char *start, const char *const *skip, Py_ssize_t skip_count,
-          walk_result *out)
+walk_tree(int root_fd, size_t root_length, const char *start, const char *const *skip,
+          Py_ssize_t skip_count, walk_result *out)
 {
     string_list pending = {0};  /* directories to list, relative, each ending in '/' */
     if (string_list_add(&pending, start, strlen(start), NULL, 0) < 0) {
@@ -474,6 +475,11 @@ walk_tree(int root_fd, const char *start, const char *const *skip, Py_ssize_t sk
             break;
         }
         size_t dir_length = strlen(dir);
+        if (root_length + 1 + dir_length >= PATH_MAX) {  /* as scandir of the whole path */
+            out->error = ENAMETOOLONG;
+            out->error_dir = dir;
+            break;
+        }
         /* Opened without its trailing '/', which would make the kernel follow a symlink
          * that replaced the directory meanwhile, O_NOFOLLOW or not. */
         int flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC | (first ? 0 : O_NOFOLLOW);
@@ -501,9 +507,15 @@ walk_tree(int root_fd, const char *start, const char *const *skip, Py_ssize_t sk
             break;
         }
         out->dirs++;
-        struct dirent *entry;
-        errno = 0;
-        while ((entry = readdir(listing)) != NULL) {
+        for (;;) {
+            errno = 0;  /* readdir returns NULL both at the end and on an error */
+            struct dirent *entry = readdir(listing);
+            if (entry == NULL) {
+                if (errno != 0) {  /* as scandir raises: the Python walk reports it */
+                    out->error = errno;
+                }
+                break;
+            }
             const char *name = entry->d_name;
             if (skipped(name, skip, skip_count)) {
                 continue;
@@ -512,7 +524,11 @@ walk_tree(int root_fd, const char *start, const char *const *skip, Py_ssize_t sk
             if (type == DT_UNKNOWN) {
                 struct stat st;
                 if (fstatat(dirfd(listing), name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
-                    continue;  /* vanished meanwhile */
+                    if (errno == ENOENT) {
+                        continue;  /* vanished meanwhile */
+                    }
+                    out->error = errno;
+                    break;
                 }
                 type = S_ISDIR(st.st_mode) ? DT_DIR : S_ISREG(st.st_mode) ? DT_REG
                     : S_ISLNK(st.st_mode) ? DT_LNK : DT_UNKNOWN;
@@ -527,9 +543,12 @@ walk_tree(int root_fd, const char *start, const char *const *skip, Py_ssize_t sk
                 out->error = -1;
                 break;
             }
-            errno = 0;
         }
         closedir(listing);
+        if (out->error > 0) {
+            out->error_dir = dir;  /* freed by the caller */
+            break;
+        }
         free(dir);
         if (out->error != 0) {
             break;
@@ -572,6 +591,7 @@ walk_files(PyObject *Py_UNUSED(module), PyObject *args)
         PyErr_SetString(PyExc_ValueError, "embedded null byte");
         goto done;
     }
+    Py_ssize_t kept = 0;
     for (Py_ssize_t i = 0; i < skip_count; i++) {
         PyObject *item = PyTuple_GET_ITEM(skip_tuple, i);
         PyObject *encoded = PyUnicode_Check(item) ? PyUnicode_EncodeFSDefault(item) : NULL;
@@ -583,8 +603,13 @@ walk_files(PyObject *Py_UNUSED(module), PyObject *args)
             goto done;
         }
         Py_DECREF(encoded);
-        skip[i] = PyBytes_AS_STRING(encoded);
+        /* A name holding a NUL matches no file name: drop it rather than let strcmp
+         * compare its first part. */
+        if (strlen(PyBytes_AS_STRING(encoded)) == (size_t)PyBytes_GET_SIZE(encoded)) {
+            skip[kept++] = PyBytes_AS_STRING(encoded);
+        }
     }
+    skip_count = kept;
     const char *root_path = PyBytes_GET_SIZE(root) ? PyBytes_AS_STRING(root) : "/";
     const char *start_path = PyBytes_AS_STRING(start);
     int open_error = 0;
@@ -593,7 +618,7 @@ walk_files(PyObject *Py_UNUSED(module), PyObject *args)
     if (root_fd < 0) {
         open_error = errno;
     } else {
-        walk_tree(root_fd, start_path, skip, skip_count, &out);
+        walk_tree(root_fd, strlen(root_path), start_path, skip, skip_count, &out);
         close(root_fd);
     }
     Py_END_ALLOW_THREADS

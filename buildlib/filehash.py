@@ -282,22 +282,17 @@ class FileHasher:
         everything = any(g.accept in g.start for g in includes)
         stack: list[tuple[str, tuple[frozenset[int], ...] | None]] = [
             ("", None if everything else tuple(g.start for g in includes))]
-        counters = self.counters
         skip = tuple(names)
+        in_c = excluded is None  # until the C walk fails once: then Python walks the rest
         while stack:
             prefix, inc = stack.pop()
-            if inc is None and excluded is None and self._walk_in_c(prefix, skip, found):
+            if inc is None and in_c:
+                if self._walk_in_c(prefix, skip, found):
+                    continue
+                in_c = False
+            entries = self._list(prefix)
+            if entries is None:
                 continue
-            directory = f"{self._root_str}/{prefix}" if prefix else self._root_str
-            try:
-                with os.scandir(directory) as it:
-                    entries = list(it)
-            except (FileNotFoundError, NotADirectoryError):
-                continue
-            except OSError as exc:
-                raise HashError(f"cannot list {directory}: {exc.strerror}",
-                                fix="make it readable, or add it to the step's `exclude`") from exc
-            counters.dirs_scanned += 1
             for entry in entries:
                 name = entry.name
                 if name in names:
@@ -317,6 +312,20 @@ class FileHasher:
                 elif (inc is None or included("/" + rel)) and (
                         entry.is_file(follow_symlinks=False) or entry.is_symlink()):
                     found.append(rel)
+
+    def _list(self, prefix: str) -> list[os.DirEntry[str]] | None:
+        """The entries of the directory `prefix`; None if it is gone or not a directory."""
+        directory = f"{self._root_str}/{prefix}" if prefix else self._root_str
+        try:
+            with os.scandir(directory) as it:
+                entries = list(it)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as exc:
+            raise HashError(f"cannot list {directory}: {exc.strerror}",
+                            fix="make it readable, or add it to the step's `exclude`") from exc
+        self.counters.dirs_scanned += 1
+        return entries
 
     def _walk_in_c(self, prefix: str, skip: tuple[str, ...], found: list[str]) -> bool:
         """Everything below `prefix` minus the `skip` names, listed by the C module; False

@@ -104,5 +104,5 @@ def walk_files(root: str, start: str, skip: Iterable[str]) -> tuple[list[str], i
         return None
     try:
         return _c_walk_files(root, start, tuple(skip))
-    except OSError:
+    except (OSError, MemoryError):
         return None

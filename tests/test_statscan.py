@@ -11,6 +11,8 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import subprocess
+import sys
 import sysconfig
 import time
 from pathlib import Path
@@ -252,6 +254,41 @@ def test_the_c_walk_lists_what_the_python_walk_lists(
     python = walked(root, patterns, exclude, c_walk=False, monkeypatch=monkeypatch)
     assert c == python
     assert c[0]  # the tree is not empty for any of these
+    assert statscan.walk_files(str(root), "", ("node_modules",)) is not None  # C did run
+
+
+@pytest.mark.skipif(not statscan.ACCELERATED, reason="_speedups is not built")
+def test_a_skip_name_holding_a_nul_matches_nothing(tmp_path: Path) -> None:
+    for rel in ["a/x", "c/a/f", "b/y"]:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"x")
+    found = statscan.walk_files(str(tmp_path), "", ("a\0b", "b"))
+    assert found is not None
+    assert sorted(found[0]) == ["a/x", "c/a/f"]
+
+
+@pytest.mark.skipif(not statscan.ACCELERATED, reason="_speedups is not built")
+def test_a_path_longer_than_the_system_allows_goes_to_python(tmp_path: Path) -> None:
+    # Relative to the root's descriptor C could list it, but scandir of the whole path
+    # fails: the C walk must fail the same way so that the error reads the same.
+    root = tmp_path / "r"
+    root.mkdir()
+    fd = os.open(root, os.O_RDONLY)
+    rel = []
+    try:
+        for _ in range(20):  # 20 x 250 bytes: longer than PATH_MAX (4096)
+            name = "d" * 249
+            os.mkdir(name, dir_fd=fd)
+            next_fd = os.open(name, os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = next_fd
+            rel.append(name)
+        os.close(os.open("f", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd))
+    finally:
+        os.close(fd)
+    assert statscan.walk_files(str(root), "", ()) is None
+    with pytest.raises(filehash.HashError, match="cannot list"):
+        filehash.FileHasher(root).expand(["**"])
 
 
 def test_a_failing_c_walk_hands_the_subtree_to_python(
@@ -263,3 +300,37 @@ def test_a_failing_c_walk_hands_the_subtree_to_python(
     monkeypatch.setattr(statscan, "_c_walk_files", failing)
     assert statscan.walk_files(str(tree), "", ()) is None
     assert filehash.FileHasher(tree).expand(["**"]) == expected
+
+
+def run_without_dac_override(code: str) -> subprocess.CompletedProcess[str]:
+    """Run `code` in a Python whose permission checks apply even as root: setpriv drops
+    the capabilities that let root read any file (util-linux, on every Debian)."""
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("running as root without setpriv: permissions do not apply")
+        prefix = [setpriv, "--bounding-set=-dac_override,-dac_read_search"]
+    return subprocess.run([*prefix, sys.executable, "-c", code], capture_output=True,
+                          text=True, timeout=60)
+
+
+@pytest.mark.parametrize("c_walk", [True, False])
+def test_an_unreadable_directory_is_reported_by_either_walk(tree: Path, c_walk: bool) -> None:
+    (tree / "src/nested").chmod(0)
+    try:
+        code = (
+            "import sys\n"
+            "from buildlib import filehash, statscan\n"
+            f"if not {c_walk}: statscan._c_walk_files = None\n"
+            "try:\n"
+            f"    filehash.FileHasher({str(tree)!r}).expand(['**'])\n"
+            "except filehash.HashError as exc:\n"
+            "    print(exc.render())\n"
+            "else:\n"
+            "    print('listed')\n")
+        done = run_without_dac_override(code)
+    finally:
+        (tree / "src/nested").chmod(0o755)
+    assert done.returncode == 0, done.stderr
+    assert "cannot list" in done.stdout and "src/nested" in done.stdout, done.stdout
