@@ -5,18 +5,19 @@ from __future__ import annotations
 import hashlib
 import marshal
 import os
+import re
 import threading
 import time
 from pathlib import Path
 
 import pytest
+from privileges import run_without_dac_override
 
 from buildlib import filehash, statscan
 from buildlib.filehash import (
     RACY_WINDOW_NS,
     SMALL_FILE,
     FileHasher,
-    HashError,
     PatternError,
     stat_snapshot,
 )
@@ -304,13 +305,18 @@ def test_concurrent_callers_agree(tree: Path) -> None:
     assert results == [expected] * 4
 
 
-@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0,
-                    reason="needs permissions that apply (not root)")
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
 def test_unreadable_file_is_a_clear_error(tmp_path: Path) -> None:
     path = write(tmp_path, "secret.txt", "s")
     path.chmod(0)
-    with pytest.raises(HashError, match=r"cannot read .*secret\.txt.*\n  fix: .*exclude"):
-        FileHasher(tmp_path).hash_files(["secret.txt"])
+    code = ("from buildlib.filehash import FileHasher, HashError\n"
+            "try:\n"
+            f"    FileHasher({str(tmp_path)!r}).hash_files(['secret.txt'])\n"
+            "except HashError as exc:\n"
+            "    print(exc.render())\n")
+    done = run_without_dac_override(code)  # as root too: setpriv drops DAC override
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"cannot read .*secret\.txt.*\n  fix: .*exclude", done.stdout), done.stdout
 
 
 def test_stat_snapshot(tmp_path: Path) -> None:

@@ -11,13 +11,12 @@ from __future__ import annotations
 import errno
 import os
 import shutil
-import subprocess
-import sys
 import sysconfig
 import time
 from pathlib import Path
 
 import pytest
+from privileges import run_without_dac_override
 
 from buildlib import filehash, statscan
 from buildlib.statscan import CachedEntry, check_stats, lstat_keys
@@ -300,19 +299,6 @@ def test_a_failing_c_walk_hands_the_subtree_to_python(
     monkeypatch.setattr(statscan, "_c_walk_files", failing)
     assert statscan.walk_files(str(tree), "", ()) is None
     assert filehash.FileHasher(tree).expand(["**"]) == expected
-
-
-def run_without_dac_override(code: str) -> subprocess.CompletedProcess[str]:
-    """Run `code` in a Python whose permission checks apply even as root: setpriv drops
-    the capabilities that let root read any file (util-linux, on every Debian)."""
-    prefix: list[str] = []
-    if os.geteuid() == 0:
-        setpriv = shutil.which("setpriv")
-        if setpriv is None:
-            pytest.skip("running as root without setpriv: permissions do not apply")
-        prefix = [setpriv, "--bounding-set=-dac_override,-dac_read_search"]
-    return subprocess.run([*prefix, sys.executable, "-c", code], capture_output=True,
-                          text=True, timeout=60)
 
 
 @pytest.mark.parametrize("c_walk", [True, False])
