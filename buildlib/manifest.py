@@ -194,7 +194,10 @@ class _Checker:
                                  fix="use {name} for a variable and {{ or }} for a literal brace")
 
     def relative_path(self, pattern: str, *, step: str | None, key: str) -> None:
-        """Outputs and inputs must stay inside the workspace."""
+        """Outputs and inputs must stay inside the workspace, and be names a file can have."""
+        if "\0" in pattern:
+            raise self.error(f"path {pattern!r} contains a NUL character, which no file name "
+                             "can hold", step=step, key=key, fix="remove the NUL (\\u0000)")
         if pattern.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", pattern) \
                 or ".." in PurePosixPath(pattern.replace("\\", "/")).parts:
             raise self.error(f"path {pattern!r} is outside the workspace", step=step, key=key,

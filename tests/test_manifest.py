@@ -54,6 +54,7 @@ def test_valid_manifest_loads(tmp_path: Path) -> None:
     (GOOD_STEP + 'depends_on = ["nope"]\n', "a", "depends_on", "declare that step"),
     (GOOD_STEP + 'outputs = ["../elsewhere/out"]\n', "a", "outputs", "relative to the workspace"),
     (GOOD_STEP + 'outputs = ["/etc/passwd"]\n', "a", "outputs", "relative to the workspace"),
+    (GOOD_STEP + 'exclude = ["**/a\\u0000b/**"]\n', "a", "exclude", "remove the NUL"),
     (GOOD_STEP.replace('["echo", "a"]', "[]"), "a", "command", "program and its arguments"),
     (GOOD_STEP + "retries = -1\n", "a", "retries", "retries = 2"),
     (GOOD_STEP + "retries = \"two\"\n", "a", "retries", "retries = 2"),
