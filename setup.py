@@ -1,7 +1,8 @@
 """The optional C accelerator only; everything else about the package is in pyproject.toml.
 
 `optional=True`: without a C compiler the install still succeeds, and buildlib/statscan.py
-uses its pure Python stat loop instead (same results, slower on large unchanged trees).
+uses its pure Python stat loop and directory walk instead (same results, slower on large
+unchanged trees).
 The module uses POSIX calls (fstatat, pthreads), so Windows always takes the Python loop.
 """
 

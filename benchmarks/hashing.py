@@ -9,7 +9,7 @@ against `find | xargs sha256sum`. Both tools read from the page cache.
 buildlib is timed in this process (a build pays the interpreter start once for all
 its steps); git and sha256sum as the commands a user would type. The targets are
 issue 4's: the unchanged check at most 2x git status, the cold hash at least 0.8x
-sha256sum's throughput. The unchanged check uses the C stat loop when it was built
+sha256sum's throughput. The unchanged check uses the C stat loop and walk when built
 (`buildlib.statscan.ACCELERATED`, printed with the result).
 """
 
@@ -116,7 +116,7 @@ def run(ctx: Context) -> Result:
     rows = (
         Row(label="buildlib unchanged check (stat cache)", seconds=w, ratio=w / g, cpu=wt.cpu,
             note="in-process: expand ** + hash_files, all reused; "
-                 f"{'C' if ACCELERATED else 'Python'} stat loop"),
+                 f"{'C' if ACCELERATED else 'Python'} stat loop and walk"),
         Row(label="git status --porcelain", seconds=g, ratio=1.0, cpu=gt.cpu),
         Row(label="buildlib cold hash (no cache)", seconds=c, ratio=c / s, cpu=ct.cpu,
             note=f"{size / c / 1e6:.0f} MB/s"),

@@ -1,4 +1,4 @@
-"""Benchmark `restore`: putting 200 MB of cached outputs back vs `cp -a` of the same files.
+"""Benchmark `restore`: putting 209 MB of cached outputs back vs `cp -a` of the same files.
 
 The outputs (4 binaries of 40 MB and 2,000 assets of 20 KB) are saved once into a
 `StepCache` in the work directory; then, alternately, buildlib looks the entry up
@@ -9,7 +9,7 @@ process, cp as a command.
 
 On this kind of VM the cost of creating a file swings between ~20 and ~500 us from
 minute to minute, for both tools. When it is high, creating the 2,000 files dominates
-and the ratio is ~1.0-1.15; when it is low, hashing the 209 MB (~0.12 s of CPU, which
+and the ratio is ~0.8-1.25; when it is low, hashing the 209 MB (~0.12 s of CPU, which
 cp does not do) dominates and the ratio is ~1.35. That state can change between
 one run and the next, so the ratio judged is the median over five pairs (a restore,
 then a copy right after it, which meets the same state); the fastest run of each is

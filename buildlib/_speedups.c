@@ -6,9 +6,11 @@
  * Here the same check is one fstatat per file against the root's descriptor, made
  * with the GIL released and split over the cores.
  *
- * Optional: statscan.py keeps the pure Python loop and uses it when this module is
- * absent (no C compiler at install time) or reports another ABI, and redoes a call in
- * Python whenever this one raises OSError, so that errors read exactly as lstat's.
+ * Optional: statscan.py keeps the pure Python loop and walk, and uses them when this
+ * module is absent (no C compiler at install time, or Windows, where setup.py does not
+ * build it), reports another ABI, or the file system encoding is not UTF-8; and
+ * whenever a call here raises OSError (or MemoryError, for the walk), so that errors
+ * read exactly as lstat's and scandir's.
  * Both are tested against each other in tests/test_statscan.py.
  */
 #define PY_SSIZE_T_CLEAN

@@ -12,7 +12,8 @@ in a mode (devices, FIFOs), and the kinds an entry may name but we never restore
 `materialize` (called by `StepCache.restore`) checks every blob against its sha256
 while copying it next to its destination, and only when every output checked out
 renames them all into place: a wrong output is never restored, and a failed restore
-leaves the workspace as it was.
+leaves the workspace as it was (except after an I/O error during those renames, and
+for the directories made for the outputs).
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import marshal
 from pathlib import Path
 from typing import Any
 
-try:  # hashlib.blake2b itself, without importing hashlib's OpenSSL module (~2.5 ms)
+try:  # hashlib.blake2b itself, without importing hashlib's OpenSSL module (~4 ms)
     from _blake2 import blake2b
 except ImportError:  # pragma: no cover - a Python built without it
     from hashlib import blake2b

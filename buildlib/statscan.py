@@ -1,17 +1,20 @@
-"""lstat many files under one root: the loop that decides a no-op build.
+"""lstat many files under one root, and list directory trees: what decides a no-op build.
 
 A no-op build walks the input directories and lstats every input file to compare it
 with the stat cache, and a cache lookup checks that every blob of an entry is still
-there. In Python each
-`os.lstat` costs ~2.7 us (a 20-field stat_result with float times, an exception per
-missing file); the optional C module `_speedups` (built at install time when a C
-compiler is there) makes the same calls with the GIL released, on all cores, and
-compares in C; it also lists whole directory trees (`walk_files`) for globs that take
-everything below a directory. `ACCELERATED` says whether it is in use. Both versions give the same
-results, which tests/test_statscan.py checks; the C one is only stricter about a
-malformed cache entry (it reuses nothing but a 5-tuple of ints, where Python compares
-the first four items). A call that the C loop fails with OSError is redone in
-Python, so that errors read exactly as lstat's.
+there. In Python each `os.lstat` costs ~2.7 us (a 20-field stat_result with float
+times, an exception per missing file); the optional C module `_speedups` (built at
+install time when a C compiler is there) makes the same calls with the GIL released,
+on up to 8 threads of at least 1,024 paths each, and compares in C. It also lists
+whole directory trees (`walk_files`) for globs that take everything below a directory.
+`ACCELERATED` says whether it is in use.
+
+Both versions give the same results, which tests/test_statscan.py checks; the C one
+is only stricter about a malformed cache entry (it reuses nothing but a 5-tuple whose
+first four items are ints, where Python compares the first four items). A call that
+the C loop fails with OSError is redone in Python, so that errors read exactly as
+lstat's; a failed C walk returns None and the caller walks in Python. The C code is
+not used when the file system encoding is not UTF-8, and is not built on Windows.
 """
 
 from __future__ import annotations
