@@ -11,6 +11,8 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import subprocess
+import sys
 import sysconfig
 import time
 from pathlib import Path
@@ -320,3 +322,30 @@ def test_an_unreadable_directory_is_reported_by_either_walk(tree: Path, c_walk: 
         (tree / "src/nested").chmod(0o755)
     assert done.returncode == 0, done.stderr
     assert "cannot list" in done.stdout and "src/nested" in done.stdout, done.stdout
+
+
+@pytest.mark.skipif(not statscan.ACCELERATED or shutil.which("cc") is None,
+                    reason="_speedups is not built, or no C compiler for the shim")
+def test_a_directory_that_fails_while_being_read_is_reported(tmp_path: Path) -> None:
+    # An LD_PRELOAD shim makes readdir fail with EIO in directories named "flaky": the C
+    # walk must not return a partial listing, and the Python walk reports the error.
+    shim = tmp_path / "readdir_fails.so"
+    source = Path(__file__).parent / "data" / "readdir_fails.c"
+    subprocess.run(["cc", "-shared", "-fPIC", "-O2", str(source), "-o", str(shim), "-ldl"],
+                   check=True, capture_output=True)
+    root = tmp_path / "ws"
+    for rel in ["ok/a", "flaky/b"]:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(b"x")
+    code = ("from buildlib import filehash, statscan\n"
+            f"print(statscan.walk_files({str(root)!r}, '', ()))\n"
+            "try:\n"
+            f"    filehash.FileHasher({str(root)!r}).expand(['**'])\n"
+            "except filehash.HashError as exc:\n"
+            "    print(exc.render())\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "LD_PRELOAD": str(shim)}, timeout=60)
+    assert done.returncode == 0, done.stderr
+    first, rest = done.stdout.split("\n", 1)
+    assert first == "None"
+    assert "cannot list" in rest and "flaky" in rest and "Input/output error" in rest
