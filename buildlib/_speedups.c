@@ -267,6 +267,22 @@ fail:
     return NULL;
 }
 
+/* The file system bytes of the str `path`, as os.lstat takes it: NULL with ValueError
+ * for an embedded NUL. */
+static PyObject *
+fs_path(PyObject *path)
+{
+    PyObject *encoded = NULL;
+    return PyUnicode_FSConverter(path, &encoded) ? encoded : NULL;
+}
+
+/* Where f"{root}/{rel}" starts: an empty root means "/". */
+static const char *
+root_path(PyObject *root)
+{
+    return PyBytes_GET_SIZE(root) ? PyBytes_AS_STRING(root) : "/";
+}
+
 PyDoc_STRVAR(check_stats_doc,
 "check_stats(root, rel_paths, entries, trusted_before, result, threads) -> list\n"
 "\n"
@@ -301,7 +317,7 @@ check_stats(PyObject *Py_UNUSED(module), PyObject *args)
         Py_DECREF(paths);
         return PyList_New(0);
     }
-    root = PyUnicode_EncodeFSDefault(root_str);
+    root = fs_path(root_str);
     keep = PyList_New(0);  /* owns the bytes of names that are not valid UTF-8 */
     names = PyMem_Calloc(count, sizeof *names);
     rows = PyMem_Calloc(count, sizeof *rows);
@@ -309,10 +325,6 @@ check_stats(PyObject *Py_UNUSED(module), PyObject *args)
         if (!PyErr_Occurred()) {
             PyErr_NoMemory();
         }
-        goto done;
-    }
-    if (strlen(PyBytes_AS_STRING(root)) != (size_t)PyBytes_GET_SIZE(root)) {
-        PyErr_SetString(PyExc_ValueError, "embedded null byte");
         goto done;
     }
     for (Py_ssize_t i = 0; i < count; i++) {
@@ -345,11 +357,10 @@ check_stats(PyObject *Py_UNUSED(module), PyObject *args)
     if (count < threads * MIN_SHARE) {
         threads = count / MIN_SHARE > 1 ? (int)(count / MIN_SHARE) : 1;
     }
-    /* f"{root}/{rel}" with an empty root is "/{rel}". */
-    const char *root_path = PyBytes_GET_SIZE(root) ? PyBytes_AS_STRING(root) : "/";
+    const char *open_path = root_path(root);
     int open_error = 0;
     Py_BEGIN_ALLOW_THREADS
-    dirfd = open(root_path, ROOT_FLAGS);
+    dirfd = open(open_path, ROOT_FLAGS);
     if (dirfd < 0) {
         open_error = errno;
     } else {
@@ -575,22 +586,18 @@ walk_files(PyObject *Py_UNUSED(module), PyObject *args)
                           &skip_tuple)) {
         return NULL;
     }
-    PyObject *root = PyUnicode_EncodeFSDefault(root_str);
-    PyObject *start = PyUnicode_EncodeFSDefault(start_str);
-    PyObject *skip_bytes = PyList_New(0);
+    PyObject *root = fs_path(root_str);
+    PyObject *start = root == NULL ? NULL : fs_path(start_str);
+    PyObject *skip_bytes = start == NULL ? NULL : PyList_New(0);
     Py_ssize_t skip_count = PyTuple_GET_SIZE(skip_tuple);
-    const char **skip = PyMem_Calloc(skip_count ? skip_count : 1, sizeof *skip);
+    const char **skip = skip_bytes == NULL ? NULL
+        : PyMem_Calloc(skip_count ? skip_count : 1, sizeof *skip);
     PyObject *found = NULL, *result = NULL;
     walk_result out = {{0}, 0, 0, NULL};
     if (root == NULL || start == NULL || skip_bytes == NULL || skip == NULL) {
         if (!PyErr_Occurred()) {
             PyErr_NoMemory();
         }
-        goto done;
-    }
-    if (strlen(PyBytes_AS_STRING(root)) != (size_t)PyBytes_GET_SIZE(root)
-            || strlen(PyBytes_AS_STRING(start)) != (size_t)PyBytes_GET_SIZE(start)) {
-        PyErr_SetString(PyExc_ValueError, "embedded null byte");
         goto done;
     }
     Py_ssize_t kept = 0;
@@ -612,15 +619,15 @@ walk_files(PyObject *Py_UNUSED(module), PyObject *args)
         }
     }
     skip_count = kept;
-    const char *root_path = PyBytes_GET_SIZE(root) ? PyBytes_AS_STRING(root) : "/";
+    const char *open_path = root_path(root);
     const char *start_path = PyBytes_AS_STRING(start);
     int open_error = 0;
     Py_BEGIN_ALLOW_THREADS
-    int root_fd = open(root_path, ROOT_FLAGS);
+    int root_fd = open(open_path, ROOT_FLAGS);
     if (root_fd < 0) {
         open_error = errno;
     } else {
-        walk_tree(root_fd, strlen(root_path), start_path, skip, skip_count, &out);
+        walk_tree(root_fd, strlen(open_path), start_path, skip, skip_count, &out);
         close(root_fd);
     }
     Py_END_ALLOW_THREADS
