@@ -1,19 +1,33 @@
 """A step's outputs as records, and how they are put back into a workspace safely.
 
 A cache entry lists a step's outputs as `OutputFile` records: regular files, each
-stored as its own content-addressed blob (named by its sha256), and symlinks that
-stay inside the workspace. Nothing else can be represented, and `check_safe`
-refuses what a crafted or corrupt entry could use to escape or to plant something
-dangerous: absolute paths, `..` or empty components, a path through a symlink of the
-same entry, a symlink leading outside the workspace, setuid/setgid or file-type bits
-in a mode (devices, FIFOs), and the kinds an entry may name but we never restore
-(hard links, devices, FIFOs, directories).
+stored as its own content-addressed blob (named by its sha256), and symlinks.
+Nothing else can be represented. Two checks decide whether an entry may be restored:
 
-`materialize` (called by `StepCache.restore`) checks every blob against its sha256
-while copying it next to its destination, and only when every output checked out
-renames them all into place: a wrong output is never restored, and a failed restore
-leaves the workspace as it was (except after an I/O error during those renames, and
-for the directories made for the outputs).
+- `check_safe` looks at the records alone and refuses what a crafted or corrupt entry
+  could use to plant something dangerous: absolute paths, `..` or empty components, a
+  path through a symlink of the same entry, setuid/setgid or file-type bits in a mode
+  (devices, FIFOs), and the kinds an entry may name but we never restore (hard links,
+  devices, FIFOs, directories).
+- `scope_problems` holds them against the step's declared outputs and the workspace:
+  every path must lie under a declared output, every declared output must have a
+  file, no directory on the way may be a symlink outside the outputs, and every
+  symlink must resolve, through the entry's links and the workspace's, to a path
+  under the output it belongs to (so no chain of links leaves it).
+
+The invariant `materialize` keeps (and tests/test_restore_invariant.py checks on
+generated entries): a restore changes nothing in the workspace outside the step's
+declared outputs, except creating the missing parent directories of an output;
+it never writes through a symlink; afterwards every path a declared output covers
+holds exactly the entry's files; and no restored symlink leads out of its output.
+An entry that fails a check is refused whole, before anything is written.
+
+`materialize` also checks every blob against its sha256 while copying it next to its
+destination, and only when every output checked out removes the stale files under
+the outputs and renames the new ones into place: a wrong output is never restored,
+and a failed restore leaves the outputs as they were (except after an I/O error
+during those final steps; a file or symlink standing where the entry needs a
+directory is removed first).
 """
 
 from __future__ import annotations
@@ -26,12 +40,14 @@ import mmap
 import os
 import posixpath
 import secrets
+import shutil
 import stat
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
+from buildlib.outputs import OutputScope, expand_outputs, resolve
 from buildlib.records import record
 
 # Files up to this size are read once into memory, hashed and written; larger ones
@@ -209,17 +225,88 @@ def _record_problems(f: OutputFile) -> list[str]:
     return problems
 
 
-def materialize(files: Sequence[OutputFile], root: Path,
-                blob_path: Callable[[str], Path]) -> None:
-    """Write `files` under `root`, all or nothing; every blob is checked against its sha256.
+def scope_problems(files: Sequence[OutputFile], scope: OutputScope, root: Path) -> list[str]:
+    """Why `files` cannot be the outputs of a step declaring `scope` in the workspace at
+    `root`; empty when they can. `check_safe` must have passed."""
+    owners: dict[str, str] = {}
+    problems: list[str] = []
+    for f in files:
+        owner = scope.owner(f.path)
+        if owner is None:
+            problems.append(f"{f.path}: not under any declared output of the step "
+                            f"({', '.join(scope.patterns) or 'it declares none'})")
+        else:
+            owners[f.path] = owner
+    if problems:
+        return problems
+    problems += [f"no file for the declared output {pattern!r}"
+                 for pattern in scope.patterns if pattern not in set(owners.values())]
+    links = {f.path: f.target for f in files if f.target is not None}
 
-    Raises `UnsafeEntryError` (refused, nothing written), `CorruptBlobError` (nothing written)
-    or OSError (nothing written, or the renames stopped part way on an I/O error).
+    def replaced(path: str) -> bool:
+        return scope.owner(path) is not None
+
+    parents: set[str] = set()
+    for f in files:
+        parent = f.path.rpartition("/")[0]
+        if parent and parent not in parents:
+            parents.add(parent)
+            where = resolve(parent, links=links, replaced=replaced, root=root)
+            if where != parent:
+                problems.append(f"{f.path}: its directory {parent} is reached through a "
+                                "symlink in the workspace" + ("" if where is not None
+                                                              else " that leads outside it"))
+            else:
+                blocked = _blocked(root, parent, replaced)
+                if blocked is not None:
+                    problems.append(f"{f.path}: {blocked} is a file in the workspace, outside "
+                                    "the outputs, where a directory is needed")
+        if f.kind is FileKind.SYMLINK:
+            where = resolve(f.path, links=links, replaced=replaced, root=root)
+            if where is None:
+                problems.append(f"{f.path} -> {f.target}: leads outside the workspace")
+            elif not scope.covers(owners[f.path], where):
+                problems.append(f"{f.path} -> {f.target}: leads to {where or '.'}, outside "
+                                f"its output {owners[f.path]!r}")
+    return problems
+
+
+def _blocked(root: Path, parent: str, replaced: Callable[[str], bool]) -> str | None:
+    """The first directory of `parent` outside the outputs that exists as something
+    else than a directory (so it cannot be made), or None."""
+    parts = parent.split("/")
+    for end in range(1, len(parts) + 1):
+        rel = "/".join(parts[:end])
+        if replaced(rel):
+            return None  # from here on the restore makes the directories itself
+        try:
+            info = os.lstat(f"{os.fspath(root)}/{rel}")
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        if not stat.S_ISDIR(info.st_mode):
+            return rel
+    return None
+
+
+def materialize(files: Sequence[OutputFile], root: Path, blob_path: Callable[[str], Path],
+                scope: OutputScope) -> None:
+    """Make the outputs `scope` covers under `root` hold exactly `files`; every blob is
+    checked against its sha256.
+
+    Raises `UnsafeEntryError` (refused, nothing written), `CorruptBlobError` (nothing
+    written but obstacles) or OSError (nothing written, or the final removals and renames
+    stopped part way on an I/O error).
     """
     check_safe(files)
+    problems = scope_problems(files, scope, root)
+    if problems:
+        raise UnsafeEntryError(problems)
     root_real = Path(os.path.realpath(root))
     token = secrets.token_hex(4)
     base = os.fspath(root)
+    _clear_obstacles(base, files, scope)
+    keep = {f.path for f in files}
+    stale = [rel for rel in expand_outputs(root, scope.patterns) if rel not in keep]
     staged: list[tuple[str, str]] = []
     copies: list[tuple[OutputFile, str, str]] = []
     made: set[str] = set()  # parents checked and created already
@@ -238,13 +325,61 @@ def materialize(files: Sequence[OutputFile], root: Path,
             else:
                 copies.append((f, os.fspath(blob_path(f.sha256)), tmp))
         _copy_verified(copies)
+        _remove_stale(base, stale, keep, scope)
         for tmp, dest in staged:
-            os.replace(tmp, dest)  # noqa: PTH105
+            try:
+                os.replace(tmp, dest)  # noqa: PTH105
+            except IsADirectoryError:  # a directory holding no file stands there: stale
+                shutil.rmtree(dest)
+                os.replace(tmp, dest)  # noqa: PTH105
         staged.clear()
     finally:
         for tmp, _dest in staged:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)  # noqa: PTH108
+
+
+def _clear_obstacles(base: str, files: Sequence[OutputFile], scope: OutputScope) -> None:
+    """Remove a file or symlink under the outputs that stands where the entry needs a
+    directory (stale: it would go with the other stale files, but staging needs the
+    directory now)."""
+    seen: set[str] = set()
+    for f in files:
+        parts = f.path.split("/")[:-1]
+        for end in range(1, len(parts) + 1):
+            rel = "/".join(parts[:end])
+            if rel in seen:
+                continue
+            seen.add(rel)
+            if scope.owner(rel) is None:
+                continue
+            try:
+                info = os.lstat(f"{base}/{rel}")
+            except (FileNotFoundError, NotADirectoryError):
+                break
+            if not stat.S_ISDIR(info.st_mode):
+                os.unlink(f"{base}/{rel}")  # noqa: PTH108
+                break
+
+
+def _remove_stale(base: str, stale: Sequence[str], keep: set[str], scope: OutputScope) -> None:
+    """Remove the `stale` files and symlinks (listed before staging began), then the
+    directories this leaves empty (up to the outputs' own), so the outputs hold exactly
+    the entry's files (`keep`) and a directory standing where a file goes is gone."""
+    needed = {p.rpartition("/")[0] for p in keep}
+    needed |= {"/".join(p.split("/")[:i]) for p in needed for i in range(1, p.count("/") + 1)}
+    emptied: set[str] = set()
+    for rel in stale:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(f"{base}/{rel}")  # noqa: PTH108
+        parent = rel.rpartition("/")[0]
+        while parent and parent not in needed and parent not in emptied \
+                and scope.owner(parent) is not None:
+            emptied.add(parent)
+            parent = parent.rpartition("/")[0]
+    for rel in sorted(emptied, key=lambda p: -p.count("/")):
+        with contextlib.suppress(OSError):  # not empty: something else lives there
+            os.rmdir(f"{base}/{rel}")  # noqa: PTH106
 
 
 def _make_parent(root_real: Path, root: Path, parent: Path, rel: str) -> None:

@@ -2,18 +2,26 @@
 
 Called by the executor's gate (`uptodate.UpToDate`) from several job threads at once:
 `lookup` (local store first, then the remote; a remote hit is copied into the local
-store), `restore`, `outputs_intact`, `log_text`, and `save` after a step succeeded.
+store), `restore`, `log_text`, and `save` after a step succeeded.
 
 Guarantees:
 - A wrong output is never restored. An entry is sealed JSON whose body carries its own
   sha256 (`seal`/`unseal`), every blob is checked against its sha256 when it is read
-  or downloaded, and an entry that fails a check is reported once, discarded and
-  treated as a miss. An unsafe entry (see `archive.check_safe`) is refused likewise.
-- The cache never fails a build. `save` returns a warning instead of raising when the
-  store cannot be written (disk full, read-only); after that this build stops writing
+  or downloaded, and an entry that fails a check is reported, discarded and treated
+  as a miss.
+- A restore writes only the step's declared outputs (`archive.materialize`, which
+  refuses an entry holding anything else, or a symlink leading out of its output);
+  `save` applies the same rule, so such a result is never stored either.
+- With `[cache] trusted_keys`, an entry from the remote is used only when it carries an
+  Ed25519 signature by one of those keys over its key and content (`signing.py`);
+  with BUILDLIB_CACHE_SIGNING_KEY set, the entries this build uploads are signed.
+- The cache never fails a build. `save` reports instead of raising when the store
+  cannot be written (disk full, read-only); after that this build stops writing
   locally. A remote that is down, slow or erroring is switched off after its first
-  failure (one bounded timeout, one warning). `warnings` gets at most one message per
-  `WarningKind`; the caller drains it.
+  failure (one bounded deadline, one warning).
+- Every refused, corrupt or unstored entry is reported with its step (`drain_warnings`)
+  and counted (`problem_counts`); problems of the store or the remote as a whole are
+  reported once.
 - The store stays under `max_size`: entries are touched when used and `save` prunes
   the least recently used ones when the store grows past the limit.
 """
@@ -28,7 +36,8 @@ import os
 import stat
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -45,6 +54,7 @@ from buildlib.archive import (
     is_digest,
     materialize,
     path_problem,
+    scope_problems,
     symlink_problem,
     symlink_record,
 )
@@ -53,10 +63,15 @@ from buildlib.casstore import Area, LocalStore, PruneResult, StoreWriteError
 from buildlib.errors import UserError
 from buildlib.records import field, record, replace
 
-if TYPE_CHECKING:  # the remote client (http.client, ssl) is imported only when configured
+if TYPE_CHECKING:  # the remote client (http.client, ssl), the protobuf codec and
+    # cryptography's signatures are imported only when configured
+    from buildlib.outputs import OutputScope
+    from buildlib.reapi import RemoteResult
     from buildlib.remote import HttpRemote, RemoteError
+    from buildlib.signing import Signer, Verifier
 
 FORMAT = "buildlib-cache-entry/1"
+SIGNATURE_CONTEXT = "buildlib-cache-signature/1"
 # After the store outgrows its limit, prune to this share of it, so the next few
 # saves do not each pay for a prune.
 PRUNE_TO = 0.9
@@ -69,13 +84,20 @@ class CacheSource(enum.StrEnum):
 
 
 class WarningKind(enum.Enum):
+    # Problems of one entry: each is reported and counted.
     CORRUPT = "corrupt"
-    UNSAFE = "unsafe"
+    REFUSED = "refused"
+    NOT_RESTORED = "not restored"
     NOT_STORED = "not stored"
+    # Problems of a store as a whole: reported once per build.
     LOCAL_WRITE = "local write"
     LOCAL_READ = "local read"
     REMOTE_UNAVAILABLE = "remote unavailable"
     REMOTE_UPLOAD_REFUSED = "remote upload refused"
+
+
+ONCE_PER_BUILD = frozenset({WarningKind.LOCAL_WRITE, WarningKind.LOCAL_READ,
+                            WarningKind.REMOTE_UNAVAILABLE, WarningKind.REMOTE_UPLOAD_REFUSED})
 
 
 class _NotStoredError(Exception):
@@ -168,8 +190,20 @@ class StepCache:
             self.remote = HttpRemote(config.remote_url, header=config.remote_header,
                                      timeout=config.remote_timeout,
                                      read_only=config.remote_read_only)
-        self.warnings: list[str] = []
+        self._signer: Signer | None = None
+        self._verifier: Verifier | None = None
+        if config.signing_key:
+            from buildlib.signing import Signer
+
+            self._signer = Signer.from_text(config.signing_key)
+        if config.trusted_keys:
+            from buildlib.signing import Verifier
+
+            self._verifier = Verifier(config.trusted_keys)
+        self.warnings: list[str] = []  # every warning of this build, in order
+        self._drained = 0  # how many of them `drain_warnings` has handed out
         self._warned: set[WarningKind] = set()
+        self._counts: Counter[WarningKind] = Counter()
         self._lock = threading.Lock()
         self._prune_lock = threading.Lock()
         self._local_writes = True
@@ -186,39 +220,32 @@ class StepCache:
             entry = self._lookup_remote(step, key)
         return entry
 
-    def restore(self, entry: CacheEntry, root: Path) -> None:
-        """Write the entry's outputs under `root`, all or nothing.
+    def restore(self, entry: CacheEntry, root: Path, scope: OutputScope) -> bool:
+        """Make the step's declared outputs under `root` hold exactly the entry's files.
 
-        Raises UnsafeEntryError, CorruptBlobError (the blob and the entry are discarded) or
-        OSError; the caller reports it and runs the step instead.
+        False when the entry is refused (it holds a path outside `scope`, a symlink that
+        leads out of its output...), a blob turns out corrupt (blob and entry are
+        discarded) or the workspace cannot be written; each is reported, and the caller
+        runs the step instead.
         """
         try:
-            materialize(entry.files, root, lambda digest: self.local.path(Area.CAS, digest))
+            materialize(entry.files, root, lambda digest: self.local.path(Area.CAS, digest),
+                        scope)
+        except UnsafeEntryError as exc:
+            self._note(WarningKind.REFUSED, f"cache entry refused for {entry.step} "
+                       f"({entry.source} cache): {exc}; the step runs")
+            return False
         except CorruptBlobError as exc:
             self.local.discard(Area.CAS, exc.digest)
             self.local.discard(Area.AC, entry.key)
-            raise
-
-    def outputs_intact(self, entry: CacheEntry, root: Path,
-                       hash_file: Callable[[str], str | None]) -> bool:
-        """True when every output is in the workspace as recorded (content, type, exec bits).
-
-        `hash_file` takes the workspace-relative path and returns its sha256 (or None).
-        """
-        for f in entry.files:
-            path = root / f.path
-            try:
-                info = path.lstat()
-                if f.kind is FileKind.SYMLINK:
-                    if not stat.S_ISLNK(info.st_mode) or str(path.readlink()) != f.target:
-                        return False
-                    continue
-            except OSError:
-                return False
-            if not stat.S_ISREG(info.st_mode) or (info.st_mode & 0o111) != (f.mode & 0o111):
-                return False
-            if hash_file(f.path) != f.sha256:
-                return False
+            self._note(WarningKind.CORRUPT, f"cache entry corrupt for {entry.step}: {exc}; "
+                       "it was discarded and the step runs")
+            return False
+        except OSError as exc:
+            self._note(WarningKind.NOT_RESTORED, f"cache entry for {entry.step} could not be "
+                       f"restored: {exc.strerror or exc} ({exc.filename or 'workspace'}); "
+                       "the step runs")
+            return False
         return True
 
     def log_text(self, entry: CacheEntry) -> str:
@@ -237,36 +264,36 @@ class StepCache:
     # -- writing -------------------------------------------------------------------------
 
     def save(self, step: str, key: str, root: Path,  # noqa: PLR0917 - the executor's call
-             output_paths: Sequence[str], log_path: Path, meta: Mapping[str, object]
-             ) -> str | None:
-        """Store the outputs and log of a successful step; a warning instead of any error.
-
-        `output_paths` are workspace-relative files and symlinks. Returns None when
-        stored, or when the problem was already reported in this build.
-        """
+             output_paths: Sequence[str], log_path: Path, meta: Mapping[str, object], *,
+             scope: OutputScope) -> str | None:
+        """Store the outputs and log of a successful step (a step without outputs stores its
+        log alone, replayed on a hit). `output_paths` are workspace-relative files and
+        symlinks, all under `scope`. Problems are noted as warnings, never raised; the
+        one this call noted is returned (None: stored, or already reported)."""
         if not is_digest(key):
             raise ValueError(f"cache key {key!r} is not a sha256 hex digest")
         if not self._local_writes:
             return None
         try:
-            files = self._store_outputs(root, output_paths)
+            files = self._store_outputs(root, output_paths, scope)
             log_sha256, log_size = self._store_log(log_path)
             entry = CacheEntry(step=step, key=key, files=files, log_sha256=log_sha256,
                                log_size=log_size, created=time.time(), meta=meta)
             data = seal(entry)
             self.local.write_entry(key, data)
         except _NotStoredError as exc:
-            return self._note(WarningKind.NOT_STORED, f"not cached: {step}: {exc}",
-                              listed=False)
+            return self._note(WarningKind.NOT_STORED, f"not cached: {step}: {exc}")
         except StoreWriteError as exc:
-            return self._local_write_failed(exc, listed=False)
+            return self._local_write_failed(exc)
         self._account(sum(entry.blobs().values()) + len(data))
         if self.remote is not None and self.remote.writes:
             self._push(entry, data)
         return None
 
-    def _store_outputs(self, root: Path, output_paths: Sequence[str]) -> tuple[OutputFile, ...]:
-        """Copy the outputs into the store; raises _NotStoredError for an output we cannot cache.
+    def _store_outputs(self, root: Path, output_paths: Sequence[str], scope: OutputScope
+                       ) -> tuple[OutputFile, ...]:
+        """Copy the outputs into the store; raises _NotStoredError for an output we cannot
+        cache, or for outputs a restore would refuse (the rule is the same both ways).
 
         Several files are stored at once: each blob is fsync'd, and concurrent fsyncs
         share the file system's journal commits, which makes saving many small
@@ -285,6 +312,9 @@ class StepCache:
             check_safe(files)
         except UnsafeEntryError as exc:
             raise _NotStoredError("; ".join(exc.problems)) from None
+        problems = scope_problems(files, scope, root)
+        if problems:
+            raise _NotStoredError("; ".join(problems))
         return tuple(files)
 
     def _record(self, root: Path, rel: str) -> OutputFile:
@@ -316,19 +346,29 @@ class StepCache:
             return self.local.add_bytes(b""), 0
 
     def _push(self, entry: CacheEntry, data: bytes) -> None:
-        """Upload the blobs first, the entry last: a remote entry never names a missing blob."""
+        """Upload the blobs first, the entry last, as a REAPI ActionResult that references
+        the sealed entry (and carries its signature): a remote entry never names a missing
+        blob, and servers that check action results (bazel-remote) accept it."""
         assert self.remote is not None
+        from buildlib.reapi import encode_action_result
         from buildlib.remote import RemoteError
 
+        meta_sha256 = hashlib.sha256(data).hexdigest()
+        signature = None if self._signer is None else self._signer.sign(
+            signed_message(entry.key, meta_sha256))
         try:
             for digest in entry.blobs():
                 if not self.remote.contains(Area.CAS, digest):
                     self.remote.store(Area.CAS, digest, self.local.path(Area.CAS, digest))
-            self.remote.put_bytes(Area.AC, entry.key, data)
+            if not self.remote.contains(Area.CAS, meta_sha256):
+                self.remote.put_bytes(Area.CAS, meta_sha256, data)
+            self.remote.put_bytes(Area.AC, entry.key, encode_action_result(
+                entry.files, log_sha256=entry.log_sha256, log_size=entry.log_size,
+                meta_sha256=meta_sha256, meta_size=len(data), signature=signature))
         except RemoteError as exc:
-            self._remote_failed(exc)
+            self._remote_failed(exc, entry.step)
         except OSError as exc:  # a blob pruned meanwhile by another build
-            self._note(WarningKind.LOCAL_READ, f"cache entry not uploaded for {entry.step}: "
+            self._note(WarningKind.NOT_STORED, f"cache entry not uploaded for {entry.step}: "
                        f"{exc.strerror or exc}")
 
     # -- size ----------------------------------------------------------------------------
@@ -378,7 +418,7 @@ class StepCache:
             try:
                 self._prune(int(self.config.max_size * PRUNE_TO))
             except StoreWriteError as exc:
-                self._local_write_failed(exc, listed=True)
+                self._local_write_failed(exc)
 
     # -- lookups -------------------------------------------------------------------------
 
@@ -416,26 +456,37 @@ class StepCache:
         try:
             entry = self._fetch_remote(step, key)
         except RemoteError as exc:
-            self._remote_failed(exc)
+            self._remote_failed(exc, step)
             return None
         except CorruptBlobError:
             self._note(WarningKind.CORRUPT, f"cache entry corrupt for {step}: the remote "
                        "cache served a blob that does not match its sha256; not used")
             return None
         except StoreWriteError as exc:
-            self._local_write_failed(exc, listed=True)
+            self._local_write_failed(exc)
             return None
         return None if entry is None else replace(entry, source=CacheSource.REMOTE)
 
     def _fetch_remote(self, step: str, key: str) -> CacheEntry | None:
-        """Download the entry and the blobs the local store lacks, then store the entry."""
+        """Download the action result, check its signature, then the sealed entry it names
+        and the blobs the local store lacks; then store the entry locally."""
         assert self.remote is not None
         remote = self.remote
-        data = remote.get_bytes(Area.AC, key)
-        if data is None:
+        result = self._trusted_result(step, key)
+        if result is None:
             return None
-        entry = self._decode(step, data, key, CacheSource.REMOTE)
+        sealed = remote.get_bytes(Area.CAS, result.meta_sha256)
+        if sealed is None:
+            return None  # the remote lost the entry's body: a miss
+        if hashlib.sha256(sealed).hexdigest() != result.meta_sha256:
+            raise CorruptBlobError(result.meta_sha256, f"the cache entry of {step}")
+        entry = self._decode(step, sealed, key, CacheSource.REMOTE)
         if entry is None:
+            return None
+        mismatch = result.mismatch(entry.files, entry.log_sha256)
+        if mismatch is not None:
+            self._note(WarningKind.CORRUPT, f"cache entry corrupt for {step} (remote cache): "
+                       f"its action result and its body disagree ({mismatch}); not used")
             return None
         needed = entry.blobs()
         present = self.local.blob_sizes(needed)
@@ -444,49 +495,108 @@ class StepCache:
                 continue
             if not self.local.receive(digest, functools.partial(remote.fetch, Area.CAS, digest)):
                 return None  # the remote lost a blob: a miss
-        self.local.write_entry(key, data)
+        self.local.write_entry(key, sealed)
         return entry
+
+    def _trusted_result(self, step: str, key: str) -> RemoteResult | None:
+        """The remote's action result for `key`, if it has one buildlib wrote and, with
+        trusted keys configured, a trusted key signed; problems are reported."""
+        assert self.remote is not None
+        from buildlib.reapi import decode_action_result
+
+        data = self.remote.get_bytes(Area.AC, key)
+        if data is None:
+            return None
+        try:
+            result = decode_action_result(data)
+        except CorruptEntryError as exc:
+            self._note(WarningKind.CORRUPT, f"cache entry corrupt for {step} (remote cache): "
+                       f"{exc}; not used, the step runs")
+            return None
+        if self._verifier is not None:
+            problem = self._verifier.problem(signed_message(key, result.meta_sha256),
+                                             result.signature)
+            if problem is not None:
+                self._note(WarningKind.REFUSED, f"cache entry refused for {step} (remote "
+                           f"cache): {problem}; [cache] trusted_keys accepts only entries "
+                           "signed by those keys, so the step runs")
+                return None
+        return result
 
     def _decode(self, step: str, data: bytes, key: str, source: CacheSource
                 ) -> CacheEntry | None:
         try:
             return unseal(data, key)
         except UnsafeEntryError as exc:
-            self._note(WarningKind.UNSAFE, f"cache entry refused for {step} ({source} cache): "
+            self._note(WarningKind.REFUSED, f"cache entry refused for {step} ({source} cache): "
                        f"{exc}; the step runs")
         except CorruptEntryError as exc:
             self._note(WarningKind.CORRUPT, f"cache entry corrupt for {step} ({source} cache): "
                        f"{exc}; it was discarded and the step runs")
         return None
 
-    # -- warnings ------------------------------------------------------------------------
+    # -- warnings and interruption -------------------------------------------------------
 
-    def _note(self, kind: WarningKind, message: str, *, listed: bool = True) -> str | None:
-        """Record the first warning of each kind; returns it, or None if one was given."""
+    def drain_warnings(self) -> list[str]:
+        """The warnings noted since the last call, in order."""
         with self._lock:
-            if kind in self._warned:
-                return None
-            self._warned.add(kind)
-            if listed:
-                self.warnings.append(message)
+            found = self.warnings[self._drained:]
+            self._drained = len(self.warnings)
+        return found
+
+    def problem_counts(self) -> dict[str, int]:
+        """How many entries were refused, corrupt, not restored or not stored, by kind."""
+        with self._lock:
+            return {kind.value: count for kind, count in self._counts.items() if count}
+
+    def interrupt(self) -> None:
+        """Abort the remote's requests in flight and refuse new ones (SIGINT, SIGTERM)."""
+        if self.remote is not None:
+            self.remote.abort()
+
+    def _note(self, kind: WarningKind, message: str) -> str | None:
+        """Record a warning: every one of an entry's problems, the first of the store's.
+        Returns it, or None when it was a repeat."""
+        with self._lock:
+            if kind in ONCE_PER_BUILD:
+                if kind in self._warned:
+                    return None
+                self._warned.add(kind)
+            else:
+                self._counts[kind] += 1
+            self.warnings.append(message)
         return message
 
-    def _local_write_failed(self, exc: StoreWriteError, *, listed: bool) -> str | None:
+    def _local_write_failed(self, exc: StoreWriteError) -> str | None:
         with self._lock:
             self._local_writes = False
-        return self._note(WarningKind.LOCAL_WRITE,
-                          f"local cache not writable: {exc}; results of this build are not "
-                          "cached (the build itself is unaffected)", listed=listed)
+        return self._note(WarningKind.LOCAL_WRITE, f"local cache not writable: {exc}; results "
+                          "of this build are not cached (the build itself is unaffected)")
 
-    def _remote_failed(self, exc: RemoteError) -> None:
+    def _remote_failed(self, exc: RemoteError, step: str) -> None:
         from buildlib.remote import RemoteFailure
 
         if exc.failure is RemoteFailure.UNAVAILABLE:
             self._note(WarningKind.REMOTE_UNAVAILABLE, f"remote cache unavailable: {exc}; "
                        "it is off for the rest of this build, the local cache still works")
+        elif exc.failure is RemoteFailure.INTERRUPTED:
+            return
+        elif exc.status == 400 and exc.area is Area.AC:
+            self._note(WarningKind.REMOTE_UPLOAD_REFUSED, f"remote cache rejected the entry of "
+                       f"{step}: {exc}. The server checks /ac/ uploads (bazel-remote parses them "
+                       "as REAPI ActionResult messages and wants every blob they name in its "
+                       "CAS); check that it is a Bazel HTTP cache and that its CAS keeps "
+                       "blobs long enough (bazel-remote: a larger --max_size). Nothing more "
+                       "is uploaded in this build")
         else:
             self._note(WarningKind.REMOTE_UPLOAD_REFUSED, f"remote cache refused an upload: "
                        f"{exc}; nothing more is uploaded in this build")
+
+
+def signed_message(key: str, meta_sha256: str) -> bytes:
+    """What a signature covers: the fingerprint and the sha256 of the sealed entry (which
+    lists every output's digest and the log's), so it cannot be moved to another key."""
+    return f"{SIGNATURE_CONTEXT}\n{key}\n{meta_sha256}\n".encode()
 
 
 def _references(data: bytes) -> list[str] | None:

@@ -27,6 +27,29 @@ class CacheConfig:
     remote_header: str | None = None  # "Name: value"; never printed
     remote_read_only: bool = False
     remote_timeout: float = 5.0
+    signing_key: str | None = None  # BUILDLIB_CACHE_SIGNING_KEY; never printed
+    trusted_keys: tuple[str, ...] = ()  # [cache] trusted_keys
+
+
+SIGNING_KEY_VARIABLE = "BUILDLIB_CACHE_SIGNING_KEY"
+HEADER_VARIABLE = "BUILDLIB_REMOTE_HEADER"
+REMOTE_VARIABLE = "BUILDLIB_REMOTE_CACHE"
+
+
+def engine_secrets(manifest: Manifest, environ: Mapping[str, str]) -> set[str]:
+    """The variables that hold the cache's credentials: the engine's, never a step's.
+
+    The remote's header (BUILDLIB_REMOTE_HEADER and the variable `[cache]
+    remote_header_env` names), the signing key, and the remote URL when it carries a
+    `user:password@`. The executor removes them from every step's environment, so no
+    build script or package's code can read the token that writes the shared cache.
+    """
+    names = {HEADER_VARIABLE, SIGNING_KEY_VARIABLE}
+    if manifest.cache.remote_header_env:
+        names.add(manifest.cache.remote_header_env)
+    if "@" in environ.get(REMOTE_VARIABLE, "").partition("://")[2].partition("/")[0]:
+        names.add(REMOTE_VARIABLE)
+    return names
 
 
 SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
@@ -46,8 +69,8 @@ def cache_config(manifest: Manifest, environ: Mapping[str, str], *, cache_dir: P
     local = cache_dir or (Path(environ["BUILDLIB_CACHE_DIR"]) if environ.get(
         "BUILDLIB_CACHE_DIR") else None)
     remote = remote_url if remote_url is not None else environ.get(
-        "BUILDLIB_REMOTE_CACHE", manifest.cache.remote)
-    header = environ.get("BUILDLIB_REMOTE_HEADER") or (
+        REMOTE_VARIABLE, manifest.cache.remote)
+    header = environ.get(HEADER_VARIABLE) or (
         environ.get(manifest.cache.remote_header_env) if manifest.cache.remote_header_env
         else None)
     return CacheConfig(
@@ -58,4 +81,6 @@ def cache_config(manifest: Manifest, environ: Mapping[str, str], *, cache_dir: P
         remote_read_only=read_only or environ.get("BUILDLIB_REMOTE_READ_ONLY") == "1"
         or manifest.cache.remote_read_only,
         remote_timeout=float(environ.get("BUILDLIB_REMOTE_TIMEOUT", "5")),
+        signing_key=environ.get(SIGNING_KEY_VARIABLE) or None,
+        trusted_keys=manifest.cache.trusted_keys,
     )

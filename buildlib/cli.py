@@ -85,6 +85,8 @@ def make_parser() -> argparse.ArgumentParser:
     _common(metrics)
     metrics.add_argument("--last", type=int, default=20)
 
+    sub.add_parser("keygen", help="print a new key pair for signing cache entries")
+
     matrix = sub.add_parser("matrix", help="print the CI matrix (mode x target)")
     matrix.add_argument("--manifest", type=Path)
     return parser
@@ -94,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     args_list = list(sys.argv[1:] if argv is None else argv)
     if not args_list or args_list[0] not in {"build", "plan", "verify", "clean", "prune",
-                                             "metrics", "matrix", "-h", "--help"}:
+                                             "metrics", "matrix", "keygen", "-h", "--help"}:
         args_list.insert(0, "build")
     parser = make_parser()
     if args_list[0] == "matrix":  # its own options go to ci_matrix's parser untouched
@@ -124,6 +126,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from buildlib.commands import prune_command
 
         return prune_command(args)
+    if args.command == "keygen":
+        from buildlib.commands import keygen_command
+
+        return keygen_command(args)
     # Only a real build writes the parsed-manifest cache: a dry run, a plan or nox
     # listing its sessions leaves the workspace as it was (they still read it).
     writes = args.command == "build" and not (args.dry_run or args.graph)

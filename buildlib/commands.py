@@ -54,7 +54,12 @@ def _estimates(manifest: Manifest, mode: str, target: Target) -> dict[str, float
 def build_command(args: argparse.Namespace, manifest: Manifest, *, mode: str, target: Target,
                   host: Target) -> int:
     """Plan, then (unless --dry-run/--graph) lock the workspace, execute and report."""
+    from buildlib.cacheconfig import engine_secrets
+
     environ = dict(os.environ)
+    secrets = engine_secrets(manifest, environ)
+    # The steps' environment: the cache's credentials are the engine's alone.
+    step_environ = {name: value for name, value in environ.items() if name not in secrets}
     estimates = _estimates(manifest, mode, target)
     requested = [*args.steps, *args.only]
     if args.from_step and args.from_step not in manifest.steps:
@@ -79,13 +84,14 @@ def build_command(args: argparse.Namespace, manifest: Manifest, *, mode: str, ta
     with workspace_lock(build_dir(manifest) / "lock", wait=not args.no_wait,
                         on_wait=reporter.warning):
         journal = Journal(build_dir(manifest) / "journal" / f"{tag}.jsonl")
-        done, forced = _selection(args, plan, journal)
+        done, resumed, forced = _selection(args, plan, journal)
         gate = _make_gate(args, manifest, plan, forced=forced, environ=environ,
-                          warn=reporter.warning)
+                          step_environ=step_environ, warn=reporter.warning)
         options = ExecOptions(jobs=jobs, keep_going=args.keep_going, verbose=args.verbose,
-                              log_dir=build_dir(manifest) / "logs" / tag, done=frozenset(done))
+                              log_dir=build_dir(manifest) / "logs" / tag, done=frozenset(done),
+                              resumed=frozenset(resumed))
         executor = Executor(plan, reporter=reporter, options=options, gate=gate,
-                            environ=environ, estimates=estimates, journal=journal)
+                            environ=step_environ, estimates=estimates, journal=journal)
         record = executor.run()
         _write_reports(manifest, plan, record, reporter.warning)
     if args.explain:
@@ -94,8 +100,9 @@ def build_command(args: argparse.Namespace, manifest: Manifest, *, mode: str, ta
 
 
 def _selection(args: argparse.Namespace, plan: Plan, journal: Journal
-               ) -> tuple[set[str], set[str] | None]:
-    """(steps taken as done without running, steps forced to run; None = every step)."""
+               ) -> tuple[set[str], set[str], set[str] | None]:
+    """(steps taken as done without running, steps done in the build --resume continues
+    (run again only if stale), steps forced to run; None = every step)."""
     deps = {name: s.depends_on for name, s in plan.steps.items()}
     forced: set[str] | None = None if args.force else set()
     done: set[str] = set()
@@ -116,14 +123,17 @@ def _selection(args: argparse.Namespace, plan: Plan, journal: Journal
                             fix="run the build once without --resume")
         rerun = graph.downstream(deps, last_build.unfinished & set(plan.steps))
         rerun |= set(plan.steps) - set(last_build.selected)
-        done |= set(plan.steps) - rerun
-    return done, forced
+        return done, set(plan.steps) - rerun - done, forced
+    return done, set(), forced
 
 
 def _make_gate(args: argparse.Namespace, manifest: Manifest, plan: Plan, *,
-               forced: set[str] | None, environ: Mapping[str, str], warn: object) -> Gate:
+               forced: set[str] | None, environ: Mapping[str, str],
+               step_environ: Mapping[str, str], warn: object) -> Gate:
+    """`environ` configures the cache; `step_environ` (without its secrets) is what the
+    steps see, so it is what their fingerprints read."""
     if args.no_cache:
-        return AlwaysRun()
+        return AlwaysRun(plan.root)
     from buildlib.cacheconfig import cache_config
     from buildlib.uptodate import UpToDate
 
@@ -131,7 +141,7 @@ def _make_gate(args: argparse.Namespace, manifest: Manifest, plan: Plan, *,
                           remote_url=args.remote_cache, read_only=args.remote_read_only)
     return UpToDate(plan, state_dir=build_dir(manifest) / "state" /
                     f"{plan.mode}-{plan.target.triple}", cache=config, forced=forced,
-                    environ=environ, warn=warn)  # type: ignore[arg-type]
+                    environ=step_environ, warn=warn)  # type: ignore[arg-type]
 
 
 def _write_reports(manifest: Manifest, plan: Plan, record: object, warn: object) -> None:
@@ -195,6 +205,20 @@ def metrics_command(args: argparse.Namespace, manifest: Manifest, *, mode: str,
     result = metrics_table(build_dir(manifest) / "history.jsonl", last=args.last, mode=mode,
                            target=target.triple)
     print(render_metrics(result))
+    return 0
+
+
+def keygen_command(args: argparse.Namespace) -> int:
+    """Print a new Ed25519 key pair for signing cache entries (docs/cache.md)."""
+    from buildlib.signing import generate
+
+    private, public = generate()
+    print("# The private key: a secret of the CI jobs that may fill the shared cache, as")
+    print("# BUILDLIB_CACHE_SIGNING_KEY. Never commit it.")
+    print(private)
+    print("# The public key: commit it in build.toml, so every build trusts what CI signed:")
+    print(f'#   [cache]\n#   trusted_keys = ["{public}"]')
+    print(public)
     return 0
 
 

@@ -61,11 +61,23 @@ class Gate(Protocol):
     their own shared state.
     """
 
-    def check(self, step: PlannedStep, dep_fingerprints: Mapping[str, str]) -> Decision: ...
+    def check(self, step: PlannedStep, dep_fingerprints: Mapping[str, str], *,
+              resumed: bool = False) -> Decision:
+        """`resumed`: the step succeeded in the build `--resume` continues; it runs only
+        if it has gone stale since."""
 
-    def record_success(self, step: PlannedStep, decision: Decision, log_path: Path) -> None: ...
+    def record_success(self, step: PlannedStep, decision: Decision, log_path: Path
+                       ) -> str | None:
+        """Record a successful run; returns a message when the step must fail after all
+        (a declared output matches no file)."""
 
     def record_failure(self, step: PlannedStep, decision: Decision) -> None: ...
+
+    def interrupt(self) -> None:
+        """A signal arrived: give up waiting on anything slow (called from the main thread)."""
+
+    def problems(self) -> Mapping[str, int]:
+        """Counts of cache entries refused, corrupt or not stored, for the summary."""
 
     def close(self) -> None:
         """Called once after the last step: persist what the gate learned."""
@@ -74,14 +86,32 @@ class Gate(Protocol):
 class AlwaysRun:
     """The gate with no memory: every step runs (`--no-cache`)."""
 
-    def check(self, step: PlannedStep, dep_fingerprints: Mapping[str, str]) -> Decision:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def check(self, step: PlannedStep, dep_fingerprints: Mapping[str, str], *,
+              resumed: bool = False) -> Decision:
+        if resumed:  # nothing is fingerprinted, so it is taken at the journal's word
+            return Decision(outcome=Outcome.CACHED, reasons=(
+                "done in the build --resume continues (not re-checked: --no-cache)",))
         return Decision(outcome=None, reasons=("caching disabled",))
 
-    def record_success(self, step: PlannedStep, decision: Decision, log_path: Path) -> None:
-        return None
+    def record_success(self, step: PlannedStep, decision: Decision, log_path: Path
+                       ) -> str | None:
+        from buildlib.outputs import expand_outputs, missing_patterns
+        from buildlib.uptodate import missing_outputs_message
+
+        missing = missing_patterns(step.outputs, expand_outputs(self.root, step.outputs))
+        return missing_outputs_message(step.name, missing) if missing else None
 
     def record_failure(self, step: PlannedStep, decision: Decision) -> None:
         return None
+
+    def interrupt(self) -> None:
+        return None
+
+    def problems(self) -> Mapping[str, int]:
+        return {}
 
     def close(self) -> None:
         return None
@@ -95,7 +125,8 @@ class ExecOptions:
     log_dir: Path
     retry_base_delay: float = 0.5  # first retry waits this long, doubling each attempt
     grace: float = 5.0  # seconds between SIGTERM and SIGKILL when stopping steps
-    done: frozenset[str] = frozenset()  # steps already done (--resume): not run, not checked
+    done: frozenset[str] = frozenset()  # taken as done (--from, --only): fingerprinted, not run
+    resumed: frozenset[str] = frozenset()  # done in the build --resume continues: run if stale
 
 
 @record(frozen=False)
@@ -117,7 +148,8 @@ class _Job:
     record: StepRecord | None = None
     fingerprint: str | None = None
     tail: list[str] = field(default_factory=list)
-    trusted: bool = False  # --resume/--from/--only: taken as done; fingerprinted, never run
+    trusted: bool = False  # --from/--only: taken as done; fingerprinted, never run
+    resumed: bool = False  # --resume: done in the build it continues; runs only if stale
 
 
 class Executor:
@@ -211,7 +243,8 @@ class Executor:
         while state.free_workers and (name := scheduler.next_step()) is not None:
             scheduler.start(name)
             job = _Job(name=name, worker=state.free_workers.pop(0), start=self._now(),
-                       trusted=name in self.options.done)
+                       trusted=name in self.options.done,
+                       resumed=name in self.options.resumed)
             state.running[name] = job
             if keep and kept is None:
                 kept = job
@@ -232,6 +265,7 @@ class Executor:
                 f"{signal.Signals(signum).name} received: stopping "
                 f"{', '.join(state.running) or 'nothing'}; no new step starts")
             self._stop_running()
+            self.gate.interrupt()  # a cache request in flight must not hold the build
 
     def _on_job_done(self, state: _RunState, job: _Job) -> None:
         assert job.record is not None
@@ -274,6 +308,7 @@ class Executor:
             host=self.environ.get("HOSTNAME", ""), jobs=self.options.jobs, wall=self._now(),
             exit_code=exit_code, steps=ordered,
             critical_path=tuple(graph.critical_path(deps, durations)),
+            extra={"cache_problems": dict(self.gate.problems())},
         )
         self.reporter.build_finished(record)
         return record
@@ -341,7 +376,7 @@ class Executor:
         log_path = self.options.log_dir / f"{step.name}.log"
         with self._fp_lock:
             dep_fps = {d: self._fingerprints[d] for d in step.depends_on if d in self._fingerprints}
-        decision = self.gate.check(step, dep_fps)
+        decision = self.gate.check(step, dep_fps, resumed=job.resumed)
         if decision.fingerprint:
             with self._fp_lock:
                 self._fingerprints[step.name] = decision.fingerprint
@@ -350,7 +385,7 @@ class Executor:
             job.record = StepRecord(
                 name=step.name, outcome=Outcome.CACHED, start=job.start, end=self._now(),
                 worker=job.worker, fingerprint=decision.fingerprint,
-                reasons=("taken as done (--resume, --from or --only)",), command=step.argv)
+                reasons=("taken as done (--from or --only)",), command=step.argv)
             return
         if decision.outcome is not None:
             write_text_atomic(log_path, decision.replay_log)
@@ -385,7 +420,11 @@ class Executor:
                     break
         ok = returncode == 0
         if ok:
-            self.gate.record_success(step, decision, log_path)
+            problem = self.gate.record_success(step, decision, log_path)
+            if problem is not None:
+                ok = False
+                self.gate.record_failure(step, decision)
+                job.tail = problem.splitlines()
         else:
             self.gate.record_failure(step, decision)
             job.tail = _tail(log_path, LOG_TAIL_LINES)

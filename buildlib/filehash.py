@@ -339,9 +339,14 @@ class FileHasher:
 
     # -- hashing ---------------------------------------------------------------------------
 
-    def hash_files(self, rel_paths: Iterable[str]) -> dict[str, str]:
+    def hash_files(self, rel_paths: Iterable[str], keys: dict[str, _Key] | None = None
+                   ) -> dict[str, str]:
         """Hex sha256 per path: of the content of a regular file, of the target string of
-        a symlink. Paths that are missing or not files are left out of the result."""
+        a symlink. Paths that are missing or not files are left out of the result.
+
+        `keys`, when given, receives each hashed path's stat key as it was *before* its
+        content was read: a later key that differs means the file may have changed since
+        (the gate's changed-while-it-ran check), at no extra lstat."""
         now = self._clock()
         trusted_before = now - RACY_WINDOW_NS
         root = self._root_str
@@ -351,6 +356,12 @@ class FileHasher:
             todo = statscan.check_stats(root, rel_paths, entries, trusted_before, result,
                                         accelerated=self.accelerated)
             self.counters.files_reused += len(result)
+            if keys is not None:
+                for rel in result:
+                    cached = entries[rel]
+                    keys[rel] = (cached[0], cached[1], cached[2], cached[3])
+                for rel, key, _is_link in todo:
+                    keys[rel] = key
         hashed = self._hash_all([(f"{root}/{rel}", is_link, key[0])
                                  for rel, key, is_link in todo])
         with self._lock:
@@ -387,9 +398,17 @@ class FileHasher:
                 results[i] = future.result()
         return results
 
-    def stat_snapshot(self, rel_paths: Iterable[str]) -> dict[str, tuple[int, int]]:
-        """(size, mtime_ns) per path, (-1, -1) if missing; for change-while-running checks."""
-        return stat_snapshot(self.root, rel_paths)
+    def stat_keys(self, rel_paths: Iterable[str]) -> dict[str, _Key]:
+        """The stat key of each path that is a file or symlink now (others left out)."""
+        paths = list(rel_paths)
+        try:
+            return statscan.lstat_keys(self._root_str, paths, accelerated=self.accelerated)
+        except OSError:  # one path unreadable (EACCES...): that one counts as missing
+            keys: dict[str, _Key] = {}
+            for rel in paths:
+                with contextlib.suppress(OSError):
+                    keys |= statscan.lstat_keys(self._root_str, [rel])
+            return keys
 
     # -- persistence -----------------------------------------------------------------------
 

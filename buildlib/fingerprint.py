@@ -28,12 +28,12 @@ of the same sources at different places share cache entries, unless a command em
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
 
 from buildlib.errors import UserError
-from buildlib.filehash import FileHasher, PatternError, stat_snapshot
+from buildlib.filehash import FileHasher, PatternError
 from buildlib.plan import PlannedStep
 from buildlib.records import field, record
 from buildlib.smallhash import sha256_hex
@@ -43,7 +43,6 @@ __all__ = [
     "compute_fingerprint",
     "explain",
     "inputs_changed_since",
-    "stat_snapshot",
 ]
 
 FORMAT = b"buildlib-fingerprint-v1\n"  # bump when components change meaning
@@ -53,10 +52,15 @@ EXPLAIN_LIMIT = 5  # input files named per kind of change before "and N more"
 
 @record
 class Fingerprint:
-    """`digest` is sha256 over the sorted `components`; equality is equality of digests."""
+    """`digest` is sha256 over the sorted `components`; equality is equality of digests.
+
+    `stat_keys` holds each input file's stat key as it was before its content was
+    hashed, for `inputs_changed_since`."""
 
     digest: str
     components: Mapping[str, str] = field(compare=False)
+    stat_keys: Mapping[str, tuple[int, int, int, int]] = field(compare=False,
+                                                               default_factory=dict)
 
     @property
     def input_files(self) -> list[str]:
@@ -105,9 +109,11 @@ def compute_fingerprint(
     for name in step.depends_on:
         if name in dep_fingerprints:
             components[f"dep:{name}"] = dep_fingerprints[name]
-    for rel, digest in hasher.hash_files(files).items():
+    keys: dict[str, tuple[int, int, int, int]] = {}
+    for rel, digest in hasher.hash_files(files, keys).items():
         components[f"file:{rel}"] = digest
-    return Fingerprint(digest=digest_of(components), components=MappingProxyType(components))
+    return Fingerprint(digest=digest_of(components), components=MappingProxyType(components),
+                       stat_keys=keys)
 
 
 def digest_of(components: Mapping[str, str]) -> str:
@@ -205,11 +211,28 @@ def _capped(paths: list[str], verb: str) -> list[str]:
 # -- change while running -------------------------------------------------------------------
 
 
-def inputs_changed_since(hasher: FileHasher, rel_paths: Iterable[str],
-                         snapshot: Mapping[str, tuple[int, int]]) -> list[str]:
-    """Inputs whose (size, mtime_ns) differ from `snapshot`, taken with `stat_snapshot`
-    before the step started. A step's result is recorded only if this is empty; an
-    input edited during the run would otherwise be recorded with the wrong content."""
-    paths = list(rel_paths)
-    now = hasher.stat_snapshot(paths)
-    return sorted(p for p in paths if now[p] != snapshot.get(p))
+def inputs_changed_since(hasher: FileHasher, step: PlannedStep, fingerprint: Fingerprint
+                         ) -> list[str]:
+    """Inputs of `step` whose content differs from what `fingerprint` hashed, or that
+    appeared or vanished since: a step's result is stored only when this is empty.
+
+    The stat keys were taken before the contents were hashed, so an edit at any moment
+    after that (during a slow cache lookup, or while the step ran) is seen. Only a file
+    whose key moved is read again, and it counts as changed only if its content did:
+    a tool that rewrites a file with the same bytes (`npm install` and
+    package-lock.json) changes nothing.
+    """
+    try:
+        files = hasher.expand(step.inputs, step.exclude)
+    except PatternError:
+        return ["(inputs cannot be listed)"]
+    before = fingerprint.stat_keys
+    now = hasher.stat_keys(files)
+    moved = [rel for rel in files if now.get(rel) != before.get(rel)]
+    gone = sorted(set(before) - set(files))
+    if not moved:
+        return gone
+    digests = hasher.hash_files(moved)
+    components = fingerprint.components
+    changed = [rel for rel in moved if digests.get(rel) != components.get(f"file:{rel}")]
+    return sorted(changed + gone)

@@ -82,6 +82,7 @@ class CacheSettings:
     remote: str = ""
     remote_read_only: bool = False
     remote_header_env: str = ""
+    trusted_keys: tuple[str, ...] = ()  # public keys whose signatures make a remote entry usable
 
 
 @record
@@ -105,7 +106,7 @@ class Manifest:
 TOP_KEYS = ("workspace", "vars", "tools", "modes", "cache", "step", "artifact")
 WORKSPACE_KEYS = ("name", "default_mode")
 MODE_KEYS = ("vars", "env")
-CACHE_KEYS = ("remote", "remote_read_only", "remote_header_env")
+CACHE_KEYS = ("remote", "remote_read_only", "remote_header_env", "trusted_keys")
 OVERRIDE_KEYS = ("args", "env")
 STEP_KEYS = (
     "name", "description", "group", "command", "cwd", "env", "env_inputs", "depends_on",
@@ -278,10 +279,20 @@ def load_manifest(path: Path, *, remember: bool = False) -> Manifest:
     artifacts = _load_artifacts(check, raw, steps, modes)
     cache_table = _table(check, raw, "cache")
     check.known_keys(cache_table, CACHE_KEYS, where="[cache]")
+    trusted_keys = check.strings(cache_table, "trusted_keys", template=False)
+    for text in trusted_keys:
+        from buildlib.signing import public_key_problem
+
+        problem = public_key_problem(text)
+        if problem is not None:
+            raise check.error(f"not an Ed25519 public key: {problem}", key="cache.trusted_keys",
+                              fix="paste the 'ed25519:...' line `buildlib keygen` printed "
+                                  "with the private key")
     cache = CacheSettings(
         remote=check.string(cache_table, "remote", "", template=False),
         remote_read_only=check.boolean(cache_table, "remote_read_only", False),
         remote_header_env=check.string(cache_table, "remote_header_env", "", template=False),
+        trusted_keys=trusted_keys,
     )
     return Manifest(
         path=path,

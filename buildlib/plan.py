@@ -163,6 +163,16 @@ def build_plan(
                          estimate=durations[name], resolver=resolver)
         for name in order
     }
+    from buildlib.outputs import overlap
+
+    shared = overlap({name: step.outputs for name, step in steps.items()})
+    if shared is not None:
+        first, first_pattern, second, second_pattern = shared
+        raise ManifestError(
+            f"steps '{first}' and '{second}' declare overlapping outputs "
+            f"({first_pattern!r} and {second_pattern!r})", file=manifest.path, step=second,
+            key="outputs", fix="give each step its own output paths (a restore of one "
+            "would remove the other's files)")
     return Plan(root=manifest.root, manifest_path=manifest.path, mode=mode, target=target,
                 steps=steps, requested=tuple(requested), tool_commands=dict(manifest.tools))
 

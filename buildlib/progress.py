@@ -105,6 +105,12 @@ def _figures(record: BuildRecord) -> list[str]:
         f"parallelism {record.parallelism:.2f}x on {record.jobs} jobs, "
         f"cache hit rate {record.cache_hit_rate:.0%} ({hits} of {len(considered)})",
     ]
+    problems = record.extra.get("cache_problems")
+    if isinstance(problems, dict) and problems:
+        counted = ", ".join(f"{count} {kind}" for kind, count in sorted(problems.items()))
+        total = sum(problems.values())
+        lines.append(f"cache: {total} {'entry' if total == 1 else 'entries'} not used or not "
+                     f"stored ({counted}); each is named in a warning above")
     if record.critical_path:
         lines.append(f"critical path {format_duration(record.critical_path_length)}: "
                      + " -> ".join(record.critical_path))

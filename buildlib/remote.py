@@ -7,11 +7,16 @@ Guarantees, relied on by `StepCache`:
 - Secrets stay secret: the optional header (`Name: value`, from BUILDLIB_REMOTE_HEADER)
   and a password in the URL are sent with every request and appear in no message or
   exception: `display_url` has no userinfo and every error text goes through `_redact`.
-- Every request is bounded by `timeout` seconds to connect and per read.
+- Every request has a total deadline: `timeout` seconds for connecting, sending the
+  headers and reading the answer's headers, plus one second per MiB of body
+  (`BODY_RATE`) for the bytes sent or announced. A server that trickles one byte at a
+  time cannot stretch it: at the deadline a watcher thread shuts the socket down.
+- `abort` (on SIGINT or SIGTERM) shuts down every request in flight and refuses new
+  ones, so a build never waits on the network to stop.
 - The first failure switches the client off for good: unreachable, timed out, 5xx or a
   refused read turns off `reads` and `writes`, a refused upload (4xx on PUT) turns off
   `writes`; a switched-off direction raises at once without touching the network. So a
-  dead remote costs one timeout per build, not one per step.
+  dead remote costs one deadline per build, not one per step.
 - No digests are checked here: the receiving side does (`LocalStore.receive`, `unseal`).
 - Requests go straight to the host: http.client does not use the *_proxy variables.
 """
@@ -19,13 +24,15 @@ Guarantees, relied on by `StepCache`:
 from __future__ import annotations
 
 import base64
+import contextlib
 import enum
 import http.client
 import re
+import socket
 import ssl
 import threading
+import time
 import weakref
-from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -35,20 +42,90 @@ from buildlib.errors import UserError
 
 CHUNK = 1 << 20
 ENTRY_LIMIT = 64 << 20  # an ac entry larger than this is not ours
+BODY_RATE = 1 << 20  # bytes per second of body a request's deadline allows for
+ERROR_EXCERPT = 300  # bytes of an error answer's body quoted in the message
 TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 
 
 class RemoteFailure(enum.Enum):
     UNAVAILABLE = "unavailable"  # reads and writes are off
     UPLOAD_REFUSED = "upload refused"  # writes are off
+    INTERRUPTED = "interrupted"  # aborted by a signal: everything is off, nothing to report
 
 
 class RemoteError(Exception):
     """A request failed; the message is redacted and names the remote and the cause."""
 
-    def __init__(self, failure: RemoteFailure, message: str) -> None:
+    def __init__(self, failure: RemoteFailure, message: str, *, status: int | None = None,
+                 area: Area | None = None) -> None:
         self.failure = failure
+        self.status = status
+        self.area = area
         super().__init__(message)
+
+
+class _Deadlines:
+    """One thread that shuts down the socket of every request still running at its deadline.
+
+    A socket timeout bounds each recv, not a request: a server sending a byte every
+    second keeps http.client reading forever. Shutting the socket down from outside
+    wakes the reading thread at once with an error.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._active: dict[int, tuple[float, socket.socket]] = {}
+        self._expired: set[int] = set()
+        self._next = 0
+        self._thread: threading.Thread | None = None
+
+    def watch(self, sock: socket.socket, deadline: float) -> int:
+        with self._cond:
+            self._next += 1
+            self._active[self._next] = (deadline, sock)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, daemon=True,
+                                                name="remote-deadlines")
+                self._thread.start()
+            self._cond.notify()
+            return self._next
+
+    def extend(self, token: int, deadline: float) -> None:
+        with self._cond:
+            if token in self._active:
+                self._active[token] = (deadline, self._active[token][1])
+
+    def release(self, token: int) -> bool:
+        """Stop watching; True when the deadline had passed and the socket was shut down."""
+        with self._cond:
+            self._active.pop(token, None)
+            expired = token in self._expired
+            self._expired.discard(token)
+            return expired
+
+    def expire_all(self) -> None:
+        with self._cond:
+            for token, (_deadline, sock) in self._active.items():
+                self._expired.add(token)
+                _shutdown(sock)
+            self._active.clear()
+
+    def _run(self) -> None:
+        with self._cond:
+            while True:
+                now = time.monotonic()
+                for token, (deadline, sock) in list(self._active.items()):
+                    if deadline <= now:
+                        del self._active[token]
+                        self._expired.add(token)
+                        _shutdown(sock)
+                soonest = min((d for d, _s in self._active.values()), default=None)
+                self._cond.wait(None if soonest is None else max(0.0, soonest - now))
+
+
+def _shutdown(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):  # already closed
+        sock.shutdown(socket.SHUT_RDWR)
 
 
 def parse_header(text: str) -> tuple[str, str]:
@@ -103,6 +180,8 @@ class HttpRemote:
         self.reads = True
         self.writes = not read_only
         self.requests = 0  # sent so far, for tests and the report
+        self._aborted = False
+        self._deadlines = _Deadlines()
         self._lock = threading.Lock()
         self._local = threading.local()
         self._connections: list[http.client.HTTPConnection] = []
@@ -115,8 +194,7 @@ class HttpRemote:
     def fetch(self, area: Area, name: str, sink: Sink) -> bool:
         """Stream the blob to `sink`; False on 404. Raises RemoteError on any failure."""
         self._require(reading=True)
-        status = self._exchange("GET", area, name, sink=sink)
-        return self._read_status(status, "GET")
+        return self._read_status(self._exchange("GET", area, name, sink=sink), "GET")
 
     def contains(self, area: Area, name: str) -> bool:
         self._require(reading=True)
@@ -126,8 +204,8 @@ class HttpRemote:
         self._require(reading=False)
         with source.open("rb") as handle:
             size = source.stat().st_size
-            status = self._exchange("PUT", area, name, body=handle, length=size)
-        self._write_status(status)
+            answer = self._exchange("PUT", area, name, body=handle, length=size)
+        self._write_status(answer, area)
 
     # -- conveniences --------------------------------------------------------------------
 
@@ -148,53 +226,89 @@ class HttpRemote:
 
     def put_bytes(self, area: Area, name: str, data: bytes) -> None:
         self._require(reading=False)
-        self._write_status(self._exchange("PUT", area, name, body=data, length=len(data)))
+        self._write_status(self._exchange("PUT", area, name, body=data, length=len(data)), area)
 
     def close(self) -> None:
         with self._lock:
             _close_all(self._connections)
 
+    def abort(self) -> None:
+        """Fail every request in flight now and every later one at once (thread-safe)."""
+        with self._lock:
+            self._aborted = True
+            self.reads = self.writes = False
+        self._deadlines.expire_all()
+
     # -- requests ------------------------------------------------------------------------
 
     def _require(self, *, reading: bool) -> None:
+        if self._aborted:
+            raise RemoteError(RemoteFailure.INTERRUPTED, f"{self.display_url}: interrupted")
         if not (self.reads if reading else self.writes):
             raise RemoteError(RemoteFailure.UNAVAILABLE if reading else
                               RemoteFailure.UPLOAD_REFUSED,
                               f"{self.display_url}: switched off for this build")
 
-    def _read_status(self, status: int, method: str) -> bool:
+    def _read_status(self, answer: tuple[int, str], method: str) -> bool:
+        status, excerpt = answer
         if status == 200:
             return True
         if status == 404:
             return False
-        raise self._fail(RemoteFailure.UNAVAILABLE, f"HTTP {status} on {method}")
+        raise self._fail(RemoteFailure.UNAVAILABLE, f"HTTP {status} on {method}{excerpt}")
 
-    def _write_status(self, status: int) -> None:
+    def _write_status(self, answer: tuple[int, str], area: Area) -> None:
+        status, excerpt = answer
         if status in (200, 201, 204):
             return
         failure = RemoteFailure.UNAVAILABLE if status >= 500 else RemoteFailure.UPLOAD_REFUSED
-        raise self._fail(failure, f"HTTP {status} on PUT")
+        error = self._fail(failure, f"HTTP {status} on PUT /{area.value}/{excerpt}")
+        error.status, error.area = status, area
+        raise error
 
     def _exchange(self, method: str, area: Area, name: str, *, sink: Sink | None = None,
-                  body: bytes | BinaryIO | None = None, length: int = 0) -> int:
-        """Send one request and consume its response; returns the status.
+                  body: bytes | BinaryIO | None = None, length: int = 0) -> tuple[int, str]:
+        """Send one request and consume its answer: (status, excerpt of an error's body).
 
         A keep-alive connection the server closed meanwhile is retried once on a new one
-        (every method used here is idempotent); anything else is a failure.
+        (every method used here is idempotent); anything else is a failure. The whole
+        exchange, retry included, holds to one deadline (see the module's docstring).
         """
         path = f"{self._prefix}/{area.value}/{name}"
         headers = dict(self._headers)
         if method == "PUT":
             headers["Content-Length"] = str(length)
+        deadline = time.monotonic() + self.timeout + length / BODY_RATE
         for attempt in (1, 2):
+            self._require(reading=method != "PUT")
             connection, reused = self._connection()
             with self._lock:
                 self.requests += 1
+            token: int | None = None
             try:
+                if connection.sock is None:
+                    connection.timeout = max(0.01, deadline - time.monotonic())
+                    connection.connect()
+                    # From here the watcher ends the request at its deadline; the socket's
+                    # own timeout is only a backstop behind it.
+                    connection.timeout += 1.0
+                sock = connection.sock
+                assert sock is not None
+                sock.settimeout(connection.timeout)
+                token = self._deadlines.watch(sock, deadline)
                 connection.request(method, path, body=body, headers=headers)
                 response = connection.getresponse()
+                announced = response.getheader("Content-Length", "")
+                if announced.isdigit():
+                    self._deadlines.extend(token, deadline + int(announced) / BODY_RATE)
+                answer = self._consume(response, sink if method == "GET" else None)
+                if self._expired(token):  # the watcher cut the answer short
+                    raise self._late()
+                return answer
             except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as exc:
                 self._drop()
+                if self._expired(token):
+                    raise self._late() from None
                 if reused and attempt == 1:
                     if not isinstance(body, (bytes, type(None))):
                         body.seek(0)
@@ -202,22 +316,46 @@ class HttpRemote:
                 raise self._fail(RemoteFailure.UNAVAILABLE, exc) from None
             except (OSError, http.client.HTTPException) as exc:
                 self._drop()
+                if self._expired(token):
+                    raise self._late() from None
                 raise self._fail(RemoteFailure.UNAVAILABLE, exc) from None
-            return self._consume(response, sink if method == "GET" else None)
+            finally:
+                if token is not None:
+                    self._deadlines.release(token)
         raise AssertionError("unreachable")
 
-    def _consume(self, response: http.client.HTTPResponse, sink: Sink | None) -> int:
+    def _expired(self, token: int | None) -> bool:
+        return token is not None and self._deadlines.release(token)
+
+    def _late(self) -> RemoteError:
+        if self._aborted:
+            return RemoteError(RemoteFailure.INTERRUPTED, f"{self.display_url}: interrupted")
+        return self._fail(RemoteFailure.UNAVAILABLE,
+                          f"no complete answer within {self.timeout:g}s (plus 1s per MiB "
+                          "of body)")
+
+    def _consume(self, response: http.client.HTTPResponse, sink: Sink | None
+                 ) -> tuple[int, str]:
         status = response.status
         complete = False
+        excerpt = b""
         try:
-            while chunk := _read(response, self._fail):
+            while chunk := _read(response):
                 if status == 200 and sink is not None:
                     sink(chunk)  # the receiver's own errors (disk full...) pass through
+                elif status >= 400 and len(excerpt) < ERROR_EXCERPT:
+                    excerpt += chunk[:ERROR_EXCERPT - len(excerpt)]
+            if response.length:  # read1 ends quietly where the connection did
+                raise http.client.IncompleteRead(b"", response.length)
+            # read1, unlike read, leaves an answer it has read to the end open (and a
+            # HEAD's always): closing it frees the connection for the next request.
+            response.close()
             complete = True
         finally:
             if not complete or response.will_close:
                 self._drop()
-        return status
+        text = " ".join(excerpt.decode("utf-8", "replace").split())
+        return status, (f": {text!r}" if text else "")
 
     def _connection(self) -> tuple[http.client.HTTPConnection, bool]:
         connection: http.client.HTTPConnection | None = getattr(self._local, "connection", None)
@@ -268,12 +406,9 @@ class HttpRemote:
         return text
 
 
-def _read(response: http.client.HTTPResponse,
-          fail: Callable[[RemoteFailure, BaseException], RemoteError]) -> bytes:
-    try:
-        return response.read(CHUNK)
-    except (OSError, http.client.HTTPException) as exc:
-        raise fail(RemoteFailure.UNAVAILABLE, exc) from None
+def _read(response: http.client.HTTPResponse) -> bytes:
+    """At most CHUNK bytes, from at most one recv: the deadline is checked between them."""
+    return response.read1(CHUNK)
 
 
 def _close_all(connections: list[http.client.HTTPConnection]) -> None:

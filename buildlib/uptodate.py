@@ -11,7 +11,6 @@ A failure erases the step's record, so it can never count as done.
 from __future__ import annotations
 
 import json
-import os
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -22,6 +21,7 @@ from buildlib.cacheconfig import CacheConfig, parse_size
 from buildlib.executor import Decision
 from buildlib.filehash import FileHasher
 from buildlib.fingerprint import Fingerprint, compute_fingerprint, explain, inputs_changed_since
+from buildlib.outputs import OutputScope, expand_outputs, missing_patterns
 from buildlib.plan import Plan, PlannedStep
 from buildlib.records import record
 
@@ -61,7 +61,6 @@ def prune_cache(max_size: str, *, cache_dir: Path | None, environ: Mapping[str, 
 @record
 class _Pending:
     fingerprint: Fingerprint
-    snapshot: Mapping[str, tuple[int, int]]
 
 
 class UpToDate:
@@ -82,6 +81,8 @@ class UpToDate:
         self._lock = threading.Lock()
         self._tools: dict[str, str] | None = None
         self._warned: set[str] = set()
+        self._interrupted = False
+        self._scopes: dict[str, OutputScope] = {}
 
     @property
     def store(self) -> StepCache:
@@ -91,6 +92,8 @@ class UpToDate:
                 from buildlib.cache import StepCache
 
                 self._store = StepCache(self._cache_config)
+                if self._interrupted:
+                    self._store.interrupt()
             return self._store
 
     def _tool_versions(self) -> dict[str, str]:
@@ -101,72 +104,110 @@ class UpToDate:
                                                cwd=self.root)
         return self._tools
 
+    def _scope(self, step: PlannedStep) -> OutputScope:
+        with self._lock:
+            scope = self._scopes.get(step.name)
+            if scope is None:
+                scope = self._scopes[step.name] = OutputScope(step.outputs)
+        return scope
+
     # -- Gate ----------------------------------------------------------------------------
 
-    def check(self, step: PlannedStep, dep_fingerprints: Mapping[str, str]) -> Decision:
+    def check(self, step: PlannedStep, dep_fingerprints: Mapping[str, str], *,
+              resumed: bool = False) -> Decision:
+        """Skip, restore or run `step`. A `resumed` step (done in the build `--resume`
+        continues) is never forced and counts as done, cached or not, while its
+        fingerprint matches its last success; a stale one runs."""
         with self._lock:
             tools = self._tool_versions()
-        # FileHasher is thread-safe: steps fingerprint in parallel.
+        # FileHasher is thread-safe: steps fingerprint in parallel. The stat keys of the
+        # inputs are taken before their contents are read (see inputs_changed_since).
         fingerprint = compute_fingerprint(
             step, root=self.root, hasher=self.hasher, environ=self.environ,
             tool_versions=tools, dep_fingerprints=dep_fingerprints,
             mode=self.plan.mode, target=self.plan.target.triple)
         previous = self._load_state(step.name)
-        if self.forced is None or step.name in self.forced:
+        if not resumed and (self.forced is None or step.name in self.forced):
             return self._run(fingerprint, ("forced",))
-        if not step.cacheable:
+        if not step.cacheable and not resumed:
             return self._run(fingerprint, ("caching is off for this step (cache = false)",))
         reasons: list[str] = []
         if previous is not None and previous.get("digest") == fingerprint.digest:
-            broken = self._broken_outputs(previous)
+            broken = self._broken_outputs(step, previous)
             if not broken:
                 return Decision(outcome=Outcome.CACHED, fingerprint=fingerprint.digest,
                                 replay_log=self._replay(step.name, previous))
             reasons.append("outputs missing or modified: " + _first(broken))
-        entry = self.store.lookup(step.name, fingerprint.digest)
-        self._drain_warnings()
-        if entry is not None:
-            try:
-                self.store.restore(entry, self.root)
-            except (OSError, ValueError) as exc:
-                self.warn(f"{step.name}: cache entry could not be restored ({exc}); rebuilding")
-            else:
-                self._drain_warnings()
-                outputs = {f.path: f.sha256 for f in entry.files}
-                self._save_state(step.name, fingerprint, outputs, self.store.log_text(entry))
-                return Decision(outcome=Outcome.RESTORED, fingerprint=fingerprint.digest,
-                                cache_source=str(entry.source),
-                                replay_log=self.store.log_text(entry))
-        if not reasons:
+        elif previous is not None or resumed:
             previous_components = previous.get("components") if previous else None
-            reasons = explain(previous_components if isinstance(previous_components, dict)
-                              else None, fingerprint)
+            reasons += explain(previous_components if isinstance(previous_components, dict)
+                               else None, fingerprint)
+        if resumed:
+            reasons.insert(0, "stale since the build --resume continues")
+        if step.cacheable:
+            restored = self._restore(step, fingerprint)
+            if restored is not None:
+                return restored
         return self._run(fingerprint, tuple(reasons) or ("no earlier result",))
 
-    def record_success(self, step: PlannedStep, decision: Decision, log_path: Path) -> None:
+    def _restore(self, step: PlannedStep, fingerprint: Fingerprint) -> Decision | None:
+        """A cache hit restored into the workspace, or None (a miss, or a refused entry)."""
+        entry = self.store.lookup(step.name, fingerprint.digest)
+        self._drain_warnings()
+        if entry is None:
+            return None
+        restored = self.store.restore(entry, self.root, self._scope(step))
+        self._drain_warnings()
+        if not restored:
+            return None
+        log = self.store.log_text(entry)
+        outputs = {f.path: f.sha256 for f in entry.files}
+        self._save_state(step.name, fingerprint, outputs, log)
+        return Decision(outcome=Outcome.RESTORED, fingerprint=fingerprint.digest,
+                        cache_source=str(entry.source), replay_log=log)
+
+    def record_success(self, step: PlannedStep, decision: Decision, log_path: Path
+                       ) -> str | None:
+        """Record and store what a successful run produced. Returns why the step must
+        count as failed instead (a declared output that matches no file), or None."""
         pending = decision.state
         assert isinstance(pending, _Pending)
-        changed = inputs_changed_since(self.hasher, pending.snapshot, pending.snapshot)
+        files = expand_outputs(self.root, step.outputs)
+        missing = missing_patterns(step.outputs, files)
+        if missing:
+            self._erase_state(step.name)
+            return missing_outputs_message(step.name, missing)
+        changed = inputs_changed_since(self.hasher, step, pending.fingerprint)
         if changed:
             self.warn(f"{step.name}: input {_first(changed)} changed while it ran; "
                       "its result is not recorded and it will run again next time")
             self._erase_state(step.name)
-            return
-        files = expand_outputs(self.root, step.outputs)
+            return None
         hashes = self.hasher.hash_files(files)
         log_text = log_path.read_text(encoding="utf-8", errors="replace") \
             if log_path.exists() else ""
         self._save_state(step.name, pending.fingerprint, hashes, log_text)
-        if step.cacheable and files:
-            warning = self.store.save(step.name, pending.fingerprint.digest, self.root, files,
-                                      log_path, {"mode": self.plan.mode,
-                                                 "target": self.plan.target.triple})
-            if warning:
-                self._warn_once(warning)
+        if step.cacheable:
+            self.store.save(step.name, pending.fingerprint.digest, self.root, files, log_path,
+                            {"mode": self.plan.mode, "target": self.plan.target.triple},
+                            scope=self._scope(step))
         self._drain_warnings()
+        return None
 
     def record_failure(self, step: PlannedStep, decision: Decision) -> None:
         self._erase_state(step.name)
+
+    def interrupt(self) -> None:
+        """A signal arrived: abort remote requests in flight (called from the main thread)."""
+        with self._lock:
+            self._interrupted = True
+            store = self._store
+        if store is not None:
+            store.interrupt()
+
+    def problems(self) -> dict[str, int]:
+        """How many cache entries were refused, corrupt or not stored in this build."""
+        return {} if self._store is None else self._store.problem_counts()
 
     def close(self) -> None:
         self.hasher.save()
@@ -174,16 +215,16 @@ class UpToDate:
     # -- helpers -------------------------------------------------------------------------
 
     def _run(self, fingerprint: Fingerprint, reasons: tuple[str, ...]) -> Decision:
-        """Run the step; its inputs' (size, mtime) now are compared after it ends. A step
-        that is skipped never needs them, so a no-op build stats its inputs once."""
-        snapshot = self.hasher.stat_snapshot(fingerprint.input_files)
         return Decision(outcome=None, fingerprint=fingerprint.digest, reasons=reasons,
-                        state=_Pending(fingerprint=fingerprint, snapshot=snapshot))
+                        state=_Pending(fingerprint=fingerprint))
 
-    def _broken_outputs(self, previous: Mapping[str, object]) -> list[str]:
+    def _broken_outputs(self, step: PlannedStep, previous: Mapping[str, object]) -> list[str]:
         outputs = previous.get("outputs")
         if not isinstance(outputs, dict):
             return ["(no record)"]
+        missing = missing_patterns(step.outputs, outputs)
+        if missing:
+            return [f"{pattern} (no file recorded)" for pattern in missing]
         current = self.hasher.hash_files(outputs)  # leaves missing paths out
         return [p for p in outputs if current.get(p) != outputs[p]]
 
@@ -210,35 +251,19 @@ class UpToDate:
     def _erase_state(self, name: str) -> None:
         self._state_path(name).unlink(missing_ok=True)
 
-    def _warn_once(self, message: str) -> None:
-        key = message.split(":", maxsplit=1)[0]
-        if key not in self._warned:
-            self._warned.add(key)
-            self.warn(message)
-
     def _drain_warnings(self) -> None:
         if self._store is None:
             return
-        warnings = self._store.warnings
-        while warnings:
-            self._warn_once(warnings.pop(0))
+        for message in self._store.drain_warnings():
+            self.warn(message)
 
 
-def expand_outputs(root: Path, patterns: tuple[str, ...]) -> list[str]:
-    """Files (and symlinks) the output patterns name now; a directory means all files under it."""
-    found: dict[str, None] = {}
-    for pattern in patterns:
-        matches = root.glob(pattern) if any(c in pattern for c in "*?[") else [root / pattern]
-        for path in matches:
-            if path.is_symlink() or path.is_file():
-                found[path.relative_to(root).as_posix()] = None
-            elif path.is_dir():
-                for dirpath, dirs, files in os.walk(path):
-                    dirs.sort()
-                    links = [d for d in dirs if (Path(dirpath) / d).is_symlink()]
-                    for name in sorted(files) + links:
-                        found[(Path(dirpath) / name).relative_to(root).as_posix()] = None
-    return sorted(found)
+def missing_outputs_message(step: str, patterns: list[str]) -> str:
+    """The failure text for a step that succeeded without producing a declared output."""
+    named = ", ".join(repr(p) for p in patterns)
+    return (f"step '{step}' succeeded but its declared output {named} matches no file\n"
+            "  fix: correct the path in the step's `outputs` in build.toml (templates such "
+            "as {profile} are filled), or make the command write it")
 
 
 def _first(items: list[str]) -> str:

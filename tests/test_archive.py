@@ -20,6 +20,7 @@ from buildlib.archive import (
     materialize,
     symlink_record,
 )
+from buildlib.outputs import OutputScope
 
 
 def blob_dir_with(tmp_path: Path, *contents: bytes) -> tuple[Path, list[str]]:
@@ -31,6 +32,12 @@ def blob_dir_with(tmp_path: Path, *contents: bytes) -> tuple[Path, list[str]]:
         (blobs / digest).write_bytes(data)
         digests.append(digest)
     return blobs, digests
+
+
+def scope_of(records: list[OutputFile]) -> OutputScope:
+    """A scope declaring each record's top-level directory (or file) as an output."""
+    tops = {f.path.split("/")[0] for f in records}
+    return OutputScope(sorted(t for t in tops if t not in ("", ".", "..")) or ["out"])
 
 
 def file_record(path: str, data: bytes, mode: int = 0o644) -> OutputFile:
@@ -86,7 +93,8 @@ def test_unsafe_records_are_refused_and_nothing_is_written(tmp_path: Path, case:
     root.mkdir(parents=True)
     before = tree(tmp_path)
     with pytest.raises(UnsafeEntryError) as caught:
-        materialize(UNSAFE_RECORDS[case], root, lambda d: blobs / d)
+        materialize(UNSAFE_RECORDS[case], root, lambda d: blobs / d,
+                    scope_of(UNSAFE_RECORDS[case]))
     assert caught.value.problems
     assert tree(tmp_path) == before
 
@@ -130,7 +138,8 @@ def test_restore_round_trip_keeps_modes_and_symlinks(tmp_path: Path) -> None:
     records = [file_record("out/bin/tool", tool, 0o755), file_record("out/lib/lib.so", lib, 0o600),
                symlink_record("out/current", "bin"), symlink_record("out/bin/lib", "../lib/lib.so")]
     root = tmp_path / "ws"
-    materialize(records, root, lambda d: blobs / d)
+    materialize(records, root, lambda d: blobs / d,
+                    scope_of(records))
     assert stat.S_IMODE((root / "out/bin/tool").stat().st_mode) == 0o755
     assert stat.S_IMODE((root / "out/lib/lib.so").stat().st_mode) == 0o600
     assert os.readlink(root / "out/current") == "bin"
@@ -143,7 +152,8 @@ def test_restore_ignores_the_umask(tmp_path: Path) -> None:
     blobs, _ = blob_dir_with(tmp_path, DATA)
     old = os.umask(0o077)
     try:
-        materialize([file_record("x", DATA, 0o755)], tmp_path / "ws", lambda d: blobs / d)
+        materialize([file_record("x", DATA, 0o755)], tmp_path / "ws", lambda d: blobs / d,
+                    OutputScope(["x"]))
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "ws/x").stat().st_mode) == 0o755
@@ -163,7 +173,8 @@ def test_corrupt_blob_is_never_restored(tmp_path: Path, size: int,
     records = [file_record("out/data.bin", good), file_record("out/other", DATA),
                file_record("out/old", DATA)]
     with pytest.raises(CorruptBlobError) as caught:
-        materialize(records, root, lambda d: blobs / d)
+        materialize(records, root, lambda d: blobs / d,
+                    scope_of(records))
     assert caught.value.path == "out/data.bin"
     assert tree(root) == before  # nothing half-restored, no temp files left
 
@@ -173,7 +184,8 @@ def test_truncated_blob_is_never_restored(tmp_path: Path) -> None:
     blobs, digests = blob_dir_with(tmp_path, data)
     (blobs / digests[0]).write_bytes(data[:4000])
     with pytest.raises(CorruptBlobError):
-        materialize([file_record("f", data)], tmp_path / "ws", lambda d: blobs / d)
+        materialize([file_record("f", data)], tmp_path / "ws", lambda d: blobs / d,
+                    OutputScope(["f"]))
     assert not (tmp_path / "ws/f").exists()
 
 
@@ -183,23 +195,42 @@ def test_large_outputs_restore_through_the_pool(tmp_path: Path,
     contents = [os.urandom(n) for n in (0, 10, 300 * 1024, 1024 * 1024 + 7)]
     blobs, _ = blob_dir_with(tmp_path, *contents)
     records = [file_record(f"out/f{i}", data, 0o700 + i) for i, data in enumerate(contents)]
-    materialize(records, tmp_path / "ws", lambda d: blobs / d)
+    materialize(records, tmp_path / "ws", lambda d: blobs / d,
+                    scope_of(records))
     for i, data in enumerate(contents):
         path = tmp_path / "ws" / f"out/f{i}"
         assert path.read_bytes() == data
         assert stat.S_IMODE(path.stat().st_mode) == 0o700 + i
 
 
-def test_existing_directory_symlink_leading_outside_is_not_followed(tmp_path: Path) -> None:
+@pytest.mark.parametrize("target", ["outside", "ws/src"])
+def test_a_symlink_above_the_outputs_is_never_written_through(tmp_path: Path,
+                                                              target: str) -> None:
+    (tmp_path / "ws/src").mkdir(parents=True)
+    elsewhere = tmp_path / target
+    elsewhere.mkdir(exist_ok=True)
+    root = tmp_path / "ws"
+    (root / "out").symlink_to(elsewhere)  # planted in the workspace, not in the entry
+    blobs, _ = blob_dir_with(tmp_path, DATA)
+    records = [file_record("out/new/file", DATA)]
+    with pytest.raises(UnsafeEntryError, match="reached through a symlink"):
+        materialize(records, root, lambda d: blobs / d, OutputScope(["out/new"]))
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_a_symlink_standing_for_a_directory_output_is_replaced_not_followed(
+        tmp_path: Path) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()
     root = tmp_path / "ws"
     root.mkdir()
-    (root / "out").symlink_to(outside)  # planted in the workspace, not in the entry
+    (root / "out").symlink_to(outside)  # a stale or planted link where the output goes
     blobs, _ = blob_dir_with(tmp_path, DATA)
-    with pytest.raises(UnsafeEntryError, match="outside the workspace"):
-        materialize([file_record("out/new/file", DATA)], root, lambda d: blobs / d)
+    materialize([file_record("out/new/file", DATA)], root, lambda d: blobs / d,
+                OutputScope(["out"]))
     assert list(outside.iterdir()) == []
+    assert not (root / "out").is_symlink()
+    assert (root / "out/new/file").read_bytes() == DATA
 
 
 def test_existing_symlink_is_replaced_not_written_through(tmp_path: Path) -> None:
@@ -209,7 +240,8 @@ def test_existing_symlink_is_replaced_not_written_through(tmp_path: Path) -> Non
     root.mkdir()
     (root / "out.txt").symlink_to(outside)
     blobs, _ = blob_dir_with(tmp_path, DATA)
-    materialize([file_record("out.txt", DATA)], root, lambda d: blobs / d)
+    materialize([file_record("out.txt", DATA)], root, lambda d: blobs / d,
+                OutputScope(["out.txt"]))
     assert outside.read_bytes() == b"keep me"
     assert not (root / "out.txt").is_symlink()
     assert (root / "out.txt").read_bytes() == DATA
@@ -247,11 +279,13 @@ def test_small_files_hashed_on_the_pool_or_inline_are_all_checked(
     root = tmp_path / "ws"
     root.mkdir()
     if corrupt is None:
-        materialize(records, root, lambda d: blobs / d)
+        materialize(records, root, lambda d: blobs / d,
+                    scope_of(records))
         assert (root / "out/big.bin").read_bytes() == large
         assert [(root / f"out/s{i:02d}").read_bytes() for i in range(40)] == small
     else:
         with pytest.raises(CorruptBlobError) as caught:
-            materialize(records, root, lambda d: blobs / d)
+            materialize(records, root, lambda d: blobs / d,
+                    scope_of(records))
         assert caught.value.path == f"out/s{corrupt:02d}"
         assert tree(root) == {"out": ("dir", "")}  # no file placed, no temp file left

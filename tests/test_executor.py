@@ -24,7 +24,7 @@ def run(root: Path, steps: str, *, jobs: int, keep_going: bool = False,
     reporter = RecordingReporter()
     options = ExecOptions(jobs=jobs, keep_going=keep_going, log_dir=root / "logs",
                           retry_base_delay=0.05)
-    record = Executor(plan, reporter=reporter, options=options, gate=AlwaysRun(),
+    record = Executor(plan, reporter=reporter, options=options, gate=AlwaysRun(plan.root),
                       environ={**os.environ, "PWD": str(root)}).run()
     return record, reporter
 
@@ -194,7 +194,7 @@ def test_a_bug_while_settling_a_step_ends_the_build_and_stops_the_rest(tmp_path:
     plan = build_plan(manifest, mode="development", target=get_target(host_triple()),
                       environ=os.environ, estimates={"slow": 60.0})
     options = ExecOptions(jobs=2, log_dir=tmp_path / "logs", grace=1.0)
-    executor = Executor(plan, reporter=BrokenReporter(), options=options, gate=AlwaysRun(),
+    executor = Executor(plan, reporter=BrokenReporter(), options=options, gate=AlwaysRun(plan.root),
                         environ=dict(os.environ))
     with pytest.raises(RuntimeError, match="reporter bug"):
         executor.run()

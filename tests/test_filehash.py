@@ -323,4 +323,17 @@ def test_stat_snapshot(tmp_path: Path) -> None:
     path = write(tmp_path, "a", b"12345")
     snap = stat_snapshot(tmp_path, ["a", "missing"])
     assert snap == {"a": (5, path.stat().st_mtime_ns), "missing": (-1, -1)}
-    assert FileHasher(tmp_path).stat_snapshot(["a"]) == {"a": snap["a"]}
+    keys = FileHasher(tmp_path).stat_keys(["a", "missing"])
+    assert list(keys) == ["a"] and keys["a"][:2] == snap["a"]
+
+
+def test_hash_files_reports_the_stat_keys_it_judged_by(tmp_path: Path) -> None:
+    write(tmp_path, "a", b"12345")
+    write(tmp_path, "b", b"678")
+    hasher = FileHasher(tmp_path, clock=lambda: time.time_ns() + 10**12)
+    keys: dict[str, tuple[int, int, int, int]] = {}
+    hasher.hash_files(["a", "b", "missing"], keys)
+    assert keys == hasher.stat_keys(["a", "b"])
+    again: dict[str, tuple[int, int, int, int]] = {}
+    hasher.hash_files(["a", "b"], again)  # reused from the stat cache this time
+    assert hasher.counters.files_reused == 2 and again == keys

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,7 +24,6 @@ from buildlib.fingerprint import (
     digest_of,
     explain,
     inputs_changed_since,
-    stat_snapshot,
 )
 from buildlib.plan import PlannedStep
 
@@ -212,14 +212,38 @@ def test_missing_tool_version_is_a_bug_in_the_caller(root: Path) -> None:
 
 
 def test_inputs_changed_while_running(root: Path) -> None:
-    fp = fingerprint(root)
+    step = make_step(root)
+    fp = fingerprint(root, step)
     hasher = FileHasher(root)
-    snapshot = stat_snapshot(root, fp.input_files)
-    assert inputs_changed_since(hasher, fp.input_files, snapshot) == []
+    assert inputs_changed_since(hasher, step, fp) == []
     edit(root, "web/src/App.svelte", "<h1>edited during the build</h1>")
     edit(root, "web/package.json", None)
-    assert inputs_changed_since(hasher, fp.input_files, snapshot) == [
-        "web/package.json", "web/src/App.svelte"]
+    edit(root, "web/src/new.ts", "export {}")
+    assert inputs_changed_since(hasher, step, fp) == [
+        "web/package.json", "web/src/App.svelte", "web/src/new.ts"]
+
+
+def test_an_input_rewritten_with_the_same_bytes_has_not_changed(root: Path) -> None:
+    """npm install rewrites package-lock.json identically on every run (issue 11, #14)."""
+    step = make_step(root)
+    fp = fingerprint(root, step)
+    package = root / "web/package.json"
+    text = package.read_bytes()
+    package.write_bytes(text)  # new mtime and ctime, same content
+    os.utime(package, ns=(package.stat().st_atime_ns, package.stat().st_mtime_ns + 10**9))
+    assert inputs_changed_since(FileHasher(root), step, fp) == []
+
+
+def test_an_edit_after_the_stat_keys_are_taken_is_seen_even_if_hashed_later(root: Path) -> None:
+    """The keys are taken before the contents are read: an edit between the two leaves a
+    key that no longer matches, so the file is read again and compared (issue 11, #5)."""
+    step = make_step(root)
+    fp = fingerprint(root, step)
+    stale = Fingerprint(digest=fp.digest, components=fp.components, stat_keys={
+        rel: (key[0], key[1] - 1, key[2], key[3]) for rel, key in fp.stat_keys.items()})
+    assert inputs_changed_since(FileHasher(root), step, stale) == []  # same content: fine
+    edit(root, "web/src/main.ts", "console.log('edited between stat and hash')")
+    assert inputs_changed_since(FileHasher(root), step, stale) == ["web/src/main.ts"]
 
 
 def test_fingerprint_is_immutable(root: Path) -> None:

@@ -298,7 +298,7 @@ def run_build(root: Path, reporter: Reporter, *, jobs: int, verbose: bool) -> Bu
     plan = build_plan(manifest, mode="development", target=get_target(host_triple()),
                       environ=os.environ)
     options = ExecOptions(jobs=jobs, keep_going=True, log_dir=root / "logs", verbose=verbose)
-    return Executor(plan, reporter=reporter, options=options, gate=AlwaysRun(),
+    return Executor(plan, reporter=reporter, options=options, gate=AlwaysRun(plan.root),
                     environ=dict(os.environ)).run()
 
 

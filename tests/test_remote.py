@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from nginx_server import Nginx, free_port, running_nginx
-from test_cache import KEY1, KEY2, KEY3, digest_of, make_workspace
+from test_cache import KEY1, KEY2, KEY3, SCOPE, digest_of, make_workspace
 
 from buildlib.cache import CacheConfig, CacheSource, StepCache
 from buildlib.casstore import Area, CacheBackend, LocalStore
@@ -38,7 +38,7 @@ def cache_for(directory: Path, url: str | None, *, read_only: bool = False,
 
 
 def save(cache: StepCache, root: Path, key: str, paths: list[str]) -> str | None:
-    return cache.save("app", key, root, paths, root / "logs/step.log", {})
+    return cache.save("app", key, root, paths, root / "logs/step.log", {}, scope=SCOPE)
 
 
 def logged(server: Nginx, *caches: StepCache) -> list[tuple[str, str, int]]:
@@ -114,7 +114,7 @@ def test_two_local_caches_share_results_through_nginx(tmp_path: Path, nginx: Ngi
     second = cache_for(tmp_path / "cache2", nginx.url)
     entry = second.lookup("app", KEY1)
     assert entry is not None and entry.source is CacheSource.REMOTE
-    second.restore(entry, ws2)
+    assert second.restore(entry, ws2, SCOPE)
     for rel in ("out/bin/app", "out/share/data.txt", "out/big.bin"):
         assert digest_of(ws2 / rel) == digest_of(ws1 / rel)
     assert (ws2 / "out/app").readlink() == Path("bin/app")
@@ -128,7 +128,8 @@ def test_two_local_caches_share_results_through_nginx(tmp_path: Path, nginx: Ngi
     before = len(logged(nginx, first, second))
     assert save(first, ws1, KEY2, paths) is None  # same blobs: only HEADs and the new entry
     new = logged(nginx, first, second)[before:]
-    assert [m for m, _u, _s in new if m == "PUT"] == ["PUT"]
+    puts = [uri.split("/")[1] for m, uri, _s in new if m == "PUT"]
+    assert puts == ["cas", "ac"]  # the sealed entry (its body), then its action result
     assert new[-1] == ("PUT", f"/ac/{KEY2}", 201)
 
 
@@ -238,7 +239,7 @@ def test_server_that_never_answers_costs_one_timeout(tmp_path: Path) -> None:
         assert save(cache, ws, KEY1, paths) is None
         assert server.accepted == 1
         assert cache.remote is not None and cache.remote.requests == 1
-        assert len(cache.warnings) == 1 and "no answer within 0.5s" in cache.warnings[0]
+        assert len(cache.warnings) == 1 and "no complete answer within 0.5s" in cache.warnings[0]
     finally:
         server.close()
 
