@@ -16,7 +16,7 @@ import nox
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))  # buildlib is imported from the source tree to define sessions
 
-from buildlib.nox_sessions import register  # noqa: E402
+from buildlib.integrations.nox_sessions import register  # noqa: E402
 
 nox.options.default_venv_backend = "none"
 

@@ -10,7 +10,7 @@ buildlib is timed in this process (a build pays the interpreter start once for a
 its steps); git and sha256sum as the commands a user would type. The targets are
 issue 4's: the unchanged check at most 2x git status, the cold hash at least 0.8x
 sha256sum's throughput. The unchanged check uses the C stat loop and walk when built
-(`buildlib.statscan.ACCELERATED`, printed with the result).
+(`buildlib.incremental.statscan.ACCELERATED`, printed with the result).
 """
 
 from __future__ import annotations
@@ -51,11 +51,13 @@ def _git_env(home: Path) -> dict[str, str]:
 
 def run(ctx: Context) -> Result:
     try:
-        from buildlib.filehash import FileHasher  # here: if absent, skip rather than crash
-        from buildlib.statscan import ACCELERATED
+        from buildlib.incremental.filehash import (
+            FileHasher,  # here: if absent, skip rather than crash
+        )
+        from buildlib.incremental.statscan import ACCELERATED
     except ImportError as exc:
         return Result(name="hash", reference="-", target="-", verdict=Verdict.SKIPPED,
-                      notes=(f"buildlib.filehash is not importable ({exc})",))
+                      notes=(f"buildlib.incremental.filehash is not importable ({exc})",))
     git, bash = require("git"), require("bash")
     require("sha256sum")
     files = QUICK_FILES if ctx.quick else FILES

@@ -47,10 +47,10 @@ from benchmarks.harness import (
     require,
     timed,
 )
-from buildlib.filehash import DEFAULT_EXCLUDES
-from buildlib.manifest import load_manifest
-from buildlib.plan import Plan, build_plan
-from buildlib.targets import get_target, host_triple
+from buildlib.incremental.filehash import DEFAULT_EXCLUDES
+from buildlib.planning.plan import Plan, build_plan
+from buildlib.workspace.manifest import load_manifest
+from buildlib.workspace.targets import get_target, host_triple
 
 MODE = "development"
 SESSION = f"build-3.12(mode='{MODE}')"

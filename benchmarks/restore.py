@@ -46,10 +46,10 @@ STEP = "bench-outputs"
 
 def run(ctx: Context) -> Result:
     try:
-        from buildlib.cache import CacheConfig, StepCache  # here: if absent, skip
+        from buildlib.cache.store import CacheConfig, StepCache  # here: if absent, skip
     except ImportError as exc:
         return Result(name="restore", reference="-", target="-", verdict=Verdict.SKIPPED,
-                      notes=(f"buildlib.cache is not importable ({exc})",))
+                      notes=(f"buildlib.cache.store is not importable ({exc})",))
     cp = require("cp")
     large, large_size, small, small_size = (
         QUICK if ctx.quick else (LARGE, LARGE_SIZE, SMALL, SMALL_SIZE))

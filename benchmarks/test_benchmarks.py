@@ -29,7 +29,7 @@ from benchmarks.dag import (
     simulate_list,
 )
 from benchmarks.harness import REPO, BenchmarkError, Result, Row, Verdict, tool_env
-from buildlib.scheduler import Scheduler
+from buildlib.planning.scheduler import Scheduler
 
 
 def _dag(durations: dict[str, float], deps: dict[str, tuple[str, ...]]) -> Dag:

@@ -13,9 +13,9 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from buildlib.errors import UserError
-from buildlib.manifest import Manifest, find_manifest, load_manifest
-from buildlib.targets import get_target, host_triple
+from buildlib.core.errors import UserError
+from buildlib.workspace.manifest import Manifest, find_manifest, load_manifest
+from buildlib.workspace.targets import get_target, host_triple
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -135,7 +135,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     writes = args.command == "build" and not (args.dry_run or args.graph)
     manifest = load_manifest(args.manifest or find_manifest(Path.cwd()), remember=writes)
     if args.command == "matrix":
-        from buildlib.ci_matrix import matrix_main
+        from buildlib.integrations.ci_matrix import matrix_main
 
         rest = [a for a in args.rest if a != "--"]
         return matrix_main(rest, manifest_modes=list(manifest.modes))

@@ -9,15 +9,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Protocol
 
-from buildlib import graph
-from buildlib.errors import UserError
-from buildlib.executor import AlwaysRun, ExecOptions, Executor, Gate
-from buildlib.journal import Journal
-from buildlib.lock import workspace_lock
-from buildlib.manifest import Manifest
-from buildlib.plan import Plan, build_plan, resolve_artifacts
-from buildlib.render import render_dry_run, render_mermaid, render_plan_json
-from buildlib.targets import Target, check_buildable
+from buildlib.core.errors import UserError
+from buildlib.planning import graph
+from buildlib.planning.plan import Plan, build_plan, resolve_artifacts
+from buildlib.planning.render import render_dry_run, render_mermaid, render_plan_json
+from buildlib.run.executor import AlwaysRun, ExecOptions, Executor, Gate
+from buildlib.run.journal import Journal
+from buildlib.run.lock import workspace_lock
+from buildlib.workspace.manifest import Manifest
+from buildlib.workspace.targets import Target, check_buildable
 
 BUILD_DIR = ".buildlib"
 
@@ -43,7 +43,7 @@ def build_dir(manifest: Manifest) -> Path:
 
 
 def _estimates(manifest: Manifest, mode: str, target: Target) -> dict[str, float]:
-    from buildlib.history import planning_estimates
+    from buildlib.report.history import planning_estimates
 
     # Reading stops once these have a full window; a step of other modes never would.
     steps = [name for name, s in manifest.steps.items() if s.modes is None or mode in s.modes]
@@ -54,7 +54,7 @@ def _estimates(manifest: Manifest, mode: str, target: Target) -> dict[str, float
 def build_command(args: argparse.Namespace, manifest: Manifest, *, mode: str, target: Target,
                   host: Target) -> int:
     """Plan, then (unless --dry-run/--graph) lock the workspace, execute and report."""
-    from buildlib.cacheconfig import engine_secrets
+    from buildlib.cache.config import engine_secrets
 
     environ = dict(os.environ)
     secrets = engine_secrets(manifest, environ)
@@ -75,7 +75,7 @@ def build_command(args: argparse.Namespace, manifest: Manifest, *, mode: str, ta
         return 0
     check_buildable(target, host, {t for s in plan.steps.values() for t in s.tools})
     jobs = default_jobs(args.jobs, environ)
-    from buildlib.progress import make_reporter
+    from buildlib.report.terminal import make_reporter
 
     reporter = make_reporter(stream=sys.stdout, environ=environ, verbose=args.verbose,
                              force_plain=args.plain, root=plan.root,
@@ -134,8 +134,8 @@ def _make_gate(args: argparse.Namespace, manifest: Manifest, plan: Plan, *,
     steps see, so it is what their fingerprints read."""
     if args.no_cache:
         return AlwaysRun(plan.root)
-    from buildlib.cacheconfig import cache_config
-    from buildlib.uptodate import UpToDate
+    from buildlib.cache.config import cache_config
+    from buildlib.run.gate import UpToDate
 
     config = cache_config(manifest, environ, cache_dir=args.cache_dir,
                           remote_url=args.remote_cache, read_only=args.remote_read_only)
@@ -145,7 +145,7 @@ def _make_gate(args: argparse.Namespace, manifest: Manifest, plan: Plan, *,
 
 
 def _write_reports(manifest: Manifest, plan: Plan, record: object, warn: object) -> None:
-    from buildlib.report import write_build_reports
+    from buildlib.report.writers import write_build_reports
 
     deps = {name: s.depends_on for name, s in plan.steps.items()}
     try:
@@ -155,7 +155,7 @@ def _write_reports(manifest: Manifest, plan: Plan, record: object, warn: object)
 
 
 def render_explain(record: object) -> str:
-    from buildlib.results import BuildRecord, Outcome
+    from buildlib.run.results import BuildRecord, Outcome
 
     assert isinstance(record, BuildRecord)
     lines = ["why steps ran:"]
@@ -177,7 +177,7 @@ def plan_command(args: argparse.Namespace, manifest: Manifest, *, mode: str, tar
 
 def verify_command(args: argparse.Namespace, manifest: Manifest, *, mode: str, target: Target,
                    host: Target) -> int:
-    from buildlib.verify import nox_step_hint, render_report, verify_artifacts
+    from buildlib.verify.checks import nox_step_hint, render_report, verify_artifacts
 
     plan = build_plan(manifest, mode=mode, target=target, environ=os.environ)
     artifacts = resolve_artifacts(manifest, plan, os.environ)
@@ -192,7 +192,7 @@ def verify_command(args: argparse.Namespace, manifest: Manifest, *, mode: str, t
 
 def clean_command(args: argparse.Namespace, manifest: Manifest, *, mode: str,
                   target: Target, host: Target) -> int:
-    from buildlib.clean import clean
+    from buildlib.integrations.clean import clean
 
     return clean(manifest, target=target, selection=args.groups, dry_run=args.dry_run,
                  cache=args.cache, cache_dir=args.cache_dir)
@@ -200,7 +200,7 @@ def clean_command(args: argparse.Namespace, manifest: Manifest, *, mode: str,
 
 def metrics_command(args: argparse.Namespace, manifest: Manifest, *, mode: str,
                     target: Target, host: Target) -> int:
-    from buildlib.metrics import metrics_table, render_metrics
+    from buildlib.report.metrics import metrics_table, render_metrics
 
     result = metrics_table(build_dir(manifest) / "history.jsonl", last=args.last, mode=mode,
                            target=target.triple)
@@ -210,7 +210,7 @@ def metrics_command(args: argparse.Namespace, manifest: Manifest, *, mode: str,
 
 def keygen_command(args: argparse.Namespace) -> int:
     """Print a new Ed25519 key pair for signing cache entries (docs/cache.md)."""
-    from buildlib.signing import generate
+    from buildlib.cache.signing import generate
 
     private, public = generate()
     print("# The private key: a secret of the CI jobs that may fill the shared cache, as")
@@ -223,7 +223,7 @@ def keygen_command(args: argparse.Namespace) -> int:
 
 
 def prune_command(args: argparse.Namespace) -> int:
-    from buildlib.uptodate import prune_cache
+    from buildlib.run.gate import prune_cache
 
     return prune_cache(args.max_size, cache_dir=args.cache_dir, environ=os.environ)
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Generates buildlib/_reapi/: Python protobuf modules and .pyi stubs for the Remote Execution
+# Generates buildlib/cache/_reapi/: Python protobuf modules and .pyi stubs for the Remote Execution
 # API v2 (REAPI), i.e. build/bazel/remote/execution/v2/remote_execution.proto and its import
 # build/bazel/semver/semver.proto. Messages only: no gRPC service stubs.
 #
@@ -8,7 +8,7 @@
 #                 no tagged versions; a pseudo-version pins the commit), downloaded through
 #                 the Go module proxy and checked against the checksum database by
 #                 `go mod download`. Copyright The Bazel Authors, Apache License 2.0 (copied
-#                 to buildlib/_reapi/LICENSE).
+#                 to buildlib/cache/_reapi/LICENSE).
 #   google/api, google/longrunning, google/rpc .proto files: the PyPI package
 #                 googleapis-common-protos ($GOOGLEAPIS_SPEC, Apache-2.0), which ships them
 #                 next to its _pb2 modules; at run time the generated code imports those
@@ -16,7 +16,7 @@
 #                 google.rpc.status_pb2) from that package, so install it beside protobuf.
 #   google/protobuf .proto files and protoc: the PyPI package grpcio-tools ($GRPCIO_TOOLS_SPEC,
 #                 `python -m grpc_tools.protoc`), installed into a throwaway venv.
-# The generated `from build.bazel...` imports (and module names) become buildlib._reapi.build...
+# The generated `from build.bazel...` imports (and module names) become buildlib.cache._reapi.build...
 # The descriptors keep their proto names (build/bazel/remote/execution/v2/...): a different
 # copy of the same .proto (another package's REAPI) cannot be loaded into the same process.
 #
@@ -37,7 +37,7 @@ PYTHON="${PYTHON:-python3}"
 GO="${GO:-$(command -v go || echo /usr/local/go/bin/go)}"
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
-out="$root/buildlib/_reapi"
+out="$root/buildlib/cache/_reapi"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 
@@ -67,15 +67,15 @@ done
 mkdir -p "$include/google/longrunning"
 cp "$site/google/longrunning/operations_proto.proto" "$include/google/longrunning/operations.proto"
 
-# 3. Generate, rewrite the imports of the REAPI's own modules, and replace buildlib/_reapi.
+# 3. Generate, rewrite the imports of the REAPI's own modules, and replace buildlib/cache/_reapi.
 gen="$tmp/gen"
 mkdir -p "$gen"
 (cd "$include" && "$tmp/venv/bin/python" -m grpc_tools.protoc -I . -I "$site/grpc_tools/_proto" \
   --python_out="$gen" --pyi_out="$gen" "${protos[@]}")
 # Also the module name given to the message classes (their __module__, which pickle uses).
 find "$gen" \( -name '*.py' -o -name '*.pyi' \) -exec sed -i -E \
-  -e 's/^(from|import) build\.bazel\./\1 buildlib._reapi.build.bazel./' \
-  -e "s/(Messages\(DESCRIPTOR, )'build\.bazel\./\1'buildlib._reapi.build.bazel./" \
+  -e 's/^(from|import) build\.bazel\./\1 buildlib.cache._reapi.build.bazel./' \
+  -e "s/(Messages\(DESCRIPTOR, )'build\.bazel\./\1'buildlib.cache._reapi.build.bazel./" \
   {} +
 if grep -rnE "^(from|import) build\b|DESCRIPTOR, 'build\." "$gen"; then
   echo "error: a reference to the module build.* was left unrewritten (above)" >&2

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from buildlib.annotations import Location, Tool, find_locations, strip_ansi
+from buildlib.report.annotations import Location, Tool, find_locations, strip_ansi
 
 REPO = Path(__file__).resolve().parents[1]
 

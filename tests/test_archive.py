@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from buildlib import archive
-from buildlib.archive import (
+from buildlib.cache import entries as archive
+from buildlib.cache.entries import (
     CorruptBlobError,
     CorruptEntryError,
     FileKind,
@@ -20,7 +20,7 @@ from buildlib.archive import (
     materialize,
     symlink_record,
 )
-from buildlib.outputs import OutputScope
+from buildlib.incremental.outputs import OutputScope
 
 
 def blob_dir_with(tmp_path: Path, *contents: bytes) -> tuple[Path, list[str]]:

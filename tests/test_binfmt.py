@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from buildlib.binfmt import (
+from buildlib.verify.binfmt import (
     BinaryFormat,
     BinaryInfo,
     NotExecutable,
@@ -23,7 +23,7 @@ from buildlib.binfmt import (
     parse_binary,
     read_binary_info,
 )
-from buildlib.targets import TARGETS, get_target, host_triple
+from buildlib.workspace.targets import TARGETS, get_target, host_triple
 
 LINUX_X64 = get_target("x86_64-unknown-linux-gnu")
 LINUX_ARM = get_target("aarch64-unknown-linux-gnu")

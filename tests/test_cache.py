@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 
-from buildlib.archive import FileKind, OutputFile, UnsafeEntryError
-from buildlib.cache import (
+from buildlib.cache.cas import Area, LocalStore
+from buildlib.cache.entries import FileKind, OutputFile, UnsafeEntryError
+from buildlib.cache.store import (
     FORMAT,
     CacheConfig,
     CacheEntry,
@@ -26,9 +27,8 @@ from buildlib.cache import (
     seal,
     unseal,
 )
-from buildlib.casstore import Area, LocalStore
-from buildlib.errors import UserError
-from buildlib.outputs import OutputScope
+from buildlib.core.errors import UserError
+from buildlib.incremental.outputs import OutputScope
 
 KEY1, KEY2, KEY3 = (hashlib.sha256(n.encode()).hexdigest() for n in ("one", "two", "three"))
 SCOPE = OutputScope(["out"])  # the outputs make_workspace's step declares
@@ -466,8 +466,8 @@ def test_concurrent_saves_from_processes_share_blobs_safely(tmp_path: Path) -> N
     paths = make_workspace(ws)
     (ws / "out/big.bin").write_bytes(os.urandom(3 * 1024 * 1024))
     script = (
-        "import sys, hashlib; from pathlib import Path; from buildlib.cache import *\n"
-        "from buildlib.outputs import OutputScope\n"
+        "import sys, hashlib; from pathlib import Path; from buildlib.cache.store import *\n"
+        "from buildlib.incremental.outputs import OutputScope\n"
         "ws = Path(sys.argv[2]); cache = StepCache(CacheConfig(local_dir=Path(sys.argv[1])))\n"
         "for i in range(5):\n"
         "    key = hashlib.sha256(f'{sys.argv[3]}-{i}'.encode()).hexdigest()\n"

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from buildlib.ci_matrix import MAX_JOBS, MatrixError, build_matrix, matrix_main, render
-from buildlib.errors import UserError
-from buildlib.targets import TARGETS, host_triple
+from buildlib.core.errors import UserError
+from buildlib.integrations.ci_matrix import MAX_JOBS, MatrixError, build_matrix, matrix_main, render
+from buildlib.workspace.targets import TARGETS, host_triple
 
 MODES = ("development", "production", "test")
 KEYS = {"mode", "target", "runner", "os", "arch", "session", "verify_session", "artifact_name"}
@@ -216,7 +216,7 @@ def test_render_pretty_and_compact_hold_the_same_data() -> None:
 
 def test_matrix_main_in_a_real_process_writes_only_json_to_stdout() -> None:
     snippet = (
-        "import sys; from buildlib.ci_matrix import matrix_main; "
+        "import sys; from buildlib.integrations.ci_matrix import matrix_main; "
         "sys.exit(matrix_main(sys.argv[1:], manifest_modes=['development', 'production']))"
     )
     proc = subprocess.run(

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def env(**extra: str) -> dict[str, str]:
     base = {k: v for k, v in os.environ.items() if k != "GITHUB_ACTIONS"}
-    return {**base, "PYTHONPATH": str(ROOT), "BUILDLIB_CACHE_DIR": "", **extra}
+    return {**base, "PYTHONPATH": str(ROOT), **extra}
 
 
 def buildlib(cwd: Path, *args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:

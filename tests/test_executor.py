@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from workspace import RecordingReporter, read_times, sleep_step, write_manifest
 
-from buildlib.executor import AlwaysRun, ExecOptions, Executor
-from buildlib.manifest import load_manifest
-from buildlib.plan import build_plan
-from buildlib.results import BuildRecord, Outcome, StepRecord
-from buildlib.targets import get_target, host_triple
+from buildlib.planning.plan import build_plan
+from buildlib.run.executor import AlwaysRun, ExecOptions, Executor
+from buildlib.run.results import BuildRecord, Outcome, StepRecord
+from buildlib.workspace.manifest import load_manifest
+from buildlib.workspace.targets import get_target, host_triple
 
 
 def run(root: Path, steps: str, *, jobs: int, keep_going: bool = False,

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from privileges import run_without_dac_override
 
-from buildlib import filehash, statscan
-from buildlib.filehash import (
+from buildlib.incremental import filehash, statscan
+from buildlib.incremental.filehash import (
     RACY_WINDOW_NS,
     SMALL_FILE,
     FileHasher,
@@ -309,7 +309,7 @@ def test_concurrent_callers_agree(tree: Path) -> None:
 def test_unreadable_file_is_a_clear_error(tmp_path: Path) -> None:
     path = write(tmp_path, "secret.txt", "s")
     path.chmod(0)
-    code = ("from buildlib.filehash import FileHasher, HashError\n"
+    code = ("from buildlib.incremental.filehash import FileHasher, HashError\n"
             "try:\n"
             f"    FileHasher({str(tmp_path)!r}).hash_files(['secret.txt'])\n"
             "except HashError as exc:\n"

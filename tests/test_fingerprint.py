@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from buildlib import records
-from buildlib.errors import UserError
-from buildlib.filehash import FileHasher
-from buildlib.fingerprint import (
+from buildlib.core import records
+from buildlib.core.errors import UserError
+from buildlib.incremental.filehash import FileHasher
+from buildlib.incremental.fingerprint import (
     EXPLAIN_LIMIT,
     UNSET,
     Fingerprint,
@@ -25,7 +25,7 @@ from buildlib.fingerprint import (
     explain,
     inputs_changed_since,
 )
-from buildlib.plan import PlannedStep
+from buildlib.planning.plan import PlannedStep
 
 
 def future_clock() -> int:

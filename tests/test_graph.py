@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from buildlib import graph
+from buildlib.planning import graph
 
 DEPS = {"a": [], "b": ["a"], "c": ["a"], "d": ["b", "c"], "e": []}
 

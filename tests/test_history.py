@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from buildlib import history
-from buildlib.history import HistoryEntry, HistoryStep, append, estimates, read_history
-from buildlib.results import BuildRecord, Outcome, StepRecord
+from buildlib.report import history
+from buildlib.report.history import HistoryEntry, HistoryStep, append, estimates, read_history
+from buildlib.run.results import BuildRecord, Outcome, StepRecord
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -100,8 +100,8 @@ def test_corrupt_lines_anywhere_are_counted_not_fatal(tmp_path: Path) -> None:
 WRITER = textwrap.dedent("""
     import sys
     from pathlib import Path
-    from buildlib.history import HistoryEntry, HistoryStep, append
-    from buildlib.results import Outcome
+    from buildlib.report.history import HistoryEntry, HistoryStep, append
+    from buildlib.run.results import Outcome
 
     path, marker = Path(sys.argv[1]), Path(sys.argv[2])
     prefix, count = sys.argv[3], int(sys.argv[4])

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from buildlib.html_report import format_seconds, render_html, tick_label, tick_step
-from buildlib.results import BuildRecord, Outcome, StepRecord
+from buildlib.report.html import format_seconds, render_html, tick_label, tick_step
+from buildlib.run.results import BuildRecord, Outcome, StepRecord
 
 CHROMIUM = Path("/usr/bin/chromium")
 EVIL = '<script>alert("x")</script> & \'quoted\''

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from workspace import MODES
 
-from buildlib import manifest as manifest_module
-from buildlib.errors import CycleError, ManifestError
-from buildlib.manifest import load_manifest
+from buildlib.core.errors import CycleError, ManifestError
+from buildlib.workspace import manifest as manifest_module
+from buildlib.workspace.manifest import load_manifest
 
 GOOD_STEP = """
 [[step]]
@@ -124,7 +124,7 @@ def _env() -> dict[str, str]:
 
 
 def _cached_document(path: Path) -> object:
-    from buildlib import marshalfile
+    from buildlib.core import marshalfile
 
     return marshalfile.read(path.parent / manifest_module.PARSED_CACHE,
                             manifest_module._CACHE_HEADER)

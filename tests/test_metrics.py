@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from buildlib.errors import UserError
-from buildlib.history import HistoryEntry, HistoryStep, append
-from buildlib.metrics import is_slowdown, metrics_table, render_metrics
-from buildlib.results import Outcome
+from buildlib.core.errors import UserError
+from buildlib.report.history import HistoryEntry, HistoryStep, append
+from buildlib.report.metrics import is_slowdown, metrics_table, render_metrics
+from buildlib.run.results import Outcome
 
 TARGET = "x86_64-unknown-linux-gnu"
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from buildlib.process import ProcessTable, SpawnedProcess, encode_env
+from buildlib.run.process import ProcessTable, SpawnedProcess, encode_env
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="process groups are POSIX here")
 

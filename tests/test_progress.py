@@ -20,12 +20,10 @@ from rich.console import Console
 from test_annotations import BAD_RS, node_tool, ts_project
 from workspace import MODES, PY
 
-from buildlib.annotations import strip_ansi
-from buildlib.events import BuildStart, Reporter
-from buildlib.executor import AlwaysRun, ExecOptions, Executor
-from buildlib.manifest import load_manifest
-from buildlib.plan import build_plan
-from buildlib.progress import (
+from buildlib.planning.plan import build_plan
+from buildlib.report.annotations import strip_ansi
+from buildlib.report.live import RichReporter
+from buildlib.report.terminal import (
     GitHubReporter,
     PlainReporter,
     escape_data,
@@ -36,9 +34,11 @@ from buildlib.progress import (
     render_summary_markdown,
     render_summary_text,
 )
-from buildlib.progress_live import RichReporter
-from buildlib.results import BuildRecord, Outcome, StepRecord
-from buildlib.targets import get_target, host_triple
+from buildlib.run.executor import AlwaysRun, ExecOptions, Executor
+from buildlib.run.reporter import BuildStart, Reporter
+from buildlib.run.results import BuildRecord, Outcome, StepRecord
+from buildlib.workspace.manifest import load_manifest
+from buildlib.workspace.targets import get_target, host_triple
 
 STEPS = ["rust-build", "web-build", "napi", "svelte-check", "electron", "package"]
 
@@ -200,9 +200,9 @@ def test_plain_mode_writes_no_escape_byte_even_for_coloured_tool_output(
 
 PIPE_SCRIPT = textwrap.dedent("""
     import os, sys
-    from buildlib.events import BuildStart
-    from buildlib.progress import make_reporter
-    from buildlib.results import BuildRecord, Outcome, StepRecord
+    from buildlib.run.reporter import BuildStart
+    from buildlib.report.terminal import make_reporter
+    from buildlib.run.results import BuildRecord, Outcome, StepRecord
 
     reporter = make_reporter(stream=sys.stdout, environ=os.environ, verbose=True)
     print(type(reporter).__name__, file=sys.stderr)

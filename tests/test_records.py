@@ -1,4 +1,4 @@
-"""`buildlib.records.record`: the dataclass contract buildlib relies on, without codegen."""
+"""`buildlib.core.records.record`: the dataclass contract buildlib relies on, without codegen."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import ClassVar
 
 import pytest
 
-from buildlib.records import FrozenInstanceError, field, fields, record, replace
+from buildlib.core.records import FrozenInstanceError, field, fields, record, replace
 
 
 @record

@@ -14,10 +14,10 @@ import pytest
 from nginx_server import Nginx, free_port, running_nginx
 from test_cache import KEY1, KEY2, KEY3, SCOPE, digest_of, make_workspace
 
-from buildlib.cache import CacheConfig, CacheSource, StepCache
-from buildlib.casstore import Area, CacheBackend, LocalStore
-from buildlib.errors import UserError
-from buildlib.remote import HttpRemote, RemoteError, RemoteFailure, parse_header
+from buildlib.cache.cas import Area, CacheBackend, LocalStore
+from buildlib.cache.remote import HttpRemote, RemoteError, RemoteFailure, parse_header
+from buildlib.cache.store import CacheConfig, CacheSource, StepCache
+from buildlib.core.errors import UserError
 
 pytestmark = pytest.mark.nginx
 SECRET = "s3cr3t-T0KEN-4242"

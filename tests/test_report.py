@@ -10,12 +10,12 @@ from typing import Any
 import jsonschema  # type: ignore[import-untyped]
 import pytest
 
-from buildlib import records
-from buildlib import report as report_module
-from buildlib.atomicfile import write_text_atomic as atomic_write_text
-from buildlib.history import read_history
-from buildlib.report import record_to_json, write_build_reports
-from buildlib.results import BuildRecord, Outcome, StepRecord
+from buildlib.core import records
+from buildlib.core.atomicfile import write_text_atomic as atomic_write_text
+from buildlib.report import writers as report_module
+from buildlib.report.history import read_history
+from buildlib.report.writers import record_to_json, write_build_reports
+from buildlib.run.results import BuildRecord, Outcome, StepRecord
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "docs" / "report.schema.json"
 
@@ -180,7 +180,7 @@ def test_atomic_write_steps_over_a_temp_file_a_killed_writer_left(tmp_path: Path
     import os
     import threading
 
-    from buildlib import atomicfile
+    from buildlib.core import atomicfile
 
     target = tmp_path / "out.json"
     upcoming = next(atomicfile._unique) + 1

@@ -1,6 +1,6 @@
 """The cache's trust boundary, as a property: a restore writes only the step's outputs.
 
-The invariant (buildlib/archive.py): restoring an entry for a step whose declared
+The invariant (buildlib/cache/entries.py): restoring an entry for a step whose declared
 outputs are a scope S into a workspace W
 - changes nothing in W outside S, except creating missing parent directories of S's paths;
 - changes nothing outside W at all;
@@ -28,7 +28,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from buildlib.archive import (
+from buildlib.cache.entries import (
     FileKind,
     OutputFile,
     UnsafeEntryError,
@@ -36,7 +36,7 @@ from buildlib.archive import (
     scope_problems,
     symlink_record,
 )
-from buildlib.outputs import OutputScope, expand_outputs
+from buildlib.incremental.outputs import OutputScope, expand_outputs
 
 NAMES = ["a", "b", "out", "dist", "s"]
 PATTERNS = ["out", "out/a", "dist", "a/dist", "a/*.js", "out/**", "*/dist", "b"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import heapq
 import random
 
-from buildlib import graph
-from buildlib.scheduler import Scheduler, State
+from buildlib.planning import graph
+from buildlib.planning.scheduler import Scheduler, State
 
 
 def simulate(deps: dict[str, list[str]], durations: dict[str, float], jobs: int) -> float:

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 from privileges import run_without_dac_override
 
-from buildlib import filehash, statscan
-from buildlib.statscan import CachedEntry, check_stats, lstat_keys
+from buildlib.incremental import filehash, statscan
+from buildlib.incremental.statscan import CachedEntry, check_stats, lstat_keys
 
 NOW = time.time_ns() + 3600 * 10**9  # every file on disk is old enough to trust
 
@@ -61,7 +61,7 @@ def test_the_c_version_was_built() -> None:
     # Installing the project compiles _speedups.c whenever a C compiler is there (setup.py).
     if sysconfig.get_config_var("CC") is None or shutil.which("cc") is None:
         pytest.skip("no C compiler: the Python loop is the only one")
-    assert statscan.ACCELERATED, "buildlib._speedups is missing or stale: reinstall the project"
+    assert statscan.ACCELERATED, "buildlib.incremental._speedups is missing or stale: reinstall the project"
 
 
 @pytest.mark.skipif(not statscan.ACCELERATED, reason="_speedups is not built")
@@ -309,7 +309,7 @@ def test_an_unreadable_directory_is_reported_by_either_walk(tree: Path, c_walk: 
     try:
         code = (
             "import sys\n"
-            "from buildlib import filehash, statscan\n"
+            "from buildlib.incremental import filehash, statscan\n"
             f"if not {c_walk}: statscan._c_walk_files = None\n"
             "try:\n"
             f"    filehash.FileHasher({str(tree)!r}).expand(['**'])\n"
@@ -337,7 +337,7 @@ def test_a_directory_that_fails_while_being_read_is_reported(tmp_path: Path) -> 
     for rel in ["ok/a", "flaky/b"]:
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_bytes(b"x")
-    code = ("from buildlib import filehash, statscan\n"
+    code = ("from buildlib.incremental import filehash, statscan\n"
             f"print(statscan.walk_files({str(root)!r}, '', ()))\n"
             "try:\n"
             f"    filehash.FileHasher({str(root)!r}).expand(['**'])\n"

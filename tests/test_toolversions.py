@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from buildlib.errors import UserError
-from buildlib.toolversions import ToolError, detect_tool_versions
+from buildlib.core.errors import UserError
+from buildlib.incremental.toolversions import ToolError, detect_tool_versions
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="the tools are POSIX shell scripts")
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from buildlib.results import BuildRecord, Outcome, StepRecord
-from buildlib.trace import build_trace
+from buildlib.report.trace import build_trace
+from buildlib.run.results import BuildRecord, Outcome, StepRecord
 
 
 def make_record() -> BuildRecord:

@@ -16,9 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from buildlib.artifacts import Artifact, ArtifactKind
-from buildlib.targets import get_target, host_triple
-from buildlib.verify import (
+from buildlib.verify.checks import (
     SCHEMA_VERSION,
     Status,
     check_artifacts,
@@ -27,6 +25,8 @@ from buildlib.verify import (
     render_report,
     verify_artifacts,
 )
+from buildlib.workspace.artifacts import Artifact, ArtifactKind
+from buildlib.workspace.targets import get_target, host_triple
 
 LINUX_X64 = get_target("x86_64-unknown-linux-gnu")
 LINUX_ARM = get_target("aarch64-unknown-linux-gnu")

@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from buildlib.ci_matrix import build_matrix
-from buildlib.targets import TARGETS
+from buildlib.integrations.ci_matrix import build_matrix
+from buildlib.workspace.targets import TARGETS
 
 yaml = pytest.importorskip("yaml", reason="PyYAML is needed to read the workflow")
 
@@ -178,7 +178,7 @@ RETIRED_RUNNERS = {"macos-13"}  # GitHub retired the image in December 2025
             triple,
             marks=pytest.mark.xfail(
                 TARGETS[triple].runner in RETIRED_RUNNERS, strict=True,
-                reason=f"buildlib/targets.py still maps {triple} to the retired runner "
+                reason=f"buildlib/workspace/targets.py still maps {triple} to the retired runner "
                 f"'{TARGETS[triple].runner}'; the Intel macOS runner is now 'macos-15-intel'",
             ),
         )

@@ -9,8 +9,8 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from buildlib.events import BuildStart
-from buildlib.results import BuildRecord, StepRecord
+from buildlib.run.reporter import BuildStart
+from buildlib.run.results import BuildRecord, StepRecord
 
 PY = sys.executable
 

@@ -1,0 +1,413 @@
+"""Issue 17: buildlib vs turbo on the synthetic npm-workspace monorepo of `monorepo.py`.
+
+    python benchmarks/monorepo.py measure --packages 100 200 1000 [10000]
+    python benchmarks/monorepo.py profile --packages 1000      # cProfile of a no-op
+
+For each size N, two identical trees are generated from the same seed, one per
+tool (`<work>/<N>/buildlib` and `<work>/<N>/turbo`), so that neither tool's runs
+rewrite the other's outputs or caches; each is built cold once (reported, not
+compared), then one untimed no-op each. Then, alternately in the same minute:
+
+- no-op: `python -m buildlib build --plain` vs `turbo run build` (every run
+  checked: the build report must say every step `cached`; turbo must print
+  `Cached: N cached, N total` and `FULL TURBO`);
+- one edited file mid-graph: `monorepo.edit_middle(repo, k)` in both trees, then
+  each tool builds; the edited package and its dependents must be the only steps
+  that ran (turbo: `Cached: N-k cached`), everything else cached.
+
+Median of `--repeats` (default 5; `--repeats-large` above 2,000 packages, default
+3). At the largest size also: `--dry-run` planning time (median of 3) and the
+engine's peak RSS during a no-op (`ru_maxrss` from `os.wait4` of that child).
+
+The engine runs as `<python> -m buildlib build` with PYTHONPATH=<--pythonpath>
+(default: this checkout) and a private BUILDLIB_CACHE_DIR; `--python` defaults to
+the nox engine environment's interpreter when it exists (it has the C stat loop
+compiled for it), else this interpreter. The caller's BUILDLIB_*, NOX*, TURBO_*,
+PYTHONPATH and PYTHONDONTWRITEBYTECODE are dropped for both tools. Peers share the
+machine: the 1-minute load average is printed before and after each size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python benchmarks/...`
+
+from benchmarks import monorepo
+from benchmarks.harness import REPO, BenchmarkError, load_average
+
+ENGINE_PYTHON = REPO / ".nox" / "_engine-py3.12" / "bin" / "python"
+DROPPED_PREFIXES = ("BUILDLIB_", "NOX", "TURBO_")
+DROPPED = ("PYTHONPATH", "PYTHONDONTWRITEBYTECODE")
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+TURBO_CACHED = re.compile(r"Cached:\s+(\d+) cached, (\d+) total")
+LARGE = 2000  # above this many packages, --repeats-large applies
+# Issue 17's targets.
+TARGET_RATIO = 0.7  # buildlib / turbo, no-op at 1,000 and 10,000; edit at 1,000
+TARGET_DRY_RUN = 1.0  # seconds to plan 10,000 steps
+
+
+@dataclass(frozen=True, kw_only=True)
+class Run:
+    """One child process: wall seconds, CPU seconds (its own and its waited-for children's),
+    peak RSS in KiB (the largest of those processes)."""
+
+    wall: float
+    cpu: float
+    maxrss_kb: int
+
+
+def run_child(argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], log: Path) -> Run:
+    """Run `argv` with its output to `log`; BenchmarkError with the log's tail on failure."""
+    with log.open("wb") as out:
+        start = time.perf_counter()
+        proc = subprocess.Popen(list(argv), cwd=cwd, env=dict(env), stdout=out,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        tail = log.read_text(errors="replace")[-2000:]
+        raise BenchmarkError(f"{' '.join(map(str, argv[:5]))} ... exited {proc.returncode}; "
+                             f"log {log}:\n{tail}")
+    return Run(wall=wall, cpu=usage.ru_utime + usage.ru_stime, maxrss_kb=usage.ru_maxrss)
+
+
+def base_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items()
+            if not k.startswith(DROPPED_PREFIXES) and k not in DROPPED}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Engine:
+    python: str
+    pythonpath: str
+
+    def env(self, cache_dir: Path) -> dict[str, str]:
+        return base_env() | {"PYTHONPATH": self.pythonpath, "BUILDLIB_CACHE_DIR": str(cache_dir)}
+
+    def argv(self, *extra: str) -> list[str]:
+        return [self.python, "-m", "buildlib", "build", "--plain", *extra]
+
+    def accelerated(self) -> str:
+        """Whether the engine's C stat loop loads (the module moved in the restructuring)."""
+        probe = ("import importlib\n"
+                 "for m in ('buildlib.statscan', 'buildlib.incremental.statscan'):\n"
+                 "    try: print(importlib.import_module(m).ACCELERATED); break\n"
+                 "    except ImportError: pass\n"
+                 "else: print('unknown')\n")
+        out = subprocess.run([self.python, "-c", probe], env=self.env(Path("/nonexistent")),
+                             capture_output=True, text=True, check=False)
+        return out.stdout.strip() or f"unknown ({out.stderr.strip()[-200:]})"
+
+
+def buildlib_outcomes(root: Path) -> dict[str, str]:
+    """step -> outcome from the last build's report."""
+    report = json.loads((root / ".buildlib" / "reports" / "latest.json").read_text())
+    if report.get("exit_code") != 0:
+        raise BenchmarkError(f"buildlib's last build in {root} exited {report.get('exit_code')}")
+    return {s["name"]: s["outcome"] for s in report["steps"]}
+
+
+def check_buildlib(root: Path, *, steps: int, ran: set[str]) -> float:
+    """Every step in the report, exactly `ran` not cached; returns the report's own wall."""
+    outcomes = buildlib_outcomes(root)
+    not_cached = {n for n, o in outcomes.items() if o != "cached"}
+    if len(outcomes) != steps or not_cached != ran:
+        raise BenchmarkError(f"buildlib in {root}: {len(outcomes)} of {steps} steps; not cached: "
+                             f"{sorted(not_cached)[:10]}, expected {sorted(ran)[:10]}")
+    report = json.loads((root / ".buildlib" / "reports" / "latest.json").read_text())
+    return float(report["wall"])
+
+
+def check_turbo(log: Path, *, tasks: int, ran: int) -> None:
+    text = ANSI.sub("", log.read_text(errors="replace"))
+    found = TURBO_CACHED.search(text)
+    if (found is None or int(found.group(2)) != tasks or int(found.group(1)) != tasks - ran
+            or (ran == 0 and "FULL TURBO" not in text)):
+        summary = found.group(0) if found else "no `Cached:` line"
+        raise BenchmarkError(f"turbo ({log}): {summary}, expected {tasks - ran} cached of "
+                             f"{tasks}{' and FULL TURBO' if ran == 0 else ''}:\n{text[-1500:]}")
+
+
+@dataclass(kw_only=True)
+class SizeResult:
+    packages: int
+    middle: str
+    rerun: int  # steps an edit re-runs: the middle package and its dependents
+    generate_s: float
+    cold_buildlib: Run
+    cold_turbo: Run
+    noop_buildlib: list[Run] = field(default_factory=list)
+    noop_buildlib_phase: list[float] = field(default_factory=list)  # report's own wall
+    noop_turbo: list[Run] = field(default_factory=list)
+    edit_buildlib: list[Run] = field(default_factory=list)
+    edit_turbo: list[Run] = field(default_factory=list)
+    dry_run_buildlib: list[Run] = field(default_factory=list)
+    dry_run_turbo: list[Run] = field(default_factory=list)
+    load_before: float = float("nan")
+    load_after: float = float("nan")
+
+
+def median(runs: Sequence[Run], attr: str = "wall") -> float:
+    return statistics.median(getattr(r, attr) for r in runs) if runs else float("nan")
+
+
+def measure_size(packages: int, *, work: Path, engine: Engine, turbo: Path, repeats: int,
+                 dry_run: bool, seed: int, git: bool, log=print) -> SizeResult:
+    size_dir = work / str(packages)
+    logs = size_dir / "logs"
+    logs.mkdir(parents=True)
+    start = time.perf_counter()
+    repo_b = monorepo.generate(size_dir / "buildlib", packages=packages, seed=seed, git=git)
+    repo_t = monorepo.generate(size_dir / "turbo", packages=packages, seed=seed, git=git)
+    generated = (time.perf_counter() - start) / 2
+    b_root, t_root = repo_b.root, repo_t.root
+    b_env = engine.env(size_dir / "buildlib-cache")
+    t_env = monorepo.turbo_env(base_env())
+    middle = repo_b.middle
+    ran = {middle} | repo_b.dependents(middle)
+    log(f"[{packages}] generated 2 trees, {generated:.1f}s each; middle {middle}, an edit "
+        f"re-runs {len(ran)} steps; load {load_average():.1f}")
+
+    def b(label: str, *extra: str) -> Run:
+        return run_child(engine.argv(*extra), cwd=b_root, env=b_env, log=logs / f"b-{label}.log")
+
+    def t(label: str, *extra: str) -> Run:
+        return run_child(monorepo.turbo_argv(turbo, *extra), cwd=t_root, env=t_env,
+                         log=logs / f"t-{label}.log")
+
+    cold_b = b("cold")
+    check_buildlib(b_root, steps=packages, ran=set(repo_b.names))
+    log(f"[{packages}] cold buildlib {cold_b.wall:.1f}s")
+    cold_t = t("cold")
+    check_turbo(logs / "t-cold.log", tasks=packages, ran=packages)
+    log(f"[{packages}] cold turbo {cold_t.wall:.1f}s")
+    b("warm-up")
+    check_buildlib(b_root, steps=packages, ran=set())
+    t("warm-up")
+    check_turbo(logs / "t-warm-up.log", tasks=packages, ran=0)
+
+    result = SizeResult(packages=packages, middle=middle, rerun=len(ran), generate_s=generated,
+                        cold_buildlib=cold_b, cold_turbo=cold_t, load_before=load_average())
+    for i in range(repeats):
+        result.noop_buildlib.append(b(f"noop-{i}"))
+        result.noop_buildlib_phase.append(check_buildlib(b_root, steps=packages, ran=set()))
+        result.noop_turbo.append(t(f"noop-{i}"))
+        check_turbo(logs / f"t-noop-{i}.log", tasks=packages, ran=0)
+    for i in range(repeats):
+        monorepo.edit_middle(repo_b, i + 1)
+        monorepo.edit_middle(repo_t, i + 1)
+        result.edit_buildlib.append(b(f"edit-{i}"))
+        check_buildlib(b_root, steps=packages, ran=ran)
+        result.edit_turbo.append(t(f"edit-{i}"))
+        check_turbo(logs / f"t-edit-{i}.log", tasks=packages, ran=len(ran))
+    if dry_run:
+        result.dry_run_buildlib, result.dry_run_turbo = time_dry_runs(
+            b_root, t_root, engine=engine, env=b_env, turbo=turbo, logs=logs)
+    result.load_after = load_average()
+    log(f"[{packages}] done; load {result.load_after:.1f}")
+    return result
+
+
+def time_dry_runs(b_root: Path, t_root: Path, *, engine: Engine, env: Mapping[str, str],
+                  turbo: Path, logs: Path, repeats: int = 3) -> tuple[list[Run], list[Run]]:
+    """Planning only, alternately: `buildlib build --dry-run` vs `turbo run build --dry=json`."""
+    b_runs: list[Run] = []
+    t_runs: list[Run] = []
+    for i in range(repeats):
+        b_runs.append(run_child(engine.argv("--dry-run"), cwd=b_root, env=env,
+                                log=logs / f"b-dry-{i}.log"))
+        t_runs.append(run_child(monorepo.turbo_argv(turbo, "--dry=json"), cwd=t_root,
+                                env=monorepo.turbo_env(base_env()), log=logs / f"t-dry-{i}.log"))
+    return b_runs, t_runs
+
+
+def measure_dry_run_only(packages: int, *, work: Path, engine: Engine, turbo: Path,
+                         seed: int, git: bool) -> str:
+    """`--dry-run-packages N`: one tree, nothing built; planning time of each tool."""
+    size_dir = work / f"dry-{packages}"
+    logs = size_dir / "logs"
+    logs.mkdir(parents=True)
+    start = time.perf_counter()
+    repo = monorepo.generate(size_dir / "repo", packages=packages, seed=seed, git=git)
+    generated = time.perf_counter() - start
+    load = load_average()
+    b_runs, t_runs = time_dry_runs(repo.root, repo.root, engine=engine,
+                                   env=engine.env(size_dir / "buildlib-cache"), turbo=turbo,
+                                   logs=logs)
+    return (f"{packages} steps, nothing built (tree generated in {generated:.0f}s, load "
+            f"{load:.1f}): buildlib --dry-run median {median(b_runs):.3f}s (runs "
+            f"{[round(r.wall, 3) for r in b_runs]}, CPU {median(b_runs, 'cpu'):.3f}s, peak RSS "
+            f"{max(r.maxrss_kb for r in b_runs) / 1024:.0f} MB); turbo --dry=json "
+            f"{median(t_runs):.3f}s; target < {TARGET_DRY_RUN:.0f}s at 10,000")
+
+
+def table(results: Sequence[SizeResult]) -> str:
+    head = (f"{'steps':>6} | {'no-op buildlib':>14} {'turbo':>7} {'ratio':>5} | "
+            f"{'ms/step b':>9} {'t':>5} | {'cpu ratio':>9} | "
+            f"{'edit buildlib':>13} {'turbo':>7} {'ratio':>5} {'re-run':>6} | "
+            f"{'build phase':>11} | {'RSS MB':>6} | {'load':>9}")
+    lines = [head, "-" * len(head)]
+    for r in results:
+        nb, nt = median(r.noop_buildlib), median(r.noop_turbo)
+        eb, et = median(r.edit_buildlib), median(r.edit_turbo)
+        cpu = median(r.noop_buildlib, "cpu") / median(r.noop_turbo, "cpu")
+        rss = max(x.maxrss_kb for x in r.noop_buildlib) / 1024
+        lines.append(
+            f"{r.packages:>6} | {nb:>13.3f}s {nt:>6.3f}s {nb / nt:>5.2f} | "
+            f"{nb / r.packages * 1e3:>9.3f} {nt / r.packages * 1e3:>5.3f} | {cpu:>9.2f} | "
+            f"{eb:>12.3f}s {et:>6.3f}s {eb / et:>5.2f} {r.rerun:>6} | "
+            f"{statistics.median(r.noop_buildlib_phase):>10.3f}s | {rss:>6.0f} | "
+            f"{r.load_before:>4.1f}/{r.load_after:<4.1f}")
+    return "\n".join(lines)
+
+
+def details(results: Sequence[SizeResult]) -> str:
+    lines = []
+    for r in results:
+        lines.append(f"{r.packages} steps: cold buildlib {r.cold_buildlib.wall:.1f}s, cold turbo "
+                     f"{r.cold_turbo.wall:.1f}s; generate {r.generate_s:.1f}s per tree; "
+                     f"no-op runs b {[round(x.wall, 3) for x in r.noop_buildlib]} "
+                     f"t {[round(x.wall, 3) for x in r.noop_turbo]}; edit runs b "
+                     f"{[round(x.wall, 3) for x in r.edit_buildlib]} "
+                     f"t {[round(x.wall, 3) for x in r.edit_turbo]}; turbo RSS "
+                     f"{max(x.maxrss_kb for x in r.noop_turbo) / 1024:.0f} MB")
+        if r.dry_run_buildlib:
+            lines.append(f"{r.packages} steps: --dry-run planning buildlib "
+                         f"{median(r.dry_run_buildlib):.3f}s (runs "
+                         f"{[round(x.wall, 3) for x in r.dry_run_buildlib]}), turbo --dry=json "
+                         f"{median(r.dry_run_turbo):.3f}s; target < {TARGET_DRY_RUN:.0f}s at "
+                         f"10,000")
+    return "\n".join(lines)
+
+
+def default_python() -> str:
+    return str(ENGINE_PYTHON) if ENGINE_PYTHON.is_file() else sys.executable
+
+
+def measure(args: argparse.Namespace) -> int:
+    engine = Engine(python=args.python, pythonpath=args.pythonpath)
+    turbo = monorepo.find_turbo()
+    work = Path(tempfile.mkdtemp(prefix="monorepo-bench-", dir=args.workdir))
+    print(f"engine: {engine.python} -m buildlib, PYTHONPATH={engine.pythonpath}, C stat loop: "
+          f"{engine.accelerated()}; turbo {monorepo.TURBO_VERSION}: {turbo}; work {work}",
+          flush=True)
+    results: list[SizeResult] = []
+    sizes = sorted(args.packages)
+    dry_only: list[str] = []
+    try:
+        for packages in args.dry_run_packages:
+            dry_only.append(measure_dry_run_only(packages, work=work, engine=engine, turbo=turbo,
+                                                 seed=args.seed, git=args.git))
+            print(dry_only[-1], flush=True)
+            if not args.keep:
+                shutil.rmtree(work / f"dry-{packages}", ignore_errors=True)
+        for packages in sizes:  # an empty --packages measures the dry runs only
+            repeats = args.repeats_large if packages > LARGE else args.repeats
+            results.append(measure_size(
+                packages, work=work, engine=engine, turbo=turbo, repeats=repeats,
+                dry_run=packages == sizes[-1], seed=args.seed, git=args.git,
+                log=lambda m: print(m, flush=True)))
+            if not args.keep:
+                shutil.rmtree(work / str(packages), ignore_errors=True)
+    finally:
+        if results:
+            print()
+            print(f"median of {args.repeats} (of {args.repeats_large} above {LARGE} steps) "
+                  f"alternating runs; ratio = buildlib / turbo (target <= {TARGET_RATIO}); "
+                  f"cpu ratio = no-op CPU s (child + its children) buildlib / turbo; build "
+                  f"phase = the report's wall of a no-op; RSS = engine peak in a no-op")
+            print(table(results))
+            print(details(results))
+            out = work / "results.json"
+            out.write_text(json.dumps([asdict(r) for r in results], indent=1))
+            print(f"results: {out}")
+        if dry_only:
+            print("planning only:\n" + "\n".join(dry_only))
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def profile(args: argparse.Namespace) -> int:
+    """cProfile of one no-op at --packages, in the same env as `measure`; prints the top
+    entries by cumulative and by own time. The repository and profile are kept."""
+    import pstats
+
+    engine = Engine(python=args.python, pythonpath=args.pythonpath)
+    work = Path(tempfile.mkdtemp(prefix="monorepo-profile-", dir=args.workdir))
+    (work / "logs").mkdir()
+    repo = monorepo.generate(work / "repo", packages=args.packages[0], seed=args.seed,
+                             git=args.git)
+    env = engine.env(work / "buildlib-cache")
+    for label in ("cold", "warm-up"):
+        run_child(engine.argv(), cwd=repo.root, env=env, log=work / "logs" / f"{label}.log")
+    check_buildlib(repo.root, steps=len(repo.names), ran=set())
+    out = work / "noop.prof"
+    # Not `python -m cProfile -o OUT -m buildlib build`: the engine's __main__ leaves with
+    # os._exit (it skips the interpreter's teardown), so cProfile never writes OUT. It
+    # does run the atexit handlers first, so the profile is written from one.
+    wrapper = ("import atexit, cProfile, runpy, sys\n"
+               "prof = cProfile.Profile()\n"
+               f"atexit.register(lambda: (prof.disable(), prof.dump_stats({str(out)!r})))\n"
+               f"sys.argv = ['buildlib', 'build', '--plain', '-j', '{args.jobs}']\n"
+               "prof.enable()\n"
+               "runpy.run_module('buildlib', run_name='__main__', alter_sys=True)\n")
+    run_child([engine.python, "-c", wrapper], cwd=repo.root, env=env,
+              log=work / "logs" / "profile.log")
+    check_buildlib(repo.root, steps=len(repo.names), ran=set())
+    stats = pstats.Stats(str(out))
+    for key in ("cumulative", "tottime"):
+        print(f"== top {args.top} by {key}")
+        stats.sort_stats(key).print_stats(args.top)
+    print(f"profile: {out} (work directory {work} kept)")
+    return 0
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="benchmarks/monorepo.py", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=("measure", "profile"))
+    parser.add_argument("--packages", type=int, nargs="*", default=[100, 200, 1000])
+    parser.add_argument("--dry-run-packages", type=int, nargs="*", default=[],
+                        help="also time planning alone (--dry-run, nothing built) at these sizes")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats-large", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--git", action="store_true",
+                        help="commit each generated tree to git (turbo then hashes through git)")
+    parser.add_argument("--python", default=default_python(),
+                        help="the engine's interpreter (default: %(default)s)")
+    parser.add_argument("--pythonpath", default=str(REPO),
+                        help="where `buildlib` is imported from (default: %(default)s)")
+    parser.add_argument("--workdir", type=Path, default=None,
+                        help="parent of the work directory (default: the temp directory)")
+    parser.add_argument("--keep", action="store_true", help="keep the generated trees and logs")
+    parser.add_argument("--top", type=int, default=25, help="profile: entries per listing")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="profile: -j for the profiled build (default 1: Python 3.12's "
+                             "cProfile records every thread into one call stack, so two job "
+                             "threads make its cumulative times meaningless)")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str]) -> int:
+    args = parse_args(argv)
+    return measure(args) if args.command == "measure" else profile(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main(["measure", *sys.argv[1:]] if sys.argv[1:2] != ["profile"] else sys.argv[1:]))

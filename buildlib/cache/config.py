@@ -1,0 +1,86 @@
+"""Where the cache lives and how big it may grow: flags over environment over manifest.
+
+Kept apart from `cache.py` so a build whose steps are all up to date never imports
+the store, its archive code or platformdirs.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+from buildlib.core.errors import UserError
+from buildlib.core.records import record
+from buildlib.workspace.manifest import Manifest
+
+DEFAULT_MAX_SIZE = 5 << 30
+
+
+@record
+class CacheConfig:
+    """`local_dir` None means $BUILDLIB_CACHE_DIR, else the user cache directory."""
+
+    local_dir: Path | None = None
+    max_size: int = DEFAULT_MAX_SIZE
+    remote_url: str | None = None
+    remote_header: str | None = None  # "Name: value"; never printed
+    remote_read_only: bool = False
+    remote_timeout: float = 5.0
+    signing_key: str | None = None  # BUILDLIB_CACHE_SIGNING_KEY; never printed
+    trusted_keys: tuple[str, ...] = ()  # [cache] trusted_keys
+
+
+SIGNING_KEY_VARIABLE = "BUILDLIB_CACHE_SIGNING_KEY"
+HEADER_VARIABLE = "BUILDLIB_REMOTE_HEADER"
+REMOTE_VARIABLE = "BUILDLIB_REMOTE_CACHE"
+
+
+def engine_secrets(manifest: Manifest, environ: Mapping[str, str]) -> set[str]:
+    """The variables that hold the cache's credentials: the engine's, never a step's.
+
+    The remote's header (BUILDLIB_REMOTE_HEADER and the variable `[cache]
+    remote_header_env` names), the signing key, and the remote URL when it carries a
+    `user:password@`. The executor removes them from every step's environment, so no
+    build script or package's code can read the token that writes the shared cache.
+    """
+    names = {HEADER_VARIABLE, SIGNING_KEY_VARIABLE}
+    if manifest.cache.remote_header_env:
+        names.add(manifest.cache.remote_header_env)
+    if "@" in environ.get(REMOTE_VARIABLE, "").partition("://")[2].partition("/")[0]:
+        names.add(REMOTE_VARIABLE)
+    return names
+
+
+SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
+
+
+def parse_size(text: str) -> int:
+    match = SIZE.match(text)
+    if not match:
+        raise UserError(f"invalid size {text!r}", fix="write e.g. 500M, 2G or 1073741824")
+    number, unit = float(match.group(1)), match.group(2).lower()
+    return int(number * (1 << (10 * " kmgt".index(unit or " "))))
+
+
+def cache_config(manifest: Manifest, environ: Mapping[str, str], *, cache_dir: Path | None,
+                 remote_url: str | None, read_only: bool) -> CacheConfig:
+    """Flags win over environment variables, which win over the manifest's [cache]."""
+    local = cache_dir or (Path(environ["BUILDLIB_CACHE_DIR"]) if environ.get(
+        "BUILDLIB_CACHE_DIR") else None)
+    remote = remote_url if remote_url is not None else environ.get(
+        REMOTE_VARIABLE, manifest.cache.remote)
+    header = environ.get(HEADER_VARIABLE) or (
+        environ.get(manifest.cache.remote_header_env) if manifest.cache.remote_header_env
+        else None)
+    return CacheConfig(
+        local_dir=local,
+        max_size=parse_size(environ.get("BUILDLIB_CACHE_MAX_SIZE", str(DEFAULT_MAX_SIZE))),
+        remote_url=remote or None,
+        remote_header=header or None,
+        remote_read_only=read_only or environ.get("BUILDLIB_REMOTE_READ_ONLY") == "1"
+        or manifest.cache.remote_read_only,
+        remote_timeout=float(environ.get("BUILDLIB_REMOTE_TIMEOUT", "5")),
+        signing_key=environ.get(SIGNING_KEY_VARIABLE) or None,
+        trusted_keys=manifest.cache.trusted_keys,
+    )

@@ -1,0 +1,279 @@
+"""A step's declared outputs as a scope: what a restore may write, and what is there now.
+
+The cache's trust boundary rests on this module. A cache entry is accepted for a
+step only when every path it holds lies under one of the step's declared output
+patterns (templates filled), and every symlink it holds resolves, through the
+entry's own links and the workspace's existing ones, to a path under the same
+pattern (`archive.scope_problems`). Saving applies the same rule.
+
+Patterns use the glob dialect of inputs (`filehash.compile_glob`): `*`, `?` and
+`[...]` within one segment, `**` across segments; a pattern that names a directory
+means everything under it. A path is *covered* by a pattern when the path, or one of
+its parent directories, matches it.
+
+`resolve` answers where a workspace-relative path leads after a restore: inside
+the scope only the entry's links count (a restore leaves a covered path holding
+exactly the entry's files), outside it the workspace's symlinks are followed, and a
+path that climbs above the root, or leads to an absolute path outside it, leaves
+the workspace.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+import re
+import stat
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+
+from buildlib.incremental import statscan
+from buildlib.incremental.filehash import compile_glob
+
+MAX_LINK_HOPS = 40  # as the kernel's ELOOP limit
+
+
+class OutputScope:
+    """The output patterns of one step, after templates, ready to answer `owner`."""
+
+    def __init__(self, patterns: Iterable[str]) -> None:
+        self.patterns = tuple(patterns)
+        self._single: dict[str, OutputScope] = {}
+        self._literal: dict[str, str] = {}  # normalized literal path -> pattern as written
+        self._globs: list[tuple[str, Callable[[str], re.Match[str] | None]]] = []
+        for pattern in self.patterns:
+            glob = compile_glob(pattern)
+            if all(isinstance(seg, str) for seg in glob.segments):
+                self._literal.setdefault("/".join(glob.segments), pattern)  # type: ignore[arg-type]
+            else:
+                self._globs.append((pattern, re.compile(glob.regex).fullmatch))
+
+    def owner(self, path: str) -> str | None:
+        """The first pattern covering `path` (relative, '/'-separated), or None."""
+        if self._literal:
+            prefix = path
+            while True:
+                found = self._literal.get(prefix)
+                if found is not None:
+                    return found
+                cut = prefix.rfind("/")
+                if cut < 0:
+                    break
+                prefix = prefix[:cut]
+        for pattern, match in self._globs:
+            parts = path.split("/")
+            for end in range(1, len(parts) + 1):
+                if match("/" + "/".join(parts[:end])):
+                    return pattern
+        return None
+
+    def covers(self, pattern: str, path: str) -> bool:
+        """Whether `pattern` (one of this scope's) covers `path`."""
+        single = self._single.get(pattern)
+        if single is None:
+            single = self._single[pattern] = OutputScope((pattern,))
+        return single.owner(path) is not None
+
+
+# -- what the outputs are now ------------------------------------------------------------
+
+
+def expand_outputs(root: Path, patterns: Iterable[str]) -> list[str]:
+    """Sorted relative paths of the files and symlinks the patterns cover now.
+
+    A directory that a pattern names (or matches) stands for every file and symlink
+    under it; symlinks are listed, never followed.
+    """
+    base = os.fspath(root)
+    found: set[str] = set()
+    for pattern in patterns:
+        glob = compile_glob(pattern)
+        segments = glob.segments
+        literal = 0
+        while literal < len(segments) and isinstance(segments[literal], str):
+            literal += 1
+        start = "/".join(segments[:literal])  # type: ignore[arg-type]
+        if literal == len(segments):
+            _add_tree(base, start, found)
+            continue
+        # Walk from the literal prefix, matching one segment per directory level.
+        states = glob.closures[literal]
+        stack = [(start, states)]
+        while stack:
+            prefix, current = stack.pop()
+            for name, is_dir in _entries(base, prefix):
+                rel = f"{prefix}/{name}" if prefix else name
+                after = glob.step(current, name)
+                if not after:
+                    continue
+                if glob.accept in after:
+                    _add_tree(base, rel, found)
+                elif is_dir:
+                    stack.append((rel, after))
+    return sorted(found)
+
+
+def missing_patterns(patterns: Iterable[str], paths: Iterable[str]) -> list[str]:
+    """The patterns that cover none of `paths`."""
+    scope = OutputScope(patterns)
+    covered = {scope.owner(p) for p in paths}
+    return [p for p in scope.patterns if p not in covered]
+
+
+def _entries(base: str, prefix: str) -> list[tuple[str, bool]]:
+    """(name, is a real directory) of each entry of `prefix`; empty if it is not a directory."""
+    try:
+        with os.scandir(f"{base}/{prefix}" if prefix else base) as it:
+            return [(e.name, e.is_dir(follow_symlinks=False)) for e in it]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def _add_tree(base: str, rel: str, found: set[str]) -> None:
+    """`rel` itself if it is a file or symlink, else every file and symlink below it."""
+    try:
+        info = os.lstat(f"{base}/{rel}")
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    if not stat.S_ISDIR(info.st_mode):
+        if stat.S_ISREG(info.st_mode) or stat.S_ISLNK(info.st_mode):
+            found.add(rel)
+        return
+    walked = statscan.walk_files(base, rel + "/", ())
+    if walked is not None:
+        found.update(walked[0])
+        return
+    for dirpath, dirs, files in os.walk(f"{base}/{rel}"):
+        top = os.path.relpath(dirpath, base).replace(os.sep, "/")
+        for name in files:
+            found.add(f"{top}/{name}")
+        for name in list(dirs):
+            if stat.S_ISLNK(os.lstat(f"{dirpath}/{name}").st_mode):
+                found.add(f"{top}/{name}")
+                dirs.remove(name)
+
+
+# -- where a path leads ------------------------------------------------------------------
+
+
+def resolve(rel: str, *, links: Mapping[str, str], replaced: Callable[[str], bool],
+            root: Path) -> str | None:
+    """The workspace-relative path `rel` leads to, every symlink on the way followed.
+
+    `links` are the symlinks the restore writes (path -> target). A path for which
+    `replaced` is true holds only what the entry writes, so the workspace's own entry
+    there is ignored; elsewhere existing symlinks are read. Returns None when the path
+    leaves the workspace or loops. "" is the root itself.
+    """
+    base = os.fspath(root)
+    real = os.path.realpath(base)
+    pending = deque(rel.split("/"))
+    done: list[str] = []
+    hops = 0
+    while pending:
+        name = pending.popleft()
+        if name in ("", "."):
+            continue
+        if name == "..":
+            if not done:
+                return None
+            done.pop()
+            continue
+        here = "/".join((*done, name))
+        target = links.get(here)
+        if target is None and not replaced(here):
+            target = _readlink(f"{base}/{here}")
+        if target is None:
+            done.append(name)
+            continue
+        hops += 1
+        if hops > MAX_LINK_HOPS:
+            return None
+        if target.startswith("/"):
+            inside = _under(target, (base, real))
+            if inside is None:
+                return None
+            done = []
+            target = inside
+        pending.extendleft(reversed(target.split("/")))
+    return "/".join(done)
+
+
+def _readlink(path: str) -> str | None:
+    try:
+        return os.readlink(path)  # noqa: PTH115 - str paths, one per path component
+    except OSError:  # not a symlink, or not there
+        return None
+
+
+def _under(target: str, roots: Iterable[str]) -> str | None:
+    """`target` (absolute) relative to the first of `roots` it starts with, or None. Not
+    normalized: a `..` left in the remainder is resolved (or refused) by the caller."""
+    for root in roots:
+        if target.rstrip("/") == root:
+            return ""
+        if target.startswith(root + "/"):
+            return target[len(root) + 1:]
+    return None
+
+
+# -- outputs two steps share ---------------------------------------------------------------
+
+
+def overlap(outputs: Mapping[str, Iterable[str]]) -> tuple[str, str, str, str] | None:
+    """Two steps whose outputs overlap, as (step, pattern, other step, other pattern):
+    the same path, one inside the other, or a glob covering another step's path.
+
+    Restoring one would remove the other's files (a restored output holds exactly its
+    entry's files), and building both would let the later overwrite the earlier, so the
+    plan refuses it, as Bazel does. Linear in the number of outputs, plus the literal
+    outputs under each glob's fixed prefix.
+    """
+    literal: dict[str, tuple[str, str]] = {}
+    globs: list[tuple[str, str, str]] = []  # step, pattern, fixed prefix
+    for step, patterns in outputs.items():
+        for pattern in patterns:
+            segments = compile_glob(pattern).segments
+            fixed = _fixed_prefix(segments)
+            if len(fixed) < len(segments):
+                globs.append((step, pattern, "/".join(fixed)))
+                continue
+            path = "/".join(fixed)
+            other = literal.get(path)
+            if other is not None and other[0] != step:
+                return (other[0], other[1], step, pattern)
+            literal[path] = (step, pattern)
+    for path, (step, pattern) in literal.items():
+        parent = path
+        while "/" in parent:
+            parent = parent.rpartition("/")[0]
+            other = literal.get(parent)
+            if other is not None and other[0] != step:
+                return (other[0], other[1], step, pattern)
+    return _glob_overlap(globs, literal)
+
+
+def _glob_overlap(globs: list[tuple[str, str, str]], literal: Mapping[str, tuple[str, str]]
+                  ) -> tuple[str, str, str, str] | None:
+    """A glob of one step covering a literal output of another, or None."""
+    ordered = sorted(literal)
+    for step, pattern, prefix in globs:
+        scope = OutputScope((pattern,))
+        for path in ordered[bisect.bisect_left(ordered, prefix):]:
+            if prefix and not (path == prefix or path.startswith(prefix + "/")):
+                break
+            other_step, other_pattern = literal[path]
+            if other_step != step and scope.owner(path) is not None:
+                return (step, pattern, other_step, other_pattern)
+    return None
+
+
+def _fixed_prefix(segments: Sequence[object]) -> list[str]:
+    """The literal segments of a glob before its first wildcard."""
+    fixed: list[str] = []
+    for seg in segments:
+        if not isinstance(seg, str):
+            break
+        fixed.append(seg)
+    return fixed

@@ -1,0 +1,111 @@
+"""Remove what the manifest declares as build output, and nothing else.
+
+Every candidate is checked to lie inside the workspace (its parent directory
+resolved, so a symlinked directory cannot lead outside); a symlink is removed as a
+link, never followed; directories are removed with `shutil.rmtree`, which does not
+follow symlinks either.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from buildlib.core.errors import UserError
+from buildlib.planning.plan import fill_template, template_variables
+from buildlib.workspace.manifest import Manifest
+from buildlib.workspace.targets import Target
+
+
+def planned_removals(manifest: Manifest, *, target: Target, selection: Sequence[str]
+                     ) -> list[Path]:
+    """Existing paths the selected steps declare (outputs and `clean`), for every mode."""
+    groups = {s.group for s in manifest.steps.values()}
+    for name in selection:
+        if name not in groups and name not in manifest.steps:
+            raise UserError(f"clean: '{name}' is neither a step group nor a step",
+                            fix="groups: " + ", ".join(sorted(groups)))
+    steps = [s for s in manifest.steps.values()
+             if not selection or s.group in selection or s.name in selection]
+    root = manifest.root.resolve()
+    found: dict[Path, None] = {}
+    for mode in manifest.modes:
+        variables = template_variables(manifest, mode, target, os.environ)
+        for step in steps:
+            for pattern in (*step.outputs, *step.clean):
+                filled = fill_template(pattern, variables, file=manifest.path, step=step.name,
+                                       key="outputs")
+                for path in _expand(root, filled):
+                    found[path] = None
+    # A path inside another removed directory goes with it.
+    paths = sorted(found)
+    return [p for p in paths if not any(q != p and p.is_relative_to(q) for q in paths)]
+
+
+def _expand(root: Path, pattern: str) -> Iterable[Path]:
+    candidates = root.glob(pattern) if any(c in pattern for c in "*?[") else [root / pattern]
+    for path in candidates:
+        if (path.exists() or path.is_symlink()) and inside(root, path):
+            yield path
+
+
+def inside(root: Path, path: Path) -> bool:
+    """True when the directory entry `path` (not what a symlink points to) is inside `root`.
+
+    Its parent is resolved, so `out/` being a symlink to /elsewhere cannot lead outside.
+    """
+    parent = Path(os.path.realpath(path.parent))
+    return parent.is_relative_to(root) and parent / path.name != root
+
+
+def size_of(path: Path) -> int:
+    if path.is_symlink() or path.is_file():
+        return path.lstat().st_size
+    total = 0
+    for dirpath, _dirs, files in os.walk(path):  # os.walk does not follow symlinks by default
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += (Path(dirpath) / name).lstat().st_size
+    return total
+
+
+def remove(path: Path) -> None:
+    if path.is_symlink() or not path.is_dir():
+        path.unlink(missing_ok=True)
+    else:
+        shutil.rmtree(path)
+
+
+def human(size: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"
+
+
+def clean(manifest: Manifest, *, target: Target, selection: Sequence[str], dry_run: bool,
+          cache: bool, cache_dir: Path | None) -> int:
+    """`nox -s clean [-- GROUP... --cache --dry-run]`; prints what goes, with sizes."""
+    paths = planned_removals(manifest, target=target, selection=selection)
+    root = manifest.root.resolve()
+    total = 0
+    verb = "would remove" if dry_run else "removed"
+    for path in paths:
+        size = size_of(path)
+        total += size
+        if not dry_run:
+            remove(path)
+        print(f"{verb} {path.relative_to(root)} ({human(size)})")
+    if cache:
+        from buildlib.cache.config import cache_config
+        from buildlib.run.gate import clear_cache
+
+        config = cache_config(manifest, os.environ, cache_dir=cache_dir, remote_url=None,
+                              read_only=True)
+        total += clear_cache(config, dry_run=dry_run)
+    print(f"{verb} {len(paths)} path(s), {human(total)}" + (" and the cache" if cache else ""))
+    return 0

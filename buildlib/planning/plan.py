@@ -1,0 +1,260 @@
+"""The plan: every selected step made concrete for one mode and one target.
+
+A plan is computed once, before anything runs; every field of a `PlannedStep` is
+resolved here (templates filled, overrides applied, priority computed) so the
+executor never re-derives anything on a scheduling pass.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from buildlib.core.errors import ManifestError, UserError
+from buildlib.core.records import record
+from buildlib.planning import graph
+from buildlib.workspace.artifacts import Artifact
+from buildlib.workspace.manifest import TEMPLATE_TOKEN, Manifest, StepSpec
+from buildlib.workspace.targets import Target
+
+VAR_PREFIX = "BUILDLIB_VAR_"
+DEFAULT_ESTIMATE = 1.0  # seconds, for a step with no earlier timing
+
+
+@record
+class PlannedStep:
+    name: str
+    description: str
+    group: str
+    argv: tuple[str, ...]  # as written (templates filled); resolved with shutil.which at spawn
+    cwd: Path  # absolute
+    env: Mapping[str, str]  # the variables this step sets (mode + step + overrides), not os.environ
+    env_inputs: tuple[str, ...]  # names read from the caller's environment; fingerprinted
+    depends_on: tuple[str, ...]
+    inputs: tuple[str, ...]  # glob patterns relative to the root
+    exclude: tuple[str, ...]  # glob patterns relative to the root, plus the default excludes
+    outputs: tuple[str, ...]  # paths or globs relative to the root, all inside it
+    tools: tuple[str, ...]  # names of [tools] entries whose versions are fingerprinted
+    retries: int
+    cacheable: bool
+    priority: float  # remaining critical path in seconds, this step included
+    estimate: float  # expected duration in seconds (earlier builds, else 1.0)
+
+
+@record
+class Plan:
+    root: Path
+    manifest_path: Path
+    mode: str
+    target: Target
+    steps: Mapping[str, PlannedStep]  # in topological order
+    requested: tuple[str, ...]
+    tool_commands: Mapping[str, tuple[str, ...]]  # tool name -> argv printing its version
+
+
+def fill_template(text: str, variables: Mapping[str, str], *, file: Path, step: str | None,
+                  key: str) -> str:
+    """Replace `{name}` with its value, `{{`/`}}` with braces; an unknown name is an error."""
+
+    def replace(match: re.Match[str]) -> str:
+        text_match = match.group(0)
+        if text_match == "{{":
+            return "{"
+        if text_match == "}}":
+            return "}"
+        name = match.group(1)
+        if name is None or name not in variables:
+            known = ", ".join(sorted(variables))
+            raise ManifestError(f"unknown template variable {text_match} in {text!r}", file=file,
+                                step=step, key=key, fix=f"use one of: {known}")
+        return variables[name]
+
+    return TEMPLATE_TOKEN.sub(replace, text)
+
+
+def template_variables(manifest: Manifest, mode: str, target: Target,
+                       environ: Mapping[str, str]) -> dict[str, str]:
+    """Built-ins < global [vars] < mode vars < BUILDLIB_VAR_<NAME> from the environment."""
+    variables = {
+        "mode": mode,
+        "root": str(manifest.root),
+        "python": sys.executable,
+        **target.template_vars,
+        **manifest.vars,
+        **manifest.modes[mode].vars,
+    }
+    for key, value in environ.items():
+        if key.startswith(VAR_PREFIX) and len(key) > len(VAR_PREFIX):
+            variables[key[len(VAR_PREFIX):].lower()] = value
+    return variables
+
+
+def marker_environment(target: Target) -> dict[str, str]:
+    """PEP 508 marker values describing the *target*, so cross plans pick the target's steps."""
+    machine = {  # what platform.machine() reports on each OS
+        "linux": {"x86_64": "x86_64", "aarch64": "aarch64"},
+        "darwin": {"x86_64": "x86_64", "aarch64": "arm64"},
+        "windows": {"x86_64": "AMD64", "aarch64": "ARM64"},
+    }[target.os][target.arch]
+    from packaging.markers import default_environment
+
+    env: dict[str, str] = {key: str(value) for key, value in default_environment().items()}
+    env.update({
+        "sys_platform": target.node_platform,
+        "platform_system": {"linux": "Linux", "darwin": "Darwin", "windows": "Windows"}[target.os],
+        "os_name": "nt" if target.os == "windows" else "posix",
+        "platform_machine": machine,
+    })
+    return env
+
+
+def applicable(step: StepSpec, mode: str, markers: Mapping[str, str]) -> bool:
+    """Whether `step` exists for this mode and target (its `modes` and `when` marker)."""
+    if step.modes is not None and mode not in step.modes:
+        return False
+    return step.when is None or step.when.evaluate(dict(markers))
+
+
+def build_plan(
+    manifest: Manifest,
+    *,
+    mode: str,
+    target: Target,
+    requested: Sequence[str] = (),
+    environ: Mapping[str, str],
+    estimates: Mapping[str, float] | None = None,
+) -> Plan:
+    """Select the steps `requested` needs (all when empty), fill templates, order and prioritise.
+
+    A dependency that does not apply to this mode or target (its `modes`/`when`) is
+    treated as satisfied; requesting such a step directly is an error.
+    """
+    if mode not in manifest.modes:
+        raise UserError(f"unknown mode '{mode}'",
+                        fix="use one of: " + ", ".join(manifest.modes))
+    has_markers = any(s.when is not None for s in manifest.steps.values())
+    markers = marker_environment(target) if has_markers else {}
+    present = {name: s for name, s in manifest.steps.items() if applicable(s, mode, markers)}
+    for name in requested:
+        if name not in manifest.steps:
+            import difflib  # error paths only
+
+            close = difflib.get_close_matches(name, list(manifest.steps), n=1)
+            raise UserError(f"unknown step '{name}'",
+                            fix=(f"did you mean '{close[0]}'? " if close else "")
+                            + "steps: " + ", ".join(manifest.steps))
+        if name not in present:
+            raise UserError(f"step '{name}' does not apply to mode '{mode}' and target "
+                            f"{target.triple}",
+                            fix="check its `modes` and `when` keys in " + str(manifest.path))
+    deps = {name: tuple(d for d in s.depends_on if d in present) for name, s in present.items()}
+    selected = graph.select(deps, requested or list(present))
+    sub = {name: deps[name] for name in present if name in selected}
+    order = graph.topo_order(sub)
+    durations = {name: (estimates or {}).get(name, DEFAULT_ESTIMATE) for name in order}
+    priority = graph.remaining_critical_path(sub, durations)
+    variables = template_variables(manifest, mode, target, environ)
+    resolver = _Resolver(manifest.root.resolve())
+    steps = {
+        name: _plan_step(manifest, manifest.steps[name], deps=sub[name], mode=mode,
+                         target=target, variables=variables, priority=priority[name],
+                         estimate=durations[name], resolver=resolver)
+        for name in order
+    }
+    from buildlib.incremental.outputs import overlap
+
+    shared = overlap({name: step.outputs for name, step in steps.items()})
+    if shared is not None:
+        first, first_pattern, second, second_pattern = shared
+        raise ManifestError(
+            f"steps '{first}' and '{second}' declare overlapping outputs "
+            f"({first_pattern!r} and {second_pattern!r})", file=manifest.path, step=second,
+            key="outputs", fix="give each step its own output paths (a restore of one "
+            "would remove the other's files)")
+    return Plan(root=manifest.root, manifest_path=manifest.path, mode=mode, target=target,
+                steps=steps, requested=tuple(requested), tool_commands=dict(manifest.tools))
+
+
+def _plan_step(manifest: Manifest, spec: StepSpec, *, deps: tuple[str, ...], mode: str,
+               target: Target, variables: Mapping[str, str], priority: float,
+               estimate: float, resolver: _Resolver) -> PlannedStep:
+    def fill(text: str, key: str) -> str:
+        return fill_template(text, variables, file=manifest.path, step=spec.name, key=key)
+
+    overrides = [o for o in (spec.mode_overrides.get(mode),
+                             spec.target_overrides.get(target.triple)) if o is not None]
+    argv = [fill(a, "command") for a in spec.command]
+    env = {k: fill(v, f"env.{k}") for k, v in manifest.modes[mode].env.items()}
+    env.update({k: fill(v, f"env.{k}") for k, v in spec.env.items()})
+    for override in overrides:
+        argv.extend(fill(a, "args") for a in override.args)
+        env.update({k: fill(v, f"env.{k}") for k, v in override.env.items()})
+    outputs = tuple(fill(o, "outputs") for o in spec.outputs)
+    root = resolver.root
+    for output in outputs:
+        if not resolver.resolve(output).is_relative_to(root):
+            raise ManifestError(f"output {output!r} resolves outside the workspace",
+                                file=manifest.path, step=spec.name, key="outputs",
+                                fix="declare outputs under the workspace root")
+    cwd = resolver.resolve(fill(spec.cwd, "cwd"))
+    if not cwd.is_relative_to(root):
+        raise ManifestError("cwd resolves outside the workspace", file=manifest.path,
+                            step=spec.name, key="cwd", fix="use a directory inside the workspace")
+    return PlannedStep(
+        name=spec.name,
+        description=spec.description,
+        group=spec.group,
+        argv=tuple(argv),
+        cwd=cwd,
+        env=env,
+        env_inputs=spec.env_inputs,
+        depends_on=deps,
+        inputs=tuple(fill(i, "inputs") for i in spec.inputs),
+        exclude=tuple(fill(e, "exclude") for e in spec.exclude),
+        outputs=outputs,
+        tools=spec.tools,
+        retries=spec.retries,
+        cacheable=spec.cache,
+        priority=priority,
+        estimate=estimate,
+    )
+
+
+class _Resolver:
+    """Paths under the root with symlinks resolved, each distinct path once per plan:
+    steps mostly share a few working directories, and each resolve is an lstat per
+    component (500 steps: 1,000 resolves, ~35 ms)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._done: dict[str, Path] = {}
+
+    def resolve(self, rel: str) -> Path:
+        found = self._done.get(rel)
+        if found is None:
+            found = self._done[rel] = (self.root / rel).resolve()
+        return found
+
+
+def resolve_artifacts(manifest: Manifest, plan: Plan, environ: Mapping[str, str]
+                      ) -> list[Artifact]:
+    """The manifest's artifacts for the plan's mode and target, templates filled."""
+    variables = template_variables(manifest, plan.mode, plan.target, environ)
+    result: list[Artifact] = []
+    for spec in manifest.artifacts:
+        if spec.modes is not None and plan.mode not in spec.modes:
+            continue
+        rel = fill_template(spec.path, variables, file=manifest.path, step=spec.step,
+                            key="artifact.path")
+        path = manifest.root / rel
+        run_vars = {**variables, "path": str(path)}
+        result.append(Artifact(
+            path=path, rel=rel, step=spec.step, kind=spec.kind,
+            run=tuple(fill_template(a, run_vars, file=manifest.path, step=spec.step,
+                                    key="artifact.run") for a in spec.run),
+            expect=fill_template(spec.expect, variables, file=manifest.path, step=spec.step,
+                                 key="artifact.expect"),
+        ))
+    return result

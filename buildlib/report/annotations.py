@@ -1,0 +1,225 @@
+"""Where a failed step's tools say the error is: file, line and column from its log.
+
+The GitHub reporter turns these into `::error file=...` annotations so a failure
+shows on the offending line of the pull request. Parsers cover the formats our
+steps print: rustc/cargo, tsc (plain and `--pretty`), svelte-check (human,
+`machine` and `machine-verbose`), and the generic `file:line:col: error: msg`
+of gcc/clang and `rustc --error-format=short`. Only errors are reported, never
+warnings; a log with none yields an empty list (the caller then falls back to a
+location-less annotation).
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+from buildlib.core.records import record
+
+# CSI sequences (colours, cursor moves), OSC sequences (cargo's hyperlinks, window
+# titles), charset selections like ESC ( B (tput sgr0), the remaining two-byte escapes
+# and finally a stray ESC, in that order of precedence.
+_ANSI = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]"
+    r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)"
+    r"|\x1b[ -/]+[0-~]"
+    r"|\x1b[@-Z\\-_]"
+    r"|\x1b"
+)
+_SGR = re.compile(r"\x1b\[[0-9;:]*m")  # colours and text attributes only
+
+
+def strip_ansi(text: str, *, keep_colours: bool = False) -> str:
+    """`text` without terminal escape sequences: no ESC byte survives, even a stray one.
+
+    With `keep_colours`, colour sequences stay (each line that has one ends with a reset)
+    while everything that moves the cursor or erases goes. A carriage return inside a line
+    (progress bars redrawn in place) keeps only what a terminal would finally show: the
+    text after the last one.
+    """
+    if "\x1b" in text:
+        if keep_colours:
+            text = _ANSI.sub(lambda m: m[0] if _SGR.fullmatch(m[0]) else "", text)
+            text = "\n".join(f"{line}\x1b[0m" if "\x1b[" in line else line
+                             for line in text.split("\n"))
+        else:
+            text = _ANSI.sub("", text)
+    if "\r" in text:
+        text = "\n".join(line.rsplit("\r", 1)[-1] for line in text.split("\n"))
+    return text
+
+
+class Tool(enum.Enum):
+    """Which tool's format a location was read from."""
+
+    RUSTC = "rustc"
+    TSC = "tsc"
+    SVELTE_CHECK = "svelte-check"
+    GENERIC = "generic"  # gcc/clang style `file:line:col: error: msg`
+
+
+@record
+class Location:
+    """One error a tool reported. `line` and `col` are 1-based; `col` is None when unknown.
+
+    `file` is relative to the workspace root when it lies inside it, else as printed
+    (or absolute, when it was resolved against the step's directory).
+    """
+
+    file: str
+    line: int
+    col: int | None
+    message: str
+    tool: Tool
+    code: str | None = None  # E0308, TS2322, ...
+
+    @property
+    def title(self) -> str:
+        """The message with its code in front, as an annotation shows it."""
+        return f"{self.code}: {self.message}" if self.code else self.message
+
+
+_RUSTC_HEADER = re.compile(r"^error(?:\[(?P<code>E\d{4})\])?: (?P<msg>.+)$")
+_RUSTC_ARROW = re.compile(r"^\s*--> (?P<file>.+?):(?P<line>\d+):(?P<col>\d+)\s*$")
+_TSC = re.compile(
+    r"^(?P<file>[^\s(][^(]*)\((?P<line>\d+),(?P<col>\d+)\): error (?P<code>TS\d+): (?P<msg>.*)$"
+)
+_TSC_PRETTY = re.compile(
+    r"^(?P<file>\S.*?):(?P<line>\d+):(?P<col>\d+) - error (?P<code>TS\d+): (?P<msg>.*)$"
+)
+_SVELTE_WHERE = re.compile(r"^(?P<file>\S.*?):(?P<line>\d+):(?P<col>\d+)\s*$")
+# The human form ends its message with the diagnostic's source, e.g. "(ts)"; dropped so the
+# same error read from another output form compares equal.
+_SVELTE_ERROR = re.compile(r"^Error: (?P<msg>.*?)(?:\s+\([a-z]+\))?\s*$")
+_SVELTE_START = re.compile(r'^\d+ START (?P<dir>".*")\s*$')
+_SVELTE_WORKSPACE = re.compile(r"^Loading svelte-check in workspace: (?P<dir>.+?)\s*$")
+_SVELTE_MACHINE = re.compile(
+    r'^\d+ ERROR (?P<file>"(?:[^"\\]|\\.)*") (?P<line>\d+):(?P<col>\d+) (?P<msg>".*")\s*$'
+)
+_SVELTE_MACHINE_VERBOSE = re.compile(r"^\d+ (?P<json>\{.*\})\s*$")
+_GENERIC = re.compile(
+    r"^(?P<file>[^\s:][^:]*):(?P<line>\d+):(?:(?P<col>\d+):)? (?:fatal )?"
+    r"error(?:\[(?P<code>E\d{4})\])?: (?P<msg>.*)$"
+)
+
+
+@record
+class _Raw:
+    """A location as printed, before its path is normalised."""
+
+    file: str
+    line: int
+    col: int | None
+    message: str
+    tool: Tool
+    code: str | None
+    base: str | None = None  # a directory the tool said its relative paths start from
+
+
+def find_locations(log_text: str, root: Path | None, *, cwd: Path | None = None) -> list[Location]:
+    """Every error location in `log_text`, in log order, each reported once.
+
+    Relative paths are resolved against `cwd` (the step's directory) when given, then
+    made relative to `root` when inside it. Escape sequences in the log are ignored.
+    """
+    seen: set[Location] = set()
+    found: list[Location] = []
+    for raw in _scan(strip_ansi(log_text).splitlines()):
+        location = Location(
+            file=_normalise(raw.file, root=root, cwd=Path(raw.base) if raw.base else cwd),
+            line=raw.line, col=raw.col, message=raw.message.strip(), tool=raw.tool, code=raw.code)
+        if location not in seen:
+            seen.add(location)
+            found.append(location)
+    return found
+
+
+def _scan(lines: list[str]) -> Iterator[_Raw]:
+    """One pass over the log; two-line formats look at the line after their first."""
+    svelte_base: str | None = None
+    for index, line in enumerate(lines):
+        following = lines[index + 1] if index + 1 < len(lines) else ""
+        if start := _SVELTE_START.match(line):
+            svelte_base = _json_str(start["dir"])
+        elif workspace := _SVELTE_WORKSPACE.match(line):
+            svelte_base = workspace["dir"]
+        elif raw := _one_line(line, svelte_base) or _two_lines(line, following, svelte_base):
+            yield raw
+
+
+def _one_line(line: str, svelte_base: str | None) -> _Raw | None:
+    if m := _TSC.match(line) or _TSC_PRETTY.match(line):
+        return _Raw(file=m["file"], line=int(m["line"]), col=int(m["col"]), message=m["msg"],
+                    tool=Tool.TSC, code=m["code"])
+    if m := _SVELTE_MACHINE.match(line):
+        file, message = _json_str(m["file"]), _json_str(m["msg"])
+        if file is None or message is None:
+            return None
+        return _Raw(file=file, line=int(m["line"]), col=int(m["col"]), message=message,
+                    tool=Tool.SVELTE_CHECK, code=None, base=svelte_base)
+    if m := _SVELTE_MACHINE_VERBOSE.match(line):
+        return _svelte_verbose(m["json"], svelte_base)
+    if m := _GENERIC.match(line):
+        code = m["code"]
+        return _Raw(file=m["file"], line=int(m["line"]),
+                    col=int(m["col"]) if m["col"] else None, message=m["msg"],
+                    tool=Tool.RUSTC if code else Tool.GENERIC, code=code)
+    return None
+
+
+def _two_lines(line: str, following: str, svelte_base: str | None) -> _Raw | None:
+    if (head := _RUSTC_HEADER.match(line)) and (arrow := _RUSTC_ARROW.match(following)):
+        return _Raw(file=arrow["file"], line=int(arrow["line"]), col=int(arrow["col"]),
+                    message=head["msg"], tool=Tool.RUSTC, code=head["code"])
+    if (where := _SVELTE_WHERE.match(line)) and (error := _SVELTE_ERROR.match(following)):
+        return _Raw(file=where["file"], line=int(where["line"]), col=int(where["col"]),
+                    message=error["msg"], tool=Tool.SVELTE_CHECK, code=None, base=svelte_base)
+    return None
+
+
+def _svelte_verbose(text: str, base: str | None) -> _Raw | None:
+    """svelte-check `--output machine-verbose`: JSON with 0-based line and character."""
+    try:
+        data = json.loads(text)
+        if data.get("type") != "ERROR":
+            return None
+        start = data["start"]
+        code = data.get("code")
+        if code is not None:
+            code = f"TS{code}" if data.get("source") == "ts" else str(code)
+        return _Raw(file=str(data["filename"]), line=int(start["line"]) + 1,
+                    col=int(start["character"]) + 1, message=str(data["message"]),
+                    tool=Tool.SVELTE_CHECK, code=code, base=base)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def _json_str(text: str) -> str | None:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, str) else None
+
+
+def _normalise(file: str, *, root: Path | None, cwd: Path | None) -> str:
+    path = Path(file)
+    if not path.is_absolute():
+        # cargo prints paths relative to its workspace root, not to the directory it was
+        # started in, so a relative path that is not under `cwd` is tried under `root`.
+        bases = [b for b in (cwd, root) if b is not None]
+        existing = [b / path for b in bases if (b / path).exists()]
+        if not bases:
+            return path.as_posix()
+        path = existing[0] if existing else bases[0] / path
+    path = Path(os.path.normpath(path))
+    if root is not None:
+        for candidate, base in ((path, Path(os.path.normpath(root))),
+                                (path.resolve(), root.resolve())):
+            if candidate.is_relative_to(base):
+                return candidate.relative_to(base).as_posix()
+    return path.as_posix()

@@ -1,0 +1,360 @@
+"""The build as one self-contained HTML page: a Gantt timeline plus a table of every step.
+
+Everything is inline (CSS, a little JS, the data as rendered elements): the file
+opens from disk or a CI artifact with no network. Bars are placed by percentages
+of the wall time, so the page reads the same at any width and without JS; the JS
+only adds dependency highlighting and records the laid-out bar widths in
+`<pre id="layout">` (tests read it from headless Chromium). Every piece of text
+from the build goes through `html.escape`. Called by `report.write_build_reports`.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from collections.abc import Mapping, Sequence
+
+from buildlib.run.results import BuildRecord, Outcome, StepRecord
+
+_STATUS_LABEL = {
+    Outcome.BUILT: "built",
+    Outcome.CACHED: "cached",
+    Outcome.RESTORED: "restored",
+    Outcome.FAILED: "failed",
+    Outcome.SKIPPED: "skipped",
+    Outcome.INTERRUPTED: "interrupted",
+}
+_TARGET_TICKS = 8
+
+
+def _e(text: object) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def format_seconds(seconds: float) -> str:
+    """'0.42 s', '12.3 s', '2 m 05 s': precise for short steps, readable for long ones."""
+    if seconds < 10:
+        return f"{seconds:.2f} s"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} m {rest:02d} s"
+
+
+def tick_label(seconds: float) -> str:
+    """Axis labels: '0', '2.5 s', '40 s', '1 m 30 s' (ticks are round numbers, so no padding)."""
+    seconds = round(seconds, 6)  # i * step accumulates float noise such as 0.30000000000000004
+    if seconds == 0:
+        return "0"
+    if seconds < 60:
+        return f"{seconds:g} s"
+    minutes, rest = divmod(seconds, 60)
+    return f"{minutes:g} m {rest:g} s" if rest else f"{minutes:g} m"
+
+
+def _percent(part: float, whole: float) -> float:
+    return 100.0 * part / whole if whole > 0 else 0.0
+
+
+def tick_step(wall: float) -> float:
+    """A 1/2/5 x 10^k interval giving about `_TARGET_TICKS` gridlines over `wall` seconds."""
+    if wall <= 0:
+        return 1.0
+    raw = wall / _TARGET_TICKS
+    magnitude = 10 ** math.floor(math.log10(raw))
+    for factor in (1, 2, 5, 10):
+        if raw <= factor * magnitude:
+            return float(factor * magnitude)
+    return float(10 * magnitude)  # pragma: no cover - the loop always returns by factor 10
+
+
+def render_html(record: BuildRecord, deps: Mapping[str, Sequence[str]]) -> str:
+    """The whole page for `record`; `deps` (step -> dependencies) feeds hover highlighting."""
+    # The timeline spans the wall time, or the last step end if a record is slightly off.
+    span = max([record.wall, *(s.end for s in record.steps)])
+    critical = set(record.critical_path)
+    order = sorted(range(len(record.steps)),
+                   key=lambda i: (record.steps[i].worker < 0, record.steps[i].start, i))
+    rows = "\n".join(_row(record.steps[i], span, deps.get(record.steps[i].name, ()),
+                          record.steps[i].name in critical) for i in order)
+    step = tick_step(span)
+    grid = _percent(step, span) if span > 0 else 100.0
+    return _PAGE.format(
+        title=_e(f"build {record.build_id} · {record.mode} · {record.target}"),
+        build_id=_e(record.build_id),
+        css=_CSS,
+        grid=f"{grid:.4f}",
+        verdict=_verdict(record),
+        stats=_stats(record),
+        warnings=_warnings(record.warnings),
+        legend=_legend(),
+        axis=_axis(span, step),
+        rows=rows,
+        table=_table(record, critical),
+        js=_JS,
+    )
+
+
+def _verdict(record: BuildRecord) -> str:
+    if record.ok:
+        return '<span class="verdict ok">succeeded</span>'
+    if record.exit_code > 128:  # 128 + signal number, as the executor reports an interrupt
+        return f'<span class="verdict interrupted">interrupted (exit {record.exit_code})</span>'
+    return f'<span class="verdict failed">failed (exit {record.exit_code})</span>'
+
+
+def _stats(record: BuildRecord) -> str:
+    counts = {o: sum(1 for s in record.steps if s.outcome is o) for o in Outcome}
+    summary = ", ".join(f"{n} {_STATUS_LABEL[o]}" for o, n in counts.items() if n)
+    items = [
+        ("mode", record.mode),
+        ("target", record.target),
+        ("wall", format_seconds(record.wall)),
+        ("parallelism", f"{record.parallelism:.2f} of {record.jobs} jobs"),
+        ("cache hit rate", f"{record.cache_hit_rate:.0%}"),
+        ("busy time", format_seconds(record.busy_time)),
+        ("critical path", format_seconds(record.critical_path_length)),
+        ("steps", summary or "none"),
+        ("started", record.started_at),
+        ("host", record.host or "-"),
+    ]
+    return "\n".join(f'<div class="stat"><dt>{_e(k)}</dt><dd data-stat="{_e(k)}">{_e(v)}</dd></div>'
+                     for k, v in items)
+
+
+def _warnings(warnings: Sequence[str]) -> str:
+    if not warnings:
+        return ""
+    items = "".join(f"<li>{_e(w)}</li>" for w in warnings)
+    return f'<section class="warnings"><h2>Warnings</h2><ul>{items}</ul></section>'
+
+
+def _legend() -> str:
+    items = [f'<span class="key"><i class="swatch {o.value}"></i>{_e(_STATUS_LABEL[o])}</span>'
+             for o in Outcome]
+    items.append('<span class="key"><i class="swatch built critical"></i>critical path</span>')
+    return "".join(items)
+
+
+def _axis(span: float, step: float) -> str:
+    ticks = []
+    count = int(span / step + 1e-9) if step > 0 else 0
+    for i in range(count + 1):
+        t = i * step
+        ticks.append(f'<span class="tick" style="left:{_percent(t, span):.4f}%">'
+                     f"{_e(tick_label(t))}</span>")
+    return "".join(ticks)
+
+
+def _tooltip(step: StepRecord, depends_on: Sequence[str], on_critical_path: bool) -> str:
+    status = _STATUS_LABEL[step.outcome]
+    if step.cache_source:
+        status += f" ({step.cache_source} cache)"
+    lines = [step.name, f"status: {status}"]
+    if step.worker >= 0:
+        lines += [f"start: {format_seconds(step.start)}",
+                  f"duration: {format_seconds(step.duration)}",
+                  f"worker: {step.worker + 1}",
+                  f"attempts: {step.attempts}"]
+    else:
+        lines.append("never started")
+    if step.exit_code is not None:
+        lines.append(f"exit code: {step.exit_code}")
+    if on_critical_path:
+        lines.append("on the critical path")
+    if step.reasons:
+        lines.append("why: " + "; ".join(step.reasons))
+    if depends_on:
+        lines.append("after: " + ", ".join(depends_on))
+    return "\n".join(lines)
+
+
+def _row(step: StepRecord, span: float, depends_on: Sequence[str],
+         on_critical_path: bool) -> str:
+    classes = ["bar", step.outcome.value] + (["critical"] if on_critical_path else [])
+    ran = step.worker >= 0
+    left = _percent(step.start, span) if ran else 0.0
+    width = _percent(step.duration, span) if ran else 0.0
+    marker = '<b class="crit-mark" title="on the critical path">◆</b>' if on_critical_path else ""
+    lane = f'<span class="lane">w{step.worker + 1}</span>' if ran else ""
+    note = "" if ran else f'<span class="note">{_e(_STATUS_LABEL[step.outcome])}</span>'
+    shown = format_seconds(step.duration) if ran else "-"
+    return (
+        f'<div class="row" data-row="{_e(step.name)}" '
+        f'data-deps="{_e(json.dumps(list(depends_on)))}">'
+        f'<div class="label" title="{_e(step.name)}">{marker}<span class="name">{_e(step.name)}'
+        f'</span>{lane}<span class="dur">{_e(shown)}</span></div>'
+        f'<div class="track">{note}<div class="{" ".join(classes)}" data-step="{_e(step.name)}" '
+        f'data-duration="{step.duration:.6f}" data-start="{step.start:.6f}" '
+        f'style="left:{left:.4f}%;width:{width:.4f}%" '
+        f'title="{_e(_tooltip(step, depends_on, on_critical_path))}"></div></div></div>'
+    )
+
+
+def _table(record: BuildRecord, critical: set[str]) -> str:
+    head = ("<tr><th>step</th><th>status</th><th>start</th><th>duration</th><th>worker</th>"
+            "<th>attempts</th><th>exit</th><th>why it ran / cache</th><th>log</th></tr>")
+    body = []
+    for s in record.steps:
+        ran = s.worker >= 0
+        why = "; ".join(s.reasons) or (f"{s.cache_source} cache" if s.cache_source else "")
+        name = ("◆ " if s.name in critical else "") + s.name
+        cells = [
+            name, _STATUS_LABEL[s.outcome],
+            format_seconds(s.start) if ran else "-",
+            format_seconds(s.duration) if ran else "-",
+            str(s.worker + 1) if ran else "-",
+            str(s.attempts), "-" if s.exit_code is None else str(s.exit_code),
+            why, s.log_path or "",
+        ]
+        tds = "".join(f"<td>{_e(c)}</td>" for c in cells)
+        body.append(f'<tr class="{s.outcome.value}">{tds}</tr>')
+    return f"<table><thead>{head}</thead><tbody>{''.join(body)}</tbody></table>"
+
+
+_CSS = """
+:root {
+  --bg: #ffffff; --fg: #1f2328; --muted: #656d76; --line: #d0d7de; --panel: #f6f8fa;
+  --built: #4c78a8; --cached: #59a14f; --restored: #76b7b2; --failed: #e15759;
+  --skipped: #bab0ac; --interrupted: #f28e2b; --crit: #1f2328; --hl: #fff3b0;
+  --label: 18rem;
+}
+@media (prefers-color-scheme: dark) {
+  :root { --bg: #0d1117; --fg: #e6edf3; --muted: #8d96a0; --line: #30363d; --panel: #161b22;
+          --crit: #f0f6fc; --hl: #3b3520; }
+}
+* { box-sizing: border-box; }
+body { margin: 0; padding: 1.5rem 2rem; background: var(--bg); color: var(--fg);
+       font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; }
+h1 { font-size: 1.35rem; margin: 0 0 .75rem; font-weight: 600; }
+h1 .id { color: var(--muted); font-weight: 400; font-size: 1rem; margin-left: .5rem; }
+h2 { font-size: 1.05rem; margin: 1.5rem 0 .5rem; }
+.verdict { padding: .1rem .55rem; border-radius: 1rem; color: #fff; font-size: .95rem; }
+.verdict.ok { background: var(--cached); } .verdict.failed { background: var(--failed); }
+.verdict.interrupted { background: var(--interrupted); }
+dl.stats { display: flex; flex-wrap: wrap; gap: .5rem; margin: 0 0 1rem; }
+.stat { background: var(--panel); border: 1px solid var(--line); border-radius: 6px;
+        padding: .35rem .7rem; }
+.stat dt { font-size: .72rem; text-transform: uppercase; letter-spacing: .04em;
+           color: var(--muted); }
+.stat dd { margin: 0; font-variant-numeric: tabular-nums; font-weight: 600; }
+.warnings { border-left: 4px solid var(--interrupted); background: var(--panel);
+            padding: .25rem 1rem; margin-bottom: 1rem; }
+.warnings h2 { margin-top: .5rem; }
+.legend { display: flex; flex-wrap: wrap; gap: 1rem; margin: .5rem 0 .75rem;
+          color: var(--muted); }
+.key { display: inline-flex; align-items: center; gap: .35rem; }
+.swatch { display: inline-block; width: 1.6rem; height: .8rem; border-radius: 2px; }
+.gantt { border: 1px solid var(--line); border-radius: 6px; padding: .5rem 2rem .5rem .75rem; }
+.axis { display: flex; height: 1.4rem; }
+.axis .spacer { flex: 0 0 var(--label); }
+.axis .ticks { position: relative; flex: 1 1 auto; border-bottom: 1px solid var(--line); }
+.tick { position: absolute; bottom: .15rem; transform: translateX(-50%); font-size: .72rem;
+        color: var(--muted); white-space: nowrap; }
+.tick:first-child { transform: none; }
+.row { display: flex; align-items: center; height: 1.6rem; border-radius: 3px; }
+.row:hover, .row.hl { background: var(--hl); }
+.row.dim { opacity: .45; }
+.label { flex: 0 0 var(--label); display: flex; align-items: center; gap: .35rem;
+         padding-right: .75rem; overflow: hidden; white-space: nowrap; }
+.label .name { overflow: hidden; text-overflow: ellipsis; font-family: ui-monospace,
+               SFMono-Regular, Menlo, Consolas, monospace; font-size: .85rem; }
+.label .lane { font-size: .7rem; color: var(--muted); border: 1px solid var(--line);
+               border-radius: 3px; padding: 0 .25rem; }
+.label .dur { margin-left: auto; color: var(--muted); font-variant-numeric: tabular-nums;
+              font-size: .8rem; }
+.crit-mark { color: var(--crit); font-size: .75rem; }
+.track { position: relative; flex: 1 1 auto; height: 100%;
+         background-image: linear-gradient(to right, var(--line) 1px, transparent 1px);
+         background-size: var(--grid) 100%; }
+.bar { position: absolute; top: .3rem; bottom: .3rem; min-width: 2px; border-radius: 2px;
+       cursor: default; }
+.bar.critical { outline: 2px solid var(--crit); outline-offset: 1px; }
+/* Status colors apply to bars and legend swatches only (table rows carry the same classes). */
+:is(.bar, .swatch).built { background: var(--built); }
+:is(.bar, .swatch).cached { background: var(--cached); }
+:is(.bar, .swatch).restored { background: var(--restored); }
+:is(.bar, .swatch).failed { background: var(--failed); }
+:is(.bar, .swatch).interrupted { background: var(--interrupted); }
+:is(.bar, .swatch).skipped { background: repeating-linear-gradient(45deg, var(--skipped) 0 3px,
+                              transparent 3px 6px); }
+.bar.skipped { min-width: 0; }
+.swatch.critical { outline: 2px solid var(--crit); outline-offset: 1px; }
+.note { position: absolute; left: .25rem; top: .2rem; font-size: .75rem; color: var(--muted);
+        font-style: italic; }
+table { border-collapse: collapse; width: 100%; font-size: .85rem; }
+th, td { text-align: left; padding: .3rem .6rem; border-bottom: 1px solid var(--line);
+         vertical-align: top; }
+th { color: var(--muted); font-weight: 600; }
+tbody tr td:first-child { font-family: ui-monospace, SFMono-Regular, Menlo, monospace;
+                          white-space: nowrap; }
+tbody tr { background: none; }
+tbody tr.failed td:nth-child(2) { color: var(--failed); font-weight: 600; }
+tbody tr.interrupted td:nth-child(2) { color: var(--interrupted); font-weight: 600; }
+td:nth-child(8), td:nth-child(9) { color: var(--muted); word-break: break-all; }
+#layout { display: none; }
+"""
+
+# Highlights a step's dependencies on hover, then records the laid-out widths (tests read them).
+_JS = """
+(function () {
+  "use strict";
+  var rows = Array.prototype.slice.call(document.querySelectorAll(".row[data-row]"));
+  var byName = {};
+  rows.forEach(function (row) { byName[row.dataset.row] = row; });
+  rows.forEach(function (row) {
+    var deps = JSON.parse(row.dataset.deps || "[]");
+    row.addEventListener("mouseenter", function () {
+      rows.forEach(function (r) { r.classList.add("dim"); });
+      row.classList.remove("dim");
+      deps.forEach(function (d) {
+        var dep = byName[d];
+        if (dep) { dep.classList.remove("dim"); dep.classList.add("hl"); }
+      });
+    });
+    row.addEventListener("mouseleave", function () {
+      rows.forEach(function (r) { r.classList.remove("dim", "hl"); });
+    });
+  });
+  var layout = { track: 0, bars: {} };
+  var track = document.querySelector(".track");
+  if (track) { layout.track = track.getBoundingClientRect().width; }
+  document.querySelectorAll(".bar[data-step]").forEach(function (bar) {
+    var box = bar.getBoundingClientRect();
+    layout.bars[bar.dataset.step] = { width: box.width, left: box.left - bar.parentElement
+      .getBoundingClientRect().left };
+  });
+  document.getElementById("layout").textContent = JSON.stringify(layout);
+})();
+"""
+
+_PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<style>{css}</style>
+</head>
+<body style="--grid: {grid}%">
+<header>
+<h1>Build {verdict}<span class="id">{build_id}</span></h1>
+<dl class="stats">
+{stats}
+</dl>
+</header>
+{warnings}
+<h2>Timeline</h2>
+<div class="legend">{legend}</div>
+<section class="gantt">
+<div class="axis"><div class="spacer"></div><div class="ticks">{axis}</div></div>
+{rows}
+</section>
+<h2>Steps</h2>
+{table}
+<pre id="layout"></pre>
+<script>{js}</script>
+</body>
+</html>
+"""

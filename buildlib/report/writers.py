@@ -1,0 +1,159 @@
+"""The after-build reports: JSON (schema in docs/report.schema.json), Chrome trace, HTML, history.
+
+`write_build_reports` is the one call the CLI makes once a build has finished.
+Every file is written atomically (a temp file in the same directory, then
+`os.replace`), so a reader never sees half a report; `latest.*` are copies, not
+symlinks, so they survive moving or archiving the build directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from buildlib.core.atomicfile import write_text_atomic
+from buildlib.core.records import record
+from buildlib.report import history
+from buildlib.report.html import render_html
+from buildlib.report.trace import build_trace
+from buildlib.run.results import BuildRecord, Outcome, StepRecord
+
+SCHEMA_VERSION = 1
+REPORTS_DIR = "reports"
+KEEP_BUILDS = 30  # per-build report files kept; older ones are deleted after each build
+_SUFFIXES = (".trace.json", ".json", ".html")
+# The build id names files; the executor's ids are "<UTC time>-<hex>", anything else is a bug.
+_SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+@record
+class ReportPaths:
+    """Where `write_build_reports` put each file."""
+
+    json: Path
+    trace: Path
+    html: Path
+    latest_json: Path
+    latest_html: Path
+    history: Path
+
+
+def _seconds(value: float) -> float:
+    return round(value, 6)
+
+
+def record_to_json(record: BuildRecord, deps: Mapping[str, Sequence[str]]) -> dict[str, object]:
+    """The build as a JSON-ready dict (schema version 1): StepRecord fields plus derived figures.
+
+    `deps` maps each step to the steps it depends on; steps missing from it get
+    an empty `depends_on`. `record.extra` must hold JSON values only.
+    """
+    critical = set(record.critical_path)
+    counts = {o.value: 0 for o in Outcome}
+    for step in record.steps:
+        counts[step.outcome.value] += 1
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "build_id": record.build_id,
+        "started_at": record.started_at,
+        "workspace": record.workspace,
+        "mode": record.mode,
+        "target": record.target,
+        "host": record.host,
+        "jobs": record.jobs,
+        "exit_code": record.exit_code,
+        "ok": record.ok,
+        "wall": _seconds(record.wall),
+        "busy_time": _seconds(record.busy_time),
+        "parallelism": round(record.parallelism, 4),
+        "cache_hit_rate": round(record.cache_hit_rate, 4),
+        "critical_path": list(record.critical_path),
+        "critical_path_length": _seconds(record.critical_path_length),
+        "counts": counts,
+        "steps": [_step_to_json(s, deps.get(s.name, ()), s.name in critical)
+                  for s in record.steps],
+        "warnings": list(record.warnings),
+        "extra": dict(record.extra),
+    }
+
+
+def _step_to_json(step: StepRecord, depends_on: Sequence[str],
+                  on_critical_path: bool) -> dict[str, object]:
+    return {
+        "name": step.name,
+        "outcome": step.outcome.value,
+        "start": _seconds(step.start),
+        "end": _seconds(step.end),
+        "duration": _seconds(step.duration),
+        "worker": step.worker,
+        "attempts": step.attempts,
+        "exit_code": step.exit_code,
+        "reasons": list(step.reasons),
+        "cache_source": step.cache_source,
+        "log_path": step.log_path,
+        "fingerprint": step.fingerprint,
+        "command": list(step.command),
+        "depends_on": list(depends_on),
+        "on_critical_path": on_critical_path,
+    }
+
+
+def write_build_reports(record: BuildRecord, deps: Mapping[str, Sequence[str]],
+                        build_dir: Path) -> ReportPaths:
+    """Write `<build_dir>/reports/<id>.{json,trace.json,html}`, `latest.*`, append the history.
+
+    Raises OSError when the disk refuses; the files already written stay whole.
+    """
+    if not _SAFE_ID.fullmatch(record.build_id):
+        raise ValueError(f"build id {record.build_id!r} is not a safe file name")
+    reports = build_dir / REPORTS_DIR
+    reports.mkdir(parents=True, exist_ok=True)
+    # Compact: json's C encoder only runs without indent (5x faster on a 500-step build);
+    # `python -m json.tool` pretty-prints it for a person.
+    report_text = json.dumps(record_to_json(record, deps), separators=(",", ":"),
+                             ensure_ascii=False, allow_nan=False) + "\n"
+    trace_text = json.dumps(build_trace(record), separators=(",", ":"), ensure_ascii=False,
+                            allow_nan=False) + "\n"
+    html_text = render_html(record, deps)
+    paths = ReportPaths(
+        json=reports / f"{record.build_id}.json",
+        trace=reports / f"{record.build_id}.trace.json",
+        html=reports / f"{record.build_id}.html",
+        latest_json=reports / "latest.json",
+        latest_html=reports / "latest.html",
+        history=history.history_path(build_dir),
+    )
+    write_text_atomic(paths.json, report_text)
+    write_text_atomic(paths.trace, trace_text)
+    write_text_atomic(paths.html, html_text)
+    write_text_atomic(paths.latest_json, report_text)
+    write_text_atomic(paths.latest_html, html_text)
+    history.append(paths.history, history.entry_from_record(record))
+    history.trim(paths.history)
+    prune_reports(reports, keep=KEEP_BUILDS)
+    return paths
+
+
+def prune_reports(reports: Path, *, keep: int) -> list[str]:
+    """Delete the report files of all but the newest `keep` builds; returns their ids.
+
+    Build ids start with their UTC start time, so sorting them sorts by age. `latest.*`
+    and files this module did not name are left alone; the history keeps every build.
+    """
+    ids: set[str] = set()
+    for name in (entry.name for entry in os.scandir(reports)):
+        for suffix in _SUFFIXES:
+            stem = name.removesuffix(suffix)
+            if stem not in (name, "latest") and _SAFE_ID.fullmatch(stem):
+                ids.add(stem)
+                break
+    old = sorted(ids)[:-keep] if keep > 0 else sorted(ids)
+    for build_id in old:
+        for suffix in _SUFFIXES:
+            (reports / f"{build_id}{suffix}").unlink(missing_ok=True)
+    return old
+
+

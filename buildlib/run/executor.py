@@ -1,0 +1,511 @@
+"""The executor: runs a plan's steps as real processes, at most `jobs` at once.
+
+A job thread asks the gate whether its step is up to date (cache hit, restore) and
+otherwise runs it, with retries; then, under the run's lock, it settles the step
+(scheduler, journal, reporter), asks `Scheduler` what may start, and takes the best
+ready step itself. Handing every step back to a central thread and out again cost
+two thread wake-ups a step (~0.1 ms each here). The caller's thread starts the
+first steps, then only waits for the end and turns SIGINT/SIGTERM into a stop.
+Step failures become records; only bugs raise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import IO, Protocol
+
+from buildlib.core.atomicfile import write_text_atomic
+from buildlib.core.errors import UserError
+from buildlib.core.records import field, record, replace
+from buildlib.planning import graph
+from buildlib.planning.plan import Plan, PlannedStep
+from buildlib.planning.scheduler import Scheduler, State
+from buildlib.run.journal import Journal
+from buildlib.run.process import ProcessTable, encode_env, resolve_program
+from buildlib.run.reporter import BuildStart, Reporter
+from buildlib.run.results import BuildRecord, Outcome, StepRecord
+
+LOG_TAIL_LINES = 30
+MAX_RETRY_DELAY = 10.0
+
+
+@record
+class Decision:
+    """The gate's verdict on one step: skip it (`outcome` set) or run it (`outcome` None)."""
+
+    outcome: Outcome | None
+    fingerprint: str | None = None
+    reasons: tuple[str, ...] = ()
+    cache_source: str | None = None
+    replay_log: str = ""  # the stored log of a cache hit, replayed into the step's log file
+    state: object = None  # opaque data the gate wants back in `record_success`
+
+
+class Gate(Protocol):
+    """Decides whether a step must run and records what a successful run produced.
+
+    Called from job threads, one call per step at a time; implementations guard
+    their own shared state.
+    """
+
+    def check(self, step: PlannedStep, dep_fingerprints: Mapping[str, str], *,
+              resumed: bool = False) -> Decision:
+        """`resumed`: the step succeeded in the build `--resume` continues; it runs only
+        if it has gone stale since."""
+
+    def record_success(self, step: PlannedStep, decision: Decision, log_path: Path
+                       ) -> str | None:
+        """Record a successful run; returns a message when the step must fail after all
+        (a declared output matches no file)."""
+
+    def record_failure(self, step: PlannedStep, decision: Decision) -> None: ...
+
+    def interrupt(self) -> None:
+        """A signal arrived: give up waiting on anything slow (called from the main thread)."""
+
+    def problems(self) -> Mapping[str, int]:
+        """Counts of cache entries refused, corrupt or not stored, for the summary."""
+
+    def close(self) -> None:
+        """Called once after the last step: persist what the gate learned."""
+
+
+class AlwaysRun:
+    """The gate with no memory: every step runs (`--no-cache`)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def check(self, step: PlannedStep, dep_fingerprints: Mapping[str, str], *,
+              resumed: bool = False) -> Decision:
+        if resumed:  # nothing is fingerprinted, so it is taken at the journal's word
+            return Decision(outcome=Outcome.CACHED, reasons=(
+                "done in the build --resume continues (not re-checked: --no-cache)",))
+        return Decision(outcome=None, reasons=("caching disabled",))
+
+    def record_success(self, step: PlannedStep, decision: Decision, log_path: Path
+                       ) -> str | None:
+        from buildlib.incremental.outputs import expand_outputs, missing_patterns
+        from buildlib.run.gate import missing_outputs_message
+
+        missing = missing_patterns(step.outputs, expand_outputs(self.root, step.outputs))
+        return missing_outputs_message(step.name, missing) if missing else None
+
+    def record_failure(self, step: PlannedStep, decision: Decision) -> None:
+        return None
+
+    def interrupt(self) -> None:
+        return None
+
+    def problems(self) -> Mapping[str, int]:
+        return {}
+
+    def close(self) -> None:
+        return None
+
+
+@record
+class ExecOptions:
+    jobs: int
+    keep_going: bool = False
+    verbose: bool = False
+    log_dir: Path
+    retry_base_delay: float = 0.5  # first retry waits this long, doubling each attempt
+    grace: float = 5.0  # seconds between SIGTERM and SIGKILL when stopping steps
+    done: frozenset[str] = frozenset()  # taken as done (--from, --only): fingerprinted, not run
+    resumed: frozenset[str] = frozenset()  # done in the build --resume continues: run if stale
+
+
+@record(frozen=False)
+class _RunState:
+    """The scheduling thread's mutable state for one run."""
+
+    scheduler: Scheduler
+    free_workers: list[int]
+    running: dict[str, _Job] = field(default_factory=dict)
+    records: dict[str, StepRecord] = field(default_factory=dict)
+    interrupted: int | None = None
+
+
+@record(frozen=False)
+class _Job:
+    name: str
+    worker: int
+    start: float
+    record: StepRecord | None = None
+    fingerprint: str | None = None
+    tail: list[str] = field(default_factory=list)
+    trusted: bool = False  # --from/--only: taken as done; fingerprinted, never run
+    resumed: bool = False  # --resume: done in the build it continues; runs only if stale
+
+
+class Executor:
+    """Runs one plan once. Not reusable: make a new one per build."""
+
+    def __init__(self, plan: Plan, *, reporter: Reporter, options: ExecOptions, gate: Gate,
+                 environ: Mapping[str, str], estimates: Mapping[str, float] | None = None,
+                 journal: Journal | None = None) -> None:
+        self.plan = plan
+        self.reporter = reporter
+        self.options = options
+        self.gate = gate
+        self.environ = dict(environ)
+        self.estimates = dict(estimates or {})
+        self.journal = journal
+        self.processes = ProcessTable(grace=options.grace)
+        # Signal numbers; None when the last step settled; an exception a job thread hit
+        # while settling (a bug), re-raised by the caller's thread. SimpleQueue.put is
+        # reentrant, so the signal handler may call it while a put is under way.
+        self._events: queue.SimpleQueue[int | BaseException | None] = queue.SimpleQueue()
+        self._state_lock = threading.Lock()  # guards the _RunState and the scheduler
+        self._state: _RunState | None = None
+        self._stop = threading.Event()
+        self._fingerprints: dict[str, str] = {}
+        self._fp_lock = threading.Lock()
+        # A pool of `jobs` worker threads, started once: a thread per step would cost
+        # ~0.1 ms each, a tenth of a trivial step's whole overhead.
+        self._work: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._workers: list[threading.Thread] = []
+        self._envs: dict[frozenset[tuple[str, str]], tuple[dict[str, str], dict[bytes, bytes]]] = {}
+        self._programs: dict[tuple[str, str | None, Path], str] = {}
+        self._t0 = 0.0
+        self.build_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+
+    # -- the scheduling thread -------------------------------------------------------------
+
+    def run(self) -> BuildRecord:
+        """Execute the plan; returns the record (exit code 0, 1, or 128+signal)."""
+        plan, options = self.plan, self.options
+        deps = {name: step.depends_on for name, step in plan.steps.items()}
+        priority = {name: step.priority for name, step in plan.steps.items()}
+        state = _RunState(scheduler=Scheduler(deps, priority, keep_going=options.keep_going),
+                          free_workers=list(range(options.jobs)))
+        options.log_dir.mkdir(parents=True, exist_ok=True)
+        self._t0 = time.monotonic()
+        started_at = datetime.now(UTC).isoformat(timespec="seconds")
+        self.reporter.build_started(BuildStart(
+            mode=plan.mode, target=plan.target.triple, jobs=options.jobs,
+            steps=list(plan.steps), estimates=self.estimates, log_dir=str(options.log_dir)))
+        if self.journal is not None:
+            self.journal.open(self.build_id, list(plan.steps))
+        self._state = state
+        with self._signals(), _short_gil_turns():
+            try:
+                self._wait_for_end(state)
+            except BaseException:
+                self._stop.set()
+                self.processes.stop_all()  # no step outlives a build that crashed
+                raise
+            finally:
+                for _ in self._workers:
+                    self._work.put(None)
+                self.processes.close()
+                self.gate.close()
+                if self.journal is not None:
+                    self.journal.close()
+        return self._build_record(state, deps, started_at)
+
+    def _wait_for_end(self, state: _RunState) -> None:
+        """Start the first steps, then handle signals until the job threads finish."""
+        with self._state_lock:
+            self._launch_ready(state)
+            finished = state.scheduler.finished
+        while not finished:
+            event = self._events.get()
+            if isinstance(event, BaseException):
+                raise event
+            with self._state_lock:
+                if event is not None:
+                    self._on_signal(state, event)
+                finished = state.scheduler.finished
+
+    def _launch_ready(self, state: _RunState, *, keep: bool = False) -> _Job | None:
+        """Start ready steps, best first, while a worker lane is free (under the lock).
+
+        With `keep`, the first one is returned for the calling job thread to run itself
+        instead of being queued for another.
+        """
+        scheduler = state.scheduler
+        kept: _Job | None = None
+        while state.free_workers and (name := scheduler.next_step()) is not None:
+            scheduler.start(name)
+            job = _Job(name=name, worker=state.free_workers.pop(0), start=self._now(),
+                       trusted=name in self.options.done,
+                       resumed=name in self.options.resumed)
+            state.running[name] = job
+            if keep and kept is None:
+                kept = job
+                continue
+            if len(self._workers) < self.options.jobs:
+                worker = threading.Thread(target=self._worker, daemon=True,
+                                          name=f"worker-{len(self._workers) + 1}")
+                self._workers.append(worker)
+                worker.start()
+            self._work.put(job)
+        return kept
+
+    def _on_signal(self, state: _RunState, signum: int) -> None:
+        if state.interrupted is None:
+            state.interrupted = signum
+            state.scheduler.stop()
+            self.reporter.warning(
+                f"{signal.Signals(signum).name} received: stopping "
+                f"{', '.join(state.running) or 'nothing'}; no new step starts")
+            self._stop_running()
+            self.gate.interrupt()  # a cache request in flight must not hold the build
+
+    def _on_job_done(self, state: _RunState, job: _Job) -> None:
+        assert job.record is not None
+        del state.running[job.name]
+        state.free_workers.append(job.worker)
+        state.free_workers.sort()
+        record = job.record
+        if state.interrupted is not None and not record.outcome.ok:
+            record = replace(record, outcome=Outcome.INTERRUPTED)
+        self._settle(state, record, job.tail)
+        if not record.outcome.ok and not self.options.keep_going and state.running \
+                and state.interrupted is None:
+            self._stop_running()  # fail fast: the steps still running are stopped
+
+    def _settle(self, state: _RunState, record: StepRecord, tail: list[str]) -> None:
+        """A step's end: scheduler, journal and reporter, in that order."""
+        ok = record.outcome.ok
+        state.records[record.name] = record
+        state.scheduler.finish(record.name, ok=ok)
+        if self.journal is not None:
+            self.journal.record(record.name, "succeeded" if ok else record.outcome.value)
+        self.reporter.step_finished(record, tail)
+
+    def _build_record(self, state: _RunState, deps: Mapping[str, Sequence[str]],
+                      started_at: str) -> BuildRecord:
+        records = state.records
+        for name, step_state in state.scheduler.state.items():
+            if name not in records and step_state is State.BLOCKED:
+                records[name] = StepRecord(name=name, outcome=Outcome.SKIPPED,
+                                           command=self.plan.steps[name].argv)
+        ordered = tuple(records[name] for name in self.plan.steps if name in records)
+        failed = any(r.outcome in (Outcome.FAILED, Outcome.INTERRUPTED) for r in ordered)
+        exit_code = 1 if failed else 0
+        if state.interrupted is not None:
+            exit_code = 128 + state.interrupted
+        durations = {r.name: r.duration for r in ordered}
+        record = BuildRecord(
+            build_id=self.build_id, started_at=started_at, workspace=str(self.plan.root),
+            mode=self.plan.mode, target=self.plan.target.triple,
+            host=self.environ.get("HOSTNAME", ""), jobs=self.options.jobs, wall=self._now(),
+            exit_code=exit_code, steps=ordered,
+            critical_path=tuple(graph.critical_path(deps, durations)),
+            extra={"cache_problems": dict(self.gate.problems())},
+        )
+        self.reporter.build_finished(record)
+        return record
+
+    def _stop_running(self) -> None:
+        """Stop every running step (fail-fast or a signal); their job threads then report."""
+        self._stop.set()
+        threading.Thread(target=self.processes.stop_all, daemon=True, name="stopper").start()
+
+    def _now(self) -> float:
+        return time.monotonic() - self._t0
+
+    @contextlib.contextmanager
+    def _signals(self) -> Iterator[None]:
+        """SIGINT/SIGTERM become queue events, so the loop stops children and reports."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum: int, frame: FrameType | None) -> None:
+            self._events.put(signum)
+
+        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for signum, old in previous.items():
+                signal.signal(signum, old)
+
+    # -- job threads -----------------------------------------------------------------------
+
+    def _worker(self) -> None:
+        job = self._work.get()
+        while job is not None:
+            self._run_job(job)
+            state = self._state
+            assert state is not None
+            try:
+                with self._state_lock:
+                    self._on_job_done(state, job)
+                    follow = self._launch_ready(state, keep=True)
+                    if state.scheduler.finished:
+                        self._events.put(None)
+            except BaseException as exc:  # a bug while settling: never a silent hang
+                self._events.put(exc)
+                return
+            job = follow if follow is not None else self._work.get()
+
+    def _run_job(self, job: _Job) -> None:
+        try:
+            self._run_step(job)
+        except UserError as exc:
+            job.tail = [exc.render()]
+            job.record = StepRecord(name=job.name, outcome=Outcome.FAILED, start=job.start,
+                                    end=self._now(), worker=job.worker, attempts=0,
+                                    command=self.plan.steps[job.name].argv)
+        except Exception as exc:  # a bug in a job thread must still end the build
+            job.tail = [f"internal error in step {job.name}: {exc!r}"]
+            job.record = StepRecord(name=job.name, outcome=Outcome.FAILED, start=job.start,
+                                    end=self._now(), worker=job.worker,
+                                    command=self.plan.steps[job.name].argv)
+
+    def _run_step(self, job: _Job) -> None:
+        step = self.plan.steps[job.name]
+        log_path = self.options.log_dir / f"{step.name}.log"
+        with self._fp_lock:
+            dep_fps = {d: self._fingerprints[d] for d in step.depends_on if d in self._fingerprints}
+        decision = self.gate.check(step, dep_fps, resumed=job.resumed)
+        if decision.fingerprint:
+            with self._fp_lock:
+                self._fingerprints[step.name] = decision.fingerprint
+        if job.trusted:
+            # Its fingerprint still feeds its dependents', so they match a normal build.
+            job.record = StepRecord(
+                name=step.name, outcome=Outcome.CACHED, start=job.start, end=self._now(),
+                worker=job.worker, fingerprint=decision.fingerprint,
+                reasons=("taken as done (--from or --only)",), command=step.argv)
+            return
+        if decision.outcome is not None:
+            write_text_atomic(log_path, decision.replay_log)
+            job.record = StepRecord(
+                name=step.name, outcome=decision.outcome, start=job.start, end=self._now(),
+                worker=job.worker, fingerprint=decision.fingerprint,
+                cache_source=decision.cache_source, log_path=str(log_path), command=step.argv)
+            return
+        env, encoded_env = self._env_for(step)
+        argv = self._resolve(step, env)
+        attempts = 0
+        returncode: int | None = None
+        with open(log_path, "wb") as log:  # noqa: PTH123 - pathlib's open costs ~20 us a step
+            while True:
+                attempts += 1
+                if attempts > 1:
+                    delay = min(self.options.retry_base_delay * 2 ** (attempts - 2),
+                                MAX_RETRY_DELAY)
+                    log.write(f"\n--- buildlib: attempt {attempts - 1} failed with exit code "
+                              f"{returncode}; retrying in {delay:.1f}s (attempt {attempts} of "
+                              f"{step.retries + 1}) ---\n".encode())
+                    log.flush()
+                    self.reporter.warning(f"{step.name}: attempt {attempts - 1} failed "
+                                          f"(exit {returncode}); retrying in {delay:.1f}s")
+                    if self._stop.wait(delay):
+                        break
+                if self._stop.is_set():
+                    break
+                self.reporter.step_started(step.name, job.worker, attempts)
+                returncode = self._attempt(step, argv, encoded_env, log)
+                if returncode == 0 or attempts > step.retries or self._stop.is_set():
+                    break
+        ok = returncode == 0
+        if ok:
+            problem = self.gate.record_success(step, decision, log_path)
+            if problem is not None:
+                ok = False
+                self.gate.record_failure(step, decision)
+                job.tail = problem.splitlines()
+        else:
+            self.gate.record_failure(step, decision)
+            job.tail = _tail(log_path, LOG_TAIL_LINES)
+        outcome = Outcome.BUILT if ok else (
+            Outcome.INTERRUPTED if self._stop.is_set() else Outcome.FAILED)
+        job.record = StepRecord(
+            name=step.name, outcome=outcome, start=job.start, end=self._now(), worker=job.worker,
+            attempts=attempts, exit_code=returncode, reasons=decision.reasons,
+            log_path=str(log_path), fingerprint=decision.fingerprint, command=step.argv)
+
+    def _env_for(self, step: PlannedStep) -> tuple[dict[str, str], dict[bytes, bytes]]:
+        """The inherited environment plus the step's own, as text and encoded for spawning;
+        built once per distinct step environment."""
+        key = frozenset(step.env.items())
+        found = self._envs.get(key)
+        if found is None:
+            env = {**self.environ, **step.env}
+            found = self._envs[key] = (env, encode_env(env))
+        return found
+
+    def _resolve(self, step: PlannedStep, env: Mapping[str, str]) -> list[str]:
+        """argv with its program resolved on PATH, each program looked up once per build."""
+        key = (step.argv[0], env.get("PATH"), step.cwd)
+        program = self._programs.get(key)
+        if program is None:
+            program = resolve_program(step.argv[:1], cwd=step.cwd, path=key[1],
+                                      step=step.name)[0]
+            self._programs[key] = program
+        return [program, *step.argv[1:]]
+
+    def _attempt(self, step: PlannedStep, argv: Sequence[str], env: Mapping[bytes, bytes],
+                 log: IO[bytes]) -> int:
+        if not self.options.verbose:
+            proc = self.processes.spawn(argv, cwd=step.cwd, env=env, stdout=log)
+            try:
+                return proc.wait()
+            finally:
+                self.processes.release(proc)
+        piped = self.processes.spawn(argv, cwd=step.cwd, env=env, stdout=subprocess.PIPE)
+        assert isinstance(piped, subprocess.Popen)  # a pipe is always Popen's
+        output = piped.stdout
+        assert output is not None
+        try:
+            with output:
+                for raw in output:
+                    log.write(raw)
+                    self.reporter.step_output(step.name,
+                                              raw.decode(errors="replace").rstrip("\r\n"))
+            log.flush()
+            return piped.wait()
+        finally:
+            self.processes.release(piped)
+
+
+SWITCH_INTERVAL = 0.0005  # seconds; CPython's default is 0.005
+
+
+@contextlib.contextmanager
+def _short_gil_turns() -> Iterator[None]:
+    """A shorter GIL switch interval while the build runs.
+
+    A job thread back from spawning or waiting needs the GIL for a few microseconds of
+    bookkeeping; with the default 5 ms interval it can wait behind the other threads'
+    Python for most of that. 500 `true` steps at -j 2: median wall 404 -> 356 ms and
+    less CPU; a no-op app build no slower (measured).
+    """
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(SWITCH_INTERVAL)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(previous)
+
+
+def _tail(path: Path, lines: int) -> list[str]:
+    try:
+        with path.open("rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - 64 * 1024))
+            data = handle.read()
+    except OSError:
+        return []
+    return list(deque(data.decode(errors="replace").splitlines(), maxlen=lines))

@@ -1,0 +1,107 @@
+"""The journal: which steps of a mode and target finished, and how, build after build.
+
+An append-only JSON-lines file per mode and target. Each line is written with one
+`write` on an O_APPEND descriptor, so a build killed at any moment leaves at most
+one torn last line, which readers skip. `--resume` reads the last build's entries.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from buildlib.core.atomicfile import write_text_atomic
+from buildlib.core.records import record
+
+COMPACT_ABOVE = 1 << 20  # bytes; older builds' lines are dropped past this size
+
+
+@record
+class LastBuild:
+    build_id: str
+    selected: tuple[str, ...]
+    status: dict[str, str]  # step -> "succeeded" | "failed" | "interrupted" | ...
+
+    @property
+    def unfinished(self) -> set[str]:
+        """Steps of that build that did not succeed: failed, interrupted or never started."""
+        return {s for s in self.selected if self.status.get(s) != "succeeded"}
+
+
+class Journal:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def open(self, build_id: str, selected: list[str]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.exists() and self.path.stat().st_size > COMPACT_ABOVE:
+            self._compact()
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._build_id = build_id
+        self._append({"build": build_id, "event": "start", "steps": selected})
+
+    def record(self, step: str, status: str) -> None:
+        self._append({"build": self._build_id, "step": step, "status": status})
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def _append(self, entry: dict[str, object]) -> None:
+        if self._fd is None:
+            return
+        # Start on a fresh line in case a killed build left a torn one behind.
+        os.write(self._fd, b"\n" + json.dumps(entry, separators=(",", ":")).encode() + b"\n")
+
+    def _compact(self) -> None:
+        last = self.last_build()
+        if last is None:
+            self.path.unlink(missing_ok=True)
+            return
+        lines = [json.dumps({"build": last.build_id, "event": "start",
+                             "steps": list(last.selected)})]
+        lines += [json.dumps({"build": last.build_id, "step": s, "status": st})
+                  for s, st in last.status.items()]
+        write_text_atomic(self.path, "\n".join(lines) + "\n")
+
+    def last_success(self) -> set[str]:
+        """Steps whose most recent journal entry, in any build, is a success."""
+        latest: dict[str, str] = {}
+        for entry in self._entries():
+            if "step" in entry:
+                latest[str(entry["step"])] = str(entry.get("status"))
+        return {step for step, status in latest.items() if status == "succeeded"}
+
+    def _entries(self) -> list[dict[str, object]]:
+        try:
+            text = self.path.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return []
+        entries = []
+        for line in text.splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(entry, dict) and "build" in entry:
+                entries.append(entry)
+        return entries
+
+    def last_build(self) -> LastBuild | None:
+        """The most recent build's selection and step statuses; torn lines are skipped."""
+        builds: dict[str, LastBuild] = {}
+        last_id: str | None = None
+        for entry in self._entries():
+            build_id = str(entry["build"])
+            if entry.get("event") == "start":
+                steps = entry.get("steps", ())
+                builds[build_id] = LastBuild(
+                    build_id=build_id, status={},
+                    selected=tuple(str(s) for s in steps) if isinstance(steps, list) else ())
+                last_id = build_id
+            elif build_id in builds and "step" in entry:
+                builds[build_id].status[str(entry["step"])] = str(entry.get("status"))
+        return builds.get(last_id) if last_id else None

@@ -1,0 +1,510 @@
+"""Load and validate the manifest (`build.toml`): the project's whole build graph as data.
+
+`load_manifest` either returns a fully checked `Manifest` or raises one `ManifestError`
+naming the file, the step, the key and the fix; nothing runs before it succeeds.
+Templates are only checked for syntax here; they are filled by `plan.py`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Mapping
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
+
+from buildlib.core import marshalfile
+from buildlib.core.errors import CycleError, ManifestError
+from buildlib.core.records import field, record
+from buildlib.planning.graph import find_cycle
+from buildlib.workspace.artifacts import ArtifactKind
+from buildlib.workspace.targets import TARGETS
+
+if TYPE_CHECKING:  # packaging.markers costs ~20 ms to import; only `when` keys need it
+    from packaging.markers import Marker
+
+MANIFEST_NAME = "build.toml"
+STEP_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+TEMPLATE_TOKEN = re.compile(r"\{\{|\}\}|\{([a-z_][a-z0-9_]*)\}|[{}]")
+MODE_NAMES_HINT = "development, production, test"
+
+
+@record
+class Override:
+    """Per-mode or per-target additions: `args` appended to the command, `env` merged."""
+
+    args: tuple[str, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+@record
+class StepSpec:
+    name: str
+    description: str
+    group: str
+    command: tuple[str, ...]
+    cwd: str
+    env: Mapping[str, str]
+    env_inputs: tuple[str, ...]
+    depends_on: tuple[str, ...]
+    inputs: tuple[str, ...]
+    exclude: tuple[str, ...]
+    outputs: tuple[str, ...]
+    clean: tuple[str, ...]  # extra paths `clean` removes (intermediate directories)
+    tools: tuple[str, ...]
+    retries: int
+    when: Marker | None
+    modes: tuple[str, ...] | None
+    cache: bool
+    mode_overrides: Mapping[str, Override]
+    target_overrides: Mapping[str, Override]
+
+
+@record
+class ModeSpec:
+    name: str
+    vars: Mapping[str, str]
+    env: Mapping[str, str]
+
+
+@record
+class ArtifactSpec:
+    path: str
+    step: str
+    kind: ArtifactKind
+    run: tuple[str, ...]
+    expect: str
+    modes: tuple[str, ...] | None
+
+
+@record
+class CacheSettings:
+    remote: str = ""
+    remote_read_only: bool = False
+    remote_header_env: str = ""
+    trusted_keys: tuple[str, ...] = ()  # public keys whose signatures make a remote entry usable
+
+
+@record
+class Manifest:
+    path: Path
+    root: Path
+    name: str
+    default_mode: str
+    vars: Mapping[str, str]
+    tools: Mapping[str, tuple[str, ...]]
+    modes: Mapping[str, ModeSpec]
+    steps: Mapping[str, StepSpec]  # in file order
+    artifacts: tuple[ArtifactSpec, ...]
+    cache: CacheSettings
+
+    @property
+    def deps(self) -> dict[str, tuple[str, ...]]:
+        return {name: step.depends_on for name, step in self.steps.items()}
+
+
+TOP_KEYS = ("workspace", "vars", "tools", "modes", "cache", "step", "artifact")
+WORKSPACE_KEYS = ("name", "default_mode")
+MODE_KEYS = ("vars", "env")
+CACHE_KEYS = ("remote", "remote_read_only", "remote_header_env", "trusted_keys")
+OVERRIDE_KEYS = ("args", "env")
+STEP_KEYS = (
+    "name", "description", "group", "command", "cwd", "env", "env_inputs", "depends_on",
+    "inputs", "exclude", "outputs", "clean", "tools", "retries", "when", "modes", "cache",
+    "mode", "target",
+)
+ARTIFACT_KEYS = ("path", "step", "kind", "run", "expect", "modes")
+
+
+class _Checker:
+    """Reads typed values out of raw TOML tables, raising ManifestError with full context."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def error(self, message: str, *, step: str | None = None, key: str | None = None,
+              fix: str = "") -> ManifestError:
+        return ManifestError(message, file=self.path, step=step, key=key, fix=fix)
+
+    def known_keys(self, table: Mapping[str, Any], allowed: tuple[str, ...], *, where: str,
+                   step: str | None = None) -> None:
+        for key in table:
+            if key not in allowed:
+                import difflib  # error paths only
+
+                close = difflib.get_close_matches(key, allowed, n=1)
+                hint = f"did you mean '{close[0]}'?" if close else "allowed: " + ", ".join(allowed)
+                raise self.error(f"unknown key in {where}", step=step, key=key,
+                                 fix=f"remove it or rename it; {hint}")
+
+    def string(self, table: Mapping[str, Any], key: str, default: str | None = None, *,
+               step: str | None = None, template: bool = True) -> str:
+        if key not in table:
+            if default is None:
+                raise self.error("missing required key", step=step, key=key,
+                                 fix=f'add {key} = "..."')
+            return default
+        value = table[key]
+        if not isinstance(value, str):
+            raise self.error(f"expected a string, got {_type_name(value)}", step=step, key=key,
+                             fix=f'write it as {key} = "..."')
+        if template:
+            self.template(value, step=step, key=key)
+        return value
+
+    def strings(self, table: Mapping[str, Any], key: str, *, step: str | None = None,
+                template: bool = True) -> tuple[str, ...]:
+        value = table.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self.error(f"expected a list of strings, got {_type_name(value)}", step=step,
+                             key=key, fix=f'write it as {key} = ["...", "..."] (an argv list, '
+                             "not a shell string)" if key in ("command", "args", "run") else
+                             f'write it as {key} = ["...", "..."]')
+        if template:
+            for item in value:
+                self.template(item, step=step, key=key)
+        return tuple(value)
+
+    def string_map(self, table: Mapping[str, Any], key: str, *, step: str | None = None
+                   ) -> dict[str, str]:
+        value = table.get(key, {})
+        if not isinstance(value, dict):
+            raise self.error(f"expected a table of strings, got {_type_name(value)}", step=step,
+                             key=key, fix=f'write it as {key} = {{ NAME = "value" }}')
+        for name, item in value.items():
+            if not isinstance(item, str):
+                raise self.error(f"value of '{name}' must be a string, got {_type_name(item)}",
+                                 step=step, key=f"{key}.{name}",
+                                 fix=f'quote it: {name} = "{item}"')
+            self.template(item, step=step, key=f"{key}.{name}")
+        return dict(value)
+
+    def boolean(self, table: Mapping[str, Any], key: str, default: bool, *,
+                step: str | None = None) -> bool:
+        value = table.get(key, default)
+        if not isinstance(value, bool):
+            raise self.error(f"expected true or false, got {_type_name(value)}", step=step,
+                             key=key, fix=f"write {key} = true or {key} = false")
+        return value
+
+    def template(self, text: str, *, step: str | None, key: str) -> None:
+        for match in TEMPLATE_TOKEN.finditer(text):
+            token = match.group(0)
+            if token in ("{", "}"):
+                raise self.error(f"stray '{token}' in template {text!r}", step=step, key=key,
+                                 fix="use {name} for a variable and {{ or }} for a literal brace")
+
+    def relative_path(self, pattern: str, *, step: str | None, key: str) -> None:
+        """Outputs and inputs must stay inside the workspace, and be names a file can have."""
+        if "\0" in pattern:
+            raise self.error(f"path {pattern!r} contains a NUL character, which no file name "
+                             "can hold", step=step, key=key, fix="remove the NUL (\\u0000)")
+        if pattern.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", pattern) \
+                or ".." in PurePosixPath(pattern.replace("\\", "/")).parts:
+            raise self.error(f"path {pattern!r} is outside the workspace", step=step, key=key,
+                             fix="use a path relative to the workspace root, without '..'")
+
+
+def _type_name(value: object) -> str:
+    return {str: "a string", int: "an integer", bool: "a boolean", list: "a list",
+            dict: "a table", float: "a number"}.get(type(value), type(value).__name__)
+
+
+def find_manifest(start: Path) -> Path:
+    """The nearest build.toml at or above `start`."""
+    for directory in (start, *start.parents):
+        candidate = directory / MANIFEST_NAME
+        if candidate.is_file():
+            return candidate
+    raise ManifestError("no build.toml found here or in any parent directory", file=start,
+                        fix="run from the workspace root or pass --manifest PATH")
+
+
+PARSED_CACHE = Path(".buildlib") / "manifest.marshal"  # under the manifest's directory
+_CACHE_HEADER = b"buildlib-manifest-2\n"
+
+
+def _parse(check: _Checker, path: Path, source: bytes, *, remember: bool) -> dict[str, Any]:
+    """The TOML document, from the parsed-manifest cache when `source` is byte for byte
+    the text it was parsed from. Every build and every nox start reads the manifest;
+    parsing is the part that grows with it (500 steps: ~15 ms, plus ~5 ms to import
+    tomllib), while the checks below stay cheap and always run."""
+    cache = path.parent / PARSED_CACHE
+    cached = marshalfile.read(cache, _CACHE_HEADER)
+    if isinstance(cached, tuple) and len(cached) == 2 and cached[0] == source \
+            and isinstance(cached[1], dict):
+        return cached[1]
+    import tomllib
+
+    try:
+        raw = tomllib.loads(source.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise check.error(f"not UTF-8 text ({exc.reason} at byte {exc.start})",
+                          fix="save the file as UTF-8") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise check.error(f"invalid TOML: {exc}", fix="fix the syntax at that line") from None
+    if remember:
+        # Best effort: a manifest with TOML dates (marshal has no datetime) or a
+        # read-only workspace is simply parsed every time.
+        with contextlib.suppress(ValueError, OSError):
+            marshalfile.write(cache, _CACHE_HEADER, (source, raw))
+    return raw
+
+
+def load_manifest(path: Path, *, remember: bool = False) -> Manifest:
+    """Parse and validate `path`; raise ManifestError for the first problem found.
+
+    The parsed document comes from `.buildlib/manifest.marshal` when that holds this
+    exact text; with `remember`, a fresh parse is stored there for the next reader.
+    """
+    path = path.resolve()
+    check = _Checker(path)
+    try:
+        source = path.read_bytes()
+    except FileNotFoundError:
+        raise check.error("file not found", fix="create it or pass --manifest PATH") from None
+    raw = _parse(check, path, source, remember=remember)
+    check.known_keys(raw, TOP_KEYS, where="the manifest")
+
+    workspace = _table(check, raw, "workspace")
+    check.known_keys(workspace, WORKSPACE_KEYS, where="[workspace]")
+    global_vars = check.string_map(raw, "vars")
+    modes = _load_modes(check, raw)
+    default_mode = check.string(workspace, "default_mode", "development", template=False)
+    if default_mode not in modes:
+        raise check.error(f"default_mode '{default_mode}' is not a declared mode",
+                          key="workspace.default_mode", fix="use one of: " + ", ".join(modes))
+    tools = _load_tools(check, raw)
+    steps = _load_steps(check, raw, modes, tools)
+    artifacts = _load_artifacts(check, raw, steps, modes)
+    cache_table = _table(check, raw, "cache")
+    check.known_keys(cache_table, CACHE_KEYS, where="[cache]")
+    trusted_keys = check.strings(cache_table, "trusted_keys", template=False)
+    for text in trusted_keys:
+        from buildlib.cache.signing import public_key_problem
+
+        problem = public_key_problem(text)
+        if problem is not None:
+            raise check.error(f"not an Ed25519 public key: {problem}", key="cache.trusted_keys",
+                              fix="paste the 'ed25519:...' line `buildlib keygen` printed "
+                                  "with the private key")
+    cache = CacheSettings(
+        remote=check.string(cache_table, "remote", "", template=False),
+        remote_read_only=check.boolean(cache_table, "remote_read_only", False),
+        remote_header_env=check.string(cache_table, "remote_header_env", "", template=False),
+        trusted_keys=trusted_keys,
+    )
+    return Manifest(
+        path=path,
+        root=path.parent,
+        name=check.string(workspace, "name", path.parent.name, template=False),
+        default_mode=default_mode,
+        vars=global_vars,
+        tools=tools,
+        modes=modes,
+        steps=steps,
+        artifacts=artifacts,
+        cache=cache,
+    )
+
+
+def _table(check: _Checker, raw: Mapping[str, Any], key: str) -> dict[str, Any]:
+    value = raw.get(key, {})
+    if not isinstance(value, dict):
+        raise check.error(f"expected a table [{key}], got {_type_name(value)}", key=key,
+                          fix=f"write it as a [{key}] table")
+    return value
+
+
+def _load_modes(check: _Checker, raw: Mapping[str, Any]) -> dict[str, ModeSpec]:
+    table = _table(check, raw, "modes")
+    if not table:
+        raise check.error("no modes declared", key="modes",
+                          fix=f"declare [modes.NAME] tables, e.g. {MODE_NAMES_HINT}")
+    modes: dict[str, ModeSpec] = {}
+    for name, body in table.items():
+        if not isinstance(body, dict):
+            raise check.error("expected a table", key=f"modes.{name}",
+                              fix=f"write it as [modes.{name}]")
+        check.known_keys(body, MODE_KEYS, where=f"[modes.{name}]")
+        modes[name] = ModeSpec(name=name, vars=check.string_map(body, "vars"),
+                               env=check.string_map(body, "env"))
+    return modes
+
+
+def _load_tools(check: _Checker, raw: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
+    tools: dict[str, tuple[str, ...]] = {}
+    for name in _table(check, raw, "tools"):
+        argv = check.strings(raw["tools"], name, template=False)
+        if not argv:
+            raise check.error("empty version command", key=f"tools.{name}",
+                              fix=f'write it as {name} = ["{name}", "--version"]')
+        tools[name] = argv
+    return tools
+
+
+def _load_override(check: _Checker, body: object, *, step: str, key: str) -> Override:
+    if not isinstance(body, dict):
+        raise check.error("expected a table", step=step, key=key,
+                          fix=f"write it as [step.{key}] with args and/or env")
+    check.known_keys(body, OVERRIDE_KEYS, where=f"[step.{key}]", step=step)
+    return Override(args=check.strings(body, "args", step=step),
+                    env=check.string_map(body, "env", step=step))
+
+
+def _load_steps(check: _Checker, raw: Mapping[str, Any], modes: Mapping[str, ModeSpec],
+                tools: Mapping[str, tuple[str, ...]]) -> dict[str, StepSpec]:
+    entries = raw.get("step", [])
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise check.error("expected [[step]] tables", key="step",
+                          fix="declare each step as a [[step]] table")
+    steps: dict[str, StepSpec] = {}
+    for index, body in enumerate(entries):
+        name = body.get("name")
+        if not isinstance(name, str):
+            raise check.error(f"step #{index + 1} has no name", key="name",
+                              fix='add name = "..." to that [[step]] table')
+        if not STEP_NAME.match(name):
+            raise check.error("invalid step name", step=name, key="name",
+                              fix="use lower-case letters, digits and '-', starting with a "
+                              "letter or digit")
+        if name in steps:
+            raise check.error("duplicate step", step=name, key="name",
+                              fix="rename one of the two [[step]] tables with this name")
+        steps[name] = _load_step(check, body, name, modes, tools)
+    if not steps:
+        raise check.error("no steps declared", key="step", fix="add at least one [[step]] table")
+    for step in steps.values():
+        for dep in step.depends_on:
+            if dep not in steps:
+                import difflib  # error paths only
+
+                close = difflib.get_close_matches(dep, list(steps), n=1)
+                hint = f"did you mean '{close[0]}'?" if close else "declare that step or remove it"
+                raise check.error(f"depends on unknown step '{dep}'", step=step.name,
+                                  key="depends_on", fix=hint)
+            if dep == step.name:
+                raise CycleError([step.name, step.name], file=check.path)
+    cycle = find_cycle({name: step.depends_on for name, step in steps.items()})
+    if cycle:
+        raise CycleError(cycle, file=check.path)
+    return steps
+
+
+def _load_step(check: _Checker, body: Mapping[str, Any], name: str,
+               modes: Mapping[str, ModeSpec], tools: Mapping[str, tuple[str, ...]]) -> StepSpec:
+    check.known_keys(body, STEP_KEYS, where="[[step]]", step=name)
+    command = check.strings(body, "command", step=name)
+    if not command or not command[0].strip():
+        raise check.error("empty command", step=name, key="command",
+                          fix='give the program and its arguments: command = ["prog", "arg"]')
+    inputs = check.strings(body, "inputs", step=name)
+    outputs = check.strings(body, "outputs", step=name)
+    exclude = check.strings(body, "exclude", step=name)
+    clean = check.strings(body, "clean", step=name)
+    for key, patterns in (("inputs", inputs), ("outputs", outputs), ("exclude", exclude),
+                          ("clean", clean)):
+        for pattern in patterns:
+            check.relative_path(pattern, step=name, key=key)
+    cwd = check.string(body, "cwd", ".", step=name)
+    check.relative_path(cwd, step=name, key="cwd")
+    retries = body.get("retries", 0)
+    if not isinstance(retries, int) or isinstance(retries, bool) or not 0 <= retries <= 10:
+        raise check.error(f"expected an integer from 0 to 10, got {retries!r}", step=name,
+                          key="retries", fix="write retries = 2 (0 disables retries)")
+    when: Marker | None = None
+    if "when" in body:
+        text = check.string(body, "when", step=name, template=False)
+        from packaging.markers import InvalidMarker, Marker
+
+        try:
+            when = Marker(text)
+        except InvalidMarker as exc:
+            raise check.error(f"invalid PEP 508 marker: {exc}", step=name, key="when",
+                              fix="write e.g. when = 'sys_platform == \"win32\"'") from None
+    step_modes: tuple[str, ...] | None = None
+    if "modes" in body:
+        step_modes = check.strings(body, "modes", step=name, template=False)
+        for mode in step_modes:
+            if mode not in modes:
+                raise check.error(f"unknown mode '{mode}'", step=name, key="modes",
+                                  fix="use one of: " + ", ".join(modes))
+    step_tools = check.strings(body, "tools", step=name, template=False)
+    for tool in step_tools:
+        if tool not in tools:
+            raise check.error(f"unknown tool '{tool}'", step=name, key="tools",
+                              fix=f'declare it under [tools]: {tool} = ["{tool}", "--version"]')
+    mode_overrides = _overrides(check, body, "mode", name, allowed=tuple(modes))
+    target_overrides = _overrides(check, body, "target", name, allowed=tuple(TARGETS))
+    return StepSpec(
+        name=name,
+        description=check.string(body, "description", "", step=name, template=False),
+        group=check.string(body, "group", name.split("-", maxsplit=1)[0], step=name,
+                           template=False),
+        command=command,
+        cwd=cwd,
+        env=check.string_map(body, "env", step=name),
+        env_inputs=check.strings(body, "env_inputs", step=name, template=False),
+        depends_on=check.strings(body, "depends_on", step=name, template=False),
+        inputs=inputs,
+        exclude=exclude,
+        outputs=outputs,
+        clean=clean,
+        tools=step_tools,
+        retries=retries,
+        when=when,
+        modes=step_modes,
+        cache=check.boolean(body, "cache", True, step=name),
+        mode_overrides=mode_overrides,
+        target_overrides=target_overrides,
+    )
+
+
+def _overrides(check: _Checker, body: Mapping[str, Any], key: str, step: str, *,
+               allowed: tuple[str, ...]) -> dict[str, Override]:
+    table = body.get(key, {})
+    if not isinstance(table, dict):
+        raise check.error("expected a table of overrides", step=step, key=key,
+                          fix=f"write [step.{key}.NAME] tables")
+    result: dict[str, Override] = {}
+    for name, override in table.items():
+        if name not in allowed:
+            raise check.error(f"unknown {key} '{name}'", step=step, key=f"{key}.{name}",
+                              fix="use one of: " + ", ".join(allowed))
+        result[name] = _load_override(check, override, step=step, key=f"{key}.{name}")
+    return result
+
+
+def _load_artifacts(check: _Checker, raw: Mapping[str, Any], steps: Mapping[str, StepSpec],
+                    modes: Mapping[str, ModeSpec]) -> tuple[ArtifactSpec, ...]:
+    entries = raw.get("artifact", [])
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise check.error("expected [[artifact]] tables", key="artifact",
+                          fix="declare each artifact as an [[artifact]] table")
+    artifacts: list[ArtifactSpec] = []
+    kinds = [k.value for k in ArtifactKind]
+    for body in entries:
+        check.known_keys(body, ARTIFACT_KEYS, where="[[artifact]]")
+        path = check.string(body, "path")
+        check.relative_path(path, step=None, key="artifact.path")
+        step = check.string(body, "step", template=False)
+        if step not in steps:
+            raise check.error(f"artifact {path!r} names unknown step '{step}'",
+                              key="artifact.step", fix="use one of: " + ", ".join(steps))
+        kind_text = check.string(body, "kind", "exists", template=False)
+        if kind_text not in kinds:
+            raise check.error(f"artifact {path!r}: unknown kind '{kind_text}'",
+                              key="artifact.kind", fix="use one of: " + ", ".join(kinds))
+        artifact_modes: tuple[str, ...] | None = None
+        if "modes" in body:
+            artifact_modes = check.strings(body, "modes", template=False)
+            unknown = [m for m in artifact_modes if m not in modes]
+            if unknown:
+                raise check.error(f"artifact {path!r}: unknown mode '{unknown[0]}'",
+                                  key="artifact.modes", fix="use one of: " + ", ".join(modes))
+        artifacts.append(ArtifactSpec(
+            path=path, step=step, kind=ArtifactKind(kind_text),
+            run=check.strings(body, "run"), expect=check.string(body, "expect", ""),
+            modes=artifact_modes,
+        ))
+    return tuple(artifacts)
