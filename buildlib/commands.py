@@ -1,25 +1,63 @@
-"""The CLI's commands, each a short pipeline over the engine's modules."""
+"""The CLI's commands: each a short pipeline over the engine's packages, and the one table
+(`COMMANDS`) that names them, their options and whether they read the manifest.
+
+`cli.py` builds its parser from the table and dispatches through it; nothing else
+lists the commands.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Any
 
 from buildlib.core.errors import UserError
+from buildlib.core.layout import BuildDir
+from buildlib.core.records import record
 from buildlib.planning import graph
 from buildlib.planning.plan import Plan, build_plan, resolve_artifacts
 from buildlib.planning.render import render_dry_run, render_mermaid, render_plan_json
-from buildlib.run.executor import AlwaysRun, ExecOptions, Executor, Gate
+from buildlib.run.executor import ExecOptions, Executor
+from buildlib.run.gate import AlwaysRun, Gate
 from buildlib.run.journal import Journal
 from buildlib.run.lock import workspace_lock
 from buildlib.workspace.manifest import Manifest
 from buildlib.workspace.targets import Target, check_buildable
 
-BUILD_DIR = ".buildlib"
+if TYPE_CHECKING:
+    from buildlib.run.results import BuildRecord
+
+
+@record
+class Context:
+    """What a command that reads the manifest gets besides its arguments."""
+
+    manifest: Manifest
+    mode: str
+    target: Target
+    host: Target
+
+    @property
+    def build_dir(self) -> BuildDir:
+        return BuildDir(self.manifest.root)
+
+
+@record
+class Command:
+    """One command: its help line, its options, and what it runs.
+
+    `run` takes the context when `manifest` is true, else None.
+    """
+
+    help: str
+    options: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace, Any], int]
+    manifest: bool = True
+    common: bool = True  # --manifest, --mode, --target
+    passthrough: bool = False  # unknown options go on to the command, in `args.rest`
 
 
 def default_jobs(requested: int | None, environ: Mapping[str, str]) -> int:
@@ -38,29 +76,68 @@ def default_jobs(requested: int | None, environ: Mapping[str, str]) -> int:
     return jobs
 
 
-def build_dir(manifest: Manifest) -> Path:
-    return manifest.root / BUILD_DIR
-
-
-def _estimates(manifest: Manifest, mode: str, target: Target) -> dict[str, float]:
+def _estimates(context: Context) -> dict[str, float]:
     from buildlib.report.history import planning_estimates
 
+    mode = context.mode
     # Reading stops once these have a full window; a step of other modes never would.
-    steps = [name for name, s in manifest.steps.items() if s.modes is None or mode in s.modes]
-    return planning_estimates(build_dir(manifest) / "history.jsonl", mode, target.triple,
+    steps = [name for name, s in context.manifest.steps.items()
+             if s.modes is None or mode in s.modes]
+    return planning_estimates(context.build_dir.history, mode, context.target.triple,
                               steps=steps)
 
 
-def build_command(args: argparse.Namespace, manifest: Manifest, *, mode: str, target: Target,
-                  host: Target) -> int:
+# -- build -----------------------------------------------------------------------------------
+
+
+def build_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("steps", nargs="*", help="steps to build with their dependencies "
+                        "(default: every step of the mode)")
+    parser.add_argument("-j", "--jobs", type=int, help="steps at once (default: $BUILDLIB_JOBS "
+                        "or the number of CPUs)")
+    parser.add_argument("-k", "--keep-going", action="store_true",
+                        help="on a failure, build everything that does not depend on it")
+    parser.add_argument("-n", "--dry-run", action="store_true",
+                        help="print the plan (commands, directories, environment) and run "
+                        "nothing")
+    parser.add_argument("--graph", action="store_true",
+                        help="print the selected graph as Mermaid")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="stream every step's output, prefixed with its name")
+    parser.add_argument("--plain", action="store_true", help="plain lines even on a terminal")
+    parser.add_argument("--explain", action="store_true", help="say why each step ran")
+    parser.add_argument("--force", action="store_true",
+                        help="re-run every step, ignoring the cache")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="neither skip nor store anything (every step runs)")
+    parser.add_argument("--cache-dir", type=Path, help="local cache directory "
+                        "(default: $BUILDLIB_CACHE_DIR or the user cache directory)")
+    parser.add_argument("--remote-cache", metavar="URL", help="Bazel HTTP cache URL "
+                        "(default: $BUILDLIB_REMOTE_CACHE or the manifest's [cache].remote)")
+    parser.add_argument("--remote-read-only", action="store_true",
+                        help="fetch from the remote cache, never upload")
+    parser.add_argument("--resume", action="store_true",
+                        help="re-run what failed or was interrupted in the last build of "
+                        "this mode and target, its dependents, and what went stale since")
+    parser.add_argument("--only", nargs="+", metavar="STEP", default=[],
+                        help="run these steps; their dependencies come from the cache or "
+                        "are built")
+    parser.add_argument("--from", dest="from_step", metavar="STEP",
+                        help="run this step and everything downstream of it")
+    parser.add_argument("--no-wait", action="store_true",
+                        help="fail at once if another build holds the workspace")
+
+
+def build_command(args: argparse.Namespace, context: Context) -> int:
     """Plan, then (unless --dry-run/--graph) lock the workspace, execute and report."""
     from buildlib.cache.config import engine_secrets
 
+    manifest, mode, target = context.manifest, context.mode, context.target
     environ = dict(os.environ)
     secrets = engine_secrets(manifest, environ)
     # The steps' environment: the cache's credentials are the engine's alone.
     step_environ = {name: value for name, value in environ.items() if name not in secrets}
-    estimates = _estimates(manifest, mode, target)
+    estimates = _estimates(context)
     requested = [*args.steps, *args.only]
     if args.from_step and args.from_step not in manifest.steps:
         raise UserError(f"--from: unknown step '{args.from_step}'",
@@ -73,27 +150,26 @@ def build_command(args: argparse.Namespace, manifest: Manifest, *, mode: str, ta
     if args.dry_run:
         print(render_dry_run(plan, environ))
         return 0
-    check_buildable(target, host, {t for s in plan.steps.values() for t in s.tools})
+    check_buildable(target, context.host, {t for s in plan.steps.values() for t in s.tools})
     jobs = default_jobs(args.jobs, environ)
     from buildlib.report.terminal import make_reporter
 
     reporter = make_reporter(stream=sys.stdout, environ=environ, verbose=args.verbose,
                              force_plain=args.plain, root=plan.root,
                              step_dirs={name: s.cwd for name, s in plan.steps.items()})
-    tag = f"{mode}-{target.triple}"
-    with workspace_lock(build_dir(manifest) / "lock", wait=not args.no_wait,
-                        on_wait=reporter.warning):
-        journal = Journal(build_dir(manifest) / "journal" / f"{tag}.jsonl")
+    build_dir = context.build_dir
+    with workspace_lock(build_dir.lock, wait=not args.no_wait, on_wait=reporter.warning):
+        journal = Journal(build_dir.journal(mode, target.triple))
         done, resumed, forced = _selection(args, plan, journal)
-        gate = _make_gate(args, manifest, plan, forced=forced, environ=environ,
+        gate = _make_gate(args, context, plan, forced=forced, environ=environ,
                           step_environ=step_environ, warn=reporter.warning)
         options = ExecOptions(jobs=jobs, keep_going=args.keep_going, verbose=args.verbose,
-                              log_dir=build_dir(manifest) / "logs" / tag, done=frozenset(done),
-                              resumed=frozenset(resumed))
+                              log_dir=build_dir.logs(mode, target.triple),
+                              done=frozenset(done), resumed=frozenset(resumed))
         executor = Executor(plan, reporter=reporter, options=options, gate=gate,
                             environ=step_environ, estimates=estimates, journal=journal)
         record = executor.run()
-        _write_reports(manifest, plan, record, reporter.warning)
+        _write_reports(build_dir, plan, record, reporter.warning)
     if args.explain:
         print(render_explain(record))
     return record.exit_code
@@ -127,37 +203,36 @@ def _selection(args: argparse.Namespace, plan: Plan, journal: Journal
     return done, set(), forced
 
 
-def _make_gate(args: argparse.Namespace, manifest: Manifest, plan: Plan, *,
+def _make_gate(args: argparse.Namespace, context: Context, plan: Plan, *,
                forced: set[str] | None, environ: Mapping[str, str],
-               step_environ: Mapping[str, str], warn: object) -> Gate:
+               step_environ: Mapping[str, str], warn: Callable[[str], None]) -> Gate[Any]:
     """`environ` configures the cache; `step_environ` (without its secrets) is what the
     steps see, so it is what their fingerprints read."""
     if args.no_cache:
         return AlwaysRun(plan.root)
     from buildlib.cache.config import cache_config
-    from buildlib.run.gate import UpToDate
+    from buildlib.run.caching_gate import CachingGate
 
-    config = cache_config(manifest, environ, cache_dir=args.cache_dir,
+    config = cache_config(context.manifest, environ, cache_dir=args.cache_dir,
                           remote_url=args.remote_cache, read_only=args.remote_read_only)
-    return UpToDate(plan, state_dir=build_dir(manifest) / "state" /
-                    f"{plan.mode}-{plan.target.triple}", cache=config, forced=forced,
-                    environ=step_environ, warn=warn)  # type: ignore[arg-type]
+    return CachingGate(plan, state_dir=context.build_dir.state(plan.mode, plan.target.triple),
+                       cache=config, forced=forced, environ=step_environ, warn=warn)
 
 
-def _write_reports(manifest: Manifest, plan: Plan, record: object, warn: object) -> None:
+def _write_reports(build_dir: BuildDir, plan: Plan, record: BuildRecord,
+                   warn: Callable[[str], None]) -> None:
     from buildlib.report.writers import write_build_reports
 
     deps = {name: s.depends_on for name, s in plan.steps.items()}
     try:
-        write_build_reports(record, deps, build_dir(manifest))  # type: ignore[arg-type]
+        write_build_reports(record, deps, build_dir)
     except OSError as exc:
-        warn(f"could not write the build report: {exc}")  # type: ignore[operator]
+        warn(f"could not write the build report: {exc}")
 
 
-def render_explain(record: object) -> str:
-    from buildlib.run.results import BuildRecord, Outcome
+def render_explain(record: BuildRecord) -> str:
+    from buildlib.run.results import Outcome
 
-    assert isinstance(record, BuildRecord)
     lines = ["why steps ran:"]
     for step in record.steps:
         if step.outcome in (Outcome.BUILT, Outcome.FAILED, Outcome.INTERRUPTED):
@@ -167,48 +242,84 @@ def render_explain(record: object) -> str:
     return "\n".join(lines)
 
 
-def plan_command(args: argparse.Namespace, manifest: Manifest, *, mode: str, target: Target,
-                 host: Target) -> int:
-    plan = build_plan(manifest, mode=mode, target=target, requested=args.steps,
-                      environ=os.environ)
+# -- the other commands ------------------------------------------------------------------
+
+
+def _steps_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("steps", nargs="*")
+
+
+def plan_command(args: argparse.Namespace, context: Context) -> int:
+    plan = build_plan(context.manifest, mode=context.mode, target=context.target,
+                      requested=args.steps, environ=os.environ)
     print(render_plan_json(plan))
     return 0
 
 
-def verify_command(args: argparse.Namespace, manifest: Manifest, *, mode: str, target: Target,
-                   host: Target) -> int:
+def _no_options(parser: argparse.ArgumentParser) -> None:
+    del parser  # the command takes only the common options
+
+
+def verify_command(args: argparse.Namespace, context: Context) -> int:
     from buildlib.verify.checks import nox_step_hint, render_report, verify_artifacts
 
+    manifest, mode, target = context.manifest, context.mode, context.target
     plan = build_plan(manifest, mode=mode, target=target, environ=os.environ)
     artifacts = resolve_artifacts(manifest, plan, os.environ)
     if not artifacts:
         raise UserError(f"no artifacts declared for mode '{mode}'",
                         fix=f"declare [[artifact]] tables in {manifest.path}")
-    report = verify_artifacts(artifacts, root=manifest.root, target=target, host=host, mode=mode,
-                              step_hint=nox_step_hint(mode, target.triple))
+    report = verify_artifacts(artifacts, root=manifest.root, target=target, host=context.host,
+                              mode=mode, step_hint=nox_step_hint(mode, target.triple))
     print(render_report(report))
     return 0 if report.ok else 1
 
 
-def clean_command(args: argparse.Namespace, manifest: Manifest, *, mode: str,
-                  target: Target, host: Target) -> int:
+def _clean_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("groups", nargs="*", help="only these subsystems (step groups) or steps")
+    parser.add_argument("--cache", action="store_true", help="also empty the cache")
+    parser.add_argument("-n", "--dry-run", action="store_true",
+                        help="list what would be removed, with sizes")
+    parser.add_argument("--cache-dir", type=Path)
+
+
+def clean_command(args: argparse.Namespace, context: Context) -> int:
     from buildlib.integrations.clean import clean
 
-    return clean(manifest, target=target, selection=args.groups, dry_run=args.dry_run,
-                 cache=args.cache, cache_dir=args.cache_dir)
+    return clean(context.manifest, target=context.target, selection=args.groups,
+                 dry_run=args.dry_run, cache=args.cache, cache_dir=args.cache_dir)
 
 
-def metrics_command(args: argparse.Namespace, manifest: Manifest, *, mode: str,
-                    target: Target, host: Target) -> int:
+def _metrics_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--last", type=int, default=20)
+
+
+def metrics_command(args: argparse.Namespace, context: Context) -> int:
     from buildlib.report.metrics import metrics_table, render_metrics
 
-    result = metrics_table(build_dir(manifest) / "history.jsonl", last=args.last, mode=mode,
-                           target=target.triple)
+    result = metrics_table(context.build_dir.history, last=args.last, mode=context.mode,
+                           target=context.target.triple)
     print(render_metrics(result))
     return 0
 
 
-def keygen_command(args: argparse.Namespace) -> int:
+def _prune_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--max-size", required=True, help="e.g. 500M, 2G")
+    parser.add_argument("--cache-dir", type=Path)
+
+
+def prune_command(args: argparse.Namespace, context: None) -> int:
+    from buildlib.cache.admin import prune_cache
+    from buildlib.core.fmt import human_size
+
+    root, result = prune_cache(args.max_size, cache_dir=args.cache_dir, environ=os.environ)
+    print(f"cache {root}: {human_size(result.before)} -> {human_size(result.after)} "
+          f"(limit {human_size(result.limit)}); removed {result.removed_entries} entries and "
+          f"{result.removed_blobs} blobs")
+    return 0
+
+
+def keygen_command(args: argparse.Namespace, context: None) -> int:
     """Print a new Ed25519 key pair for signing cache entries (docs/cache.md)."""
     from buildlib.cache.signing import generate
 
@@ -222,21 +333,29 @@ def keygen_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def prune_command(args: argparse.Namespace) -> int:
-    from buildlib.run.gate import prune_cache
+def matrix_command(args: argparse.Namespace, context: Context) -> int:
+    from buildlib.integrations.ci_matrix import matrix_main
 
-    return prune_cache(args.max_size, cache_dir=args.cache_dir, environ=os.environ)
-
-
-class Command(Protocol):
-    def __call__(self, args: argparse.Namespace, manifest: Manifest, *, mode: str,
-                 target: Target, host: Target) -> int: ...
+    rest = [a for a in args.rest if a != "--"]
+    return matrix_main(rest, manifest_modes=list(context.manifest.modes))
 
 
 COMMANDS: dict[str, Command] = {
-    "build": build_command,
-    "plan": plan_command,
-    "verify": verify_command,
-    "clean": clean_command,
-    "metrics": metrics_command,
+    "build": Command(help="run the step graph (the default command)", options=build_options,
+                     run=build_command),
+    "plan": Command(help="print the plan as JSON (used by nox and CI)", options=_steps_option,
+                    run=plan_command),
+    "verify": Command(help="check the declared artifacts of a mode and target",
+                      options=_no_options, run=verify_command),
+    "clean": Command(help="remove declared outputs (and optionally the cache)",
+                     options=_clean_options, run=clean_command),
+    "prune": Command(help="shrink the local cache, least recently used first",
+                     options=_prune_options, run=prune_command, manifest=False, common=False),
+    "metrics": Command(help="per-step timings over recent builds", options=_metrics_options,
+                       run=metrics_command),
+    "matrix": Command(help="print the CI matrix (mode x target; --modes, --targets, "
+                      "--native-only, --shards)", options=_no_options, run=matrix_command,
+                      passthrough=True),
+    "keygen": Command(help="print a new key pair for signing cache entries",
+                      options=_no_options, run=keygen_command, manifest=False, common=False),
 }

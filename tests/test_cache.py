@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from buildlib.cache.cas import Area, LocalStore
+from buildlib.cache.config import resolve_cache_dir
 from buildlib.cache.entries import FileKind, OutputFile, UnsafeEntryError
 from buildlib.cache.store import (
     FORMAT,
@@ -23,7 +24,6 @@ from buildlib.cache.store import (
     CacheEntry,
     CacheSource,
     StepCache,
-    default_cache_dir,
     seal,
     unseal,
 )
@@ -350,8 +350,9 @@ def test_clear_empties_the_store(tmp_path: Path) -> None:
 
 
 def test_cache_dir_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    assert default_cache_dir({"BUILDLIB_CACHE_DIR": str(tmp_path)}) == tmp_path
-    assert default_cache_dir({}).name == "buildlib"
+    assert resolve_cache_dir(None, {"BUILDLIB_CACHE_DIR": str(tmp_path)}) == tmp_path
+    assert resolve_cache_dir(None, {}).name == "buildlib"
+    assert resolve_cache_dir(tmp_path / "flag", {"BUILDLIB_CACHE_DIR": "x"}) == tmp_path / "flag"
     monkeypatch.setenv("BUILDLIB_CACHE_DIR", str(tmp_path / "env"))
     assert StepCache(CacheConfig()).local.root == tmp_path / "env"
 

@@ -10,7 +10,8 @@ import pytest
 from workspace import RecordingReporter, read_times, sleep_step, write_manifest
 
 from buildlib.planning.plan import build_plan
-from buildlib.run.executor import AlwaysRun, ExecOptions, Executor
+from buildlib.run.executor import ExecOptions, Executor
+from buildlib.run.gate import AlwaysRun
 from buildlib.run.results import BuildRecord, Outcome, StepRecord
 from buildlib.workspace.manifest import load_manifest
 from buildlib.workspace.targets import get_target, host_triple

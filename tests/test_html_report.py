@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from buildlib.report.html import format_seconds, render_html, tick_label, tick_step
+from buildlib.core.fmt import format_duration
+from buildlib.report.html import render_html, tick_label, tick_step
 from buildlib.run.results import BuildRecord, Outcome, StepRecord
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -107,15 +108,15 @@ def test_the_page_is_self_contained() -> None:
     page = render_html(make_record(), DEPS)
     assert not re.search(r"https?://|//[a-z]|\bsrc=|\bhref=|@import|url\(|<link", page), \
         "the report must not load anything"
-    for label in ("release", "x86_64-unknown-linux-gnu", "20.0 s", "50%"):
+    for label in ("release", "x86_64-unknown-linux-gnu", "20.0s", "50%"):
         assert label in page  # header: mode, target, wall, hit rate
     assert "critical path" in page
 
 
 def test_formatting_helpers() -> None:
-    assert format_seconds(0.423) == "0.42 s"
-    assert format_seconds(12.34) == "12.3 s"
-    assert format_seconds(125) == "2 m 05 s"
+    assert format_duration(0.423) == "0.4s"
+    assert format_duration(12.34) == "12.3s"
+    assert format_duration(125) == "2m05s"
     assert [tick_step(w) for w in (0.0, 0.7, 8.0, 20.0, 95.0, 3600.0)] == [
         1.0, 0.1, 1.0, 5.0, 20.0, 500.0]
     assert [tick_label(t) for t in (0, 0.30000000000000004, 40, 90, 120)] == [

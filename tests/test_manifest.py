@@ -11,6 +11,7 @@ import pytest
 from workspace import MODES
 
 from buildlib.core.errors import CycleError, ManifestError
+from buildlib.core.layout import BuildDir
 from buildlib.workspace import manifest as manifest_module
 from buildlib.workspace.manifest import load_manifest
 
@@ -126,14 +127,14 @@ def _env() -> dict[str, str]:
 def _cached_document(path: Path) -> object:
     from buildlib.core import marshalfile
 
-    return marshalfile.read(path.parent / manifest_module.PARSED_CACHE,
+    return marshalfile.read(BuildDir(path.parent).parsed_manifest,
                             manifest_module._CACHE_HEADER)
 
 
 def test_the_parsed_manifest_is_remembered_only_when_asked_and_only_for_the_same_text(
         tmp_path: Path) -> None:
     path = write(tmp_path, GOOD_STEP)
-    cache = tmp_path / manifest_module.PARSED_CACHE
+    cache = BuildDir(tmp_path).parsed_manifest
     load_manifest(path)
     assert not cache.exists()  # nox listing sessions, dry runs: nothing written
     first = load_manifest(path, remember=True)
@@ -148,7 +149,7 @@ def test_the_parsed_manifest_is_remembered_only_when_asked_and_only_for_the_same
 def test_a_damaged_or_foreign_cache_is_ignored(tmp_path: Path) -> None:
     path = write(tmp_path, GOOD_STEP)
     load_manifest(path, remember=True)
-    cache = tmp_path / manifest_module.PARSED_CACHE
+    cache = BuildDir(tmp_path).parsed_manifest
     data = bytearray(cache.read_bytes())
     data[-3] ^= 0xFF  # a flipped byte fails the checksum
     cache.write_bytes(bytes(data))
@@ -162,7 +163,7 @@ def test_toml_dates_are_parsed_every_time(tmp_path: Path) -> None:
     path = write(tmp_path, GOOD_STEP + '[vars]\nreleased = 2025-01-01\n')
     with pytest.raises(ManifestError):  # vars must be strings: the check still runs
         load_manifest(path, remember=True)
-    assert not (tmp_path / manifest_module.PARSED_CACHE).exists()
+    assert not (BuildDir(tmp_path).parsed_manifest).exists()
 
 
 def test_a_manifest_that_is_not_utf8_gets_one_clear_error(tmp_path: Path) -> None:

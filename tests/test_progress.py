@@ -20,21 +20,20 @@ from rich.console import Console
 from test_annotations import BAD_RS, node_tool, ts_project
 from workspace import MODES, PY
 
+from buildlib.core.fmt import format_duration
 from buildlib.planning.plan import build_plan
 from buildlib.report.annotations import strip_ansi
 from buildlib.report.live import RichReporter
+from buildlib.report.summary import estimate_eta, render_summary_markdown, render_summary_text
 from buildlib.report.terminal import (
     GitHubReporter,
     PlainReporter,
     escape_data,
     escape_property,
-    estimate_eta,
-    format_duration,
     make_reporter,
-    render_summary_markdown,
-    render_summary_text,
 )
-from buildlib.run.executor import AlwaysRun, ExecOptions, Executor
+from buildlib.run.executor import ExecOptions, Executor
+from buildlib.run.gate import AlwaysRun
 from buildlib.run.reporter import BuildStart, Reporter
 from buildlib.run.results import BuildRecord, Outcome, StepRecord
 from buildlib.workspace.manifest import load_manifest

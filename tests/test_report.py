@@ -12,6 +12,7 @@ import pytest
 
 from buildlib.core import records
 from buildlib.core.atomicfile import write_text_atomic as atomic_write_text
+from buildlib.core.layout import BuildDir
 from buildlib.report import writers as report_module
 from buildlib.report.history import read_history
 from buildlib.report.writers import record_to_json, write_build_reports
@@ -61,7 +62,7 @@ def validator() -> jsonschema.Draft202012Validator:
 
 def test_written_report_validates_against_the_schema(
         tmp_path: Path, validator: jsonschema.Draft202012Validator) -> None:
-    paths = write_build_reports(make_record(), DEPS, tmp_path)
+    paths = write_build_reports(make_record(), DEPS, BuildDir(tmp_path))
     report = json.loads(paths.json.read_text())
     validator.validate(report)
     assert report["schema_version"] == 1
@@ -112,9 +113,9 @@ def test_derived_figures() -> None:
 
 
 def test_every_file_is_written_and_latest_follows_the_newest_build(tmp_path: Path) -> None:
-    first = write_build_reports(make_record("20250101T000000-aaaaaa"), DEPS, tmp_path)
+    first = write_build_reports(make_record("20250101T000000-aaaaaa"), DEPS, BuildDir(tmp_path))
     second = write_build_reports(make_record("20250101T000100-bbbbbb", exit_code=0), DEPS,
-                                 tmp_path)
+                                 BuildDir(tmp_path))
     for paths in (first, second):
         assert paths.json.is_file() and paths.trace.is_file() and paths.html.is_file()
         assert "traceEvents" in json.loads(paths.trace.read_text())
@@ -123,7 +124,7 @@ def test_every_file_is_written_and_latest_follows_the_newest_build(tmp_path: Pat
     assert first.json.read_bytes() != second.json.read_bytes()
     assert second.json.stat().st_mode & 0o777 == 0o644
     # Nothing half-written lies around.
-    assert not [p for p in (tmp_path / "reports").iterdir() if p.name.endswith(".tmp")]
+    assert not [p for p in (tmp_path / ".buildlib" / "reports").iterdir() if p.name.endswith(".tmp")]
     entries = read_history(second.history).entries
     assert [e.build_id for e in entries] == ["20250101T000000-aaaaaa", "20250101T000100-bbbbbb"]
 
@@ -133,15 +134,15 @@ def test_only_the_newest_builds_reports_are_kept(tmp_path: Path,
     """Old per-build files are deleted; latest.*, the history and other files stay."""
     monkeypatch.setattr(report_module, "KEEP_BUILDS", 2)
     ids = [f"20250101T0000{i:02d}-aaaaaa" for i in range(4)]
-    reports = tmp_path / "reports"
-    reports.mkdir()
+    reports = tmp_path / ".buildlib" / "reports"
+    reports.mkdir(parents=True)
     (reports / "notes.txt").write_text("mine")
     for build_id in ids:
-        write_build_reports(make_record(build_id), DEPS, tmp_path)
+        write_build_reports(make_record(build_id), DEPS, BuildDir(tmp_path))
     names = sorted(p.name for p in reports.iterdir())
     kept = [f"{i}{suffix}" for i in ids[2:] for suffix in (".html", ".json", ".trace.json")]
     assert names == sorted([*kept, "latest.html", "latest.json", "notes.txt"])
-    assert len(read_history(tmp_path / "history.jsonl").entries) == 4
+    assert len(read_history(tmp_path / ".buildlib" / "history.jsonl").entries) == 4
     assert report_module.prune_reports(reports, keep=0) == ids[2:]
     assert sorted(p.name for p in reports.iterdir()) == ["latest.html", "latest.json",
                                                           "notes.txt"]
@@ -149,9 +150,9 @@ def test_only_the_newest_builds_reports_are_kept(tmp_path: Path,
 
 def test_an_unsafe_build_id_is_refused_before_anything_is_written(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="safe file name"):
-        write_build_reports(make_record("../escape"), DEPS, tmp_path)
-    assert not (tmp_path / "reports").exists()
-    assert not (tmp_path / "history.jsonl").exists()
+        write_build_reports(make_record("../escape"), DEPS, BuildDir(tmp_path))
+    assert not (tmp_path / ".buildlib" / "reports").exists()
+    assert not (tmp_path / ".buildlib" / "history.jsonl").exists()
 
 
 def test_a_failed_atomic_write_keeps_the_old_file_and_leaves_no_temp(tmp_path: Path) -> None:
@@ -166,7 +167,7 @@ def test_a_failed_atomic_write_keeps_the_old_file_and_leaves_no_temp(tmp_path: P
 def test_a_build_with_no_steps_still_writes_valid_reports(
         tmp_path: Path, validator: jsonschema.Draft202012Validator) -> None:
     empty = make_record(steps=(), critical_path=(), wall=0.0, exit_code=0, warnings=())
-    paths = write_build_reports(empty, {}, tmp_path)
+    paths = write_build_reports(empty, {}, BuildDir(tmp_path))
     report = json.loads(paths.json.read_text())
     validator.validate(report)
     assert (report["parallelism"], report["cache_hit_rate"], report["steps"]) == (0.0, 0.0, [])

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Protocol
 
 from buildlib.cache.entries import CorruptBlobError, is_digest
+from buildlib.core.fmt import human_size
 from buildlib.core.records import record
 from buildlib.incremental import statscan
 
@@ -81,17 +82,8 @@ class PruneResult:
 
     def __str__(self) -> str:
         return (f"pruned {self.removed_entries} entries and {self.removed_blobs} blobs "
-                f"({human(self.before - self.after)}); the cache holds {human(self.after)} "
-                f"of a {human(self.limit)} limit")
-
-
-def human(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
+                f"({human_size(self.before - self.after)}); the cache holds "
+                f"{human_size(self.after)} of a {human_size(self.limit)} limit")
 
 
 class LocalStore:

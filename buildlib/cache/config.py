@@ -19,7 +19,7 @@ DEFAULT_MAX_SIZE = 5 << 30
 
 @record
 class CacheConfig:
-    """`local_dir` None means $BUILDLIB_CACHE_DIR, else the user cache directory."""
+    """`local_dir` None: see `resolve_cache_dir`."""
 
     local_dir: Path | None = None
     max_size: int = DEFAULT_MAX_SIZE
@@ -63,11 +63,22 @@ def parse_size(text: str) -> int:
     return int(number * (1 << (10 * " kmgt".index(unit or " "))))
 
 
+def resolve_cache_dir(explicit: Path | None, environ: Mapping[str, str]) -> Path:
+    """The local cache directory: `explicit` (--cache-dir), else $BUILDLIB_CACHE_DIR, else
+    the user cache directory (~/.cache/buildlib on Linux). The one place that decides."""
+    if explicit is not None:
+        return explicit
+    if environ.get("BUILDLIB_CACHE_DIR"):
+        return Path(environ["BUILDLIB_CACHE_DIR"])
+    import platformdirs  # only when nothing above says where
+
+    return Path(platformdirs.user_cache_dir("buildlib"))
+
+
 def cache_config(manifest: Manifest, environ: Mapping[str, str], *, cache_dir: Path | None,
                  remote_url: str | None, read_only: bool) -> CacheConfig:
     """Flags win over environment variables, which win over the manifest's [cache]."""
-    local = cache_dir or (Path(environ["BUILDLIB_CACHE_DIR"]) if environ.get(
-        "BUILDLIB_CACHE_DIR") else None)
+    local = resolve_cache_dir(cache_dir, environ)
     remote = remote_url if remote_url is not None else environ.get(
         REMOTE_VARIABLE, manifest.cache.remote)
     header = environ.get(HEADER_VARIABLE) or (

@@ -42,10 +42,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import platformdirs
-
 from buildlib.cache.cas import Area, LocalStore, PruneResult, StoreWriteError
-from buildlib.cache.config import CacheConfig
+from buildlib.cache.config import CacheConfig, resolve_cache_dir
 from buildlib.cache.entries import (
     CorruptBlobError,
     CorruptEntryError,
@@ -124,10 +122,6 @@ class CacheEntry:
         return found
 
 
-def default_cache_dir(environ: Mapping[str, str]) -> Path:
-    return Path(environ.get("BUILDLIB_CACHE_DIR") or platformdirs.user_cache_dir("buildlib"))
-
-
 def seal(entry: CacheEntry) -> bytes:
     """The entry as JSON that carries the sha256 of its own canonical body."""
     body: dict[str, object] = {
@@ -181,8 +175,8 @@ class StepCache:
 
     def __init__(self, config: CacheConfig, *, environ: Mapping[str, str] | None = None) -> None:
         self.config = config
-        self.local = LocalStore(config.local_dir or default_cache_dir(
-            os.environ if environ is None else environ))
+        self.local = LocalStore(resolve_cache_dir(
+            config.local_dir, os.environ if environ is None else environ))
         self.remote: HttpRemote | None = None
         if config.remote_url:
             from buildlib.cache.remote import HttpRemote

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from buildlib.core.errors import UserError
+from buildlib.core.fmt import human_size
 from buildlib.planning.plan import fill_template, template_variables
 from buildlib.workspace.manifest import Manifest
 from buildlib.workspace.targets import Target
@@ -79,14 +80,6 @@ def remove(path: Path) -> None:
         shutil.rmtree(path)
 
 
-def human(size: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} GiB"
-
-
 def clean(manifest: Manifest, *, target: Target, selection: Sequence[str], dry_run: bool,
           cache: bool, cache_dir: Path | None) -> int:
     """`nox -s clean [-- GROUP... --cache --dry-run]`; prints what goes, with sizes."""
@@ -99,13 +92,13 @@ def clean(manifest: Manifest, *, target: Target, selection: Sequence[str], dry_r
         total += size
         if not dry_run:
             remove(path)
-        print(f"{verb} {path.relative_to(root)} ({human(size)})")
+        print(f"{verb} {path.relative_to(root)} ({human_size(size)})")
     if cache:
+        from buildlib.cache.admin import clear_cache
         from buildlib.cache.config import cache_config
-        from buildlib.run.gate import clear_cache
 
         config = cache_config(manifest, os.environ, cache_dir=cache_dir, remote_url=None,
                               read_only=True)
         total += clear_cache(config, dry_run=dry_run)
-    print(f"{verb} {len(paths)} path(s), {human(total)}" + (" and the cache" if cache else ""))
+    print(f"{verb} {len(paths)} path(s), {human_size(total)}" + (" and the cache" if cache else ""))
     return 0

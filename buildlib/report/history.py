@@ -20,7 +20,6 @@ from typing import TypeVar
 from buildlib.core.records import record
 from buildlib.run.results import BuildRecord, Outcome
 
-HISTORY_FILE = "history.jsonl"
 MAX_BYTES = 8 << 20  # past this, `trim` keeps the newest half (whole lines)
 HISTORY_VERSION = 1
 RECENT_SAMPLES = 10  # how many of a step's latest BUILT durations `estimates` takes the median of
@@ -62,8 +61,6 @@ class History:
                      if (mode is None or e.mode == mode) and (target is None or e.target == target))
 
 
-def history_path(build_dir: Path) -> Path:
-    return build_dir / HISTORY_FILE
 
 
 def entry_from_record(record: BuildRecord) -> HistoryEntry:

@@ -15,6 +15,7 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 
+from buildlib.core.fmt import format_duration
 from buildlib.run.results import BuildRecord, Outcome, StepRecord
 
 _STATUS_LABEL = {
@@ -30,16 +31,6 @@ _TARGET_TICKS = 8
 
 def _e(text: object) -> str:
     return html.escape(str(text), quote=True)
-
-
-def format_seconds(seconds: float) -> str:
-    """'0.42 s', '12.3 s', '2 m 05 s': precise for short steps, readable for long ones."""
-    if seconds < 10:
-        return f"{seconds:.2f} s"
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, rest = divmod(round(seconds), 60)
-    return f"{minutes} m {rest:02d} s"
 
 
 def tick_label(seconds: float) -> str:
@@ -110,11 +101,11 @@ def _stats(record: BuildRecord) -> str:
     items = [
         ("mode", record.mode),
         ("target", record.target),
-        ("wall", format_seconds(record.wall)),
+        ("wall", format_duration(record.wall)),
         ("parallelism", f"{record.parallelism:.2f} of {record.jobs} jobs"),
         ("cache hit rate", f"{record.cache_hit_rate:.0%}"),
-        ("busy time", format_seconds(record.busy_time)),
-        ("critical path", format_seconds(record.critical_path_length)),
+        ("busy time", format_duration(record.busy_time)),
+        ("critical path", format_duration(record.critical_path_length)),
         ("steps", summary or "none"),
         ("started", record.started_at),
         ("host", record.host or "-"),
@@ -153,8 +144,8 @@ def _tooltip(step: StepRecord, depends_on: Sequence[str], on_critical_path: bool
         status += f" ({step.cache_source} cache)"
     lines = [step.name, f"status: {status}"]
     if step.worker >= 0:
-        lines += [f"start: {format_seconds(step.start)}",
-                  f"duration: {format_seconds(step.duration)}",
+        lines += [f"start: {format_duration(step.start)}",
+                  f"duration: {format_duration(step.duration)}",
                   f"worker: {step.worker + 1}",
                   f"attempts: {step.attempts}"]
     else:
@@ -179,7 +170,7 @@ def _row(step: StepRecord, span: float, depends_on: Sequence[str],
     marker = '<b class="crit-mark" title="on the critical path">◆</b>' if on_critical_path else ""
     lane = f'<span class="lane">w{step.worker + 1}</span>' if ran else ""
     note = "" if ran else f'<span class="note">{_e(_STATUS_LABEL[step.outcome])}</span>'
-    shown = format_seconds(step.duration) if ran else "-"
+    shown = format_duration(step.duration) if ran else "-"
     return (
         f'<div class="row" data-row="{_e(step.name)}" '
         f'data-deps="{_e(json.dumps(list(depends_on)))}">'
@@ -202,8 +193,8 @@ def _table(record: BuildRecord, critical: set[str]) -> str:
         name = ("◆ " if s.name in critical else "") + s.name
         cells = [
             name, _STATUS_LABEL[s.outcome],
-            format_seconds(s.start) if ran else "-",
-            format_seconds(s.duration) if ran else "-",
+            format_duration(s.start) if ran else "-",
+            format_duration(s.duration) if ran else "-",
             str(s.worker + 1) if ran else "-",
             str(s.attempts), "-" if s.exit_code is None else str(s.exit_code),
             why, s.log_path or "",

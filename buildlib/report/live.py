@@ -1,6 +1,6 @@
 """The live terminal display: rich draws it; `progress.make_reporter` picks it for a TTY.
 
-Kept apart from `progress.py` so plain and GitHub output never import rich.
+Kept apart from `terminal.py` so plain and GitHub output never import rich.
 """
 
 from __future__ import annotations
@@ -18,15 +18,15 @@ from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
+from buildlib.core.fmt import format_duration
 from buildlib.core.records import record
 from buildlib.report.annotations import strip_ansi
-from buildlib.report.terminal import (
-    _duration,
-    _figures,
-    _status,
-    _verdict,
+from buildlib.report.summary import (
+    duration_text,
     estimate_eta,
-    format_duration,
+    status_text,
+    summary_figures,
+    verdict,
 )
 from buildlib.run.reporter import BuildStart
 from buildlib.run.results import BuildRecord, Outcome, StepRecord
@@ -49,11 +49,11 @@ def render_summary_rich(record: BuildRecord) -> RenderableType:
     table.add_column("status")
     table.add_column("duration", justify="right")
     for step in record.steps:
-        table.add_row(step.name, Text(_status(step), style=_STATUS_STYLE[step.outcome]),
-                      _duration(step))
+        table.add_row(step.name, Text(status_text(step), style=_STATUS_STYLE[step.outcome]),
+                      duration_text(step))
     style = "bold green" if record.ok else "bold red"
-    return Group(Text(""), table, Text(""), *(Text(line) for line in _figures(record)),
-                 Text(_verdict(record), style=style))
+    return Group(Text(""), table, Text(""), *(Text(line) for line in summary_figures(record)),
+                 Text(verdict(record), style=style))
 
 
 
@@ -202,7 +202,7 @@ class RichReporter:
         style = _STATUS_STYLE[record.outcome]
         took = format_duration(record.duration)
         mark = "✓" if record.outcome.ok else ("-" if record.outcome is Outcome.SKIPPED else "✗")
-        detail = f"{_status(record)}  {took}"
+        detail = f"{status_text(record)}  {took}"
         if record.outcome is Outcome.FAILED and record.exit_code is not None:
             detail = f"failed (exit {record.exit_code}, {took})"
         elif record.outcome is Outcome.SKIPPED:

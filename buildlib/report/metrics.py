@@ -14,9 +14,9 @@ import statistics
 from pathlib import Path
 
 from buildlib.core.errors import UserError
+from buildlib.core.fmt import format_duration
 from buildlib.core.records import record
 from buildlib.report.history import read_history
-from buildlib.report.html import format_seconds
 from buildlib.run.results import Outcome
 
 SLOW_FACTOR = 1.5
@@ -89,8 +89,8 @@ def render_metrics(result: MetricsResult) -> str:
                 f"recorded in {result.path}")
     header = ("step", "runs", "last", "median", "slowest", "")
     rows = [header] + [
-        (s.name, str(len(s.durations)), format_seconds(s.last), format_seconds(s.median),
-         format_seconds(s.slowest), "SLOWER" if s.slow else "")
+        (s.name, str(len(s.durations)), format_duration(s.last), format_duration(s.median),
+         format_duration(s.slowest), "SLOWER" if s.slow else "")
         for s in result.steps
     ]
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from buildlib.core.atomicfile import write_text_atomic
+from buildlib.core.layout import BuildDir
 from buildlib.core.records import record
 from buildlib.report import history
 from buildlib.report.html import render_html
@@ -22,7 +23,6 @@ from buildlib.report.trace import build_trace
 from buildlib.run.results import BuildRecord, Outcome, StepRecord
 
 SCHEMA_VERSION = 1
-REPORTS_DIR = "reports"
 KEEP_BUILDS = 30  # per-build report files kept; older ones are deleted after each build
 _SUFFIXES = (".trace.json", ".json", ".html")
 # The build id names files; the executor's ids are "<UTC time>-<hex>", anything else is a bug.
@@ -102,14 +102,14 @@ def _step_to_json(step: StepRecord, depends_on: Sequence[str],
 
 
 def write_build_reports(record: BuildRecord, deps: Mapping[str, Sequence[str]],
-                        build_dir: Path) -> ReportPaths:
-    """Write `<build_dir>/reports/<id>.{json,trace.json,html}`, `latest.*`, append the history.
+                        build_dir: BuildDir) -> ReportPaths:
+    """Write `.buildlib/reports/<id>.{json,trace.json,html}`, `latest.*`, append the history.
 
     Raises OSError when the disk refuses; the files already written stay whole.
     """
     if not _SAFE_ID.fullmatch(record.build_id):
         raise ValueError(f"build id {record.build_id!r} is not a safe file name")
-    reports = build_dir / REPORTS_DIR
+    reports = build_dir.reports
     reports.mkdir(parents=True, exist_ok=True)
     # Compact: json's C encoder only runs without indent (5x faster on a 500-step build);
     # `python -m json.tool` pretty-prints it for a person.
@@ -124,7 +124,7 @@ def write_build_reports(record: BuildRecord, deps: Mapping[str, Sequence[str]],
         html=reports / f"{record.build_id}.html",
         latest_json=reports / "latest.json",
         latest_html=reports / "latest.html",
-        history=history.history_path(build_dir),
+        history=build_dir.history,
     )
     write_text_atomic(paths.json, report_text)
     write_text_atomic(paths.trace, trace_text)

@@ -25,7 +25,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import IO, Protocol
+from typing import IO, Any
 
 from buildlib.core.atomicfile import write_text_atomic
 from buildlib.core.errors import UserError
@@ -33,6 +33,7 @@ from buildlib.core.records import field, record, replace
 from buildlib.planning import graph
 from buildlib.planning.plan import Plan, PlannedStep
 from buildlib.planning.scheduler import Scheduler, State
+from buildlib.run.gate import Gate
 from buildlib.run.journal import Journal
 from buildlib.run.process import ProcessTable, encode_env, resolve_program
 from buildlib.run.reporter import BuildStart, Reporter
@@ -40,81 +41,6 @@ from buildlib.run.results import BuildRecord, Outcome, StepRecord
 
 LOG_TAIL_LINES = 30
 MAX_RETRY_DELAY = 10.0
-
-
-@record
-class Decision:
-    """The gate's verdict on one step: skip it (`outcome` set) or run it (`outcome` None)."""
-
-    outcome: Outcome | None
-    fingerprint: str | None = None
-    reasons: tuple[str, ...] = ()
-    cache_source: str | None = None
-    replay_log: str = ""  # the stored log of a cache hit, replayed into the step's log file
-    state: object = None  # opaque data the gate wants back in `record_success`
-
-
-class Gate(Protocol):
-    """Decides whether a step must run and records what a successful run produced.
-
-    Called from job threads, one call per step at a time; implementations guard
-    their own shared state.
-    """
-
-    def check(self, step: PlannedStep, dep_fingerprints: Mapping[str, str], *,
-              resumed: bool = False) -> Decision:
-        """`resumed`: the step succeeded in the build `--resume` continues; it runs only
-        if it has gone stale since."""
-
-    def record_success(self, step: PlannedStep, decision: Decision, log_path: Path
-                       ) -> str | None:
-        """Record a successful run; returns a message when the step must fail after all
-        (a declared output matches no file)."""
-
-    def record_failure(self, step: PlannedStep, decision: Decision) -> None: ...
-
-    def interrupt(self) -> None:
-        """A signal arrived: give up waiting on anything slow (called from the main thread)."""
-
-    def problems(self) -> Mapping[str, int]:
-        """Counts of cache entries refused, corrupt or not stored, for the summary."""
-
-    def close(self) -> None:
-        """Called once after the last step: persist what the gate learned."""
-
-
-class AlwaysRun:
-    """The gate with no memory: every step runs (`--no-cache`)."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def check(self, step: PlannedStep, dep_fingerprints: Mapping[str, str], *,
-              resumed: bool = False) -> Decision:
-        if resumed:  # nothing is fingerprinted, so it is taken at the journal's word
-            return Decision(outcome=Outcome.CACHED, reasons=(
-                "done in the build --resume continues (not re-checked: --no-cache)",))
-        return Decision(outcome=None, reasons=("caching disabled",))
-
-    def record_success(self, step: PlannedStep, decision: Decision, log_path: Path
-                       ) -> str | None:
-        from buildlib.incremental.outputs import expand_outputs, missing_patterns
-        from buildlib.run.gate import missing_outputs_message
-
-        missing = missing_patterns(step.outputs, expand_outputs(self.root, step.outputs))
-        return missing_outputs_message(step.name, missing) if missing else None
-
-    def record_failure(self, step: PlannedStep, decision: Decision) -> None:
-        return None
-
-    def interrupt(self) -> None:
-        return None
-
-    def problems(self) -> Mapping[str, int]:
-        return {}
-
-    def close(self) -> None:
-        return None
 
 
 @record
@@ -155,7 +81,7 @@ class _Job:
 class Executor:
     """Runs one plan once. Not reusable: make a new one per build."""
 
-    def __init__(self, plan: Plan, *, reporter: Reporter, options: ExecOptions, gate: Gate,
+    def __init__(self, plan: Plan, *, reporter: Reporter, options: ExecOptions, gate: Gate[Any],
                  environ: Mapping[str, str], estimates: Mapping[str, float] | None = None,
                  journal: Journal | None = None) -> None:
         self.plan = plan

@@ -1,266 +1,98 @@
-"""The executor's gate: is a step up to date, can the cache supply it, and why must it run?
+"""The executor's gate: the protocol that decides whether a step runs, and its verdicts.
 
-For each step: compute its fingerprint; if the last success recorded for this mode
-and target has the same fingerprint and its outputs are intact, skip it (CACHED);
-else if the cache (local, then remote) holds a result for the fingerprint, restore it
-(RESTORED); else run it, with the reasons `explain` gives. After a success the
-outputs are hashed, recorded and stored, unless an input changed while it ran.
-A failure erases the step's record, so it can never count as done.
+The executor asks its gate, step by step, from job threads: `check` says whether a step
+must run (a `Decision` with no outcome) or is already done (cached, or restored from
+the cache); after a run, `record_success` or `record_failure` says what happened. A
+gate keeps whatever it needs between the two in the decision's `state`, whose type
+it chooses (`Decision[StateT]`). Two gates exist: `AlwaysRun` (`--no-cache`) here and
+`caching_gate.CachingGate`, which fingerprints, skips, restores and stores.
 """
 
 from __future__ import annotations
 
-import json
-import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Generic, Protocol, TypeVar
 
-from buildlib.cache.config import CacheConfig, parse_size
-from buildlib.core.atomicfile import write_text_atomic
 from buildlib.core.records import record
-from buildlib.incremental.filehash import FileHasher
-from buildlib.incremental.fingerprint import (
-    Fingerprint,
-    compute_fingerprint,
-    explain,
-    inputs_changed_since,
-)
-from buildlib.incremental.outputs import OutputScope, expand_outputs, missing_patterns
-from buildlib.planning.plan import Plan, PlannedStep
-from buildlib.run.executor import Decision
-
-if TYPE_CHECKING:
-    from buildlib.cache.store import StepCache
-from buildlib.incremental.toolversions import detect_tool_versions
+from buildlib.planning.plan import PlannedStep
 from buildlib.run.results import Outcome
 
-
-def clear_cache(config: CacheConfig, *, dry_run: bool) -> int:
-    from buildlib.cache.store import StepCache
-
-    store = StepCache(config)
-    size = store.size()
-    if not dry_run:
-        store.clear()
-    return int(size)
-
-
-def prune_cache(max_size: str, *, cache_dir: Path | None, environ: Mapping[str, str]) -> int:
-    from buildlib.cache.store import StepCache
-
-    local = cache_dir or (Path(environ["BUILDLIB_CACHE_DIR"]) if environ.get(
-        "BUILDLIB_CACHE_DIR") else None)
-    store = StepCache(CacheConfig(local_dir=local, max_size=parse_size(max_size),
-                                  remote_url=None, remote_header=None, remote_read_only=True,
-                                  remote_timeout=1.0))
-    result = store.prune(parse_size(max_size))
-    from buildlib.integrations.clean import human
-
-    print(f"cache {store.local.root}: {human(result.before)} -> {human(result.after)} "
-          f"(limit {human(result.limit)}); removed {result.removed_entries} entries and "
-          f"{result.removed_blobs} blobs")
-    return 0
+StateT = TypeVar("StateT")
 
 
 @record
-class _Pending:
-    fingerprint: Fingerprint
+class Decision(Generic[StateT]):
+    """The gate's verdict on one step: skip it (`outcome` set) or run it (`outcome` None)."""
+
+    outcome: Outcome | None
+    fingerprint: str | None = None
+    reasons: tuple[str, ...] = ()
+    cache_source: str | None = None
+    replay_log: str = ""  # the stored log of a cache hit, replayed into the step's log file
+    state: StateT | None = None  # what the gate wants back in `record_success`
 
 
-class UpToDate:
-    """The caching gate for one build. Thread-safe: job threads call it concurrently."""
+class Gate(Protocol[StateT]):
+    """Decides whether a step must run and records what a successful run produced.
 
-    def __init__(self, plan: Plan, *, state_dir: Path, cache: CacheConfig,
-                 forced: set[str] | None, environ: Mapping[str, str],
-                 warn: Callable[[str], None]) -> None:
-        self.plan = plan
-        self.root = plan.root
-        self.state_dir = state_dir
-        self.forced = forced
-        self.environ = environ
-        self.warn = warn
-        self._cache_config = cache
-        self._store: StepCache | None = None
-        self.hasher = FileHasher(plan.root, plan.root / ".buildlib" / "filehash.cache")
-        self._lock = threading.Lock()
-        self._tools: dict[str, str] | None = None
-        self._warned: set[str] = set()
-        self._interrupted = False
-        self._scopes: dict[str, OutputScope] = {}
-
-    @property
-    def store(self) -> StepCache:
-        """The cache store, opened on first use: an all-cached build never needs it."""
-        with self._lock:
-            if self._store is None:
-                from buildlib.cache.store import StepCache
-
-                self._store = StepCache(self._cache_config)
-                if self._interrupted:
-                    self._store.interrupt()
-            return self._store
-
-    def _tool_versions(self) -> dict[str, str]:
-        if self._tools is None:
-            names = {t for s in self.plan.steps.values() for t in s.tools}
-            self._tools = detect_tool_versions(self.plan.tool_commands, names,
-                                               self.root / ".buildlib" / "tools.json",
-                                               cwd=self.root)
-        return self._tools
-
-    def _scope(self, step: PlannedStep) -> OutputScope:
-        with self._lock:
-            scope = self._scopes.get(step.name)
-            if scope is None:
-                scope = self._scopes[step.name] = OutputScope(step.outputs)
-        return scope
-
-    # -- Gate ----------------------------------------------------------------------------
+    Called from job threads, one call per step at a time; implementations guard
+    their own shared state.
+    """
 
     def check(self, step: PlannedStep, dep_fingerprints: Mapping[str, str], *,
-              resumed: bool = False) -> Decision:
-        """Skip, restore or run `step`. A `resumed` step (done in the build `--resume`
-        continues) is never forced and counts as done, cached or not, while its
-        fingerprint matches its last success; a stale one runs."""
-        with self._lock:
-            tools = self._tool_versions()
-        # FileHasher is thread-safe: steps fingerprint in parallel. The stat keys of the
-        # inputs are taken before their contents are read (see inputs_changed_since).
-        fingerprint = compute_fingerprint(
-            step, root=self.root, hasher=self.hasher, environ=self.environ,
-            tool_versions=tools, dep_fingerprints=dep_fingerprints,
-            mode=self.plan.mode, target=self.plan.target.triple)
-        previous = self._load_state(step.name)
-        if not resumed and (self.forced is None or step.name in self.forced):
-            return self._run(fingerprint, ("forced",))
-        if not step.cacheable and not resumed:
-            return self._run(fingerprint, ("caching is off for this step (cache = false)",))
-        reasons: list[str] = []
-        if previous is not None and previous.get("digest") == fingerprint.digest:
-            broken = self._broken_outputs(step, previous)
-            if not broken:
-                return Decision(outcome=Outcome.CACHED, fingerprint=fingerprint.digest,
-                                replay_log=self._replay(step.name, previous))
-            reasons.append("outputs missing or modified: " + _first(broken))
-        elif previous is not None or resumed:
-            previous_components = previous.get("components") if previous else None
-            reasons += explain(previous_components if isinstance(previous_components, dict)
-                               else None, fingerprint)
-        if resumed:
-            reasons.insert(0, "stale since the build --resume continues")
-        if step.cacheable:
-            restored = self._restore(step, fingerprint)
-            if restored is not None:
-                return restored
-        return self._run(fingerprint, tuple(reasons) or ("no earlier result",))
+              resumed: bool = False) -> Decision[StateT]:
+        """`resumed`: the step succeeded in the build `--resume` continues; it runs only
+        if it has gone stale since."""
 
-    def _restore(self, step: PlannedStep, fingerprint: Fingerprint) -> Decision | None:
-        """A cache hit restored into the workspace, or None (a miss, or a refused entry)."""
-        entry = self.store.lookup(step.name, fingerprint.digest)
-        self._drain_warnings()
-        if entry is None:
-            return None
-        restored = self.store.restore(entry, self.root, self._scope(step))
-        self._drain_warnings()
-        if not restored:
-            return None
-        log = self.store.log_text(entry)
-        outputs = {f.path: f.sha256 for f in entry.files}
-        self._save_state(step.name, fingerprint, outputs, log)
-        return Decision(outcome=Outcome.RESTORED, fingerprint=fingerprint.digest,
-                        cache_source=str(entry.source), replay_log=log)
-
-    def record_success(self, step: PlannedStep, decision: Decision, log_path: Path
+    def record_success(self, step: PlannedStep, decision: Decision[StateT], log_path: Path
                        ) -> str | None:
-        """Record and store what a successful run produced. Returns why the step must
-        count as failed instead (a declared output that matches no file), or None."""
-        pending = decision.state
-        assert isinstance(pending, _Pending)
-        files = expand_outputs(self.root, step.outputs)
-        missing = missing_patterns(step.outputs, files)
-        if missing:
-            self._erase_state(step.name)
-            return missing_outputs_message(step.name, missing)
-        changed = inputs_changed_since(self.hasher, step, pending.fingerprint)
-        if changed:
-            self.warn(f"{step.name}: input {_first(changed)} changed while it ran; "
-                      "its result is not recorded and it will run again next time")
-            self._erase_state(step.name)
-            return None
-        hashes = self.hasher.hash_files(files)
-        log_text = log_path.read_text(encoding="utf-8", errors="replace") \
-            if log_path.exists() else ""
-        self._save_state(step.name, pending.fingerprint, hashes, log_text)
-        if step.cacheable:
-            self.store.save(step.name, pending.fingerprint.digest, self.root, files, log_path,
-                            {"mode": self.plan.mode, "target": self.plan.target.triple},
-                            scope=self._scope(step))
-        self._drain_warnings()
-        return None
+        """Record a successful run; returns a message when the step must fail after all
+        (a declared output matches no file)."""
 
-    def record_failure(self, step: PlannedStep, decision: Decision) -> None:
-        self._erase_state(step.name)
+    def record_failure(self, step: PlannedStep, decision: Decision[StateT]) -> None: ...
 
     def interrupt(self) -> None:
-        """A signal arrived: abort remote requests in flight (called from the main thread)."""
-        with self._lock:
-            self._interrupted = True
-            store = self._store
-        if store is not None:
-            store.interrupt()
+        """A signal arrived: give up waiting on anything slow (called from the main thread)."""
 
-    def problems(self) -> dict[str, int]:
-        """How many cache entries were refused, corrupt or not stored in this build."""
-        return {} if self._store is None else self._store.problem_counts()
+    def problems(self) -> Mapping[str, int]:
+        """Counts of cache entries refused, corrupt or not stored, for the summary."""
 
     def close(self) -> None:
-        self.hasher.save()
+        """Called once after the last step: persist what the gate learned."""
 
-    # -- helpers -------------------------------------------------------------------------
 
-    def _run(self, fingerprint: Fingerprint, reasons: tuple[str, ...]) -> Decision:
-        return Decision(outcome=None, fingerprint=fingerprint.digest, reasons=reasons,
-                        state=_Pending(fingerprint=fingerprint))
+class AlwaysRun:
+    """The gate with no memory: every step runs (`--no-cache`)."""
 
-    def _broken_outputs(self, step: PlannedStep, previous: Mapping[str, object]) -> list[str]:
-        outputs = previous.get("outputs")
-        if not isinstance(outputs, dict):
-            return ["(no record)"]
-        missing = missing_patterns(step.outputs, outputs)
-        if missing:
-            return [f"{pattern} (no file recorded)" for pattern in missing]
-        current = self.hasher.hash_files(outputs)  # leaves missing paths out
-        return [p for p in outputs if current.get(p) != outputs[p]]
+    def __init__(self, root: Path) -> None:
+        self.root = root
 
-    def _replay(self, name: str, previous: Mapping[str, object]) -> str:
-        log = previous.get("log")
-        return log if isinstance(log, str) else ""
+    def check(self, step: PlannedStep, dep_fingerprints: Mapping[str, str], *,
+              resumed: bool = False) -> Decision[None]:
+        if resumed:  # nothing is fingerprinted, so it is taken at the journal's word
+            return Decision(outcome=Outcome.CACHED, reasons=(
+                "done in the build --resume continues (not re-checked: --no-cache)",))
+        return Decision(outcome=None, reasons=("caching disabled",))
 
-    def _state_path(self, name: str) -> Path:
-        return self.state_dir / f"{name}.json"
+    def record_success(self, step: PlannedStep, decision: Decision[None], log_path: Path
+                       ) -> str | None:
+        from buildlib.incremental.outputs import expand_outputs, missing_patterns
 
-    def _load_state(self, name: str) -> dict[str, object] | None:
-        try:
-            data = json.loads(self._state_path(name).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-        return data if isinstance(data, dict) else None
+        missing = missing_patterns(step.outputs, expand_outputs(self.root, step.outputs))
+        return missing_outputs_message(step.name, missing) if missing else None
 
-    def _save_state(self, name: str, fingerprint: Fingerprint, outputs: Mapping[str, str],
-                    log: str) -> None:
-        write_text_atomic(self._state_path(name), json.dumps({
-            "digest": fingerprint.digest, "components": dict(fingerprint.components),
-            "outputs": dict(outputs), "log": log[-200_000:]}))
+    def record_failure(self, step: PlannedStep, decision: Decision[None]) -> None:
+        return None
 
-    def _erase_state(self, name: str) -> None:
-        self._state_path(name).unlink(missing_ok=True)
+    def interrupt(self) -> None:
+        return None
 
-    def _drain_warnings(self) -> None:
-        if self._store is None:
-            return
-        for message in self._store.drain_warnings():
-            self.warn(message)
+    def problems(self) -> Mapping[str, int]:
+        return {}
+
+    def close(self) -> None:
+        return None
 
 
 def missing_outputs_message(step: str, patterns: list[str]) -> str:
@@ -269,7 +101,3 @@ def missing_outputs_message(step: str, patterns: list[str]) -> str:
     return (f"step '{step}' succeeded but its declared output {named} matches no file\n"
             "  fix: correct the path in the step's `outputs` in build.toml (templates such "
             "as {profile} are filled), or make the command write it")
-
-
-def _first(items: list[str]) -> str:
-    return items[0] + (f" (and {len(items) - 1} more)" if len(items) > 1 else "")

@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from buildlib.core.atomicfile import write_text_atomic
+from buildlib.core.layout import BuildDir
 from buildlib.core.records import record
 from buildlib.verify.binfmt import NotExecutable, describe_mismatch, read_binary_info
 from buildlib.workspace.artifacts import Artifact, ArtifactKind
@@ -372,7 +373,7 @@ def _kill(proc: subprocess.Popen[bytes]) -> None:
 
 def manifest_path(root: Path, mode: str, triple: str) -> Path:
     """Where the artifact manifest of `mode` and `triple` is written."""
-    return root / ".buildlib" / "artifacts" / f"{mode}-{triple}.json"
+    return BuildDir(root).artifacts(mode, triple)
 
 
 def manifest_data(report: VerifyReport) -> dict[str, object]:

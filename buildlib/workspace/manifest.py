@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from buildlib.core import marshalfile
 from buildlib.core.errors import CycleError, ManifestError
+from buildlib.core.layout import BuildDir
 from buildlib.core.records import field, record
 from buildlib.planning.graph import find_cycle
 from buildlib.workspace.artifacts import ArtifactKind
@@ -220,7 +221,6 @@ def find_manifest(start: Path) -> Path:
                         fix="run from the workspace root or pass --manifest PATH")
 
 
-PARSED_CACHE = Path(".buildlib") / "manifest.marshal"  # under the manifest's directory
 _CACHE_HEADER = b"buildlib-manifest-2\n"
 
 
@@ -229,7 +229,7 @@ def _parse(check: _Checker, path: Path, source: bytes, *, remember: bool) -> dic
     the text it was parsed from. Every build and every nox start reads the manifest;
     parsing is the part that grows with it (500 steps: ~15 ms, plus ~5 ms to import
     tomllib), while the checks below stay cheap and always run."""
-    cache = path.parent / PARSED_CACHE
+    cache = BuildDir(path.parent).parsed_manifest
     cached = marshalfile.read(cache, _CACHE_HEADER)
     if isinstance(cached, tuple) and len(cached) == 2 and cached[0] == source \
             and isinstance(cached[1], dict):

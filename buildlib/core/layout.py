@@ -1,0 +1,71 @@
+"""Where the engine keeps its own files in a workspace: one object for `.buildlib/`.
+
+    .buildlib/
+      lock                           the workspace lock (run/lock.py)
+      manifest.marshal               the parsed manifest (workspace/manifest.py)
+      filehash.cache                 the inputs' stat cache (incremental/filehash.py)
+      tools.json                     tool versions (incremental/toolversions.py)
+      state/<mode>-<target>/<step>.json   each step's last success (run/caching_gate.py)
+      journal/<mode>-<target>.jsonl  which steps finished, build after build (run/journal.py)
+      logs/<mode>-<target>/<step>.log     each step's output
+      reports/                       JSON, trace and HTML reports (report/writers.py)
+      history.jsonl                  one line per build, for estimates and metrics
+      artifacts/<mode>-<target>.json what verify found (verify/checks.py)
+
+Nothing else in the engine spells these names; nothing here creates a directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+DIRECTORY = ".buildlib"
+
+
+class BuildDir:
+    """The `.buildlib/` directory of the workspace at `root`."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.path = root / DIRECTORY
+
+    @staticmethod
+    def tag(mode: str, target: str) -> str:
+        """How a mode and target name their files: `production-x86_64-unknown-linux-gnu`."""
+        return f"{mode}-{target}"
+
+    @property
+    def lock(self) -> Path:
+        return self.path / "lock"
+
+    @property
+    def parsed_manifest(self) -> Path:
+        return self.path / "manifest.marshal"
+
+    @property
+    def filehash_cache(self) -> Path:
+        return self.path / "filehash.cache"
+
+    @property
+    def tool_versions(self) -> Path:
+        return self.path / "tools.json"
+
+    @property
+    def reports(self) -> Path:
+        return self.path / "reports"
+
+    @property
+    def history(self) -> Path:
+        return self.path / "history.jsonl"
+
+    def state(self, mode: str, target: str) -> Path:
+        return self.path / "state" / self.tag(mode, target)
+
+    def journal(self, mode: str, target: str) -> Path:
+        return self.path / "journal" / f"{self.tag(mode, target)}.jsonl"
+
+    def logs(self, mode: str, target: str) -> Path:
+        return self.path / "logs" / self.tag(mode, target)
+
+    def artifacts(self, mode: str, target: str) -> Path:
+        return self.path / "artifacts" / f"{self.tag(mode, target)}.json"

@@ -1,0 +1,243 @@
+"""The caching gate: is a step up to date, can the cache supply it, and why must it run?
+
+For each step: compute its fingerprint; if the last success recorded for this mode
+and target has the same fingerprint and its outputs are intact, skip it (CACHED);
+else if the cache (local, then remote) holds a result for the fingerprint, restore it
+(RESTORED); else run it, with the reasons `explain` gives. After a success the
+outputs are hashed, recorded and stored, unless an input changed while it ran.
+A failure erases the step's record, so it can never count as done.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from buildlib.cache.config import CacheConfig
+from buildlib.core.atomicfile import write_text_atomic
+from buildlib.core.layout import BuildDir
+from buildlib.core.records import record
+from buildlib.incremental.filehash import FileHasher
+from buildlib.incremental.fingerprint import (
+    Fingerprint,
+    compute_fingerprint,
+    explain,
+    inputs_changed_since,
+)
+from buildlib.incremental.outputs import OutputScope, expand_outputs, missing_patterns
+from buildlib.planning.plan import Plan, PlannedStep
+from buildlib.run.gate import Decision, missing_outputs_message
+
+if TYPE_CHECKING:
+    from buildlib.cache.store import StepCache
+from buildlib.incremental.toolversions import detect_tool_versions
+from buildlib.run.results import Outcome
+
+
+@record
+class _Pending:
+    fingerprint: Fingerprint
+
+
+class CachingGate:
+    """The caching gate for one build (a `Gate[_Pending]`). Thread-safe: job threads call it
+    concurrently."""
+
+    def __init__(self, plan: Plan, *, state_dir: Path, cache: CacheConfig,
+                 forced: set[str] | None, environ: Mapping[str, str],
+                 warn: Callable[[str], None]) -> None:
+        self.plan = plan
+        self.root = plan.root
+        self.state_dir = state_dir
+        self.forced = forced
+        self.environ = environ
+        self.warn = warn
+        self._cache_config = cache
+        self._store: StepCache | None = None
+        self.hasher = FileHasher(plan.root, BuildDir(plan.root).filehash_cache)
+        self._lock = threading.Lock()
+        self._tools: dict[str, str] | None = None
+        self._warned: set[str] = set()
+        self._interrupted = False
+        self._scopes: dict[str, OutputScope] = {}
+
+    @property
+    def store(self) -> StepCache:
+        """The cache store, opened on first use: an all-cached build never needs it."""
+        with self._lock:
+            if self._store is None:
+                from buildlib.cache.store import StepCache
+
+                self._store = StepCache(self._cache_config)
+                if self._interrupted:
+                    self._store.interrupt()
+            return self._store
+
+    def _tool_versions(self) -> dict[str, str]:
+        if self._tools is None:
+            names = {t for s in self.plan.steps.values() for t in s.tools}
+            self._tools = detect_tool_versions(self.plan.tool_commands, names,
+                                               BuildDir(self.root).tool_versions,
+                                               cwd=self.root)
+        return self._tools
+
+    def _scope(self, step: PlannedStep) -> OutputScope:
+        with self._lock:
+            scope = self._scopes.get(step.name)
+            if scope is None:
+                scope = self._scopes[step.name] = OutputScope(step.outputs)
+        return scope
+
+    # -- Gate ----------------------------------------------------------------------------
+
+    def check(self, step: PlannedStep, dep_fingerprints: Mapping[str, str], *,
+              resumed: bool = False) -> Decision[_Pending]:
+        """Skip, restore or run `step`. A `resumed` step (done in the build `--resume`
+        continues) is never forced and counts as done, cached or not, while its
+        fingerprint matches its last success; a stale one runs."""
+        with self._lock:
+            tools = self._tool_versions()
+        # FileHasher is thread-safe: steps fingerprint in parallel. The stat keys of the
+        # inputs are taken before their contents are read (see inputs_changed_since).
+        fingerprint = compute_fingerprint(
+            step, root=self.root, hasher=self.hasher, environ=self.environ,
+            tool_versions=tools, dep_fingerprints=dep_fingerprints,
+            mode=self.plan.mode, target=self.plan.target.triple)
+        previous = self._load_state(step.name)
+        if not resumed and (self.forced is None or step.name in self.forced):
+            return self._run(fingerprint, ("forced",))
+        if not step.cacheable and not resumed:
+            return self._run(fingerprint, ("caching is off for this step (cache = false)",))
+        reasons: list[str] = []
+        if previous is not None and previous.get("digest") == fingerprint.digest:
+            broken = self._broken_outputs(step, previous)
+            if not broken:
+                return Decision(outcome=Outcome.CACHED, fingerprint=fingerprint.digest,
+                                replay_log=self._replay(step.name, previous))
+            reasons.append("outputs missing or modified: " + _first(broken))
+        elif previous is not None or resumed:
+            previous_components = previous.get("components") if previous else None
+            reasons += explain(previous_components if isinstance(previous_components, dict)
+                               else None, fingerprint)
+        if resumed:
+            reasons.insert(0, "stale since the build --resume continues")
+        if step.cacheable:
+            restored = self._restore(step, fingerprint)
+            if restored is not None:
+                return restored
+        return self._run(fingerprint, tuple(reasons) or ("no earlier result",))
+
+    def _restore(self, step: PlannedStep, fingerprint: Fingerprint) -> Decision[_Pending] | None:
+        """A cache hit restored into the workspace, or None (a miss, or a refused entry)."""
+        entry = self.store.lookup(step.name, fingerprint.digest)
+        self._drain_warnings()
+        if entry is None:
+            return None
+        restored = self.store.restore(entry, self.root, self._scope(step))
+        self._drain_warnings()
+        if not restored:
+            return None
+        log = self.store.log_text(entry)
+        outputs = {f.path: f.sha256 for f in entry.files}
+        self._save_state(step.name, fingerprint, outputs, log)
+        return Decision(outcome=Outcome.RESTORED, fingerprint=fingerprint.digest,
+                        cache_source=str(entry.source), replay_log=log)
+
+    def record_success(self, step: PlannedStep, decision: Decision[_Pending], log_path: Path
+                       ) -> str | None:
+        """Record and store what a successful run produced. Returns why the step must
+        count as failed instead (a declared output that matches no file), or None."""
+        pending = decision.state
+        if pending is None:  # a decision this gate made to skip: nothing to record
+            return None
+        files = expand_outputs(self.root, step.outputs)
+        missing = missing_patterns(step.outputs, files)
+        if missing:
+            self._erase_state(step.name)
+            return missing_outputs_message(step.name, missing)
+        changed = inputs_changed_since(self.hasher, step, pending.fingerprint)
+        if changed:
+            self.warn(f"{step.name}: input {_first(changed)} changed while it ran; "
+                      "its result is not recorded and it will run again next time")
+            self._erase_state(step.name)
+            return None
+        hashes = self.hasher.hash_files(files)
+        log_text = log_path.read_text(encoding="utf-8", errors="replace") \
+            if log_path.exists() else ""
+        self._save_state(step.name, pending.fingerprint, hashes, log_text)
+        if step.cacheable:
+            self.store.save(step.name, pending.fingerprint.digest, self.root, files, log_path,
+                            {"mode": self.plan.mode, "target": self.plan.target.triple},
+                            scope=self._scope(step))
+        self._drain_warnings()
+        return None
+
+    def record_failure(self, step: PlannedStep, decision: Decision[_Pending]) -> None:
+        self._erase_state(step.name)
+
+    def interrupt(self) -> None:
+        """A signal arrived: abort remote requests in flight (called from the main thread)."""
+        with self._lock:
+            self._interrupted = True
+            store = self._store
+        if store is not None:
+            store.interrupt()
+
+    def problems(self) -> dict[str, int]:
+        """How many cache entries were refused, corrupt or not stored in this build."""
+        return {} if self._store is None else self._store.problem_counts()
+
+    def close(self) -> None:
+        self.hasher.save()
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _run(self, fingerprint: Fingerprint, reasons: tuple[str, ...]) -> Decision[_Pending]:
+        return Decision(outcome=None, fingerprint=fingerprint.digest, reasons=reasons,
+                        state=_Pending(fingerprint=fingerprint))
+
+    def _broken_outputs(self, step: PlannedStep, previous: Mapping[str, object]) -> list[str]:
+        outputs = previous.get("outputs")
+        if not isinstance(outputs, dict):
+            return ["(no record)"]
+        missing = missing_patterns(step.outputs, outputs)
+        if missing:
+            return [f"{pattern} (no file recorded)" for pattern in missing]
+        current = self.hasher.hash_files(outputs)  # leaves missing paths out
+        return [p for p in outputs if current.get(p) != outputs[p]]
+
+    def _replay(self, name: str, previous: Mapping[str, object]) -> str:
+        log = previous.get("log")
+        return log if isinstance(log, str) else ""
+
+    def _state_path(self, name: str) -> Path:
+        return self.state_dir / f"{name}.json"
+
+    def _load_state(self, name: str) -> dict[str, object] | None:
+        try:
+            data = json.loads(self._state_path(name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    def _save_state(self, name: str, fingerprint: Fingerprint, outputs: Mapping[str, str],
+                    log: str) -> None:
+        write_text_atomic(self._state_path(name), json.dumps({
+            "digest": fingerprint.digest, "components": dict(fingerprint.components),
+            "outputs": dict(outputs), "log": log[-200_000:]}))
+
+    def _erase_state(self, name: str) -> None:
+        self._state_path(name).unlink(missing_ok=True)
+
+    def _drain_warnings(self) -> None:
+        if self._store is None:
+            return
+        for message in self._store.drain_warnings():
+            self.warn(message)
+
+
+def _first(items: list[str]) -> str:
+    return items[0] + (f" (and {len(items) - 1} more)" if len(items) > 1 else "")
