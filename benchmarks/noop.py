@@ -47,7 +47,7 @@ from benchmarks.harness import (
     require,
     timed,
 )
-from buildlib.incremental.filehash import DEFAULT_EXCLUDES
+from buildlib.ecosystems.defaults import DEFAULT_EXCLUDES
 from buildlib.planning.plan import Plan, build_plan
 from buildlib.workspace.manifest import load_manifest
 from buildlib.workspace.targets import get_target, host_triple

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from privileges import run_without_dac_override
 
+from buildlib.ecosystems.defaults import DEFAULT_EXCLUDES
 from buildlib.incremental import filehash, statscan
 from buildlib.incremental.filehash import (
     RACY_WINDOW_NS,
@@ -77,7 +78,7 @@ NOT_EXCLUDED = [".hidden", "a.txt", "b.toml", "docs/guide.md", "src/sub/notes.md
 ])
 def test_expand_globs(tree: Path, patterns: list[str], exclude: list[str],
                       expected: list[str]) -> None:
-    assert FileHasher(tree).expand(patterns, exclude) == sorted(expected)
+    assert FileHasher(tree).expand(patterns, [*exclude, *DEFAULT_EXCLUDES]) == sorted(expected)
 
 
 @pytest.mark.parametrize(("pattern", "expected"), [
@@ -100,7 +101,7 @@ def test_character_classes(tmp_path: Path, pattern: str, expected: list[str]) ->
                                      "target/**", "crates/a/target/debug/lib.rlib",
                                      "**/*.pyc", ".git/HEAD", "**/dist/index.html"])
 def test_default_excludes_win_over_includes(tree: Path, pattern: str) -> None:
-    assert FileHasher(tree).expand([pattern]) == []
+    assert FileHasher(tree).expand([pattern], DEFAULT_EXCLUDES) == []
 
 
 @pytest.mark.parametrize("c_walk", [True, False])
@@ -121,7 +122,7 @@ def test_excluded_and_unmatched_directories_are_never_listed(
     elif not statscan.ACCELERATED:
         pytest.skip("_speedups is not built")
     hasher = FileHasher(tree)
-    assert hasher.expand(["web/**", "src/*.py"], ["**/sub/**"]) == [
+    assert hasher.expand(["web/**", "src/*.py"], ["**/sub/**", *DEFAULT_EXCLUDES]) == [
         "src/x.py", "src/y.py", "web/src/App.svelte"]
     # Only the root, the directories the globs can reach, and nothing excluded.
     assert hasher.counters.dirs_scanned == 4

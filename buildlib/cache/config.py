@@ -19,7 +19,7 @@ DEFAULT_MAX_SIZE = 5 << 30
 
 @record
 class CacheConfig:
-    """`local_dir` None: see `resolve_cache_dir`."""
+    """`local_dir` is --cache-dir; None: see `resolve_cache_dir`."""
 
     local_dir: Path | None = None
     max_size: int = DEFAULT_MAX_SIZE
@@ -78,7 +78,9 @@ def resolve_cache_dir(explicit: Path | None, environ: Mapping[str, str]) -> Path
 def cache_config(manifest: Manifest, environ: Mapping[str, str], *, cache_dir: Path | None,
                  remote_url: str | None, read_only: bool) -> CacheConfig:
     """Flags win over environment variables, which win over the manifest's [cache]."""
-    local = resolve_cache_dir(cache_dir, environ)
+    # Resolved by the store when it opens (`resolve_cache_dir`): a no-op build never
+    # needs the directory, nor platformdirs to find the default one.
+    local = cache_dir
     remote = remote_url if remote_url is not None else environ.get(
         REMOTE_VARIABLE, manifest.cache.remote)
     header = environ.get(HEADER_VARIABLE) or (

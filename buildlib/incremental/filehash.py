@@ -12,8 +12,9 @@ leave identical stat data over different contents.
 Globs: `**` matches any number of path segments (zero included). `*` and `?` match
 within one segment, and also match names that start with a dot. `[...]` is a
 character class. A pattern that names a directory means every file under it.
-Excludes always win: `DEFAULT_EXCLUDES` and the step's `exclude` are applied while
-walking, so an excluded directory is never listed.
+Excludes always win: the step's `exclude` (which the plan extends with the manifest's
+`[workspace] exclude`) is applied while walking, so an excluded directory is never
+listed.
 """
 
 from __future__ import annotations
@@ -31,15 +32,6 @@ from buildlib.core.errors import UserError
 from buildlib.core.records import record
 from buildlib.incremental import statscan
 
-DEFAULT_EXCLUDES = (
-    "**/node_modules/**",
-    "**/target/**",
-    "**/dist/**",
-    "**/.git/**",
-    "**/.nox/**",
-    "**/.buildlib/**",
-    "**/__pycache__/**",
-)
 # Wider than any filesystem's timestamp granularity, and than small clock skew.
 RACY_WINDOW_NS = 2_000_000_000
 # Files up to this size are read in one call and hashed on the calling thread; larger
@@ -255,11 +247,11 @@ class FileHasher:
 
     def expand(self, patterns: Iterable[str], exclude: Iterable[str] = ()) -> list[str]:
         """Sorted relative POSIX paths of regular files and symlinks that match `patterns`,
-        minus `exclude` and `DEFAULT_EXCLUDES`. Symlinks are never followed."""
+        minus `exclude`. Symlinks are never followed."""
         includes = [compile_glob(p) for p in patterns]
         names: set[str] = set()
         general: list[str] = []
-        for glob in (compile_glob(p) for p in (*DEFAULT_EXCLUDES, *exclude)):
+        for glob in (compile_glob(p) for p in exclude):
             name = glob.excluded_name()
             if name is not None:
                 names.add(name)

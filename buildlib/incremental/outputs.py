@@ -114,6 +114,32 @@ def expand_outputs(root: Path, patterns: Iterable[str]) -> list[str]:
     return sorted(found)
 
 
+def matching_paths(root: Path, pattern: str) -> list[str]:
+    """The paths `pattern` itself matches now (files, symlinks or directories, not what
+    lies below a matched directory), for removing outputs (`clean`)."""
+    base = os.fspath(root)
+    glob = compile_glob(pattern)
+    segments = glob.segments
+    literal = 0
+    while literal < len(segments) and isinstance(segments[literal], str):
+        literal += 1
+    start = "/".join(segments[:literal])  # type: ignore[arg-type]
+    if literal == len(segments):
+        return [start] if start and os.path.lexists(f"{base}/{start}") else []
+    found: list[str] = []
+    stack = [(start, glob.closures[literal])]
+    while stack:
+        prefix, current = stack.pop()
+        for name, is_dir in _entries(base, prefix):
+            rel = f"{prefix}/{name}" if prefix else name
+            after = glob.step(current, name)
+            if glob.accept in after:
+                found.append(rel)
+            elif after and is_dir:
+                stack.append((rel, after))
+    return sorted(found)
+
+
 def missing_patterns(patterns: Iterable[str], paths: Iterable[str]) -> list[str]:
     """The patterns that cover none of `paths`."""
     scope = OutputScope(patterns)

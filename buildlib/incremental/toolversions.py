@@ -28,12 +28,9 @@ JS entry point. That file is replaced when npm is reinstalled, which is good eno
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
-import signal
-import subprocess
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -41,6 +38,7 @@ from buildlib.core.atomicfile import write_text_atomic
 from buildlib.core.errors import UserError
 from buildlib.core.records import record
 from buildlib.core.smallhash import sha256_hex
+from buildlib.run.process import run_bounded
 
 DEFAULT_TIMEOUT = 20.0  # seconds; a version command that hangs is a broken tool
 _CACHE_VERSION = 2  # 2: stamps are hashes and rustup proxies are cached
@@ -265,36 +263,24 @@ def _is_script(path: str) -> bool:
 
 
 def _run(tool: _Resolved, cwd: Path | None, timeout: float) -> str:
-    """Run the version command in a session of its own. A timeout then kills every
-    process holding the output pipes, not just the one started here."""
+    """Run the version command (`process.run_bounded`: its deadline holds even when the
+    tool leaves a daemon holding its output)."""
     shown = " ".join(tool.argv)
     try:
-        proc = subprocess.Popen(tool.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, cwd=cwd, start_new_session=_POSIX)
+        done = run_bounded(tool.argv, cwd=cwd, timeout=timeout)
     except OSError as exc:
         raise ToolError(f"tool '{tool.name}': cannot run `{shown}`: {exc.strerror}",
                         fix="check that the file is executable") from exc
-    stdout: bytes
-    stderr: bytes
-    try:
-        stdout, stderr = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired as exc:
-        if _POSIX:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-        else:
-            proc.kill()
-        proc.communicate()
+    if done.returncode is None:
         raise ToolError(f"tool '{tool.name}': version command `{shown}` did not finish "
                         f"within {timeout:g} s",
                         fix="check that the tool works from a shell, or fix its [tools] "
-                        "entry in the manifest") from exc
-    out = stdout.decode("utf-8", "replace").strip()
-    err = stderr.decode("utf-8", "replace").strip()
-    if proc.returncode != 0:
+                        "entry in the manifest")
+    out, err = done.stdout.strip(), done.stderr.strip()
+    if done.returncode != 0:
         tail = err.splitlines()[-1] if err else ""
         raise ToolError(f"tool '{tool.name}': version command `{shown}` exited with "
-                        f"{proc.returncode}" + (f": {tail}" if tail else ""),
+                        f"{done.returncode}" + (f": {tail}" if tail else ""),
                         fix="check that the tool works from a shell, or fix its [tools] "
                         "entry in the manifest")
     return out or err

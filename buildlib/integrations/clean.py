@@ -16,6 +16,7 @@ from pathlib import Path
 
 from buildlib.core.errors import UserError
 from buildlib.core.fmt import human_size
+from buildlib.incremental.outputs import matching_paths
 from buildlib.planning.plan import fill_template, template_variables
 from buildlib.workspace.manifest import Manifest
 from buildlib.workspace.targets import Target
@@ -47,9 +48,10 @@ def planned_removals(manifest: Manifest, *, target: Target, selection: Sequence[
 
 
 def _expand(root: Path, pattern: str) -> Iterable[Path]:
-    candidates = root.glob(pattern) if any(c in pattern for c in "*?[") else [root / pattern]
-    for path in candidates:
-        if (path.exists() or path.is_symlink()) and inside(root, path):
+    """What `pattern` names now, in the glob dialect of inputs and outputs."""
+    for rel in matching_paths(root, pattern):
+        path = root / rel
+        if inside(root, path):
             yield path
 
 

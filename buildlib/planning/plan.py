@@ -34,7 +34,7 @@ class PlannedStep:
     env_inputs: tuple[str, ...]  # names read from the caller's environment; fingerprinted
     depends_on: tuple[str, ...]
     inputs: tuple[str, ...]  # glob patterns relative to the root
-    exclude: tuple[str, ...]  # glob patterns relative to the root, plus the default excludes
+    exclude: tuple[str, ...]  # the step's glob patterns, then the manifest's [workspace] exclude
     outputs: tuple[str, ...]  # paths or globs relative to the root, all inside it
     tools: tuple[str, ...]  # names of [tools] entries whose versions are fingerprinted
     retries: int
@@ -212,7 +212,7 @@ def _plan_step(manifest: Manifest, spec: StepSpec, *, deps: tuple[str, ...], mod
         env_inputs=spec.env_inputs,
         depends_on=deps,
         inputs=tuple(fill(i, "inputs") for i in spec.inputs),
-        exclude=tuple(fill(e, "exclude") for e in spec.exclude),
+        exclude=(*(fill(e, "exclude") for e in spec.exclude), *manifest.exclude),
         outputs=outputs,
         tools=spec.tools,
         retries=spec.retries,

@@ -1,12 +1,12 @@
 """Where a failed step's tools say the error is: file, line and column from its log.
 
 The GitHub reporter turns these into `::error file=...` annotations so a failure
-shows on the offending line of the pull request. Parsers cover the formats our
-steps print: rustc/cargo, tsc (plain and `--pretty`), svelte-check (human,
-`machine` and `machine-verbose`), and the generic `file:line:col: error: msg`
-of gcc/clang and `rustc --error-format=short`. Only errors are reported, never
-warnings; a log with none yields an empty list (the caller then falls back to a
-location-less annotation).
+shows on the offending line of the pull request. Parsers are registered in
+`PARSERS` (`register_parser` adds one, tried before the built-in ones): rustc/cargo,
+tsc (plain and `--pretty`), svelte-check (human, `machine` and `machine-verbose`),
+and the generic `file:line:col: error: msg` of gcc/clang and
+`rustc --error-format=short`. Only errors are reported, never warnings; a log with
+none yields an empty list (the caller then falls back to a location-less annotation).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Protocol
 
 from buildlib.core.records import record
 
@@ -138,47 +139,88 @@ def find_locations(log_text: str, root: Path | None, *, cwd: Path | None = None)
     return found
 
 
+class ScanState:
+    """What earlier lines of a log said that later ones need (a parser may set it)."""
+
+    def __init__(self) -> None:
+        self.svelte_base: str | None = None  # where svelte-check's relative paths start
+
+
+class Parser(Protocol):
+    """One tool's error format. `parse` sees a line and the one after it (for two-line
+    formats) and returns the error they report, or None."""
+
+    def parse(self, line: str, following: str, state: ScanState) -> _Raw | None: ...
+
+
+class TscParser:
+    def parse(self, line: str, following: str, state: ScanState) -> _Raw | None:
+        if m := _TSC.match(line) or _TSC_PRETTY.match(line):
+            return _Raw(file=m["file"], line=int(m["line"]), col=int(m["col"]),
+                        message=m["msg"], tool=Tool.TSC, code=m["code"])
+        return None
+
+
+class SvelteCheckParser:
+    def parse(self, line: str, following: str, state: ScanState) -> _Raw | None:
+        if start := _SVELTE_START.match(line):
+            state.svelte_base = _json_str(start["dir"])
+        elif workspace := _SVELTE_WORKSPACE.match(line):
+            state.svelte_base = workspace["dir"]
+        elif m := _SVELTE_MACHINE.match(line):
+            file, message = _json_str(m["file"]), _json_str(m["msg"])
+            if file is not None and message is not None:
+                return _Raw(file=file, line=int(m["line"]), col=int(m["col"]),
+                            message=message, tool=Tool.SVELTE_CHECK, code=None,
+                            base=state.svelte_base)
+        elif m := _SVELTE_MACHINE_VERBOSE.match(line):
+            return _svelte_verbose(m["json"], state.svelte_base)
+        elif (where := _SVELTE_WHERE.match(line)) and (error := _SVELTE_ERROR.match(following)):
+            return _Raw(file=where["file"], line=int(where["line"]), col=int(where["col"]),
+                        message=error["msg"], tool=Tool.SVELTE_CHECK, code=None,
+                        base=state.svelte_base)
+        return None
+
+
+class RustcParser:
+    def parse(self, line: str, following: str, state: ScanState) -> _Raw | None:
+        if (head := _RUSTC_HEADER.match(line)) and (arrow := _RUSTC_ARROW.match(following)):
+            return _Raw(file=arrow["file"], line=int(arrow["line"]), col=int(arrow["col"]),
+                        message=head["msg"], tool=Tool.RUSTC, code=head["code"])
+        return None
+
+
+class GenericParser:
+    """gcc/clang and `rustc --error-format=short`: `file:line:col: error: msg`."""
+
+    def parse(self, line: str, following: str, state: ScanState) -> _Raw | None:
+        if m := _GENERIC.match(line):
+            code = m["code"]
+            return _Raw(file=m["file"], line=int(m["line"]),
+                        col=int(m["col"]) if m["col"] else None, message=m["msg"],
+                        tool=Tool.RUSTC if code else Tool.GENERIC, code=code)
+        return None
+
+
+# Tried in order; the first to recognise a line wins.
+PARSERS: list[Parser] = [TscParser(), SvelteCheckParser(), GenericParser(), RustcParser()]
+
+
+def register_parser(parser: Parser) -> None:
+    """Add a tool's format, tried before the built-in ones."""
+    PARSERS.insert(0, parser)
+
+
 def _scan(lines: list[str]) -> Iterator[_Raw]:
     """One pass over the log; two-line formats look at the line after their first."""
-    svelte_base: str | None = None
+    state = ScanState()
     for index, line in enumerate(lines):
         following = lines[index + 1] if index + 1 < len(lines) else ""
-        if start := _SVELTE_START.match(line):
-            svelte_base = _json_str(start["dir"])
-        elif workspace := _SVELTE_WORKSPACE.match(line):
-            svelte_base = workspace["dir"]
-        elif raw := _one_line(line, svelte_base) or _two_lines(line, following, svelte_base):
-            yield raw
-
-
-def _one_line(line: str, svelte_base: str | None) -> _Raw | None:
-    if m := _TSC.match(line) or _TSC_PRETTY.match(line):
-        return _Raw(file=m["file"], line=int(m["line"]), col=int(m["col"]), message=m["msg"],
-                    tool=Tool.TSC, code=m["code"])
-    if m := _SVELTE_MACHINE.match(line):
-        file, message = _json_str(m["file"]), _json_str(m["msg"])
-        if file is None or message is None:
-            return None
-        return _Raw(file=file, line=int(m["line"]), col=int(m["col"]), message=message,
-                    tool=Tool.SVELTE_CHECK, code=None, base=svelte_base)
-    if m := _SVELTE_MACHINE_VERBOSE.match(line):
-        return _svelte_verbose(m["json"], svelte_base)
-    if m := _GENERIC.match(line):
-        code = m["code"]
-        return _Raw(file=m["file"], line=int(m["line"]),
-                    col=int(m["col"]) if m["col"] else None, message=m["msg"],
-                    tool=Tool.RUSTC if code else Tool.GENERIC, code=code)
-    return None
-
-
-def _two_lines(line: str, following: str, svelte_base: str | None) -> _Raw | None:
-    if (head := _RUSTC_HEADER.match(line)) and (arrow := _RUSTC_ARROW.match(following)):
-        return _Raw(file=arrow["file"], line=int(arrow["line"]), col=int(arrow["col"]),
-                    message=head["msg"], tool=Tool.RUSTC, code=head["code"])
-    if (where := _SVELTE_WHERE.match(line)) and (error := _SVELTE_ERROR.match(following)):
-        return _Raw(file=where["file"], line=int(where["line"]), col=int(where["col"]),
-                    message=error["msg"], tool=Tool.SVELTE_CHECK, code=None, base=svelte_base)
-    return None
+        for parser in PARSERS:
+            raw = parser.parse(line, following, state)
+            if raw is not None:
+                yield raw
+                break
 
 
 def _svelte_verbose(text: str, base: str | None) -> _Raw | None:

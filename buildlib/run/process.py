@@ -1,5 +1,8 @@
 """Child processes, in one small place: spawn, track, stop, and never leave one behind.
 
+Every child the engine starts goes through here: steps through `ProcessTable`, short
+helper commands (tool versions, verify's checks, target probes) through `run_bounded`.
+
 Every step runs in its own process group, with stdin from /dev/null. A step that
 runs in the engine's own directory and logs to a file is started with
 `os.posix_spawn` (vfork and exec in C: ~0.2 ms less CPU a step than Popen here, as
@@ -8,8 +11,9 @@ much as the step `true` itself); any other with `subprocess.Popen` and
 posix_spawn cannot change directory. Stopping a step signals its whole group:
 SIGTERM, then SIGKILL after a grace period.
 
-If the orchestrator itself dies (even by SIGKILL), a watchdog process notices its
-pipe closing and kills every group still registered, so no step outlives the build.
+If the orchestrator itself dies (even by SIGKILL), a watchdog process (`_watchdog.py`)
+notices its pipe closing and kills every group still registered, so no step outlives
+the build.
 """
 
 from __future__ import annotations
@@ -27,59 +31,13 @@ from pathlib import Path
 from typing import IO
 
 from buildlib.core.errors import UserError
+from buildlib.core.records import record
 
 POSIX = os.name == "posix"
 _CAN_SPAWN = POSIX and hasattr(os, "posix_spawn")
 
-# The watchdog holds "+PGID" / "-PGID" lines; on EOF (its parent is gone) it kills
-# every group it still holds. It reads them only every DRAIN_INTERVAL seconds: waking on
-# every line would cost a context switch per message on a busy machine (two per step),
-# and a line written to the pipe before the orchestrator dies is still read after.
-# It ignores SIGINT/SIGTERM aimed at the terminal's group so it outlives the
-# orchestrator long enough to clean up; a normal exit ends it with SIGKILL.
-_WATCHDOG = r"""
-import os, signal, sys, time
-signal.signal(signal.SIGINT, signal.SIG_IGN)
-signal.signal(signal.SIGTERM, signal.SIG_IGN)
-grace, interval = float(sys.argv[1]), float(sys.argv[2])
-fd = sys.stdin.fileno()
-os.set_blocking(fd, False)
-live, pending = set(), b""
-while True:
-    try:
-        data = os.read(fd, 1 << 20)
-    except BlockingIOError:
-        time.sleep(interval)
-        continue
-    if not data:
-        break
-    *lines, pending = (pending + data).split(b"\n")
-    for line in lines:
-        if line.startswith(b"+"):
-            live.add(int(line[1:]))
-        elif line.startswith(b"-"):
-            live.discard(int(line[1:]))
-def alive(pgid):
-    try:
-        os.killpg(pgid, 0)
-        return True
-    except OSError:
-        return False
-for pgid in list(live):
-    try:
-        os.killpg(pgid, signal.SIGTERM)
-    except OSError:
-        live.discard(pgid)
-deadline = time.monotonic() + grace
-while live and time.monotonic() < deadline:
-    live = {p for p in live if alive(p)}
-    time.sleep(0.05)
-for pgid in live:
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except OSError:
-        pass
-"""
+# The watchdog program (`_watchdog.py`), run by path so that it imports nothing.
+WATCHDOG = Path(__file__).with_name("_watchdog.py")
 DRAIN_INTERVAL = 0.1  # seconds; how late the watchdog may notice that the build died
 _PIPE_SIZE = 1 << 20  # room for ~100,000 messages between two drains (Linux)
 
@@ -101,6 +59,57 @@ def resolve_program(argv: Sequence[str], *, cwd: Path, path: str | None, step: s
         raise UserError(f"step '{step}': program '{program}' not found on PATH",
                         fix=f"install {program} or fix the step's `command` in the manifest")
     return [resolved, *argv[1:]]
+
+
+@record
+class Completed:
+    """What `run_bounded` saw: the exit code and output, or that the deadline passed."""
+
+    returncode: int | None  # None: killed at the deadline
+    stdout: str
+    stderr: str
+
+    @property
+    def timed_out(self) -> bool:
+        return self.returncode is None
+
+
+OUTPUT_LIMIT = 1 << 20  # bytes of each stream `run_bounded` keeps
+
+
+def run_bounded(argv: Sequence[str], *, cwd: Path | None, timeout: float,
+                env: Mapping[str, str] | None = None) -> Completed:
+    """Run a short command to its end or its deadline, whatever its children do.
+
+    The child gets a process group of its own, stdin from /dev/null, and its output
+    goes to temporary files, not pipes: a grandchild left running with the output
+    still open (a daemon a version command starts) cannot hold the caller past the
+    deadline, as it can with `communicate`. At the deadline the whole group is killed.
+    Raises OSError when the program cannot be started.
+    """
+    import tempfile
+
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        kwargs: dict[str, object] = {"start_new_session": True} if POSIX else {
+            "creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}  # type: ignore[attr-defined]
+        proc = subprocess.Popen(  # type: ignore[call-overload]
+            list(argv), cwd=cwd, env=None if env is None else dict(env),
+            stdin=subprocess.DEVNULL, stdout=out, stderr=err, **kwargs)
+        try:
+            code: int | None = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            if POSIX:
+                _signal_group(proc.pid, signal.SIGKILL)
+            else:
+                proc.kill()
+            proc.wait()
+            code = None
+        return Completed(returncode=code, stdout=_read_start(out), stderr=_read_start(err))
+
+
+def _read_start(handle: IO[bytes]) -> str:
+    handle.seek(0)
+    return handle.read(OUTPUT_LIMIT).decode("utf-8", "replace")
 
 
 class SpawnedProcess:
@@ -168,7 +177,7 @@ class ProcessTable:
         # -I -S: no site, no environment, no user directory: it starts in ~7 ms instead of
         # 12-40 ms, and `close` waits for it to have started.
         self._watchdog = subprocess.Popen(
-            [sys.executable, "-I", "-S", "-c", _WATCHDOG, str(self.grace), str(DRAIN_INTERVAL)],
+            [sys.executable, "-I", "-S", str(WATCHDOG), str(self.grace), str(DRAIN_INTERVAL)],
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True, close_fds=True,
         )

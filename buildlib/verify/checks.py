@@ -12,7 +12,6 @@ What each kind checks is documented in docs/verify.md.
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import enum
 import hashlib
@@ -21,7 +20,6 @@ import json
 import os
 import shlex
 import signal
-import subprocess
 import urllib.parse
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -29,6 +27,7 @@ from pathlib import Path
 from buildlib.core.atomicfile import write_text_atomic
 from buildlib.core.layout import BuildDir
 from buildlib.core.records import record
+from buildlib.run.process import run_bounded
 from buildlib.verify.binfmt import NotExecutable, describe_mismatch, read_binary_info
 from buildlib.workspace.artifacts import Artifact, ArtifactKind
 from buildlib.workspace.targets import Target
@@ -335,40 +334,15 @@ def _shorten(text: str, limit: int = 200) -> str:
 
 
 def _run(argv: Sequence[str], *, cwd: Path, timeout: float) -> tuple[int, str, str] | str:
-    """(exit code, stdout, stderr) of `argv`, or what went wrong starting or waiting for it.
-
-    The child gets its own process group so a timeout kills anything it started too.
-    """
+    """(exit code, stdout, stderr) of `argv`, or what went wrong starting or waiting for it
+    (`process.run_bounded`: a timeout kills anything it started too)."""
     try:
-        proc = subprocess.Popen(
-            list(argv), cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, start_new_session=_POSIX,
-        )
+        done = run_bounded(argv, cwd=cwd, timeout=timeout)
     except OSError as exc:
         return f"could not start: {exc.strerror or exc}"
-    try:
-        stdout, stderr = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        _kill(proc)
-        try:
-            proc.communicate(timeout=5)
-        except subprocess.TimeoutExpired:
-            # Something left the group (setsid) and still holds our pipes: stop reading.
-            proc.wait()
-            for pipe in (proc.stdout, proc.stderr):
-                if pipe is not None:
-                    pipe.close()
+    if done.returncode is None:
         return f"did not finish within {timeout:g} s (killed)"
-    return (proc.returncode, stdout.decode("utf-8", "replace"),
-            stderr.decode("utf-8", "replace"))
-
-
-def _kill(proc: subprocess.Popen[bytes]) -> None:
-    if _POSIX:
-        with contextlib.suppress(ProcessLookupError):  # the whole group already exited
-            os.killpg(proc.pid, signal.SIGKILL)
-    else:
-        proc.kill()
+    return done.returncode, done.stdout, done.stderr
 
 
 def manifest_path(root: Path, mode: str, triple: str) -> Path:

@@ -17,6 +17,7 @@ from buildlib.core import marshalfile
 from buildlib.core.errors import CycleError, ManifestError
 from buildlib.core.layout import BuildDir
 from buildlib.core.records import field, record
+from buildlib.ecosystems.defaults import DEFAULT_EXCLUDES
 from buildlib.planning.graph import find_cycle
 from buildlib.workspace.artifacts import ArtifactKind
 from buildlib.workspace.targets import TARGETS
@@ -98,6 +99,7 @@ class Manifest:
     steps: Mapping[str, StepSpec]  # in file order
     artifacts: tuple[ArtifactSpec, ...]
     cache: CacheSettings
+    exclude: tuple[str, ...] = DEFAULT_EXCLUDES  # never an input of any step
 
     @property
     def deps(self) -> dict[str, tuple[str, ...]]:
@@ -105,7 +107,7 @@ class Manifest:
 
 
 TOP_KEYS = ("workspace", "vars", "tools", "modes", "cache", "step", "artifact")
-WORKSPACE_KEYS = ("name", "default_mode")
+WORKSPACE_KEYS = ("name", "default_mode", "exclude")
 MODE_KEYS = ("vars", "env")
 CACHE_KEYS = ("remote", "remote_read_only", "remote_header_env", "trusted_keys")
 OVERRIDE_KEYS = ("args", "env")
@@ -271,6 +273,10 @@ def load_manifest(path: Path, *, remember: bool = False) -> Manifest:
     global_vars = check.string_map(raw, "vars")
     modes = _load_modes(check, raw)
     default_mode = check.string(workspace, "default_mode", "development", template=False)
+    exclude = check.strings(workspace, "exclude", template=False) if "exclude" in workspace \
+        else DEFAULT_EXCLUDES
+    for pattern in exclude:
+        check.relative_path(pattern, step=None, key="workspace.exclude")
     if default_mode not in modes:
         raise check.error(f"default_mode '{default_mode}' is not a declared mode",
                           key="workspace.default_mode", fix="use one of: " + ", ".join(modes))
@@ -298,6 +304,7 @@ def load_manifest(path: Path, *, remember: bool = False) -> Manifest:
         path=path,
         root=path.parent,
         name=check.string(workspace, "name", path.parent.name, template=False),
+        exclude=exclude,
         default_mode=default_mode,
         vars=global_vars,
         tools=tools,

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import functools
 import platform
-import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 
 from buildlib.core.errors import TargetError
 from buildlib.core.records import record
+
+PROBE_TIMEOUT = 10.0  # seconds for `rustc --print sysroot`
 
 
 @record
@@ -117,14 +118,13 @@ def get_target(triple: str) -> Target:
 
 @functools.cache
 def _rust_sysroot() -> Path | None:
+    from buildlib.run.process import run_bounded
+
     try:
-        out = subprocess.run(
-            ["rustc", "--print", "sysroot"], capture_output=True, text=True, check=True,
-            stdin=subprocess.DEVNULL,
-        )
-    except (OSError, subprocess.CalledProcessError):
+        done = run_bounded(["rustc", "--print", "sysroot"], cwd=None, timeout=PROBE_TIMEOUT)
+    except OSError:
         return None
-    return Path(out.stdout.strip())
+    return Path(done.stdout.strip()) if done.returncode == 0 else None
 
 
 def rust_target_installed(rust_target: str) -> bool:
