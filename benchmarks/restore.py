@@ -47,6 +47,7 @@ STEP = "bench-outputs"
 def run(ctx: Context) -> Result:
     try:
         from buildlib.cache.store import CacheConfig, StepCache  # here: if absent, skip
+        from buildlib.incremental.outputs import OutputScope
     except ImportError as exc:
         return Result(name="restore", reference="-", target="-", verdict=Verdict.SKIPPED,
                       notes=(f"buildlib.cache.store is not importable ({exc})",))
@@ -63,7 +64,8 @@ def run(ctx: Context) -> Result:
     log.write_text("built\n")
     cache = StepCache(CacheConfig(local_dir=ctx.workdir / "cache", max_size=4 * size))
     key = hashlib.sha256(b"restore benchmark").hexdigest()
-    warning = cache.save(STEP, key, source, paths, log, {})
+    scope = OutputScope(["bin", "assets"])  # the step's declared outputs
+    warning = cache.save(STEP, key, source, paths, log, {}, scope=scope)
     if warning is not None:
         raise BenchmarkError(f"StepCache.save did not store the outputs: {warning}")
 
@@ -76,7 +78,8 @@ def run(ctx: Context) -> Result:
             if entry is None:
                 raise BenchmarkError(f"StepCache.lookup missed the entry just saved: "
                                      f"{cache.warnings}")
-            cache.restore(entry, dest)
+            if not cache.restore(entry, dest, scope):
+                raise BenchmarkError(f"StepCache.restore refused the entry: {cache.warnings}")
 
         timing = in_process(lookup_and_restore)
         if (dest / paths[0]).stat().st_size != (source / paths[0]).stat().st_size:
