@@ -98,7 +98,7 @@ def _server(handler: Callable[[http.server.BaseHTTPRequestHandler], None]) -> It
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        def do_GET(self) -> None:
             handler(self)
 
         def log_message(self, *args: object) -> None:
