@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -42,6 +43,13 @@ def run(repo: Repo, argv: Sequence[str], cwd: Path | None = None) -> str:
 def git_status(root: Path) -> str:
     return subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=root,
                           text=True, capture_output=True, check=True).stdout
+
+
+def assert_clean_and_remove(repo: Repo) -> None:
+    """The build left git status clean; then free the disk (node_modules, target: ~1 GB)
+    now rather than when pytest prunes old base temp directories at a later session start."""
+    assert git_status(repo.root) == ""
+    shutil.rmtree(repo.root)
 
 
 def assert_built(repo: Repo) -> None:
@@ -211,7 +219,7 @@ def test_npm_workspace_installs_frozen_and_builds(tmp_path: Path) -> None:
     run(repo, ["npm", "run", "typecheck", "-w", "@demo/core"])
     run(repo, ["npm", "run", "check", "-w", "@demo/ui"])
     assert run(repo, ["node", "packages/cli/dist/cli.js", "npm"]) == "Hello, npm!\n"
-    assert git_status(repo.root) == ""  # lockfile untouched, outputs ignored
+    assert_clean_and_remove(repo)  # lockfile untouched, outputs ignored
 
 
 @pytest.mark.e2e
@@ -228,7 +236,7 @@ def test_cargo_workspace_builds_the_cli_and_the_napi_module(tmp_path: Path) -> N
     assert_built(repo)
     script = "const m = require('./index.js'); console.log(m.greet('napi'), m.version())"
     assert run(repo, ["node", "-e", script], cwd=native) == "Hello, napi! 0.1.0\n"
-    assert git_status(repo.root) == ""
+    assert_clean_and_remove(repo)
 
 
 @pytest.mark.e2e
@@ -242,7 +250,7 @@ def test_polyglot_repo_installs_once_and_builds_js_and_rust(tmp_path: Path) -> N
     assert_built(repo)
     out = run(repo, ["node", "packages/cli/dist/cli.js", "Poly Glot"])
     assert out == "Hello, Poly Glot!\npoly-glot\n"  # the second line comes from Rust
-    assert git_status(repo.root) == ""
+    assert_clean_and_remove(repo)
 
 
 @pytest.mark.e2e
@@ -255,7 +263,7 @@ def test_pnpm_workspace_installs_frozen_and_builds(tmp_path: Path) -> None:
     run(repo, ["pnpm", "run", "build"])  # the root script: pnpm -r run build, on PATH
     assert_built(repo)
     assert (repo.dir("@demo/app") / "dist/greeting.txt").read_text() == "Hello, app!\n"
-    assert git_status(repo.root) == ""
+    assert_clean_and_remove(repo)
 
 
 @pytest.mark.e2e
@@ -269,4 +277,4 @@ def test_yarn_berry_workspace_installs_immutable_and_builds(tmp_path: Path) -> N
     assert_built(repo)
     assert (repo.dir("@demo/app") / "dist/greeting.txt").read_text() == "Hello, app!\n"
     assert os.path.islink(repo.root / "node_modules/@demo/lib")
-    assert git_status(repo.root) == ""
+    assert_clean_and_remove(repo)
