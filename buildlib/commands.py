@@ -359,3 +359,49 @@ COMMANDS: dict[str, Command] = {
     "keygen": Command(help="print a new key pair for signing cache entries",
                       options=_no_options, run=keygen_command, manifest=False, common=False),
 }
+
+
+# -- audit (issue 18; docs/audit.md) --------------------------------------------------------
+
+
+def _audit_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("steps", nargs="*", help="steps to audit (default: every step of the "
+                        "mode with the cache on); dependencies not audited are built first")
+    parser.add_argument("--twice", action="store_true",
+                        help="run each step twice from clean outputs and list the outputs "
+                        "that differ, with the first differing byte")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--ignore", action="append", default=[], metavar="PATH",
+                        help="never report this workspace glob, or absolute/~ prefix "
+                        "(repeatable)")
+    parser.add_argument("--keep-traces", action="store_true",
+                        help="keep strace's logs in .buildlib/audit/<mode>-<target>/<step>/")
+
+
+def audit_command(args: argparse.Namespace, context: Context) -> int:
+    """Run the selected steps under strace and report what their declarations miss, with
+    the manifest lines that fix it; exit 1 when anything would make the cache wrong."""
+    import json
+
+    from buildlib.audit.report import render_text, to_json
+    from buildlib.audit.runner import AuditOptions, run_audit
+    from buildlib.core.errors import InterruptedBuild
+
+    def say(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    options = AuditOptions(steps=tuple(args.steps), twice=args.twice,
+                           ignore=tuple(args.ignore), keep_traces=args.keep_traces)
+    try:
+        report = run_audit(context.manifest, mode=context.mode, target=context.target,
+                           host=context.host, options=options, environ=os.environ, say=say)
+    except InterruptedBuild as exc:
+        say("interrupted")
+        return exc.exit_code
+    print(json.dumps(to_json(report), indent=2) if args.json else render_text(report))
+    return 0 if report.ok else 1
+
+
+COMMANDS["audit"] = Command(help="run steps under strace: undeclared inputs, outputs and "
+                            "tools, nondeterministic outputs (--twice), the manifest fix",
+                            options=_audit_options, run=audit_command)
