@@ -48,3 +48,17 @@ def bench(session: nox.Session) -> None:
     """Benchmarks: ratios against make, nox -j, turbo, git, sha256sum, cp, bazel-remote."""
     session.install("-e", ".[test]")
     session.run("python", "benchmarks/run.py", *session.posargs)
+
+
+@nox.session(venv_backend="none")
+def audit(session: nox.Session) -> None:
+    """Run steps under strace: undeclared inputs, outputs, tools (-- STEP... --twice --json)."""
+    from buildlib.integrations.nox_sessions import (
+        INTERRUPT_TIMEOUT,
+        TERMINATE_TIMEOUT,
+        engine_python,
+    )
+
+    session.run(str(engine_python(ROOT)), "-m", "buildlib", "audit", *session.posargs,
+                external=True, interrupt_timeout=INTERRUPT_TIMEOUT,
+                terminate_timeout=TERMINATE_TIMEOUT)
