@@ -370,6 +370,9 @@ def _audit_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--twice", action="store_true",
                         help="run each step twice from clean outputs and list the outputs "
                         "that differ, with the first differing byte")
+    parser.add_argument("--clean", action="store_true",
+                        help="remove each step's outputs and `clean` paths before tracing it, "
+                        "so tools with their own incremental state (cargo) do all their work")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--ignore", action="append", default=[], metavar="PATH",
                         help="never report this workspace glob, or absolute/~ prefix "
@@ -390,7 +393,7 @@ def audit_command(args: argparse.Namespace, context: Context) -> int:
     def say(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
-    options = AuditOptions(steps=tuple(args.steps), twice=args.twice,
+    options = AuditOptions(steps=tuple(args.steps), twice=args.twice, clean=args.clean,
                            ignore=tuple(args.ignore), keep_traces=args.keep_traces)
     try:
         report = run_audit(context.manifest, mode=context.mode, target=context.target,

@@ -94,6 +94,7 @@ def step(name: str, script: str, **keys: Any) -> dict[str, Any]:
 
 
 def only_step(report: dict[str, Any]) -> dict[str, Any]:
+    found: dict[str, Any]
     (found,) = report["steps"]
     return found
 
@@ -244,6 +245,25 @@ def test_nondeterministic_output_is_found_with_twice(tmp_path: Path) -> None:
     assert "dist/bundle.js: first difference at byte" in text
     # the second run's outputs are left in place
     assert (ws.root / "dist/bundle.js").read_text().startswith(prefix)
+
+
+def test_clean_traces_what_an_incremental_step_skips(tmp_path: Path) -> None:
+    ws = Workspace(tmp_path / "ws", [step("inc", "inc.py", inputs=["inc.py"],
+                                          outputs=["out.txt"], clean=["state"])])
+    ws.file("shared/extra.txt", "x\n")
+    ws.file("inc.py", """\
+        import os
+        if not os.path.exists("state/done"):  # the tool's own incremental state
+            os.makedirs("state", exist_ok=True)
+            open("state/done", "w").write(open("shared/extra.txt").read())
+        open("out.txt", "w").write(open("state/done").read())
+    """)
+    assert ws.run("build", "--plain").returncode == 0
+    code, report = ws.audit()  # up to date in its own eyes: the read is skipped
+    assert code == 0 and report["clean"] is False, report
+    code, report = ws.audit("--clean")  # state/ removed first: a cold run
+    assert code == 1 and report["clean"] is True
+    assert [i["path"] for i in only_step(report)["undeclared_inputs"]] == ["shared/extra.txt"]
 
 
 # -- proposals -----------------------------------------------------------------------------

@@ -20,8 +20,15 @@ SCHEMA_VERSION = 1
 
 
 def render_text(report: AuditReport) -> str:
-    lines = [f"audit of {len(report.steps)} step(s) under strace: mode {report.mode}, "
-             f"target {report.target}" + (", each run twice" if report.twice else "")]
+    how = [f"mode {report.mode}", f"target {report.target}"]
+    if report.clean:
+        how.append("outputs and intermediates removed first")
+    if report.twice:
+        how.append("each step run twice")
+    lines = [f"audit of {len(report.steps)} step(s) under strace: " + ", ".join(how)]
+    if not report.clean:
+        lines.append("(intermediates were kept: a tool with incremental state of its own, as "
+                     "cargo, may have skipped work; --clean traces cold runs)")
     for name, why in report.not_audited:
         lines.append(f"not audited: {name} ({why})")
     for step in report.steps:
@@ -124,6 +131,7 @@ def to_json(report: AuditReport) -> dict[str, object]:
         "mode": report.mode,
         "target": report.target,
         "twice": report.twice,
+        "clean": report.clean,
         "ok": report.ok,
         "duration": round(report.duration, 3),
         "not_audited": [{"step": n, "why": why} for n, why in report.not_audited],

@@ -10,7 +10,11 @@ The order of things, and why:
    (a trace of two steps at once could not say which one did what), with the
    environment the executor gives it (the caller's, minus the cache's credentials, plus
    the step's own); the engine's records are not touched: the audit observes;
-4. each trace is compared with the declarations (`findings`, `programs`), and turned
+4. with `--clean`, the step's outputs and `clean` paths are removed first, so tools with
+   incremental state of their own (cargo's target/) do all their work under the tracer;
+   without it a step runs as a forced build runs it, and cargo may skip a link (and the
+   linker) or a build script that a cold build would run;
+5. each trace is compared with the declarations (`findings`, `programs`), and turned
    into proposed manifest lines (`fixes`); with `--twice` the step runs a second time
    from clean outputs and the two runs' outputs are compared (`determinism`).
 
@@ -50,6 +54,7 @@ from buildlib.workspace.targets import Target, check_buildable
 class AuditOptions:
     steps: tuple[str, ...] = ()  # empty: every cached step of the mode
     twice: bool = False
+    clean: bool = False  # remove each step's outputs and `clean` paths before tracing it
     ignore: tuple[str, ...] = ()  # --ignore: workspace globs, or absolute/~ prefixes
     keep_traces: bool = False
 
@@ -86,6 +91,7 @@ class AuditReport:
     mode: str
     target: str
     twice: bool
+    clean: bool
     steps: tuple[StepAudit, ...]
     not_audited: tuple[tuple[str, str], ...]  # (step, why)
     toml: str
@@ -142,7 +148,7 @@ def run_audit(manifest: Manifest, *, mode: str, target: Target, host: Target,
             results.append(audit)
     fixes = [s.fix for s in results if s.fix is not None]
     return AuditReport(manifest=str(manifest.path), mode=mode, target=target.triple,
-                       twice=options.twice, steps=tuple(results),
+                       twice=options.twice, clean=options.clean, steps=tuple(results),
                        not_audited=tuple(not_audited), toml=render_toml(fixes, decl),
                        duration=time.monotonic() - started)
 
@@ -187,7 +193,9 @@ def _audit_step(step: PlannedStep, *, decl: Declarations, ignores: Ignores,
         shutil.rmtree(log_dir)
     inputs = StepInputs(root, step)  # what the fingerprint would hash, before the run
     argv = resolve_program(step.argv, cwd=step.cwd, path=environ.get("PATH"), step=step.name)
-    if options.twice:
+    if options.clean:
+        determinism.remove_outputs(root, (*step.outputs, *decl.clean_patterns[step.name]))
+    elif options.twice:
         determinism.remove_outputs(root, step.outputs)
     started = time.monotonic()
     trace = trace_command(argv, cwd=step.cwd, env=environ, log_dir=log_dir)
