@@ -27,6 +27,7 @@ of the same sources at different places share cache entries, unless a command em
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -129,8 +130,15 @@ def _env_value(value: str | None) -> str:
 
 
 def _relative(path: Path, root: Path) -> str:
-    resolved, base = Path(path).resolve(), Path(root).resolve()
-    return resolved.relative_to(base).as_posix() if resolved.is_relative_to(base) else str(path)
+    """The step's directory relative to the root. The plan resolved it already (symlinks
+    included), so only the root is resolved here, once per root."""
+    base = _resolved(root)
+    return path.relative_to(base).as_posix() if path.is_relative_to(base) else str(path)
+
+
+@functools.lru_cache(maxsize=16)
+def _resolved(root: Path) -> Path:
+    return root.resolve()
 
 
 # -- explain -----------------------------------------------------------------------------

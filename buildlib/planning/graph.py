@@ -6,6 +6,7 @@ critical paths) used by the planner, the scheduler and the reports.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable, Mapping, Sequence
 
 Deps = Mapping[str, Sequence[str]]
@@ -78,26 +79,27 @@ def downstream(deps: Deps, roots: Iterable[str]) -> set[str]:
 
 
 def topo_order(deps: Deps) -> list[str]:
-    """Dependencies before dependents; ties keep declaration order (Kahn's algorithm).
+    """Dependencies before dependents; ties keep declaration order (Kahn's algorithm with
+    a heap of declaration indices: O(E + V log V), where re-sorting the ready list after
+    every node made 10,000 steps cost seconds).
 
     The caller has already rejected cycles (`find_cycle`).
     """
     remaining = {name: sum(1 for d in requires if d in deps) for name, requires in deps.items()}
     reverse = dependents(deps)
-    order_index = {name: i for i, name in enumerate(deps)}
-    ready = sorted((n for n, c in remaining.items() if c == 0), key=order_index.__getitem__)
+    names = list(deps)
+    order_index = {name: i for i, name in enumerate(names)}
+    ready = [order_index[n] for n, c in remaining.items() if c == 0]
+    heapq.heapify(ready)
     order: list[str] = []
     while ready:
-        node = ready.pop(0)
+        node = names[heapq.heappop(ready)]
         order.append(node)
-        freed = []
         for child in reverse.get(node, ()):
             if child in remaining:
                 remaining[child] -= 1
                 if remaining[child] == 0:
-                    freed.append(child)
-        if freed:
-            ready = sorted([*ready, *freed], key=order_index.__getitem__)
+                    heapq.heappush(ready, order_index[child])
     if len(order) != len(deps):
         raise ValueError("topo_order called on a graph with a cycle")
     return order

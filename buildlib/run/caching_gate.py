@@ -10,14 +10,12 @@ A failure erases the step's record, so it can never count as done.
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from buildlib.cache.config import CacheConfig
-from buildlib.core.atomicfile import write_text_atomic
 from buildlib.core.layout import BuildDir
 from buildlib.core.records import record
 from buildlib.incremental.filehash import FileHasher
@@ -30,6 +28,7 @@ from buildlib.incremental.fingerprint import (
 from buildlib.incremental.outputs import OutputScope, expand_outputs, missing_patterns
 from buildlib.planning.plan import Plan, PlannedStep
 from buildlib.run.gate import Decision, missing_outputs_message
+from buildlib.run.step_state import StepState
 
 if TYPE_CHECKING:
     from buildlib.cache.store import StepCache
@@ -58,6 +57,7 @@ class CachingGate:
         self._cache_config = cache
         self._store: StepCache | None = None
         self.hasher = FileHasher(plan.root, BuildDir(plan.root).filehash_cache)
+        self.state = StepState(state_dir)
         self._lock = threading.Lock()
         self._tools: dict[str, str] | None = None
         self._warned: set[str] = set()
@@ -106,22 +106,21 @@ class CachingGate:
             step, root=self.root, hasher=self.hasher, environ=self.environ,
             tool_versions=tools, dep_fingerprints=dep_fingerprints,
             mode=self.plan.mode, target=self.plan.target.triple)
-        previous = self._load_state(step.name)
+        previous = self.state.get(step.name)
         if not resumed and (self.forced is None or step.name in self.forced):
             return self._run(fingerprint, ("forced",))
         if not step.cacheable and not resumed:
             return self._run(fingerprint, ("caching is off for this step (cache = false)",))
         reasons: list[str] = []
-        if previous is not None and previous.get("digest") == fingerprint.digest:
-            broken = self._broken_outputs(step, previous)
+        if previous is not None and previous[0] == fingerprint.digest:
+            broken = self._broken_outputs(step, previous[1])
             if not broken:
-                return Decision(outcome=Outcome.CACHED, fingerprint=fingerprint.digest,
-                                replay_log=self._replay(step.name, previous))
+                return Decision(outcome=Outcome.CACHED, fingerprint=fingerprint.digest)
             reasons.append("outputs missing or modified: " + _first(broken))
         elif previous is not None or resumed:
-            previous_components = previous.get("components") if previous else None
-            reasons += explain(previous_components if isinstance(previous_components, dict)
-                               else None, fingerprint)
+            components = self.state.details(step.name).get("components")
+            reasons += explain(components if isinstance(components, dict) else None,
+                               fingerprint)
         if resumed:
             reasons.insert(0, "stale since the build --resume continues")
         if step.cacheable:
@@ -190,8 +189,13 @@ class CachingGate:
         """How many cache entries were refused, corrupt or not stored in this build."""
         return {} if self._store is None else self._store.problem_counts()
 
+    def stored_log(self, step: PlannedStep) -> str:
+        log = self.state.details(step.name).get("log")
+        return log if isinstance(log, str) else ""
+
     def close(self) -> None:
         self.hasher.save()
+        self.state.save()
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -199,38 +203,19 @@ class CachingGate:
         return Decision(outcome=None, fingerprint=fingerprint.digest, reasons=reasons,
                         state=_Pending(fingerprint=fingerprint))
 
-    def _broken_outputs(self, step: PlannedStep, previous: Mapping[str, object]) -> list[str]:
-        outputs = previous.get("outputs")
-        if not isinstance(outputs, dict):
-            return ["(no record)"]
+    def _broken_outputs(self, step: PlannedStep, outputs: Mapping[str, str]) -> list[str]:
         missing = missing_patterns(step.outputs, outputs)
         if missing:
             return [f"{pattern} (no file recorded)" for pattern in missing]
         current = self.hasher.hash_files(outputs)  # leaves missing paths out
         return [p for p in outputs if current.get(p) != outputs[p]]
 
-    def _replay(self, name: str, previous: Mapping[str, object]) -> str:
-        log = previous.get("log")
-        return log if isinstance(log, str) else ""
-
-    def _state_path(self, name: str) -> Path:
-        return self.state_dir / f"{name}.json"
-
-    def _load_state(self, name: str) -> dict[str, object] | None:
-        try:
-            data = json.loads(self._state_path(name).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-        return data if isinstance(data, dict) else None
-
     def _save_state(self, name: str, fingerprint: Fingerprint, outputs: Mapping[str, str],
                     log: str) -> None:
-        write_text_atomic(self._state_path(name), json.dumps({
-            "digest": fingerprint.digest, "components": dict(fingerprint.components),
-            "outputs": dict(outputs), "log": log[-200_000:]}))
+        self.state.record(name, fingerprint.digest, outputs, fingerprint.components, log)
 
     def _erase_state(self, name: str) -> None:
-        self._state_path(name).unlink(missing_ok=True)
+        self.state.erase(name)
 
     def _drain_warnings(self) -> None:
         if self._store is None:

@@ -32,7 +32,7 @@ from buildlib.core.records import field, record, replace
 from buildlib.planning import graph
 from buildlib.planning.plan import Plan, PlannedStep
 from buildlib.planning.scheduler import Scheduler, State
-from buildlib.run.gate import Gate
+from buildlib.run.gate import Decision, Gate
 from buildlib.run.journal import Journal
 from buildlib.run.process import ProcessTable, encode_env, resolve_program
 from buildlib.run.reporter import BuildStart, Reporter
@@ -210,7 +210,9 @@ class Executor:
         ok = record.outcome.ok
         state.records[record.name] = record
         state.scheduler.finish(record.name, ok=ok)
-        if self.journal is not None:
+        if self.journal is not None and not record.outcome.from_cache:
+            # Only what ran: a step up to date is found up to date again by --resume's
+            # check, and a no-op build of 10,000 steps writes no line at all.
             self.journal.record(record.name, "succeeded" if ok else record.outcome.value)
         self.reporter.step_finished(record, tail)
 
@@ -313,12 +315,28 @@ class Executor:
                 reasons=("taken as done (--from or --only)",), command=step.argv)
             return
         if decision.outcome is not None:
+            self._skip(job, step, decision, log_path)
+        else:
+            self._execute(job, step, decision, log_path)
+
+    def _skip(self, job: _Job, step: PlannedStep, decision: Decision[Any],
+              log_path: Path) -> None:
+        """A step the gate found up to date or restored: its log, and its record."""
+        assert decision.outcome is not None
+        # A step up to date has its log from the run that made it; a restored one gets
+        # the stored log. A no-op build writes no file per step.
+        if decision.outcome is not Outcome.CACHED:
             write_text_atomic(log_path, decision.replay_log)
-            job.record = StepRecord(
-                name=step.name, outcome=decision.outcome, start=job.start, end=self._now(),
-                worker=job.worker, fingerprint=decision.fingerprint,
-                cache_source=decision.cache_source, log_path=str(log_path), command=step.argv)
-            return
+        elif not log_path.exists():
+            write_text_atomic(log_path, self.gate.stored_log(step))
+        job.record = StepRecord(
+            name=step.name, outcome=decision.outcome, start=job.start, end=self._now(),
+            worker=job.worker, fingerprint=decision.fingerprint,
+            cache_source=decision.cache_source, log_path=str(log_path), command=step.argv)
+
+    def _execute(self, job: _Job, step: PlannedStep, decision: Decision[Any],
+                 log_path: Path) -> None:
+        """Run the step's command, with its retries, and record how it ended."""
         env, encoded_env = self._env_for(step)
         argv = self._resolve(step, env)
         attempts = 0

@@ -58,6 +58,9 @@ class Gate(Protocol[StateT]):
     def problems(self) -> Mapping[str, int]:
         """Counts of cache entries refused, corrupt or not stored, for the summary."""
 
+    def stored_log(self, step: PlannedStep) -> str:
+        """The log of the run that made an up-to-date step, for when its log file is gone."""
+
     def close(self) -> None:
         """Called once after the last step: persist what the gate learned."""
 
@@ -90,6 +93,9 @@ class AlwaysRun:
 
     def problems(self) -> Mapping[str, int]:
         return {}
+
+    def stored_log(self, step: PlannedStep) -> str:
+        return ""
 
     def close(self) -> None:
         return None

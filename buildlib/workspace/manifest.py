@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Mapping
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from buildlib.core import marshalfile
@@ -202,8 +202,8 @@ class _Checker:
         if "\0" in pattern:
             raise self.error(f"path {pattern!r} contains a NUL character, which no file name "
                              "can hold", step=step, key=key, fix="remove the NUL (\\u0000)")
-        if pattern.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", pattern) \
-                or ".." in PurePosixPath(pattern.replace("\\", "/")).parts:
+        if pattern.startswith(("/", "\\")) or (pattern[:1].isalpha() and pattern[1:2] == ":") \
+                or ".." in pattern.replace("\\", "/").split("/"):
             raise self.error(f"path {pattern!r} is outside the workspace", step=step, key=key,
                              fix="use a path relative to the workspace root, without '..'")
 
