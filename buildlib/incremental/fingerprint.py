@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -131,14 +132,19 @@ def _env_value(value: str | None) -> str:
 
 def _relative(path: Path, root: Path) -> str:
     """The step's directory relative to the root. The plan resolved it already (symlinks
-    included), so only the root is resolved here, once per root."""
-    base = _resolved(root)
-    return path.relative_to(base).as_posix() if path.is_relative_to(base) else str(path)
+    included), so only the root is resolved here, once per root; strings, not pathlib,
+    since this runs once per step."""
+    text, base = os.fspath(path), _resolved(os.fspath(root))
+    if text == base:
+        return "."
+    if text.startswith(base + os.sep):
+        return text[len(base) + 1:].replace(os.sep, "/")
+    return text
 
 
 @functools.lru_cache(maxsize=16)
-def _resolved(root: Path) -> Path:
-    return root.resolve()
+def _resolved(root: str) -> str:
+    return os.path.realpath(root).rstrip(os.sep) or os.sep
 
 
 # -- explain -----------------------------------------------------------------------------

@@ -18,8 +18,6 @@ from buildlib.core.atomicfile import write_text_atomic
 from buildlib.core.layout import BuildDir
 from buildlib.core.records import record
 from buildlib.report import history
-from buildlib.report.html import render_html
-from buildlib.report.trace import build_trace
 from buildlib.run.results import BuildRecord, Outcome, StepRecord
 
 SCHEMA_VERSION = 1
@@ -31,13 +29,15 @@ _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 @record
 class ReportPaths:
-    """Where `write_build_reports` put each file."""
+    """Where `write_build_reports` put each file. A build in which no step ran (a no-op)
+    has no trace or HTML page: they would show nothing, and at 10,000 steps they cost
+    more than the build; `latest.html` stays the last build that did something."""
 
     json: Path
-    trace: Path
-    html: Path
+    trace: Path | None
+    html: Path | None
     latest_json: Path
-    latest_html: Path
+    latest_html: Path | None
     history: Path
 
 
@@ -115,26 +115,43 @@ def write_build_reports(record: BuildRecord, deps: Mapping[str, Sequence[str]],
     # `python -m json.tool` pretty-prints it for a person.
     report_text = json.dumps(record_to_json(record, deps), separators=(",", ":"),
                              ensure_ascii=False, allow_nan=False) + "\n"
-    trace_text = json.dumps(build_trace(record), separators=(",", ":"), ensure_ascii=False,
-                            allow_nan=False) + "\n"
-    html_text = render_html(record, deps)
+    ran = any(s.outcome is not Outcome.CACHED for s in record.steps) or not record.steps
     paths = ReportPaths(
         json=reports / f"{record.build_id}.json",
-        trace=reports / f"{record.build_id}.trace.json",
-        html=reports / f"{record.build_id}.html",
+        trace=reports / f"{record.build_id}.trace.json" if ran else None,
+        html=reports / f"{record.build_id}.html" if ran else None,
         latest_json=reports / "latest.json",
-        latest_html=reports / "latest.html",
+        latest_html=reports / "latest.html" if ran else None,
         history=build_dir.history,
     )
-    write_text_atomic(paths.json, report_text)
-    write_text_atomic(paths.trace, trace_text)
-    write_text_atomic(paths.html, html_text)
-    write_text_atomic(paths.latest_json, report_text)
-    write_text_atomic(paths.latest_html, html_text)
+    _write_twice(paths.json, paths.latest_json, report_text)
+    if paths.trace is not None and paths.html is not None and paths.latest_html is not None:
+        from buildlib.report.html import render_html
+        from buildlib.report.trace import build_trace
+
+        write_text_atomic(paths.trace, json.dumps(
+            build_trace(record), separators=(",", ":"), ensure_ascii=False,
+            allow_nan=False) + "\n")
+        _write_twice(paths.html, paths.latest_html, render_html(record, deps))
     history.append(paths.history, history.entry_from_record(record))
     history.trim(paths.history)
     prune_reports(reports, keep=KEEP_BUILDS)
     return paths
+
+
+def _write_twice(path: Path, latest: Path, text: str) -> None:
+    """`text` at `path`, and `latest` the same file: a hard link renamed into place (as
+    atomic as a second write, without writing the bytes twice); a copy where the file
+    system has no hard links."""
+    write_text_atomic(path, text)
+    temp = latest.with_name(f".{latest.name}.{os.getpid()}.link")
+    try:
+        temp.unlink(missing_ok=True)
+        os.link(path, temp)
+        temp.replace(latest)
+    except OSError:
+        temp.unlink(missing_ok=True)
+        write_text_atomic(latest, text)
 
 
 def prune_reports(reports: Path, *, keep: int) -> list[str]:
