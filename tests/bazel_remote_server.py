@@ -39,8 +39,6 @@ import http.client
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -50,6 +48,7 @@ from pathlib import Path
 from typing import NoReturn
 
 import pytest
+from helpers import free_port, stop_server
 
 VERSION = "v2.6.2"
 ROOT = Path(__file__).resolve().parent.parent
@@ -140,12 +139,6 @@ def bazel_remote_binary() -> str:
     return found
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @contextmanager
 def running_bazel_remote(base: Path, *, max_size_gib: int = 1,
                          extra: tuple[str, ...] = ()) -> Iterator[BazelRemote]:
@@ -171,12 +164,7 @@ def running_bazel_remote(base: Path, *, max_size_gib: int = 1,
         yield BazelRemote(url=f"http://127.0.0.1:{port}", port=port, data=base / "data",
                           access_log=access_log, error_log=error_log)
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
+        stop_server(process)
 
 
 def _wait_ready(process: subprocess.Popen[bytes], port: int) -> bool:

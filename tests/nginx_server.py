@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -21,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from helpers import free_port, stop_server
 
 CONFIG = """\
 user root;
@@ -86,12 +86,6 @@ def nginx_binary() -> str:
     return found
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @contextmanager
 def running_nginx(base: Path, *, extra: str = "") -> Iterator[Nginx]:
     binary = nginx_binary()
@@ -116,12 +110,7 @@ def running_nginx(base: Path, *, extra: str = "") -> Iterator[Nginx]:
         yield Nginx(url=f"http://127.0.0.1:{port}", port=port, data=base / "data",
                     access_log=base / "access.log")
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
+        stop_server(process)
 
 
 def _wait_ready(process: subprocess.Popen[bytes], port: int) -> bool:

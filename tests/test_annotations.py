@@ -2,42 +2,15 @@
 
 from __future__ import annotations
 
-import fcntl
-import json
 import os
 import shutil
 import subprocess
-import textwrap
 from pathlib import Path
 
 import pytest
+from helpers import BAD_RS, ts_project
 
 from buildlib.report.annotations import Location, Tool, find_locations, strip_ansi
-
-REPO = Path(__file__).resolve().parents[1]
-
-BAD_RS = textwrap.dedent("""\
-    fn main() {
-        let x: i32 = "hello";
-        println!("{}", y);
-    }
-""")
-BAD_TS = textwrap.dedent("""\
-    const x: number = "s";
-    export function f(a: string): number {
-      return a;
-    }
-""")
-BAD_SVELTE = textwrap.dedent("""\
-    <script lang="ts">
-      let count: number = "zero";
-    </script>
-
-    <h1>{missing}{count}</h1>
-""")
-TSCONFIG = {"compilerOptions": {"strict": True, "noEmit": True, "target": "es2022",
-                                "module": "esnext", "moduleResolution": "bundler"},
-            "include": ["src"]}
 
 
 def run(argv: list[str | Path], cwd: Path, *, check_fails: bool = True) -> str:
@@ -47,52 +20,6 @@ def run(argv: list[str | Path], cwd: Path, *, check_fails: bool = True) -> str:
     if check_fails:
         assert proc.returncode != 0, proc.stdout + proc.stderr
     return proc.stdout + proc.stderr
-
-
-# -- node tools: the apps' own when installed, else one npm install shared by xdist workers ----
-
-
-def node_tool(name: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    for app in ("web", "electron"):
-        candidate = REPO / app / "node_modules" / ".bin" / name
-        if candidate.exists():
-            return candidate
-    shared = tmp_path_factory.getbasetemp().parent / "npm-tools"
-    shared.mkdir(exist_ok=True)
-    binary = shared / "node_modules" / ".bin" / name
-    with (shared / ".lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # one install, however many workers ask
-        if not binary.exists():
-            npm = shutil.which("npm")
-            if npm is None:
-                pytest.skip("npm is not installed, so tsc and svelte-check cannot be")
-            proc = subprocess.run(
-                [npm, "install", "--prefix", str(shared), "--no-audit", "--no-fund",
-                 "typescript@5", "svelte@5", "svelte-check@4"],
-                capture_output=True, text=True, timeout=600, check=False)
-            if proc.returncode != 0:
-                pytest.skip(f"npm install typescript/svelte-check failed:\n{proc.stderr[-2000:]}")
-    return binary
-
-
-@pytest.fixture(scope="session")
-def tsc(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return node_tool("tsc", tmp_path_factory)
-
-
-@pytest.fixture(scope="session")
-def svelte_check(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return node_tool("svelte-check", tmp_path_factory)
-
-
-def ts_project(root: Path) -> Path:
-    """A small TypeScript + Svelte project under root/app with two type errors per file."""
-    app = root / "app"
-    (app / "src").mkdir(parents=True)
-    (app / "src" / "x.ts").write_text(BAD_TS)
-    (app / "src" / "App.svelte").write_text(BAD_SVELTE)
-    (app / "tsconfig.json").write_text(json.dumps(TSCONFIG))
-    return app
 
 
 def places(locations: list[Location]) -> list[tuple[str, int, int | None]]:

@@ -14,6 +14,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from helpers import needs_linux_x64_gcc
 
 from buildlib.verify.binfmt import (
     BinaryFormat,
@@ -31,11 +32,6 @@ MAC_X64 = get_target("x86_64-apple-darwin")
 MAC_ARM = get_target("aarch64-apple-darwin")
 WIN_X64 = get_target("x86_64-pc-windows-msvc")
 WIN_ARM = get_target("aarch64-pc-windows-msvc")
-
-needs_linux_x64_gcc = pytest.mark.skipif(
-    shutil.which("gcc") is None or host_triple() != LINUX_X64.triple,
-    reason="needs gcc on an x86_64 Linux host",
-)
 
 C_PROGRAM = '#include <stdio.h>\nint main(void) { puts("hi"); return 0; }\n'
 

@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import KEY1, KEY2, KEY3, SCOPE, digest_of, make_output_tree
 
 from buildlib.cache.cas import Area, LocalStore
-from buildlib.cache.config import resolve_cache_dir
+from buildlib.cache.config import DEFAULT_MAX_SIZE, CacheConfig, resolve_cache_dir
 from buildlib.cache.entries import FileKind, OutputFile, UnsafeEntryError
 from buildlib.cache.store import (
     FORMAT,
-    CacheConfig,
     CacheEntry,
     CacheSource,
     StepCache,
@@ -28,34 +28,10 @@ from buildlib.cache.store import (
     unseal,
 )
 from buildlib.core.errors import UserError
-from buildlib.incremental.outputs import OutputScope
-
-KEY1, KEY2, KEY3 = (hashlib.sha256(n.encode()).hexdigest() for n in ("one", "two", "three"))
-SCOPE = OutputScope(["out"])  # the outputs make_workspace's step declares
 
 
-def make_cache(directory: Path, **overrides: object) -> StepCache:
-    config = CacheConfig(local_dir=directory, **overrides)  # type: ignore[arg-type]
-    return StepCache(config)
-
-
-def make_workspace(root: Path, *, seed: str = "") -> list[str]:
-    """A step's outputs: an executable, a data file, an in-tree symlink to each, a dir link."""
-    (root / "out/bin").mkdir(parents=True, exist_ok=True)
-    (root / "out/share").mkdir(parents=True, exist_ok=True)
-    (root / "out/bin/app").write_text(f"#!/bin/sh\necho app {seed}\n")
-    (root / "out/bin/app").chmod(0o755)
-    (root / "out/share/data.txt").write_text(f"data {seed}\n" * 100)
-    (root / "out/share/data.txt").chmod(0o640)
-    (root / "out/app").symlink_to("bin/app")
-    (root / "out/current").symlink_to("share")
-    (root / "logs").mkdir(exist_ok=True)
-    (root / "logs/step.log").write_text(f"compiling {seed}\ndone\n")
-    return ["out/app", "out/bin/app", "out/current", "out/share/data.txt"]
-
-
-def digest_of(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def make_cache(directory: Path, *, max_size: int = DEFAULT_MAX_SIZE) -> StepCache:
+    return StepCache(CacheConfig(local_dir=directory, max_size=max_size))
 
 
 def hasher(root: Path) -> Callable[[str], str | None]:
@@ -72,7 +48,7 @@ def save(cache: StepCache, root: Path, key: str, paths: list[str], step: str = "
 
 def test_round_trip_restores_content_modes_symlinks_and_log(tmp_path: Path) -> None:
     ws1, ws2 = tmp_path / "ws1", tmp_path / "ws2"
-    paths = make_workspace(ws1)
+    paths = make_output_tree(ws1)
     cache = make_cache(tmp_path / "cache")
     assert save(cache, ws1, KEY1, paths) is None
     entry = cache.lookup("app", KEY1)
@@ -96,7 +72,7 @@ def test_round_trip_restores_content_modes_symlinks_and_log(tmp_path: Path) -> N
 
 def test_layout_is_ac_by_key_and_cas_by_sha256(tmp_path: Path) -> None:
     ws = tmp_path / "ws"
-    paths = make_workspace(ws)
+    paths = make_output_tree(ws)
     cache = make_cache(tmp_path / "cache")
     save(cache, ws, KEY1, paths)
     assert (tmp_path / "cache/ac" / KEY1).is_file()
@@ -115,7 +91,7 @@ def test_miss_for_unknown_key(tmp_path: Path) -> None:
 
 def test_corrupt_blob_is_discarded_and_never_restored(tmp_path: Path) -> None:
     ws, fresh = tmp_path / "ws", tmp_path / "fresh"
-    paths = make_workspace(ws)
+    paths = make_output_tree(ws)
     cache = make_cache(tmp_path / "cache")
     save(cache, ws, KEY1, paths)
     blob = tmp_path / "cache/cas" / digest_of(ws / "out/share/data.txt")
@@ -134,7 +110,7 @@ def test_corrupt_blob_is_discarded_and_never_restored(tmp_path: Path) -> None:
 
 def test_truncated_blob_is_a_miss_with_one_warning(tmp_path: Path) -> None:
     ws = tmp_path / "ws"
-    paths = make_workspace(ws)
+    paths = make_output_tree(ws)
     cache = make_cache(tmp_path / "cache")
     save(cache, ws, KEY1, paths)
     save(cache, ws, KEY2, paths)
@@ -150,7 +126,7 @@ def test_truncated_blob_is_a_miss_with_one_warning(tmp_path: Path) -> None:
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "tamper", "other key", "empty"])
 def test_damaged_entry_is_a_miss_with_one_warning(tmp_path: Path, damage: str) -> None:
     ws = tmp_path / "ws"
-    paths = make_workspace(ws)
+    paths = make_output_tree(ws)
     cache = make_cache(tmp_path / "cache")
     save(cache, ws, KEY1, paths)
     save(cache, ws, KEY2, paths)
@@ -255,7 +231,7 @@ def test_seal_round_trip(tmp_path: Path) -> None:
 
 def test_symlink_leaving_the_workspace_is_not_stored(tmp_path: Path) -> None:
     ws = tmp_path / "ws"
-    paths = make_workspace(ws)
+    paths = make_output_tree(ws)
     (ws / "out/escape").symlink_to("../../elsewhere")
     cache = make_cache(tmp_path / "cache")
     warning = save(cache, ws, KEY1, [*paths, "out/escape"])
@@ -278,7 +254,7 @@ def test_prune_drops_least_recently_used_entries_and_unshared_blobs(tmp_path: Pa
     roots = {}
     for key, seed in ((KEY1, "1"), (KEY2, "2"), (KEY3, "3")):
         roots[key] = tmp_path / seed
-        paths = make_workspace(roots[key], seed=seed)
+        paths = make_output_tree(roots[key], seed=seed)
         save(cache, roots[key], key, paths)
     for age, key in enumerate((KEY3, KEY1, KEY2)):  # KEY2 oldest, then KEY1, KEY3 newest
         set_last_use(cache_dir, key, 1_000_000 + (3 - age) * 1000)
@@ -299,7 +275,7 @@ def test_prune_keeps_blobs_still_used_by_another_entry(tmp_path: Path) -> None:
     cache_dir = tmp_path / "cache"
     cache = make_cache(cache_dir)
     ws = tmp_path / "ws"
-    paths = make_workspace(ws)
+    paths = make_output_tree(ws)
     save(cache, ws, KEY1, paths)
     save(cache, ws, KEY2, paths)  # the same outputs under another key: shared blobs
     set_last_use(cache_dir, KEY1, 1_000_000)
@@ -331,7 +307,7 @@ def test_save_prunes_when_the_store_outgrows_its_limit(tmp_path: Path) -> None:
     cache = make_cache(cache_dir, max_size=8000)
     for i in range(6):
         ws = tmp_path / f"ws{i}"
-        paths = make_workspace(ws, seed=str(i))
+        paths = make_output_tree(ws, seed=str(i))
         key = hashlib.sha256(str(i).encode()).hexdigest()
         assert save(cache, ws, key, paths) is None
         assert cache.size() <= 8000
@@ -343,7 +319,7 @@ def test_save_prunes_when_the_store_outgrows_its_limit(tmp_path: Path) -> None:
 def test_clear_empties_the_store(tmp_path: Path) -> None:
     ws = tmp_path / "ws"
     cache = make_cache(tmp_path / "cache")
-    save(cache, ws, KEY1, make_workspace(ws))
+    save(cache, ws, KEY1, make_output_tree(ws))
     cache.clear()
     assert cache.size() == 0 and cache.lookup("app", KEY1) is None
     cache.clear()  # nothing there: still fine
@@ -373,7 +349,7 @@ def tmpfs(tmp_path: Path) -> Iterator[Path]:
 
 def test_full_disk_gives_a_warning_not_an_error(tmp_path: Path, tmpfs: Path) -> None:
     ws = tmp_path / "ws"
-    paths = make_workspace(ws)
+    paths = make_output_tree(ws)
     (ws / "out/big.bin").write_bytes(os.urandom(1024 * 1024))
     cache = make_cache(tmpfs / "cache")
     warning = save(cache, ws, KEY1, [*paths, "out/big.bin"])
@@ -388,7 +364,7 @@ def test_full_disk_gives_a_warning_not_an_error(tmp_path: Path, tmpfs: Path) -> 
 def test_read_only_cache_dir_gives_a_warning_and_still_serves_hits(tmp_path: Path,
                                                                     tmpfs: Path) -> None:
     ws = tmp_path / "ws"
-    paths = make_workspace(ws)
+    paths = make_output_tree(ws)
     assert save(make_cache(tmpfs / "cache"), ws, KEY1, paths) is None
     subprocess.run(["mount", "-o", "remount,ro", str(tmpfs)], check=True)
     cache = make_cache(tmpfs / "cache")
@@ -408,7 +384,7 @@ def test_read_only_cache_dir_gives_a_warning_and_still_serves_hits(tmp_path: Pat
 
 def test_unreadable_output_is_not_stored(tmp_path: Path) -> None:
     ws = tmp_path / "ws"
-    paths = make_workspace(ws)
+    paths = make_output_tree(ws)
     cache = make_cache(tmp_path / "cache")
     warning = save(cache, ws, KEY1, [*paths, "out/missing"])
     assert warning is not None and "out/missing" in warning
@@ -417,7 +393,7 @@ def test_unreadable_output_is_not_stored(tmp_path: Path) -> None:
 
 def test_missing_log_stores_an_empty_one(tmp_path: Path) -> None:
     ws = tmp_path / "ws"
-    paths = make_workspace(ws)
+    paths = make_output_tree(ws)
     (ws / "logs/step.log").unlink()
     cache = make_cache(tmp_path / "cache")
     assert save(cache, ws, KEY1, paths) is None
@@ -428,7 +404,7 @@ def test_missing_log_stores_an_empty_one(tmp_path: Path) -> None:
 def test_corrupt_log_is_dropped_with_a_warning(tmp_path: Path) -> None:
     ws = tmp_path / "ws"
     cache = make_cache(tmp_path / "cache")
-    save(cache, ws, KEY1, make_workspace(ws))
+    save(cache, ws, KEY1, make_output_tree(ws))
     entry = cache.lookup("app", KEY1)
     assert entry is not None
     log_blob = tmp_path / "cache/cas" / entry.log_sha256
@@ -439,7 +415,7 @@ def test_corrupt_log_is_dropped_with_a_warning(tmp_path: Path) -> None:
 
 def test_concurrent_saves_and_lookups_from_threads(tmp_path: Path) -> None:
     ws = tmp_path / "ws"
-    paths = make_workspace(ws)
+    paths = make_output_tree(ws)
     cache = make_cache(tmp_path / "cache")
     keys = [hashlib.sha256(f"k{i}".encode()).hexdigest() for i in range(16)]
     errors: list[BaseException] = []
@@ -464,7 +440,7 @@ def test_concurrent_saves_and_lookups_from_threads(tmp_path: Path) -> None:
 
 def test_concurrent_saves_from_processes_share_blobs_safely(tmp_path: Path) -> None:
     ws = tmp_path / "ws"
-    paths = make_workspace(ws)
+    paths = make_output_tree(ws)
     (ws / "out/big.bin").write_bytes(os.urandom(3 * 1024 * 1024))
     script = (
         "import sys, hashlib; from pathlib import Path; from buildlib.cache.store import *\n"

@@ -13,7 +13,6 @@ import http.server
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -23,15 +22,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from helpers import PY_TOML, ROOT, Workspace, make_workspace, ok
 from nginx_server import Nginx, running_nginx
-from test_incremental import ROOT, Workspace, make_workspace, ok
 
 from buildlib.cache.entries import FileKind, OutputFile
 from buildlib.cache.reapi import decode_action_result, encode_action_result
 from buildlib.cache.signing import Signer, generate
 from buildlib.cache.store import FORMAT, signed_message
-
-PY = json.dumps(sys.executable)
+from buildlib.run.step_state import StepState
 
 
 @pytest.fixture
@@ -42,15 +40,6 @@ def nginx(tmp_path: Path) -> Iterator[Nginx]:
 
 def step_key(ws: Workspace, step: str) -> str:
     return str(ws.report_step(step)["fingerprint"])
-
-
-def _report_step(self: Workspace, name: str) -> dict[str, object]:
-    steps = self.report()["steps"]
-    assert isinstance(steps, list)
-    return next(s for s in steps if s["name"] == name)
-
-
-Workspace.report_step = _report_step  # type: ignore[attr-defined]
 
 
 def reseal(body: dict[str, object]) -> bytes:
@@ -120,7 +109,7 @@ def test_no_step_sees_the_cache_credentials(tmp_path: Path, nginx: Nginx) -> Non
         "[tools]", '[cache]\nremote_header_env = "CI_CACHE_TOKEN"\n\n[tools]', 1) + textwrap.dedent(f"""
         [[step]]
         name = "dump-env"
-        command = [{PY}, "-c", "import json, os; open('env.json', 'w').write(json.dumps(dict(os.environ)))"]
+        command = [{PY_TOML}, "-c", "import json, os; open('env.json', 'w').write(json.dumps(dict(os.environ)))"]
         outputs = ["env.json"]
         """))
     private, _public = generate()
@@ -339,13 +328,12 @@ def test_a_signal_stops_a_build_waiting_on_a_trickling_remote_at_once(
 
 def test_resume_runs_a_done_step_that_went_stale(tmp_path: Path) -> None:
     ws = make_workspace(tmp_path)
-    manifest = ws.root / "build.toml"
-    manifest.write_text(manifest.read_text() + textwrap.dedent(f"""
+    ws.add_steps(f"""
         [[step]]
         name = "flaky"
-        command = [{PY}, "-c", "import pathlib, sys; sys.exit(0 if pathlib.Path('ok').exists() else 1)"]
+        command = [{PY_TOML}, "-c", "import pathlib, sys; sys.exit(0 if pathlib.Path('ok').exists() else 1)"]
         depends_on = ["pack"]
-        """))
+        """)
     assert ws.build().returncode == 1
     (ws.root / "src/a.txt").write_text("edited after the failure\n")
     (ws.root / "ok").touch()
@@ -378,10 +366,12 @@ def test_a_mistyped_output_fails_the_step_and_is_never_up_to_date(tmp_path: Path
 def test_a_record_without_its_outputs_is_never_up_to_date(tmp_path: Path) -> None:
     ws = make_workspace(tmp_path)
     ok(ws.build())
-    state = next((ws.root / ".buildlib/state").glob("*/gen.json"))
-    record = json.loads(state.read_text())
-    record["outputs"] = {}  # what an older buildlib recorded for a pattern matching nothing
-    state.write_text(json.dumps(record))
+    state = StepState(next((ws.root / ".buildlib/state").iterdir()))
+    recorded = state.get("gen")
+    assert recorded is not None
+    # What an older buildlib recorded for an output pattern that matched nothing:
+    state.record("gen", recorded[0], {}, {}, "")
+    state.save()
     proc = ws.build("--explain")
     ok(proc)
     assert ws.outcomes()["gen"] != "cached"
@@ -392,14 +382,13 @@ def test_a_record_without_its_outputs_is_never_up_to_date(tmp_path: Path) -> Non
 
 def test_a_restored_directory_output_holds_no_stale_file(tmp_path: Path) -> None:
     ws = make_workspace(tmp_path)
-    manifest = ws.root / "build.toml"
-    manifest.write_text(manifest.read_text() + textwrap.dedent(f"""
+    ws.add_steps(f"""
         [[step]]
         name = "bundle"
-        command = [{PY}, "-c", "import hashlib, pathlib; t = pathlib.Path('src/a.txt').read_bytes(); d = pathlib.Path('dist'); d.mkdir(exist_ok=True); (d / ('app-' + hashlib.sha256(t).hexdigest()[:8] + '.js')).write_bytes(t)"]
+        command = [{PY_TOML}, "-c", "import hashlib, pathlib; t = pathlib.Path('src/a.txt').read_bytes(); d = pathlib.Path('dist'); d.mkdir(exist_ok=True); (d / ('app-' + hashlib.sha256(t).hexdigest()[:8] + '.js')).write_bytes(t)"]
         inputs = ["src/a.txt"]
         outputs = ["dist"]
-        """))
+        """)
     ok(ws.build())
     first = sorted(p.name for p in (ws.root / "dist").iterdir())
     (ws.root / "src/a.txt").write_text("second version\n")
@@ -416,16 +405,16 @@ def test_a_restored_directory_output_holds_no_stale_file(tmp_path: Path) -> None
 
 def test_a_check_without_outputs_is_cached_and_its_log_replayed(tmp_path: Path,
                                                                 nginx: Nginx) -> None:
-    step = textwrap.dedent(f"""
+    step = f"""
         [[step]]
         name = "check"
-        command = [{PY}, "-c", "import pathlib; print('checked', len(pathlib.Path('src/a.txt').read_text())); open('runs.log', 'a').write('check\\\\n')"]
+        command = [{PY_TOML}, "-c", "import pathlib; print('checked', len(pathlib.Path('src/a.txt').read_text())); open('runs.log', 'a').write('check\\\\n')"]
         inputs = ["src/*.txt"]
-        """)
+        """
     first = make_workspace(tmp_path, "one", cache="cache1")
     second = make_workspace(tmp_path, "two", cache="cache2")
     for ws in (first, second):
-        (ws.root / "build.toml").write_text((ws.root / "build.toml").read_text() + step)
+        ws.add_steps(step)
     ok(first.build("--remote-cache", nginx.url))
     proc = second.build("--remote-cache", nginx.url, "--verbose")
     ok(proc)
@@ -441,14 +430,13 @@ def test_a_check_without_outputs_is_cached_and_its_log_replayed(tmp_path: Path,
 def test_an_install_rewriting_its_lockfile_identically_is_recorded(tmp_path: Path) -> None:
     ws = make_workspace(tmp_path)
     (ws.root / "package-lock.json").write_text('{"lockfileVersion": 3}\n')
-    manifest = ws.root / "build.toml"
-    manifest.write_text(manifest.read_text() + textwrap.dedent(f"""
+    ws.add_steps(f"""
         [[step]]
         name = "install"
-        command = [{PY}, "-c", "import pathlib, time; p = pathlib.Path('package-lock.json'); t = p.read_bytes(); time.sleep(0.05); p.write_bytes(t); pathlib.Path('installed').write_text('ok'); open('runs.log', 'a').write('install\\\\n')"]
+        command = [{PY_TOML}, "-c", "import pathlib, time; p = pathlib.Path('package-lock.json'); t = p.read_bytes(); time.sleep(0.05); p.write_bytes(t); pathlib.Path('installed').write_text('ok'); open('runs.log', 'a').write('install\\\\n')"]
         inputs = ["package-lock.json"]
         outputs = ["installed"]
-        """))
+        """)
     proc = ws.build()
     ok(proc)
     assert "changed while it ran" not in proc.stdout
@@ -472,8 +460,7 @@ def test_two_clones_share_one_bazel_remote_with_default_settings(tmp_path: Path)
         proc = second.build("--remote-cache", server.url, "--remote-read-only")
         ok(proc)
         assert second.ran() == []
-        steps = second.report()["steps"]
-        assert isinstance(steps, list)
+        steps = second.report_steps()
         assert {(s["outcome"], s["cache_source"]) for s in steps} == {("restored", "remote")}
         for rel in ("out/gen.txt", "out/pack.txt", "out/run.sh", "other.txt"):
             a, b = (first.root / rel).read_bytes(), (second.root / rel).read_bytes()
@@ -487,7 +474,8 @@ def test_an_action_cache_body_bazel_remote_refuses_gets_a_warning_naming_it(
         tmp_path: Path) -> None:
     from bazel_remote_server import running_bazel_remote
 
-    from buildlib.cache.store import CacheConfig, StepCache
+    from buildlib.cache.config import CacheConfig
+    from buildlib.cache.store import StepCache
     from buildlib.incremental.outputs import OutputScope
 
     with running_bazel_remote(tmp_path / "bazel-remote") as server:
@@ -499,7 +487,7 @@ def test_an_action_cache_body_bazel_remote_refuses_gets_a_warning_naming_it(
         import buildlib.cache.reapi
 
         real = buildlib.cache.reapi.encode_action_result
-        buildlib.cache.reapi.encode_action_result = lambda *a, **k: b'{"format": "old"}'  # type: ignore[assignment]
+        buildlib.cache.reapi.encode_action_result = lambda *a, **k: b'{"format": "old"}'
         try:
             key = hashlib.sha256(b"k").hexdigest()
             cache.save("app", key, ws, ["out/a"], ws / "log", {}, scope=OutputScope(["out"]))
@@ -509,9 +497,3 @@ def test_an_action_cache_body_bazel_remote_refuses_gets_a_warning_naming_it(
         assert "remote cache rejected the entry of app" in text
         assert "HTTP 400 on PUT /ac/" in text and "invalid wire-format data" in text
         assert "ActionResult" in text
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])

@@ -7,9 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from workspace import write_manifest
-
-ROOT = Path(__file__).resolve().parent.parent
+from helpers import ROOT, write_manifest
 
 STEPS = """
 [[step]]

@@ -12,9 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from workspace import PY, read_times, sleep_step, write_manifest
-
-ROOT = Path(__file__).resolve().parent.parent
+from helpers import PY_TOML, ROOT, read_times, sleep_step, write_manifest
 
 
 def env(**extra: str) -> dict[str, str]:
@@ -22,9 +20,9 @@ def env(**extra: str) -> dict[str, str]:
     return {**base, "PYTHONPATH": str(ROOT), **extra}
 
 
-def buildlib(cwd: Path, *args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
+def buildlib(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "buildlib", *args], cwd=cwd,
-                          capture_output=True, text=True, env=env(), timeout=120, **kwargs)
+                          capture_output=True, text=True, env=env(), timeout=120)
 
 
 def alive(pid: int) -> bool:
@@ -150,7 +148,7 @@ def _spawning_workspace(tmp_path: Path) -> Path:
     steps = "".join(f"""
 [[step]]
 name = "{name}"
-command = [{json.dumps(PY)}, "spawn.py", "{name}.pids"]
+command = [{PY_TOML}, "spawn.py", "{name}.pids"]
 """ for name in ("one", "two"))
     write_manifest(tmp_path, steps)
     return tmp_path

@@ -45,7 +45,9 @@ class App:
                               env=self.env, text=True, capture_output=True, timeout=1500)
 
     def latest_report(self) -> dict[str, object]:
-        return json.loads((self.path / ".buildlib" / "reports" / "latest.json").read_text())
+        report: dict[str, object] = json.loads(
+            (self.path / ".buildlib" / "reports" / "latest.json").read_text())
+        return report
 
     def outcomes(self) -> dict[str, str]:
         steps = self.latest_report()["steps"]

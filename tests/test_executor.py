@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-from workspace import RecordingReporter, read_times, sleep_step, write_manifest
+from helpers import RecordingReporter, read_times, sleep_step, write_manifest
 
 from buildlib.planning.plan import build_plan
 from buildlib.run.executor import ExecOptions, Executor

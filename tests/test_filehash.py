@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from privileges import run_without_dac_override
+from helpers import run_without_dac_override
 
 from buildlib.ecosystems.defaults import DEFAULT_EXCLUDES
 from buildlib.incremental import filehash, statscan
@@ -124,10 +124,36 @@ def test_excluded_and_unmatched_directories_are_never_listed(
     hasher = FileHasher(tree)
     assert hasher.expand(["web/**", "src/*.py"], ["**/sub/**", *DEFAULT_EXCLUDES]) == [
         "src/x.py", "src/y.py", "web/src/App.svelte"]
-    # Only the root, the directories the globs can reach, and nothing excluded.
-    assert hasher.counters.dirs_scanned == 4
+    # Each glob is walked from its literal prefix: the root is never listed, only what the
+    # globs can reach, and nothing excluded.
+    assert hasher.counters.dirs_scanned == 3
     # "web/**" takes everything below web/: the C module lists that subtree itself.
-    assert sorted(listed) == ([".", "src"] if c_walk else [".", "src", "web", "web/src"])
+    assert sorted(listed) == (["src"] if c_walk else ["src", "web", "web/src"])
+
+
+def test_a_glob_is_walked_from_its_literal_prefix_only(tmp_path: Path) -> None:
+    """Issue 17: with 1,000 packages, a step whose inputs are `packages/p0001/src/**` lists
+    its own directories, never `packages/` with its 1,000 entries."""
+    for i in range(50):
+        write(tmp_path, f"packages/p{i:02d}/src/a.js")
+        write(tmp_path, f"packages/p{i:02d}/src/deep/b.js")
+    hasher = FileHasher(tmp_path)
+    assert hasher.expand(["packages/p07/src/**"]) == ["packages/p07/src/a.js",
+                                                      "packages/p07/src/deep/b.js"]
+    assert hasher.counters.dirs_scanned <= 2  # src/ and src/deep/
+    assert hasher.expand(["packages/*/src/a.js"]) == [f"packages/p{i:02d}/src/a.js"
+                                                       for i in range(50)]
+    assert hasher.expand(["packages/p07/src/a.js", "packages/p0/**"]) == [
+        "packages/p07/src/a.js"]  # a literal file, and a prefix that names nothing
+
+
+def test_a_symlink_on_the_literal_prefix_is_never_followed(tmp_path: Path) -> None:
+    write(tmp_path, "elsewhere/src/secret.txt")
+    (tmp_path / "ws").mkdir()
+    (tmp_path / "ws/linked").symlink_to(tmp_path / "elsewhere")
+    hasher = FileHasher(tmp_path / "ws")
+    assert hasher.expand(["linked/src/**"]) == []  # the walk from the root never went in
+    assert hasher.expand(["linked/**"]) == ["linked"]  # the link itself, as a file
 
 
 @pytest.mark.parametrize("pattern", ["../outside/**", "src/../../x", "/etc/passwd", "C:/x"])

@@ -9,38 +9,33 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from helpers import make_record
 
 from buildlib.core.fmt import format_duration
 from buildlib.report.html import render_html, tick_label, tick_step
-from buildlib.run.results import BuildRecord, Outcome, StepRecord
+from buildlib.run.results import Outcome, StepRecord
 
 CHROMIUM = Path("/usr/bin/chromium")
 EVIL = '<script>alert("x")</script> & \'quoted\''
 
 
-def make_record() -> BuildRecord:
-    return BuildRecord(
-        build_id="20250101T000000-abcdef", started_at="2025-01-01T00:00:00+00:00",
-        workspace="/w", mode="release", target="x86_64-unknown-linux-gnu", host="box", jobs=2,
-        wall=20.0, exit_code=1,
-        steps=(
-            StepRecord(name="rust:core", outcome=Outcome.BUILT, start=0.0, end=12.0, worker=0,
-                       attempts=1, exit_code=0, reasons=("input changed: src/lib.rs",)),
-            StepRecord(name="web:deps", outcome=Outcome.CACHED, start=0.0, end=1.0, worker=1,
-                       cache_source="local"),
-            StepRecord(name="web:build", outcome=Outcome.RESTORED, start=1.0, end=3.0, worker=1,
-                       cache_source="remote"),
-            StepRecord(name=EVIL, outcome=Outcome.FAILED, start=3.0, end=8.0, worker=1,
-                       attempts=2, exit_code=2, reasons=(f"because {EVIL}",)),
-            StepRecord(name="native:napi", outcome=Outcome.BUILT, start=12.0, end=19.5,
-                       worker=0, attempts=1, exit_code=0),
-            StepRecord(name="docs", outcome=Outcome.INTERRUPTED, start=8.0, end=11.0,
-                       worker=1, attempts=1),
-            StepRecord(name="electron:package", outcome=Outcome.SKIPPED),
-        ),
-        critical_path=("rust:core", "native:napi"),
-        warnings=(f"warning about {EVIL}",),
-    )
+STEPS = (
+    StepRecord(name="rust:core", outcome=Outcome.BUILT, start=0.0, end=12.0, worker=0,
+               attempts=1, exit_code=0, reasons=("input changed: src/lib.rs",)),
+    StepRecord(name="web:deps", outcome=Outcome.CACHED, start=0.0, end=1.0, worker=1,
+               cache_source="local"),
+    StepRecord(name="web:build", outcome=Outcome.RESTORED, start=1.0, end=3.0, worker=1,
+               cache_source="remote"),
+    StepRecord(name=EVIL, outcome=Outcome.FAILED, start=3.0, end=8.0, worker=1,
+               attempts=2, exit_code=2, reasons=(f"because {EVIL}",)),
+    StepRecord(name="native:napi", outcome=Outcome.BUILT, start=12.0, end=19.5,
+               worker=0, attempts=1, exit_code=0),
+    StepRecord(name="docs", outcome=Outcome.INTERRUPTED, start=8.0, end=11.0,
+               worker=1, attempts=1),
+    StepRecord(name="electron:package", outcome=Outcome.SKIPPED),
+)
+RECORD = make_record(steps=STEPS, wall=20.0, critical_path=("rust:core", "native:napi"),
+                     warnings=(f"warning about {EVIL}",))
 
 
 DEPS = {"web:build": ("web:deps",), EVIL: ("web:build",),
@@ -79,7 +74,7 @@ def collect(page: str) -> BarCollector:
 
 
 def test_every_step_has_one_bar_with_its_duration_and_status() -> None:
-    record = make_record()
+    record = RECORD
     bars = collect(render_html(record, DEPS)).bars
     assert set(bars) == {s.name for s in record.steps}
     for step in record.steps:
@@ -97,7 +92,7 @@ def test_every_step_has_one_bar_with_its_duration_and_status() -> None:
 
 
 def test_text_from_the_build_is_escaped() -> None:
-    page = render_html(make_record(), DEPS)
+    page = render_html(RECORD, DEPS)
     assert EVIL not in page
     assert "<script>alert" not in page
     assert page.count("<script") == 1  # only the page's own script
@@ -105,7 +100,7 @@ def test_text_from_the_build_is_escaped() -> None:
 
 
 def test_the_page_is_self_contained() -> None:
-    page = render_html(make_record(), DEPS)
+    page = render_html(RECORD, DEPS)
     assert not re.search(r"https?://|//[a-z]|\bsrc=|\bhref=|@import|url\(|<link", page), \
         "the report must not load anything"
     for label in ("release", "x86_64-unknown-linux-gnu", "20.0s", "50%"):
@@ -139,7 +134,7 @@ def _chromium(tmp_path: Path, url: str, *extra: str) -> subprocess.CompletedProc
                     "not installed: apt-get install chromium")
 @pytest.mark.timeout(180)
 def test_rendered_bar_widths_are_proportional_to_durations(tmp_path: Path) -> None:
-    record = make_record()
+    record = RECORD
     page = tmp_path / "report.html"
     page.write_text(render_html(record, DEPS), encoding="utf-8")
     dom = _chromium(tmp_path, page.as_uri(), "--dump-dom").stdout

@@ -7,7 +7,6 @@ what happened from the build's JSON report.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import socket
 import stat
@@ -20,90 +19,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from workspace import MODES
-
-ROOT = Path(__file__).resolve().parent.parent
-PY = json.dumps(sys.executable)
-
-# gen: src/*.txt -> out/gen.txt (uppercased); pack: out/gen.txt -> out/pack.txt + an executable
-# script; other: independent, reads GREETING from the environment.
-STEPS = textwrap.dedent(f"""
-    [tools]
-    fake = ["fake-tool", "--version"]
-
-    [[step]]
-    name = "gen"
-    command = [{PY}, "-c", "import pathlib; p = pathlib.Path('out'); p.mkdir(exist_ok=True); (p / 'gen.txt').write_text(''.join(f.read_text().upper() for f in sorted(pathlib.Path('src').glob('*.txt')))); open('runs.log', 'a').write('gen\\\\n')"]
-    inputs = ["src/*.txt"]
-    outputs = ["out/gen.txt"]
-    tools = ["fake"]
-
-    [[step]]
-    name = "pack"
-    command = [{PY}, "-c", "import os, pathlib; t = pathlib.Path('out/gen.txt').read_text(); pathlib.Path('out/pack.txt').write_text('[' + t + ']'); s = pathlib.Path('out/run.sh'); s.write_text('#!/bin/sh\\\\necho hi\\\\n'); s.chmod(0o755); open('runs.log', 'a').write('pack\\\\n')"]
-    depends_on = ["gen"]
-    outputs = ["out/pack.txt", "out/run.sh"]
-
-    [[step]]
-    name = "other"
-    command = [{PY}, "-c", "import os, pathlib; pathlib.Path('other.txt').write_text(os.environ.get('GREETING', '-')); open('runs.log', 'a').write('other\\\\n')"]
-    env_inputs = ["GREETING"]
-    outputs = ["other.txt"]
-""")
-
-
-class Workspace:
-    def __init__(self, root: Path, cache: Path, bin_dir: Path) -> None:
-        self.root = root
-        self.cache = cache
-        self.bin_dir = bin_dir
-
-    def build(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-        (self.root / "runs.log").unlink(missing_ok=True)
-        full_env = {k: v for k, v in os.environ.items()
-                    if not k.startswith(("GITHUB_", "BUILDLIB_"))}
-        full_env.update({"PYTHONPATH": str(ROOT), "BUILDLIB_CACHE_DIR": str(self.cache),
-                         "PATH": f"{self.bin_dir}{os.pathsep}{os.environ['PATH']}", **env})
-        return subprocess.run([sys.executable, "-m", "buildlib", "build", "--plain", "-j", "2",
-                               *args], cwd=self.root, env=full_env, capture_output=True,
-                              text=True, timeout=120)
-
-    def ran(self) -> list[str]:
-        log = self.root / "runs.log"
-        return sorted(log.read_text().split()) if log.exists() else []
-
-    def outcomes(self) -> dict[str, str]:
-        report = json.loads((self.root / ".buildlib" / "reports" / "latest.json").read_text())
-        return {s["name"]: s["outcome"] for s in report["steps"]}
-
-    def report(self) -> dict[str, object]:
-        return json.loads((self.root / ".buildlib" / "reports" / "latest.json").read_text())
-
-
-def make_tool(bin_dir: Path, version: str) -> None:
-    bin_dir.mkdir(parents=True, exist_ok=True)
-    tool = bin_dir / "fake-tool"
-    tool.write_text(f"#!/bin/sh\necho fake-tool {version}\n")
-    tool.chmod(0o755)
-
-
-def make_workspace(base: Path, name: str = "ws", cache: str = "cache") -> Workspace:
-    root = base / name
-    (root / "src").mkdir(parents=True)
-    (root / "src" / "a.txt").write_text("alpha\n")
-    (root / "src" / "b.txt").write_text("beta\n")
-    (root / "build.toml").write_text(MODES + STEPS)
-    make_tool(base / "bin", "1.0")
-    return Workspace(root, base / cache, base / "bin")
+from helpers import MODES, PY_TOML, ROOT, Workspace, free_port, make_tool, make_workspace, ok
 
 
 @pytest.fixture
 def ws(tmp_path: Path) -> Workspace:
     return make_workspace(tmp_path)
-
-
-def ok(proc: subprocess.CompletedProcess[str]) -> None:
-    assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def test_no_op_rebuild_runs_nothing(ws: Workspace) -> None:
@@ -122,7 +43,7 @@ def test_changing_one_input_reruns_only_what_is_downstream(ws: Workspace) -> Non
     assert ws.ran() == ["gen", "pack"]
     assert "gen: input file src/b.txt changed" in proc.stdout
     assert "pack: dependency gen re-ran" in proc.stdout
-    reasons = {s["name"]: s["reasons"] for s in ws.report()["steps"]}  # type: ignore[union-attr]
+    reasons = {s["name"]: s["reasons"] for s in ws.report_steps()}
     assert reasons["gen"] == ["input file src/b.txt changed"]
     assert (ws.root / "out" / "pack.txt").read_text() == "[ALPHA\nBETA TWO\n]"
 
@@ -188,7 +109,7 @@ def test_a_failed_step_is_never_recorded_as_done_even_if_it_wrote_outputs(
     (root / "build.toml").write_text(MODES + textwrap.dedent(f"""
         [[step]]
         name = "half"
-        command = [{PY}, "-c", "import pathlib, sys; pathlib.Path('o.txt').write_text('x'); open('runs.log', 'a').write('half\\\\n'); sys.exit(1)"]
+        command = [{PY_TOML}, "-c", "import pathlib, sys; pathlib.Path('o.txt').write_text('x'); open('runs.log', 'a').write('half\\\\n'); sys.exit(1)"]
         outputs = ["o.txt"]
     """))
     ws = Workspace(root, tmp_path / "cache", tmp_path)
@@ -224,9 +145,9 @@ def test_two_clones_with_separate_caches_share_one_nginx_remote(tmp_path: Path) 
         ok(first.build("--remote-cache", nginx.url))
         ok(second.build("--remote-cache", nginx.url))
         assert second.ran() == []
-        steps = second.report()["steps"]
+        steps = second.report_steps()
         assert all(s["outcome"] == "restored" and s["cache_source"] == "remote"
-                   for s in steps), steps  # type: ignore[union-attr]
+                   for s in steps), steps
         for rel in ("out/gen.txt", "out/pack.txt", "out/run.sh", "other.txt"):
             a, b = (first.root / rel).read_bytes(), (second.root / rel).read_bytes()
             assert hashlib.sha256(a).hexdigest() == hashlib.sha256(b).hexdigest()
@@ -282,10 +203,7 @@ def test_a_remote_that_never_answers_costs_one_timeout_and_one_warning(
 
 
 def test_a_remote_that_is_down_leaves_the_build_green(ws: Workspace) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    proc = ws.build("--remote-cache", f"http://127.0.0.1:{port}")
+    proc = ws.build("--remote-cache", f"http://127.0.0.1:{free_port()}")
     ok(proc)
     assert ws.ran() == ["gen", "other", "pack"]
 
@@ -334,7 +252,7 @@ def test_clean_cache_empties_it_and_prune_shrinks_it(ws: Workspace) -> None:
 SLOW_WRITER = textwrap.dedent(f"""
     [[step]]
     name = "slow"
-    command = [{PY}, "-c", "import pathlib, time; f = open('big.txt', 'w'); f.write('partial'); f.flush(); pathlib.Path('started').touch(); time.sleep(60); f.write(' complete'); f.close()"]
+    command = [{PY_TOML}, "-c", "import pathlib, time; f = open('big.txt', 'w'); f.write('partial'); f.flush(); pathlib.Path('started').touch(); time.sleep(60); f.write(' complete'); f.close()"]
     outputs = ["big.txt"]
 """)
 

@@ -6,9 +6,10 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
-from workspace import MODES
+from helpers import MODES, ROOT
 
 from buildlib.core.errors import CycleError, ManifestError
 from buildlib.core.layout import BuildDir
@@ -120,15 +121,16 @@ def test_cli_prints_one_message_and_no_traceback(tmp_path: Path) -> None:
 def _env() -> dict[str, str]:
     import os
 
-    root = Path(__file__).resolve().parent.parent
-    return {**os.environ, "PYTHONPATH": str(root)}
+    return {**os.environ, "PYTHONPATH": str(ROOT)}
 
 
-def _cached_document(path: Path) -> object:
+def _cached_document(path: Path) -> tuple[bytes, dict[str, Any]]:
+    """The parsed manifest's cache: (the manifest's bytes, the parsed document)."""
     from buildlib.core import marshalfile
 
-    return marshalfile.read(BuildDir(path.parent).parsed_manifest,
-                            manifest_module._CACHE_HEADER)
+    cached = marshalfile.read(BuildDir(path.parent).parsed_manifest,
+                              manifest_module._CACHE_HEADER)
+    return cast("tuple[bytes, dict[str, Any]]", cached)
 
 
 def test_the_parsed_manifest_is_remembered_only_when_asked_and_only_for_the_same_text(
@@ -138,7 +140,7 @@ def test_the_parsed_manifest_is_remembered_only_when_asked_and_only_for_the_same
     load_manifest(path)
     assert not cache.exists()  # nox listing sessions, dry runs: nothing written
     first = load_manifest(path, remember=True)
-    source, document = _cached_document(path)  # type: ignore[misc]
+    source, document = _cached_document(path)
     assert source == path.read_bytes() and document["step"][0]["name"] == "a"
     assert load_manifest(path) == first
     # A different text is parsed again, never served from the cache.

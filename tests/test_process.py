@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from buildlib.run.process import ProcessTable, SpawnedProcess, encode_env
+from buildlib.run.process import Process, ProcessTable, SpawnedProcess, encode_env
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="process groups are POSIX here")
 
 SH = shutil.which("sh") or "/bin/sh"
 
 
-def run(table: ProcessTable, cwd: Path, script: str, log: Path) -> tuple[object, int]:
+def run(table: ProcessTable, cwd: Path, script: str, log: Path) -> tuple[Process, int]:
     with log.open("wb") as out:
         proc = table.spawn([SH, "-c", script], cwd=cwd, env=encode_env(dict(os.environ)),
                            stdout=out)
@@ -44,7 +44,7 @@ def test_exit_codes_output_groups_and_stdin(tmp_path: Path, monkeypatch: pytest.
         assert code == 3
         lines = (tmp_path / "log").read_text().split()
         assert lines[:3] == ["out", "err", str(cwd)]
-        assert int(lines[3]) == proc.pid  # its own process group  # type: ignore[attr-defined]
+        assert int(lines[3]) == proc.pid  # its own process group
         assert lines[4] == "stdin-empty"
         _, killed = run(table, cwd, "kill -TERM $$", tmp_path / "log2")
         assert killed == -signal.SIGTERM  # as Popen reports a signal

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import TextIO, cast
 
 import pytest
+from helpers import BAD_RS, PY, make_record, ts_project, write_manifest
 from rich.console import Console
-from test_annotations import BAD_RS, node_tool, ts_project
-from workspace import MODES, PY
 
+from buildlib.core import records
 from buildlib.core.fmt import format_duration
 from buildlib.planning.plan import build_plan
 from buildlib.report.annotations import strip_ansi
@@ -50,7 +50,8 @@ def build_start(*, steps: list[str] = STEPS, estimates: dict[str, float] | None 
 
 def step(name: str, outcome: Outcome, start: float = 0.0, end: float = 0.0,
          **extra: object) -> StepRecord:
-    return StepRecord(name=name, outcome=outcome, start=start, end=end, **extra)  # type: ignore[arg-type]
+    return records.replace(StepRecord(name=name, outcome=outcome, start=start, end=end),
+                           **extra)
 
 
 SAMPLE_STEPS = (
@@ -65,9 +66,8 @@ SAMPLE_STEPS = (
 
 def build_record(steps: tuple[StepRecord, ...] = SAMPLE_STEPS, *, exit_code: int = 1,
                  wall: float = 6.0) -> BuildRecord:
-    return BuildRecord(build_id="b1", started_at="2026-01-01T00:00:00+00:00", workspace="/w",
-                       mode="production", target="x86_64-unknown-linux-gnu", host="h", jobs=2,
-                       wall=wall, exit_code=exit_code, steps=steps,
+    return make_record(steps=steps, build_id="b1", started_at="2026-01-01T00:00:00+00:00",
+                       mode="production", host="h", wall=wall, exit_code=exit_code,
                        critical_path=("rust-build", "napi"))
 
 
@@ -285,13 +285,6 @@ def test_concurrent_verbose_lines_never_interleave() -> None:
     check_prefixed("".join(sink.parts).splitlines()[1:], 1000)
 
 
-def write_manifest(root: Path, steps: str) -> Path:
-    root.mkdir(parents=True, exist_ok=True)
-    path = root / "build.toml"
-    path.write_text(MODES + textwrap.dedent(steps))
-    return path
-
-
 def run_build(root: Path, reporter: Reporter, *, jobs: int, verbose: bool) -> BuildRecord:
     manifest = load_manifest(root / "build.toml")
     plan = build_plan(manifest, mode="development", target=get_target(host_triple()),
@@ -327,16 +320,6 @@ def test_four_real_steps_streaming_through_the_executor_into_a_pipe(tmp_path: Pa
     text = b"".join(chunks).decode()
     assert "\x1b" not in text
     check_prefixed([line for line in text.splitlines() if " | " in line], 1000)
-
-
-@pytest.fixture(scope="session")
-def tsc(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return node_tool("tsc", tmp_path_factory)
-
-
-@pytest.fixture(scope="session")
-def svelte_check(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return node_tool("svelte-check", tmp_path_factory)
 
 
 # -- GitHub Actions ---------------------------------------------------------------------------

@@ -11,12 +11,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from nginx_server import Nginx, free_port, running_nginx
-from test_cache import KEY1, KEY2, KEY3, SCOPE, digest_of, make_workspace
+from helpers import KEY1, KEY2, KEY3, SCOPE, digest_of, free_port, make_output_tree
+from nginx_server import Nginx, running_nginx
 
 from buildlib.cache.cas import Area, CacheBackend, LocalStore
+from buildlib.cache.config import CacheConfig
 from buildlib.cache.remote import HttpRemote, RemoteError, RemoteFailure, parse_header
-from buildlib.cache.store import CacheConfig, CacheSource, StepCache
+from buildlib.cache.store import CacheSource, StepCache
 from buildlib.core.errors import UserError
 
 pytestmark = pytest.mark.nginx
@@ -103,7 +104,7 @@ class TestHttpRemote(BackendContract):
 
 def test_two_local_caches_share_results_through_nginx(tmp_path: Path, nginx: Nginx) -> None:
     ws1, ws2 = tmp_path / "ws1", tmp_path / "ws2"
-    paths = make_workspace(ws1)
+    paths = make_output_tree(ws1)
     (ws1 / "out/big.bin").write_bytes(bytes(range(256)) * 20_000)
     paths.append("out/big.bin")
     first = cache_for(tmp_path / "cache1", nginx.url)
@@ -135,7 +136,7 @@ def test_two_local_caches_share_results_through_nginx(tmp_path: Path, nginx: Ngi
 
 def test_read_only_mode_never_uploads(tmp_path: Path, nginx: Nginx) -> None:
     ws = tmp_path / "ws"
-    paths = make_workspace(ws)
+    paths = make_output_tree(ws)
     cache = cache_for(tmp_path / "cache", nginx.url, read_only=True)
     assert cache.lookup("app", KEY1) is None
     assert save(cache, ws, KEY1, paths) is None
@@ -149,7 +150,7 @@ def test_read_only_mode_never_uploads(tmp_path: Path, nginx: Nginx) -> None:
 
 def test_corrupt_remote_blob_is_not_used(tmp_path: Path, nginx: Nginx) -> None:
     ws = tmp_path / "ws"
-    paths = make_workspace(ws)
+    paths = make_output_tree(ws)
     save(cache_for(tmp_path / "cache1", nginx.url), ws, KEY1, paths)
     blob = nginx.data / "cas" / digest_of(ws / "out/share/data.txt")
     blob.write_bytes(blob.read_bytes().upper())
@@ -163,7 +164,7 @@ def test_corrupt_remote_blob_is_not_used(tmp_path: Path, nginx: Nginx) -> None:
 
 def test_truncated_remote_entry_is_a_miss_with_a_warning(tmp_path: Path, nginx: Nginx) -> None:
     ws = tmp_path / "ws"
-    save(cache_for(tmp_path / "cache1", nginx.url), ws, KEY1, make_workspace(ws))
+    save(cache_for(tmp_path / "cache1", nginx.url), ws, KEY1, make_output_tree(ws))
     entry = nginx.data / "ac" / KEY1
     entry.write_bytes(entry.read_bytes()[:100])
     fresh = cache_for(tmp_path / "cache2", nginx.url)
@@ -173,7 +174,7 @@ def test_truncated_remote_entry_is_a_miss_with_a_warning(tmp_path: Path, nginx: 
 
 def test_remote_entry_with_a_lost_blob_is_a_miss(tmp_path: Path, nginx: Nginx) -> None:
     ws = tmp_path / "ws"
-    save(cache_for(tmp_path / "cache1", nginx.url), ws, KEY1, make_workspace(ws))
+    save(cache_for(tmp_path / "cache1", nginx.url), ws, KEY1, make_output_tree(ws))
     (nginx.data / "cas" / digest_of(ws / "out/bin/app")).unlink()
     fresh = cache_for(tmp_path / "cache2", nginx.url)
     assert fresh.lookup("app", KEY1) is None
@@ -185,7 +186,7 @@ def test_remote_entry_with_a_lost_blob_is_a_miss(tmp_path: Path, nginx: Nginx) -
 
 def test_remote_down_is_one_failure_and_one_warning(tmp_path: Path) -> None:
     ws = tmp_path / "ws"
-    paths = make_workspace(ws)
+    paths = make_output_tree(ws)
     cache = cache_for(tmp_path / "cache", f"http://127.0.0.1:{free_port()}", timeout=2)
     for key in (KEY1, KEY2, KEY3):
         assert cache.lookup("app", key) is None
@@ -232,7 +233,7 @@ def test_server_that_never_answers_costs_one_timeout(tmp_path: Path) -> None:
     server = SilentServer()
     try:
         ws = tmp_path / "ws"
-        paths = make_workspace(ws)
+        paths = make_output_tree(ws)
         cache = cache_for(tmp_path / "cache", f"http://127.0.0.1:{server.port}", timeout=0.5)
         for key in (KEY1, KEY2, KEY3):
             assert cache.lookup("app", key) is None
@@ -247,7 +248,7 @@ def test_server_that_never_answers_costs_one_timeout(tmp_path: Path) -> None:
 def test_server_errors_switch_the_remote_off(tmp_path: Path) -> None:
     with running_nginx(tmp_path / "nginx", extra="            return 503;") as server:
         ws = tmp_path / "ws"
-        paths = make_workspace(ws)
+        paths = make_output_tree(ws)
         cache = cache_for(tmp_path / "cache", server.url)
         for key in (KEY1, KEY2):
             assert cache.lookup("app", key) is None
@@ -304,7 +305,7 @@ def test_limit_except_get_denies_uploads_once_and_reads_go_on(tmp_path: Path) ->
     with running_nginx(tmp_path / "nginx", extra="            limit_except GET { deny all; }"
                        ) as server:
         ws = tmp_path / "ws"
-        paths = make_workspace(ws)
+        paths = make_output_tree(ws)
         (server.data / "ac").mkdir()
         cache = cache_for(tmp_path / "cache", server.url)
         assert save(cache, ws, KEY1, paths) is None
@@ -332,7 +333,7 @@ def auth_nginx(base: Path) -> Iterator[Nginx]:
 def test_header_is_sent_and_lets_trusted_ci_upload(tmp_path: Path) -> None:
     for server in auth_nginx(tmp_path / "nginx"):
         ws = tmp_path / "ws"
-        paths = make_workspace(ws)
+        paths = make_output_tree(ws)
         ci = cache_for(tmp_path / "ci", server.url, header=HEADER)
         assert save(ci, ws, KEY1, paths) is None
         assert ci.warnings == []
@@ -350,7 +351,7 @@ def test_secrets_never_appear_in_output(tmp_path: Path, capsys: pytest.CaptureFi
     wrong = f"Authorization: Basic {base64.b64encode(b'ci:wrong-' + SECRET.encode()).decode()}"
     for server in auth_nginx(tmp_path / "nginx"):
         ws = tmp_path / "ws"
-        paths = make_workspace(ws)
+        paths = make_output_tree(ws)
         for n, (url, header) in enumerate([
                 (server.url, wrong),  # refused upload
                 (f"http://ci:{SECRET}@127.0.0.1:{free_port()}", HEADER),  # down

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-import jsonschema  # type: ignore[import-untyped]
+import jsonschema
 import pytest
+from helpers import make_record
 
 from buildlib.core import records
 from buildlib.core.atomicfile import write_text_atomic as atomic_write_text
@@ -24,33 +26,30 @@ DEPS = {"core": (), "deps": (), "web": ("deps",), "tsc": ("web",), "napi": ("cor
         "package": ("napi", "tsc"), "docs <beta>": ()}
 
 
-def make_record(build_id: str = "20250101T000000-abcdef", **changes: object) -> BuildRecord:
-    record = BuildRecord(
-        build_id=build_id, started_at="2025-01-01T00:00:00+00:00", workspace="/w",
-        mode="release", target="x86_64-unknown-linux-gnu", host="box", jobs=2, wall=10.0,
-        exit_code=1,
-        steps=(
-            StepRecord(name="core", outcome=Outcome.BUILT, start=0.0, end=4.0, worker=0,
-                       attempts=1, exit_code=0, reasons=("input changed: src/lib.rs",),
-                       log_path="/w/.buildlib/logs/core.log", fingerprint="f" * 64,
-                       command=("cargo", "build", "--release")),
-            StepRecord(name="deps", outcome=Outcome.CACHED, start=0.0, end=0.5, worker=1,
-                       cache_source="local", fingerprint="e" * 64),
-            StepRecord(name="web", outcome=Outcome.RESTORED, start=0.5, end=1.5, worker=1,
-                       cache_source="remote"),
-            StepRecord(name="tsc", outcome=Outcome.FAILED, start=1.5, end=3.5, worker=1,
-                       attempts=2, exit_code=2, reasons=("no earlier build",)),
-            StepRecord(name="napi", outcome=Outcome.BUILT, start=4.0, end=10.0, worker=0,
-                       attempts=1, exit_code=0),
-            StepRecord(name="package", outcome=Outcome.SKIPPED),
-            StepRecord(name="docs <beta>", outcome=Outcome.INTERRUPTED, start=3.5, end=4.5,
-                       worker=1, attempts=1, exit_code=-15),
-        ),
-        critical_path=("core", "napi"),
-        warnings=("remote cache unreachable",),
-        extra={"note": "from a test"},
-    )
-    return records.replace(record, **changes)  # type: ignore[arg-type]
+STEPS = (
+    StepRecord(name="core", outcome=Outcome.BUILT, start=0.0, end=4.0, worker=0, attempts=1,
+               exit_code=0, reasons=("input changed: src/lib.rs",),
+               log_path="/w/.buildlib/logs/core.log", fingerprint="f" * 64,
+               command=("cargo", "build", "--release")),
+    StepRecord(name="deps", outcome=Outcome.CACHED, start=0.0, end=0.5, worker=1,
+               cache_source="local", fingerprint="e" * 64),
+    StepRecord(name="web", outcome=Outcome.RESTORED, start=0.5, end=1.5, worker=1,
+               cache_source="remote"),
+    StepRecord(name="tsc", outcome=Outcome.FAILED, start=1.5, end=3.5, worker=1, attempts=2,
+               exit_code=2, reasons=("no earlier build",)),
+    StepRecord(name="napi", outcome=Outcome.BUILT, start=4.0, end=10.0, worker=0, attempts=1,
+               exit_code=0),
+    StepRecord(name="package", outcome=Outcome.SKIPPED),
+    StepRecord(name="docs <beta>", outcome=Outcome.INTERRUPTED, start=3.5, end=4.5, worker=1,
+               attempts=1, exit_code=-15),
+)
+
+
+def sample_record(build_id: str = "20250101T000000-abcdef", **changes: object) -> BuildRecord:
+    """STEPS with a critical path, a warning and an extra field; `changes` replace fields."""
+    record = make_record(steps=STEPS, build_id=build_id, critical_path=("core", "napi"),
+                         warnings=("remote cache unreachable",), extra={"note": "from a test"})
+    return records.replace(record, **changes)
 
 
 @pytest.fixture(scope="module")
@@ -62,14 +61,14 @@ def validator() -> jsonschema.Draft202012Validator:
 
 def test_written_report_validates_against_the_schema(
         tmp_path: Path, validator: jsonschema.Draft202012Validator) -> None:
-    paths = write_build_reports(make_record(), DEPS, BuildDir(tmp_path))
+    paths = write_build_reports(sample_record(), DEPS, BuildDir(tmp_path))
     report = json.loads(paths.json.read_text())
     validator.validate(report)
     assert report["schema_version"] == 1
 
 
 def test_schema_rejects_what_is_not_a_report(validator: jsonschema.Draft202012Validator) -> None:
-    good: Any = record_to_json(make_record(), DEPS)
+    good: Any = record_to_json(sample_record(), DEPS)
     validator.validate(good)
     bad_outcome = copy.deepcopy(good)
     bad_outcome["steps"][0]["outcome"] = "exploded"
@@ -82,17 +81,18 @@ def test_schema_rejects_what_is_not_a_report(validator: jsonschema.Draft202012Va
 
 def test_schema_covers_every_step_record_field_and_outcome(
         validator: jsonschema.Draft202012Validator) -> None:
-    step_schema = validator.schema["$defs"]["step"]
+    schema = cast("Mapping[str, Any]", validator.schema)  # the fixture loads an object
+    step_schema = schema["$defs"]["step"]
     fields = {f.name for f in records.fields(StepRecord)}
     assert fields <= set(step_schema["required"])
-    assert set(validator.schema["$defs"]["outcome"]["enum"]) == {o.value for o in Outcome}
-    steps = record_to_json(make_record(), DEPS)["steps"]
+    assert set(schema["$defs"]["outcome"]["enum"]) == {o.value for o in Outcome}
+    steps = record_to_json(sample_record(), DEPS)["steps"]
     assert isinstance(steps, list)
     assert fields | {"duration", "depends_on", "on_critical_path"} == set(steps[0])
 
 
 def test_derived_figures() -> None:
-    report: Any = record_to_json(make_record(), DEPS)
+    report: Any = record_to_json(sample_record(), DEPS)
     # Busy: 4 + 0.5 + 1 + 2 + 6 + 0 + 1 = 14.5 s over a 10 s wall.
     assert report["wall"] == 10.0
     assert report["busy_time"] == 14.5
@@ -113,13 +113,15 @@ def test_derived_figures() -> None:
 
 
 def test_every_file_is_written_and_latest_follows_the_newest_build(tmp_path: Path) -> None:
-    first = write_build_reports(make_record("20250101T000000-aaaaaa"), DEPS, BuildDir(tmp_path))
-    second = write_build_reports(make_record("20250101T000100-bbbbbb", exit_code=0), DEPS,
+    first = write_build_reports(sample_record("20250101T000000-aaaaaa"), DEPS, BuildDir(tmp_path))
+    second = write_build_reports(sample_record("20250101T000100-bbbbbb", exit_code=0), DEPS,
                                  BuildDir(tmp_path))
     for paths in (first, second):
+        assert paths.trace is not None and paths.html is not None  # steps ran: both written
         assert paths.json.is_file() and paths.trace.is_file() and paths.html.is_file()
         assert "traceEvents" in json.loads(paths.trace.read_text())
     assert second.latest_json.read_bytes() == second.json.read_bytes()
+    assert second.latest_html is not None and second.html is not None
     assert second.latest_html.read_bytes() == second.html.read_bytes()
     assert first.json.read_bytes() != second.json.read_bytes()
     assert second.json.stat().st_mode & 0o777 == 0o644
@@ -138,7 +140,7 @@ def test_only_the_newest_builds_reports_are_kept(tmp_path: Path,
     reports.mkdir(parents=True)
     (reports / "notes.txt").write_text("mine")
     for build_id in ids:
-        write_build_reports(make_record(build_id), DEPS, BuildDir(tmp_path))
+        write_build_reports(sample_record(build_id), DEPS, BuildDir(tmp_path))
     names = sorted(p.name for p in reports.iterdir())
     kept = [f"{i}{suffix}" for i in ids[2:] for suffix in (".html", ".json", ".trace.json")]
     assert names == sorted([*kept, "latest.html", "latest.json", "notes.txt"])
@@ -150,7 +152,7 @@ def test_only_the_newest_builds_reports_are_kept(tmp_path: Path,
 
 def test_an_unsafe_build_id_is_refused_before_anything_is_written(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="safe file name"):
-        write_build_reports(make_record("../escape"), DEPS, BuildDir(tmp_path))
+        write_build_reports(sample_record("../escape"), DEPS, BuildDir(tmp_path))
     assert not (tmp_path / ".buildlib" / "reports").exists()
     assert not (tmp_path / ".buildlib" / "history.jsonl").exists()
 
@@ -166,11 +168,12 @@ def test_a_failed_atomic_write_keeps_the_old_file_and_leaves_no_temp(tmp_path: P
 
 def test_a_build_with_no_steps_still_writes_valid_reports(
         tmp_path: Path, validator: jsonschema.Draft202012Validator) -> None:
-    empty = make_record(steps=(), critical_path=(), wall=0.0, exit_code=0, warnings=())
+    empty = sample_record(steps=(), critical_path=(), wall=0.0, exit_code=0, warnings=())
     paths = write_build_reports(empty, {}, BuildDir(tmp_path))
     report = json.loads(paths.json.read_text())
     validator.validate(report)
     assert (report["parallelism"], report["cache_hit_rate"], report["steps"]) == (0.0, 0.0, [])
+    assert paths.html is not None
     assert "succeeded" in paths.html.read_text()
     assert read_history(paths.history).entries[0].steps == ()
 

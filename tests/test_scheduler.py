@@ -12,7 +12,8 @@ from buildlib.planning.scheduler import Scheduler, State
 def simulate(deps: dict[str, list[str]], durations: dict[str, float], jobs: int) -> float:
     """Makespan of the scheduler's choices with exact durations, on `jobs` workers."""
     sched = Scheduler(deps, graph.remaining_critical_path(deps, durations))
-    clock, running = 0.0, []  # heap of (end, name)
+    clock = 0.0
+    running: list[tuple[float, str]] = []  # heap of (end, name)
     while not sched.finished:
         while len(running) < jobs and (name := sched.next_step()) is not None:
             sched.start(name)

@@ -18,18 +18,22 @@ import time
 from pathlib import Path
 
 import pytest
-from privileges import run_without_dac_override
+from helpers import run_without_dac_override
 
 from buildlib.incremental import filehash, statscan
-from buildlib.incremental.statscan import CachedEntry, check_stats, lstat_keys
+from buildlib.incremental.statscan import CachedEntry, StatKey, check_stats, lstat_keys
 
 NOW = time.time_ns() + 3600 * 10**9  # every file on disk is old enough to trust
 
 
+# check_stats' answer: (what must be hashed, the cached digests it reused)
+Answer = tuple[list[tuple[str, StatKey, bool]], dict[str, str]]
+
+
 def both(root: Path, paths: list[str], entries: dict[str, CachedEntry],
-         trusted_before: int = NOW) -> tuple[object, object]:
+         trusted_before: int = NOW) -> tuple[Answer, Answer]:
     """(C answer, Python answer), each as (todo, result)."""
-    answers = []
+    answers: list[Answer] = []
     for accelerated in (True, False):
         result: dict[str, str] = {}
         todo = check_stats(str(root), paths, entries, trusted_before, result,

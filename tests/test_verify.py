@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import needs_linux_x64_gcc
 
 from buildlib.verify.checks import (
     SCHEMA_VERSION,
@@ -26,17 +27,12 @@ from buildlib.verify.checks import (
     verify_artifacts,
 )
 from buildlib.workspace.artifacts import Artifact, ArtifactKind
-from buildlib.workspace.targets import get_target, host_triple
+from buildlib.workspace.targets import get_target
 
 LINUX_X64 = get_target("x86_64-unknown-linux-gnu")
 LINUX_ARM = get_target("aarch64-unknown-linux-gnu")
 WIN_X64 = get_target("x86_64-pc-windows-msvc")
 EXE = "target/{triple}/release/tachikoma"
-
-needs_linux_x64_gcc = pytest.mark.skipif(
-    shutil.which("gcc") is None or host_triple() != LINUX_X64.triple,
-    reason="needs gcc on an x86_64 Linux host",
-)
 
 TOOL_C = r"""
 #include <stdio.h>

@@ -83,8 +83,8 @@ def load(path: Path) -> dict[str, Any]:
     return data
 
 
-def triggers(workflow: dict[str, Any]) -> dict[str, Any]:
-    # YAML 1.1 (PyYAML) reads the bare key `on` as the boolean True.
+def triggers(workflow: dict[Any, Any]) -> dict[str, Any]:
+    # YAML 1.1 (PyYAML) reads the bare key `on` as the boolean True: keys are not all str.
     value = workflow.get("on", workflow.get(True))
     assert isinstance(value, dict)
     return value
@@ -92,7 +92,7 @@ def triggers(workflow: dict[str, Any]) -> dict[str, Any]:
 
 def step(job: dict[str, Any], *, uses: str = "", run_contains: str = "",
          step_id: str = "") -> dict[str, Any]:
-    found = [
+    found: list[dict[str, Any]] = [
         s for s in job["steps"]
         if (uses and s.get("uses", "").startswith(uses + "@"))
         or (run_contains and run_contains in s.get("run", ""))
