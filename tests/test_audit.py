@@ -266,6 +266,25 @@ def test_clean_traces_what_an_incremental_step_skips(tmp_path: Path) -> None:
     assert [i["path"] for i in only_step(report)["undeclared_inputs"]] == ["shared/extra.txt"]
 
 
+def test_files_looked_for_are_hints_until_an_input_glob_watches_them(tmp_path: Path) -> None:
+    ws = Workspace(tmp_path / "ws", [step("gen", "gen.py", inputs=["gen.py"],
+                                          outputs=["out.txt"])])
+    ws.file("gen.py", """\
+        import os
+        local = os.path.isdir("conf") and os.path.exists("conf/local.ini")
+        os.path.exists(".env")
+        open("out.txt", "w").write(str(local))
+    """)
+    code, report = ws.audit()
+    assert code == 0, report  # hints never fail the audit
+    assert only_step(report)["missing_probes"] == [".env", "conf"]
+    assert ".env, conf" in ws.run("audit").stdout
+    ws.steps["gen"]["inputs"] = ["gen.py", ".env", "conf/*.ini"]
+    ws.write()
+    code, report = ws.audit()
+    assert code == 0 and only_step(report)["missing_probes"] == []
+
+
 # -- proposals -----------------------------------------------------------------------------
 
 

@@ -107,10 +107,17 @@ class StepInputs:
         self._inputs = OutputScope(step.inputs)
         self._exclude = OutputScope(step.exclude)
         self.files = frozenset(FileHasher(root).expand(step.inputs, step.exclude))
+        self._prefixes = [literal_prefix(p) for p in step.inputs]
 
     def covers(self, path: str) -> bool:
         """Whether `path` (existing or not) is selected by an input glob and not excluded."""
         return self._inputs.owner(path) is not None and self.excluded_by(path) is None
+
+    def watches(self, path: str) -> bool:
+        """Whether creating `path` (missing now) would change the inputs: it is selected,
+        or it is a directory an input glob looks into (`.cargo` for `.cargo/config*`)."""
+        return self.covers(path) or any(
+            prefix == path or prefix.startswith(path + "/") for prefix in self._prefixes)
 
     def excluded_by(self, path: str) -> str | None:
         """The exclude pattern that removes `path` from the inputs, or None."""

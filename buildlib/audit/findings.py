@@ -145,7 +145,8 @@ class _Step:
     def missing(self) -> set[str]:
         found: set[str] = set()
         for path in self.trace.probed_missing - self.trace.outputs:
-            if self.answered(path) or self.decl.clean_owner(path) is not None:
+            if (self.answered(path) or self.declared.watches(path)
+                    or self.decl.clean_owner(path) is not None):
                 continue
             # not a lookup below a file ("a.ts/package.json")
             if (self.root / posixpath.dirname(path)).is_dir():

@@ -87,8 +87,8 @@ def _hints(step: StepAudit, f: StepFindings | None) -> list[str]:
     if f is not None:
         groups.append(("declared inputs it never touched (a glob of sources is fine)",
                        f.unread_inputs))
-        groups.append(("looked for but missing, selected by no input glob (creating one "
-                       "would change the step unseen)", f.missing_probes))
+        groups.append(("looked for, missing, and no input glob would see one appear",
+                       f.missing_probes))
     groups.append(("read outside the workspace (no declaration can cover these)",
                    step.outside_reads))
     groups.append(("tracer warnings", step.warnings))
