@@ -391,7 +391,11 @@ def test_unknown_step_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_cache_false_steps_are_left_out_unless_named(tmp_path: Path) -> None:
     ws = Workspace(tmp_path / "ws", [step("check", "check.py", cache=False)])
-    ws.file("check.py", "open('check.py').read()\n")
+    ws.file("check.py", "open('check.py').read()\nopen('checked', 'w')\n")
+    proc = ws.run("audit")
+    assert proc.returncode == 0, proc.stderr
+    assert "building" not in proc.stderr  # nothing audited depends on it: not built either
+    assert not (ws.root / "checked").exists()
     code, report = ws.audit()
     assert code == 0 and report["steps"] == []
     assert [n["step"] for n in report["not_audited"]] == ["check"]

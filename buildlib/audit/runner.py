@@ -118,7 +118,8 @@ def run_audit(manifest: Manifest, *, mode: str, target: Target, host: Target,
     decl = Declarations(manifest, full, environ)
     audited, not_audited = _selection(plan, options.steps)
     check_buildable(target, host, {t for s in plan.steps.values() for t in s.tools})
-    before = [name for name in plan.steps if name not in audited]
+    needed = {d for name in audited for d in decl.upstream(name)}
+    before = [name for name in plan.steps if name in needed and name not in audited]
     if before:
         _build_first(manifest, plan, before, say)
     secrets = engine_secrets(manifest, environ)
