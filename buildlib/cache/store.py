@@ -214,6 +214,35 @@ class StepCache:
             entry = self._lookup_remote(step, key)
         return entry
 
+    def peek(self, step: str, key: str) -> CacheSource | None:
+        """Where `lookup` would find a usable entry for `key`, without downloading blobs or
+        writing anything (for `--dry-run`). A remote entry counts when its action result
+        is there and, with trusted keys, carries a trusted signature."""
+        if not is_digest(key):
+            raise ValueError(f"cache key {key!r} is not a sha256 hex digest")
+        try:
+            data = self.local.read_entry(key)
+        except OSError:
+            data = None
+        if data is not None:
+            try:
+                entry = unseal(data, key)
+            except ValueError:
+                entry = None
+            if entry is not None:
+                needed = entry.blobs()
+                if self.local.blob_sizes(needed) == needed:
+                    return CacheSource.LOCAL
+        if self.remote is None or not self.remote.reads:
+            return None
+        from buildlib.cache.remote import RemoteError
+
+        try:
+            return CacheSource.REMOTE if self._trusted_result(step, key) is not None else None
+        except RemoteError as exc:
+            self._remote_failed(exc, step)
+            return None
+
     def restore(self, entry: CacheEntry, root: Path, scope: OutputScope) -> bool:
         """Make the step's declared outputs under `root` hold exactly the entry's files.
 

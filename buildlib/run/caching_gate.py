@@ -10,6 +10,7 @@ A failure erases the step's record, so it can never count as done.
 
 from __future__ import annotations
 
+import enum
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -34,6 +35,22 @@ if TYPE_CHECKING:
     from buildlib.cache.store import StepCache
 from buildlib.incremental.toolversions import detect_tool_versions
 from buildlib.run.results import Outcome
+
+
+class Verdict(enum.StrEnum):
+    """What a build would do with a step (`CachingGate.predict`)."""
+
+    UP_TO_DATE = "up to date"
+    RESTORE_LOCAL = "restore (local)"
+    RESTORE_REMOTE = "restore (remote)"
+    RUN = "run"
+
+
+@record
+class Prediction:
+    verdict: Verdict
+    fingerprint: str
+    reasons: tuple[str, ...] = ()
 
 
 @record
@@ -128,6 +145,44 @@ class CachingGate:
             if restored is not None:
                 return restored
         return self._run(fingerprint, tuple(reasons) or ("no earlier result",))
+
+    def predict(self, step: PlannedStep, dep_fingerprints: Mapping[str, str]
+                ) -> Prediction:
+        """What `check` would decide, without restoring or running anything (`--dry-run`).
+
+        `dep_fingerprints` are the dependencies' predicted fingerprints: a dependency
+        that would run is fingerprinted as it is now, since its outputs are not known
+        before it runs.
+        """
+        with self._lock:
+            tools = self._tool_versions()
+        fingerprint = compute_fingerprint(
+            step, root=self.root, hasher=self.hasher, environ=self.environ,
+            tool_versions=tools, dep_fingerprints=dep_fingerprints,
+            mode=self.plan.mode, target=self.plan.target.triple)
+        digest = fingerprint.digest
+        if self.forced is None or step.name in self.forced:
+            return Prediction(verdict=Verdict.RUN, fingerprint=digest, reasons=("forced",))
+        if not step.cacheable:
+            return Prediction(verdict=Verdict.RUN, fingerprint=digest,
+                              reasons=("caching is off for this step (cache = false)",))
+        previous = self.state.get(step.name)
+        reasons: list[str] = []
+        if previous is not None and previous[0] == digest:
+            broken = self._broken_outputs(step, previous[1])
+            if not broken:
+                return Prediction(verdict=Verdict.UP_TO_DATE, fingerprint=digest)
+            reasons.append("outputs missing or modified: " + _first(broken))
+        else:
+            components = self.state.details(step.name).get("components")
+            reasons += explain(components if isinstance(components, dict) else None,
+                               fingerprint)
+        source = self.store.peek(step.name, digest)
+        self._drain_warnings()
+        if source is not None:
+            verdict = Verdict.RESTORE_LOCAL if source == "local" else Verdict.RESTORE_REMOTE
+            return Prediction(verdict=verdict, fingerprint=digest, reasons=tuple(reasons))
+        return Prediction(verdict=Verdict.RUN, fingerprint=digest, reasons=tuple(reasons))
 
     def _restore(self, step: PlannedStep, fingerprint: Fingerprint) -> Decision[_Pending] | None:
         """A cache hit restored into the workspace, or None (a miss, or a refused entry)."""
