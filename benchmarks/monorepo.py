@@ -45,6 +45,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -247,6 +248,13 @@ def load(root: Path) -> Monorepo:
                             .get("dependencies", {}))) for n in names}
     files = len(list((root / "packages" / names[0] / "src").iterdir()))
     return Monorepo(root=root, names=names, deps=deps, files_per_package=files)
+
+
+def last_revision(repo: Monorepo) -> int:
+    """The revision `edit_middle` last applied to `repo` (0: never edited)."""
+    text = (repo.root / "packages" / repo.middle / "src" / "m00.js").read_text()
+    found = re.search(r"^// edit (\d+)$", text, re.MULTILINE)
+    return int(found.group(1)) if found else 0
 
 
 def edit_middle(repo: Monorepo, revision: int) -> Path:

@@ -19,6 +19,12 @@ Median of `--repeats` (default 5; `--repeats-large` above 2,000 packages, defaul
 3). At the largest size also: `--dry-run` planning time (median of 3) and the
 engine's peak RSS during a no-op (`ru_maxrss` from `os.wait4` of that child).
 
+Cold builds are slow here, turbo's most: it runs each task as `npm run build`, and
+npm loads the whole workspace first (~0.6 s of CPU per task at 100 packages, ~2 s at
+1,000), so `--keep` then `--reuse WORK` measures the same trees again without them.
+The trees are not git repositories unless `--git` (turbo then hashes through git; no
+difference in its no-op was seen at 200 packages).
+
 The engine runs as `<python> -m buildlib build` with PYTHONPATH=<--pythonpath>
 (default: this checkout) and a private BUILDLIB_CACHE_DIR; `--python` defaults to
 the nox engine environment's interpreter when it exists (it has the C stat loop
@@ -168,19 +174,25 @@ def median(runs: Sequence[Run], attr: str = "wall") -> float:
 def measure_size(packages: int, *, work: Path, engine: Engine, turbo: Path, repeats: int,
                  dry_run: bool, seed: int, git: bool, log=print) -> SizeResult:
     size_dir = work / str(packages)
-    logs = size_dir / "logs"
+    reused = (size_dir / "buildlib" / "build.toml").is_file() and (
+        size_dir / "turbo" / ".turbo").is_dir()
+    logs = size_dir / ("logs" if not reused else f"logs-{time.strftime('%H%M%S')}")
     logs.mkdir(parents=True)
     start = time.perf_counter()
-    repo_b = monorepo.generate(size_dir / "buildlib", packages=packages, seed=seed, git=git)
-    repo_t = monorepo.generate(size_dir / "turbo", packages=packages, seed=seed, git=git)
+    if reused:  # --workdir of a --keep run: trees already built, no cold builds
+        repo_b, repo_t = monorepo.load(size_dir / "buildlib"), monorepo.load(size_dir / "turbo")
+    else:
+        repo_b = monorepo.generate(size_dir / "buildlib", packages=packages, seed=seed, git=git)
+        repo_t = monorepo.generate(size_dir / "turbo", packages=packages, seed=seed, git=git)
     generated = (time.perf_counter() - start) / 2
     b_root, t_root = repo_b.root, repo_t.root
     b_env = engine.env(size_dir / "buildlib-cache")
     t_env = monorepo.turbo_env(base_env())
     middle = repo_b.middle
     ran = {middle} | repo_b.dependents(middle)
-    log(f"[{packages}] generated 2 trees, {generated:.1f}s each; middle {middle}, an edit "
-        f"re-runs {len(ran)} steps; load {load_average():.1f}")
+    first_revision = max(monorepo.last_revision(repo_b), monorepo.last_revision(repo_t)) + 1
+    log(f"[{packages}] {'reused' if reused else 'generated'} 2 trees, {generated:.1f}s each; "
+        f"middle {middle}, an edit re-runs {len(ran)} steps; load {load_average():.1f}")
 
     def b(label: str, *extra: str) -> Run:
         return run_child(engine.argv(*extra), cwd=b_root, env=b_env, log=logs / f"b-{label}.log")
@@ -189,12 +201,17 @@ def measure_size(packages: int, *, work: Path, engine: Engine, turbo: Path, repe
         return run_child(monorepo.turbo_argv(turbo, *extra), cwd=t_root, env=t_env,
                          log=logs / f"t-{label}.log")
 
-    cold_b = b("cold")
-    check_buildlib(b_root, steps=packages, ran=set(repo_b.names))
-    log(f"[{packages}] cold buildlib {cold_b.wall:.1f}s")
-    cold_t = t("cold")
-    check_turbo(logs / "t-cold.log", tasks=packages, ran=packages)
-    log(f"[{packages}] cold turbo {cold_t.wall:.1f}s")
+    if reused:
+        cold_b = cold_t = Run(wall=float("nan"), cpu=float("nan"), maxrss_kb=0)
+        b("settle")  # the last edit's outputs
+        t("settle")
+    else:
+        cold_b = b("cold")
+        check_buildlib(b_root, steps=packages, ran=set(repo_b.names))
+        log(f"[{packages}] cold buildlib {cold_b.wall:.1f}s")
+        cold_t = t("cold")
+        check_turbo(logs / "t-cold.log", tasks=packages, ran=packages)
+        log(f"[{packages}] cold turbo {cold_t.wall:.1f}s")
     b("warm-up")
     check_buildlib(b_root, steps=packages, ran=set())
     t("warm-up")
@@ -208,8 +225,8 @@ def measure_size(packages: int, *, work: Path, engine: Engine, turbo: Path, repe
         result.noop_turbo.append(t(f"noop-{i}"))
         check_turbo(logs / f"t-noop-{i}.log", tasks=packages, ran=0)
     for i in range(repeats):
-        monorepo.edit_middle(repo_b, i + 1)
-        monorepo.edit_middle(repo_t, i + 1)
+        monorepo.edit_middle(repo_b, first_revision + i)
+        monorepo.edit_middle(repo_t, first_revision + i)
         result.edit_buildlib.append(b(f"edit-{i}"))
         check_buildlib(b_root, steps=packages, ran=ran)
         result.edit_turbo.append(t(f"edit-{i}"))
@@ -301,7 +318,7 @@ def default_python() -> str:
 def measure(args: argparse.Namespace) -> int:
     engine = Engine(python=args.python, pythonpath=args.pythonpath)
     turbo = monorepo.find_turbo()
-    work = Path(tempfile.mkdtemp(prefix="monorepo-bench-", dir=args.workdir))
+    work = args.reuse or Path(tempfile.mkdtemp(prefix="monorepo-bench-", dir=args.workdir))
     print(f"engine: {engine.python} -m buildlib, PYTHONPATH={engine.pythonpath}, C stat loop: "
           f"{engine.accelerated()}; turbo {monorepo.TURBO_VERSION}: {turbo}; work {work}",
           flush=True)
@@ -396,6 +413,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--workdir", type=Path, default=None,
                         help="parent of the work directory (default: the temp directory)")
     parser.add_argument("--keep", action="store_true", help="keep the generated trees and logs")
+    parser.add_argument("--reuse", type=Path, default=None, metavar="WORK",
+                        help="the work directory of a --keep run: sizes whose trees are there "
+                             "are measured again without generating or cold builds (implies "
+                             "--keep)")
     parser.add_argument("--top", type=int, default=25, help="profile: entries per listing")
     parser.add_argument("--jobs", type=int, default=1,
                         help="profile: -j for the profiled build (default 1: Python 3.12's "
@@ -406,6 +427,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 def main(argv: Sequence[str]) -> int:
     args = parse_args(argv)
+    args.keep = args.keep or args.reuse is not None
     return measure(args) if args.command == "measure" else profile(args)
 
 
