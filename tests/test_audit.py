@@ -371,6 +371,24 @@ def test_a_failing_step_is_reported_and_its_dependents_are_not_run(tmp_path: Pat
     assert not (ws.root / "ran").exists()
 
 
+def test_a_step_whose_second_run_fails_does_not_pass_twice(tmp_path: Path) -> None:
+    ws = Workspace(tmp_path / "ws", [step("once", "once.py", inputs=["once.py"],
+                                          outputs=["out.txt"], clean=["state"])])
+    ws.file("once.py", """\
+        import os, sys
+        if os.path.exists("state/ran"):
+            sys.exit("ran before")
+        os.makedirs("state", exist_ok=True)
+        open("state/ran", "w").close()
+        open("out.txt", "w").write("x")
+    """)
+    code, report = ws.audit("--twice")
+    s = only_step(report)
+    assert code == 1 and s["status"] == "failed" and s["problems"] == 0
+    assert "the second run failed (exit 1)" in s["note"]
+    assert "once (" in ws.run("audit", "--twice", "--clean").stdout
+
+
 def test_missing_strace_is_one_clear_error(tmp_path: Path) -> None:
     ws = Workspace(tmp_path / "ws", [step("gen", "gen.py", inputs=["gen.py"])],
                    path=str(tmp_path / "empty-bin"))

@@ -45,10 +45,12 @@ def render_text(report: AuditReport) -> str:
 
 
 def _step_text(step: StepAudit) -> list[str]:
-    if step.status != "audited":
+    if step.findings is None:
         return [f"{step.name}: {step.status.upper()}: {step.note}"]
     head = f"{step.name} ({step.duration:.1f}s): "
     head += f"{step.problems} problem(s)" if step.problems else "clean"
+    if step.status != "audited":
+        head += f"; {step.status.upper()}"
     lines = [head]
     f = step.findings
     if f is not None and f.undeclared_inputs:
@@ -63,22 +65,28 @@ def _step_text(step: StepAudit) -> list[str]:
         for o in f.undeclared_outputs:
             extra = f" ({o.detail})" if o.detail else ""
             lines.append(f"    {o.change:<9}{printable(o.path)}{extra}")
-    if step.tools:
-        lines.append("  undeclared tools (run, but their versions are not in the fingerprint):")
-        for t in step.tools:
-            if t.existing:
-                how = f"add '{t.name}' to the step's tools"
-            else:
-                how = "new [tools] entry " + toml_array(t.name, list(t.version_command))
-                if not t.version_checked:
-                    how += " (did not answer here: write the command that prints its version)"
-            lines.append(f"    {t.name:<9}{printable(t.program)}: {how}")
+    lines.extend(_tools_text(step))
     if step.nondeterministic:
         lines.append("  nondeterministic outputs (two runs from clean outputs differ):")
         lines.extend(f"    {_difference(d)}" for d in step.nondeterministic)
     if step.note:
         lines.append(f"  note: {step.note}")
     lines.extend(_hints(step, f))
+    return lines
+
+
+def _tools_text(step: StepAudit) -> list[str]:
+    if not step.tools:
+        return []
+    lines = ["  undeclared tools (run, but their versions are not in the fingerprint):"]
+    for t in step.tools:
+        if t.existing:
+            how = f"add '{t.name}' to the step's tools"
+        else:
+            how = "new [tools] entry " + toml_array(t.name, list(t.version_command))
+            if not t.version_checked:
+                how += " (did not answer here: write the command that prints its version)"
+        lines.append(f"    {t.name:<9}{printable(t.program)}: {how}")
     return lines
 
 

@@ -219,7 +219,9 @@ def _audit_step(step: PlannedStep, *, decl: Declarations, ignores: Ignores,
     if options.twice:
         differences, note = _second_run(step, argv, environ, root, log_dir)
     fix = propose(step.name, findings, tool_findings, decl=decl, inputs=inputs)
-    return StepAudit(name=step.name, status="audited", duration=duration, exit_code=0,
+    # A second run that fails makes the step flaky: not a clean audit.
+    return StepAudit(name=step.name, status="failed" if note else "audited",
+                     duration=duration, exit_code=0,
                      log=log, note=note, findings=findings, tools=tuple(tool_findings),
                      nondeterministic=tuple(differences), fix=fix,
                      outside_reads=_outside_reads(trace, root, ignores),
