@@ -32,6 +32,7 @@ from buildlib.incremental import statscan
 from buildlib.incremental.filehash import compile_glob
 
 MAX_LINK_HOPS = 40  # as the kernel's ELOOP limit
+_WILDCARD = re.compile(r"[*?\[]")
 
 
 class OutputScope:
@@ -260,12 +261,16 @@ def overlap(outputs: Mapping[str, Iterable[str]]) -> tuple[str, str, str, str] |
     globs: list[tuple[str, str, str]] = []  # step, pattern, fixed prefix
     for step, patterns in outputs.items():
         for pattern in patterns:
-            segments = compile_glob(pattern).segments
-            fixed = _fixed_prefix(segments)
-            if len(fixed) < len(segments):
-                globs.append((step, pattern, "/".join(fixed)))
-                continue
-            path = "/".join(fixed)
+            if _WILDCARD.search(pattern) is None:  # most outputs: no glob to compile
+                path = "/".join(p for p in pattern.replace("\\", "/").split("/")
+                                if p not in ("", "."))
+            else:
+                segments = compile_glob(pattern).segments
+                fixed = _fixed_prefix(segments)
+                if len(fixed) < len(segments):
+                    globs.append((step, pattern, "/".join(fixed)))
+                    continue
+                path = "/".join(fixed)
             other = literal.get(path)
             if other is not None and other[0] != step:
                 return (other[0], other[1], step, pattern)
