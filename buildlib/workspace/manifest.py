@@ -168,19 +168,39 @@ class _Checker:
                 self.template(item, step=step, key=key)
         return tuple(value)
 
-    def string_map(self, table: Mapping[str, Any], key: str, *, step: str | None = None
-                   ) -> dict[str, str]:
+    def string_map(self, table: Mapping[str, Any], key: str, *, step: str | None = None,
+                   label: str | None = None) -> dict[str, str]:
+        """`label`: how errors name the key (default `key`), e.g. `modes.test.env`."""
         value = table.get(key, {})
         if not isinstance(value, dict):
             raise self.error(f"expected a table of strings, got {_type_name(value)}", step=step,
                              key=key, fix=f'write it as {key} = {{ NAME = "value" }}')
+        label = label or key
         for name, item in value.items():
             if not isinstance(item, str):
                 raise self.error(f"value of '{name}' must be a string, got {_type_name(item)}",
-                                 step=step, key=f"{key}.{name}",
+                                 step=step, key=f"{label}.{name}",
                                  fix=f'quote it: {name} = "{item}"')
-            self.template(item, step=step, key=f"{key}.{name}")
+            if key == "env":
+                self.env_name(name, step=step, key=f"{label}.{name}")
+                if "\0" in item:
+                    raise self.error("the value contains a NUL character, which no "
+                                     "environment variable can hold", step=step,
+                                     key=f"{label}.{name}", fix="remove the NUL (\\u0000)")
+            self.template(item, step=step, key=f"{label}.{name}")
         return dict(value)
+
+    def env_name(self, name: str, *, step: str | None, key: str) -> None:
+        """An environment variable's name: not empty, no '=' (it ends the name in the
+        environment block, so the variable would be another one) and no NUL."""
+        if not name or "=" in name or "\0" in name:
+            what = "is empty" if not name else ("contains '='" if "=" in name
+                                                else "contains a NUL character")
+            suggestion = name.replace("=", "_").replace("\0", "") or "NAME"
+            raise self.error(f"environment variable name {name!r} {what}, which no "
+                             "environment can hold", step=step, key=key,
+                             fix=f"rename it, e.g. {suggestion!r}; to pass 'NAME=value', "
+                             'write NAME = "value"')
 
     def boolean(self, table: Mapping[str, Any], key: str, default: bool, *,
                 step: str | None = None) -> bool:
@@ -334,8 +354,9 @@ def _load_modes(check: _Checker, raw: Mapping[str, Any]) -> dict[str, ModeSpec]:
             raise check.error("expected a table", key=f"modes.{name}",
                               fix=f"write it as [modes.{name}]")
         check.known_keys(body, MODE_KEYS, where=f"[modes.{name}]")
-        modes[name] = ModeSpec(name=name, vars=check.string_map(body, "vars"),
-                               env=check.string_map(body, "env"))
+        modes[name] = ModeSpec(name=name,
+                               vars=check.string_map(body, "vars", label=f"modes.{name}.vars"),
+                               env=check.string_map(body, "env", label=f"modes.{name}.env"))
     return modes
 
 
@@ -356,7 +377,7 @@ def _load_override(check: _Checker, body: object, *, step: str, key: str) -> Ove
                           fix=f"write it as [step.{key}] with args and/or env")
     check.known_keys(body, OVERRIDE_KEYS, where=f"[step.{key}]", step=step)
     return Override(args=check.strings(body, "args", step=step),
-                    env=check.string_map(body, "env", step=step))
+                    env=check.string_map(body, "env", step=step, label=f"{key}.env"))
 
 
 def _load_steps(check: _Checker, raw: Mapping[str, Any], modes: Mapping[str, ModeSpec],
@@ -395,7 +416,56 @@ def _load_steps(check: _Checker, raw: Mapping[str, Any], modes: Mapping[str, Mod
     cycle = find_cycle({name: step.depends_on for name, step in steps.items()})
     if cycle:
         raise CycleError(cycle, file=check.path)
+    _check_directories(check, steps)
     return steps
+
+
+def _check_directories(check: _Checker, steps: Mapping[str, StepSpec]) -> None:
+    """Each step's `cwd`, when written without templates, must be a directory, or one a
+    step declares among its outputs (a directory made by the build): otherwise the step
+    could only fail when it starts. One stat per distinct directory."""
+    import stat
+
+    root = check.path.parent
+    seen: dict[str, str | None] = {".": None}  # cwd -> the problem with it, or None
+    for step in steps.values():
+        cwd = step.cwd.replace("\\", "/").strip("/")
+        cwd = "/".join(part for part in cwd.split("/") if part not in ("", "."))
+        if not cwd or "{" in cwd:
+            continue  # the root, or known only once templates are filled (plan time)
+        if cwd not in seen:
+            try:
+                is_dir = stat.S_ISDIR((root / cwd).stat().st_mode)
+                seen[cwd] = None if is_dir else "is a file, not a directory"
+            except FileNotFoundError:
+                seen[cwd] = None if _made_by_a_step(cwd, steps) else "does not exist"
+            except NotADirectoryError:
+                seen[cwd] = "is below a file, not a directory"
+            except OSError as exc:
+                seen[cwd] = f"cannot be read ({exc.strerror})"
+        problem = seen[cwd]
+        if problem is not None:
+            parent = cwd.rpartition("/")[0] or "."
+            fix = (f"use the directory the command runs in (its parent is {parent!r})"
+                   if problem.startswith("is a file") else
+                   "use a directory: a part of this path is a file"
+                   if problem.startswith("is below") else
+                   "create it, correct the path (relative to the workspace root, "
+                   f"{root}), or declare it among the outputs of the step that creates it")
+            raise check.error(f"cwd {step.cwd!r} {problem}", step=step.name, key="cwd",
+                              fix=fix)
+
+
+def _made_by_a_step(cwd: str, steps: Mapping[str, StepSpec]) -> bool:
+    """Whether some step declares `cwd`, a directory above it or a path below it as an
+    output (the literal part of the pattern, before any template or glob)."""
+    for step in steps.values():
+        for pattern in step.outputs:
+            literal = re.split(r"[{*?\[]", pattern, maxsplit=1)[0].strip("/")
+            if literal and (cwd == literal or cwd.startswith(literal + "/")
+                            or literal.startswith(cwd + "/")):
+                return True
+    return False
 
 
 def _load_step(check: _Checker, body: Mapping[str, Any], name: str,
@@ -415,6 +485,9 @@ def _load_step(check: _Checker, body: Mapping[str, Any], name: str,
             check.relative_path(pattern, step=name, key=key)
     cwd = check.string(body, "cwd", ".", step=name)
     check.relative_path(cwd, step=name, key="cwd")
+    env_inputs = check.strings(body, "env_inputs", step=name, template=False)
+    for env_name in env_inputs:
+        check.env_name(env_name, step=name, key="env_inputs")
     retries = body.get("retries", 0)
     if not isinstance(retries, int) or isinstance(retries, bool) or not 0 <= retries <= 10:
         raise check.error(f"expected an integer from 0 to 10, got {retries!r}", step=name,
@@ -451,7 +524,7 @@ def _load_step(check: _Checker, body: Mapping[str, Any], name: str,
         command=command,
         cwd=cwd,
         env=check.string_map(body, "env", step=name),
-        env_inputs=check.strings(body, "env_inputs", step=name, template=False),
+        env_inputs=env_inputs,
         depends_on=check.strings(body, "depends_on", step=name, template=False),
         inputs=inputs,
         exclude=exclude,
