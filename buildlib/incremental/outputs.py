@@ -142,10 +142,24 @@ def matching_paths(root: Path, pattern: str) -> list[str]:
 
 
 def missing_patterns(patterns: Iterable[str], paths: Iterable[str]) -> list[str]:
-    """The patterns that cover none of `paths`."""
-    scope = OutputScope(patterns)
-    covered = {scope.owner(p) for p in paths}
-    return [p for p in scope.patterns if p not in covered]
+    """The patterns that cover none of `paths` (run for every step of a no-op build: a
+    literal pattern, the common case, is answered without compiling anything)."""
+    patterns, paths = list(patterns), list(paths)
+    missing: list[str] = []
+    globs: list[str] = []
+    for pattern in patterns:
+        if _WILDCARD.search(pattern) is not None:
+            globs.append(pattern)
+            continue
+        literal = "/".join(p for p in pattern.replace("\\", "/").split("/") if p not in ("", "."))
+        below = literal + "/"
+        if not any(p == literal or p.startswith(below) for p in paths):
+            missing.append(pattern)
+    if globs:
+        scope = OutputScope(globs)
+        covered = {scope.owner(p) for p in paths}
+        missing += [p for p in globs if p not in covered]
+    return [p for p in patterns if p in missing]
 
 
 def _entries(base: str, prefix: str) -> list[tuple[str, bool]]:
