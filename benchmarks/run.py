@@ -29,7 +29,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python benchmarks/run.py`
 
-from benchmarks import hashing, noop, overhead, remote, restore, scheduling
+from benchmarks import hashing, monorepo_measure, noop, overhead, remote, restore, scheduling
 from benchmarks.harness import Benchmark, Context, Result
 
 REGISTRY: dict[str, Benchmark] = {
@@ -42,6 +42,8 @@ REGISTRY: dict[str, Benchmark] = {
     "restore": Benchmark(run=restore.run, summary="restore 200 MB of cached outputs vs cp -a"),
     "noop": Benchmark(run=noop.run, summary="no-op build of the real app (all cached) via nox "
                       "and the engine vs turbo's full cache hit and nox -l"),
+    "monorepo": Benchmark(run=monorepo_measure.run, summary="npm-workspace monorepo: no-op and "
+                          "one edit at 1,000 steps vs turbo; growth to 10,000 steps"),
     "remote": Benchmark(run=remote.run, summary="a second clone from bazel-remote and nginx "
                         "(hit rate, wall), and the time a hung or trickling remote costs"),
 }
