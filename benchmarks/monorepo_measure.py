@@ -36,6 +36,7 @@ machine: the 1-minute load average is printed before and after each size.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import re
@@ -525,7 +526,7 @@ def run(ctx: Any) -> Any:
     # start-up (the same ~0.2-0.3 s at any size) is paid; this is what must stay flat.
     sizes = sorted(points)
     per_step = [1000 * (points[b]["noop_s"] - points[a]["noop_s"]) / (b - a)
-                for a, b in zip(sizes, sizes[1:], strict=False)]
+                for a, b in itertools.pairwise(sizes)]
     growth = max(per_step) / max(min(per_step), 1e-6)
     figures["ms_per_step_growth"] = growth
     if not ctx.quick and (growth > 2 or points[largest]["plan_s"] > TARGET_DRY_RUN
@@ -538,8 +539,8 @@ def run(ctx: Any) -> Any:
         f"10,000; planning 10,000 steps < {TARGET_DRY_RUN:.0f} s", verdict=verdict,
         rows=tuple(rows), figures=figures,
         notes=("marginal ms/step between sizes "
-               + ", ".join(f"{a}->{b}: {m:.2f}" for a, b, m in
-                           zip(sizes, sizes[1:], per_step, strict=False))
+               + ", ".join(f"{a}->{b}: {m:.2f}" for (a, b), m in
+                           zip(itertools.pairwise(sizes), per_step, strict=True))
                + f" (growth {growth:.2f}x); ms/step including start-up: "
                + ", ".join(f"{p['ms_per_step']:.2f}" for p in points.values()),))
 
