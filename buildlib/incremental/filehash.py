@@ -331,6 +331,29 @@ class FileHasher:
         found.sort()
         return found
 
+    def keep(self, paths: Iterable[str], exclude: Iterable[str]) -> list[str]:
+        """`paths` minus those `exclude` names (the paths themselves or a directory above
+        them), in the dialect `expand` applies them while walking."""
+        names: set[str] = set()
+        general: list[str] = []
+        for glob in (compile_glob(p) for p in exclude):
+            name = glob.excluded_name()
+            if name is not None:
+                names.add(name)
+            elif glob.segments:
+                general.append(glob.regex)
+        excluded = _compiled_union(tuple(general)) if general else None
+        kept = []
+        for path in paths:
+            parts = path.split("/")
+            if names.intersection(parts):
+                continue
+            if excluded is not None and any(excluded("/" + "/".join(parts[:end]))
+                                            for end in range(1, len(parts) + 1)):
+                continue
+            kept.append(path)
+        return kept
+
     def _expand_root(self, root: tuple[str, ...], states: tuple[frozenset[int], ...],
                      query: _Query, found: list[str]) -> None:
         """What the globs match at and below `root` (their common literal prefix)."""

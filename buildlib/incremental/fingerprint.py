@@ -38,6 +38,8 @@ from buildlib.core.errors import UserError
 from buildlib.core.records import field, record
 from buildlib.core.smallhash import sha256_hex
 from buildlib.incremental.filehash import FileHasher, PatternError
+from buildlib.incremental.gitfiles import GitFiles
+from buildlib.incremental.outputs import OutputScope
 from buildlib.planning.plan import PlannedStep
 
 __all__ = [
@@ -80,6 +82,7 @@ def compute_fingerprint(
     dep_fingerprints: Mapping[str, str],
     mode: str,
     target: str,
+    git: GitFiles | None = None,
 ) -> Fingerprint:
     """Hash everything that can change `step`'s outputs.
 
@@ -88,7 +91,7 @@ def compute_fingerprint(
     Raises UserError naming the step if an input glob leaves the workspace.
     """
     try:
-        files = hasher.expand(step.inputs, step.exclude)
+        files = select_inputs(step, root=root, hasher=hasher, git=git)
     except PatternError as exc:
         raise UserError(f"step '{step.name}', key 'inputs' or 'exclude': {exc.message}",
                         fix=exc.fix) from exc
@@ -225,8 +228,27 @@ def _capped(paths: list[str], verb: str) -> list[str]:
 # -- change while running -------------------------------------------------------------------
 
 
-def inputs_changed_since(hasher: FileHasher, step: PlannedStep, fingerprint: Fingerprint
-                         ) -> list[str]:
+def select_inputs(step: PlannedStep, *, root: Path, hasher: FileHasher,
+                  git: GitFiles | None) -> list[str]:
+    """The step's input files: its `inputs` globs, or (`inputs_from_git`: a version 2 step
+    that declares none) what git knows under its cwd; minus its excludes, and in the
+    second case minus its outputs. Outside git, every file under the cwd."""
+    if not step.inputs_from_git:
+        return hasher.expand(step.inputs, step.exclude)
+    cwd = _relative(step.cwd, root)
+    listed = git.under(cwd) if git is not None else None
+    if listed is None:
+        files = hasher.expand(["**" if cwd == "." else f"{cwd}/**"], step.exclude)
+    else:
+        files = hasher.keep(listed, step.exclude)
+    if step.outputs:
+        scope = OutputScope(step.outputs)
+        files = [f for f in files if scope.owner(f) is None]
+    return files
+
+
+def inputs_changed_since(hasher: FileHasher, step: PlannedStep, fingerprint: Fingerprint,
+                         git: GitFiles | None = None) -> list[str]:
     """Inputs of `step` whose content differs from what `fingerprint` hashed, or that
     appeared or vanished since: a step's result is stored only when this is empty.
 
@@ -236,8 +258,10 @@ def inputs_changed_since(hasher: FileHasher, step: PlannedStep, fingerprint: Fin
     a tool that rewrites a file with the same bytes (`npm install` and
     package-lock.json) changes nothing.
     """
+    if git is not None:
+        git.forget()  # the step has run: list again
     try:
-        files = hasher.expand(step.inputs, step.exclude)
+        files = select_inputs(step, root=hasher.root, hasher=hasher, git=git)
     except PatternError:
         return ["(inputs cannot be listed)"]
     before = fingerprint.stat_keys

@@ -11,13 +11,13 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from buildlib.core.errors import UserError
 from buildlib.core.fmt import human_size
 from buildlib.incremental.outputs import matching_paths
-from buildlib.planning.plan import fill_template, template_variables
+from buildlib.planning.plan import StepPaths, fill_template, template_variables
 from buildlib.workspace.manifest import Manifest
 from buildlib.workspace.targets import Target
 
@@ -37,10 +37,14 @@ def planned_removals(manifest: Manifest, *, target: Target, selection: Sequence[
     for mode in manifest.modes:
         variables = template_variables(manifest, mode, target, os.environ)
         for step in steps:
-            for pattern in (*step.outputs, *step.clean):
-                filled = fill_template(pattern, variables, file=manifest.path, step=step.name,
-                                       key="outputs")
-                for path in _expand(root, filled):
+            def fill(text: str, key: str, step_name: str = step.name,
+                     values: Mapping[str, str] = variables) -> str:
+                return fill_template(text, values, file=manifest.path, step=step_name, key=key)
+
+            step_paths = StepPaths(manifest, step, fill(step.cwd, "cwd"), fill)
+            for pattern in (*step_paths.of("outputs", step.outputs),
+                            *step_paths.of("clean", step.clean)):
+                for path in _expand(root, pattern):
                     found[path] = None
     # A path inside another removed directory goes with it.
     paths = sorted(found)

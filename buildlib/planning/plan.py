@@ -11,14 +11,14 @@ import os
 import re
 import stat
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from buildlib.core.errors import ManifestError, UserError
-from buildlib.core.records import record
+from buildlib.core.records import field, record
 from buildlib.planning import graph
 from buildlib.workspace.artifacts import Artifact
-from buildlib.workspace.manifest import TEMPLATE_TOKEN, Manifest, StepSpec
+from buildlib.workspace.manifest import TEMPLATE_TOKEN, Manifest, StepSpec, root_relative
 from buildlib.workspace.targets import Target
 
 VAR_PREFIX = "BUILDLIB_VAR_"
@@ -43,6 +43,8 @@ class PlannedStep:
     cacheable: bool
     priority: float  # remaining critical path in seconds, this step included
     estimate: float  # expected duration in seconds (earlier builds, else 1.0)
+    inputs_from_git: bool = False  # no inputs declared (version 2): git's files under cwd
+    store: Mapping[str, str] = field(default_factory=dict)  # output -> "archive" | "local"
 
 
 @record
@@ -161,10 +163,16 @@ def build_plan(
     priority = graph.remaining_critical_path(sub, durations)
     variables = template_variables(manifest, mode, target, environ)
     resolver = _Resolver(manifest.root.resolve())
+    manager: str | None = None
+    if any(manifest.steps[name].script is not None for name in order):
+        from buildlib.ecosystems.scripts import detect_package_manager
+
+        manager = detect_package_manager(manifest.root, manifest.package_manager,
+                                         manifest=manifest.path)
     steps = {
         name: _plan_step(manifest, manifest.steps[name], deps=sub[name], mode=mode,
                          target=target, variables=variables, priority=priority[name],
-                         estimate=durations[name], resolver=resolver)
+                         estimate=durations[name], resolver=resolver, manager=manager)
         for name in order
     }
     from buildlib.incremental.outputs import overlap
@@ -183,47 +191,81 @@ def build_plan(
 
 def _plan_step(manifest: Manifest, spec: StepSpec, *, deps: tuple[str, ...], mode: str,
                target: Target, variables: Mapping[str, str], priority: float,
-               estimate: float, resolver: _Resolver) -> PlannedStep:
+               estimate: float, resolver: _Resolver, manager: str | None) -> PlannedStep:
     def fill(text: str, key: str) -> str:
         return fill_template(text, variables, file=manifest.path, step=spec.name, key=key)
 
     overrides = [o for o in (spec.mode_overrides.get(mode),
                              spec.target_overrides.get(target.triple)) if o is not None]
-    argv = [fill(a, "command") for a in spec.command]
+    extra_args = [fill(a, "args") for override in overrides for a in override.args]
+    if spec.script is not None:
+        from buildlib.ecosystems.scripts import script_argv
+
+        assert manager is not None  # build_plan detects it when a step has a script
+        argv = list(script_argv(manager, fill(spec.script, "script"), tuple(extra_args),
+                                root=resolver.root))
+    else:
+        argv = [fill(a, "command") for a in spec.command] + extra_args
     env = {k: fill(v, f"env.{k}") for k, v in manifest.modes[mode].env.items()}
     env.update({k: fill(v, f"env.{k}") for k, v in spec.env.items()})
     for override in overrides:
-        argv.extend(fill(a, "args") for a in override.args)
         env.update({k: fill(v, f"env.{k}") for k, v in override.env.items()})
-    outputs = tuple(fill(o, "outputs") for o in spec.outputs)
+    cwd_text = fill(spec.cwd, "cwd")
+    if not resolver.inside(cwd_text):
+        raise ManifestError("cwd resolves outside the workspace", file=manifest.path,
+                            step=spec.name, key="cwd", fix="use a directory inside the workspace")
+    paths = StepPaths(manifest, spec, cwd_text, fill)
+    outputs = paths.of("outputs", spec.outputs)
     for output in outputs:
         if not resolver.inside(output):
             raise ManifestError(f"output {output!r} resolves outside the workspace",
                                 file=manifest.path, step=spec.name, key="outputs",
                                 fix="declare outputs under the workspace root")
-    cwd_text = fill(spec.cwd, "cwd")
-    if not resolver.inside(cwd_text):
-        raise ManifestError("cwd resolves outside the workspace", file=manifest.path,
-                            step=spec.name, key="cwd", fix="use a directory inside the workspace")
-    cwd = resolver.path(cwd_text)
     return PlannedStep(
         name=spec.name,
         description=spec.description,
         group=spec.group,
         argv=tuple(argv),
-        cwd=cwd,
+        cwd=resolver.path(cwd_text),
         env=env,
         env_inputs=spec.env_inputs,
         depends_on=deps,
-        inputs=tuple(fill(i, "inputs") for i in spec.inputs),
-        exclude=(*(fill(e, "exclude") for e in spec.exclude), *manifest.exclude),
+        inputs=paths.of("inputs", spec.inputs),
+        exclude=(*paths.of("exclude", spec.exclude), *manifest.exclude),
         outputs=outputs,
-        tools=spec.tools,
+        tools=tuple(dict.fromkeys((*spec.tools, *(t for o in overrides for t in o.tools)))),
         retries=spec.retries,
         cacheable=spec.cache,
         priority=priority,
         estimate=estimate,
+        inputs_from_git=not spec.inputs_declared,
+        store={output: spec.store[pattern] for pattern, output in zip(
+            spec.outputs, outputs, strict=True) if pattern in spec.store},
     )
+
+
+class StepPaths:
+    """A step's inputs, outputs, exclude and clean made relative to the workspace root,
+    templates filled: as written (version 1), or joined to the step's cwd (version 2;
+    `//path` from the root). Raises ManifestError for a path that climbs out."""
+
+    def __init__(self, manifest: Manifest, spec: StepSpec, cwd: str,
+                 fill: Callable[[str, str], str]) -> None:
+        self.manifest, self.spec, self.cwd, self.fill = manifest, spec, cwd, fill
+
+    def of(self, key: str, patterns: Sequence[str]) -> tuple[str, ...]:
+        filled = [self.fill(p, key) for p in patterns]
+        if self.manifest.version < 2:
+            return tuple(filled)
+        joined = tuple(root_relative(self.cwd, p) for p in filled)
+        for written, path in zip(filled, joined, strict=True):
+            if path == ".." or path.startswith("../"):
+                raise ManifestError(f"{key} {written!r} climbs out of the workspace from the "
+                                    f"step's cwd ({self.cwd})", file=self.manifest.path,
+                                    step=self.spec.name, key=key,
+                                    fix="name a path from the root with '//' (//dir/file), "
+                                    "or climb less")
+        return joined
 
 
 class _Resolver:

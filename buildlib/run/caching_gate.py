@@ -26,6 +26,7 @@ from buildlib.incremental.fingerprint import (
     explain,
     inputs_changed_since,
 )
+from buildlib.incremental.gitfiles import GitFiles
 from buildlib.incremental.outputs import OutputScope, expand_outputs, missing_patterns
 from buildlib.planning.plan import Plan, PlannedStep
 from buildlib.run.gate import Decision, missing_outputs_message
@@ -75,6 +76,8 @@ class CachingGate:
         self._store: StepCache | None = None
         self.hasher = FileHasher(plan.root, BuildDir(plan.root).filehash_cache)
         self.state = StepState(state_dir)
+        self.git = GitFiles(plan.root) if any(
+            s.inputs_from_git for s in plan.steps.values()) else None
         self._lock = threading.Lock()
         self._tools: dict[str, str] | None = None
         self._warned: set[str] = set()
@@ -122,7 +125,8 @@ class CachingGate:
         fingerprint = compute_fingerprint(
             step, root=self.root, hasher=self.hasher, environ=self.environ,
             tool_versions=tools, dep_fingerprints=dep_fingerprints,
-            mode=self.plan.mode, target=self.plan.target.triple)
+            mode=self.plan.mode, target=self.plan.target.triple, git=self.git)
+        self._warn_no_git(step)
         previous = self.state.get(step.name)
         if not resumed and (self.forced is None or step.name in self.forced):
             return self._run(fingerprint, ("forced",))
@@ -159,7 +163,8 @@ class CachingGate:
         fingerprint = compute_fingerprint(
             step, root=self.root, hasher=self.hasher, environ=self.environ,
             tool_versions=tools, dep_fingerprints=dep_fingerprints,
-            mode=self.plan.mode, target=self.plan.target.triple)
+            mode=self.plan.mode, target=self.plan.target.triple, git=self.git)
+        self._warn_no_git(step)
         digest = fingerprint.digest
         if self.forced is None or step.name in self.forced:
             return Prediction(verdict=Verdict.RUN, fingerprint=digest, reasons=("forced",))
@@ -212,7 +217,7 @@ class CachingGate:
         if missing:
             self._erase_state(step.name)
             return missing_outputs_message(step.name, missing)
-        changed = inputs_changed_since(self.hasher, step, pending.fingerprint)
+        changed = inputs_changed_since(self.hasher, step, pending.fingerprint, self.git)
         if changed:
             self.warn(f"{step.name}: input {_first(changed)} changed while it ran; "
                       "its result is not recorded and it will run again next time")
@@ -231,6 +236,20 @@ class CachingGate:
 
     def record_failure(self, step: PlannedStep, decision: Decision[_Pending]) -> None:
         self._erase_state(step.name)
+        if self.git is not None:
+            self.git.forget()  # it may have written files under another step's cwd
+
+    def _warn_no_git(self, step: PlannedStep) -> None:
+        """A step without `inputs` outside a git repository: say so, once per step."""
+        if not step.inputs_from_git or self.git is None or self.git.under(".") is not None:
+            return
+        with self._lock:
+            if step.name in self._warned:
+                return
+            self._warned.add(step.name)
+        self.warn(f"{step.name}: no `inputs` declared and {self.root} is not a git "
+                  "repository, so every file under its cwd is an input (minus its outputs "
+                  "and the excludes); declare `inputs` to say which")
 
     def interrupt(self) -> None:
         """A signal arrived: abort remote requests in flight (called from the main thread)."""

@@ -78,14 +78,16 @@ OUTPUT_LIMIT = 1 << 20  # bytes of each stream `run_bounded` keeps
 
 
 def run_bounded(argv: Sequence[str], *, cwd: Path | None, timeout: float,
-                env: Mapping[str, str] | None = None) -> Completed:
+                env: Mapping[str, str] | None = None, limit: int = OUTPUT_LIMIT,
+                errors: str = "replace") -> Completed:
     """Run a short command to its end or its deadline, whatever its children do.
 
     The child gets a process group of its own, stdin from /dev/null, and its output
     goes to temporary files, not pipes: a grandchild left running with the output
     still open (a daemon a version command starts) cannot hold the caller past the
     deadline, as it can with `communicate`. At the deadline the whole group is killed.
-    Raises OSError when the program cannot be started.
+    Raises OSError when the program cannot be started. `limit` bytes of each stream are
+    kept, decoded as UTF-8 with `errors` ("surrogateescape" keeps any file name).
     """
     import tempfile
 
@@ -104,12 +106,13 @@ def run_bounded(argv: Sequence[str], *, cwd: Path | None, timeout: float,
                 proc.kill()
             proc.wait()
             code = None
-        return Completed(returncode=code, stdout=_read_start(out), stderr=_read_start(err))
+        return Completed(returncode=code, stdout=_read_start(out, limit, errors),
+                         stderr=_read_start(err, limit, errors))
 
 
-def _read_start(handle: IO[bytes]) -> str:
+def _read_start(handle: IO[bytes], limit: int, errors: str) -> str:
     handle.seek(0)
-    return handle.read(OUTPUT_LIMIT).decode("utf-8", "replace")
+    return handle.read(limit).decode("utf-8", errors)
 
 
 class SpawnedProcess:

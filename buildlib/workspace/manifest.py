@@ -3,11 +3,18 @@
 `load_manifest` either returns a fully checked `Manifest` or raises one `ManifestError`
 naming the file, the step, the key and the fix; nothing runs before it succeeds.
 Templates are only checked for syntax here; they are filled by `plan.py`.
+
+`version = 2` (the default for manifests `buildlib init` writes): a step's inputs,
+outputs, exclude and clean are relative to its `cwd`, and `//path` names a path from
+the workspace root; the plan joins them once templates are filled. Without `version`
+(version 1) they are relative to the root, as they always were, so older manifests keep
+their meaning. A manifest without `[modes]` has one implicit mode, `default`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import posixpath
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -29,6 +36,10 @@ MANIFEST_NAME = "build.toml"
 STEP_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 TEMPLATE_TOKEN = re.compile(r"\{\{|\}\}|\{([a-z_][a-z0-9_]*)\}|[{}]")
 MODE_NAMES_HINT = "development, production, test"
+VERSIONS = (1, 2)
+IMPLICIT_MODE = "default"  # the one mode of a manifest without [modes]
+ROOT_PREFIX = "//"  # in a version 2 path: from the workspace root, not the step's cwd
+STORES = ("archive", "local")  # how an output may be stored (see docs/cache.md)
 
 
 @record
@@ -37,6 +48,7 @@ class Override:
 
     args: tuple[str, ...] = ()
     env: Mapping[str, str] = field(default_factory=dict)
+    tools: tuple[str, ...] = ()  # more tools fingerprinted for this mode or target
 
 
 @record
@@ -60,6 +72,9 @@ class StepSpec:
     cache: bool
     mode_overrides: Mapping[str, Override]
     target_overrides: Mapping[str, Override]
+    script: str | None = None  # a package.json script run by the package manager
+    store: Mapping[str, str] = field(default_factory=dict)  # output -> "archive" | "local"
+    inputs_declared: bool = True  # False: version 2 takes the files git knows under cwd
 
 
 @record
@@ -100,21 +115,23 @@ class Manifest:
     artifacts: tuple[ArtifactSpec, ...]
     cache: CacheSettings
     exclude: tuple[str, ...] = DEFAULT_EXCLUDES  # never an input of any step
+    version: int = 1  # 2: a step's paths are relative to its cwd
+    package_manager: str = ""  # npm, pnpm or yarn for `script` steps; "" = detected
 
     @property
     def deps(self) -> dict[str, tuple[str, ...]]:
         return {name: step.depends_on for name, step in self.steps.items()}
 
 
-TOP_KEYS = ("workspace", "vars", "tools", "modes", "cache", "step", "artifact")
-WORKSPACE_KEYS = ("name", "default_mode", "exclude")
+TOP_KEYS = ("version", "workspace", "vars", "tools", "modes", "cache", "step", "artifact")
+WORKSPACE_KEYS = ("name", "default_mode", "exclude", "package_manager")
 MODE_KEYS = ("vars", "env")
 CACHE_KEYS = ("remote", "remote_read_only", "remote_header_env", "trusted_keys")
-OVERRIDE_KEYS = ("args", "env")
+OVERRIDE_KEYS = ("args", "env", "tools")
 STEP_KEYS = (
     "name", "description", "group", "command", "cwd", "env", "env_inputs", "depends_on",
     "inputs", "exclude", "outputs", "clean", "tools", "retries", "when", "modes", "cache",
-    "mode", "target",
+    "mode", "target", "script",
 )
 ARTIFACT_KEYS = ("path", "step", "kind", "run", "expect", "modes")
 
@@ -217,13 +234,24 @@ class _Checker:
                 raise self.error(f"stray '{token}' in template {text!r}", step=step, key=key,
                                  fix="use {name} for a variable and {{ or }} for a literal brace")
 
-    def relative_path(self, pattern: str, *, step: str | None, key: str) -> None:
-        """Outputs and inputs must stay inside the workspace, and be names a file can have."""
+    def relative_path(self, pattern: str, *, step: str | None, key: str,
+                      cwd_relative: bool = False) -> None:
+        """Outputs and inputs must stay inside the workspace, and be names a file can have.
+
+        `cwd_relative` (a version 2 step's paths): `//path` names a path from the root, and
+        `..` may climb out of the step's directory (the plan checks that the joined path
+        stays inside the workspace)."""
+        climbs_ok = False
+        if cwd_relative:
+            if pattern.startswith(ROOT_PREFIX):
+                pattern = pattern[len(ROOT_PREFIX):]
+            else:
+                climbs_ok = True  # `..` from the cwd: the plan checks the joined path
         if "\0" in pattern:
             raise self.error(f"path {pattern!r} contains a NUL character, which no file name "
                              "can hold", step=step, key=key, fix="remove the NUL (\\u0000)")
         if pattern.startswith(("/", "\\")) or (pattern[:1].isalpha() and pattern[1:2] == ":") \
-                or ".." in pattern.replace("\\", "/").split("/"):
+                or (not climbs_ok and ".." in pattern.replace("\\", "/").split("/")):
             raise self.error(f"path {pattern!r} is outside the workspace", step=step, key=key,
                              fix="use a path relative to the workspace root, without '..'")
 
@@ -288,11 +316,16 @@ def load_manifest(path: Path, *, remember: bool = False) -> Manifest:
     raw = _parse(check, path, source, remember=remember)
     check.known_keys(raw, TOP_KEYS, where="the manifest")
 
+    version = raw.get("version", 1)
+    if version not in VERSIONS or isinstance(version, bool):
+        raise check.error(f"unknown manifest version {version!r}", key="version",
+                          fix="write version = 2 (paths relative to each step's cwd) or leave "
+                          "it out (version 1: paths relative to the workspace root)")
     workspace = _table(check, raw, "workspace")
     check.known_keys(workspace, WORKSPACE_KEYS, where="[workspace]")
     global_vars = check.string_map(raw, "vars")
     modes = _load_modes(check, raw)
-    default_mode = check.string(workspace, "default_mode", "development", template=False)
+    default_mode = check.string(workspace, "default_mode", _default_mode(modes), template=False)
     exclude = check.strings(workspace, "exclude", template=False) if "exclude" in workspace \
         else DEFAULT_EXCLUDES
     for pattern in exclude:
@@ -301,7 +334,7 @@ def load_manifest(path: Path, *, remember: bool = False) -> Manifest:
         raise check.error(f"default_mode '{default_mode}' is not a declared mode",
                           key="workspace.default_mode", fix="use one of: " + ", ".join(modes))
     tools = _load_tools(check, raw)
-    steps = _load_steps(check, raw, modes, tools)
+    steps = _load_steps(check, raw, modes, tools, version=version)
     artifacts = _load_artifacts(check, raw, steps, modes)
     cache_table = _table(check, raw, "cache")
     check.known_keys(cache_table, CACHE_KEYS, where="[cache]")
@@ -332,7 +365,14 @@ def load_manifest(path: Path, *, remember: bool = False) -> Manifest:
         steps=steps,
         artifacts=artifacts,
         cache=cache,
+        version=version,
+        package_manager=check.string(workspace, "package_manager", "", template=False),
     )
+
+
+def _default_mode(modes: Mapping[str, ModeSpec]) -> str:
+    """`development` when declared (the app's convention), else the first mode."""
+    return "development" if "development" in modes else next(iter(modes))
 
 
 def _table(check: _Checker, raw: Mapping[str, Any], key: str) -> dict[str, Any]:
@@ -345,9 +385,8 @@ def _table(check: _Checker, raw: Mapping[str, Any], key: str) -> dict[str, Any]:
 
 def _load_modes(check: _Checker, raw: Mapping[str, Any]) -> dict[str, ModeSpec]:
     table = _table(check, raw, "modes")
-    if not table:
-        raise check.error("no modes declared", key="modes",
-                          fix=f"declare [modes.NAME] tables, e.g. {MODE_NAMES_HINT}")
+    if not table:  # a repository with no notion of modes has one
+        return {IMPLICIT_MODE: ModeSpec(name=IMPLICIT_MODE, vars={}, env={})}
     modes: dict[str, ModeSpec] = {}
     for name, body in table.items():
         if not isinstance(body, dict):
@@ -377,11 +416,12 @@ def _load_override(check: _Checker, body: object, *, step: str, key: str) -> Ove
                           fix=f"write it as [step.{key}] with args and/or env")
     check.known_keys(body, OVERRIDE_KEYS, where=f"[step.{key}]", step=step)
     return Override(args=check.strings(body, "args", step=step),
-                    env=check.string_map(body, "env", step=step, label=f"{key}.env"))
+                    env=check.string_map(body, "env", step=step, label=f"{key}.env"),
+                    tools=check.strings(body, "tools", step=step, template=False))
 
 
 def _load_steps(check: _Checker, raw: Mapping[str, Any], modes: Mapping[str, ModeSpec],
-                tools: Mapping[str, tuple[str, ...]]) -> dict[str, StepSpec]:
+                tools: Mapping[str, tuple[str, ...]], *, version: int) -> dict[str, StepSpec]:
     entries = raw.get("step", [])
     if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
         raise check.error("expected [[step]] tables", key="step",
@@ -399,7 +439,7 @@ def _load_steps(check: _Checker, raw: Mapping[str, Any], modes: Mapping[str, Mod
         if name in steps:
             raise check.error("duplicate step", step=name, key="name",
                               fix="rename one of the two [[step]] tables with this name")
-        steps[name] = _load_step(check, body, name, modes, tools)
+        steps[name] = _load_step(check, body, name, modes, tools, version=version)
     if not steps:
         raise check.error("no steps declared", key="step", fix="add at least one [[step]] table")
     for step in steps.values():
@@ -416,11 +456,12 @@ def _load_steps(check: _Checker, raw: Mapping[str, Any], modes: Mapping[str, Mod
     cycle = find_cycle({name: step.depends_on for name, step in steps.items()})
     if cycle:
         raise CycleError(cycle, file=check.path)
-    _check_directories(check, steps)
+    _check_directories(check, steps, version=version)
     return steps
 
 
-def _check_directories(check: _Checker, steps: Mapping[str, StepSpec]) -> None:
+def _check_directories(check: _Checker, steps: Mapping[str, StepSpec], *, version: int
+                       ) -> None:
     """Each step's `cwd`, when written without templates, must be a directory, or one a
     step declares among its outputs (a directory made by the build): otherwise the step
     could only fail when it starts. One stat per distinct directory."""
@@ -438,7 +479,8 @@ def _check_directories(check: _Checker, steps: Mapping[str, StepSpec]) -> None:
                 is_dir = stat.S_ISDIR((root / cwd).stat().st_mode)
                 seen[cwd] = None if is_dir else "is a file, not a directory"
             except FileNotFoundError:
-                seen[cwd] = None if _made_by_a_step(cwd, steps) else "does not exist"
+                seen[cwd] = None if _made_by_a_step(cwd, steps, version=version) \
+                    else "does not exist"
             except NotADirectoryError:
                 seen[cwd] = "is below a file, not a directory"
             except OSError as exc:
@@ -456,11 +498,12 @@ def _check_directories(check: _Checker, steps: Mapping[str, StepSpec]) -> None:
                               fix=fix)
 
 
-def _made_by_a_step(cwd: str, steps: Mapping[str, StepSpec]) -> bool:
+def _made_by_a_step(cwd: str, steps: Mapping[str, StepSpec], *, version: int) -> bool:
     """Whether some step declares `cwd`, a directory above it or a path below it as an
     output (the literal part of the pattern, before any template or glob)."""
     for step in steps.values():
-        for pattern in step.outputs:
+        for output in step.outputs:
+            pattern = root_relative(step.cwd, output) if version == 2 else output
             literal = re.split(r"[{*?\[]", pattern, maxsplit=1)[0].strip("/")
             if literal and (cwd == literal or cwd.startswith(literal + "/")
                             or literal.startswith(cwd + "/")):
@@ -469,20 +512,18 @@ def _made_by_a_step(cwd: str, steps: Mapping[str, StepSpec]) -> bool:
 
 
 def _load_step(check: _Checker, body: Mapping[str, Any], name: str,
-               modes: Mapping[str, ModeSpec], tools: Mapping[str, tuple[str, ...]]) -> StepSpec:
+               modes: Mapping[str, ModeSpec], tools: Mapping[str, tuple[str, ...]], *,
+               version: int) -> StepSpec:
     check.known_keys(body, STEP_KEYS, where="[[step]]", step=name)
-    command = check.strings(body, "command", step=name)
-    if not command or not command[0].strip():
-        raise check.error("empty command", step=name, key="command",
-                          fix='give the program and its arguments: command = ["prog", "arg"]')
+    command, script = _command(check, body, name)
     inputs = check.strings(body, "inputs", step=name)
-    outputs = check.strings(body, "outputs", step=name)
+    outputs, store = _outputs(check, body, name)
     exclude = check.strings(body, "exclude", step=name)
     clean = check.strings(body, "clean", step=name)
     for key, patterns in (("inputs", inputs), ("outputs", outputs), ("exclude", exclude),
                           ("clean", clean)):
         for pattern in patterns:
-            check.relative_path(pattern, step=name, key=key)
+            check.relative_path(pattern, step=name, key=key, cwd_relative=version == 2)
     cwd = check.string(body, "cwd", ".", step=name)
     check.relative_path(cwd, step=name, key="cwd")
     env_inputs = check.strings(body, "env_inputs", step=name, template=False)
@@ -510,12 +551,16 @@ def _load_step(check: _Checker, body: Mapping[str, Any], name: str,
                 raise check.error(f"unknown mode '{mode}'", step=name, key="modes",
                                   fix="use one of: " + ", ".join(modes))
     step_tools = check.strings(body, "tools", step=name, template=False)
-    for tool in step_tools:
-        if tool not in tools:
-            raise check.error(f"unknown tool '{tool}'", step=name, key="tools",
-                              fix=f'declare it under [tools]: {tool} = ["{tool}", "--version"]')
     mode_overrides = _overrides(check, body, "mode", name, allowed=tuple(modes))
     target_overrides = _overrides(check, body, "target", name, allowed=tuple(TARGETS))
+    named = [("tools", t) for t in step_tools] + [
+        (f"{kind}.{key}.tools", t) for kind, table in (("mode", mode_overrides),
+                                                      ("target", target_overrides))
+        for key, override in table.items() for t in override.tools]
+    for key, tool in named:
+        if tool not in tools:
+            raise check.error(f"unknown tool '{tool}'", step=name, key=key,
+                              fix=f'declare it under [tools]: {tool} = ["{tool}", "--version"]')
     return StepSpec(
         name=name,
         description=check.string(body, "description", "", step=name, template=False),
@@ -537,7 +582,72 @@ def _load_step(check: _Checker, body: Mapping[str, Any], name: str,
         cache=check.boolean(body, "cache", True, step=name),
         mode_overrides=mode_overrides,
         target_overrides=target_overrides,
+        script=script,
+        store=store,
+        inputs_declared="inputs" in body or version == 1,
     )
+
+
+def _command(check: _Checker, body: Mapping[str, Any], name: str
+             ) -> tuple[tuple[str, ...], str | None]:
+    """The step's argv, or the package.json script it names instead (one of the two)."""
+    if "script" in body:
+        if "command" in body:
+            raise check.error("both `command` and `script`", step=name, key="script",
+                              fix="keep one: script runs a package.json script through the "
+                              "package manager, command any program")
+        script = check.string(body, "script", step=name)
+        if not script.strip():
+            raise check.error("empty script name", step=name, key="script",
+                              fix='name a package.json script: script = "build"')
+        return (), script
+    command = check.strings(body, "command", step=name)
+    if not command or not command[0].strip():
+        raise check.error("empty command", step=name, key="command",
+                          fix='give the program and its arguments: command = ["prog", "arg"] '
+                          '(or script = "build" for a package.json script)')
+    return command, None
+
+
+def _outputs(check: _Checker, body: Mapping[str, Any], name: str
+             ) -> tuple[tuple[str, ...], dict[str, str]]:
+    """Output patterns, each a string or a table `{ path = "...", store = "archive" }`."""
+    value = body.get("outputs", [])
+    if not isinstance(value, list):
+        raise check.error(f"expected a list, got {_type_name(value)}", step=name, key="outputs",
+                          fix='write outputs = ["dist"] or [{ path = "node_modules", '
+                          'store = "archive" }]')
+    paths: list[str] = []
+    store: dict[str, str] = {}
+    for item in value:
+        if isinstance(item, str):
+            check.template(item, step=name, key="outputs")
+            paths.append(item)
+            continue
+        if not isinstance(item, dict):
+            raise check.error(f"an output must be a string or a table, got {_type_name(item)}",
+                              step=name, key="outputs", fix='write "dist" or { path = "dist" }')
+        check.known_keys(item, ("path", "store"), where="an output table", step=name)
+        path = check.string(item, "path", step=name)
+        how = check.string(item, "store", "", step=name, template=False)
+        if how and how not in STORES:
+            raise check.error(f"unknown store {how!r} for output {path!r}", step=name,
+                              key="outputs.store", fix="use one of: " + ", ".join(STORES))
+        paths.append(path)
+        if how:
+            store[path] = how
+    return tuple(paths), store
+
+
+def root_relative(cwd: str, pattern: str) -> str:
+    """A version 2 step's path from the workspace root: `//x` is `x`; anything else is
+    joined to the step's cwd and normalized (`..` resolved lexically). The caller checks
+    that the result does not start with `..`."""
+    if pattern.startswith(ROOT_PREFIX):
+        return pattern[len(ROOT_PREFIX):].strip("/") or "."
+    base = cwd.replace("\\", "/").strip("/")
+    joined = posixpath.normpath(f"{base}/{pattern}" if base not in ("", ".") else pattern)
+    return joined if pattern.rstrip("/") not in ("", ".") else (base or ".")
 
 
 def _overrides(check: _Checker, body: Mapping[str, Any], key: str, step: str, *,
