@@ -214,10 +214,11 @@ class StepCache:
             entry = self._lookup_remote(step, key)
         return entry
 
-    def peek(self, step: str, key: str) -> CacheSource | None:
-        """Where `lookup` would find a usable entry for `key`, without downloading blobs or
-        writing anything (for `--dry-run`). A remote entry counts when its action result
-        is there and, with trusted keys, carries a trusted signature."""
+    def peek(self, step: str, key: str) -> tuple[CacheSource, dict[str, str]] | None:
+        """Where `lookup` would find a usable entry for `key`, and its outputs (path ->
+        sha256), without downloading blobs or writing anything (for `--dry-run`). A
+        remote entry counts when its action result is there and, with trusted keys,
+        carries a trusted signature."""
         if not is_digest(key):
             raise ValueError(f"cache key {key!r} is not a sha256 hex digest")
         try:
@@ -232,16 +233,22 @@ class StepCache:
             if entry is not None:
                 needed = entry.blobs()
                 if self.local.blob_sizes(needed) == needed:
-                    return CacheSource.LOCAL
+                    return CacheSource.LOCAL, {f.path: f.sha256 for f in entry.files}
         if self.remote is None or not self.remote.reads:
             return None
         from buildlib.cache.remote import RemoteError
 
         try:
-            return CacheSource.REMOTE if self._trusted_result(step, key) is not None else None
+            result = self._trusted_result(step, key)
         except RemoteError as exc:
             self._remote_failed(exc, step)
             return None
+        if result is None:
+            return None
+        return CacheSource.REMOTE, {  # a symlink's digest is that of its target string
+            path: str(described[1]) if described[0] == "file"
+            else hashlib.sha256(os.fsencode(str(described[1]))).hexdigest()
+            for path, described in result.listing.items()}
 
     def restore(self, entry: CacheEntry, root: Path, scope: OutputScope) -> bool:
         """Make the step's declared outputs under `root` hold exactly the entry's files.

@@ -13,7 +13,7 @@ Components are named so that a diff can be read:
 | `cwd`          | the working directory, relative to the workspace root        |
 | `env:NAME`     | sha256 of the value, or `unset`: the step's `env` and `env_inputs` |
 | `tool:NAME`    | the tool's version text (`toolversions.py`)                   |
-| `dep:NAME`     | the digest of a dependency's fingerprint                      |
+| `dep:NAME`     | the digest of a dependency's outputs (`outputs_digest`)       |
 | `file:PATH`    | sha256 of an input file (`filehash.py`)                       |
 | `mode`, `target` | the build's mode and target triple                          |
 | `outputs`      | the declared output patterns, JSON                            |
@@ -49,7 +49,9 @@ __all__ = [
     "inputs_changed_since",
 ]
 
-FORMAT = b"buildlib-fingerprint-v1\n"  # bump when components change meaning
+FORMAT = b"buildlib-fingerprint-v2\n"  # bump when components change meaning
+# A dependency without outputs contributes its success, which is all it can give.
+NO_OUTPUTS = "succeeded"
 UNSET = "unset"
 EXPLAIN_LIMIT = 5  # input files named per kind of change before "and N more"
 
@@ -87,7 +89,9 @@ def compute_fingerprint(
     """Hash everything that can change `step`'s outputs.
 
     `tool_versions` must hold every tool in `step.tools` (a missing one is a bug in the
-    caller). `dep_fingerprints` holds the digests of the dependencies that produced one.
+    caller). `dep_fingerprints` holds, for each dependency, the digest of its outputs
+    (`outputs_digest`), not of its fingerprint: a dependency that ran again and made
+    byte-identical outputs leaves this step up to date (early cutoff).
     Raises UserError naming the step if an input glob leaves the workspace.
     """
     try:
@@ -119,6 +123,15 @@ def compute_fingerprint(
         components[f"file:{rel}"] = digest
     return Fingerprint(digest=digest_of(components), components=MappingProxyType(components),
                        stat_keys=keys)
+
+
+def outputs_digest(outputs: Mapping[str, str]) -> str:
+    """What a step's dependents see of it: the sha256 of its outputs' paths and contents
+    (NO_OUTPUTS for a step that has none)."""
+    if not outputs:
+        return NO_OUTPUTS
+    canonical = json.dumps(sorted(outputs.items()), ensure_ascii=True, separators=(",", ":"))
+    return sha256_hex(b"buildlib-outputs-v1\n" + canonical.encode("ascii"))
 
 
 def digest_of(components: Mapping[str, str]) -> str:
@@ -174,7 +187,7 @@ def explain(previous: Mapping[str, str] | None, current: Fingerprint) -> list[st
     reasons += _explain_env(*_diff(previous, now, "env:"))
     reasons += _explain_tools(*_diff(previous, now, "tool:"), previous, now)
     changed, added, removed = _diff(previous, now, "dep:")
-    reasons += [f"dependency {n} re-ran" for n in changed]
+    reasons += [f"outputs of dependency {n} changed" for n in changed]
     reasons += [f"new dependency {n}" for n in added]
     reasons += [f"dependency {n} removed" for n in removed]
     changed, added, removed = _diff(previous, now, "file:")

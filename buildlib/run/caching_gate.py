@@ -25,11 +25,12 @@ from buildlib.incremental.fingerprint import (
     compute_fingerprint,
     explain,
     inputs_changed_since,
+    outputs_digest,
 )
 from buildlib.incremental.gitfiles import GitFiles
 from buildlib.incremental.outputs import OutputScope, expand_outputs, missing_patterns
 from buildlib.planning.plan import Plan, PlannedStep
-from buildlib.run.gate import Decision, missing_outputs_message
+from buildlib.run.gate import Decision, Recorded, missing_outputs_message
 from buildlib.run.step_state import StepState
 
 if TYPE_CHECKING:
@@ -50,8 +51,9 @@ class Verdict(enum.StrEnum):
 @record
 class Prediction:
     verdict: Verdict
-    fingerprint: str
+    fingerprint: str  # "" when it cannot be known (a dependency runs first)
     reasons: tuple[str, ...] = ()
+    outputs_digest: str | None = None  # for dependents; None when the step would run
 
 
 @record
@@ -136,7 +138,8 @@ class CachingGate:
         if previous is not None and previous[0] == fingerprint.digest:
             broken = self._broken_outputs(step, previous[1])
             if not broken:
-                return Decision(outcome=Outcome.CACHED, fingerprint=fingerprint.digest)
+                return Decision(outcome=Outcome.CACHED, fingerprint=fingerprint.digest,
+                                outputs_digest=outputs_digest(previous[1]))
             reasons.append("outputs missing or modified: " + _first(broken))
         elif previous is not None or resumed:
             components = self.state.details(step.name).get("components")
@@ -150,21 +153,27 @@ class CachingGate:
                 return restored
         return self._run(fingerprint, tuple(reasons) or ("no earlier result",))
 
-    def predict(self, step: PlannedStep, dep_fingerprints: Mapping[str, str]
+    def predict(self, step: PlannedStep, dep_digests: Mapping[str, str | None]
                 ) -> Prediction:
         """What `check` would decide, without restoring or running anything (`--dry-run`).
 
-        `dep_fingerprints` are the dependencies' predicted fingerprints: a dependency
-        that would run is fingerprinted as it is now, since its outputs are not known
-        before it runs.
+        `dep_digests` holds each dependency's predicted `Prediction.outputs_digest`; None
+        for one that would run, whose outputs cannot be known before it does: this step
+        then runs too, unless that dependency's outputs come out unchanged.
         """
+        unknown = [name for name in step.depends_on
+                   if name in dep_digests and dep_digests[name] is None]
+        if unknown:
+            return Prediction(verdict=Verdict.RUN, fingerprint="", reasons=(
+                f"dependency {unknown[0]} runs first; this step runs unless its outputs "
+                "come out unchanged",))
         with self._lock:
             tools = self._tool_versions()
         fingerprint = compute_fingerprint(
             step, root=self.root, hasher=self.hasher, environ=self.environ,
-            tool_versions=tools, dep_fingerprints=dep_fingerprints,
-            mode=self.plan.mode, target=self.plan.target.triple, git=self.git)
-        self._warn_no_git(step)
+            tool_versions=tools, mode=self.plan.mode, target=self.plan.target.triple,
+            dep_fingerprints={k: v for k, v in dep_digests.items() if v is not None},
+            git=self.git)
         digest = fingerprint.digest
         if self.forced is None or step.name in self.forced:
             return Prediction(verdict=Verdict.RUN, fingerprint=digest, reasons=("forced",))
@@ -176,17 +185,20 @@ class CachingGate:
         if previous is not None and previous[0] == digest:
             broken = self._broken_outputs(step, previous[1])
             if not broken:
-                return Prediction(verdict=Verdict.UP_TO_DATE, fingerprint=digest)
+                return Prediction(verdict=Verdict.UP_TO_DATE, fingerprint=digest,
+                                  outputs_digest=outputs_digest(previous[1]))
             reasons.append("outputs missing or modified: " + _first(broken))
         else:
             components = self.state.details(step.name).get("components")
             reasons += explain(components if isinstance(components, dict) else None,
                                fingerprint)
-        source = self.store.peek(step.name, digest)
+        found = self.store.peek(step.name, digest)
         self._drain_warnings()
-        if source is not None:
+        if found is not None:
+            source, outputs = found
             verdict = Verdict.RESTORE_LOCAL if source == "local" else Verdict.RESTORE_REMOTE
-            return Prediction(verdict=verdict, fingerprint=digest, reasons=tuple(reasons))
+            return Prediction(verdict=verdict, fingerprint=digest, reasons=tuple(reasons),
+                              outputs_digest=outputs_digest(outputs))
         return Prediction(verdict=Verdict.RUN, fingerprint=digest, reasons=tuple(reasons))
 
     def _restore(self, step: PlannedStep, fingerprint: Fingerprint) -> Decision[_Pending] | None:
@@ -203,27 +215,27 @@ class CachingGate:
         outputs = {f.path: f.sha256 for f in entry.files}
         self._save_state(step.name, fingerprint, outputs, log)
         return Decision(outcome=Outcome.RESTORED, fingerprint=fingerprint.digest,
-                        cache_source=str(entry.source), replay_log=log)
+                        cache_source=str(entry.source), replay_log=log,
+                        outputs_digest=outputs_digest(outputs))
 
     def record_success(self, step: PlannedStep, decision: Decision[_Pending], log_path: Path
-                       ) -> str | None:
-        """Record and store what a successful run produced. Returns why the step must
-        count as failed instead (a declared output that matches no file), or None."""
+                       ) -> Recorded:
+        """Record and store what a successful run produced (see `gate.Recorded`)."""
         pending = decision.state
         if pending is None:  # a decision this gate made to skip: nothing to record
-            return None
+            return Recorded()
         files = expand_outputs(self.root, step.outputs)
         missing = missing_patterns(step.outputs, files)
         if missing:
             self._erase_state(step.name)
-            return missing_outputs_message(step.name, missing)
+            return Recorded(failure=missing_outputs_message(step.name, missing))
+        hashes = self.hasher.hash_files(files)
         changed = inputs_changed_since(self.hasher, step, pending.fingerprint, self.git)
         if changed:
             self.warn(f"{step.name}: input {_first(changed)} changed while it ran; "
                       "its result is not recorded and it will run again next time")
             self._erase_state(step.name)
-            return None
-        hashes = self.hasher.hash_files(files)
+            return Recorded(outputs_digest=outputs_digest(hashes))
         log_text = log_path.read_text(encoding="utf-8", errors="replace") \
             if log_path.exists() else ""
         self._save_state(step.name, pending.fingerprint, hashes, log_text)
@@ -232,7 +244,10 @@ class CachingGate:
                             {"mode": self.plan.mode, "target": self.plan.target.triple},
                             scope=self._scope(step))
         self._drain_warnings()
-        return None
+        return Recorded(outputs_digest=outputs_digest(hashes))
+
+    def current_outputs_digest(self, step: PlannedStep) -> str | None:
+        return outputs_digest(self.hasher.hash_files(expand_outputs(self.root, step.outputs)))
 
     def record_failure(self, step: PlannedStep, decision: Decision[_Pending]) -> None:
         self._erase_state(step.name)

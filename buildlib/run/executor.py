@@ -98,7 +98,10 @@ class Executor:
         self._state_lock = threading.Lock()  # guards the _RunState and the scheduler
         self._state: _RunState | None = None
         self._stop = threading.Event()
-        self._fingerprints: dict[str, str] = {}
+        # What each finished step's dependents see of it: the digest of its outputs (early
+        # cutoff: a step that ran again with byte-identical outputs changes nothing).
+        self._outputs: dict[str, str] = {}
+        self._outcomes: dict[str, Outcome] = {}
         self._fp_lock = threading.Lock()
         # A pool of `jobs` worker threads, started once: a thread per step would cost
         # ~0.1 ms each, a tenth of a trivial step's whole overhead.
@@ -302,22 +305,49 @@ class Executor:
         step = self.plan.steps[job.name]
         log_path = self.options.log_dir / f"{step.name}.log"
         with self._fp_lock:
-            dep_fps = {d: self._fingerprints[d] for d in step.depends_on if d in self._fingerprints}
-        decision = self.gate.check(step, dep_fps, resumed=job.resumed)
-        if decision.fingerprint:
-            with self._fp_lock:
-                self._fingerprints[step.name] = decision.fingerprint
+            dep_digests = {d: self._outputs[d] for d in step.depends_on if d in self._outputs}
+        decision = self.gate.check(step, dep_digests, resumed=job.resumed)
         if job.trusted:
-            # Its fingerprint still feeds its dependents', so they match a normal build.
+            # Its outputs still feed its dependents' fingerprints, so they match a normal
+            # build's.
+            self._publish(step.name, Outcome.CACHED, decision.outputs_digest
+                          or self.gate.current_outputs_digest(step))
             job.record = StepRecord(
                 name=step.name, outcome=Outcome.CACHED, start=job.start, end=self._now(),
                 worker=job.worker, fingerprint=decision.fingerprint,
                 reasons=("taken as done (--from or --only)",), command=step.argv)
             return
         if decision.outcome is not None:
+            self._publish(step.name, decision.outcome, decision.outputs_digest)
             self._skip(job, step, decision, log_path)
         else:
             self._execute(job, step, decision, log_path)
+
+    def _publish(self, name: str, outcome: Outcome, digest: str | None) -> None:
+        with self._fp_lock:
+            self._outcomes[name] = outcome
+            if digest is not None:
+                self._outputs[name] = digest
+
+    def _why(self, step: PlannedStep, reasons: tuple[str, ...], *, ran: bool
+             ) -> tuple[str, ...]:
+        """The gate's reasons, told with what this build did to the dependencies: a
+        step that runs because a dependency's outputs changed says whether that
+        dependency was rebuilt or restored; an up-to-date step whose dependency ran says
+        the outputs came out unchanged (early cutoff)."""
+        with self._fp_lock:
+            did = {d: self._outcomes.get(d) for d in step.depends_on}
+        verbs = {Outcome.BUILT: "rebuilt", Outcome.RESTORED: "restored from the cache"}
+        if not ran:
+            return tuple(f"dependency {d} {verbs[o]}, outputs unchanged"
+                         for d, o in did.items() if o in verbs)
+        told = []
+        for reason in reasons:
+            name = reason.removeprefix("outputs of dependency ").removesuffix(" changed")
+            outcome = did.get(name) if name != reason else None
+            told.append(f"dependency {name} {verbs[outcome]}, its outputs changed"
+                        if outcome in verbs else reason)
+        return tuple(told)
 
     def _skip(self, job: _Job, step: PlannedStep, decision: Decision[Any],
               log_path: Path) -> None:
@@ -332,7 +362,8 @@ class Executor:
         job.record = StepRecord(
             name=step.name, outcome=decision.outcome, start=job.start, end=self._now(),
             worker=job.worker, fingerprint=decision.fingerprint,
-            cache_source=decision.cache_source, log_path=str(log_path), command=step.argv)
+            cache_source=decision.cache_source, log_path=str(log_path), command=step.argv,
+            reasons=self._why(step, decision.reasons, ran=False))
 
     def _execute(self, job: _Job, step: PlannedStep, decision: Decision[Any],
                  log_path: Path) -> None:
@@ -363,11 +394,12 @@ class Executor:
                     break
         ok = returncode == 0
         if ok:
-            problem = self.gate.record_success(step, decision, log_path)
-            if problem is not None:
+            recorded = self.gate.record_success(step, decision, log_path)
+            self._publish(step.name, Outcome.BUILT, recorded.outputs_digest)
+            if recorded.failure is not None:
                 ok = False
                 self.gate.record_failure(step, decision)
-                job.tail = problem.splitlines()
+                job.tail = recorded.failure.splitlines()
         else:
             self.gate.record_failure(step, decision)
             job.tail = _tail(log_path, LOG_TAIL_LINES)
@@ -375,7 +407,8 @@ class Executor:
             Outcome.INTERRUPTED if self._stop.is_set() else Outcome.FAILED)
         job.record = StepRecord(
             name=step.name, outcome=outcome, start=job.start, end=self._now(), worker=job.worker,
-            attempts=attempts, exit_code=returncode, reasons=decision.reasons,
+            attempts=attempts, exit_code=returncode,
+            reasons=self._why(step, decision.reasons, ran=True),
             log_path=str(log_path), fingerprint=decision.fingerprint, command=step.argv)
 
     def _env_for(self, step: PlannedStep) -> tuple[dict[str, str], dict[bytes, bytes]]:

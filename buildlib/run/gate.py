@@ -31,6 +31,16 @@ class Decision(Generic[StateT]):
     cache_source: str | None = None
     replay_log: str = ""  # the stored log of a cache hit, replayed into the step's log file
     state: StateT | None = None  # what the gate wants back in `record_success`
+    outputs_digest: str | None = None  # what dependents see of a step skipped or restored
+
+
+@record
+class Recorded:
+    """What `record_success` made of a run: a reason to fail it after all (a declared
+    output that matches no file), and the digest of its outputs for its dependents."""
+
+    failure: str | None = None
+    outputs_digest: str | None = None
 
 
 class Gate(Protocol[StateT]):
@@ -46,9 +56,8 @@ class Gate(Protocol[StateT]):
         if it has gone stale since."""
 
     def record_success(self, step: PlannedStep, decision: Decision[StateT], log_path: Path
-                       ) -> str | None:
-        """Record a successful run; returns a message when the step must fail after all
-        (a declared output matches no file)."""
+                       ) -> Recorded:
+        """Record a successful run (see `Recorded`)."""
 
     def record_failure(self, step: PlannedStep, decision: Decision[StateT]) -> None: ...
 
@@ -60,6 +69,9 @@ class Gate(Protocol[StateT]):
 
     def stored_log(self, step: PlannedStep) -> str:
         """The log of the run that made an up-to-date step, for when its log file is gone."""
+
+    def current_outputs_digest(self, step: PlannedStep) -> str | None:
+        """The digest of the step's outputs as they are now (a step taken as done)."""
 
     def close(self) -> None:
         """Called once after the last step: persist what the gate learned."""
@@ -79,11 +91,11 @@ class AlwaysRun:
         return Decision(outcome=None, reasons=("caching disabled",))
 
     def record_success(self, step: PlannedStep, decision: Decision[None], log_path: Path
-                       ) -> str | None:
+                       ) -> Recorded:
         from buildlib.incremental.outputs import expand_outputs, missing_patterns
 
         missing = missing_patterns(step.outputs, expand_outputs(self.root, step.outputs))
-        return missing_outputs_message(step.name, missing) if missing else None
+        return Recorded(failure=missing_outputs_message(step.name, missing) if missing else None)
 
     def record_failure(self, step: PlannedStep, decision: Decision[None]) -> None:
         return None
@@ -96,6 +108,9 @@ class AlwaysRun:
 
     def stored_log(self, step: PlannedStep) -> str:
         return ""
+
+    def current_outputs_digest(self, step: PlannedStep) -> str | None:
+        return None  # nothing is fingerprinted
 
     def close(self) -> None:
         return None
