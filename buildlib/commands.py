@@ -238,7 +238,8 @@ def render_explain(record: BuildRecord) -> str:
         if step.outcome in (Outcome.BUILT, Outcome.FAILED, Outcome.INTERRUPTED):
             lines.append(f"  {step.name}: " + ("; ".join(step.reasons) or "no reason recorded"))
         elif step.outcome.from_cache:
-            lines.append(f"  {step.name}: up to date ({step.outcome.value})")
+            why = f": {'; '.join(step.reasons)}" if step.reasons else ""
+            lines.append(f"  {step.name}: up to date ({step.outcome.value}){why}")
     return "\n".join(lines)
 
 

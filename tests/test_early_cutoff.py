@@ -15,11 +15,11 @@ from helpers import PY_TOML, Workspace, make_workspace, ok
 
 STRIP = ("import pathlib; lines = pathlib.Path('src/a.txt').read_text().splitlines(); "
          "p = pathlib.Path('out'); p.mkdir(exist_ok=True); "
-         "(p / 'code.txt').write_text(''.join(l + '\\\\n' for l in lines if not l.startswith('#'))); "
-         "open('runs.log', 'a').write('strip\\\\n')")
+         "(p / 'code.txt').write_text(''.join(l + '\\n' for l in lines if not l.startswith('#'))); "
+         "open('runs.log', 'a').write('strip\\n')")
 USE = ("import pathlib; t = pathlib.Path('out/code.txt').read_text(); "
-       "pathlib.Path('out/used.txt').write_text(t.upper()); open('runs.log', 'a').write('use\\\\n')")
-CHECK = "import pathlib; pathlib.Path('src/a.txt').read_text(); open('runs.log', 'a').write('check\\\\n')"
+       "pathlib.Path('out/used.txt').write_text(t.upper()); open('runs.log', 'a').write('use\\n')")
+CHECK = "import pathlib; pathlib.Path('src/a.txt').read_text(); open('runs.log', 'a').write('check\\n')"
 
 
 def workspace(tmp_path: Path) -> Workspace:

@@ -146,7 +146,7 @@ def edit(root: Path, rel: str, text: str | None) -> None:
     ({"step": {"tools": ("node", "npm", "cargo")}}, ["tool cargo added to the step's tools"]),
     ({"step": {"tools": ("node",)}}, ["tool npm removed from the step's tools"]),
     ({"dep_fingerprints": {"svelte-check": "c" * 64, "native": "b" * 64}},
-     ["dependency svelte-check re-ran"]),
+     ["outputs of dependency svelte-check changed"]),
     ({"step": {"depends_on": ("svelte-check", "native", "icons")},
       "dep_fingerprints": {**DEFAULTS["dep_fingerprints"], "icons": "d" * 64}},
      ["new dependency icons"]),

@@ -42,7 +42,7 @@ def test_changing_one_input_reruns_only_what_is_downstream(ws: Workspace) -> Non
     ok(proc)
     assert ws.ran() == ["gen", "pack"]
     assert "gen: input file src/b.txt changed" in proc.stdout
-    assert "pack: dependency gen re-ran" in proc.stdout
+    assert "pack: dependency gen rebuilt, its outputs changed" in proc.stdout
     reasons = {s["name"]: s["reasons"] for s in ws.report_steps()}
     assert reasons["gen"] == ["input file src/b.txt changed"]
     assert (ws.root / "out" / "pack.txt").read_text() == "[ALPHA\nBETA TWO\n]"
