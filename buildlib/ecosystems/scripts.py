@@ -3,8 +3,9 @@
 The engine knows nothing of npm; a step that names a script instead of a command gets
 its argv here: `npm run build`, `pnpm run build`, `yarn run build` (yarn berry through
 its committed release file when no `yarn` is on PATH). The package manager is, in
-order: the manifest's `[workspace] package_manager`, the root package.json's
-`packageManager` field (corepack's `name@version`), then the lockfile at the root.
+order: the manifest's `[workspace] package_manager`, then, from the step's directory up
+to the workspace root, the first package.json with a `packageManager` field (corepack's
+`name@version`) or lockfile found (a repository may hold several projects).
 Extra arguments (a mode's or target's `args`) go after `--` for npm and pnpm, which
 would otherwise take them for themselves, and straight after the script for yarn.
 """
@@ -22,28 +23,42 @@ LOCKFILES = (("pnpm-lock.yaml", "pnpm"), ("yarn.lock", "yarn"), ("package-lock.j
              ("npm-shrinkwrap.json", "npm"))
 
 
-def detect_package_manager(root: Path, declared: str, *, manifest: Path) -> str:
-    """npm, pnpm or yarn for the workspace at `root` (see the module's docstring)."""
+def detect_package_manager(root: Path, declared: str, *, manifest: Path,
+                           start: Path | None = None) -> str:
+    """npm, pnpm or yarn for a step in `start` (default: the root); see the docstring."""
     if declared:
         if declared not in MANAGERS:
             raise ManifestError(f"unknown package manager {declared!r}", file=manifest,
                                 key="workspace.package_manager",
                                 fix="use one of: " + ", ".join(MANAGERS))
         return declared
+    directory = start or root
+    while True:
+        found = _manager_in(directory)
+        if found is not None:
+            return found
+        if directory in (root, directory.parent):
+            break
+        directory = directory.parent
+    raise ManifestError("a step names a `script`, but the package manager is unknown: no "
+                        "packageManager field in a package.json and no lockfile from "
+                        f"{start or root} up to the workspace root", file=manifest,
+                        key="workspace.package_manager",
+                        fix='declare it: [workspace] package_manager = "npm" (or pnpm, yarn)')
+
+
+def _manager_in(directory: Path) -> str | None:
     try:
-        field = json.loads((root / "package.json").read_text(encoding="utf-8")).get(
+        field = json.loads((directory / "package.json").read_text(encoding="utf-8")).get(
             "packageManager")
     except (OSError, ValueError, AttributeError):
         field = None
     if isinstance(field, str) and field.partition("@")[0] in MANAGERS:
         return field.partition("@")[0]
     for name, manager in LOCKFILES:
-        if (root / name).is_file():
+        if (directory / name).is_file():
             return manager
-    raise ManifestError("a step names a `script`, but the package manager is unknown: no "
-                        "packageManager field in package.json and no lockfile at the root",
-                        file=manifest, key="workspace.package_manager",
-                        fix='declare it: [workspace] package_manager = "npm" (or pnpm, yarn)')
+    return None
 
 
 def script_argv(manager: str, script: str, args: tuple[str, ...], *, root: Path

@@ -163,16 +163,11 @@ def build_plan(
     priority = graph.remaining_critical_path(sub, durations)
     variables = template_variables(manifest, mode, target, environ)
     resolver = _Resolver(manifest.root.resolve())
-    manager: str | None = None
-    if any(manifest.steps[name].script is not None for name in order):
-        from buildlib.ecosystems.scripts import detect_package_manager
-
-        manager = detect_package_manager(manifest.root, manifest.package_manager,
-                                         manifest=manifest.path)
+    managers: dict[Path, str] = {}
     steps = {
         name: _plan_step(manifest, manifest.steps[name], deps=sub[name], mode=mode,
                          target=target, variables=variables, priority=priority[name],
-                         estimate=durations[name], resolver=resolver, manager=manager)
+                         estimate=durations[name], resolver=resolver, managers=managers)
         for name in order
     }
     from buildlib.incremental.outputs import overlap
@@ -191,7 +186,8 @@ def build_plan(
 
 def _plan_step(manifest: Manifest, spec: StepSpec, *, deps: tuple[str, ...], mode: str,
                target: Target, variables: Mapping[str, str], priority: float,
-               estimate: float, resolver: _Resolver, manager: str | None) -> PlannedStep:
+               estimate: float, resolver: _Resolver, managers: dict[Path, str]
+               ) -> PlannedStep:
     def fill(text: str, key: str) -> str:
         return fill_template(text, variables, file=manifest.path, step=spec.name, key=key)
 
@@ -199,9 +195,14 @@ def _plan_step(manifest: Manifest, spec: StepSpec, *, deps: tuple[str, ...], mod
                              spec.target_overrides.get(target.triple)) if o is not None]
     extra_args = [fill(a, "args") for override in overrides for a in override.args]
     if spec.script is not None:
-        from buildlib.ecosystems.scripts import script_argv
+        from buildlib.ecosystems.scripts import detect_package_manager, script_argv
 
-        assert manager is not None  # build_plan detects it when a step has a script
+        directory = resolver.path(fill(spec.cwd, "cwd"))
+        manager = managers.get(directory)
+        if manager is None:
+            manager = managers[directory] = detect_package_manager(
+                resolver.root, manifest.package_manager, manifest=manifest.path,
+                start=directory)
         argv = list(script_argv(manager, fill(spec.script, "script"), tuple(extra_args),
                                 root=resolver.root))
     else:
