@@ -409,3 +409,29 @@ def audit_command(args: argparse.Namespace, context: Context) -> int:
 COMMANDS["audit"] = Command(help="run steps under strace: undeclared inputs, outputs and "
                             "tools, nondeterministic outputs (--twice), the manifest fix",
                             options=_audit_options, run=audit_command)
+
+
+# -- init (issue 12; docs/adopting.md) ------------------------------------------------------
+
+
+def _init_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--root", type=Path, default=None, metavar="DIR",
+                        help="the repository's root (default: the current directory)")
+    parser.add_argument("-n", "--dry-run", action="store_true",
+                        help="print the manifest (and, on stderr, why) instead of writing "
+                        "build.toml and noxfile.py")
+    parser.add_argument("--force", action="store_true",
+                        help="overwrite an existing build.toml and noxfile.py")
+
+
+def init_command(args: argparse.Namespace, context: None) -> int:
+    """Infer a starter manifest from the repository's own files; needs no manifest."""
+    from buildlib.integrations.init import run_init
+
+    return run_init(args.root or Path.cwd(), dry_run=args.dry_run, force=args.force)
+
+
+COMMANDS["init"] = Command(help="write a starter build.toml and noxfile.py for this "
+                           "repository, saying what it inferred and why",
+                           options=_init_options, run=init_command, manifest=False,
+                           common=False)
