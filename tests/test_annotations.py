@@ -10,7 +10,14 @@ from pathlib import Path
 import pytest
 from helpers import BAD_RS, ts_project
 
-from buildlib.report.annotations import Location, Tool, find_locations, strip_ansi
+from buildlib.report.annotations import (
+    Location,
+    Tool,
+    find_locations,
+    first_error,
+    relative_paths,
+    strip_ansi,
+)
 
 
 def run(argv: list[str | Path], cwd: Path, *, check_fails: bool = True) -> str:
@@ -172,3 +179,61 @@ def test_strip_ansi_keeps_what_a_carriage_return_leaves_visible() -> None:
 def test_strip_ansi_can_keep_colours_but_nothing_that_moves_the_cursor() -> None:
     text = "\x1b[2K\x1b[1;31mred\x1b[0m \x1b[1Aup\x1b\nplain"
     assert strip_ansi(text, keep_colours=True) == "\x1b[1;31mred\x1b[0m up\x1b[0m\nplain"
+
+
+# -- the first error, whole (issue 13 item 5) ------------------------------------------------
+
+
+def test_the_first_rustc_error_is_its_whole_block(bad_rust: Path) -> None:
+    log = run(["rustc", "bad.rs", "-o", "bad"], bad_rust)
+    block = first_error(log, bad_rust)
+    assert block is not None
+    assert (block.location.file, block.location.line) in (("bad.rs", 2), ("bad.rs", 3))
+    assert block.lines[0].startswith("error[E0")
+    assert block.lines[1].strip().startswith("--> bad.rs:")
+    assert any(line.lstrip().startswith(("2 |", "3 |")) for line in block.lines)  # the source
+    assert "error: aborting" not in "\n".join(block.lines)  # the next diagnostic is not in it
+    assert block.lines[-1].strip()  # no trailing blank line
+
+
+def test_the_first_tsc_error_is_rewritten_relative_to_the_root(tsc: Path, tmp_path: Path) -> None:
+    """tsc prints paths relative to its project; a terminal opens them from the root."""
+    app = ts_project(tmp_path)
+    for pretty in ("false", "true"):
+        block = first_error(run([tsc, "-p", ".", "--pretty", pretty], app), tmp_path, cwd=app)
+        assert block is not None
+        assert block.lines[0].startswith(("app/src/x.ts(1,7): error TS2322",
+                                          "app/src/x.ts:1:7 - error TS2322"))
+        if pretty == "true":  # the source excerpt under the header belongs to it
+            assert any('const x: number = "s";' in line for line in block.lines)
+            assert not any("x.ts:3:3" in line for line in block.lines)
+
+
+def test_the_first_svelte_check_error_keeps_its_excerpt(svelte_check: Path,
+                                                        tmp_path: Path) -> None:
+    app = ts_project(tmp_path)
+    log = run([svelte_check, "--workspace", "."], app)
+    block = first_error(log, tmp_path)
+    assert block is not None
+    assert block.lines[:2] == ("app/src/App.svelte:2:7",  # was absolute
+                               "Error: Type 'string' is not assignable to type 'number'. (ts)")
+    assert '  let count: number = "zero";' in block.lines
+    assert "Cannot find name" not in "\n".join(block.lines)  # the second error is another
+
+
+def test_gcc_notes_belong_to_their_error_and_the_next_function_does_not(
+        tmp_path: Path) -> None:
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc is not installed")
+    (tmp_path / "bad.c").write_text("int main(void) {\n  return a;\n}\n"
+                                    "int f(void) { return b; }\n")
+    block = first_error(run(["gcc", "-c", "bad.c"], tmp_path), tmp_path)
+    assert block is not None and block.location.line == 2
+    text = "\n".join(block.lines)
+    assert "note:" in text and "In function" not in text and "'b'" not in text
+
+
+def test_relative_paths_leave_other_lines_alone(tmp_path: Path) -> None:
+    lines = [f"{tmp_path}/web/App.svelte:3:4", "Error: bad (ts)", f"see {tmp_path}/other"]
+    assert relative_paths(lines, tmp_path) == ["web/App.svelte:3:4", "Error: bad (ts)",
+                                               f"see {tmp_path}/other"]

@@ -12,8 +12,9 @@ import pytest
 from helpers import make_record
 
 from buildlib.core.fmt import format_duration
-from buildlib.report.html import render_html, tick_label, tick_step
-from buildlib.run.results import Outcome, StepRecord
+from buildlib.core.layout import BuildDir
+from buildlib.report.html import render_html, skip_reasons, tick_label, tick_step
+from buildlib.run.results import BuildRecord, Outcome, StepRecord
 
 CHROMIUM = Path("/usr/bin/chromium")
 EVIL = '<script>alert("x")</script> & \'quoted\''
@@ -153,3 +154,77 @@ def test_rendered_bar_widths_are_proportional_to_durations(tmp_path: Path) -> No
     shot = tmp_path / "shot.png"
     _chromium(tmp_path, page.as_uri(), f"--screenshot={shot}")
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# -- a failed build's page explains it (issue 13 item 6) ------------------------------------
+
+
+def failed_build(tmp_path: Path) -> tuple[BuildDir, BuildRecord, dict[str, tuple[str, ...]]]:
+    """A build in which `compile` failed with a gcc-style error, `link` and `package`
+    never started, and `docs` (independent, 6 s) ran."""
+    build_dir = BuildDir(tmp_path)
+    logs = build_dir.logs("release", "x86_64-unknown-linux-gnu")
+    logs.mkdir(parents=True)
+    (logs / "compile.log").write_text("cc -c src/a.c\nsrc/a.c:3:5: error: 'oops' undeclared\n"
+                                      "    3 |   oops;\n      |   ^~~~\nmake: *** Error 1\n")
+    steps = (
+        StepRecord(name="compile", outcome=Outcome.FAILED, start=0.0, end=2.0, worker=0,
+                   attempts=1, exit_code=2, log_path=str(logs / "compile.log")),
+        StepRecord(name="link", outcome=Outcome.SKIPPED),
+        StepRecord(name="package", outcome=Outcome.SKIPPED),
+        StepRecord(name="docs", outcome=Outcome.BUILT, start=0.0, end=6.0, worker=1,
+                   attempts=1, exit_code=0, log_path=str(logs / "docs.log")),
+    )
+    record = make_record(steps=steps, wall=6.0, workspace=str(tmp_path),
+                         critical_path=("compile", "link", "package"))
+    return build_dir, record, {"link": ("compile",), "package": ("link",), "docs": ()}
+
+
+def test_a_failed_build_shows_the_error_the_skip_reasons_and_log_links(tmp_path: Path) -> None:
+    build_dir, record, deps = failed_build(tmp_path)
+    page = render_html(record, deps, build_dir)
+    assert "FAILED compile (exit 2, 2.0s)" in page
+    assert "first error, at <code>src/a.c:3:5</code>" in page
+    assert "src/a.c:3:5: error: &#x27;oops&#x27; undeclared\n    3 |   oops;" in page
+    assert "make: *** Error 1" in page  # the end of its log
+    assert "not started: it needs compile, which failed" in page  # link, directly
+    # link and package: the note on the timeline, the bar's tooltip, the table
+    assert page.count("it needs compile, which failed") == 6
+    # Logs are links relative to the page, so a downloaded .buildlib keeps them working.
+    links = re.findall(r'<a class="log" href="([^"]+)">', page)
+    assert "../logs/release-x86_64-unknown-linux-gnu/compile.log" in links
+    assert all((build_dir.reports / link).resolve().parent == build_dir.logs(
+        "release", "x86_64-unknown-linux-gnu") for link in links)
+    # Nothing is loaded: the only references are those relative links.
+    assert not re.search(r"https?://|//[a-z]|\bsrc=|@import|url\(|<link", page)
+    # The critical path is marked on the steps that ran, never on those that did not.
+    bars = collect(page).bars
+    assert [n for n, b in bars.items() if "critical" in b["class"].split()] == ["compile"]
+
+
+def test_skip_reasons_follow_the_failure_up_the_chain() -> None:
+    record = make_record(steps=(
+        StepRecord(name="a", outcome=Outcome.INTERRUPTED, start=0, end=1, worker=0),
+        StepRecord(name="b", outcome=Outcome.SKIPPED),
+        StepRecord(name="c", outcome=Outcome.SKIPPED),
+        StepRecord(name="d", outcome=Outcome.SKIPPED)), exit_code=130)
+    reasons = skip_reasons(record, {"b": ("a",), "c": ("b",), "d": ()})
+    assert reasons == {"b": "not started: it needs a, which was interrupted",
+                       "c": "not started: it needs a, which was interrupted",
+                       "d": "not started: the build was interrupted"}
+    stopped = make_record(steps=(StepRecord(name="x", outcome=Outcome.SKIPPED),), exit_code=1)
+    assert "stopped at the first failure" in skip_reasons(stopped, {})["x"]
+
+
+@pytest.mark.chromium
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium (/usr/bin/chromium) is "
+                    "not installed: apt-get install chromium")
+@pytest.mark.timeout(180)
+def test_chromium_shows_the_failure_above_the_timeline(tmp_path: Path) -> None:
+    build_dir, record, deps = failed_build(tmp_path)
+    build_dir.reports.mkdir(parents=True)
+    page = build_dir.reports / "b.html"
+    page.write_text(render_html(record, deps, build_dir), encoding="utf-8")
+    dom = _chromium(tmp_path, page.as_uri(), "--dump-dom").stdout
+    assert dom.index('class="failures"') < dom.index("<h2>Timeline</h2>")
+    assert 'class="first-error"' in dom

@@ -24,7 +24,12 @@ from buildlib.core.fmt import format_duration
 from buildlib.planning.plan import build_plan
 from buildlib.report.annotations import strip_ansi
 from buildlib.report.live import RichReporter
-from buildlib.report.summary import estimate_eta, render_summary_markdown, render_summary_text
+from buildlib.report.summary import (
+    Eta,
+    estimate_eta,
+    render_summary_markdown,
+    render_summary_text,
+)
 from buildlib.report.terminal import (
     GitHubReporter,
     PlainReporter,
@@ -130,9 +135,15 @@ class TestEveryReporter:
         assert "wall 6.0s, step time 8.2s, parallelism 1.37x on 2 jobs" in text
         assert "cache hit rate 67% (2 of 3)" in text
         assert "critical path 5.5s: rust-build -> napi" in text
-        assert "failed: svelte-check (log: /tmp/logs/sc.log)" in text
-        assert "interrupted: package (log: /tmp/logs/package.log)" in text
+        assert "failed: svelte-check" in text
+        assert "interrupted: package" in text
         assert "build FAILED (exit 1)" in text
+        # Each failure is explained after the verdict, the last thing on screen.
+        after = text[text.index("build FAILED (exit 1)"):]
+        assert "FAILED svelte-check (exit 1, 2.1s)" in after
+        assert "log: /tmp/logs/sc.log" in after
+        assert "INTERRUPTED package (after 0.5s)" in after
+        assert after.rstrip().endswith("log: /tmp/logs/package.log")
 
     def test_warnings_failures_and_verbose_output_are_shown(
             self, tmp_path: Path, factory: Callable[..., tuple[Reporter, Callable[[], str]]],
@@ -143,7 +154,7 @@ class TestEveryReporter:
         assert "waiting for the workspace lock" in text
         assert "output of rust-build" in text
         assert "error: boom" in text
-        assert "full log: /tmp/logs/sc.log" in text
+        assert "  log: /tmp/logs/sc.log" in text
 
 
 # -- plain lines ------------------------------------------------------------------------------
@@ -158,13 +169,22 @@ def test_plain_lines_read_as_documented() -> None:
     reporter.step_finished(step("rust-build", Outcome.BUILT, 0.0, 12.3), [])
     reporter.step_finished(step("svelte-check", Outcome.FAILED, 1.0, 3.1, exit_code=1,
                                 log_path="/l/svelte-check.log"), ["line 1", "line 2"])
-    assert out.getvalue().splitlines()[1:] == [
+    reporter.build_finished(build_record(
+        (step("rust-build", Outcome.BUILT, 0.0, 12.3),
+         step("svelte-check", Outcome.FAILED, 1.0, 3.1, exit_code=1,
+              log_path="/l/svelte-check.log"))))
+    lines = out.getvalue().splitlines()
+    assert lines[:4] == [
+        "build production for x86_64-unknown-linux-gnu: 2 steps, 2 jobs; logs in /tmp/logs",
         "start rust-build",
         "done  rust-build    built  12.3s",
-        "FAIL  svelte-check  (exit 1, 2.1s)",
-        "    line 1",
+        "FAIL  svelte-check  (exit 1, 2.1s; explained at the end)",
+    ]
+    assert lines[-4:] == [  # the last lines: the failure, explained
+        "FAILED svelte-check (exit 1, 2.1s)",
+        "    line 1",  # /l/svelte-check.log does not exist: the lines it was given
         "    line 2",
-        "    full log: /l/svelte-check.log",
+        "  log: /l/svelte-check.log",
     ]
 
 
@@ -231,7 +251,8 @@ def test_a_real_process_writing_to_a_pipe_gets_plain_lines_without_escapes() -> 
     assert "a | error: x" in lines
     assert "    red tail" in lines
     assert "warning: warned" in lines
-    assert "FAIL  a  (exit 2, 1.0s)" in lines
+    assert "FAIL  a  (exit 2, 1.0s; explained at the end)" in lines
+    assert "FAILED a (exit 2, 1.0s)" in lines
 
 
 class ChunkyStream:
@@ -385,9 +406,9 @@ def test_github_without_a_location_says_what_failed(tmp_path: Path) -> None:
     reporter, out = github(tmp_path)
     log = "installing\nnpm ERR! code ENOENT\nnpm ERR! error: missing package.json\ndone\n"
     fail_with_log(reporter, "web-install", log, tmp_path / "wi.log")
-    assert (f"::error title=web-install failed::web-install failed with exit code 1 after 1.5s"
-            f"%0Anpm ERR! error: missing package.json%0Afull log: {tmp_path / 'wi.log'}"
-            ) in out.getvalue()
+    # The log's path is relative to the repository root, as the annotations' files are.
+    assert ("::error title=web-install failed::web-install failed with exit code 1 after 1.5s"
+            "%0Anpm ERR! error: missing package.json%0Afull log: wi.log") in out.getvalue()
 
 
 def test_github_shows_command_lookalikes_in_a_log_instead_of_obeying_them(
@@ -422,7 +443,9 @@ def test_github_appends_the_markdown_summary(tmp_path: Path) -> None:
     text = summary.read_text()
     assert text.startswith("# written by an earlier step\n### ❌ buildlib production")
     assert "| step | status | duration |" in text
-    assert "| web-build | cached (local) | 0.1s |" in text
+    assert "| web-build |" not in text  # up to date: counted, not listed
+    assert "_1 other step was up to date (--verbose lists them)_" in text
+    assert "| napi | restored (remote) | 0.5s |" in text
     assert "| electron | skipped | - |" in text
     assert "- critical path 5.5s: rust-build -> napi" in text
     assert "- cache hit rate" not in text  # part of the figures line, not its own
@@ -533,15 +556,34 @@ def test_the_live_area_shows_running_steps_counts_and_eta() -> None:
     text = strip_ansi(out.getvalue())
     assert re.search(r"rust-build +3\.0s / ~10\.0s", text)
     assert re.search(r"web-build +3\.0s / ~4\.0s", text)
-    # 7 + 1 + 2 seconds of known work left on 2 jobs, but rust-build alone needs 7:
-    # the three steps without an estimate make it a lower bound.
-    assert "0 built · 0 cached · 0 failed · 2 running · 4 waiting · ETA ≥7.0s" in text
+    # Three waiting steps were never timed: no number would be right.
+    assert ("3.0s elapsed · ETA unknown (no earlier timing of svelte-check) · 0 built · "
+            "0 cached · 0 failed · 2 running · 4 waiting") in text
+    assert text.startswith("build production for x86_64-unknown-linux-gnu: 6 steps, 2 jobs; "
+                           "logs in /tmp/logs")  # the header, on a terminal too
     reporter.step_finished(step("web-build", Outcome.BUILT, 0.0, 3.0), [])
     reporter.step_finished(step("napi", Outcome.CACHED, 3.0, 3.1), [])
     reporter.refresh()
     text = strip_ansi(out.getvalue())
     assert "✓ web-build  built  3.0s" in text
+    assert "napi  cached" not in text  # a step up to date has no line of its own
     assert "1 built · 1 cached · 0 failed · 1 running · 3 waiting" in text
+    reporter.build_finished(build_record())
+
+
+def test_the_live_eta_counts_down_with_estimates_for_every_step() -> None:
+    estimates = dict.fromkeys(STEPS, 4.0)
+    reporter, out, clock = live()
+    reporter.build_started(build_start(estimates=estimates))
+    reporter.step_started("rust-build", 0, 1)
+    clock.now += 1.0
+    reporter.refresh()
+    # 3 s left of rust-build and 5 x 4 s waiting, on 2 jobs: 11.5 s.
+    assert "1.0s elapsed · ETA ~11.5s" in strip_ansi(out.getvalue())
+    clock.now += 9.0  # rust-build is now 2.5 times its estimate
+    reporter.refresh()
+    assert "ETA unknown (rust-build is taking longer than its usual 4.0s)" in strip_ansi(
+        out.getvalue())
     reporter.build_finished(build_record())
 
 
@@ -558,9 +600,8 @@ def test_output_lines_are_batched_into_one_redraw() -> None:
     drawn = strip_ansi(out.getvalue()[len(before):])
     assert [line for line in drawn.splitlines() if "line " in line] == [
         f"rust-build | line {i}" for i in range(2000)]
-    # The live refresh, then once more under the lines (counted in the raw output: a
-    # carriage return precedes each redraw, so stripping would hide the first).
-    assert out.getvalue()[len(before):].count(" waiting") == 2
+    # One redraw of the status area, under the lines.
+    assert out.getvalue()[len(before):].count(" waiting") == 1
     reporter.build_finished(build_record())
 
 
@@ -571,6 +612,7 @@ def test_build_finished_removes_the_live_area_and_stops_the_ticker() -> None:
     tickers = [t for t in threading.enumerate() if t not in others]
     assert [t.name for t in tickers] == ["progress-ticker"]
     reporter.step_started("rust-build", 0, 1)
+    reporter.refresh()
     reporter.build_finished(build_record())
     assert not tickers[0].is_alive()
     raw = out.getvalue()
@@ -592,19 +634,36 @@ def test_warnings_before_the_build_starts_print_at_once() -> None:
 def test_eta_is_the_larger_of_spread_work_and_the_longest_piece() -> None:
     spread = estimate_eta(waiting=["a", "b"], running={"c": 2.0},
                           estimates={"a": 4.0, "b": 4.0, "c": 6.0}, jobs=2)
-    assert spread is not None and (spread.seconds, spread.partial) == (6.0, False)
+    assert spread == Eta(seconds=6.0)
     long_one = estimate_eta(waiting=["a", "b"], running={},
                             estimates={"a": 30.0, "b": 1.0}, jobs=4)
-    assert long_one is not None and long_one.seconds == 30.0
+    assert long_one == Eta(seconds=30.0)
 
 
-def test_eta_overrun_steps_count_as_nearly_done_and_unknowns_make_it_partial() -> None:
-    eta = estimate_eta(waiting=["new"], running={"slow": 50.0}, estimates={"slow": 10.0},
-                       jobs=1)
-    assert eta is not None and (eta.seconds, eta.partial) == (0.0, True)
-    assert estimate_eta(waiting=["new"], running={}, estimates={}, jobs=1) is None
-    done = estimate_eta(waiting=[], running={}, estimates={}, jobs=1)
-    assert done is not None and (done.seconds, done.partial) == (0.0, False)
+def test_eta_follows_chains_of_dependent_steps_when_it_knows_them() -> None:
+    """-j 8 and a chain a -> b -> c of 10 s each: 30 s, not the longest piece (10 s)."""
+    deps = {"a": (), "b": ("a",), "c": ("b",), "d": ()}
+    eta = estimate_eta(waiting=["b", "c", "d"], running={"a": 4.0},
+                       estimates={"a": 10.0, "b": 10.0, "c": 10.0, "d": 1.0}, jobs=8,
+                       deps=deps)
+    assert eta == Eta(seconds=26.0)
+    assert estimate_eta(waiting=["b", "c", "d"], running={"a": 4.0},
+                        estimates={"a": 10.0, "b": 10.0, "c": 10.0, "d": 1.0},
+                        jobs=8) == Eta(seconds=10.0)
+
+
+def test_eta_is_unknown_rather_than_wrong() -> None:
+    unknown = estimate_eta(waiting=["new"], running={}, estimates={}, jobs=1)
+    assert unknown == Eta(seconds=None, why="no earlier timing of new")
+    assert unknown.text() == "ETA unknown (no earlier timing of new)"
+    overrun = estimate_eta(waiting=[], running={"slow": 50.0}, estimates={"slow": 10.0},
+                           jobs=1)
+    assert overrun is not None and overrun.seconds is None
+    assert overrun.text() == "ETA unknown (slow is taking longer than its usual 10.0s)"
+    # A little past its estimate is still an estimate: what is left of it counts as 0.
+    assert estimate_eta(waiting=[], running={"slow": 11.0}, estimates={"slow": 10.0},
+                        jobs=1) == Eta(seconds=0.0)
+    assert estimate_eta(waiting=[], running={}, estimates={}, jobs=1) is None  # all done
 
 
 @pytest.mark.parametrize(("seconds", "text"), [
@@ -619,16 +678,38 @@ def test_the_plain_summary_is_an_aligned_table() -> None:
     record = build_record(SAMPLE_STEPS[:2], exit_code=0, wall=5.0)
     assert render_summary_text(record).splitlines() == [
         "",
+        "step        status  duration",
+        "----------------------------",
+        "rust-build  built       5.0s",
+        "1 other step was up to date (--verbose lists them)",
+        "",
+        "wall 5.0s, step time 5.1s, parallelism 1.02x on 2 jobs, "
+        "cache hit rate 50% (1 of 2)",
+        "critical path 5.0s: rust-build",  # napi is not a step of this record
+        "build succeeded",
+    ]
+    assert render_summary_text(record, every_step=True).splitlines()[1:5] == [
         "step        status          duration",
         "------------------------------------",
         "rust-build  built               5.0s",
         "web-build   cached (local)      0.1s",
-        "",
-        "wall 5.0s, step time 5.1s, parallelism 1.02x on 2 jobs, "
-        "cache hit rate 50% (1 of 2)",
-        "critical path 5.0s: rust-build -> napi",
-        "build succeeded",
     ]
+
+
+def test_a_no_op_build_is_one_line() -> None:
+    record = build_record((step("a", Outcome.CACHED, 0.0, 0.01),
+                           step("b", Outcome.CACHED, 0.0, 0.02)), exit_code=0, wall=0.11)
+    assert render_summary_text(record) == (
+        "nothing to do: 2 steps up to date, 0.1s (production, x86_64-unknown-linux-gnu)")
+    assert "step  status" in render_summary_text(record, every_step=True)
+
+
+def test_the_critical_path_of_a_failed_build_runs_through_steps_that_ran() -> None:
+    record = build_record((step("a", Outcome.BUILT, 0.0, 2.0),
+                           step("b", Outcome.FAILED, 2.0, 3.0, exit_code=1),
+                           step("c", Outcome.SKIPPED)), exit_code=1)
+    record = records.replace(record, critical_path=("a", "b", "c"))
+    assert "critical path 3.0s: a -> b\n" in render_summary_text(record)
 
 
 def test_markdown_cells_escape_pipes() -> None:

@@ -10,6 +10,7 @@
       logs/<mode>-<target>/<step>.log     each step's output
       reports/                       JSON, trace and HTML reports (report/writers.py)
       history.jsonl                  one line per build, for estimates and metrics
+      last_build.json                the mode and target built last (verify, metrics)
       artifacts/<mode>-<target>.json what verify found (verify/checks.py)
 
 Nothing else in the engine spells these names; nothing here creates a directory.
@@ -57,6 +58,10 @@ class BuildDir:
     @property
     def history(self) -> Path:
         return self.path / "history.jsonl"
+
+    @property
+    def last_build(self) -> Path:
+        return self.path / "last_build.json"
 
     def state(self, mode: str, target: str) -> Path:
         return self.path / "state" / self.tag(mode, target)

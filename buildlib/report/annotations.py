@@ -119,6 +119,7 @@ class _Raw:
     tool: Tool
     code: str | None
     base: str | None = None  # a directory the tool said its relative paths start from
+    lines: int = 1  # how many lines, from the one it was read at, say where and what
 
 
 def find_locations(log_text: str, root: Path | None, *, cwd: Path | None = None) -> list[Location]:
@@ -129,14 +130,86 @@ def find_locations(log_text: str, root: Path | None, *, cwd: Path | None = None)
     """
     seen: set[Location] = set()
     found: list[Location] = []
-    for raw in _scan(strip_ansi(log_text).splitlines()):
-        location = Location(
-            file=_normalise(raw.file, root=root, cwd=Path(raw.base) if raw.base else cwd),
-            line=raw.line, col=raw.col, message=raw.message.strip(), tool=raw.tool, code=raw.code)
+    for _, raw in _scan(strip_ansi(log_text).splitlines()):
+        location = _location(raw, root, cwd)
         if location not in seen:
             seen.add(location)
             found.append(location)
     return found
+
+
+def _location(raw: _Raw, root: Path | None, cwd: Path | None) -> Location:
+    return Location(
+        file=_normalise(raw.file, root=root, cwd=Path(raw.base) if raw.base else cwd),
+        line=raw.line, col=raw.col, message=raw.message.strip(), tool=raw.tool, code=raw.code)
+
+
+# -- the first error, in full -----------------------------------------------------------------
+
+MAX_BLOCK_LINES = 30
+# Lines that start something else: a warning, svelte-check's closing rule, gcc's next
+# "x.c: In function 'f':" (notes and help lines belong to the error before them).
+_OTHER_START = re.compile(r"^(?:warning|Warn|Hint)\b|^={10,}|^\S.*: warning\b|^[^\s:][^:]*: In ")
+
+
+@record
+class ErrorBlock:
+    """The first error of a log as the tool printed it: its location (relative to the
+    root), and its lines (header, source excerpt, notes), with paths made relative to the
+    root so a terminal can open them."""
+
+    location: Location
+    lines: tuple[str, ...]
+    start: int  # the index of its first line among the log's lines
+
+
+def first_error(log_text: str, root: Path | None, *, cwd: Path | None = None
+                ) -> ErrorBlock | None:
+    """The first error location in `log_text` with the lines that belong to it: its
+    header, then what follows until a blank line, the next diagnostic or
+    `MAX_BLOCK_LINES` (a blank line right after the header, as tsc --pretty and
+    svelte-check print, is kept)."""
+    lines = strip_ansi(log_text).splitlines()
+    for index, raw in _scan(lines):
+        location = _location(raw, root, cwd)
+        end = index + raw.lines
+        if end < len(lines) and not lines[end].strip():
+            end += 1  # the blank line between a header and its excerpt
+        while end < len(lines) and end - index < MAX_BLOCK_LINES and lines[end].strip() \
+                and not starts_diagnostic(lines, end):
+            end += 1
+        block = [line.rstrip() for line in lines[index:end]]
+        while block and not block[-1]:
+            block.pop()
+        return ErrorBlock(location=location,
+                          lines=tuple(relative_paths(block, root, cwd=cwd)), start=index)
+    return None
+
+
+def starts_diagnostic(lines: list[str], index: int) -> bool:
+    """Whether `lines[index]` begins an error, a warning or another tool's section."""
+    line = lines[index]
+    if _OTHER_START.match(line):
+        return True
+    following = lines[index + 1] if index + 1 < len(lines) else ""
+    state = ScanState()
+    return any(parser.parse(line, following, state) is not None for parser in PARSERS)
+
+
+def relative_paths(lines: list[str], root: Path | None, *, cwd: Path | None = None
+                   ) -> list[str]:
+    """`lines` with each error location's file written relative to the root (tsc prints
+    paths relative to its project, svelte-check absolute ones), so a terminal opens them."""
+    result = list(lines)
+    for index, raw in _scan(result):
+        wanted = _location(raw, root, cwd).file
+        if wanted == raw.file:
+            continue
+        for at in range(index, min(index + raw.lines, len(result))):
+            if raw.file in result[at]:
+                result[at] = result[at].replace(raw.file, wanted, 1)
+                break
+    return result
 
 
 class ScanState:
@@ -178,7 +251,7 @@ class SvelteCheckParser:
         elif (where := _SVELTE_WHERE.match(line)) and (error := _SVELTE_ERROR.match(following)):
             return _Raw(file=where["file"], line=int(where["line"]), col=int(where["col"]),
                         message=error["msg"], tool=Tool.SVELTE_CHECK, code=None,
-                        base=state.svelte_base)
+                        base=state.svelte_base, lines=2)
         return None
 
 
@@ -186,7 +259,7 @@ class RustcParser:
     def parse(self, line: str, following: str, state: ScanState) -> _Raw | None:
         if (head := _RUSTC_HEADER.match(line)) and (arrow := _RUSTC_ARROW.match(following)):
             return _Raw(file=arrow["file"], line=int(arrow["line"]), col=int(arrow["col"]),
-                        message=head["msg"], tool=Tool.RUSTC, code=head["code"])
+                        message=head["msg"], tool=Tool.RUSTC, code=head["code"], lines=2)
         return None
 
 
@@ -211,15 +284,16 @@ def register_parser(parser: Parser) -> None:
     PARSERS.insert(0, parser)
 
 
-def _scan(lines: list[str]) -> Iterator[_Raw]:
-    """One pass over the log; two-line formats look at the line after their first."""
+def _scan(lines: list[str]) -> Iterator[tuple[int, _Raw]]:
+    """One pass over the log: (line index, error) for each error; two-line formats look at
+    the line after their first."""
     state = ScanState()
     for index, line in enumerate(lines):
         following = lines[index + 1] if index + 1 < len(lines) else ""
         for parser in PARSERS:
             raw = parser.parse(line, following, state)
             if raw is not None:
-                yield raw
+                yield index, raw
                 break
 
 

@@ -5,7 +5,10 @@ opens from disk or a CI artifact with no network. Bars are placed by percentages
 of the wall time, so the page reads the same at any width and without JS; the JS
 only adds dependency highlighting and records the laid-out bar widths in
 `<pre id="layout">` (tests read it from headless Chromium). Every piece of text
-from the build goes through `html.escape`. Called by `report.write_build_reports`.
+from the build goes through `html.escape`. A failed build's page starts with each
+failure (its first error in full and the end of its log, `failures.py`), says why each
+skipped step never started, links every log (relative to the page), and marks the
+critical path through the steps that ran. Called by `report.write_build_reports`.
 """
 
 from __future__ import annotations
@@ -13,9 +16,15 @@ from __future__ import annotations
 import html
 import json
 import math
+import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
+from urllib.parse import quote
 
 from buildlib.core.fmt import format_duration
+from buildlib.core.layout import BuildDir
+from buildlib.report.failures import display_path, explain_failure
+from buildlib.report.summary import ran_critical_path
 from buildlib.run.results import BuildRecord, Outcome, StepRecord
 
 _STATUS_LABEL = {
@@ -60,15 +69,53 @@ def tick_step(wall: float) -> float:
     return float(10 * magnitude)  # pragma: no cover - the loop always returns by factor 10
 
 
-def render_html(record: BuildRecord, deps: Mapping[str, Sequence[str]]) -> str:
-    """The whole page for `record`; `deps` (step -> dependencies) feeds hover highlighting."""
+def skip_reasons(record: BuildRecord, deps: Mapping[str, Sequence[str]]) -> dict[str, str]:
+    """Why each skipped step never started: the failure upstream of it, or the stop."""
+    outcome = {s.name: s.outcome for s in record.steps}
+    reasons: dict[str, str] = {}
+
+    def cause(name: str, seen: set[str]) -> str | None:
+        """The failed (or interrupted) step upstream of `name`, nearest first."""
+        for dep in deps.get(name, ()):
+            if outcome.get(dep) in (Outcome.FAILED, Outcome.INTERRUPTED):
+                return dep
+        for dep in deps.get(name, ()):
+            if outcome.get(dep) is Outcome.SKIPPED and dep not in seen:
+                seen.add(dep)
+                found = cause(dep, seen)
+                if found is not None:
+                    return found
+        return None
+
+    for step in record.steps:
+        if step.outcome is not Outcome.SKIPPED:
+            continue
+        failed = cause(step.name, set())
+        if failed is not None:
+            verb = "was interrupted" if outcome[failed] is Outcome.INTERRUPTED else "failed"
+            reasons[step.name] = f"not started: it needs {failed}, which {verb}"
+        elif record.exit_code > 128:
+            reasons[step.name] = "not started: the build was interrupted"
+        else:
+            reasons[step.name] = ("not started: the build stopped at the first failure "
+                                  "(--keep-going builds what does not depend on it)")
+    return reasons
+
+
+def render_html(record: BuildRecord, deps: Mapping[str, Sequence[str]],
+                build_dir: BuildDir | None = None) -> str:
+    """The whole page for `record`; `deps` (step -> dependencies) feeds hover highlighting
+    and the reasons steps were skipped; `build_dir` (where the page goes) makes log paths
+    links relative to the page and lets failures show their logs' first error."""
     # The timeline spans the wall time, or the last step end if a record is slightly off.
     span = max([record.wall, *(s.end for s in record.steps)])
-    critical = set(record.critical_path)
+    critical = set(ran_critical_path(record))
+    skipped = skip_reasons(record, deps)
     order = sorted(range(len(record.steps)),
                    key=lambda i: (record.steps[i].worker < 0, record.steps[i].start, i))
     rows = "\n".join(_row(record.steps[i], span, deps.get(record.steps[i].name, ()),
-                          record.steps[i].name in critical) for i in order)
+                          record.steps[i].name in critical, skipped.get(record.steps[i].name))
+                     for i in order)
     step = tick_step(span)
     grid = _percent(step, span) if span > 0 else 100.0
     return _PAGE.format(
@@ -79,12 +126,55 @@ def render_html(record: BuildRecord, deps: Mapping[str, Sequence[str]]) -> str:
         verdict=_verdict(record),
         stats=_stats(record),
         warnings=_warnings(record.warnings),
+        failures=_failures(record, build_dir),
         legend=_legend(),
         axis=_axis(span, step),
         rows=rows,
-        table=_table(record, critical),
+        table=_table(record, critical, skipped, build_dir),
         js=_JS,
     )
+
+
+def _log_link(log_path: str | None, build_dir: BuildDir | None, root: Path | None) -> str:
+    """A link to a step's log, relative to the page (so an archived `.buildlib` keeps
+    working), its text relative to the workspace root."""
+    if not log_path:
+        return ""
+    shown = display_path(log_path, root)
+    if build_dir is None:
+        return _e(shown)
+    href = os.path.relpath(log_path, build_dir.reports).replace(os.sep, "/")
+    return f'<a class="log" href="{_e(quote(href))}">{_e(shown)}</a>'
+
+
+def _failures(record: BuildRecord, build_dir: BuildDir | None) -> str:
+    """Each failed or interrupted step: its first error in full and the end of its log."""
+    root = build_dir.root if build_dir is not None else None
+    failed = [s for s in record.steps if s.outcome in (Outcome.FAILED, Outcome.INTERRUPTED)]
+    if not failed:
+        return ""
+    parts = ['<section class="failures"><h2>Failures</h2>']
+    for step in failed:
+        failure = explain_failure(step, root=root)
+        parts.append(f'<div class="failure" data-failure="{_e(step.name)}">'
+                     f"<h3>{_e(failure.headline)}</h3>")
+        if failure.first is not None:
+            where = failure.first.location
+            column = f":{where.col}" if where.col is not None else ""
+            parts.append(f"<p>first error, at <code>{_e(where.file)}:{where.line}{column}</code>"
+                         f"</p><pre class=\"first-error\">{_e(chr(10).join(failure.first.lines))}"
+                         "</pre>")
+        if failure.tail:
+            label = "… the end of its log" if failure.first is not None else "the end of its log"
+            parts.append(f"<p>{_e(label)}</p>"
+                         f'<pre class="tail">{_e(chr(10).join(failure.tail))}</pre>')
+        if failure.message:
+            parts.append(f'<pre class="tail">{_e(chr(10).join(failure.message))}</pre>')
+        if step.log_path:
+            parts.append(f"<p>log: {_log_link(step.log_path, build_dir, root)}</p>")
+        parts.append("</div>")
+    parts.append("</section>")
+    return "".join(parts)
 
 
 def _verdict(record: BuildRecord) -> str:
@@ -105,13 +195,18 @@ def _stats(record: BuildRecord) -> str:
         ("parallelism", f"{record.parallelism:.2f} of {record.jobs} jobs"),
         ("cache hit rate", f"{record.cache_hit_rate:.0%}"),
         ("busy time", format_duration(record.busy_time)),
-        ("critical path", format_duration(record.critical_path_length)),
+        ("critical path", _critical_length(record)),
         ("steps", summary or "none"),
         ("started", record.started_at),
         ("host", record.host or "-"),
     ]
     return "\n".join(f'<div class="stat"><dt>{_e(k)}</dt><dd data-stat="{_e(k)}">{_e(v)}</dd></div>'
                      for k, v in items)
+
+
+def _critical_length(record: BuildRecord) -> str:
+    by_name = {s.name: s for s in record.steps}
+    return format_duration(sum(by_name[n].duration for n in ran_critical_path(record)))
 
 
 def _warnings(warnings: Sequence[str]) -> str:
@@ -138,7 +233,8 @@ def _axis(span: float, step: float) -> str:
     return "".join(ticks)
 
 
-def _tooltip(step: StepRecord, depends_on: Sequence[str], on_critical_path: bool) -> str:
+def _tooltip(step: StepRecord, depends_on: Sequence[str], on_critical_path: bool,
+             skip_reason: str | None = None) -> str:
     status = _STATUS_LABEL[step.outcome]
     if step.cache_source:
         status += f" ({step.cache_source} cache)"
@@ -149,7 +245,7 @@ def _tooltip(step: StepRecord, depends_on: Sequence[str], on_critical_path: bool
                   f"worker: {step.worker + 1}",
                   f"attempts: {step.attempts}"]
     else:
-        lines.append("never started")
+        lines.append(skip_reason or "never started")
     if step.exit_code is not None:
         lines.append(f"exit code: {step.exit_code}")
     if on_critical_path:
@@ -162,14 +258,16 @@ def _tooltip(step: StepRecord, depends_on: Sequence[str], on_critical_path: bool
 
 
 def _row(step: StepRecord, span: float, depends_on: Sequence[str],
-         on_critical_path: bool) -> str:
+         on_critical_path: bool, skip_reason: str | None = None) -> str:
     classes = ["bar", step.outcome.value] + (["critical"] if on_critical_path else [])
     ran = step.worker >= 0
     left = _percent(step.start, span) if ran else 0.0
     width = _percent(step.duration, span) if ran else 0.0
     marker = '<b class="crit-mark" title="on the critical path">◆</b>' if on_critical_path else ""
     lane = f'<span class="lane">w{step.worker + 1}</span>' if ran else ""
-    note = "" if ran else f'<span class="note">{_e(_STATUS_LABEL[step.outcome])}</span>'
+    note = "" if ran else (f'<span class="note">{_e(_STATUS_LABEL[step.outcome])}'
+                           + (f": {_e(skip_reason.removeprefix('not started: '))}"
+                              if skip_reason else "") + "</span>")
     shown = format_duration(step.duration) if ran else "-"
     return (
         f'<div class="row" data-row="{_e(step.name)}" '
@@ -179,17 +277,20 @@ def _row(step: StepRecord, span: float, depends_on: Sequence[str],
         f'<div class="track">{note}<div class="{" ".join(classes)}" data-step="{_e(step.name)}" '
         f'data-duration="{step.duration:.6f}" data-start="{step.start:.6f}" '
         f'style="left:{left:.4f}%;width:{width:.4f}%" '
-        f'title="{_e(_tooltip(step, depends_on, on_critical_path))}"></div></div></div>'
+        f'title="{_e(_tooltip(step, depends_on, on_critical_path, skip_reason))}"></div>'
+        "</div></div>"
     )
 
 
-def _table(record: BuildRecord, critical: set[str]) -> str:
+def _table(record: BuildRecord, critical: set[str], skipped: Mapping[str, str],
+           build_dir: BuildDir | None) -> str:
     head = ("<tr><th>step</th><th>status</th><th>start</th><th>duration</th><th>worker</th>"
             "<th>attempts</th><th>exit</th><th>why it ran / cache</th><th>log</th></tr>")
     body = []
     for s in record.steps:
         ran = s.worker >= 0
-        why = "; ".join(s.reasons) or (f"{s.cache_source} cache" if s.cache_source else "")
+        why = "; ".join(s.reasons) or skipped.get(s.name) \
+            or (f"{s.cache_source} cache" if s.cache_source else "")
         name = ("◆ " if s.name in critical else "") + s.name
         cells = [
             name, _STATUS_LABEL[s.outcome],
@@ -197,10 +298,12 @@ def _table(record: BuildRecord, critical: set[str]) -> str:
             format_duration(s.duration) if ran else "-",
             str(s.worker + 1) if ran else "-",
             str(s.attempts), "-" if s.exit_code is None else str(s.exit_code),
-            why, s.log_path or "",
+            why,
         ]
         tds = "".join(f"<td>{_e(c)}</td>" for c in cells)
-        body.append(f'<tr class="{s.outcome.value}">{tds}</tr>')
+        root = build_dir.root if build_dir is not None else None
+        tds += f"<td>{_log_link(s.log_path, build_dir, root)}</td>"
+        body.append(f'<tr class="{s.outcome.value}" data-row-step="{_e(s.name)}">{tds}</tr>')
     return f"<table><thead>{head}</thead><tbody>{''.join(body)}</tbody></table>"
 
 
@@ -285,6 +388,14 @@ tbody tr.failed td:nth-child(2) { color: var(--failed); font-weight: 600; }
 tbody tr.interrupted td:nth-child(2) { color: var(--interrupted); font-weight: 600; }
 td:nth-child(8), td:nth-child(9) { color: var(--muted); word-break: break-all; }
 #layout { display: none; }
+.failures { border-left: 4px solid var(--failed); background: var(--panel);
+            padding: .25rem 1rem; margin-bottom: 1rem; }
+.failures h3 { font-size: .95rem; margin: .75rem 0 .25rem; color: var(--failed); }
+.failures pre { margin: .25rem 0 .5rem; padding: .5rem .75rem; overflow-x: auto;
+                background: var(--bg); border: 1px solid var(--line); border-radius: 4px;
+                font: .8rem/1.4 ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; }
+.failures p { margin: .25rem 0; }
+a.log { color: inherit; }
 """
 
 # Highlights a step's dependencies on hover, then records the laid-out widths (tests read them).
@@ -336,6 +447,7 @@ _PAGE = """<!DOCTYPE html>
 </dl>
 </header>
 {warnings}
+{failures}
 <h2>Timeline</h2>
 <div class="legend">{legend}</div>
 <section class="gantt">

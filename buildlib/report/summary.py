@@ -1,13 +1,16 @@
 """The end-of-build summary and the ETA, shared by every reporter (plain, live, GitHub).
 
-Rendered from the `BuildRecord` alone: a table of steps (status, duration), the
-figures under it (wall time, parallelism, cache hit rate, cache problems, critical
-path, failures) and the verdict; as aligned text or as GitHub markdown.
+Rendered from the `BuildRecord` alone: a table of the steps that did something (built,
+restored, failed, skipped, interrupted; the steps up to date are counted in one line,
+or all listed with `--verbose`), the figures under it (wall time, parallelism, cache
+hit rate, cache problems, the critical path of what ran, failures) and the verdict;
+as aligned text or as GitHub markdown. A build where every step was up to date is one
+line (`noop_line`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 from buildlib.core.fmt import format_duration
 from buildlib.core.records import record
@@ -26,6 +29,42 @@ def duration_text(step: StepRecord) -> str:
     return "-" if step.outcome is Outcome.SKIPPED else format_duration(step.duration)
 
 
+def is_noop(record: BuildRecord) -> bool:
+    """Every selected step was up to date: nothing ran, nothing was restored."""
+    return record.ok and bool(record.steps) and all(
+        s.outcome is Outcome.CACHED for s in record.steps)
+
+
+def noop_line(record: BuildRecord) -> str:
+    """`nothing to do: 10 steps up to date, 0.1s (development, x86_64-unknown-linux-gnu)`."""
+    count = len(record.steps)
+    return (f"nothing to do: {count} step{'' if count == 1 else 's'} up to date, "
+            f"{format_duration(record.wall)} ({record.mode}, {record.target})")
+
+
+def shown_steps(record: BuildRecord, *, every_step: bool = False) -> list[StepRecord]:
+    """The summary table's rows: the steps that did something, or all of them."""
+    if every_step:
+        return list(record.steps)
+    return [s for s in record.steps if s.outcome is not Outcome.CACHED]
+
+
+def up_to_date_line(record: BuildRecord, shown: Sequence[StepRecord]) -> str | None:
+    """`6 other steps were up to date` when the table left them out, else None."""
+    left_out = len(record.steps) - len(shown)
+    if left_out <= 0:
+        return None
+    steps = "step was" if left_out == 1 else "steps were"
+    return f"{left_out} {'other ' if shown else ''}{steps} up to date (--verbose lists them)"
+
+
+def ran_critical_path(record: BuildRecord) -> tuple[str, ...]:
+    """The critical path through the steps that ran: a failed build's path never runs on
+    through the steps it skipped (they took no time; they are a suffix of the path)."""
+    ran = {s.name for s in record.steps if s.outcome is not Outcome.SKIPPED}
+    return tuple(name for name in record.critical_path if name in ran)
+
+
 def summary_figures(record: BuildRecord) -> list[str]:
     """The summary's lines under the table, shared by the text and rich renderings."""
     considered = [s for s in record.steps if s.outcome.ok]
@@ -41,13 +80,15 @@ def summary_figures(record: BuildRecord) -> list[str]:
         total = sum(problems.values())
         lines.append(f"cache: {total} {'entry' if total == 1 else 'entries'} not used or not "
                      f"stored ({counted}); each is named in a warning above")
-    if record.critical_path:
-        lines.append(f"critical path {format_duration(record.critical_path_length)}: "
-                     + " -> ".join(record.critical_path))
+    path = ran_critical_path(record)
+    if path:
+        by_name = {s.name: s for s in record.steps}
+        length = sum(by_name[name].duration for name in path)
+        lines.append(f"critical path {format_duration(length)}: " + " -> ".join(path))
     for outcome in (Outcome.FAILED, Outcome.INTERRUPTED):
-        for step in (s for s in record.steps if s.outcome is outcome):
-            where = f" (log: {step.log_path})" if step.log_path else ""
-            lines.append(f"{outcome.value}: {step.name}{where}")
+        names = [s.name for s in record.steps if s.outcome is outcome]
+        if names:
+            lines.append(f"{outcome.value}: {', '.join(names)}")
     return lines
 
 
@@ -60,14 +101,23 @@ def verdict(record: BuildRecord) -> str:
     return f"build FAILED (exit {record.exit_code})"
 
 
-def render_summary_text(record: BuildRecord) -> str:
-    """The end-of-build summary as aligned plain text (no escape codes)."""
-    rows = [("step", "status", "duration")]
-    rows += [(s.name, status_text(s), duration_text(s)) for s in record.steps]
-    widths = [max(len(row[i]) for row in rows) for i in range(2)]
-    lines = [f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c:>8}".rstrip() for a, b, c in rows]
-    lines.insert(1, "-" * len(lines[0]))
-    return "\n".join(["", *lines, "", *summary_figures(record), verdict(record)])
+def render_summary_text(record: BuildRecord, *, every_step: bool = False,
+                        extra: Sequence[str] = ()) -> str:
+    """The end-of-build summary as aligned plain text (no escape codes): the one no-op
+    line, or the table of what did something, the figures, `extra` lines, the verdict."""
+    if is_noop(record) and not every_step:
+        return noop_line(record)
+    shown = shown_steps(record, every_step=every_step)
+    lines: list[str] = []
+    if shown:
+        rows = [("step", "status", "duration")]
+        rows += [(s.name, status_text(s), duration_text(s)) for s in shown]
+        widths = [max(len(row[i]) for row in rows) for i in range(2)]
+        lines = [f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c:>8}".rstrip() for a, b, c in rows]
+        lines.insert(1, "-" * len(lines[0]))
+    if (more := up_to_date_line(record, shown)) is not None:
+        lines.append(more)
+    return "\n".join(["", *lines, "", *summary_figures(record), *extra, verdict(record)])
 
 
 def _md_cell(text: str) -> str:
@@ -84,44 +134,85 @@ def render_summary_markdown(record: BuildRecord) -> str:
         "| step | status | duration |",
         "| --- | --- | ---: |",
     ]
+    shown = shown_steps(record)
     lines += [f"| {_md_cell(s.name)} | {_md_cell(status_text(s))} | {duration_text(s)} |"
-              for s in record.steps]
+              for s in shown]
+    if not shown:
+        lines = lines[:2]
     lines.append("")
+    if (more := up_to_date_line(record, shown)) is not None:
+        lines.append(f"_{_md_cell(more)}_")
+        lines.append("")
     lines += [f"- {_md_cell(line)}" for line in summary_figures(record)]
     return "\n".join(lines) + "\n\n"
 
 
 @record
 class Eta:
-    """Seconds of work left; `partial` when some remaining steps have no estimate."""
+    """Seconds of work left, or None when it cannot be known (`why` says what is missing)."""
 
-    seconds: float
-    partial: bool
+    seconds: float | None
+    why: str = ""
+
+    def text(self) -> str:
+        if self.seconds is None:
+            return f"ETA unknown ({self.why})" if self.why else "ETA unknown"
+        return f"ETA ~{format_duration(self.seconds)}"
+
+
+OVERDUE = 1.5  # a running step past this many times its estimate makes the ETA unknown
 
 
 def estimate_eta(*, waiting: Iterable[str], running: Mapping[str, float],
-                 estimates: Mapping[str, float], jobs: int) -> Eta | None:
-    """Time left: max(remaining work / jobs, the longest single remaining piece).
+                 estimates: Mapping[str, float], jobs: int,
+                 deps: Mapping[str, Sequence[str]] | None = None) -> Eta | None:
+    """Time left, from each remaining step's estimate (its earlier builds, or the other
+    modes' when this one has none). None when nothing remains.
 
-    `running` maps each running step to its elapsed time. `BuildStart` carries no
-    dependency edges, so the remaining critical path cannot be computed here; this is
-    the list-scheduling lower bound instead, which is exact for independent steps that
-    pack well and too low when a chain of dependent steps remains. None when no
-    remaining step has an estimate.
+    With `deps`, it is the longest of the remaining critical path (a chain of steps that
+    must run one after another) and the remaining work spread over `jobs`; without, the
+    longest single piece stands in for the path, which is too low when a chain of
+    dependent steps remains. A running step's remaining time is its estimate minus its
+    elapsed time. When a remaining step has no estimate, or a running step has taken
+    `OVERDUE` times its estimate, no number would be right: the ETA is unknown, and says
+    which step makes it so.
     """
-    pieces: list[float] = []
-    unknown = 0
+    waiting = list(waiting)
+    if not waiting and not running:
+        return None
+    left: dict[str, float] = {}
     for name in waiting:
-        if name in estimates:
-            pieces.append(estimates[name])
-        else:
-            unknown += 1
+        if name not in estimates:
+            return Eta(seconds=None, why=f"no earlier timing of {name}")
+        left[name] = estimates[name]
     for name, elapsed in running.items():
-        if name in estimates:
-            pieces.append(max(0.0, estimates[name] - elapsed))
-        else:
-            unknown += 1
-    if not pieces:
-        return Eta(seconds=0.0, partial=False) if unknown == 0 else None
-    seconds = max(sum(pieces) / max(1, jobs), *pieces)
-    return Eta(seconds=seconds, partial=unknown > 0)
+        if name not in estimates:
+            return Eta(seconds=None, why=f"no earlier timing of {name}")
+        if elapsed > OVERDUE * estimates[name] and elapsed - estimates[name] > 1.0:
+            return Eta(seconds=None, why=f"{name} is taking longer than its usual "
+                       f"{format_duration(estimates[name])}")
+        left[name] = max(0.0, estimates[name] - elapsed)
+    spread = sum(left.values()) / max(1, jobs)
+    if deps is None:
+        return Eta(seconds=max(spread, *left.values()))
+    return Eta(seconds=max(spread, _longest_chain(left, deps)))
+
+
+def _longest_chain(left: Mapping[str, float], deps: Mapping[str, Sequence[str]]) -> float:
+    """The longest chain of remaining steps by remaining time (steps done count 0)."""
+    finish: dict[str, float] = {}
+    for name in left:  # depth first without recursion: a 10,000-step chain is fine
+        stack = [name]
+        while stack:
+            current = stack[-1]
+            if current in finish:
+                stack.pop()
+                continue
+            pending = [d for d in deps.get(current, ()) if d in left and d not in finish]
+            if pending:
+                stack.extend(pending)
+                continue
+            before = [finish[d] for d in deps.get(current, ()) if d in left]
+            finish[current] = left[current] + max(before, default=0.0)
+            stack.pop()
+    return max(finish.values(), default=0.0)

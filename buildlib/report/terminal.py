@@ -4,8 +4,8 @@ Three implementations of `events.Reporter`, chosen by `make_reporter`:
 
 - `PlainReporter`: one ASCII line per event for pipes, logs and dumb terminals. It
   never writes an escape byte: everything passes through `strip_ansi` on the way out.
-- `RichReporter` (in `progress_live.py`, so only a terminal imports rich): a live
-  status area on a terminal (running steps, counts, ETA) with
+- `RichReporter` (in `live.py`, so only a terminal imports rich): a live
+  status area on a terminal (running steps, counts, elapsed time, ETA) with
   finished steps scrolling above it. Events only change state under a lock; one ticker
   thread redraws at most `REFRESH_HZ` times a second, so a chatty step cannot slow the
   build with redraws.
@@ -13,8 +13,13 @@ Three implementations of `events.Reporter`, chosen by `make_reporter`:
   group per step, `::error` annotations on the failing file and line (`annotations.py`),
   and a markdown summary appended to `$GITHUB_STEP_SUMMARY`.
 
-All three end with the same summary (steps, status, duration, wall time, parallelism,
-cache hit rate, critical path, failures), rendered from the `BuildRecord` alone.
+Quiet when there is nothing to say: a step found up to date prints no line (unless
+`--verbose`), and neither does the header until a step does something, so a no-op
+build is one line (`nothing to do: 10 steps up to date, 0.1s`). All three end with the
+same summary (the steps that did something, wall time, parallelism, cache hit rate,
+critical path, where the HTML report is), then each failure explained
+(`failures.py`: its first error in full, the end of its log), the last thing on
+screen.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from typing import TextIO
 
 from buildlib.core.fmt import format_duration
 from buildlib.report.annotations import find_locations, strip_ansi
+from buildlib.report.failures import Failure, display_path, explain_failure, failure_lines
 from buildlib.report.summary import (
     render_summary_markdown,
     render_summary_text,
@@ -39,6 +45,7 @@ from buildlib.run.results import BuildRecord, Outcome, StepRecord
 MAX_ANNOTATIONS = 10  # GitHub shows at most 10 error annotations per step
 MAX_GROUP_BYTES = 1 << 20  # the end of a step's log printed inside its GitHub group
 
+
 def make_reporter(
     *,
     stream: TextIO,
@@ -47,13 +54,15 @@ def make_reporter(
     force_plain: bool = False,
     root: Path | None = None,
     step_dirs: Mapping[str, Path] | None = None,
+    deps: Mapping[str, Sequence[str]] | None = None,
 ) -> Reporter:
     """The reporter for where `stream` goes.
 
     GitHub Actions (`GITHUB_ACTIONS=true`) gets workflow commands; a terminal gets the
     live display unless `--plain`, `NO_COLOR` or `TERM=dumb` says otherwise; anything
     else (a pipe, a file) gets plain lines. `root` and `step_dirs` (each step's working
-    directory) let GitHub annotations name files relative to the repository.
+    directory) let error locations name files relative to the repository; `deps` (each
+    step's dependencies) lets the live ETA follow chains of dependent steps.
     """
     if environ.get("GITHUB_ACTIONS") == "true":
         workspace = root or Path(environ.get("GITHUB_WORKSPACE") or Path.cwd())
@@ -61,13 +70,14 @@ def make_reporter(
                               step_dirs=step_dirs)
     plain = force_plain or bool(environ.get("NO_COLOR")) or environ.get("TERM") == "dumb"
     if plain or not _isatty(stream):
-        return PlainReporter(stream, verbose=verbose)
+        return PlainReporter(stream, verbose=verbose, root=root, step_dirs=step_dirs)
     # rich costs ~40 ms to import: only a live terminal pays for it.
     from rich.console import Console
 
     from buildlib.report.live import RichReporter
 
-    return RichReporter(Console(file=stream, force_terminal=True), verbose=verbose)
+    return RichReporter(Console(file=stream, force_terminal=True), verbose=verbose,
+                        root=root, step_dirs=step_dirs, deps=deps)
 
 
 def _isatty(stream: TextIO) -> bool:
@@ -75,6 +85,48 @@ def _isatty(stream: TextIO) -> bool:
         return stream.isatty()
     except (AttributeError, ValueError):  # a closed or unusual stream is no terminal
         return False
+
+
+def header_line(start: BuildStart, root: Path | None) -> str:
+    """`build development for x86_64-unknown-linux-gnu: 9 steps, 2 jobs; logs in ...`."""
+    count = len(start.steps)
+    return (f"build {start.mode} for {start.target}: {count} step{'' if count == 1 else 's'}, "
+            f"{start.jobs} job{'' if start.jobs == 1 else 's'}; logs in "
+            f"{display_path(start.log_dir, root)}")
+
+
+def report_line(record: BuildRecord, root: Path | None) -> str | None:
+    """`report: .buildlib/reports/<id>.html`, for a build that did something."""
+    if root is None:
+        return None
+    from buildlib.core.layout import BuildDir
+    from buildlib.report.writers import html_report_path
+
+    path = html_report_path(record, BuildDir(root))
+    return None if path is None else f"report: {display_path(path, root)}"
+
+
+class FailureNotes:
+    """The failures of a build, kept as they happen, explained at its end."""
+
+    def __init__(self, root: Path | None, step_dirs: Mapping[str, Path] | None) -> None:
+        self.root = root
+        self.step_dirs = dict(step_dirs or {})
+        self._tails: dict[str, list[str]] = {}
+        self._lock = threading.Lock()
+
+    def keep(self, record: StepRecord, log_tail: Sequence[str]) -> None:
+        if record.outcome in (Outcome.FAILED, Outcome.INTERRUPTED):
+            with self._lock:
+                self._tails[record.name] = list(log_tail)
+
+    def explained(self, record: BuildRecord) -> list[Failure]:
+        with self._lock:
+            tails = dict(self._tails)
+        return [explain_failure(step, tails.get(step.name, ()), root=self.root,
+                                cwd=self.step_dirs.get(step.name))
+                for step in record.steps
+                if step.outcome in (Outcome.FAILED, Outcome.INTERRUPTED)]
 
 
 # -- plain lines ------------------------------------------------------------------------------
@@ -87,15 +139,23 @@ class PlainReporter:
     `step_output` calls never interleave within a line.
     """
 
-    def __init__(self, stream: TextIO, *, verbose: bool) -> None:
+    def __init__(self, stream: TextIO, *, verbose: bool, root: Path | None = None,
+                 step_dirs: Mapping[str, Path] | None = None) -> None:
         self.stream = stream
         self.verbose = verbose
+        self.root = root
         self._lock = threading.Lock()
         self._width = 0  # the longest step name, for aligned columns
+        self._start: BuildStart | None = None
+        self._header_due = False  # printed before the first line about a step that acts
+        self.failures = FailureNotes(root, step_dirs)
 
     def _emit(self, text: str) -> None:
         """Write `text` and a newline as is, in one call."""
         with self._lock:
+            if self._header_due and self._start is not None:
+                self._header_due = False
+                text = strip_ansi(header_line(self._start, self.root)) + "\n" + text
             try:
                 self.stream.write(text + "\n")
                 self.stream.flush()
@@ -107,8 +167,11 @@ class PlainReporter:
 
     def build_started(self, start: BuildStart) -> None:
         self._width = max((len(name) for name in start.steps), default=0)
-        self._write(f"build {start.mode} for {start.target}: {len(start.steps)} steps, "
-                    f"{start.jobs} jobs; logs in {start.log_dir}")
+        self._start = start
+        if self.verbose:
+            self._write(header_line(start, self.root))
+        else:
+            self._header_due = True  # written with the first line about a step
 
     def step_started(self, name: str, worker: int, attempt: int) -> None:
         again = f" (attempt {attempt})" if attempt > 1 else ""
@@ -119,9 +182,10 @@ class PlainReporter:
             self._write(f"{name:<{self._width}} | {line}")
 
     def step_finished(self, record: StepRecord, log_tail: Sequence[str]) -> None:
+        self.failures.keep(record, log_tail)
+        if record.outcome is Outcome.CACHED and not self.verbose:
+            return
         self._write(self._headline(record))
-        if record.outcome in (Outcome.FAILED, Outcome.INTERRUPTED):
-            self._write_tail(record, log_tail)
 
     def _headline(self, record: StepRecord) -> str:
         name = f"{record.name:<{self._width}}"
@@ -129,7 +193,7 @@ class PlainReporter:
         match record.outcome:
             case Outcome.FAILED:
                 code = "no exit code" if record.exit_code is None else f"exit {record.exit_code}"
-                return f"FAIL  {name}  ({code}, {took})"
+                return f"FAIL  {name}  ({code}, {took}; explained at the end)"
             case Outcome.INTERRUPTED:
                 return f"INTR  {name}  (interrupted after {took})"
             case Outcome.SKIPPED:
@@ -138,18 +202,17 @@ class PlainReporter:
                 tries = f" after {record.attempts} attempts" if record.attempts > 1 else ""
                 return f"done  {name}  {status_text(record)}  {took}{tries}"
 
-    def _write_tail(self, record: StepRecord, log_tail: Sequence[str]) -> None:
-        lines = [f"    {line}" for line in log_tail]
-        if record.log_path:
-            lines.append(f"    full log: {record.log_path}")
-        if lines:
-            self._write("\n".join(lines))
-
     def warning(self, message: str) -> None:
         self._write(f"warning: {message}")
 
     def build_finished(self, record: BuildRecord) -> None:
-        self._write(render_summary_text(record))
+        with self._lock:
+            self._header_due = False  # a no-op's one line needs no header
+        extra = [line] if (line := report_line(record, self.root)) else []
+        lines = [render_summary_text(record, every_step=self.verbose, extra=extra)]
+        for failure in self.failures.explained(record):
+            lines += ["", *failure_lines(failure)]
+        self._write("\n".join(lines))
 
 
 # -- GitHub Actions ---------------------------------------------------------------------------
@@ -174,13 +237,14 @@ class GitHubReporter(PlainReporter):
 
     def __init__(self, stream: TextIO, *, environ: Mapping[str, str], verbose: bool,
                  root: Path, step_dirs: Mapping[str, Path] | None = None) -> None:
-        super().__init__(stream, verbose=verbose)
+        super().__init__(stream, verbose=verbose, root=root, step_dirs=step_dirs)
         self.root = root
         self.step_dirs = dict(step_dirs or {})
         self.summary_path = environ.get("GITHUB_STEP_SUMMARY") or None
 
     def step_finished(self, record: StepRecord, log_tail: Sequence[str]) -> None:
-        log = _read_log_end(record.log_path)
+        quiet = record.outcome is Outcome.CACHED and not self.verbose
+        log = "" if quiet else _read_log_end(record.log_path)
         if log:
             token = uuid.uuid4().hex
             self._emit(f"::group::{record.name} ({status_text(record)}, "
@@ -207,7 +271,7 @@ class GitHubReporter(PlainReporter):
             if hint := _error_hint(log_tail):
                 summary += f"\n{hint}"
             if record.log_path:
-                summary += f"\nfull log: {record.log_path}"
+                summary += f"\nfull log: {display_path(record.log_path, self.root)}"
             self._emit(f"::error title={escape_property(title)}::{escape_data(summary)}")
 
     def warning(self, message: str) -> None:

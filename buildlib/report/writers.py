@@ -115,7 +115,7 @@ def write_build_reports(record: BuildRecord, deps: Mapping[str, Sequence[str]],
     # `python -m json.tool` pretty-prints it for a person.
     report_text = json.dumps(record_to_json(record, deps), separators=(",", ":"),
                              ensure_ascii=False, allow_nan=False) + "\n"
-    ran = any(s.outcome is not Outcome.CACHED for s in record.steps) or not record.steps
+    ran = did_something(record)
     paths = ReportPaths(
         json=reports / f"{record.build_id}.json",
         trace=reports / f"{record.build_id}.trace.json" if ran else None,
@@ -132,11 +132,49 @@ def write_build_reports(record: BuildRecord, deps: Mapping[str, Sequence[str]],
         write_text_atomic(paths.trace, json.dumps(
             build_trace(record), separators=(",", ":"), ensure_ascii=False,
             allow_nan=False) + "\n")
-        _write_twice(paths.html, paths.latest_html, render_html(record, deps))
+        _write_twice(paths.html, paths.latest_html, render_html(record, deps, build_dir))
+    write_last_build(build_dir, record)
     history.append(paths.history, history.entry_from_record(record))
     history.trim(paths.history)
     prune_reports(reports, keep=KEEP_BUILDS)
     return paths
+
+
+def did_something(record: BuildRecord) -> bool:
+    """Whether a step ran, was restored, failed or was skipped (not a no-op)."""
+    return any(s.outcome is not Outcome.CACHED for s in record.steps) or not record.steps
+
+
+def html_report_path(record: BuildRecord, build_dir: BuildDir) -> Path | None:
+    """Where `write_build_reports` puts the build's HTML page; None for a no-op (none)."""
+    if not did_something(record) or not _SAFE_ID.fullmatch(record.build_id):
+        return None
+    return build_dir.reports / f"{record.build_id}.html"
+
+
+@record
+class LastBuild:
+    """The mode and target of the workspace's latest build: what `verify` and `metrics`
+    look at when no --mode is given."""
+
+    mode: str
+    target: str
+    build_id: str
+
+
+def write_last_build(build_dir: BuildDir, record: BuildRecord) -> None:
+    write_text_atomic(build_dir.last_build, json.dumps(
+        {"mode": record.mode, "target": record.target, "build_id": record.build_id}) + "\n")
+
+
+def read_last_build(build_dir: BuildDir) -> LastBuild | None:
+    """The latest build's mode and target, or None (no build yet, or an unreadable file)."""
+    try:
+        data = json.loads(build_dir.last_build.read_text(encoding="utf-8"))
+        return LastBuild(mode=str(data["mode"]), target=str(data["target"]),
+                         build_id=str(data.get("build_id", "")))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _write_twice(path: Path, latest: Path, text: str) -> None:
