@@ -158,6 +158,24 @@ class LocalStore:
             self._commit(fd, tmp, self.path(Area.CAS, digest))
         return digest, size
 
+    def add_stream(self, fill: Callable[[Sink], None]) -> tuple[str, int]:
+        """Store what `fill` writes to its sink (an archive as it is packed); returns
+        (sha256, size). Errors of `fill` propagate and nothing is stored."""
+        with self._temp(Area.CAS) as (fd, tmp):
+            hasher = hashlib.sha256()
+            size = 0
+
+            def sink(chunk: bytes) -> None:
+                nonlocal size
+                hasher.update(chunk)
+                _write_all(fd, chunk, tmp)
+                size += len(chunk)
+
+            fill(sink)
+            digest = hasher.hexdigest()
+            self._commit(fd, tmp, self.path(Area.CAS, digest))
+        return digest, size
+
     def add_bytes(self, data: bytes) -> str:
         digest = hashlib.sha256(data).hexdigest()
         with self._temp(Area.CAS) as (fd, tmp):

@@ -1,8 +1,9 @@
 """A step's outputs as records, and how they are put back into a workspace safely.
 
 A cache entry lists a step's outputs as `OutputFile` records: regular files, each
-stored as its own content-addressed blob (named by its sha256), and symlinks.
-Nothing else can be represented. Two checks decide whether an entry may be restored:
+stored as its own content-addressed blob (named by its sha256), symlinks, and
+archives (a whole declared output as one tar.gz blob, `store = "archive"`, see
+`cache/archives.py`). Nothing else can be represented. Two checks decide whether an entry may be restored:
 
 - `check_safe` looks at the records alone and refuses what a crafted or corrupt entry
   could use to plant something dangerous: absolute paths, `..` or empty components, a
@@ -20,7 +21,10 @@ generated entries): a restore changes nothing in the workspace outside the step'
 declared outputs, except creating the missing parent directories of an output;
 it never writes through a symlink; afterwards every path a declared output covers
 holds exactly the entry's files; and no restored symlink leads out of its output.
-An entry that fails a check is refused whole, before anything is written.
+An entry that fails a check is refused whole, before anything is written. An
+archive's members are checked by the same two functions, once it is unpacked into a
+staging directory beside its output and before that directory takes the output's
+place; a refused archive leaves nothing behind.
 
 `materialize` also checks every blob against its sha256 while copying it next to its
 destination, and only when every output checked out removes the stale files under
@@ -62,6 +66,9 @@ HASH_BATCH = 1024 * 1024
 MAX_PENDING = 4  # batches handed to the pool and not yet hashed (memory: ~4 MB)
 WORKERS = max(2, min(4, os.cpu_count() or 2))
 HEX = frozenset("0123456789abcdef")
+# The sha256 of a record that only describes a member of an archive, for the checks:
+# the archive's own digest covers its members' bytes.
+UNHASHED = "0" * 64
 REFUSED_KINDS: Mapping[str, str] = {
     "hardlink": "hard links are never restored",
     "chardev": "device files are never restored",
@@ -96,6 +103,7 @@ class CorruptEntryError(ValueError):
 class FileKind(enum.Enum):
     FILE = "file"
     SYMLINK = "symlink"
+    ARCHIVE = "archive"  # a whole declared output as one tar.gz blob (cache/archives.py)
 
 
 @record
@@ -198,7 +206,8 @@ def check_safe(files: Sequence[OutputFile]) -> None:
             through = [prefix for prefix in ("/".join(parts[:i]) for i in range(1, len(parts) + 1))
                        if prefix in kinds]
             for prefix in through:
-                what = "a symlink" if kinds[prefix] is FileKind.SYMLINK else "a file"
+                what = {FileKind.SYMLINK: "a symlink", FileKind.FILE: "a file",
+                        FileKind.ARCHIVE: "an archive"}[kinds[prefix]]
                 problems.append(f"{f.path}: goes through {prefix}, which is {what}")
             if not through:
                 clear.add(parent)
@@ -211,6 +220,9 @@ def _record_problems(f: OutputFile) -> list[str]:
     if f.kind is FileKind.SYMLINK:
         problem = symlink_problem(f.path, f.target)
         return [] if problem is None else [problem]
+    if f.kind is FileKind.ARCHIVE:
+        ok = f.target is None and is_digest(f.sha256) and f.size >= 0
+        return [] if ok else [f"{f.path}: malformed archive record"]
     problems: list[str] = []
     if f.target is not None:
         problems.append(f"{f.path}: a regular file with a link target (hard link?)")
@@ -241,6 +253,9 @@ def scope_problems(files: Sequence[OutputFile], scope: OutputScope, root: Path) 
         return problems
     problems += [f"no file for the declared output {pattern!r}"
                  for pattern in scope.patterns if pattern not in set(owners.values())]
+    problems += [f"{f.path}: an archive must stand for a whole declared output, not part "
+                 f"of {owners[f.path]!r}" for f in files
+                 if f.kind is FileKind.ARCHIVE and owners[f.path] != f.path]
     links = {f.path: f.target for f in files if f.target is not None}
 
     def replaced(path: str) -> bool:
@@ -291,7 +306,9 @@ def _blocked(root: Path, parent: str, replaced: Callable[[str], bool]) -> str | 
 def materialize(files: Sequence[OutputFile], root: Path, blob_path: Callable[[str], Path],
                 scope: OutputScope) -> None:
     """Make the outputs `scope` covers under `root` hold exactly `files`; every blob is
-    checked against its sha256.
+    checked against its sha256. An archive's members are held to the same rules as the
+    entry's own files, once it is unpacked beside its output and before it takes the
+    output's place.
 
     Raises `UnsafeEntryError` (refused, nothing written), `CorruptBlobError` (nothing
     written but obstacles) or OSError (nothing written, or the final removals and renames
@@ -301,16 +318,24 @@ def materialize(files: Sequence[OutputFile], root: Path, blob_path: Callable[[st
     problems = scope_problems(files, scope, root)
     if problems:
         raise UnsafeEntryError(problems)
+    archived = [f for f in files if f.kind is FileKind.ARCHIVE]
+    files = [f for f in files if f.kind is not FileKind.ARCHIVE]
     root_real = Path(os.path.realpath(root))
     token = secrets.token_hex(4)
     base = os.fspath(root)
     _clear_obstacles(base, files, scope)
     keep = {f.path for f in files}
-    stale = [rel for rel in expand_outputs(root, scope.patterns) if rel not in keep]
+    whole = {f.path for f in archived}  # replaced as one directory, not file by file
+    stale = [rel for rel in expand_outputs(root, [p for p in scope.patterns if p not in whole])
+             if rel not in keep]
     staged: list[tuple[str, str]] = []
+    unpacked: list[tuple[str, str]] = []  # (staging directory, output) of each archive
     copies: list[tuple[OutputFile, str, str]] = []
     made: set[str] = set()  # parents checked and created already
     try:
+        if archived:  # first: an archive refused while unpacking leaves nothing behind
+            _unpack_archives(archived, files, root=root, root_real=root_real,
+                             blob_path=blob_path, scope=scope, token=token, unpacked=unpacked)
         for f in files:
             dest = f"{base}/{f.path}"
             parent, _, name = dest.rpartition("/")
@@ -333,10 +358,67 @@ def materialize(files: Sequence[OutputFile], root: Path, blob_path: Callable[[st
                 shutil.rmtree(dest)
                 os.replace(tmp, dest)  # noqa: PTH105
         staged.clear()
+        while unpacked:
+            _swap_in(*unpacked.pop(), token)
     finally:
         for tmp, _dest in staged:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)  # noqa: PTH108
+        for staging, _dest in unpacked:
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _unpack_archives(archived: Sequence[OutputFile], files: Sequence[OutputFile], *,
+                     root: Path, root_real: Path, blob_path: Callable[[str], Path],
+                     scope: OutputScope, token: str, unpacked: list[tuple[str, str]]) -> None:
+    """Unpack each archive beside its output, then check its members with the entry's
+    other files as one entry (so a link in one may not lead out through another)."""
+    from buildlib.cache import archives  # tarfile and gzip: only for archived outputs
+
+    members: list[OutputFile] = []
+    made: list[Path] = []  # parent directories this made, removed again if refused
+    try:
+        for f in archived:
+            dest = f"{os.fspath(root)}/{f.path}"
+            parent, _, name = dest.rpartition("/")
+            missing = Path(parent)
+            while not os.path.lexists(missing) and missing != root:
+                made.append(missing)
+                missing = missing.parent
+            _make_parent(root_real, root, Path(parent), f.path)
+            staging = f"{parent}/.{name}.{token}.restoring"
+            members += archives.extract(os.fspath(blob_path(f.sha256)), f.sha256, f.path,
+                                        staging)
+            unpacked.append((staging, dest))
+        combined = [*files, *members]
+        check_safe(combined)
+        problems = scope_problems(combined, scope, root)
+        if problems:
+            raise UnsafeEntryError(problems)  # noqa: TRY301 - the cleanup below is shared
+    except UnsafeEntryError:
+        for staging, _dest in unpacked:
+            shutil.rmtree(staging, ignore_errors=True)
+        unpacked.clear()
+        for directory in sorted(made, key=lambda p: -len(p.parts)):
+            with contextlib.suppress(OSError):
+                directory.rmdir()
+        raise
+
+
+def _swap_in(staging: str, dest: str, token: str) -> None:
+    """Put an unpacked archive in its output's place; what stood there is removed."""
+    parent, _, name = dest.rpartition("/")
+    old = f"{parent}/.{name}.{token}.old"
+    try:
+        os.rename(dest, old)  # noqa: PTH104
+    except FileNotFoundError:
+        old = ""
+    os.rename(staging, dest)  # noqa: PTH104
+    if old:
+        if os.path.isdir(old) and not os.path.islink(old):  # noqa: PTH112, PTH114
+            shutil.rmtree(old)
+        else:
+            os.unlink(old)  # noqa: PTH108
 
 
 def _clear_obstacles(base: str, files: Sequence[OutputFile], scope: OutputScope) -> None:

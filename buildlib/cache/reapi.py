@@ -6,7 +6,9 @@ refuse anything else with HTTP 400 (moon#2627 had the same bug). So what buildli
 uploads under `ac/<fingerprint>` is a real ActionResult:
 
 - `output_files`: each regular output with its digest, executable bit and exact
-  permission bits (`node_properties.unix_mode`); `output_symlinks`: each symlink;
+  permission bits (`node_properties.unix_mode`), and each archived output (one
+  tar.gz blob, marked by the node property `buildlib.archive`); `output_symlinks`:
+  each symlink;
 - `stdout_digest`: the step's log; `exit_code` 0 (only successes are stored);
 - `execution_metadata.auxiliary_metadata`: a `Digest` naming buildlib's sealed entry
   (the same JSON the local store keeps, see cache.py) in the CAS, and, when the
@@ -35,8 +37,10 @@ from buildlib.core.records import record
 ENTRY_TYPE_PREFIX = "buildlib.dev/entry"
 SIGNATURE_TYPE_PREFIX = "buildlib.dev/signature"
 WORKER = "buildlib"
+ARCHIVE_PROPERTY = "buildlib.archive"  # node property of an archived output's blob
 
-# What a result says of each path: ("file", sha256, size, mode) or ("symlink", target).
+# What a result says of each path: ("file", sha256, size, mode), ("archive", sha256,
+# size) or ("symlink", target).
 _Listing = Mapping[str, tuple[object, ...]]
 
 
@@ -75,6 +79,11 @@ def encode_action_result(files: Sequence[OutputFile], *, log_sha256: str, log_si
             out.digest.hash = f.sha256
             out.digest.size_bytes = f.size
             out.node_properties.unix_mode.value = f.mode
+        elif f.kind is FileKind.ARCHIVE:
+            out = result.output_files.add(path=f.path)
+            out.digest.hash = f.sha256
+            out.digest.size_bytes = f.size
+            out.node_properties.properties.add(name=ARCHIVE_PROPERTY, value="tar+gzip")
         else:
             result.output_symlinks.add(path=f.path, target=f.target or "")
     result.stdout_digest.hash = log_sha256
@@ -115,6 +124,9 @@ def decode_action_result(data: bytes) -> RemoteResult:
                                 "another tool?)")
     listing: dict[str, tuple[object, ...]] = {}
     for out in result.output_files:
+        if any(p.name == ARCHIVE_PROPERTY for p in out.node_properties.properties):
+            listing[out.path] = ("archive", out.digest.hash, out.digest.size_bytes)
+            continue
         mode = out.node_properties.unix_mode.value if out.node_properties.HasField(
             "unix_mode") else (0o755 if out.is_executable else 0o644)
         listing[out.path] = ("file", out.digest.hash, out.digest.size_bytes, mode)
@@ -125,5 +137,12 @@ def decode_action_result(data: bytes) -> RemoteResult:
 
 
 def _listing(files: Sequence[OutputFile]) -> dict[str, tuple[object, ...]]:
-    return {f.path: (("file", f.sha256, f.size, f.mode) if f.kind is FileKind.FILE
-                     else ("symlink", f.target)) for f in files}
+    return {f.path: _described(f) for f in files}
+
+
+def _described(f: OutputFile) -> tuple[object, ...]:
+    if f.kind is FileKind.FILE:
+        return ("file", f.sha256, f.size, f.mode)
+    if f.kind is FileKind.ARCHIVE:
+        return ("archive", f.sha256, f.size)
+    return ("symlink", f.target)

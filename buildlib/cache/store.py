@@ -37,7 +37,7 @@ import stat
 import threading
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING
 from buildlib.cache.cas import Area, LocalStore, PruneResult, StoreWriteError
 from buildlib.cache.config import CacheConfig, resolve_cache_dir
 from buildlib.cache.entries import (
+    UNHASHED,
     CorruptBlobError,
     CorruptEntryError,
     FileKind,
@@ -117,7 +118,7 @@ class CacheEntry:
 
     def blobs(self) -> dict[str, int]:
         """sha256 -> size of every blob the entry needs (its files and its log)."""
-        found = {f.sha256: f.size for f in self.files if f.kind is FileKind.FILE}
+        found = {f.sha256: f.size for f in self.files if f.kind is not FileKind.SYMLINK}
         found[self.log_sha256] = self.log_size
         return found
 
@@ -205,20 +206,25 @@ class StepCache:
 
     # -- reading -------------------------------------------------------------------------
 
-    def lookup(self, step: str, key: str) -> CacheEntry | None:
-        """The entry stored for `key`, complete in the local store, or None (a miss)."""
+    def lookup(self, step: str, key: str, *, shared: bool = True) -> CacheEntry | None:
+        """The entry stored for `key`, complete in the local store, or None (a miss).
+        `shared=False` (a step with a `store = "local"` output) never asks the remote."""
         if not is_digest(key):
             raise ValueError(f"cache key {key!r} is not a sha256 hex digest")
         entry = self._lookup_local(step, key)
-        if entry is None and self.remote is not None and self.remote.reads:
+        if entry is None and shared and self.remote is not None and self.remote.reads:
             entry = self._lookup_remote(step, key)
         return entry
 
-    def peek(self, step: str, key: str) -> tuple[CacheSource, dict[str, str]] | None:
-        """Where `lookup` would find a usable entry for `key`, and its outputs (path ->
-        sha256), without downloading blobs or writing anything (for `--dry-run`). A
-        remote entry counts when its action result is there and, with trusted keys,
-        carries a trusted signature."""
+    def peek(self, step: str, key: str, *, shared: bool = True
+             ) -> tuple[CacheSource, str | None] | None:
+        """Where `lookup` would find a usable entry for `key`, and the outputs digest its
+        restore would give (`fingerprint.outputs_digest`; None when only the restore can
+        tell, for an archived output of a remote entry), without downloading blobs or
+        writing anything (for `--dry-run`). A remote entry counts when its action result
+        is there and, with trusted keys, carries a trusted signature."""
+        from buildlib.incremental.fingerprint import outputs_digest
+
         if not is_digest(key):
             raise ValueError(f"cache key {key!r} is not a sha256 hex digest")
         try:
@@ -233,8 +239,8 @@ class StepCache:
             if entry is not None:
                 needed = entry.blobs()
                 if self.local.blob_sizes(needed) == needed:
-                    return CacheSource.LOCAL, {f.path: f.sha256 for f in entry.files}
-        if self.remote is None or not self.remote.reads:
+                    return CacheSource.LOCAL, _outputs_digest(entry)
+        if not shared or self.remote is None or not self.remote.reads:
             return None
         from buildlib.cache.remote import RemoteError
 
@@ -245,10 +251,12 @@ class StepCache:
             return None
         if result is None:
             return None
-        return CacheSource.REMOTE, {  # a symlink's digest is that of its target string
+        if any(described[0] == "archive" for described in result.listing.values()):
+            return CacheSource.REMOTE, None
+        return CacheSource.REMOTE, outputs_digest({  # a symlink's is its target string's
             path: str(described[1]) if described[0] == "file"
             else hashlib.sha256(os.fsencode(str(described[1]))).hexdigest()
-            for path, described in result.listing.items()}
+            for path, described in result.listing.items()})
 
     def restore(self, entry: CacheEntry, root: Path, scope: OutputScope) -> bool:
         """Make the step's declared outputs under `root` hold exactly the entry's files.
@@ -295,17 +303,20 @@ class StepCache:
 
     def save(self, step: str, key: str, root: Path,  # noqa: PLR0917 - the executor's call
              output_paths: Sequence[str], log_path: Path, meta: Mapping[str, object], *,
-             scope: OutputScope) -> str | None:
+             scope: OutputScope, archives: Collection[str] = (),
+             shared: bool = True) -> str | None:
         """Store the outputs and log of a successful step (a step without outputs stores its
         log alone, replayed on a hit). `output_paths` are workspace-relative files and
-        symlinks, all under `scope`. Problems are noted as warnings, never raised; the
-        one this call noted is returned (None: stored, or already reported)."""
+        symlinks, all under `scope`; those under an output named in `archives` are stored
+        as one archive per output. `shared=False` keeps the entry out of the remote.
+        Problems are noted as warnings, never raised; the one this call noted is returned
+        (None: stored, or already reported)."""
         if not is_digest(key):
             raise ValueError(f"cache key {key!r} is not a sha256 hex digest")
         if not self._local_writes:
             return None
         try:
-            files = self._store_outputs(root, output_paths, scope)
+            files = self._store_outputs(root, output_paths, scope, archives)
             log_sha256, log_size = self._store_log(log_path)
             entry = CacheEntry(step=step, key=key, files=files, log_sha256=log_sha256,
                                log_size=log_size, created=time.time(), meta=meta)
@@ -316,12 +327,12 @@ class StepCache:
         except StoreWriteError as exc:
             return self._local_write_failed(exc)
         self._account(sum(entry.blobs().values()) + len(data))
-        if self.remote is not None and self.remote.writes:
+        if shared and self.remote is not None and self.remote.writes:
             self._push(entry, data)
         return None
 
-    def _store_outputs(self, root: Path, output_paths: Sequence[str], scope: OutputScope
-                       ) -> tuple[OutputFile, ...]:
+    def _store_outputs(self, root: Path, output_paths: Sequence[str], scope: OutputScope,
+                       archives: Collection[str]) -> tuple[OutputFile, ...]:
         """Copy the outputs into the store; raises _NotStoredError for an output we cannot
         cache, or for outputs a restore would refuse (the rule is the same both ways).
 
@@ -329,6 +340,13 @@ class StepCache:
         share the file system's journal commits, which makes saving many small
         files several times faster than one at a time.
         """
+        packed: dict[str, list[str]] = {output: [] for output in archives}
+        if packed:
+            loose: list[str] = []
+            for rel in output_paths:
+                owner = scope.owner(rel)
+                packed.get(owner or "", loose).append(rel)
+            output_paths = loose
         record = functools.partial(self._record, root)
         if len(output_paths) < 4:
             files = [record(rel) for rel in output_paths]
@@ -338,14 +356,50 @@ class StepCache:
                 files = list(pool.map(record, output_paths))
             finally:
                 pool.shutdown(wait=True, cancel_futures=True)
+        members = [self._describe(root, rel) for paths in packed.values() for rel in paths]
         try:
-            check_safe(files)
+            check_safe([*files, *members])
         except UnsafeEntryError as exc:
             raise _NotStoredError("; ".join(exc.problems)) from None
-        problems = scope_problems(files, scope, root)
+        problems = scope_problems([*files, *members], scope, root)
         if problems:
             raise _NotStoredError("; ".join(problems))
-        return tuple(files)
+        return (*files, *(self._archive(root, output, paths)
+                          for output, paths in packed.items() if paths))
+
+    def _describe(self, root: Path, rel: str) -> OutputFile:
+        """A member of an archived output, described for the checks (not stored alone)."""
+        problem = path_problem(rel)
+        if problem is not None:
+            raise _NotStoredError(problem)
+        try:
+            info = os.lstat(root / rel)
+            if stat.S_ISLNK(info.st_mode):
+                target = os.readlink(root / rel)  # noqa: PTH115 - one call per member
+                problem = symlink_problem(rel, target)
+                if problem is not None:
+                    raise _NotStoredError(problem)
+                return symlink_record(rel, target)
+        except OSError as exc:
+            raise _NotStoredError(f"{rel}: {exc.strerror or exc}") from None
+        if not stat.S_ISREG(info.st_mode):
+            raise _NotStoredError(f"{rel}: not a regular file or a symlink")
+        return OutputFile(path=rel, kind=FileKind.FILE, sha256=UNHASHED, size=info.st_size,
+                          mode=stat.S_IMODE(info.st_mode) & 0o777)
+
+    def _archive(self, root: Path, output: str, paths: Sequence[str]) -> OutputFile:
+        """Store an archived output as one blob (cache/archives.py)."""
+        from buildlib.cache import archives
+
+        try:
+            digest, size = self.local.add_stream(functools.partial(
+                archives.pack, os.fspath(root), output, paths))
+        except OSError as exc:  # reading the workspace; the store's are StoreWriteError
+            raise _NotStoredError(f"{output}: {exc.strerror or exc}") from None
+        except ValueError as exc:
+            raise _NotStoredError(str(exc)) from None
+        return OutputFile(path=output, kind=FileKind.ARCHIVE, sha256=digest, size=size,
+                          mode=0o755)
 
     def _record(self, root: Path, rel: str) -> OutputFile:
         """Store one output (a file's content as a blob) and describe it."""
@@ -621,6 +675,17 @@ class StepCache:
         else:
             self._note(WarningKind.REMOTE_UPLOAD_REFUSED, f"remote cache refused an upload: "
                        f"{exc}; nothing more is uploaded in this build")
+
+
+def _outputs_digest(entry: CacheEntry) -> str | None:
+    """The outputs digest a restore of `entry` gives. For an archived output the saver
+    recorded it in the entry's meta (hashing every member here would cost a restore)."""
+    from buildlib.incremental.fingerprint import outputs_digest
+
+    if any(f.kind is FileKind.ARCHIVE for f in entry.files):
+        recorded = entry.meta.get("outputs_digest")
+        return recorded if isinstance(recorded, str) else None
+    return outputs_digest({f.path: f.sha256 for f in entry.files})
 
 
 def signed_message(key: str, meta_sha256: str) -> bytes:

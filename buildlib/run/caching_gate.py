@@ -192,18 +192,18 @@ class CachingGate:
             components = self.state.details(step.name).get("components")
             reasons += explain(components if isinstance(components, dict) else None,
                                fingerprint)
-        found = self.store.peek(step.name, digest)
+        found = self.store.peek(step.name, digest, shared=_shared(step))
         self._drain_warnings()
         if found is not None:
-            source, outputs = found
+            source, restored_digest = found
             verdict = Verdict.RESTORE_LOCAL if source == "local" else Verdict.RESTORE_REMOTE
             return Prediction(verdict=verdict, fingerprint=digest, reasons=tuple(reasons),
-                              outputs_digest=outputs_digest(outputs))
+                              outputs_digest=restored_digest)
         return Prediction(verdict=Verdict.RUN, fingerprint=digest, reasons=tuple(reasons))
 
     def _restore(self, step: PlannedStep, fingerprint: Fingerprint) -> Decision[_Pending] | None:
         """A cache hit restored into the workspace, or None (a miss, or a refused entry)."""
-        entry = self.store.lookup(step.name, fingerprint.digest)
+        entry = self.store.lookup(step.name, fingerprint.digest, shared=_shared(step))
         self._drain_warnings()
         if entry is None:
             return None
@@ -212,7 +212,12 @@ class CachingGate:
         if not restored:
             return None
         log = self.store.log_text(entry)
-        outputs = {f.path: f.sha256 for f in entry.files}
+        from buildlib.cache.entries import FileKind
+
+        if any(f.kind is FileKind.ARCHIVE for f in entry.files):  # hashed as they are now
+            outputs = self.hasher.hash_files(expand_outputs(self.root, step.outputs))
+        else:
+            outputs = {f.path: f.sha256 for f in entry.files}
         self._save_state(step.name, fingerprint, outputs, log)
         return Decision(outcome=Outcome.RESTORED, fingerprint=fingerprint.digest,
                         cache_source=str(entry.source), replay_log=log,
@@ -240,9 +245,12 @@ class CachingGate:
             if log_path.exists() else ""
         self._save_state(step.name, pending.fingerprint, hashes, log_text)
         if step.cacheable:
+            digest = outputs_digest(hashes)
             self.store.save(step.name, pending.fingerprint.digest, self.root, files, log_path,
-                            {"mode": self.plan.mode, "target": self.plan.target.triple},
-                            scope=self._scope(step))
+                            {"mode": self.plan.mode, "target": self.plan.target.triple,
+                             "outputs_digest": digest},
+                            scope=self._scope(step), shared=_shared(step),
+                            archives=[p for p, how in step.store.items() if how == "archive"])
         self._drain_warnings()
         return Recorded(outputs_digest=outputs_digest(hashes))
 
@@ -311,6 +319,12 @@ class CachingGate:
             return
         for message in self._store.drain_warnings():
             self.warn(message)
+
+
+def _shared(step: PlannedStep) -> bool:
+    """Whether the step's results may go to and come from the remote cache: not when one
+    of its outputs is `store = "local"` (kept on this machine)."""
+    return "local" not in step.store.values()
 
 
 def _first(items: list[str]) -> str:

@@ -633,6 +633,11 @@ def _outputs(check: _Checker, body: Mapping[str, Any], name: str
         if how and how not in STORES:
             raise check.error(f"unknown store {how!r} for output {path!r}", step=name,
                               key="outputs.store", fix="use one of: " + ", ".join(STORES))
+        if how == "archive" and any(c in path for c in "*?["):
+            raise check.error(f"an archived output must name one directory, not a pattern: "
+                              f"{path!r}", step=name, key="outputs.store",
+                              fix='archive the directory itself, e.g. { path = "node_modules", '
+                              'store = "archive" }, or drop store = "archive"')
         paths.append(path)
         if how:
             store[path] = how
