@@ -19,7 +19,14 @@ from buildlib.core.layout import BuildDir
 from buildlib.core.records import record
 from buildlib.planning import graph
 from buildlib.planning.plan import Plan, build_plan, resolve_artifacts
-from buildlib.planning.render import render_dry_run, render_mermaid, render_plan_json
+from buildlib.planning.render import (
+    TAKEN_AS_DONE,
+    Forecast,
+    render_dry_run,
+    render_dry_run_json,
+    render_mermaid,
+    render_plan_json,
+)
 from buildlib.run.executor import ExecOptions, Executor
 from buildlib.run.gate import AlwaysRun, Gate
 from buildlib.run.journal import Journal
@@ -98,8 +105,12 @@ def build_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-k", "--keep-going", action="store_true",
                         help="on a failure, build everything that does not depend on it")
     parser.add_argument("-n", "--dry-run", action="store_true",
-                        help="print the plan (commands, directories, environment) and run "
-                        "nothing")
+                        help="print the plan (commands, directories, environment) and what "
+                        "a build would do with each step (up to date, restore from the "
+                        "cache, run, and why; --explain: every reason); run nothing")
+    parser.add_argument("--json", action="store_true",
+                        help="with --dry-run: print it as JSON (each step's cache status "
+                        "HIT/MISS, source, fingerprint and reasons)")
     parser.add_argument("--graph", action="store_true",
                         help="print the selected graph as Mermaid")
     parser.add_argument("-v", "--verbose", action="store_true",
@@ -148,8 +159,17 @@ def build_command(args: argparse.Namespace, context: Context) -> int:
         print(render_mermaid(plan))
         return 0
     if args.dry_run:
-        print(render_dry_run(plan, environ))
+        forecasts = None if args.no_cache else _forecasts(args, context, plan, environ,
+                                                          step_environ)
+        if args.json:
+            print(render_dry_run_json(plan, environ, forecasts))
+        else:
+            print(render_dry_run(plan, environ, forecasts, explain=args.explain,
+                                 cache_note="--no-cache: every step would run"))
         return 0
+    if args.json:
+        raise UserError("--json goes with --dry-run", fix="add --dry-run, or drop --json "
+                        "(a build's JSON report is .buildlib/reports/latest.json)")
     check_buildable(target, context.host, {t for s in plan.steps.values() for t in s.tools})
     jobs = default_jobs(args.jobs, environ)
     from buildlib.report.terminal import make_reporter
@@ -173,6 +193,36 @@ def build_command(args: argparse.Namespace, context: Context) -> int:
     if args.explain:
         print(render_explain(record))
     return record.exit_code
+
+
+def _forecasts(args: argparse.Namespace, context: Context, plan: Plan,
+               environ: Mapping[str, str], step_environ: Mapping[str, str]
+               ) -> dict[str, Forecast]:
+    """What a build with these options would do with each step (`--dry-run`), in plan
+    order, each step's prediction fed with its dependencies' predicted outputs. Reads the
+    workspace's state and the cache; writes nothing and restores nothing."""
+    from buildlib.run.caching_gate import CachingGate, Prediction, Verdict
+
+    journal = Journal(context.build_dir.journal(plan.mode, plan.target.triple))
+    done, _, forced = _selection(args, plan, journal)
+    gate = _make_gate(args, context, plan, forced=forced, environ=environ,
+                      step_environ=step_environ,
+                      warn=lambda message: print(f"warning: {message}", file=sys.stderr))
+    assert isinstance(gate, CachingGate)  # --no-cache makes no forecasts
+    forecasts: dict[str, Forecast] = {}
+    digests: dict[str, str | None] = {}
+    for name, step in plan.steps.items():
+        if name in done:
+            digest = gate.current_outputs_digest(step)
+            forecasts[name] = Prediction(verdict=Verdict.UP_TO_DATE, fingerprint="",
+                                         reasons=(TAKEN_AS_DONE + " (--from or --only)",),
+                                         outputs_digest=digest)
+            digests[name] = digest
+            continue
+        prediction = gate.predict(step, {d: digests.get(d) for d in step.depends_on})
+        forecasts[name] = prediction
+        digests[name] = prediction.outputs_digest
+    return forecasts
 
 
 def _selection(args: argparse.Namespace, plan: Plan, journal: Journal

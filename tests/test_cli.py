@@ -84,7 +84,15 @@ def test_dry_run_for_a_cross_target_prints_the_plan_and_runs_nothing(tmp_path: P
     assert "win32-x64" in out
     assert "NODE_ENV=production" in out
     assert out.index("compile") < out.index("sign") < out.index("package")
-    assert not (tmp_path / ".buildlib").exists()
+    # What a build would do with each step: nothing was ever built here.
+    assert "(3 steps: 3 would run; nothing will run)" in out
+    assert out.count("would: run [MISS]") == 3
+    assert "would: run [MISS]: no earlier result" in out
+    assert "would: run [MISS]: dependency compile runs first" in out
+    # Nothing ran and nothing was recorded: the only file is the tool versions' cache.
+    written = {p.relative_to(tmp_path).as_posix() for p in (tmp_path / ".buildlib").rglob("*")
+               if p.is_file()}
+    assert written <= {".buildlib/tools.json"}
 
 
 def test_dry_run_for_macos_applies_target_override_and_drops_windows_steps(

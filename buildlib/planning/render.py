@@ -1,23 +1,91 @@
-"""Plans as text: the dry run, the Mermaid graph and the JSON plan."""
+"""Plans as text: the dry run (with what the cache would do), the Mermaid graph and the
+JSON plan.
+
+A dry run can say, per step, what a build would do with it (`Forecast`: up to date,
+restored from the local or remote cache, or run, and why), as turbo's `--dry=json`
+says HIT or MISS. The forecasts come from the caching gate (`CachingGate.predict`, fed
+in plan order by `commands.py`); this module only renders them, so planning never
+imports the run machinery.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import shlex
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Protocol
 
 from buildlib.planning.plan import Plan
 
 
-def render_dry_run(plan: Plan, environ: Mapping[str, str]) -> str:
-    """Each step in order: its exact command, directory, and environment differences."""
-    lines = [f"plan: mode={plan.mode} target={plan.target.triple} "
-             f"({len(plan.steps)} steps, nothing will run)"]
+class Forecast(Protocol):
+    """What a build would do with one step (`run.caching_gate.Prediction` is one)."""
+
+    @property
+    def verdict(self) -> str: ...  # "up to date", "restore (local)", "restore (remote)", "run"
+
+    @property
+    def fingerprint(self) -> str: ...  # "" when it cannot be known before a dependency runs
+
+    @property
+    def reasons(self) -> Sequence[str]: ...
+
+
+TAKEN_AS_DONE = "taken as done"  # --from / --only: a step outside the selection
+
+
+def _cache_status(verdict: str) -> tuple[str, str | None]:
+    """turbo's vocabulary: (HIT or MISS, LOCAL or REMOTE)."""
+    if verdict == "up to date":
+        return "HIT", "LOCAL"
+    if verdict.startswith("restore"):
+        return "HIT", "REMOTE" if "remote" in verdict else "LOCAL"
+    return "MISS", None
+
+
+def _tally(plan: Plan, forecasts: Mapping[str, Forecast]) -> str:
+    counts: dict[str, int] = {}
+    for name in plan.steps:
+        forecast = forecasts.get(name)
+        verdict = forecast.verdict if forecast is not None else "run"
+        key = "restored" if verdict.startswith("restore") else {
+            "up to date": "up to date", "run": "would run"}.get(verdict, verdict)
+        counts[key] = counts.get(key, 0) + 1
+    order = ["up to date", "restored", "would run"]
+    return ", ".join(f"{counts[k]} {k}" for k in order if counts.get(k))
+
+
+def render_dry_run(plan: Plan, environ: Mapping[str, str],
+                   forecasts: Mapping[str, Forecast] | None = None, *,
+                   explain: bool = False, cache_note: str = "") -> str:
+    """Each step in order: what a build would do with it (when `forecasts` are given; with
+    `explain` every reason, else the first), its exact command, directory, and
+    environment differences. `cache_note` says why there are no forecasts."""
+    count = len(plan.steps)
+    what = f"{count} step{'' if count == 1 else 's'}"
+    if forecasts is not None:
+        what += f": {_tally(plan, forecasts)}"
+    elif cache_note:
+        what += f"; {cache_note}"
+    lines = [f"plan: mode={plan.mode} target={plan.target.triple} ({what}; nothing will run)"]
     for index, step in enumerate(plan.steps.values(), 1):
         lines.append(f"{index:>3}. {step.name}" + (f"  -- {step.description}"
                                                    if step.description else ""))
+        forecast = forecasts.get(step.name) if forecasts is not None else None
+        if forecast is not None:
+            reasons = list(forecast.reasons)
+            shown = reasons if explain else reasons[:1]
+            more = f" (and {len(reasons) - 1} more; --explain lists them)" \
+                if not explain and len(reasons) > 1 else ""
+            status = _cache_status(forecast.verdict)[0]
+            head = f"     would: {forecast.verdict} [{status}]"
+            if len(shown) == 1:
+                lines.append(f"{head}: {shown[0]}{more}")
+            else:
+                lines.append(head)
+                lines += [f"            - {reason}" for reason in shown]
         lines.append(f"     cwd:  {_relative(step.cwd, plan.root)}")
         lines.append(f"     run:  {shlex.join(step.argv)}")
         changed = {k: v for k, v in sorted(step.env.items()) if environ.get(k) != v}
@@ -28,6 +96,35 @@ def render_dry_run(plan: Plan, environ: Mapping[str, str]) -> str:
         if step.outputs:
             lines.append(f"     makes: {', '.join(step.outputs)}")
     return "\n".join(lines)
+
+
+def render_dry_run_json(plan: Plan, environ: Mapping[str, str],
+                        forecasts: Mapping[str, Forecast] | None = None) -> str:
+    """The dry run as JSON: the plan's steps, each with `cache` = {status: HIT|MISS,
+    source: LOCAL|REMOTE|null, verdict, fingerprint, reasons} (null without forecasts)."""
+    steps = []
+    for step in plan.steps.values():
+        forecast = forecasts.get(step.name) if forecasts is not None else None
+        cache: dict[str, object] | None = None
+        if forecast is not None:
+            status, source = _cache_status(forecast.verdict)
+            cache = {"status": status, "source": source, "verdict": forecast.verdict,
+                     "fingerprint": forecast.fingerprint or None,
+                     "reasons": list(forecast.reasons)}
+        steps.append({
+            "name": step.name, "description": step.description, "group": step.group,
+            "argv": list(step.argv), "cwd": _relative(step.cwd, plan.root),
+            "env": {k: v for k, v in sorted(step.env.items()) if environ.get(k) != v},
+            "depends_on": list(step.depends_on), "outputs": list(step.outputs),
+            "cache": cache,
+        })
+    summary: dict[str, int] = {}
+    for entry in steps:
+        cache_entry = entry["cache"]
+        verdict = cache_entry["verdict"] if isinstance(cache_entry, dict) else "run"
+        summary[str(verdict)] = summary.get(str(verdict), 0) + 1
+    return json.dumps({"mode": plan.mode, "target": plan.target.triple, "steps": steps,
+                       "summary": summary}, indent=2)
 
 
 def render_mermaid(plan: Plan) -> str:
