@@ -137,6 +137,20 @@ def build_options(parser: argparse.ArgumentParser) -> None:
                         help="run this step and everything downstream of it")
     parser.add_argument("--no-wait", action="store_true",
                         help="fail at once if another build holds the workspace")
+    _affected_options(parser)
+
+
+def _affected_options(parser: argparse.ArgumentParser) -> None:
+    """--affected, --base, --head (build and plan; docs/ci.md)."""
+    parser.add_argument("--affected", action="store_true",
+                        help="only the steps whose inputs, definition or tools differ from "
+                        "the base (committed, staged, unstaged and untracked changes) and "
+                        "what depends on them")
+    parser.add_argument("--base", metavar="REF", help="with --affected: compare with the "
+                        "merge-base of REF and HEAD (default: $BUILDLIB_BASE, else the "
+                        "default branch); a shallow clone is deepened to find it")
+    parser.add_argument("--head", metavar="REF", help="with --affected: compare this commit "
+                        "instead of the work tree (default: $BUILDLIB_HEAD)")
 
 
 def build_command(args: argparse.Namespace, context: Context) -> int:
@@ -155,6 +169,20 @@ def build_command(args: argparse.Namespace, context: Context) -> int:
                         fix="steps: " + ", ".join(manifest.steps))
     plan = build_plan(manifest, mode=mode, target=target, requested=requested, environ=environ,
                       estimates=estimates)
+    if args.affected or args.base or args.head:
+        from buildlib.integrations import ci_plans
+
+        ci_plans.check_options(args)
+        run = ci_plans.affected(plan, base=args.base, head=args.head, environ=environ)
+        for line in ci_plans.summary(run, plan):
+            ci_plans.note(line)
+        narrowed = ci_plans.narrow(run, lambda steps: build_plan(
+            manifest, mode=mode, target=target, requested=steps, environ=environ,
+            estimates=estimates))
+        if narrowed is None:
+            ci_plans.note("--affected: nothing to build")
+            return 0
+        plan = narrowed
     if args.graph:
         print(render_mermaid(plan))
         return 0
@@ -296,19 +324,41 @@ def render_explain(record: BuildRecord) -> str:
 # -- the other commands ------------------------------------------------------------------
 
 
-def _steps_option(parser: argparse.ArgumentParser) -> None:
+def _plan_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("steps", nargs="*")
+    parser.add_argument("--json", action="store_true", help="print JSON (what the plain plan "
+                        "always prints; --affected and --shards print text without it)")
+    _affected_options(parser)
+    parser.add_argument("--shards", type=int, metavar="N", help="lay the build out over CI "
+                        "jobs, at most N at once, exchanging results through the remote "
+                        "cache; timings from earlier builds (docs/ci.md)")
+    parser.add_argument("--waves", type=int, metavar="W", help="with --shards: at most W "
+                        "waves of jobs, each waiting for the one before (default: no limit)")
+    parser.add_argument("--job-overhead", type=float, metavar="SECONDS", help="with --shards: "
+                        "what a CI job costs before its first step (default 30)")
 
 
 def plan_command(args: argparse.Namespace, context: Context) -> int:
-    plan = build_plan(context.manifest, mode=context.mode, target=context.target,
-                      requested=args.steps, environ=os.environ)
-    print(render_plan_json(plan))
-    return 0
+    if not (args.affected or args.base or args.head or args.shards is not None
+            or args.waves is not None or args.job_overhead is not None):
+        plan = build_plan(context.manifest, mode=context.mode, target=context.target,
+                          requested=args.steps, environ=os.environ)
+        print(render_plan_json(plan))
+        return 0
+    from buildlib.integrations.ci_plans import plan_with_options
+
+    return plan_with_options(args, context.manifest, mode=context.mode, target=context.target,
+                             estimates=_estimates(context))
 
 
 def _no_options(parser: argparse.ArgumentParser) -> None:
     del parser  # the command takes only the common options
+
+
+def _verify_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--built-only", action="store_true",
+                        help="only the artifacts of the steps the last build of this mode "
+                        "and target selected (after build --affected or a partial build)")
 
 
 def verify_command(args: argparse.Namespace, context: Context) -> int:
@@ -317,6 +367,14 @@ def verify_command(args: argparse.Namespace, context: Context) -> int:
     manifest, mode, target = context.manifest, context.mode, context.target
     plan = build_plan(manifest, mode=mode, target=target, environ=os.environ)
     artifacts = resolve_artifacts(manifest, plan, os.environ)
+    if getattr(args, "built_only", False):
+        last = Journal(context.build_dir.journal(mode, target.triple)).last_build()
+        built = set(last.selected) if last is not None else set()
+        artifacts = [a for a in artifacts if a.step in built]
+        if not artifacts:
+            print(f"verify --built-only: the last {mode} build for {target.triple} selected "
+                  "no step that makes an artifact; nothing to check")
+            return 0
     if not artifacts:
         raise UserError(f"no artifacts declared for mode '{mode}'",
                         fix=f"declare [[artifact]] tables in {manifest.path}")
@@ -388,16 +446,30 @@ def matrix_command(args: argparse.Namespace, context: Context) -> int:
     from buildlib.integrations.ci_matrix import matrix_main
 
     rest = [a for a in args.rest if a != "--"]
-    return matrix_main(rest, manifest_modes=list(context.manifest.modes))
+    return matrix_main(rest, manifest_modes=list(context.manifest.modes),
+                       shard_planner=lambda request: _shard_matrix(context, request))
+
+
+def _shard_matrix(context: Context, request: Any) -> Any:
+    """`matrix --shards N`: the layout of one mode and target (integrations/ci_plans.py)."""
+    from buildlib.integrations.ci_plans import shard_request_layout
+    from buildlib.workspace.targets import get_target
+
+    target = get_target(request.target)
+    estimates_context = Context(manifest=context.manifest, mode=request.mode, target=target,
+                                host=context.host)
+    return shard_request_layout(request, context.manifest, target=target,
+                                estimates=_estimates(estimates_context))
 
 
 COMMANDS: dict[str, Command] = {
     "build": Command(help="run the step graph (the default command)", options=build_options,
                      run=build_command),
-    "plan": Command(help="print the plan as JSON (used by nox and CI)", options=_steps_option,
-                    run=plan_command),
+    "plan": Command(help="print the plan as JSON (used by nox and CI); --affected: what a "
+                    "change affects and why; --shards N: a layout over N CI jobs",
+                    options=_plan_options, run=plan_command),
     "verify": Command(help="check the declared artifacts of a mode and target",
-                      options=_no_options, run=verify_command),
+                      options=_verify_options, run=verify_command),
     "clean": Command(help="remove declared outputs (and optionally the cache)",
                      options=_clean_options, run=clean_command),
     "prune": Command(help="shrink the local cache, least recently used first",

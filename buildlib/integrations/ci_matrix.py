@@ -10,14 +10,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
-from collections.abc import Sequence
-from typing import NoReturn
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from buildlib.core.errors import UserError
 from buildlib.core.records import record
 from buildlib.workspace.targets import TARGETS, Target, host_triple
+
+if TYPE_CHECKING:
+    from buildlib.integrations.ci_plans import ShardRequest
+    from buildlib.planning.shards import ShardPlan
+
+    ShardPlanner = Callable[[ShardRequest], ShardPlan | None]
 
 # Modes end up inside nox session names (`build-3.12(mode='x')`) and artifact names,
 # which GitHub restricts; a quote or slash here would break both silently.
@@ -148,8 +155,8 @@ def _parser(manifest_modes: Sequence[str]) -> _Parser:
         description="Print the GitHub Actions build matrix (mode x target) as JSON.",
     )
     parser.add_argument(
-        "--modes", nargs="+", metavar="MODE", default=list(manifest_modes),
-        help="modes to build (default: every mode in the manifest: %(default)s)",
+        "--modes", nargs="+", metavar="MODE", default=None,
+        help=f"modes to build (default: every mode in the manifest: {list(manifest_modes)})",
     )
     parser.add_argument(
         "--targets", nargs="+", metavar="TRIPLE", default=None,
@@ -165,6 +172,22 @@ def _parser(manifest_modes: Sequence[str]) -> _Parser:
         help="one compact line, for `echo \"matrix=$(...)\" >> $GITHUB_OUTPUT` (the default)",
     )
     style.add_argument("--pretty", action="store_true", help="indented, for reading")
+    shards = parser.add_argument_group(
+        "one build over several jobs (docs/ci.md)",
+        "--shards N lays one mode and target out in waves of at most N jobs that exchange "
+        "results through the remote cache, then a final job that restores everything and "
+        "verifies; the output has `waves`, `wave1`..`waveW` (matrices) and `verify`")
+    shards.add_argument("--shards", type=int, metavar="N", help="jobs per wave")
+    shards.add_argument("--waves", type=int, metavar="W", default=None,
+                        help="wave jobs the workflow has (default: as many as needed)")
+    shards.add_argument("--job-overhead", type=float, metavar="SECONDS", default=None,
+                        help="what a job costs before its first step (default 30)")
+    shards.add_argument("--affected", action="store_true",
+                        help="lay out only what the change affects (BUILDLIB_BASE, "
+                        "GITHUB_BASE_REF or the default branch is the base)")
+    shards.add_argument("--github-output", action="store_true",
+                        help="append each key as `key=value` to the file $GITHUB_OUTPUT "
+                        "names, for the workflow's job outputs")
     return parser
 
 
@@ -175,16 +198,27 @@ def render(matrix: dict[str, list[dict[str, str]]], *, pretty: bool) -> str:
     return json.dumps(matrix, separators=(",", ":"))
 
 
-def matrix_main(argv: Sequence[str] | None = None, *, manifest_modes: Sequence[str]) -> int:
+def matrix_main(argv: Sequence[str] | None = None, *, manifest_modes: Sequence[str],
+                shard_planner: ShardPlanner | None = None) -> int:
     """Parse `argv` and print the matrix on stdout (0); on bad input print one error (1).
 
-    Called by the CLI's `matrix` command with the modes the manifest declares. Nothing
-    but the JSON goes to stdout, so the workflow can capture it whole.
+    Called by the CLI's `matrix` command with the modes the manifest declares and, for
+    `--shards`, a function that lays a mode and target out (`ci_plans`). Nothing but the
+    JSON goes to stdout, so the workflow can capture it whole.
     """
     try:
         args = _parser(manifest_modes).parse_args(argv)
+        if args.shards is not None or args.github_output:
+            outputs = _sharded(args, manifest_modes, shard_planner)
+            if args.github_output:
+                _write_github_output(outputs)
+            else:
+                sys.stdout.write(json.dumps(outputs, indent=2 if args.pretty else None,
+                                            separators=None if args.pretty else (",", ":"))
+                                 + "\n")
+            return 0
         matrix = build_matrix(
-            modes=args.modes,
+            modes=args.modes if args.modes is not None else list(manifest_modes),
             targets=args.targets,
             include_cross=not args.native_only,
             known_modes=manifest_modes,
@@ -194,3 +228,84 @@ def matrix_main(argv: Sequence[str] | None = None, *, manifest_modes: Sequence[s
         return error.exit_code
     sys.stdout.write(render(matrix, pretty=args.pretty) + "\n")
     return 0
+
+
+# -- one build over several jobs -------------------------------------------------------------
+
+UNUSED_ROW = {"id": "unused"}  # a wave the layout does not use: its job is skipped by `if:`
+
+
+def _sharded(args: argparse.Namespace, manifest_modes: Sequence[str],
+             planner: ShardPlanner | None) -> dict[str, Any]:
+    """The job outputs of the workflow's plan job for a sharded build."""
+    from buildlib.integrations.ci_plans import ShardRequest
+
+    if args.shards is None:
+        raise MatrixError("--github-output goes with --shards", fix="add --shards N")
+    if args.shards < 1:
+        raise MatrixError(f"--shards {args.shards}: at least one job is needed",
+                          fix="pass --shards 1 or more")
+    if args.waves is not None and args.waves < 1:
+        raise MatrixError(f"--waves {args.waves}: at least one wave is needed",
+                          fix="pass --waves 1 or more (the workflow's wave jobs)")
+    if args.job_overhead is not None and args.job_overhead < 0:
+        raise MatrixError(f"--job-overhead {args.job_overhead}: negative",
+                          fix="pass the seconds a CI job spends before its first step")
+    if args.modes is None or len(_unique(args.modes)) != 1:
+        raise MatrixError("--shards lays out one mode's graph",
+                          fix="name it: --modes " + (manifest_modes[0] if manifest_modes
+                                                     else "production"))
+    targets = _unique(args.targets) if args.targets is not None else [host_triple()]
+    problems = [*_mode_problems(args.modes, manifest_modes), *_target_problems(targets)]
+    if len(targets) != 1:
+        problems.append("--shards lays out one target's graph")
+    if problems:
+        raise MatrixError("; ".join(problems), fix=_fix(manifest_modes)
+                          + " (one of each with --shards)")
+    if planner is None:
+        raise MatrixError("--shards needs the manifest", fix="run `buildlib matrix --shards N`")
+    entry = MatrixEntry(mode=args.modes[0], target=TARGETS[targets[0]])
+    layout = planner(ShardRequest(mode=entry.mode, target=entry.target.triple,
+                                  shards=args.shards, waves=args.waves,
+                                  overhead=args.job_overhead, affected=args.affected))
+    return shard_outputs(layout, entry, waves=args.waves)
+
+
+def shard_outputs(layout: ShardPlan | None, entry: MatrixEntry, *, waves: int | None
+                  ) -> dict[str, Any]:
+    """`sharded`, `waves` (how many are used, "0" when nothing is to be built), `wave1`..
+    `waveW` (W = `waves`, else as many as used; an unused wave holds UNUSED_ROW) and
+    `verify`, each a `{"include": [...]}` matrix whose rows carry `id`, `wave`, `steps`
+    (space-separated) and the keys of a normal matrix row."""
+    used = layout.waves if layout is not None else 0
+    slots = max(waves or used, used)
+    outputs: dict[str, Any] = {"sharded": "true", "waves": str(used)}
+    rows: dict[int, list[dict[str, str]]] = {}
+    final: dict[str, str] = {**entry.as_json(), "id": "verify", "wave": str(used + 1),
+                             "steps": ""}
+    for job in layout.jobs if layout is not None else ():
+        row = {**entry.as_json(), "id": job.id, "wave": str(job.wave),
+               "steps": " ".join(job.steps),
+               "artifact_name": f"{entry.artifact_name}-{job.id}"}
+        if job.final:
+            final = row
+        else:
+            rows.setdefault(job.wave, []).append(row)
+    for wave in range(1, slots + 1):
+        outputs[f"wave{wave}"] = {"include": rows.get(wave, [UNUSED_ROW])}
+    outputs["verify"] = {"include": [final]}
+    return outputs
+
+
+def _write_github_output(outputs: dict[str, Any]) -> None:
+    path = os.environ.get("GITHUB_OUTPUT", "")
+    if not path:
+        raise MatrixError("--github-output: $GITHUB_OUTPUT is not set (GitHub Actions sets "
+                          "it in every step)", fix="run it in a workflow step, or drop "
+                          "--github-output to print the JSON")
+    compact = (",", ":")
+    lines = [f"{key}={value if isinstance(value, str) else json.dumps(value, separators=compact)}"
+             for key, value in outputs.items()]
+    with open(path, "a", encoding="utf-8") as handle:  # noqa: PTH123 - GitHub's own file
+        handle.write("\n".join(lines) + "\n")
+    sys.stdout.write(json.dumps(outputs, separators=(",", ":")) + "\n")
