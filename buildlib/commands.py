@@ -355,6 +355,28 @@ def _no_options(parser: argparse.ArgumentParser) -> None:
     del parser  # the command takes only the common options
 
 
+def last_built(args: argparse.Namespace, context: Context) -> tuple[str, Target, str]:
+    """The mode and target a command about a build looks at: those given (--mode,
+    $BUILDLIB_MODE, --target), else the last build's, else the default mode and this
+    machine; and a note saying which it took, for the output."""
+    from buildlib.report.writers import read_last_build
+    from buildlib.workspace.targets import get_target
+
+    if args.mode or os.environ.get("BUILDLIB_MODE"):
+        return context.mode, context.target, ""
+    last = read_last_build(context.build_dir)
+    if last is None or last.mode not in context.manifest.modes:
+        return context.mode, context.target, ""
+    target = context.target
+    if not args.target:
+        try:
+            target = get_target(last.target)
+        except UserError:
+            target = context.target
+    return last.mode, target, (f"({last.mode}, {target.triple}: the last build's; "
+                               "--mode M --target T for another)")
+
+
 def _verify_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--built-only", action="store_true",
                         help="only the artifacts of the steps the last build of this mode "
@@ -364,7 +386,10 @@ def _verify_options(parser: argparse.ArgumentParser) -> None:
 def verify_command(args: argparse.Namespace, context: Context) -> int:
     from buildlib.verify.checks import nox_step_hint, render_report, verify_artifacts
 
-    manifest, mode, target = context.manifest, context.mode, context.target
+    manifest = context.manifest
+    mode, target, note = last_built(args, context)
+    if note:
+        print(f"verify {note}", file=sys.stderr)
     plan = build_plan(manifest, mode=mode, target=target, environ=os.environ)
     artifacts = resolve_artifacts(manifest, plan, os.environ)
     if getattr(args, "built_only", False):
@@ -406,8 +431,11 @@ def _metrics_options(parser: argparse.ArgumentParser) -> None:
 def metrics_command(args: argparse.Namespace, context: Context) -> int:
     from buildlib.report.metrics import metrics_table, render_metrics
 
-    result = metrics_table(context.build_dir.history, last=args.last, mode=context.mode,
-                           target=context.target.triple)
+    mode, target, note = last_built(args, context)
+    if note:
+        print(f"metrics {note}", file=sys.stderr)
+    result = metrics_table(context.build_dir.history, last=args.last, mode=mode,
+                           target=target.triple)
     print(render_metrics(result))
     return 0
 

@@ -82,8 +82,23 @@ def test_rule_boundaries() -> None:
 def test_empty_history_says_so(tmp_path: Path) -> None:
     result = metrics_table(tmp_path / "history.jsonl", mode="debug", target=TARGET)
     assert result.steps == () and result.builds == 0
-    assert "no step has built in the 0 builds (debug x86_64-unknown-linux-gnu)" in \
-        render_metrics(result)
+    assert render_metrics(result) == (
+        f"no build of debug x86_64-unknown-linux-gnu is recorded in {tmp_path}/history.jsonl "
+        "yet")
+
+
+def test_a_mode_never_built_points_at_the_builds_there_are(slowed: Path) -> None:
+    text = render_metrics(metrics_table(slowed, mode="test", target=TARGET))
+    assert text.startswith("no build of test x86_64-unknown-linux-gnu is recorded")
+    assert "12 builds of debug x86_64-unknown-linux-gnu are: metrics --mode debug" in text
+
+
+def test_builds_that_built_nothing_say_so(tmp_path: Path) -> None:
+    path = tmp_path / "history.jsonl"
+    add(path, "noop", {"compile": (Outcome.CACHED, 0.01)})
+    text = render_metrics(metrics_table(path, mode="debug", target=TARGET))
+    assert "no step has built in the 1 builds of debug" in text
+    assert "every step was up to date or restored" in text
 
 
 def test_unreadable_lines_are_reported(slowed: Path) -> None:

@@ -44,6 +44,7 @@ class MetricsResult:
     builds: int  # how many builds were considered (at most `last`)
     skipped_lines: int  # unreadable history lines
     steps: tuple[StepMetrics, ...]  # in the order of the latest build that has them
+    elsewhere: tuple[tuple[str, str, int], ...] = ()  # (mode, target, builds) of the others
 
     @property
     def slow_steps(self) -> tuple[StepMetrics, ...]:
@@ -77,16 +78,32 @@ def metrics_table(history_path: Path, *, last: int = 20, mode: str | None = None
             name=name, durations=durations, last=durations[-1], median=median,
             slowest=max(durations), slow=is_slowdown(durations[-1], median, len(durations)),
         ))
+    elsewhere: dict[tuple[str, str], int] = {}
+    if not steps:  # say where the builds are instead
+        for entry in history.entries:
+            key = (entry.mode, entry.target)
+            if key != (mode, target):
+                elsewhere[key] = elsewhere.get(key, 0) + 1
     return MetricsResult(path=history_path, mode=mode, target=target, builds=len(builds),
-                         skipped_lines=history.skipped, steps=tuple(steps))
+                         skipped_lines=history.skipped, steps=tuple(steps),
+                         elsewhere=tuple((m, t, n) for (m, t), n in elsewhere.items()))
 
 
 def render_metrics(result: MetricsResult) -> str:
     """A plain-text table, one row per step, and a footer naming the flagging rule."""
     scope = " ".join(x for x in (result.mode, result.target) if x) or "all modes and targets"
     if not result.steps:
-        return (f"no step has built in the {result.builds} builds ({scope}) "
-                f"recorded in {result.path}")
+        if result.builds:
+            text = (f"no step has built in the {result.builds} builds of {scope} recorded in "
+                    f"{result.path} (every step was up to date or restored)")
+        else:
+            text = f"no build of {scope} is recorded in {result.path} yet"
+        if result.elsewhere:
+            mode, target, count = max(result.elsewhere, key=lambda e: e[2])
+            text += (f"; {count} build{'' if count == 1 else 's'} of {mode} {target} "
+                     f"{'is' if count == 1 else 'are'}: metrics --mode {mode}"
+                     + (f" --target {target}" if target != result.target else ""))
+        return text
     header = ("step", "runs", "last", "median", "slowest", "")
     rows = [header] + [
         (s.name, str(len(s.durations)), format_duration(s.last), format_duration(s.median),
