@@ -12,6 +12,8 @@
       history.jsonl                  one line per build, for estimates and metrics
       last_build.json                the mode and target built last (verify, metrics)
       artifacts/<mode>-<target>.json what verify found (verify/checks.py)
+      watch/<mode>-<target>.json     what `watch` is doing: services, last rebuild (watch/view.py)
+      watch/<mode>-<target>.lock     held by the one `watch` of that mode and target
 
 Nothing else in the engine spells these names; nothing here creates a directory.
 """
@@ -74,3 +76,9 @@ class BuildDir:
 
     def artifacts(self, mode: str, target: str) -> Path:
         return self.path / "artifacts" / f"{self.tag(mode, target)}.json"
+
+    def watch_status(self, mode: str, target: str) -> Path:
+        return self.path / "watch" / f"{self.tag(mode, target)}.json"
+
+    def watch_lock(self, mode: str, target: str) -> Path:
+        return self.path / "watch" / f"{self.tag(mode, target)}.lock"

@@ -45,6 +45,9 @@ class PlannedStep:
     estimate: float  # expected duration in seconds (earlier builds, else 1.0)
     inputs_from_git: bool = False  # no inputs declared (version 2): git's files under cwd
     store: Mapping[str, str] = field(default_factory=dict)  # output -> "archive" | "local"
+    service: bool = False  # started and kept running by `watch`; never in a build's plan
+    restart_on: tuple[str, ...] = ()  # a service's restart globs, relative to the root
+    restart_on_deps: bool = False  # restart the service when a dependency's outputs change
 
 
 @record
@@ -131,18 +134,22 @@ def build_plan(
     requested: Sequence[str] = (),
     environ: Mapping[str, str],
     estimates: Mapping[str, float] | None = None,
+    services: bool = False,
 ) -> Plan:
     """Select the steps `requested` needs (all when empty), fill templates, order and prioritise.
 
     A dependency that does not apply to this mode or target (its `modes`/`when`) is
-    treated as satisfied; requesting such a step directly is an error.
+    treated as satisfied; requesting such a step directly is an error. Service steps
+    (`service = true`) are in the plan only with `services` (`watch`): a build never
+    starts them, and requesting one is an error naming `watch`.
     """
     if mode not in manifest.modes:
         raise UserError(f"unknown mode '{mode}'",
                         fix="use one of: " + ", ".join(manifest.modes))
     has_markers = any(s.when is not None for s in manifest.steps.values())
     markers = marker_environment(target) if has_markers else {}
-    present = {name: s for name, s in manifest.steps.items() if applicable(s, mode, markers)}
+    present = {name: s for name, s in manifest.steps.items()
+               if applicable(s, mode, markers) and (services or not s.service)}
     for name in requested:
         if name not in manifest.steps:
             import difflib  # error paths only
@@ -151,6 +158,11 @@ def build_plan(
             raise UserError(f"unknown step '{name}'",
                             fix=(f"did you mean '{close[0]}'? " if close else "")
                             + "steps: " + ", ".join(manifest.steps))
+        if name not in present and manifest.steps[name].service and not services:
+            raise UserError(f"step '{name}' is a service (service = true): a build never "
+                            "starts one, since it runs until it is stopped",
+                            fix=f"run it with `buildlib watch {name}` (`nox -s dev` runs every "
+                            "service of the mode beside a rebuild-on-change loop)")
         if name not in present:
             raise UserError(f"step '{name}' does not apply to mode '{mode}' and target "
                             f"{target.triple}",
@@ -242,6 +254,9 @@ def _plan_step(manifest: Manifest, spec: StepSpec, *, deps: tuple[str, ...], mod
         inputs_from_git=not spec.inputs_declared,
         store={output: spec.store[pattern] for pattern, output in zip(
             spec.outputs, outputs, strict=True) if pattern in spec.store},
+        service=spec.service,
+        restart_on=paths.of("restart_on", spec.restart_on),
+        restart_on_deps=spec.restart_on_deps,
     )
 
 

@@ -146,6 +146,12 @@ class Executor:
                     self.journal.close()
         return self._build_record(state, deps, started_at)
 
+    def interrupt(self, signum: int) -> None:
+        """Stop the build as if `signum` had arrived: from another thread, when the build
+        runs off the main thread (where no signal handler can be installed), as `watch`
+        runs its rebuilds. Safe before `run` starts (it stops at once) and after it ends."""
+        self._events.put(signum)
+
     def _wait_for_end(self, state: _RunState) -> None:
         """Start the first steps, then handle signals until the job threads finish."""
         with self._state_lock:

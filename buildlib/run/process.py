@@ -242,6 +242,26 @@ class ProcessTable:
             self._live.pop(proc.pid, None)
             self._tell_watchdog(f"-{proc.pid}")
 
+    def stop(self, proc: Process, *, force: threading.Event | None = None) -> int:
+        """Stop one child's whole group and forget it: SIGTERM, then SIGKILL once the
+        group is still alive after the grace period (at once if `force` gets set
+        meanwhile: a second Ctrl-C). Waits for the group to be empty, not just for
+        its leader, so a server's worker that outlives it is stopped too. Returns the
+        leader's exit code. Used by `watch` to restart or stop a service."""
+        _terminate(proc)
+        deadline = time.monotonic() + self.grace
+        while time.monotonic() < deadline and (proc.poll() is None or _group_alive(proc.pid)):
+            if force is not None and force.is_set():
+                break
+            time.sleep(0.02)
+        if POSIX:
+            _signal_group(proc.pid, signal.SIGKILL)
+        elif isinstance(proc, subprocess.Popen) and proc.poll() is None:
+            proc.kill()
+        code = proc.wait()
+        self.release(proc)
+        return code
+
     def stop_all(self) -> list[int]:
         """SIGTERM every live group, SIGKILL what is left after the grace period."""
         with self._lock:
@@ -282,6 +302,17 @@ def _terminate(proc: Process) -> None:
         _signal_group(proc.pid, signal.SIGTERM)
     elif isinstance(proc, subprocess.Popen) and proc.poll() is None:
         proc.send_signal(signal.CTRL_BREAK_EVENT)  # type: ignore[attr-defined]
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether any process of the group is left (its reaped leader's included: no)."""
+    if not POSIX:
+        return False
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
 
 
 def _signal_group(pgid: int, signum: int) -> None:

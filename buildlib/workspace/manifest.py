@@ -75,6 +75,12 @@ class StepSpec:
     script: str | None = None  # a package.json script run by the package manager
     store: Mapping[str, str] = field(default_factory=dict)  # output -> "archive" | "local"
     inputs_declared: bool = True  # False: version 2 takes the files git knows under cwd
+    # A service (docs/watch.md): started by `watch` once its dependencies are built and
+    # kept running, never by a build; restarted when a `restart_on` file changes, and
+    # after a dependency's outputs change only with `restart_on_deps`.
+    service: bool = False
+    restart_on: tuple[str, ...] = ()
+    restart_on_deps: bool = False
 
 
 @record
@@ -131,8 +137,9 @@ OVERRIDE_KEYS = ("args", "env", "tools")
 STEP_KEYS = (
     "name", "description", "group", "command", "cwd", "env", "env_inputs", "depends_on",
     "inputs", "exclude", "outputs", "clean", "tools", "retries", "when", "modes", "cache",
-    "mode", "target", "script",
+    "mode", "target", "script", "service", "restart_on", "restart_on_deps",
 )
+SERVICE_KEYS = ("restart_on", "restart_on_deps")  # meaningful only with service = true
 ARTIFACT_KEYS = ("path", "step", "kind", "run", "expect", "modes")
 
 
@@ -453,6 +460,13 @@ def _load_steps(check: _Checker, raw: Mapping[str, Any], modes: Mapping[str, Mod
                                   key="depends_on", fix=hint)
             if dep == step.name:
                 raise CycleError([step.name, step.name], file=check.path)
+            if steps[dep].service:
+                raise check.error(f"depends on service step '{dep}', which runs until it is "
+                                  "stopped, so nothing after it could start", step=step.name,
+                                  key="depends_on",
+                                  fix=f"remove '{dep}' from depends_on: a service starts once "
+                                  "its own dependencies are built and runs beside the build "
+                                  "(`buildlib watch`)")
     cycle = find_cycle({name: step.depends_on for name, step in steps.items()})
     if cycle:
         raise CycleError(cycle, file=check.path)
@@ -515,6 +529,7 @@ def _load_step(check: _Checker, body: Mapping[str, Any], name: str,
                modes: Mapping[str, ModeSpec], tools: Mapping[str, tuple[str, ...]], *,
                version: int) -> StepSpec:
     check.known_keys(body, STEP_KEYS, where="[[step]]", step=name)
+    service, restart_on, restart_on_deps = _service(check, body, name, version=version)
     command, script = _command(check, body, name)
     inputs = check.strings(body, "inputs", step=name)
     outputs, store = _outputs(check, body, name)
@@ -584,8 +599,41 @@ def _load_step(check: _Checker, body: Mapping[str, Any], name: str,
         target_overrides=target_overrides,
         script=script,
         store=store,
-        inputs_declared="inputs" in body or version == 1,
+        inputs_declared="inputs" in body or version == 1 or service,
+        service=service,
+        restart_on=restart_on,
+        restart_on_deps=restart_on_deps,
     )
+
+
+def _service(check: _Checker, body: Mapping[str, Any], name: str, *, version: int
+             ) -> tuple[bool, tuple[str, ...], bool]:
+    """`service`, `restart_on` and `restart_on_deps`, and the keys a service cannot have:
+    it is never fingerprinted, skipped, cached or retried (docs/watch.md)."""
+    service = check.boolean(body, "service", False, step=name)
+    if not service:
+        for key in SERVICE_KEYS:
+            if key in body:
+                raise check.error("only a service step is restarted", step=name, key=key,
+                                  fix=f"add service = true to this step, or remove {key}")
+        return False, (), False
+    refused = {
+        "inputs": "a service has no inputs: it is never fingerprinted or skipped",
+        "retries": "a service that exits is restarted with a growing delay, not retried",
+        "cache": "a service is never cached",
+    }
+    fixes = {
+        "inputs": "rename it restart_on: the files whose change restarts the service",
+        "retries": "remove retries",
+        "cache": "remove cache",
+    }
+    for key, why in refused.items():
+        if key in body:
+            raise check.error(why, step=name, key=key, fix=fixes[key])
+    restart_on = check.strings(body, "restart_on", step=name)
+    for pattern in restart_on:
+        check.relative_path(pattern, step=name, key="restart_on", cwd_relative=version == 2)
+    return True, restart_on, check.boolean(body, "restart_on_deps", False, step=name)
 
 
 def _command(check: _Checker, body: Mapping[str, Any], name: str
@@ -686,6 +734,10 @@ def _load_artifacts(check: _Checker, raw: Mapping[str, Any], steps: Mapping[str,
         if step not in steps:
             raise check.error(f"artifact {path!r} names unknown step '{step}'",
                               key="artifact.step", fix="use one of: " + ", ".join(steps))
+        if steps[step].service:
+            raise check.error(f"artifact {path!r} names service step '{step}', which a build "
+                              "never runs", key="artifact.step",
+                              fix="name the build step that makes the file")
         kind_text = check.string(body, "kind", "exists", template=False)
         if kind_text not in kinds:
             raise check.error(f"artifact {path!r}: unknown kind '{kind_text}'",
