@@ -23,6 +23,14 @@ import pytest
 from helpers import PY_TOML, Workspace, ok
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_restore_invariant import (
+    Snapshot,
+    _assert_outside_scope_unchanged,
+    build,
+    link_targets,
+    snapshot,
+    workspaces,
+)
 
 from buildlib.cache.cas import Area
 from buildlib.cache.config import CacheConfig
@@ -35,14 +43,6 @@ from buildlib.cache.entries import (
 )
 from buildlib.cache.store import StepCache
 from buildlib.incremental.outputs import OutputScope, expand_outputs
-from tests.test_restore_invariant import (
-    Snapshot,
-    _assert_outside_scope_unchanged,
-    build,
-    link_targets,
-    snapshot,
-    workspaces,
-)
 
 MEMBER_NAMES = ["a", "b", "s", "bin", ".bin"]
 ARCHIVED = ["out", "dist", "a/dist", "b"]  # literal outputs an archive may stand for

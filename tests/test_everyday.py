@@ -34,6 +34,8 @@ def env(**extra: str) -> dict[str, str]:
     base = {k: v for k, v in os.environ.items()
             if not k.startswith(("GITHUB_", "BUILDLIB_")) or k == "BUILDLIB_CACHE_DIR"}
     base.pop("NO_COLOR", None)
+    for fixed_size in ("COLUMNS", "LINES"):  # a runner's fixed width would pin rich's (CI sets it)
+        base.pop(fixed_size, None)
     return {**base, "PYTHONPATH": str(ROOT), **extra}
 
 
