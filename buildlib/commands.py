@@ -585,3 +585,24 @@ COMMANDS["init"] = Command(help="write a starter build.toml and noxfile.py for t
                            "repository, saying what it inferred and why",
                            options=_init_options, run=init_command, manifest=False,
                            common=False)
+
+
+# -- watch (issue 16; docs/watch.md) ---------------------------------------------------------
+
+
+def _watch_options(parser: argparse.ArgumentParser) -> None:
+    from buildlib.watch.command import watch_options
+
+    watch_options(parser)
+
+
+def watch_command(args: argparse.Namespace, context: Context) -> int:
+    """Build, then rebuild what each change affects and keep the service steps running."""
+    from buildlib.watch.command import run_watch
+
+    return run_watch(args, context)
+
+
+COMMANDS["watch"] = Command(help="build, then rebuild on every change to the steps' inputs, "
+                            "with the service steps (dev servers) kept running",
+                            options=_watch_options, run=watch_command)

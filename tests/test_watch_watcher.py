@@ -111,7 +111,9 @@ def test_a_burst_of_200_writes_is_one_batch(ws: Path, watch: ChangeWatcher) -> N
 
     writer = threading.Thread(target=burst)
     writer.start()
-    batches = [watch.next_batch(10)]
+    first = watch.next_batch(10)
+    assert first is not None
+    batches = [first]
     writer.join()
     while (more := watch.next_batch(0.5)) is not None:
         batches.append(more)

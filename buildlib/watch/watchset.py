@@ -147,10 +147,12 @@ class WatchSelection:
         self._steps: dict[str, _Patterns] = {}
         self._services: dict[str, _Patterns] = {}
         for name, step in plan.steps.items():
-            if step.service:
-                self._services[name] = _Patterns(step.restart_on, step.exclude)
-            else:
-                self._steps[name] = _Patterns(self.input_globs(step), step.exclude)
+            # An input that lies in an output (a dependency's, usually) never counts: the
+            # dependency's rebuild is what reruns the step.
+            globs = step.restart_on if step.service else self.input_globs(step)
+            kept = [g for g in globs if not self.ignored(_literal_prefix(g))]
+            (self._services if step.service else self._steps)[name] = _Patterns(
+                kept, step.exclude)
         self._below: dict[str, bool] = {}
 
     # -- what is ignored -----------------------------------------------------------------
