@@ -193,6 +193,9 @@ def plan_with_options(args: argparse.Namespace, manifest: Manifest, *, mode: str
         layout = shard_layout(plan, shards=args.shards, waves=args.waves,
                               overhead=args.job_overhead)
     if args.json:
+        if run is not None:  # for the log; stdout is the JSON
+            for line in summary(run, full):
+                note(line)
         data: dict[str, Any] = {"mode": mode, "target": target.triple,
                                 "steps": list(plan.steps) if plan is not None else []}
         if run is not None:
