@@ -1,15 +1,17 @@
 """Sessions for this workspace: the app's, generated from build.toml by buildlib, and this
-repository's own (tests, lint, bench), defined here because they belong to buildlib's
-development, not to every workspace buildlib drives.
+repository's own (tests, lint, bench, audit).
 
-    nox -l                                    # every session, one line each
-    nox -s "build-3.12(mode='production')"    # the whole graph, in parallel
-    nox -s verify                             # check the artifacts
-    nox -s tests                              # the test suite
+    nox -s build           # the default mode, every step (nox -s build-3.12: every mode)
+    nox -s verify          # check what the last build made
+    nox -s rust-build      # one step and what it needs (-- --mode M --target T)
+    nox -t variants -l     # every step x mode x target: "rust-build(mode=..., target=...)"
+    nox -s tests           # the whole test suite (installs the tools it drives first)
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -18,47 +20,97 @@ import nox
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))  # buildlib is imported from the source tree to define sessions
 
-from buildlib.integrations.nox_sessions import ENGINE_PYTHON, register  # noqa: E402
+from buildlib.core.errors import UserError  # noqa: E402
+from buildlib.integrations.nox_sessions import (  # noqa: E402
+    INTERRUPT_TIMEOUT,
+    TERMINATE_TIMEOUT,
+    engine_python,
+    python_environment,
+    register,
+    session_error,
+)
 
 nox.options.default_venv_backend = "none"
 
 register(nox, ROOT / "build.toml")
-nox.options.sessions = ["build-3.12(mode='development')"]
+nox.options.sessions = ["build"]
+
+ALLOW_MISSING_TOOLS = "--allow-missing-tools"
 
 
-@nox.session(python=ENGINE_PYTHON, venv_backend="virtualenv", reuse_venv=True)
+def _environment(session: nox.Session, name: str, extras: str) -> Path | None:
+    """`.nox/<name>` on Python 3.12 with buildlib[extras]; None after a clear session error."""
+    try:
+        return python_environment(ROOT, name, extras=extras)
+    except UserError as exc:
+        session_error(session, exc)
+        return None
+
+
+def _provision(session: nox.Session, python: Path) -> dict[str, str]:
+    """Install the tools the tests drive (ci/install-tools.sh); the environment for pytest.
+
+    What cannot be installed ends the session, naming the command that installs it,
+    unless `-- --allow-missing-tools` was given (then those tests are skipped)."""
+    env = {"PYTHON": str(python)}
+    done = subprocess.run(["bash", str(ROOT / "ci" / "install-tools.sh")], cwd=ROOT,
+                          env={**os.environ, **env}, stdout=subprocess.PIPE, text=True,
+                          check=False)
+    found = dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
+    extra = {"BAZEL_REMOTE": found["BAZEL_REMOTE"]} if found.get("BAZEL_REMOTE") else {}
+    if done.returncode != 0:
+        if ALLOW_MISSING_TOOLS in session.posargs:
+            session.warn("some tools are missing (listed above): their tests are skipped "
+                         f"({ALLOW_MISSING_TOOLS})")
+        else:
+            session.error("the tools listed above are missing, so some tests could not run: "
+                          "install them with the commands shown, or run "
+                          f"`nox -s tests -- {ALLOW_MISSING_TOOLS}` to skip those tests")
+    return extra
+
+
+@nox.session(venv_backend="none")
 def tests(session: nox.Session) -> None:
-    """Run the test suite in parallel (pytest -n auto)."""
-    session.install("-e", ".[test]")
-    session.run("pytest", "-n", "auto", "--dist", "loadgroup", *session.posargs)
+    """The whole test suite (pytest -n auto); installs the tools it drives first."""
+    python = _environment(session, "tests", "test")
+    if python is None:
+        return
+    env = _provision(session, python)
+    # A skip fails the run (tests/no_skips.py) unless --allow-missing-tools.
+    session.run(str(python), "-m", "pytest", "-p", "tests.no_skips", "-n", "auto",
+                "--dist", "loadgroup", *session.posargs, external=True, env=env)
 
 
-@nox.session(python=ENGINE_PYTHON, venv_backend="virtualenv", reuse_venv=True)
+@nox.session(venv_backend="none")
 def lint(session: nox.Session) -> None:
     """ruff (lint and format check) and mypy --strict on buildlib and the tests."""
-    session.install("-e", ".[test,lint]")
+    python = _environment(session, "lint", "test,lint")
+    if python is None:
+        return
+    tools = python.parent
     paths = ["buildlib", "tests", "benchmarks", "noxfile.py", "setup.py"]
-    session.run("ruff", "check", *paths)
-    session.run("ruff", "format", "--check", *paths)
-    session.run("mypy", "--strict", "buildlib", "tests")
+    session.run(str(tools / "ruff"), "check", *paths, external=True)
+    session.run(str(tools / "ruff"), "format", "--check", *paths, external=True)
+    session.run(str(tools / "mypy"), "--strict", "buildlib", "tests", external=True)
 
 
-@nox.session(python=ENGINE_PYTHON, venv_backend="virtualenv", reuse_venv=True)
+@nox.session(venv_backend="none")
 def bench(session: nox.Session) -> None:
     """Benchmarks: ratios against make, nox -j, turbo, git, sha256sum, cp, bazel-remote."""
-    session.install("-e", ".[test]")
-    session.run("python", "benchmarks/run.py", *session.posargs)
+    python = _environment(session, "bench", "test")
+    if python is None:
+        return
+    session.run(str(python), "benchmarks/run.py", *session.posargs, external=True)
 
 
 @nox.session(venv_backend="none")
 def audit(session: nox.Session) -> None:
     """Run steps under strace: undeclared inputs, outputs, tools (-- STEP... --twice --json)."""
-    from buildlib.integrations.nox_sessions import (
-        INTERRUPT_TIMEOUT,
-        TERMINATE_TIMEOUT,
-        engine_python,
-    )
-
-    session.run(str(engine_python(ROOT)), "-m", "buildlib", "audit", *session.posargs,
+    try:
+        python = engine_python(ROOT)
+    except UserError as exc:
+        session_error(session, exc)
+        return
+    session.run(str(python), "-m", "buildlib", "audit", *session.posargs,
                 external=True, interrupt_timeout=INTERRUPT_TIMEOUT,
                 terminate_timeout=TERMINATE_TIMEOUT)

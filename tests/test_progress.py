@@ -23,7 +23,7 @@ from buildlib.core import records
 from buildlib.core.fmt import format_duration
 from buildlib.planning.plan import build_plan
 from buildlib.report.annotations import strip_ansi
-from buildlib.report.live import RichReporter
+from buildlib.report.live import REFRESH_HZ, RichReporter
 from buildlib.report.summary import (
     Eta,
     estimate_eta,
@@ -538,11 +538,13 @@ class Clock:
         return self.now
 
 
-def live(verbose: bool = False, **kwargs: float) -> tuple[RichReporter, io.StringIO, Clock]:
+def live(verbose: bool = False, refresh_per_second: float = REFRESH_HZ
+         ) -> tuple[RichReporter, io.StringIO, Clock]:
     out = io.StringIO()
     clock = Clock()
     console = Console(file=out, force_terminal=True, width=120)
-    return RichReporter(console, verbose=verbose, clock=clock, **kwargs), out, clock
+    return (RichReporter(console, verbose=verbose, clock=clock,
+                         refresh_per_second=refresh_per_second), out, clock)
 
 
 def test_the_live_area_shows_running_steps_counts_and_eta() -> None:
