@@ -29,7 +29,16 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python benchmarks/run.py`
 
-from benchmarks import hashing, monorepo_measure, noop, overhead, remote, restore, scheduling
+from benchmarks import (
+    hashing,
+    install,
+    monorepo_measure,
+    noop,
+    overhead,
+    remote,
+    restore,
+    scheduling,
+)
 from benchmarks.harness import Benchmark, Context, Result
 
 REGISTRY: dict[str, Benchmark] = {
@@ -44,6 +53,9 @@ REGISTRY: dict[str, Benchmark] = {
                       "and the engine vs turbo's full cache hit and nox -l"),
     "monorepo": Benchmark(run=monorepo_measure.run, summary="npm-workspace monorepo: no-op and "
                           "one edit at 1,000 steps vs turbo; growth to 10,000 steps"),
+    "install": Benchmark(run=install.run, summary="the app's web/node_modules from the local "
+                         "cache, file by file and as one archive, vs npm ci --offline; "
+                         "cache space per lockfile version"),
     "remote": Benchmark(run=remote.run, summary="a second clone from bazel-remote and nginx "
                         "(hit rate, wall), and the time a hung or trickling remote costs"),
 }

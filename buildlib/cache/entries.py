@@ -3,7 +3,8 @@
 A cache entry lists a step's outputs as `OutputFile` records: regular files, each
 stored as its own content-addressed blob (named by its sha256), symlinks, and
 archives (a whole declared output as one tar.gz blob, `store = "archive"`, see
-`cache/archives.py`). Nothing else can be represented. Two checks decide whether an entry may be restored:
+`cache/archives.py`). Nothing else can be represented. Two checks decide whether an
+entry may be restored:
 
 - `check_safe` looks at the records alone and refuses what a crafted or corrupt entry
   could use to plant something dangerous: absolute paths, `..` or empty components, a
