@@ -561,6 +561,37 @@ COMMANDS["audit"] = Command(help="run steps under strace: undeclared inputs, out
                             options=_audit_options, run=audit_command)
 
 
+# -- check (issue 12) ------------------------------------------------------------------------
+
+
+def _check_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print the findings as JSON")
+    parser.add_argument("--strict", action="store_true",
+                        help="exit 1 when there is any finding (for CI)")
+
+
+def check_command(args: argparse.Namespace, context: Context) -> int:
+    """List the files git knows that no step reads and the input patterns that match
+    nothing; with --strict, exit 1 when there are any, so CI can hold a manifest to it."""
+    import json
+
+    from buildlib.audit.coverage import check_coverage, coverage_json, render_coverage
+
+    plan = build_plan(context.manifest, mode=context.mode, target=context.target,
+                      requested=(), environ=os.environ)
+    coverage = check_coverage(plan)
+    if args.json:
+        print(json.dumps(coverage_json(coverage), indent=2))
+    else:
+        print("\n".join(render_coverage(coverage)))
+    return 1 if args.strict and coverage.problems else 0
+
+
+COMMANDS["check"] = Command(help="list files no step takes as an input and input patterns "
+                            "that match nothing (static; `audit` traces what steps read)",
+                            options=_check_options, run=check_command)
+
+
 # -- init (issue 12; docs/adopting.md) ------------------------------------------------------
 
 
