@@ -30,6 +30,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python benchmarks/run.py`
 
 from benchmarks import (
+    cutoff,
     hashing,
     install,
     monorepo_measure,
@@ -53,6 +54,8 @@ REGISTRY: dict[str, Benchmark] = {
                       "and the engine vs turbo's full cache hit and nox -l"),
     "monorepo": Benchmark(run=monorepo_measure.run, summary="npm-workspace monorepo: no-op and "
                           "one edit at 1,000 steps vs turbo; growth to 10,000 steps"),
+    "cutoff": Benchmark(run=cutoff.run, summary="a comment-only edit: early cutoff against "
+                        "without it (the app) and against turbo (a 200-package monorepo)"),
     "install": Benchmark(run=install.run, summary="the app's web/node_modules from the local "
                          "cache, file by file and as one archive, vs npm ci --offline; "
                          "cache space per lockfile version"),
