@@ -99,6 +99,23 @@ def test_a_remote_entry_planting_a_script_is_refused_and_the_step_runs(
     assert dev.report()["extra"] == {"cache_problems": {"refused": 2}}
 
 
+
+def test_every_corrupt_entry_is_reported_and_counted(tmp_path: Path) -> None:
+    first = make_workspace(tmp_path, "one", cache="shared")
+    ok(first.build())
+    for entry in (first.cache / "ac").iterdir():  # each step's entry, cut in half
+        entry.write_bytes(entry.read_bytes()[: entry.stat().st_size // 2])
+    second = make_workspace(tmp_path, "two", cache="shared")
+    proc = second.build()
+    ok(proc)
+    assert second.ran() == ["gen", "other", "pack"]
+    corrupt = [w for w in warnings_of(proc) if "cache entry corrupt for" in w]
+    assert sorted(w.split("corrupt for ")[1].split()[0] for w in corrupt) == \
+        ["gen", "other", "pack"], proc.stdout  # one warning per entry, not one per kind
+    assert "cache: 3 entries not used or not stored (3 corrupt)" in proc.stdout
+    assert second.report()["extra"] == {"cache_problems": {"corrupt": 3}}
+
+
 # -- 3: the credentials are the engine's -----------------------------------------------------
 
 
@@ -295,6 +312,39 @@ def test_a_trickling_remote_costs_one_deadline(tmp_path: Path) -> None:
     ok(proc)
     assert ws.ran() == ["gen", "other", "pack"]
     assert elapsed < 8, elapsed  # one deadline (1 s plus its body's allowance), then off
+    assert "no complete answer within 1s" in proc.stdout
+
+
+
+def steady_trickle(handler: http.server.BaseHTTPRequestHandler) -> None:
+    """Announce 60 bytes, then send one every 0.5 s: no read ever waits 1 s."""
+    handler.send_response(200)
+    handler.send_header("Content-Length", "60")
+    handler.end_headers()
+    try:
+        for _ in range(60):
+            handler.wfile.write(b"x")
+            handler.wfile.flush()
+            time.sleep(0.5)
+    except OSError:
+        return
+
+
+def test_a_remote_trickling_faster_than_its_timeout_still_costs_one_deadline(
+        tmp_path: Path) -> None:
+    """The issue's hang: a per-read timeout never fires on a byte every 0.5 s (30 s per
+    request, one request per step); the total deadline does, once for the build."""
+    ws = make_workspace(tmp_path)
+    server = HostileServer(steady_trickle)
+    try:
+        started = time.monotonic()
+        proc = ws.build("--remote-cache", server.url, BUILDLIB_REMOTE_TIMEOUT="1")
+        elapsed = time.monotonic() - started
+    finally:
+        server.close()
+    ok(proc)
+    assert ws.ran() == ["gen", "other", "pack"]
+    assert elapsed < 8, elapsed
     assert "no complete answer within 1s" in proc.stdout
 
 
