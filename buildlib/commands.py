@@ -637,3 +637,42 @@ def watch_command(args: argparse.Namespace, context: Context) -> int:
 COMMANDS["watch"] = Command(help="build, then rebuild on every change to the steps' inputs, "
                             "with the service steps (dev servers) kept running",
                             options=_watch_options, run=watch_command)
+
+
+# -- explain-miss, diff (issue 14 part 2; docs/explain-miss.md) ------------------------------
+
+
+def _explain_miss_options(parser: argparse.ArgumentParser) -> None:
+    from buildlib.cache.miss import explain_miss_options
+
+    explain_miss_options(parser)
+
+
+def explain_miss_command(args: argparse.Namespace, context: Context) -> int:
+    """Name what differs between the step's fingerprint here and the cache's newest entry."""
+    from buildlib.cache.miss import explain_miss
+
+    return explain_miss(args, context)
+
+
+def _diff_options(parser: argparse.ArgumentParser) -> None:
+    from buildlib.report.diff import diff_options
+
+    diff_options(parser)
+
+
+def diff_command(args: argparse.Namespace, context: None) -> int:
+    """Per step, which fingerprint components differ between two builds' reports."""
+    from buildlib.report.diff import diff_command as run_diff
+
+    return run_diff(args, context)
+
+
+COMMANDS["explain-miss"] = Command(help="why the cache misses for STEP: what differs from the "
+                                   "newest entry it holds for the step (tools, env names, "
+                                   "argv, files, dependencies)",
+                                   options=_explain_miss_options, run=explain_miss_command)
+COMMANDS["diff"] = Command(help="per step, which fingerprint components differ between two "
+                           "builds' JSON reports (e.g. yours and CI's)",
+                           options=_diff_options, run=diff_command, manifest=False,
+                           common=False)

@@ -88,7 +88,8 @@ def test_schema_covers_every_step_record_field_and_outcome(
     assert set(schema["$defs"]["outcome"]["enum"]) == {o.value for o in Outcome}
     steps = record_to_json(sample_record(), DEPS)["steps"]
     assert isinstance(steps, list)
-    assert fields | {"duration", "depends_on", "on_critical_path"} == set(steps[0])
+    assert fields | {"duration", "depends_on", "on_critical_path",
+                      "fingerprint_components"} == set(steps[0])
 
 
 def test_derived_figures() -> None:

@@ -284,13 +284,41 @@ class LocalStore:
                     self._remove(Area.CAS, ref)
                     total -= blobs[ref][0]
                     removed_blobs += 1
+        self._drop_pointers(set(self._names(Area.AC)))
         return PruneResult(before=before, after=total, limit=max_size,
                            removed_entries=removed_entries, removed_blobs=removed_blobs)
 
+    def _names(self, area: Area) -> Iterator[str]:
+        for name, _size, _mtime in self._listing(area):
+            yield name
+
+    def _drop_pointers(self, entries: set[str]) -> None:
+        """Remove the newest-entry pointers (`latest.py`) whose entry is gone."""
+        from buildlib.cache import latest
+
+        directory = self.root / latest.DIRECTORY
+        try:
+            pointers = list(os.scandir(directory))
+        except FileNotFoundError:
+            return
+        for item in pointers:
+            try:
+                key = Path(item.path).read_text(encoding="ascii").strip()
+            except (OSError, UnicodeDecodeError):
+                key = ""
+            if key not in entries:
+                path = Path(item.path)
+                try:
+                    path.unlink(missing_ok=True)
+                except OSError as exc:
+                    raise StoreWriteError(path, exc) from exc
+
     def clear(self) -> None:
-        """Remove every entry and blob (each area is renamed away first, then deleted)."""
-        for area in Area:
-            path = self.root / area.value
+        """Remove every entry, blob and newest-entry pointer (each directory is renamed away
+        first, then deleted)."""
+        from buildlib.cache.latest import DIRECTORY
+
+        for path in (*(self.root / area.value for area in Area), self.root / DIRECTORY):
             if not path.exists():
                 continue
             trash = self.root / f"{TMP_PREFIX}trash-{secrets.token_hex(6)}"

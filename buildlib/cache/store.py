@@ -28,6 +28,7 @@ Guarantees:
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import functools
 import hashlib
@@ -322,6 +323,11 @@ class StepCache:
                                log_size=log_size, created=time.time(), meta=meta)
             data = seal(entry)
             self.local.write_entry(key, data)
+            latest_of = _mode_target(meta)
+            if latest_of is not None:
+                from buildlib.cache import latest
+
+                latest.record_local(self.local.root, step, *latest_of, key)
         except _NotStoredError as exc:
             return self._note(WarningKind.NOT_STORED, f"not cached: {step}: {exc}")
         except StoreWriteError as exc:
@@ -446,14 +452,74 @@ class StepCache:
                     self.remote.store(Area.CAS, digest, self.local.path(Area.CAS, digest))
             if not self.remote.contains(Area.CAS, meta_sha256):
                 self.remote.put_bytes(Area.CAS, meta_sha256, data)
-            self.remote.put_bytes(Area.AC, entry.key, encode_action_result(
+            result = encode_action_result(
                 entry.files, log_sha256=entry.log_sha256, log_size=entry.log_size,
-                meta_sha256=meta_sha256, meta_size=len(data), signature=signature))
+                meta_sha256=meta_sha256, meta_size=len(data), signature=signature)
+            self.remote.put_bytes(Area.AC, entry.key, result)
+            latest_of = _mode_target(entry.meta)
+            if latest_of is not None:  # the step's newest entry, for explain-miss
+                from buildlib.cache.latest import pointer_name
+
+                self.remote.put_bytes(Area.AC, pointer_name(entry.step, *latest_of), result)
         except RemoteError as exc:
             self._remote_failed(exc, entry.step)
         except OSError as exc:  # a blob pruned meanwhile by another build
             self._note(WarningKind.NOT_STORED, f"cache entry not uploaded for {entry.step}: "
                        f"{exc.strerror or exc}")
+
+    # -- the newest entry of a step (explain-miss, cache/latest.py) ----------------------
+
+    def newest_entries(self, step: str, mode: str, target: str) -> list[CacheEntry]:
+        """The entries the latest saves of `step` on this mode and target recorded: the
+        local store's and the remote's (when configured), without their blobs; for
+        explanations only, never restored. Problems are warnings, never errors."""
+        from buildlib.cache import latest
+
+        found: list[CacheEntry] = []
+        key = latest.read_local(self.local.root, step, mode, target)
+        data = None
+        if key is not None:
+            with contextlib.suppress(OSError):
+                data = self.local.read_entry(key)
+        if key is not None and data is not None:
+            entry = self._decode(step, data, key, CacheSource.LOCAL)
+            if entry is not None:
+                found.append(entry)
+        if self.remote is not None and self.remote.reads:
+            from buildlib.cache.remote import RemoteError
+
+            try:
+                remote = self._remote_pointer(step, latest.pointer_name(step, mode, target))
+            except RemoteError as exc:
+                self._remote_failed(exc, step)
+                remote = None
+            if remote is not None:
+                found.append(remote)
+        return found
+
+    def _remote_pointer(self, step: str, name: str) -> CacheEntry | None:
+        """The sealed entry the remote's pointer `name` leads to, checked like a hit's
+        (its digest, and with trusted keys its signature over its own key)."""
+        assert self.remote is not None
+        from buildlib.cache.reapi import decode_action_result
+
+        data = self.remote.get_bytes(Area.AC, name)
+        if data is None:
+            return None
+        try:
+            result = decode_action_result(data)
+        except CorruptEntryError:
+            return None
+        sealed = self.remote.get_bytes(Area.CAS, result.meta_sha256)
+        if sealed is None or hashlib.sha256(sealed).hexdigest() != result.meta_sha256:
+            return None
+        entry = self._decode(step, sealed, None, CacheSource.REMOTE)
+        if entry is None or entry.step != step:
+            return None
+        if self._verifier is not None and self._verifier.problem(
+                signed_message(entry.key, result.meta_sha256), result.signature) is not None:
+            return None
+        return replace(entry, source=CacheSource.REMOTE)
 
     # -- size ----------------------------------------------------------------------------
 
@@ -607,7 +673,7 @@ class StepCache:
                 return None
         return result
 
-    def _decode(self, step: str, data: bytes, key: str, source: CacheSource
+    def _decode(self, step: str, data: bytes, key: str | None, source: CacheSource
                 ) -> CacheEntry | None:
         try:
             return unseal(data, key)
@@ -675,6 +741,12 @@ class StepCache:
         else:
             self._note(WarningKind.REMOTE_UPLOAD_REFUSED, f"remote cache refused an upload: "
                        f"{exc}; nothing more is uploaded in this build")
+
+
+def _mode_target(meta: Mapping[str, object]) -> tuple[str, str] | None:
+    """The entry's mode and target (the gate puts them in its meta), or None."""
+    mode, target = meta.get("mode"), meta.get("target")
+    return (mode, target) if isinstance(mode, str) and isinstance(target, str) else None
 
 
 def _outputs_digest(entry: CacheEntry) -> str | None:

@@ -45,12 +45,17 @@ def _seconds(value: float) -> float:
     return round(value, 6)
 
 
-def record_to_json(record: BuildRecord, deps: Mapping[str, Sequence[str]]) -> dict[str, object]:
+def record_to_json(record: BuildRecord, deps: Mapping[str, Sequence[str]],
+                   components: Mapping[str, Mapping[str, str]] | None = None
+                   ) -> dict[str, object]:
     """The build as a JSON-ready dict (schema version 1): StepRecord fields plus derived figures.
 
     `deps` maps each step to the steps it depends on; steps missing from it get
-    an empty `depends_on`. `record.extra` must hold JSON values only.
+    an empty `depends_on`. `components` maps a step to its fingerprint's components
+    (`fingerprint_components`, null for a step missing from it). `record.extra` must
+    hold JSON values only.
     """
+    components = components or {}
     critical = set(record.critical_path)
     counts = {o.value: 0 for o in Outcome}
     for step in record.steps:
@@ -73,15 +78,15 @@ def record_to_json(record: BuildRecord, deps: Mapping[str, Sequence[str]]) -> di
         "critical_path": list(record.critical_path),
         "critical_path_length": _seconds(record.critical_path_length),
         "counts": counts,
-        "steps": [_step_to_json(s, deps.get(s.name, ()), s.name in critical)
-                  for s in record.steps],
+        "steps": [_step_to_json(s, deps.get(s.name, ()), s.name in critical,
+                                components.get(s.name)) for s in record.steps],
         "warnings": list(record.warnings),
         "extra": dict(record.extra),
     }
 
 
-def _step_to_json(step: StepRecord, depends_on: Sequence[str],
-                  on_critical_path: bool) -> dict[str, object]:
+def _step_to_json(step: StepRecord, depends_on: Sequence[str], on_critical_path: bool,
+                  components: Mapping[str, str] | None) -> dict[str, object]:
     return {
         "name": step.name,
         "outcome": step.outcome.value,
@@ -98,7 +103,28 @@ def _step_to_json(step: StepRecord, depends_on: Sequence[str],
         "command": list(step.command),
         "depends_on": list(depends_on),
         "on_critical_path": on_critical_path,
+        "fingerprint_components": dict(components) if components is not None else None,
     }
+
+
+def fingerprint_components(record: BuildRecord, build_dir: BuildDir
+                           ) -> dict[str, dict[str, str]]:
+    """Each step's fingerprint components, from the records its success or restore left
+    (`run/step_state.py`), kept only when they are of the fingerprint this build saw:
+    what `buildlib diff` compares between two builds (docs/explain-miss.md). A failed
+    step has none."""
+    from buildlib.run.step_state import StepState
+
+    state = StepState(build_dir.state(record.mode, record.target))
+    found: dict[str, dict[str, str]] = {}
+    for step in record.steps:
+        if step.fingerprint is None or not step.outcome.ok:
+            continue
+        details = state.details(step.name)
+        components = details.get("components")
+        if details.get("digest") == step.fingerprint and isinstance(components, dict):
+            found[step.name] = {str(k): str(v) for k, v in components.items()}
+    return found
 
 
 def write_build_reports(record: BuildRecord, deps: Mapping[str, Sequence[str]],
@@ -113,7 +139,9 @@ def write_build_reports(record: BuildRecord, deps: Mapping[str, Sequence[str]],
     reports.mkdir(parents=True, exist_ok=True)
     # Compact: json's C encoder only runs without indent (5x faster on a 500-step build);
     # `python -m json.tool` pretty-prints it for a person.
-    report_text = json.dumps(record_to_json(record, deps), separators=(",", ":"),
+    report_text = json.dumps(record_to_json(record, deps,
+                                            fingerprint_components(record, build_dir)),
+                             separators=(",", ":"),
                              ensure_ascii=False, allow_nan=False) + "\n"
     ran = did_something(record)
     paths = ReportPaths(

@@ -151,6 +151,8 @@ class CachingGate:
             restored = self._restore(step, fingerprint)
             if restored is not None:
                 return restored
+            other = self._cache_reasons(step, fingerprint, previous)
+            reasons += [*([] if reasons else ["no earlier result"]), *other] if other else []
         return self._run(fingerprint, tuple(reasons) or ("no earlier result",))
 
     def predict(self, step: PlannedStep, dep_digests: Mapping[str, str | None]
@@ -223,6 +225,19 @@ class CachingGate:
                         cache_source=str(entry.source), replay_log=log,
                         outputs_digest=outputs_digest(outputs))
 
+    def _cache_reasons(self, step: PlannedStep, fingerprint: Fingerprint,
+                       previous: tuple[str, object] | None) -> list[str]:
+        """A miss: what differs from the cache's newest entry for the step, when that
+        is not the last success `explain` compared with already (cache/miss.py)."""
+        from buildlib.cache.miss import cache_reasons
+
+        skip = {fingerprint.digest} | ({previous[0]} if previous is not None else set())
+        found = cache_reasons(self.store, step.name, mode=self.plan.mode,
+                              target=self.plan.target.triple,
+                              components=fingerprint.components, skip=skip)
+        self._drain_warnings()
+        return found
+
     def record_success(self, step: PlannedStep, decision: Decision[_Pending], log_path: Path
                        ) -> Recorded:
         """Record and store what a successful run produced (see `gate.Recorded`)."""
@@ -248,7 +263,8 @@ class CachingGate:
             digest = outputs_digest(hashes)
             self.store.save(step.name, pending.fingerprint.digest, self.root, files, log_path,
                             {"mode": self.plan.mode, "target": self.plan.target.triple,
-                             "outputs_digest": digest},
+                             "outputs_digest": digest,
+                             "components": dict(pending.fingerprint.components)},
                             scope=self._scope(step), shared=_shared(step),
                             archives=[p for p, how in step.store.items() if how == "archive"])
         self._drain_warnings()
