@@ -251,3 +251,12 @@ def test_bad_input_gets_a_clear_error_not_a_traceback(tmp_path: Path) -> None:
         proc = buildlib(ws, *args)
         assert proc.returncode == code, proc.stdout + proc.stderr
         assert message in proc.stderr and "Traceback" not in proc.stderr
+    ws.add_steps(f"""
+        [[step]]
+        name = "uncached"
+        command = [{PY_TOML}, "-c", "pass"]
+        cache = false
+        """)
+    proc = buildlib(ws, "explain-miss", "uncached")
+    assert proc.returncode == 1
+    assert "uncached: caching is off for this step (cache = false in " in proc.stdout

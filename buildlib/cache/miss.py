@@ -90,6 +90,10 @@ def explain_miss(args: argparse.Namespace, context: Any) -> int:
     if args.step not in plan.steps:
         raise UserError(f"explain-miss: step '{args.step}' is not part of mode '{mode}' "
                         f"for {target.triple}", fix="pass the --mode and --target it builds in")
+    if not plan.steps[args.step].cacheable:
+        print(f"{args.step}: caching is off for this step (cache = false in "
+              f"{manifest.path}): the cache never holds it, so it always runs")
+        return 1
     config = cache_config(manifest, environ, cache_dir=args.cache_dir,
                           remote_url=args.remote_cache, read_only=True)
 

@@ -152,7 +152,9 @@ class CachingGate:
             if restored is not None:
                 return restored
             other = self._cache_reasons(step, fingerprint, previous)
-            reasons += [*([] if reasons else ["no earlier result"]), *other] if other else []
+            if other and not reasons:
+                reasons.append("no earlier result")
+            reasons += other
         return self._run(fingerprint, tuple(reasons) or ("no earlier result",))
 
     def predict(self, step: PlannedStep, dep_digests: Mapping[str, str | None]
