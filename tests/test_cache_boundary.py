@@ -131,12 +131,15 @@ def test_no_step_sees_the_cache_credentials(tmp_path: Path, nginx: Nginx) -> Non
         """))
     private, _public = generate()
     secret = "Authorization: Bearer top-secret-token"
-    proc = ws.build("--remote-cache", nginx.url.replace("http://", "http://ci:pw-in-url@"),
+    # The URL comes from the environment, as in CI: a step inherits the variable otherwise.
+    proc = ws.build(BUILDLIB_REMOTE_CACHE=nginx.url.replace("http://", "http://ci:pw-in-url@"),
                     BUILDLIB_REMOTE_HEADER=secret, CI_CACHE_TOKEN="named-token",
                     BUILDLIB_CACHE_SIGNING_KEY=private)
     ok(proc)
+    assert any((nginx.data / "ac").iterdir())  # the remote was used
     seen = json.loads((ws.root / "env.json").read_text())
-    for name in ("BUILDLIB_REMOTE_HEADER", "CI_CACHE_TOKEN", "BUILDLIB_CACHE_SIGNING_KEY"):
+    for name in ("BUILDLIB_REMOTE_HEADER", "CI_CACHE_TOKEN", "BUILDLIB_CACHE_SIGNING_KEY",
+                 "BUILDLIB_REMOTE_CACHE"):
         assert name not in seen
     text = json.dumps(seen)
     for value in ("top-secret-token", "named-token", "pw-in-url", private):
