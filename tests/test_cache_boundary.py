@@ -116,6 +116,27 @@ def test_every_corrupt_entry_is_reported_and_counted(tmp_path: Path) -> None:
     assert second.report()["extra"] == {"cache_problems": {"corrupt": 3}}
 
 
+
+def test_an_output_link_leaving_its_output_is_never_stored(tmp_path: Path) -> None:
+    """The save side of the rule: an entry another clone could not accept is not made."""
+    step = f"""
+        [[step]]
+        name = "site"
+        command = [{PY_TOML}, "-c", "import os, pathlib; d = pathlib.Path('dist'); d.mkdir(exist_ok=True); (d / 'index.html').write_text('<p>'); os.path.lexists('dist/up') or os.symlink('..', 'dist/up'); open('runs.log', 'a').write('site\\\\n')"]
+        outputs = ["dist"]
+        """
+    first = make_workspace(tmp_path, "one", cache="shared")
+    second = make_workspace(tmp_path, "two", cache="shared")
+    for ws in (first, second):
+        ws.add_steps(step)
+    proc = first.build()
+    ok(proc)
+    assert "not cached: site: dist/up -> ..: leads to ., outside its output 'dist'" in \
+        "\n".join(warnings_of(proc)), proc.stdout
+    ok(second.build())
+    assert second.ran() == ["site"]  # nothing was stored for it; the other steps were
+
+
 # -- 3: the credentials are the engine's -----------------------------------------------------
 
 
