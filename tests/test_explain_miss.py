@@ -141,10 +141,14 @@ def test_explain_on_a_miss_names_what_differs_from_the_cache_entry(tmp_path: Pat
     for name in ("build.toml", "src/a.txt", "src/b.txt"):
         (second.root / name).write_bytes((first.root / name).read_bytes())
     (second.root / "src/b.txt").write_text("beta, but another one\n")
+    key = first.report_step("other")["fingerprint"][:12]
+    line = (f"the local cache's newest entry for other ({key}) differs: env GREETING differs")
+    dry = second.build("--dry-run", "--explain", GREETING="bonjour")
+    ok(dry)
+    assert line in dry.stdout
     proc = second.build("--explain", GREETING="bonjour")
     ok(proc)
     why = proc.stdout.split("why steps ran:")[1]
-    key = first.report_step("other")["fingerprint"][:12]
     assert (f"other: no earlier result; the local cache's newest entry for other ({key}) "
             "differs: env GREETING differs") in why
     assert "gen: no earlier result; the local cache's newest entry for gen" in why

@@ -203,6 +203,7 @@ class CachingGate:
             verdict = Verdict.RESTORE_LOCAL if source == "local" else Verdict.RESTORE_REMOTE
             return Prediction(verdict=verdict, fingerprint=digest, reasons=tuple(reasons),
                               outputs_digest=restored_digest)
+        reasons += self._cache_reasons(step, fingerprint, previous)
         return Prediction(verdict=Verdict.RUN, fingerprint=digest, reasons=tuple(reasons))
 
     def _restore(self, step: PlannedStep, fingerprint: Fingerprint) -> Decision[_Pending] | None:
