@@ -161,8 +161,9 @@ def build_plan(
         if name not in present and manifest.steps[name].service and not services:
             raise UserError(f"step '{name}' is a service (service = true): a build never "
                             "starts one, since it runs until it is stopped",
-                            fix=f"run it with `buildlib watch {name}` (`nox -s dev` runs every "
-                            "service of the mode beside a rebuild-on-change loop)")
+                            fix=f"run it with `buildlib watch {name}` (`buildlib watch` alone "
+                            "runs every service of the mode beside a rebuild-on-change loop; "
+                            "docs/watch.md)")
         if name not in present:
             raise UserError(f"step '{name}' does not apply to mode '{mode}' and target "
                             f"{target.triple}",
