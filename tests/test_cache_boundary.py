@@ -25,7 +25,7 @@ import pytest
 from helpers import PY_TOML, ROOT, Workspace, make_workspace, ok
 from nginx_server import Nginx, running_nginx
 
-from buildlib.cache.entries import FileKind, OutputFile
+from buildlib.cache.entries import FileKind, OutputFile, symlink_record
 from buildlib.cache.reapi import decode_action_result, encode_action_result
 from buildlib.cache.signing import Signer, generate
 from buildlib.cache.store import FORMAT, signed_message
@@ -49,9 +49,10 @@ def reseal(body: dict[str, object]) -> bytes:
                        "body": body}, sort_keys=True, separators=(",", ":")).encode()
 
 
-def plant(nginx: Nginx, key: str, extra: dict[str, bytes], *, signer: Signer | None = None
-          ) -> None:
-    """Rewrite the remote's entry for `key` so that it also holds `extra` files."""
+def plant(nginx: Nginx, key: str, extra: dict[str, bytes], *, signer: Signer | None = None,
+          links: dict[str, str] | None = None) -> None:
+    """Rewrite the remote's entry for `key` so that it also holds `extra` files and `links`
+    (path -> target) symlinks."""
     result = decode_action_result((nginx.data / "ac" / key).read_bytes())
     body = json.loads((nginx.data / "cas" / result.meta_sha256).read_bytes())["body"]
     for path, data in extra.items():
@@ -59,6 +60,8 @@ def plant(nginx: Nginx, key: str, extra: dict[str, bytes], *, signer: Signer | N
         (nginx.data / "cas" / digest).write_bytes(data)
         body["files"].append({"path": path, "kind": "file", "sha256": digest,
                               "size": len(data), "mode": 0o755})
+    for path, target in (links or {}).items():
+        body["files"].append(symlink_record(path, target).to_json())
     sealed = reseal(body)
     meta = hashlib.sha256(sealed).hexdigest()
     (nginx.data / "cas" / meta).write_bytes(sealed)
@@ -135,6 +138,42 @@ def test_an_output_link_leaving_its_output_is_never_stored(tmp_path: Path) -> No
         "\n".join(warnings_of(proc)), proc.stdout
     ok(second.build())
     assert second.ran() == ["site"]  # nothing was stored for it; the other steps were
+
+
+
+# -- 2: chained links ----------------------------------------------------------------------
+
+
+def test_planted_links_chaining_out_of_a_directory_output_are_refused(
+        tmp_path: Path, nginx: Nginx) -> None:
+    """dist/s -> .. and dist/esc -> s/.. each look inside the workspace; together, a step
+    that writes into dist/esc would write beside the workspace."""
+    steps = f"""
+        [[step]]
+        name = "site"
+        command = [{PY_TOML}, "-c", "import pathlib; d = pathlib.Path('dist'); d.mkdir(exist_ok=True); (d / 'index.html').write_text('<p>'); open('runs.log', 'a').write('site\\\\n')"]
+        outputs = ["dist"]
+
+        [[step]]
+        name = "emit"
+        command = [{PY_TOML}, "-c", "import os; os.makedirs('dist/esc', exist_ok=True); open('dist/esc/escaped.txt', 'w').write('x')"]
+        depends_on = ["site"]
+        cache = false
+        """
+    ci = make_workspace(tmp_path, "ci", cache="cache-ci")
+    dev = make_workspace(tmp_path, "dev", cache="cache-dev")
+    for ws in (ci, dev):
+        ws.add_steps(steps)
+    ok(ci.build("--remote-cache", nginx.url))
+    plant(nginx, step_key(ci, "site"), {}, links={"dist/s": "..", "dist/esc": "s/.."})
+    proc = dev.build("--remote-cache", nginx.url, "--remote-read-only")
+    ok(proc)
+    assert not (tmp_path / "escaped.txt").exists()
+    assert (dev.root / "dist/esc/escaped.txt").is_file()
+    assert not (dev.root / "dist/esc").is_symlink() and not (dev.root / "dist/s").exists()
+    assert dev.ran() == ["site"]  # refused, so it ran; the other steps came from the remote
+    assert "dist/s -> ..: leads to ., outside its output 'dist'" in \
+        "\n".join(warnings_of(proc)), proc.stdout
 
 
 # -- 3: the credentials are the engine's -----------------------------------------------------
