@@ -316,6 +316,24 @@ def test_save_prunes_when_the_store_outgrows_its_limit(tmp_path: Path) -> None:
     assert cache.lookup("app", KEY1) is None
 
 
+def test_the_first_save_of_a_build_is_counted_once(tmp_path: Path) -> None:
+    """Five 1 MB entries fit a 5.5 MB limit: none is pruned. The size is measured at the
+    first save of each build (a new StepCache); it already holds that save's bytes, which
+    were counted a second time, so the fifth save pruned an entry that fitted."""
+    cache_dir = tmp_path / "cache"
+    keys = [hashlib.sha256(f"big{i}".encode()).hexdigest() for i in range(5)]
+    for i, key in enumerate(keys):
+        cache = make_cache(cache_dir, max_size=5_500_000)  # one build per save
+        ws = tmp_path / f"ws{i}"
+        (ws / "out").mkdir(parents=True)
+        (ws / "out" / "blob.bin").write_bytes(os.urandom(1_000_000))
+        (ws / "logs").mkdir()
+        (ws / "logs" / "step.log").write_text(f"run {i}\n")
+        assert save(cache, ws, key, ["out/blob.bin"]) is None
+    assert [cache.lookup("app", key) is not None for key in keys] == [True] * 5, cache.size()
+    assert cache.size() <= 5_500_000
+
+
 def test_clear_empties_the_store(tmp_path: Path) -> None:
     ws = tmp_path / "ws"
     cache = make_cache(tmp_path / "cache")

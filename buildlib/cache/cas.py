@@ -21,6 +21,7 @@ import hashlib
 import os
 import secrets
 import shutil
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -91,6 +92,15 @@ class LocalStore:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._grown = 0  # bytes this object's writes added to the store
+        self._grown_lock = threading.Lock()
+
+    def take_growth(self) -> int:
+        """Bytes this object's writes added to the store since the last call: a blob that
+        was already there adds nothing, an entry written again adds its change in size."""
+        with self._grown_lock:
+            grown, self._grown = self._grown, 0
+        return grown
 
     def path(self, area: Area, name: str) -> Path:
         return self.root / area.value / name
@@ -369,17 +379,21 @@ class LocalStore:
             with contextlib.suppress(OSError):
                 tmp.unlink(missing_ok=True)
 
-    @staticmethod
-    def _commit(fd: int, tmp: Path, final: Path) -> None:
+    def _commit(self, fd: int, tmp: Path, final: Path) -> None:
         """fsync the temp file and move it into place (a blob already there is kept, touched)."""
         try:
             if final.parent.name == Area.CAS.value and final.exists():
                 os.utime(final)  # same name, same content: keep the old one, mark it used
                 return
+            size = os.fstat(fd).st_size
             os.fsync(fd)
+            with contextlib.suppress(FileNotFoundError):  # an entry written again
+                size -= final.stat().st_size  # replaces the old one
             tmp.replace(final)
         except OSError as exc:
             raise StoreWriteError(final, exc) from exc
+        with self._grown_lock:
+            self._grown += size
 
 
 def _write_all(fd: int, data: bytes | memoryview, tmp: Path) -> None:

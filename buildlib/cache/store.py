@@ -332,7 +332,7 @@ class StepCache:
             return self._note(WarningKind.NOT_STORED, f"not cached: {step}: {exc}")
         except StoreWriteError as exc:
             return self._local_write_failed(exc)
-        self._account(sum(entry.blobs().values()) + len(data))
+        self._account()
         if shared and self.remote is not None and self.remote.writes:
             self._push(entry, data)
         return None
@@ -554,15 +554,19 @@ class StepCache:
         with self._prune_lock:
             result = self.local.prune(max_size, _references)
         with self._lock:
+            self.local.take_growth()  # counted in `result.after` already
             self._usage = result.after
         return result
 
-    def _account(self, added: int) -> None:
-        """Track the store's size (counted once per build, then added to); prune when over."""
+    def _account(self) -> None:
+        """Track the store's size (measured once per build, then grown by what this build's
+        writes added: a blob that was already stored adds nothing); prune when over."""
         with self._lock:
+            grown = self.local.take_growth()
             if self._usage is None:
-                self._usage = self.local.usage()
-            self._usage += added
+                self._usage = self.local.usage()  # already holds what was just written
+            else:
+                self._usage += grown
             over = self._usage > self.config.max_size
         if over:
             try:
