@@ -2,13 +2,13 @@
 
 Layout, with the names of the Bazel HTTP cache so a store and a remote mirror each other:
 
-    <root>/ac/<key>      one step result (a sealed JSON entry, see cache.py), named by fingerprint
+    <root>/ac/<key>      one step result (a sealed JSON entry, see store.py), named by fingerprint
     <root>/cas/<sha256>  one file's content, named by its sha256
 
 Guarantees: every write goes to a temp file in the same directory, is fsync'd, then
 os.replace'd into place, so a reader sees a whole file or none, even after a crash; a
 blob is named by the sha256 of the bytes actually written, and its readers check it
-again (`read_blob`, `archive.materialize`). Reading an entry touches it, so `prune`
+again (`read_blob`, `entries.materialize`). Reading an entry touches it, so `prune`
 drops the least recently used entries first. Write failures (disk full, read-only
 directory) raise `StoreWriteError`, distinct from errors reading a workspace file.
 """

@@ -1,6 +1,6 @@
 """Where the cache lives and how big it may grow: flags over environment over manifest.
 
-Kept apart from `cache.py` so a build whose steps are all up to date never imports
+Kept apart from `store.py` so a build whose steps are all up to date never imports
 the store, its archive code or platformdirs.
 """
 

@@ -11,7 +11,7 @@ uploads under `ac/<fingerprint>` is a real ActionResult:
   each symlink;
 - `stdout_digest`: the step's log; `exit_code` 0 (only successes are stored);
 - `execution_metadata.auxiliary_metadata`: a `Digest` naming buildlib's sealed entry
-  (the same JSON the local store keeps, see cache.py) in the CAS, and, when the
+  (the same JSON the local store keeps, see store.py) in the CAS, and, when the
   uploader holds a signing key, its Ed25519 signature (`signing.py`).
 
 A reader takes the sealed entry as the truth, after checking the signature and that

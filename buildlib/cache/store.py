@@ -1,6 +1,6 @@
 """The step cache: a step's outputs and log, stored under its fingerprint, locally and remotely.
 
-Called by the executor's gate (`uptodate.UpToDate`) from several job threads at once:
+Called by the executor's gate (`run/caching_gate.CachingGate`) from several job threads at once:
 `lookup` (local store first, then the remote; a remote hit is copied into the local
 store), `restore`, `log_text`, and `save` after a step succeeded.
 
@@ -9,7 +9,7 @@ Guarantees:
   sha256 (`seal`/`unseal`), every blob is checked against its sha256 when it is read
   or downloaded, and an entry that fails a check is reported, discarded and treated
   as a miss.
-- A restore writes only the step's declared outputs (`archive.materialize`, which
+- A restore writes only the step's declared outputs (`entries.materialize`, which
   refuses an entry holding anything else, or a symlink leading out of its output);
   `save` applies the same rule, so such a result is never stored either.
 - With `[cache] trusted_keys`, an entry from the remote is used only when it carries an

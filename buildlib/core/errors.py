@@ -1,7 +1,7 @@
 """The errors a user can cause and fix, as opposed to bugs.
 
 Every subclass of `UserError` is printed as one message with no traceback and
-exits with `exit_code`; anything else escaping the CLI is an internal error (exit 2).
+exits with `exit_code`; anything else escaping the CLI is an internal error (exit 3).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """A step's fingerprint: everything that decides its outputs, hashed into one digest.
 
-The caching gate (`uptodate.py`) calls `compute_fingerprint` before running a step.
+The caching gate (`run/caching_gate.py`) calls `compute_fingerprint` before running a step.
 If the digest equals the one recorded at the step's last success, the step is up to
 date. Otherwise the cache may still hold a result for the digest. Failing both, the
 step runs, and `explain` compares the recorded components with the new ones to say why.

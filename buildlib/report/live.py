@@ -1,4 +1,4 @@
-"""The live terminal display: rich draws it; `progress.make_reporter` picks it for a TTY.
+"""The live terminal display: rich draws it; `terminal.make_reporter` picks it for a TTY.
 
 Kept apart from `terminal.py` so plain and GitHub output never import rich.
 """

@@ -71,7 +71,7 @@ def summary_figures(record: BuildRecord) -> list[str]:
     hits = sum(1 for s in considered if s.outcome.from_cache)
     lines = [
         f"wall {format_duration(record.wall)}, step time {format_duration(record.busy_time)}, "
-        f"parallelism {record.parallelism:.2f}x on {record.jobs} jobs, "
+        f"parallelism {record.parallelism:.2f}x on {record.jobs} job{'s' * (record.jobs != 1)}, "
         f"cache hit rate {record.cache_hit_rate:.0%} ({hits} of {len(considered)})",
     ]
     problems = record.extra.get("cache_problems")

@@ -3,7 +3,8 @@
 The executor calls these methods from its single scheduling thread, except
 `step_started` and `step_output`, which job threads call (a step is "started" when its
 process is, not when its cache check begins), so they must be thread-safe; each
-`step_output` call carries one whole line. Implementations: `progress.py`.
+`step_output` call carries one whole line. Implementations: `report/terminal.py`
+(plain, GitHub) and `report/live.py` (rich).
 """
 
 from __future__ import annotations
