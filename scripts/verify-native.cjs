@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 'use strict'
 // Loads a built tachikoma-native .node file, calls every function it exports and checks the
-// answers against known values. Prints each check; exits 1 naming every failure.
+// answers against known values. Prints each check; exits 1 naming every failure on one
+// line (the line `buildlib verify` shows).
 //
 // usage: node scripts/verify-native.cjs <path-to-.node>
 //          [--expect-version V]   default: [workspace.package] version in the root Cargo.toml
@@ -15,6 +16,13 @@ const path = require('node:path')
 const USAGE =
   'usage: node scripts/verify-native.cjs <path-to-.node> [--expect-version V] ' +
   '[--expect-mode M] [--expect-target T] [--expect-profile P]'
+
+/** `file` as the message shows it: relative to the working directory (verify runs the checks
+ * from the workspace root) when it is inside, so verify's one-line excerpt keeps the reason. */
+function shown(file) {
+  const relative = path.relative(process.cwd(), file)
+  return relative && !relative.startsWith('..') && !path.isAbsolute(relative) ? relative : file
+}
 
 function fail(message) {
   console.error(`verify-native: ${message}`)
@@ -95,7 +103,7 @@ function main() {
   for (const name of FUNCTIONS) {
     check(`exports ${name}()`, typeof native[name] === 'function', `got ${typeof native[name]}`)
   }
-  if (problems.length) fail(`${file} is missing exports:\n  ${problems.join('\n  ')}`)
+  if (problems.length) fail(`${shown(file)} is missing exports: ${problems.join('; ')}`)
 
   const expectedVersion = options.version ?? workspaceVersion()
   const version = native.version()
@@ -121,7 +129,7 @@ function main() {
   }
 
   if (problems.length) {
-    fail(`${file} failed ${problems.length} check(s):\n  ${problems.join('\n  ')}`)
+    fail(`${shown(file)} failed ${problems.length} check(s): ${problems.join('; ')}`)
   }
   console.log(`verify-native: ${file} passed all checks`)
 }

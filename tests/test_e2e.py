@@ -81,25 +81,33 @@ def test_production_build_from_a_clean_clone_then_verify(app: App) -> None:
     binary = app.path / "target" / TRIPLE / "release" / "tachikoma"
     info = subprocess.run([str(binary), "info"], capture_output=True, text=True, check=True)
     assert "production" in info.stdout and TRIPLE in info.stdout
+    # Each mode writes its own directories, and main is told those of its mode at build time.
+    assert (app.path / "web/dist/production/index.html").is_file()
+    config = json.loads((app.path / f"electron/dist/{TRIPLE}/production/main/build.json")
+                        .read_text())
+    assert config["mode"] == "production"
+    assert config["paths"]["webEntry"] == "../../../../../web/dist/production/index.html"
+    assert config["paths"]["nativeModule"].startswith(
+        f"../../../../../crates/tachikoma-native/dist/{TRIPLE}/production/tachikoma-native.")
 
 
 def test_nothing_changed_means_nothing_runs(app: App) -> None:
     again = app.nox("-s", PROD)
     assert again.returncode == 0, again.stdout + again.stderr
-    outcomes = app.outcomes()
-    assert outcomes.pop("verify") == "built"  # verification is never cached
-    assert set(outcomes.values()) == {"cached"}
+    # verify is cached too, on the digests of what it checked: a no-op runs no tool.
+    assert set(app.outcomes().values()) == {"cached"}, app.outcomes()
+    assert "nothing to do: 10 steps up to date" in again.stdout + again.stderr
 
 
 def test_a_deleted_artifact_fails_verify_naming_it_and_its_step(app: App) -> None:
-    index = app.path / "web" / "dist" / "index.html"
+    index = app.path / "web" / "dist" / "production" / "index.html"
     saved = index.read_bytes()
     index.unlink()
     try:
         verify = app.nox("-s", "verify")
         assert verify.returncode != 0
         text = verify.stdout + verify.stderr
-        assert "web/dist/index.html" in text and "svelte-build" in text
+        assert "web/dist/production/index.html" in text and "svelte-build" in text
     finally:
         index.write_bytes(saved)
 
@@ -130,3 +138,38 @@ def test_development_build_and_verify(app: App) -> None:
     verify = app.nox("-s", "verify", "--", "--mode", "development")
     assert verify.returncode == 0, verify.stdout + verify.stderr
     assert (app.path / "target" / TRIPLE / "debug" / "tachikoma").exists()
+    assert (app.path / f"electron/dist/{TRIPLE}/development/main/build.json").is_file()
+
+
+def test_switching_modes_back_and_forth_runs_and_restores_nothing(app: App) -> None:
+    # Both modes are built (above): each finds its outputs where it left them.
+    for session in (PROD, "build-3.12(mode='development')", PROD):
+        again = app.nox("-s", session)
+        assert again.returncode == 0, again.stdout[-5000:] + again.stderr[-5000:]
+        assert set(app.outcomes().values()) == {"cached"}, (session, app.outcomes())
+        assert "nothing to do" in again.stdout + again.stderr
+
+
+def test_verify_rejects_an_artifact_of_another_mode_by_name(app: App) -> None:
+    # Development's page, module and CLI copied where production's belong.
+    native = f"crates/tachikoma-native/dist/{TRIPLE}/{{}}/tachikoma-native.linux-x64-gnu.node"
+    swaps = [("web/dist/{}/index.html", "development", "production"),
+             (native, "development", "production"),
+             (f"target/{TRIPLE}/{{}}/tachikoma", "debug", "release")]
+    saved: dict[Path, bytes] = {}
+    try:
+        for pattern, dev, prod in swaps:
+            target = app.path / pattern.format(prod)
+            saved[target] = target.read_bytes()
+            shutil.copy2(app.path / pattern.format(dev), target)
+        verify = app.nox("-s", "verify", "--", "--mode", "production")
+        assert verify.returncode != 0
+        text = verify.stdout + verify.stderr
+        assert "was built for mode 'development', expected 'production'" in text  # the page
+        assert 'buildInfo().mode is production: got "development"' in text  # the module
+        assert "printed 'mode: development', expected it to contain 'mode: production'" in text
+        for step in ("svelte-build", "native-module", "rust-build"):
+            assert f"run step '{step}'" in text
+    finally:
+        for path, data in saved.items():
+            path.write_bytes(data)

@@ -362,6 +362,20 @@ def test_command_failing_and_wrong_output(tmp_path: Path) -> None:
                            "'electron-build'")
 
 
+def test_wrong_output_names_the_line_about_the_expectation(tmp_path: Path) -> None:
+    # `tachikoma info` of a debug binary copied over the release one: the problem shows
+    # the mode it was built for, not the first line of the output.
+    (tmp_path / "tachikoma").write_text("")
+    info = ("print('tachikoma 0.1.0'); print('mode: development'); "
+            "print('target: x86_64-unknown-linux-gnu'); print('profile: debug')")
+    report = check_artifacts(
+        [command_artifact(tmp_path, "tachikoma", info, expect="mode: production")],
+        root=tmp_path, target=LINUX_X64, host=LINUX_X64, mode="production")
+    (problem,) = report.problems
+    assert problem.endswith("` printed 'mode: development', expected it to contain "
+                            "'mode: production' — run step 'electron-build'")
+
+
 def test_command_on_a_cross_target_is_skipped_not_run(tmp_path: Path) -> None:
     (tmp_path / "main.js").write_text("")
     report = verify_artifacts(

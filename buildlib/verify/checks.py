@@ -306,13 +306,27 @@ def _check_run(artifact: Artifact, context: _Context, out: _Collector) -> None:
     if code != 0:
         out.problem(f"`{command}` {_describe_exit(code)}{_last_line(stderr or stdout)}")
     elif artifact.expect and artifact.expect not in stdout:
-        lines = stdout.strip().splitlines()
-        shown = repr(_shorten(lines[0].strip(), 120)) if lines else "nothing"
-        more = f" (and {len(lines) - 1} more lines)" if len(lines) > 1 else ""
+        lines = [line.strip() for line in stdout.strip().splitlines()]
+        near = _nearest_line(lines, artifact.expect)
+        if near is not None:  # "mode: test" where "mode: production" was expected
+            shown, more = repr(_shorten(near, 120)), ""
+        else:
+            shown = repr(_shorten(lines[0], 120)) if lines else "nothing"
+            more = f" (and {len(lines) - 1} more lines)" if len(lines) > 1 else ""
         out.problem(f"`{command}` printed {shown}{more}, expected it to contain "
                     f"{artifact.expect!r}")
     else:
         out.note(f"ran `{command}`")
+
+
+def _nearest_line(lines: Sequence[str], expect: str) -> str | None:
+    """The output line that says what `expect` is about, with another value: the line that
+    starts with the expectation's first word ("mode:" of "mode: production"), so the
+    problem names what the artifact is (another mode, another version) rather than line 1."""
+    words = expect.split()
+    if len(words) < 2:
+        return None
+    return next((line for line in lines if line.split()[:1] == words[:1]), None)
 
 
 def _describe_exit(code: int) -> str:

@@ -3,9 +3,10 @@
 
 import type { AppInfo, TextStats } from '../shared/ipc.js'
 
-/** The native module as its loader exports it (crates/tachikoma-native/index.js). */
+/** The native module's exports (typed by crates/tachikoma-native/index.d.ts, beside its
+ * loader), as main loads them from the .node file of its own mode. */
 export type NativeModule = typeof import('../../../crates/tachikoma-native/index.js') & {
-  /** Added by the loader: the .node file it loaded. */
+  /** The .node file main loaded. */
   binaryPath: string
 }
 

@@ -1,15 +1,26 @@
 // The Electron main process: loads the native module, opens one window on the page Vite
 // built, and answers the page's bridge calls over IPC.
 
+import { existsSync } from 'node:fs'
+
 import { BrowserWindow, app, ipcMain } from 'electron'
 
 import { CHANNELS } from '../shared/ipc.js'
 import { type NativeModule, appInfo, hashText, textStats } from './answers.js'
-import { resolvePath } from './paths.js'
+import { BUILD_MODE, resolvePath } from './paths.js'
 
-// A computed path, so the loader is required at run time from the repository layout
-// rather than bundled; it throws a message naming the missing .node file.
-const native = require(resolvePath(__dirname, 'nativeLoader')) as NativeModule
+/** The .node file of this main's own mode and target (build.json), loaded directly. */
+function loadNative(): NativeModule {
+  const binaryPath = resolvePath(__dirname, 'nativeModule')
+  if (!existsSync(binaryPath)) {
+    throw new Error(`tachikoma: ${binaryPath} does not exist; build it with the ` +
+      `native-module step in mode ${BUILD_MODE}`)
+  }
+  const exports = require(binaryPath) as Omit<NativeModule, 'binaryPath'>
+  return { ...exports, binaryPath }
+}
+
+const native = loadNative()
 
 function answerIpc(): void {
   ipcMain.handle(CHANNELS.info, () =>
