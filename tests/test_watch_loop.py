@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -455,10 +456,17 @@ def test_a_service_starts_once_its_dependencies_are_built_and_serves(
     started = watch.runs("serve", "start")[0]["t"]
     assert started > watch.runs("site", "end")[0]["t"]  # after its dependency was built
     assert "serve | " in watch.output() and "  Local: http://127.0.0.1" in watch.output()
+    pid = status["services"][0]["pid"]
+    # the view: a status line once the service has told its address
+    assert f"status: serve running {url} (pid {pid})" in watch.output()
     write(root / "src/index.html", "<h1>v2</h1>")
     watch.idle(1)
     assert get(url + "index.html") == "<h1>v2</h1>"  # still the same server, new content
-    assert watch.service("serve")["pid"] == status["services"][0]["pid"]
+    assert watch.service("serve")["pid"] == pid
+    # and after the rebuild: the services, then what changed, what ran, how long
+    last = [line for line in watch.output().splitlines() if line.startswith("status:")][-1]
+    assert re.fullmatch(rf"status: serve running {re.escape(url)} \(pid {pid}\) \| last "
+                        r"rebuild #1 \(src/index\.html\): ran site in \d+\.\ds, ok", last), last
 
 
 def test_a_service_restarts_on_its_own_inputs_not_on_its_dependencies_by_default(
@@ -512,6 +520,43 @@ def test_a_service_that_exits_is_reported_and_started_again(
     out = watch.output()
     assert "service serve exited with code 3" in out and "restarting in 0.5s" in out
     assert "crashing on purpose" in out  # the last lines it printed come with the report
+
+
+def test_a_service_that_keeps_exiting_gives_up_and_says_what_starts_it_again(
+        tmp_path: Path, watches: list[Watch]) -> None:
+    exits = textwrap.dedent(f"""
+        [[step]]
+        name = "flaky"
+        service = true
+        command = [{PY_TOML}, "-u", "-c", "print('boom'); raise SystemExit(3)"]
+        depends_on = ["site"]
+        restart_on = ["flaky.cfg"]
+    """)
+    root = workspace(tmp_path, step("site", "site/index.html", "src") + exits,
+                     {"src/index.html": "v1", "flaky.cfg": "1"})
+    watch = start(watches, root)
+    # 0.5 + 1 + 2 + 4 + 8 s of backoff between six exits
+    crashed = watch.wait(lambda s: s["services"][0]["state"] == "crashed", "it to give up",
+                         timeout=90)["services"][0]
+    assert crashed["restarts"] == 5 and crashed["last_exit"] == 3
+    out = watch.output()
+    assert out.count("service flaky exited with code 3") == 6
+    gave_up = ("exited 6 times in a row, each within 30s of its start; gave up: starts again "
+               "when a file of its restart_on (flaky.cfg) changes or build.toml changes its "
+               "definition")
+    assert crashed["detail"] == gave_up
+    assert "watch: error: service flaky exited with code 3 after " in out and gave_up in out
+    # every exit printed a status line: five backing off, then the last one
+    status = [line for line in out.splitlines() if line.startswith("status: flaky ")]
+    assert sum("flaky backoff" in line for line in status) == 5
+    assert any(line.startswith("status: flaky crashed (5 restarts, exited 6 times")
+               for line in status), status
+    write(root / "src/index.html", "v2")  # a dependency rebuilt: not a restart input
+    watch.idle(1)
+    assert watch.service("flaky")["state"] == "crashed"
+    write(root / "flaky.cfg", "2")  # its own restart input: it starts again
+    watch.wait(lambda s: s["services"][0]["restarts"] == 6, "the restart")
+    assert "service flaky started (its restart inputs changed: flaky.cfg)" in watch.output()
 
 
 # -- stopping ----------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from buildlib.run.results import Outcome
 from buildlib.watch.policy import (
-    MAX_QUICK_EXITS,
+    MAX_RESTARTS,
     RESTART_MAX_DELAY,
     STABLE_AFTER,
     Backoff,
@@ -70,7 +70,7 @@ def test_a_service_is_ready_once_every_dependency_is_built() -> None:
 
 def test_backoff_doubles_is_bounded_and_gives_up_after_quick_exits_in_a_row() -> None:
     backoff = Backoff()
-    delays = [backoff.after_exit(uptime=0.1) for _ in range(MAX_QUICK_EXITS)]
+    delays = [backoff.after_exit(uptime=0.1) for _ in range(MAX_RESTARTS)]
     assert delays == [0.5, 1.0, 2.0, 4.0, 8.0]
     assert backoff.after_exit(uptime=0.1) is None  # gives up: waits for a change
     backoff.reset()  # a deliberate restart (its inputs changed)
@@ -78,7 +78,7 @@ def test_backoff_doubles_is_bounded_and_gives_up_after_quick_exits_in_a_row() ->
 
 
 def test_backoff_never_exceeds_its_cap_and_a_stable_run_starts_a_fresh_count() -> None:
-    assert Backoff(exits=MAX_QUICK_EXITS).after_exit(uptime=STABLE_AFTER) == 0.5
-    assert Backoff(exits=MAX_QUICK_EXITS).after_exit(uptime=STABLE_AFTER - 1) is None
+    assert Backoff(exits=MAX_RESTARTS).after_exit(uptime=STABLE_AFTER) == 0.5
+    assert Backoff(exits=MAX_RESTARTS).after_exit(uptime=STABLE_AFTER - 1) is None
     delays = [Backoff(exits=n).after_exit(uptime=0.0) for n in range(40)]
     assert all(d is None or d <= RESTART_MAX_DELAY for d in delays)

@@ -148,7 +148,7 @@ class WatchLoop:
         self.supervisor = Supervisor(
             self._services(self.plan), environ=step_environ, view=view, events=self.events,
             log_dir=BuildDir(manifest.root).logs(mode, target.triple), grace=options.grace,
-            on_change=self._publish)
+            on_change=self._service_changed)
         view.align(self.supervisor.names())
         self.results: dict[str, policy.StepResult] = {}
         self.unfinished: set[str] = set(self._build_steps(self.plan))
@@ -195,8 +195,9 @@ class WatchLoop:
         self._swap_watcher(first=True)  # before the first build: no edit is missed
         assert self.watch_set is not None
         services = self.supervisor.names()
-        self.view.say(f"{self.mode}, {self.target.triple}: building "
-                      f"{len(self._build_steps(self.plan))} steps, then rebuilding what "
+        count = len(self._build_steps(self.plan))
+        self.view.say(f"{self.mode}, {self.target.triple}: building {count} "
+                      f"step{'s' * (count != 1)}, then rebuilding what "
                       "changes" + (f"; services: {', '.join(services)}" if services else "")
                       + "; Ctrl-C stops everything")
         self.view.say(f"watching {self.watch_set.describe()} ({self._watches()})")
@@ -503,6 +504,12 @@ class WatchLoop:
         return "inotify" if count is None else f"{count} inotify watches"
 
     # -- status ----------------------------------------------------------------------------------
+
+    def _service_changed(self, notable: bool) -> None:
+        """The supervisor's news (any thread): the status file always; the status line too
+        when it is news a developer waits for (a service printed its address, exited on
+        its own and backs off, or gave up)."""
+        self._publish(line=notable)
 
     def _publish(self, *, line: bool = False) -> None:
         """The status file (and, with `line`, the status line); any thread."""

@@ -15,7 +15,8 @@ from buildlib.run.results import Outcome
 
 RESTART_BASE_DELAY = 0.5  # seconds before the first restart of a service that exited
 RESTART_MAX_DELAY = 30.0  # the delay doubles up to this
-MAX_QUICK_EXITS = 5  # exits in a row (each within STABLE_AFTER of its start) before giving up
+MAX_RESTARTS = 5  # restarts after quick exits in a row (each run under STABLE_AFTER); the
+# next quick exit (the sixth) gives up
 STABLE_AFTER = 30.0  # a service that ran this long before exiting starts a fresh count
 
 
@@ -74,10 +75,12 @@ def ready_services(services: Mapping[str, Sequence[str]], results: Mapping[str, 
 
 @record(frozen=False)
 class Backoff:
-    """A service's restart delays after it exits on its own: 0.5 s, 1 s, 2 s ... up to 30 s;
-    after `MAX_QUICK_EXITS` exits in a row, none (it waits for a change to its restart
-    inputs or its dependencies). An exit after `STABLE_AFTER` seconds of running starts
-    the count again."""
+    """A service's restart delays after it exits on its own: 0.5 s, 1 s, 2 s ... up to 30 s,
+    for `MAX_RESTARTS` restarts; the exit after those (the sixth in a row) gets none: the
+    service waits for a deliberate start (its `restart_on` files changed, with
+    `restart_on_deps` a dependency's outputs changed, or build.toml changed its
+    definition), which calls `reset`. An exit after `STABLE_AFTER` seconds of running
+    starts the count again."""
 
     exits: int = 0
 
@@ -86,7 +89,7 @@ class Backoff:
         if uptime >= STABLE_AFTER:
             self.exits = 0
         self.exits += 1
-        if self.exits > MAX_QUICK_EXITS:
+        if self.exits > MAX_RESTARTS:
             return None
         return min(RESTART_BASE_DELAY * 2.0 ** (self.exits - 1), RESTART_MAX_DELAY)
 

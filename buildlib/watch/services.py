@@ -31,7 +31,7 @@ from buildlib.core.errors import UserError
 from buildlib.core.records import field, record
 from buildlib.planning.plan import PlannedStep
 from buildlib.run.process import Process, ProcessTable, encode_env, resolve_program
-from buildlib.watch.policy import Backoff
+from buildlib.watch.policy import STABLE_AFTER, Backoff
 from buildlib.watch.view import ServiceStatus, WatchView
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
@@ -81,17 +81,20 @@ class _Service:
 
 class Supervisor:
     """The services of one `watch`; see the module docstring. Methods other than the
-    threads' are called from the loop's thread only."""
+    threads' are called from the loop's thread only. `on_change(notable)` is called (from
+    any thread) after every change of a service's state or address; `notable` is true for
+    what a developer waits to see: an address printed, an exit on its own, a start that
+    failed."""
 
     def __init__(self, steps: Mapping[str, PlannedStep], *, environ: Mapping[str, str],
                  view: WatchView, events: queue.SimpleQueue[object], log_dir: Path,
-                 grace: float = 5.0, on_change: Callable[[], None] | None = None) -> None:
+                 grace: float = 5.0, on_change: Callable[[bool], None] | None = None) -> None:
         self.view = view
         self.events = events
         self.log_dir = log_dir
         self.environ = dict(environ)
         self.table = ProcessTable(grace=grace)
-        self.on_change = on_change or (lambda: None)
+        self.on_change = on_change or (lambda notable: None)
         self._lock = threading.Lock()  # guards the url/port/tail fields the readers write
         self.services: dict[str, _Service] = {name: _Service(step=step)
                                               for name, step in steps.items()}
@@ -118,7 +121,7 @@ class Supervisor:
         except UserError as exc:
             service.state, service.detail = State.CRASHED, exc.message
             self.view.error(exc.render())
-            self.on_change()
+            self.on_change(True)
             return
         log = self._open_log(name, argv)
         try:
@@ -128,7 +131,7 @@ class Supervisor:
             log.close()
             service.state, service.detail = State.CRASHED, f"cannot start: {exc}"
             self.view.error(f"service {name}: cannot start {argv[0]}: {exc}")
-            self.on_change()
+            self.on_change(True)
             return
         assert isinstance(proc, subprocess.Popen)  # a pipe is always Popen's
         service.generation += 1
@@ -148,7 +151,7 @@ class Supervisor:
         service.reader.start()
         threading.Thread(target=self._wait, args=(service, proc, service.generation),
                          name=f"service-{name}-wait", daemon=True).start()
-        self.on_change()
+        self.on_change(False)
 
     def restart(self, name: str, reason: str, *, force: threading.Event | None = None) -> None:
         """Stop the service if it runs (SIGTERM to its group, SIGKILL after the grace
@@ -158,7 +161,7 @@ class Supervisor:
         if service.proc is not None:
             service.state = State.RESTARTING
             self.view.say(f"service {name} restarting: {reason}")
-            self.on_change()
+            self.on_change(False)
             self._stop(service, force=force)
             service.restarts += 1
         self.start(name, reason=reason)
@@ -183,8 +186,9 @@ class Supervisor:
         ran = f"after {event.uptime:.1f}s"
         if delay is None:
             service.state = State.CRASHED
-            service.detail = (f"exited {service.backoff.exits - 1} times in a row; starts again "
-                              "when its restart inputs or dependencies change")
+            service.detail = (f"exited {service.backoff.exits} times in a row, each within "
+                              f"{STABLE_AFTER:g}s of its start; gave up: starts again when "
+                              f"{_what_wakes(service.step)}")
             self.view.error(f"service {event.name} exited with code {event.code} {ran}; "
                             f"{service.detail}{last}")
         else:
@@ -192,7 +196,7 @@ class Supervisor:
             service.detail = f"exited with code {event.code}; restarting in {delay:g}s"
             self.view.error(f"service {event.name} exited with code {event.code} {ran}; "
                             f"restarting in {delay:g}s{last}")
-        self.on_change()
+        self.on_change(True)
         return delay
 
     def retry(self, name: str) -> None:
@@ -280,7 +284,7 @@ class Supervisor:
                 found = self._address(service, line)
                 if found:
                     self.view.say(f"service {name} is serving {found}")
-                    self.on_change()
+                    self.on_change(True)
 
     def _address(self, service: _Service, line: str) -> str | None:
         """The service's URL (or port) if this line is the first to tell it."""
@@ -307,3 +311,16 @@ class Supervisor:
         self.events.put(ServiceExited(name=service.step.name, generation=generation,
                                       code=code, expected=service.expected_exit,
                                       uptime=time.monotonic() - service.started, tail=tail))
+
+
+def _what_wakes(step: PlannedStep) -> str:
+    """What starts a service that gave up again, as the loop decides it (`_services_after`
+    wakes it for its `restart_on` files, for its dependencies' outputs only with
+    `restart_on_deps`, and for a changed definition in the manifest)."""
+    wakes = []
+    if step.restart_on:
+        wakes.append(f"a file of its restart_on ({', '.join(step.restart_on)}) changes")
+    if step.restart_on_deps and step.depends_on:
+        wakes.append(f"the outputs of {', '.join(step.depends_on)} change")
+    wakes.append("build.toml changes its definition")
+    return " or ".join(wakes) if len(wakes) < 3 else f"{wakes[0]}, {wakes[1]} or {wakes[2]}"

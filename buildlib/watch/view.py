@@ -13,8 +13,11 @@ nox's output and CI):
     status: web-dev running http://127.0.0.1:5173/ (pid 812) | last rebuild #2: ...
 
 The status line (services with their state and the URL or port they printed, and the
-last rebuild: what changed, which steps ran, how long) is printed after every rebuild
-and every change of a service's state. The same facts go, as JSON, to
+last rebuild: what changed, which steps ran, how long) is printed after every build,
+after a change that restarts services only, and when a service prints its address,
+exits on its own (backing off or giving up) or cannot start; a service starting,
+stopping or restarting on purpose has its own `watch:` line and updates the file only.
+The same facts, kept current on every change, go as JSON to
 `.buildlib/watch/<mode>-<target>.json` (written atomically), for an editor, a script or
 a richer live view to read: `WatchStatus.to_json` documents the fields.
 """
@@ -41,7 +44,7 @@ MAX_PATHS_SHOWN = 3
 @record
 class ServiceStatus:
     name: str
-    state: str  # waiting, starting, running, restarting, backoff, crashed, stopped
+    state: str  # services.State: waiting, running, restarting, backoff, crashed, stopped
     pid: int | None = None
     url: str | None = None  # the first http(s) URL it printed
     port: int | None = None  # or the port it said it listens on
@@ -71,7 +74,7 @@ class WatchStatus:
     mode: str
     target: str
     pid: int
-    state: str  # building, watching, stopping
+    state: str  # building, watching, stopping, stopped
     watching: tuple[str, ...]  # the watched directories (dir/** recursive, dir/* flat)
     watches: int | None  # inotify watches held (None: polling, or unknown)
     services: tuple[ServiceStatus, ...]
