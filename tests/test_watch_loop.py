@@ -27,6 +27,7 @@ from typing import Any
 
 import pytest
 from helpers import MODES, PY_TOML, ROOT
+from repos import npm_workspace
 
 from buildlib.workspace.targets import host_triple
 
@@ -557,6 +558,72 @@ def test_a_service_that_keeps_exiting_gives_up_and_says_what_starts_it_again(
     write(root / "flaky.cfg", "2")  # its own restart input: it starts again
     watch.wait(lambda s: s["services"][0]["restarts"] == 6, "the restart")
     assert "service flaky started (its restart inputs changed: flaky.cfg)" in watch.output()
+
+
+VITE_MANIFEST = textwrap.dedent("""
+    version = 2
+    [modes.development]
+
+    [[step]]
+    name = "core"
+    command = ["npm", "run", "build"]
+    cwd = "packages/core"
+    inputs = ["src/**", "package.json", "tsconfig.json"]
+    outputs = ["dist"]
+
+    [[step]]
+    name = "ui-dev"
+    service = true
+    command = ["npx", "vite", "--host", "127.0.0.1", "--port", "0"]
+    cwd = "packages/ui"
+    depends_on = ["core"]
+    restart_on = ["vite.config.ts"]
+""")
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(shutil.which("npm") is None, reason="needs node and npm")
+def test_a_real_vite_dev_server_serves_svelte_edits_and_ctrl_c_leaves_no_process(
+        tmp_path: Path, watches: list[Watch]) -> None:
+    repo = npm_workspace(tmp_path / "ws")
+    install = subprocess.run(["npm", "ci", "--prefer-offline", "--no-audit", "--no-fund"],
+                             cwd=repo.root, env=repo.env(), capture_output=True, text=True,
+                             timeout=600)
+    assert install.returncode == 0, install.stdout + install.stderr
+    (repo.root / "build.toml").write_text(VITE_MANIFEST)
+    watch = start(watches, repo.root, **{k: v for k, v in repo.env().items()
+                                         if k.startswith(("npm_config_", "ELECTRON_"))})
+    status = watch.wait(lambda s: s["services"][0]["url"], "Vite's URL", timeout=180)
+    vite = status["services"][0]
+    url = vite["url"]
+    assert url.startswith("http://127.0.0.1:"), url  # loopback, as asked
+    assert status["last_rebuild"]["ran"] == ["core"]  # Vite started after core was built
+    assert "Hello from Svelte" in get(url + "src/App.svelte")  # compiled by the plugin
+    assert 'id="app"' in get(url)
+    assert f"status: ui-dev running {url} (pid {vite['pid']})" in watch.output()
+
+    app = repo.dir("@demo/ui") / "src/App.svelte"
+    app.write_text(app.read_text().replace("Hello from Svelte", "Hello from watch"))
+    wait_until(lambda: "Hello from watch" in get(url + "src/App.svelte"),
+               "Vite to serve the edited component", timeout=60)
+    time.sleep(1)  # the watcher's debounce: a Svelte edit is nobody's input
+    assert len(watch.rebuild_lines()) == 0  # ... so it rebuilds nothing
+
+    core = repo.dir("@demo/core") / "src/index.ts"
+    core.write_text(core.read_text().replace("Hello, ", "Hi, "))
+    assert watch.idle(1)["last_rebuild"]["ran"] == ["core"]
+    assert "Hi, " in (repo.dir("@demo/core") / "dist/index.js").read_text()
+    wait_until(lambda: "Hi, " in get(url + "@fs" + str(repo.dir("@demo/core"))
+                                     + "/dist/index.js"), "Vite to serve the rebuilt core")
+    assert watch.service("ui-dev")["pid"] == vite["pid"]  # a dependency: no restart
+
+    before = watch.leftovers()
+    assert len(before) >= 4, before  # watch, its watchdog, npx, Vite's node
+    assert watch.stop(signal.SIGINT) == 130
+    assert watch.leftovers() == [], [Path(f"/proc/{p}/cmdline").read_bytes()
+                                     for p in watch.leftovers()]
+    with pytest.raises(OSError):
+        get(url)  # nothing listens there any more
 
 
 # -- stopping ----------------------------------------------------------------------------------
