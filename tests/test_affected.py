@@ -550,3 +550,37 @@ def test_plan_affected_text_names_each_step_with_its_reasons(tmp_path: Path) -> 
         "  app-test: dependency-affected app",
     ]
     assert done.stdout.startswith("--affected: 3 of 4 steps affected: the work tree against HEAD")
+
+
+def _pull_request_checkout(upstream: Path, dest: Path) -> Path:
+    """What actions/checkout does on `pull_request` with its default fetch-depth 1: the
+    merge commit GitHub made (refs/pull/N/merge: the base branch's tip merged with the
+    pull request), one commit deep, detached."""
+    head = git(upstream, "rev-parse", "feature")
+    git(upstream, "checkout", "-q", "--detach", "main")
+    git(upstream, "merge", "-q", "--no-ff", "-m", "Merge feature into main", head)
+    git(upstream, "update-ref", "refs/pull/1/merge", "HEAD")
+    git(upstream, "checkout", "-q", "main")
+    dest.mkdir()
+    git(dest, "init", "-q")
+    git(dest, "remote", "add", "origin", f"file://{upstream}")
+    git(dest, "fetch", "-q", "--no-tags", "--depth=1", "origin",
+        "+refs/pull/1/merge:refs/remotes/pull/1/merge")
+    git(dest, "checkout", "-q", "--force", "refs/remotes/pull/1/merge")
+    return dest
+
+
+def test_a_pull_request_merge_checkout_one_commit_deep_compares_with_github_base_ref(
+        tmp_path: Path) -> None:
+    upstream = _upstream_with_history(tmp_path / "up", main_commits=70, feature_commits=5)
+    ci = _pull_request_checkout(upstream, tmp_path / "ci")
+    assert git(ci, "rev-list", "--count", "HEAD") == "1"
+
+    data = affected(ci, GITHUB_BASE_REF="main")
+
+    assert (data["base"]["ref"], data["base"]["source"]) == ("origin/main", "GITHUB_BASE_REF")
+    # The merge commit against main's tip: the pull request's change, not main's docs commits.
+    assert reasons(data) == {"lib": ["input-changed lib/a.txt"],
+                             "app": ["dependency-affected lib"],
+                             "app-test": ["dependency-affected app"]}
+    assert data["base"]["merge_base"] == git(upstream, "rev-parse", "main")

@@ -286,8 +286,9 @@ def test_build_job_runs_the_matrix_sessions(workflow: dict[str, Any]) -> None:
     assert env["BUILD_SESSION"] == "${{ matrix.session }}"
     assert env["VERIFY_SESSION"] == "${{ matrix.verify_session }}"
     names = [s.get("run", "") for s in build["steps"]]
-    verify = 'nox -s verify -- --mode "$MODE" --target "$TARGET"'
-    assert names.index('nox -s "$BUILD_SESSION"') < names.index(verify)
+    built = next(i for i, r in enumerate(names) if r.startswith('nox -s "$BUILD_SESSION"'))
+    verified = next(i for i, r in enumerate(names) if "nox -s verify -- " in r)
+    assert built < verified
     assert env["MODE"] == "${{ matrix.mode }}"
     assert 'rustup target add "$TARGET"' in step(build, run_contains="rustup target add")["run"]
     assert env["TARGET"] == "${{ matrix.target }}"
@@ -407,3 +408,171 @@ def test_plan_step_writes_a_matrix_github_can_read(
     key, _, value = line.partition("=")
     assert key == "matrix"
     assert json.loads(value) == build_matrix(modes=CI_MODES)
+
+
+# --- pull requests: --affected; the shard layout -------------------------------------------
+
+SHARD_JOBS = ("wave1", "wave2", "wave3")
+
+
+def _script(job: dict[str, Any], *, name_starts: str) -> str:
+    (found,) = [s["run"] for s in job["steps"] if s.get("name", "").startswith(name_starts)]
+    assert isinstance(found, str)
+    return found
+
+
+def _argv_of_nox(script: str, env: dict[str, str]) -> list[list[str]]:
+    """The nox command lines `script` runs under GitHub's bash flags, nox itself replaced by
+    a shell function that prints its arguments: what the job would run, without the build."""
+    shown = "nox() { printf '%s\\0' \"$@\"; printf '\\n'; }\n" + script
+    proc = run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", shown],
+               env={"PATH": os.environ["PATH"], **env})
+    assert proc.returncode == 0, proc.stderr
+    return [line.rstrip("\0").split("\0") for line in proc.stdout.splitlines()]
+
+
+def test_pull_requests_build_only_what_they_affect_and_pushes_build_everything(
+    workflow: dict[str, Any],
+) -> None:
+    affected = "${{ github.event_name == 'pull_request' && '--affected' || '' }}"
+    assert workflow["env"]["AFFECTED"] == affected
+    build = workflow["jobs"]["build"]
+    session = {"BUILD_SESSION": "build-3.12(mode='production')", "MODE": "production",
+               "TARGET": "x86_64-unknown-linux-gnu"}
+    build_script = _script(build, name_starts="build (")
+    verify_script = _script(build, name_starts="verify (")
+
+    on_pr = {**session, "AFFECTED": "--affected"}
+    assert _argv_of_nox(build_script, on_pr) == [
+        ["-s", "build-3.12(mode='production')", "--", "--affected"]]
+    assert _argv_of_nox(verify_script, on_pr) == [
+        ["-s", "verify", "--", "--mode", "production", "--target", "x86_64-unknown-linux-gnu",
+         "--built-only"]]
+    on_push = {**session, "AFFECTED": ""}
+    assert _argv_of_nox(build_script, on_push) == [["-s", "build-3.12(mode='production')", "--"]]
+    assert _argv_of_nox(verify_script, on_push) == [
+        ["-s", "verify", "--", "--mode", "production", "--target", "x86_64-unknown-linux-gnu"]]
+    # The engine deepens checkout's one-commit clone itself: no fetch-depth is set anywhere.
+    checkouts = [s for job in workflow["jobs"].values() for s in job["steps"]
+                 if s.get("uses", "").startswith("actions/checkout@")]
+    assert checkouts and all("with" not in s for s in checkouts)
+    # A pull request that affects no artifact's step uploads nothing, and that is fine.
+    outputs = next(s for s in build["steps"] if s.get("name") == "upload build outputs")
+    assert "'pull_request' && 'warn' || 'error'" in outputs["with"]["if-no-files-found"]
+
+
+def test_the_shard_layout_is_an_option_that_replaces_the_matrix(
+    workflow: dict[str, Any],
+) -> None:
+    dispatch = triggers(workflow)["workflow_dispatch"]["inputs"]
+    assert (dispatch["shards"]["type"], dispatch["shards"]["default"]) == ("number", 0)
+    assert set(dispatch["shard_mode"]["options"]) == set(CI_MODES)
+    assert "vars.BUILDLIB_SHARDS" in workflow["env"]["SHARDS"]
+    jobs = workflow["jobs"]
+    plan = jobs["plan"]
+    assert step(plan, step_id="matrix")["if"] == "env.SHARDS == '0'"
+    shards = step(plan, step_id="shards")
+    assert shards["if"] == "env.SHARDS != '0'"
+    assert f"--waves {len(SHARD_JOBS)} --github-output" in shards["run"]
+    for key in ("sharded", "waves", *SHARD_JOBS, "verify"):
+        assert f"steps.shards.outputs.{key}" in plan["outputs"][key]
+    assert jobs["build"]["if"] == "needs.plan.outputs.sharded != 'true'"
+
+
+def test_shard_waves_wait_for_each_other_and_verify_waits_for_every_wave(
+    workflow: dict[str, Any],
+) -> None:
+    jobs = workflow["jobs"]
+    previous = ["plan"]
+    for number, name in enumerate(SHARD_JOBS, 1):
+        job = jobs[name]
+        needs = [job["needs"]] if isinstance(job["needs"], str) else job["needs"]
+        assert needs == previous
+        assert job["if"] == ("needs.plan.outputs.sharded == 'true' && "
+                             f"fromJSON(needs.plan.outputs.waves) >= {number}")
+        assert job["strategy"]["matrix"] == f"${{{{ fromJSON(needs.plan.outputs.{name}) }}}}"
+        assert job["env"]["STEPS"] == "${{ matrix.steps }}"
+        assert job["env"]["BUILDLIB_REMOTE_CACHE"] == "${{ secrets.BUILDLIB_CACHE_URL }}"
+        previous = ["plan", name]
+    verify = jobs["verify"]
+    assert verify["needs"] == ["plan", *SHARD_JOBS]
+    # A skipped (unused) wave must not skip verify; a failed one must.
+    assert verify["if"] == "${{ !cancelled() && !failure() && needs.plan.outputs.sharded == 'true' }}"
+    runs = [s.get("run", "") for s in verify["steps"]]
+    assert any(r.startswith('nox -s "$BUILD_SESSION"') for r in runs)
+    assert any("nox -s verify -- " in r for r in runs)
+
+
+def test_a_shard_job_builds_exactly_its_rows_steps(workflow: dict[str, Any]) -> None:
+    script = _script(workflow["jobs"]["wave2"], name_starts="build ")
+
+    argv = _argv_of_nox(script, {"BUILD_SESSION": "build-3.12(mode='production')",
+                                 "STEPS": "web-build native-build"})
+
+    assert argv == [["-s", "build-3.12(mode='production')", "--", "web-build", "native-build"]]
+
+
+def _real_shard_outputs(waves: int) -> dict[str, Any]:
+    from buildlib.integrations.ci_matrix import MatrixEntry, shard_outputs
+    from buildlib.planning.shards import plan_shards
+
+    order = ["fetch", "a", "b", "a-test", "package", "smoke"]
+    deps = {"a": ["fetch"], "b": ["fetch"], "a-test": ["a"], "package": ["a", "b"],
+            "smoke": ["package"]}
+    durations = {"fetch": 2, "a": 4, "b": 3, "a-test": 2, "package": 1, "smoke": 0.5}
+    layout = plan_shards(order, deps, durations, shards=2, overhead=0,
+                         cacheable={"smoke": False}, max_waves=waves)
+    assert layout.waves == waves
+    entry = MatrixEntry(mode="production", target=TARGETS["x86_64-unknown-linux-gnu"])
+    return shard_outputs(layout, entry, waves=waves)
+
+
+@needs_actionlint
+def test_actionlint_accepts_the_shard_jobs_with_real_layout_outputs_inlined(
+    tmp_path: Path,
+) -> None:
+    outputs = _real_shard_outputs(len(SHARD_JOBS))
+    text = CANONICAL.read_text(encoding="utf-8")
+    for key in (*SHARD_JOBS, "verify"):
+        expression = f"${{{{ fromJSON(needs.plan.outputs.{key}) }}}}"
+        assert text.count(expression) == 1, key
+        text = text.replace(expression, json.dumps(outputs[key]))
+    path = tmp_path / "build.yml"
+    path.write_text(text, encoding="utf-8")
+
+    proc = actionlint(path)
+
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.timeout(600)
+def test_plan_steps_shard_layout_writes_every_output_the_shard_jobs_read(
+    workflow: dict[str, Any], tmp_path: Path,
+) -> None:
+    missing = _nox_matrix_session_missing()
+    if missing:
+        pytest.skip(missing)
+    plan = step(workflow["jobs"]["plan"], step_id="shards")["run"]
+    nox_dir = tmp_path / "nox"
+    script = tmp_path / "shards.sh"
+    script.write_text(plan.replace("nox -s matrix", f"nox --envdir '{nox_dir}' -s matrix"),
+                      encoding="utf-8")
+    output = tmp_path / "github_output"
+    env = {**os.environ, "GITHUB_OUTPUT": str(output), "SHARDS": "2",
+           "SHARD_MODE": "production", "AFFECTED": ""}
+
+    proc = run(["bash", "--noprofile", "--norc", "-eo", "pipefail", str(script)], env=env,
+               timeout=580)
+
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    values = dict(line.split("=", 1) for line in output.read_text().splitlines())
+    assert set(values) == {"sharded", "waves", *SHARD_JOBS, "verify"}
+    assert values["sharded"] == "true" and 1 <= int(values["waves"]) <= len(SHARD_JOBS)
+    read = {"runner", "target", "mode", "session", "verify_session", "steps", "id",
+            "artifact_name"}
+    for wave in range(1, int(values["waves"]) + 1):
+        rows = json.loads(values[f"wave{wave}"])["include"]
+        assert rows and all(read <= set(r) and r["steps"] for r in rows)
+        assert len(rows) <= 2
+    (final,) = json.loads(values["verify"])["include"]
+    assert read <= set(final) and final["artifact_name"].endswith("-verify")

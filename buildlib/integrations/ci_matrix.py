@@ -233,6 +233,7 @@ def matrix_main(argv: Sequence[str] | None = None, *, manifest_modes: Sequence[s
 # -- one build over several jobs -------------------------------------------------------------
 
 UNUSED_ROW = {"id": "unused"}  # a wave the layout does not use: its job is skipped by `if:`
+FINAL_JOB = "verify"  # planning/shards.py's name for the last job
 
 
 def _sharded(args: argparse.Namespace, manifest_modes: Sequence[str],
@@ -281,16 +282,18 @@ def shard_outputs(layout: ShardPlan | None, entry: MatrixEntry, *, waves: int | 
     slots = max(waves or used, used)
     outputs: dict[str, Any] = {"sharded": "true", "waves": str(used)}
     rows: dict[int, list[dict[str, str]]] = {}
-    final: dict[str, str] = {**entry.as_json(), "id": "verify", "wave": str(used + 1),
-                             "steps": ""}
+
+    def row(job_id: str, wave: int, steps: Sequence[str]) -> dict[str, str]:
+        return {**entry.as_json(), "id": job_id, "wave": str(wave), "steps": " ".join(steps),
+                "artifact_name": f"{entry.artifact_name}-{job_id}"}
+
+    # With nothing to build (--affected found nothing) the final job still runs, alone.
+    final = row(FINAL_JOB, used + 1, ())
     for job in layout.jobs if layout is not None else ():
-        row = {**entry.as_json(), "id": job.id, "wave": str(job.wave),
-               "steps": " ".join(job.steps),
-               "artifact_name": f"{entry.artifact_name}-{job.id}"}
         if job.final:
-            final = row
+            final = row(job.id, job.wave, job.steps)
         else:
-            rows.setdefault(job.wave, []).append(row)
+            rows.setdefault(job.wave, []).append(row(job.id, job.wave, job.steps))
     for wave in range(1, slots + 1):
         outputs[f"wave{wave}"] = {"include": rows.get(wave, [UNUSED_ROW])}
     outputs["verify"] = {"include": [final]}
