@@ -174,7 +174,7 @@ JOB_PY = textwrap.dedent("""
 """)
 
 # (name, seconds, output, inputs it reads, dependencies); `smoke` cannot be cached.
-GRAPH = (
+GRAPH: tuple[tuple[str, float, str, list[str], list[str]], ...] = (
     ("fetch", 0.6, "out/fetch.txt", ["src/deps.txt"], []),
     ("compile-a", 1.2, "out/a.bin", ["src/a.txt", "out/fetch.txt"], ["fetch"]),
     ("compile-b", 0.9, "out/b.bin", ["src/b.txt", "out/fetch.txt"], ["fetch"]),
@@ -301,9 +301,9 @@ def test_three_clones_sharing_one_remote_replay_the_plan_and_end_with_the_same_a
                     assert outcome in ("restored", "cached"), (job["id"], step, outcome)
             built_by.update(dict.fromkeys(job["steps"], job["id"]))
 
-    done = start(last, [], remote)
-    output, _ = done.communicate(timeout=300)
-    assert done.returncode == 0, output
+    final_build = start(last, [], remote)
+    output, _ = final_build.communicate(timeout=300)
+    assert final_build.returncode == 0, output
     seen = outcomes(last)
     assert seen == {**dict.fromkeys(built_by, "restored"), "smoke": "built"}, output
     assert (last / "runs.log").read_text().split() == ["smoke"]
