@@ -11,6 +11,7 @@ workspace packages it depends on, what its build writes) and the committed lockf
     yarn_berry_workspace(root)   two packages, Yarn 4 (committed .yarn/releases), yarn.lock
     git_init(root)               one commit, author set in the repository's own config
     git_commit(root, message)    another commit of everything in the work tree
+    relock(root, manager)        the npm or Cargo lockfile again, after a manifest edit
 
 Lockfiles are made by the real tools (``npm install``, ``cargo generate-lockfile``, pnpm and
 Yarn installed from the npm registry), once per machine: the lockfiles alone (never
@@ -68,6 +69,7 @@ __all__ = [
     "pnpm_executable",
     "pnpm_workspace",
     "polyglot_repo",
+    "relock",
     "tool_env",
     "yarn_berry_workspace",
     "yarn_release",
@@ -371,6 +373,28 @@ def _lock(root: Path, spec: _LockSpec) -> list[Path]:
         shutil.copyfile(entry / out, target)
         written.append(target.relative_to(root))
     return written
+
+
+def relock(root: Path, manager: str, cwd: str = ".") -> list[Path]:
+    """Write the lockfile of ``manager`` ("npm" or "cargo") again after a manifest was edited
+    (e.g. a dependency added to one workspace package), keeping every resolution the
+    committed lockfile already has, as a developer's `npm install` / `cargo update
+    --workspace` does: from the cache when these exact manifests were locked before, else by
+    running the tool. Returns the lockfiles written."""
+    # The committed lockfile is part of the key: the result starts from it.
+    if manager == "npm":
+        spec = _npm_lock(cwd)
+        return _lock(root, _LockSpec(label="npm-relock", cwd=cwd,
+                                     manifests=(*spec.manifests, "package-lock.json"),
+                                     commands=spec.commands, outputs=spec.outputs,
+                                     tools=spec.tools))
+    if manager == "cargo":
+        return _lock(root, _LockSpec(label="cargo-update", cwd=cwd,
+                                     manifests=("Cargo.toml", "Cargo.lock"),
+                                     commands=(("cargo", "update", "--workspace"),),
+                                     outputs=("Cargo.lock",),
+                                     tools=(("cargo", _cargo_version()),)))
+    raise RepoError(f"relock: no lockfile recipe for {manager!r}")
 
 
 def _npm_lock(cwd: str = ".") -> _LockSpec:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -19,7 +20,7 @@ from typing import Any
 
 import pytest
 from helpers import MODES, PY_TOML, ROOT, make_tool
-from repos import git_commit, git_init
+from repos import cargo_workspace, git_commit, git_init, npm_workspace, relock
 
 MK = textwrap.dedent("""
     import glob, pathlib, sys
@@ -584,3 +585,128 @@ def test_a_pull_request_merge_checkout_one_commit_deep_compares_with_github_base
                              "app": ["dependency-affected lib"],
                              "app-test": ["dependency-affected app"]}
     assert data["base"]["merge_base"] == git(upstream, "rev-parse", "main")
+
+
+# -- lockfiles serving a workspace: only the packages whose resolution changed -----------------
+
+def _workspace_steps(members: dict[str, str], lockfile: str, manifest_name: str) -> str:
+    """One step per workspace member (name -> directory), reading its sources, its manifest
+    and the root lockfile, as a step that installs or compiles it does."""
+    return "".join(textwrap.dedent(f"""
+        [[step]]
+        name = "{name}"
+        cwd = "{directory}"
+        command = [{PY_TOML}, "-c", ""]
+        inputs = ["src/**", "{manifest_name}", "//{lockfile}"]
+        """) for name, directory in members.items())
+
+
+def _lock_workspace(root: Path, steps: str) -> Path:
+    # version 2: paths are relative to each step's cwd, "//" is the workspace root.
+    (root / "build.toml").write_text("version = 2\n" + MODES + steps)
+    with (root / ".gitignore").open("a") as ignore:
+        ignore.write(".buildlib/\n")
+    git_init(root)
+    git(root, "checkout", "-q", "-b", "feature")
+    return root
+
+
+def _edit_json(path: Path, edit: Any) -> None:
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+NPM_MEMBERS = {"core": "packages/core", "ui": "packages/ui", "cli": "packages/cli"}
+CARGO_MEMBERS = {"core": "crates/core", "cli": "crates/cli", "native": "crates/native"}
+
+
+@pytest.mark.timeout(600)
+def test_npm_a_dependency_added_to_one_workspace_package_spares_the_others(
+        tmp_path: Path) -> None:
+    repo = npm_workspace(tmp_path / "repo")
+    _lock_workspace(repo.root, _workspace_steps(NPM_MEMBERS, "package-lock.json",
+                                                "package.json"))
+    _edit_json(repo.root / "packages/cli/package.json",
+               lambda m: m["dependencies"].update({"ms": "2.1.3"}))
+    assert relock(repo.root, "npm") == [Path("package-lock.json")]
+    git_commit(repo.root, "cli: ms")
+
+    data = affected(repo.root, "--base", "main")
+
+    assert reasons(data) == {"cli": [
+        "input-changed package-lock.json (the resolved dependencies of packages/cli changed)",
+        "input-changed packages/cli/package.json"]}
+    assert data["spared"] == [{"name": "core", "lockfiles": ["package-lock.json"]},
+                              {"name": "ui", "lockfiles": ["package-lock.json"]}]
+    assert "not affected: ui (package-lock.json changed, but not what it resolves)" in \
+        data["stderr"]
+
+
+@pytest.mark.timeout(600)
+def test_npm_a_dependency_removed_from_one_workspace_package_spares_the_others(
+        tmp_path: Path) -> None:
+    repo = npm_workspace(tmp_path / "repo")
+    _edit_json(repo.root / "packages/cli/package.json",
+               lambda m: m["dependencies"].update({"ms": "2.1.3"}))
+    relock(repo.root, "npm")
+    _lock_workspace(repo.root, _workspace_steps(NPM_MEMBERS, "package-lock.json",
+                                                "package.json"))
+    _edit_json(repo.root / "packages/cli/package.json", lambda m: m["dependencies"].pop("ms"))
+    relock(repo.root, "npm")
+    assert '"node_modules/ms"' not in (repo.root / "package-lock.json").read_text()
+    git_commit(repo.root, "cli: no ms")
+
+    data = affected(repo.root, "--base", "main")
+
+    assert list(reasons(data)) == ["cli"]
+    assert {s["name"] for s in data["spared"]} == {"core", "ui"}
+
+
+@pytest.mark.timeout(900)
+def test_cargo_a_dependency_added_to_one_member_spares_the_others(tmp_path: Path) -> None:
+    repo = cargo_workspace(tmp_path / "repo")
+    _lock_workspace(repo.root, _workspace_steps(CARGO_MEMBERS, "Cargo.lock", "Cargo.toml"))
+    toml = repo.root / "crates/cli/Cargo.toml"
+    manifest = toml.read_text()
+    # memchr is locked already (napi's closure has it): the version the lockfile holds.
+    (locked,) = re.findall(r'name = "memchr"\nversion = "([^"]+)"',
+                           (repo.root / "Cargo.lock").read_text())
+    toml.write_text(manifest + f'memchr = "={locked}"\n')
+    assert relock(repo.root, "cargo") == [Path("Cargo.lock")]
+    git_commit(repo.root, "cli: memchr")
+
+    data = affected(repo.root, "--base", "main")
+
+    assert reasons(data) == {"cli": [
+        "input-changed Cargo.lock (the resolved dependencies of crates/cli changed)",
+        "input-changed crates/cli/Cargo.toml"]}
+    assert {s["name"] for s in data["spared"]} == {"core", "native"}
+
+    # Pinning an older memchr moves the one that native resolves too: both are affected.
+    toml.write_text(manifest + 'memchr = "=2.7.4"\n')
+    relock(repo.root, "cargo")
+    assert locked != "2.7.4"
+    git_commit(repo.root, "cli: an older memchr")
+
+    data = affected(repo.root, "--base", "main")
+
+    assert reasons(data)["native"] == [
+        "input-changed Cargo.lock (the resolved dependencies of crates/native changed)"]
+    assert {s["name"] for s in data["spared"]} == {"core"}
+
+
+@pytest.mark.timeout(900)
+def test_cargo_a_dependency_removed_from_one_member_spares_the_others(tmp_path: Path) -> None:
+    repo = cargo_workspace(tmp_path / "repo")
+    _lock_workspace(repo.root, _workspace_steps(CARGO_MEMBERS, "Cargo.lock", "Cargo.toml"))
+    toml = repo.root / "crates/cli/Cargo.toml"
+    toml.write_text(toml.read_text().replace("clap.workspace = true\n", ""))
+    relock(repo.root, "cargo")
+    assert 'name = "clap"' not in (repo.root / "Cargo.lock").read_text()
+    git_commit(repo.root, "cli: no clap")
+
+    data = affected(repo.root, "--base", "main")
+
+    assert list(reasons(data)) == ["cli"]
+    assert {s["name"] for s in data["spared"]} == {"core", "native"}
