@@ -204,7 +204,8 @@ def build_command(args: argparse.Namespace, context: Context) -> int:
 
     reporter = make_reporter(stream=sys.stdout, environ=environ, verbose=args.verbose,
                              force_plain=args.plain, root=plan.root,
-                             step_dirs={name: s.cwd for name, s in plan.steps.items()})
+                             step_dirs={name: s.cwd for name, s in plan.steps.items()},
+                             deps={name: s.depends_on for name, s in plan.steps.items()})
     build_dir = context.build_dir
     with workspace_lock(build_dir.lock, wait=not args.no_wait, on_wait=reporter.warning):
         journal = Journal(build_dir.journal(mode, target.triple))

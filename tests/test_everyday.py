@@ -314,6 +314,21 @@ def test_the_live_view_keeps_time_and_survives_a_resize(tmp_path: Path, tmux: Tm
     tmux.wait_for(r"^done-0$", timeout=60)
 
 
+def test_the_eta_counts_a_chain_of_steps_not_its_longest_link(tmp_path: Path,
+                                                               tmux: Tmux) -> None:
+    """Three 1.5 s steps, each needing the one before, on 4 jobs: 4.5 s of work remain at
+    the start. Taking the longest single step for the path said ~1.5 s."""
+    write_manifest(tmp_path, sleep_step("a", 1.5) + sleep_step("b", 1.5, deps=["a"])
+                   + sleep_step("c", 1.5, deps=["b"]))
+    assert build(tmp_path).returncode == 0  # the timings the ETA needs
+    tmux.send(f"clear; {engine('build', '-j', '4', '--force')}; echo done-$?")
+    screen = tmux.wait_for(r"ETA ~")
+    status = next(line for line in screen if "ETA ~" in line)
+    match = re.search(r"ETA ~(\d+\.\d)s", status)
+    assert match is not None and float(match.group(1)) > 2.5, status
+    tmux.wait_for(r"^done-0$", timeout=60)
+
+
 def test_a_failure_is_the_last_thing_on_a_terminal(tmp_path: Path, tmux: Tmux) -> None:
     write_manifest(tmp_path, textwrap.dedent(f"""
         [[step]]
