@@ -39,6 +39,7 @@ from benchmarks import (
     remote,
     restore,
     scheduling,
+    shards,
 )
 from benchmarks.harness import Benchmark, Context, Result
 
@@ -61,6 +62,9 @@ REGISTRY: dict[str, Benchmark] = {
                          "cache space per lockfile version"),
     "remote": Benchmark(run=remote.run, summary="a second clone from bazel-remote and nginx "
                         "(hit rate, wall), and the time a hung or trickling remote costs"),
+    "shards": Benchmark(run=shards.run, summary="one build over 1, 2, 4, 8 CI jobs: planned "
+                        "makespan / lower bound for the app and a 200-step DAG; 2 jobs "
+                        "replayed through bazel-remote"),
 }
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"

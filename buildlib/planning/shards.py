@@ -145,18 +145,27 @@ def plan_shards(order: Sequence[str], deps: Mapping[str, Sequence[str]],
     # Cannot travel between jobs and nothing needs them: the final job runs them.
     final_steps = [n for n in g.order if not g.cacheable[n] and not g.dependents.get(n)]
     sharded = [n for n in g.order if n not in set(final_steps)]
-    # The greedy look-ahead does not always see that fewer waves end sooner: try each
-    # bound up to the one given (or up to the waves the free layout takes).
-    best = _result(g, _layout(g, sharded, shards, overhead, max_waves), final_steps, shards,
-                   overhead)
-    tries = (max_waves - 1 if max_waves else best.waves) if len(sharded) <= 2000 else 0
-    for bound in range(1, tries + 1):
-        other = _result(g, _layout(g, sharded, shards, overhead, bound), final_steps, shards,
-                        overhead)
-        if (round(other.makespan_with_overhead, 6), other.waves) < \
-                (round(best.makespan_with_overhead, 6), best.waves):
-            best = other
+    # The greedy look-ahead does not always see that fewer waves, or fewer jobs a wave,
+    # end sooner (wide waves can scatter a chain over jobs that must wait for each
+    # other): try each bound on the waves up to the one given (or up to the waves the
+    # free layout takes), at N, N/2, N/4... jobs a wave, so that more jobs never plan a
+    # later end than fewer. Ties go to fewer waves, then fewer jobs.
+    best: ShardPlan | None = None
+    for width in sorted({shards >> k for k in range(shards.bit_length())}, reverse=True):
+        free = _result(g, _layout(g, sharded, width, overhead, max_waves), final_steps,
+                       shards, overhead)
+        tries = (max_waves - 1 if max_waves else free.waves) if len(sharded) <= 2000 else 0
+        for other in [free, *(_result(g, _layout(g, sharded, width, overhead, bound),
+                                      final_steps, shards, overhead)
+                              for bound in range(1, tries + 1))]:
+            if best is None or _rank(other) < _rank(best):
+                best = other
+    assert best is not None
     return best
+
+
+def _rank(plan: ShardPlan) -> tuple[float, int, int]:
+    return round(plan.makespan_with_overhead, 6), plan.waves, len(plan.jobs)
 
 
 # -- laying out waves ---------------------------------------------------------------------
