@@ -40,6 +40,7 @@ from benchmarks import (
     restore,
     scheduling,
     shards,
+    watch,
 )
 from benchmarks.harness import Benchmark, Context, Result
 
@@ -65,6 +66,8 @@ REGISTRY: dict[str, Benchmark] = {
     "shards": Benchmark(run=shards.run, summary="one build over 1, 2, 4, 8 CI jobs: planned "
                         "makespan / lower bound for the app and a 200-step DAG; 2 jobs "
                         "replayed through bazel-remote"),
+    "watch": Benchmark(run=watch.run, summary="save to rebuilt output on disk under `watch`, "
+                       "a TypeScript file (tsc) and a Rust source (cargo), vs turbo watch"),
 }
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
