@@ -147,7 +147,8 @@ def _affected_options(parser: argparse.ArgumentParser) -> None:
                         "the base (committed, staged, unstaged and untracked changes) and "
                         "what depends on them")
     parser.add_argument("--base", metavar="REF", help="with --affected: compare with the "
-                        "merge-base of REF and HEAD (default: $BUILDLIB_BASE, else the "
+                        "merge-base of REF and the head (HEAD, or --head) (default: "
+                        "$BUILDLIB_BASE, else $GITHUB_BASE_REF on a pull request, else the "
                         "default branch); a shallow clone is deepened to find it")
     parser.add_argument("--head", metavar="REF", help="with --affected: compare this commit "
                         "instead of the work tree (default: $BUILDLIB_HEAD)")

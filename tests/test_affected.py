@@ -267,6 +267,10 @@ def test_a_shallow_clone_is_deepened_until_the_merge_base_is_found(tmp_path: Pat
     base = data["base"]
     assert base["shallow"] is True
     assert base["deepened"] >= 80  # the first step (64 commits) was not enough
+    # What came, not what was asked for: the whole history has 171 commits.
+    assert 0 < base["fetched"] <= 171 - 1 and base["fetched"] < base["deepened"]
+    assert f"{base['fetched']} commits fetched ({base['deepened']} asked for)" in \
+        data["stderr"]
     assert base["merge_base"] == git(upstream, "merge-base", "main", "feature")
     assert "fetching" in data["stderr"] and "more commits of history" in data["stderr"]
     # The docs commits on main since the fork are not the change's: docs is not affected.
@@ -501,6 +505,27 @@ def test_build_affected_runs_the_affected_steps_and_takes_what_they_need_from_th
     report = json.loads((repo / ".buildlib/reports/latest.json").read_text())
     assert {s["name"]: s["outcome"] for s in report["steps"]} == {
         "lib": "cached", "app": "built", "app-test": "built"}
+
+
+def test_plan_affected_with_nothing_affected_says_so_without_mentioning_jobs(
+        tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+
+    plain = engine(repo, "plan", "--affected", "--base", "HEAD")
+    sharded = engine(repo, "plan", "--affected", "--base", "HEAD", "--shards", "2")
+
+    assert plain.returncode == sharded.returncode == 0, plain.stderr + sharded.stderr
+    assert plain.stdout.splitlines()[-1] == "--affected: nothing to build"
+    assert "job" not in plain.stdout
+    assert sharded.stdout.splitlines()[-1] == "nothing is affected: no job to lay out"
+
+
+def test_base_help_names_the_head_and_github_base_ref(tmp_path: Path) -> None:
+    done = engine(make_repo(tmp_path / "repo"), "plan", "--help")
+
+    text = " ".join(done.stdout.split())
+    assert "merge-base of REF and the head (HEAD, or --head)" in text
+    assert "$GITHUB_BASE_REF" in text
 
 
 def test_build_affected_with_nothing_affected_builds_nothing(tmp_path: Path) -> None:

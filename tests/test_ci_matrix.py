@@ -229,3 +229,18 @@ def test_matrix_main_in_a_real_process_writes_only_json_to_stdout() -> None:
     assert_valid_actions_matrix(json.loads(proc.stdout))
     # The workflow does `echo "matrix=$(...)" >> $GITHUB_OUTPUT`: one line, no trailing junk.
     assert len(proc.stdout.splitlines()) == 1
+
+
+def test_shard_outputs_with_nothing_to_build_keep_the_verify_jobs_artifact_name() -> None:
+    from buildlib.integrations.ci_matrix import MatrixEntry, shard_outputs
+
+    entry = MatrixEntry(mode="production", target=TARGETS["x86_64-unknown-linux-gnu"])
+
+    outputs = shard_outputs(None, entry, waves=2)  # `--affected` found nothing
+
+    assert (outputs["sharded"], outputs["waves"]) == ("true", "0")
+    assert outputs["wave1"] == outputs["wave2"] == {"include": [{"id": "unused"}]}
+    (final,) = outputs["verify"]["include"]
+    assert (final["id"], final["wave"], final["steps"]) == ("verify", "1", "")
+    assert final["artifact_name"] == "build-production-x86_64-unknown-linux-gnu-verify"
+    assert KEYS <= set(final)

@@ -85,7 +85,8 @@ def summary(run: AffectedRun, plan: Plan, *, limit: int = 50) -> list[str]:
     lines = [f"--affected: {count} of {len(plan.steps)} step{'' if len(plan.steps) == 1 else 's'}"
              f" affected: {compared} against {where} ({base.source}; "
              f"{len(run.changes)} changed path{'' if len(run.changes) == 1 else 's'}"
-             + (f"; {base.deepened} commits fetched to find it" if base.deepened else "")
+             + (f"; {_fetched(base.fetched, base.deepened)} to find it" if base.deepened
+                else "")
              + ")"]
     for name, whys in list(selection.affected.items())[:limit]:
         lines.append(f"  {name}: " + "; ".join(w.text() for w in whys[:3])
@@ -98,6 +99,13 @@ def summary(run: AffectedRun, plan: Plan, *, limit: int = 50) -> list[str]:
         lines.append(f"  not affected: {name} ({', '.join(locks)} changed, but not what it "
                      "resolves)")
     return lines
+
+
+def _fetched(received: int, asked: int) -> str:
+    """What deepening cost: the commits received (a history shorter than the depth asked
+    for sends fewer)."""
+    plural = "" if received == 1 else "s"
+    return f"{received} commit{plural} fetched ({asked} asked for)"
 
 
 def narrow(run: AffectedRun, planner: Planner) -> Plan | None:
@@ -113,7 +121,7 @@ def affected_json(run: AffectedRun, plan: Plan) -> dict[str, Any]:
         "base": {"ref": base.ref, "source": base.source, "commit": base.commit,
                  "merge_base": base.merge_base, "head": base.head, "head_ref": base.head_ref,
                  "compared": base.head_ref or "work tree", "shallow": base.shallow,
-                 "deepened": base.deepened, "note": base.note},
+                 "deepened": base.deepened, "fetched": base.fetched, "note": base.note},
         "changes": [{"path": c.path, "kind": c.kind.value, "old_path": c.old_path,
                      "submodule": c.submodule} for c in run.changes],
         "total": len(plan.steps),
@@ -212,7 +220,8 @@ def plan_with_options(args: argparse.Namespace, manifest: Manifest, *, mode: str
         print("\n".join(shards_text(layout)))
         print(f"  ({estimates_note(plan, estimates)})")
     elif plan is None:
-        print("nothing is affected: no job to lay out")
+        print("nothing is affected: no job to lay out" if args.shards is not None else
+              "--affected: nothing to build")
     return 0
 
 

@@ -16,8 +16,10 @@ the work tree, so that a build of the base could not have produced its result:
 - `dependency-affected <step>`: it depends on an affected step (the selection is always
   closed downstream: what consumes a changed result is rebuilt too).
 
-When the base cannot be found, every step is selected with `base-not-found`; when the
-comparison cannot be made at all, `all-selected` (both say why in their detail). The
+When the base cannot be found (a shallow clone deepened to its limit, unrelated
+histories), every step is selected with `base-not-found`, whose detail says why. A
+comparison that cannot be made at all (no git, no commit, a ref that exists nowhere) is
+an error, never a selection of everything. The
 steps the affected ones depend on without being affected themselves are `needed`: a
 build takes them from the cache, or builds them.
 
@@ -46,7 +48,6 @@ class Reason(enum.Enum):
     MANIFEST_CHANGED = "manifest-changed"
     TOOL_VERSION_CHANGED = "tool-version-changed"
     BASE_NOT_FOUND = "base-not-found"
-    ALL_SELECTED = "all-selected"
 
 
 @record
@@ -214,7 +215,7 @@ def select(plan: Plan, facts: Facts, *,
 
 
 def select_all(plan: Plan, reason: Reason, detail: str) -> Selection:
-    """Every step, for one whole-graph reason (`base-not-found`, `all-selected`)."""
+    """Every step, for one whole-graph reason (`base-not-found`)."""
     why = (Why(reason=reason, detail=detail),)
     return Selection(affected=dict.fromkeys(plan.steps, why), needed=(), unaffected=())
 

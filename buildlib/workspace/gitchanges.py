@@ -77,7 +77,8 @@ class BaseCommit:
     head: str  # the commit compared: HEAD's, or the head ref's
     head_ref: str | None  # None: the work tree is compared (HEAD plus local changes)
     merge_base: str | None
-    deepened: int = 0  # commits fetched by deepening a shallow clone
+    deepened: int = 0  # commits asked for by deepening a shallow clone (--deepen=N, summed)
+    fetched: int = 0  # commits that deepening brought: fewer when the history is shorter
     shallow: bool = False  # the clone was (and may still be) shallow
     note: str = ""  # why the merge-base is missing, when it is
 
@@ -244,19 +245,24 @@ class GitRepo:
         limit = _deepen_limit(self.environ)
         deepened = 0
         step = DEEPEN_FIRST
+        before: int | None = None  # commits held before the first deepening
+
+        def fetched() -> int:
+            return self._commit_count() - before if before is not None else 0
+
         while True:
             merge_base = self._merge_base(commit, head_commit)
             if merge_base is not None:
                 return BaseCommit(ref=ref, source=source, commit=commit, head=head_commit,
                                   head_ref=head_ref, merge_base=merge_base,
-                                  deepened=deepened, shallow=shallow)
+                                  deepened=deepened, fetched=fetched(), shallow=shallow)
             if not self.is_shallow():
                 note = ("the base and the head share no history" if not shallow else
                         f"no common commit even after fetching the whole history "
-                        f"({deepened} commits)")
+                        f"({fetched()} more commits)")
                 break
             if deepened >= limit:
-                note = (f"not found within {deepened} commits of history fetched "
+                note = (f"not found within {deepened} commits of history asked for "
                         f"(BUILDLIB_DEEPEN_LIMIT={limit})")
                 break
             step = min(step, limit - deepened)
@@ -264,6 +270,8 @@ class GitRepo:
             if remote is None:
                 note = "the clone is shallow and has no remote to deepen it from"
                 break
+            if before is None:
+                before = self._commit_count()
             self.say(f"the clone is shallow: fetching {step} more commits of history to "
                      f"find the merge-base of {ref} and {head_ref or 'HEAD'}")
             refspecs = [r for r in (_branch_of(ref, remote), _branch_of(head_ref, remote))
@@ -276,7 +284,13 @@ class GitRepo:
             step *= 2
         return BaseCommit(ref=ref, source=source, commit=commit, head=head_commit,
                           head_ref=head_ref, merge_base=None, deepened=deepened,
+                          fetched=fetched(),
                           shallow=shallow, note=note)
+
+    def _commit_count(self) -> int:
+        """Commits the clone holds (reachable from any ref or HEAD)."""
+        out = self._git("rev-list", "--count", "--all", "HEAD", check=False)
+        return int(out.strip()) if out and out.strip().isdigit() else 0
 
     def _merge_base(self, a: str, b: str) -> str | None:
         out = self._git("merge-base", a, b, check=False)
