@@ -23,7 +23,8 @@ is done and nothing is queued; turbo, which has no such file: its output unchang
 Each buildlib save is checked: its rebuild ran exactly the edited step. Figures: the
 median per file per tool, and buildlib's over turbo's; and buildlib's own share, the
 latency minus the step's own run (its report's duration): noticing the save, the
-debounce, hashing the inputs, starting the step, and this script's polling.
+debounce, hashing the inputs, starting the step and this script's polling, less the
+time the step still runs after writing its output (so it can come out below zero).
 """
 
 from __future__ import annotations
