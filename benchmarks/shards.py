@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import emit
-from benchmarks.dag import Dag, random_dag
+from benchmarks.dag import Dag, random_dag, remaining_path, simulate_list
 from benchmarks.harness import REPO, BenchmarkError, Context, Result, Row, Verdict, tool_env
 
 JOBS = (1, 2, 4, 8)
@@ -59,26 +59,48 @@ def _engine(cwd: Path, *args: str, env: dict[str, str] | None = None,
     return done
 
 
-def _planned_rows(label: str, layouts: dict[int, dict[str, Any]]) -> list[Row]:
+def _planned_rows(label: str, layouts: dict[int, dict[str, Any]], dag: Dag | None
+                  ) -> list[Row]:
+    """A row per job count; the note gives the bound and, as a reachable yardstick, the
+    makespan of list scheduling on N machines with no waves and no job boundaries
+    (each step starts the moment a machine and its dependencies are free)."""
     rows = []
     for jobs, layout in layouts.items():
         bound = layout["lower_bound"]
+        free = (f"; no-wave list scheduling {simulate_list(dag, jobs, remaining_path(dag)):.1f}s"
+                if dag is not None else "")
         rows.append(Row(label=f"{label}, {jobs} job{'s' if jobs > 1 else ''}",
                         seconds=layout["makespan"], ratio=layout["makespan"] / bound,
                         simulated=True,
                         note=f"bound {bound:.1f}s = max(cp {layout['critical_path']:.1f}, "
                              f"work/{jobs} {layout['total'] / jobs:.1f}); "
-                             f"{layout['waves']} wave(s)"))
+                             f"{layout['waves']} wave(s){free}"))
     return rows
 
 
-def _app_layouts(ctx: Context) -> dict[int, dict[str, Any]]:
+def _app_dag(estimates: dict[str, float], mode: str, triple: str) -> Dag:
+    """The app's graph as the plan laid it out, with the estimates it used."""
+    import os
+
+    from buildlib.planning.plan import build_plan
+    from buildlib.workspace.manifest import load_manifest
+    from buildlib.workspace.targets import get_target
+
+    plan = build_plan(load_manifest(REPO / "build.toml"), mode=mode, target=get_target(triple),
+                      environ=os.environ, estimates=estimates)
+    return Dag(names=tuple(plan.steps),
+               deps={n: tuple(s.depends_on) for n, s in plan.steps.items()},
+               durations={n: float(estimates[n]) for n in plan.steps})
+
+
+def _app_layouts(ctx: Context) -> tuple[dict[int, dict[str, Any]], Dag]:
     layouts = {}
     for jobs in JOBS:
         done = _engine(REPO, "plan", "--shards", str(jobs), "--job-overhead", "0", "--json",
                        log=ctx.workdir / f"app-plan-{jobs}.log")
-        layouts[jobs] = json.loads(done.stdout)["shards"]
-    return layouts
+        data = json.loads(done.stdout)
+        layouts[jobs] = data["shards"]
+    return layouts, _app_dag(data["shards"]["estimates"], data["mode"], data["target"])
 
 
 def _dag_layouts(dag: Dag) -> dict[int, dict[str, Any]]:
@@ -149,7 +171,7 @@ def _replay(ctx: Context, dag: Dag) -> tuple[float, dict[str, Any], dict[str, st
 
 def run(ctx: Context) -> Result:
     scale = QUICK_SCALE if ctx.quick else 1.0
-    app = _app_layouts(ctx)
+    app, app_dag = _app_layouts(ctx)
     dag = random_dag(seed=DAG_SEED, steps=DAG_STEPS, total_work=DAG_WORK, window=30)
     layouts = _dag_layouts(dag)
     replay_dag = random_dag(seed=REPLAY_SEED, steps=REPLAY_STEPS,
@@ -158,8 +180,8 @@ def run(ctx: Context) -> Result:
     bound = replayed["lower_bound"]
     hits = sum(1 for o in outcomes.values() if o in ("restored", "cached"))
     rows = [
-        *_planned_rows("app, planned", app),
-        *_planned_rows(f"{DAG_STEPS}-step DAG, planned", layouts),
+        *_planned_rows("app, planned", app, app_dag),
+        *_planned_rows(f"{DAG_STEPS}-step DAG, planned", layouts, dag),
         Row(label=f"{REPLAY_STEPS}-step sleep DAG, 2 jobs, planned", seconds=replayed["makespan"],
             ratio=replayed["makespan"] / bound, simulated=True,
             note=f"{replayed['waves']} wave(s), {len(replayed['jobs']) - 1} jobs"),
