@@ -14,10 +14,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from buildlib.core import graph
 from buildlib.core.errors import UserError
 from buildlib.core.layout import BuildDir
 from buildlib.core.records import record
-from buildlib.planning import graph
 from buildlib.planning.plan import Plan, build_plan, resolve_artifacts
 from buildlib.planning.render import (
     TAKEN_AS_DONE,
@@ -645,14 +645,14 @@ COMMANDS["watch"] = Command(help="build, then rebuild on every change to the ste
 
 
 def _explain_miss_options(parser: argparse.ArgumentParser) -> None:
-    from buildlib.cache.miss import explain_miss_options
+    from buildlib.run.miss import explain_miss_options
 
     explain_miss_options(parser)
 
 
 def explain_miss_command(args: argparse.Namespace, context: Context) -> int:
     """Name what differs between the step's fingerprint here and the cache's newest entry."""
-    from buildlib.cache.miss import explain_miss
+    from buildlib.run.miss import explain_miss
 
     return explain_miss(args, context)
 

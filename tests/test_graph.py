@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from buildlib.planning import graph
+from buildlib.core import graph
 
 DEPS = {"a": [], "b": ["a"], "c": ["a"], "d": ["b", "c"], "e": []}
 

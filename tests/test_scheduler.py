@@ -5,7 +5,7 @@ from __future__ import annotations
 import heapq
 import random
 
-from buildlib.planning import graph
+from buildlib.core import graph
 from buildlib.planning.scheduler import Scheduler, State
 
 

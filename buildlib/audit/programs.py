@@ -185,7 +185,7 @@ def _which(program: str, path: str, cwd: Path) -> str | None:
 
 
 def _answers(program: str, args: Sequence[str]) -> bool:
-    from buildlib.run.process import run_bounded
+    from buildlib.core.bounded import run_bounded
 
     try:
         done = run_bounded([program, *args], cwd=None, timeout=VERSION_TIMEOUT)

@@ -52,7 +52,7 @@ class GitFiles:
 
 
 def _list(root: Path) -> list[str] | None:
-    from buildlib.run.process import run_bounded
+    from buildlib.core.bounded import run_bounded
 
     try:
         done = run_bounded(["git", "-c", "core.quotepath=off", "ls-files", "-z", "--cached",

@@ -35,10 +35,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from buildlib.core.atomicfile import write_text_atomic
+from buildlib.core.bounded import run_bounded
 from buildlib.core.errors import UserError
 from buildlib.core.records import record
 from buildlib.core.smallhash import sha256_hex
-from buildlib.run.process import run_bounded
 
 DEFAULT_TIMEOUT = 20.0  # seconds; a version command that hangs is a broken tool
 _CACHE_VERSION = 2  # 2: stamps are hashes and rustup proxies are cached

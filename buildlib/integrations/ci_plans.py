@@ -2,8 +2,8 @@
 affects, lay a plan out over CI jobs, and say both for people (text) and for CI (JSON).
 
 Called by `commands.py` (`build --affected`, `plan --affected`, `plan --shards N`) and
-by `ci_matrix.py` (`matrix --shards N`). The decisions are `planning/affected.py`'s and
-`planning/shards.py`'s; the facts come from `workspace/changeset.py`. Nothing here is
+by `ci_matrix.py` (`matrix --shards N`). The decisions are `changes/affected.py`'s and
+`planning/shards.py`'s; the facts come from `changes/changeset.py`. Nothing here is
 imported unless one of these options is given (a no-op build never pays for it).
 """
 
@@ -15,12 +15,12 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from buildlib.changes.affected import Selection
+from buildlib.changes.changeset import AffectedRun, affected_selection
 from buildlib.core.errors import UserError
 from buildlib.core.records import record
-from buildlib.planning.affected import Selection
 from buildlib.planning.plan import Plan, build_plan
 from buildlib.planning.shards import DEFAULT_OVERHEAD, ShardPlan, plan_shards
-from buildlib.workspace.changeset import AffectedRun, affected_selection
 from buildlib.workspace.manifest import Manifest
 from buildlib.workspace.targets import Target
 

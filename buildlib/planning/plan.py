@@ -14,9 +14,9 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from buildlib.core import graph
 from buildlib.core.errors import ManifestError, UserError
 from buildlib.core.records import field, record
-from buildlib.planning import graph
 from buildlib.workspace.artifacts import Artifact
 from buildlib.workspace.manifest import TEMPLATE_TOKEN, Manifest, StepSpec, root_relative
 from buildlib.workspace.targets import Target

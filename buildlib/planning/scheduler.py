@@ -12,7 +12,7 @@ import enum
 import heapq
 from collections.abc import Mapping, Sequence
 
-from buildlib.planning import graph
+from buildlib.core import graph
 
 
 class State(enum.Enum):

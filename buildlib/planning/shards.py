@@ -31,8 +31,8 @@ from __future__ import annotations
 import heapq
 from collections.abc import Mapping, Sequence
 
+from buildlib.core import graph
 from buildlib.core.records import record
-from buildlib.planning import graph
 
 FINAL_JOB = "verify"
 DEFAULT_OVERHEAD = 30.0  # seconds a CI job spends before its first step (checkout, setup)

@@ -231,8 +231,8 @@ class CachingGate:
     def _cache_reasons(self, step: PlannedStep, fingerprint: Fingerprint,
                        previous: tuple[str, object] | None) -> list[str]:
         """A miss: what differs from the cache's newest entry for the step, when that
-        is not the last success `explain` compared with already (cache/miss.py)."""
-        from buildlib.cache.miss import cache_reasons
+        is not the last success `explain` compared with already (run/miss.py)."""
+        from buildlib.run.miss import cache_reasons
 
         skip = {fingerprint.digest} | ({previous[0]} if previous is not None else set())
         found = cache_reasons(self.store, step.name, mode=self.plan.mode,

@@ -26,10 +26,10 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
+from buildlib.core import graph
 from buildlib.core.atomicfile import write_text_atomic
 from buildlib.core.errors import UserError
 from buildlib.core.records import field, record, replace
-from buildlib.planning import graph
 from buildlib.planning.plan import Plan, PlannedStep
 from buildlib.planning.scheduler import Scheduler, State
 from buildlib.run.gate import Decision, Gate

@@ -25,9 +25,9 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from buildlib.core.atomicfile import write_text_atomic
+from buildlib.core.bounded import run_bounded
 from buildlib.core.layout import BuildDir
 from buildlib.core.records import record
-from buildlib.run.process import run_bounded
 from buildlib.verify.binfmt import NotExecutable, describe_mismatch, read_binary_info
 from buildlib.workspace.artifacts import Artifact, ArtifactKind
 from buildlib.workspace.targets import Target

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
+from buildlib.core import graph
 from buildlib.core.records import record
-from buildlib.planning import graph
 from buildlib.run.results import Outcome
 
 RESTART_BASE_DELAY = 0.5  # seconds before the first restart of a service that exited

@@ -338,7 +338,7 @@ def _outermost(dirs: Iterable[str]) -> list[str]:
 
 def downstream_of(plan: Plan, names: Iterable[str]) -> set[str]:
     """`names` and every build step that depends on them, in `plan`."""
-    from buildlib.planning import graph
+    from buildlib.core import graph
 
     deps = {n: s.depends_on for n, s in plan.steps.items() if not s.service}
     return graph.downstream(deps, [n for n in names if n in deps])

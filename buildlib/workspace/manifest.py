@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Any
 
 from buildlib.core import marshalfile
 from buildlib.core.errors import CycleError, ManifestError
+from buildlib.core.graph import find_cycle
 from buildlib.core.layout import BuildDir
 from buildlib.core.records import field, record
 from buildlib.ecosystems.defaults import DEFAULT_EXCLUDES
-from buildlib.planning.graph import find_cycle
 from buildlib.workspace.artifacts import ArtifactKind
 from buildlib.workspace.targets import TARGETS
 

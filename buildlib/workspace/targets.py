@@ -118,7 +118,7 @@ def get_target(triple: str) -> Target:
 
 @functools.cache
 def _rust_sysroot() -> Path | None:
-    from buildlib.run.process import run_bounded
+    from buildlib.core.bounded import run_bounded
 
     try:
         done = run_bounded(["rustc", "--print", "sysroot"], cwd=None, timeout=PROBE_TIMEOUT)

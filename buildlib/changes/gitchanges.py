@@ -104,7 +104,7 @@ class GitRepo:
 
     def _run(self, args: Sequence[str], *, timeout: float = GIT_TIMEOUT
              ) -> tuple[int | None, str, str]:
-        from buildlib.run.process import run_bounded
+        from buildlib.core.bounded import run_bounded
 
         # Never prompt (a fetch with no credentials fails instead of waiting for a user),
         # never page, file names as they are.
@@ -315,7 +315,7 @@ class GitRepo:
 
     def show(self, commit: str, path: str) -> bytes | None:
         """The bytes of workspace-relative `path` at `commit`, or None if it had none."""
-        from buildlib.run.process import run_bounded
+        from buildlib.core.bounded import run_bounded
 
         try:
             done = run_bounded(["git", "cat-file", "blob", f"{commit}:{self.prefix}{path}"],

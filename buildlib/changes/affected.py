@@ -24,7 +24,7 @@ steps the affected ones depend on without being affected themselves are `needed`
 build takes them from the cache, or builds them.
 
 Pure: `commands.py` gathers the facts (git, lockfiles, tool versions; see
-`workspace/changeset.py`) and renders the result.
+`changes/changeset.py`) and renders the result.
 """
 
 from __future__ import annotations
@@ -34,10 +34,10 @@ import posixpath
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from buildlib.core import graph
 from buildlib.core.records import field, record
 from buildlib.incremental.filehash import compile_glob
 from buildlib.incremental.outputs import OutputScope
-from buildlib.planning import graph
 from buildlib.planning.plan import Plan, PlannedStep
 from buildlib.workspace.manifest import TEMPLATE_TOKEN
 

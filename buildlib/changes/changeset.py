@@ -1,5 +1,5 @@
 """Gather what `--affected` decides from: the base, the changed paths, the manifest and
-lockfiles at the base, the tools' versions. The deciding is `planning/affected.py`'s.
+lockfiles at the base, the tools' versions. The deciding is `changes/affected.py`'s.
 
 `affected_selection` is the one entry point (`plan --affected`, `build --affected`): it
 finds the base (deepening a shallow clone), lists the changes, reads the base's
@@ -17,11 +17,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from buildlib.core.layout import BuildDir
-from buildlib.core.records import record
-from buildlib.ecosystems.lockdiff import cargo_package_name, closures_changed, lockfile_kind
-from buildlib.ecosystems.toolpins import ANY, package_json_pins, pinned_programs, program_of
-from buildlib.planning.affected import (
+from buildlib.changes.affected import (
     ChangedPath,
     Facts,
     Reason,
@@ -33,8 +29,12 @@ from buildlib.planning.affected import (
     select_all,
     step_cwd,
 )
+from buildlib.changes.gitchanges import BaseCommit, Change, GitRepo
+from buildlib.core.layout import BuildDir
+from buildlib.core.records import record
+from buildlib.ecosystems.lockdiff import cargo_package_name, closures_changed, lockfile_kind
+from buildlib.ecosystems.toolpins import ANY, package_json_pins, pinned_programs, program_of
 from buildlib.planning.plan import Plan
-from buildlib.workspace.gitchanges import BaseCommit, Change, GitRepo
 
 
 @record
