@@ -6,6 +6,7 @@ repository's own (tests, lint, bench, audit).
     nox -s rust-build      # one step and what it needs (-- --mode M --target T)
     nox -t variants -l     # every step x mode x target: "rust-build(mode=..., target=...)"
     nox -s tests           # the whole test suite (installs the tools it drives first)
+    nox -s dev             # rebuild on change, Vite dev server running (-- STEP... --poll)
 """
 
 from __future__ import annotations
@@ -101,6 +102,20 @@ def bench(session: nox.Session) -> None:
     if python is None:
         return
     session.run(str(python), "benchmarks/run.py", *session.posargs, external=True)
+
+
+@nox.session(venv_backend="none", default=False)
+def dev(session: nox.Session) -> None:
+    """Development loop: rebuild on change, Vite dev server kept running (docs/watch.md)."""
+    try:
+        python = engine_python(ROOT)
+    except UserError as exc:
+        session_error(session, exc)
+        return
+    # Ctrl-C reaches watch from the terminal: it stops every step and service, exits 130.
+    session.run(str(python), "-m", "buildlib", "watch", "--mode", "development",
+                *session.posargs, external=True, interrupt_timeout=INTERRUPT_TIMEOUT,
+                terminate_timeout=TERMINATE_TIMEOUT)
 
 
 @nox.session(venv_backend="none")

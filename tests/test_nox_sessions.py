@@ -93,8 +93,9 @@ def test_nox_l_fits_one_screen_of_160_by_45() -> None:
     sessions = listed(proc.stdout)
     assert not any("target=" in name for name in sessions), sessions
     for name in ("build", "build-3.12(mode='production')", "verify", "clean", "metrics",
-                 "tests", "lint", "bench", "audit", "rust-build", "svelte-check"):
+                 "tests", "lint", "bench", "audit", "dev", "rust-build", "svelte-check"):
         assert name in sessions, name
+    assert "web-dev" not in sessions  # a service: `nox -s dev` (watch) starts it, no build
     assert "* build -> Build every step of the default mode (development)" in proc.stdout
     assert "uv binary not found" not in proc.stdout + proc.stderr
 

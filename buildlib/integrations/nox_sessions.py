@@ -301,6 +301,8 @@ def register(nox: Any, manifest_path: Path, *, argv: Sequence[str] | None = None
     for step in manifest.steps.values():
         if step.name in utility:  # e.g. a graph step named "verify": `nox -s verify` checks
             continue
+        if step.service:  # a build never starts one: `buildlib watch` does (noxfile's `dev`)
+            continue
         _define_step(nox, define, engine, name=step.name, description=step.description,
                      modes=modes, targets=targets, host=host,
                      variants=wanted.wants_variants_of(step.name))

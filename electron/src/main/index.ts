@@ -1,5 +1,6 @@
 // The Electron main process: loads the native module, opens one window on the page Vite
-// built, and answers the page's bridge calls over IPC.
+// built (or, in development, on Vite's dev server), and answers the page's bridge calls
+// over IPC.
 
 import { existsSync } from 'node:fs'
 
@@ -34,6 +35,24 @@ function answerIpc(): void {
   ipcMain.handle(CHANNELS.textStats, (_event, text: unknown) => textStats(native, text))
 }
 
+/** TACHIKOMA_DEV_URL (a development build only): the page from Vite's dev server, which
+ * hot-reloads web/src, instead of web/dist/<mode> (`nox -s dev`; docs/app.md). */
+function devUrl(): string | undefined {
+  const url = process.env.TACHIKOMA_DEV_URL
+  if (url === undefined || url === '') return undefined
+  if (BUILD_MODE !== 'development') {
+    console.warn(`tachikoma: TACHIKOMA_DEV_URL ignored: this main was built in mode ${BUILD_MODE}`)
+    return undefined
+  }
+  if (!/^https?:\/\//.test(url)) {
+    throw new Error(`tachikoma: TACHIKOMA_DEV_URL=${url} is not an http(s) URL; set it to the ` +
+      'address nox -s dev prints for web-dev, e.g. http://127.0.0.1:5173/')
+  }
+  return url
+}
+
+const DEV_URL = devUrl()
+
 function createWindow(): BrowserWindow {
   const window = new BrowserWindow({
     width: 960,
@@ -46,7 +65,8 @@ function createWindow(): BrowserWindow {
       sandbox: true,
     },
   })
-  void window.loadFile(resolvePath(__dirname, 'webEntry'))
+  if (DEV_URL === undefined) void window.loadFile(resolvePath(__dirname, 'webEntry'))
+  else void window.loadURL(DEV_URL)
   return window
 }
 
