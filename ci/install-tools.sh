@@ -3,7 +3,8 @@
 # test on a fresh machine (it calls this script first; so do .ci/run and the `tests` job of
 # ci/workflows/build.yml):
 #   Debian packages    nginx (remote cache), chromium (HTML page), shellcheck (workflow
-#                      lint), strace (`buildlib audit`): apt-get, as root or with sudo -n
+#                      lint), strace (`buildlib audit`), tmux (the terminal tests):
+#                      apt-get, as root or with sudo -n
 #   actionlint         Go module, pinned, `go install` into $(go env GOPATH)/bin
 #   check-jsonschema   PyPI, into the Python given as $PYTHON (default: python3)
 #   bazel-remote       built by ci/build-bazel-remote.sh from the Go module proxy (~2 min, once)
@@ -18,7 +19,7 @@ ACTIONLINT_VERSION="v1.7.12"
 CHECK_JSONSCHEMA_SPEC="check-jsonschema>=0.29"
 PYTHON="${PYTHON:-python3}"
 GO="${GO:-$(command -v go || echo /usr/local/go/bin/go)}"
-APT_PACKAGES=(nginx chromium shellcheck strace)
+APT_PACKAGES=(nginx chromium shellcheck strace tmux)
 
 check_only=0
 if [ "${1:-}" = "--check" ]; then
