@@ -54,19 +54,28 @@ def _provision(session: nox.Session, python: Path) -> dict[str, str]:
     What cannot be installed ends the session, naming the command that installs it,
     unless `-- --allow-missing-tools` was given (then those tests are skipped)."""
     env = {"PYTHON": str(python)}
-    done = subprocess.run(["bash", str(ROOT / "ci" / "install-tools.sh")], cwd=ROOT,
-                          env={**os.environ, **env}, stdout=subprocess.PIPE, text=True,
-                          check=False)
+    done = subprocess.run(
+        ["bash", str(ROOT / "ci" / "install-tools.sh")],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        text=True,
+        check=False,
+    )
     found = dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
     extra = {"BAZEL_REMOTE": found["BAZEL_REMOTE"]} if found.get("BAZEL_REMOTE") else {}
     if done.returncode != 0:
         if ALLOW_MISSING_TOOLS in session.posargs:
-            session.warn("some tools are missing (listed above): their tests are skipped "
-                         f"({ALLOW_MISSING_TOOLS})")
+            session.warn(
+                "some tools are missing (listed above): their tests are skipped "
+                f"({ALLOW_MISSING_TOOLS})"
+            )
         else:
-            session.error("the tools listed above are missing, so some tests could not run: "
-                          "install them with the commands shown, or run "
-                          f"`nox -s tests -- {ALLOW_MISSING_TOOLS}` to skip those tests")
+            session.error(
+                "the tools listed above are missing, so some tests could not run: "
+                "install them with the commands shown, or run "
+                f"`nox -s tests -- {ALLOW_MISSING_TOOLS}` to skip those tests"
+            )
     return extra
 
 
@@ -78,8 +87,20 @@ def tests(session: nox.Session) -> None:
         return
     env = _provision(session, python)
     # A skip fails the run (tests/no_skips.py) unless --allow-missing-tools.
-    session.run(str(python), "-m", "pytest", "-p", "tests.no_skips", "-n", "auto",
-                "--dist", "loadgroup", *session.posargs, external=True, env=env)
+    session.run(
+        str(python),
+        "-m",
+        "pytest",
+        "-p",
+        "tests.no_skips",
+        "-n",
+        "auto",
+        "--dist",
+        "loadgroup",
+        *session.posargs,
+        external=True,
+        env=env,
+    )
 
 
 @nox.session(venv_backend="none")
@@ -113,9 +134,18 @@ def dev(session: nox.Session) -> None:
         session_error(session, exc)
         return
     # Ctrl-C reaches watch from the terminal: it stops every step and service, exits 130.
-    session.run(str(python), "-m", "buildlib", "watch", "--mode", "development",
-                *session.posargs, external=True, interrupt_timeout=INTERRUPT_TIMEOUT,
-                terminate_timeout=TERMINATE_TIMEOUT)
+    session.run(
+        str(python),
+        "-m",
+        "buildlib",
+        "watch",
+        "--mode",
+        "development",
+        *session.posargs,
+        external=True,
+        interrupt_timeout=INTERRUPT_TIMEOUT,
+        terminate_timeout=TERMINATE_TIMEOUT,
+    )
 
 
 @nox.session(venv_backend="none")
@@ -126,6 +156,13 @@ def audit(session: nox.Session) -> None:
     except UserError as exc:
         session_error(session, exc)
         return
-    session.run(str(python), "-m", "buildlib", "audit", *session.posargs,
-                external=True, interrupt_timeout=INTERRUPT_TIMEOUT,
-                terminate_timeout=TERMINATE_TIMEOUT)
+    session.run(
+        str(python),
+        "-m",
+        "buildlib",
+        "audit",
+        *session.posargs,
+        external=True,
+        interrupt_timeout=INTERRUPT_TIMEOUT,
+        terminate_timeout=TERMINATE_TIMEOUT,
+    )

@@ -10,6 +10,12 @@ import os
 
 from setuptools import Extension, setup
 
-setup(ext_modules=[Extension("buildlib.incremental._speedups",
-                             ["buildlib/incremental/_speedups.c"], optional=True)]
-      if os.name == "posix" else [])
+setup(
+    ext_modules=[
+        Extension(
+            "buildlib.incremental._speedups", ["buildlib/incremental/_speedups.c"], optional=True
+        )
+    ]
+    if os.name == "posix"
+    else []
+)

@@ -28,8 +28,16 @@ class Dag:
         return sum(self.durations.values())
 
 
-def random_dag(*, seed: int, steps: int, total_work: float, sigma: float = 1.2,
-               max_parents: int = 3, window: int = 8, min_duration: float = 0.05) -> Dag:
+def random_dag(
+    *,
+    seed: int,
+    steps: int,
+    total_work: float,
+    sigma: float = 1.2,
+    max_parents: int = 3,
+    window: int = 8,
+    min_duration: float = 0.05,
+) -> Dag:
     """A reproducible DAG with log-normal (heavy-tailed) durations summing to ~`total_work`.
 
     Each step depends on up to `max_parents` of the `window` steps declared just
@@ -40,13 +48,14 @@ def random_dag(*, seed: int, steps: int, total_work: float, sigma: float = 1.2,
     names = tuple(f"step-{i:02d}" for i in range(steps))
     deps: dict[str, tuple[str, ...]] = {}
     for i, name in enumerate(names):
-        earlier = names[max(0, i - window):i]
+        earlier = names[max(0, i - window) : i]
         count = rng.randint(0, min(max_parents, len(earlier)))
         deps[name] = tuple(sorted(rng.sample(earlier, count)))
     raw = [rng.lognormvariate(0.0, sigma) for _ in names]
     scale = total_work / sum(raw)
-    durations = {name: max(min_duration, round(r * scale, 2)) for name, r in zip(names, raw,
-                                                                                  strict=True)}
+    durations = {
+        name: max(min_duration, round(r * scale, 2)) for name, r in zip(names, raw, strict=True)
+    }
     return Dag(names=names, deps=deps, durations=durations)
 
 
@@ -150,4 +159,3 @@ def simulate_list(dag: Dag, workers: int, priority: Mapping[str, float] | None) 
             if waiting[child] == 0:
                 heapq.heappush(ready, (key(child), child))
     return now
-

@@ -53,8 +53,11 @@ def write_makefile(dag: Dag, commands: Commands, path: Path) -> Path:
     ]
     for name in dag.names:
         # No shell metacharacters: GNU make then execs the command without a shell.
-        lines += [f"{name}: {' '.join(dag.deps[name])}".rstrip(),
-                  "\t" + shlex.join(commands[name]), ""]
+        lines += [
+            f"{name}: {' '.join(dag.deps[name])}".rstrip(),
+            "\t" + shlex.join(commands[name]),
+            "",
+        ]
     path.write_text("\n".join(lines), encoding="utf-8")
     return path
 
@@ -72,7 +75,7 @@ def write_noxfile(dag: Dag, commands: Commands, path: Path) -> Path:
         argv = ", ".join(json.dumps(a) for a in commands[name])
         lines += [
             "",
-            f"@nox.session(name={json.dumps(name)}, venv_backend=\"none\", "
+            f'@nox.session(name={json.dumps(name)}, venv_backend="none", '
             f"requires={list(dag.deps[name])!r}, allow_parallel=True)",
             f"def session_{index}(session):",
             f"    session.run({argv}, external=True)",

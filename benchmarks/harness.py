@@ -104,8 +104,19 @@ def tool_env() -> dict[str, str]:
 
 
 def buildlib_argv(manifest: Path, *, jobs: int, extra: Sequence[str] = ()) -> list[str]:
-    return [sys.executable, "-m", "buildlib", "build", "--manifest", str(manifest),
-            "-j", str(jobs), "--no-cache", "--plain", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "buildlib",
+        "build",
+        "--manifest",
+        str(manifest),
+        "-j",
+        str(jobs),
+        "--no-cache",
+        "--plain",
+        *extra,
+    ]
 
 
 def require(tool: str) -> str:
@@ -121,8 +132,9 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def timed(argv: Sequence[str], *, cwd: Path, log: Path,
-          env: Mapping[str, str] | None = None) -> Timing:
+def timed(
+    argv: Sequence[str], *, cwd: Path, log: Path, env: Mapping[str, str] | None = None
+) -> Timing:
     """Run `argv` to completion with its output to `log`.
 
     Raises BenchmarkError with the log's tail if it exits non-zero. Not thread-safe:
@@ -131,15 +143,22 @@ def timed(argv: Sequence[str], *, cwd: Path, log: Path,
     with log.open("wb") as out:
         cpu = _children_cpu()
         start = time.perf_counter()
-        proc = subprocess.run(list(argv), cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
-                              stdin=subprocess.DEVNULL, env=dict(env or tool_env()),
-                              check=False)
+        proc = subprocess.run(
+            list(argv),
+            cwd=cwd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=dict(env or tool_env()),
+            check=False,
+        )
         elapsed = time.perf_counter() - start
         cpu = _children_cpu() - cpu
     if proc.returncode != 0:
         tail = log.read_text(errors="replace")[-2000:]
-        raise BenchmarkError(f"{' '.join(argv[:4])} ... exited {proc.returncode}; "
-                             f"log {log}:\n{tail}")
+        raise BenchmarkError(
+            f"{' '.join(argv[:4])} ... exited {proc.returncode}; log {log}:\n{tail}"
+        )
     return Timing(wall=elapsed, cpu=cpu)
 
 

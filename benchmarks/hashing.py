@@ -56,8 +56,13 @@ def run(ctx: Context) -> Result:
         )
         from buildlib.incremental.statscan import ACCELERATED
     except ImportError as exc:
-        return Result(name="hash", reference="-", target="-", verdict=Verdict.SKIPPED,
-                      notes=(f"buildlib.incremental.filehash is not importable ({exc})",))
+        return Result(
+            name="hash",
+            reference="-",
+            target="-",
+            verdict=Verdict.SKIPPED,
+            notes=(f"buildlib.incremental.filehash is not importable ({exc})",),
+        )
     git, bash = require("git"), require("bash")
     require("sha256sum")
     files = QUICK_FILES if ctx.quick else FILES
@@ -68,9 +73,11 @@ def run(ctx: Context) -> Result:
     size = tree.source_tree(root, files=files)
     created = time.monotonic()
     env = _git_env(ctx.workdir)
-    for argv in (["init", "-q"], ["add", "-A"],
-                 ["-c", "user.name=bench", "-c", "user.email=bench@localhost",
-                  "commit", "-q", "-m", "tree"]):
+    for argv in (
+        ["init", "-q"],
+        ["add", "-A"],
+        ["-c", "user.name=bench", "-c", "user.email=bench@localhost", "commit", "-q", "-m", "tree"],
+    ):
         timed([git, *argv], cwd=root, log=ctx.workdir / "git-setup.log", env=env)
 
     stat_cache = ctx.workdir / "filehash.cache"
@@ -91,8 +98,9 @@ def run(ctx: Context) -> Result:
 
     def sha256sum(label: str) -> Timing:
         script = "find . -path ./.git -prune -o -type f -print0 | xargs -0 sha256sum"
-        return timed([bash, "-c", script], cwd=root, log=ctx.workdir / f"sha256sum-{label}.log",
-                     env=env)
+        return timed(
+            [bash, "-c", script], cwd=root, log=ctx.workdir / f"sha256sum-{label}.log", env=env
+        )
 
     cold: list[Timing] = []
     plain: list[Timing] = []
@@ -116,25 +124,45 @@ def run(ctx: Context) -> Result:
     wt, gt, ct, st = fastest(warm), fastest(status), fastest(cold), fastest(plain)
     w, g, c, s = wt.wall, gt.wall, ct.wall, st.wall
     rows = (
-        Row(label="buildlib unchanged check (stat cache)", seconds=w, ratio=w / g, cpu=wt.cpu,
+        Row(
+            label="buildlib unchanged check (stat cache)",
+            seconds=w,
+            ratio=w / g,
+            cpu=wt.cpu,
             note="in-process: expand ** + hash_files, all reused; "
-                 f"{'C' if ACCELERATED else 'Python'} stat loop and walk"),
+            f"{'C' if ACCELERATED else 'Python'} stat loop and walk",
+        ),
         Row(label="git status --porcelain", seconds=g, ratio=1.0, cpu=gt.cpu),
-        Row(label="buildlib cold hash (no cache)", seconds=c, ratio=c / s, cpu=ct.cpu,
-            note=f"{size / c / 1e6:.0f} MB/s"),
-        Row(label="find | xargs sha256sum", seconds=s, ratio=1.0, cpu=st.cpu,
-            note=f"{size / s / 1e6:.0f} MB/s"),
+        Row(
+            label="buildlib cold hash (no cache)",
+            seconds=c,
+            ratio=c / s,
+            cpu=ct.cpu,
+            note=f"{size / c / 1e6:.0f} MB/s",
+        ),
+        Row(
+            label="find | xargs sha256sum",
+            seconds=s,
+            ratio=1.0,
+            cpu=st.cpu,
+            note=f"{size / s / 1e6:.0f} MB/s",
+        ),
     )
     met = w / g <= UNCHANGED_TARGET and c / s <= COLD_TARGET
     return Result(
         name="hash",
         reference=f"the peer below each ({files} files, {size / 1e6:.0f} MB): "
-                  f"git status {g:.3f}s, sha256sum {s:.3f}s",
+        f"git status {g:.3f}s, sha256sum {s:.3f}s",
         target=f"unchanged <= {UNCHANGED_TARGET:.1f} x git status (measured {w / g:.2f}), "
-               f"cold <= {COLD_TARGET:.2f} x sha256sum's time (measured {c / s:.2f})",
+        f"cold <= {COLD_TARGET:.2f} x sha256sum's time (measured {c / s:.2f})",
         verdict=Verdict.MET if met else Verdict.MISSED,
         rows=rows,
-        figures={"files": float(files), "bytes": float(size), "repeats": float(repeats),
-                 "load_before": load_before, "load_after": load_average()},
+        figures={
+            "files": float(files),
+            "bytes": float(size),
+            "repeats": float(repeats),
+            "load_before": load_before,
+            "load_after": load_average(),
+        },
         notes=(f"fastest of {repeats} alternating run(s) each; page cache warm for every tool",),
     )

@@ -69,8 +69,12 @@ def run(ctx: Context) -> Result:
     for how, archives in (("file by file", ()), ("archive", ("web/node_modules",))):
         cache = StepCache(CacheConfig(local_dir=ctx.workdir / f"cache-{how.replace(' ', '-')}"))
         key = f"{len(caches):064x}"
-        if cache.save("web-install", key, ctx.workdir, files, log, {}, scope=scope,
-                      archives=archives) is not None:
+        if (
+            cache.save(
+                "web-install", key, ctx.workdir, files, log, {}, scope=scope, archives=archives
+            )
+            is not None
+        ):
             raise BenchmarkError(f"saving {how} failed: {cache.warnings}")
         entry = cache.lookup("web-install", key)
         if entry is None:
@@ -84,32 +88,55 @@ def run(ctx: Context) -> Result:
         if not cache.restore(entry, ctx.workdir, scope):  # type: ignore[arg-type]
             raise BenchmarkError(f"restore ({how}) failed: {cache.warnings}")
 
-    samples: dict[str, list[Timing]] = {"npm ci --offline": [], "file by file": [],
-                                        "archive": []}
+    samples: dict[str, list[Timing]] = {"npm ci --offline": [], "file by file": [], "archive": []}
     for i in range(QUICK_REPEATS if ctx.quick else REPEATS):
-        samples["npm ci --offline"].append(timed(
-            [npm, *NPM_CI, "--offline"], cwd=project, log=ctx.workdir / f"offline-{i}.log",
-            env=env))
+        samples["npm ci --offline"].append(
+            timed(
+                [npm, *NPM_CI, "--offline"],
+                cwd=project,
+                log=ctx.workdir / f"offline-{i}.log",
+                env=env,
+            )
+        )
         for how in ("file by file", "archive"):
             samples[how].append(in_process(lambda how=how: restore(how)))  # type: ignore[misc]
-    median = {name: Timing(wall=statistics.median(t.wall for t in times),
-                           cpu=statistics.median(t.cpu for t in times))
-              for name, times in samples.items()}
+    median = {
+        name: Timing(
+            wall=statistics.median(t.wall for t in times),
+            cpu=statistics.median(t.cpu for t in times),
+        )
+        for name, times in samples.items()
+    }
     reference = median["npm ci --offline"].wall
-    rows = tuple(Row(label=f"restore, {name}" if name != "npm ci --offline" else name,
-                     seconds=t.wall, ratio=t.wall / reference, cpu=t.cpu)
-                 for name, t in median.items())
+    rows = tuple(
+        Row(
+            label=f"restore, {name}" if name != "npm ci --offline" else name,
+            seconds=t.wall,
+            ratio=t.wall / reference,
+            cpu=t.cpu,
+        )
+        for name, t in median.items()
+    )
     space = sizes["archive"] / sizes["file by file"]
     restore_ratio = median["archive"].wall / reference
     met = restore_ratio <= 1.0 and space <= 1 / 3
     return Result(
-        name="install", reference=f"npm ci --offline ({reference:.2f}s, median)",
+        name="install",
+        reference=f"npm ci --offline ({reference:.2f}s, median)",
         target="archive restore <= 1.0x npm ci --offline; archive entry <= 1/3 of the "
-               "file-by-file entry's space",
-        verdict=Verdict.MET if met else Verdict.MISSED, rows=rows,
-        figures={"files": len(files), "space_file_by_file_mb": sizes["file by file"] / 1e6,
-                 "space_archive_mb": sizes["archive"] / 1e6, "space_ratio": space,
-                 "restore_archive_ratio": restore_ratio},
-        notes=(f"web/node_modules: {len(files)} files; one lockfile version takes "
-               f"{sizes['file by file'] / 1e6:.1f} MB file by file, "
-               f"{sizes['archive'] / 1e6:.1f} MB as an archive ({space:.2f}x)",))
+        "file-by-file entry's space",
+        verdict=Verdict.MET if met else Verdict.MISSED,
+        rows=rows,
+        figures={
+            "files": len(files),
+            "space_file_by_file_mb": sizes["file by file"] / 1e6,
+            "space_archive_mb": sizes["archive"] / 1e6,
+            "space_ratio": space,
+            "restore_archive_ratio": restore_ratio,
+        },
+        notes=(
+            f"web/node_modules: {len(files)} files; one lockfile version takes "
+            f"{sizes['file by file'] / 1e6:.1f} MB file by file, "
+            f"{sizes['archive'] / 1e6:.1f} MB as an archive ({space:.2f}x)",
+        ),
+    )

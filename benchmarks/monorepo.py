@@ -105,7 +105,7 @@ class Monorepo:
         """Every package downstream of `name` (what re-runs when it changes), itself excluded."""
         down: set[str] = set()
         reached = {name}
-        for other in self.names[self.names.index(name) + 1:]:
+        for other in self.names[self.names.index(name) + 1 :]:
             if reached.intersection(self.deps[other]):
                 reached.add(other)
                 down.add(other)
@@ -136,8 +136,14 @@ def _toml_list(items: Sequence[str]) -> str:
 
 
 def manifest_text(names: Sequence[str], deps: Mapping[str, Sequence[str]]) -> str:
-    lines = ["[workspace]", 'name = "monorepo"', f'default_mode = "{MODE}"', "",
-             f"[modes.{MODE}]", ""]
+    lines = [
+        "[workspace]",
+        'name = "monorepo"',
+        f'default_mode = "{MODE}"',
+        "",
+        f"[modes.{MODE}]",
+        "",
+    ]
     for name in names:
         lines += [
             "[[step]]",
@@ -155,14 +161,17 @@ def manifest_text(names: Sequence[str], deps: Mapping[str, Sequence[str]]) -> st
 def turbo_json() -> dict[str, object]:
     return {
         "$schema": "https://turborepo.com/schema.json",
-        "tasks": {"build": {"dependsOn": ["^build"], "inputs": ["src/**"],
-                            "outputs": ["dist/**"]}},
+        "tasks": {"build": {"dependsOn": ["^build"], "inputs": ["src/**"], "outputs": ["dist/**"]}},
     }
 
 
 def _package_json(name: str, deps: Sequence[str]) -> dict[str, object]:
-    package: dict[str, object] = {"name": name, "version": "1.0.0", "private": True,
-                                  "scripts": {"build": "node build.js"}}
+    package: dict[str, object] = {
+        "name": name,
+        "version": "1.0.0",
+        "private": True,
+        "scripts": {"build": "node build.js"},
+    }
     if deps:
         package["dependencies"] = dict.fromkeys(deps, "*")
     return package
@@ -190,10 +199,14 @@ def _write_package(root: str, name: str, deps: Sequence[str], files: int, seed: 
     os.makedirs(f"{base}/src")
     rng = random.Random(f"{seed}:{name}")
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
-    blobs = [(f"{base}/package.json", _dump(_package_json(name, deps))),
-             (f"{base}/build.js", BUILD_JS.encode())]
-    blobs += [(f"{base}/src/m{i:02d}.js", _source(name, i, rng.randbytes(12).hex()).encode())
-              for i in range(files)]
+    blobs = [
+        (f"{base}/package.json", _dump(_package_json(name, deps))),
+        (f"{base}/build.js", BUILD_JS.encode()),
+    ]
+    blobs += [
+        (f"{base}/src/m{i:02d}.js", _source(name, i, rng.randbytes(12).hex()).encode())
+        for i in range(files)
+    ]
     for path, data in blobs:
         fd = os.open(path, flags, 0o644)
         try:
@@ -202,8 +215,16 @@ def _write_package(root: str, name: str, deps: Sequence[str], files: int, seed: 
             os.close(fd)
 
 
-def generate(root: Path, *, packages: int, files_per_package: int = 20, max_deps: int = 3,
-             seed: int = 0, package_manager: str = PACKAGE_MANAGER, git: bool = False) -> Monorepo:
+def generate(
+    root: Path,
+    *,
+    packages: int,
+    files_per_package: int = 20,
+    max_deps: int = 3,
+    seed: int = 0,
+    package_manager: str = PACKAGE_MANAGER,
+    git: bool = False,
+) -> Monorepo:
     """Write the monorepo into `root` (created; must not exist or be empty). Seeded: the same
     arguments give the same bytes. Files are written from 4 threads (creating a file is a
     system call that releases the GIL). With `git`, the tree is also committed to a new git
@@ -213,8 +234,12 @@ def generate(root: Path, *, packages: int, files_per_package: int = 20, max_deps
         raise FileExistsError(f"{root} is not empty")
     names = package_names(packages)
     deps = random_deps(names, max_deps=max_deps, seed=seed)
-    top = {"name": "monorepo", "private": True, "workspaces": ["packages/*"],
-           "packageManager": package_manager}
+    top = {
+        "name": "monorepo",
+        "private": True,
+        "workspaces": ["packages/*"],
+        "packageManager": package_manager,
+    }
     (root / "package.json").write_bytes(_dump(top))
     (root / "package-lock.json").write_bytes(_dump(lockfile(names, deps)))
     (root / "turbo.json").write_bytes(_dump(turbo_json()))
@@ -222,8 +247,10 @@ def generate(root: Path, *, packages: int, files_per_package: int = 20, max_deps
     (root / ".gitignore").write_text(GITIGNORE)
     (root / "packages").mkdir()
     with ThreadPoolExecutor(4) as pool:
-        for future in [pool.submit(_write_package, str(root), n, deps[n], files_per_package, seed)
-                       for n in names]:
+        for future in [
+            pool.submit(_write_package, str(root), n, deps[n], files_per_package, seed)
+            for n in names
+        ]:
             future.result()
     if git:
         commit_all(root)
@@ -233,19 +260,36 @@ def generate(root: Path, *, packages: int, files_per_package: int = 20, max_deps
 def commit_all(root: Path) -> None:
     """`git init` + commit everything, reproducibly (fixed identity and dates, no hooks)."""
     stamp = "2026-01-01T00:00:00+0000"
-    env = {**os.environ, "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@example.com",
-           "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@example.com",
-           "GIT_AUTHOR_DATE": stamp, "GIT_COMMITTER_DATE": stamp}
-    for argv in (["git", "init", "-q", "-b", "main", "."], ["git", "add", "-A"],
-                 ["git", "-c", "core.hooksPath=/dev/null", "commit", "-q", "-m", "generated"]):
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "bench",
+        "GIT_AUTHOR_EMAIL": "bench@example.com",
+        "GIT_COMMITTER_NAME": "bench",
+        "GIT_COMMITTER_EMAIL": "bench@example.com",
+        "GIT_AUTHOR_DATE": stamp,
+        "GIT_COMMITTER_DATE": stamp,
+    }
+    for argv in (
+        ["git", "init", "-q", "-b", "main", "."],
+        ["git", "add", "-A"],
+        ["git", "-c", "core.hooksPath=/dev/null", "commit", "-q", "-m", "generated"],
+    ):
         subprocess.run(argv, cwd=root, env=env, check=True, stdin=subprocess.DEVNULL)
 
 
 def load(root: Path) -> Monorepo:
     """The Monorepo record of a tree `generate` wrote (from its package.json files)."""
     names = tuple(sorted(p.name for p in (root / "packages").iterdir()))
-    deps = {n: tuple(sorted(json.loads((root / "packages" / n / "package.json").read_text())
-                            .get("dependencies", {}))) for n in names}
+    deps = {
+        n: tuple(
+            sorted(
+                json.loads((root / "packages" / n / "package.json").read_text()).get(
+                    "dependencies", {}
+                )
+            )
+        )
+        for n in names
+    }
     files = len(list((root / "packages" / names[0] / "src").iterdir()))
     return Monorepo(root=root, names=names, deps=deps, files_per_package=files)
 
@@ -287,8 +331,7 @@ def _turbo_platform_package() -> str:
     import platform
 
     system = {"Linux": "linux", "Darwin": "darwin", "Windows": "windows"}[platform.system()]
-    arch = {"x86_64": "64", "AMD64": "64", "aarch64": "arm64", "arm64": "arm64"}[
-        platform.machine()]
+    arch = {"x86_64": "64", "AMD64": "64", "aarch64": "arm64", "arm64": "arm64"}[platform.machine()]
     return f"@turbo/{system}-{arch}"
 
 
@@ -327,9 +370,21 @@ def find_turbo(version: str = TURBO_VERSION, *, home: Path = TURBO_HOME) -> Path
     staging = Path(tempfile.mkdtemp(prefix=f".turbo-{version}-", dir=home))
     try:
         (staging / "package.json").write_text('{"private": true}\n')
-        subprocess.run([npm, "install", "--save-exact", "--no-audit", "--no-fund",
-                        "--ignore-scripts", f"turbo@{version}"], cwd=staging, check=True,
-                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [
+                npm,
+                "install",
+                "--save-exact",
+                "--no-audit",
+                "--no-fund",
+                "--ignore-scripts",
+                f"turbo@{version}",
+            ],
+            cwd=staging,
+            check=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+        )
         staged = staging / binary.relative_to(prefix)
         if not staged.is_file() or _turbo_version(staged) != version:
             raise RuntimeError(f"npm install turbo@{version} did not give {staged}")
@@ -345,15 +400,23 @@ def find_turbo(version: str = TURBO_VERSION, *, home: Path = TURBO_HOME) -> Path
 
 
 def _turbo_version(binary: Path) -> str:
-    result = subprocess.run([str(binary), "--version"], capture_output=True, text=True,
-                            env={**os.environ, **TURBO_ENV}, check=False)
+    result = subprocess.run(
+        [str(binary), "--version"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **TURBO_ENV},
+        check=False,
+    )
     return result.stdout.strip() if result.returncode == 0 else ""
 
 
 def turbo_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
     """The caller's environment without TURBO_* settings, plus `TURBO_ENV`."""
-    env = {k: v for k, v in (os.environ if base is None else base).items()
-           if not k.startswith("TURBO_")}
+    env = {
+        k: v
+        for k, v in (os.environ if base is None else base).items()
+        if not k.startswith("TURBO_")
+    }
     return env | TURBO_ENV
 
 
@@ -363,11 +426,15 @@ def turbo_argv(binary: Path, *extra: str) -> list[str]:
 
 # --- command line --------------------------------------------------------------------------
 
+
 def main(argv: Sequence[str] | None = None) -> int:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="benchmarks/monorepo.py", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="benchmarks/monorepo.py",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     gen = sub.add_parser("generate", help="write a monorepo into DIR")
     gen.add_argument("dir", type=Path)
@@ -391,11 +458,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.command == "generate":
         start = time.perf_counter()
-        repo = generate(args.dir, packages=args.packages,
-                        files_per_package=args.files_per_package, max_deps=args.max_deps,
-                        seed=args.seed, git=args.git)
-        print(f"{args.dir}: {len(repo.names)} packages in {time.perf_counter() - start:.1f}s; "
-              f"middle package {repo.middle} ({len(repo.dependents(repo.middle))} dependents)")
+        repo = generate(
+            args.dir,
+            packages=args.packages,
+            files_per_package=args.files_per_package,
+            max_deps=args.max_deps,
+            seed=args.seed,
+            git=args.git,
+        )
+        print(
+            f"{args.dir}: {len(repo.names)} packages in {time.perf_counter() - start:.1f}s; "
+            f"middle package {repo.middle} ({len(repo.dependents(repo.middle))} dependents)"
+        )
     elif args.command == "edit":
         repo = load(args.dir)
         print(edit_middle(repo, args.revision))

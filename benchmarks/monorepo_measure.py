@@ -81,21 +81,31 @@ def run_child(argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], log: Pa
     """Run `argv` with its output to `log`; BenchmarkError with the log's tail on failure."""
     with log.open("wb") as out:
         start = time.perf_counter()
-        proc = subprocess.Popen(list(argv), cwd=cwd, env=dict(env), stdout=out,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            list(argv),
+            cwd=cwd,
+            env=dict(env),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         tail = log.read_text(errors="replace")[-2000:]
-        raise BenchmarkError(f"{' '.join(map(str, argv[:5]))} ... exited {proc.returncode}; "
-                             f"log {log}:\n{tail}")
+        raise BenchmarkError(
+            f"{' '.join(map(str, argv[:5]))} ... exited {proc.returncode}; log {log}:\n{tail}"
+        )
     return Run(wall=wall, cpu=usage.ru_utime + usage.ru_stime, maxrss_kb=usage.ru_maxrss)
 
 
 def base_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items()
-            if not k.startswith(DROPPED_PREFIXES) and k not in DROPPED}
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(DROPPED_PREFIXES) and k not in DROPPED
+    }
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -111,13 +121,20 @@ class Engine:
 
     def accelerated(self) -> str:
         """Whether the engine's C stat loop loads (the module moved in the restructuring)."""
-        probe = ("import importlib\n"
-                 "for m in ('buildlib.statscan', 'buildlib.incremental.statscan'):\n"
-                 "    try: print(importlib.import_module(m).ACCELERATED); break\n"
-                 "    except ImportError: pass\n"
-                 "else: print('unknown')\n")
-        out = subprocess.run([self.python, "-c", probe], env=self.env(Path("/nonexistent")),
-                             capture_output=True, text=True, check=False)
+        probe = (
+            "import importlib\n"
+            "for m in ('buildlib.statscan', 'buildlib.incremental.statscan'):\n"
+            "    try: print(importlib.import_module(m).ACCELERATED); break\n"
+            "    except ImportError: pass\n"
+            "else: print('unknown')\n"
+        )
+        out = subprocess.run(
+            [self.python, "-c", probe],
+            env=self.env(Path("/nonexistent")),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         return out.stdout.strip() or f"unknown ({out.stderr.strip()[-200:]})"
 
 
@@ -134,8 +151,10 @@ def check_buildlib(root: Path, *, steps: int, ran: set[str]) -> float:
     outcomes = buildlib_outcomes(root)
     not_cached = {n for n, o in outcomes.items() if o != "cached"}
     if len(outcomes) != steps or not_cached != ran:
-        raise BenchmarkError(f"buildlib in {root}: {len(outcomes)} of {steps} steps; not cached: "
-                             f"{sorted(not_cached)[:10]}, expected {sorted(ran)[:10]}")
+        raise BenchmarkError(
+            f"buildlib in {root}: {len(outcomes)} of {steps} steps; not cached: "
+            f"{sorted(not_cached)[:10]}, expected {sorted(ran)[:10]}"
+        )
     report = json.loads((root / ".buildlib" / "reports" / "latest.json").read_text())
     return float(report["wall"])
 
@@ -143,11 +162,17 @@ def check_buildlib(root: Path, *, steps: int, ran: set[str]) -> float:
 def check_turbo(log: Path, *, tasks: int, ran: int) -> None:
     text = ANSI.sub("", log.read_text(errors="replace"))
     found = TURBO_CACHED.search(text)
-    if (found is None or int(found.group(2)) != tasks or int(found.group(1)) != tasks - ran
-            or (ran == 0 and "FULL TURBO" not in text)):
+    if (
+        found is None
+        or int(found.group(2)) != tasks
+        or int(found.group(1)) != tasks - ran
+        or (ran == 0 and "FULL TURBO" not in text)
+    ):
         summary = found.group(0) if found else "no `Cached:` line"
-        raise BenchmarkError(f"turbo ({log}): {summary}, expected {tasks - ran} cached of "
-                             f"{tasks}{' and FULL TURBO' if ran == 0 else ''}:\n{text[-1500:]}")
+        raise BenchmarkError(
+            f"turbo ({log}): {summary}, expected {tasks - ran} cached of "
+            f"{tasks}{' and FULL TURBO' if ran == 0 else ''}:\n{text[-1500:]}"
+        )
 
 
 @dataclass(kw_only=True)
@@ -173,11 +198,22 @@ def median(runs: Sequence[Run], attr: str = "wall") -> float:
     return statistics.median(getattr(r, attr) for r in runs) if runs else float("nan")
 
 
-def measure_size(packages: int, *, work: Path, engine: Engine, turbo: Path, repeats: int,
-                 dry_run: bool, seed: int, git: bool, log=print) -> SizeResult:
+def measure_size(
+    packages: int,
+    *,
+    work: Path,
+    engine: Engine,
+    turbo: Path,
+    repeats: int,
+    dry_run: bool,
+    seed: int,
+    git: bool,
+    log=print,
+) -> SizeResult:
     size_dir = work / str(packages)
     reused = (size_dir / "buildlib" / "build.toml").is_file() and (
-        size_dir / "turbo" / ".turbo").is_dir()
+        size_dir / "turbo" / ".turbo"
+    ).is_dir()
     logs = size_dir / ("logs" if not reused else f"logs-{time.strftime('%H%M%S')}")
     logs.mkdir(parents=True)
     start = time.perf_counter()
@@ -193,15 +229,18 @@ def measure_size(packages: int, *, work: Path, engine: Engine, turbo: Path, repe
     middle = repo_b.middle
     ran = {middle} | repo_b.dependents(middle)
     first_revision = max(monorepo.last_revision(repo_b), monorepo.last_revision(repo_t)) + 1
-    log(f"[{packages}] {'reused' if reused else 'generated'} 2 trees, {generated:.1f}s each; "
-        f"middle {middle}, an edit re-runs {len(ran)} steps; load {load_average():.1f}")
+    log(
+        f"[{packages}] {'reused' if reused else 'generated'} 2 trees, {generated:.1f}s each; "
+        f"middle {middle}, an edit re-runs {len(ran)} steps; load {load_average():.1f}"
+    )
 
     def b(label: str, *extra: str) -> Run:
         return run_child(engine.argv(*extra), cwd=b_root, env=b_env, log=logs / f"b-{label}.log")
 
     def t(label: str, *extra: str) -> Run:
-        return run_child(monorepo.turbo_argv(turbo, *extra), cwd=t_root, env=t_env,
-                         log=logs / f"t-{label}.log")
+        return run_child(
+            monorepo.turbo_argv(turbo, *extra), cwd=t_root, env=t_env, log=logs / f"t-{label}.log"
+        )
 
     if reused:
         cold_b = cold_t = Run(wall=float("nan"), cpu=float("nan"), maxrss_kb=0)
@@ -219,8 +258,15 @@ def measure_size(packages: int, *, work: Path, engine: Engine, turbo: Path, repe
     t("warm-up")
     check_turbo(logs / "t-warm-up.log", tasks=packages, ran=0)
 
-    result = SizeResult(packages=packages, middle=middle, rerun=len(ran), generate_s=generated,
-                        cold_buildlib=cold_b, cold_turbo=cold_t, load_before=load_average())
+    result = SizeResult(
+        packages=packages,
+        middle=middle,
+        rerun=len(ran),
+        generate_s=generated,
+        cold_buildlib=cold_b,
+        cold_turbo=cold_t,
+        load_before=load_average(),
+    )
     for i in range(repeats):
         result.noop_buildlib.append(b(f"noop-{i}"))
         result.noop_buildlib_phase.append(check_buildlib(b_root, steps=packages, ran=set()))
@@ -235,27 +281,44 @@ def measure_size(packages: int, *, work: Path, engine: Engine, turbo: Path, repe
         check_turbo(logs / f"t-edit-{i}.log", tasks=packages, ran=len(ran))
     if dry_run:
         result.dry_run_buildlib, result.dry_run_turbo = time_dry_runs(
-            b_root, t_root, engine=engine, env=b_env, turbo=turbo, logs=logs)
+            b_root, t_root, engine=engine, env=b_env, turbo=turbo, logs=logs
+        )
     result.load_after = load_average()
     log(f"[{packages}] done; load {result.load_after:.1f}")
     return result
 
 
-def time_dry_runs(b_root: Path, t_root: Path, *, engine: Engine, env: Mapping[str, str],
-                  turbo: Path, logs: Path, repeats: int = 3) -> tuple[list[Run], list[Run]]:
+def time_dry_runs(
+    b_root: Path,
+    t_root: Path,
+    *,
+    engine: Engine,
+    env: Mapping[str, str],
+    turbo: Path,
+    logs: Path,
+    repeats: int = 3,
+) -> tuple[list[Run], list[Run]]:
     """Planning only, alternately: `buildlib build --dry-run` vs `turbo run build --dry=json`."""
     b_runs: list[Run] = []
     t_runs: list[Run] = []
     for i in range(repeats):
-        b_runs.append(run_child(engine.argv("--dry-run"), cwd=b_root, env=env,
-                                log=logs / f"b-dry-{i}.log"))
-        t_runs.append(run_child(monorepo.turbo_argv(turbo, "--dry=json"), cwd=t_root,
-                                env=monorepo.turbo_env(base_env()), log=logs / f"t-dry-{i}.log"))
+        b_runs.append(
+            run_child(engine.argv("--dry-run"), cwd=b_root, env=env, log=logs / f"b-dry-{i}.log")
+        )
+        t_runs.append(
+            run_child(
+                monorepo.turbo_argv(turbo, "--dry=json"),
+                cwd=t_root,
+                env=monorepo.turbo_env(base_env()),
+                log=logs / f"t-dry-{i}.log",
+            )
+        )
     return b_runs, t_runs
 
 
-def measure_dry_run_only(packages: int, *, work: Path, engine: Engine, turbo: Path,
-                         seed: int, git: bool) -> str:
+def measure_dry_run_only(
+    packages: int, *, work: Path, engine: Engine, turbo: Path, seed: int, git: bool
+) -> str:
     """`--dry-run-packages N`: one tree, nothing built; planning time of each tool."""
     size_dir = work / f"dry-{packages}"
     logs = size_dir / "logs"
@@ -264,21 +327,30 @@ def measure_dry_run_only(packages: int, *, work: Path, engine: Engine, turbo: Pa
     repo = monorepo.generate(size_dir / "repo", packages=packages, seed=seed, git=git)
     generated = time.perf_counter() - start
     load = load_average()
-    b_runs, t_runs = time_dry_runs(repo.root, repo.root, engine=engine,
-                                   env=engine.env(size_dir / "buildlib-cache"), turbo=turbo,
-                                   logs=logs)
-    return (f"{packages} steps, nothing built (tree generated in {generated:.0f}s, load "
-            f"{load:.1f}): buildlib --dry-run median {median(b_runs):.3f}s (runs "
-            f"{[round(r.wall, 3) for r in b_runs]}, CPU {median(b_runs, 'cpu'):.3f}s, peak RSS "
-            f"{max(r.maxrss_kb for r in b_runs) / 1024:.0f} MB); turbo --dry=json "
-            f"{median(t_runs):.3f}s; target < {TARGET_DRY_RUN:.0f}s at 10,000")
+    b_runs, t_runs = time_dry_runs(
+        repo.root,
+        repo.root,
+        engine=engine,
+        env=engine.env(size_dir / "buildlib-cache"),
+        turbo=turbo,
+        logs=logs,
+    )
+    return (
+        f"{packages} steps, nothing built (tree generated in {generated:.0f}s, load "
+        f"{load:.1f}): buildlib --dry-run median {median(b_runs):.3f}s (runs "
+        f"{[round(r.wall, 3) for r in b_runs]}, CPU {median(b_runs, 'cpu'):.3f}s, peak RSS "
+        f"{max(r.maxrss_kb for r in b_runs) / 1024:.0f} MB); turbo --dry=json "
+        f"{median(t_runs):.3f}s; target < {TARGET_DRY_RUN:.0f}s at 10,000"
+    )
 
 
 def table(results: Sequence[SizeResult]) -> str:
-    head = (f"{'steps':>6} | {'no-op buildlib':>14} {'turbo':>7} {'ratio':>5} | "
-            f"{'ms/step b':>9} {'t':>5} | {'cpu ratio':>9} | "
-            f"{'edit buildlib':>13} {'turbo':>7} {'ratio':>5} {'re-run':>6} | "
-            f"{'build phase':>11} | {'RSS MB':>6} | {'load':>9}")
+    head = (
+        f"{'steps':>6} | {'no-op buildlib':>14} {'turbo':>7} {'ratio':>5} | "
+        f"{'ms/step b':>9} {'t':>5} | {'cpu ratio':>9} | "
+        f"{'edit buildlib':>13} {'turbo':>7} {'ratio':>5} {'re-run':>6} | "
+        f"{'build phase':>11} | {'RSS MB':>6} | {'load':>9}"
+    )
     lines = [head, "-" * len(head)]
     for r in results:
         nb, nt = median(r.noop_buildlib), median(r.noop_turbo)
@@ -290,26 +362,31 @@ def table(results: Sequence[SizeResult]) -> str:
             f"{nb / r.packages * 1e3:>9.3f} {nt / r.packages * 1e3:>5.3f} | {cpu:>9.2f} | "
             f"{eb:>12.3f}s {et:>6.3f}s {eb / et:>5.2f} {r.rerun:>6} | "
             f"{statistics.median(r.noop_buildlib_phase):>10.3f}s | {rss:>6.0f} | "
-            f"{r.load_before:>4.1f}/{r.load_after:<4.1f}")
+            f"{r.load_before:>4.1f}/{r.load_after:<4.1f}"
+        )
     return "\n".join(lines)
 
 
 def details(results: Sequence[SizeResult]) -> str:
     lines = []
     for r in results:
-        lines.append(f"{r.packages} steps: cold buildlib {r.cold_buildlib.wall:.1f}s, cold turbo "
-                     f"{r.cold_turbo.wall:.1f}s; generate {r.generate_s:.1f}s per tree; "
-                     f"no-op runs b {[round(x.wall, 3) for x in r.noop_buildlib]} "
-                     f"t {[round(x.wall, 3) for x in r.noop_turbo]}; edit runs b "
-                     f"{[round(x.wall, 3) for x in r.edit_buildlib]} "
-                     f"t {[round(x.wall, 3) for x in r.edit_turbo]}; turbo RSS "
-                     f"{max(x.maxrss_kb for x in r.noop_turbo) / 1024:.0f} MB")
+        lines.append(
+            f"{r.packages} steps: cold buildlib {r.cold_buildlib.wall:.1f}s, cold turbo "
+            f"{r.cold_turbo.wall:.1f}s; generate {r.generate_s:.1f}s per tree; "
+            f"no-op runs b {[round(x.wall, 3) for x in r.noop_buildlib]} "
+            f"t {[round(x.wall, 3) for x in r.noop_turbo]}; edit runs b "
+            f"{[round(x.wall, 3) for x in r.edit_buildlib]} "
+            f"t {[round(x.wall, 3) for x in r.edit_turbo]}; turbo RSS "
+            f"{max(x.maxrss_kb for x in r.noop_turbo) / 1024:.0f} MB"
+        )
         if r.dry_run_buildlib:
-            lines.append(f"{r.packages} steps: --dry-run planning buildlib "
-                         f"{median(r.dry_run_buildlib):.3f}s (runs "
-                         f"{[round(x.wall, 3) for x in r.dry_run_buildlib]}), turbo --dry=json "
-                         f"{median(r.dry_run_turbo):.3f}s; target < {TARGET_DRY_RUN:.0f}s at "
-                         f"10,000")
+            lines.append(
+                f"{r.packages} steps: --dry-run planning buildlib "
+                f"{median(r.dry_run_buildlib):.3f}s (runs "
+                f"{[round(x.wall, 3) for x in r.dry_run_buildlib]}), turbo --dry=json "
+                f"{median(r.dry_run_turbo):.3f}s; target < {TARGET_DRY_RUN:.0f}s at "
+                f"10,000"
+            )
     return "\n".join(lines)
 
 
@@ -321,34 +398,50 @@ def measure(args: argparse.Namespace) -> int:
     engine = Engine(python=args.python, pythonpath=args.pythonpath)
     turbo = monorepo.find_turbo()
     work = args.reuse or Path(tempfile.mkdtemp(prefix="monorepo-bench-", dir=args.workdir))
-    print(f"engine: {engine.python} -m buildlib, PYTHONPATH={engine.pythonpath}, C stat loop: "
-          f"{engine.accelerated()}; turbo {monorepo.TURBO_VERSION}: {turbo}; work {work}",
-          flush=True)
+    print(
+        f"engine: {engine.python} -m buildlib, PYTHONPATH={engine.pythonpath}, C stat loop: "
+        f"{engine.accelerated()}; turbo {monorepo.TURBO_VERSION}: {turbo}; work {work}",
+        flush=True,
+    )
     results: list[SizeResult] = []
     sizes = sorted(args.packages)
     dry_only: list[str] = []
     try:
         for packages in args.dry_run_packages:
-            dry_only.append(measure_dry_run_only(packages, work=work, engine=engine, turbo=turbo,
-                                                 seed=args.seed, git=args.git))
+            dry_only.append(
+                measure_dry_run_only(
+                    packages, work=work, engine=engine, turbo=turbo, seed=args.seed, git=args.git
+                )
+            )
             print(dry_only[-1], flush=True)
             if not args.keep:
                 shutil.rmtree(work / f"dry-{packages}", ignore_errors=True)
         for packages in sizes:  # an empty --packages measures the dry runs only
             repeats = args.repeats_large if packages > LARGE else args.repeats
-            results.append(measure_size(
-                packages, work=work, engine=engine, turbo=turbo, repeats=repeats,
-                dry_run=packages == sizes[-1], seed=args.seed, git=args.git,
-                log=lambda m: print(m, flush=True)))
+            results.append(
+                measure_size(
+                    packages,
+                    work=work,
+                    engine=engine,
+                    turbo=turbo,
+                    repeats=repeats,
+                    dry_run=packages == sizes[-1],
+                    seed=args.seed,
+                    git=args.git,
+                    log=lambda m: print(m, flush=True),
+                )
+            )
             if not args.keep:
                 shutil.rmtree(work / str(packages), ignore_errors=True)
     finally:
         if results:
             print()
-            print(f"median of {args.repeats} (of {args.repeats_large} above {LARGE} steps) "
-                  f"alternating runs; ratio = buildlib / turbo (target <= {TARGET_RATIO}); "
-                  f"cpu ratio = no-op CPU s (child + its children) buildlib / turbo; build "
-                  f"phase = the report's wall of a no-op; RSS = engine peak in a no-op")
+            print(
+                f"median of {args.repeats} (of {args.repeats_large} above {LARGE} steps) "
+                f"alternating runs; ratio = buildlib / turbo (target <= {TARGET_RATIO}); "
+                f"cpu ratio = no-op CPU s (child + its children) buildlib / turbo; build "
+                f"phase = the report's wall of a no-op; RSS = engine peak in a no-op"
+            )
             print(table(results))
             print(details(results))
             out = work / "results.json"
@@ -369,8 +462,7 @@ def profile(args: argparse.Namespace) -> int:
     engine = Engine(python=args.python, pythonpath=args.pythonpath)
     work = Path(tempfile.mkdtemp(prefix="monorepo-profile-", dir=args.workdir))
     (work / "logs").mkdir()
-    repo = monorepo.generate(work / "repo", packages=args.packages[0], seed=args.seed,
-                             git=args.git)
+    repo = monorepo.generate(work / "repo", packages=args.packages[0], seed=args.seed, git=args.git)
     env = engine.env(work / "buildlib-cache")
     for label in ("cold", "warm-up"):
         run_child(engine.argv(), cwd=repo.root, env=env, log=work / "logs" / f"{label}.log")
@@ -379,14 +471,17 @@ def profile(args: argparse.Namespace) -> int:
     # Not `python -m cProfile -o OUT -m buildlib build`: the engine's __main__ leaves with
     # os._exit (it skips the interpreter's teardown), so cProfile never writes OUT. It
     # does run the atexit handlers first, so the profile is written from one.
-    wrapper = ("import atexit, cProfile, runpy, sys\n"
-               "prof = cProfile.Profile()\n"
-               f"atexit.register(lambda: (prof.disable(), prof.dump_stats({str(out)!r})))\n"
-               f"sys.argv = ['buildlib', 'build', '--plain', '-j', '{args.jobs}']\n"
-               "prof.enable()\n"
-               "runpy.run_module('buildlib', run_name='__main__', alter_sys=True)\n")
-    run_child([engine.python, "-c", wrapper], cwd=repo.root, env=env,
-              log=work / "logs" / "profile.log")
+    wrapper = (
+        "import atexit, cProfile, runpy, sys\n"
+        "prof = cProfile.Profile()\n"
+        f"atexit.register(lambda: (prof.disable(), prof.dump_stats({str(out)!r})))\n"
+        f"sys.argv = ['buildlib', 'build', '--plain', '-j', '{args.jobs}']\n"
+        "prof.enable()\n"
+        "runpy.run_module('buildlib', run_name='__main__', alter_sys=True)\n"
+    )
+    run_child(
+        [engine.python, "-c", wrapper], cwd=repo.root, env=env, log=work / "logs" / "profile.log"
+    )
     check_buildlib(repo.root, steps=len(repo.names), ran=set())
     stats = pstats.Stats(str(out))
     for key in ("cumulative", "tottime"):
@@ -397,33 +492,61 @@ def profile(args: argparse.Namespace) -> int:
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="benchmarks/monorepo.py", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="benchmarks/monorepo.py",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("command", choices=("measure", "profile"))
     parser.add_argument("--packages", type=int, nargs="*", default=[100, 200, 1000])
-    parser.add_argument("--dry-run-packages", type=int, nargs="*", default=[],
-                        help="also time planning alone (--dry-run, nothing built) at these sizes")
+    parser.add_argument(
+        "--dry-run-packages",
+        type=int,
+        nargs="*",
+        default=[],
+        help="also time planning alone (--dry-run, nothing built) at these sizes",
+    )
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--repeats-large", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--git", action="store_true",
-                        help="commit each generated tree to git (turbo then hashes through git)")
-    parser.add_argument("--python", default=default_python(),
-                        help="the engine's interpreter (default: %(default)s)")
-    parser.add_argument("--pythonpath", default=str(REPO),
-                        help="where `buildlib` is imported from (default: %(default)s)")
-    parser.add_argument("--workdir", type=Path, default=None,
-                        help="parent of the work directory (default: the temp directory)")
+    parser.add_argument(
+        "--git",
+        action="store_true",
+        help="commit each generated tree to git (turbo then hashes through git)",
+    )
+    parser.add_argument(
+        "--python", default=default_python(), help="the engine's interpreter (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--pythonpath",
+        default=str(REPO),
+        help="where `buildlib` is imported from (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="parent of the work directory (default: the temp directory)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the generated trees and logs")
-    parser.add_argument("--reuse", type=Path, default=None, metavar="WORK",
-                        help="the work directory of a --keep run: sizes whose trees are there "
-                             "are measured again without generating or cold builds (implies "
-                             "--keep)")
+    parser.add_argument(
+        "--reuse",
+        type=Path,
+        default=None,
+        metavar="WORK",
+        help="the work directory of a --keep run: sizes whose trees are there "
+        "are measured again without generating or cold builds (implies "
+        "--keep)",
+    )
     parser.add_argument("--top", type=int, default=25, help="profile: entries per listing")
-    parser.add_argument("--jobs", type=int, default=1,
-                        help="profile: -j for the profiled build (default 1: Python 3.12's "
-                             "cProfile records every thread into one call stack, so two job "
-                             "threads make its cumulative times meaningless)")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="profile: -j for the profiled build (default 1: Python 3.12's "
+        "cProfile records every thread into one call stack, so two job "
+        "threads make its cumulative times meaningless)",
+    )
     return parser.parse_args(argv)
 
 
@@ -457,21 +580,35 @@ def _scale_point(packages: int, *, work: Path, engine: Engine, repeats: int) -> 
     root = work / f"scale-{packages}"
     repo = monorepo.generate(root, packages=packages, seed=0)
     manifest = repo.root / "build.toml"
-    manifest.write_text(manifest.read_text().replace('command = ["node", "build.js"]',
-                                                     FAST_COMMAND))
+    manifest.write_text(
+        manifest.read_text().replace('command = ["node", "build.js"]', FAST_COMMAND)
+    )
     env = engine.env(work / f"scale-{packages}-cache")
     logs = work / f"scale-{packages}-logs"
     logs.mkdir()
     run_child(engine.argv(), cwd=repo.root, env=env, log=logs / "cold.log")
     run_child(engine.argv(), cwd=repo.root, env=env, log=logs / "warm.log")
-    noops = [run_child(engine.argv(), cwd=repo.root, env=env, log=logs / f"noop-{i}.log")
-             for i in range(repeats)]
+    noops = [
+        run_child(engine.argv(), cwd=repo.root, env=env, log=logs / f"noop-{i}.log")
+        for i in range(repeats)
+    ]
     check_buildlib(repo.root, steps=packages, ran=set())
-    plans = [run_child([engine.python, "-m", "buildlib", "plan"], cwd=repo.root, env=env,
-                       log=logs / f"plan-{i}.log") for i in range(repeats)]
-    point = {"noop_s": median(noops), "noop_cpu_s": median(noops, "cpu"),
-             "noop_rss_mb": max(r.maxrss_kb for r in noops) / 1024, "plan_s": median(plans),
-             "ms_per_step": 1000 * median(noops) / packages}
+    plans = [
+        run_child(
+            [engine.python, "-m", "buildlib", "plan"],
+            cwd=repo.root,
+            env=env,
+            log=logs / f"plan-{i}.log",
+        )
+        for i in range(repeats)
+    ]
+    point = {
+        "noop_s": median(noops),
+        "noop_cpu_s": median(noops, "cpu"),
+        "noop_rss_mb": max(r.maxrss_kb for r in noops) / 1024,
+        "plan_s": median(plans),
+        "ms_per_step": 1000 * median(noops) / packages,
+    }
     shutil.rmtree(root, ignore_errors=True)
     return point
 
@@ -486,68 +623,119 @@ def run(ctx: Any) -> Any:
     rows: list[Row] = []
     figures: dict[str, float] = {}
     verdict = Verdict.MET
-    for packages in (COMPARED_QUICK if ctx.quick else COMPARED):
-        size = measure_size(packages, work=ctx.workdir, engine=engine, turbo=turbo,
-                            repeats=1 if ctx.quick else 5, dry_run=False, seed=0, git=False,
-                            log=lambda m: None)
+    for packages in COMPARED_QUICK if ctx.quick else COMPARED:
+        size = measure_size(
+            packages,
+            work=ctx.workdir,
+            engine=engine,
+            turbo=turbo,
+            repeats=1 if ctx.quick else 5,
+            dry_run=False,
+            seed=0,
+            git=False,
+            log=lambda m: None,
+        )
         noop, t_noop = median(size.noop_buildlib), median(size.noop_turbo)
         edit, t_edit = median(size.edit_buildlib), median(size.edit_turbo)
-        rows += [Row(label=f"{packages} steps: no-op, buildlib", seconds=noop,
-                     ratio=noop / t_noop, cpu=median(size.noop_buildlib, "cpu")),
-                 Row(label=f"{packages} steps: no-op, turbo", seconds=t_noop, ratio=1.0,
-                     cpu=median(size.noop_turbo, "cpu")),
-                 Row(label=f"{packages} steps: one edited file, buildlib", seconds=edit,
-                     ratio=edit / t_edit, note=f"{size.rerun} steps re-run"),
-                 Row(label=f"{packages} steps: one edited file, turbo", seconds=t_edit,
-                     ratio=1.0)]
-        figures |= {f"noop_ratio_{packages}": noop / t_noop,
-                    f"edit_ratio_{packages}": edit / t_edit}
+        rows += [
+            Row(
+                label=f"{packages} steps: no-op, buildlib",
+                seconds=noop,
+                ratio=noop / t_noop,
+                cpu=median(size.noop_buildlib, "cpu"),
+            ),
+            Row(
+                label=f"{packages} steps: no-op, turbo",
+                seconds=t_noop,
+                ratio=1.0,
+                cpu=median(size.noop_turbo, "cpu"),
+            ),
+            Row(
+                label=f"{packages} steps: one edited file, buildlib",
+                seconds=edit,
+                ratio=edit / t_edit,
+                note=f"{size.rerun} steps re-run",
+            ),
+            Row(label=f"{packages} steps: one edited file, turbo", seconds=t_edit, ratio=1.0),
+        ]
+        figures |= {
+            f"noop_ratio_{packages}": noop / t_noop,
+            f"edit_ratio_{packages}": edit / t_edit,
+        }
         if max(noop / t_noop, edit / t_edit) > TARGET_RATIO and not ctx.quick:
             verdict = Verdict.MISSED
         shutil.rmtree(ctx.workdir / str(packages), ignore_errors=True)
     points = {}
-    for packages in (SCALE_QUICK if ctx.quick else SCALE_SIZES):
-        points[packages] = _scale_point(packages, work=ctx.workdir, engine=engine,
-                                        repeats=1 if ctx.quick else 3)
+    for packages in SCALE_QUICK if ctx.quick else SCALE_SIZES:
+        points[packages] = _scale_point(
+            packages, work=ctx.workdir, engine=engine, repeats=1 if ctx.quick else 3
+        )
         point = points[packages]
         figures |= {f"{key}_{packages}": value for key, value in point.items()}
-        rows.append(Row(label=f"{packages} steps: no-op, buildlib alone", seconds=point["noop_s"],
-                        ratio=point["noop_s"] / points[min(points)]["noop_s"],
-                        cpu=point["noop_cpu_s"],
-                        note=f"{point['ms_per_step']:.2f} ms/step, RSS "
-                             f"{point['noop_rss_mb']:.0f} MB, plan {point['plan_s']:.2f}s"))
+        rows.append(
+            Row(
+                label=f"{packages} steps: no-op, buildlib alone",
+                seconds=point["noop_s"],
+                ratio=point["noop_s"] / points[min(points)]["noop_s"],
+                cpu=point["noop_cpu_s"],
+                note=f"{point['ms_per_step']:.2f} ms/step, RSS "
+                f"{point['noop_rss_mb']:.0f} MB, plan {point['plan_s']:.2f}s",
+            )
+        )
     largest = max(points)
     dry = _turbo_dry_run(largest, work=ctx.workdir, turbo=turbo)
     figures[f"turbo_dry_run_{largest}"] = dry
-    rows.append(Row(label=f"{largest} steps: turbo --dry=json (a no-op's floor)", seconds=dry,
-                    ratio=points[largest]["noop_s"] / dry,
-                    note="ratio = buildlib's no-op / this"))
+    rows.append(
+        Row(
+            label=f"{largest} steps: turbo --dry=json (a no-op's floor)",
+            seconds=dry,
+            ratio=points[largest]["noop_s"] / dry,
+            note="ratio = buildlib's no-op / this",
+        )
+    )
     # Marginal time per step between consecutive sizes: what the graph costs once the
     # start-up (the same ~0.2-0.3 s at any size) is paid; this is what must stay flat.
     sizes = sorted(points)
-    per_step = [1000 * (points[b]["noop_s"] - points[a]["noop_s"]) / (b - a)
-                for a, b in itertools.pairwise(sizes)]
+    per_step = [
+        1000 * (points[b]["noop_s"] - points[a]["noop_s"]) / (b - a)
+        for a, b in itertools.pairwise(sizes)
+    ]
     growth = max(per_step) / max(min(per_step), 1e-6)
     figures["ms_per_step_growth"] = growth
-    if not ctx.quick and (growth > 2 or points[largest]["plan_s"] > TARGET_DRY_RUN
-                          or points[largest]["noop_s"] > TARGET_RATIO * dry):
+    if not ctx.quick and (
+        growth > 2
+        or points[largest]["plan_s"] > TARGET_DRY_RUN
+        or points[largest]["noop_s"] > TARGET_RATIO * dry
+    ):
         verdict = Verdict.MISSED
     return Result(
-        name="monorepo", reference="turbo 2.11 on the same tree, same run",
+        name="monorepo",
+        reference="turbo 2.11 on the same tree, same run",
         target=f"no-op and one edit at 1,000 steps <= {TARGET_RATIO} x turbo; no-op at "
         f"10,000 <= {TARGET_RATIO} x turbo's dry run; ms/step flat within 2x from 100 to "
-        f"10,000; planning 10,000 steps < {TARGET_DRY_RUN:.0f} s", verdict=verdict,
-        rows=tuple(rows), figures=figures,
-        notes=("marginal ms/step between sizes "
-               + ", ".join(f"{a}->{b}: {m:.2f}" for (a, b), m in
-                           zip(itertools.pairwise(sizes), per_step, strict=True))
-               + f" (growth {growth:.2f}x); ms/step including start-up: "
-               + ", ".join(f"{p['ms_per_step']:.2f}" for p in points.values()),))
+        f"10,000; planning 10,000 steps < {TARGET_DRY_RUN:.0f} s",
+        verdict=verdict,
+        rows=tuple(rows),
+        figures=figures,
+        notes=(
+            "marginal ms/step between sizes "
+            + ", ".join(
+                f"{a}->{b}: {m:.2f}"
+                for (a, b), m in zip(itertools.pairwise(sizes), per_step, strict=True)
+            )
+            + f" (growth {growth:.2f}x); ms/step including start-up: "
+            + ", ".join(f"{p['ms_per_step']:.2f}" for p in points.values()),
+        ),
+    )
 
 
 def _turbo_dry_run(packages: int, *, work: Path, turbo: Path) -> float:
     repo = monorepo.generate(work / f"turbo-dry-{packages}", packages=packages, seed=0)
-    run = run_child(monorepo.turbo_argv(turbo, "--dry=json"), cwd=repo.root,
-                    env=monorepo.turbo_env(base_env()), log=work / f"turbo-dry-{packages}.log")
+    run = run_child(
+        monorepo.turbo_argv(turbo, "--dry=json"),
+        cwd=repo.root,
+        env=monorepo.turbo_env(base_env()),
+        log=work / f"turbo-dry-{packages}.log",
+    )
     shutil.rmtree(repo.root, ignore_errors=True)
     return run.wall

@@ -72,15 +72,20 @@ TURBO_CACHED = re.compile(r"Cached:\s+(\d+) cached, (\d+) total")
 
 def bench_env(workdir: Path) -> dict[str, str]:
     """The environment of every command this benchmark runs (see the module docstring)."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(DROPPED_PREFIXES) and k not in DROPPED}
-    env.update({
-        "BUILDLIB_CACHE_DIR": str(workdir / "buildlib-cache"),  # a private, empty cache
-        "ELECTRON_SKIP_BINARY_DOWNLOAD": "1",
-        "TURBO_TELEMETRY_DISABLED": "1",
-        "DO_NOT_TRACK": "1",
-        "TURBO_NO_UPDATE_NOTIFIER": "1",
-    })
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(DROPPED_PREFIXES) and k not in DROPPED
+    }
+    env.update(
+        {
+            "BUILDLIB_CACHE_DIR": str(workdir / "buildlib-cache"),  # a private, empty cache
+            "ELECTRON_SKIP_BINARY_DOWNLOAD": "1",
+            "TURBO_TELEMETRY_DISABLED": "1",
+            "DO_NOT_TRACK": "1",
+            "TURBO_NO_UPDATE_NOTIFIER": "1",
+        }
+    )
     return env
 
 
@@ -93,8 +98,9 @@ def resolve_nox() -> str:
     nox = require("nox")
     if f"{os.sep}shims{os.sep}" not in nox:
         return nox
-    real = subprocess.run(["pyenv", "which", "nox"], capture_output=True, text=True,
-                          check=False).stdout.strip()
+    real = subprocess.run(
+        ["pyenv", "which", "nox"], capture_output=True, text=True, check=False
+    ).stdout.strip()
     if not real or not Path(real).is_file():
         raise BenchmarkError(f"{nox} is a pyenv shim and `pyenv which nox` did not resolve it")
     return real
@@ -132,16 +138,23 @@ def turbo_files(plan: Plan, npm_version: str) -> tuple[dict[str, Any], dict[str,
     tasks = {
         name: {
             "dependsOn": list(step.depends_on),
-            "inputs": [*step.inputs, *(f"!{pattern}" for pattern in
-                                       dict.fromkeys((*step.exclude, *DEFAULT_EXCLUDES)))],
+            "inputs": [
+                *step.inputs,
+                *(f"!{pattern}" for pattern in dict.fromkeys((*step.exclude, *DEFAULT_EXCLUDES))),
+            ],
             "outputs": [path for output in step.outputs for path in (output, f"{output}/**")],
             "env": list(step.env_inputs),
             "cache": step.cacheable,
         }
         for name, step in plan.steps.items()
     }
-    turbo = {"$schema": "https://turborepo.com/schema.json", "ui": "stream",
-             "envMode": "loose", "remoteCache": {"enabled": False}, "tasks": tasks}
+    turbo = {
+        "$schema": "https://turborepo.com/schema.json",
+        "ui": "stream",
+        "envMode": "loose",
+        "remoteCache": {"enabled": False},
+        "tasks": tasks,
+    }
     return package, turbo
 
 
@@ -150,9 +163,11 @@ def check_all_cached(report: Mapping[str, Any], *, expected: int) -> None:
     steps = report.get("steps", [])
     odd = [f"{s['name']}: {s['outcome']}" for s in steps if s.get("outcome") != "cached"]
     if report.get("exit_code") != 0 or odd or len(steps) != expected:
-        raise BenchmarkError(f"the no-op build was not one: exit {report.get('exit_code')}, "
-                             f"{len(steps)} of {expected} steps, not cached: "
-                             f"{', '.join(odd) or 'none'}")
+        raise BenchmarkError(
+            f"the no-op build was not one: exit {report.get('exit_code')}, "
+            f"{len(steps)} of {expected} steps, not cached: "
+            f"{', '.join(odd) or 'none'}"
+        )
 
 
 def check_turbo_cached(output: str, *, expected: int) -> None:
@@ -160,20 +175,26 @@ def check_turbo_cached(output: str, *, expected: int) -> None:
     found = TURBO_CACHED.search(ANSI.sub("", output))
     if found is None or found.group(1) != found.group(2) or int(found.group(2)) != expected:
         summary = found.group(0) if found else "no `Cached:` line"
-        raise BenchmarkError(f"turbo's run was not all cached ({summary} for {expected} tasks):"
-                             f"\n{output[-2000:]}")
+        raise BenchmarkError(
+            f"turbo's run was not all cached ({summary} for {expected} tasks):\n{output[-2000:]}"
+        )
 
 
 def _setup_turbo(clone: Path, plan: Plan, env: Mapping[str, str], logs: Path) -> Path:
     """Write turbo's files into the clone and install turbo there; returns its executable."""
     npm = require("npm")
-    version = subprocess.run([npm, "--version"], capture_output=True, text=True, check=True,
-                             env=dict(env)).stdout.strip()
+    version = subprocess.run(
+        [npm, "--version"], capture_output=True, text=True, check=True, env=dict(env)
+    ).stdout.strip()
     package, turbo = turbo_files(plan, version)
     (clone / "package.json").write_text(json.dumps(package, indent=2) + "\n")
     (clone / "turbo.json").write_text(json.dumps(turbo, indent=2) + "\n")
-    timed([npm, "install", "--save-dev", "--no-audit", "--no-fund", TURBO], cwd=clone,
-          log=logs / "npm-install-turbo.log", env=env)
+    timed(
+        [npm, "install", "--save-dev", "--no-audit", "--no-fund", TURBO],
+        cwd=clone,
+        log=logs / "npm-install-turbo.log",
+        env=env,
+    )
     executable = clone / "node_modules" / ".bin" / "turbo"
     if not executable.is_file():
         raise BenchmarkError(f"`npm install {TURBO}` did not give {executable}")
@@ -190,10 +211,15 @@ def run(ctx: Context) -> Result:
     logs = ctx.workdir / "logs"
     logs.mkdir()
     clone = ctx.workdir / "clone"
-    timed([git, "clone", "--quiet", str(REPO), str(clone)], cwd=ctx.workdir,
-          log=logs / "clone.log", env=env)
-    commit = subprocess.run([git, "rev-parse", "--short", "HEAD"], cwd=clone, text=True,
-                            capture_output=True, check=True).stdout.strip()
+    timed(
+        [git, "clone", "--quiet", str(REPO), str(clone)],
+        cwd=ctx.workdir,
+        log=logs / "clone.log",
+        env=env,
+    )
+    commit = subprocess.run(
+        [git, "rev-parse", "--short", "HEAD"], cwd=clone, text=True, capture_output=True, check=True
+    ).stdout.strip()
     plan = development_plan(clone, env)
     names = list(plan.steps)
     turbo = _setup_turbo(clone, plan, env, logs)
@@ -203,12 +229,20 @@ def run(ctx: Context) -> Result:
         return timed([nox, "-s", SESSION], cwd=clone, log=logs / f"nox-build-{label}.log", env=env)
 
     def engine(label: str) -> Timing:
-        return timed([str(clone / ENGINE), "-m", "buildlib", "build", "--mode", MODE, "--plain"],
-                     cwd=clone, log=logs / f"engine-{label}.log", env=env)
+        return timed(
+            [str(clone / ENGINE), "-m", "buildlib", "build", "--mode", MODE, "--plain"],
+            cwd=clone,
+            log=logs / f"engine-{label}.log",
+            env=env,
+        )
 
     def turbo_run(label: str) -> Timing:
-        return timed([str(turbo), "run", *names, "--output-logs=none", "--ui=stream"],
-                     cwd=clone, log=logs / f"turbo-{label}.log", env=env)
+        return timed(
+            [str(turbo), "run", *names, "--output-logs=none", "--ui=stream"],
+            cwd=clone,
+            log=logs / f"turbo-{label}.log",
+            env=env,
+        )
 
     def nox_list(label: str) -> Timing:
         return timed([nox, "-l"], cwd=clone, log=logs / f"nox-l-{label}.log", env=env)
@@ -220,8 +254,9 @@ def run(ctx: Context) -> Result:
         return float(data["wall"])
 
     def turbo_cached(label: str) -> None:
-        check_turbo_cached((logs / f"turbo-{label}.log").read_text(errors="replace"),
-                           expected=len(names))
+        check_turbo_cached(
+            (logs / f"turbo-{label}.log").read_text(errors="replace"), expected=len(names)
+        )
 
     cold_buildlib = nox_build("cold")
     cold_turbo = turbo_run("cold")
@@ -229,8 +264,14 @@ def run(ctx: Context) -> Result:
     buildlib_cached()
     turbo_run("warm-up")
     turbo_cached("warm-up")
-    dry = subprocess.run([str(turbo), "run", *names, "--dry=json"], cwd=clone, env=env,
-                         capture_output=True, text=True, check=True).stdout
+    dry = subprocess.run(
+        [str(turbo), "run", *names, "--dry=json"],
+        cwd=clone,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     misses = [t["taskId"] for t in json.loads(dry)["tasks"] if t["cache"]["status"] != "HIT"]
     if misses:
         raise BenchmarkError(f"turbo --dry=json after its warm-up: not cache hits: {misses}")
@@ -254,36 +295,63 @@ def run(ctx: Context) -> Result:
     met = ratio_engine < TARGET_RATIO and above_ms <= TARGET_ABOVE_FLOOR_MS
     engine_wall = min(build_walls)
     rows = (
-        Row(label=f"buildlib via nox -s \"{SESSION}\"", seconds=via_nox.wall, ratio=ratio_nox,
-            cpu=via_nox.cpu, note=f"{above_ms:.0f} ms above nox -l"),
-        Row(label="buildlib engine directly", seconds=direct.wall, ratio=ratio_engine,
-            cpu=direct.cpu, note=f"build phase (report's wall) {engine_wall * 1000:.0f} ms"),
-        Row(label=f"turbo run, {len(names)} tasks cached", seconds=turbo_t.wall, ratio=1.0,
-            cpu=turbo_t.cpu),
-        Row(label="nox -l (floor)", seconds=floor.wall, ratio=floor.wall / turbo_t.wall,
-            cpu=floor.cpu),
+        Row(
+            label=f'buildlib via nox -s "{SESSION}"',
+            seconds=via_nox.wall,
+            ratio=ratio_nox,
+            cpu=via_nox.cpu,
+            note=f"{above_ms:.0f} ms above nox -l",
+        ),
+        Row(
+            label="buildlib engine directly",
+            seconds=direct.wall,
+            ratio=ratio_engine,
+            cpu=direct.cpu,
+            note=f"build phase (report's wall) {engine_wall * 1000:.0f} ms",
+        ),
+        Row(
+            label=f"turbo run, {len(names)} tasks cached",
+            seconds=turbo_t.wall,
+            ratio=1.0,
+            cpu=turbo_t.cpu,
+        ),
+        Row(
+            label="nox -l (floor)",
+            seconds=floor.wall,
+            ratio=floor.wall / turbo_t.wall,
+            cpu=floor.cpu,
+        ),
     )
-    turbo_version = subprocess.run([str(turbo), "--version"], cwd=clone, env=env, text=True,
-                                   capture_output=True, check=True).stdout.strip()
-    notes = [f"fastest of {repeats} alternating run(s) each, after an untimed warm-up; clone "
-             f"of {commit}; cold builds: buildlib via nox {cold_buildlib.wall:.1f}s "
-             f"(engine venv included), turbo {cold_turbo.wall:.1f}s",
-             f"nox: {nox}; turbo {turbo_version}"]
-    figures = {"repeats": float(repeats), "above_floor_ms": above_ms,
-               "ratio_nox": ratio_nox, "ratio_engine": ratio_engine,
-               "cpu_ratio_nox": via_nox.cpu / turbo_t.cpu,
-               "cpu_ratio_engine": direct.cpu / turbo_t.cpu,
-               "engine_report_wall": engine_wall, "cold_buildlib": cold_buildlib.wall,
-               "cold_turbo": cold_turbo.wall, "load_before": load_before,
-               "load_after": load_average()}
+    turbo_version = subprocess.run(
+        [str(turbo), "--version"], cwd=clone, env=env, text=True, capture_output=True, check=True
+    ).stdout.strip()
+    notes = [
+        f"fastest of {repeats} alternating run(s) each, after an untimed warm-up; clone "
+        f"of {commit}; cold builds: buildlib via nox {cold_buildlib.wall:.1f}s "
+        f"(engine venv included), turbo {cold_turbo.wall:.1f}s",
+        f"nox: {nox}; turbo {turbo_version}",
+    ]
+    figures = {
+        "repeats": float(repeats),
+        "above_floor_ms": above_ms,
+        "ratio_nox": ratio_nox,
+        "ratio_engine": ratio_engine,
+        "cpu_ratio_nox": via_nox.cpu / turbo_t.cpu,
+        "cpu_ratio_engine": direct.cpu / turbo_t.cpu,
+        "engine_report_wall": engine_wall,
+        "cold_buildlib": cold_buildlib.wall,
+        "cold_turbo": cold_turbo.wall,
+        "load_before": load_before,
+        "load_after": load_average(),
+    }
     return Result(
         name="noop",
         reference=f"turbo run with a full cache hit = {turbo_t.wall:.3f}s",
         target=f"buildlib engine < {TARGET_RATIO:.0f} x turbo (measured {ratio_engine:.2f}; "
-               f"CPU time {direct.cpu / turbo_t.cpu:.2f}) and via nox <= "
-               f"{TARGET_ABOVE_FLOOR_MS:.0f} ms above nox -l (measured {above_ms:.0f} ms; via "
-               f"nox / turbo {ratio_nox:.2f}, of which nox -l alone "
-               f"{floor.wall / turbo_t.wall:.2f})",
+        f"CPU time {direct.cpu / turbo_t.cpu:.2f}) and via nox <= "
+        f"{TARGET_ABOVE_FLOOR_MS:.0f} ms above nox -l (measured {above_ms:.0f} ms; via "
+        f"nox / turbo {ratio_nox:.2f}, of which nox -l alone "
+        f"{floor.wall / turbo_t.wall:.2f})",
         verdict=Verdict.MET if met else Verdict.MISSED,
         rows=rows,
         figures=figures,

@@ -37,8 +37,9 @@ JOBS = 2
 TARGET = 2.0
 
 
-def _setup(dag: Dag, directory: Path, true: str, make: str) -> tuple[Callable[[str], Timing],
-                                                                      Callable[[str], Timing]]:
+def _setup(
+    dag: Dag, directory: Path, true: str, make: str
+) -> tuple[Callable[[str], Timing], Callable[[str], Timing]]:
     """Write both tools' files for `dag`; returns timers (log label -> seconds) for each."""
     commands = {name: [true] for name in dag.names}
     (directory / "buildlib").mkdir(parents=True)
@@ -47,12 +48,18 @@ def _setup(dag: Dag, directory: Path, true: str, make: str) -> tuple[Callable[[s
     makefile = emit.write_makefile(dag, commands, directory / "make" / "Makefile")
 
     def buildlib(label: str) -> Timing:
-        return timed(buildlib_argv(manifest, jobs=JOBS), cwd=manifest.parent,
-                     log=directory / f"buildlib-{label}.log")
+        return timed(
+            buildlib_argv(manifest, jobs=JOBS),
+            cwd=manifest.parent,
+            log=directory / f"buildlib-{label}.log",
+        )
 
     def run_make(label: str) -> Timing:
-        return timed([make, "-j", str(JOBS), "-f", str(makefile), "all"], cwd=makefile.parent,
-                     log=directory / f"make-{label}.log")
+        return timed(
+            [make, "-j", str(JOBS), "-f", str(makefile), "all"],
+            cwd=makefile.parent,
+            log=directory / f"make-{label}.log",
+        )
 
     return buildlib, run_make
 
@@ -67,8 +74,7 @@ def run(ctx: Context) -> Result:
     big_buildlib, big_make = _setup(big, ctx.workdir / "big", true, make)
     one_buildlib, one_make = _setup(chains(count=1, length=1), ctx.workdir / "one", true, make)
 
-    samples: dict[str, list[Timing]] = {"buildlib": [], "make": [], "buildlib1": [],
-                                        "make1": []}
+    samples: dict[str, list[Timing]] = {"buildlib": [], "make": [], "buildlib1": [], "make1": []}
     for i in range(repeats):
         samples["buildlib"].append(big_buildlib(str(i)))
         samples["make"].append(big_make(str(i)))
@@ -80,25 +86,40 @@ def run(ctx: Context) -> Result:
     per_m = (m.wall - m1.wall) / (steps - 1) * 1000
     ratio = b.wall / m.wall
     rows = (
-        Row(label=f"buildlib -j2, {steps} steps", seconds=b.wall, ratio=ratio, cpu=b.cpu,
-            note=f"{per_b:.2f} ms/step after start-up"),
-        Row(label=f"make -j2, {steps} steps", seconds=m.wall, ratio=1.0, cpu=m.cpu,
-            note=f"{per_m:.2f} ms/step after start-up"),
-        Row(label="buildlib, 1 step (start-up)", seconds=b1.wall, ratio=b1.wall / m.wall,
-            cpu=b1.cpu),
-        Row(label="make, 1 step (start-up)", seconds=m1.wall, ratio=m1.wall / m.wall,
-            cpu=m1.cpu),
+        Row(
+            label=f"buildlib -j2, {steps} steps",
+            seconds=b.wall,
+            ratio=ratio,
+            cpu=b.cpu,
+            note=f"{per_b:.2f} ms/step after start-up",
+        ),
+        Row(
+            label=f"make -j2, {steps} steps",
+            seconds=m.wall,
+            ratio=1.0,
+            cpu=m.cpu,
+            note=f"{per_m:.2f} ms/step after start-up",
+        ),
+        Row(
+            label="buildlib, 1 step (start-up)", seconds=b1.wall, ratio=b1.wall / m.wall, cpu=b1.cpu
+        ),
+        Row(label="make, 1 step (start-up)", seconds=m1.wall, ratio=m1.wall / m.wall, cpu=m1.cpu),
     )
     return Result(
         name="overhead",
         reference=f"make -j2 on the same {steps} steps = {m.wall:.3f}s",
         target=f"buildlib <= {TARGET:.1f} x make (measured {ratio:.2f}; "
-               f"CPU time {b.cpu / m.cpu:.2f} x)",
+        f"CPU time {b.cpu / m.cpu:.2f} x)",
         verdict=Verdict.MET if ratio <= TARGET else Verdict.MISSED,
         rows=rows,
-        figures={"steps": float(steps), "repeats": float(repeats), "buildlib_ms_per_step": per_b,
-                 "make_ms_per_step": per_m, "cpu_ratio": b.cpu / m.cpu,
-                 "load_before": load_before, "load_after": load_average()},
-        notes=(f"fastest of {repeats} alternating run(s) each; {count} chains of {length} "
-               "`true`",),
+        figures={
+            "steps": float(steps),
+            "repeats": float(repeats),
+            "buildlib_ms_per_step": per_b,
+            "make_ms_per_step": per_m,
+            "cpu_ratio": b.cpu / m.cpu,
+            "load_before": load_before,
+            "load_after": load_average(),
+        },
+        notes=(f"fastest of {repeats} alternating run(s) each; {count} chains of {length} `true`",),
     )

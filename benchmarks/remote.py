@@ -41,14 +41,16 @@ def _manifest(steps: int) -> str:
     parts = ["[modes.development]\n"]
     for i in range(steps):
         deps = f'depends_on = ["s{i - 4:03d}"]' if i >= 4 else ""
-        parts.append(textwrap.dedent(f"""
+        parts.append(
+            textwrap.dedent(f"""
             [[step]]
             name = "s{i:03d}"
             command = ["python3", "../gen.py", "s{i:03d}"]
             inputs = ["src/s{i:03d}.txt"]
             outputs = ["out/s{i:03d}"]
             {deps}
-            """))
+            """)
+        )
     return "".join(parts)
 
 
@@ -147,10 +149,10 @@ def run(ctx: Context) -> Result:
     base = ctx.workdir
     cold_root = _workspace(base, "cold", steps)
     cold = _build(cold_root, base / "cold.log", "--no-cache")
-    rows.append(Row(label=f"no cache: {steps} steps built", seconds=cold.wall, ratio=1.0,
-                    cpu=cold.cpu))
-    servers = {"bazel-remote (defaults)": running_bazel_remote, "nginx (WebDAV PUT)":
-               running_nginx}
+    rows.append(
+        Row(label=f"no cache: {steps} steps built", seconds=cold.wall, ratio=1.0, cpu=cold.cpu)
+    )
+    servers = {"bazel-remote (defaults)": running_bazel_remote, "nginx (WebDAV PUT)": running_nginx}
     verdict = Verdict.MET
     for label, start in servers.items():
         key = label.split()[0]
@@ -163,29 +165,53 @@ def run(ctx: Context) -> Result:
         rate = _hit_rate(log)
         figures[f"{key}_hit_rate"] = rate
         figures[f"{key}_second_clone_s"] = hit.wall
-        rows.append(Row(label=f"second clone from {label}", seconds=hit.wall,
-                        ratio=hit.wall / cold.wall, cpu=hit.cpu,
-                        note=f"hit rate {rate:.0%}"))
+        rows.append(
+            Row(
+                label=f"second clone from {label}",
+                seconds=hit.wall,
+                ratio=hit.wall / cold.wall,
+                cpu=hit.cpu,
+                note=f"hit rate {rate:.0%}",
+            )
+        )
         if rate < 1.0:
             verdict = Verdict.MISSED
-    for label, server_of in (("a remote that never answers", _silent),
-                             ("a remote that trickles a byte every 2 s",
-                              lambda: _server(_trickle))):
+    for label, server_of in (
+        ("a remote that never answers", _silent),
+        ("a remote that trickles a byte every 2 s", lambda: _server(_trickle)),
+    ):
         root = _workspace(base, label.split()[-1], steps)
         with server_of() as url:
-            bad = _build(root, base / f"{label.split()[-1]}.log", "--remote-cache", url,
-                         BUILDLIB_REMOTE_TIMEOUT=str(DEADLINE))
+            bad = _build(
+                root,
+                base / f"{label.split()[-1]}.log",
+                "--remote-cache",
+                url,
+                BUILDLIB_REMOTE_TIMEOUT=str(DEADLINE),
+            )
         lost = bad.wall - cold.wall
         figures[f"lost_s_{label.split()[-1]}"] = lost
-        rows.append(Row(label=f"cold build with {label}", seconds=bad.wall,
-                        ratio=bad.wall / cold.wall, cpu=bad.cpu,
-                        note=f"{lost:+.2f} s against no remote"))
+        rows.append(
+            Row(
+                label=f"cold build with {label}",
+                seconds=bad.wall,
+                ratio=bad.wall / cold.wall,
+                cpu=bad.cpu,
+                note=f"{lost:+.2f} s against no remote",
+            )
+        )
         if lost > LOST_TARGET:
             verdict = Verdict.MISSED
     return Result(
-        name="remote", reference=f"a build of the same {steps} steps with no cache = "
-        f"{cold.wall:.3f}s", target=f"second clone all hits from both servers; a bad remote "
-        f"costs at most one deadline ({DEADLINE:g} s, +1.5 s noise)", verdict=verdict,
-        rows=tuple(rows), figures=figures,
-        notes=(f"{steps} steps x {FILES} files x {SIZE >> 10} KiB, each step "
-               f"{STEP_SECONDS:g} s of work; -j 2",))
+        name="remote",
+        reference=f"a build of the same {steps} steps with no cache = {cold.wall:.3f}s",
+        target=f"second clone all hits from both servers; a bad remote "
+        f"costs at most one deadline ({DEADLINE:g} s, +1.5 s noise)",
+        verdict=verdict,
+        rows=tuple(rows),
+        figures=figures,
+        notes=(
+            f"{steps} steps x {FILES} files x {SIZE >> 10} KiB, each step "
+            f"{STEP_SECONDS:g} s of work; -j 2",
+        ),
+    )

@@ -49,16 +49,23 @@ def run(ctx: Context) -> Result:
         from buildlib.cache.store import CacheConfig, StepCache  # here: if absent, skip
         from buildlib.incremental.outputs import OutputScope
     except ImportError as exc:
-        return Result(name="restore", reference="-", target="-", verdict=Verdict.SKIPPED,
-                      notes=(f"buildlib.cache.store is not importable ({exc})",))
+        return Result(
+            name="restore",
+            reference="-",
+            target="-",
+            verdict=Verdict.SKIPPED,
+            notes=(f"buildlib.cache.store is not importable ({exc})",),
+        )
     cp = require("cp")
     large, large_size, small, small_size = (
-        QUICK if ctx.quick else (LARGE, LARGE_SIZE, SMALL, SMALL_SIZE))
+        QUICK if ctx.quick else (LARGE, LARGE_SIZE, SMALL, SMALL_SIZE)
+    )
     repeats = QUICK_REPEATS if ctx.quick else REPEATS
     load_before = load_average()
     source = ctx.workdir / "outputs"
-    paths = tree.output_tree(source, large=large, large_size=large_size, small=small,
-                             small_size=small_size)
+    paths = tree.output_tree(
+        source, large=large, large_size=large_size, small=small, small_size=small_size
+    )
     size = large * large_size + small * small_size
     log = ctx.workdir / "step.log"
     log.write_text("built\n")
@@ -76,8 +83,9 @@ def run(ctx: Context) -> Result:
         def lookup_and_restore() -> None:
             entry = cache.lookup(STEP, key)
             if entry is None:
-                raise BenchmarkError(f"StepCache.lookup missed the entry just saved: "
-                                     f"{cache.warnings}")
+                raise BenchmarkError(
+                    f"StepCache.lookup missed the entry just saved: {cache.warnings}"
+                )
             if not cache.restore(entry, dest, scope):
                 raise BenchmarkError(f"StepCache.restore refused the entry: {cache.warnings}")
 
@@ -89,8 +97,9 @@ def run(ctx: Context) -> Result:
 
     def copy(label: str) -> Timing:
         dest = ctx.workdir / f"copied-{label}"
-        timing = timed([cp, "-a", str(source), str(dest)], cwd=ctx.workdir,
-                        log=ctx.workdir / f"cp-{label}.log")
+        timing = timed(
+            [cp, "-a", str(source), str(dest)], cwd=ctx.workdir, log=ctx.workdir / f"cp-{label}.log"
+        )
         shutil.rmtree(dest)
         return timing
 
@@ -107,8 +116,13 @@ def run(ctx: Context) -> Result:
     rt, ct = fastest(restored), fastest(copied)
     r, c = rt.wall, ct.wall
     rows = (
-        Row(label="buildlib lookup + restore (verified)", seconds=r, ratio=paired, cpu=rt.cpu,
-            note=f"{size / r / 1e6:.0f} MB/s; fastest / fastest {r / c:.2f}"),
+        Row(
+            label="buildlib lookup + restore (verified)",
+            seconds=r,
+            ratio=paired,
+            cpu=rt.cpu,
+            note=f"{size / r / 1e6:.0f} MB/s; fastest / fastest {r / c:.2f}",
+        ),
         Row(label="cp -a", seconds=c, ratio=1.0, cpu=ct.cpu, note=f"{size / c / 1e6:.0f} MB/s"),
     )
     pairs = ", ".join(f"{x.wall / y.wall:.2f}" for x, y in zip(restored, copied, strict=True))
@@ -118,9 +132,17 @@ def run(ctx: Context) -> Result:
         target=f"buildlib <= {TARGET:.1f} x cp -a (measured {paired:.2f}, median of pairs)",
         verdict=Verdict.MET if paired <= TARGET else Verdict.MISSED,
         rows=rows,
-        figures={"bytes": float(size), "files": float(len(paths)), "repeats": float(repeats),
-                 "paired_median": paired, "fastest_ratio": r / c,
-                 "load_before": load_before, "load_after": load_average()},
-        notes=(f"{repeats} alternating pairs (restore, then cp); ratio = median of the "
-               f"pairs' ratios ({pairs}); seconds = fastest of each; page cache warm for both",),
+        figures={
+            "bytes": float(size),
+            "files": float(len(paths)),
+            "repeats": float(repeats),
+            "paired_median": paired,
+            "fastest_ratio": r / c,
+            "load_before": load_before,
+            "load_after": load_average(),
+        },
+        notes=(
+            f"{repeats} alternating pairs (restore, then cp); ratio = median of the "
+            f"pairs' ratios ({pairs}); seconds = fastest of each; page cache warm for both",
+        ),
     )

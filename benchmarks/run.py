@@ -45,47 +45,91 @@ from benchmarks import (
 from benchmarks.harness import Benchmark, Context, Result
 
 REGISTRY: dict[str, Benchmark] = {
-    "scheduling": Benchmark(run=scheduling.run, summary="40-step random DAG of sleeps at -j 2: "
-                            "makespan / lower bound for buildlib, make, nox"),
-    "overhead": Benchmark(run=overhead.run, summary="500 `true` steps at -j 2: buildlib wall "
-                          "time / make's"),
-    "hash": Benchmark(run=hashing.run, summary="20k-file tree: unchanged check vs git status, "
-                      "cold hash vs sha256sum"),
+    "scheduling": Benchmark(
+        run=scheduling.run,
+        summary="40-step random DAG of sleeps at -j 2: "
+        "makespan / lower bound for buildlib, make, nox",
+    ),
+    "overhead": Benchmark(
+        run=overhead.run, summary="500 `true` steps at -j 2: buildlib wall time / make's"
+    ),
+    "hash": Benchmark(
+        run=hashing.run,
+        summary="20k-file tree: unchanged check vs git status, cold hash vs sha256sum",
+    ),
     "restore": Benchmark(run=restore.run, summary="restore 200 MB of cached outputs vs cp -a"),
-    "noop": Benchmark(run=noop.run, summary="no-op build of the real app (all cached) via nox "
-                      "and the engine vs turbo's full cache hit and nox -l"),
-    "monorepo": Benchmark(run=monorepo_measure.run, summary="npm-workspace monorepo: no-op and "
-                          "one edit at 1,000 steps vs turbo; growth to 10,000 steps"),
-    "cutoff": Benchmark(run=cutoff.run, summary="a comment-only edit: early cutoff against "
-                        "without it (the app) and against turbo (a 200-package monorepo)"),
-    "install": Benchmark(run=install.run, summary="the app's web/node_modules from the local "
-                         "cache, file by file and as one archive, vs npm ci --offline; "
-                         "cache space per lockfile version"),
-    "remote": Benchmark(run=remote.run, summary="a second clone from bazel-remote and nginx "
-                        "(hit rate, wall), and the time a hung or trickling remote costs"),
-    "shards": Benchmark(run=shards.run, summary="one build over 1, 2, 4, 8 CI jobs: planned "
-                        "makespan / lower bound for the app and a 200-step DAG; 2 jobs "
-                        "replayed through bazel-remote"),
-    "watch": Benchmark(run=watch.run, summary="save to rebuilt output on disk under `watch`, "
-                       "a TypeScript file (tsc) and a Rust source (cargo), vs turbo watch"),
+    "noop": Benchmark(
+        run=noop.run,
+        summary="no-op build of the real app (all cached) via nox "
+        "and the engine vs turbo's full cache hit and nox -l",
+    ),
+    "monorepo": Benchmark(
+        run=monorepo_measure.run,
+        summary="npm-workspace monorepo: no-op and "
+        "one edit at 1,000 steps vs turbo; growth to 10,000 steps",
+    ),
+    "cutoff": Benchmark(
+        run=cutoff.run,
+        summary="a comment-only edit: early cutoff against "
+        "without it (the app) and against turbo (a 200-package monorepo)",
+    ),
+    "install": Benchmark(
+        run=install.run,
+        summary="the app's web/node_modules from the local "
+        "cache, file by file and as one archive, vs npm ci --offline; "
+        "cache space per lockfile version",
+    ),
+    "remote": Benchmark(
+        run=remote.run,
+        summary="a second clone from bazel-remote and nginx "
+        "(hit rate, wall), and the time a hung or trickling remote costs",
+    ),
+    "shards": Benchmark(
+        run=shards.run,
+        summary="one build over 1, 2, 4, 8 CI jobs: planned "
+        "makespan / lower bound for the app and a 200-step DAG; 2 jobs "
+        "replayed through bazel-remote",
+    ),
+    "watch": Benchmark(
+        run=watch.run,
+        summary="save to rebuilt output on disk under `watch`, "
+        "a TypeScript file (tsc) and a Rust source (cargo), vs turbo watch",
+    ),
 }
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="benchmarks/run.py", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("names", nargs="*", metavar="NAME",
-                        help=f"benchmarks to run (default: all): {', '.join(REGISTRY)}")
-    parser.add_argument("--quick", action="store_true",
-                        help="smaller inputs, one repetition: checks the benchmarks still run; "
-                             "its ratios are not the figures")
+    parser = argparse.ArgumentParser(
+        prog="benchmarks/run.py",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "names",
+        nargs="*",
+        metavar="NAME",
+        help=f"benchmarks to run (default: all): {', '.join(REGISTRY)}",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smaller inputs, one repetition: checks the benchmarks still run; "
+        "its ratios are not the figures",
+    )
     parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
-    parser.add_argument("--json", type=Path, default=RESULTS,
-                        help="where to write the results (default: benchmarks/results/latest.json)")
-    parser.add_argument("--keep", action="store_true",
-                        help="keep each benchmark's work directory (its logs) and print where")
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=RESULTS,
+        help="where to write the results (default: benchmarks/results/latest.json)",
+    )
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep each benchmark's work directory (its logs) and print where",
+    )
     args = parser.parse_args(argv)
     unknown = [n for n in args.names if n not in REGISTRY]
     if unknown:
@@ -103,8 +147,7 @@ def render(result: Result, seconds: float) -> str:
             label = row.label + (" (simulated)" if row.simulated else "")
             cpu = "-" if row.cpu is None else f"{row.cpu:.3f}"
             note = f"  {row.note}" if row.note else ""
-            lines.append(f"  {label:{width}}  {row.seconds:8.3f}  {row.ratio:6.3f}  {cpu:>7}"
-                         f"{note}")
+            lines.append(f"  {label:{width}}  {row.seconds:8.3f}  {row.ratio:6.3f}  {cpu:>7}{note}")
     lines += [f"  note: {n}" for n in result.notes]
     lines.append(f"  target: {result.target} -> {result.verdict.value.upper()}")
     return "\n".join(lines)
@@ -155,8 +198,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     names = args.names or list(REGISTRY)
     quick = " (--quick: a smoke run, not the figures)" if args.quick else ""
-    print(f"benchmarks {' '.join(names)}{quick} on {os.cpu_count()} CPUs, "
-          f"python {platform.python_version()}", flush=True)
+    print(
+        f"benchmarks {' '.join(names)}{quick} on {os.cpu_count()} CPUs, "
+        f"python {platform.python_version()}",
+        flush=True,
+    )
     entries: list[dict[str, Any]] = []
     crashed: list[str] = []
     for name in names:
@@ -167,8 +213,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         except Exception:  # a crash is reported, then the next benchmark runs
             crashed.append(name)
             print(f"== {name}: CRASHED\n{traceback.format_exc()}", flush=True)
-            entries.append({"name": name, "verdict": "crashed",
-                            "error": traceback.format_exc(limit=3)})
+            entries.append(
+                {"name": name, "verdict": "crashed", "error": traceback.format_exc(limit=3)}
+            )
         else:
             print(render(result, time.perf_counter() - start), flush=True)
             entries.append(_jsonable(result) | {"seconds": time.perf_counter() - start})
@@ -177,13 +224,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"  work directory kept: {workdir}")
             else:
                 shutil.rmtree(workdir, ignore_errors=True)
-    write_json(args.json, _finite({
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                    "python": platform.python_version()},
-        "quick": args.quick,
-        "results": entries,
-    }))
+    write_json(
+        args.json,
+        _finite(
+            {
+                "date": datetime.now(UTC).isoformat(timespec="seconds"),
+                "machine": {
+                    "cpus": os.cpu_count(),
+                    "platform": platform.platform(),
+                    "python": platform.python_version(),
+                },
+                "quick": args.quick,
+                "results": entries,
+            }
+        ),
+    )
     summary = ", ".join(f"{e['name']} {e['verdict']}" for e in entries)
     print(f"summary: {summary}; results in {args.json}")
     return 1 if crashed else 0

@@ -48,8 +48,9 @@ TARGET = 1.03
 
 
 def make_dag(*, quick: bool) -> Dag:
-    return random_dag(seed=SEED, steps=STEPS,
-                      total_work=TOTAL_WORK * (QUICK_SCALE if quick else 1.0))
+    return random_dag(
+        seed=SEED, steps=STEPS, total_work=TOTAL_WORK * (QUICK_SCALE if quick else 1.0)
+    )
 
 
 def _own_wall(workspace: Path) -> float | None:
@@ -77,16 +78,23 @@ def run(ctx: Context) -> Result:
     noxfile = emit.write_noxfile(dag, commands, ws["nox"] / "noxfile.py")
 
     def buildlib(label: str) -> Timing:
-        return timed(buildlib_argv(manifest, jobs=JOBS), cwd=ws["buildlib"],
-                     log=ctx.workdir / f"buildlib-{label}.log")
+        return timed(
+            buildlib_argv(manifest, jobs=JOBS),
+            cwd=ws["buildlib"],
+            log=ctx.workdir / f"buildlib-{label}.log",
+        )
 
     # Interleaved so a change in machine load hits every tool alike.
     cold = buildlib("cold")
     cold_own = _own_wall(ws["buildlib"])
-    make_s = timed([make, "-j", str(JOBS), "-f", str(makefile), "all"], cwd=ws["make"],
-                   log=ctx.workdir / "make.log")
-    nox_s = timed([nox, "-f", str(noxfile), "-j", str(JOBS)], cwd=ws["nox"],
-                  log=ctx.workdir / "nox.log")
+    make_s = timed(
+        [make, "-j", str(JOBS), "-f", str(makefile), "all"],
+        cwd=ws["make"],
+        log=ctx.workdir / "make.log",
+    )
+    nox_s = timed(
+        [nox, "-f", str(noxfile), "-j", str(JOBS)], cwd=ws["nox"], log=ctx.workdir / "nox.log"
+    )
     warm = buildlib("warm")
     warm_own = _own_wall(ws["buildlib"])
 
@@ -98,38 +106,60 @@ def run(ctx: Context) -> Result:
 
     def row(label: str, seconds: float | Timing, *, note: str = "") -> Row:
         if isinstance(seconds, Timing):
-            return Row(label=label, seconds=seconds.wall, ratio=seconds.wall / bound,
-                       cpu=seconds.cpu, note=note)
-        return Row(label=label, seconds=seconds, ratio=seconds / bound, simulated=True,
-                   note=note)
+            return Row(
+                label=label,
+                seconds=seconds.wall,
+                ratio=seconds.wall / bound,
+                cpu=seconds.cpu,
+                note=note,
+            )
+        return Row(label=label, seconds=seconds, ratio=seconds / bound, simulated=True, note=note)
 
     rows = (
-        row("buildlib -j2, warm (history)", warm,
-            note=f"own wall {warm_own:.2f}s" if warm_own is not None else ""),
-        row("buildlib -j2, cold (estimates 1.0s)", cold,
-            note=f"own wall {cold_own:.2f}s" if cold_own is not None else ""),
+        row(
+            "buildlib -j2, warm (history)",
+            warm,
+            note=f"own wall {warm_own:.2f}s" if warm_own is not None else "",
+        ),
+        row(
+            "buildlib -j2, cold (estimates 1.0s)",
+            cold,
+            note=f"own wall {cold_own:.2f}s" if cold_own is not None else "",
+        ),
         row("make -j2", make_s, note="no duration knowledge"),
         row("nox -j 2", nox_s, note="no duration knowledge; one nox child per session"),
-        row("buildlib policy, exact durations", exact,
-            note="critical-path list scheduling, zero overhead"),
+        row(
+            "buildlib policy, exact durations",
+            exact,
+            note="critical-path list scheduling, zero overhead",
+        ),
         row("buildlib policy, cold estimates", cold_policy),
         row("FIFO list scheduling (nox's order)", fifo),
         row("level-by-level, 2 workers", levels_two),
-        row("level-by-level, unlimited workers", levels_unlimited,
-            note="the seed design; more than 2 at once, so it may beat a 2-worker bound"),
+        row(
+            "level-by-level, unlimited workers",
+            levels_unlimited,
+            note="the seed design; more than 2 at once, so it may beat a 2-worker bound",
+        ),
     )
     ratio = warm.wall / bound
     return Result(
         name="scheduling",
         reference=f"lower bound max(critical path {critical_path(dag):.2f}s, "
-                  f"work/{JOBS} {dag.total_work / JOBS:.2f}s) = {bound:.2f}s",
+        f"work/{JOBS} {dag.total_work / JOBS:.2f}s) = {bound:.2f}s",
         target=f"buildlib warm <= {TARGET:.2f} x lower bound (measured {ratio:.3f})",
         verdict=Verdict.MET if ratio <= TARGET else Verdict.MISSED,
         rows=rows,
-        figures={"lower_bound_s": bound, "critical_path_s": critical_path(dag),
-                 "total_work_s": dag.total_work, "steps": float(len(dag.names)),
-                 "seed": float(SEED), "buildlib_overhead_s": warm.wall - exact,
-                 "load_before": load_before, "load_after": load_average()},
+        figures={
+            "lower_bound_s": bound,
+            "critical_path_s": critical_path(dag),
+            "total_work_s": dag.total_work,
+            "steps": float(len(dag.names)),
+            "seed": float(SEED),
+            "buildlib_overhead_s": warm.wall - exact,
+            "load_before": load_before,
+            "load_after": load_average(),
+        },
         notes=(
             "make and nox get no duration knowledge; buildlib warm had one earlier build "
             "in its history (cold is its first run).",

@@ -33,8 +33,9 @@ from buildlib.planning.scheduler import Scheduler
 
 
 def _dag(durations: dict[str, float], deps: dict[str, tuple[str, ...]]) -> Dag:
-    return Dag(names=tuple(durations), deps={n: deps.get(n, ()) for n in durations},
-               durations=durations)
+    return Dag(
+        names=tuple(durations), deps={n: deps.get(n, ()) for n in durations}, durations=durations
+    )
 
 
 # a(1) -> c(4); b(3); d(1) -> e(1). Two workers.
@@ -106,8 +107,9 @@ def _commands(dag: Dag) -> dict[str, list[str]]:
 def test_generated_makefile_runs_every_step_after_its_dependencies(tmp_path: Path) -> None:
     dag = random_dag(seed=6, steps=12, total_work=1.0)
     emit.write_makefile(dag, {n: ["echo", n] for n in dag.names}, tmp_path / "Makefile")
-    out = subprocess.run(["make", "-s", "-j2", "all"], cwd=tmp_path, capture_output=True,
-                         text=True, check=True).stdout.split()
+    out = subprocess.run(
+        ["make", "-s", "-j2", "all"], cwd=tmp_path, capture_output=True, text=True, check=True
+    ).stdout.split()
     assert sorted(out) == sorted(dag.names)
     for name in dag.names:
         assert all(out.index(dep) < out.index(name) for dep in dag.deps[name])
@@ -116,26 +118,43 @@ def test_generated_makefile_runs_every_step_after_its_dependencies(tmp_path: Pat
 def test_generated_noxfile_lists_every_session(tmp_path: Path) -> None:
     dag = random_dag(seed=6, steps=5, total_work=1.0)
     noxfile = emit.write_noxfile(dag, _commands(dag), tmp_path / "noxfile.py")
-    listed = subprocess.run([sys.executable, "-m", "nox", "-f", str(noxfile), "-l", "--json"],
-                            cwd=tmp_path, capture_output=True, text=True, check=True).stdout
+    listed = subprocess.run(
+        [sys.executable, "-m", "nox", "-f", str(noxfile), "-l", "--json"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert sorted(s["session"] for s in json.loads(listed)) == sorted(dag.names)
 
 
 def test_generated_manifest_builds(tmp_path: Path) -> None:
     dag = random_dag(seed=6, steps=6, total_work=1.0)
     manifest = emit.write_manifest(dag, _commands(dag), tmp_path / "build.toml")
-    plan = subprocess.run([sys.executable, "-m", "buildlib", "plan", "--manifest", str(manifest)],
-                          cwd=tmp_path, capture_output=True, text=True, check=True,
-                          env=tool_env()).stdout
+    plan = subprocess.run(
+        [sys.executable, "-m", "buildlib", "plan", "--manifest", str(manifest)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+        env=tool_env(),
+    ).stdout
     for name in dag.names:
         assert name in plan
 
 
 def test_render_and_json_of_a_result(tmp_path: Path) -> None:
-    result = Result(name="demo", reference="x = 2.00s", target="demo <= 1.1", verdict=Verdict.MET,
-                    rows=(Row(label="tool", seconds=2.0, ratio=1.0, cpu=0.5),
-                          Row(label="model", seconds=1.0, ratio=0.5, simulated=True)),
-                    figures={"load": float("nan")})
+    result = Result(
+        name="demo",
+        reference="x = 2.00s",
+        target="demo <= 1.1",
+        verdict=Verdict.MET,
+        rows=(
+            Row(label="tool", seconds=2.0, ratio=1.0, cpu=0.5),
+            Row(label="model", seconds=1.0, ratio=0.5, simulated=True),
+        ),
+        figures={"load": float("nan")},
+    )
     text = run.render(result, 3.0)
     assert "model (simulated)" in text
     assert "-> MET" in text
@@ -147,8 +166,12 @@ def test_render_and_json_of_a_result(tmp_path: Path) -> None:
 
 
 def test_unknown_benchmark_name_is_a_usage_error() -> None:
-    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "run.py"), "nope"],
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "run.py"), "nope"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert proc.returncode == 2
     assert "unknown benchmark nope" in proc.stderr
 
@@ -179,7 +202,8 @@ def test_turbo_script_runs_the_step_in_its_directory_with_its_env(tmp_path: Path
         '[workspace]\nname = "t"\ndefault_mode = "development"\n\n'
         '[modes.development]\nenv = { GREETING = "it\'s {mode}" }\n\n'
         '[[step]]\nname = "write"\ncwd = "sub dir"\n'
-        'command = ["sh", "-c", "printf \'%s\' \\"$GREETING\\" > out.txt"]\n')
+        'command = ["sh", "-c", "printf \'%s\' \\"$GREETING\\" > out.txt"]\n'
+    )
     plan = noop.development_plan(tmp_path, tool_env())
     package, _ = noop.turbo_files(plan, "11.0.0")
     subprocess.run(["sh", "-c", package["scripts"]["write"]], cwd=tmp_path, check=True)
@@ -187,13 +211,15 @@ def test_turbo_script_runs_the_step_in_its_directory_with_its_env(tmp_path: Path
 
 
 def test_noop_checks_reject_a_build_that_did_work() -> None:
-    cached = {"exit_code": 0, "steps": [{"name": "a", "outcome": "cached"},
-                                         {"name": "b", "outcome": "cached"}]}
+    cached = {
+        "exit_code": 0,
+        "steps": [{"name": "a", "outcome": "cached"}, {"name": "b", "outcome": "cached"}],
+    }
     noop.check_all_cached(cached, expected=2)
     with pytest.raises(BenchmarkError, match="b: built"):
-        noop.check_all_cached({**cached, "steps": [cached["steps"][0],
-                                                   {"name": "b", "outcome": "built"}]},
-                              expected=2)
+        noop.check_all_cached(
+            {**cached, "steps": [cached["steps"][0], {"name": "b", "outcome": "built"}]}, expected=2
+        )
     with pytest.raises(BenchmarkError, match="1 of 2 steps"):
         noop.check_all_cached({**cached, "steps": cached["steps"][:1]}, expected=2)
     summary = "\x1b[1m Tasks:\x1b[0m 9 successful, 9 total\nCached:    {} cached, 9 total\n"

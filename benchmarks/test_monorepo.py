@@ -54,8 +54,12 @@ def test_lockfile_is_what_npm_writes(tmp_path: Path) -> None:
     repo = monorepo.generate(tmp_path / "r", packages=15)
     ours = (repo.root / "package-lock.json").read_bytes()
     (repo.root / "package-lock.json").unlink()
-    subprocess.run(["npm", "install", "--package-lock-only", "--no-audit", "--no-fund",
-                    "--offline"], cwd=repo.root, check=True, capture_output=True)
+    subprocess.run(
+        ["npm", "install", "--package-lock-only", "--no-audit", "--no-fund", "--offline"],
+        cwd=repo.root,
+        check=True,
+        capture_output=True,
+    )
     assert (repo.root / "package-lock.json").read_bytes() == ours
     assert not (repo.root / "node_modules").exists()
 
@@ -63,8 +67,14 @@ def test_lockfile_is_what_npm_writes(tmp_path: Path) -> None:
 def test_buildlib_accepts_the_manifest(tmp_path: Path) -> None:
     repo = monorepo.generate(tmp_path / "r", packages=12)
     env = tool_env() | {"BUILDLIB_CACHE_DIR": str(tmp_path / "cache")}
-    out = subprocess.run([sys.executable, "-m", "buildlib", "build", "--dry-run", "--plain"],
-                         cwd=repo.root, env=env, capture_output=True, text=True, check=False)
+    out = subprocess.run(
+        [sys.executable, "-m", "buildlib", "build", "--dry-run", "--plain"],
+        cwd=repo.root,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     for name in repo.names:
         assert name in out.stdout
@@ -76,12 +86,20 @@ def test_turbo_sees_the_same_graph(tmp_path: Path) -> None:
         pytest.skip("turbo is not installed; `python benchmarks/monorepo.py turbo` installs it")
     turbo = monorepo.find_turbo()
     repo = monorepo.generate(tmp_path / "r", packages=12)
-    out = subprocess.run(monorepo.turbo_argv(turbo, "--dry=json"), cwd=repo.root,
-                         env=monorepo.turbo_env(), capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        monorepo.turbo_argv(turbo, "--dry=json"),
+        cwd=repo.root,
+        env=monorepo.turbo_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     tasks = {t["package"]: t for t in json.loads(out.stdout)["tasks"]}
     assert set(tasks) == set(repo.names)
     for name in repo.names:
         assert sorted(tasks[name]["dependencies"]) == [f"{d}#build" for d in repo.deps[name]]
         # turbo adds the package's own package.json to the declared inputs
-        assert set(tasks[name]["inputs"]) == {"package.json",
-                                              *(f"src/m{i:02d}.js" for i in range(20))}
+        assert set(tasks[name]["inputs"]) == {
+            "package.json",
+            *(f"src/m{i:02d}.js" for i in range(20)),
+        }

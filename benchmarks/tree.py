@@ -25,8 +25,9 @@ def source_tree(root: Path, *, files: int, seed: int = 1) -> int:
     return total
 
 
-def output_tree(root: Path, *, large: int, large_size: int, small: int, small_size: int,
-                seed: int = 2) -> list[str]:
+def output_tree(
+    root: Path, *, large: int, large_size: int, small: int, small_size: int, seed: int = 2
+) -> list[str]:
     """Build-output-like files: `large` big binaries and `small` small assets; returns
     their relative POSIX paths."""
     rng = random.Random(seed)

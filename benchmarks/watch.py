@@ -52,10 +52,20 @@ TYPESCRIPT = "6.0.3"  # as tests/repos.py pins it (and web/): in the local npm c
 
 # (label, step, source, output, the source's text with {marker})
 FILES = (
-    ("TypeScript (tsc)", "ts", "packages/ts/src/m03.ts", "packages/ts/dist/m03.js",
-     "export const v03: string = '{marker}'\n"),
-    ("Rust (cargo)", "rs", "packages/rs/src/text.rs", "packages/rs/target/debug/rs-app",
-     'pub const MESSAGE: &str = "{marker}";\n'),
+    (
+        "TypeScript (tsc)",
+        "ts",
+        "packages/ts/src/m03.ts",
+        "packages/ts/dist/m03.js",
+        "export const v03: string = '{marker}'\n",
+    ),
+    (
+        "Rust (cargo)",
+        "rs",
+        "packages/rs/src/text.rs",
+        "packages/rs/target/debug/rs-app",
+        'pub const MESSAGE: &str = "{marker}";\n',
+    ),
 )
 
 MANIFEST = """\
@@ -85,41 +95,86 @@ def _json(data: object) -> str:
 def generate(root: Path) -> None:
     """Write the workspace and install typescript (`npm install --prefer-offline`)."""
     files = {
-        "package.json": _json({"name": "watchbench", "private": True,
-                               "workspaces": ["packages/*"],
-                               "packageManager": monorepo.PACKAGE_MANAGER}),
-        "turbo.json": _json({"$schema": "https://turborepo.com/schema.json", "tasks": {
-            "build": {"inputs": ["src/**", "tsconfig.json", "Cargo.toml", "package.json"],
-                      "outputs": ["dist/**", "target/debug/rs-app"]}}}),
+        "package.json": _json(
+            {
+                "name": "watchbench",
+                "private": True,
+                "workspaces": ["packages/*"],
+                "packageManager": monorepo.PACKAGE_MANAGER,
+            }
+        ),
+        "turbo.json": _json(
+            {
+                "$schema": "https://turborepo.com/schema.json",
+                "tasks": {
+                    "build": {
+                        "inputs": ["src/**", "tsconfig.json", "Cargo.toml", "package.json"],
+                        "outputs": ["dist/**", "target/debug/rs-app"],
+                    }
+                },
+            }
+        ),
         "build.toml": MANIFEST,
         ".gitignore": "node_modules/\ndist/\ntarget/\n.turbo/\n.buildlib/\n",
-        "packages/ts/package.json": _json({
-            "name": "ts-app", "version": "1.0.0", "private": True,
-            "scripts": {"build": "tsc -p tsconfig.json"},
-            "devDependencies": {"typescript": TYPESCRIPT}}),
-        "packages/ts/tsconfig.json": _json({"compilerOptions": {
-            "target": "ES2022", "module": "NodeNext", "moduleResolution": "NodeNext",
-            "rootDir": "src", "outDir": "dist", "strict": True, "skipLibCheck": True,
-            "types": []}, "include": ["src"]}),
-        "packages/rs/package.json": _json({
-            "name": "rs-app", "version": "1.0.0", "private": True,
-            "scripts": {"build": "cargo build --offline --quiet"}}),
-        "packages/rs/Cargo.toml": ('[package]\nname = "rs-app"\nversion = "0.1.0"\n'
-                                   'edition = "2021"\n\n[workspace]\n'),
-        "packages/rs/src/main.rs": ("mod text;\n\nfn main() {\n"
-                                    '    println!("{}", text::MESSAGE);\n}\n'),
+        "packages/ts/package.json": _json(
+            {
+                "name": "ts-app",
+                "version": "1.0.0",
+                "private": True,
+                "scripts": {"build": "tsc -p tsconfig.json"},
+                "devDependencies": {"typescript": TYPESCRIPT},
+            }
+        ),
+        "packages/ts/tsconfig.json": _json(
+            {
+                "compilerOptions": {
+                    "target": "ES2022",
+                    "module": "NodeNext",
+                    "moduleResolution": "NodeNext",
+                    "rootDir": "src",
+                    "outDir": "dist",
+                    "strict": True,
+                    "skipLibCheck": True,
+                    "types": [],
+                },
+                "include": ["src"],
+            }
+        ),
+        "packages/rs/package.json": _json(
+            {
+                "name": "rs-app",
+                "version": "1.0.0",
+                "private": True,
+                "scripts": {"build": "cargo build --offline --quiet"},
+            }
+        ),
+        "packages/rs/Cargo.toml": (
+            '[package]\nname = "rs-app"\nversion = "0.1.0"\nedition = "2021"\n\n[workspace]\n'
+        ),
+        "packages/rs/src/main.rs": (
+            'mod text;\n\nfn main() {\n    println!("{}", text::MESSAGE);\n}\n'
+        ),
         "packages/rs/src/text.rs": 'pub const MESSAGE: &str = "rev-0";\n',
     }
-    files |= {f"packages/ts/src/m{i:02d}.ts": f"export const v{i:02d}: string = 'm{i:02d}-0'\n"
-              for i in range(10)}
+    files |= {
+        f"packages/ts/src/m{i:02d}.ts": f"export const v{i:02d}: string = 'm{i:02d}-0'\n"
+        for i in range(10)
+    }
     for rel, text in files.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text(text)
-    done = subprocess.run(["npm", "install", "--prefer-offline", "--no-audit", "--no-fund"],
-                          cwd=root, env=_env(), capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        ["npm", "install", "--prefer-offline", "--no-audit", "--no-fund"],
+        cwd=root,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if done.returncode != 0:
-        raise BenchmarkError(f"npm install in {root} exited {done.returncode}:\n"
-                             f"{done.stderr[-2000:]}")
+        raise BenchmarkError(
+            f"npm install in {root} exited {done.returncode}:\n{done.stderr[-2000:]}"
+        )
 
 
 def _env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -138,12 +193,19 @@ class Session:
     log: Path
 
     @classmethod
-    def start(cls, tool: str, argv: Sequence[str], *, cwd: Path, env: Mapping[str, str],
-              log: Path) -> Session:
+    def start(
+        cls, tool: str, argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], log: Path
+    ) -> Session:
         with log.open("wb") as out:
-            proc = subprocess.Popen(list(argv), cwd=cwd, env=dict(env), stdout=out,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    start_new_session=True)
+            proc = subprocess.Popen(
+                list(argv),
+                cwd=cwd,
+                env=dict(env),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         return cls(tool=tool, proc=proc, log=log)
 
     def text(self) -> str:
@@ -151,8 +213,10 @@ class Session:
 
     def check_alive(self) -> None:
         if self.proc.poll() is not None:
-            raise BenchmarkError(f"{self.tool} watch exited ({self.proc.returncode}); "
-                                 f"log {self.log}:\n{self.text()[-2000:]}")
+            raise BenchmarkError(
+                f"{self.tool} watch exited ({self.proc.returncode}); "
+                f"log {self.log}:\n{self.text()[-2000:]}"
+            )
 
     def quiet(self) -> None:
         """Until its output has not changed for `QUIET` seconds."""
@@ -191,8 +255,7 @@ def _stamp(path: Path) -> tuple[int, int] | None:
     return st.st_mtime_ns, st.st_size
 
 
-def save_and_wait(session: Session, source: Path, text: str, output: Path,
-                  marker: bytes) -> float:
+def save_and_wait(session: Session, source: Path, text: str, output: Path, marker: bytes) -> float:
     """Write `text` to `source`; seconds until `marker` is in `output`."""
     seen = _stamp(output)
     start = time.perf_counter()
@@ -207,8 +270,10 @@ def save_and_wait(session: Session, source: Path, text: str, output: Path,
             except OSError:
                 pass
         if time.perf_counter() - start > TIMEOUT:
-            raise BenchmarkError(f"{session.tool} watch: {output} never got {marker!r} after "
-                                 f"{source} was saved; log {session.log}")
+            raise BenchmarkError(
+                f"{session.tool} watch: {output} never got {marker!r} after "
+                f"{source} was saved; log {session.log}"
+            )
         session.check_alive()
         time.sleep(POLL)
 
@@ -225,15 +290,21 @@ def buildlib_idle(session: Session, root: Path, number: int) -> list[str]:
             except (OSError, ValueError):
                 continue
             last = status.get("last_rebuild") or {}
-            if (status.get("state") == "watching" and not status.get("queued")
-                    and last.get("number", -1) >= number):
+            if (
+                status.get("state") == "watching"
+                and not status.get("queued")
+                and last.get("number", -1) >= number
+            ):
                 if last["number"] != number:
-                    raise BenchmarkError(f"buildlib watch: rebuild #{last['number']} where "
-                                         f"#{number} was expected; log {session.log}")
+                    raise BenchmarkError(
+                        f"buildlib watch: rebuild #{last['number']} where "
+                        f"#{number} was expected; log {session.log}"
+                    )
                 return list(last.get("ran", ()))
         if time.monotonic() > deadline:
-            raise BenchmarkError(f"buildlib watch: rebuild #{number} never ended; "
-                                 f"log {session.log}")
+            raise BenchmarkError(
+                f"buildlib watch: rebuild #{number} never ended; log {session.log}"
+            )
         time.sleep(0.05)
 
 
@@ -257,8 +328,7 @@ class Found:
     runs: list[int]  # turbo: the task runs each save caused
 
 
-def measure_session(tool: str, session: Session, root: Path, saves: int, first: int
-                    ) -> Found:
+def measure_session(tool: str, session: Session, root: Path, saves: int, first: int) -> Found:
     """`saves` saves of each file, one after the other."""
     latencies: dict[str, list[float]] = {label: [] for label, *_ in FILES}
     own: dict[str, list[float]] = {label: [] for label, *_ in FILES}
@@ -275,15 +345,19 @@ def measure_session(tool: str, session: Session, root: Path, saves: int, first: 
         for label, step, src, out, template in FILES:
             marker = f"{tool}-{step}-{k}"
             before_runs = turbo_runs(session.text())
-            latencies[label].append(save_and_wait(session, root / src,
-                                                  template.format(marker=marker),
-                                                  root / out, marker.encode()))
+            latencies[label].append(
+                save_and_wait(
+                    session, root / src, template.format(marker=marker), root / out, marker.encode()
+                )
+            )
             if tool == "buildlib":
                 number += 1
                 ran = buildlib_idle(session, root, number)
                 if ran != [step]:
-                    raise BenchmarkError(f"buildlib watch: saving {src} ran {ran}, expected "
-                                         f"[{step!r}]; log {session.log}")
+                    raise BenchmarkError(
+                        f"buildlib watch: saving {src} ran {ran}, expected "
+                        f"[{step!r}]; log {session.log}"
+                    )
                 own[label].append(latencies[label][-1] - step_duration(root, step))
             else:
                 session.quiet()
@@ -299,18 +373,22 @@ def run(ctx: Context) -> Result:
     engine = Engine(python=default_python(), pythonpath=str(REPO))
     b_env = _env(engine.env(ctx.workdir / "cache"))
     t_env = _env(monorepo.turbo_env(base_env()))
-    argv = {"buildlib": [engine.python, "-m", "buildlib", "watch"],
-            "turbo": [str(turbo), "watch", "build", "--ui=stream"]}
+    argv = {
+        "buildlib": [engine.python, "-m", "buildlib", "watch"],
+        "turbo": [str(turbo), "watch", "build", "--ui=stream"],
+    }
     env = {"buildlib": b_env, "turbo": t_env}
     saves = QUICK_SAVES if ctx.quick else SAVES
     order = ["buildlib", "turbo"] if ctx.quick else ["buildlib", "turbo", "turbo", "buildlib"]
-    latencies: dict[str, dict[str, list[float]]] = {t: {label: [] for label, *_ in FILES}
-                                                    for t in argv}
+    latencies: dict[str, dict[str, list[float]]] = {
+        t: {label: [] for label, *_ in FILES} for t in argv
+    }
     own: dict[str, list[float]] = {label: [] for label, *_ in FILES}
     turbo_task_runs: list[int] = []
     for n, tool in enumerate(order):
-        session = Session.start(tool, argv[tool], cwd=root, env=env[tool],
-                                log=ctx.workdir / f"{n}-{tool}.log")
+        session = Session.start(
+            tool, argv[tool], cwd=root, env=env[tool], log=ctx.workdir / f"{n}-{tool}.log"
+        )
         try:
             found = measure_session(tool, session, root, saves, first=n * saves)
         finally:
@@ -327,27 +405,47 @@ def run(ctx: Context) -> Result:
         t = statistics.median(latencies["turbo"][label])
         mine = statistics.median(own[label])
         ratios.append(b / t)
-        figures |= {f"{step}_buildlib_s": b, f"{step}_turbo_s": t, f"{step}_ratio": b / t,
-                    f"{step}_buildlib_own_s": mine}
+        figures |= {
+            f"{step}_buildlib_s": b,
+            f"{step}_turbo_s": t,
+            f"{step}_ratio": b / t,
+            f"{step}_buildlib_own_s": mine,
+        }
         count = len(latencies["buildlib"][label])
-        spread = {tool: ", ".join(f"{v:.2f}" for v in sorted(latencies[tool][label]))
-                  for tool in argv}
-        rows += [Row(label=f"{label}: buildlib watch", seconds=b, ratio=b / t,
-                     note=f"median of {count} saves: {spread['buildlib']}; its own share "
-                     f"(latency - the step's run): {mine:.2f}"),
-                 Row(label=f"{label}: turbo watch", seconds=t, ratio=1.0,
-                     note=f"median of {count} saves: {spread['turbo']}")]
+        spread = {
+            tool: ", ".join(f"{v:.2f}" for v in sorted(latencies[tool][label])) for tool in argv
+        }
+        rows += [
+            Row(
+                label=f"{label}: buildlib watch",
+                seconds=b,
+                ratio=b / t,
+                note=f"median of {count} saves: {spread['buildlib']}; its own share "
+                f"(latency - the step's run): {mine:.2f}",
+            ),
+            Row(
+                label=f"{label}: turbo watch",
+                seconds=t,
+                ratio=1.0,
+                note=f"median of {count} saves: {spread['turbo']}",
+            ),
+        ]
     return Result(
-        name="watch", reference="turbo watch's median, same workspace and run",
+        name="watch",
+        reference="turbo watch's median, same workspace and run",
         target="save-to-output latency of buildlib watch no worse than turbo watch's "
         "(ratio <= 1.0) for both files",
-        verdict=Verdict.MET if max(ratios) <= 1.0 else Verdict.MISSED, rows=tuple(rows),
+        verdict=Verdict.MET if max(ratios) <= 1.0 else Verdict.MISSED,
+        rows=tuple(rows),
         figures=figures,
-        notes=(f"turbo {monorepo.TURBO_VERSION} `turbo watch build --ui=stream`; buildlib "
-               "`watch` (debounce 0.1 s); both run `npm run build` in the package",
-               _turbo_note(turbo_task_runs),
-               "latency: write of the source to the new string found in the output; "
-               "machine load shifts both tools alike (sessions alternate)"))
+        notes=(
+            f"turbo {monorepo.TURBO_VERSION} `turbo watch build --ui=stream`; buildlib "
+            "`watch` (debounce 0.1 s); both run `npm run build` in the package",
+            _turbo_note(turbo_task_runs),
+            "latency: write of the source to the new string found in the output; "
+            "machine load shifts both tools alike (sessions alternate)",
+        ),
+    )
 
 
 def _turbo_note(runs: Sequence[int]) -> str:
@@ -355,5 +453,7 @@ def _turbo_note(runs: Sequence[int]) -> str:
     replay after it saw its own outputs change)."""
     if set(runs) == {1}:
         return f"turbo ran one task per save ({len(runs)} saves)"
-    return (f"task runs turbo reported per save: {list(runs)} (more than 1: the save's task, "
-            "then cache-hit replays when turbo saw its own outputs change)")
+    return (
+        f"task runs turbo reported per save: {list(runs)} (more than 1: the save's task, "
+        "then cache-hit replays when turbo saw its own outputs change)"
+    )

@@ -53,19 +53,28 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         prefix = "unrecognized arguments: "
         if message.startswith(prefix):
-            words = message[len(prefix):].split()
+            words = message[len(prefix) :].split()
             unknown = next((w for w in words if w.startswith("-")), words[0] if words else "")
             name = unknown.split("=", 1)[0]
-            options = [o for action in self._all_actions() for o in action.option_strings
-                       if o.startswith("--")]
+            options = [
+                o
+                for action in self._all_actions()
+                for o in action.option_strings
+                if o.startswith("--")
+            ]
             close = suggest(name, options) if name.startswith("-") else None
             what = "option" if name.startswith("-") else "argument"
             fix = f"did you mean '{close}'? " if close else ""
             prog = f"{self.prog} {self.chosen}" if self.chosen else self.prog
-            self.exit(USAGE_ERROR, f"error: unknown {what} '{unknown}' for '{prog}'\n"
-                      f"  fix: {fix}'{prog} --help' lists the options\n")
-        self.exit(USAGE_ERROR, f"error: {self.prog}: {message}\n"
-                  f"  fix: '{self.prog} --help' lists the options\n")
+            self.exit(
+                USAGE_ERROR,
+                f"error: unknown {what} '{unknown}' for '{prog}'\n"
+                f"  fix: {fix}'{prog} --help' lists the options\n",
+            )
+        self.exit(
+            USAGE_ERROR,
+            f"error: {self.prog}: {message}\n  fix: '{self.prog} --help' lists the options\n",
+        )
 
     def _all_actions(self) -> list[argparse.Action]:
         """This parser's options and, once a command is named, that command's too."""
@@ -78,8 +87,11 @@ class _Parser(argparse.ArgumentParser):
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--manifest", type=Path, help="path to build.toml (default: search upward)")
-    parser.add_argument("--mode", help="development, production, test ... (default: "
-                        "$BUILDLIB_MODE or the manifest's default_mode)")
+    parser.add_argument(
+        "--mode",
+        help="development, production, test ... (default: "
+        "$BUILDLIB_MODE or the manifest's default_mode)",
+    )
     parser.add_argument("--target", help="target triple (default: this host)")
 
 
@@ -104,7 +116,7 @@ def command_first(args: Sequence[str], names: Sequence[str]) -> list[str]:
         return args
     for index, arg in enumerate(args):
         if arg in names:
-            return [arg, *args[:index], *args[index + 1:]]
+            return [arg, *args[:index], *args[index + 1 :]]
         if arg == "--":
             break
     return ["build", *args]
@@ -149,8 +161,10 @@ def _internal_error() -> int:
     import traceback
 
     traceback.print_exc()
-    print("internal error: this is a bug in buildlib, please report it with the "
-          "traceback above", file=sys.stderr)
+    print(
+        "internal error: this is a bug in buildlib, please report it with the traceback above",
+        file=sys.stderr,
+    )
     return INTERNAL_ERROR
 
 
@@ -178,10 +192,12 @@ def disk_error(exc: OSError, args: argparse.Namespace) -> UserError:
     path = os.fsdecode(path)
     reason = exc.strerror or str(exc)
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        fix = (f"free space on the file system holding {path} (`df -h {path}` shows it): "
-               "`nox -s clean` removes build outputs, `nox -s prune -- --max-size 1G` "
-               f"shrinks the cache, and {DIRECTORY}/reports and {DIRECTORY}/logs may be "
-               "deleted")
+        fix = (
+            f"free space on the file system holding {path} (`df -h {path}` shows it): "
+            "`nox -s clean` removes build outputs, `nox -s prune -- --max-size 1G` "
+            f"shrinks the cache, and {DIRECTORY}/reports and {DIRECTORY}/logs may be "
+            "deleted"
+        )
     elif exc.errno == errno.EROFS:
         fix = "build in a writable checkout (the workspace is on a read-only file system)"
     else:
@@ -208,12 +224,20 @@ def _dispatch(args: argparse.Namespace) -> int:
 def choose_mode(manifest: Manifest, requested: str | None, environ: Mapping[str, str]) -> str:
     mode = requested or environ.get("BUILDLIB_MODE") or manifest.default_mode
     if mode not in manifest.modes:
-        source = "" if requested else (" (from $BUILDLIB_MODE)" if environ.get("BUILDLIB_MODE")
-                                       else f" (the default_mode of {manifest.path})")
+        source = (
+            ""
+            if requested
+            else (
+                " (from $BUILDLIB_MODE)"
+                if environ.get("BUILDLIB_MODE")
+                else f" (the default_mode of {manifest.path})"
+            )
+        )
         close = suggest(mode, manifest.modes)
         hint = f"did you mean '{close}'? " if close else ""
-        raise UserError(f"unknown mode '{mode}'{source}",
-                        fix=f"{hint}modes: " + ", ".join(manifest.modes))
+        raise UserError(
+            f"unknown mode '{mode}'{source}", fix=f"{hint}modes: " + ", ".join(manifest.modes)
+        )
     return mode
 
 
@@ -224,8 +248,9 @@ def choose_target(triple: str) -> Target:
     except TargetError:
         close = suggest(triple, TARGETS)
         hint = f"did you mean '{close}'? " if close else ""
-        raise TargetError(f"unknown target triple '{triple}'",
-                          fix=f"{hint}targets: " + ", ".join(TARGETS)) from None
+        raise TargetError(
+            f"unknown target triple '{triple}'", fix=f"{hint}targets: " + ", ".join(TARGETS)
+        ) from None
 
 
 if __name__ == "__main__":  # pragma: no cover

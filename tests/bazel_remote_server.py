@@ -113,8 +113,14 @@ def _built_binary() -> str:
     if shutil.which("go") is None and not Path("/usr/local/go/bin/go").exists():
         return "!Go is not installed: it is needed to build bazel-remote"
     try:
-        done = subprocess.run(["bash", str(BUILD_SCRIPT)], capture_output=True, text=True,
-                              timeout=900, stdin=subprocess.DEVNULL, check=False)
+        done = subprocess.run(
+            ["bash", str(BUILD_SCRIPT)],
+            capture_output=True,
+            text=True,
+            timeout=900,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
     except subprocess.TimeoutExpired:
         return f"!{BUILD_SCRIPT.name} did not finish within 900 s"
     if done.returncode != 0:
@@ -127,8 +133,10 @@ def bazel_remote_binary() -> str:
     given = os.environ.get("BAZEL_REMOTE")
     if given:
         if not os.access(given, os.X_OK):
-            _unavailable(f"BAZEL_REMOTE={given} is not an executable file: "
-                         f"bash ci/build-bazel-remote.sh builds one")
+            _unavailable(
+                f"BAZEL_REMOTE={given} is not an executable file: "
+                f"bash ci/build-bazel-remote.sh builds one"
+            )
         return given
     default = default_binary()
     if os.access(default, os.X_OK):
@@ -140,8 +148,9 @@ def bazel_remote_binary() -> str:
 
 
 @contextmanager
-def running_bazel_remote(base: Path, *, max_size_gib: int = 1,
-                         extra: tuple[str, ...] = ()) -> Iterator[BazelRemote]:
+def running_bazel_remote(
+    base: Path, *, max_size_gib: int = 1, extra: tuple[str, ...] = ()
+) -> Iterator[BazelRemote]:
     """bazel-remote on a free loopback port storing in `base/data`; `extra` flags are added."""
     binary = bazel_remote_binary()
     env = {k: v for k, v in os.environ.items() if not k.startswith("BAZEL_REMOTE_")}
@@ -149,11 +158,27 @@ def running_bazel_remote(base: Path, *, max_size_gib: int = 1,
     access_log, error_log = base / "access.log", base / "error.log"
     for _attempt in range(5):  # another test may take the free port before bazel-remote binds it
         port = free_port()
-        argv = [binary, "--dir", str(base / "data"), "--max_size", str(max_size_gib),
-                "--http_address", f"127.0.0.1:{port}", "--grpc_address", "none", *extra]
+        argv = [
+            binary,
+            "--dir",
+            str(base / "data"),
+            "--max_size",
+            str(max_size_gib),
+            "--http_address",
+            f"127.0.0.1:{port}",
+            "--grpc_address",
+            "none",
+            *extra,
+        ]
         with access_log.open("wb") as stdout, error_log.open("wb") as stderr:
-            process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=stdout,
-                                       stderr=stderr, env=env, start_new_session=True)
+            process = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=stdout,
+                stderr=stderr,
+                env=env,
+                start_new_session=True,
+            )
         if _wait_ready(process, port):
             break
         process.wait(timeout=10)
@@ -161,8 +186,13 @@ def running_bazel_remote(base: Path, *, max_size_gib: int = 1,
         log = error_log.read_text(encoding="utf-8", errors="replace")
         raise RuntimeError(f"bazel-remote did not start:\n{log}")
     try:
-        yield BazelRemote(url=f"http://127.0.0.1:{port}", port=port, data=base / "data",
-                          access_log=access_log, error_log=error_log)
+        yield BazelRemote(
+            url=f"http://127.0.0.1:{port}",
+            port=port,
+            data=base / "data",
+            access_log=access_log,
+            error_log=error_log,
+        )
     finally:
         stop_server(process)
 

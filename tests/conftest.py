@@ -18,8 +18,9 @@ from helpers import node_tool
 
 
 @pytest.fixture(autouse=True)
-def _own_cache_dir(tmp_path_factory: pytest.TempPathFactory,
-                   monkeypatch: pytest.MonkeyPatch) -> None:
+def _own_cache_dir(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("BUILDLIB_CACHE_DIR", str(tmp_path_factory.mktemp("buildlib-cache")))
 
 

@@ -83,8 +83,9 @@ def write_manifest(root: Path, steps: str, *, extra: str = "") -> Path:
     return path
 
 
-def sleep_step(name: str, seconds: float, *, deps: Sequence[str] = (), code: int = 0,
-               retries: int = 0) -> str:
+def sleep_step(
+    name: str, seconds: float, *, deps: Sequence[str] = (), code: int = 0, retries: int = 0
+) -> str:
     """A [[step]] table running step.py, which appends to times.jsonl."""
     return textwrap.dedent(f"""
         [[step]]
@@ -181,13 +182,25 @@ class Workspace:
 
     def build(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
         (self.root / "runs.log").unlink(missing_ok=True)
-        full_env = {k: v for k, v in os.environ.items()
-                    if not k.startswith(("GITHUB_", "BUILDLIB_"))}
-        full_env.update({"PYTHONPATH": str(ROOT), "BUILDLIB_CACHE_DIR": str(self.cache),
-                         "PATH": f"{self.bin_dir}{os.pathsep}{os.environ['PATH']}", **env})
-        return subprocess.run([sys.executable, "-m", "buildlib", "build", "--plain", "-j", "2",
-                               *args], cwd=self.root, env=full_env, capture_output=True,
-                              text=True, timeout=120)
+        full_env = {
+            k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "BUILDLIB_"))
+        }
+        full_env.update(
+            {
+                "PYTHONPATH": str(ROOT),
+                "BUILDLIB_CACHE_DIR": str(self.cache),
+                "PATH": f"{self.bin_dir}{os.pathsep}{os.environ['PATH']}",
+                **env,
+            }
+        )
+        return subprocess.run(
+            [sys.executable, "-m", "buildlib", "build", "--plain", "-j", "2", *args],
+            cwd=self.root,
+            env=full_env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
 
     def add_steps(self, steps: str) -> None:
         """Append `steps` (TOML, dedented) to the workspace's build.toml."""
@@ -202,7 +215,8 @@ class Workspace:
     def report(self) -> dict[str, Any]:
         """The last build's JSON report."""
         report: dict[str, Any] = json.loads(
-            (self.root / ".buildlib" / "reports" / "latest.json").read_text())
+            (self.root / ".buildlib" / "reports" / "latest.json").read_text()
+        )
         return report
 
     def report_steps(self) -> list[dict[str, Any]]:
@@ -269,13 +283,22 @@ def digest_of(path: Path) -> str:
 # -- build records --------------------------------------------------------------------------
 
 
-def make_record(*, steps: tuple[StepRecord, ...], build_id: str = "20250101T000000-abcdef",
-                **changes: object) -> BuildRecord:
+def make_record(
+    *, steps: tuple[StepRecord, ...], build_id: str = "20250101T000000-abcdef", **changes: object
+) -> BuildRecord:
     """A finished, failed build of `steps`; `changes` replace any other field."""
     record = BuildRecord(
-        build_id=build_id, started_at="2025-01-01T00:00:00+00:00", workspace="/w",
-        mode="release", target="x86_64-unknown-linux-gnu", host="box", jobs=2, wall=10.0,
-        exit_code=1, steps=steps)
+        build_id=build_id,
+        started_at="2025-01-01T00:00:00+00:00",
+        workspace="/w",
+        mode="release",
+        target="x86_64-unknown-linux-gnu",
+        host="box",
+        jobs=2,
+        wall=10.0,
+        exit_code=1,
+        steps=steps,
+    )
     return records.replace(record, **changes)
 
 
@@ -300,9 +323,16 @@ BAD_SVELTE = textwrap.dedent("""\
 
     <h1>{missing}{count}</h1>
 """)
-TSCONFIG = {"compilerOptions": {"strict": True, "noEmit": True, "target": "es2022",
-                                "module": "esnext", "moduleResolution": "bundler"},
-            "include": ["src"]}
+TSCONFIG = {
+    "compilerOptions": {
+        "strict": True,
+        "noEmit": True,
+        "target": "es2022",
+        "module": "esnext",
+        "moduleResolution": "bundler",
+    },
+    "include": ["src"],
+}
 
 
 def ts_project(root: Path) -> Path:
@@ -332,9 +362,22 @@ def node_tool(name: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
             if npm is None:
                 pytest.skip("npm is not installed, so tsc and svelte-check cannot be")
             proc = subprocess.run(
-                [npm, "install", "--prefix", str(shared), "--no-audit", "--no-fund",
-                 "typescript@5", "svelte@5", "svelte-check@4"],
-                capture_output=True, text=True, timeout=600, check=False)
+                [
+                    npm,
+                    "install",
+                    "--prefix",
+                    str(shared),
+                    "--no-audit",
+                    "--no-fund",
+                    "typescript@5",
+                    "svelte@5",
+                    "svelte-check@4",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=600,
+                check=False,
+            )
             if proc.returncode != 0:
                 pytest.skip(f"npm install typescript/svelte-check failed:\n{proc.stderr[-2000:]}")
     return binary
@@ -369,8 +412,9 @@ def run_without_dac_override(code: str) -> subprocess.CompletedProcess[str]:
         if setpriv is None:
             pytest.skip("running as root without setpriv: permissions do not apply")
         prefix = [setpriv, "--bounding-set=-dac_override,-dac_read_search"]
-    return subprocess.run([*prefix, sys.executable, "-c", code], capture_output=True,
-                          text=True, timeout=60)
+    return subprocess.run(
+        [*prefix, sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
 
 
 needs_linux_x64_gcc = pytest.mark.skipif(

@@ -76,8 +76,9 @@ class Nginx:
 
 def nginx_binary() -> str:
     """The nginx executable; fails under CI (it must be installed), skips elsewhere."""
-    found = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists()
-                                      else None)
+    found = shutil.which("nginx") or (
+        "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
+    )
     if found is None:
         message = "nginx is not installed: apt-get install -y nginx"
         if os.environ.get("CI"):
@@ -93,13 +94,25 @@ def running_nginx(base: Path, *, extra: str = "") -> Iterator[Nginx]:
         port = free_port()
         for sub in ("data", "tmp"):
             (base / sub).mkdir(parents=True, exist_ok=True)
-        (base / "nginx.conf").write_text(CONFIG.format(base=base, port=port, extra=extra),
-                                         encoding="utf-8")
+        (base / "nginx.conf").write_text(
+            CONFIG.format(base=base, port=port, extra=extra), encoding="utf-8"
+        )
         with (base / "stderr.log").open("wb") as stderr:
             process = subprocess.Popen(
-                [binary, "-p", str(base), "-e", str(base / "error.log"),
-                 "-c", str(base / "nginx.conf")],
-                stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr, start_new_session=True)
+                [
+                    binary,
+                    "-p",
+                    str(base),
+                    "-e",
+                    str(base / "error.log"),
+                    "-c",
+                    str(base / "nginx.conf"),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=stderr,
+                stderr=stderr,
+                start_new_session=True,
+            )
         if _wait_ready(process, port):
             break
         process.wait(timeout=10)
@@ -107,8 +120,12 @@ def running_nginx(base: Path, *, extra: str = "") -> Iterator[Nginx]:
         log = (base / "error.log").read_text(encoding="utf-8", errors="replace")
         raise RuntimeError(f"nginx did not start:\n{log}")
     try:
-        yield Nginx(url=f"http://127.0.0.1:{port}", port=port, data=base / "data",
-                    access_log=base / "access.log")
+        yield Nginx(
+            url=f"http://127.0.0.1:{port}",
+            port=port,
+            data=base / "data",
+            access_log=base / "access.log",
+        )
     finally:
         stop_server(process)
 

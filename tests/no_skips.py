@@ -17,15 +17,20 @@ from typing import Any
 import pytest
 
 OPTION = "--allow-missing-tools"
-HINT = ("nothing may be skipped under `nox -s tests`: install what is missing "
-        "(`bash ci/install-tools.sh` does, where it can), or pass `-- --allow-missing-tools` "
-        "to skip these tests on purpose")
+HINT = (
+    "nothing may be skipped under `nox -s tests`: install what is missing "
+    "(`bash ci/install-tools.sh` does, where it can), or pass `-- --allow-missing-tools` "
+    "to skip these tests on purpose"
+)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption(OPTION, action="store_true", default=False,
-                     help="let tests whose tools are missing be skipped (by default a skip "
-                     "fails the run)")
+    parser.addoption(
+        OPTION,
+        action="store_true",
+        default=False,
+        help="let tests whose tools are missing be skipped (by default a skip fails the run)",
+    )
 
 
 def _reason(longrepr: Any) -> str:
@@ -40,8 +45,7 @@ def _strict(config: pytest.Config) -> bool:
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
-                              ) -> Iterator[None]:
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     outcome = yield
     report = outcome.get_result()  # type: ignore[attr-defined]
     if report.skipped and not hasattr(report, "wasxfail") and _strict(item.config):

@@ -151,8 +151,9 @@ class Repo:
     path_dirs: tuple[Path, ...] = ()  # put on PATH for the commands (pnpm's own directory)
 
     def package(self, name: str, manager: str | None = None) -> Package:
-        found = [p for p in self.packages
-                 if p.name == name and (manager is None or p.manager == manager)]
+        found = [
+            p for p in self.packages if p.name == name and (manager is None or p.manager == manager)
+        ]
         if len(found) != 1:
             raise KeyError(f"{name!r}: {len(found)} packages of that name in {self.root}")
         return found[0]
@@ -182,34 +183,58 @@ def cache_dir() -> Path:
 def tool_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment to run package managers in: quiet, no Electron download, corepack
     pointed at the npm registry, nothing inherited from an outer ``npm run``."""
-    env = {k: v for k, v in (os.environ if base is None else base).items()
-           if not k.startswith(("npm_lifecycle_", "npm_package_", "npm_execpath",
-                                "npm_node_execpath", "PNPM_SCRIPT_SRC_DIR", "BERRY_BIN_FOLDER",
-                                "INIT_CWD", "PROJECT_CWD"))}
-    env.update({
-        "ELECTRON_SKIP_BINARY_DOWNLOAD": "1",
-        "npm_config_update_notifier": "false",
-        "npm_config_fund": "false",
-        "npm_config_audit": "false",
-        "YARN_ENABLE_TELEMETRY": "0",
-        "YARN_ENABLE_PROGRESS_BARS": "0",
-        "COREPACK_ENABLE_STRICT": "0",
-        "COREPACK_ENABLE_DOWNLOAD_PROMPT": "0",
-    })
+    env = {
+        k: v
+        for k, v in (os.environ if base is None else base).items()
+        if not k.startswith(
+            (
+                "npm_lifecycle_",
+                "npm_package_",
+                "npm_execpath",
+                "npm_node_execpath",
+                "PNPM_SCRIPT_SRC_DIR",
+                "BERRY_BIN_FOLDER",
+                "INIT_CWD",
+                "PROJECT_CWD",
+            )
+        )
+    }
+    env.update(
+        {
+            "ELECTRON_SKIP_BINARY_DOWNLOAD": "1",
+            "npm_config_update_notifier": "false",
+            "npm_config_fund": "false",
+            "npm_config_audit": "false",
+            "YARN_ENABLE_TELEMETRY": "0",
+            "YARN_ENABLE_PROGRESS_BARS": "0",
+            "COREPACK_ENABLE_STRICT": "0",
+            "COREPACK_ENABLE_DOWNLOAD_PROMPT": "0",
+        }
+    )
     env.setdefault("COREPACK_NPM_REGISTRY", "https://registry.npmjs.org")
     return env
 
 
-def _run(argv: Sequence[str], cwd: Path, env: Mapping[str, str] | None = None,
-         timeout: float = _TIMEOUT) -> str:
+def _run(
+    argv: Sequence[str], cwd: Path, env: Mapping[str, str] | None = None, timeout: float = _TIMEOUT
+) -> str:
     try:
-        done = subprocess.run(list(argv), cwd=cwd, env=dict(env or tool_env()), text=True,
-                              capture_output=True, timeout=timeout, check=False)
+        done = subprocess.run(
+            list(argv),
+            cwd=cwd,
+            env=dict(env or tool_env()),
+            text=True,
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+        )
     except (OSError, subprocess.TimeoutExpired) as e:
         raise RepoError(f"{' '.join(argv)} (in {cwd}): {e}") from e
     if done.returncode != 0:
-        raise RepoError(f"{' '.join(argv)} (in {cwd}) exited {done.returncode}:\n"
-                        f"{done.stdout[-4000:]}\n{done.stderr[-4000:]}")
+        raise RepoError(
+            f"{' '.join(argv)} (in {cwd}) exited {done.returncode}:\n"
+            f"{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
+        )
     return done.stdout
 
 
@@ -255,8 +280,18 @@ def pnpm_executable(version: str = PNPM_VERSION) -> Path:
             if not exe.exists():
                 tmp = Path(tempfile.mkdtemp(prefix=f".pnpm-{version}-", dir=home.parent))
                 try:
-                    _run(["npm", "install", "--prefix", str(tmp), f"pnpm@{version}",
-                          "--no-package-lock", "--no-save"], tmp)
+                    _run(
+                        [
+                            "npm",
+                            "install",
+                            "--prefix",
+                            str(tmp),
+                            f"pnpm@{version}",
+                            "--no-package-lock",
+                            "--no-save",
+                        ],
+                        tmp,
+                    )
                     tmp.rename(home)
                 finally:
                     shutil.rmtree(tmp, ignore_errors=True)
@@ -271,8 +306,16 @@ def yarn_release(version: str = YARN_VERSION) -> Path:
             if not release.exists():
                 tmp = Path(tempfile.mkdtemp(prefix=f".yarn-{version}-", dir=release.parent))
                 try:
-                    _run(["npm", "pack", f"@yarnpkg/cli-dist@{version}",
-                          "--pack-destination", str(tmp)], tmp)
+                    _run(
+                        [
+                            "npm",
+                            "pack",
+                            f"@yarnpkg/cli-dist@{version}",
+                            "--pack-destination",
+                            str(tmp),
+                        ],
+                        tmp,
+                    )
                     (tarball,) = tmp.glob("*.tgz")
                     with tarfile.open(tarball) as tar:
                         member = tar.extractfile("package/bin/yarn.js")
@@ -318,16 +361,23 @@ def _cache_key(root: Path, spec: _LockSpec) -> tuple[str, dict[str, Any]]:
         "env": dict(spec.env),
         "outputs": list(spec.outputs),
         "tools": dict(spec.tools),
-        "manifests": {p.relative_to(top).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-                      for p in _manifest_files(top, spec.manifests)},
+        "manifests": {
+            p.relative_to(top).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in _manifest_files(top, spec.manifests)
+        },
     }
     blob = json.dumps(material, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:32], material
 
 
 def _copy_tree(src: Path, dst: Path) -> None:
-    shutil.copytree(src, dst, symlinks=True, dirs_exist_ok=True,
-                    ignore=shutil.ignore_patterns(".git", "node_modules", "target"))
+    shutil.copytree(
+        src,
+        dst,
+        symlinks=True,
+        dirs_exist_ok=True,
+        ignore=shutil.ignore_patterns(".git", "node_modules", "target"),
+    )
 
 
 def _generate(root: Path, spec: _LockSpec, entry: Path, material: dict[str, Any]) -> None:
@@ -347,8 +397,9 @@ def _generate(root: Path, spec: _LockSpec, entry: Path, material: dict[str, Any]
         for out in spec.outputs:
             made = work / spec.cwd / out
             if not made.is_file():
-                raise RepoError(f"{spec.label}: {' && '.join(map(' '.join, spec.commands))} "
-                                f"wrote no {out}")
+                raise RepoError(
+                    f"{spec.label}: {' && '.join(map(' '.join, spec.commands))} wrote no {out}"
+                )
             (staged / out).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(made, staged / out)
         (staged / "key.json").write_text(json.dumps(material, indent=2, sort_keys=True) + "\n")
@@ -384,33 +435,57 @@ def relock(root: Path, manager: str, cwd: str = ".") -> list[Path]:
     # The committed lockfile is part of the key: the result starts from it.
     if manager == "npm":
         spec = _npm_lock(cwd)
-        return _lock(root, _LockSpec(label="npm-relock", cwd=cwd,
-                                     manifests=(*spec.manifests, "package-lock.json"),
-                                     commands=spec.commands, outputs=spec.outputs,
-                                     tools=spec.tools))
+        return _lock(
+            root,
+            _LockSpec(
+                label="npm-relock",
+                cwd=cwd,
+                manifests=(*spec.manifests, "package-lock.json"),
+                commands=spec.commands,
+                outputs=spec.outputs,
+                tools=spec.tools,
+            ),
+        )
     if manager == "cargo":
-        return _lock(root, _LockSpec(label="cargo-update", cwd=cwd,
-                                     manifests=("Cargo.toml", "Cargo.lock"),
-                                     commands=(("cargo", "update", "--workspace"),),
-                                     outputs=("Cargo.lock",),
-                                     tools=(("cargo", _cargo_version()),)))
+        return _lock(
+            root,
+            _LockSpec(
+                label="cargo-update",
+                cwd=cwd,
+                manifests=("Cargo.toml", "Cargo.lock"),
+                commands=(("cargo", "update", "--workspace"),),
+                outputs=("Cargo.lock",),
+                tools=(("cargo", _cargo_version()),),
+            ),
+        )
     raise RepoError(f"relock: no lockfile recipe for {manager!r}")
 
 
 def _npm_lock(cwd: str = ".") -> _LockSpec:
     return _LockSpec(
-        label="npm", cwd=cwd, manifests=("package.json", ".npmrc"),
+        label="npm",
+        cwd=cwd,
+        manifests=("package.json", ".npmrc"),
         # Scripts add nothing to the lockfile (and napi/Electron ones would download).
         commands=(("npm", "install", "--ignore-scripts", "--no-audit", "--no-fund"),),
         outputs=("package-lock.json",),
-        tools=(("node", _node_version()), ("npm", _npm_version()),
-               ("npm registry", _npm_registry())))
+        tools=(
+            ("node", _node_version()),
+            ("npm", _npm_version()),
+            ("npm registry", _npm_registry()),
+        ),
+    )
 
 
 def _cargo_lock() -> _LockSpec:
-    return _LockSpec(label="cargo", cwd=".", manifests=("Cargo.toml",),
-                     commands=(("cargo", "generate-lockfile"),), outputs=("Cargo.lock",),
-                     tools=(("cargo", _cargo_version()),))
+    return _LockSpec(
+        label="cargo",
+        cwd=".",
+        manifests=("Cargo.toml",),
+        commands=(("cargo", "generate-lockfile"),),
+        outputs=("Cargo.lock",),
+        tools=(("cargo", _cargo_version()),),
+    )
 
 
 # --- writing files --------------------------------------------------------------------------
@@ -438,13 +513,21 @@ def _deps(manifest: Mapping[str, Any], names: set[str]) -> tuple[str, ...]:
     return tuple(found)
 
 
-def _js_packages(manager: str, manifests: Mapping[str, Mapping[str, Any]],
-                 outputs: Mapping[str, Sequence[str]]) -> list[Package]:
+def _js_packages(
+    manager: str, manifests: Mapping[str, Mapping[str, Any]], outputs: Mapping[str, Sequence[str]]
+) -> list[Package]:
     names = {m["name"] for m in manifests.values()}
-    return [Package(name=m["name"], path=Path(d), manager=manager,
-                    scripts=dict(m.get("scripts", {})), depends_on=_deps(m, names),
-                    outputs=tuple(Path(o) for o in outputs.get(d, ())))
-            for d, m in manifests.items()]
+    return [
+        Package(
+            name=m["name"],
+            path=Path(d),
+            manager=manager,
+            scripts=dict(m.get("scripts", {})),
+            depends_on=_deps(m, names),
+            outputs=tuple(Path(o) for o in outputs.get(d, ())),
+        )
+        for d, m in manifests.items()
+    ]
 
 
 GITIGNORE = "node_modules/\ndist/\ntarget/\n"
@@ -546,8 +629,16 @@ def _ui_files(d: str) -> tuple[dict[str, Any], dict[str, str]]:
             "preview": "vite preview",
         },
         "dependencies": {"@demo/core": "0.1.0"},
-        "devDependencies": {k: PINNED[k] for k in (
-            "@sveltejs/vite-plugin-svelte", "svelte", "svelte-check", "typescript", "vite")},
+        "devDependencies": {
+            k: PINNED[k]
+            for k in (
+                "@sveltejs/vite-plugin-svelte",
+                "svelte",
+                "svelte-check",
+                "typescript",
+                "vite",
+            )
+        },
     }
     tsconfig = {
         "compilerOptions": {
@@ -715,15 +806,24 @@ def npm_workspace(root: Path) -> Repo:
     a node script copies src/ to dist/, depends on core), with package-lock.json."""
     root.mkdir(parents=True, exist_ok=True)
     manifests, files = _npm_members(native=False)
-    _write(root, {"package.json": _json(_npm_root_manifest(["packages/*"])),
-                  ".gitignore": GITIGNORE, **files})
+    _write(
+        root,
+        {
+            "package.json": _json(_npm_root_manifest(["packages/*"])),
+            ".gitignore": GITIGNORE,
+            **files,
+        },
+    )
     lockfiles = _lock(root, _npm_lock())
-    return Repo(root=root, package_manager="npm",
-                packages=tuple(_js_packages("npm", manifests, _NPM_OUTPUTS)),
-                lockfiles=tuple(lockfiles),
-                tools={"node": _node_version(), "npm": _npm_version()},
-                install_command=("npm", "ci"),
-                build_command=("npm", "run", "build", "--workspaces", "--if-present"))
+    return Repo(
+        root=root,
+        package_manager="npm",
+        packages=tuple(_js_packages("npm", manifests, _NPM_OUTPUTS)),
+        lockfiles=tuple(lockfiles),
+        tools={"node": _node_version(), "npm": _npm_version()},
+        install_command=("npm", "ci"),
+        build_command=("npm", "run", "build", "--workspaces", "--if-present"),
+    )
 
 
 # --- Cargo workspace ------------------------------------------------------------------------
@@ -732,7 +832,8 @@ def npm_workspace(root: Path) -> Repo:
 def _napi_platform() -> str:
     """The suffix `napi build --platform` gives the .node file on this machine."""
     arch = {"x86_64": "x64", "amd64": "x64", "aarch64": "arm64", "arm64": "arm64"}.get(
-        platform.machine().lower(), platform.machine().lower())
+        platform.machine().lower(), platform.machine().lower()
+    )
     if sys.platform == "darwin":
         return f"darwin-{arch}"
     if sys.platform == "win32":
@@ -783,19 +884,22 @@ def _cargo_files(native_dir: str) -> tuple[dict[str, str], dict[str, Any]]:
 
             [workspace.dependencies]
             demo-core = {{ path = "crates/core" }}
-            clap = {{ version = "{PINNED['clap']}", features = ["derive"] }}
-            napi = "{PINNED['napi']}"
-            napi-derive = "{PINNED['napi-derive']}"
-            napi-build = "{PINNED['napi-build']}"
+            clap = {{ version = "{PINNED["clap"]}", features = ["derive"] }}
+            napi = "{PINNED["napi"]}"
+            napi-derive = "{PINNED["napi-derive"]}"
+            napi-build = "{PINNED["napi-build"]}"
 
             [profile.release]
             codegen-units = 16
         """),
-        "crates/core/Cargo.toml": _crate_toml("demo-core", """
+        "crates/core/Cargo.toml": _crate_toml(
+            "demo-core",
+            """
             description = "Text helpers shared by the CLI and the Node module"
 
             [dependencies]
-        """),
+        """,
+        ),
         "crates/core/src/lib.rs": _text("""
             //! Text helpers shared by the CLI and the Node module.
 
@@ -838,7 +942,9 @@ def _cargo_files(native_dir: str) -> tuple[dict[str, str], dict[str, Any]]:
                 }
             }
         """),
-        "crates/cli/Cargo.toml": _crate_toml("demo-cli", """
+        "crates/cli/Cargo.toml": _crate_toml(
+            "demo-cli",
+            """
             description = "The command line"
 
             [[bin]]
@@ -848,7 +954,8 @@ def _cargo_files(native_dir: str) -> tuple[dict[str, str], dict[str, Any]]:
             [dependencies]
             demo-core.workspace = true
             clap.workspace = true
-        """),
+        """,
+        ),
         "crates/cli/src/main.rs": _text("""
             use clap::{Parser, Subcommand};
 
@@ -875,7 +982,9 @@ def _cargo_files(native_dir: str) -> tuple[dict[str, str], dict[str, Any]]:
                 }
             }
         """),
-        f"{native_dir}/Cargo.toml": _crate_toml("demo-native", """
+        f"{native_dir}/Cargo.toml": _crate_toml(
+            "demo-native",
+            """
             description = "demo-core as a Node-API module, built by @napi-rs/cli"
 
             [lib]
@@ -888,7 +997,8 @@ def _cargo_files(native_dir: str) -> tuple[dict[str, str], dict[str, Any]]:
 
             [build-dependencies]
             napi-build.workspace = true
-        """),
+        """,
+        ),
         f"{native_dir}/build.rs": _text("""
             fn main() {
                 napi_build::setup();
@@ -927,16 +1037,21 @@ def _cargo_files(native_dir: str) -> tuple[dict[str, str], dict[str, Any]]:
 def _crates(native_dir: str) -> list[Package]:
     return [
         Package(name="demo-core", path=Path("crates/core"), manager="cargo"),
-        Package(name="demo-cli", path=Path("crates/cli"), manager="cargo",
-                depends_on=("demo-core",)),
-        Package(name="demo-native", path=Path(native_dir), manager="cargo",
-                depends_on=("demo-core",)),
+        Package(
+            name="demo-cli", path=Path("crates/cli"), manager="cargo", depends_on=("demo-core",)
+        ),
+        Package(
+            name="demo-native", path=Path(native_dir), manager="cargo", depends_on=("demo-core",)
+        ),
     ]
 
 
 def _native_outputs(native_dir: str) -> list[str]:
-    return [f"{native_dir}/index.js", f"{native_dir}/index.d.ts",
-            f"{native_dir}/demo-native.{_napi_platform()}.node"]
+    return [
+        f"{native_dir}/index.js",
+        f"{native_dir}/index.d.ts",
+        f"{native_dir}/demo-native.{_napi_platform()}.node",
+    ]
 
 
 def cargo_workspace(root: Path) -> Repo:
@@ -948,15 +1063,18 @@ def cargo_workspace(root: Path) -> Repo:
     files, native_manifest = _cargo_files(native_dir)
     _write(root, {".gitignore": GITIGNORE, **files})
     lockfiles = _lock(root, _cargo_lock()) + _lock(root, _npm_lock(native_dir))
-    native = _js_packages("npm", {native_dir: native_manifest},
-                          {native_dir: _native_outputs(native_dir)})
-    return Repo(root=root, package_manager="cargo",
-                packages=(*_crates(native_dir), *native),
-                lockfiles=tuple(lockfiles),
-                tools={"cargo": _cargo_version(), "node": _node_version(),
-                       "npm": _npm_version()},
-                install_command=("cargo", "fetch", "--locked"),
-                build_command=("cargo", "build", "--workspace", "--locked"))
+    native = _js_packages(
+        "npm", {native_dir: native_manifest}, {native_dir: _native_outputs(native_dir)}
+    )
+    return Repo(
+        root=root,
+        package_manager="cargo",
+        packages=(*_crates(native_dir), *native),
+        lockfiles=tuple(lockfiles),
+        tools={"cargo": _cargo_version(), "node": _node_version(), "npm": _npm_version()},
+        install_command=("cargo", "fetch", "--locked"),
+        build_command=("cargo", "build", "--workspace", "--locked"),
+    )
 
 
 # --- both -------------------------------------------------------------------------------------
@@ -975,22 +1093,30 @@ def polyglot_repo(root: Path) -> Repo:
     root.mkdir(parents=True, exist_ok=True)
     manifests, files = _npm_members(native=True)
     cargo_files, native_manifest = _cargo_files(native_dir)
-    _write(root, {
-        "package.json": _json(_npm_root_manifest(["packages/*", native_dir])),
-        ".gitignore": GITIGNORE,
-        **files,
-        **cargo_files,
-    })
+    _write(
+        root,
+        {
+            "package.json": _json(_npm_root_manifest(["packages/*", native_dir])),
+            ".gitignore": GITIGNORE,
+            **files,
+            **cargo_files,
+        },
+    )
     lockfiles = _lock(root, _cargo_lock()) + _lock(root, _npm_lock())
-    js = _js_packages("npm", {**manifests, native_dir: native_manifest},
-                      {**_NPM_OUTPUTS, native_dir: _native_outputs(native_dir)})
-    return Repo(root=root, package_manager="npm",
-                packages=(*js, *_crates(native_dir)),
-                lockfiles=tuple(lockfiles),
-                tools={"cargo": _cargo_version(), "node": _node_version(),
-                       "npm": _npm_version()},
-                install_command=("npm", "ci"),
-                build_command=("npm", "run", "build", "--workspaces", "--if-present"))
+    js = _js_packages(
+        "npm",
+        {**manifests, native_dir: native_manifest},
+        {**_NPM_OUTPUTS, native_dir: _native_outputs(native_dir)},
+    )
+    return Repo(
+        root=root,
+        package_manager="npm",
+        packages=(*js, *_crates(native_dir)),
+        lockfiles=tuple(lockfiles),
+        tools={"cargo": _cargo_version(), "node": _node_version(), "npm": _npm_version()},
+        install_command=("npm", "ci"),
+        build_command=("npm", "run", "build", "--workspaces", "--if-present"),
+    )
 
 
 # --- pnpm and Yarn ------------------------------------------------------------------------------
@@ -1019,9 +1145,15 @@ def _small_members(dep_spec: str) -> tuple[dict[str, dict[str, Any]], dict[str, 
     }
     tsconfig = {
         "compilerOptions": {
-            "target": "ES2022", "module": "NodeNext", "moduleResolution": "NodeNext",
-            "rootDir": "src", "outDir": "dist", "declaration": True, "strict": True,
-            "skipLibCheck": True, "types": [],
+            "target": "ES2022",
+            "module": "NodeNext",
+            "moduleResolution": "NodeNext",
+            "rootDir": "src",
+            "outDir": "dist",
+            "declaration": True,
+            "strict": True,
+            "skipLibCheck": True,
+            "types": [],
         },
         "include": ["src"],
     }
@@ -1054,32 +1186,43 @@ def pnpm_workspace(root: Path, *, pnpm_version: str = PNPM_VERSION) -> Repo:
     @demo/app, with pnpm-lock.yaml made by pnpm ``pnpm_version`` (installed from npm)."""
     root.mkdir(parents=True, exist_ok=True)
     manifests, files = _small_members("workspace:*")
-    _write(root, {
-        "package.json": _json({
-            "name": "demo-pnpm",
-            "version": "0.0.0",
-            "private": True,
-            "packageManager": f"pnpm@{pnpm_version}",
-            "scripts": {"build": "pnpm -r run build"},
-        }),
-        "pnpm-workspace.yaml": 'packages:\n  - "packages/*"\n',
-        ".gitignore": GITIGNORE,
-        **files,
-    })
+    _write(
+        root,
+        {
+            "package.json": _json(
+                {
+                    "name": "demo-pnpm",
+                    "version": "0.0.0",
+                    "private": True,
+                    "packageManager": f"pnpm@{pnpm_version}",
+                    "scripts": {"build": "pnpm -r run build"},
+                }
+            ),
+            "pnpm-workspace.yaml": 'packages:\n  - "packages/*"\n',
+            ".gitignore": GITIGNORE,
+            **files,
+        },
+    )
     pnpm = pnpm_executable(pnpm_version)
     spec = _LockSpec(
-        label="pnpm", cwd=".", manifests=("package.json", "pnpm-workspace.yaml", ".npmrc"),
+        label="pnpm",
+        cwd=".",
+        manifests=("package.json", "pnpm-workspace.yaml", ".npmrc"),
         commands=(("{pnpm}", "install", "--no-frozen-lockfile"),),
         outputs=("pnpm-lock.yaml",),
-        tools=(("node", _node_version()), ("pnpm", pnpm_version)))
+        tools=(("node", _node_version()), ("pnpm", pnpm_version)),
+    )
     lockfiles = _lock(root, spec)
-    return Repo(root=root, package_manager="pnpm",
-                packages=tuple(_js_packages("pnpm", manifests, _SMALL_OUTPUTS)),
-                lockfiles=tuple(lockfiles),
-                tools={"node": _node_version(), "pnpm": pnpm_version},
-                install_command=(str(pnpm), "install", "--frozen-lockfile"),
-                build_command=(str(pnpm), "-r", "run", "build"),
-                path_dirs=(pnpm.parent,))
+    return Repo(
+        root=root,
+        package_manager="pnpm",
+        packages=tuple(_js_packages("pnpm", manifests, _SMALL_OUTPUTS)),
+        lockfiles=tuple(lockfiles),
+        tools={"node": _node_version(), "pnpm": pnpm_version},
+        install_command=(str(pnpm), "install", "--frozen-lockfile"),
+        build_command=(str(pnpm), "-r", "run", "build"),
+        path_dirs=(pnpm.parent,),
+    )
 
 
 YARN_GITIGNORE = GITIGNORE + _text("""
@@ -1100,36 +1243,55 @@ def yarn_berry_workspace(root: Path, *, yarn_version: str = YARN_VERSION) -> Rep
     root.mkdir(parents=True, exist_ok=True)
     manifests, files = _small_members("workspace:^")
     release = f".yarn/releases/yarn-{yarn_version}.cjs"
-    _write(root, {
-        "package.json": _json({
-            "name": "demo-yarn",
-            "version": "0.0.0",
-            "private": True,
-            "packageManager": f"yarn@{yarn_version}",
-            "workspaces": ["packages/*"],
-            "scripts": {"build": "yarn workspaces foreach --all --topological run build"},
-        }),
-        ".yarnrc.yml": f"enableTelemetry: false\n\nnodeLinker: node-modules\n\n"
-                       f"yarnPath: {release}\n",
-        ".gitignore": YARN_GITIGNORE,
-        **files,
-    })
+    _write(
+        root,
+        {
+            "package.json": _json(
+                {
+                    "name": "demo-yarn",
+                    "version": "0.0.0",
+                    "private": True,
+                    "packageManager": f"yarn@{yarn_version}",
+                    "workspaces": ["packages/*"],
+                    "scripts": {"build": "yarn workspaces foreach --all --topological run build"},
+                }
+            ),
+            ".yarnrc.yml": f"enableTelemetry: false\n\nnodeLinker: node-modules\n\n"
+            f"yarnPath: {release}\n",
+            ".gitignore": YARN_GITIGNORE,
+            **files,
+        },
+    )
     (root / release).parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(yarn_release(yarn_version), root / release)
     spec = _LockSpec(
-        label="yarn", cwd=".", manifests=("package.json", ".yarnrc.yml"),
+        label="yarn",
+        cwd=".",
+        manifests=("package.json", ".yarnrc.yml"),
         commands=(("node", release, "install", "--mode=skip-build"),),
         outputs=("yarn.lock",),
         tools=(("node", _node_version()), ("yarn", yarn_version)),
-        env=(("YARN_ENABLE_IMMUTABLE_INSTALLS", "false"),))  # CI=true would make it immutable
+        env=(("YARN_ENABLE_IMMUTABLE_INSTALLS", "false"),),
+    )  # CI=true would make it immutable
     lockfiles = _lock(root, spec)
-    return Repo(root=root, package_manager="yarn",
-                packages=tuple(_js_packages("yarn", manifests, _SMALL_OUTPUTS)),
-                lockfiles=tuple(lockfiles),
-                tools={"node": _node_version(), "yarn": yarn_version},
-                install_command=("node", release, "install", "--immutable"),
-                build_command=("node", release, "workspaces", "foreach", "--all",
-                               "--topological", "run", "build"))
+    return Repo(
+        root=root,
+        package_manager="yarn",
+        packages=tuple(_js_packages("yarn", manifests, _SMALL_OUTPUTS)),
+        lockfiles=tuple(lockfiles),
+        tools={"node": _node_version(), "yarn": yarn_version},
+        install_command=("node", release, "install", "--immutable"),
+        build_command=(
+            "node",
+            release,
+            "workspaces",
+            "foreach",
+            "--all",
+            "--topological",
+            "run",
+            "build",
+        ),
+    )
 
 
 # --- git --------------------------------------------------------------------------------------
@@ -1137,8 +1299,9 @@ def yarn_berry_workspace(root: Path, *, yarn_version: str = YARN_VERSION) -> Rep
 
 def _git_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    env.update({"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull,
-                "GIT_TERMINAL_PROMPT": "0"})
+    env.update(
+        {"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull, "GIT_TERMINAL_PROMPT": "0"}
+    )
     return env
 
 
@@ -1149,8 +1312,15 @@ def _git(root: Path, *args: str) -> str:
 def git_commit(root: Path, message: str, *, allow_empty: bool = False) -> str:
     """Commit everything in the work tree (``git add -A``); return the new commit's hash."""
     _git(root, "add", "-A")
-    _git(root, "commit", "-q", "--no-verify", "-m", message,
-         *(["--allow-empty"] if allow_empty else []))
+    _git(
+        root,
+        "commit",
+        "-q",
+        "--no-verify",
+        "-m",
+        message,
+        *(["--allow-empty"] if allow_empty else []),
+    )
     return _git(root, "rev-parse", "HEAD")
 
 

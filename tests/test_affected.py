@@ -70,22 +70,35 @@ tools = ["fake"]
 """
 
 FILES = {
-    "lib/a.txt": "a\n", "lib/b.txt": "b\n", "app/main.txt": "main\n", "app/notes.md": "notes\n",
-    "tests/t.txt": "t\n", "docs/index.txt": "docs\n", "README.md": "readme\n",
+    "lib/a.txt": "a\n",
+    "lib/b.txt": "b\n",
+    "app/main.txt": "main\n",
+    "app/notes.md": "notes\n",
+    "tests/t.txt": "t\n",
+    "docs/index.txt": "docs\n",
+    "README.md": "readme\n",
     ".gitignore": "out/\n.buildlib/\nruns.log\n",
 }
 
 
 def _git_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    env.update({"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull,
-                "GIT_TERMINAL_PROMPT": "0"})
+    env.update(
+        {"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull, "GIT_TERMINAL_PROMPT": "0"}
+    )
     return env
 
 
 def git(root: Path, *args: str) -> str:
-    done = subprocess.run(["git", *args], cwd=root, env=_git_env(), text=True,
-                          capture_output=True, timeout=120, check=False)
+    done = subprocess.run(
+        ["git", *args],
+        cwd=root,
+        env=_git_env(),
+        text=True,
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, f"git {' '.join(args)}: {done.stderr}"
     return done.stdout.strip()
 
@@ -103,9 +116,14 @@ def make_repo(root: Path, *, extra: str = "") -> Path:
 
 
 def clone(source: Path, dest: Path, *args: str) -> Path:
-    done = subprocess.run(["git", "clone", "-q", *args, f"file://{source}", str(dest)],
-                          env=_git_env(), text=True, capture_output=True, timeout=120,
-                          check=False)
+    done = subprocess.run(
+        ["git", "clone", "-q", *args, f"file://{source}", str(dest)],
+        env=_git_env(),
+        text=True,
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     git(dest, "config", "user.name", "Buildlib Tests")
     git(dest, "config", "user.email", "tests@buildlib.invalid")
@@ -114,12 +132,25 @@ def clone(source: Path, dest: Path, *args: str) -> Path:
 
 def engine(root: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     full = {k: v for k, v in _git_env().items() if not k.startswith(("BUILDLIB_", "GITHUB_"))}
-    full.update({"PYTHONPATH": str(ROOT), "BUILDLIB_CACHE_DIR": str(root.parent / "cache"),
-                 "PATH": f"{root.parent / 'bin'}{os.pathsep}{os.environ['PATH']}", **env})
+    full.update(
+        {
+            "PYTHONPATH": str(ROOT),
+            "BUILDLIB_CACHE_DIR": str(root.parent / "cache"),
+            "PATH": f"{root.parent / 'bin'}{os.pathsep}{os.environ['PATH']}",
+            **env,
+        }
+    )
     if not (root.parent / "bin" / "fake-tool").exists():
         make_tool(root.parent / "bin", "1.0")
-    return subprocess.run([sys.executable, "-m", "buildlib", *args], cwd=root, env=full,
-                          text=True, capture_output=True, timeout=300, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "buildlib", *args],
+        cwd=root,
+        env=full,
+        text=True,
+        capture_output=True,
+        timeout=300,
+        check=False,
+    )
 
 
 def affected(root: Path, *args: str, **env: str) -> dict[str, Any]:
@@ -182,8 +213,11 @@ def test_staged_unstaged_and_untracked_changes_all_count(tmp_path: Path) -> None
         "docs": ["input-changed docs/index.txt"],
     }
     kinds_of = {c["path"]: c["kind"] for c in data["changes"]}
-    assert kinds_of == {"docs/index.txt": "modified", "tests/new.txt": "added",
-                        "lib/untracked.txt": "untracked"}
+    assert kinds_of == {
+        "docs/index.txt": "modified",
+        "tests/new.txt": "added",
+        "lib/untracked.txt": "untracked",
+    }
 
 
 def test_a_rename_affects_the_steps_of_both_names(tmp_path: Path) -> None:
@@ -196,8 +230,14 @@ def test_a_rename_affects_the_steps_of_both_names(tmp_path: Path) -> None:
 
     assert reasons(data)["docs"] == ["input-changed docs/index.txt"]
     assert reasons(data)["app-test"] == ["input-changed tests/index.txt"]
-    assert data["changes"] == [{"path": "tests/index.txt", "kind": "renamed",
-                                "old_path": "docs/index.txt", "submodule": False}]
+    assert data["changes"] == [
+        {
+            "path": "tests/index.txt",
+            "kind": "renamed",
+            "old_path": "docs/index.txt",
+            "submodule": False,
+        }
+    ]
     assert "lib" not in reasons(data)
 
 
@@ -261,16 +301,17 @@ def test_a_shallow_clone_is_deepened_until_the_merge_base_is_found(tmp_path: Pat
 
     data = affected(ci, "--base", "origin/main")
 
-    assert reasons(data) == {"lib": ["input-changed lib/a.txt"],
-                             "app": ["dependency-affected lib"],
-                             "app-test": ["dependency-affected app"]}
+    assert reasons(data) == {
+        "lib": ["input-changed lib/a.txt"],
+        "app": ["dependency-affected lib"],
+        "app-test": ["dependency-affected app"],
+    }
     base = data["base"]
     assert base["shallow"] is True
     assert base["deepened"] >= 80  # the first step (64 commits) was not enough
     # What came, not what was asked for: the whole history has 171 commits.
     assert 0 < base["fetched"] <= 171 - 1 and base["fetched"] < base["deepened"]
-    assert f"{base['fetched']} commits fetched ({base['deepened']} asked for)" in \
-        data["stderr"]
+    assert f"{base['fetched']} commits fetched ({base['deepened']} asked for)" in data["stderr"]
     assert base["merge_base"] == git(upstream, "merge-base", "main", "feature")
     assert "fetching" in data["stderr"] and "more commits of history" in data["stderr"]
     # The docs commits on main since the fork are not the change's: docs is not affected.
@@ -278,7 +319,8 @@ def test_a_shallow_clone_is_deepened_until_the_merge_base_is_found(tmp_path: Pat
 
 
 def test_a_merge_base_beyond_the_deepening_limit_selects_everything_and_says_so(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     upstream = _upstream_with_history(tmp_path / "up", main_commits=3, feature_commits=30)
     ci = clone(upstream, tmp_path / "ci", "--depth", "1", "--branch", "feature")
 
@@ -364,14 +406,18 @@ def test_affected_outside_a_git_repository_is_one_clear_error(tmp_path: Path) ->
     assert "is not in a git repository" in done.stderr and "Traceback" not in done.stderr
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (("plan", "--base", "main"), "--base and --head only mean something with --affected"),
-    (("build", "--affected", "--only", "lib"), "cannot be combined with --only"),
-    (("plan", "--shards", "0"), "--shards 0: at least one job is needed"),
-    (("plan", "--waves", "2"), "only means something with --shards"),
-])
-def test_option_combinations_that_mean_nothing_are_refused(tmp_path: Path, args: tuple[str, ...],
-                                                           message: str) -> None:
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("plan", "--base", "main"), "--base and --head only mean something with --affected"),
+        (("build", "--affected", "--only", "lib"), "cannot be combined with --only"),
+        (("plan", "--shards", "0"), "--shards 0: at least one job is needed"),
+        (("plan", "--waves", "2"), "only means something with --shards"),
+    ],
+)
+def test_option_combinations_that_mean_nothing_are_refused(
+    tmp_path: Path, args: tuple[str, ...], message: str
+) -> None:
     repo = make_repo(tmp_path / "repo")
 
     done = engine(repo, *args)
@@ -412,14 +458,15 @@ def test_a_changed_variable_affects_the_steps_that_use_it(tmp_path: Path) -> Non
     data = affected(repo, "--base", "HEAD")
 
     assert reasons(data) == {
-        "docs": ["manifest-changed (build.toml: template variable {greeting} changed)"]}
+        "docs": ["manifest-changed (build.toml: template variable {greeting} changed)"]
+    }
 
 
-def test_a_changed_mode_environment_affects_every_step_of_that_mode_only(
-        tmp_path: Path) -> None:
+def test_a_changed_mode_environment_affects_every_step_of_that_mode_only(tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "repo")
-    _edit_manifest(repo, 'env = { NODE_ENV = "production" }',
-                   'env = { NODE_ENV = "production", EXTRA = "1" }')
+    _edit_manifest(
+        repo, 'env = { NODE_ENV = "production" }', 'env = { NODE_ENV = "production", EXTRA = "1" }'
+    )
 
     assert affected(repo, "--base", "HEAD")["affected"] == []  # development is the default
     data = affected(repo, "--base", "HEAD", "--mode", "production")
@@ -430,12 +477,15 @@ def test_a_changed_mode_environment_affects_every_step_of_that_mode_only(
 
 def test_a_new_step_is_affected(tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "repo")
-    (repo / "build.toml").write_text((repo / "build.toml").read_text() + textwrap.dedent(f"""
+    (repo / "build.toml").write_text(
+        (repo / "build.toml").read_text()
+        + textwrap.dedent(f"""
         [[step]]
         name = "extra"
         command = [{PY_TOML}, "mk.py", "extra", "-"]
         depends_on = ["lib"]
-        """))
+        """)
+    )
 
     data = affected(repo, "--base", "HEAD")
 
@@ -460,7 +510,8 @@ def test_a_base_without_a_readable_manifest_affects_every_step(tmp_path: Path) -
 
 
 def test_a_tool_version_change_since_the_last_build_affects_the_steps_using_it(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     repo = make_repo(tmp_path / "repo")
     done = engine(repo, "build", "--plain")
     assert done.returncode == 0, done.stdout + done.stderr
@@ -469,12 +520,16 @@ def test_a_tool_version_change_since_the_last_build_affects_the_steps_using_it(
     make_tool(tmp_path / "bin", "2.0")  # the same command now prints another version
 
     data = affected(repo, "--base", "HEAD")
-    assert reasons(data) == {"docs": [
-        "tool-version-changed fake (fake-tool 1.0 at its last build here, fake-tool 2.0 now)"]}
+    assert reasons(data) == {
+        "docs": [
+            "tool-version-changed fake (fake-tool 1.0 at its last build here, fake-tool 2.0 now)"
+        ]
+    }
 
 
 def test_a_file_pinning_tool_versions_affects_the_steps_below_it_that_run_them(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     repo = make_repo(tmp_path / "repo")
     (repo / ".tool-versions").write_text("fake-tool 2.0\n")
 
@@ -487,7 +542,8 @@ def test_a_file_pinning_tool_versions_affects_the_steps_below_it_that_run_them(
 
 
 def test_build_affected_runs_the_affected_steps_and_takes_what_they_need_from_the_cache(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     repo = make_repo(tmp_path / "repo")
     done = engine(repo, "build", "--plain")
     assert done.returncode == 0, done.stdout + done.stderr
@@ -504,11 +560,15 @@ def test_build_affected_runs_the_affected_steps_and_takes_what_they_need_from_th
     assert "needed by them, from the cache or built: lib" in done.stderr
     report = json.loads((repo / ".buildlib/reports/latest.json").read_text())
     assert {s["name"]: s["outcome"] for s in report["steps"]} == {
-        "lib": "cached", "app": "built", "app-test": "built"}
+        "lib": "cached",
+        "app": "built",
+        "app-test": "built",
+    }
 
 
 def test_plan_affected_with_nothing_affected_says_so_without_mentioning_jobs(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     repo = make_repo(tmp_path / "repo")
 
     plain = engine(repo, "plan", "--affected", "--base", "HEAD")
@@ -539,8 +599,11 @@ def test_build_affected_with_nothing_affected_builds_nothing(tmp_path: Path) -> 
 
 
 def test_verify_built_only_checks_the_artifacts_of_what_the_last_build_selected(
-        tmp_path: Path) -> None:
-    repo = make_repo(tmp_path / "repo", extra="""
+    tmp_path: Path,
+) -> None:
+    repo = make_repo(
+        tmp_path / "repo",
+        extra="""
         [[artifact]]
         path = "out/docs.txt"
         step = "docs"
@@ -550,7 +613,8 @@ def test_verify_built_only_checks_the_artifacts_of_what_the_last_build_selected(
         path = "out/app.txt"
         step = "app"
         kind = "exists"
-        """)
+        """,
+    )
     (repo / "docs/index.txt").write_text("docs 2\n")
 
     done = engine(repo, "build", "--plain", "--affected", "--base", "HEAD")
@@ -590,14 +654,22 @@ def _pull_request_checkout(upstream: Path, dest: Path) -> Path:
     dest.mkdir()
     git(dest, "init", "-q")
     git(dest, "remote", "add", "origin", f"file://{upstream}")
-    git(dest, "fetch", "-q", "--no-tags", "--depth=1", "origin",
-        "+refs/pull/1/merge:refs/remotes/pull/1/merge")
+    git(
+        dest,
+        "fetch",
+        "-q",
+        "--no-tags",
+        "--depth=1",
+        "origin",
+        "+refs/pull/1/merge:refs/remotes/pull/1/merge",
+    )
     git(dest, "checkout", "-q", "--force", "refs/remotes/pull/1/merge")
     return dest
 
 
 def test_a_pull_request_merge_checkout_one_commit_deep_compares_with_github_base_ref(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     upstream = _upstream_with_history(tmp_path / "up", main_commits=70, feature_commits=5)
     ci = _pull_request_checkout(upstream, tmp_path / "ci")
     assert git(ci, "rev-list", "--count", "HEAD") == "1"
@@ -606,24 +678,30 @@ def test_a_pull_request_merge_checkout_one_commit_deep_compares_with_github_base
 
     assert (data["base"]["ref"], data["base"]["source"]) == ("origin/main", "GITHUB_BASE_REF")
     # The merge commit against main's tip: the pull request's change, not main's docs commits.
-    assert reasons(data) == {"lib": ["input-changed lib/a.txt"],
-                             "app": ["dependency-affected lib"],
-                             "app-test": ["dependency-affected app"]}
+    assert reasons(data) == {
+        "lib": ["input-changed lib/a.txt"],
+        "app": ["dependency-affected lib"],
+        "app-test": ["dependency-affected app"],
+    }
     assert data["base"]["merge_base"] == git(upstream, "rev-parse", "main")
 
 
 # -- lockfiles serving a workspace: only the packages whose resolution changed -----------------
 
+
 def _workspace_steps(members: dict[str, str], lockfile: str, manifest_name: str) -> str:
     """One step per workspace member (name -> directory), reading its sources, its manifest
     and the root lockfile, as a step that installs or compiles it does."""
-    return "".join(textwrap.dedent(f"""
+    return "".join(
+        textwrap.dedent(f"""
         [[step]]
         name = "{name}"
         cwd = "{directory}"
         command = [{PY_TOML}, "-c", ""]
         inputs = ["src/**", "{manifest_name}", "//{lockfile}"]
-        """) for name, directory in members.items())
+        """)
+        for name, directory in members.items()
+    )
 
 
 def _lock_workspace(root: Path, steps: str) -> Path:
@@ -647,36 +725,42 @@ CARGO_MEMBERS = {"core": "crates/core", "cli": "crates/cli", "native": "crates/n
 
 
 @pytest.mark.timeout(600)
-def test_npm_a_dependency_added_to_one_workspace_package_spares_the_others(
-        tmp_path: Path) -> None:
+def test_npm_a_dependency_added_to_one_workspace_package_spares_the_others(tmp_path: Path) -> None:
     repo = npm_workspace(tmp_path / "repo")
-    _lock_workspace(repo.root, _workspace_steps(NPM_MEMBERS, "package-lock.json",
-                                                "package.json"))
-    _edit_json(repo.root / "packages/cli/package.json",
-               lambda m: m["dependencies"].update({"ms": "2.1.3"}))
+    _lock_workspace(repo.root, _workspace_steps(NPM_MEMBERS, "package-lock.json", "package.json"))
+    _edit_json(
+        repo.root / "packages/cli/package.json", lambda m: m["dependencies"].update({"ms": "2.1.3"})
+    )
     assert relock(repo.root, "npm") == [Path("package-lock.json")]
     git_commit(repo.root, "cli: ms")
 
     data = affected(repo.root, "--base", "main")
 
-    assert reasons(data) == {"cli": [
-        "input-changed package-lock.json (the resolved dependencies of packages/cli changed)",
-        "input-changed packages/cli/package.json"]}
-    assert data["spared"] == [{"name": "core", "lockfiles": ["package-lock.json"]},
-                              {"name": "ui", "lockfiles": ["package-lock.json"]}]
-    assert "not affected: ui (package-lock.json changed, but not what it resolves)" in \
-        data["stderr"]
+    assert reasons(data) == {
+        "cli": [
+            "input-changed package-lock.json (the resolved dependencies of packages/cli changed)",
+            "input-changed packages/cli/package.json",
+        ]
+    }
+    assert data["spared"] == [
+        {"name": "core", "lockfiles": ["package-lock.json"]},
+        {"name": "ui", "lockfiles": ["package-lock.json"]},
+    ]
+    assert (
+        "not affected: ui (package-lock.json changed, but not what it resolves)" in data["stderr"]
+    )
 
 
 @pytest.mark.timeout(600)
 def test_npm_a_dependency_removed_from_one_workspace_package_spares_the_others(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     repo = npm_workspace(tmp_path / "repo")
-    _edit_json(repo.root / "packages/cli/package.json",
-               lambda m: m["dependencies"].update({"ms": "2.1.3"}))
+    _edit_json(
+        repo.root / "packages/cli/package.json", lambda m: m["dependencies"].update({"ms": "2.1.3"})
+    )
     relock(repo.root, "npm")
-    _lock_workspace(repo.root, _workspace_steps(NPM_MEMBERS, "package-lock.json",
-                                                "package.json"))
+    _lock_workspace(repo.root, _workspace_steps(NPM_MEMBERS, "package-lock.json", "package.json"))
     _edit_json(repo.root / "packages/cli/package.json", lambda m: m["dependencies"].pop("ms"))
     relock(repo.root, "npm")
     assert '"node_modules/ms"' not in (repo.root / "package-lock.json").read_text()
@@ -695,17 +779,21 @@ def test_cargo_a_dependency_added_to_one_member_spares_the_others(tmp_path: Path
     toml = repo.root / "crates/cli/Cargo.toml"
     manifest = toml.read_text()
     # memchr is locked already (napi's closure has it): the version the lockfile holds.
-    (locked,) = re.findall(r'name = "memchr"\nversion = "([^"]+)"',
-                           (repo.root / "Cargo.lock").read_text())
+    (locked,) = re.findall(
+        r'name = "memchr"\nversion = "([^"]+)"', (repo.root / "Cargo.lock").read_text()
+    )
     toml.write_text(manifest + f'memchr = "={locked}"\n')
     assert relock(repo.root, "cargo") == [Path("Cargo.lock")]
     git_commit(repo.root, "cli: memchr")
 
     data = affected(repo.root, "--base", "main")
 
-    assert reasons(data) == {"cli": [
-        "input-changed Cargo.lock (the resolved dependencies of crates/cli changed)",
-        "input-changed crates/cli/Cargo.toml"]}
+    assert reasons(data) == {
+        "cli": [
+            "input-changed Cargo.lock (the resolved dependencies of crates/cli changed)",
+            "input-changed crates/cli/Cargo.toml",
+        ]
+    }
     assert {s["name"] for s in data["spared"]} == {"core", "native"}
 
     # Pinning an older memchr moves the one that native resolves too: both are affected.
@@ -717,7 +805,8 @@ def test_cargo_a_dependency_added_to_one_member_spares_the_others(tmp_path: Path
     data = affected(repo.root, "--base", "main")
 
     assert reasons(data)["native"] == [
-        "input-changed Cargo.lock (the resolved dependencies of crates/native changed)"]
+        "input-changed Cargo.lock (the resolved dependencies of crates/native changed)"
+    ]
     assert {s["name"] for s in data["spared"]} == {"core"}
 
 

@@ -22,8 +22,9 @@ from buildlib.report.annotations import (
 
 def run(argv: list[str | Path], cwd: Path, *, check_fails: bool = True) -> str:
     """Run a real tool and return its combined output; it must fail when `check_fails`."""
-    proc = subprocess.run([str(a) for a in argv], cwd=cwd, capture_output=True, text=True,
-                          timeout=300, check=False)
+    proc = subprocess.run(
+        [str(a) for a in argv], cwd=cwd, capture_output=True, text=True, timeout=300, check=False
+    )
     if check_fails:
         assert proc.returncode != 0, proc.stdout + proc.stderr
     return proc.stdout + proc.stderr
@@ -51,7 +52,10 @@ def test_rustc_errors_point_at_their_line_and_column(bad_rust: Path, color: str)
     assert sorted(places(found)) == [("bad.rs", 2, 18), ("bad.rs", 3, 20)]
     mismatch = next(loc for loc in found if loc.line == 2)
     assert (mismatch.tool, mismatch.code, mismatch.message) == (
-        Tool.RUSTC, "E0308", "mismatched types")
+        Tool.RUSTC,
+        "E0308",
+        "mismatched types",
+    )
     assert mismatch.title == "E0308: mismatched types"
 
 
@@ -70,20 +74,26 @@ def test_rustc_warnings_are_not_errors(bad_rust: Path) -> None:
 
 
 def test_cargo_paths_from_a_member_directory_resolve_under_the_workspace_root(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     if shutil.which("cargo") is None:
         pytest.skip("cargo is not installed")
-    (tmp_path / "Cargo.toml").write_text('[workspace]\nmembers = ["crates/core"]\n'
-                                         'resolver = "2"\n')
+    (tmp_path / "Cargo.toml").write_text('[workspace]\nmembers = ["crates/core"]\nresolver = "2"\n')
     member = tmp_path / "crates" / "core"
     (member / "src").mkdir(parents=True)
-    (member / "Cargo.toml").write_text('[package]\nname = "core-x"\nversion = "0.1.0"\n'
-                                       'edition = "2021"\n')
+    (member / "Cargo.toml").write_text(
+        '[package]\nname = "core-x"\nversion = "0.1.0"\nedition = "2021"\n'
+    )
     (member / "src" / "lib.rs").write_text('pub fn f() -> i32 {\n    "nope"\n}\n')
     log = subprocess.run(
-        ["cargo", "check", "--offline", "--color", "always"], cwd=member, capture_output=True,
-        text=True, timeout=300, check=False,
-        env={**os.environ, "CARGO_TARGET_DIR": str(tmp_path / "target")}).stderr
+        ["cargo", "check", "--offline", "--color", "always"],
+        cwd=member,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={**os.environ, "CARGO_TARGET_DIR": str(tmp_path / "target")},
+    ).stderr
     # cargo prints the path relative to its workspace root, not to where it was started.
     assert "crates/core/src/lib.rs:2:5" in strip_ansi(log)
     found = find_locations(log, tmp_path, cwd=member)
@@ -114,13 +124,18 @@ def test_tsc_paths_stay_as_printed_without_a_step_directory(tsc: Path, tmp_path:
 
 # -- svelte-check ----------------------------------------------------------------------------------
 
-SVELTE_EXPECTED = [("app/src/App.svelte", 2, 7), ("app/src/App.svelte", 5, 6),
-                   ("app/src/x.ts", 1, 7), ("app/src/x.ts", 3, 3)]
+SVELTE_EXPECTED = [
+    ("app/src/App.svelte", 2, 7),
+    ("app/src/App.svelte", 5, 6),
+    ("app/src/x.ts", 1, 7),
+    ("app/src/x.ts", 3, 3),
+]
 
 
 @pytest.mark.parametrize("output", ["human", "machine", "machine-verbose"])
-def test_svelte_check_errors_in_every_output_form(svelte_check: Path, tmp_path: Path,
-                                                  output: str) -> None:
+def test_svelte_check_errors_in_every_output_form(
+    svelte_check: Path, tmp_path: Path, output: str
+) -> None:
     app = ts_project(tmp_path)
     log = run([svelte_check, "--workspace", ".", "--output", output], app)
     # No step directory is given: svelte-check names its workspace itself.
@@ -167,8 +182,10 @@ def test_the_same_error_reported_twice_is_listed_once() -> None:
 
 
 def test_strip_ansi_removes_colours_links_and_stray_escapes() -> None:
-    text = ("\x1b[1m\x1b[31merror\x1b[0m: x "
-            "\x1b]8;;file:///a.rs\x1b\\a.rs\x1b]8;;\x1b\\ \x1b(B\x1b[?25l stray\x1b")
+    text = (
+        "\x1b[1m\x1b[31merror\x1b[0m: x "
+        "\x1b]8;;file:///a.rs\x1b\\a.rs\x1b]8;;\x1b\\ \x1b(B\x1b[?25l stray\x1b"
+    )
     assert strip_ansi(text) == "error: x a.rs  stray"
 
 
@@ -202,31 +219,31 @@ def test_the_first_tsc_error_is_rewritten_relative_to_the_root(tsc: Path, tmp_pa
     for pretty in ("false", "true"):
         block = first_error(run([tsc, "-p", ".", "--pretty", pretty], app), tmp_path, cwd=app)
         assert block is not None
-        assert block.lines[0].startswith(("app/src/x.ts(1,7): error TS2322",
-                                          "app/src/x.ts:1:7 - error TS2322"))
+        assert block.lines[0].startswith(
+            ("app/src/x.ts(1,7): error TS2322", "app/src/x.ts:1:7 - error TS2322")
+        )
         if pretty == "true":  # the source excerpt under the header belongs to it
             assert any('const x: number = "s";' in line for line in block.lines)
             assert not any("x.ts:3:3" in line for line in block.lines)
 
 
-def test_the_first_svelte_check_error_keeps_its_excerpt(svelte_check: Path,
-                                                        tmp_path: Path) -> None:
+def test_the_first_svelte_check_error_keeps_its_excerpt(svelte_check: Path, tmp_path: Path) -> None:
     app = ts_project(tmp_path)
     log = run([svelte_check, "--workspace", "."], app)
     block = first_error(log, tmp_path)
     assert block is not None
-    assert block.lines[:2] == ("app/src/App.svelte:2:7",  # was absolute
-                               "Error: Type 'string' is not assignable to type 'number'. (ts)")
+    assert block.lines[:2] == (
+        "app/src/App.svelte:2:7",  # was absolute
+        "Error: Type 'string' is not assignable to type 'number'. (ts)",
+    )
     assert '  let count: number = "zero";' in block.lines
     assert "Cannot find name" not in "\n".join(block.lines)  # the second error is another
 
 
-def test_gcc_notes_belong_to_their_error_and_the_next_function_does_not(
-        tmp_path: Path) -> None:
+def test_gcc_notes_belong_to_their_error_and_the_next_function_does_not(tmp_path: Path) -> None:
     if shutil.which("gcc") is None:
         pytest.skip("gcc is not installed")
-    (tmp_path / "bad.c").write_text("int main(void) {\n  return a;\n}\n"
-                                    "int f(void) { return b; }\n")
+    (tmp_path / "bad.c").write_text("int main(void) {\n  return a;\n}\nint f(void) { return b; }\n")
     block = first_error(run(["gcc", "-c", "bad.c"], tmp_path), tmp_path)
     assert block is not None and block.location.line == 2
     text = "\n".join(block.lines)
@@ -235,5 +252,8 @@ def test_gcc_notes_belong_to_their_error_and_the_next_function_does_not(
 
 def test_relative_paths_leave_other_lines_alone(tmp_path: Path) -> None:
     lines = [f"{tmp_path}/web/App.svelte:3:4", "Error: bad (ts)", f"see {tmp_path}/other"]
-    assert relative_paths(lines, tmp_path) == ["web/App.svelte:3:4", "Error: bad (ts)",
-                                               f"see {tmp_path}/other"]
+    assert relative_paths(lines, tmp_path) == [
+        "web/App.svelte:3:4",
+        "Error: bad (ts)",
+        f"see {tmp_path}/other",
+    ]

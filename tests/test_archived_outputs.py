@@ -60,23 +60,33 @@ def member_names() -> st.SearchStrategy[str]:
 def archive_members(draw: st.DrawFn) -> list[Member]:
     members: list[Member] = []
     for _ in range(draw(st.integers(1, 7))):
-        kind = draw(st.sampled_from(["file", "file", "link", "dir", "hardlink", "fifo",
-                                     "chardev"]))
-        payload = draw(link_targets()) if kind in ("link", "hardlink") else \
-            draw(st.sampled_from(["one", "two", ""]))
+        kind = draw(st.sampled_from(["file", "file", "link", "dir", "hardlink", "fifo", "chardev"]))
+        payload = (
+            draw(link_targets())
+            if kind in ("link", "hardlink")
+            else draw(st.sampled_from(["one", "two", ""]))
+        )
         mode = draw(st.sampled_from([0o644, 0o755, 0o600, 0o4755, 0o2755]))
         members.append((kind, draw(member_names()), payload, mode))
     return members
 
 
-TYPES = {"file": tarfile.REGTYPE, "link": tarfile.SYMTYPE, "dir": tarfile.DIRTYPE,
-         "hardlink": tarfile.LNKTYPE, "fifo": tarfile.FIFOTYPE, "chardev": tarfile.CHRTYPE}
+TYPES = {
+    "file": tarfile.REGTYPE,
+    "link": tarfile.SYMTYPE,
+    "dir": tarfile.DIRTYPE,
+    "hardlink": tarfile.LNKTYPE,
+    "fifo": tarfile.FIFOTYPE,
+    "chardev": tarfile.CHRTYPE,
+}
 
 
 def make_archive(members: list[Member], *, outside: Path, root: Path) -> bytes:
     raw = io.BytesIO()
-    with gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as compressed, \
-            tarfile.open(fileobj=compressed, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+    with (
+        gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as compressed,
+        tarfile.open(fileobj=compressed, mode="w|", format=tarfile.PAX_FORMAT) as tar,
+    ):
         for kind, name, payload, mode in members:
             info = tarfile.TarInfo(name)
             info.type = TYPES[kind]
@@ -94,12 +104,18 @@ def make_archive(members: list[Member], *, outside: Path, root: Path) -> bytes:
 
 
 def archive_record(output: str, data: bytes) -> OutputFile:
-    return OutputFile(path=output, kind=FileKind.ARCHIVE,
-                      sha256=hashlib.sha256(data).hexdigest(), size=len(data), mode=0o755)
+    return OutputFile(
+        path=output,
+        kind=FileKind.ARCHIVE,
+        sha256=hashlib.sha256(data).hexdigest(),
+        size=len(data),
+        mode=0o755,
+    )
 
 
-def check_archive_restore(items: list[tuple[str, str, str]], output: str,
-                          members: list[Member], extra: list[str]) -> bool:
+def check_archive_restore(
+    items: list[tuple[str, str, str]], output: str, members: list[Member], extra: list[str]
+) -> bool:
     """Restore an entry holding one archive for `output` (one of the step's declared
     outputs, beside `extra` ones that get a plain file each); True when accepted."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -115,8 +131,14 @@ def check_archive_restore(items: list[tuple[str, str, str]], output: str,
         for other in extra:
             content = b"plain"
             (blobs / hashlib.sha256(content).hexdigest()).write_bytes(content)
-            plain.append(OutputFile(path=f"{other}/f", kind=FileKind.FILE,
-                                    sha256=hashlib.sha256(content).hexdigest(), size=5))
+            plain.append(
+                OutputFile(
+                    path=f"{other}/f",
+                    kind=FileKind.FILE,
+                    sha256=hashlib.sha256(content).hexdigest(),
+                    size=5,
+                )
+            )
         records = [record, *plain]
         build(root, outside, items)
         scope = OutputScope([output, *extra])
@@ -128,8 +150,9 @@ def check_archive_restore(items: list[tuple[str, str, str]], output: str,
             refused = True
         after = snapshot(root)
         assert snapshot(outside) == outside_before, "a restore wrote outside the workspace"
-        assert not any(".restoring" in rel or rel.endswith(".old") for rel in after), \
+        assert not any(".restoring" in rel or rel.endswith(".old") for rel in after), (
             "a staging directory was left behind"
+        )
         if refused:
             assert after == before, "a refused archive changed the workspace"
             return False
@@ -139,10 +162,14 @@ def check_archive_restore(items: list[tuple[str, str, str]], output: str,
         return True
 
 
-def _assert_output_is_exactly_the_archive(root: Path, after: Snapshot, output: str,
-                                          members: list[Member]) -> None:
-    expected = {f"{output}/{name}": (kind, payload, mode) for kind, name, payload, mode
-                in members if kind in ("file", "link")}
+def _assert_output_is_exactly_the_archive(
+    root: Path, after: Snapshot, output: str, members: list[Member]
+) -> None:
+    expected = {
+        f"{output}/{name}": (kind, payload, mode)
+        for kind, name, payload, mode in members
+        if kind in ("file", "link")
+    }
     listed = set(expand_outputs(root, [output]))
     assert listed == set(expected)
     for rel, (kind, payload, mode) in expected.items():
@@ -151,7 +178,10 @@ def _assert_output_is_exactly_the_archive(root: Path, after: Snapshot, output: s
             assert (got_kind, got_payload) == ("link", payload)
         else:
             assert (got_kind, got_payload, got_mode) == (
-                "file", hashlib.sha256(payload.encode()).hexdigest(), mode)
+                "file",
+                hashlib.sha256(payload.encode()).hexdigest(),
+                mode,
+            )
             assert not mode & 0o6000, "a setuid or setgid file was restored"
 
 
@@ -160,35 +190,50 @@ def _assert_links_stay_in(root: Path, output: str, after: Snapshot) -> None:
     for rel, (kind, _payload, _mode) in after.items():
         if kind == "link" and rel.startswith(output + "/"):
             where = os.path.realpath(root / rel)
-            assert where == real_output or where.startswith(real_output + "/"), \
+            assert where == real_output or where.startswith(real_output + "/"), (
                 f"{rel} resolves outside its output ({where})"
+            )
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(workspaces(), st.sampled_from(ARCHIVED), archive_members(),
-       st.lists(st.sampled_from(["c", "out/x"]), max_size=1))
-def test_an_archive_restore_writes_only_its_output(items: list[tuple[str, str, str]],
-                                                   output: str, members: list[Member],
-                                                   extra: list[str]) -> None:
-    if any(e == output or e.startswith(output + "/") or output.startswith(e + "/")
-           for e in extra):
+@given(
+    workspaces(),
+    st.sampled_from(ARCHIVED),
+    archive_members(),
+    st.lists(st.sampled_from(["c", "out/x"]), max_size=1),
+)
+def test_an_archive_restore_writes_only_its_output(
+    items: list[tuple[str, str, str]], output: str, members: list[Member], extra: list[str]
+) -> None:
+    if any(e == output or e.startswith(output + "/") or output.startswith(e + "/") for e in extra):
         extra = []
     check_archive_restore(items, output, members, extra)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(workspaces(), st.sampled_from(ARCHIVED),
-       st.lists(st.tuples(st.sampled_from(MEMBER_NAMES), st.sampled_from(["one", "two"])),
-                min_size=1, max_size=4, unique_by=lambda m: m[0]))
-def test_well_formed_archives_are_accepted(items: list[tuple[str, str, str]], output: str,
-                                           files: list[tuple[str, str]]) -> None:
+@given(
+    workspaces(),
+    st.sampled_from(ARCHIVED),
+    st.lists(
+        st.tuples(st.sampled_from(MEMBER_NAMES), st.sampled_from(["one", "two"])),
+        min_size=1,
+        max_size=4,
+        unique_by=lambda m: m[0],
+    ),
+)
+def test_well_formed_archives_are_accepted(
+    items: list[tuple[str, str, str]], output: str, files: list[tuple[str, str]]
+) -> None:
     """The checks are not vacuous: an archive of plain files and an in-output link is
     restored unless the workspace itself blocks the output (a link or file on its way)."""
     members: list[Member] = [("file", name, payload, 0o644) for name, payload in files]
     members.append(("link", "self-link", files[0][0], 0o777))
     accepted = check_archive_restore(items, output, members, [])
-    blocked = any(output == rel or output.startswith(rel + "/") for rel, kind, _ in items
-                  if kind in ("file", "link"))
+    blocked = any(
+        output == rel or output.startswith(rel + "/")
+        for rel, kind, _ in items
+        if kind in ("file", "link")
+    )
     assert accepted or blocked
 
 
@@ -199,8 +244,11 @@ def test_a_member_climbing_out_is_refused_and_nothing_is_written(tmp_path: Path)
     root, blobs = tmp_path / "ws", tmp_path / "blobs"
     (root / "web/node_modules/kept").mkdir(parents=True)
     blobs.mkdir()
-    data = make_archive([("file", "ok.js", "x", 0o644), ("file", "../../evil.sh", "x", 0o755)],
-                        outside=tmp_path, root=root)
+    data = make_archive(
+        [("file", "ok.js", "x", 0o644), ("file", "../../evil.sh", "x", 0o755)],
+        outside=tmp_path,
+        root=root,
+    )
     record = archive_record("web/node_modules", data)
     (blobs / record.sha256).write_bytes(data)
     with pytest.raises(UnsafeEntryError, match=r"'\.\.' component"):
@@ -265,8 +313,12 @@ def test_an_archived_output_round_trips_as_one_blob(tmp_path: Path) -> None:
     cache = store_with(tmp_path)
     scope = OutputScope(["web/node_modules"])
     key = "a" * 64
-    assert cache.save("web-install", key, root, files, log, {}, scope=scope,
-                      archives=["web/node_modules"]) is None
+    assert (
+        cache.save(
+            "web-install", key, root, files, log, {}, scope=scope, archives=["web/node_modules"]
+        )
+        is None
+    )
     entry = cache.lookup("web-install", key)
     assert entry is not None
     assert [(f.path, f.kind) for f in entry.files] == [("web/node_modules", FileKind.ARCHIVE)]
@@ -278,8 +330,9 @@ def test_an_archived_output_round_trips_as_one_blob(tmp_path: Path) -> None:
     assert cache.restore(entry, root, scope)
     assert snapshot(root) == before
     # The same tree packs to the same blob: a second save adds nothing.
-    cache.save("web-install", "b" * 64, root, files, log, {}, scope=scope,
-               archives=["web/node_modules"])
+    cache.save(
+        "web-install", "b" * 64, root, files, log, {}, scope=scope, archives=["web/node_modules"]
+    )
     assert len(list((cache.local.root / Area.CAS.value).iterdir())) == 2
 
 
@@ -290,8 +343,9 @@ def test_a_corrupt_archive_in_the_store_is_discarded_and_the_step_runs(tmp_path:
     log.write_text("")
     cache = store_with(tmp_path)
     scope = OutputScope(["web/node_modules"])
-    cache.save("install", "c" * 64, root, files, log, {}, scope=scope,
-               archives=["web/node_modules"])
+    cache.save(
+        "install", "c" * 64, root, files, log, {}, scope=scope, archives=["web/node_modules"]
+    )
     entry = cache.lookup("install", "c" * 64)
     assert entry is not None
     blob = cache.local.path(Area.CAS, entry.files[0].sha256)
@@ -310,8 +364,16 @@ def test_prune_drops_whole_lockfile_versions_oldest_first(tmp_path: Path) -> Non
     sizes = []
     for version in range(4):
         files = node_modules(root, f"v{version}", count=200)
-        cache.save("install", f"{version:064x}", root, files, log, {}, scope=scope,
-                   archives=["web/node_modules"])
+        cache.save(
+            "install",
+            f"{version:064x}",
+            root,
+            files,
+            log,
+            {},
+            scope=scope,
+            archives=["web/node_modules"],
+        )
         entry = cache.lookup("install", f"{version:064x}")
         assert entry is not None
         sizes.append(entry.files[0].size)
@@ -387,8 +449,7 @@ outputs = [{{ path = "signed", store = "local" }}]
     return Workspace(root, base / cache, base / "bin")
 
 
-def test_an_archived_install_is_restored_and_its_dependents_stay_cut_off(
-        tmp_path: Path) -> None:
+def test_an_archived_install_is_restored_and_its_dependents_stay_cut_off(tmp_path: Path) -> None:
     ws = archive_workspace(tmp_path, "ws", "cache")
     ok(ws.build())
     assert ws.ran() == ["bundle", "install", "sign"]
@@ -421,8 +482,9 @@ def test_archives_go_through_bazel_remote_and_local_outputs_stay_home(tmp_path: 
         assert second.ran() == ["sign"]  # kept out of the shared cache: it runs here
         assert second.outcomes()["install"] == "restored"
         assert snapshot(second.root / "node_modules") == snapshot(first.root / "node_modules")
-        assert (second.root / "dist/bundle.js").read_bytes() == \
-            (first.root / "dist/bundle.js").read_bytes()
+        assert (second.root / "dist/bundle.js").read_bytes() == (
+            first.root / "dist/bundle.js"
+        ).read_bytes()
         stored = {path.name.split("-")[0] for path in (server.data / "ac.v2").rglob("*-*")}
         assert str(first.report_step("install")["fingerprint"]) in stored
         assert str(first.report_step("sign")["fingerprint"]) not in stored

@@ -21,15 +21,22 @@ from buildlib.audit.fixes import toml_array, toml_string
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 
-pytestmark = pytest.mark.skipif(shutil.which("strace") is None,
-                                reason="needs strace: apt-get install strace")
+pytestmark = pytest.mark.skipif(
+    shutil.which("strace") is None, reason="needs strace: apt-get install strace"
+)
 
 
 class Workspace:
     """A workspace whose manifest is kept as data, so proposed TOML can be applied."""
 
-    def __init__(self, root: Path, steps: list[dict[str, Any]], *,
-                 tools: dict[str, list[str]] | None = None, path: str | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        steps: list[dict[str, Any]],
+        *,
+        tools: dict[str, list[str]] | None = None,
+        path: str | None = None,
+    ) -> None:
         self.root = root
         self.steps = {s["name"]: dict(s) for s in steps}
         self.tools = {"python": [PY, "--version"], **(tools or {})}
@@ -43,7 +50,7 @@ class Workspace:
         path.write_text(textwrap.dedent(text))
 
     def write(self) -> None:
-        lines = ['[workspace]', 'name = "t"', 'default_mode = "development"', "", "[tools]"]
+        lines = ["[workspace]", 'name = "t"', 'default_mode = "development"', "", "[tools]"]
         lines.extend(toml_array(k, v) for k, v in self.tools.items())
         lines += ["", "[modes.development]", 'vars = { profile = "debug" }', ""]
         for step in self.steps.values():
@@ -65,8 +72,15 @@ class Workspace:
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         if self.path is not None:
             env["PATH"] = self.path
-        return subprocess.run([PY, "-m", "buildlib", *args], cwd=self.root, env=env,
-                              capture_output=True, text=True, timeout=120, check=False)
+        return subprocess.run(
+            [PY, "-m", "buildlib", *args],
+            cwd=self.root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
 
     def audit(self, *args: str) -> tuple[int, dict[str, Any]]:
         proc = self.run("audit", "--json", *args)
@@ -80,7 +94,7 @@ class Workspace:
             header, _, body = block.partition("\n")
             values = tomllib.loads(body)
             if header.startswith("# [[step]]"):
-                name = tomllib.loads(header[len("# [[step]] "):].split(":")[0])["name"]
+                name = tomllib.loads(header[len("# [[step]] ") :].split(":")[0])["name"]
                 self.steps[name].update(values)
             else:
                 assert header.startswith("# [tools]"), header
@@ -103,20 +117,30 @@ def only_step(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_a_step_that_reads_only_declared_inputs_reports_nothing(tmp_path: Path) -> None:
-    ws = Workspace(tmp_path / "ws", [step("copy", "copy.py", inputs=["copy.py", "src/**"],
-                                          outputs=["out/copy.txt"])])
+    ws = Workspace(
+        tmp_path / "ws",
+        [step("copy", "copy.py", inputs=["copy.py", "src/**"], outputs=["out/copy.txt"])],
+    )
     ws.file("src/a.txt", "a\n")
-    ws.file("copy.py", """\
+    ws.file(
+        "copy.py",
+        """\
         import os
         os.makedirs("out", exist_ok=True)
         open("out/copy.txt", "w").write(open("src/a.txt").read())
-    """)
+    """,
+    )
     code, report = ws.audit("--twice")
     s = only_step(report)
     assert code == 0 and report["ok"], report
     assert s["status"] == "audited" and s["problems"] == 0
-    for key in ("undeclared_inputs", "undeclared_outputs", "undeclared_tools",
-                "nondeterministic_outputs", "unread_inputs"):
+    for key in (
+        "undeclared_inputs",
+        "undeclared_outputs",
+        "undeclared_tools",
+        "nondeterministic_outputs",
+        "unread_inputs",
+    ):
         assert s[key] == [], key
     assert s["proposed"] is None and report["toml"] == ""
     text = ws.run("audit").stdout
@@ -128,19 +152,30 @@ def test_a_step_that_reads_only_declared_inputs_reports_nothing(tmp_path: Path) 
 
 def test_undeclared_input_is_found_and_the_proposed_glob_fixes_it(tmp_path: Path) -> None:
     # The build.rs case: the step reads a file beside the declared sources.
-    ws = Workspace(tmp_path / "ws", [step("gen", "gen.py", inputs=["gen.py", "src/**"],
-                                          outputs=["out.txt"])])
+    ws = Workspace(
+        tmp_path / "ws", [step("gen", "gen.py", inputs=["gen.py", "src/**"], outputs=["out.txt"])]
+    )
     ws.file("src/main.txt", "main\n")
     ws.file("shared/config.json", '{"answer": 42}\n')
-    ws.file("gen.py", """\
+    ws.file(
+        "gen.py",
+        """\
         cfg = open("shared/config.json").read()
         open("out.txt", "w").write(open("src/main.txt").read() + cfg)
-    """)
+    """,
+    )
     code, report = ws.audit()
     s = only_step(report)
     assert code == 1 and not report["ok"]
-    assert s["undeclared_inputs"] == [{"path": "shared/config.json", "access": "read",
-                                       "fix": "inputs", "producer": None, "detail": ""}]
+    assert s["undeclared_inputs"] == [
+        {
+            "path": "shared/config.json",
+            "access": "read",
+            "fix": "inputs",
+            "producer": None,
+            "detail": "",
+        }
+    ]
     assert s["undeclared_outputs"] == [] and s["undeclared_tools"] == []
     assert s["proposed"]["inputs"] == ["shared/config.json"]
     assert 'inputs = ["gen.py", "src/**", "shared/config.json"]' in report["toml"]
@@ -150,21 +185,34 @@ def test_undeclared_input_is_found_and_the_proposed_glob_fixes_it(tmp_path: Path
 
 
 def test_undeclared_output_is_found_and_the_proposed_output_fixes_it(tmp_path: Path) -> None:
-    ws = Workspace(tmp_path / "ws", [step("gen", "gen.py", inputs=["gen.py"],
-                                          outputs=["out/{mode}/app.js"],
-                                          env={"MODE": "{mode}"})])
-    ws.file("gen.py", """\
+    ws = Workspace(
+        tmp_path / "ws",
+        [
+            step(
+                "gen",
+                "gen.py",
+                inputs=["gen.py"],
+                outputs=["out/{mode}/app.js"],
+                env={"MODE": "{mode}"},
+            )
+        ],
+    )
+    ws.file(
+        "gen.py",
+        """\
         import os
         out = os.path.join("out", os.environ["MODE"])
         os.makedirs(out, exist_ok=True)
         open(os.path.join(out, "app.js"), "w").write("app")
         open(os.path.join(out, "app.js.map"), "w").write("map")   # nobody declared this one
-    """)
+    """,
+    )
     code, report = ws.audit()
     s = only_step(report)
     assert code == 1
-    assert s["undeclared_outputs"] == [{"path": "out/development/app.js.map",
-                                        "change": "written", "fixable": True, "detail": ""}]
+    assert s["undeclared_outputs"] == [
+        {"path": "out/development/app.js.map", "change": "written", "fixable": True, "detail": ""}
+    ]
     assert s["undeclared_inputs"] == []
     # the mode's value comes back as its placeholder, so the line holds in every mode
     assert s["proposed"]["outputs"] == ["out/{mode}/app.js.map"]
@@ -178,12 +226,23 @@ def test_undeclared_tool_is_found_and_the_proposed_entry_fixes_it(tmp_path: Path
     bin_dir = tmp_path / "bin"  # outside the workspace, on PATH: an installed tool
     bin_dir.mkdir()
     tool = bin_dir / "mytool"
-    tool.write_text('#!/bin/sh\nif [ "$1" = --version ]; then echo "mytool 1.2.3"; exit 0; fi\n'
-                    'tr a-z A-Z < "$1" > "$2"\n')
+    tool.write_text(
+        '#!/bin/sh\nif [ "$1" = --version ]; then echo "mytool 1.2.3"; exit 0; fi\n'
+        'tr a-z A-Z < "$1" > "$2"\n'
+    )
     tool.chmod(0o755)
-    ws = Workspace(tmp_path / "ws", [{"name": "upper", "command": ["mytool", "in.txt", "out.txt"],
-                                      "inputs": ["in.txt"], "outputs": ["out.txt"]}],
-                   path=f"{bin_dir}:{os.environ['PATH']}")
+    ws = Workspace(
+        tmp_path / "ws",
+        [
+            {
+                "name": "upper",
+                "command": ["mytool", "in.txt", "out.txt"],
+                "inputs": ["in.txt"],
+                "outputs": ["out.txt"],
+            }
+        ],
+        path=f"{bin_dir}:{os.environ['PATH']}",
+    )
     ws.file("in.txt", "hello\n")
     code, report = ws.audit()
     s = only_step(report)
@@ -191,9 +250,14 @@ def test_undeclared_tool_is_found_and_the_proposed_entry_fixes_it(tmp_path: Path
     tools = s["undeclared_tools"]
     # tr is not plumbing: its version could change the output, so it is reported too
     assert [t["name"] for t in tools] == ["mytool", "tr"]
-    assert tools[0] == {"program": str(tool), "name": "mytool", "existing": False,
-                        "version_command": ["mytool", "--version"], "version_checked": True,
-                        "launcher": None}
+    assert tools[0] == {
+        "program": str(tool),
+        "name": "mytool",
+        "existing": False,
+        "version_command": ["mytool", "--version"],
+        "version_checked": True,
+        "launcher": None,
+    }
     assert s["undeclared_inputs"] == [] and s["undeclared_outputs"] == []
     assert 'mytool = ["mytool", "--version"]' in report["toml"]
     assert 'tools = ["mytool", "tr"]' in report["toml"]
@@ -216,20 +280,29 @@ def test_an_existing_tool_entry_is_proposed_for_the_step(tmp_path: Path) -> None
 
 def test_nondeterministic_output_is_found_with_twice(tmp_path: Path) -> None:
     prefix = "bundle built at "
-    ws = Workspace(tmp_path / "ws", [
-        step("bundle", "bundle.py", inputs=["bundle.py"], outputs=["dist/bundle.js"]),
-        step("same", "same.py", inputs=["same.py"], outputs=["dist/same.js"]),
-    ])
-    ws.file("bundle.py", f"""\
+    ws = Workspace(
+        tmp_path / "ws",
+        [
+            step("bundle", "bundle.py", inputs=["bundle.py"], outputs=["dist/bundle.js"]),
+            step("same", "same.py", inputs=["same.py"], outputs=["dist/same.js"]),
+        ],
+    )
+    ws.file(
+        "bundle.py",
+        f"""\
         import os, time
         os.makedirs("dist", exist_ok=True)
         open("dist/bundle.js", "w").write("{prefix}" + str(time.time_ns()) + "\\n")
-    """)
-    ws.file("same.py", """\
+    """,
+    )
+    ws.file(
+        "same.py",
+        """\
         import os
         os.makedirs("dist", exist_ok=True)
         open("dist/same.js", "w").write("same every time\\n")
-    """)
+    """,
+    )
     code, report = ws.audit()  # without --twice nothing is wrong
     assert code == 0, report
     code, report = ws.audit("--twice")
@@ -248,16 +321,21 @@ def test_nondeterministic_output_is_found_with_twice(tmp_path: Path) -> None:
 
 
 def test_clean_traces_what_an_incremental_step_skips(tmp_path: Path) -> None:
-    ws = Workspace(tmp_path / "ws", [step("inc", "inc.py", inputs=["inc.py"],
-                                          outputs=["out.txt"], clean=["state"])])
+    ws = Workspace(
+        tmp_path / "ws",
+        [step("inc", "inc.py", inputs=["inc.py"], outputs=["out.txt"], clean=["state"])],
+    )
     ws.file("shared/extra.txt", "x\n")
-    ws.file("inc.py", """\
+    ws.file(
+        "inc.py",
+        """\
         import os
         if not os.path.exists("state/done"):  # the tool's own incremental state
             os.makedirs("state", exist_ok=True)
             open("state/done", "w").write(open("shared/extra.txt").read())
         open("out.txt", "w").write(open("state/done").read())
-    """)
+    """,
+    )
     assert ws.run("build", "--plain").returncode == 0
     code, report = ws.audit()  # up to date in its own eyes: the read is skipped
     assert code == 0 and report["clean"] is False, report
@@ -267,14 +345,16 @@ def test_clean_traces_what_an_incremental_step_skips(tmp_path: Path) -> None:
 
 
 def test_files_looked_for_are_hints_until_an_input_glob_watches_them(tmp_path: Path) -> None:
-    ws = Workspace(tmp_path / "ws", [step("gen", "gen.py", inputs=["gen.py"],
-                                          outputs=["out.txt"])])
-    ws.file("gen.py", """\
+    ws = Workspace(tmp_path / "ws", [step("gen", "gen.py", inputs=["gen.py"], outputs=["out.txt"])])
+    ws.file(
+        "gen.py",
+        """\
         import os
         local = os.path.isdir("conf") and os.path.exists("conf/local.ini")
         os.path.exists(".env")
         open("out.txt", "w").write(str(local))
-    """)
+    """,
+    )
     code, report = ws.audit()
     assert code == 0, report  # hints never fail the audit
     assert only_step(report)["missing_probes"] == [".env", "conf"]
@@ -289,13 +369,16 @@ def test_files_looked_for_are_hints_until_an_input_glob_watches_them(tmp_path: P
 
 
 def test_many_files_become_a_directory_glob(tmp_path: Path) -> None:
-    ws = Workspace(tmp_path / "ws", [step("site", "site.py", inputs=["site.py"],
-                                          outputs=["site/index.html"])])
+    ws = Workspace(
+        tmp_path / "ws", [step("site", "site.py", inputs=["site.py"], outputs=["site/index.html"])]
+    )
     for name in ("a", "b", "c"):
         ws.file(f"pages/{name}.md", f"# {name}\n")
     ws.file("pages/deep/d.md", "# d\n")
     ws.file("layout.html", "<main></main>\n")
-    ws.file("site.py", """\
+    ws.file(
+        "site.py",
+        """\
         import os
         os.makedirs("site/assets", exist_ok=True)
         pages = [os.path.join(d, f) for d, _, fs in os.walk("pages") for f in fs]
@@ -303,7 +386,8 @@ def test_many_files_become_a_directory_glob(tmp_path: Path) -> None:
         open("site/index.html", "w").write(open("layout.html").read() + body)
         for i in range(3):
             open(f"site/assets/{i}.css", "w").write("x")
-    """)
+    """,
+    )
     code, report = ws.audit()
     s = only_step(report)
     assert code == 1
@@ -315,19 +399,30 @@ def test_many_files_become_a_directory_glob(tmp_path: Path) -> None:
 
 
 def test_reading_another_steps_output_proposes_depends_on(tmp_path: Path) -> None:
-    ws = Workspace(tmp_path / "ws", [
-        step("make-lib", "lib.py", inputs=["lib.py"], outputs=["lib/out.txt"]),
-        step("app", "app.py", inputs=["app.py"], outputs=["app.txt"]),
-    ])
-    ws.file("lib.py", "import os\nos.makedirs('lib', exist_ok=True)\n"
-                      "open('lib/out.txt', 'w').write('lib')\n")
+    ws = Workspace(
+        tmp_path / "ws",
+        [
+            step("make-lib", "lib.py", inputs=["lib.py"], outputs=["lib/out.txt"]),
+            step("app", "app.py", inputs=["app.py"], outputs=["app.txt"]),
+        ],
+    )
+    ws.file(
+        "lib.py",
+        "import os\nos.makedirs('lib', exist_ok=True)\nopen('lib/out.txt', 'w').write('lib')\n",
+    )
     ws.file("app.py", "open('app.txt', 'w').write(open('lib/out.txt').read())\n")
     code, report = ws.audit()
     lib, app = report["steps"]
     assert code == 1 and lib["problems"] == 0
-    assert app["undeclared_inputs"] == [{
-        "path": "lib/out.txt", "access": "read", "fix": "depends_on", "producer": "make-lib",
-        "detail": "made by step 'make-lib'"}]
+    assert app["undeclared_inputs"] == [
+        {
+            "path": "lib/out.txt",
+            "access": "read",
+            "fix": "depends_on",
+            "producer": "make-lib",
+            "detail": "made by step 'make-lib'",
+        }
+    ]
     assert app["proposed"]["depends_on"] == ["make-lib"]
     assert app["proposed"]["inputs"] == []
     ws.apply(report["toml"])
@@ -336,14 +431,18 @@ def test_reading_another_steps_output_proposes_depends_on(tmp_path: Path) -> Non
     assert code == 0 and report["ok"], report
 
 
-def test_dependencies_are_built_first_and_their_outputs_are_not_findings(
-        tmp_path: Path) -> None:
-    ws = Workspace(tmp_path / "ws", [
-        step("make-lib", "lib.py", inputs=["lib.py"], outputs=["lib/out.txt"]),
-        step("app", "app.py", inputs=["app.py"], outputs=["app.txt"], depends_on=["make-lib"]),
-    ])
-    ws.file("lib.py", "import os\nos.makedirs('lib', exist_ok=True)\n"
-                      "open('lib/out.txt', 'w').write('lib')\n")
+def test_dependencies_are_built_first_and_their_outputs_are_not_findings(tmp_path: Path) -> None:
+    ws = Workspace(
+        tmp_path / "ws",
+        [
+            step("make-lib", "lib.py", inputs=["lib.py"], outputs=["lib/out.txt"]),
+            step("app", "app.py", inputs=["app.py"], outputs=["app.txt"], depends_on=["make-lib"]),
+        ],
+    )
+    ws.file(
+        "lib.py",
+        "import os\nos.makedirs('lib', exist_ok=True)\nopen('lib/out.txt', 'w').write('lib')\n",
+    )
     ws.file("app.py", "open('app.txt', 'w').write(open('lib/out.txt').read())\n")
     proc = ws.run("audit", "app")
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -356,10 +455,13 @@ def test_dependencies_are_built_first_and_their_outputs_are_not_findings(
 
 
 def test_a_failing_step_is_reported_and_its_dependents_are_not_run(tmp_path: Path) -> None:
-    ws = Workspace(tmp_path / "ws", [
-        step("broken", "broken.py", inputs=["broken.py"]),
-        step("after", "after.py", inputs=["after.py"], depends_on=["broken"]),
-    ])
+    ws = Workspace(
+        tmp_path / "ws",
+        [
+            step("broken", "broken.py", inputs=["broken.py"]),
+            step("after", "after.py", inputs=["after.py"], depends_on=["broken"]),
+        ],
+    )
     ws.file("broken.py", "import sys\nprint('boom')\nsys.exit(3)\n")
     ws.file("after.py", "open('ran', 'w')\n")
     code, report = ws.audit()
@@ -372,16 +474,21 @@ def test_a_failing_step_is_reported_and_its_dependents_are_not_run(tmp_path: Pat
 
 
 def test_a_step_whose_second_run_fails_does_not_pass_twice(tmp_path: Path) -> None:
-    ws = Workspace(tmp_path / "ws", [step("once", "once.py", inputs=["once.py"],
-                                          outputs=["out.txt"], clean=["state"])])
-    ws.file("once.py", """\
+    ws = Workspace(
+        tmp_path / "ws",
+        [step("once", "once.py", inputs=["once.py"], outputs=["out.txt"], clean=["state"])],
+    )
+    ws.file(
+        "once.py",
+        """\
         import os, sys
         if os.path.exists("state/ran"):
             sys.exit("ran before")
         os.makedirs("state", exist_ok=True)
         open("state/ran", "w").close()
         open("out.txt", "w").write("x")
-    """)
+    """,
+    )
     code, report = ws.audit("--twice")
     s = only_step(report)
     assert code == 1 and s["status"] == "failed" and s["problems"] == 0
@@ -390,8 +497,11 @@ def test_a_step_whose_second_run_fails_does_not_pass_twice(tmp_path: Path) -> No
 
 
 def test_missing_strace_is_one_clear_error(tmp_path: Path) -> None:
-    ws = Workspace(tmp_path / "ws", [step("gen", "gen.py", inputs=["gen.py"])],
-                   path=str(tmp_path / "empty-bin"))
+    ws = Workspace(
+        tmp_path / "ws",
+        [step("gen", "gen.py", inputs=["gen.py"])],
+        path=str(tmp_path / "empty-bin"),
+    )
     ws.file("gen.py", "pass\n")
     proc = ws.run("audit")
     assert proc.returncode == 1

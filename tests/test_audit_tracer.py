@@ -29,12 +29,21 @@ PY = sys.executable
 
 
 def trace(
-    tmp_path: Path, argv: list[str], cwd: Path, *, seccomp_bpf: bool = True,
-    env: dict[str, str] | None = None, timeout: float | None = 300,
+    tmp_path: Path,
+    argv: list[str],
+    cwd: Path,
+    *,
+    seccomp_bpf: bool = True,
+    env: dict[str, str] | None = None,
+    timeout: float | None = 300,
 ) -> TraceResult:
     result = trace_command(
-        argv, cwd=cwd, env=env if env is not None else dict(os.environ),
-        log_dir=tmp_path / "logs", seccomp_bpf=seccomp_bpf, timeout=timeout,
+        argv,
+        cwd=cwd,
+        env=env if env is not None else dict(os.environ),
+        log_dir=tmp_path / "logs",
+        seccomp_bpf=seccomp_bpf,
+        timeout=timeout,
     )
     assert result.warnings == (), result.warnings
     return result
@@ -104,11 +113,22 @@ def test_seccomp_and_ptrace_agree(tmp_path: Path) -> None:
         ws = tmp_path / f"ws-{seccomp_bpf}"
         ws.mkdir()
         (ws / "in.txt").write_text("x")
-        results.append(trace(tmp_path / f"logs-{seccomp_bpf}", argv, ws,
-                             seccomp_bpf=seccomp_bpf).scoped(ws))
+        results.append(
+            trace(tmp_path / f"logs-{seccomp_bpf}", argv, ws, seccomp_bpf=seccomp_bpf).scoped(ws)
+        )
     a, b = results
-    for field in ("read", "written", "created", "deleted", "renamed", "probed_missing",
-                  "executed", "inputs", "outputs", "listed"):
+    for field in (
+        "read",
+        "written",
+        "created",
+        "deleted",
+        "renamed",
+        "probed_missing",
+        "executed",
+        "inputs",
+        "outputs",
+        "listed",
+    ):
         assert getattr(a, field) == getattr(b, field), field
     assert a.outputs == {"copy.txt", "list.txt"}
     assert a.inputs == {"in.txt"}
@@ -127,7 +147,9 @@ def test_python_child_chdirs_and_opens_relative_paths(tmp_path: Path, ws: Path) 
         os.mkdir("made")          # mkdir(2): no dirfd, resolved with the tracked cwd
         os.rename("a.txt", "b.txt")  # rename(2) likewise
     """)
-    parent = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {child!r}], check=True)"
+    parent = (
+        f"import subprocess, sys; subprocess.run([sys.executable, '-c', {child!r}], check=True)"
+    )
     r = trace(tmp_path, [PY, "-c", parent], ws)
     assert r.exit_code == 0, output(r)
     s = r.scoped(ws)
@@ -141,7 +163,9 @@ def test_python_child_chdirs_and_opens_relative_paths(tmp_path: Path, ws: Path) 
 @needs_strace
 @pytest.mark.parametrize("seccomp_bpf", [True, False], ids=["seccomp-bpf", "ptrace-only"])
 def test_thread_chdir_is_shared_and_exec_from_a_thread(
-    tmp_path: Path, ws: Path, seccomp_bpf: bool,
+    tmp_path: Path,
+    ws: Path,
+    seccomp_bpf: bool,
 ) -> None:
     (ws / "sub").mkdir()
     code = textwrap.dedent("""\
@@ -196,7 +220,8 @@ def test_grandchildren_are_followed(tmp_path: Path, ws: Path) -> None:
 def test_node_script(tmp_path: Path, ws: Path) -> None:
     (ws / "src").mkdir()
     (ws / "src" / "input.json").write_text('{"n": 1}')
-    (ws / "build.js").write_text(textwrap.dedent("""\
+    (ws / "build.js").write_text(
+        textwrap.dedent("""\
         const fs = require('fs');
         const data = JSON.parse(fs.readFileSync('src/input.json', 'utf8'));
         fs.mkdirSync('dist', { recursive: true });
@@ -204,7 +229,8 @@ def test_node_script(tmp_path: Path, ws: Path) -> None:
         fs.existsSync('.env');
         // async fs goes through libuv's thread pool, or io_uring when UV_USE_IO_URING=1
         fs.promises.readFile('src/async.txt').then((b) => fs.promises.writeFile('dist/async.out', b));
-    """))
+    """)
+    )
     (ws / "src" / "async.txt").write_text("async")
     # trace_command turns libuv's io_uring off, or the async read and write would vanish
     env = dict(os.environ, UV_USE_IO_URING="1")
@@ -226,8 +252,12 @@ def test_io_uring_is_reported_as_a_blind_spot(tmp_path: Path, ws: Path) -> None:
     script = "require('fs').promises.readFile('a.txt').then(() => {})"
     log = tmp_path / "strace.log"
     # strace run by hand, without trace_command's UV_USE_IO_URING=0
-    subprocess.run(strace_argv(["node", "-e", script], log), cwd=ws, check=True,
-                   env=dict(os.environ, UV_USE_IO_URING="1"))
+    subprocess.run(
+        strace_argv(["node", "-e", script], log),
+        cwd=ws,
+        check=True,
+        env=dict(os.environ, UV_USE_IO_URING="1"),
+    )
     r = parse_strace_file(log, cwd=str(ws))
     uring = [w for w in r.warnings if "io_uring" in w]
     if not uring:
@@ -243,23 +273,25 @@ def test_cargo_build_script_reads_undeclared_file(tmp_path: Path, ws: Path) -> N
     (ws / "shared" / "config.json").write_text('{"answer": 42}')
     crate = ws / "tiny"
     (crate / "src").mkdir(parents=True)
-    (crate / "Cargo.toml").write_text(textwrap.dedent("""\
+    (crate / "Cargo.toml").write_text(
+        textwrap.dedent("""\
         [package]
         name = "tiny"
         version = "0.1.0"
         edition = "2021"
         build = "build.rs"
-    """))
-    (crate / "build.rs").write_text(textwrap.dedent("""\
+    """)
+    )
+    (crate / "build.rs").write_text(
+        textwrap.dedent("""\
         fn main() {
             let cfg = std::fs::read_to_string("../shared/config.json").unwrap();
             println!("cargo:rustc-env=CONFIG_LEN={}", cfg.len());
             println!("cargo:rerun-if-changed=build.rs");
         }
-    """))
-    (crate / "src" / "main.rs").write_text(
-        'fn main() { println!("{}", env!("CONFIG_LEN")); }\n'
+    """)
     )
+    (crate / "src" / "main.rs").write_text('fn main() { println!("{}", env!("CONFIG_LEN")); }\n')
     env = dict(os.environ, CARGO_TERM_COLOR="never", CARGO_TARGET_DIR=str(crate / "target"))
     r = trace(tmp_path, ["cargo", "build", "--offline"], crate, env=env)
     assert r.exit_code == 0, output(r)
@@ -277,7 +309,7 @@ def test_cargo_build_script_reads_undeclared_file(tmp_path: Path, ws: Path) -> N
 @needs_strace
 def test_odd_names_are_decoded_exactly(tmp_path: Path, ws: Path) -> None:
     raw_dir = b"dir with space"
-    raw_src = b"caf\xe9 \xff <x>|y \"q\" back\\slash\ttab\nnl \x012 \x1b[0m?*.txt"  # not UTF-8
+    raw_src = b'caf\xe9 \xff <x>|y "q" back\\slash\ttab\nnl \x012 \x1b[0m?*.txt'  # not UTF-8
     raw_dst = "copié ☃.txt".encode()
     (ws / os.fsdecode(raw_dir)).mkdir()
     src = os.path.join(os.fsencode(ws), raw_dir, raw_src)
@@ -339,8 +371,9 @@ def test_killed_by_signal_and_timeout(tmp_path: Path, ws: Path) -> None:
     r = trace(tmp_path / "a", ["sh", "-c", "kill -TERM $$"], ws)
     assert r.exit_code == -15
     with pytest.raises(subprocess.TimeoutExpired):
-        trace_command(["sh", "-c", "sleep 60 & sleep 60"], cwd=ws, env=None,
-                      log_dir=tmp_path / "b", timeout=1)
+        trace_command(
+            ["sh", "-c", "sleep 60 & sleep 60"], cwd=ws, env=None, log_dir=tmp_path / "b", timeout=1
+        )
 
 
 def test_missing_strace_says_how_to_install(tmp_path: Path) -> None:

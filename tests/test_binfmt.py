@@ -44,14 +44,19 @@ def gcc_outputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     work = tmp_path_factory.mktemp("gcc")
     (work / "hello.c").write_text(C_PROGRAM)
     outputs = {"exe": work / "hello", "so": work / "libhello.so", "obj": work / "hello.o"}
-    for flags, out in ((["-o"], outputs["exe"]), (["-shared", "-fPIC", "-o"], outputs["so"]),
-                       (["-c", "-o"], outputs["obj"])):
-        subprocess.run(["gcc", *flags, str(out), str(work / "hello.c")], check=True,
-                       stdin=subprocess.DEVNULL)
+    for flags, out in (
+        (["-o"], outputs["exe"]),
+        (["-shared", "-fPIC", "-o"], outputs["so"]),
+        (["-c", "-o"], outputs["obj"]),
+    ):
+        subprocess.run(
+            ["gcc", *flags, str(out), str(work / "hello.c")], check=True, stdin=subprocess.DEVNULL
+        )
     return outputs
 
 
 # --- crafted headers -------------------------------------------------------------------
+
 
 def elf_header(*, machine: int, bits: int = 64, big_endian: bool = False, e_type: int = 2) -> bytes:
     endian = ">" if big_endian else "<"
@@ -104,11 +109,17 @@ def file_says(tmp_path: Path, data: bytes) -> str:
         pytest.skip("file(1) is not installed")
     path = tmp_path / "probe.bin"
     path.write_bytes(data)
-    return subprocess.run(["file", "-b", str(path)], capture_output=True, text=True, check=True,
-                          stdin=subprocess.DEVNULL).stdout
+    return subprocess.run(
+        ["file", "-b", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        stdin=subprocess.DEVNULL,
+    ).stdout
 
 
 # --- ELF from gcc ------------------------------------------------------------------------
+
 
 @needs_linux_x64_gcc
 def test_gcc_executable_is_elf_x86_64(gcc_outputs: dict[str, Path]) -> None:
@@ -119,8 +130,9 @@ def test_gcc_executable_is_elf_x86_64(gcc_outputs: dict[str, Path]) -> None:
 
 @needs_linux_x64_gcc
 def test_gcc_shared_object_counts_as_linked(gcc_outputs: dict[str, Path]) -> None:
-    assert read_binary_info(gcc_outputs["so"]) == BinaryInfo(format=BinaryFormat.ELF,
-                                                             machines=("x86_64",))
+    assert read_binary_info(gcc_outputs["so"]) == BinaryInfo(
+        format=BinaryFormat.ELF, machines=("x86_64",)
+    )
 
 
 @needs_linux_x64_gcc
@@ -135,11 +147,14 @@ def test_gcc_executable_mismatches_other_machine_and_formats(gcc_outputs: dict[s
     info = read_binary_info(gcc_outputs["exe"])
     assert isinstance(info, BinaryInfo)
     assert describe_mismatch(info, LINUX_ARM) == (
-        "is an ELF x86_64 binary, but aarch64-unknown-linux-gnu needs ELF aarch64")
+        "is an ELF x86_64 binary, but aarch64-unknown-linux-gnu needs ELF aarch64"
+    )
     assert describe_mismatch(info, MAC_X64) == (
-        "is an ELF x86_64 binary, but x86_64-apple-darwin needs Mach-O x86_64")
+        "is an ELF x86_64 binary, but x86_64-apple-darwin needs Mach-O x86_64"
+    )
     assert describe_mismatch(info, WIN_X64) == (
-        "is an ELF x86_64 binary, but x86_64-pc-windows-msvc needs PE x86_64")
+        "is an ELF x86_64 binary, but x86_64-pc-windows-msvc needs PE x86_64"
+    )
 
 
 @needs_linux_x64_gcc
@@ -147,7 +162,8 @@ def test_truncated_gcc_executable(gcc_outputs: dict[str, Path], tmp_path: Path) 
     cut = tmp_path / "cut"
     cut.write_bytes(gcc_outputs["exe"].read_bytes()[:12])
     assert read_binary_info(cut) == NotExecutable(
-        reason="not an executable: the header is truncated")
+        reason="not an executable: the header is truncated"
+    )
 
 
 def test_host_compiler_output_matches_the_host_target(gcc_outputs: dict[str, Path]) -> None:
@@ -177,10 +193,21 @@ def go_build(work: Path, goos: str, goarch: str) -> Path:
     (work / "go.mod").write_text("module hello\n\ngo 1.21\n")
     (work / "main.go").write_text(GO_HELLO)
     out = work / f"hello-{goos}-{goarch}"
-    env = {**os.environ, "GOOS": goos, "GOARCH": goarch, "CGO_ENABLED": "0",
-           "GOTOOLCHAIN": "local", "GOFLAGS": "-trimpath"}
-    subprocess.run(["go", "build", "-o", str(out), "."], cwd=work, env=env, check=True,
-                   stdin=subprocess.DEVNULL)
+    env = {
+        **os.environ,
+        "GOOS": goos,
+        "GOARCH": goarch,
+        "CGO_ENABLED": "0",
+        "GOTOOLCHAIN": "local",
+        "GOFLAGS": "-trimpath",
+    }
+    subprocess.run(
+        ["go", "build", "-o", str(out), "."],
+        cwd=work,
+        env=env,
+        check=True,
+        stdin=subprocess.DEVNULL,
+    )
     return out
 
 
@@ -196,8 +223,9 @@ def go_binaries(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("triple", list(GO_PLATFORMS))
-def test_cross_compiled_binary_matches_only_its_target(go_binaries: dict[str, Path],
-                                                       triple: str) -> None:
+def test_cross_compiled_binary_matches_only_its_target(
+    go_binaries: dict[str, Path], triple: str
+) -> None:
     info = read_binary_info(go_binaries[triple])
     assert isinstance(info, BinaryInfo)
     target = get_target(triple)
@@ -208,13 +236,17 @@ def test_cross_compiled_binary_matches_only_its_target(go_binaries: dict[str, Pa
 
 # --- ELF crafted -------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("header", "machine"), [
-    (elf_header(machine=183), "aarch64"),
-    (elf_header(machine=62), "x86_64"),
-    (elf_header(machine=62, bits=32), "x32"),
-    (elf_header(machine=3, bits=32, e_type=3), "i386"),
-    (elf_header(machine=21, big_endian=True), "ELF64 e_machine 21"),  # ppc64
-])
+
+@pytest.mark.parametrize(
+    ("header", "machine"),
+    [
+        (elf_header(machine=183), "aarch64"),
+        (elf_header(machine=62), "x86_64"),
+        (elf_header(machine=62, bits=32), "x32"),
+        (elf_header(machine=3, bits=32, e_type=3), "i386"),
+        (elf_header(machine=21, big_endian=True), "ELF64 e_machine 21"),  # ppc64
+    ],
+)
 def test_elf_machines(header: bytes, machine: str) -> None:
     assert parse(header) == BinaryInfo(format=BinaryFormat.ELF, machines=(machine,))
 
@@ -224,7 +256,8 @@ def test_elf_aarch64_matches_only_linux_aarch64() -> None:
     assert isinstance(info, BinaryInfo)
     assert describe_mismatch(info, LINUX_ARM) is None
     assert describe_mismatch(info, LINUX_X64) == (
-        "is an ELF aarch64 binary, but x86_64-unknown-linux-gnu needs ELF x86_64")
+        "is an ELF aarch64 binary, but x86_64-unknown-linux-gnu needs ELF x86_64"
+    )
 
 
 def test_elf_x32_is_not_x86_64() -> None:
@@ -249,23 +282,29 @@ def test_elf_core_dump_and_bad_class() -> None:
 
 # --- Mach-O crafted ----------------------------------------------------------------------
 
-@pytest.mark.parametrize(("cputype", "machine", "target"), [
-    (CPU_X86_64, "x86_64", MAC_X64),
-    (CPU_ARM64, "aarch64", MAC_ARM),
-])
+
+@pytest.mark.parametrize(
+    ("cputype", "machine", "target"),
+    [
+        (CPU_X86_64, "x86_64", MAC_X64),
+        (CPU_ARM64, "aarch64", MAC_ARM),
+    ],
+)
 def test_macho_thin(cputype: int, machine: str, target: object) -> None:
     info = parse(macho_header(cputype=cputype))
     assert info == BinaryInfo(format=BinaryFormat.MACHO, machines=(machine,))
     assert describe_mismatch(info, target) is None  # type: ignore[arg-type]
     assert describe_mismatch(info, LINUX_X64) == (
-        f"is a Mach-O {machine} binary, but x86_64-unknown-linux-gnu needs ELF x86_64")
+        f"is a Mach-O {machine} binary, but x86_64-unknown-linux-gnu needs ELF x86_64"
+    )
 
 
 def test_macho_arm64_on_intel_mac_is_a_machine_mismatch() -> None:
     info = parse(macho_header(cputype=CPU_ARM64))
     assert isinstance(info, BinaryInfo)
     assert describe_mismatch(info, MAC_X64) == (
-        "is a Mach-O aarch64 binary, but x86_64-apple-darwin needs Mach-O x86_64")
+        "is a Mach-O aarch64 binary, but x86_64-apple-darwin needs Mach-O x86_64"
+    )
 
 
 def test_macho_crafted_header_agrees_with_file(tmp_path: Path) -> None:
@@ -277,7 +316,8 @@ def test_macho_crafted_header_agrees_with_file(tmp_path: Path) -> None:
 
 def test_macho_object_file_is_not_an_executable() -> None:
     assert parse(macho_header(cputype=CPU_X86_64, filetype=MH_OBJECT)) == NotExecutable(
-        reason="not an executable: Mach-O object file (MH_OBJECT)")
+        reason="not an executable: Mach-O object file (MH_OBJECT)"
+    )
 
 
 def test_macho_universal_matches_both_macs(tmp_path: Path) -> None:
@@ -289,8 +329,8 @@ def test_macho_universal_matches_both_macs(tmp_path: Path) -> None:
     assert describe_mismatch(info, MAC_X64) is None
     assert describe_mismatch(info, MAC_ARM) is None
     assert describe_mismatch(info, WIN_ARM) == (
-        "is a Mach-O universal x86_64+aarch64 binary, "
-        "but aarch64-pc-windows-msvc needs PE aarch64")
+        "is a Mach-O universal x86_64+aarch64 binary, but aarch64-pc-windows-msvc needs PE aarch64"
+    )
 
 
 def test_macho_universal_agrees_with_file(tmp_path: Path) -> None:
@@ -300,20 +340,24 @@ def test_macho_universal_agrees_with_file(tmp_path: Path) -> None:
 
 def test_macho_universal_slice_lying_about_its_cpu() -> None:
     result = parse(fat_binary([CPU_X86_64], declared=[CPU_ARM64]))
-    assert result == NotExecutable(reason="not an executable: universal binary slice 0 is "
-                                   "declared aarch64 but its header says x86_64")
+    assert result == NotExecutable(
+        reason="not an executable: universal binary slice 0 is "
+        "declared aarch64 but its header says x86_64"
+    )
 
 
 def test_macho_universal_slice_without_header() -> None:
     data = fat_binary([CPU_X86_64])
     broken = data[:4096] + b"\0" * 32
     assert parse(broken) == NotExecutable(
-        reason="not an executable: universal binary slice 0 has no Mach-O header")
+        reason="not an executable: universal binary slice 0 has no Mach-O header"
+    )
 
 
 def test_macho_universal_truncated_before_slice() -> None:
     assert parse(fat_binary([CPU_X86_64])[:100]) == NotExecutable(
-        reason="not an executable: the header is truncated")
+        reason="not an executable: the header is truncated"
+    )
 
 
 def test_java_class_file_is_not_a_universal_binary() -> None:
@@ -325,10 +369,14 @@ def test_java_class_file_is_not_a_universal_binary() -> None:
 
 # --- PE crafted --------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("machine", "name", "target"), [
-    (0x8664, "x86_64", WIN_X64),
-    (0xAA64, "aarch64", WIN_ARM),
-])
+
+@pytest.mark.parametrize(
+    ("machine", "name", "target"),
+    [
+        (0x8664, "x86_64", WIN_X64),
+        (0xAA64, "aarch64", WIN_ARM),
+    ],
+)
 def test_pe_machines(machine: int, name: str, target: object) -> None:
     info = parse(pe_file(machine=machine))
     assert info == BinaryInfo(format=BinaryFormat.PE, machines=(name,))
@@ -339,7 +387,8 @@ def test_pe_arm64_on_x64_windows_is_a_machine_mismatch() -> None:
     info = parse(pe_file(machine=0xAA64))
     assert isinstance(info, BinaryInfo)
     assert describe_mismatch(info, WIN_X64) == (
-        "is a PE aarch64 binary, but x86_64-pc-windows-msvc needs PE x86_64")
+        "is a PE aarch64 binary, but x86_64-pc-windows-msvc needs PE x86_64"
+    )
 
 
 def test_pe_crafted_header_agrees_with_file(tmp_path: Path) -> None:
@@ -350,7 +399,8 @@ def test_pe_crafted_header_agrees_with_file(tmp_path: Path) -> None:
 
 def test_pe_far_e_lfanew_is_followed() -> None:
     assert parse(pe_file(machine=0x8664, lfanew=0x1000)) == BinaryInfo(
-        format=BinaryFormat.PE, machines=("x86_64",))
+        format=BinaryFormat.PE, machines=("x86_64",)
+    )
 
 
 def test_pe_not_marked_executable() -> None:
@@ -359,30 +409,42 @@ def test_pe_not_marked_executable() -> None:
     assert "IMAGE_FILE_EXECUTABLE_IMAGE" in result.reason
 
 
-@pytest.mark.parametrize("data", [
-    b"MZ" + bytes(100),  # e_lfanew 0 points back at "MZ"
-    pe_file(machine=0x8664)[:0x82],  # cut inside the PE signature
-    b"MZ\x90\x00",  # DOS stub shorter than e_lfanew's offset
-])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"MZ" + bytes(100),  # e_lfanew 0 points back at "MZ"
+        pe_file(machine=0x8664)[:0x82],  # cut inside the PE signature
+        b"MZ\x90\x00",  # DOS stub shorter than e_lfanew's offset
+    ],
+)
 def test_dos_header_without_pe_header(data: bytes) -> None:
     assert parse(data) == NotExecutable(
-        reason="not an executable: DOS MZ header without a PE header")
+        reason="not an executable: DOS MZ header without a PE header"
+    )
 
 
 def test_pe_cut_inside_coff_header() -> None:
-    assert parse(pe_file(machine=0x8664)[:0x80 + 10]) == NotExecutable(
-        reason="not an executable: the header is truncated")
+    assert parse(pe_file(machine=0x8664)[: 0x80 + 10]) == NotExecutable(
+        reason="not an executable: the header is truncated"
+    )
 
 
 # --- not executables at all --------------------------------------------------------------
 
-@pytest.mark.parametrize(("data", "reason"), [
-    (b"", "not an executable: only 0 bytes long"),
-    (b"\x7fE", "not an executable: only 2 bytes long"),
-    (b"\x7fELF\x02\x01", "not an executable: the header is truncated"),
-    (b"#!/bin/sh\necho hi\n", "not a native executable: a script (starts with #!)"),
-    (b"hello world", "not an executable: unknown header 68 65 6c 6c (expected ELF, Mach-O or PE)"),
-])
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"", "not an executable: only 0 bytes long"),
+        (b"\x7fE", "not an executable: only 2 bytes long"),
+        (b"\x7fELF\x02\x01", "not an executable: the header is truncated"),
+        (b"#!/bin/sh\necho hi\n", "not a native executable: a script (starts with #!)"),
+        (
+            b"hello world",
+            "not an executable: unknown header 68 65 6c 6c (expected ELF, Mach-O or PE)",
+        ),
+    ],
+)
 def test_short_and_garbage_files(tmp_path: Path, data: bytes, reason: str) -> None:
     path = tmp_path / "thing"
     path.write_bytes(data)

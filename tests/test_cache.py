@@ -38,12 +38,14 @@ def hasher(root: Path) -> Callable[[str], str | None]:
     def hash_file(rel: str) -> str | None:
         path = root / rel
         return digest_of(path) if path.is_file() else None
+
     return hash_file
 
 
 def save(cache: StepCache, root: Path, key: str, paths: list[str], step: str = "app") -> str | None:
-    return cache.save(step, key, root, paths, root / "logs/step.log", {"mode": "development"},
-                      scope=SCOPE)
+    return cache.save(
+        step, key, root, paths, root / "logs/step.log", {"mode": "development"}, scope=SCOPE
+    )
 
 
 def test_round_trip_restores_content_modes_symlinks_and_log(tmp_path: Path) -> None:
@@ -56,16 +58,21 @@ def test_round_trip_restores_content_modes_symlinks_and_log(tmp_path: Path) -> N
     assert entry.source is CacheSource.LOCAL
     assert entry.meta == {"mode": "development"}
     assert {f.path: f.kind for f in entry.files} == {
-        "out/app": FileKind.SYMLINK, "out/bin/app": FileKind.FILE,
-        "out/current": FileKind.SYMLINK, "out/share/data.txt": FileKind.FILE}
+        "out/app": FileKind.SYMLINK,
+        "out/bin/app": FileKind.FILE,
+        "out/current": FileKind.SYMLINK,
+        "out/share/data.txt": FileKind.FILE,
+    }
     assert cache.restore(entry, ws2, SCOPE)
     for rel in ("out/bin/app", "out/share/data.txt"):
         assert digest_of(ws2 / rel) == digest_of(ws1 / rel)
         assert stat.S_IMODE((ws2 / rel).stat().st_mode) == stat.S_IMODE((ws1 / rel).stat().st_mode)
     assert os.readlink(ws2 / "out/app") == "bin/app"
     assert os.readlink(ws2 / "out/current") == "share"
-    assert subprocess.run([str(ws2 / "out/app")], capture_output=True, text=True,
-                          check=True).stdout == "app\n"
+    assert (
+        subprocess.run([str(ws2 / "out/app")], capture_output=True, text=True, check=True).stdout
+        == "app\n"
+    )
     assert cache.log_text(entry) == "compiling \ndone\n"
     assert cache.warnings == []
 
@@ -153,35 +160,72 @@ def test_damaged_entry_is_a_miss_with_one_warning(tmp_path: Path, damage: str) -
 def sealed(files: list[dict[str, object]], key: str = KEY1) -> bytes:
     """A correctly sealed entry with arbitrary file records, as an attacker could write."""
     log = hashlib.sha256(b"").hexdigest()
-    body = {"step": "app", "key": key, "created": 1.0, "files": files,
-            "log": {"sha256": log, "size": 0}, "meta": {}}
+    body = {
+        "step": "app",
+        "key": key,
+        "created": 1.0,
+        "files": files,
+        "log": {"sha256": log, "size": 0},
+        "meta": {},
+    }
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
-    return json.dumps({"format": FORMAT, "sha256": hashlib.sha256(canonical).hexdigest(),
-                       "body": body}).encode()
+    return json.dumps(
+        {"format": FORMAT, "sha256": hashlib.sha256(canonical).hexdigest(), "body": body}
+    ).encode()
 
 
 EVIL = b"evil\n"
 EVIL_SHA = hashlib.sha256(EVIL).hexdigest()
 MALICIOUS: dict[str, dict[str, Any]] = {
-    "absolute path": {"path": "/tmp/evil", "kind": "file", "sha256": EVIL_SHA, "size": 5,
-                      "mode": 0o644},
-    "dotdot": {"path": "out/../../evil", "kind": "file", "sha256": EVIL_SHA, "size": 5,
-               "mode": 0o644},
-    "symlink outside": {"path": "out/link", "kind": "symlink", "sha256": EVIL_SHA, "size": 5,
-                        "mode": 0o777, "target": "../../../etc"},
-    "symlink absolute": {"path": "out/link", "kind": "symlink", "sha256": EVIL_SHA, "size": 5,
-                         "mode": 0o777, "target": "/etc"},
-    "hard link": {"path": "out/h", "kind": "hardlink", "sha256": EVIL_SHA, "size": 5,
-                  "mode": 0o644, "target": "/etc/passwd"},
-    "device": {"path": "out/dev", "kind": "chardev", "sha256": EVIL_SHA, "size": 5,
-               "mode": 0o644},
-    "device mode bits": {"path": "out/dev", "kind": "file", "sha256": EVIL_SHA, "size": 5,
-                         "mode": stat.S_IFBLK | 0o644},
+    "absolute path": {
+        "path": "/tmp/evil",
+        "kind": "file",
+        "sha256": EVIL_SHA,
+        "size": 5,
+        "mode": 0o644,
+    },
+    "dotdot": {
+        "path": "out/../../evil",
+        "kind": "file",
+        "sha256": EVIL_SHA,
+        "size": 5,
+        "mode": 0o644,
+    },
+    "symlink outside": {
+        "path": "out/link",
+        "kind": "symlink",
+        "sha256": EVIL_SHA,
+        "size": 5,
+        "mode": 0o777,
+        "target": "../../../etc",
+    },
+    "symlink absolute": {
+        "path": "out/link",
+        "kind": "symlink",
+        "sha256": EVIL_SHA,
+        "size": 5,
+        "mode": 0o777,
+        "target": "/etc",
+    },
+    "hard link": {
+        "path": "out/h",
+        "kind": "hardlink",
+        "sha256": EVIL_SHA,
+        "size": 5,
+        "mode": 0o644,
+        "target": "/etc/passwd",
+    },
+    "device": {"path": "out/dev", "kind": "chardev", "sha256": EVIL_SHA, "size": 5, "mode": 0o644},
+    "device mode bits": {
+        "path": "out/dev",
+        "kind": "file",
+        "sha256": EVIL_SHA,
+        "size": 5,
+        "mode": stat.S_IFBLK | 0o644,
+    },
     "fifo": {"path": "out/fifo", "kind": "fifo", "sha256": EVIL_SHA, "size": 5, "mode": 0o644},
-    "setuid": {"path": "out/suid", "kind": "file", "sha256": EVIL_SHA, "size": 5,
-               "mode": 0o4755},
-    "setgid": {"path": "out/sgid", "kind": "file", "sha256": EVIL_SHA, "size": 5,
-               "mode": 0o2755},
+    "setuid": {"path": "out/suid", "kind": "file", "sha256": EVIL_SHA, "size": 5, "mode": 0o4755},
+    "setgid": {"path": "out/sgid", "kind": "file", "sha256": EVIL_SHA, "size": 5, "mode": 0o2755},
 }
 
 
@@ -209,10 +253,23 @@ def test_restore_refuses_a_malicious_entry_object(tmp_path: Path, case: str) -> 
     store = LocalStore(tmp_path / "cache")
     store.add_bytes(EVIL)
     record = MALICIOUS[case]
-    entry = CacheEntry(step="app", key=KEY1, files=(OutputFile(
-        path=str(record["path"]), kind=FileKind(record["kind"]), sha256=EVIL_SHA, size=5,
-        mode=int(record["mode"]), target=record.get("target")),),
-        log_sha256=EVIL_SHA, log_size=5, created=0.0)
+    entry = CacheEntry(
+        step="app",
+        key=KEY1,
+        files=(
+            OutputFile(
+                path=str(record["path"]),
+                kind=FileKind(record["kind"]),
+                sha256=EVIL_SHA,
+                size=5,
+                mode=int(record["mode"]),
+                target=record.get("target"),
+            ),
+        ),
+        log_sha256=EVIL_SHA,
+        log_size=5,
+        created=0.0,
+    )
     root = tmp_path / "a/b/ws"
     root.mkdir(parents=True)
     cache = make_cache(tmp_path / "cache")
@@ -223,9 +280,15 @@ def test_restore_refuses_a_malicious_entry_object(tmp_path: Path, case: str) -> 
 
 
 def test_seal_round_trip(tmp_path: Path) -> None:
-    entry = CacheEntry(step="s", key=KEY1, files=(OutputFile(
-        path="a", kind=FileKind.FILE, sha256=EVIL_SHA, size=5, mode=0o755),),
-        log_sha256=EVIL_SHA, log_size=5, created=12.5, meta={"mode": "release", "n": [1, 2]})
+    entry = CacheEntry(
+        step="s",
+        key=KEY1,
+        files=(OutputFile(path="a", kind=FileKind.FILE, sha256=EVIL_SHA, size=5, mode=0o755),),
+        log_sha256=EVIL_SHA,
+        log_size=5,
+        created=12.5,
+        meta={"mode": "release", "n": [1, 2]},
+    )
     assert unseal(seal(entry), KEY1) == entry
 
 
@@ -379,8 +442,9 @@ def test_full_disk_gives_a_warning_not_an_error(tmp_path: Path, tmpfs: Path) -> 
     assert cache.lookup("app", KEY2) is None
 
 
-def test_read_only_cache_dir_gives_a_warning_and_still_serves_hits(tmp_path: Path,
-                                                                    tmpfs: Path) -> None:
+def test_read_only_cache_dir_gives_a_warning_and_still_serves_hits(
+    tmp_path: Path, tmpfs: Path
+) -> None:
     ws = tmp_path / "ws"
     paths = make_output_tree(ws)
     assert save(make_cache(tmpfs / "cache"), ws, KEY1, paths) is None
@@ -469,8 +533,21 @@ def test_concurrent_saves_from_processes_share_blobs_safely(tmp_path: Path) -> N
         "    assert cache.save('app', key, ws, sys.argv[4:], ws / 'logs/step.log', {},\n"
         "                      scope=OutputScope(['out'])) is None\n"
     )
-    procs = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "cache"), str(ws),
-                               f"p{n}", *paths, "out/big.bin"]) for n in range(3)]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                script,
+                str(tmp_path / "cache"),
+                str(ws),
+                f"p{n}",
+                *paths,
+                "out/big.bin",
+            ]
+        )
+        for n in range(3)
+    ]
     assert [p.wait(timeout=120) for p in procs] == [0, 0, 0]
     for path in (tmp_path / "cache/cas").iterdir():
         assert path.name == digest_of(path)

@@ -45,12 +45,21 @@ def step_key(ws: Workspace, step: str) -> str:
 def reseal(body: dict[str, object]) -> bytes:
     """What an attacker who can write the cache does: a correctly sealed entry."""
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return json.dumps({"format": FORMAT, "sha256": hashlib.sha256(canonical.encode()).hexdigest(),
-                       "body": body}, sort_keys=True, separators=(",", ":")).encode()
+    return json.dumps(
+        {"format": FORMAT, "sha256": hashlib.sha256(canonical.encode()).hexdigest(), "body": body},
+        sort_keys=True,
+        separators=(",", ":"),
+    ).encode()
 
 
-def plant(nginx: Nginx, key: str, extra: dict[str, bytes], *, signer: Signer | None = None,
-          links: dict[str, str] | None = None) -> None:
+def plant(
+    nginx: Nginx,
+    key: str,
+    extra: dict[str, bytes],
+    *,
+    signer: Signer | None = None,
+    links: dict[str, str] | None = None,
+) -> None:
     """Rewrite the remote's entry for `key` so that it also holds `extra` files and `links`
     (path -> target) symlinks."""
     result = decode_action_result((nginx.data / "ac" / key).read_bytes())
@@ -58,32 +67,50 @@ def plant(nginx: Nginx, key: str, extra: dict[str, bytes], *, signer: Signer | N
     for path, data in extra.items():
         digest = hashlib.sha256(data).hexdigest()
         (nginx.data / "cas" / digest).write_bytes(data)
-        body["files"].append({"path": path, "kind": "file", "sha256": digest,
-                              "size": len(data), "mode": 0o755})
+        body["files"].append(
+            {"path": path, "kind": "file", "sha256": digest, "size": len(data), "mode": 0o755}
+        )
     for path, target in (links or {}).items():
         body["files"].append(symlink_record(path, target).to_json())
     sealed = reseal(body)
     meta = hashlib.sha256(sealed).hexdigest()
     (nginx.data / "cas" / meta).write_bytes(sealed)
-    files = [OutputFile(path=f["path"], kind=FileKind(f["kind"]), sha256=f["sha256"],
-                        size=f["size"], mode=f["mode"], target=f.get("target"))
-             for f in body["files"]]
+    files = [
+        OutputFile(
+            path=f["path"],
+            kind=FileKind(f["kind"]),
+            sha256=f["sha256"],
+            size=f["size"],
+            mode=f["mode"],
+            target=f.get("target"),
+        )
+        for f in body["files"]
+    ]
     signature = None if signer is None else signer.sign(signed_message(key, meta))
-    (nginx.data / "ac" / key).write_bytes(encode_action_result(
-        files, log_sha256=body["log"]["sha256"], log_size=body["log"]["size"],
-        meta_sha256=meta, meta_size=len(sealed), signature=signature))
+    (nginx.data / "ac" / key).write_bytes(
+        encode_action_result(
+            files,
+            log_sha256=body["log"]["sha256"],
+            log_size=body["log"]["size"],
+            meta_sha256=meta,
+            meta_size=len(sealed),
+            signature=signature,
+        )
+    )
 
 
 def warnings_of(proc: subprocess.CompletedProcess[str]) -> list[str]:
-    return [line for line in (proc.stdout + proc.stderr).splitlines()
-            if line.startswith("warning:")]
+    return [
+        line for line in (proc.stdout + proc.stderr).splitlines() if line.startswith("warning:")
+    ]
 
 
 # -- 1, 13: an entry that holds more than the step's outputs ---------------------------------
 
 
 def test_a_remote_entry_planting_a_script_is_refused_and_the_step_runs(
-        tmp_path: Path, nginx: Nginx) -> None:
+    tmp_path: Path, nginx: Nginx
+) -> None:
     ci = make_workspace(tmp_path, "ci", cache="cache-ci")
     ok(ci.build("--remote-cache", nginx.url))
     evil = b"#!/bin/sh\ntouch pwned\n"
@@ -102,7 +129,6 @@ def test_a_remote_entry_planting_a_script_is_refused_and_the_step_runs(
     assert dev.report()["extra"] == {"cache_problems": {"refused": 2}}
 
 
-
 def test_every_corrupt_entry_is_reported_and_counted(tmp_path: Path) -> None:
     first = make_workspace(tmp_path, "one", cache="shared")
     ok(first.build())
@@ -113,11 +139,13 @@ def test_every_corrupt_entry_is_reported_and_counted(tmp_path: Path) -> None:
     ok(proc)
     assert second.ran() == ["gen", "other", "pack"]
     corrupt = [w for w in warnings_of(proc) if "cache entry corrupt for" in w]
-    assert sorted(w.split("corrupt for ")[1].split()[0] for w in corrupt) == \
-        ["gen", "other", "pack"], proc.stdout  # one warning per entry, not one per kind
+    assert sorted(w.split("corrupt for ")[1].split()[0] for w in corrupt) == [
+        "gen",
+        "other",
+        "pack",
+    ], proc.stdout  # one warning per entry, not one per kind
     assert "cache: 3 entries not used or not stored (3 corrupt)" in proc.stdout
     assert second.report()["extra"] == {"cache_problems": {"corrupt": 3}}
-
 
 
 def test_an_output_link_leaving_its_output_is_never_stored(tmp_path: Path) -> None:
@@ -134,18 +162,19 @@ def test_an_output_link_leaving_its_output_is_never_stored(tmp_path: Path) -> No
         ws.add_steps(step)
     proc = first.build()
     ok(proc)
-    assert "not cached: site: dist/up -> ..: leads to ., outside its output 'dist'" in \
-        "\n".join(warnings_of(proc)), proc.stdout
+    assert "not cached: site: dist/up -> ..: leads to ., outside its output 'dist'" in "\n".join(
+        warnings_of(proc)
+    ), proc.stdout
     ok(second.build())
     assert second.ran() == ["site"]  # nothing was stored for it; the other steps were
-
 
 
 # -- 2: chained links ----------------------------------------------------------------------
 
 
 def test_planted_links_chaining_out_of_a_directory_output_are_refused(
-        tmp_path: Path, nginx: Nginx) -> None:
+    tmp_path: Path, nginx: Nginx
+) -> None:
     """dist/s -> .. and dist/esc -> s/.. each look inside the workspace; together, a step
     that writes into dist/esc would write beside the workspace."""
     steps = f"""
@@ -172,8 +201,9 @@ def test_planted_links_chaining_out_of_a_directory_output_are_refused(
     assert (dev.root / "dist/esc/escaped.txt").is_file()
     assert not (dev.root / "dist/esc").is_symlink() and not (dev.root / "dist/s").exists()
     assert dev.ran() == ["site"]  # refused, so it ran; the other steps came from the remote
-    assert "dist/s -> ..: leads to ., outside its output 'dist'" in \
-        "\n".join(warnings_of(proc)), proc.stdout
+    assert "dist/s -> ..: leads to ., outside its output 'dist'" in "\n".join(warnings_of(proc)), (
+        proc.stdout
+    )
 
 
 # -- 3: the credentials are the engine's -----------------------------------------------------
@@ -182,24 +212,35 @@ def test_planted_links_chaining_out_of_a_directory_output_are_refused(
 def test_no_step_sees_the_cache_credentials(tmp_path: Path, nginx: Nginx) -> None:
     ws = make_workspace(tmp_path)
     manifest = ws.root / "build.toml"
-    manifest.write_text(manifest.read_text().replace(
-        "[tools]", '[cache]\nremote_header_env = "CI_CACHE_TOKEN"\n\n[tools]', 1) + textwrap.dedent(f"""
+    manifest.write_text(
+        manifest.read_text().replace(
+            "[tools]", '[cache]\nremote_header_env = "CI_CACHE_TOKEN"\n\n[tools]', 1
+        )
+        + textwrap.dedent(f"""
         [[step]]
         name = "dump-env"
         command = [{PY_TOML}, "-c", "import json, os; open('env.json', 'w').write(json.dumps(dict(os.environ)))"]
         outputs = ["env.json"]
-        """))
+        """)
+    )
     private, _public = generate()
     secret = "Authorization: Bearer top-secret-token"
     # The URL comes from the environment, as in CI: a step inherits the variable otherwise.
-    proc = ws.build(BUILDLIB_REMOTE_CACHE=nginx.url.replace("http://", "http://ci:pw-in-url@"),
-                    BUILDLIB_REMOTE_HEADER=secret, CI_CACHE_TOKEN="named-token",
-                    BUILDLIB_CACHE_SIGNING_KEY=private)
+    proc = ws.build(
+        BUILDLIB_REMOTE_CACHE=nginx.url.replace("http://", "http://ci:pw-in-url@"),
+        BUILDLIB_REMOTE_HEADER=secret,
+        CI_CACHE_TOKEN="named-token",
+        BUILDLIB_CACHE_SIGNING_KEY=private,
+    )
     ok(proc)
     assert any((nginx.data / "ac").iterdir())  # the remote was used
     seen = json.loads((ws.root / "env.json").read_text())
-    for name in ("BUILDLIB_REMOTE_HEADER", "CI_CACHE_TOKEN", "BUILDLIB_CACHE_SIGNING_KEY",
-                 "BUILDLIB_REMOTE_CACHE"):
+    for name in (
+        "BUILDLIB_REMOTE_HEADER",
+        "CI_CACHE_TOKEN",
+        "BUILDLIB_CACHE_SIGNING_KEY",
+        "BUILDLIB_REMOTE_CACHE",
+    ):
         assert name not in seen
     text = json.dumps(seen)
     for value in ("top-secret-token", "named-token", "pw-in-url", private):
@@ -216,7 +257,8 @@ def trust(ws: Workspace, public: str) -> None:
 
 
 def test_signed_entries_are_trusted_and_anything_else_is_a_miss(
-        tmp_path: Path, nginx: Nginx) -> None:
+    tmp_path: Path, nginx: Nginx
+) -> None:
     private, public = generate()
     _other_private, other_public = generate()
     ci = make_workspace(tmp_path, "ci", cache="cache-ci")
@@ -229,10 +271,10 @@ def test_signed_entries_are_trusted_and_anything_else_is_a_miss(
     assert reader.ran() == [] and set(reader.outcomes().values()) == {"restored"}
 
     # Re-signed by someone else's key, tampered without the key, and unsigned:
-    plant(nginx, step_key(ci, "gen"), {"out/extra.txt": b"x"}, signer=Signer.from_text(
-        _other_private))
-    plant(nginx, step_key(ci, "pack"), {"out/extra.txt": b"x"},
-          signer=None)
+    plant(
+        nginx, step_key(ci, "gen"), {"out/extra.txt": b"x"}, signer=Signer.from_text(_other_private)
+    )
+    plant(nginx, step_key(ci, "pack"), {"out/extra.txt": b"x"}, signer=None)
     other = make_workspace(tmp_path, "other", cache="cache-other")
     trust(other, public)
     proc = other.build("--remote-cache", nginx.url, "--remote-read-only")
@@ -249,9 +291,16 @@ def test_signed_entries_are_trusted_and_anything_else_is_a_miss(
     signer = Signer.from_text(private)
     good = signer.sign(signed_message(key, result.meta_sha256))
     bad_body = b"{}"
-    (nginx.data / "ac" / key).write_bytes(encode_action_result(
-        [], log_sha256=result.log_sha256, log_size=0,
-        meta_sha256=hashlib.sha256(bad_body).hexdigest(), meta_size=2, signature=good))
+    (nginx.data / "ac" / key).write_bytes(
+        encode_action_result(
+            [],
+            log_sha256=result.log_sha256,
+            log_size=0,
+            meta_sha256=hashlib.sha256(bad_body).hexdigest(),
+            meta_size=2,
+            signature=good,
+        )
+    )
     third = make_workspace(tmp_path, "third", cache="cache-third")
     trust(third, public)
     proc = third.build("--remote-cache", nginx.url, "--remote-read-only")
@@ -269,8 +318,13 @@ def test_a_malformed_trusted_key_is_a_manifest_error(tmp_path: Path) -> None:
 
 
 def test_keygen_prints_a_pair_that_signs_and_verifies(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "buildlib", "keygen"], capture_output=True,
-                          text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, check=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "buildlib", "keygen"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        check=True,
+    )
     lines = [line for line in proc.stdout.splitlines() if not line.startswith("#")]
     private, public = lines
     from buildlib.cache.signing import Verifier
@@ -323,7 +377,8 @@ def not_found(handler: http.server.BaseHTTPRequestHandler) -> None:
 
 
 def test_an_input_edited_while_the_remote_answers_is_never_cached_under_the_old_key(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     ws = make_workspace(tmp_path)
     source = ws.root / "src/a.txt"
     original = source.read_text()
@@ -337,8 +392,11 @@ def test_an_input_edited_while_the_remote_answers_is_never_cached_under_the_old_
     # Only gen asks the remote first: the edit lands after gen's fingerprint, during its
     # own lookup (were `other` to ask first, the edit could come before gen is hashed).
     manifest = ws.root / "build.toml"
-    manifest.write_text(manifest.read_text().replace(
-        'env_inputs = ["GREETING"]', 'env_inputs = ["GREETING"]\ncache = false'))
+    manifest.write_text(
+        manifest.read_text().replace(
+            'env_inputs = ["GREETING"]', 'env_inputs = ["GREETING"]\ncache = false'
+        )
+    )
     server = HostileServer(edit_then_miss)
     try:
         ok(ws.build("--remote-cache", server.url))
@@ -383,7 +441,6 @@ def test_a_trickling_remote_costs_one_deadline(tmp_path: Path) -> None:
     assert "no complete answer within 1s" in proc.stdout
 
 
-
 def steady_trickle(handler: http.server.BaseHTTPRequestHandler) -> None:
     """Announce 60 bytes, then send one every 0.5 s: no read ever waits 1 s."""
     handler.send_response(200)
@@ -399,7 +456,8 @@ def steady_trickle(handler: http.server.BaseHTTPRequestHandler) -> None:
 
 
 def test_a_remote_trickling_faster_than_its_timeout_still_costs_one_deadline(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     """The issue's hang: a per-read timeout never fires on a byte every 0.5 s (30 s per
     request, one request per step); the total deadline does, once for the build."""
     ws = make_workspace(tmp_path)
@@ -418,17 +476,28 @@ def test_a_remote_trickling_faster_than_its_timeout_still_costs_one_deadline(
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_stops_a_build_waiting_on_a_trickling_remote_at_once(
-        tmp_path: Path, signum: int) -> None:
+    tmp_path: Path, signum: int
+) -> None:
     ws = make_workspace(tmp_path)
     server = HostileServer(trickle)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BUILDLIB_", "GITHUB_"))}
-    env.update({"PYTHONPATH": str(ROOT), "BUILDLIB_CACHE_DIR": str(ws.cache),
-                "BUILDLIB_REMOTE_TIMEOUT": "600",
-                "PATH": f"{ws.bin_dir}{os.pathsep}{os.environ['PATH']}"})
+    env.update(
+        {
+            "PYTHONPATH": str(ROOT),
+            "BUILDLIB_CACHE_DIR": str(ws.cache),
+            "BUILDLIB_REMOTE_TIMEOUT": "600",
+            "PATH": f"{ws.bin_dir}{os.pathsep}{os.environ['PATH']}",
+        }
+    )
     try:
-        proc = subprocess.Popen([sys.executable, "-m", "buildlib", "build", "--plain",
-                                 "--remote-cache", server.url], cwd=ws.root, env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "buildlib", "build", "--plain", "--remote-cache", server.url],
+            cwd=ws.root,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         time.sleep(2.0)  # well into the trickle
         sent = time.monotonic()
         proc.send_signal(signum)
@@ -469,12 +538,14 @@ def test_resume_runs_a_done_step_that_went_stale(tmp_path: Path) -> None:
 def test_a_mistyped_output_fails_the_step_and_is_never_up_to_date(tmp_path: Path) -> None:
     ws = make_workspace(tmp_path)
     manifest = ws.root / "build.toml"
-    manifest.write_text(manifest.read_text().replace('outputs = ["other.txt"]',
-                                                     'outputs = ["othr.txt"]'))
+    manifest.write_text(
+        manifest.read_text().replace('outputs = ["other.txt"]', 'outputs = ["othr.txt"]')
+    )
     proc = ws.build("--keep-going")
     assert proc.returncode == 1
-    assert "step 'other' succeeded but its declared output 'othr.txt' matches no file" in \
-        proc.stdout
+    assert (
+        "step 'other' succeeded but its declared output 'othr.txt' matches no file" in proc.stdout
+    )
     assert "fix: correct the path in the step's `outputs`" in proc.stdout
     assert ws.outcomes()["other"] == "failed"
     assert ws.build("--keep-going").returncode == 1  # not recorded or cached: it fails again
@@ -521,8 +592,9 @@ def test_a_restored_directory_output_holds_no_stale_file(tmp_path: Path) -> None
 # -- 12: steps without outputs are cached by their log ---------------------------------------
 
 
-def test_a_check_without_outputs_is_cached_and_its_log_replayed(tmp_path: Path,
-                                                                nginx: Nginx) -> None:
+def test_a_check_without_outputs_is_cached_and_its_log_replayed(
+    tmp_path: Path, nginx: Nginx
+) -> None:
     step = f"""
         [[step]]
         name = "check"
@@ -588,8 +660,7 @@ def test_two_clones_share_one_bazel_remote_with_default_settings(tmp_path: Path)
 
 
 @pytest.mark.bazel_remote
-def test_an_action_cache_body_bazel_remote_refuses_gets_a_warning_naming_it(
-        tmp_path: Path) -> None:
+def test_an_action_cache_body_bazel_remote_refuses_gets_a_warning_naming_it(tmp_path: Path) -> None:
     from bazel_remote_server import running_bazel_remote
 
     from buildlib.cache.config import CacheConfig

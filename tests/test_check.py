@@ -18,8 +18,14 @@ from repos import git_commit, git_init, npm_workspace
 
 def check(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "buildlib", "check", *args], cwd=root,
-                          env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "buildlib", "check", *args],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def findings(root: Path) -> dict[str, Any]:
@@ -65,14 +71,24 @@ MANIFEST = textwrap.dedent("""\
 
 
 def small_repo(root: Path) -> None:
-    write(root, {
-        "build.toml": MANIFEST, "README.md": "# demo\n", ".gitignore": "ignored.log\n",
-        "lib/package.json": "{}\n", "lib/src/a.ts": "export const a = 1;\n",
-        "lib/src/b.ts": "export const b = 2;\n", "lib/src/style.css": "body {}\n",
-        "app/index.html": "<html></html>\n", "app/assets/logo.svg": "<svg/>\n",
-        "app/assets/icon.svg": "<svg/>\n", "app/assets/deep/x.svg": "<svg/>\n",
-        "docs/guide.md": "guide\n", "docs/api.md": "api\n",
-    })
+    write(
+        root,
+        {
+            "build.toml": MANIFEST,
+            "README.md": "# demo\n",
+            ".gitignore": "ignored.log\n",
+            "lib/package.json": "{}\n",
+            "lib/src/a.ts": "export const a = 1;\n",
+            "lib/src/b.ts": "export const b = 2;\n",
+            "lib/src/style.css": "body {}\n",
+            "app/index.html": "<html></html>\n",
+            "app/assets/logo.svg": "<svg/>\n",
+            "app/assets/icon.svg": "<svg/>\n",
+            "app/assets/deep/x.svg": "<svg/>\n",
+            "docs/guide.md": "guide\n",
+            "docs/api.md": "api\n",
+        },
+    )
     git_init(root)
 
 
@@ -84,28 +100,33 @@ def test_unread_files_are_listed_under_the_step_whose_cwd_holds_them(tmp_path: P
     assert result["lib-build"]["unread"] == []
     # app/: the whole assets directory once (3 files, one in a subdirectory), the new file;
     # git's untracked-but-not-ignored files count, ignored ones do not.
-    assert result["app-build"]["unread"] == [{"path": "app/assets/", "files": 3},
-                                             {"path": "app/new.ts", "files": 1}]
+    assert result["app-build"]["unread"] == [
+        {"path": "app/assets/", "files": 3},
+        {"path": "app/new.ts", "files": 1},
+    ]
     # The root step gets what no deeper step holds; README.md is excluded, build.toml is not.
-    assert result["lint"]["unread"] == [{"path": ".gitignore", "files": 1},
-                                        {"path": "build.toml", "files": 1},
-                                        {"path": "docs/", "files": 2}]
+    assert result["lint"]["unread"] == [
+        {"path": ".gitignore", "files": 1},
+        {"path": "build.toml", "files": 1},
+        {"path": "docs/", "files": 2},
+    ]
 
 
 def test_a_typo_in_an_input_is_a_finding_and_another_steps_outputs_are_pending(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     small_repo(tmp_path)
     result = findings(tmp_path)
     assert result["lib-build"]["empty_patterns"] == ["lib/tsconfig.jsn"]
     # Before a build lib/dist does not exist: that is lib-build's output, not a typo.
     assert result["app-build"]["empty_patterns"] == []
     assert result["app-build"]["pending_patterns"] == [
-        {"pattern": "lib/dist/**", "producer": "lib-build"}]
+        {"pattern": "lib/dist/**", "producer": "lib-build"}
+    ]
     text = check(tmp_path)
     assert text.returncode == 0  # findings are information unless --strict
     assert "lib-build: input 'lib/tsconfig.jsn' matches no file" in text.stdout
-    assert "app-build: input 'lib/dist/**' matches nothing yet: it names lib-build's" \
-        in text.stdout
+    assert "app-build: input 'lib/dist/**' matches nothing yet: it names lib-build's" in text.stdout
     assert "app-build (cwd app): 3 files no step reads" in text.stdout
     assert "    app/assets/ (3 files)" in text.stdout
     strict = check(tmp_path, "--strict")
@@ -115,27 +136,37 @@ def test_a_typo_in_an_input_is_a_finding_and_another_steps_outputs_are_pending(
 
 def test_a_manifest_that_covers_everything_passes_strict(tmp_path: Path) -> None:
     small_repo(tmp_path)
-    manifest = MANIFEST.replace('"tsconfig.jsn"', '"src/**/*.css"').replace(
-        'exclude = ["README.md"]', 'exclude = ["README.md", "docs/**", ".gitignore", '
-        '"build.toml"]').replace('inputs = ["index.html", ', 'inputs = ["index.html", '
-                                 '"assets/**", ')
+    manifest = (
+        MANIFEST.replace('"tsconfig.jsn"', '"src/**/*.css"')
+        .replace(
+            'exclude = ["README.md"]',
+            'exclude = ["README.md", "docs/**", ".gitignore", "build.toml"]',
+        )
+        .replace('inputs = ["index.html", ', 'inputs = ["index.html", "assets/**", ')
+    )
     write(tmp_path, {"build.toml": manifest})
     git_commit(tmp_path, "cover everything")
     done = check(tmp_path, "--strict")
     assert done.returncode == 0, done.stdout
     assert "every file git knows is some step's input" in done.stdout, done.stdout
     # After a build the pending pattern matches: nothing is said about it.
-    build = subprocess.run([sys.executable, "-m", "buildlib", "build", "--plain"],
-                           cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                           capture_output=True, text=True, timeout=120)
+    build = subprocess.run(
+        [sys.executable, "-m", "buildlib", "build", "--plain"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert build.returncode == 0, build.stdout + build.stderr
     assert "matches nothing yet" not in check(tmp_path, "--strict").stdout
 
 
 def test_a_step_without_inputs_takes_its_whole_cwd(tmp_path: Path) -> None:
     small_repo(tmp_path)
-    write(tmp_path, {"build.toml": MANIFEST.replace(
-        'inputs = ["index.html", "//lib/dist/**"]\n', "")})
+    write(
+        tmp_path, {"build.toml": MANIFEST.replace('inputs = ["index.html", "//lib/dist/**"]\n', "")}
+    )
     result = findings(tmp_path)
     assert result["app-build"]["unread"] == []  # git's files under app/ are its inputs
     assert result["app-build"]["empty_patterns"] == []
@@ -147,19 +178,25 @@ def test_outside_git_only_the_patterns_are_checked(tmp_path: Path) -> None:
     data = json.loads(done.stdout)
     assert data["in_git"] is False
     assert {s["step"]: s["empty_patterns"] for s in data["steps"]}["lib-build"] == [
-        "lib/tsconfig.jsn"]
+        "lib/tsconfig.jsn"
+    ]
     assert check(tmp_path).stdout.startswith("not a git repository")
 
 
-def test_init_on_an_npm_workspace_leaves_nothing_unread_under_its_packages(
-        tmp_path: Path) -> None:
+def test_init_on_an_npm_workspace_leaves_nothing_unread_under_its_packages(tmp_path: Path) -> None:
     """Outside in: a generated npm workspace (tsc library, Vite + Svelte app, Node CLI),
     the manifest `init` writes for it, then a hand-made input list that forgets a file."""
     repo = npm_workspace(tmp_path / "ws")
     git_init(repo.root)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    init = subprocess.run([sys.executable, "-m", "buildlib", "init"], cwd=repo.root, env=env,
-                          capture_output=True, text=True, timeout=300)
+    init = subprocess.run(
+        [sys.executable, "-m", "buildlib", "init"],
+        cwd=repo.root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert init.returncode == 0, init.stdout + init.stderr
     result = findings(repo.root)
     for name, step in result.items():
@@ -172,10 +209,15 @@ def test_init_on_an_npm_workspace_leaves_nothing_unread_under_its_packages(
     core = next(p for p in repo.packages if p.name == "@demo/core").path.as_posix()
     manifest = (repo.root / "build.toml").read_text()
     assert f'cwd = "{core}"\n' in manifest, manifest
-    (repo.root / "build.toml").write_text(manifest.replace(
-        f'cwd = "{core}"\n', f'cwd = "{core}"\ninputs = ["src/**/*.ts"]\n'))
+    (repo.root / "build.toml").write_text(
+        manifest.replace(f'cwd = "{core}"\n', f'cwd = "{core}"\ninputs = ["src/**/*.ts"]\n')
+    )
     narrowed = findings(repo.root)
-    unread = {u["path"] for step in narrowed.values() if isinstance(step, dict)
-              and step["cwd"] == core for u in step["unread"]}
+    unread = {
+        u["path"]
+        for step in narrowed.values()
+        if isinstance(step, dict) and step["cwd"] == core
+        for u in step["unread"]
+    }
     # package.json stays read (the install step takes every package.json); the rest is not.
     assert unread == {f"{core}/tsconfig.json", f"{core}/test/"}, narrowed

@@ -123,7 +123,9 @@ def test_without_cross_the_host_defaults_to_this_machine() -> None:
 def test_without_cross_and_no_host_target_requested_is_an_error() -> None:
     with pytest.raises(MatrixError, match=r"this host's \(x86_64-pc-windows-msvc\)"):
         build_matrix(
-            modes=["test"], targets=["aarch64-apple-darwin"], include_cross=False,
+            modes=["test"],
+            targets=["aarch64-apple-darwin"],
+            include_cross=False,
             host="x86_64-pc-windows-msvc",
         )
 
@@ -221,7 +223,11 @@ def test_matrix_main_in_a_real_process_writes_only_json_to_stdout() -> None:
     )
     proc = subprocess.run(
         [sys.executable, "-c", snippet, "--modes", "production", "--json"],
-        capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False, timeout=60,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        check=False,
+        timeout=60,
         cwd=Path(__file__).resolve().parents[1],
     )
 

@@ -21,8 +21,14 @@ def env(**extra: str) -> dict[str, str]:
 
 
 def buildlib(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "buildlib", *args], cwd=cwd,
-                          capture_output=True, text=True, env=env(), timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "buildlib", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=env(),
+        timeout=120,
+    )
 
 
 def alive(pid: int) -> bool:
@@ -74,8 +80,9 @@ TOOLS = '[tools]\ncargo = ["cargo", "--version"]\n'
 
 def test_dry_run_for_a_cross_target_prints_the_plan_and_runs_nothing(tmp_path: Path) -> None:
     write_manifest(tmp_path, CROSS, extra=TOOLS)
-    proc = buildlib(tmp_path, "build", "--dry-run", "--mode", "production",
-                    "--target", "x86_64-pc-windows-msvc")
+    proc = buildlib(
+        tmp_path, "build", "--dry-run", "--mode", "production", "--target", "x86_64-pc-windows-msvc"
+    )
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert "target=x86_64-pc-windows-msvc" in out
@@ -90,13 +97,15 @@ def test_dry_run_for_a_cross_target_prints_the_plan_and_runs_nothing(tmp_path: P
     assert "would: run [MISS]: no earlier result" in out
     assert "would: run [MISS]: dependency compile runs first" in out
     # Nothing ran and nothing was recorded: the only file is the tool versions' cache.
-    written = {p.relative_to(tmp_path).as_posix() for p in (tmp_path / ".buildlib").rglob("*")
-               if p.is_file()}
+    written = {
+        p.relative_to(tmp_path).as_posix()
+        for p in (tmp_path / ".buildlib").rglob("*")
+        if p.is_file()
+    }
     assert written <= {".buildlib/tools.json"}
 
 
-def test_dry_run_for_macos_applies_target_override_and_drops_windows_steps(
-        tmp_path: Path) -> None:
+def test_dry_run_for_macos_applies_target_override_and_drops_windows_steps(tmp_path: Path) -> None:
     write_manifest(tmp_path, CROSS, extra=TOOLS)
     proc = buildlib(tmp_path, "--dry-run", "--target", "aarch64-apple-darwin")
     assert proc.returncode == 0, proc.stderr
@@ -107,8 +116,10 @@ def test_dry_run_for_macos_applies_target_override_and_drops_windows_steps(
 
 def test_cross_target_build_fails_before_any_step_with_the_fix(tmp_path: Path) -> None:
     write_manifest(tmp_path, CROSS, extra=TOOLS)
-    for target, fix in (("aarch64-apple-darwin", "macos-14"),
-                        ("aarch64-unknown-linux-gnu", "rustup target add aarch64-unknown-linux-gnu")):
+    for target, fix in (
+        ("aarch64-apple-darwin", "macos-14"),
+        ("aarch64-unknown-linux-gnu", "rustup target add aarch64-unknown-linux-gnu"),
+    ):
         proc = buildlib(tmp_path, "--target", target)
         assert proc.returncode == 1
         assert fix in proc.stderr
@@ -153,22 +164,31 @@ GRANDCHILD = textwrap.dedent("""
 
 def _spawning_workspace(tmp_path: Path) -> Path:
     (tmp_path / "spawn.py").write_text(GRANDCHILD)
-    steps = "".join(f"""
+    steps = "".join(
+        f"""
 [[step]]
 name = "{name}"
 command = [{PY_TOML}, "spawn.py", "{name}.pids"]
-""" for name in ("one", "two"))
+"""
+        for name in ("one", "two")
+    )
     write_manifest(tmp_path, steps)
     return tmp_path
 
 
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_stops_every_process_group_and_leaves_no_orphan(
-        tmp_path: Path, signum: int, code: int) -> None:
+    tmp_path: Path, signum: int, code: int
+) -> None:
     root = _spawning_workspace(tmp_path)
-    proc = subprocess.Popen([sys.executable, "-m", "buildlib", "-j", "2", "--no-cache", "--plain"],
-                            cwd=root, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "buildlib", "-j", "2", "--no-cache", "--plain"],
+        cwd=root,
+        env=env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     pid_files = [root / "one.pids", root / "two.pids"]
     assert wait_for(lambda: all(p.exists() for p in pid_files)), proc.stdout
     pids = [int(x) for p in pid_files for x in p.read_text().split()]
@@ -182,9 +202,13 @@ def test_signal_stops_every_process_group_and_leaves_no_orphan(
 
 def test_sigkill_of_the_orchestrator_leaves_no_orphan(tmp_path: Path) -> None:
     root = _spawning_workspace(tmp_path)
-    proc = subprocess.Popen([sys.executable, "-m", "buildlib", "-j", "2", "--no-cache", "--plain"],
-                            cwd=root, env=env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "buildlib", "-j", "2", "--no-cache", "--plain"],
+        cwd=root,
+        env=env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     pid_files = [root / "one.pids", root / "two.pids"]
     assert wait_for(lambda: all(p.exists() for p in pid_files))
     pids = [int(x) for p in pid_files for x in p.read_text().split()]
@@ -195,10 +219,19 @@ def test_sigkill_of_the_orchestrator_leaves_no_orphan(tmp_path: Path) -> None:
 
 def test_second_build_waits_for_the_first_and_no_wait_fails_at_once(tmp_path: Path) -> None:
     write_manifest(tmp_path, sleep_step("slow", 2.0))
-    first = subprocess.Popen([sys.executable, "-m", "buildlib", "--no-cache", "--plain"],
-                             cwd=tmp_path, env=env(), stdout=subprocess.PIPE, text=True)
-    assert wait_for(lambda: (tmp_path / ".buildlib" / "lock").exists()
-                    and (tmp_path / ".buildlib" / "lock").read_text().startswith("pid"))
+    first = subprocess.Popen(
+        [sys.executable, "-m", "buildlib", "--no-cache", "--plain"],
+        cwd=tmp_path,
+        env=env(),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert wait_for(
+        lambda: (
+            (tmp_path / ".buildlib" / "lock").exists()
+            and (tmp_path / ".buildlib" / "lock").read_text().startswith("pid")
+        )
+    )
     busy = buildlib(tmp_path, "--no-cache", "--no-wait")
     assert busy.returncode == 1
     assert "another build is running" in busy.stderr
@@ -213,7 +246,10 @@ def test_second_build_waits_for_the_first_and_no_wait_fails_at_once(tmp_path: Pa
 
 def test_resume_reruns_only_the_failed_step_and_its_dependents(tmp_path: Path) -> None:
     (tmp_path / "flag").write_text("fail")
-    steps = sleep_step("a", 0) + sleep_step("b", 0) + """
+    steps = (
+        sleep_step("a", 0)
+        + sleep_step("b", 0)
+        + """
 [[step]]
 name = "c"
 command = ["sh", "-c", "test \\"$(cat flag)\\" = ok && echo c >> times.jsonl.c"]
@@ -224,6 +260,7 @@ name = "d"
 command = ["sh", "-c", "echo d >> times.jsonl.d"]
 depends_on = ["c"]
 """
+    )
     write_manifest(tmp_path, steps)
     first = buildlib(tmp_path, "--no-cache", "-k", "--plain")
     assert first.returncode == 1
@@ -239,8 +276,12 @@ depends_on = ["c"]
 
 
 def test_from_runs_the_step_and_everything_downstream(tmp_path: Path) -> None:
-    steps = (sleep_step("a", 0) + sleep_step("b", 0, deps=["a"]) + sleep_step("c", 0, deps=["b"])
-             + sleep_step("x", 0))
+    steps = (
+        sleep_step("a", 0)
+        + sleep_step("b", 0, deps=["a"])
+        + sleep_step("c", 0, deps=["b"])
+        + sleep_step("x", 0)
+    )
     write_manifest(tmp_path, steps)
     assert buildlib(tmp_path, "--plain").returncode == 0
     (tmp_path / "times.jsonl").unlink()

@@ -42,18 +42,22 @@ def as_json(ws: Workspace, *args: str, **env: str) -> dict[str, Any]:
 
 
 def cache_of(data: dict[str, Any]) -> dict[str, tuple[str, str | None, str]]:
-    return {s["name"]: (s["cache"]["status"], s["cache"]["source"], s["cache"]["verdict"])
-            for s in data["steps"]}
+    return {
+        s["name"]: (s["cache"]["status"], s["cache"]["source"], s["cache"]["verdict"])
+        for s in data["steps"]
+    }
 
 
 def state_files(ws: Workspace) -> set[str]:
     build_dir = ws.root / ".buildlib"
-    return {p.relative_to(build_dir).as_posix() for p in build_dir.rglob("*") if p.is_file()
-            and p.name != "tools.json"}
+    return {
+        p.relative_to(build_dir).as_posix()
+        for p in build_dir.rglob("*")
+        if p.is_file() and p.name != "tools.json"
+    }
 
 
-def test_after_a_build_every_step_is_up_to_date_and_nothing_is_written(
-        tmp_path: Path) -> None:
+def test_after_a_build_every_step_is_up_to_date_and_nothing_is_written(tmp_path: Path) -> None:
     ws = make_workspace(tmp_path)
     ok(ws.build())
     before = state_files(ws)
@@ -80,8 +84,11 @@ def test_a_changed_input_says_which_and_what_follows(tmp_path: Path) -> None:
     assert "(3 steps: 1 up to date, 2 would run; nothing will run)" in proc.stdout
     # The JSON says the same, as turbo's --dry=json does.
     data = as_json(ws)
-    assert cache_of(data) == {"gen": ("MISS", None, "run"), "pack": ("MISS", None, "run"),
-                              "other": ("HIT", "LOCAL", "up to date")}
+    assert cache_of(data) == {
+        "gen": ("MISS", None, "run"),
+        "pack": ("MISS", None, "run"),
+        "other": ("HIT", "LOCAL", "up to date"),
+    }
     gen = next(s for s in data["steps"] if s["name"] == "gen")
     assert gen["cache"]["reasons"] == ["input file src/a.txt changed"]
     assert len(gen["cache"]["fingerprint"]) == 64
@@ -94,14 +101,17 @@ def test_explain_lists_every_reason(tmp_path: Path) -> None:
     (ws.root / "src" / "a.txt").write_text("changed\n")
     (ws.root / "src" / "c.txt").write_text("new\n")
     short = dry(ws)
-    assert verdicts(short.stdout)["gen"] == ("run [MISS]: input file src/a.txt changed "
-                                             "(and 1 more; --explain lists them)")
+    assert verdicts(short.stdout)["gen"] == (
+        "run [MISS]: input file src/a.txt changed (and 1 more; --explain lists them)"
+    )
     full = dry(ws, "--explain")
     ok(full)
     lines = full.stdout.splitlines()
     at = lines.index("     would: run [MISS]")
-    assert lines[at + 1:at + 3] == ["            - input file src/a.txt changed",
-                                    "            - input file src/c.txt added"]
+    assert lines[at + 1 : at + 3] == [
+        "            - input file src/a.txt changed",
+        "            - input file src/c.txt added",
+    ]
 
 
 def test_outputs_another_workspace_built_would_be_restored(tmp_path: Path) -> None:
@@ -125,8 +135,7 @@ def test_a_modified_output_would_be_restored(tmp_path: Path) -> None:
     ok(ws.build())
     (ws.root / "out" / "pack.txt").write_text("tampered")
     found = verdicts(dry(ws).stdout)
-    assert found["pack"] == ("restore (local) [HIT]: outputs missing or modified: "
-                             "out/pack.txt")
+    assert found["pack"] == ("restore (local) [HIT]: outputs missing or modified: out/pack.txt")
 
 
 @pytest.fixture
@@ -142,9 +151,11 @@ def test_a_remote_hit_says_remote(tmp_path: Path, nginx: Nginx) -> None:
     data = as_json(second, BUILDLIB_REMOTE_CACHE=nginx.url)
     assert cache_of(data)["gen"] == ("HIT", "REMOTE", "restore (remote)")
     assert verdicts(dry(second, BUILDLIB_REMOTE_CACHE=nginx.url).stdout)["gen"].startswith(
-        "restore (remote) [HIT]")
+        "restore (remote) [HIT]"
+    )
     assert not (tmp_path / "cache-two").exists() or not any(
-        (tmp_path / "cache-two").rglob("*.entry"))  # peeked, not downloaded
+        (tmp_path / "cache-two").rglob("*.entry")
+    )  # peeked, not downloaded
 
 
 def test_force_and_no_cache(tmp_path: Path) -> None:
@@ -172,7 +183,16 @@ def test_a_dry_run_piped_to_head_is_quiet(tmp_path: Path) -> None:
     ok(ws.build())
     proc = subprocess.run(
         f"{shutil.which(sys.executable) or sys.executable} -m buildlib build --dry-run "
-        "--explain | head -1", shell=True, cwd=ws.root, capture_output=True, text=True,
-        env={"PATH": f"{ws.bin_dir}:/usr/bin:/bin", "PYTHONPATH": str(ROOT),
-             "BUILDLIB_CACHE_DIR": str(ws.cache)}, timeout=120)
+        "--explain | head -1",
+        shell=True,
+        cwd=ws.root,
+        capture_output=True,
+        text=True,
+        env={
+            "PATH": f"{ws.bin_dir}:/usr/bin:/bin",
+            "PYTHONPATH": str(ROOT),
+            "BUILDLIB_CACHE_DIR": str(ws.cache),
+        },
+        timeout=120,
+    )
     assert proc.stdout.startswith("plan: mode=development") and proc.stderr == ""

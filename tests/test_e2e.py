@@ -23,8 +23,11 @@ pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e"), pytest.mark.timeo
 
 
 def _env(tmp: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("GITHUB_", "BUILDLIB_", "PYTEST_", "NOX_", "VIRTUAL_ENV"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("GITHUB_", "BUILDLIB_", "PYTEST_", "NOX_", "VIRTUAL_ENV"))
+    }
     env["BUILDLIB_CACHE_DIR"] = str(tmp / "cache")
     env["ELECTRON_SKIP_BINARY_DOWNLOAD"] = "1"
     return env
@@ -36,17 +39,30 @@ class App:
         self.env = env
 
     def nox(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["nox", *args], cwd=self.path, env=self.env, text=True,
-                              capture_output=True, timeout=1500)
+        return subprocess.run(
+            ["nox", *args],
+            cwd=self.path,
+            env=self.env,
+            text=True,
+            capture_output=True,
+            timeout=1500,
+        )
 
     def engine(self, *args: str) -> subprocess.CompletedProcess[str]:
         python = self.path / ".nox" / "_engine-py3.12" / "bin" / "python"
-        return subprocess.run([str(python), "-m", "buildlib", *args], cwd=self.path,
-                              env=self.env, text=True, capture_output=True, timeout=1500)
+        return subprocess.run(
+            [str(python), "-m", "buildlib", *args],
+            cwd=self.path,
+            env=self.env,
+            text=True,
+            capture_output=True,
+            timeout=1500,
+        )
 
     def latest_report(self) -> dict[str, object]:
         report: dict[str, object] = json.loads(
-            (self.path / ".buildlib" / "reports" / "latest.json").read_text())
+            (self.path / ".buildlib" / "reports" / "latest.json").read_text()
+        )
         return report
 
     def outcomes(self) -> dict[str, str]:
@@ -74,8 +90,9 @@ def test_production_build_from_a_clean_clone_then_verify(app: App) -> None:
     assert "verify" in outcomes
     verify = app.nox("-s", "verify")
     assert verify.returncode == 0, verify.stdout + verify.stderr
-    manifest = json.loads((app.path / ".buildlib" / "artifacts" /
-                           f"production-{TRIPLE}.json").read_text())
+    manifest = json.loads(
+        (app.path / ".buildlib" / "artifacts" / f"production-{TRIPLE}.json").read_text()
+    )
     paths = {a["path"] for a in manifest["artifacts"]}
     assert f"target/{TRIPLE}/release/tachikoma" in paths
     binary = app.path / "target" / TRIPLE / "release" / "tachikoma"
@@ -83,12 +100,14 @@ def test_production_build_from_a_clean_clone_then_verify(app: App) -> None:
     assert "production" in info.stdout and TRIPLE in info.stdout
     # Each mode writes its own directories, and main is told those of its mode at build time.
     assert (app.path / "web/dist/production/index.html").is_file()
-    config = json.loads((app.path / f"electron/dist/{TRIPLE}/production/main/build.json")
-                        .read_text())
+    config = json.loads(
+        (app.path / f"electron/dist/{TRIPLE}/production/main/build.json").read_text()
+    )
     assert config["mode"] == "production"
     assert config["paths"]["webEntry"] == "../../../../../web/dist/production/index.html"
     assert config["paths"]["nativeModule"].startswith(
-        f"../../../../../crates/tachikoma-native/dist/{TRIPLE}/production/tachikoma-native.")
+        f"../../../../../crates/tachikoma-native/dist/{TRIPLE}/production/tachikoma-native."
+    )
 
 
 def test_nothing_changed_means_nothing_runs(app: App) -> None:
@@ -153,9 +172,11 @@ def test_switching_modes_back_and_forth_runs_and_restores_nothing(app: App) -> N
 def test_verify_rejects_an_artifact_of_another_mode_by_name(app: App) -> None:
     # Development's page, module and CLI copied where production's belong.
     native = f"crates/tachikoma-native/dist/{TRIPLE}/{{}}/tachikoma-native.linux-x64-gnu.node"
-    swaps = [("web/dist/{}/index.html", "development", "production"),
-             (native, "development", "production"),
-             (f"target/{TRIPLE}/{{}}/tachikoma", "debug", "release")]
+    swaps = [
+        ("web/dist/{}/index.html", "development", "production"),
+        (native, "development", "production"),
+        (f"target/{TRIPLE}/{{}}/tachikoma", "debug", "release"),
+    ]
     saved: dict[Path, bytes] = {}
     try:
         for pattern, dev, prod in swaps:

@@ -27,8 +27,10 @@ from test_e2e import ROOT, TRIPLE, _env
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e"), pytest.mark.timeout(1800)]
 
 STATE = Path(".buildlib/watch") / f"development-{TRIPLE}.json"
-NATIVE = Path(f"crates/tachikoma-native/dist/{TRIPLE}/development") / \
-    "tachikoma-native.linux-x64-gnu.node"
+NATIVE = (
+    Path(f"crates/tachikoma-native/dist/{TRIPLE}/development")
+    / "tachikoma-native.linux-x64-gnu.node"
+)
 CLI = Path(f"target/{TRIPLE}/debug/tachikoma")
 MAIN = Path(f"electron/dist/{TRIPLE}/development/main/index.js")
 
@@ -56,9 +58,14 @@ class Dev:
         (root / STATE).unlink(missing_ok=True)  # a killed watch leaves its last one
         with log.open("wb") as out:
             self.proc = subprocess.Popen(
-                ["nox", "-s", "dev"], cwd=root, stdin=subprocess.DEVNULL, stdout=out,
-                stderr=subprocess.STDOUT, start_new_session=True,
-                env={**env, "DEV_TEST_MARKER": self.marker})
+                ["nox", "-s", "dev"],
+                cwd=root,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env={**env, "DEV_TEST_MARKER": self.marker},
+            )
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
@@ -83,9 +90,17 @@ class Dev:
     def idle(self, number: int, timeout: float) -> dict[str, Any]:
         """The state once rebuild `number` (0: the first build) is done and nothing waits."""
         found: dict[str, Any] = self.wait(
-            lambda s: s if s["state"] == "watching" and not s["queued"]
-            and s["last_rebuild"] is not None and s["last_rebuild"]["number"] >= number
-            else None, f"rebuild #{number}", timeout)
+            lambda s: (
+                s
+                if s["state"] == "watching"
+                and not s["queued"]
+                and s["last_rebuild"] is not None
+                and s["last_rebuild"]["number"] >= number
+                else None
+            ),
+            f"rebuild #{number}",
+            timeout,
+        )
         return found
 
     def service(self, name: str) -> dict[str, Any]:
@@ -138,7 +153,8 @@ def get(url: str) -> str:
 
 
 def test_nox_dev_serves_the_page_rebuilds_the_native_module_and_ctrl_c_leaves_nothing(
-        dev: Dev) -> None:
+    dev: Dev,
+) -> None:
     root = dev.root
     first = dev.idle(0, timeout=1500)  # up to date when test_e2e.py built it, else cold
     assert first["last_rebuild"]["ok"], dev.output()[-6000:]
@@ -159,13 +175,15 @@ def test_nox_dev_serves_the_page_rebuilds_the_native_module_and_ctrl_c_leaves_no
         lib.write_text(saved)  # after the watch stopped: restoring it is no rebuild
 
 
-def _edit_stop_and_check(dev: Dev, lib: Path, saved: str, probe: str, cli_before: bytes,
-                         url: str) -> None:
+def _edit_stop_and_check(
+    dev: Dev, lib: Path, saved: str, probe: str, cli_before: bytes, url: str
+) -> None:
     """The edit, what it rebuilt, then Ctrl-C; `lib` is restored after this returns."""
     root = dev.root
     vite_pid = dev.service("web-dev")["pid"]
-    lib.write_text(saved + f'\n#[napi]\npub fn dev_probe() -> String {{\n'
-                   f'    "{probe}".to_owned()\n}}\n')
+    lib.write_text(
+        saved + f'\n#[napi]\npub fn dev_probe() -> String {{\n    "{probe}".to_owned()\n}}\n'
+    )
     edited = time.monotonic()
     node = root / NATIVE
     deadline = edited + 600
@@ -175,15 +193,18 @@ def _edit_stop_and_check(dev: Dev, lib: Path, saved: str, probe: str, cli_before
     to_node = time.monotonic() - edited
     rebuilt = dev.idle(1, timeout=600)["last_rebuild"]
     to_idle = time.monotonic() - edited
-    print(f"\nlib.rs edit -> rebuilt .node on disk: {to_node:.2f}s; rebuild #1 done: "
-          f"{to_idle:.2f}s (its own count {rebuilt['seconds']:.2f}s), ran {rebuilt['ran']}")
+    print(
+        f"\nlib.rs edit -> rebuilt .node on disk: {to_node:.2f}s; rebuild #1 done: "
+        f"{to_idle:.2f}s (its own count {rebuilt['seconds']:.2f}s), ran {rebuilt['ran']}"
+    )
     assert rebuilt["number"] == 1 and rebuilt["ok"], rebuilt
     assert rebuilt["changed"] == ["crates/tachikoma-native/src/lib.rs"]
     # native-module and its dependent electron-build; rust-check and rust-build declare
     # lib.rs too (cargo checks every member's target roots, build.toml), and find
     # nothing to compile: the CLI comes out byte for byte as it was. No web step runs.
-    assert set(rebuilt["ran"]) == {"rust-check", "rust-build", "native-module",
-                                   "electron-build"}, rebuilt
+    assert set(rebuilt["ran"]) == {"rust-check", "rust-build", "native-module", "electron-build"}, (
+        rebuilt
+    )
     assert (root / CLI).read_bytes() == cli_before
     assert "devProbe" in (root / "crates/tachikoma-native/index.d.ts").read_text()
     assert dev.service("web-dev")["pid"] == vite_pid  # Vite is not restarted for it
@@ -197,7 +218,6 @@ def _edit_stop_and_check(dev: Dev, lib: Path, saved: str, probe: str, cli_before
     os.killpg(dev.proc.pid, signal.SIGINT)  # Ctrl-C in the terminal: the whole group
     assert dev.proc.wait(timeout=60) == 130, dev.output()[-3000:]
     assert "watch: stopped (SIGINT)" in dev.output()
-    assert dev.processes() == [], [Path(f"/proc/{p}/cmdline").read_bytes()
-                                   for p in dev.processes()]
+    assert dev.processes() == [], [Path(f"/proc/{p}/cmdline").read_bytes() for p in dev.processes()]
     with pytest.raises(OSError):
         get(url)  # nothing listens there any more

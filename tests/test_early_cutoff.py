@@ -13,19 +13,26 @@ from pathlib import Path
 
 from helpers import PY_TOML, Workspace, make_workspace, ok
 
-STRIP = ("import pathlib; lines = pathlib.Path('src/a.txt').read_text().splitlines(); "
-         "p = pathlib.Path('out'); p.mkdir(exist_ok=True); "
-         "(p / 'code.txt').write_text(''.join(l + '\\n' for l in lines if not l.startswith('#'))); "
-         "open('runs.log', 'a').write('strip\\n')")
-USE = ("import pathlib; t = pathlib.Path('out/code.txt').read_text(); "
-       "pathlib.Path('out/used.txt').write_text(t.upper()); open('runs.log', 'a').write('use\\n')")
-CHECK = "import pathlib; pathlib.Path('src/a.txt').read_text(); open('runs.log', 'a').write('check\\n')"
+STRIP = (
+    "import pathlib; lines = pathlib.Path('src/a.txt').read_text().splitlines(); "
+    "p = pathlib.Path('out'); p.mkdir(exist_ok=True); "
+    "(p / 'code.txt').write_text(''.join(l + '\\n' for l in lines if not l.startswith('#'))); "
+    "open('runs.log', 'a').write('strip\\n')"
+)
+USE = (
+    "import pathlib; t = pathlib.Path('out/code.txt').read_text(); "
+    "pathlib.Path('out/used.txt').write_text(t.upper()); open('runs.log', 'a').write('use\\n')"
+)
+CHECK = (
+    "import pathlib; pathlib.Path('src/a.txt').read_text(); open('runs.log', 'a').write('check\\n')"
+)
 
 
 def workspace(tmp_path: Path) -> Workspace:
     ws = make_workspace(tmp_path)
     (ws.root / "src/a.txt").write_text("# a comment\ncode\n")
-    (ws.root / "build.toml").write_text(textwrap.dedent(f"""
+    (ws.root / "build.toml").write_text(
+        textwrap.dedent(f"""
         [modes.development]
 
         [[step]]
@@ -44,7 +51,8 @@ def workspace(tmp_path: Path) -> Workspace:
         command = [{PY_TOML}, "-c", {json.dumps(USE)}]
         depends_on = ["strip", "check"]
         outputs = ["out/used.txt"]
-        """))
+        """)
+    )
     ok(ws.build())
     return ws
 
@@ -57,8 +65,10 @@ def test_a_comment_edit_rebuilds_the_dependency_and_nothing_after_it(tmp_path: P
     assert ws.ran() == ["check", "strip"]
     assert ws.outcomes()["use"] == "cached"
     why = proc.stdout.split("why steps ran:")[1]
-    assert "use: up to date (cached): dependency strip rebuilt, outputs unchanged; " \
-           "dependency check rebuilt, outputs unchanged" in why
+    assert (
+        "use: up to date (cached): dependency strip rebuilt, outputs unchanged; "
+        "dependency check rebuilt, outputs unchanged" in why
+    )
 
 
 def test_a_real_change_reaches_the_dependents_and_explain_names_it(tmp_path: Path) -> None:

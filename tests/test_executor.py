@@ -17,16 +17,33 @@ from buildlib.workspace.manifest import load_manifest
 from buildlib.workspace.targets import get_target, host_triple
 
 
-def run(root: Path, steps: str, *, jobs: int, keep_going: bool = False,
-        estimates: dict[str, float] | None = None) -> tuple[BuildRecord, RecordingReporter]:
+def run(
+    root: Path,
+    steps: str,
+    *,
+    jobs: int,
+    keep_going: bool = False,
+    estimates: dict[str, float] | None = None,
+) -> tuple[BuildRecord, RecordingReporter]:
     manifest = load_manifest(write_manifest(root, steps))
-    plan = build_plan(manifest, mode="development", target=get_target(host_triple()),
-                      environ=os.environ, estimates=estimates)
+    plan = build_plan(
+        manifest,
+        mode="development",
+        target=get_target(host_triple()),
+        environ=os.environ,
+        estimates=estimates,
+    )
     reporter = RecordingReporter()
-    options = ExecOptions(jobs=jobs, keep_going=keep_going, log_dir=root / "logs",
-                          retry_base_delay=0.05)
-    record = Executor(plan, reporter=reporter, options=options, gate=AlwaysRun(plan.root),
-                      environ={**os.environ, "PWD": str(root)}).run()
+    options = ExecOptions(
+        jobs=jobs, keep_going=keep_going, log_dir=root / "logs", retry_base_delay=0.05
+    )
+    record = Executor(
+        plan,
+        reporter=reporter,
+        options=options,
+        gate=AlwaysRun(plan.root),
+        environ={**os.environ, "PWD": str(root)},
+    ).run()
     return record, reporter
 
 
@@ -35,8 +52,10 @@ def outcomes(record: BuildRecord) -> dict[str, Outcome]:
 
 
 def max_overlap(times: dict[str, tuple[float, float]]) -> int:
-    points = sorted([(s, 1) for s, _ in times.values()] + [(e, -1) for _, e in times.values()],
-                    key=lambda p: (p[0], p[1]))
+    points = sorted(
+        [(s, 1) for s, _ in times.values()] + [(e, -1) for _, e in times.values()],
+        key=lambda p: (p[0], p[1]),
+    )
     running = best = 0
     for _, delta in points:
         running += delta
@@ -45,8 +64,12 @@ def max_overlap(times: dict[str, tuple[float, float]]) -> int:
 
 
 def test_a_step_never_starts_before_its_dependencies_end(tmp_path: Path) -> None:
-    steps = (sleep_step("a", 0.3) + sleep_step("b", 0.1, deps=["a"]) + sleep_step("c", 0.2)
-             + sleep_step("d", 0.1, deps=["b", "c"]))
+    steps = (
+        sleep_step("a", 0.3)
+        + sleep_step("b", 0.1, deps=["a"])
+        + sleep_step("c", 0.2)
+        + sleep_step("d", 0.1, deps=["b", "c"])
+    )
     record, _ = run(tmp_path, steps, jobs=4)
     assert record.exit_code == 0
     times = read_times(tmp_path)
@@ -72,8 +95,12 @@ def test_never_more_than_n_at_once(tmp_path: Path) -> None:
 def test_longest_remaining_critical_path_starts_first(tmp_path: Path) -> None:
     # At -j 1 with three ready roots, the one heading the longest chain must go first,
     # even though it is declared last.
-    steps = (sleep_step("short", 0.05) + sleep_step("medium", 0.05)
-             + sleep_step("long", 0.05) + sleep_step("long-tail", 0.05, deps=["long"]))
+    steps = (
+        sleep_step("short", 0.05)
+        + sleep_step("medium", 0.05)
+        + sleep_step("long", 0.05)
+        + sleep_step("long-tail", 0.05, deps=["long"])
+    )
     estimates = {"short": 1.0, "medium": 2.0, "long": 2.0, "long-tail": 5.0}
     record, _ = run(tmp_path, steps, jobs=1, estimates=estimates)
     order = sorted(read_times(tmp_path).items(), key=lambda kv: kv[1][0])
@@ -83,16 +110,23 @@ def test_longest_remaining_critical_path_starts_first(tmp_path: Path) -> None:
 
 def test_a_step_starts_when_its_own_dependencies_are_done_not_a_level(tmp_path: Path) -> None:
     # "quick-child" depends only on "quick"; it must not wait for the slow sibling "slow".
-    steps = sleep_step("quick", 0.1) + sleep_step("slow", 1.5) + sleep_step(
-        "quick-child", 0.1, deps=["quick"])
+    steps = (
+        sleep_step("quick", 0.1)
+        + sleep_step("slow", 1.5)
+        + sleep_step("quick-child", 0.1, deps=["quick"])
+    )
     run(tmp_path, steps, jobs=3)
     times = read_times(tmp_path)
     assert times["quick-child"][1] < times["slow"][1]
 
 
 def test_fail_fast_stops_running_steps_and_starts_nothing_new(tmp_path: Path) -> None:
-    steps = (sleep_step("bad", 0.2, code=3) + sleep_step("long", 30)
-             + sleep_step("after", 0.1, deps=["long"]) + sleep_step("later", 0.1))
+    steps = (
+        sleep_step("bad", 0.2, code=3)
+        + sleep_step("long", 30)
+        + sleep_step("after", 0.1, deps=["long"])
+        + sleep_step("later", 0.1)
+    )
     record, _ = run(tmp_path, steps, jobs=2)
     result = outcomes(record)
     assert record.exit_code == 1
@@ -105,16 +139,24 @@ def test_fail_fast_stops_running_steps_and_starts_nothing_new(tmp_path: Path) ->
     assert bad.exit_code == 3
 
 
-def test_keep_going_builds_everything_independent_and_reports_all_failures(
-        tmp_path: Path) -> None:
-    steps = (sleep_step("bad1", 0.1, code=1) + sleep_step("bad2", 0.1, code=2)
-             + sleep_step("child", 0.1, deps=["bad1"]) + sleep_step("ok", 0.3)
-             + sleep_step("ok-child", 0.1, deps=["ok"]))
+def test_keep_going_builds_everything_independent_and_reports_all_failures(tmp_path: Path) -> None:
+    steps = (
+        sleep_step("bad1", 0.1, code=1)
+        + sleep_step("bad2", 0.1, code=2)
+        + sleep_step("child", 0.1, deps=["bad1"])
+        + sleep_step("ok", 0.3)
+        + sleep_step("ok-child", 0.1, deps=["ok"])
+    )
     record, _ = run(tmp_path, steps, jobs=2, keep_going=True)
     result = outcomes(record)
     assert record.exit_code == 1
-    assert result == {"bad1": Outcome.FAILED, "bad2": Outcome.FAILED, "child": Outcome.SKIPPED,
-                      "ok": Outcome.BUILT, "ok-child": Outcome.BUILT}
+    assert result == {
+        "bad1": Outcome.FAILED,
+        "bad2": Outcome.FAILED,
+        "child": Outcome.SKIPPED,
+        "ok": Outcome.BUILT,
+        "ok-child": Outcome.BUILT,
+    }
 
 
 def test_failed_step_log_tail_is_reported(tmp_path: Path) -> None:
@@ -185,18 +227,28 @@ def test_a_bug_while_settling_a_step_ends_the_build_and_stops_the_rest(tmp_path:
     steps = f"""
         [[step]]
         name = "a"
-        command = ["sh", "-c", "while [ ! -s {tmp_path / 'slow.pid'} ]; do sleep 0.01; done"]
+        command = ["sh", "-c", "while [ ! -s {tmp_path / "slow.pid"} ]; do sleep 0.01; done"]
 
         [[step]]
         name = "slow"
-        command = ["sh", "-c", "echo $$ > {tmp_path / 'slow.pid'}; exec sleep 60"]
+        command = ["sh", "-c", "echo $$ > {tmp_path / "slow.pid"}; exec sleep 60"]
     """
     manifest = load_manifest(write_manifest(tmp_path, steps))
-    plan = build_plan(manifest, mode="development", target=get_target(host_triple()),
-                      environ=os.environ, estimates={"slow": 60.0})
+    plan = build_plan(
+        manifest,
+        mode="development",
+        target=get_target(host_triple()),
+        environ=os.environ,
+        estimates={"slow": 60.0},
+    )
     options = ExecOptions(jobs=2, log_dir=tmp_path / "logs", grace=1.0)
-    executor = Executor(plan, reporter=BrokenReporter(), options=options, gate=AlwaysRun(plan.root),
-                        environ=dict(os.environ))
+    executor = Executor(
+        plan,
+        reporter=BrokenReporter(),
+        options=options,
+        gate=AlwaysRun(plan.root),
+        environ=dict(os.environ),
+    )
     with pytest.raises(RuntimeError, match="reporter bug"):
         executor.run()
     pid = int((tmp_path / "slow.pid").read_text())

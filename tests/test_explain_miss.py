@@ -48,12 +48,23 @@ def nginx(tmp_path: Path) -> Iterator[Nginx]:
 
 def buildlib(ws: Workspace, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     """`python -m buildlib ARGS` in the workspace, with its cache and tools, as ws.build."""
-    full_env = {k: v for k, v in os.environ.items()
-                if not k.startswith(("GITHUB_", "BUILDLIB_"))}
-    full_env.update({"PYTHONPATH": str(ROOT), "BUILDLIB_CACHE_DIR": str(ws.cache),
-                     "PATH": f"{ws.bin_dir}{os.pathsep}{os.environ['PATH']}", **env})
-    return subprocess.run([sys.executable, "-m", "buildlib", *args], cwd=ws.root, env=full_env,
-                          capture_output=True, text=True, timeout=120)
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "BUILDLIB_"))}
+    full_env.update(
+        {
+            "PYTHONPATH": str(ROOT),
+            "BUILDLIB_CACHE_DIR": str(ws.cache),
+            "PATH": f"{ws.bin_dir}{os.pathsep}{os.environ['PATH']}",
+            **env,
+        }
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "buildlib", *args],
+        cwd=ws.root,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def explain(ws: Workspace, step: str, *args: str, **env: str) -> list[str]:
@@ -74,9 +85,9 @@ def test_a_changed_tool_version_names_both_versions(tmp_path: Path) -> None:
     # pack depends on gen, whose outputs cannot be known before it runs again
     assert explain(ws, "pack") == [
         "dependency gen runs first (its own fingerprint differs): its outputs are unknown "
-        "until then; `buildlib explain-miss gen` says why"]
-    assert explain(ws, "other") == ["the same fingerprint: a build restores this entry "
-                                    "(no miss)"]
+        "until then; `buildlib explain-miss gen` says why"
+    ]
+    assert explain(ws, "other") == ["the same fingerprint: a build restores this entry (no miss)"]
 
 
 def test_a_changed_env_value_is_named_and_its_value_is_never_written(tmp_path: Path) -> None:
@@ -90,8 +101,11 @@ def test_a_changed_env_value_is_named_and_its_value_is_never_written(tmp_path: P
     assert explain(ws, "secretive") == ["env API_TOKEN differs (unset here)"]
     proc = ws.build("--explain", API_TOKEN=second)
     ok(proc)
-    for text in (proc.stdout + proc.stderr, *_all_text(ws.root / ".buildlib"),
-                 *_all_text(ws.cache)):
+    for text in (
+        proc.stdout + proc.stderr,
+        *_all_text(ws.root / ".buildlib"),
+        *_all_text(ws.cache),
+    ):
         assert first not in text and second not in text
     report = ws.report_step("secretive")["fingerprint_components"]
     assert report["env:API_TOKEN"].startswith("sha256:")
@@ -109,8 +123,11 @@ def test_changed_added_and_removed_files_are_each_named(tmp_path: Path) -> None:
     (ws.root / "src/a.txt").write_text("ALPHA, edited\n")
     (ws.root / "src/b.txt").unlink()
     (ws.root / "src/c.txt").write_text("new\n")
-    assert explain(ws, "gen") == ["file src/a.txt differs", "file src/c.txt only here",
-                                  "file src/b.txt only in the entry"]
+    assert explain(ws, "gen") == [
+        "file src/a.txt differs",
+        "file src/c.txt only here",
+        "file src/b.txt only in the entry",
+    ]
 
 
 def test_a_changed_argument_is_named_by_its_position(tmp_path: Path) -> None:
@@ -121,8 +138,7 @@ def test_a_changed_argument_is_named_by_its_position(tmp_path: Path) -> None:
     manifest.write_text(manifest.read_text().replace('"--level", "1"', '"--level", "2"'))
     assert explain(ws, "flags") == ["argv differs at position 4: '2' here, '1' in the entry"]
     manifest.write_text(manifest.read_text().replace('"--level", "2"', '"--level"'))
-    assert explain(ws, "flags") == ["argv differs at position 4: 4 arguments here, 5 in "
-                                    "the entry"]
+    assert explain(ws, "flags") == ["argv differs at position 4: 4 arguments here, 5 in the entry"]
 
 
 def test_a_dependency_with_other_outputs_is_named_and_not_its_files(tmp_path: Path) -> None:
@@ -142,15 +158,17 @@ def test_explain_on_a_miss_names_what_differs_from_the_cache_entry(tmp_path: Pat
         (second.root / name).write_bytes((first.root / name).read_bytes())
     (second.root / "src/b.txt").write_text("beta, but another one\n")
     key = first.report_step("other")["fingerprint"][:12]
-    line = (f"the local cache's newest entry for other ({key}) differs: env GREETING differs")
+    line = f"the local cache's newest entry for other ({key}) differs: env GREETING differs"
     dry = second.build("--dry-run", "--explain", GREETING="bonjour")
     ok(dry)
     assert line in dry.stdout
     proc = second.build("--explain", GREETING="bonjour")
     ok(proc)
     why = proc.stdout.split("why steps ran:")[1]
-    assert (f"other: no earlier result; the local cache's newest entry for other ({key}) "
-            "differs: env GREETING differs") in why
+    assert (
+        f"other: no earlier result; the local cache's newest entry for other ({key}) "
+        "differs: env GREETING differs"
+    ) in why
     assert "gen: no earlier result; the local cache's newest entry for gen" in why
     assert "differs: file src/b.txt differs\n" in why
     assert second.outcomes()["pack"] == "built"  # gen's outputs differ: so do pack's inputs
@@ -163,7 +181,8 @@ def test_explain_on_a_miss_names_what_differs_from_the_cache_entry(tmp_path: Pat
 
 
 def test_the_second_clone_reads_the_entry_the_first_put_on_the_remote(
-        tmp_path: Path, nginx: Nginx) -> None:
+    tmp_path: Path, nginx: Nginx
+) -> None:
     ci = make_workspace(tmp_path / "ci", "repo", cache="cache")
     ok(ci.build("--remote-cache", nginx.url, GREETING="hello"))
     pointer = pointer_name("gen", "development", TARGET)
@@ -176,16 +195,19 @@ def test_the_second_clone_reads_the_entry_the_first_put_on_the_remote(
     assert "remote cache, stored " in proc.stdout.splitlines()[1]
     assert not (dev.cache / "ac").exists()  # read, not restored
     assert explain(dev, "other", "--remote-cache", nginx.url, GREETING="bonjour") == [
-        "env GREETING differs"]
+        "env GREETING differs"
+    ]
     # Without the remote, this clone's cache has nothing to compare with.
     proc = buildlib(dev, "explain-miss", "gen")
     assert proc.returncode == 1
     assert "no entry for this step, mode and target in the local cache" in proc.stdout
     proc = dev.build("--explain", "--remote-cache", nginx.url, GREETING="hello")
     ok(proc)
-    assert ("gen: no earlier result; the remote cache's newest entry for gen "
-            f"({ci.report_step('gen')['fingerprint'][:12]}) differs: tool fake: fake-tool 2.0 "
-            "here, fake-tool 1.0 in the entry") in proc.stdout
+    assert (
+        "gen: no earlier result; the remote cache's newest entry for gen "
+        f"({ci.report_step('gen')['fingerprint'][:12]}) differs: tool fake: fake-tool 2.0 "
+        "here, fake-tool 1.0 in the entry"
+    ) in proc.stdout
     assert dev.outcomes()["other"] == "restored"
 
 
@@ -233,9 +255,12 @@ def test_diff_names_per_step_what_differs_between_two_reports(tmp_path: Path) ->
     assert "hello" not in proc.stdout and "bonjour" not in proc.stdout
     same = buildlib(laptop, "diff", str(a), str(a), "--all")
     ok(same)
-    assert same.stdout.splitlines()[2:] == ["gen: same fingerprint", "pack: same fingerprint",
-                                            "other: same fingerprint",
-                                            "no step's fingerprint differs"]
+    assert same.stdout.splitlines()[2:] == [
+        "gen: same fingerprint",
+        "pack: same fingerprint",
+        "other: same fingerprint",
+        "no step's fingerprint differs",
+    ]
 
 
 def test_bad_input_gets_a_clear_error_not_a_traceback(tmp_path: Path) -> None:
@@ -247,11 +272,11 @@ def test_bad_input_gets_a_clear_error_not_a_traceback(tmp_path: Path) -> None:
     other.write_text(json.dumps({"schema_version": 1, "steps": [{"outcome": "built"}]}))
     report = ws.root / ".buildlib/reports/latest.json"
     for args, message, code in (
-            (("diff", str(broken), str(report)), f"{broken}: not valid JSON", 2),
-            (("diff", str(report), str(tmp_path / "missing.json")), "missing.json: cannot read",
-             2),
-            (("diff", str(other), str(report)), f"{other}: steps[0] has no name", 2),
-            (("explain-miss", "nope"), "explain-miss: unknown step 'nope'", 1)):
+        (("diff", str(broken), str(report)), f"{broken}: not valid JSON", 2),
+        (("diff", str(report), str(tmp_path / "missing.json")), "missing.json: cannot read", 2),
+        (("diff", str(other), str(report)), f"{other}: steps[0] has no name", 2),
+        (("explain-miss", "nope"), "explain-miss: unknown step 'nope'", 1),
+    ):
         proc = buildlib(ws, *args)
         assert proc.returncode == code, proc.stdout + proc.stderr
         assert message in proc.stderr and "Traceback" not in proc.stderr

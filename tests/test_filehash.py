@@ -44,52 +44,82 @@ def sha(data: bytes) -> str:
 @pytest.fixture
 def tree(tmp_path: Path) -> Path:
     root = tmp_path / "ws"
-    for rel in ("a.txt", "b.toml", ".hidden", "src/x.py", "src/y.py", "src/sub/z.py",
-                "src/sub/notes.md", "docs/guide.md", "web/src/App.svelte",
-                "web/node_modules/pkg/index.js", "node_modules/top.js", "target/debug/app",
-                "crates/a/target/debug/lib.rlib", "web/dist/index.html",
-                "src/__pycache__/x.cpython-311.pyc", ".git/HEAD", ".nox/s/bin/python",
-                ".buildlib/state.json"):
+    for rel in (
+        "a.txt",
+        "b.toml",
+        ".hidden",
+        "src/x.py",
+        "src/y.py",
+        "src/sub/z.py",
+        "src/sub/notes.md",
+        "docs/guide.md",
+        "web/src/App.svelte",
+        "web/node_modules/pkg/index.js",
+        "node_modules/top.js",
+        "target/debug/app",
+        "crates/a/target/debug/lib.rlib",
+        "web/dist/index.html",
+        "src/__pycache__/x.cpython-311.pyc",
+        ".git/HEAD",
+        ".nox/s/bin/python",
+        ".buildlib/state.json",
+    ):
         write(root, rel, rel)
     return root
 
 
 # -- globbing --------------------------------------------------------------------------------
 
-NOT_EXCLUDED = [".hidden", "a.txt", "b.toml", "docs/guide.md", "src/sub/notes.md",
-                "src/sub/z.py", "src/x.py", "src/y.py", "web/src/App.svelte"]
+NOT_EXCLUDED = [
+    ".hidden",
+    "a.txt",
+    "b.toml",
+    "docs/guide.md",
+    "src/sub/notes.md",
+    "src/sub/z.py",
+    "src/x.py",
+    "src/y.py",
+    "web/src/App.svelte",
+]
 
 
-@pytest.mark.parametrize(("patterns", "exclude", "expected"), [
-    (["**"], [], NOT_EXCLUDED),
-    (["."], [], NOT_EXCLUDED),
-    (["src/**/*.py"], [], ["src/sub/z.py", "src/x.py", "src/y.py"]),
-    (["src"], [], ["src/sub/notes.md", "src/sub/z.py", "src/x.py", "src/y.py"]),
-    (["src/"], ["**/*.md"], ["src/sub/z.py", "src/x.py", "src/y.py"]),
-    (["*.txt"], [], ["a.txt"]),
-    (["*"], [], NOT_EXCLUDED),  # a matched directory means everything under it
-    (["src/?.py"], [], ["src/x.py", "src/y.py"]),
-    (["src/[x].py", "src/[!x].py"], [], ["src/x.py", "src/y.py"]),
-    (["./src/sub/z.py", "b.toml", "missing.txt"], [], ["b.toml", "src/sub/z.py"]),
-    (["**/*.md"], ["docs"], ["src/sub/notes.md"]),
-    (["src/**", "src/x.py"], ["src/sub/**"], ["src/x.py", "src/y.py"]),
-    (["**/App.svelte"], [], ["web/src/App.svelte"]),
-    ([], [], []),
-])
-def test_expand_globs(tree: Path, patterns: list[str], exclude: list[str],
-                      expected: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("patterns", "exclude", "expected"),
+    [
+        (["**"], [], NOT_EXCLUDED),
+        (["."], [], NOT_EXCLUDED),
+        (["src/**/*.py"], [], ["src/sub/z.py", "src/x.py", "src/y.py"]),
+        (["src"], [], ["src/sub/notes.md", "src/sub/z.py", "src/x.py", "src/y.py"]),
+        (["src/"], ["**/*.md"], ["src/sub/z.py", "src/x.py", "src/y.py"]),
+        (["*.txt"], [], ["a.txt"]),
+        (["*"], [], NOT_EXCLUDED),  # a matched directory means everything under it
+        (["src/?.py"], [], ["src/x.py", "src/y.py"]),
+        (["src/[x].py", "src/[!x].py"], [], ["src/x.py", "src/y.py"]),
+        (["./src/sub/z.py", "b.toml", "missing.txt"], [], ["b.toml", "src/sub/z.py"]),
+        (["**/*.md"], ["docs"], ["src/sub/notes.md"]),
+        (["src/**", "src/x.py"], ["src/sub/**"], ["src/x.py", "src/y.py"]),
+        (["**/App.svelte"], [], ["web/src/App.svelte"]),
+        ([], [], []),
+    ],
+)
+def test_expand_globs(
+    tree: Path, patterns: list[str], exclude: list[str], expected: list[str]
+) -> None:
     assert FileHasher(tree).expand(patterns, [*exclude, *DEFAULT_EXCLUDES]) == sorted(expected)
 
 
-@pytest.mark.parametrize(("pattern", "expected"), [
-    ("c/[a-c].txt", ["c/a.txt", "c/b.txt"]),
-    ("c/[!a-c].txt", ["c/-.txt", "c/[.txt", "c/].txt", "c/^.txt"]),
-    ("c/[]].txt", ["c/].txt"]),
-    ("c/[--].txt", ["c/-.txt"]),  # '-' alone, never a set operation
-    ("c/[^a]*.txt", ["c/-.txt", "c/[.txt", "c/].txt", "c/^.txt", "c/b.txt"]),  # '^' is '!'
-    ("c/[.txt", ["c/[.txt"]),  # an unclosed '[' is literal
-    ("c/*.t?t", ["c/-.txt", "c/[.txt", "c/].txt", "c/^.txt", "c/a.txt", "c/b.txt"]),
-])
+@pytest.mark.parametrize(
+    ("pattern", "expected"),
+    [
+        ("c/[a-c].txt", ["c/a.txt", "c/b.txt"]),
+        ("c/[!a-c].txt", ["c/-.txt", "c/[.txt", "c/].txt", "c/^.txt"]),
+        ("c/[]].txt", ["c/].txt"]),
+        ("c/[--].txt", ["c/-.txt"]),  # '-' alone, never a set operation
+        ("c/[^a]*.txt", ["c/-.txt", "c/[.txt", "c/].txt", "c/^.txt", "c/b.txt"]),  # '^' is '!'
+        ("c/[.txt", ["c/[.txt"]),  # an unclosed '[' is literal
+        ("c/*.t?t", ["c/-.txt", "c/[.txt", "c/].txt", "c/^.txt", "c/a.txt", "c/b.txt"]),
+    ],
+)
 def test_character_classes(tmp_path: Path, pattern: str, expected: list[str]) -> None:
     for name in ("a.txt", "b.txt", "-.txt", "].txt", "^.txt", "[.txt"):
         write(tmp_path, f"c/{name}")
@@ -97,16 +127,26 @@ def test_character_classes(tmp_path: Path, pattern: str, expected: list[str]) ->
     assert FileHasher(tmp_path).expand([pattern]) == sorted(expected)
 
 
-@pytest.mark.parametrize("pattern", ["web/node_modules/**", "node_modules/top.js",
-                                     "target/**", "crates/a/target/debug/lib.rlib",
-                                     "**/*.pyc", ".git/HEAD", "**/dist/index.html"])
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        "web/node_modules/**",
+        "node_modules/top.js",
+        "target/**",
+        "crates/a/target/debug/lib.rlib",
+        "**/*.pyc",
+        ".git/HEAD",
+        "**/dist/index.html",
+    ],
+)
 def test_default_excludes_win_over_includes(tree: Path, pattern: str) -> None:
     assert FileHasher(tree).expand([pattern], DEFAULT_EXCLUDES) == []
 
 
 @pytest.mark.parametrize("c_walk", [True, False])
 def test_excluded_and_unmatched_directories_are_never_listed(
-        tree: Path, monkeypatch: pytest.MonkeyPatch, c_walk: bool) -> None:
+    tree: Path, monkeypatch: pytest.MonkeyPatch, c_walk: bool
+) -> None:
     for i in range(20):
         write(tree, f"web/node_modules/dep{i}/lib/deep/index.js")
     listed: list[str] = []
@@ -123,7 +163,10 @@ def test_excluded_and_unmatched_directories_are_never_listed(
         pytest.skip("_speedups is not built")
     hasher = FileHasher(tree)
     assert hasher.expand(["web/**", "src/*.py"], ["**/sub/**", *DEFAULT_EXCLUDES]) == [
-        "src/x.py", "src/y.py", "web/src/App.svelte"]
+        "src/x.py",
+        "src/y.py",
+        "web/src/App.svelte",
+    ]
     # Each glob is walked from its literal prefix: the root is never listed, only what the
     # globs can reach, and nothing excluded.
     assert hasher.counters.dirs_scanned == 3
@@ -138,13 +181,17 @@ def test_a_glob_is_walked_from_its_literal_prefix_only(tmp_path: Path) -> None:
         write(tmp_path, f"packages/p{i:02d}/src/a.js")
         write(tmp_path, f"packages/p{i:02d}/src/deep/b.js")
     hasher = FileHasher(tmp_path)
-    assert hasher.expand(["packages/p07/src/**"]) == ["packages/p07/src/a.js",
-                                                      "packages/p07/src/deep/b.js"]
+    assert hasher.expand(["packages/p07/src/**"]) == [
+        "packages/p07/src/a.js",
+        "packages/p07/src/deep/b.js",
+    ]
     assert hasher.counters.dirs_scanned <= 2  # src/ and src/deep/
-    assert hasher.expand(["packages/*/src/a.js"]) == [f"packages/p{i:02d}/src/a.js"
-                                                       for i in range(50)]
+    assert hasher.expand(["packages/*/src/a.js"]) == [
+        f"packages/p{i:02d}/src/a.js" for i in range(50)
+    ]
     assert hasher.expand(["packages/p07/src/a.js", "packages/p0/**"]) == [
-        "packages/p07/src/a.js"]  # a literal file, and a prefix that names nothing
+        "packages/p07/src/a.js"
+    ]  # a literal file, and a prefix that names nothing
 
 
 def test_a_symlink_on_the_literal_prefix_is_never_followed(tmp_path: Path) -> None:
@@ -172,8 +219,11 @@ def test_symlinks_are_listed_and_hashed_as_links(tree: Path) -> None:
     files = hasher.expand(["src/link.py", "linked-dir/**", "linked-dir", "dangling"])
     assert files == ["dangling", "linked-dir", "src/link.py"]  # the directory is not followed
     hashes = hasher.hash_files(files)
-    assert hashes == {"dangling": sha(b"nowhere"), "linked-dir": sha(b"src"),
-                      "src/link.py": sha(b"x.py")}
+    assert hashes == {
+        "dangling": sha(b"nowhere"),
+        "linked-dir": sha(b"src"),
+        "src/link.py": sha(b"x.py"),
+    }
 
 
 # -- hashing ---------------------------------------------------------------------------------
@@ -190,8 +240,11 @@ def test_hashes_are_sha256_of_content_small_and_large(tmp_path: Path) -> None:
     hasher = FileHasher(tmp_path, clock=future_clock)
     names = [f"big{i}.bin" for i in range(len(big))] + ["empty", "small", "adir", "gone"]
     result = hasher.hash_files(names)
-    assert result == {**{f"big{i}.bin": sha(d) for i, d in enumerate(big)},
-                      "empty": sha(b""), "small": sha(b"hello")}
+    assert result == {
+        **{f"big{i}.bin": sha(d) for i, d in enumerate(big)},
+        "empty": sha(b""),
+        "small": sha(b"hello"),
+    }
     assert hasher.counters.files_hashed == len(big) + 2
     assert hasher.counters.bytes_hashed == sum(map(len, big)) + 5
 
@@ -218,7 +271,8 @@ def test_edited_file_is_rehashed(tree: Path) -> None:
     hasher.hash_files(["a.txt", "b.toml"])
     write(tree, "a.txt", "a much longer content than before")
     assert hasher.hash_files(["a.txt", "b.toml"])["a.txt"] == sha(
-        b"a much longer content than before")
+        b"a much longer content than before"
+    )
     assert (hasher.counters.files_hashed, hasher.counters.files_reused) == (3, 1)
 
 
@@ -241,7 +295,10 @@ def test_same_size_edit_with_restored_mtime_is_seen_through_ctime(tmp_path: Path
     os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
     after = path.stat()
     assert (after.st_size, after.st_mtime_ns, after.st_ino) == (
-        before.st_size, before.st_mtime_ns, before.st_ino)
+        before.st_size,
+        before.st_mtime_ns,
+        before.st_ino,
+    )
     assert hasher.hash_files(["f.txt"]) == {"f.txt": sha(b"version-2")}
 
 
@@ -277,15 +334,19 @@ def test_cached_entry_is_not_trusted_while_its_file_looks_recent(tmp_path: Path)
     assert (recent.counters.files_hashed, recent.counters.files_reused) == (1, 0)
 
 
-@pytest.mark.parametrize("content", [
-    b"",
-    b"garbage",
-    filehash._MAGIC,
-    filehash._MAGIC + b"\0" * 16 + marshal.dumps({"a.txt": (1, 2, 3, 4, "0" * 64)}),
-    filehash._MAGIC + hashlib.blake2b(marshal.dumps([1]), digest_size=16).digest()
-    + marshal.dumps([1]),
-    filehash._MAGIC + hashlib.blake2b(b"\xff", digest_size=16).digest() + b"\xff",
-])
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"",
+        b"garbage",
+        filehash._MAGIC,
+        filehash._MAGIC + b"\0" * 16 + marshal.dumps({"a.txt": (1, 2, 3, 4, "0" * 64)}),
+        filehash._MAGIC
+        + hashlib.blake2b(marshal.dumps([1]), digest_size=16).digest()
+        + marshal.dumps([1]),
+        filehash._MAGIC + hashlib.blake2b(b"\xff", digest_size=16).digest() + b"\xff",
+    ],
+)
 def test_corrupt_cache_means_starting_empty(tree: Path, tmp_path: Path, content: bytes) -> None:
     cache = tmp_path / "filehash.bin"
     cache.write_bytes(content)
@@ -322,8 +383,9 @@ def test_concurrent_callers_agree(tree: Path) -> None:
     hasher = FileHasher(tree, clock=future_clock)
     files = hasher.expand(["many"])
     results: list[dict[str, str]] = []
-    threads = [threading.Thread(target=lambda: results.append(hasher.hash_files(files)))
-               for _ in range(4)]
+    threads = [
+        threading.Thread(target=lambda: results.append(hasher.hash_files(files))) for _ in range(4)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -336,11 +398,13 @@ def test_concurrent_callers_agree(tree: Path) -> None:
 def test_unreadable_file_is_a_clear_error(tmp_path: Path) -> None:
     path = write(tmp_path, "secret.txt", "s")
     path.chmod(0)
-    code = ("from buildlib.incremental.filehash import FileHasher, HashError\n"
-            "try:\n"
-            f"    FileHasher({str(tmp_path)!r}).hash_files(['secret.txt'])\n"
-            "except HashError as exc:\n"
-            "    print(exc.render())\n")
+    code = (
+        "from buildlib.incremental.filehash import FileHasher, HashError\n"
+        "try:\n"
+        f"    FileHasher({str(tmp_path)!r}).hash_files(['secret.txt'])\n"
+        "except HashError as exc:\n"
+        "    print(exc.render())\n"
+    )
     done = run_without_dac_override(code)  # as root too: setpriv drops DAC override
     assert done.returncode == 0, done.stderr
     assert re.search(r"cannot read .*secret\.txt.*\n  fix: .*exclude", done.stdout), done.stdout

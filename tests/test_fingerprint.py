@@ -34,22 +34,37 @@ def future_clock() -> int:
 
 def make_step(root: Path, **changes: Any) -> PlannedStep:
     fields: dict[str, Any] = {
-        "name": "web-build", "description": "Build the web front end", "group": "web",
-        "argv": ("npm", "run", "build"), "cwd": root / "web",
-        "env": {"NODE_ENV": "production"}, "env_inputs": ("VITE_API",),
-        "depends_on": ("svelte-check", "native"), "inputs": ("web/src/**", "web/package.json"),
-        "exclude": ("**/*.md",), "outputs": ("web/dist/**",), "tools": ("node", "npm"),
-        "retries": 0, "cacheable": True, "priority": 1.0, "estimate": 1.0,
+        "name": "web-build",
+        "description": "Build the web front end",
+        "group": "web",
+        "argv": ("npm", "run", "build"),
+        "cwd": root / "web",
+        "env": {"NODE_ENV": "production"},
+        "env_inputs": ("VITE_API",),
+        "depends_on": ("svelte-check", "native"),
+        "inputs": ("web/src/**", "web/package.json"),
+        "exclude": ("**/*.md",),
+        "outputs": ("web/dist/**",),
+        "tools": ("node", "npm"),
+        "retries": 0,
+        "cacheable": True,
+        "priority": 1.0,
+        "estimate": 1.0,
     }
     fields.update(changes)
     return PlannedStep(**fields)
 
 
 def workspace(root: Path) -> Path:
-    for rel, text in {"web/src/App.svelte": "<h1>hi</h1>", "web/src/main.ts": "mount()",
-                      "web/src/README.md": "docs", "web/package.json": "{}",
-                      "web/node_modules/svelte/index.js": "lib", "web/dist/index.html": "old",
-                      "crates/lib.rs": "fn x() {}"}.items():
+    for rel, text in {
+        "web/src/App.svelte": "<h1>hi</h1>",
+        "web/src/main.ts": "mount()",
+        "web/src/README.md": "docs",
+        "web/package.json": "{}",
+        "web/node_modules/svelte/index.js": "lib",
+        "web/dist/index.html": "old",
+        "crates/lib.rs": "fn x() {}",
+    }.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text(text)
     return root
@@ -71,16 +86,29 @@ DEFAULTS: dict[str, Any] = {
 
 def fingerprint(root: Path, step: PlannedStep | None = None, **changes: Any) -> Fingerprint:
     args = {**DEFAULTS, **changes}
-    return compute_fingerprint(step or make_step(root), root=root,
-                               hasher=FileHasher(root, clock=future_clock), **args)
+    return compute_fingerprint(
+        step or make_step(root), root=root, hasher=FileHasher(root, clock=future_clock), **args
+    )
 
 
 def test_components_are_named_and_complete(root: Path) -> None:
     fp = fingerprint(root)
     assert set(fp.components) == {
-        "argv", "cwd", "mode", "target", "outputs", "env:NODE_ENV", "env:VITE_API",
-        "tool:node", "tool:npm", "dep:svelte-check", "dep:native",
-        "file:web/src/App.svelte", "file:web/src/main.ts", "file:web/package.json"}
+        "argv",
+        "cwd",
+        "mode",
+        "target",
+        "outputs",
+        "env:NODE_ENV",
+        "env:VITE_API",
+        "tool:node",
+        "tool:npm",
+        "dep:svelte-check",
+        "dep:native",
+        "file:web/src/App.svelte",
+        "file:web/src/main.ts",
+        "file:web/package.json",
+    }
     assert fp.components["argv"] == json.dumps(["npm", "run", "build"])
     assert fp.components["cwd"] == "web"
     assert fp.components["tool:node"] == "v20.1.0"
@@ -114,9 +142,14 @@ def test_unrelated_and_excluded_changes_keep_the_digest(root: Path) -> None:
     (root / "web/node_modules/svelte/index.js").write_text("new lib")  # default exclude
     (root / "web/dist/index.html").write_text("new output")  # default exclude
     (root / "crates/lib.rs").write_text("fn y() {}")  # not an input
-    assert fingerprint(root, environ={**DEFAULTS["environ"], "UNRELATED": "2"},
-                       tool_versions={**DEFAULTS["tool_versions"], "cargo": "cargo 1.81"},
-                       ).digest == first.digest
+    assert (
+        fingerprint(
+            root,
+            environ={**DEFAULTS["environ"], "UNRELATED": "2"},
+            tool_versions={**DEFAULTS["tool_versions"], "cargo": "cargo 1.81"},
+        ).digest
+        == first.digest
+    )
 
 
 def edit(root: Path, rel: str, text: str | None) -> None:
@@ -128,41 +161,69 @@ def edit(root: Path, rel: str, text: str | None) -> None:
         path.write_text(text)
 
 
-@pytest.mark.parametrize(("change", "reasons"), [
-    ({"step": {"argv": ("npm", "run", "build", "--", "--minify")}}, ["command changed"]),
-    ({"step": {"cwd": "ROOT"}}, ["working directory changed"]),
-    ({"step": {"outputs": ("web/dist/**", "web/stats.json")}}, ["declared outputs changed"]),
-    ({"mode": "development"}, ["mode changed from production to development"]),
-    ({"target": "aarch64-apple-darwin"},
-     ["target changed from x86_64-unknown-linux-gnu to aarch64-apple-darwin"]),
-    ({"step": {"env": {"NODE_ENV": "development"}}}, ["environment variable NODE_ENV changed"]),
-    ({"environ": {"VITE_API": "https://staging.example"}},
-     ["environment variable VITE_API changed"]),
-    ({"environ": {}}, ["environment variable VITE_API changed"]),
-    ({"step": {"env_inputs": ("VITE_API", "CI")}}, ["environment variable CI is now an input"]),
-    ({"step": {"env": {}}}, ["environment variable NODE_ENV is no longer an input"]),
-    ({"tool_versions": {"node": "v20.2.0", "npm": "10.2.0"}},
-     ["tool version of node changed (v20.1.0 -> v20.2.0)"]),
-    ({"step": {"tools": ("node", "npm", "cargo")}}, ["tool cargo added to the step's tools"]),
-    ({"step": {"tools": ("node",)}}, ["tool npm removed from the step's tools"]),
-    ({"dep_fingerprints": {"svelte-check": "c" * 64, "native": "b" * 64}},
-     ["outputs of dependency svelte-check changed"]),
-    ({"step": {"depends_on": ("svelte-check", "native", "icons")},
-      "dep_fingerprints": {**DEFAULTS["dep_fingerprints"], "icons": "d" * 64}},
-     ["new dependency icons"]),
-    ({"step": {"depends_on": ("svelte-check",)}}, ["dependency native removed"]),
-    ({"files": {"web/src/App.svelte": "<h1>bye</h1>"}},
-     ["input file web/src/App.svelte changed"]),
-    ({"files": {"web/src/lib/Button.svelte": "<button/>"}},
-     ["input file web/src/lib/Button.svelte added"]),
-    ({"files": {"web/src/main.ts": None}}, ["input file web/src/main.ts removed"]),
-    ({"step": {"argv": ("vite", "build")}, "mode": "development",
-      "files": {"web/package.json": '{"a": 1}'}},
-     ["command changed", "mode changed from production to development",
-      "input file web/package.json changed"]),
-])
+@pytest.mark.parametrize(
+    ("change", "reasons"),
+    [
+        ({"step": {"argv": ("npm", "run", "build", "--", "--minify")}}, ["command changed"]),
+        ({"step": {"cwd": "ROOT"}}, ["working directory changed"]),
+        ({"step": {"outputs": ("web/dist/**", "web/stats.json")}}, ["declared outputs changed"]),
+        ({"mode": "development"}, ["mode changed from production to development"]),
+        (
+            {"target": "aarch64-apple-darwin"},
+            ["target changed from x86_64-unknown-linux-gnu to aarch64-apple-darwin"],
+        ),
+        ({"step": {"env": {"NODE_ENV": "development"}}}, ["environment variable NODE_ENV changed"]),
+        (
+            {"environ": {"VITE_API": "https://staging.example"}},
+            ["environment variable VITE_API changed"],
+        ),
+        ({"environ": {}}, ["environment variable VITE_API changed"]),
+        ({"step": {"env_inputs": ("VITE_API", "CI")}}, ["environment variable CI is now an input"]),
+        ({"step": {"env": {}}}, ["environment variable NODE_ENV is no longer an input"]),
+        (
+            {"tool_versions": {"node": "v20.2.0", "npm": "10.2.0"}},
+            ["tool version of node changed (v20.1.0 -> v20.2.0)"],
+        ),
+        ({"step": {"tools": ("node", "npm", "cargo")}}, ["tool cargo added to the step's tools"]),
+        ({"step": {"tools": ("node",)}}, ["tool npm removed from the step's tools"]),
+        (
+            {"dep_fingerprints": {"svelte-check": "c" * 64, "native": "b" * 64}},
+            ["outputs of dependency svelte-check changed"],
+        ),
+        (
+            {
+                "step": {"depends_on": ("svelte-check", "native", "icons")},
+                "dep_fingerprints": {**DEFAULTS["dep_fingerprints"], "icons": "d" * 64},
+            },
+            ["new dependency icons"],
+        ),
+        ({"step": {"depends_on": ("svelte-check",)}}, ["dependency native removed"]),
+        (
+            {"files": {"web/src/App.svelte": "<h1>bye</h1>"}},
+            ["input file web/src/App.svelte changed"],
+        ),
+        (
+            {"files": {"web/src/lib/Button.svelte": "<button/>"}},
+            ["input file web/src/lib/Button.svelte added"],
+        ),
+        ({"files": {"web/src/main.ts": None}}, ["input file web/src/main.ts removed"]),
+        (
+            {
+                "step": {"argv": ("vite", "build")},
+                "mode": "development",
+                "files": {"web/package.json": '{"a": 1}'},
+            },
+            [
+                "command changed",
+                "mode changed from production to development",
+                "input file web/package.json changed",
+            ],
+        ),
+    ],
+)
 def test_each_component_changes_the_digest_and_is_explained(
-        root: Path, change: dict[str, Any], reasons: list[str]) -> None:
+    root: Path, change: dict[str, Any], reasons: list[str]
+) -> None:
     before = fingerprint(root)
     step_changes = {k: (root if v == "ROOT" else v) for k, v in change.get("step", {}).items()}
     for rel, text in change.get("files", {}).items():
@@ -201,8 +262,11 @@ def test_explain_reads_components_stored_as_json(root: Path) -> None:
 
 
 def test_glob_leaving_the_workspace_names_the_step(root: Path) -> None:
-    with pytest.raises(UserError, match=r"step 'web-build', key 'inputs' or 'exclude': "
-                                        r"glob '../secrets/\*\*'"):
+    with pytest.raises(
+        UserError,
+        match=r"step 'web-build', key 'inputs' or 'exclude': "
+        r"glob '../secrets/\*\*'",
+    ):
         fingerprint(root, make_step(root, inputs=("../secrets/**",)))
 
 
@@ -220,7 +284,10 @@ def test_inputs_changed_while_running(root: Path) -> None:
     edit(root, "web/package.json", None)
     edit(root, "web/src/new.ts", "export {}")
     assert inputs_changed_since(hasher, step, fp) == [
-        "web/package.json", "web/src/App.svelte", "web/src/new.ts"]
+        "web/package.json",
+        "web/src/App.svelte",
+        "web/src/new.ts",
+    ]
 
 
 def test_an_input_rewritten_with_the_same_bytes_has_not_changed(root: Path) -> None:
@@ -239,8 +306,11 @@ def test_an_edit_after_the_stat_keys_are_taken_is_seen_even_if_hashed_later(root
     key that no longer matches, so the file is read again and compared (issue 11, #5)."""
     step = make_step(root)
     fp = fingerprint(root, step)
-    stale = Fingerprint(digest=fp.digest, components=fp.components, stat_keys={
-        rel: (key[0], key[1] - 1, key[2], key[3]) for rel, key in fp.stat_keys.items()})
+    stale = Fingerprint(
+        digest=fp.digest,
+        components=fp.components,
+        stat_keys={rel: (key[0], key[1] - 1, key[2], key[3]) for rel, key in fp.stat_keys.items()},
+    )
     assert inputs_changed_since(FileHasher(root), step, stale) == []  # same content: fine
     edit(root, "web/src/main.ts", "console.log('edited between stat and hash')")
     assert inputs_changed_since(FileHasher(root), step, stale) == ["web/src/main.ts"]

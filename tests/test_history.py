@@ -19,20 +19,35 @@ from buildlib.run.results import BuildRecord, Outcome, StepRecord
 REPO = Path(__file__).resolve().parents[1]
 
 
-def entry(build_id: str, *, mode: str = "debug", target: str = "x86_64-unknown-linux-gnu",
-          steps: dict[str, tuple[Outcome, float]] | None = None) -> HistoryEntry:
+def entry(
+    build_id: str,
+    *,
+    mode: str = "debug",
+    target: str = "x86_64-unknown-linux-gnu",
+    steps: dict[str, tuple[Outcome, float]] | None = None,
+) -> HistoryEntry:
     steps = steps if steps is not None else {"a": (Outcome.BUILT, 1.5)}
     return HistoryEntry(
-        build_id=build_id, started_at="2025-01-01T00:00:00+00:00", mode=mode, target=target,
-        wall=sum(d for _, d in steps.values()), exit_code=0,
+        build_id=build_id,
+        started_at="2025-01-01T00:00:00+00:00",
+        mode=mode,
+        target=target,
+        wall=sum(d for _, d in steps.values()),
+        exit_code=0,
         steps=tuple(HistoryStep(name=n, outcome=o, duration=d) for n, (o, d) in steps.items()),
     )
 
 
 def test_round_trip_keeps_every_field(tmp_path: Path) -> None:
     path = tmp_path / "history.jsonl"
-    first = entry("b1", steps={"rust:core": (Outcome.BUILT, 12.25), "web": (Outcome.CACHED, 0.1),
-                              "ünï<code>": (Outcome.FAILED, 3.0)})
+    first = entry(
+        "b1",
+        steps={
+            "rust:core": (Outcome.BUILT, 12.25),
+            "web": (Outcome.CACHED, 0.1),
+            "ünï<code>": (Outcome.FAILED, 3.0),
+        },
+    )
     second = entry("b2", mode="release")
     append(path, first)
     append(path, second)
@@ -45,14 +60,25 @@ def test_round_trip_keeps_every_field(tmp_path: Path) -> None:
 
 def test_entry_from_record_takes_durations_and_outcomes() -> None:
     record = BuildRecord(
-        build_id="b", started_at="t", workspace="/w", mode="debug", target="t1", host="h",
-        jobs=2, wall=4.0, exit_code=1,
-        steps=(StepRecord(name="a", outcome=Outcome.BUILT, start=1.0, end=3.5, worker=0),
-               StepRecord(name="b", outcome=Outcome.SKIPPED)),
+        build_id="b",
+        started_at="t",
+        workspace="/w",
+        mode="debug",
+        target="t1",
+        host="h",
+        jobs=2,
+        wall=4.0,
+        exit_code=1,
+        steps=(
+            StepRecord(name="a", outcome=Outcome.BUILT, start=1.0, end=3.5, worker=0),
+            StepRecord(name="b", outcome=Outcome.SKIPPED),
+        ),
     )
     got = history.entry_from_record(record)
-    assert got.steps == (HistoryStep(name="a", outcome=Outcome.BUILT, duration=2.5),
-                         HistoryStep(name="b", outcome=Outcome.SKIPPED, duration=0.0))
+    assert got.steps == (
+        HistoryStep(name="a", outcome=Outcome.BUILT, duration=2.5),
+        HistoryStep(name="b", outcome=Outcome.SKIPPED, duration=0.0),
+    )
     assert (got.mode, got.target, got.wall, got.exit_code) == ("debug", "t1", 4.0, 1)
 
 
@@ -86,7 +112,7 @@ def test_corrupt_lines_anywhere_are_counted_not_fatal(tmp_path: Path) -> None:
         handle.write(b"\xff\xfe binary\n")
         handle.write(b'{"v": 1, "id": "x"}\n')  # valid JSON, missing fields
         handle.write(b'{"v": 99, "id": "future"}\n')  # a newer format this reader cannot know
-        handle.write(b'[1, 2]\n')
+        handle.write(b"[1, 2]\n")
         handle.write(b"\n")  # blank lines are not corruption
     bad_steps = history.encode_entry(entry("b2")).replace(b'"built"', b'"exploded"')
     with path.open("ab") as handle:
@@ -118,8 +144,11 @@ WRITER = textwrap.dedent("""
 
 def _writer(path: Path, marker: Path, prefix: str, count: int) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen([sys.executable, "-c", WRITER, str(path), str(marker), prefix,
-                             str(count)], env=env, stdin=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(path), str(marker), prefix, str(count)],
+        env=env,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def _wait_for(marker: Path, proc: subprocess.Popen[bytes]) -> None:
@@ -163,22 +192,28 @@ def test_concurrent_appenders_never_interleave_inside_a_line(tmp_path: Path) -> 
     assert result.skipped == 0
     for p in range(2):
         assert [e.build_id for e in result.entries if e.build_id.startswith(f"p{p}-")] == [
-            f"p{p}-{i}" for i in range(60)]
+            f"p{p}-{i}" for i in range(60)
+        ]
 
 
 def test_estimates_take_the_median_of_recent_built_runs_of_the_same_mode_and_target(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "history.jsonl"
     for i, seconds in enumerate([100.0, 4.0, 5.0, 6.0]):  # the 100 s run is old
-        append(path, entry(f"b{i}", steps={"a": (Outcome.BUILT, seconds),
-                                           "hit": (Outcome.CACHED, 0.01)}))
+        append(
+            path,
+            entry(f"b{i}", steps={"a": (Outcome.BUILT, seconds), "hit": (Outcome.CACHED, 0.01)}),
+        )
     for _ in range(history.RECENT_SAMPLES - 3):
         append(path, entry("recent", steps={"a": (Outcome.BUILT, 5.5)}))
     append(path, entry("cached", steps={"a": (Outcome.CACHED, 0.02)}))
     append(path, entry("failed", steps={"a": (Outcome.FAILED, 0.5)}))
     append(path, entry("other-mode", mode="release", steps={"a": (Outcome.BUILT, 50.0)}))
-    append(path, entry("other-target", target="aarch64-apple-darwin",
-                       steps={"a": (Outcome.BUILT, 60.0)}))
+    append(
+        path,
+        entry("other-target", target="aarch64-apple-darwin", steps={"a": (Outcome.BUILT, 60.0)}),
+    )
 
     got = estimates(path, mode="debug", target="x86_64-unknown-linux-gnu")
     # The last 10 BUILT runs: 4, 5, 6 and seven 5.5 s runs; 100 s fell out of the window.
@@ -188,31 +223,53 @@ def test_estimates_take_the_median_of_recent_built_runs_of_the_same_mode_and_tar
 
 
 def test_planning_estimates_match_the_records_path_and_skip_the_same_bad_lines(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     """The raw fast path agrees with `estimates` over records: this mode's timings over
     the other modes', the same window, and lines `decode_line` rejects are ignored."""
     path = tmp_path / "history.jsonl"
     x86 = "x86_64-unknown-linux-gnu"
     for i, seconds in enumerate([100.0, 4.0, 5.0, 6.0, *[5.5] * 9]):
-        append(path, entry(f"d{i}", steps={"a": (Outcome.BUILT, seconds),
-                                           "hit": (Outcome.CACHED, 0.01)}))
-    append(path, entry("r1", mode="release", steps={"a": (Outcome.BUILT, 50.0),
-                                                   "only-release": (Outcome.BUILT, 7.0)}))
+        append(
+            path,
+            entry(f"d{i}", steps={"a": (Outcome.BUILT, seconds), "hit": (Outcome.CACHED, 0.01)}),
+        )
+    append(
+        path,
+        entry(
+            "r1",
+            mode="release",
+            steps={"a": (Outcome.BUILT, 50.0), "only-release": (Outcome.BUILT, 7.0)},
+        ),
+    )
     append(path, entry("arm", target="aarch64-apple-darwin", steps={"z": (Outcome.BUILT, 1.0)}))
     with path.open("ab") as handle:
-        handle.write(b'{"v":1,"id":"x","at":"","mode":"debug","target":"' + x86.encode()
-                     + b'","wall":1,"exit":0,"steps":[["a","exploded",1.0]]}\n')
-        handle.write(b'{"v":1,"id":"y","at":"","mode":"debug","target":"' + x86.encode()
-                     + b'","wall":1,"exit":0,"steps":[["a","built",true]]}\n')
+        handle.write(
+            b'{"v":1,"id":"x","at":"","mode":"debug","target":"'
+            + x86.encode()
+            + b'","wall":1,"exit":0,"steps":[["a","exploded",1.0]]}\n'
+        )
+        handle.write(
+            b'{"v":1,"id":"y","at":"","mode":"debug","target":"'
+            + x86.encode()
+            + b'","wall":1,"exit":0,"steps":[["a","built",true]]}\n'
+        )
         handle.write(b"not json\n")
     history_ = read_history(path)
-    expected = {**estimates(history_, mode=None, target=x86),
-                **estimates(history_, mode="debug", target=x86)}
-    assert history.planning_estimates(path, "debug", x86) == expected == {
-        "a": 5.5, "only-release": 7.0}
+    expected = {
+        **estimates(history_, mode=None, target=x86),
+        **estimates(history_, mode="debug", target=x86),
+    }
+    assert (
+        history.planning_estimates(path, "debug", x86)
+        == expected
+        == {"a": 5.5, "only-release": 7.0}
+    )
     # Given the steps, reading stops once each has a full window: same answer.
     assert history.planning_estimates(path, "debug", x86, steps=["a", "only-release"]) == {
-        "a": 5.5, "only-release": 7.0}
+        "a": 5.5,
+        "only-release": 7.0,
+    }
     assert history.planning_estimates(tmp_path / "missing.jsonl", "debug", x86) == {}
 
 

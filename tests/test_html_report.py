@@ -17,30 +17,67 @@ from buildlib.report.html import render_html, skip_reasons, tick_label, tick_ste
 from buildlib.run.results import BuildRecord, Outcome, StepRecord
 
 CHROMIUM = Path("/usr/bin/chromium")
-EVIL = '<script>alert("x")</script> & \'quoted\''
+EVIL = "<script>alert(\"x\")</script> & 'quoted'"
 
 
 STEPS = (
-    StepRecord(name="rust:core", outcome=Outcome.BUILT, start=0.0, end=12.0, worker=0,
-               attempts=1, exit_code=0, reasons=("input changed: src/lib.rs",)),
-    StepRecord(name="web:deps", outcome=Outcome.CACHED, start=0.0, end=1.0, worker=1,
-               cache_source="local"),
-    StepRecord(name="web:build", outcome=Outcome.RESTORED, start=1.0, end=3.0, worker=1,
-               cache_source="remote"),
-    StepRecord(name=EVIL, outcome=Outcome.FAILED, start=3.0, end=8.0, worker=1,
-               attempts=2, exit_code=2, reasons=(f"because {EVIL}",)),
-    StepRecord(name="native:napi", outcome=Outcome.BUILT, start=12.0, end=19.5,
-               worker=0, attempts=1, exit_code=0),
-    StepRecord(name="docs", outcome=Outcome.INTERRUPTED, start=8.0, end=11.0,
-               worker=1, attempts=1),
+    StepRecord(
+        name="rust:core",
+        outcome=Outcome.BUILT,
+        start=0.0,
+        end=12.0,
+        worker=0,
+        attempts=1,
+        exit_code=0,
+        reasons=("input changed: src/lib.rs",),
+    ),
+    StepRecord(
+        name="web:deps", outcome=Outcome.CACHED, start=0.0, end=1.0, worker=1, cache_source="local"
+    ),
+    StepRecord(
+        name="web:build",
+        outcome=Outcome.RESTORED,
+        start=1.0,
+        end=3.0,
+        worker=1,
+        cache_source="remote",
+    ),
+    StepRecord(
+        name=EVIL,
+        outcome=Outcome.FAILED,
+        start=3.0,
+        end=8.0,
+        worker=1,
+        attempts=2,
+        exit_code=2,
+        reasons=(f"because {EVIL}",),
+    ),
+    StepRecord(
+        name="native:napi",
+        outcome=Outcome.BUILT,
+        start=12.0,
+        end=19.5,
+        worker=0,
+        attempts=1,
+        exit_code=0,
+    ),
+    StepRecord(name="docs", outcome=Outcome.INTERRUPTED, start=8.0, end=11.0, worker=1, attempts=1),
     StepRecord(name="electron:package", outcome=Outcome.SKIPPED),
 )
-RECORD = make_record(steps=STEPS, wall=20.0, critical_path=("rust:core", "native:napi"),
-                     warnings=(f"warning about {EVIL}",))
+RECORD = make_record(
+    steps=STEPS,
+    wall=20.0,
+    critical_path=("rust:core", "native:napi"),
+    warnings=(f"warning about {EVIL}",),
+)
 
 
-DEPS = {"web:build": ("web:deps",), EVIL: ("web:build",),
-        "native:napi": ("rust:core",), "electron:package": ("native:napi", EVIL)}
+DEPS = {
+    "web:build": ("web:deps",),
+    EVIL: ("web:build",),
+    "native:napi": ("rust:core",),
+    "electron:package": ("native:napi", EVIL),
+}
 
 
 class BarCollector(HTMLParser):
@@ -102,8 +139,9 @@ def test_text_from_the_build_is_escaped() -> None:
 
 def test_the_page_is_self_contained() -> None:
     page = render_html(RECORD, DEPS)
-    assert not re.search(r"https?://|//[a-z]|\bsrc=|\bhref=|@import|url\(|<link", page), \
+    assert not re.search(r"https?://|//[a-z]|\bsrc=|\bhref=|@import|url\(|<link", page), (
         "the report must not load anything"
+    )
     for label in ("release", "x86_64-unknown-linux-gnu", "20.0s", "50%"):
         assert label in page  # header: mode, target, wall, hit rate
     assert "critical path" in page
@@ -114,25 +152,53 @@ def test_formatting_helpers() -> None:
     assert format_duration(12.34) == "12.3s"
     assert format_duration(125) == "2m05s"
     assert [tick_step(w) for w in (0.0, 0.7, 8.0, 20.0, 95.0, 3600.0)] == [
-        1.0, 0.1, 1.0, 5.0, 20.0, 500.0]
+        1.0,
+        0.1,
+        1.0,
+        5.0,
+        20.0,
+        500.0,
+    ]
     assert [tick_label(t) for t in (0, 0.30000000000000004, 40, 90, 120)] == [
-        "0", "0.3 s", "40 s", "1 m 30 s", "2 m"]
+        "0",
+        "0.3 s",
+        "40 s",
+        "1 m 30 s",
+        "2 m",
+    ]
 
 
 def _chromium(tmp_path: Path, url: str, *extra: str) -> subprocess.CompletedProcess[str]:
     profile = tmp_path / "profile"
     profile.mkdir(exist_ok=True)
     return subprocess.run(
-        [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         f"--user-data-dir={profile}", "--window-size=1280,900", *extra, url],
-        capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL, check=True,
+        [
+            str(CHROMIUM),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={profile}",
+            "--window-size=1280,900",
+            *extra,
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+        check=True,
     )
 
 
 @pytest.mark.chromium
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium (/usr/bin/chromium) is "
-                    "not installed: apt-get install chromium")
+@pytest.mark.skipif(
+    not CHROMIUM.exists(),
+    reason="Debian's chromium (/usr/bin/chromium) is not installed: apt-get install chromium",
+)
 @pytest.mark.timeout(180)
 def test_rendered_bar_widths_are_proportional_to_durations(tmp_path: Path) -> None:
     record = RECORD
@@ -165,18 +231,37 @@ def failed_build(tmp_path: Path) -> tuple[BuildDir, BuildRecord, dict[str, tuple
     build_dir = BuildDir(tmp_path)
     logs = build_dir.logs("release", "x86_64-unknown-linux-gnu")
     logs.mkdir(parents=True)
-    (logs / "compile.log").write_text("cc -c src/a.c\nsrc/a.c:3:5: error: 'oops' undeclared\n"
-                                      "    3 |   oops;\n      |   ^~~~\nmake: *** Error 1\n")
+    (logs / "compile.log").write_text(
+        "cc -c src/a.c\nsrc/a.c:3:5: error: 'oops' undeclared\n"
+        "    3 |   oops;\n      |   ^~~~\nmake: *** Error 1\n"
+    )
     steps = (
-        StepRecord(name="compile", outcome=Outcome.FAILED, start=0.0, end=2.0, worker=0,
-                   attempts=1, exit_code=2, log_path=str(logs / "compile.log")),
+        StepRecord(
+            name="compile",
+            outcome=Outcome.FAILED,
+            start=0.0,
+            end=2.0,
+            worker=0,
+            attempts=1,
+            exit_code=2,
+            log_path=str(logs / "compile.log"),
+        ),
         StepRecord(name="link", outcome=Outcome.SKIPPED),
         StepRecord(name="package", outcome=Outcome.SKIPPED),
-        StepRecord(name="docs", outcome=Outcome.BUILT, start=0.0, end=6.0, worker=1,
-                   attempts=1, exit_code=0, log_path=str(logs / "docs.log")),
+        StepRecord(
+            name="docs",
+            outcome=Outcome.BUILT,
+            start=0.0,
+            end=6.0,
+            worker=1,
+            attempts=1,
+            exit_code=0,
+            log_path=str(logs / "docs.log"),
+        ),
     )
-    record = make_record(steps=steps, wall=6.0, workspace=str(tmp_path),
-                         critical_path=("compile", "link", "package"))
+    record = make_record(
+        steps=steps, wall=6.0, workspace=str(tmp_path), critical_path=("compile", "link", "package")
+    )
     return build_dir, record, {"link": ("compile",), "package": ("link",), "docs": ()}
 
 
@@ -193,8 +278,11 @@ def test_a_failed_build_shows_the_error_the_skip_reasons_and_log_links(tmp_path:
     # Logs are links relative to the page, so a downloaded .buildlib keeps them working.
     links = re.findall(r'<a class="log" href="([^"]+)">', page)
     assert "../logs/release-x86_64-unknown-linux-gnu/compile.log" in links
-    assert all((build_dir.reports / link).resolve().parent == build_dir.logs(
-        "release", "x86_64-unknown-linux-gnu") for link in links)
+    assert all(
+        (build_dir.reports / link).resolve().parent
+        == build_dir.logs("release", "x86_64-unknown-linux-gnu")
+        for link in links
+    )
     # Nothing is loaded: the only references are those relative links.
     assert not re.search(r"https?://|//[a-z]|\bsrc=|@import|url\(|<link", page)
     # The critical path is marked on the steps that ran, never on those that did not.
@@ -203,22 +291,30 @@ def test_a_failed_build_shows_the_error_the_skip_reasons_and_log_links(tmp_path:
 
 
 def test_skip_reasons_follow_the_failure_up_the_chain() -> None:
-    record = make_record(steps=(
-        StepRecord(name="a", outcome=Outcome.INTERRUPTED, start=0, end=1, worker=0),
-        StepRecord(name="b", outcome=Outcome.SKIPPED),
-        StepRecord(name="c", outcome=Outcome.SKIPPED),
-        StepRecord(name="d", outcome=Outcome.SKIPPED)), exit_code=130)
+    record = make_record(
+        steps=(
+            StepRecord(name="a", outcome=Outcome.INTERRUPTED, start=0, end=1, worker=0),
+            StepRecord(name="b", outcome=Outcome.SKIPPED),
+            StepRecord(name="c", outcome=Outcome.SKIPPED),
+            StepRecord(name="d", outcome=Outcome.SKIPPED),
+        ),
+        exit_code=130,
+    )
     reasons = skip_reasons(record, {"b": ("a",), "c": ("b",), "d": ()})
-    assert reasons == {"b": "not started: it needs a, which was interrupted",
-                       "c": "not started: it needs a, which was interrupted",
-                       "d": "not started: the build was interrupted"}
+    assert reasons == {
+        "b": "not started: it needs a, which was interrupted",
+        "c": "not started: it needs a, which was interrupted",
+        "d": "not started: the build was interrupted",
+    }
     stopped = make_record(steps=(StepRecord(name="x", outcome=Outcome.SKIPPED),), exit_code=1)
     assert "stopped at the first failure" in skip_reasons(stopped, {})["x"]
 
 
 @pytest.mark.chromium
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium (/usr/bin/chromium) is "
-                    "not installed: apt-get install chromium")
+@pytest.mark.skipif(
+    not CHROMIUM.exists(),
+    reason="Debian's chromium (/usr/bin/chromium) is not installed: apt-get install chromium",
+)
 @pytest.mark.timeout(180)
 def test_chromium_shows_the_failure_above_the_timeline(tmp_path: Path) -> None:
     build_dir, record, deps = failed_build(tmp_path)

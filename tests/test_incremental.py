@@ -104,16 +104,18 @@ def test_a_corrupt_cache_entry_is_detected_discarded_and_rebuilt(ws: Workspace) 
     assert "corrupt" in (proc.stdout + proc.stderr).lower()
 
 
-def test_a_failed_step_is_never_recorded_as_done_even_if_it_wrote_outputs(
-        tmp_path: Path) -> None:
+def test_a_failed_step_is_never_recorded_as_done_even_if_it_wrote_outputs(tmp_path: Path) -> None:
     root = tmp_path / "ws"
     root.mkdir()
-    (root / "build.toml").write_text(MODES + textwrap.dedent(f"""
+    (root / "build.toml").write_text(
+        MODES
+        + textwrap.dedent(f"""
         [[step]]
         name = "half"
         command = [{PY_TOML}, "-c", "import pathlib, sys; pathlib.Path('o.txt').write_text('x'); open('runs.log', 'a').write('half\\\\n'); sys.exit(1)"]
         outputs = ["o.txt"]
-    """))
+    """)
+    )
     ws = Workspace(root, tmp_path / "cache", tmp_path)
     assert ws.build().returncode == 1
     assert ws.build().returncode == 1
@@ -148,8 +150,9 @@ def test_two_clones_with_separate_caches_share_one_nginx_remote(tmp_path: Path) 
         ok(second.build("--remote-cache", nginx.url))
         assert second.ran() == []
         steps = second.report_steps()
-        assert all(s["outcome"] == "restored" and s["cache_source"] == "remote"
-                   for s in steps), steps
+        assert all(s["outcome"] == "restored" and s["cache_source"] == "remote" for s in steps), (
+            steps
+        )
         for rel in ("out/gen.txt", "out/pack.txt", "out/run.sh", "other.txt"):
             a, b = (first.root / rel).read_bytes(), (second.root / rel).read_bytes()
             assert hashlib.sha256(a).hexdigest() == hashlib.sha256(b).hexdigest()
@@ -195,12 +198,16 @@ def silent_server() -> Iterator[str]:
 
 
 def test_a_remote_that_never_answers_costs_one_timeout_and_one_warning(
-        ws: Workspace, silent_server: str) -> None:
+    ws: Workspace, silent_server: str
+) -> None:
     proc = ws.build("--remote-cache", silent_server, BUILDLIB_REMOTE_TIMEOUT="1")
     ok(proc)
     assert ws.ran() == ["gen", "other", "pack"]
-    warnings = [line for line in (proc.stdout + proc.stderr).splitlines()
-                if "remote" in line.lower() and "warn" in line.lower()]
+    warnings = [
+        line
+        for line in (proc.stdout + proc.stderr).splitlines()
+        if "remote" in line.lower() and "warn" in line.lower()
+    ]
     assert len(warnings) == 1, proc.stdout
 
 
@@ -210,8 +217,7 @@ def test_a_remote_that_is_down_leaves_the_build_green(ws: Workspace) -> None:
     assert ws.ran() == ["gen", "other", "pack"]
 
 
-def test_an_unwritable_cache_directory_leaves_the_build_green_with_a_warning(
-        ws: Workspace) -> None:
+def test_an_unwritable_cache_directory_leaves_the_build_green_with_a_warning(ws: Workspace) -> None:
     ws.cache.mkdir()
     ws.cache.chmod(0o500)
     try:
@@ -235,15 +241,27 @@ def test_clean_cache_empties_it_and_prune_shrinks_it(ws: Workspace) -> None:
         return sum(p.stat().st_size for p in ws.cache.rglob("*") if p.is_file())
 
     assert size() > 0
-    prune = subprocess.run([sys.executable, "-m", "buildlib", "prune", "--max-size", "0"],
-                           cwd=ws.root, env=env, capture_output=True, text=True, timeout=60)
+    prune = subprocess.run(
+        [sys.executable, "-m", "buildlib", "prune", "--max-size", "0"],
+        cwd=ws.root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert prune.returncode == 0, prune.stderr
     assert "removed" in prune.stdout
     assert size() == 0
     ok(ws.build("--force"))
     assert size() > 0
-    clean = subprocess.run([sys.executable, "-m", "buildlib", "clean", "--cache"], cwd=ws.root,
-                           env=env, capture_output=True, text=True, timeout=60)
+    clean = subprocess.run(
+        [sys.executable, "-m", "buildlib", "clean", "--cache"],
+        cwd=ws.root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert clean.returncode == 0, clean.stderr
     assert size() == 0
     assert not (ws.root / "out" / "gen.txt").exists()
@@ -262,13 +280,19 @@ SLOW_WRITER = textwrap.dedent(f"""
 def test_sigkill_mid_build_then_rebuild_reruns_the_half_done_step(tmp_path: Path) -> None:
     root = tmp_path / "ws"
     root.mkdir()
-    (root / "build.toml").write_text(MODES + SLOW_WRITER.replace("time.sleep(60)",
-                                                                 "time.sleep(float(open('delay').read()))"))
+    (root / "build.toml").write_text(
+        MODES + SLOW_WRITER.replace("time.sleep(60)", "time.sleep(float(open('delay').read()))")
+    )
     (root / "delay").write_text("60")
     ws = Workspace(root, tmp_path / "cache", tmp_path)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "BUILDLIB_CACHE_DIR": str(ws.cache)}
-    proc = subprocess.Popen([sys.executable, "-m", "buildlib", "build", "--plain"], cwd=root,
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "buildlib", "build", "--plain"],
+        cwd=root,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 30
     while not (root / "started").exists():
         assert time.monotonic() < deadline

@@ -44,19 +44,28 @@ def write(root: Path, files: Mapping[str, str | dict[str, Any]]) -> Path:
     for name, content in files.items():
         path = root / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(content if isinstance(content, str)
-                        else json.dumps(content, indent=2) + "\n")
+        path.write_text(
+            content if isinstance(content, str) else json.dumps(content, indent=2) + "\n"
+        )
     return root
 
 
-def buildlib(cwd: Path, *args: str, env: Mapping[str, str] | None = None,
-             timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    full = {k: v for k, v in (os.environ if env is None else env).items()
-            if not k.startswith("GITHUB_")}
+def buildlib(
+    cwd: Path, *args: str, env: Mapping[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    full = {
+        k: v for k, v in (os.environ if env is None else env).items() if not k.startswith("GITHUB_")
+    }
     full["PYTHONPATH"] = str(ROOT)
     full.pop("CARGO_TARGET_DIR", None)  # outputs go where the repository says
-    return subprocess.run([sys.executable, "-m", "buildlib", *args], cwd=cwd, env=full,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "buildlib", *args],
+        cwd=cwd,
+        env=full,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def steps_of(text: str) -> dict[str, dict[str, Any]]:
@@ -68,31 +77,63 @@ def listing(root: Path) -> list[str]:
 
 
 def roles(scripts: dict[str, str], *, workspace_root: bool = False) -> dict[str, str]:
-    return {c.script: c.role.value if c.role else "-" for c in
-            classify(scripts, workspace_root=workspace_root)}
+    return {
+        c.script: c.role.value if c.role else "-"
+        for c in classify(scripts, workspace_root=workspace_root)
+    }
 
 
 # --- which scripts are steps ------------------------------------------------------------------
 
 
 def test_scripts_that_build_check_or_test_become_steps_by_their_names() -> None:
-    assert roles({
-        "build": "tsc -p .", "compile": "babel src", "typecheck": "tsc --noEmit",
-        "lint": "eslint .", "format:check": "prettier --check .", "test": "vitest run",
-        "test:unit": "vitest run unit", "something": "node x.js",
-    }) == {"build": "build", "compile": "build", "typecheck": "check", "lint": "check",
-           "format:check": "check", "test": "test", "test:unit": "-", "something": "-"}
+    assert roles(
+        {
+            "build": "tsc -p .",
+            "compile": "babel src",
+            "typecheck": "tsc --noEmit",
+            "lint": "eslint .",
+            "format:check": "prettier --check .",
+            "test": "vitest run",
+            "test:unit": "vitest run unit",
+            "something": "node x.js",
+        }
+    ) == {
+        "build": "build",
+        "compile": "build",
+        "typecheck": "check",
+        "lint": "check",
+        "format:check": "check",
+        "test": "test",
+        "test:unit": "-",
+        "something": "-",
+    }
 
 
 def test_servers_watchers_hooks_and_source_rewriters_get_no_step_and_a_reason() -> None:
-    choices = {c.script: c for c in classify({
-        "dev": "vite", "start": "node dist/cli.js", "preview": "vite preview",
-        "watch": "tsc -w", "build:watch": "vite build --watch", "serve": "http-server dist",
-        "prebuild": "node gen.js", "build": "vite build", "postinstall": "patch-package",
-        "prepare": "husky", "format": "prettier --write .", "lint:fix": "eslint --fix .",
-        "clean": "rimraf dist", "release": "changeset publish", "e2e": "playwright test",
-        "test": 'echo "Error: no test specified" && exit 1',
-    })}
+    choices = {
+        c.script: c
+        for c in classify(
+            {
+                "dev": "vite",
+                "start": "node dist/cli.js",
+                "preview": "vite preview",
+                "watch": "tsc -w",
+                "build:watch": "vite build --watch",
+                "serve": "http-server dist",
+                "prebuild": "node gen.js",
+                "build": "vite build",
+                "postinstall": "patch-package",
+                "prepare": "husky",
+                "format": "prettier --write .",
+                "lint:fix": "eslint --fix .",
+                "clean": "rimraf dist",
+                "release": "changeset publish",
+                "e2e": "playwright test",
+                "test": 'echo "Error: no test specified" && exit 1',
+            }
+        )
+    }
     assert [n for n, c in choices.items() if c.role] == ["build"]
     reasons = {name: c.reason for name, c in choices.items()}
     assert "never finishes" in reasons["dev"] and "never finishes" in reasons["build:watch"]
@@ -104,26 +145,43 @@ def test_servers_watchers_hooks_and_source_rewriters_get_no_step_and_a_reason() 
 
 
 def test_a_workspace_roots_orchestrating_scripts_and_other_task_runners_are_skipped() -> None:
-    scripts = {"build": "npm run build --workspaces --if-present", "test": "pnpm -r test",
-               "check": "yarn workspaces foreach --all run check", "lint": "eslint ."}
-    assert roles(scripts, workspace_root=True) == {"build": "-", "test": "-", "check": "-",
-                                                   "lint": "check"}
+    scripts = {
+        "build": "npm run build --workspaces --if-present",
+        "test": "pnpm -r test",
+        "check": "yarn workspaces foreach --all run check",
+        "lint": "eslint .",
+    }
+    assert roles(scripts, workspace_root=True) == {
+        "build": "-",
+        "test": "-",
+        "check": "-",
+        "lint": "check",
+    }
     # In a single package the same words are not an orchestration.
     assert roles({"build": "npm run build:js -w"})["build"] == "build"
     assert roles({"build": "turbo run build"}) == {"build": "-"}
 
 
 def test_variants_and_scripts_another_step_runs_are_covered_by_it() -> None:
-    assert roles({"build": "vite build", "build:debug": "vite build --mode dev",
-                  "test": "vitest run", "test:ci": "vitest run --reporter=junit"}) == \
-        {"build": "build", "build:debug": "-", "test": "test", "test:ci": "-"}
-    choices = {c.script: c for c in classify({"build": "npm run typecheck && vite build",
-                                              "typecheck": "tsc --noEmit"})}
+    assert roles(
+        {
+            "build": "vite build",
+            "build:debug": "vite build --mode dev",
+            "test": "vitest run",
+            "test:ci": "vitest run --reporter=junit",
+        }
+    ) == {"build": "build", "build:debug": "-", "test": "test", "test:ci": "-"}
+    choices = {
+        c.script: c
+        for c in classify({"build": "npm run typecheck && vite build", "typecheck": "tsc --noEmit"})
+    }
     assert choices["build"].role is Role.BUILD and choices["typecheck"].role is None
     assert choices["typecheck"].reason == "'build' runs it, so its step covers it"
     # Without the plain script, its variants are the steps.
-    assert roles({"build:js": "tsc", "build:css": "sass a:b"}) == {"build:js": "build",
-                                                                   "build:css": "build"}
+    assert roles({"build:js": "tsc", "build:css": "sass a:b"}) == {
+        "build:js": "build",
+        "build:css": "build",
+    }
 
 
 # --- what tools' configs say --------------------------------------------------------------------
@@ -140,8 +198,9 @@ def test_vite_configs_are_read_statically_and_only_literals_count() -> None:
           base: "https://cdn//x",
         }))
     """)
-    entries = {(tuple(k for k in stack if k), key): value for stack, key, value
-               in object_entries(source)}
+    entries = {
+        (tuple(k for k in stack if k), key): value for stack, key, value in object_entries(source)
+    }
     assert entries[((), "root")].text == "src" and entries[((), "root")].anchored
     assert entries[(("build",), "outDir")].text == "../out"
     assert entries[((), "outDir")].text == "types"  # the plugin's, not build's
@@ -150,25 +209,27 @@ def test_vite_configs_are_read_statically_and_only_literals_count() -> None:
 
 
 def test_build_outputs_follow_vite_and_tsc_configs(tmp_path: Path) -> None:
-    write(tmp_path, {
-        "tsconfig.base.json": '{ "compilerOptions": { "outDir": "lib", /* c */ }, }',
-        "pkgs/a/package.json": {"name": "a"},
-        "pkgs/a/tsconfig.json": '{"extends": "../../tsconfig.base.json",'
-                                ' "compilerOptions": {"declarationDir": "types"}}',
-        "pkgs/b/package.json": {"name": "b"},
-        "pkgs/b/vite.config.mjs": "export default { build: { outDir: 'public/app' } }",
-        "pkgs/c/package.json": {"name": "c"},
-        "pkgs/c/vite.config.ts": "export default { build: { outDir: process.env.OUT } }",
-        "pkgs/d/package.json": {"name": "d", "main": "build/index.js", "types": "src/x.d.ts"},
-        "pkgs/d/src/x.d.ts": "",
-        "pkgs/e/package.json": {"name": "e"},
-        "pkgs/e/tsconfig.json": '{"compilerOptions": {"noEmit": true}}',
-    })
+    write(
+        tmp_path,
+        {
+            "tsconfig.base.json": '{ "compilerOptions": { "outDir": "lib", /* c */ }, }',
+            "pkgs/a/package.json": {"name": "a"},
+            "pkgs/a/tsconfig.json": '{"extends": "../../tsconfig.base.json",'
+            ' "compilerOptions": {"declarationDir": "types"}}',
+            "pkgs/b/package.json": {"name": "b"},
+            "pkgs/b/vite.config.mjs": "export default { build: { outDir: 'public/app' } }",
+            "pkgs/c/package.json": {"name": "c"},
+            "pkgs/c/vite.config.ts": "export default { build: { outDir: process.env.OUT } }",
+            "pkgs/d/package.json": {"name": "d", "main": "build/index.js", "types": "src/x.d.ts"},
+            "pkgs/d/src/x.d.ts": "",
+            "pkgs/e/package.json": {"name": "e"},
+            "pkgs/e/tsconfig.json": '{"compilerOptions": {"noEmit": true}}',
+        },
+    )
     files = list_files(tmp_path)
 
     def outputs(package: str, command: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        guess = build_outputs(read_package(files, f"pkgs/{package}/package.json"), command,
-                              files)
+        guess = build_outputs(read_package(files, f"pkgs/{package}/package.json"), command, files)
         return guess.paths, guess.unknown
 
     assert read_tsconfig(tmp_path / "pkgs/a", "tsconfig.json") is not None
@@ -188,41 +249,48 @@ def test_napi_outputs_follow_its_flags_and_binary_name(tmp_path: Path) -> None:
     write(tmp_path, {"n/package.json": {"name": "@x/n", "napi": {"binaryName": "fast"}}})
     files = list_files(tmp_path)
     package = read_package(files, "n/package.json")
-    assert build_outputs(package, "napi build --platform --release", files).paths == \
-        ("fast.{node_triple}.node", "index.js", "index.d.ts")
-    assert build_outputs(package, "napi build --platform --no-js -o dist", files,
-                         typedefs=False).paths == ("dist/fast.{node_triple}.node",)
+    assert build_outputs(package, "napi build --platform --release", files).paths == (
+        "fast.{node_triple}.node",
+        "index.js",
+        "index.d.ts",
+    )
+    assert build_outputs(
+        package, "napi build --platform --no-js -o dist", files, typedefs=False
+    ).paths == ("dist/fast.{node_triple}.node",)
     assert build_outputs(package, "napi build", files).paths == ("fast.node", "index.d.ts")
 
 
 def test_jsonc_comments_and_trailing_commas_but_not_inside_strings() -> None:
-    assert read_jsonc('{"a": "x//y,}", /* c */ "b": [1, 2,], // z\n}') == \
-        {"a": "x//y,}", "b": [1, 2]}
+    assert read_jsonc('{"a": "x//y,}", /* c */ "b": [1, 2,], // z\n}') == {
+        "a": "x//y,}",
+        "b": [1, 2],
+    }
 
 
 # --- projects, package managers, installs -----------------------------------------------------
 
 
-def test_workspaces_package_managers_and_lockfiles_are_read_from_the_files(
-        tmp_path: Path) -> None:
-    write(tmp_path, {
-        "package.json": {"name": "root", "workspaces": {"packages": ["apps/*", "!apps/old"]}},
-        "package-lock.json": json.dumps({"packages": {"": {}, "apps/web/node_modules/x": {}}}),
-        "apps/web/package.json": {"name": "web"},
-        "apps/old/package.json": {"name": "old"},
-        "tools/pn/package.json": {"name": "pn", "packageManager": "pnpm@9.1.0+sha512.ab"},
-        "tools/pn/pnpm-workspace.yaml": "packages:\n  - 'libs/**'  # all\nonlyBuilt: [x]\n",
-        "tools/pn/pnpm-lock.yaml": "lockfileVersion: '9.0'\n",
-        "tools/pn/libs/deep/a/package.json": {"name": "a", "dependencies": {"b": "1"}},
-        "tools/pn/libs/b/package.json": {"name": "b"},
-        "tests/fixture/package.json": {"name": "fixture"},
-        "bunny/package.json": {"name": "bunny"},
-        "bunny/bun.lockb": "",
-    })
+def test_workspaces_package_managers_and_lockfiles_are_read_from_the_files(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        {
+            "package.json": {"name": "root", "workspaces": {"packages": ["apps/*", "!apps/old"]}},
+            "package-lock.json": json.dumps({"packages": {"": {}, "apps/web/node_modules/x": {}}}),
+            "apps/web/package.json": {"name": "web"},
+            "apps/old/package.json": {"name": "old"},
+            "tools/pn/package.json": {"name": "pn", "packageManager": "pnpm@9.1.0+sha512.ab"},
+            "tools/pn/pnpm-workspace.yaml": "packages:\n  - 'libs/**'  # all\nonlyBuilt: [x]\n",
+            "tools/pn/pnpm-lock.yaml": "lockfileVersion: '9.0'\n",
+            "tools/pn/libs/deep/a/package.json": {"name": "a", "dependencies": {"b": "1"}},
+            "tools/pn/libs/b/package.json": {"name": "b"},
+            "tests/fixture/package.json": {"name": "fixture"},
+            "bunny/package.json": {"name": "bunny"},
+            "bunny/bun.lockb": "",
+        },
+    )
     projects, notes = find_projects(list_files(tmp_path))
     npm, pnpm = projects
-    assert (npm.dir, npm.manager.name, [m.dir for m in npm.members]) == (".", "npm",
-                                                                          ["apps/web"])
+    assert (npm.dir, npm.manager.name, [m.dir for m in npm.members]) == (".", "npm", ["apps/web"])
     assert npm.install_outputs == ("node_modules", "apps/web/node_modules")  # from the lock
     assert npm.install_argv() == ("npm", "ci", "--include=dev", "--no-audit", "--no-fund")
     assert npm.install_inputs == ("package.json", "package-lock.json", "apps/*/package.json")
@@ -235,38 +303,45 @@ def test_workspaces_package_managers_and_lockfiles_are_read_from_the_files(
 
 
 def test_yarn_berry_runs_its_committed_release_and_yarn_1_keeps_dev_dependencies(
-        tmp_path: Path) -> None:
-    write(tmp_path, {
-        "berry/package.json": {"name": "b"},
-        "berry/yarn.lock": "__metadata:\n  version: 8\n",
-        "berry/.yarnrc.yml": "nodeLinker: node-modules\nyarnPath: .yarn/releases/yarn-4.1.cjs\n",
-        "berry/.yarn/releases/yarn-4.1.cjs": "",
-        "classic/package.json": {"name": "c"},
-        "classic/yarn.lock": "# THIS IS AN AUTOGENERATED FILE.\n# yarn lockfile v1\n",
-        "pnp/package.json": {"name": "p", "packageManager": "yarn@4.1.0"},
-        "pnp/yarn.lock": "__metadata:\n",
-    })
+    tmp_path: Path,
+) -> None:
+    write(
+        tmp_path,
+        {
+            "berry/package.json": {"name": "b"},
+            "berry/yarn.lock": "__metadata:\n  version: 8\n",
+            "berry/.yarnrc.yml": "nodeLinker: node-modules\nyarnPath: .yarn/releases/yarn-4.1.cjs\n",
+            "berry/.yarn/releases/yarn-4.1.cjs": "",
+            "classic/package.json": {"name": "c"},
+            "classic/yarn.lock": "# THIS IS AN AUTOGENERATED FILE.\n# yarn lockfile v1\n",
+            "pnp/package.json": {"name": "p", "packageManager": "yarn@4.1.0"},
+            "pnp/yarn.lock": "__metadata:\n",
+        },
+    )
     berry, classic, pnp = find_projects(list_files(tmp_path))[0]
-    assert berry.install_argv() == ("node", ".yarn/releases/yarn-4.1.cjs", "install",
-                                    "--immutable")
+    assert berry.install_argv() == ("node", ".yarn/releases/yarn-4.1.cjs", "install", "--immutable")
     assert ".yarn/releases/yarn-4.1.cjs" in berry.install_inputs
     assert berry.tools() == ("node",) and berry.install_outputs == ("node_modules",)
-    assert classic.install_argv() == ("yarn", "install", "--frozen-lockfile",
-                                      "--production=false")
+    assert classic.install_argv() == ("yarn", "install", "--frozen-lockfile", "--production=false")
     assert pnp.install_outputs == (".pnp.cjs",) and pnp.install_argv()[0] == "yarn"
 
 
-def test_two_packages_with_one_short_name_get_steps_named_by_their_paths(
-        tmp_path: Path) -> None:
-    write(tmp_path, {
-        "package.json": {"name": "r", "workspaces": ["a/*", "b/*"]},
-        "package-lock.json": "{}",
-        "a/core/package.json": {"name": "@a/core", "scripts": {"build": "tsc"}},
-        "a/core/tsconfig.json": '{"compilerOptions": {"outDir": "dist"}}',
-        "b/core/package.json": {"name": "@b/core", "scripts": {"build": "tsc"},
-                                "dependencies": {"@a/core": "*"}},
-        "b/core/tsconfig.json": '{"compilerOptions": {"outDir": "dist"}}',
-    })
+def test_two_packages_with_one_short_name_get_steps_named_by_their_paths(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        {
+            "package.json": {"name": "r", "workspaces": ["a/*", "b/*"]},
+            "package-lock.json": "{}",
+            "a/core/package.json": {"name": "@a/core", "scripts": {"build": "tsc"}},
+            "a/core/tsconfig.json": '{"compilerOptions": {"outDir": "dist"}}',
+            "b/core/package.json": {
+                "name": "@b/core",
+                "scripts": {"build": "tsc"},
+                "dependencies": {"@a/core": "*"},
+            },
+            "b/core/tsconfig.json": '{"compilerOptions": {"outDir": "dist"}}',
+        },
+    )
     steps = steps_of(render_manifest(infer(tmp_path)))
     assert list(steps) == ["install", "a-core-build", "b-core-build"]
     assert steps["b-core-build"]["depends_on"] == ["install", "a-core-build"]
@@ -277,12 +352,21 @@ def test_two_packages_with_one_short_name_get_steps_named_by_their_paths(
 
 def test_the_manifest_text_is_toml_with_long_arrays_wrapped(tmp_path: Path) -> None:
     long_inputs = tuple(f"crates/crate-{i}/src/**" for i in range(8))
-    draft = Draft(root=tmp_path, tools={"node": ("node", "--version")}, steps=(
-        DraftStep(name="a", command=("echo", 'say "hi"\\'), inputs=long_inputs,
-                  outputs=(Output(path="node_modules", store="archive"), Output(path="x")),
-                  env={"NODE_ENV": "development"}, placeholder='outputs = ["..."]  # TODO'),
-        DraftStep(name="b", cwd="web", script="build", depends_on=("a",), tools=("node",)),
-    ))
+    draft = Draft(
+        root=tmp_path,
+        tools={"node": ("node", "--version")},
+        steps=(
+            DraftStep(
+                name="a",
+                command=("echo", 'say "hi"\\'),
+                inputs=long_inputs,
+                outputs=(Output(path="node_modules", store="archive"), Output(path="x")),
+                env={"NODE_ENV": "development"},
+                placeholder='outputs = ["..."]  # TODO',
+            ),
+            DraftStep(name="b", cwd="web", script="build", depends_on=("a",), tools=("node",)),
+        ),
+    )
     text = render_manifest(draft)
     assert all(len(line) <= 100 for line in text.splitlines())
     data = tomllib.loads(text)
@@ -290,8 +374,13 @@ def test_the_manifest_text_is_toml_with_long_arrays_wrapped(tmp_path: Path) -> N
     a, b = data["step"]
     assert a["command"] == ["echo", 'say "hi"\\'] and a["inputs"] == list(long_inputs)
     assert a["outputs"] == [{"path": "node_modules", "store": "archive"}, "x"]
-    assert "cwd" not in a and b == {"name": "b", "cwd": "web", "script": "build",
-                                    "depends_on": ["a"], "tools": ["node"]}
+    assert "cwd" not in a and b == {
+        "name": "b",
+        "cwd": "web",
+        "script": "build",
+        "depends_on": ["a"],
+        "tools": ["node"],
+    }
     assert '# outputs = ["..."]  # TODO' in text
 
 
@@ -303,18 +392,26 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Repo]:
     """Every shape tests/repos.py makes, committed to git (lockfiles from the cache)."""
     base = tmp_path_factory.mktemp("init-repos")
     made = {}
-    for builder in (repos.npm_workspace, repos.cargo_workspace, repos.polyglot_repo,
-                    repos.pnpm_workspace, repos.yarn_berry_workspace):
+    for builder in (
+        repos.npm_workspace,
+        repos.cargo_workspace,
+        repos.polyglot_repo,
+        repos.pnpm_workspace,
+        repos.yarn_berry_workspace,
+    ):
         repo = builder(base / builder.__name__)
         git_init(repo.root)
         made[builder.__name__] = repo
     return made
 
 
-@pytest.mark.parametrize("shape", ["npm_workspace", "cargo_workspace", "polyglot_repo",
-                                   "pnpm_workspace", "yarn_berry_workspace"])
+@pytest.mark.parametrize(
+    "shape",
+    ["npm_workspace", "cargo_workspace", "polyglot_repo", "pnpm_workspace", "yarn_berry_workspace"],
+)
 def test_init_writes_a_manifest_that_loads_and_a_thin_noxfile(
-        generated: dict[str, Repo], shape: str, tmp_path: Path) -> None:
+    generated: dict[str, Repo], shape: str, tmp_path: Path
+) -> None:
     root = tmp_path / shape
     shutil.copytree(generated[shape].root, root, symlinks=True)
     done = buildlib(root, "init")
@@ -332,30 +429,43 @@ def test_init_writes_a_manifest_that_loads_and_a_thin_noxfile(
 
 
 def test_the_polyglot_repository_gets_the_graph_a_careful_person_writes(
-        generated: dict[str, Repo]) -> None:
+    generated: dict[str, Repo],
+) -> None:
     repo = generated["polyglot_repo"]
     done = buildlib(repo.root, "init", "--dry-run")
     assert done.returncode == 0, done.stderr
     steps = steps_of(done.stdout)
-    assert list(steps) == ["cargo-check", "cargo-build", "cargo-test", "install",
-                           "native-build", "core-build", "core-typecheck", "core-test",
-                           "cli-build", "ui-build", "ui-check"]
+    assert list(steps) == [
+        "cargo-check",
+        "cargo-build",
+        "cargo-test",
+        "install",
+        "native-build",
+        "core-build",
+        "core-typecheck",
+        "core-test",
+        "cli-build",
+        "ui-build",
+        "ui-check",
+    ]
     install = steps["install"]
     assert install["command"] == ["npm", "ci", "--include=dev", "--no-audit", "--no-fund"]
     assert install["outputs"] == [{"path": "node_modules", "store": "archive"}]
-    assert set(install["inputs"]) == {"package.json", "package-lock.json",
-                                      "packages/*/package.json", "crates/native/package.json"}
+    assert set(install["inputs"]) == {
+        "package.json",
+        "package-lock.json",
+        "packages/*/package.json",
+        "crates/native/package.json",
+    }
     deps = {name: s.get("depends_on", []) for name, s in steps.items()}
     assert deps["ui-build"] == deps["ui-check"] == ["install", "core-build"]
-    assert deps["core-typecheck"] == ["install"] and deps["core-test"] == ["install",
-                                                                          "core-build"]
+    assert deps["core-typecheck"] == ["install"] and deps["core-test"] == ["install", "core-build"]
     assert deps["cli-build"] == ["install", "core-build", "native-build"]
     assert deps["native-build"] == ["install", "cargo-build"]
     assert deps["cargo-test"] == ["cargo-build"] and deps["cargo-build"] == ["cargo-check"]
     outputs = {name: s.get("outputs") for name, s in steps.items()}
     assert outputs["core-build"] == outputs["ui-build"] == outputs["cli-build"] == ["dist"]
-    assert outputs["native-build"] == ["demo-native.{node_triple}.node", "index.js",
-                                       "index.d.ts"]
+    assert outputs["native-build"] == ["demo-native.{node_triple}.node", "index.js", "index.d.ts"]
     assert outputs["cargo-build"] == ["target/debug/demo{exe_suffix}"]
     native = steps["native-build"]
     assert native["script"] == "build" and native["cwd"] == "crates/native"
@@ -370,7 +480,8 @@ def test_the_polyglot_repository_gets_the_graph_a_careful_person_writes(
 
 
 def test_a_project_below_the_root_gets_its_own_install_and_script_steps(
-        generated: dict[str, Repo]) -> None:
+    generated: dict[str, Repo],
+) -> None:
     """cargo_workspace has its only package.json (and lockfile) in crates/native: the
     engine finds its package manager from the step's directory up."""
     done = buildlib(generated["cargo_workspace"].root, "init", "--dry-run")
@@ -394,8 +505,9 @@ def test_dry_run_prints_and_writes_nothing(generated: dict[str, Repo]) -> None:
     assert "steps (7):" in done.stderr and "nothing written" in done.stderr
 
 
-def test_an_existing_manifest_is_kept_without_force(tmp_path: Path,
-                                                    generated: dict[str, Repo]) -> None:
+def test_an_existing_manifest_is_kept_without_force(
+    tmp_path: Path, generated: dict[str, Repo]
+) -> None:
     root = tmp_path / "repo"
     shutil.copytree(generated["pnpm_workspace"].root, root, symlinks=True)
     (root / "build.toml").write_text("# mine\n")
@@ -437,7 +549,8 @@ def test_a_broken_cargo_manifest_names_the_file_and_cargo_s_words(tmp_path: Path
 
 
 def test_cargo_steps_leave_napi_crates_to_napi_and_name_target_kinds(
-        generated: dict[str, Repo]) -> None:
+    generated: dict[str, Repo],
+) -> None:
     from buildlib.ecosystems.cargo import find_workspaces
 
     files = list_files(generated["cargo_workspace"].root)
@@ -455,6 +568,7 @@ def test_cargo_steps_leave_napi_crates_to_napi_and_name_target_kinds(
 
 
 # --- end to end: the real tools ------------------------------------------------------------------
+
 
 def _production_env(repo: Repo) -> dict[str, str]:
     """The repository's tools on PATH, and the NODE_ENV trap set: NODE_ENV=production (npm,
@@ -478,14 +592,28 @@ def test_the_node_env_trap_is_real(tmp_path: Path) -> None:
     NODE_ENV=production installs no devDependencies (no tsc, no vite), silently."""
     repo = repos.npm_workspace(tmp_path / "repo")
     env = _production_env(repo)
-    plain = subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=repo.root, env=env,
-                           capture_output=True, text=True, timeout=900, check=False)
+    plain = subprocess.run(
+        ["npm", "ci", "--no-audit", "--no-fund"],
+        cwd=repo.root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
     assert plain.returncode == 0, plain.stderr
     assert not (repo.root / "node_modules/.bin/tsc").exists()
     shutil.rmtree(repo.root / "node_modules")
     steps = steps_of(buildlib(repo.root, "init", "--dry-run").stdout)
-    fixed = subprocess.run(steps["install"]["command"], cwd=repo.root, env=env,
-                           capture_output=True, text=True, timeout=900, check=False)
+    fixed = subprocess.run(
+        steps["install"]["command"],
+        cwd=repo.root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
     assert fixed.returncode == 0, fixed.stderr
     assert (repo.root / "node_modules/.bin/tsc").exists()
     assert (repo.root / "node_modules/.bin/vite").exists()
@@ -494,8 +622,7 @@ def test_the_node_env_trap_is_real(tmp_path: Path) -> None:
 @pytest.mark.e2e
 @pytest.mark.xdist_group("init")
 @pytest.mark.timeout(1800)
-def test_the_polyglot_repository_builds_green_with_the_manifest_as_written(
-        tmp_path: Path) -> None:
+def test_the_polyglot_repository_builds_green_with_the_manifest_as_written(tmp_path: Path) -> None:
     repo = repos.polyglot_repo(tmp_path / "repo")
     git_init(repo.root)
     done = _init_and_build(repo)
@@ -505,16 +632,23 @@ def test_the_polyglot_repository_builds_green_with_the_manifest_as_written(
         for output in package.outputs:
             assert (repo.root / output).exists(), f"{package.name}: no {output}"
     assert (repo.root / "target/debug/demo").is_file()
-    cli = subprocess.run(["node", "packages/cli/dist/cli.js", "Poly Glot"], cwd=repo.root,
-                         capture_output=True, text=True, timeout=60, check=True)
+    cli = subprocess.run(
+        ["node", "packages/cli/dist/cli.js", "Poly Glot"],
+        cwd=repo.root,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     assert cli.stdout == "Hello, Poly Glot!\npoly-glot\n"  # the second line comes from Rust
     again = buildlib(repo.root, "build", env=_production_env(repo))
     assert again.returncode == 0, again.stdout + again.stderr
     report = json.loads((repo.root / ".buildlib/reports/latest.json").read_text())
     ran = [s["name"] for s in report["steps"] if s["outcome"] in ("built", "failed")]
     assert (len(report["steps"]), ran) == (11, [])  # the second build runs nothing
-    status = subprocess.run(["git", "status", "--porcelain"], cwd=repo.root, text=True,
-                            capture_output=True, check=True).stdout.split("\n")
+    status = subprocess.run(
+        ["git", "status", "--porcelain"], cwd=repo.root, text=True, capture_output=True, check=True
+    ).stdout.split("\n")
     assert sorted(filter(None, status)) == ["?? .buildlib/", "?? build.toml", "?? noxfile.py"]
     shutil.rmtree(repo.root)  # node_modules and target: ~1 GB
 
@@ -522,10 +656,12 @@ def test_the_polyglot_repository_builds_green_with_the_manifest_as_written(
 @pytest.mark.e2e
 @pytest.mark.xdist_group("init")
 @pytest.mark.timeout(1800)
-@pytest.mark.parametrize("builder", [repos.pnpm_workspace, repos.yarn_berry_workspace],
-                         ids=["pnpm", "yarn-berry"])
+@pytest.mark.parametrize(
+    "builder", [repos.pnpm_workspace, repos.yarn_berry_workspace], ids=["pnpm", "yarn-berry"]
+)
 def test_pnpm_and_yarn_workspaces_build_green_with_the_manifest_as_written(
-        tmp_path: Path, builder: Any) -> None:
+    tmp_path: Path, builder: Any
+) -> None:
     repo: Repo = builder(tmp_path / "repo")
     git_init(repo.root)
     done = _init_and_build(repo)

@@ -36,7 +36,11 @@ def error_of(tmp_path: Path, body: str) -> ManifestError:
 
 
 def test_valid_manifest_loads(tmp_path: Path) -> None:
-    manifest = load_manifest(write(tmp_path, GOOD_STEP + """
+    manifest = load_manifest(
+        write(
+            tmp_path,
+            GOOD_STEP
+            + """
         [[step]]
         name = "b"
         command = ["echo", "{mode}"]
@@ -44,32 +48,47 @@ def test_valid_manifest_loads(tmp_path: Path) -> None:
         when = 'sys_platform == "win32"'
         [step.mode.production]
         args = ["--release"]
-    """))
+    """,
+        )
+    )
     assert list(manifest.steps) == ["a", "b"]
     assert manifest.steps["b"].mode_overrides["production"].args == ("--release",)
 
 
-@pytest.mark.parametrize(("body", "step", "key", "fix_words"), [
-    (GOOD_STEP + 'colour = "red"\n', "a", "colour", "remove it"),
-    (GOOD_STEP.replace('["echo", "a"]', '"echo a"'), "a", "command", "argv list"),
-    (GOOD_STEP + GOOD_STEP, "a", "name", "rename"),
-    (GOOD_STEP + 'depends_on = ["nope"]\n', "a", "depends_on", "declare that step"),
-    (GOOD_STEP + 'outputs = ["../elsewhere/out"]\n', "a", "outputs", "relative to the workspace"),
-    (GOOD_STEP + 'outputs = ["/etc/passwd"]\n', "a", "outputs", "relative to the workspace"),
-    (GOOD_STEP + 'exclude = ["**/a\\u0000b/**"]\n', "a", "exclude", "remove the NUL"),
-    (GOOD_STEP.replace('["echo", "a"]', "[]"), "a", "command", "program and its arguments"),
-    (GOOD_STEP + "retries = -1\n", "a", "retries", "retries = 2"),
-    (GOOD_STEP + "retries = \"two\"\n", "a", "retries", "retries = 2"),
-    (GOOD_STEP + "when = 'sys_platform === 1'\n", "a", "when", "when ="),
-    (GOOD_STEP + 'modes = ["staging"]\n', "a", "modes", "development"),
-    (GOOD_STEP + 'tools = ["cargo"]\n', "a", "tools", "[tools]"),
-    (GOOD_STEP + 'env = { N = 1 }\n', "a", "env.N", "quote it"),
-    (GOOD_STEP + '[step.target.sparc-sun-solaris]\nargs = ["x"]\n', "a", "target.sparc-sun-solaris",
-     "x86_64-unknown-linux-gnu"),
-    (GOOD_STEP.replace('["echo", "a"]', '["echo", "{nope"]'), "a", "command", "literal brace"),
-])
-def test_errors_name_file_step_key_and_fix(tmp_path: Path, body: str, step: str, key: str,
-                                           fix_words: str) -> None:
+@pytest.mark.parametrize(
+    ("body", "step", "key", "fix_words"),
+    [
+        (GOOD_STEP + 'colour = "red"\n', "a", "colour", "remove it"),
+        (GOOD_STEP.replace('["echo", "a"]', '"echo a"'), "a", "command", "argv list"),
+        (GOOD_STEP + GOOD_STEP, "a", "name", "rename"),
+        (GOOD_STEP + 'depends_on = ["nope"]\n', "a", "depends_on", "declare that step"),
+        (
+            GOOD_STEP + 'outputs = ["../elsewhere/out"]\n',
+            "a",
+            "outputs",
+            "relative to the workspace",
+        ),
+        (GOOD_STEP + 'outputs = ["/etc/passwd"]\n', "a", "outputs", "relative to the workspace"),
+        (GOOD_STEP + 'exclude = ["**/a\\u0000b/**"]\n', "a", "exclude", "remove the NUL"),
+        (GOOD_STEP.replace('["echo", "a"]', "[]"), "a", "command", "program and its arguments"),
+        (GOOD_STEP + "retries = -1\n", "a", "retries", "retries = 2"),
+        (GOOD_STEP + 'retries = "two"\n', "a", "retries", "retries = 2"),
+        (GOOD_STEP + "when = 'sys_platform === 1'\n", "a", "when", "when ="),
+        (GOOD_STEP + 'modes = ["staging"]\n', "a", "modes", "development"),
+        (GOOD_STEP + 'tools = ["cargo"]\n', "a", "tools", "[tools]"),
+        (GOOD_STEP + "env = { N = 1 }\n", "a", "env.N", "quote it"),
+        (
+            GOOD_STEP + '[step.target.sparc-sun-solaris]\nargs = ["x"]\n',
+            "a",
+            "target.sparc-sun-solaris",
+            "x86_64-unknown-linux-gnu",
+        ),
+        (GOOD_STEP.replace('["echo", "a"]', '["echo", "{nope"]'), "a", "command", "literal brace"),
+    ],
+)
+def test_errors_name_file_step_key_and_fix(
+    tmp_path: Path, body: str, step: str, key: str, fix_words: str
+) -> None:
     error = error_of(tmp_path, body)
     assert error.file == str(tmp_path / "build.toml")
     assert error.step == step
@@ -84,12 +103,15 @@ def test_unknown_key_suggests_the_close_one(tmp_path: Path) -> None:
 
 
 def test_cycle_names_every_step_in_order(tmp_path: Path) -> None:
-    body = "".join(f"""
+    body = "".join(
+        f"""
         [[step]]
         name = "{n}"
         command = ["true"]
         depends_on = ["{d}"]
-    """ for n, d in (("a", "c"), ("b", "a"), ("c", "b")))
+    """
+        for n, d in (("a", "c"), ("b", "a"), ("c", "b"))
+    )
     error = error_of(tmp_path, body)
     assert isinstance(error, CycleError)
     assert error.cycle == ("a", "c", "b", "a")
@@ -109,8 +131,13 @@ def test_invalid_toml_points_at_the_line(tmp_path: Path) -> None:
 
 def test_cli_prints_one_message_and_no_traceback(tmp_path: Path) -> None:
     write(tmp_path, GOOD_STEP + 'depends_on = ["nope"]\n')
-    proc = subprocess.run([sys.executable, "-m", "buildlib", "build"], cwd=tmp_path,
-                          capture_output=True, text=True, env=_env())
+    proc = subprocess.run(
+        [sys.executable, "-m", "buildlib", "build"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=_env(),
+    )
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     assert "step 'a', key 'depends_on'" in proc.stderr
@@ -128,13 +155,13 @@ def _cached_document(path: Path) -> tuple[bytes, dict[str, Any]]:
     """The parsed manifest's cache: (the manifest's bytes, the parsed document)."""
     from buildlib.core import marshalfile
 
-    cached = marshalfile.read(BuildDir(path.parent).parsed_manifest,
-                              manifest_module._CACHE_HEADER)
+    cached = marshalfile.read(BuildDir(path.parent).parsed_manifest, manifest_module._CACHE_HEADER)
     return cast("tuple[bytes, dict[str, Any]]", cached)
 
 
 def test_the_parsed_manifest_is_remembered_only_when_asked_and_only_for_the_same_text(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     path = write(tmp_path, GOOD_STEP)
     cache = BuildDir(tmp_path).parsed_manifest
     load_manifest(path)
@@ -162,7 +189,7 @@ def test_a_damaged_or_foreign_cache_is_ignored(tmp_path: Path) -> None:
 
 def test_toml_dates_are_parsed_every_time(tmp_path: Path) -> None:
     """marshal has no datetime: such a manifest is not cached, and still loads."""
-    path = write(tmp_path, GOOD_STEP + '[vars]\nreleased = 2025-01-01\n')
+    path = write(tmp_path, GOOD_STEP + "[vars]\nreleased = 2025-01-01\n")
     with pytest.raises(ManifestError):  # vars must be strings: the check still runs
         load_manifest(path, remember=True)
     assert not (BuildDir(tmp_path).parsed_manifest).exists()

@@ -14,13 +14,21 @@ from buildlib.run.results import Outcome
 TARGET = "x86_64-unknown-linux-gnu"
 
 
-def add(path: Path, build_id: str, steps: dict[str, tuple[Outcome, float]], *,
-        mode: str = "debug") -> None:
-    append(path, HistoryEntry(
-        build_id=build_id, started_at="2025-01-01T00:00:00+00:00", mode=mode, target=TARGET,
-        wall=10.0, exit_code=0,
-        steps=tuple(HistoryStep(name=n, outcome=o, duration=d) for n, (o, d) in steps.items()),
-    ))
+def add(
+    path: Path, build_id: str, steps: dict[str, tuple[Outcome, float]], *, mode: str = "debug"
+) -> None:
+    append(
+        path,
+        HistoryEntry(
+            build_id=build_id,
+            started_at="2025-01-01T00:00:00+00:00",
+            mode=mode,
+            target=TARGET,
+            wall=10.0,
+            exit_code=0,
+            steps=tuple(HistoryStep(name=n, outcome=o, duration=d) for n, (o, d) in steps.items()),
+        ),
+    )
 
 
 @pytest.fixture
@@ -30,11 +38,27 @@ def slowed(tmp_path: Path) -> Path:
     B = Outcome.BUILT
     add(path, "ancient", {"compile": (B, 500.0), "link": (B, 1.0)})  # outside --last 10
     for i in range(10):
-        add(path, f"b{i}", {"compile": (B, 30.0 + (i % 3) * 0.5), "link": (B, 6.0),
-                            "tiny": (B, 1.0), "bundle": (Outcome.CACHED, 0.05)})
+        add(
+            path,
+            f"b{i}",
+            {
+                "compile": (B, 30.0 + (i % 3) * 0.5),
+                "link": (B, 6.0),
+                "tiny": (B, 1.0),
+                "bundle": (Outcome.CACHED, 0.05),
+            },
+        )
     add(path, "other-mode", {"compile": (B, 300.0), "link": (B, 60.0)}, mode="release")
-    add(path, "slow", {"compile": (B, 30.2), "link": (B, 12.5), "tiny": (B, 2.9),
-                       "bundle": (Outcome.CACHED, 9.0)})
+    add(
+        path,
+        "slow",
+        {
+            "compile": (B, 30.2),
+            "link": (B, 12.5),
+            "tiny": (B, 2.9),
+            "bundle": (Outcome.CACHED, 9.0),
+        },
+    )
     return path
 
 
@@ -83,8 +107,8 @@ def test_empty_history_says_so(tmp_path: Path) -> None:
     result = metrics_table(tmp_path / "history.jsonl", mode="debug", target=TARGET)
     assert result.steps == () and result.builds == 0
     assert render_metrics(result) == (
-        f"no build of debug x86_64-unknown-linux-gnu is recorded in {tmp_path}/history.jsonl "
-        "yet")
+        f"no build of debug x86_64-unknown-linux-gnu is recorded in {tmp_path}/history.jsonl yet"
+    )
 
 
 def test_a_mode_never_built_points_at_the_builds_there_are(slowed: Path) -> None:

@@ -28,9 +28,12 @@ MODES = ("development", "production", "test")
 OTHER_TARGET = "aarch64-apple-darwin"
 # Outputs whose bytes do not depend on the mode or target: the same lockfile installs the
 # same node_modules (npm ci --include=dev), and napi's type definitions come from the source.
-SAME_IN_EVERY_MODE = {"web/node_modules", "electron/node_modules",
-                      "crates/tachikoma-native/node_modules",
-                      "crates/tachikoma-native/index.d.ts"}
+SAME_IN_EVERY_MODE = {
+    "web/node_modules",
+    "electron/node_modules",
+    "crates/tachikoma-native/node_modules",
+    "crates/tachikoma-native/index.d.ts",
+}
 
 needs_node = pytest.mark.skipif(shutil.which("node") is None, reason="node is not on PATH")
 
@@ -45,8 +48,9 @@ def outputs(manifest: Manifest, mode: str, triple: str) -> dict[str, tuple[str, 
     return {f"{name} ({mode}, {triple})": step.outputs for name, step in plan.steps.items()}
 
 
-def shared_outputs(first: dict[str, tuple[str, ...]], second: dict[str, tuple[str, ...]]
-                   ) -> set[str]:
+def shared_outputs(
+    first: dict[str, tuple[str, ...]], second: dict[str, tuple[str, ...]]
+) -> set[str]:
     """Every output of `first` that overlaps one of `second` (the same path, or one inside
     the other), found with the plan's own overlap check."""
     found = set()
@@ -100,9 +104,11 @@ def test_electron_main_is_told_the_page_and_module_of_its_mode(manifest: Manifes
 
 # --- verify rejects an artifact of another mode by name --------------------------------------
 
+
 def node(*args: str | Path, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["node", *map(str, args)], cwd=cwd, capture_output=True, text=True,
-                          timeout=60, check=False)
+    return subprocess.run(
+        ["node", *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=60, check=False
+    )
 
 
 def page(path: Path, mode: str | None) -> Path:
@@ -110,8 +116,10 @@ def page(path: Path, mode: str | None) -> Path:
     (path.parent / "assets").mkdir(exist_ok=True)
     (path.parent / "assets" / "index.js").write_text("")
     meta = f'<meta name="tachikoma-build-mode" content="{mode}">' if mode else ""
-    path.write_text(f'<!doctype html><html><head>{meta}'
-                    '<script type="module" src="./assets/index.js"></script></head></html>')
+    path.write_text(
+        f"<!doctype html><html><head>{meta}"
+        '<script type="module" src="./assets/index.js"></script></head></html>'
+    )
     return path
 
 
@@ -144,11 +152,20 @@ def compiled_main(root: Path, mode: str, page_mode: str) -> Path:
     (main / "index.js").write_text("'use strict'\nrequire('./paths.js')\n")
     (main / "paths.js").write_text(
         "const c = require('./build.json')\n"
-        "exports.BUILD_MODE = c.mode\nexports.RELATIVE_PATHS = c.paths\n")
-    (main / "build.json").write_text(json.dumps({"mode": mode, "paths": {
-        "preload": "../preload/index.js",
-        "webEntry": f"../../../../../web/dist/{mode}/index.html",
-        "nativeModule": f"../../../../../native/{mode}/m.node"}}))
+        "exports.BUILD_MODE = c.mode\nexports.RELATIVE_PATHS = c.paths\n"
+    )
+    (main / "build.json").write_text(
+        json.dumps(
+            {
+                "mode": mode,
+                "paths": {
+                    "preload": "../preload/index.js",
+                    "webEntry": f"../../../../../web/dist/{mode}/index.html",
+                    "nativeModule": f"../../../../../native/{mode}/m.node",
+                },
+            }
+        )
+    )
     (main.parent / "preload").mkdir()
     (main.parent / "preload/index.js").write_text("require('electron')\n")
     page(root / f"web/dist/{mode}/index.html", page_mode)

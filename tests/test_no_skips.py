@@ -41,9 +41,25 @@ MODULE_SKIP = textwrap.dedent("""
 def pytest_run(tmp_path: Path, text: str, *args: str) -> subprocess.CompletedProcess[str]:
     (tmp_path / "test_sample.py").write_text(text)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "pytest", "-p", "tests.no_skips", "-q",
-                           "-p", "no:cacheprovider", "test_sample.py", *args],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "tests.no_skips",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "test_sample.py",
+            *args,
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_a_skip_fails_the_run_with_its_reason_and_the_way_out(tmp_path: Path) -> None:

@@ -30,45 +30,62 @@ def nox_argv() -> list[str]:
     if found is None:
         pytest.fail("nox is not on PATH: pip install nox")
     if shutil.which("pyenv") and "/shims/" in found:
-        found = subprocess.run(["pyenv", "which", "nox"], capture_output=True, text=True,
-                               check=True).stdout.strip()
+        found = subprocess.run(
+            ["pyenv", "which", "nox"], capture_output=True, text=True, check=True
+        ).stdout.strip()
     first = Path(found).read_text(errors="replace").splitlines()[0]
     python = first.removeprefix("#!").strip().split()[0] if first.startswith("#!") else ""
     return [python, found] if python and Path(python).exists() else [found]
 
 
 def nox(cwd: Path, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("GITHUB_", "BUILDLIB_", "NOX")) or k == "BUILDLIB_CACHE_DIR"}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("GITHUB_", "BUILDLIB_", "NOX")) or k == "BUILDLIB_CACHE_DIR"
+    }
     env.update(extra)
-    return subprocess.run([*nox_argv(), *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=600)
+    return subprocess.run(
+        [*nox_argv(), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
 
 
 # -- nox's command line ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("argv", "environ", "expected"), [
-    (["nox", "-l"], {}, Requested()),
-    (["nox", "-s", "rust-build"], {}, Requested(names=("rust-build",))),
-    (["nox", "-s", "a", "b(mode='x', target='y')", "-v"], {},
-     Requested(names=("a", "b(mode='x', target='y')"))),
-    (["nox", "--session=a", "-sb", "-e", "c", "--sessions", "d"], {},
-     Requested(names=("a", "b", "c", "d"))),
-    (["nox", "-t", "cross", "-l"], {}, Requested(tags=("cross",))),
-    (["nox", "--tags=host", "-k", "rust and production"], {},
-     Requested(tags=("host",), keywords=True)),
-    (["nox", "-s", "tests", "--", "-s", "x(mode='m')"], {}, Requested(names=("tests",))),
-    (["nox"], {"NOXSESSION": "verify,rust-build"}, Requested(names=("verify", "rust-build"))),
-])
+@pytest.mark.parametrize(
+    ("argv", "environ", "expected"),
+    [
+        (["nox", "-l"], {}, Requested()),
+        (["nox", "-s", "rust-build"], {}, Requested(names=("rust-build",))),
+        (
+            ["nox", "-s", "a", "b(mode='x', target='y')", "-v"],
+            {},
+            Requested(names=("a", "b(mode='x', target='y')")),
+        ),
+        (
+            ["nox", "--session=a", "-sb", "-e", "c", "--sessions", "d"],
+            {},
+            Requested(names=("a", "b", "c", "d")),
+        ),
+        (["nox", "-t", "cross", "-l"], {}, Requested(tags=("cross",))),
+        (
+            ["nox", "--tags=host", "-k", "rust and production"],
+            {},
+            Requested(tags=("host",), keywords=True),
+        ),
+        (["nox", "-s", "tests", "--", "-s", "x(mode='m')"], {}, Requested(names=("tests",))),
+        (["nox"], {"NOXSESSION": "verify,rust-build"}, Requested(names=("verify", "rust-build"))),
+    ],
+)
 def test_the_sessions_asked_for_are_read_from_nox_s_command_line(
-        argv: list[str], environ: dict[str, str], expected: Requested) -> None:
+    argv: list[str], environ: dict[str, str], expected: Requested
+) -> None:
     assert requested_sessions(argv, environ) == expected
 
 
 def test_variants_exist_when_named_or_selected_by_a_variant_tag_or_keyword() -> None:
-    assert Requested(names=("rust-build(mode='test', target='x')",)).wants_variants_of(
-        "rust-build")
+    assert Requested(names=("rust-build(mode='test', target='x')",)).wants_variants_of("rust-build")
     assert not Requested(names=("rust-build",)).wants_variants_of("rust-build")
     assert not Requested(names=("rust-build-extra(a)",)).wants_variants_of("rust-build")
     assert Requested(tags=("cross",)).wants_variants_of("web")
@@ -80,8 +97,11 @@ def test_variants_exist_when_named_or_selected_by_a_variant_tag_or_keyword() -> 
 
 
 def listed(stdout: str) -> list[str]:
-    return [line[2:].split(" -> ")[0].split(" [")[0] for line in stdout.splitlines()
-            if line[:2] in ("* ", "- ")]
+    return [
+        line[2:].split(" -> ")[0].split(" [")[0]
+        for line in stdout.splitlines()
+        if line[:2] in ("* ", "- ")
+    ]
 
 
 def test_nox_l_fits_one_screen_of_160_by_45() -> None:
@@ -92,8 +112,20 @@ def test_nox_l_fits_one_screen_of_160_by_45() -> None:
     assert max(map(len, lines)) <= 160, max(lines, key=len)
     sessions = listed(proc.stdout)
     assert not any("target=" in name for name in sessions), sessions
-    for name in ("build", "build-3.12(mode='production')", "verify", "clean", "metrics",
-                 "tests", "lint", "bench", "audit", "dev", "rust-build", "svelte-check"):
+    for name in (
+        "build",
+        "build-3.12(mode='production')",
+        "verify",
+        "clean",
+        "metrics",
+        "tests",
+        "lint",
+        "bench",
+        "audit",
+        "dev",
+        "rust-build",
+        "svelte-check",
+    ):
         assert name in sessions, name
     assert "web-dev" not in sessions  # a service: `nox -s dev` (watch) starts it, no build
     assert "* build -> Build every step of the default mode (development)" in proc.stdout
@@ -101,34 +133,56 @@ def test_nox_l_fits_one_screen_of_160_by_45() -> None:
 
 
 def test_the_variants_are_listed_by_tag() -> None:
-    steps = len([n for n in listed(nox(ROOT, "-l").stdout) if n in {
-        "rust-check", "rust-build", "native-install", "native-module", "web-install",
-        "svelte-check", "svelte-build", "electron-install", "electron-build"}])
+    steps = len(
+        [
+            n
+            for n in listed(nox(ROOT, "-l").stdout)
+            if n
+            in {
+                "rust-check",
+                "rust-build",
+                "native-install",
+                "native-module",
+                "web-install",
+                "svelte-check",
+                "svelte-build",
+                "electron-install",
+                "electron-build",
+            }
+        ]
+    )
     every = nox(ROOT, "-t", "variants", "-l")
     selected = [line for line in every.stdout.splitlines() if line.startswith("* ")]
     assert len(selected) == steps * 3 * len(TARGETS)  # 9 steps x 3 modes x 6 targets
     cross = nox(ROOT, "-t", "cross", "-l")
-    assert sum(line.startswith("* ") for line in cross.stdout.splitlines()) == \
-        steps * 3 * (len(TARGETS) - 1)
-    assert (f"* rust-build(mode='production', target='{HOST}') [step,variants,host]"
-            in every.stdout)
+    assert sum(line.startswith("* ") for line in cross.stdout.splitlines()) == steps * 3 * (
+        len(TARGETS) - 1
+    )
+    assert f"* rust-build(mode='production', target='{HOST}') [step,variants,host]" in every.stdout
 
 
 def test_nox_l_on_a_terminal_shows_it_all(tmp_path: Path) -> None:
     if shutil.which("tmux") is None:
         pytest.fail("tmux is not installed: apt-get install -y tmux")
     name = f"nox-l-{os.getpid()}"
-    subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", "160", "-y", "45", "-c",
-                    str(ROOT)], check=True)
+    subprocess.run(
+        ["tmux", "new-session", "-d", "-s", name, "-x", "160", "-y", "45", "-c", str(ROOT)],
+        check=True,
+    )
     try:
         command = " ".join(nox_argv()) + " -l"
-        subprocess.run(["tmux", "send-keys", "-t", name, f"clear; {command}; echo done-$?",
-                        "Enter"], check=True)
+        subprocess.run(
+            ["tmux", "send-keys", "-t", name, f"clear; {command}; echo done-$?", "Enter"],
+            check=True,
+        )
         screen: list[str] = []
         for _ in range(300):
-            screen = subprocess.run(["tmux", "capture-pane", "-p", "-t", name],
-                                    capture_output=True, text=True, check=True).stdout \
-                .splitlines()
+            screen = subprocess.run(
+                ["tmux", "capture-pane", "-p", "-t", name],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.splitlines()
             if "done-0" in screen:
                 break
             subprocess.run(["sleep", "0.1"], check=True)
@@ -147,9 +201,13 @@ def workspace(tmp_path: Path) -> Path:
     """A workspace whose noxfile registers buildlib's sessions; the engine is this Python
     ($BUILDLIB_ENGINE_PYTHON), so no environment is created."""
     root = tmp_path / "ws"
-    write_manifest(root, sleep_step("first", 0.1) + sleep_step("second", 0.1, deps=["first"]),
-                   extra='[workspace]\ndefault_mode = "test"\n')
-    (root / "noxfile.py").write_text(textwrap.dedent(f"""
+    write_manifest(
+        root,
+        sleep_step("first", 0.1) + sleep_step("second", 0.1, deps=["first"]),
+        extra='[workspace]\ndefault_mode = "test"\n',
+    )
+    (root / "noxfile.py").write_text(
+        textwrap.dedent(f"""
         import sys
         from pathlib import Path
         sys.path.insert(0, {str(ROOT)!r})
@@ -159,15 +217,15 @@ def workspace(tmp_path: Path) -> Path:
         nox.options.default_venv_backend = "none"
         register(nox, Path(__file__).parent / "build.toml")
         nox.options.sessions = ["build"]
-    """))
+    """)
+    )
     return root
 
 
 def builds(root: Path) -> list[tuple[str, str, list[str]]]:
     """(mode, target, steps) of each build, from the history."""
     lines = (root / ".buildlib" / "history.jsonl").read_text().splitlines()
-    return [(e["mode"], e["target"], [s[0] for s in e["steps"]])
-            for e in map(json.loads, lines)]
+    return [(e["mode"], e["target"], [s[0] for s in e["steps"]]) for e in map(json.loads, lines)]
 
 
 ENGINE = {"BUILDLIB_ENGINE_PYTHON": PY, "PYTHONPATH": str(ROOT)}
@@ -217,8 +275,11 @@ def test_without_python_3_12_one_clear_message_and_a_failure(tmp_path: Path) -> 
             continue
         assert proc.returncode == 1, text
         assert "Traceback" not in text and "skipped" not in text, text
-        assert re.search(rf"Session {session} aborted: Python 3\.12 is not on PATH: buildlib's "
-                         r"sessions run on it\n\s+fix: ", text), text
+        assert re.search(
+            rf"Session {session} aborted: Python 3\.12 is not on PATH: buildlib's "
+            r"sessions run on it\n\s+fix: ",
+            text,
+        ), text
     # The repository's own `tests` session: the same, where it used to say "skipped" and
     # exit 0.
     repo = tmp_path / "repo"

@@ -17,9 +17,16 @@ from buildlib.incremental.outputs import (
 
 @pytest.fixture
 def tree(tmp_path: Path) -> Path:
-    for rel in ("web/dist/index.html", "web/dist/assets/a.js", "web/src/App.svelte",
-                "crates/a/x.node", "crates/b/y.node", "crates/b/index.js",
-                "packages/p1/dist/out.js", "packages/p2/dist/out.js"):
+    for rel in (
+        "web/dist/index.html",
+        "web/dist/assets/a.js",
+        "web/src/App.svelte",
+        "crates/a/x.node",
+        "crates/b/y.node",
+        "crates/b/index.js",
+        "packages/p1/dist/out.js",
+        "packages/p2/dist/out.js",
+    ):
         path = tmp_path / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(rel)
@@ -27,48 +34,64 @@ def tree(tmp_path: Path) -> Path:
     return tmp_path
 
 
-@pytest.mark.parametrize(("pattern", "path", "owner"), [
-    ("web/dist", "web/dist/assets/a.js", True),
-    ("web/dist", "web/distx/a.js", False),
-    ("web/dist", "web", False),
-    ("crates/*/*.node", "crates/a/x.node", True),
-    ("crates/*/*.node", "crates/a/index.js", False),
-    ("packages/*/dist", "packages/p1/dist/deep/f.js", True),
-    ("**/dist", "a/b/dist/c", True),
-    ("./web/dist/", "web/dist/x", True),
-])
-def test_a_path_is_covered_by_a_pattern_or_a_directory_it_names(pattern: str, path: str,
-                                                               owner: bool) -> None:
+@pytest.mark.parametrize(
+    ("pattern", "path", "owner"),
+    [
+        ("web/dist", "web/dist/assets/a.js", True),
+        ("web/dist", "web/distx/a.js", False),
+        ("web/dist", "web", False),
+        ("crates/*/*.node", "crates/a/x.node", True),
+        ("crates/*/*.node", "crates/a/index.js", False),
+        ("packages/*/dist", "packages/p1/dist/deep/f.js", True),
+        ("**/dist", "a/b/dist/c", True),
+        ("./web/dist/", "web/dist/x", True),
+    ],
+)
+def test_a_path_is_covered_by_a_pattern_or_a_directory_it_names(
+    pattern: str, path: str, owner: bool
+) -> None:
     assert (OutputScope([pattern]).owner(path) == pattern) is owner
 
 
 def test_expand_lists_files_and_links_under_what_the_patterns_name(tree: Path) -> None:
     assert expand_outputs(tree, ["web/dist", "crates/*/*.node"]) == [
-        "crates/a/x.node", "crates/b/y.node", "web/dist/assets/a.js", "web/dist/index.html",
-        "web/dist/link"]
-    assert expand_outputs(tree, ["packages/*/dist"]) == ["packages/p1/dist/out.js",
-                                                          "packages/p2/dist/out.js"]
+        "crates/a/x.node",
+        "crates/b/y.node",
+        "web/dist/assets/a.js",
+        "web/dist/index.html",
+        "web/dist/link",
+    ]
+    assert expand_outputs(tree, ["packages/*/dist"]) == [
+        "packages/p1/dist/out.js",
+        "packages/p2/dist/out.js",
+    ]
     assert missing_patterns(["web/dist", "web/typo"], expand_outputs(tree, ["web/dist"])) == [
-        "web/typo"]
+        "web/typo"
+    ]
 
 
 def test_matching_paths_names_the_matches_themselves_for_clean(tree: Path) -> None:
     assert matching_paths(tree, "packages/*/dist") == ["packages/p1/dist", "packages/p2/dist"]
     assert matching_paths(tree, "web/dist") == ["web/dist"]
     assert matching_paths(tree, "web/missing") == []
-    assert matching_paths(tree, "**/dist") == ["packages/p1/dist", "packages/p2/dist",
-                                               "web/dist"]
+    assert matching_paths(tree, "**/dist") == ["packages/p1/dist", "packages/p2/dist", "web/dist"]
 
 
-@pytest.mark.parametrize(("outputs", "found"), [
-    ({"a": ["web/dist"], "b": ["web/dist"]}, ("a", "web/dist", "b", "web/dist")),
-    ({"a": ["web/dist"], "b": ["web/dist/x.js"]}, ("a", "web/dist", "b", "web/dist/x.js")),
-    ({"a": ["crates/*/*.node"], "b": ["crates/n/i.node"]},
-     ("a", "crates/*/*.node", "b", "crates/n/i.node")),
-    ({"a": ["web/dist"], "b": ["web/node_modules"]}, None),
-    ({"a": ["crates/*/*.node"], "b": ["crates/n/index.js"]}, None),
-    ({"a": ["out/a", "out/b"]}, None),  # one step's own outputs may sit side by side
-])
+@pytest.mark.parametrize(
+    ("outputs", "found"),
+    [
+        ({"a": ["web/dist"], "b": ["web/dist"]}, ("a", "web/dist", "b", "web/dist")),
+        ({"a": ["web/dist"], "b": ["web/dist/x.js"]}, ("a", "web/dist", "b", "web/dist/x.js")),
+        (
+            {"a": ["crates/*/*.node"], "b": ["crates/n/i.node"]},
+            ("a", "crates/*/*.node", "b", "crates/n/i.node"),
+        ),
+        ({"a": ["web/dist"], "b": ["web/node_modules"]}, None),
+        ({"a": ["crates/*/*.node"], "b": ["crates/n/index.js"]}, None),
+        ({"a": ["out/a", "out/b"]}, None),  # one step's own outputs may sit side by side
+    ],
+)
 def test_overlapping_outputs_of_two_steps_are_found(
-        outputs: dict[str, list[str]], found: tuple[str, str, str, str] | None) -> None:
+    outputs: dict[str, list[str]], found: tuple[str, str, str, str] | None
+) -> None:
     assert overlap(outputs) == found

@@ -22,8 +22,9 @@ SH = shutil.which("sh") or "/bin/sh"
 
 def run(table: ProcessTable, cwd: Path, script: str, log: Path) -> tuple[Process, int]:
     with log.open("wb") as out:
-        proc = table.spawn([SH, "-c", script], cwd=cwd, env=encode_env(dict(os.environ)),
-                           stdout=out)
+        proc = table.spawn(
+            [SH, "-c", script], cwd=cwd, env=encode_env(dict(os.environ)), stdout=out
+        )
         try:
             return proc, proc.wait()
         finally:
@@ -31,15 +32,20 @@ def run(table: ProcessTable, cwd: Path, script: str, log: Path) -> tuple[Process
 
 
 @pytest.mark.parametrize("here", [True, False], ids=["posix_spawn", "popen"])
-def test_exit_codes_output_groups_and_stdin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                            here: bool) -> None:
+def test_exit_codes_output_groups_and_stdin(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, here: bool
+) -> None:
     monkeypatch.chdir(tmp_path)
     cwd = tmp_path if here else tmp_path / "sub"
     cwd.mkdir(exist_ok=True)
     table = ProcessTable(grace=1.0)
     try:
-        proc, code = run(table, cwd, 'echo out; echo err >&2; pwd; ps -o pgid= -p $$; '
-                         'read line || echo stdin-empty; exit 3', tmp_path / "log")
+        proc, code = run(
+            table,
+            cwd,
+            "echo out; echo err >&2; pwd; ps -o pgid= -p $$; read line || echo stdin-empty; exit 3",
+            tmp_path / "log",
+        )
         assert isinstance(proc, SpawnedProcess) is here
         assert code == 3
         lines = (tmp_path / "log").read_text().split()
@@ -53,12 +59,17 @@ def test_exit_codes_output_groups_and_stdin(tmp_path: Path, monkeypatch: pytest.
 
 
 def test_stop_all_ends_a_spawned_group_and_wait_times_out(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     table = ProcessTable(grace=0.5)
     with (tmp_path / "log").open("wb") as out:
-        proc = table.spawn([SH, "-c", "sleep 30 & sleep 30; wait"], cwd=tmp_path,
-                           env=encode_env(dict(os.environ)), stdout=out)
+        proc = table.spawn(
+            [SH, "-c", "sleep 30 & sleep 30; wait"],
+            cwd=tmp_path,
+            env=encode_env(dict(os.environ)),
+            stdout=out,
+        )
     assert isinstance(proc, SpawnedProcess)
     with pytest.raises(subprocess.TimeoutExpired):
         proc.wait(timeout=0.05)

@@ -32,10 +32,23 @@ def nginx(tmp_path: Path) -> Iterator[Nginx]:
         yield server
 
 
-def cache_for(directory: Path, url: str | None, *, read_only: bool = False,
-              header: str | None = None, timeout: float = 5.0) -> StepCache:
-    return StepCache(CacheConfig(local_dir=directory, remote_url=url, remote_header=header,
-                                 remote_read_only=read_only, remote_timeout=timeout))
+def cache_for(
+    directory: Path,
+    url: str | None,
+    *,
+    read_only: bool = False,
+    header: str | None = None,
+    timeout: float = 5.0,
+) -> StepCache:
+    return StepCache(
+        CacheConfig(
+            local_dir=directory,
+            remote_url=url,
+            remote_header=header,
+            remote_read_only=read_only,
+            remote_timeout=timeout,
+        )
+    )
 
 
 def save(cache: StepCache, root: Path, key: str, paths: list[str]) -> str | None:
@@ -302,8 +315,9 @@ def test_a_keep_alive_connection_closed_by_the_server_is_retried(tmp_path: Path)
 
 def test_limit_except_get_denies_uploads_once_and_reads_go_on(tmp_path: Path) -> None:
     """The docs' nginx setup: anyone may read, nobody may PUT from here."""
-    with running_nginx(tmp_path / "nginx", extra="            limit_except GET { deny all; }"
-                       ) as server:
+    with running_nginx(
+        tmp_path / "nginx", extra="            limit_except GET { deny all; }"
+    ) as server:
         ws = tmp_path / "ws"
         paths = make_output_tree(ws)
         (server.data / "ac").mkdir()
@@ -322,10 +336,12 @@ def auth_nginx(base: Path) -> Iterator[Nginx]:
     """Reads are open; PUT needs the CI's basic-auth credentials (docs/cache.md)."""
     base.mkdir(parents=True)
     (base / "htpasswd").write_text(f"ci:{{PLAIN}}{SECRET}\n")
-    extra = ("            limit_except GET {\n"
-             "                auth_basic \"buildlib cache\";\n"
-             f"                auth_basic_user_file {base}/htpasswd;\n"
-             "            }")
+    extra = (
+        "            limit_except GET {\n"
+        '                auth_basic "buildlib cache";\n'
+        f"                auth_basic_user_file {base}/htpasswd;\n"
+        "            }"
+    )
     with running_nginx(base, extra=extra) as server:
         yield server
 
@@ -344,18 +360,22 @@ def test_header_is_sent_and_lets_trusted_ci_upload(tmp_path: Path) -> None:
         assert len(developer.warnings) == 1 and "HTTP 401" in developer.warnings[0]
 
 
-def test_secrets_never_appear_in_output(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                        caplog: pytest.LogCaptureFixture) -> None:
+def test_secrets_never_appear_in_output(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     texts: list[str] = []
     wrong = f"Authorization: Basic {base64.b64encode(b'ci:wrong-' + SECRET.encode()).decode()}"
     for server in auth_nginx(tmp_path / "nginx"):
         ws = tmp_path / "ws"
         paths = make_output_tree(ws)
-        for n, (url, header) in enumerate([
+        for n, (url, header) in enumerate(
+            [
                 (server.url, wrong),  # refused upload
                 (f"http://ci:{SECRET}@127.0.0.1:{free_port()}", HEADER),  # down
-                (f"http://127.0.0.1:{free_port()}/x", HEADER)]):
+                (f"http://127.0.0.1:{free_port()}/x", HEADER),
+            ]
+        ):
             cache = cache_for(tmp_path / f"cache{n}", url, header=header, timeout=1)
             cache.lookup("app", KEY1)
             save(cache, ws, KEY1, paths)
@@ -368,8 +388,12 @@ def test_secrets_never_appear_in_output(tmp_path: Path, capsys: pytest.CaptureFi
         remote = HttpRemote(f"http://127.0.0.1:{free_port()}", header=HEADER, timeout=1)
         with pytest.raises(RemoteError) as direct:
             remote.get_bytes(Area.AC, KEY1)
-        texts += [str(direct.value), repr(direct.value), str(direct.value.__cause__),
-                  str(direct.value.__context__)]
+        texts += [
+            str(direct.value),
+            repr(direct.value),
+            str(direct.value.__cause__),
+            str(direct.value.__context__),
+        ]
         with pytest.raises(UserError) as bad:
             parse_header(f"Authorization {SECRET}")
         texts.append(str(bad.value))
@@ -383,25 +407,39 @@ def test_secrets_never_appear_in_output(tmp_path: Path, capsys: pytest.CaptureFi
         assert "wrong-" not in text
 
 
-@pytest.mark.parametrize("header", ["no colon HIDDEN", ": HIDDEN", "Bad Name: HIDDEN", "Name:",
-                                    "N: HIDDEN\r\nX: b", "N: HIDDEN\u4e00"])
+@pytest.mark.parametrize(
+    "header",
+    [
+        "no colon HIDDEN",
+        ": HIDDEN",
+        "Bad Name: HIDDEN",
+        "Name:",
+        "N: HIDDEN\r\nX: b",
+        "N: HIDDEN\u4e00",
+    ],
+)
 def test_malformed_header_is_a_user_error(header: str) -> None:
     with pytest.raises(UserError, match="BUILDLIB_REMOTE_HEADER") as caught:
-        StepCache(CacheConfig(local_dir=Path("/nonexistent"), remote_url="http://127.0.0.1:1",
-                              remote_header=header))
+        StepCache(
+            CacheConfig(
+                local_dir=Path("/nonexistent"),
+                remote_url="http://127.0.0.1:1",
+                remote_header=header,
+            )
+        )
     assert "HIDDEN" not in str(caught.value)
 
 
-@pytest.mark.parametrize("url", ["ftp://host/cache", "http://", "http://host:notaport/",
-                                 "cache.example:8080"])
+@pytest.mark.parametrize(
+    "url", ["ftp://host/cache", "http://", "http://host:notaport/", "cache.example:8080"]
+)
 def test_bad_url_is_a_user_error(url: str) -> None:
     with pytest.raises(UserError, match="not an http"):
         HttpRemote(url, header=None, timeout=1)
 
 
 def test_switched_off_directions_fail_fast_without_requests(tmp_path: Path) -> None:
-    remote = HttpRemote(f"http://127.0.0.1:{free_port()}", header=None, timeout=1,
-                        read_only=True)
+    remote = HttpRemote(f"http://127.0.0.1:{free_port()}", header=None, timeout=1, read_only=True)
     with pytest.raises(RemoteError) as caught:
         remote.put_bytes(Area.AC, KEY1, b"{}")
     assert caught.value.failure is RemoteFailure.UPLOAD_REFUSED and remote.requests == 0

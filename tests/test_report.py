@@ -22,33 +22,78 @@ from buildlib.run.results import BuildRecord, Outcome, StepRecord
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "docs" / "report.schema.json"
 
-DEPS = {"core": (), "deps": (), "web": ("deps",), "tsc": ("web",), "napi": ("core",),
-        "package": ("napi", "tsc"), "docs <beta>": ()}
+DEPS = {
+    "core": (),
+    "deps": (),
+    "web": ("deps",),
+    "tsc": ("web",),
+    "napi": ("core",),
+    "package": ("napi", "tsc"),
+    "docs <beta>": (),
+}
 
 
 STEPS = (
-    StepRecord(name="core", outcome=Outcome.BUILT, start=0.0, end=4.0, worker=0, attempts=1,
-               exit_code=0, reasons=("input changed: src/lib.rs",),
-               log_path="/w/.buildlib/logs/core.log", fingerprint="f" * 64,
-               command=("cargo", "build", "--release")),
-    StepRecord(name="deps", outcome=Outcome.CACHED, start=0.0, end=0.5, worker=1,
-               cache_source="local", fingerprint="e" * 64),
-    StepRecord(name="web", outcome=Outcome.RESTORED, start=0.5, end=1.5, worker=1,
-               cache_source="remote"),
-    StepRecord(name="tsc", outcome=Outcome.FAILED, start=1.5, end=3.5, worker=1, attempts=2,
-               exit_code=2, reasons=("no earlier build",)),
-    StepRecord(name="napi", outcome=Outcome.BUILT, start=4.0, end=10.0, worker=0, attempts=1,
-               exit_code=0),
+    StepRecord(
+        name="core",
+        outcome=Outcome.BUILT,
+        start=0.0,
+        end=4.0,
+        worker=0,
+        attempts=1,
+        exit_code=0,
+        reasons=("input changed: src/lib.rs",),
+        log_path="/w/.buildlib/logs/core.log",
+        fingerprint="f" * 64,
+        command=("cargo", "build", "--release"),
+    ),
+    StepRecord(
+        name="deps",
+        outcome=Outcome.CACHED,
+        start=0.0,
+        end=0.5,
+        worker=1,
+        cache_source="local",
+        fingerprint="e" * 64,
+    ),
+    StepRecord(
+        name="web", outcome=Outcome.RESTORED, start=0.5, end=1.5, worker=1, cache_source="remote"
+    ),
+    StepRecord(
+        name="tsc",
+        outcome=Outcome.FAILED,
+        start=1.5,
+        end=3.5,
+        worker=1,
+        attempts=2,
+        exit_code=2,
+        reasons=("no earlier build",),
+    ),
+    StepRecord(
+        name="napi", outcome=Outcome.BUILT, start=4.0, end=10.0, worker=0, attempts=1, exit_code=0
+    ),
     StepRecord(name="package", outcome=Outcome.SKIPPED),
-    StepRecord(name="docs <beta>", outcome=Outcome.INTERRUPTED, start=3.5, end=4.5, worker=1,
-               attempts=1, exit_code=-15),
+    StepRecord(
+        name="docs <beta>",
+        outcome=Outcome.INTERRUPTED,
+        start=3.5,
+        end=4.5,
+        worker=1,
+        attempts=1,
+        exit_code=-15,
+    ),
 )
 
 
 def sample_record(build_id: str = "20250101T000000-abcdef", **changes: object) -> BuildRecord:
     """STEPS with a critical path, a warning and an extra field; `changes` replace fields."""
-    record = make_record(steps=STEPS, build_id=build_id, critical_path=("core", "napi"),
-                         warnings=("remote cache unreachable",), extra={"note": "from a test"})
+    record = make_record(
+        steps=STEPS,
+        build_id=build_id,
+        critical_path=("core", "napi"),
+        warnings=("remote cache unreachable",),
+        extra={"note": "from a test"},
+    )
     return records.replace(record, **changes)
 
 
@@ -60,7 +105,8 @@ def validator() -> jsonschema.Draft202012Validator:
 
 
 def test_written_report_validates_against_the_schema(
-        tmp_path: Path, validator: jsonschema.Draft202012Validator) -> None:
+    tmp_path: Path, validator: jsonschema.Draft202012Validator
+) -> None:
     paths = write_build_reports(sample_record(), DEPS, BuildDir(tmp_path))
     report = json.loads(paths.json.read_text())
     validator.validate(report)
@@ -80,7 +126,8 @@ def test_schema_rejects_what_is_not_a_report(validator: jsonschema.Draft202012Va
 
 
 def test_schema_covers_every_step_record_field_and_outcome(
-        validator: jsonschema.Draft202012Validator) -> None:
+    validator: jsonschema.Draft202012Validator,
+) -> None:
     schema = cast("Mapping[str, Any]", validator.schema)  # the fixture loads an object
     step_schema = schema["$defs"]["step"]
     fields = {f.name for f in records.fields(StepRecord)}
@@ -88,8 +135,9 @@ def test_schema_covers_every_step_record_field_and_outcome(
     assert set(schema["$defs"]["outcome"]["enum"]) == {o.value for o in Outcome}
     steps = record_to_json(sample_record(), DEPS)["steps"]
     assert isinstance(steps, list)
-    assert fields | {"duration", "depends_on", "on_critical_path",
-                      "fingerprint_components"} == set(steps[0])
+    assert fields | {"duration", "depends_on", "on_critical_path", "fingerprint_components"} == set(
+        steps[0]
+    )
 
 
 def test_derived_figures() -> None:
@@ -101,8 +149,14 @@ def test_derived_figures() -> None:
     assert report["cache_hit_rate"] == 0.5  # 2 hits of 4 built-or-hit steps
     assert report["critical_path"] == ["core", "napi"]
     assert report["critical_path_length"] == 10.0
-    assert report["counts"] == {"built": 2, "cached": 1, "restored": 1, "failed": 1,
-                                "skipped": 1, "interrupted": 1}
+    assert report["counts"] == {
+        "built": 2,
+        "cached": 1,
+        "restored": 1,
+        "failed": 1,
+        "skipped": 1,
+        "interrupted": 1,
+    }
     steps = {s["name"]: s for s in report["steps"]}
     assert steps["package"]["depends_on"] == ["napi", "tsc"]
     assert steps["napi"]["on_critical_path"] is True
@@ -115,8 +169,9 @@ def test_derived_figures() -> None:
 
 def test_every_file_is_written_and_latest_follows_the_newest_build(tmp_path: Path) -> None:
     first = write_build_reports(sample_record("20250101T000000-aaaaaa"), DEPS, BuildDir(tmp_path))
-    second = write_build_reports(sample_record("20250101T000100-bbbbbb", exit_code=0), DEPS,
-                                 BuildDir(tmp_path))
+    second = write_build_reports(
+        sample_record("20250101T000100-bbbbbb", exit_code=0), DEPS, BuildDir(tmp_path)
+    )
     for paths in (first, second):
         assert paths.trace is not None and paths.html is not None  # steps ran: both written
         assert paths.json.is_file() and paths.trace.is_file() and paths.html.is_file()
@@ -127,13 +182,16 @@ def test_every_file_is_written_and_latest_follows_the_newest_build(tmp_path: Pat
     assert first.json.read_bytes() != second.json.read_bytes()
     assert second.json.stat().st_mode & 0o777 == 0o644
     # Nothing half-written lies around.
-    assert not [p for p in (tmp_path / ".buildlib" / "reports").iterdir() if p.name.endswith(".tmp")]
+    assert not [
+        p for p in (tmp_path / ".buildlib" / "reports").iterdir() if p.name.endswith(".tmp")
+    ]
     entries = read_history(second.history).entries
     assert [e.build_id for e in entries] == ["20250101T000000-aaaaaa", "20250101T000100-bbbbbb"]
 
 
-def test_only_the_newest_builds_reports_are_kept(tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_only_the_newest_builds_reports_are_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Old per-build files are deleted; latest.*, the history and other files stay."""
     monkeypatch.setattr(report_module, "KEEP_BUILDS", 2)
     ids = [f"20250101T0000{i:02d}-aaaaaa" for i in range(4)]
@@ -147,8 +205,7 @@ def test_only_the_newest_builds_reports_are_kept(tmp_path: Path,
     assert names == sorted([*kept, "latest.html", "latest.json", "notes.txt"])
     assert len(read_history(tmp_path / ".buildlib" / "history.jsonl").entries) == 4
     assert report_module.prune_reports(reports, keep=0) == ids[2:]
-    assert sorted(p.name for p in reports.iterdir()) == ["latest.html", "latest.json",
-                                                          "notes.txt"]
+    assert sorted(p.name for p in reports.iterdir()) == ["latest.html", "latest.json", "notes.txt"]
 
 
 def test_an_unsafe_build_id_is_refused_before_anything_is_written(tmp_path: Path) -> None:
@@ -168,7 +225,8 @@ def test_a_failed_atomic_write_keeps_the_old_file_and_leaves_no_temp(tmp_path: P
 
 
 def test_a_build_with_no_steps_still_writes_valid_reports(
-        tmp_path: Path, validator: jsonschema.Draft202012Validator) -> None:
+    tmp_path: Path, validator: jsonschema.Draft202012Validator
+) -> None:
     empty = sample_record(steps=(), critical_path=(), wall=0.0, exit_code=0, warnings=())
     paths = write_build_reports(empty, {}, BuildDir(tmp_path))
     report = json.loads(paths.json.read_text())

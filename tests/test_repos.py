@@ -34,15 +34,21 @@ from repos import (
 def run(repo: Repo, argv: Sequence[str], cwd: Path | None = None) -> str:
     env = repo.env()
     env.pop("CARGO_TARGET_DIR", None)  # outputs go where the repository says
-    done = subprocess.run(list(argv), cwd=cwd or repo.root, env=env, text=True,
-                          capture_output=True, timeout=1500)
+    done = subprocess.run(
+        list(argv), cwd=cwd or repo.root, env=env, text=True, capture_output=True, timeout=1500
+    )
     assert done.returncode == 0, f"{argv}:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
     return done.stdout
 
 
 def git_status(root: Path) -> str:
-    return subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=root,
-                          text=True, capture_output=True, check=True).stdout
+    return subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=all"],
+        cwd=root,
+        text=True,
+        capture_output=True,
+        check=True,
+    ).stdout
 
 
 def assert_clean_and_remove(repo: Repo) -> None:
@@ -83,14 +89,15 @@ def test_npm_workspace_is_described_by_its_files(tmp_path: Path) -> None:
     assert repo.lockfiles == (Path("package-lock.json"),)
     lock = json.loads((repo.root / "package-lock.json").read_text())
     assert lock["lockfileVersion"] == 3
-    assert lock["packages"]["node_modules/@demo/core"] == {"resolved": "packages/core",
-                                                          "link": True}
+    assert lock["packages"]["node_modules/@demo/core"] == {
+        "resolved": "packages/core",
+        "link": True,
+    }
     assert lock["packages"]["node_modules/vite"]["version"] == repos.PINNED["vite"]
     assert not (repo.root / "node_modules").exists()
 
 
-def test_polyglot_repo_has_both_workspaces_and_the_native_package_in_npm(
-        tmp_path: Path) -> None:
+def test_polyglot_repo_has_both_workspaces_and_the_native_package_in_npm(tmp_path: Path) -> None:
     repo = polyglot_repo(tmp_path / "repo")
     assert repo.package_manager == "npm"
     assert repo.names("cargo") == ["demo-core", "demo-cli", "demo-native"]
@@ -111,18 +118,29 @@ def test_polyglot_repo_has_both_workspaces_and_the_native_package_in_npm(
 def test_git_init_commits_everything_and_git_commit_adds_history(tmp_path: Path) -> None:
     repo = yarn_berry_workspace(tmp_path / "repo")
     first = git_init(repo.root)
-    files = subprocess.run(["git", "ls-files"], cwd=repo.root, text=True,
-                           capture_output=True, check=True).stdout.split()
-    assert {"yarn.lock", ".yarnrc.yml", f".yarn/releases/yarn-{repo.tools['yarn']}.cjs",
-            "packages/app/package.json"} <= set(files)
+    files = subprocess.run(
+        ["git", "ls-files"], cwd=repo.root, text=True, capture_output=True, check=True
+    ).stdout.split()
+    assert {
+        "yarn.lock",
+        ".yarnrc.yml",
+        f".yarn/releases/yarn-{repo.tools['yarn']}.cjs",
+        "packages/app/package.json",
+    } <= set(files)
     assert git_status(repo.root) == ""
     (repo.dir("@demo/lib") / "src/index.ts").write_text("export const changed = true\n")
     second = git_commit(repo.root, "Change lib")
-    parent = subprocess.run(["git", "rev-parse", "HEAD~1"], cwd=repo.root, text=True,
-                            capture_output=True, check=True).stdout.strip()
+    parent = subprocess.run(
+        ["git", "rev-parse", "HEAD~1"], cwd=repo.root, text=True, capture_output=True, check=True
+    ).stdout.strip()
     assert parent == first != second
-    author = subprocess.run(["git", "log", "-1", "--format=%an <%ae>"], cwd=repo.root,
-                            text=True, capture_output=True, check=True).stdout.strip()
+    author = subprocess.run(
+        ["git", "log", "-1", "--format=%an <%ae>"],
+        cwd=repo.root,
+        text=True,
+        capture_output=True,
+        check=True,
+    ).stdout.strip()
     assert author == "Buildlib Tests <tests@buildlib.invalid>"
 
 
@@ -140,9 +158,14 @@ FAKE_TOOL = textwrap.dedent("""
 
 
 def fake_spec(runs: Path) -> repos._LockSpec:
-    return repos._LockSpec(label="fake", cwd=".", manifests=("package.json",),
-                           commands=((sys.executable, "-c", FAKE_TOOL, str(runs)),),
-                           outputs=("fake.lock",), tools=(("fake", "1.0"),))
+    return repos._LockSpec(
+        label="fake",
+        cwd=".",
+        manifests=("package.json",),
+        commands=((sys.executable, "-c", FAKE_TOOL, str(runs)),),
+        outputs=("fake.lock",),
+        tools=(("fake", "1.0"),),
+    )
 
 
 def test_the_cache_key_covers_manifests_tools_and_commands_only(tmp_path: Path) -> None:
@@ -167,7 +190,8 @@ def test_the_cache_key_covers_manifests_tools_and_commands_only(tmp_path: Path) 
 
 
 def test_two_processes_generate_once_and_both_get_the_lockfile(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv(repos.CACHE_ENV, str(tmp_path / "cache"))
     runs = tmp_path / "runs"
     roots = [tmp_path / "one", tmp_path / "two"]
@@ -181,8 +205,10 @@ def test_two_processes_generate_once_and_both_get_the_lockfile(
         import repos, test_repos
         repos._lock(Path(sys.argv[1]), test_repos.fake_spec(Path({str(runs)!r})))
     """)
-    procs = [subprocess.Popen([sys.executable, "-c", script, str(root)],
-                              cwd=Path(repos.__file__).parent) for root in roots]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script, str(root)], cwd=Path(repos.__file__).parent)
+        for root in roots
+    ]
     assert [p.wait(timeout=60) for p in procs] == [0, 0]
     assert runs.read_text() == "run\n"
     assert [(r / "fake.lock").read_text() for r in roots] == ['locked {"name": "same"}'] * 2

@@ -48,10 +48,10 @@ def rel_paths(max_depth: int) -> st.SearchStrategy[str]:
 
 
 def link_targets() -> st.SearchStrategy[str]:
-    relative = st.lists(st.sampled_from([*NAMES, "..", "."]), min_size=1, max_size=5).map(
-        "/".join)
-    absolute = st.sampled_from(["/etc", "/tmp", "{outside}", "{outside}/x", "{root}",
-                                "{root}/out", "{root}/a/../.."])
+    relative = st.lists(st.sampled_from([*NAMES, "..", "."]), min_size=1, max_size=5).map("/".join)
+    absolute = st.sampled_from(
+        ["/etc", "/tmp", "{outside}", "{outside}/x", "{root}", "{root}/out", "{root}/a/../.."]
+    )
     return st.one_of(relative, relative, absolute)
 
 
@@ -75,9 +75,13 @@ def entries(draw: st.DrawFn) -> list[OutputFile]:
         if draw(st.booleans()):
             data = draw(st.sampled_from([b"one", b"two", b""]))
             mode = draw(st.sampled_from([0o644, 0o755, 0o600, 0o4755]))
-            records[path] = OutputFile(path=path, kind=FileKind.FILE,
-                                       sha256=hashlib.sha256(data).hexdigest(), size=len(data),
-                                       mode=mode)
+            records[path] = OutputFile(
+                path=path,
+                kind=FileKind.FILE,
+                sha256=hashlib.sha256(data).hexdigest(),
+                size=len(data),
+                mode=mode,
+            )
         else:
             records[path] = symlink_record(path, draw(link_targets()))
     return list(records.values())
@@ -111,13 +115,17 @@ def snapshot(top: Path) -> Snapshot:
             elif stat.S_ISDIR(info.st_mode):
                 found[rel] = ("dir", "", 0)
             else:
-                found[rel] = ("file", hashlib.sha256(path.read_bytes()).hexdigest(),
-                              stat.S_IMODE(info.st_mode))
+                found[rel] = (
+                    "file",
+                    hashlib.sha256(path.read_bytes()).hexdigest(),
+                    stat.S_IMODE(info.st_mode),
+                )
     return found
 
 
-def check_restore(items: list[tuple[str, str, str]], patterns: list[str],
-                  records: list[OutputFile]) -> None:
+def check_restore(
+    items: list[tuple[str, str, str]], patterns: list[str], records: list[OutputFile]
+) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
         root, outside, blobs = base / "ws", base / "outside", base / "blobs"
@@ -150,10 +158,12 @@ def check_restore(items: list[tuple[str, str, str]], patterns: list[str],
             assert scope_problems(records, scope, root) == []
 
 
-def _assert_outside_scope_unchanged(before: Snapshot, after: Snapshot, scope: OutputScope,
-                                    records: list[OutputFile]) -> None:
-    parents = {"/".join(f.path.split("/")[:i]) for f in records
-               for i in range(1, f.path.count("/") + 1)}
+def _assert_outside_scope_unchanged(
+    before: Snapshot, after: Snapshot, scope: OutputScope, records: list[OutputFile]
+) -> None:
+    parents = {
+        "/".join(f.path.split("/")[:i]) for f in records for i in range(1, f.path.count("/") + 1)
+    }
     for rel in set(before) | set(after):
         if scope.owner(rel) is not None:
             continue
@@ -163,8 +173,9 @@ def _assert_outside_scope_unchanged(before: Snapshot, after: Snapshot, scope: Ou
         assert after.get(rel) == before[rel], f"{rel} changed outside the outputs"
 
 
-def _assert_outputs_are_exactly_the_entry(root: Path, after: Snapshot, scope: OutputScope,
-                                          records: list[OutputFile]) -> None:
+def _assert_outputs_are_exactly_the_entry(
+    root: Path, after: Snapshot, scope: OutputScope, records: list[OutputFile]
+) -> None:
     covered = set(expand_outputs(root, scope.patterns))
     assert covered == {f.path for f in records}
     for f in records:
@@ -175,35 +186,45 @@ def _assert_outputs_are_exactly_the_entry(root: Path, after: Snapshot, scope: Ou
             assert (kind, payload, mode) == ("file", f.sha256, f.mode)
 
 
-def _assert_links_stay_in_their_output(root: Path, scope: OutputScope,
-                                       records: list[OutputFile]) -> None:
+def _assert_links_stay_in_their_output(
+    root: Path, scope: OutputScope, records: list[OutputFile]
+) -> None:
     real_root = os.path.realpath(root)
     for f in records:
         if f.kind is not FileKind.SYMLINK:
             continue
         where = os.path.realpath(root / f.path)
-        assert where == real_root or where.startswith(real_root + "/"), \
+        assert where == real_root or where.startswith(real_root + "/"), (
             f"{f.path} -> {f.target} resolves outside the workspace ({where})"
+        )
         rel = os.path.relpath(where, real_root).replace(os.sep, "/")
         owner = scope.owner(f.path)
-        assert owner is not None and scope.covers(owner, "" if rel == "." else rel), \
+        assert owner is not None and scope.covers(owner, "" if rel == "." else rel), (
             f"{f.path} -> {f.target} resolves to {rel}, outside its output {owner}"
+        )
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(workspaces(), st.lists(st.sampled_from(PATTERNS), min_size=1, max_size=3, unique=True),
-       entries())
-def test_a_restore_writes_only_the_declared_outputs(items: list[tuple[str, str, str]],
-                                                    patterns: list[str],
-                                                    records: list[OutputFile]) -> None:
+@given(
+    workspaces(),
+    st.lists(st.sampled_from(PATTERNS), min_size=1, max_size=3, unique=True),
+    entries(),
+)
+def test_a_restore_writes_only_the_declared_outputs(
+    items: list[tuple[str, str, str]], patterns: list[str], records: list[OutputFile]
+) -> None:
     check_restore(items, patterns, records)
 
 
 @settings(max_examples=300, deadline=None)
-@given(workspaces(), st.lists(st.sampled_from(PATTERNS), min_size=1, max_size=2, unique=True),
-       st.data())
+@given(
+    workspaces(),
+    st.lists(st.sampled_from(PATTERNS), min_size=1, max_size=2, unique=True),
+    st.data(),
+)
 def test_entries_made_of_the_outputs_paths_are_mostly_accepted(
-        items: list[tuple[str, str, str]], patterns: list[str], data: st.DataObject) -> None:
+    items: list[tuple[str, str, str]], patterns: list[str], data: st.DataObject
+) -> None:
     """Entries whose paths all lie under the outputs, with in-output links: the property
     holds, and such entries are not refused for no reason (the checks are not vacuous)."""
     scope = OutputScope(patterns)
@@ -214,16 +235,25 @@ def test_entries_made_of_the_outputs_paths_are_mostly_accepted(
     for pattern in literal:
         name = data.draw(st.sampled_from(["f", "g/h"]))
         blob = b"one"
-        records.append(OutputFile(path=f"{pattern}/{name}", kind=FileKind.FILE,
-                                  sha256=hashlib.sha256(blob).hexdigest(), size=3, mode=0o644))
+        records.append(
+            OutputFile(
+                path=f"{pattern}/{name}",
+                kind=FileKind.FILE,
+                sha256=hashlib.sha256(blob).hexdigest(),
+                size=3,
+                mode=0o644,
+            )
+        )
         records.append(symlink_record(f"{pattern}/link", name))
     check_restore(items, patterns, records)
-    if not any(scope.owner(rel) is None and kind == "link"
-               for rel, kind, _ in items) and len(literal) == len(patterns):
+    if not any(scope.owner(rel) is None and kind == "link" for rel, kind, _ in items) and len(
+        literal
+    ) == len(patterns):
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp)
             assert scope_problems(records, scope, root) == [] or any(
-                a.startswith(b + "/") for a in literal for b in literal if a != b)
+                a.startswith(b + "/") for a in literal for b in literal if a != b
+            )
 
 
 # -- the attacks of issue 11, as examples ---------------------------------------------------
@@ -238,8 +268,13 @@ def blobs_with(tmp_path: Path, *contents: bytes) -> Path:
 
 
 def file_record(path: str, data: bytes, mode: int = 0o644) -> OutputFile:
-    return OutputFile(path=path, kind=FileKind.FILE, sha256=hashlib.sha256(data).hexdigest(),
-                      size=len(data), mode=mode)
+    return OutputFile(
+        path=path,
+        kind=FileKind.FILE,
+        sha256=hashlib.sha256(data).hexdigest(),
+        size=len(data),
+        mode=mode,
+    )
 
 
 def test_an_entry_holding_a_script_beside_its_output_is_refused_whole(tmp_path: Path) -> None:
@@ -249,9 +284,11 @@ def test_an_entry_holding_a_script_beside_its_output_is_refused_whole(tmp_path: 
     before = snapshot(root)
     evil = b"require('child_process').execSync('touch /tmp/pwned')\n"
     blobs = blobs_with(tmp_path, b"<html>", evil)
-    records = [file_record("web/dist/index.html", b"<html>"),
-               file_record("scripts/verify-electron.cjs", evil),
-               file_record(".git/hooks/pre-commit", evil, 0o755)]
+    records = [
+        file_record("web/dist/index.html", b"<html>"),
+        file_record("scripts/verify-electron.cjs", evil),
+        file_record(".git/hooks/pre-commit", evil, 0o755),
+    ]
     with pytest.raises(UnsafeEntryError, match="not under any declared output") as caught:
         materialize(records, root, lambda d: blobs / d, OutputScope(["web/dist"]))
     assert "scripts/verify-electron.cjs" in str(caught.value)
@@ -262,8 +299,10 @@ def test_an_entry_holding_a_script_beside_its_output_is_refused_whole(tmp_path: 
 def test_chained_symlinks_that_leave_the_output_are_refused(tmp_path: Path) -> None:
     root = tmp_path / "ws"
     root.mkdir()
-    records = [symlink_record("web/dist/s", "../.."),
-               symlink_record("web/dist/index.html", "s/../../../etc/passwd")]
+    records = [
+        symlink_record("web/dist/s", "../.."),
+        symlink_record("web/dist/index.html", "s/../../../etc/passwd"),
+    ]
     with pytest.raises(UnsafeEntryError) as caught:
         materialize(records, root, lambda d: tmp_path / d, OutputScope(["web/dist"]))
     message = str(caught.value)
@@ -285,9 +324,11 @@ def test_links_inside_their_output_are_restored(tmp_path: Path) -> None:
     root = tmp_path / "ws"
     root.mkdir()
     blobs = blobs_with(tmp_path, b"tool")
-    records = [file_record("node_modules/vite/bin/vite.js", b"tool", 0o755),
-               symlink_record("node_modules/.bin/vite", "../vite/bin/vite.js"),
-               symlink_record("node_modules/.bin/self", ".")]
+    records = [
+        file_record("node_modules/vite/bin/vite.js", b"tool", 0o755),
+        symlink_record("node_modules/.bin/vite", "../vite/bin/vite.js"),
+        symlink_record("node_modules/.bin/self", "."),
+    ]
     materialize(records, root, lambda d: blobs / d, OutputScope(["node_modules"]))
     assert (root / "node_modules/.bin/vite").read_bytes() == b"tool"
 
@@ -303,11 +344,15 @@ def test_a_directory_output_holds_exactly_the_entry_after_a_restore(tmp_path: Pa
     (root / "web/src").mkdir(parents=True)
     (root / "web/src/App.svelte").write_text("<h1/>")
     blobs = blobs_with(tmp_path, b"new bundle", b"<html>")
-    records = [file_record("web/dist/assets/index-NEW.js", b"new bundle"),
-               file_record("web/dist/index.html", b"<html>")]
+    records = [
+        file_record("web/dist/assets/index-NEW.js", b"new bundle"),
+        file_record("web/dist/index.html", b"<html>"),
+    ]
     materialize(records, root, lambda d: blobs / d, OutputScope(["web/dist"]))
-    assert expand_outputs(root, ["web/dist"]) == ["web/dist/assets/index-NEW.js",
-                                                  "web/dist/index.html"]
+    assert expand_outputs(root, ["web/dist"]) == [
+        "web/dist/assets/index-NEW.js",
+        "web/dist/index.html",
+    ]
     assert not (root / "web/dist/old-dir").exists()
     assert (root / "web/src/App.svelte").read_text() == "<h1/>"
 
@@ -317,8 +362,9 @@ def test_an_entry_lacking_a_declared_output_is_refused(tmp_path: Path) -> None:
     root.mkdir()
     blobs = blobs_with(tmp_path, b"x")
     with pytest.raises(UnsafeEntryError, match="no file for the declared output 'out/b'"):
-        materialize([file_record("out/a", b"x")], root, lambda d: blobs / d,
-                    OutputScope(["out/a", "out/b"]))
+        materialize(
+            [file_record("out/a", b"x")], root, lambda d: blobs / d, OutputScope(["out/a", "out/b"])
+        )
 
 
 def test_a_glob_output_covers_what_it_matches_and_nothing_else(tmp_path: Path) -> None:
@@ -329,9 +375,15 @@ def test_a_glob_output_covers_what_it_matches_and_nothing_else(tmp_path: Path) -
     blobs = blobs_with(tmp_path, b"native")
     scope = OutputScope(["crates/n/*.node"])
     with pytest.raises(UnsafeEntryError, match=r"index\.js: not under any declared output"):
-        materialize([file_record("crates/n/x.node", b"native"),
-                     file_record("crates/n/index.js", b"native")], root,
-                    lambda d: blobs / d, scope)
+        materialize(
+            [
+                file_record("crates/n/x.node", b"native"),
+                file_record("crates/n/index.js", b"native"),
+            ],
+            root,
+            lambda d: blobs / d,
+            scope,
+        )
     materialize([file_record("crates/n/x.node", b"native")], root, lambda d: blobs / d, scope)
     assert sorted(p.name for p in (root / "crates/n").iterdir()) == ["index.js", "x.node"]
     shutil.rmtree(root)

@@ -26,8 +26,10 @@ def simulate(deps: dict[str, list[str]], durations: dict[str, float], jobs: int)
 def random_dag(seed: int, n: int = 40) -> tuple[dict[str, list[str]], dict[str, float]]:
     rng = random.Random(seed)
     names = [f"s{i}" for i in range(n)]
-    deps = {name: sorted(set(rng.sample(names[:i], k=min(i, rng.randint(0, 3)))))
-            for i, name in enumerate(names)}
+    deps = {
+        name: sorted(set(rng.sample(names[:i], k=min(i, rng.randint(0, 3)))))
+        for i, name in enumerate(names)
+    }
     durations = {name: rng.paretovariate(1.5) for name in names}
     return deps, durations
 

@@ -35,8 +35,12 @@ from buildlib.planning.shards import FINAL_JOB, ShardPlan, plan_shards
 # -- the layout ------------------------------------------------------------------------------
 
 
-def check_valid(plan: ShardPlan, order: Sequence[str], deps: Mapping[str, Sequence[str]],
-                cacheable: Mapping[str, bool] | None = None) -> None:
+def check_valid(
+    plan: ShardPlan,
+    order: Sequence[str],
+    deps: Mapping[str, Sequence[str]],
+    cacheable: Mapping[str, bool] | None = None,
+) -> None:
     """Everything a CI run relies on: each step in one job, built after its dependencies
     (an earlier wave, or earlier in the same job), `needs` naming the jobs that built
     them, at most `shards` jobs a wave, the final job last."""
@@ -108,8 +112,14 @@ def test_a_step_that_cannot_be_cached_and_ends_the_graph_runs_in_the_final_job()
     deps = {"package": ["compile"], "smoke": ["package"]}
     cacheable = {"smoke": False}
 
-    plan = plan_shards(order, deps, {"compile": 3, "package": 1, "smoke": 0.5}, shards=2,
-                       overhead=0, cacheable=cacheable)
+    plan = plan_shards(
+        order,
+        deps,
+        {"compile": 3, "package": 1, "smoke": 0.5},
+        shards=2,
+        overhead=0,
+        cacheable=cacheable,
+    )
 
     check_valid(plan, order, deps, cacheable)
     assert plan.jobs[-1].steps == ("smoke",)
@@ -124,8 +134,9 @@ def test_the_wave_bound_is_kept() -> None:
         assert plan.waves <= waves
 
 
-def random_dag(seed: int, *, steps: int = 200, alpha: float = 1.2
-               ) -> tuple[list[str], dict[str, list[str]], dict[str, float]]:
+def random_dag(
+    seed: int, *, steps: int = 200, alpha: float = 1.2
+) -> tuple[list[str], dict[str, list[str]], dict[str, float]]:
     """`steps` steps, each depending on up to 3 of the 30 before it; Pareto(alpha)
     durations (a few steps take most of the time, as in real builds), capped at 200 s."""
     rng = random.Random(seed)
@@ -195,20 +206,25 @@ def manifest() -> str:
     steps = []
     for name, seconds, out, reads, deps in GRAPH:
         sources = [r for r in reads if r.startswith("src/")]
-        steps.append(textwrap.dedent(f"""
+        steps.append(
+            textwrap.dedent(f"""
             [[step]]
             name = "{name}"
-            command = [{PY_TOML}, "job.py", "{name}", "{seconds}", "{out}", {", ".join(
-                json.dumps(r) for r in reads)}]
+            command = [{PY_TOML}, "job.py", "{name}", "{seconds}", "{out}", {
+                ", ".join(json.dumps(r) for r in reads)
+            }]
             depends_on = {json.dumps(deps)}
             inputs = {json.dumps(["job.py", *sources])}
             outputs = {json.dumps([] if out == "-" else [out])}
-            """))
+            """)
+        )
         if name == "smoke":
             steps.append("cache = false\n")
     made_by = {out: name for name, _, out, _, _ in GRAPH}
-    artifacts = "".join(f'\n[[artifact]]\npath = "{path}"\nstep = "{made_by[path]}"\n'
-                        'kind = "exists"\n' for path in ARTIFACTS)
+    artifacts = "".join(
+        f'\n[[artifact]]\npath = "{path}"\nstep = "{made_by[path]}"\nkind = "exists"\n'
+        for path in ARTIFACTS
+    )
     return MODES + "".join(steps) + artifacts
 
 
@@ -225,30 +241,46 @@ def make_upstream(root: Path) -> Path:
 
 
 def _env(cache: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("GIT_", "BUILDLIB_", "GITHUB_"))}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "BUILDLIB_", "GITHUB_"))
+    }
     env.update({"PYTHONPATH": str(ROOT), "BUILDLIB_CACHE_DIR": str(cache), **extra})
     return env
 
 
 def clone(upstream: Path, dest: Path) -> Path:
-    done = subprocess.run(["git", "clone", "-q", f"file://{upstream}", str(dest)],
-                          capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run(
+        ["git", "clone", "-q", f"file://{upstream}", str(dest)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     return dest
 
 
 def engine(root: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "buildlib", *args], cwd=root,
-                          env=_env(root.parent / f"{root.name}-cache", **env),
-                          capture_output=True, text=True, timeout=300, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "buildlib", *args],
+        cwd=root,
+        env=_env(root.parent / f"{root.name}-cache", **env),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
 
 
 def start(root: Path, steps: Sequence[str], remote: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "buildlib", "build", "--plain", *steps],
-                            cwd=root, env=_env(root.parent / f"{root.name}-cache",
-                                               BUILDLIB_REMOTE_CACHE=remote),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "buildlib", "build", "--plain", *steps],
+        cwd=root,
+        env=_env(root.parent / f"{root.name}-cache", BUILDLIB_REMOTE_CACHE=remote),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def outcomes(root: Path) -> dict[str, str]:
@@ -270,7 +302,8 @@ def remote(tmp_path: Path) -> Iterator[str]:
 
 @pytest.mark.timeout(600)
 def test_three_clones_sharing_one_remote_replay_the_plan_and_end_with_the_same_artifacts(
-        tmp_path: Path, remote: str) -> None:
+    tmp_path: Path, remote: str
+) -> None:
     upstream = make_upstream(tmp_path / "upstream")
     single = clone(upstream, tmp_path / "single")
     done = engine(single, "build", "--plain")  # the reference, and the steps' timings
@@ -284,8 +317,10 @@ def test_three_clones_sharing_one_remote_replay_the_plan_and_end_with_the_same_a
     *waves_jobs, final = layout["jobs"]
     assert final["id"] == "verify" and final["steps"] == ["smoke"]
     assert layout["waves"] >= 2, "nothing would travel between the jobs"
-    assert any(set(job["needs"]) - {j["id"] for j in waves_jobs if j["lane"] == job["lane"]}
-               for job in waves_jobs), "no job needs another machine's result"
+    assert any(
+        set(job["needs"]) - {j["id"] for j in waves_jobs if j["lane"] == job["lane"]}
+        for job in waves_jobs
+    ), "no job needs another machine's result"
     clones = {lane: clone(upstream, tmp_path / f"lane-{lane}") for lane in (1, 2)}
     last = clone(upstream, tmp_path / "final")
     built_by: dict[str, str] = {}
@@ -299,8 +334,10 @@ def test_three_clones_sharing_one_remote_replay_the_plan_and_end_with_the_same_a
             seen = outcomes(clones[job["lane"]])
             # A job builds its own steps (and reruns what cannot be cached); what an
             # earlier job built comes from the cache: the remote when another lane built it.
-            assert {s for s, o in seen.items() if o == "built"} == \
-                {*job["steps"], *job["reruns"]}, job["id"]
+            assert {s for s, o in seen.items() if o == "built"} == {
+                *job["steps"],
+                *job["reruns"],
+            }, job["id"]
             for step, outcome in seen.items():
                 if step in built_by and step not in job["reruns"]:
                     assert outcome in ("restored", "cached"), (job["id"], step, outcome)

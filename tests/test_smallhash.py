@@ -18,9 +18,12 @@ def test_same_digest_as_hashlib(data: bytes) -> None:
 
 def test_the_modules_of_a_no_op_build_do_not_load_openssl() -> None:
     # OpenSSL's import (~4 ms) is for hashing files; a no-op build hashes none.
-    code = ("import sys; import buildlib.cli, buildlib.commands, buildlib.run.caching_gate, "
-            "buildlib.incremental.fingerprint, buildlib.incremental.toolversions, buildlib.report.writers, buildlib.run.executor; "
-            "print(sorted(m for m in ('_hashlib', 'hashlib', 'ssl') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout.strip()
+    code = (
+        "import sys; import buildlib.cli, buildlib.commands, buildlib.run.caching_gate, "
+        "buildlib.incremental.fingerprint, buildlib.incremental.toolversions, buildlib.report.writers, buildlib.run.executor; "
+        "print(sorted(m for m in ('_hashlib', 'hashlib', 'ssl') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
     assert out == "[]"

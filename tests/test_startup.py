@@ -18,10 +18,22 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-NEVER_ON_A_NO_OP = ("rich", "_hashlib", "hashlib", "dataclasses", "tomllib", "http.client",
-                    "concurrent.futures", "packaging.markers", "buildlib.cache.store",
-                    "buildlib.cache.remote", "google.protobuf", "cryptography", "platformdirs",
-                    "ssl")
+NEVER_ON_A_NO_OP = (
+    "rich",
+    "_hashlib",
+    "hashlib",
+    "dataclasses",
+    "tomllib",
+    "http.client",
+    "concurrent.futures",
+    "packaging.markers",
+    "buildlib.cache.store",
+    "buildlib.cache.remote",
+    "google.protobuf",
+    "cryptography",
+    "platformdirs",
+    "ssl",
+)
 
 PROBE = textwrap.dedent("""
     import json, runpy, sys
@@ -37,7 +49,8 @@ PROBE = textwrap.dedent("""
 
 def test_a_no_op_build_imports_nothing_it_does_not_need(tmp_path: Path) -> None:
     (tmp_path / "in.txt").write_text("hello\n")
-    (tmp_path / "build.toml").write_text(textwrap.dedent("""
+    (tmp_path / "build.toml").write_text(
+        textwrap.dedent("""
         [modes.development]
 
         [[step]]
@@ -45,7 +58,8 @@ def test_a_no_op_build_imports_nothing_it_does_not_need(tmp_path: Path) -> None:
         command = ["sh", "-c", "mkdir -p out && cp in.txt out/copy.txt"]
         inputs = ["in.txt"]
         outputs = ["out/copy.txt"]
-        """))
+        """)
+    )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     run = [sys.executable, "-m", "buildlib", "build", "--plain"]
     assert subprocess.run(run, cwd=tmp_path, env=env, capture_output=True).returncode == 0
@@ -53,8 +67,9 @@ def test_a_no_op_build_imports_nothing_it_does_not_need(tmp_path: Path) -> None:
     # older, one more build records them as trusted, and a no-op reads no content.
     time.sleep(2.1)
     subprocess.run(run, cwd=tmp_path, env=env, capture_output=True, check=True)
-    done = subprocess.run([sys.executable, "-c", PROBE], cwd=tmp_path, env=env,
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
     result = json.loads((tmp_path / "modules.json").read_text())
     assert result["code"] == 0, done.stdout + done.stderr
     assert done.stdout.startswith("nothing to do: 1 step up to date"), done.stdout

@@ -30,14 +30,16 @@ NOW = time.time_ns() + 3600 * 10**9  # every file on disk is old enough to trust
 Answer = tuple[list[tuple[str, StatKey, bool]], dict[str, str]]
 
 
-def both(root: Path, paths: list[str], entries: dict[str, CachedEntry],
-         trusted_before: int = NOW) -> tuple[Answer, Answer]:
+def both(
+    root: Path, paths: list[str], entries: dict[str, CachedEntry], trusted_before: int = NOW
+) -> tuple[Answer, Answer]:
     """(C answer, Python answer), each as (todo, result)."""
     answers: list[Answer] = []
     for accelerated in (True, False):
         result: dict[str, str] = {}
-        todo = check_stats(str(root), paths, entries, trusted_before, result,
-                           accelerated=accelerated)
+        todo = check_stats(
+            str(root), paths, entries, trusted_before, result, accelerated=accelerated
+        )
         answers.append((todo, result))
     return answers[0], answers[1]
 
@@ -51,8 +53,12 @@ def key_of(path: Path) -> tuple[int, int, int, int]:
 def tree(tmp_path: Path) -> Path:
     root = tmp_path / "ws"
     (root / "src/nested").mkdir(parents=True)
-    for rel, data in {"a.txt": b"a", "src/b.rs": b"bb", "src/nested/c.ts": b"ccc",
-                      "empty": b""}.items():
+    for rel, data in {
+        "a.txt": b"a",
+        "src/b.rs": b"bb",
+        "src/nested/c.ts": b"ccc",
+        "empty": b"",
+    }.items():
         (root / rel).write_bytes(data)
     (root / "link").symlink_to("a.txt")
     (root / "dangling").symlink_to("nowhere")
@@ -65,13 +71,27 @@ def test_the_c_version_was_built() -> None:
     # Installing the project compiles _speedups.c whenever a C compiler is there (setup.py).
     if sysconfig.get_config_var("CC") is None or shutil.which("cc") is None:
         pytest.skip("no C compiler: the Python loop is the only one")
-    assert statscan.ACCELERATED, "buildlib.incremental._speedups is missing or stale: reinstall the project"
+    assert statscan.ACCELERATED, (
+        "buildlib.incremental._speedups is missing or stale: reinstall the project"
+    )
 
 
 @pytest.mark.skipif(not statscan.ACCELERATED, reason="_speedups is not built")
 def test_same_answers_on_every_kind_of_path(tree: Path) -> None:
-    paths = ["a.txt", "src/b.rs", "src/nested/c.ts", "empty", "link", "dangling", "dirlink",
-             "fifo", "src", "missing", "a.txt/under-a-file", "src/nested/../b.rs"]
+    paths = [
+        "a.txt",
+        "src/b.rs",
+        "src/nested/c.ts",
+        "empty",
+        "link",
+        "dangling",
+        "dirlink",
+        "fifo",
+        "src",
+        "missing",
+        "a.txt/under-a-file",
+        "src/nested/../b.rs",
+    ]
     entries: dict[str, CachedEntry] = {
         "a.txt": (*key_of(tree / "a.txt"), "digest-a"),  # unchanged: reused
         "src/b.rs": (*key_of(tree / "src/b.rs")[:3], 1, "digest-b"),  # other inode
@@ -83,8 +103,13 @@ def test_same_answers_on_every_kind_of_path(tree: Path) -> None:
     todo, result = c
     assert result == {"a.txt": "digest-a", "link": "digest-link"}
     assert [(rel, is_link) for rel, _key, is_link in todo] == [
-        ("src/b.rs", False), ("src/nested/c.ts", False), ("empty", False),
-        ("dangling", True), ("dirlink", True), ("src/nested/../b.rs", False)]
+        ("src/b.rs", False),
+        ("src/nested/c.ts", False),
+        ("empty", False),
+        ("dangling", True),
+        ("dirlink", True),
+        ("src/nested/../b.rs", False),
+    ]
     assert todo[0][1] == key_of(tree / "src/b.rs")
 
 
@@ -142,8 +167,12 @@ def test_a_nul_byte_is_refused_as_lstat_refuses_it(tree: Path, accelerated: bool
 @pytest.mark.skipif(not statscan.ACCELERATED, reason="_speedups is not built")
 def test_malformed_cache_entries_only_miss(tree: Path) -> None:
     key = key_of(tree / "a.txt")
-    for entry in [(key[0], key[1]), ("x", key[1], key[2], key[3], "d"),
-                  (key[0], key[1], key[2], -1, "d"), (2**70, *key[1:], "d")]:
+    for entry in [
+        (key[0], key[1]),
+        ("x", key[1], key[2], key[3], "d"),
+        (key[0], key[1], key[2], -1, "d"),
+        (2**70, *key[1:], "d"),
+    ]:
         c, python = both(tree, ["a.txt"], {"a.txt": entry})  # type: ignore[dict-item]
         assert c == python, entry
         assert c[1] == {}, entry
@@ -159,8 +188,9 @@ def test_many_paths_on_several_threads_keep_their_order(tmp_path: Path) -> None:
         if i % 3:
             (root / rel).write_bytes(b"x" * (i % 11))
         paths.append(rel)
-    entries: dict[str, CachedEntry] = {rel: (*key_of(root / rel), rel) for rel in paths[::2]
-                                       if (root / rel).exists()}
+    entries: dict[str, CachedEntry] = {
+        rel: (*key_of(root / rel), rel) for rel in paths[::2] if (root / rel).exists()
+    }
     c, python = both(root, paths, entries)
     assert c == python
     assert len(c[1]) == len(entries)
@@ -226,8 +256,14 @@ class FileHasherRun:
         hasher.save()
 
 
-def walked(root: Path, patterns: list[str], exclude: list[str], *, c_walk: bool,
-           monkeypatch: pytest.MonkeyPatch) -> tuple[list[str], int]:
+def walked(
+    root: Path,
+    patterns: list[str],
+    exclude: list[str],
+    *,
+    c_walk: bool,
+    monkeypatch: pytest.MonkeyPatch,
+) -> tuple[list[str], int]:
     with monkeypatch.context() as patch:
         if not c_walk:
             patch.setattr(statscan, "_c_walk_files", None)
@@ -236,17 +272,34 @@ def walked(root: Path, patterns: list[str], exclude: list[str], *, c_walk: bool,
 
 
 @pytest.mark.skipif(not statscan.ACCELERATED, reason="_speedups is not built")
-@pytest.mark.parametrize(("patterns", "exclude"), [
-    (["**"], []), (["web/**"], []), (["web", "src/*.rs"], []), (["**"], ["**/deep/**"]),
-    (["**"], ["**/*.log"]),  # a general exclude: the Python walk throughout
-])
+@pytest.mark.parametrize(
+    ("patterns", "exclude"),
+    [
+        (["**"], []),
+        (["web/**"], []),
+        (["web", "src/*.rs"], []),
+        (["**"], ["**/deep/**"]),
+        (["**"], ["**/*.log"]),  # a general exclude: the Python walk throughout
+    ],
+)
 def test_the_c_walk_lists_what_the_python_walk_lists(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, patterns: list[str],
-        exclude: list[str]) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, patterns: list[str], exclude: list[str]
+) -> None:
     root = tmp_path / "ws"
-    for rel in ["a.txt", ".hidden", "src/main.rs", "src/lib.rs", "web/index.html",
-                "web/src/App.svelte", "web/src/deep/er/x.ts", "web/node_modules/dep/i.js",
-                "web/dist/bundle.js", "node_modules", "web/build.log", "empty/.keep"]:
+    for rel in [
+        "a.txt",
+        ".hidden",
+        "src/main.rs",
+        "src/lib.rs",
+        "web/index.html",
+        "web/src/App.svelte",
+        "web/src/deep/er/x.ts",
+        "web/node_modules/dep/i.js",
+        "web/dist/bundle.js",
+        "node_modules",
+        "web/build.log",
+        "empty/.keep",
+    ]:
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_bytes(b"x")
     (root / "emptydir/inner").mkdir(parents=True)
@@ -297,7 +350,8 @@ def test_a_path_longer_than_the_system_allows_goes_to_python(tmp_path: Path) -> 
 
 
 def test_a_failing_c_walk_hands_the_subtree_to_python(
-        tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def failing(root: str, start: str, skip: tuple[str, ...]) -> tuple[list[str], int]:
         raise PermissionError(13, "Permission denied", f"{root}/{start}")
 
@@ -320,7 +374,8 @@ def test_an_unreadable_directory_is_reported_by_either_walk(tree: Path, c_walk: 
             "except filehash.HashError as exc:\n"
             "    print(exc.render())\n"
             "else:\n"
-            "    print('listed')\n")
+            "    print('listed')\n"
+        )
         done = run_without_dac_override(code)
     finally:
         (tree / "src/nested").chmod(0o755)
@@ -328,27 +383,39 @@ def test_an_unreadable_directory_is_reported_by_either_walk(tree: Path, c_walk: 
     assert "cannot list" in done.stdout and "src/nested" in done.stdout, done.stdout
 
 
-@pytest.mark.skipif(not statscan.ACCELERATED or shutil.which("cc") is None,
-                    reason="_speedups is not built, or no C compiler for the shim")
+@pytest.mark.skipif(
+    not statscan.ACCELERATED or shutil.which("cc") is None,
+    reason="_speedups is not built, or no C compiler for the shim",
+)
 def test_a_directory_that_fails_while_being_read_is_reported(tmp_path: Path) -> None:
     # An LD_PRELOAD shim makes readdir fail with EIO in directories named "flaky": the C
     # walk must not return a partial listing, and the Python walk reports the error.
     shim = tmp_path / "readdir_fails.so"
     source = Path(__file__).parent / "data" / "readdir_fails.c"
-    subprocess.run(["cc", "-shared", "-fPIC", "-O2", str(source), "-o", str(shim), "-ldl"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["cc", "-shared", "-fPIC", "-O2", str(source), "-o", str(shim), "-ldl"],
+        check=True,
+        capture_output=True,
+    )
     root = tmp_path / "ws"
     for rel in ["ok/a", "flaky/b"]:
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_bytes(b"x")
-    code = ("from buildlib.incremental import filehash, statscan\n"
-            f"print(statscan.walk_files({str(root)!r}, '', ()))\n"
-            "try:\n"
-            f"    filehash.FileHasher({str(root)!r}).expand(['**'])\n"
-            "except filehash.HashError as exc:\n"
-            "    print(exc.render())\n")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env={**os.environ, "LD_PRELOAD": str(shim)}, timeout=60)
+    code = (
+        "from buildlib.incremental import filehash, statscan\n"
+        f"print(statscan.walk_files({str(root)!r}, '', ()))\n"
+        "try:\n"
+        f"    filehash.FileHasher({str(root)!r}).expand(['**'])\n"
+        "except filehash.HashError as exc:\n"
+        "    print(exc.render())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "LD_PRELOAD": str(shim)},
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     first, rest = done.stdout.split("\n", 1)
     assert first == "None"

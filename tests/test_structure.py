@@ -19,6 +19,7 @@ PACKAGE = ROOT / "buildlib"
 
 def module_level_imports(path: Path) -> Iterator[str]:
     """The buildlib modules `path` imports when it is imported."""
+
     def visit(nodes: list[ast.stmt]) -> Iterator[str]:
         for node in nodes:
             if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
@@ -35,8 +36,9 @@ def module_level_imports(path: Path) -> Iterator[str]:
             for handler in getattr(node, "handlers", []) or []:
                 yield from visit(handler.body)
 
-    yield from (name for name in visit(ast.parse(path.read_text()).body)
-                if name.startswith("buildlib."))
+    yield from (
+        name for name in visit(ast.parse(path.read_text()).body) if name.startswith("buildlib.")
+    )
 
 
 def subpackage(module: str) -> str | None:
@@ -71,7 +73,7 @@ def find_cycle(edges: dict[str, set[str]]) -> list[str] | None:
         stack.append(node)
         for nxt in sorted(edges.get(node, ())):
             if state.get(nxt) == 1:
-                return [*stack[stack.index(nxt):], nxt]
+                return [*stack[stack.index(nxt) :], nxt]
             if nxt not in state and (found := walk(nxt)) is not None:
                 return found
         state[node] = 2

@@ -26,10 +26,13 @@ def make_tool(path: Path, body: str) -> Path:
 
 
 def counting_tool(path: Path, version: str) -> Path:
-    return make_tool(path, f"""\
+    return make_tool(
+        path,
+        f"""\
         echo run >> "{path}.runs"
         echo "{path.name} {version}"
-        """)
+        """,
+    )
 
 
 def runs(tool: Path) -> int:
@@ -51,7 +54,8 @@ def test_versions_are_cached_until_the_tool_changes(tmp_path: Path) -> None:
 
 
 def test_tools_are_found_on_path_and_only_requested_ones_run(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     bindir = tmp_path / "bin"
     one = counting_tool(bindir / "one", "1")
     two = counting_tool(bindir / "two", "2")
@@ -71,7 +75,8 @@ def test_script_reached_through_a_link_is_cached_by_its_target(tmp_path: Path) -
     commands = {"npm": [str(link), "--version"]}
     for _ in range(2):
         assert detect_tool_versions(commands, ["npm"], tmp_path / "t.json") == {
-            "npm": "npm-cli.js 10.0"}
+            "npm": "npm-cli.js 10.0"
+        }
     assert runs(script) == 1
 
 
@@ -89,11 +94,17 @@ def test_multicall_binaries_and_version_manager_shims_always_run(tmp_path: Path)
     shim = counting_tool(tmp_path / "pyenv" / "shims" / "python9", "9.0")
     hardlinked = counting_tool(tmp_path / "hard" / "tool", "3")
     os.link(hardlinked, tmp_path / "hard" / "other-name")
-    commands = {"cargo": [str(proxy), "-c", f"echo run >> {log}; echo cargo 1.0"],
-                "python": [str(shim)], "hard": [str(hardlinked)]}
+    commands = {
+        "cargo": [str(proxy), "-c", f"echo run >> {log}; echo cargo 1.0"],
+        "python": [str(shim)],
+        "hard": [str(hardlinked)],
+    }
     for _ in range(2):
         assert detect_tool_versions(commands, commands, tmp_path / "t.json") == {
-            "cargo": "cargo 1.0", "python": "python9 9.0", "hard": "tool 3"}
+            "cargo": "cargo 1.0",
+            "python": "python9 9.0",
+            "hard": "tool 3",
+        }
     assert len(log.read_text().splitlines()) == 2
     assert (runs(shim), runs(hardlinked)) == (2, 2)
 
@@ -131,10 +142,13 @@ def install_toolchain(home: Path, name: str, version: str) -> None:
 
 def set_default(home: Path, name: str, overrides: dict[Path, str] | None = None) -> None:
     """Write settings.toml as rustup does: the default and the directory overrides."""
-    lines = [f'"{directory}" = "{toolchain}"\n' for directory, toolchain in (overrides or {}).items()]
+    lines = [
+        f'"{directory}" = "{toolchain}"\n' for directory, toolchain in (overrides or {}).items()
+    ]
     (home / "settings.toml").write_text(
         f'version = "12"\ndefault_toolchain = "{name}"\nprofile = "default"\n\n[overrides]\n'
-        + "".join(lines))
+        + "".join(lines)
+    )
 
 
 @pytest.fixture
@@ -163,7 +177,8 @@ def rustup_runs(home: Path) -> int:
 
 
 def test_rustup_proxies_are_cached_until_the_toolchain_selection_changes(
-        rustup: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rustup: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     workspace = tmp_path / "ws"
     cwd = workspace / "crates"
     cwd.mkdir(parents=True)
@@ -226,7 +241,8 @@ def test_rustup_proxies_are_cached_until_the_toolchain_selection_changes(
 
 
 def test_rustup_home_and_the_directory_are_part_of_the_stamp(
-        rustup: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rustup: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cache = tmp_path / "tools.json"
     plain, overridden = tmp_path / "plain", tmp_path / "overridden"
     plain.mkdir()
@@ -235,7 +251,8 @@ def test_rustup_home_and_the_directory_are_part_of_the_stamp(
     set_default(rustup, "stable", overrides={overridden: "beta"})  # rustup override set beta
     assert detect_tool_versions(RUST, ["rustc"], cache, cwd=plain) == {"rustc": "rustc 1.80.0"}
     assert detect_tool_versions(RUST, ["rustc"], cache, cwd=overridden) == {
-        "rustc": "rustc 1.81.0-beta.3"}
+        "rustc": "rustc 1.81.0-beta.3"
+    }
     assert rustup_runs(rustup) == 2
     monkeypatch.chdir(overridden)  # cwd=None means the current directory
     assert detect_tool_versions(RUST, ["rustc"], cache) == {"rustc": "rustc 1.81.0-beta.3"}
@@ -246,12 +263,12 @@ def test_rustup_home_and_the_directory_are_part_of_the_stamp(
     set_default(other, "beta")
     monkeypatch.setenv("RUSTUP_HOME", str(other))
     assert detect_tool_versions(RUST, ["rustc"], cache, cwd=plain) == {
-        "rustc": "rustc 1.82.0-beta.1"}
+        "rustc": "rustc 1.82.0-beta.1"
+    }
     assert rustup_runs(rustup) == 3
 
 
-def test_rustup_proxy_hard_linked_beside_rustup_is_cached(
-        rustup: Path, tmp_path: Path) -> None:
+def test_rustup_proxy_hard_linked_beside_rustup_is_cached(rustup: Path, tmp_path: Path) -> None:
     bindir = rustup.parent / ".cargo" / "bin"
     (bindir / "rustc").unlink()
     os.link(bindir / "rustup", bindir / "rustc")
@@ -266,7 +283,8 @@ def test_rustup_proxy_hard_linked_beside_rustup_is_cached(
 
 @pytest.mark.parametrize("where", ["env", "file", "settings"])
 def test_rustup_path_toolchains_are_never_cached(
-        rustup: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str) -> None:
+    rustup: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
     """A toolchain outside RUSTUP_HOME is not watched, so the proxy runs every time."""
     custom = tmp_path / "custom"
     install_toolchain(custom, "dev", "1.99.0-dev")
@@ -281,7 +299,8 @@ def test_rustup_path_toolchains_are_never_cached(
         set_default(rustup, str(path))
     for _ in range(2):
         assert detect_tool_versions(RUST, ["rustc"], tmp_path / "t.json", cwd=cwd) == {
-            "rustc": "rustc 1.99.0-dev"}
+            "rustc": "rustc 1.99.0-dev"
+        }
     assert rustup_runs(rustup) == 2
 
 
@@ -289,12 +308,18 @@ def test_tools_run_in_parallel(tmp_path: Path) -> None:
     """Each tool waits for the other's marker: run one after the other, both time out."""
     a, b = tmp_path / "a.started", tmp_path / "b.started"
     wait = "i=0; while [ ! -e {other} ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done"
-    left = make_tool(tmp_path / "left", f"touch {a}; {wait.format(other=b)}; "
-                     f"[ -e {b} ] && echo left-ok\n")
-    right = make_tool(tmp_path / "right", f"touch {b}; {wait.format(other=a)}; "
-                      f"[ -e {a} ] && echo right-ok\n")
-    versions = detect_tool_versions({"left": [str(left)], "right": [str(right)]},
-                                    ["left", "right"], tmp_path / "t.json", timeout=15)
+    left = make_tool(
+        tmp_path / "left", f"touch {a}; {wait.format(other=b)}; [ -e {b} ] && echo left-ok\n"
+    )
+    right = make_tool(
+        tmp_path / "right", f"touch {b}; {wait.format(other=a)}; [ -e {a} ] && echo right-ok\n"
+    )
+    versions = detect_tool_versions(
+        {"left": [str(left)], "right": [str(right)]},
+        ["left", "right"],
+        tmp_path / "t.json",
+        timeout=15,
+    )
     assert versions == {"left": "left-ok", "right": "right-ok"}
 
 
@@ -317,8 +342,9 @@ def test_version_on_stderr_and_stdin_is_devnull(tmp_path: Path) -> None:
 
 def test_missing_tool_names_the_tool_the_key_and_path(tmp_path: Path) -> None:
     with pytest.raises(ToolError) as info:
-        detect_tool_versions({"node": ["buildlib-no-such-tool-xyz", "--version"]}, ["node"],
-                             tmp_path / "t.json")
+        detect_tool_versions(
+            {"node": ["buildlib-no-such-tool-xyz", "--version"]}, ["node"], tmp_path / "t.json"
+        )
     message = str(info.value)
     assert isinstance(info.value, UserError)
     assert "tool 'node'" in message and "`tools`" in message and "not on PATH" in message
@@ -346,10 +372,18 @@ def test_hanging_tool_times_out_with_its_children(tmp_path: Path) -> None:
     assert time.monotonic() - start < 30  # the 60 s sleeps were killed, not waited for
 
 
-@pytest.mark.parametrize("content", ["", "{", "[]", '{"version": 1, "entries": []}',
-                                     '{"version": 2, "entries": {"k": {"stamp": 1}}}',
-                                     '{"version": 1, "entries": {}}',
-                                     '{"version": 99, "entries": {}}'])
+@pytest.mark.parametrize(
+    "content",
+    [
+        "",
+        "{",
+        "[]",
+        '{"version": 1, "entries": []}',
+        '{"version": 2, "entries": {"k": {"stamp": 1}}}',
+        '{"version": 1, "entries": {}}',
+        '{"version": 99, "entries": {}}',
+    ],
+)
 def test_corrupt_cache_is_ignored(tmp_path: Path, content: str) -> None:
     cache = tmp_path / "t.json"
     cache.write_text(content)
@@ -360,6 +394,7 @@ def test_corrupt_cache_is_ignored(tmp_path: Path, content: str) -> None:
 
 
 def test_python_reports_its_version(tmp_path: Path) -> None:
-    versions = detect_tool_versions({"python": [sys.executable, "--version"]}, ["python"],
-                                    tmp_path / "t.json")
+    versions = detect_tool_versions(
+        {"python": [sys.executable, "--version"]}, ["python"], tmp_path / "t.json"
+    )
     assert versions["python"] == f"Python {sys.version.split()[0]}"

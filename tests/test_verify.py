@@ -57,8 +57,11 @@ def tool(tmp_path_factory: pytest.TempPathFactory) -> Path:
         pytest.skip("gcc is not installed")
     work = tmp_path_factory.mktemp("tool")
     (work / "tool.c").write_text(TOOL_C)
-    subprocess.run(["gcc", "-o", str(work / "tachikoma"), str(work / "tool.c")], check=True,
-                   stdin=subprocess.DEVNULL)
+    subprocess.run(
+        ["gcc", "-o", str(work / "tachikoma"), str(work / "tool.c")],
+        check=True,
+        stdin=subprocess.DEVNULL,
+    )
     return work / "tachikoma"
 
 
@@ -69,11 +72,24 @@ def place(tool: Path, root: Path, triple: str) -> str:
     return rel
 
 
-def artifact(root: Path, rel: str, kind: ArtifactKind, *, step: str = "rust-build",
-             run: tuple[str, ...] = (), expect: str = "") -> Artifact:
+def artifact(
+    root: Path,
+    rel: str,
+    kind: ArtifactKind,
+    *,
+    step: str = "rust-build",
+    run: tuple[str, ...] = (),
+    expect: str = "",
+) -> Artifact:
     path = root / rel
-    return Artifact(path=path, rel=rel, step=step, kind=kind,
-                    run=tuple(a.replace("{path}", str(path)) for a in run), expect=expect)
+    return Artifact(
+        path=path,
+        rel=rel,
+        step=step,
+        kind=kind,
+        run=tuple(a.replace("{path}", str(path)) for a in run),
+        expect=expect,
+    )
 
 
 def exe_artifact(root: Path, rel: str, *args: str, expect: str = "") -> Artifact:
@@ -82,11 +98,17 @@ def exe_artifact(root: Path, rel: str, *args: str, expect: str = "") -> Artifact
 
 # --- executables -------------------------------------------------------------------------
 
+
 @needs_linux_x64_gcc
 def test_host_executable_passes_and_runs(tool: Path, tmp_path: Path) -> None:
     rel = place(tool, tmp_path, LINUX_X64.triple)
-    report = verify_artifacts([exe_artifact(tmp_path, rel, "--version", expect="tachikoma 0.2.0")],
-                              root=tmp_path, target=LINUX_X64, host=LINUX_X64, mode="production")
+    report = verify_artifacts(
+        [exe_artifact(tmp_path, rel, "--version", expect="tachikoma 0.2.0")],
+        root=tmp_path,
+        target=LINUX_X64,
+        host=LINUX_X64,
+        mode="production",
+    )
     assert report.ok
     (check,) = report.checks
     assert check.status is Status.OK
@@ -97,8 +119,13 @@ def test_host_executable_passes_and_runs(tool: Path, tmp_path: Path) -> None:
 @needs_linux_x64_gcc
 def test_host_binary_fails_for_aarch64_target(tool: Path, tmp_path: Path) -> None:
     rel = place(tool, tmp_path, LINUX_ARM.triple)  # a "cross build" that produced a host binary
-    report = verify_artifacts([exe_artifact(tmp_path, rel, "--version")], root=tmp_path,
-                              target=LINUX_ARM, host=LINUX_X64, mode="production")
+    report = verify_artifacts(
+        [exe_artifact(tmp_path, rel, "--version")],
+        root=tmp_path,
+        target=LINUX_ARM,
+        host=LINUX_X64,
+        mode="production",
+    )
     assert not report.ok
     assert report.problems == (
         f"{rel}: is an ELF x86_64 binary, but aarch64-unknown-linux-gnu needs ELF aarch64"
@@ -108,26 +135,41 @@ def test_host_binary_fails_for_aarch64_target(tool: Path, tmp_path: Path) -> Non
 
 
 @needs_linux_x64_gcc
-@pytest.mark.parametrize(("triple", "needs"), [
-    ("x86_64-apple-darwin", "Mach-O x86_64"),
-    ("aarch64-apple-darwin", "Mach-O aarch64"),
-    ("x86_64-pc-windows-msvc", "PE x86_64"),
-    ("aarch64-pc-windows-msvc", "PE aarch64"),
-])
-def test_host_binary_fails_for_other_formats(tool: Path, tmp_path: Path, triple: str,
-                                             needs: str) -> None:
+@pytest.mark.parametrize(
+    ("triple", "needs"),
+    [
+        ("x86_64-apple-darwin", "Mach-O x86_64"),
+        ("aarch64-apple-darwin", "Mach-O aarch64"),
+        ("x86_64-pc-windows-msvc", "PE x86_64"),
+        ("aarch64-pc-windows-msvc", "PE aarch64"),
+    ],
+)
+def test_host_binary_fails_for_other_formats(
+    tool: Path, tmp_path: Path, triple: str, needs: str
+) -> None:
     rel = place(tool, tmp_path, triple)
-    report = check_artifacts([exe_artifact(tmp_path, rel)], root=tmp_path,
-                             target=get_target(triple), host=LINUX_X64, mode="production")
+    report = check_artifacts(
+        [exe_artifact(tmp_path, rel)],
+        root=tmp_path,
+        target=get_target(triple),
+        host=LINUX_X64,
+        mode="production",
+    )
     assert report.problems == (
-        f"{rel}: is an ELF x86_64 binary, but {triple} needs {needs} — run step 'rust-build'",)
+        f"{rel}: is an ELF x86_64 binary, but {triple} needs {needs} — run step 'rust-build'",
+    )
 
 
 def test_missing_executable_names_the_nox_session(tmp_path: Path) -> None:
     rel = EXE.format(triple=LINUX_X64.triple)
-    report = check_artifacts([exe_artifact(tmp_path, rel, "--version")], root=tmp_path,
-                             target=LINUX_X64, host=LINUX_X64, mode="production",
-                             step_hint=nox_step_hint("production", LINUX_X64.triple))
+    report = check_artifacts(
+        [exe_artifact(tmp_path, rel, "--version")],
+        root=tmp_path,
+        target=LINUX_X64,
+        host=LINUX_X64,
+        mode="production",
+        step_hint=nox_step_hint("production", LINUX_X64.triple),
+    )
     assert report.problems == (
         "target/x86_64-unknown-linux-gnu/release/tachikoma: missing — run step 'rust-build' "
         "(nox -s \"rust-build(mode='production', target='x86_64-unknown-linux-gnu')\")",
@@ -139,50 +181,79 @@ def test_missing_executable_names_the_nox_session(tmp_path: Path) -> None:
 def test_missing_exec_bit_is_reported_and_not_run(tool: Path, tmp_path: Path) -> None:
     rel = place(tool, tmp_path, LINUX_X64.triple)
     (tmp_path / rel).chmod(0o644)
-    report = check_artifacts([exe_artifact(tmp_path, rel, "--version")], root=tmp_path,
-                             target=LINUX_X64, host=LINUX_X64, mode="production")
+    report = check_artifacts(
+        [exe_artifact(tmp_path, rel, "--version")],
+        root=tmp_path,
+        target=LINUX_X64,
+        host=LINUX_X64,
+        mode="production",
+    )
     # Only one problem: running it would only fail again with "permission denied".
     assert report.problems == (
-        f"{rel}: is not executable (mode 644, no exec bit) — run step 'rust-build'",)
+        f"{rel}: is not executable (mode 644, no exec bit) — run step 'rust-build'",
+    )
 
 
 @needs_linux_x64_gcc
 def test_run_that_exits_1(tool: Path, tmp_path: Path) -> None:
     rel = place(tool, tmp_path, LINUX_X64.triple)
-    report = check_artifacts([exe_artifact(tmp_path, rel, "--exit", "1")], root=tmp_path,
-                             target=LINUX_X64, host=LINUX_X64, mode="production")
+    report = check_artifacts(
+        [exe_artifact(tmp_path, rel, "--exit", "1")],
+        root=tmp_path,
+        target=LINUX_X64,
+        host=LINUX_X64,
+        mode="production",
+    )
     assert report.problems == (
-        f"{rel}: `{rel} --exit 1` exited 1: failing on purpose — run step 'rust-build'",)
+        f"{rel}: `{rel} --exit 1` exited 1: failing on purpose — run step 'rust-build'",
+    )
 
 
 @needs_linux_x64_gcc
 def test_run_that_prints_the_wrong_version(tool: Path, tmp_path: Path) -> None:
     rel = place(tool, tmp_path, LINUX_X64.triple)
     report = check_artifacts(
-        [exe_artifact(tmp_path, rel, "--version", expect="tachikoma 0.3.0")], root=tmp_path,
-        target=LINUX_X64, host=LINUX_X64, mode="production")
+        [exe_artifact(tmp_path, rel, "--version", expect="tachikoma 0.3.0")],
+        root=tmp_path,
+        target=LINUX_X64,
+        host=LINUX_X64,
+        mode="production",
+    )
     assert report.problems == (
         f"{rel}: `{rel} --version` printed 'tachikoma 0.2.0', expected it to contain "
-        "'tachikoma 0.3.0' — run step 'rust-build'",)
+        "'tachikoma 0.3.0' — run step 'rust-build'",
+    )
 
 
 @needs_linux_x64_gcc
 def test_run_killed_by_a_signal(tool: Path, tmp_path: Path) -> None:
     rel = place(tool, tmp_path, LINUX_X64.triple)
-    report = check_artifacts([exe_artifact(tmp_path, rel, "--abort")], root=tmp_path,
-                             target=LINUX_X64, host=LINUX_X64, mode="production")
+    report = check_artifacts(
+        [exe_artifact(tmp_path, rel, "--abort")],
+        root=tmp_path,
+        target=LINUX_X64,
+        host=LINUX_X64,
+        mode="production",
+    )
     assert report.problems == (
-        f"{rel}: `{rel} --abort` was killed by SIGABRT — run step 'rust-build'",)
+        f"{rel}: `{rel} --abort` was killed by SIGABRT — run step 'rust-build'",
+    )
 
 
 @needs_linux_x64_gcc
 def test_truncated_executable(tool: Path, tmp_path: Path) -> None:
     rel = place(tool, tmp_path, LINUX_X64.triple)
     (tmp_path / rel).write_bytes(tool.read_bytes()[:10])
-    report = check_artifacts([exe_artifact(tmp_path, rel, "--version")], root=tmp_path,
-                             target=LINUX_X64, host=LINUX_X64, mode="production")
+    report = check_artifacts(
+        [exe_artifact(tmp_path, rel, "--version")],
+        root=tmp_path,
+        target=LINUX_X64,
+        host=LINUX_X64,
+        mode="production",
+    )
     assert report.problems == (
-        f"{rel}: not an executable: the header is truncated — run step 'rust-build'",)
+        f"{rel}: not an executable: the header is truncated — run step 'rust-build'",
+    )
 
 
 def test_script_is_not_a_native_executable(tmp_path: Path) -> None:
@@ -190,18 +261,30 @@ def test_script_is_not_a_native_executable(tmp_path: Path) -> None:
     (tmp_path / "bin").mkdir()
     (tmp_path / rel).write_text("#!/bin/sh\necho tachikoma 0.2.0\n")
     (tmp_path / rel).chmod(0o755)
-    report = check_artifacts([exe_artifact(tmp_path, rel, "--version")], root=tmp_path,
-                             target=LINUX_X64, host=LINUX_X64, mode="production")
+    report = check_artifacts(
+        [exe_artifact(tmp_path, rel, "--version")],
+        root=tmp_path,
+        target=LINUX_X64,
+        host=LINUX_X64,
+        mode="production",
+    )
     assert report.problems == (
-        f"{rel}: not a native executable: a script (starts with #!) — run step 'rust-build'",)
+        f"{rel}: not a native executable: a script (starts with #!) — run step 'rust-build'",
+    )
 
 
 def test_directory_is_not_an_executable(tmp_path: Path) -> None:
     (tmp_path / "out").mkdir()
-    report = check_artifacts([exe_artifact(tmp_path, "out")], root=tmp_path, target=LINUX_X64,
-                             host=LINUX_X64, mode="production")
+    report = check_artifacts(
+        [exe_artifact(tmp_path, "out")],
+        root=tmp_path,
+        target=LINUX_X64,
+        host=LINUX_X64,
+        mode="production",
+    )
     assert report.problems == (
-        "out: is a directory, not an executable file — run step 'rust-build'",)
+        "out: is a directory, not an executable file — run step 'rust-build'",
+    )
 
 
 def test_pe_target_ignores_the_exec_bit(tmp_path: Path) -> None:
@@ -212,8 +295,13 @@ def test_pe_target_ignores_the_exec_bit(tmp_path: Path) -> None:
     coff = struct.pack("<HHIIIHH", 0x8664, 0, 0, 0, 0, 240, 0x0022)
     (tmp_path / "tachikoma.exe").write_bytes(bytes(dos) + b"PE\0\0" + coff + bytes(240))
     (tmp_path / "tachikoma.exe").chmod(0o644)
-    report = check_artifacts([exe_artifact(tmp_path, "tachikoma.exe", "--version")],
-                             root=tmp_path, target=WIN_X64, host=LINUX_X64, mode="production")
+    report = check_artifacts(
+        [exe_artifact(tmp_path, "tachikoma.exe", "--version")],
+        root=tmp_path,
+        target=WIN_X64,
+        host=LINUX_X64,
+        mode="production",
+    )
     assert report.ok
     assert report.checks[0].notes == ("PE x86_64", "run skipped: cross target")
 
@@ -225,30 +313,51 @@ def go_cross(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         pytest.skip("go is not installed (it is the cross compiler these tests use)")
     work = tmp_path_factory.mktemp("go")
     (work / "go.mod").write_text("module hello\n\ngo 1.21\n")
-    (work / "main.go").write_text('package main\n\nfunc main() {}\n')
+    (work / "main.go").write_text("package main\n\nfunc main() {}\n")
     binaries = {}
-    for triple, goos in (("aarch64-unknown-linux-gnu", "linux"),
-                         ("aarch64-apple-darwin", "darwin")):
+    for triple, goos in (
+        ("aarch64-unknown-linux-gnu", "linux"),
+        ("aarch64-apple-darwin", "darwin"),
+    ):
         out = work / triple
-        env = {**os.environ, "GOOS": goos, "GOARCH": "arm64", "CGO_ENABLED": "0",
-               "GOTOOLCHAIN": "local", "GOFLAGS": "-trimpath"}
-        subprocess.run(["go", "build", "-o", str(out), "."], cwd=work, env=env, check=True,
-                       stdin=subprocess.DEVNULL)
+        env = {
+            **os.environ,
+            "GOOS": goos,
+            "GOARCH": "arm64",
+            "CGO_ENABLED": "0",
+            "GOTOOLCHAIN": "local",
+            "GOFLAGS": "-trimpath",
+        }
+        subprocess.run(
+            ["go", "build", "-o", str(out), "."],
+            cwd=work,
+            env=env,
+            check=True,
+            stdin=subprocess.DEVNULL,
+        )
         binaries[triple] = out
     return binaries
 
 
 @pytest.mark.timeout(900)
-@pytest.mark.parametrize(("triple", "described"), [
-    ("aarch64-unknown-linux-gnu", "ELF aarch64"),
-    ("aarch64-apple-darwin", "Mach-O aarch64"),
-])
-def test_real_cross_binary_passes_without_running(go_cross: dict[str, Path], tmp_path: Path,
-                                                  triple: str, described: str) -> None:
+@pytest.mark.parametrize(
+    ("triple", "described"),
+    [
+        ("aarch64-unknown-linux-gnu", "ELF aarch64"),
+        ("aarch64-apple-darwin", "Mach-O aarch64"),
+    ],
+)
+def test_real_cross_binary_passes_without_running(
+    go_cross: dict[str, Path], tmp_path: Path, triple: str, described: str
+) -> None:
     rel = place(go_cross[triple], tmp_path, triple)
-    report = verify_artifacts([exe_artifact(tmp_path, rel, "--version", expect="never checked")],
-                              root=tmp_path, target=get_target(triple), host=LINUX_X64,
-                              mode="production")
+    report = verify_artifacts(
+        [exe_artifact(tmp_path, rel, "--version", expect="never checked")],
+        root=tmp_path,
+        target=get_target(triple),
+        host=LINUX_X64,
+        mode="production",
+    )
     assert report.ok, report.problems
     assert report.checks[0].notes == (described, "run skipped: cross target")
 
@@ -286,22 +395,32 @@ def html_artifact(root: Path, rel: str) -> Artifact:
 
 def test_html_with_every_asset_passes(tmp_path: Path) -> None:
     rel = write_site(tmp_path)
-    report = check_artifacts([html_artifact(tmp_path, rel)], root=tmp_path, target=LINUX_X64,
-                             host=LINUX_X64, mode="production")
+    report = check_artifacts(
+        [html_artifact(tmp_path, rel)],
+        root=tmp_path,
+        target=LINUX_X64,
+        host=LINUX_X64,
+        mode="production",
+    )
     assert report.ok
     assert report.checks[0].notes == ("7 script/stylesheet references checked",)
 
 
 def test_html_names_each_missing_asset(tmp_path: Path) -> None:
     rel = write_site(tmp_path, missing=("index-abc.js", "vendor-def.js", "my theme.css"))
-    report = check_artifacts([html_artifact(tmp_path, rel)], root=tmp_path, target=LINUX_X64,
-                             host=LINUX_X64, mode="production")
+    report = check_artifacts(
+        [html_artifact(tmp_path, rel)],
+        root=tmp_path,
+        target=LINUX_X64,
+        host=LINUX_X64,
+        mode="production",
+    )
     assert report.problems == (
-        f'{rel}: references missing web/dist/assets/index-abc.js '
-        f'(<script src="/assets/index-abc.js">) — run step \'web-build\'',
-        f'{rel}: references missing web/dist/assets/vendor-def.js '
+        f"{rel}: references missing web/dist/assets/index-abc.js "
+        f"(<script src=\"/assets/index-abc.js\">) — run step 'web-build'",
+        f"{rel}: references missing web/dist/assets/vendor-def.js "
         f'(<link rel="modulepreload" href="assets/vendor-def.js#entry">) — run step \'web-build\'',
-        f'{rel}: references missing web/dist/assets/my theme.css '
+        f"{rel}: references missing web/dist/assets/my theme.css "
         f'(<link rel="stylesheet" href="assets/my%20theme.css">) — run step \'web-build\'',
     )
 
@@ -310,35 +429,61 @@ def test_html_reference_outside_its_directory(tmp_path: Path) -> None:
     rel = "site/index.html"
     (tmp_path / "site").mkdir()
     (tmp_path / rel).write_text('<script src="../shared/app.js"></script><script src=""></script>')
-    report = check_artifacts([html_artifact(tmp_path, rel)], root=tmp_path, target=LINUX_X64,
-                             host=LINUX_X64, mode="production")
+    report = check_artifacts(
+        [html_artifact(tmp_path, rel)],
+        root=tmp_path,
+        target=LINUX_X64,
+        host=LINUX_X64,
+        mode="production",
+    )
     assert report.problems == (
-        f"{rel}: references missing shared/app.js (<script src=\"../shared/app.js\">)"
+        f'{rel}: references missing shared/app.js (<script src="../shared/app.js">)'
         " — run step 'web-build'",
         f"{rel}: has an empty reference (<script src=\"\">) — run step 'web-build'",
     )
 
 
 def test_missing_html(tmp_path: Path) -> None:
-    report = check_artifacts([html_artifact(tmp_path, "web/dist/index.html")], root=tmp_path,
-                             target=LINUX_X64, host=LINUX_X64, mode="production")
+    report = check_artifacts(
+        [html_artifact(tmp_path, "web/dist/index.html")],
+        root=tmp_path,
+        target=LINUX_X64,
+        host=LINUX_X64,
+        mode="production",
+    )
     assert report.problems == ("web/dist/index.html: missing — run step 'web-build'",)
 
 
 # --- command and exists ------------------------------------------------------------------
 
+
 def command_artifact(root: Path, rel: str, code: str, expect: str = "") -> Artifact:
-    return artifact(root, rel, ArtifactKind.COMMAND, step="electron-build",
-                    run=(sys.executable, "-c", code), expect=expect)
+    return artifact(
+        root,
+        rel,
+        ArtifactKind.COMMAND,
+        step="electron-build",
+        run=(sys.executable, "-c", code),
+        expect=expect,
+    )
 
 
 def test_command_runs_in_the_workspace_root(tmp_path: Path) -> None:
     (tmp_path / "marker.txt").write_text("electron 33")
     report = check_artifacts(
-        [command_artifact(tmp_path, "marker.txt",
-                          "import pathlib; print(pathlib.Path('marker.txt').read_text())",
-                          expect="electron 33")],
-        root=tmp_path, target=LINUX_X64, host=LINUX_X64, mode="production")
+        [
+            command_artifact(
+                tmp_path,
+                "marker.txt",
+                "import pathlib; print(pathlib.Path('marker.txt').read_text())",
+                expect="electron 33",
+            )
+        ],
+        root=tmp_path,
+        target=LINUX_X64,
+        host=LINUX_X64,
+        mode="production",
+    )
     assert report.ok
     assert report.checks[0].status is Status.OK
 
@@ -346,41 +491,64 @@ def test_command_runs_in_the_workspace_root(tmp_path: Path) -> None:
 def test_command_failing_and_wrong_output(tmp_path: Path) -> None:
     (tmp_path / "main.js").write_text("")
     report = check_artifacts(
-        [command_artifact(tmp_path, "main.js", "import sys; sys.exit('boom')"),
-         command_artifact(tmp_path, "main.js", "print('v1')", expect="v2"),
-        command_artifact(tmp_path, "main.js", "print('a' * 300); print(); print('b')",
-                         expect="v2"),
-        command_artifact(tmp_path, "main.js", "pass", expect="v2")],
-        root=tmp_path, target=LINUX_X64, host=LINUX_X64, mode="production")
+        [
+            command_artifact(tmp_path, "main.js", "import sys; sys.exit('boom')"),
+            command_artifact(tmp_path, "main.js", "print('v1')", expect="v2"),
+            command_artifact(
+                tmp_path, "main.js", "print('a' * 300); print(); print('b')", expect="v2"
+            ),
+            command_artifact(tmp_path, "main.js", "pass", expect="v2"),
+        ],
+        root=tmp_path,
+        target=LINUX_X64,
+        host=LINUX_X64,
+        mode="production",
+    )
     first, second, long, silent = report.problems
     assert first.endswith("` exited 1: boom — run step 'electron-build'")
     assert second.endswith(
-        "` printed 'v1', expected it to contain 'v2' — run step 'electron-build'")
-    assert long.endswith(f"` printed '{'a' * 119}…' (and 2 more lines), expected it to contain "
-                         "'v2' — run step 'electron-build'")
-    assert silent.endswith("` printed nothing, expected it to contain 'v2' — run step "
-                           "'electron-build'")
+        "` printed 'v1', expected it to contain 'v2' — run step 'electron-build'"
+    )
+    assert long.endswith(
+        f"` printed '{'a' * 119}…' (and 2 more lines), expected it to contain "
+        "'v2' — run step 'electron-build'"
+    )
+    assert silent.endswith(
+        "` printed nothing, expected it to contain 'v2' — run step 'electron-build'"
+    )
 
 
 def test_wrong_output_names_the_line_about_the_expectation(tmp_path: Path) -> None:
     # `tachikoma info` of a debug binary copied over the release one: the problem shows
     # the mode it was built for, not the first line of the output.
     (tmp_path / "tachikoma").write_text("")
-    info = ("print('tachikoma 0.1.0'); print('mode: development'); "
-            "print('target: x86_64-unknown-linux-gnu'); print('profile: debug')")
+    info = (
+        "print('tachikoma 0.1.0'); print('mode: development'); "
+        "print('target: x86_64-unknown-linux-gnu'); print('profile: debug')"
+    )
     report = check_artifacts(
         [command_artifact(tmp_path, "tachikoma", info, expect="mode: production")],
-        root=tmp_path, target=LINUX_X64, host=LINUX_X64, mode="production")
+        root=tmp_path,
+        target=LINUX_X64,
+        host=LINUX_X64,
+        mode="production",
+    )
     (problem,) = report.problems
-    assert problem.endswith("` printed 'mode: development', expected it to contain "
-                            "'mode: production' — run step 'electron-build'")
+    assert problem.endswith(
+        "` printed 'mode: development', expected it to contain "
+        "'mode: production' — run step 'electron-build'"
+    )
 
 
 def test_command_on_a_cross_target_is_skipped_not_run(tmp_path: Path) -> None:
     (tmp_path / "main.js").write_text("")
     report = verify_artifacts(
-        [command_artifact(tmp_path, "main.js", "open('ran', 'w')")], root=tmp_path,
-        target=LINUX_ARM, host=LINUX_X64, mode="production")
+        [command_artifact(tmp_path, "main.js", "open('ran', 'w')")],
+        root=tmp_path,
+        target=LINUX_ARM,
+        host=LINUX_X64,
+        mode="production",
+    )
     assert report.ok
     assert report.checks[0].status is Status.SKIPPED
     assert report.checks[0].notes == ("skipped: cross target",)
@@ -391,11 +559,13 @@ def test_command_on_a_cross_target_is_skipped_not_run(tmp_path: Path) -> None:
 def test_command_that_cannot_start(tmp_path: Path) -> None:
     (tmp_path / "x").write_text("")
     missing = artifact(tmp_path, "x", ArtifactKind.COMMAND, run=(str(tmp_path / "no-such-tool"),))
-    report = check_artifacts([missing], root=tmp_path, target=LINUX_X64, host=LINUX_X64,
-                             mode="production")
+    report = check_artifacts(
+        [missing], root=tmp_path, target=LINUX_X64, host=LINUX_X64, mode="production"
+    )
     assert report.problems == (
         f"x: `{tmp_path / 'no-such-tool'}` could not start: No such file or directory"
-        " — run step 'rust-build'",)
+        " — run step 'rust-build'",
+    )
 
 
 def _gone(pid: int) -> bool:
@@ -409,11 +579,19 @@ def _gone(pid: int) -> bool:
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc to see the grandchild")
 def test_command_timeout_kills_its_process_group(tmp_path: Path) -> None:
     (tmp_path / "x").write_text("")
-    code = ("import subprocess, sys, time; "
-            "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)']); "
-            "open('grandchild.pid', 'w').write(str(p.pid)); time.sleep(120)")
-    report = check_artifacts([command_artifact(tmp_path, "x", code)], root=tmp_path,
-                             target=LINUX_X64, host=LINUX_X64, mode="production", timeout=3)
+    code = (
+        "import subprocess, sys, time; "
+        "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)']); "
+        "open('grandchild.pid', 'w').write(str(p.pid)); time.sleep(120)"
+    )
+    report = check_artifacts(
+        [command_artifact(tmp_path, "x", code)],
+        root=tmp_path,
+        target=LINUX_X64,
+        host=LINUX_X64,
+        mode="production",
+        timeout=3,
+    )
     (problem,) = report.problems
     assert "did not finish within 3 s (killed)" in problem
     grandchild = int((tmp_path / "grandchild.pid").read_text())
@@ -428,13 +606,21 @@ def test_command_timeout_does_not_hang_on_an_escaped_grandchild(tmp_path: Path) 
     """A grandchild in its own session survives the group kill and holds stdout open;
     verification must still return instead of waiting for it."""
     (tmp_path / "x").write_text("")
-    code = ("import subprocess, sys, time; "
-            "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'], "
-            "start_new_session=True); "
-            "open('escaped.pid', 'w').write(str(p.pid)); time.sleep(120)")
+    code = (
+        "import subprocess, sys, time; "
+        "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'], "
+        "start_new_session=True); "
+        "open('escaped.pid', 'w').write(str(p.pid)); time.sleep(120)"
+    )
     try:
-        report = check_artifacts([command_artifact(tmp_path, "x", code)], root=tmp_path,
-                                 target=LINUX_X64, host=LINUX_X64, mode="production", timeout=3)
+        report = check_artifacts(
+            [command_artifact(tmp_path, "x", code)],
+            root=tmp_path,
+            target=LINUX_X64,
+            host=LINUX_X64,
+            mode="production",
+            timeout=3,
+        )
         (problem,) = report.problems
         assert "did not finish within 3 s (killed)" in problem
     finally:
@@ -448,14 +634,21 @@ def test_exists_accepts_files_and_directories_not_dangling_links(tmp_path: Path)
     (tmp_path / "file").write_text("x")
     (tmp_path / "link").symlink_to(tmp_path / "nowhere")
     report = check_artifacts(
-        [artifact(tmp_path, name, ArtifactKind.EXISTS, step="napi-build")
-         for name in ("dir", "file", "link")],
-        root=tmp_path, target=LINUX_X64, host=LINUX_X64, mode="production")
+        [
+            artifact(tmp_path, name, ArtifactKind.EXISTS, step="napi-build")
+            for name in ("dir", "file", "link")
+        ],
+        root=tmp_path,
+        target=LINUX_X64,
+        host=LINUX_X64,
+        mode="production",
+    )
     assert [c.status for c in report.checks] == [Status.OK, Status.OK, Status.FAILED]
     assert report.problems == ("link: missing — run step 'napi-build'",)
 
 
 # --- everything at once, and the manifest ------------------------------------------------
+
 
 def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
     html_rel = write_site(tmp_path, missing=("vendor-def.js",))
@@ -466,11 +659,16 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
         command_artifact(tmp_path, "main.js", "raise SystemExit(3)"),
         artifact(tmp_path, "main.js", ArtifactKind.EXISTS, step="electron-build"),
     ]
-    report = verify_artifacts(artifacts, root=tmp_path, target=LINUX_X64, host=LINUX_X64,
-                              mode="dev")
+    report = verify_artifacts(
+        artifacts, root=tmp_path, target=LINUX_X64, host=LINUX_X64, mode="dev"
+    )
     assert not report.ok
-    assert [c.status for c in report.checks] == [Status.FAILED, Status.FAILED, Status.FAILED,
-                                                Status.OK]
+    assert [c.status for c in report.checks] == [
+        Status.FAILED,
+        Status.FAILED,
+        Status.FAILED,
+        Status.OK,
+    ]
     assert len(report.problems) == 3
     text = render_report(report)
     assert text.splitlines()[0] == "verify dev x86_64-unknown-linux-gnu: 4 artifacts, 3 failed"
@@ -480,7 +678,8 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
     for problem in report.problems:
         assert f"  - {problem}" in text
     assert text.splitlines()[-1] == (
-        f"artifact manifest: {tmp_path / '.buildlib/artifacts/dev-x86_64-unknown-linux-gnu.json'}")
+        f"artifact manifest: {tmp_path / '.buildlib/artifacts/dev-x86_64-unknown-linux-gnu.json'}"
+    )
 
 
 @needs_linux_x64_gcc
@@ -489,10 +688,16 @@ def test_manifest_records_each_artifact(tool: Path, tmp_path: Path) -> None:
     html_rel = write_site(tmp_path, missing=("index-abc.css",))
     (tmp_path / "dist").mkdir()
     report = verify_artifacts(
-        [exe_artifact(tmp_path, exe_rel, "--version", expect="tachikoma"),
-         html_artifact(tmp_path, html_rel),
-         artifact(tmp_path, "dist", ArtifactKind.EXISTS, step="package")],
-        root=tmp_path, target=LINUX_X64, host=LINUX_X64, mode="production")
+        [
+            exe_artifact(tmp_path, exe_rel, "--version", expect="tachikoma"),
+            html_artifact(tmp_path, html_rel),
+            artifact(tmp_path, "dist", ArtifactKind.EXISTS, step="package"),
+        ],
+        root=tmp_path,
+        target=LINUX_X64,
+        host=LINUX_X64,
+        mode="production",
+    )
     path = manifest_path(tmp_path, "production", LINUX_X64.triple)
     assert report.manifest_path == path
     assert path == tmp_path / ".buildlib" / "artifacts" / "production-x86_64-unknown-linux-gnu.json"
@@ -500,14 +705,24 @@ def test_manifest_records_each_artifact(tool: Path, tmp_path: Path) -> None:
     assert list(path.parent.iterdir()) == [path]  # no temp file left behind
     assert data["schema_version"] == SCHEMA_VERSION == 1
     assert (data["mode"], data["target"], data["host"], data["ok"]) == (
-        "production", LINUX_X64.triple, LINUX_X64.triple, False)
+        "production",
+        LINUX_X64.triple,
+        LINUX_X64.triple,
+        False,
+    )
     created = datetime.datetime.fromisoformat(data["created_at"])
     assert created.utcoffset() == datetime.timedelta(0)
     exe, html, dist = data["artifacts"]
     exe_bytes = (tmp_path / exe_rel).read_bytes()
     assert exe == {
-        "path": exe_rel, "size": len(exe_bytes), "sha256": hashlib.sha256(exe_bytes).hexdigest(),
-        "step": "rust-build", "kind": "executable", "ok": True, "status": "ok", "problems": [],
+        "path": exe_rel,
+        "size": len(exe_bytes),
+        "sha256": hashlib.sha256(exe_bytes).hexdigest(),
+        "step": "rust-build",
+        "kind": "executable",
+        "ok": True,
+        "status": "ok",
+        "problems": [],
         "notes": ["ELF x86_64", f"ran `{exe_rel} --version`"],
     }
     html_bytes = (tmp_path / html_rel).read_bytes()
@@ -520,19 +735,34 @@ def test_manifest_records_each_artifact(tool: Path, tmp_path: Path) -> None:
 
 def test_manifest_is_replaced_not_appended(tmp_path: Path) -> None:
     (tmp_path / "a").write_text("one")
-    first = verify_artifacts([artifact(tmp_path, "a", ArtifactKind.EXISTS)], root=tmp_path,
-                             target=LINUX_X64, host=LINUX_X64, mode="dev")
+    first = verify_artifacts(
+        [artifact(tmp_path, "a", ArtifactKind.EXISTS)],
+        root=tmp_path,
+        target=LINUX_X64,
+        host=LINUX_X64,
+        mode="dev",
+    )
     (tmp_path / "a").write_text("two!")
-    second = verify_artifacts([artifact(tmp_path, "a", ArtifactKind.EXISTS)], root=tmp_path,
-                              target=LINUX_X64, host=LINUX_X64, mode="dev")
+    second = verify_artifacts(
+        [artifact(tmp_path, "a", ArtifactKind.EXISTS)],
+        root=tmp_path,
+        target=LINUX_X64,
+        host=LINUX_X64,
+        mode="dev",
+    )
     assert first.manifest_path == second.manifest_path is not None
     (entry,) = json.loads(second.manifest_path.read_text())["artifacts"]
     assert (entry["size"], entry["sha256"]) == (4, hashlib.sha256(b"two!").hexdigest())
 
 
 def test_check_artifacts_writes_nothing(tmp_path: Path) -> None:
-    report = check_artifacts([artifact(tmp_path, "absent", ArtifactKind.EXISTS)], root=tmp_path,
-                             target=LINUX_X64, host=LINUX_X64, mode="dev")
+    report = check_artifacts(
+        [artifact(tmp_path, "absent", ArtifactKind.EXISTS)],
+        root=tmp_path,
+        target=LINUX_X64,
+        host=LINUX_X64,
+        mode="dev",
+    )
     assert report.manifest_path is None
     assert not (tmp_path / ".buildlib").exists()
     assert os.listdir(tmp_path) == []

@@ -31,8 +31,10 @@ from repos import npm_workspace
 
 from buildlib.workspace.targets import host_triple
 
-pytestmark = [pytest.mark.skipif(sys.platform != "linux", reason="inotify and /proc (Linux)"),
-              pytest.mark.timeout(300)]
+pytestmark = [
+    pytest.mark.skipif(sys.platform != "linux", reason="inotify and /proc (Linux)"),
+    pytest.mark.timeout(300),
+]
 
 STATUS = f".buildlib/watch/development-{host_triple()}.json"
 
@@ -88,9 +90,16 @@ SERVE = textwrap.dedent("""
 """)
 
 
-def step(name: str, out: str, *sources: str, deps: tuple[str, ...] = (),
-         inputs: tuple[str, ...] = (), outputs: tuple[str, ...] = (), mode: str = "cat",
-         extra: str = "") -> str:
+def step(
+    name: str,
+    out: str,
+    *sources: str,
+    deps: tuple[str, ...] = (),
+    inputs: tuple[str, ...] = (),
+    outputs: tuple[str, ...] = (),
+    mode: str = "cat",
+    extra: str = "",
+) -> str:
     args = ", ".join(json.dumps(a) for a in (name, out, mode, *sources))
     return textwrap.dedent(f"""
         [[step]]
@@ -102,8 +111,9 @@ def step(name: str, out: str, *sources: str, deps: tuple[str, ...] = (),
     """) + textwrap.dedent(extra)
 
 
-def service(name: str, directory: str, *flags: str, deps: tuple[str, ...] = (),
-            extra: str = "") -> str:
+def service(
+    name: str, directory: str, *flags: str, deps: tuple[str, ...] = (), extra: str = ""
+) -> str:
     args = ", ".join(json.dumps(a) for a in ("serve.py", directory, *flags))
     return textwrap.dedent(f"""
         [[step]]
@@ -149,15 +159,28 @@ class Watch:
         self.runs_log = root.parent / "runs.jsonl"
         self.hold = root.parent / "hold"
         self.log = root.parent / f"watch-{self.marker[:8]}.log"
-        full_env = {k: v for k, v in os.environ.items()
-                    if not k.startswith(("GITHUB_", "BUILDLIB_JOBS"))}
-        full_env.update({"PYTHONPATH": str(ROOT), "WATCH_TEST_MARKER": self.marker,
-                         "RUNS": str(self.runs_log), "HOLD": str(self.hold), **(env or {})})
+        full_env = {
+            k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "BUILDLIB_JOBS"))
+        }
+        full_env.update(
+            {
+                "PYTHONPATH": str(ROOT),
+                "WATCH_TEST_MARKER": self.marker,
+                "RUNS": str(self.runs_log),
+                "HOLD": str(self.hold),
+                **(env or {}),
+            }
+        )
         with self.log.open("w") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "buildlib", "watch", "-j", "2", *args], cwd=root,
-                env=full_env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True)
+                [sys.executable, "-m", "buildlib", "watch", "-j", "2", *args],
+                cwd=root,
+                env=full_env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
@@ -169,12 +192,15 @@ class Watch:
             return None
         return data if data.get("pid") == self.proc.pid else None
 
-    def wait(self, cond: Callable[[dict[str, Any]], Any], what: str,
-             timeout: float = 120.0) -> dict[str, Any]:
+    def wait(
+        self, cond: Callable[[dict[str, Any]], Any], what: str, timeout: float = 120.0
+    ) -> dict[str, Any]:
         def check() -> dict[str, Any] | None:
             if self.proc.poll() is not None:
-                raise AssertionError(f"watch exited ({self.proc.returncode}) while waiting for "
-                                     f"{what}:\n{self.output()}")
+                raise AssertionError(
+                    f"watch exited ({self.proc.returncode}) while waiting for "
+                    f"{what}:\n{self.output()}"
+                )
             status = self.status()
             return status if status is not None and cond(status) else None
 
@@ -185,10 +211,16 @@ class Watch:
 
     def idle(self, number: int, timeout: float = 120.0) -> dict[str, Any]:
         """Until rebuild `number` (0: the first build) is done and nothing waits."""
-        return self.wait(lambda s: s["state"] == "watching" and not s["queued"]
-                         and s["last_rebuild"] is not None
-                         and s["last_rebuild"]["number"] >= number,
-                         f"rebuild #{number} to finish", timeout)
+        return self.wait(
+            lambda s: (
+                s["state"] == "watching"
+                and not s["queued"]
+                and s["last_rebuild"] is not None
+                and s["last_rebuild"]["number"] >= number
+            ),
+            f"rebuild #{number} to finish",
+            timeout,
+        )
 
     def service(self, name: str) -> dict[str, Any]:
         status = self.status()
@@ -197,14 +229,20 @@ class Watch:
         return found
 
     def rebuild_lines(self) -> list[str]:
-        return [line for line in self.output().splitlines()
-                if line.startswith("watch: rebuild #") and "done in" not in line]
+        return [
+            line
+            for line in self.output().splitlines()
+            if line.startswith("watch: rebuild #") and "done in" not in line
+        ]
 
     def runs(self, name: str, event: str = "end") -> list[dict[str, Any]]:
         if not self.runs_log.exists():
             return []
-        return [r for r in map(json.loads, self.runs_log.read_text().splitlines())
-                if r["step"] == name and r["event"] == event]
+        return [
+            r
+            for r in map(json.loads, self.runs_log.read_text().splitlines())
+            if r["step"] == name and r["event"] == event
+        ]
 
     def leftovers(self) -> list[int]:
         """Processes still alive that this watch (or anything it started) started."""
@@ -255,11 +293,15 @@ def start(watches: list[Watch], root: Path, *args: str, **env: str) -> Watch:
 
 
 def test_an_edit_rebuilds_the_affected_steps_and_dependents_with_early_cutoff(
-        tmp_path: Path, watches: list[Watch]) -> None:
-    root = workspace(tmp_path, step("a", "out/a.txt", "src/a", mode="upper")
-                     + step("b", "out/b.txt", "src/b")
-                     + step("ab", "out/ab.txt", "out/a.txt", "out/b.txt", deps=("a", "b")),
-                     {"src/a/x.txt": "alpha", "src/b/y.txt": "beta"})
+    tmp_path: Path, watches: list[Watch]
+) -> None:
+    root = workspace(
+        tmp_path,
+        step("a", "out/a.txt", "src/a", mode="upper")
+        + step("b", "out/b.txt", "src/b")
+        + step("ab", "out/ab.txt", "out/a.txt", "out/b.txt", deps=("a", "b")),
+        {"src/a/x.txt": "alpha", "src/b/y.txt": "beta"},
+    )
     watch = start(watches, root)
     first = watch.idle(0)
     assert sorted(first["last_rebuild"]["ran"]) == ["a", "ab", "b"]
@@ -286,17 +328,22 @@ def test_a_burst_of_saves_is_one_rebuild(tmp_path: Path, watches: list[Watch]) -
         write(root / f"src/{i % 7}/{i}.txt", str(i))
     last = watch.idle(1)["last_rebuild"]
     assert len(last["changed"]) == 47  # 40 files and the 7 new directories
-    assert watch.rebuild_lines() == [line for line in watch.rebuild_lines()
-                                     if line.startswith("watch: rebuild #1:")]
+    assert watch.rebuild_lines() == [
+        line for line in watch.rebuild_lines() if line.startswith("watch: rebuild #1:")
+    ]
     files = sorted(f for f in (root / "src").rglob("*") if f.is_file())
     assert len(files) == 41
     assert (root / "out/all.txt").read_text() == "".join(f.read_text() for f in files)
 
 
 def test_changes_during_a_rebuild_are_queued_then_built_after_it_never_beside_it(
-        tmp_path: Path, watches: list[Watch]) -> None:
-    root = workspace(tmp_path, step("slow", "out/all.txt", "src"),
-                     {"src/a.txt": "a1", "src/b.txt": "b1", "src/c.txt": "c1"})
+    tmp_path: Path, watches: list[Watch]
+) -> None:
+    root = workspace(
+        tmp_path,
+        step("slow", "out/all.txt", "src"),
+        {"src/a.txt": "a1", "src/b.txt": "b1", "src/c.txt": "c1"},
+    )
     watch = start(watches, root)
     watch.idle(0)
     watch.hold.touch()  # the next run of `slow` waits for it to go
@@ -304,8 +351,9 @@ def test_changes_during_a_rebuild_are_queued_then_built_after_it_never_beside_it
     wait_until(lambda: len(watch.runs("slow", "start")) == 2, "the rebuild to start")
     write(root / "src/b.txt", "b2")  # while it runs: queued
     write(root / "src/c.txt", "c2")
-    queued = watch.wait(lambda s: {"src/b.txt", "src/c.txt"} <= set(s["queued"]),
-                        "the two saves to be queued")
+    queued = watch.wait(
+        lambda s: {"src/b.txt", "src/c.txt"} <= set(s["queued"]), "the two saves to be queued"
+    )
     assert queued["state"] == "building"
     assert len(watch.runs("slow", "start")) == 2  # no second build beside the first
     watch.hold.unlink()
@@ -320,7 +368,8 @@ def test_changes_during_a_rebuild_are_queued_then_built_after_it_never_beside_it
 
 
 def test_a_step_writing_into_its_own_input_tree_causes_no_rebuild_loop(
-        tmp_path: Path, watches: list[Watch]) -> None:
+    tmp_path: Path, watches: list[Watch]
+) -> None:
     # gen reads src/ and writes src/gen/ (declared): a generated file inside its inputs,
     # new content every run, as a code generator stamping the time would.
     gen = textwrap.dedent(f"""
@@ -338,12 +387,15 @@ def test_a_step_writing_into_its_own_input_tree_causes_no_rebuild_loop(
     write(root / "src/lib/util.ts", "u2")  # the next rebuild is this edit's, not gen's
     watch.idle(2)
     lines = watch.rebuild_lines()
-    assert lines == ["watch: rebuild #1: src/main.ts changed: gen",
-                     "watch: rebuild #2: src/lib/util.ts changed: gen"], watch.output()
+    assert lines == [
+        "watch: rebuild #1: src/main.ts changed: gen",
+        "watch: rebuild #2: src/lib/util.ts changed: gen",
+    ], watch.output()
 
 
 def test_outputs_and_the_engines_directory_trigger_nothing(
-        tmp_path: Path, watches: list[Watch]) -> None:
+    tmp_path: Path, watches: list[Watch]
+) -> None:
     root = workspace(tmp_path, step("a", "src/out/a.txt", "src/a.txt"), {"src/a.txt": "a"})
     watch = start(watches, root)
     watch.idle(0)
@@ -358,7 +410,8 @@ def test_outputs_and_the_engines_directory_trigger_nothing(
 
 
 def test_a_step_that_keeps_rewriting_its_own_input_is_stopped_after_three_rebuilds(
-        tmp_path: Path, watches: list[Watch]) -> None:
+    tmp_path: Path, watches: list[Watch]
+) -> None:
     # writes src/count.txt, one of its own inputs, and does not declare it: a loop
     counter = textwrap.dedent(f"""
         [[step]]
@@ -381,10 +434,13 @@ def test_a_step_that_keeps_rewriting_its_own_input_is_stopped_after_three_rebuil
 
 
 def test_a_new_directory_where_only_entries_were_watched_is_watched_from_then_on(
-        tmp_path: Path, watches: list[Watch]) -> None:
-    root = workspace(tmp_path, step("pkgs", "out/all.txt", "packages",
-                                    inputs=("packages/*/src/**",)),
-                     {"packages/a/src/a.txt": "a", "packages/a/node_modules/x/y.js": "y"})
+    tmp_path: Path, watches: list[Watch]
+) -> None:
+    root = workspace(
+        tmp_path,
+        step("pkgs", "out/all.txt", "packages", inputs=("packages/*/src/**",)),
+        {"packages/a/src/a.txt": "a", "packages/a/node_modules/x/y.js": "y"},
+    )
     watch = start(watches, root)
     status = watch.idle(0)
     assert "packages/*" in status["watching"]
@@ -398,15 +454,18 @@ def test_a_new_directory_where_only_entries_were_watched_is_watched_from_then_on
 
 
 def test_the_manifest_is_reloaded_and_an_invalid_one_is_reported_and_kept(
-        tmp_path: Path, watches: list[Watch]) -> None:
+    tmp_path: Path, watches: list[Watch]
+) -> None:
     root = workspace(tmp_path, step("a", "out/a.txt", "src/a.txt"), {"src/a.txt": "a"})
     watch = start(watches, root)
     watch.idle(0)
     manifest = root / "build.toml"
     good = manifest.read_text()
     manifest.write_text(good + "[[step]]\nname = 'broken'\n")
-    watch.wait(lambda s: "missing required key" in watch.output()
-               or "empty command" in watch.output(), "the manifest error")
+    watch.wait(
+        lambda s: "missing required key" in watch.output() or "empty command" in watch.output(),
+        "the manifest error",
+    )
     assert "the manifest as it was is kept" in watch.output()
     write(root / "src/a.txt", "a2")  # still rebuilding with the old manifest
     watch.idle(1)
@@ -418,14 +477,18 @@ def test_the_manifest_is_reloaded_and_an_invalid_one_is_reported_and_kept(
     watch.wait(lambda s: (root / "out/b.txt").read_text() == "b2", "the new step's rebuild")
 
 
-def test_a_second_watch_of_the_same_mode_is_refused(tmp_path: Path,
-                                                    watches: list[Watch]) -> None:
+def test_a_second_watch_of_the_same_mode_is_refused(tmp_path: Path, watches: list[Watch]) -> None:
     root = workspace(tmp_path, step("a", "out/a.txt", "src/a.txt"), {"src/a.txt": "a"})
     first = start(watches, root)
     first.idle(0)
-    second = subprocess.run([sys.executable, "-m", "buildlib", "watch"], cwd=root,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
-                            text=True, timeout=60)
+    second = subprocess.run(
+        [sys.executable, "-m", "buildlib", "watch"],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert second.returncode == 1
     assert "another `buildlib watch` is watching" in second.stderr
     assert f"pid {first.proc.pid}" in second.stderr
@@ -440,10 +503,13 @@ def get(url: str) -> str:
 
 
 def test_a_service_starts_once_its_dependencies_are_built_and_serves(
-        tmp_path: Path, watches: list[Watch]) -> None:
-    root = workspace(tmp_path, step("site", "site/index.html", "src")
-                     + service("serve", "site", deps=("site",)),
-                     {"src/index.html": "<h1>v1</h1>"})
+    tmp_path: Path, watches: list[Watch]
+) -> None:
+    root = workspace(
+        tmp_path,
+        step("site", "site/index.html", "src") + service("serve", "site", deps=("site",)),
+        {"src/index.html": "<h1>v1</h1>"},
+    )
     (tmp_path / "hold").touch()  # site waits: the service must wait for it
     watch = start(watches, root)
     wait_until(lambda: watch.runs("site", "start"), "site to start")
@@ -466,16 +532,22 @@ def test_a_service_starts_once_its_dependencies_are_built_and_serves(
     assert watch.service("serve")["pid"] == pid
     # and after the rebuild: the services, then what changed, what ran, how long
     last = [line for line in watch.output().splitlines() if line.startswith("status:")][-1]
-    assert re.fullmatch(rf"status: serve running {re.escape(url)} \(pid {pid}\) \| last "
-                        r"rebuild #1 \(src/index\.html\): ran site in \d+\.\ds, ok", last), last
+    assert re.fullmatch(
+        rf"status: serve running {re.escape(url)} \(pid {pid}\) \| last "
+        r"rebuild #1 \(src/index\.html\): ran site in \d+\.\ds, ok",
+        last,
+    ), last
 
 
 def test_a_service_restarts_on_its_own_inputs_not_on_its_dependencies_by_default(
-        tmp_path: Path, watches: list[Watch]) -> None:
-    root = workspace(tmp_path, step("site", "site/index.html", "src")
-                     + service("serve", "site", deps=("site",),
-                               extra='restart_on = ["server.conf"]\n'),
-                     {"src/index.html": "v1", "server.conf": "1"})
+    tmp_path: Path, watches: list[Watch]
+) -> None:
+    root = workspace(
+        tmp_path,
+        step("site", "site/index.html", "src")
+        + service("serve", "site", deps=("site",), extra='restart_on = ["server.conf"]\n'),
+        {"src/index.html": "v1", "server.conf": "1"},
+    )
     watch = start(watches, root)
     pid = watch.wait(lambda s: s["services"][0]["url"], "the service")["services"][0]["pid"]
     write(root / "src/index.html", "v2")  # its dependency's outputs change
@@ -483,19 +555,23 @@ def test_a_service_restarts_on_its_own_inputs_not_on_its_dependencies_by_default
     assert watch.service("serve")["pid"] == pid
     assert watch.service("serve")["restarts"] == 0
     write(root / "server.conf", "2")  # its own restart input
-    restarted = watch.wait(lambda s: s["services"][0]["restarts"] == 1
-                           and s["services"][0]["url"], "the restart")["services"][0]
+    restarted = watch.wait(
+        lambda s: s["services"][0]["restarts"] == 1 and s["services"][0]["url"], "the restart"
+    )["services"][0]
     assert restarted["pid"] != pid
     assert "service serve restarting: its restart inputs changed: server.conf" in watch.output()
     assert not _alive(pid)
 
 
 def test_restart_on_deps_restarts_when_a_dependency_changed_its_outputs_only(
-        tmp_path: Path, watches: list[Watch]) -> None:
-    root = workspace(tmp_path, step("site", "site/index.html", "src", mode="upper")
-                     + service("serve", "site", deps=("site",),
-                               extra="restart_on_deps = true\n"),
-                     {"src/index.html": "v1"})
+    tmp_path: Path, watches: list[Watch]
+) -> None:
+    root = workspace(
+        tmp_path,
+        step("site", "site/index.html", "src", mode="upper")
+        + service("serve", "site", deps=("site",), extra="restart_on_deps = true\n"),
+        {"src/index.html": "v1"},
+    )
     watch = start(watches, root)
     pid = watch.wait(lambda s: s["services"][0]["url"], "the service")["services"][0]["pid"]
     write(root / "src/index.html", "v1  \n")  # site runs; its output comes out the same
@@ -503,14 +579,16 @@ def test_restart_on_deps_restarts_when_a_dependency_changed_its_outputs_only(
     assert watch.service("serve")["pid"] == pid
     write(root / "src/index.html", "v2")
     watch.idle(2)
-    restarted = watch.wait(lambda s: s["services"][0]["url"] and s["services"][0]["pid"] != pid,
-                           "the restart")["services"][0]
+    restarted = watch.wait(
+        lambda s: s["services"][0]["url"] and s["services"][0]["pid"] != pid, "the restart"
+    )["services"][0]
     assert restarted["restarts"] == 1
     assert "restarting: outputs of site changed" in watch.output()
 
 
 def test_a_service_that_exits_is_reported_and_started_again(
-        tmp_path: Path, watches: list[Watch]) -> None:
+    tmp_path: Path, watches: list[Watch]
+) -> None:
     flag = tmp_path / "crash-once"
     flag.touch()
     root = workspace(tmp_path, service("serve", ".", "--exit-once", str(flag)), {})
@@ -524,7 +602,8 @@ def test_a_service_that_exits_is_reported_and_started_again(
 
 
 def test_a_service_that_keeps_exiting_gives_up_and_says_what_starts_it_again(
-        tmp_path: Path, watches: list[Watch]) -> None:
+    tmp_path: Path, watches: list[Watch]
+) -> None:
     exits = textwrap.dedent(f"""
         [[step]]
         name = "flaky"
@@ -533,25 +612,32 @@ def test_a_service_that_keeps_exiting_gives_up_and_says_what_starts_it_again(
         depends_on = ["site"]
         restart_on = ["flaky.cfg"]
     """)
-    root = workspace(tmp_path, step("site", "site/index.html", "src") + exits,
-                     {"src/index.html": "v1", "flaky.cfg": "1"})
+    root = workspace(
+        tmp_path,
+        step("site", "site/index.html", "src") + exits,
+        {"src/index.html": "v1", "flaky.cfg": "1"},
+    )
     watch = start(watches, root)
     # 0.5 + 1 + 2 + 4 + 8 s of backoff between six exits
-    crashed = watch.wait(lambda s: s["services"][0]["state"] == "crashed", "it to give up",
-                         timeout=90)["services"][0]
+    crashed = watch.wait(
+        lambda s: s["services"][0]["state"] == "crashed", "it to give up", timeout=90
+    )["services"][0]
     assert crashed["restarts"] == 5 and crashed["last_exit"] == 3
     out = watch.output()
     assert out.count("service flaky exited with code 3") == 6
-    gave_up = ("exited 6 times in a row, each within 30s of its start; gave up: starts again "
-               "when a file of its restart_on (flaky.cfg) changes or build.toml changes its "
-               "definition")
+    gave_up = (
+        "exited 6 times in a row, each within 30s of its start; gave up: starts again "
+        "when a file of its restart_on (flaky.cfg) changes or build.toml changes its "
+        "definition"
+    )
     assert crashed["detail"] == gave_up
     assert "watch: error: service flaky exited with code 3 after " in out and gave_up in out
     # every exit printed a status line: five backing off, then the last one
     status = [line for line in out.splitlines() if line.startswith("status: flaky ")]
     assert sum("flaky backoff" in line for line in status) == 5
-    assert any(line.startswith("status: flaky crashed (5 restarts, exited 6 times")
-               for line in status), status
+    assert any(
+        line.startswith("status: flaky crashed (5 restarts, exited 6 times") for line in status
+    ), status
     write(root / "src/index.html", "v2")  # a dependency rebuilt: not a restart input
     watch.idle(1)
     assert watch.service("flaky")["state"] == "crashed"
@@ -584,15 +670,24 @@ VITE_MANIFEST = textwrap.dedent("""
 @pytest.mark.e2e
 @pytest.mark.skipif(shutil.which("npm") is None, reason="needs node and npm")
 def test_a_real_vite_dev_server_serves_svelte_edits_and_ctrl_c_leaves_no_process(
-        tmp_path: Path, watches: list[Watch]) -> None:
+    tmp_path: Path, watches: list[Watch]
+) -> None:
     repo = npm_workspace(tmp_path / "ws")
-    install = subprocess.run(["npm", "ci", "--prefer-offline", "--no-audit", "--no-fund"],
-                             cwd=repo.root, env=repo.env(), capture_output=True, text=True,
-                             timeout=600)
+    install = subprocess.run(
+        ["npm", "ci", "--prefer-offline", "--no-audit", "--no-fund"],
+        cwd=repo.root,
+        env=repo.env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert install.returncode == 0, install.stdout + install.stderr
     (repo.root / "build.toml").write_text(VITE_MANIFEST)
-    watch = start(watches, repo.root, **{k: v for k, v in repo.env().items()
-                                         if k.startswith(("npm_config_", "ELECTRON_"))})
+    watch = start(
+        watches,
+        repo.root,
+        **{k: v for k, v in repo.env().items() if k.startswith(("npm_config_", "ELECTRON_"))},
+    )
     status = watch.wait(lambda s: s["services"][0]["url"], "Vite's URL", timeout=180)
     vite = status["services"][0]
     url = vite["url"]
@@ -604,8 +699,11 @@ def test_a_real_vite_dev_server_serves_svelte_edits_and_ctrl_c_leaves_no_process
 
     app = repo.dir("@demo/ui") / "src/App.svelte"
     app.write_text(app.read_text().replace("Hello from Svelte", "Hello from watch"))
-    wait_until(lambda: "Hello from watch" in get(url + "src/App.svelte"),
-               "Vite to serve the edited component", timeout=60)
+    wait_until(
+        lambda: "Hello from watch" in get(url + "src/App.svelte"),
+        "Vite to serve the edited component",
+        timeout=60,
+    )
     time.sleep(1)  # the watcher's debounce: a Svelte edit is nobody's input
     assert len(watch.rebuild_lines()) == 0  # ... so it rebuilds nothing
 
@@ -613,15 +711,18 @@ def test_a_real_vite_dev_server_serves_svelte_edits_and_ctrl_c_leaves_no_process
     core.write_text(core.read_text().replace("Hello, ", "Hi, "))
     assert watch.idle(1)["last_rebuild"]["ran"] == ["core"]
     assert "Hi, " in (repo.dir("@demo/core") / "dist/index.js").read_text()
-    wait_until(lambda: "Hi, " in get(url + "@fs" + str(repo.dir("@demo/core"))
-                                     + "/dist/index.js"), "Vite to serve the rebuilt core")
+    wait_until(
+        lambda: "Hi, " in get(url + "@fs" + str(repo.dir("@demo/core")) + "/dist/index.js"),
+        "Vite to serve the rebuilt core",
+    )
     assert watch.service("ui-dev")["pid"] == vite["pid"]  # a dependency: no restart
 
     before = watch.leftovers()
     assert len(before) >= 4, before  # watch, its watchdog, npx, Vite's node
     assert watch.stop(signal.SIGINT) == 130
-    assert watch.leftovers() == [], [Path(f"/proc/{p}/cmdline").read_bytes()
-                                     for p in watch.leftovers()]
+    assert watch.leftovers() == [], [
+        Path(f"/proc/{p}/cmdline").read_bytes() for p in watch.leftovers()
+    ]
     with pytest.raises(OSError):
         get(url)  # nothing listens there any more
 
@@ -638,12 +739,16 @@ def _alive(pid: int) -> bool:
 
 
 def test_ctrl_c_stops_every_step_and_service_and_leaves_no_process(
-        tmp_path: Path, watches: list[Watch]) -> None:
-    root = workspace(tmp_path, step("site", "site/index.html", "src")
-                     + step("slow", "out/slow.txt", "slow")
-                     + service("serve", "site", "--child", deps=("site",))
-                     + service("stubborn", "site", "--ignore-term", deps=("site",)),
-                     {"src/index.html": "x", "slow/a.txt": "a"})
+    tmp_path: Path, watches: list[Watch]
+) -> None:
+    root = workspace(
+        tmp_path,
+        step("site", "site/index.html", "src")
+        + step("slow", "out/slow.txt", "slow")
+        + service("serve", "site", "--child", deps=("site",))
+        + service("stubborn", "site", "--ignore-term", deps=("site",)),
+        {"src/index.html": "x", "slow/a.txt": "a"},
+    )
     watch = start(watches, root)
     watch.wait(lambda s: all(x["url"] for x in s["services"]), "both services")
     watch.hold.touch()
@@ -652,8 +757,9 @@ def test_ctrl_c_stops_every_step_and_service_and_leaves_no_process(
     before = watch.leftovers()
     assert len(before) >= 6  # watch, its watchdogs, the step, two services, a worker
     assert watch.stop(signal.SIGINT) == 130
-    assert watch.leftovers() == [], [Path(f"/proc/{p}/cmdline").read_bytes()
-                                     for p in watch.leftovers()]
+    assert watch.leftovers() == [], [
+        Path(f"/proc/{p}/cmdline").read_bytes() for p in watch.leftovers()
+    ]
     status = json.loads((root / STATUS).read_text())
     assert status["state"] == "stopped"
     assert {s["state"] for s in status["services"]} == {"stopped"}
@@ -673,11 +779,17 @@ def test_the_watch_limit_is_reported_not_silently_missed(tmp_path: Path) -> None
         pytest.skip("needs util-linux unshare")
     files = {f"src/d{i}/x.txt": "x" for i in range(20)}
     root = workspace(tmp_path, step("all", "out/all.txt", "src"), files)
-    script = ("echo 5 > /proc/sys/user/max_inotify_watches && "
-              f"exec {sys.executable} -m buildlib watch")
-    run = subprocess.run(["unshare", "--user", "--map-root-user", "sh", "-c", script], cwd=root,
-                         env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
-                         text=True, timeout=120)
+    script = (
+        f"echo 5 > /proc/sys/user/max_inotify_watches && exec {sys.executable} -m buildlib watch"
+    )
+    run = subprocess.run(
+        ["unshare", "--user", "--map-root-user", "sh", "-c", script],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     if run.returncode != 0 and "unshare failed" in run.stderr:
         pytest.skip(f"no user namespaces here: {run.stderr.strip()}")
     assert run.returncode == 1, run.stdout + run.stderr

@@ -17,7 +17,7 @@ from buildlib.planning.plan import build_plan
 from buildlib.workspace.manifest import load_manifest
 from buildlib.workspace.targets import get_target, host_triple
 
-HEAD = 'version = 2\n[modes.development]\n'
+HEAD = "version = 2\n[modes.development]\n"
 GEN = textwrap.dedent(f"""
     [[step]]
     name = "gen"
@@ -52,8 +52,16 @@ def error_of(tmp_path: Path, body: str) -> ManifestError:
 
 def plan(path: Path, *requested: str, services: bool = False) -> list[str]:
     manifest = load_manifest(path)
-    return list(build_plan(manifest, mode="development", target=get_target(host_triple()),
-                           requested=requested, environ=os.environ, services=services).steps)
+    return list(
+        build_plan(
+            manifest,
+            mode="development",
+            target=get_target(host_triple()),
+            requested=requested,
+            environ=os.environ,
+            services=services,
+        ).steps
+    )
 
 
 def test_a_service_step_loads_with_its_restart_rules(tmp_path: Path) -> None:
@@ -62,8 +70,13 @@ def test_a_service_step_loads_with_its_restart_rules(tmp_path: Path) -> None:
     assert serve.service and serve.restart_on_deps
     assert serve.restart_on == ("vite.config.ts", "//shared/*.json")
     assert not manifest.steps["gen"].service
-    full = build_plan(manifest, mode="development", target=get_target(host_triple()),
-                      environ=os.environ, services=True)
+    full = build_plan(
+        manifest,
+        mode="development",
+        target=get_target(host_triple()),
+        environ=os.environ,
+        services=True,
+    )
     # version 2: relative to the step's cwd, `//` from the root
     assert full.steps["serve"].restart_on == ("web/vite.config.ts", "shared/*.json")
     assert full.steps["serve"].service and full.steps["serve"].restart_on_deps
@@ -85,37 +98,86 @@ def test_buildlib_build_of_a_service_says_to_watch_it(tmp_path: Path) -> None:
     write(tmp_path, GEN + SERVE)
     (tmp_path / "src").mkdir()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    whole = subprocess.run([sys.executable, "-m", "buildlib", "build", "--plain"], cwd=tmp_path,
-                           env=env, capture_output=True, text=True, timeout=120)
+    whole = subprocess.run(
+        [sys.executable, "-m", "buildlib", "build", "--plain"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert whole.returncode == 0, whole.stdout + whole.stderr
     assert "serve" not in whole.stdout  # never started by a build
-    one = subprocess.run([sys.executable, "-m", "buildlib", "build", "serve"], cwd=tmp_path,
-                         env=env, capture_output=True, text=True, timeout=120)
+    one = subprocess.run(
+        [sys.executable, "-m", "buildlib", "build", "serve"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert one.returncode == 1
     assert "is a service" in one.stderr and "Traceback" not in one.stderr
 
 
-@pytest.mark.parametrize(("body", "step", "key", "fix"), [
-    (GEN.replace('outputs = ["out"]', 'outputs = ["out"]\nrestart_on = ["x"]'), "gen",
-     "restart_on", "add service = true"),
-    (GEN.replace('outputs = ["out"]', 'outputs = ["out"]\nrestart_on_deps = true'), "gen",
-     "restart_on_deps", "add service = true"),
-    (SERVE.replace("service = true", 'service = "yes"'), "serve", "service", "service = true"),
-    (SERVE.replace("restart_on_deps = true", 'inputs = ["src/**"]'), "serve", "inputs",
-     "rename it restart_on"),
-    (SERVE.replace("restart_on_deps = true", "retries = 2"), "serve", "retries",
-     "remove retries"),
-    (SERVE.replace("restart_on_deps = true", "cache = false"), "serve", "cache",
-     "remove cache"),
-    (SERVE.replace('restart_on = ["vite.config.ts", "//shared/*.json"]',
-                   'restart_on = "vite.config.ts"'), "serve", "restart_on", "restart_on = ["),
-    (SERVE.replace('"vite.config.ts", ', '"/etc/passwd", '), "serve", "restart_on",
-     "relative to the workspace root"),
-    (SERVE.replace("restart_on_deps = true", "restart_on_deps = 1"), "serve",
-     "restart_on_deps", "restart_on_deps = true"),
-])
-def test_service_keys_are_checked(tmp_path: Path, body: str, step: str, key: str,
-                                  fix: str) -> None:
+@pytest.mark.parametrize(
+    ("body", "step", "key", "fix"),
+    [
+        (
+            GEN.replace('outputs = ["out"]', 'outputs = ["out"]\nrestart_on = ["x"]'),
+            "gen",
+            "restart_on",
+            "add service = true",
+        ),
+        (
+            GEN.replace('outputs = ["out"]', 'outputs = ["out"]\nrestart_on_deps = true'),
+            "gen",
+            "restart_on_deps",
+            "add service = true",
+        ),
+        (SERVE.replace("service = true", 'service = "yes"'), "serve", "service", "service = true"),
+        (
+            SERVE.replace("restart_on_deps = true", 'inputs = ["src/**"]'),
+            "serve",
+            "inputs",
+            "rename it restart_on",
+        ),
+        (
+            SERVE.replace("restart_on_deps = true", "retries = 2"),
+            "serve",
+            "retries",
+            "remove retries",
+        ),
+        (
+            SERVE.replace("restart_on_deps = true", "cache = false"),
+            "serve",
+            "cache",
+            "remove cache",
+        ),
+        (
+            SERVE.replace(
+                'restart_on = ["vite.config.ts", "//shared/*.json"]',
+                'restart_on = "vite.config.ts"',
+            ),
+            "serve",
+            "restart_on",
+            "restart_on = [",
+        ),
+        (
+            SERVE.replace('"vite.config.ts", ', '"/etc/passwd", '),
+            "serve",
+            "restart_on",
+            "relative to the workspace root",
+        ),
+        (
+            SERVE.replace("restart_on_deps = true", "restart_on_deps = 1"),
+            "serve",
+            "restart_on_deps",
+            "restart_on_deps = true",
+        ),
+    ],
+)
+def test_service_keys_are_checked(tmp_path: Path, body: str, step: str, key: str, fix: str) -> None:
     other = GEN if step == "serve" else ""
     error = error_of(tmp_path, other + body)
     assert (error.step, error.key) == (step, key), error.render()

@@ -14,8 +14,14 @@ from buildlib.watch.policy import (
     rebuild_selection,
 )
 
-DEPS = {"core": [], "native": ["core"], "web": [], "bundle": ["web"],
-        "electron": ["native", "bundle"], "docs": []}
+DEPS = {
+    "core": [],
+    "native": ["core"],
+    "web": [],
+    "bundle": ["web"],
+    "electron": ["native", "bundle"],
+    "docs": [],
+}
 
 
 def r(outcome: Outcome, digest: str | None = "d") -> StepResult:
@@ -25,7 +31,12 @@ def r(outcome: Outcome, digest: str | None = "d") -> StepResult:
 def test_a_change_rebuilds_its_steps_and_everything_downstream_in_order() -> None:
     assert rebuild_selection(DEPS, ["native"], []) == ["native", "electron"]
     assert rebuild_selection(DEPS, ["web", "core"], []) == [
-        "core", "native", "web", "bundle", "electron"]
+        "core",
+        "native",
+        "web",
+        "bundle",
+        "electron",
+    ]
     assert rebuild_selection(DEPS, ["docs"], []) == ["docs"]
 
 
@@ -40,21 +51,26 @@ def test_a_dependency_restarts_only_opted_in_services_and_only_when_its_outputs_
     after = {"bundle": r(Outcome.BUILT, "b2"), "native": r(Outcome.BUILT, "n1")}
     # plain did not opt in; api's dependency came out the same (early cutoff)
     assert dependency_restarts(services, ["dev", "api"], before, after) == {
-        "dev": "outputs of bundle changed"}
+        "dev": "outputs of bundle changed"
+    }
     # an unknown digest (--no-cache) after a run counts as a change
-    assert dependency_restarts({"dev": ["bundle"]}, ["dev"], before,
-                               {"bundle": r(Outcome.BUILT, None)}) == {
-        "dev": "outputs of bundle changed"}
+    assert dependency_restarts(
+        {"dev": ["bundle"]}, ["dev"], before, {"bundle": r(Outcome.BUILT, None)}
+    ) == {"dev": "outputs of bundle changed"}
     # restored from the cache with other outputs: a change too
-    assert dependency_restarts({"dev": ["bundle"]}, ["dev"], before,
-                               {"bundle": r(Outcome.RESTORED, "b3")}) == {
-        "dev": "outputs of bundle changed"}
+    assert dependency_restarts(
+        {"dev": ["bundle"]}, ["dev"], before, {"bundle": r(Outcome.RESTORED, "b3")}
+    ) == {"dev": "outputs of bundle changed"}
 
 
 def test_failed_or_unchanged_dependencies_restart_nothing() -> None:
     before = {"bundle": r(Outcome.BUILT, "b1")}
-    for now in (r(Outcome.FAILED, None), r(Outcome.CACHED, "b1"), r(Outcome.SKIPPED, None),
-                r(Outcome.INTERRUPTED, None)):
+    for now in (
+        r(Outcome.FAILED, None),
+        r(Outcome.CACHED, "b1"),
+        r(Outcome.SKIPPED, None),
+        r(Outcome.INTERRUPTED, None),
+    ):
         assert dependency_restarts({"dev": ["bundle"]}, ["dev"], before, {"bundle": now}) == {}
 
 
@@ -62,10 +78,13 @@ def test_a_service_is_ready_once_every_dependency_is_built() -> None:
     services = {"dev": ["web", "native"], "solo": []}
     assert ready_services(services, {}) == ["solo"]
     assert ready_services(services, {"web": r(Outcome.BUILT)}) == ["solo"]
-    assert ready_services(services, {"web": r(Outcome.CACHED),
-                                     "native": r(Outcome.FAILED)}) == ["solo"]
-    assert ready_services(services, {"web": r(Outcome.CACHED),
-                                     "native": r(Outcome.RESTORED)}) == ["dev", "solo"]
+    assert ready_services(services, {"web": r(Outcome.CACHED), "native": r(Outcome.FAILED)}) == [
+        "solo"
+    ]
+    assert ready_services(services, {"web": r(Outcome.CACHED), "native": r(Outcome.RESTORED)}) == [
+        "dev",
+        "solo",
+    ]
 
 
 def test_backoff_doubles_is_bounded_and_gives_up_after_quick_exits_in_a_row() -> None:

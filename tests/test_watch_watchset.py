@@ -53,33 +53,59 @@ def touch(path: Path, text: str = "x") -> None:
 
 def workspace(root: Path) -> WatchSelection:
     touch(root / "build.toml", STEPS)
-    for rel in ["app/src/main.ts", "app/src/lib/util.ts", "app/src/gen/routes.ts",
-                "app/package.json", "app/dist/index.js", "app/node_modules/vite/index.js",
-                "app/node_modules/vite/deep/er/x.js", "packages/a/package.json",
-                "packages/a/lib/a.js", "packages/a/node_modules/left-pad/index.js",
-                "packages/a/docs/a.md", "packages/b/package.json", "packages/b/lib/b.js",
-                "README.txt", "notes/todo.txt", ".buildlib/state/x", "target/debug/big"]:
+    for rel in [
+        "app/src/main.ts",
+        "app/src/lib/util.ts",
+        "app/src/gen/routes.ts",
+        "app/package.json",
+        "app/dist/index.js",
+        "app/node_modules/vite/index.js",
+        "app/node_modules/vite/deep/er/x.js",
+        "packages/a/package.json",
+        "packages/a/lib/a.js",
+        "packages/a/node_modules/left-pad/index.js",
+        "packages/a/docs/a.md",
+        "packages/b/package.json",
+        "packages/b/lib/b.js",
+        "README.txt",
+        "notes/todo.txt",
+        ".buildlib/state/x",
+        "target/debug/big",
+    ]:
         touch(root / rel)
     return selection(root)
 
 
 def selection(root: Path) -> WatchSelection:
     manifest = load_manifest(root / "build.toml")
-    plan = build_plan(manifest, mode="development", target=get_target(host_triple()),
-                      environ=os.environ, services=True)
+    plan = build_plan(
+        manifest,
+        mode="development",
+        target=get_target(host_triple()),
+        environ=os.environ,
+        services=True,
+    )
     return WatchSelection(plan, manifest_path=manifest.path, workspace_exclude=manifest.exclude)
 
 
 def test_only_the_inputs_directories_are_watched_never_outputs_or_node_modules(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     sel = workspace(tmp_path)
     watched = sel.watch_set()
     # app/src holds an output (src/gen): flat, with its clean subdirectory recursive;
     # app holds node_modules and dist: flat; packages/*: flat, their lib recursive
     assert watched.recursive == ("app/src/lib", "packages/a/lib", "packages/b/lib")
     assert watched.flat == (".", "app", "app/src", "packages", "packages/a", "packages/b")
-    for rel in ["app/node_modules", "app/dist", "app/src/gen", "packages/a/node_modules",
-                "notes", ".buildlib", "target"]:
+    for rel in [
+        "app/node_modules",
+        "app/dist",
+        "app/src/gen",
+        "packages/a/node_modules",
+        "notes",
+        ".buildlib",
+        "target",
+    ]:
         assert not watched.covers(rel + "/x"), rel
     # what that costs: one inotify watch per directory
     est = estimate_watches(tmp_path, watched.recursive, sel.ignored, watched.flat)
@@ -103,16 +129,25 @@ def test_a_change_concerns_the_steps_whose_inputs_it_touches(tmp_path: Path) -> 
 
 def test_outputs_and_the_engines_files_never_concern_anything(tmp_path: Path) -> None:
     sel = workspace(tmp_path)
-    for rel in ["app/src/gen/routes.ts", "app/src/gen", "app/dist/index.js",
-                "out/pack.tgz", ".buildlib/state/x", "app/node_modules/vite/index.js",
-                "packages/a/node_modules/left-pad/index.js", ".git/index", "target/debug/big"]:
+    for rel in [
+        "app/src/gen/routes.ts",
+        "app/src/gen",
+        "app/dist/index.js",
+        "out/pack.tgz",
+        ".buildlib/state/x",
+        "app/node_modules/vite/index.js",
+        "packages/a/node_modules/left-pad/index.js",
+        ".git/index",
+        "target/debug/big",
+    ]:
         assert sel.ignored(rel), rel
         assert sel.affected([rel]).empty, rel
     assert not sel.ignored("app/src/main.ts")
 
 
 def test_a_directory_or_a_vanished_path_counts_when_an_input_could_lie_below(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     sel = workspace(tmp_path)
     # deleted or moved away: only the directory itself is reported
     assert sel.affected(["app/src/feature"]).steps == {"gen"}
@@ -125,13 +160,16 @@ def test_a_directory_or_a_vanished_path_counts_when_an_input_could_lie_below(
 
 
 def test_a_missing_input_directory_is_watched_for_when_it_appears(tmp_path: Path) -> None:
-    touch(tmp_path / "build.toml", textwrap.dedent(f"""
+    touch(
+        tmp_path / "build.toml",
+        textwrap.dedent(f"""
         [modes.development]
         [[step]]
         name = "docs"
         command = [{PY_TOML}, "-c", "pass"]
         inputs = ["docs/api/**", ".config/settings.toml"]
-    """))
+    """),
+    )
     watched = selection(tmp_path).watch_set()
     assert watched.recursive == ("docs/api",)
     assert watched.flat == (".", ".config")
@@ -140,14 +178,17 @@ def test_a_missing_input_directory_is_watched_for_when_it_appears(tmp_path: Path
 def test_a_generated_npm_monorepo_costs_a_watch_per_source_directory(tmp_path: Path) -> None:
     repo = npm_workspace(tmp_path / "repo")
     dirs = sorted({p.path.as_posix() for p in repo.packages})
-    steps = "".join(textwrap.dedent(f"""
+    steps = "".join(
+        textwrap.dedent(f"""
         [[step]]
-        name = "build-{d.rsplit('/', 1)[-1]}"
+        name = "build-{d.rsplit("/", 1)[-1]}"
         command = [{PY_TOML}, "-c", "pass"]
         cwd = "{d}"
         inputs = ["src/**", "package.json"]
         outputs = ["dist"]
-    """) for d in dirs)
+    """)
+        for d in dirs
+    )
     (repo.root / "build.toml").write_text("version = 2\n[modes.development]\n" + steps)
     for d in dirs:  # what an install and a build leave there
         for i in range(50):

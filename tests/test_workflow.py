@@ -62,19 +62,27 @@ needs_shellcheck = pytest.mark.skipif(
 )
 
 
-def run(argv: list[str], *, cwd: Path = ROOT, env: dict[str, str] | None = None,
-        timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run(
+    argv: list[str], *, cwd: Path = ROOT, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        argv, cwd=cwd, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL,
-        check=False, timeout=timeout,
+        argv,
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        check=False,
+        timeout=timeout,
     )
 
 
 def actionlint(path: Path) -> subprocess.CompletedProcess[str]:
     """actionlint on one file; shellcheck is passed explicitly so its absence is visible."""
     assert ACTIONLINT is not None
-    return run([ACTIONLINT, "-no-color", "-shellcheck", SHELLCHECK or "", "-pyflakes", "",
-                str(path)])
+    return run(
+        [ACTIONLINT, "-no-color", "-shellcheck", SHELLCHECK or "", "-pyflakes", "", str(path)]
+    )
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -90,10 +98,12 @@ def triggers(workflow: dict[Any, Any]) -> dict[str, Any]:
     return value
 
 
-def step(job: dict[str, Any], *, uses: str = "", run_contains: str = "",
-         step_id: str = "") -> dict[str, Any]:
+def step(
+    job: dict[str, Any], *, uses: str = "", run_contains: str = "", step_id: str = ""
+) -> dict[str, Any]:
     found: list[dict[str, Any]] = [
-        s for s in job["steps"]
+        s
+        for s in job["steps"]
         if (uses and s.get("uses", "").startswith(uses + "@"))
         or (run_contains and run_contains in s.get("run", ""))
         or (step_id and s.get("id") == step_id)
@@ -177,7 +187,8 @@ RETIRED_RUNNERS = {"macos-13"}  # GitHub retired the image in December 2025
         pytest.param(
             triple,
             marks=pytest.mark.xfail(
-                TARGETS[triple].runner in RETIRED_RUNNERS, strict=True,
+                TARGETS[triple].runner in RETIRED_RUNNERS,
+                strict=True,
                 reason=f"buildlib/workspace/targets.py still maps {triple} to the retired runner "
                 f"'{TARGETS[triple].runner}'; the Intel macOS runner is now 'macos-15-intel'",
             ),
@@ -275,8 +286,10 @@ def test_build_job_fans_out_over_the_plan_jobs_matrix(workflow: dict[str, Any]) 
     assert build["strategy"] == {"fail-fast": False, "matrix": MATRIX_EXPR}
     assert build["runs-on"] == "${{ matrix.runner }}"
     assert workflow["jobs"]["plan"]["outputs"]["matrix"] == "${{ steps.matrix.outputs.matrix }}"
-    assert "--modes production development --json" in step(
-        workflow["jobs"]["plan"], step_id="matrix")["run"]
+    assert (
+        "--modes production development --json"
+        in step(workflow["jobs"]["plan"], step_id="matrix")["run"]
+    )
 
 
 def test_build_job_runs_the_matrix_sessions(workflow: dict[str, Any]) -> None:
@@ -310,20 +323,31 @@ def test_build_job_toolchains(workflow: dict[str, Any]) -> None:
 
 
 def test_npm_cache_keys_on_every_lockfile_in_the_workspace(workflow: dict[str, Any]) -> None:
-    committed = run(["git", "ls-files", "--", "package.json", "*/package.json",
-                     "package-lock.json", "*/package-lock.json"])
+    committed = run(
+        [
+            "git",
+            "ls-files",
+            "--",
+            "package.json",
+            "*/package.json",
+            "package-lock.json",
+            "*/package-lock.json",
+        ]
+    )
     if committed.returncode != 0:
         pytest.skip(f"not a git checkout: {committed.stderr.strip()}")
     files = set(committed.stdout.split())
     if not files:
         pytest.skip("the app's npm packages are not committed yet")
     listed = step(workflow["jobs"]["build"], uses="actions/setup-node")["with"][
-        "cache-dependency-path"].split()
+        "cache-dependency-path"
+    ].split()
 
     locks = {f for f in files if f.endswith("/package-lock.json") or f == "package-lock.json"}
     assert sorted(locks - set(listed)) == [], "add these to setup-node's cache-dependency-path"
     packages_without_lock = [
-        lock for lock in listed
+        lock
+        for lock in listed
         if lock not in locks and lock.replace("package-lock.json", "package.json") in files
     ]
     assert packages_without_lock == [], "npm ci needs these lockfiles committed"
@@ -344,8 +368,11 @@ def test_remote_cache_comes_from_secrets_and_is_read_only_for_forks(
 
 
 def test_reports_are_uploaded_even_when_the_build_fails(workflow: dict[str, Any]) -> None:
-    uploads = [s for s in workflow["jobs"]["build"]["steps"]
-               if s.get("uses", "").startswith("actions/upload-artifact@")]
+    uploads = [
+        s
+        for s in workflow["jobs"]["build"]["steps"]
+        if s.get("uses", "").startswith("actions/upload-artifact@")
+    ]
     by_path = {u["with"]["path"].strip(): u for u in uploads}
 
     reports = by_path[".buildlib/reports/"]
@@ -353,8 +380,13 @@ def test_reports_are_uploaded_even_when_the_build_fails(workflow: dict[str, Any]
     assert reports["with"]["name"] == "${{ matrix.artifact_name }}-reports"
     outputs = next(u for u in uploads if u is not reports)
     assert outputs["with"]["name"] == "${{ matrix.artifact_name }}"
-    for wanted in ("target/${{ matrix.target }}/", "web/dist/", "electron/dist/", ".node",
-                   ".buildlib/artifacts/"):
+    for wanted in (
+        "target/${{ matrix.target }}/",
+        "web/dist/",
+        "electron/dist/",
+        ".node",
+        ".buildlib/artifacts/",
+    ):
         assert wanted in outputs["with"]["path"]
     # upload-artifact skips dot-directories such as .buildlib/ unless told otherwise.
     assert all(u["with"]["include-hidden-files"] is True for u in uploads)
@@ -385,7 +417,8 @@ def _nox_matrix_session_missing() -> str:
 
 @pytest.mark.timeout(600)
 def test_plan_step_writes_a_matrix_github_can_read(
-    workflow: dict[str, Any], tmp_path: Path,
+    workflow: dict[str, Any],
+    tmp_path: Path,
 ) -> None:
     missing = _nox_matrix_session_missing()
     if missing:
@@ -394,14 +427,16 @@ def test_plan_step_writes_a_matrix_github_can_read(
     assert plan.count("nox -s matrix") == 1
     nox_dir = tmp_path / "nox"  # nox keeps its virtualenvs out of the shared checkout
     script = tmp_path / "plan.sh"
-    script.write_text(plan.replace("nox -s matrix", f"nox --envdir '{nox_dir}' -s matrix"),
-                      encoding="utf-8")
+    script.write_text(
+        plan.replace("nox -s matrix", f"nox --envdir '{nox_dir}' -s matrix"), encoding="utf-8"
+    )
     output = tmp_path / "github_output"
     env = {**os.environ, "GITHUB_OUTPUT": str(output)}
 
     # The same flags as GitHub's `shell: bash`.
-    proc = run(["bash", "--noprofile", "--norc", "-eo", "pipefail", str(script)], env=env,
-               timeout=580)
+    proc = run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", str(script)], env=env, timeout=580
+    )
 
     assert proc.returncode == 0, proc.stderr[-3000:]
     (line,) = output.read_text().splitlines()
@@ -425,8 +460,10 @@ def _argv_of_nox(script: str, env: dict[str, str]) -> list[list[str]]:
     """The nox command lines `script` runs under GitHub's bash flags, nox itself replaced by
     a shell function that prints its arguments: what the job would run, without the build."""
     shown = "nox() { printf '%s\\0' \"$@\"; printf '\\n'; }\n" + script
-    proc = run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", shown],
-               env={"PATH": os.environ["PATH"], **env})
+    proc = run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", shown],
+        env={"PATH": os.environ["PATH"], **env},
+    )
     assert proc.returncode == 0, proc.stderr
     return [line.rstrip("\0").split("\0") for line in proc.stdout.splitlines()]
 
@@ -437,24 +474,42 @@ def test_pull_requests_build_only_what_they_affect_and_pushes_build_everything(
     affected = "${{ github.event_name == 'pull_request' && '--affected' || '' }}"
     assert workflow["env"]["AFFECTED"] == affected
     build = workflow["jobs"]["build"]
-    session = {"BUILD_SESSION": "build-3.12(mode='production')", "MODE": "production",
-               "TARGET": "x86_64-unknown-linux-gnu"}
+    session = {
+        "BUILD_SESSION": "build-3.12(mode='production')",
+        "MODE": "production",
+        "TARGET": "x86_64-unknown-linux-gnu",
+    }
     build_script = _script(build, name_starts="build (")
     verify_script = _script(build, name_starts="verify (")
 
     on_pr = {**session, "AFFECTED": "--affected"}
     assert _argv_of_nox(build_script, on_pr) == [
-        ["-s", "build-3.12(mode='production')", "--", "--affected"]]
+        ["-s", "build-3.12(mode='production')", "--", "--affected"]
+    ]
     assert _argv_of_nox(verify_script, on_pr) == [
-        ["-s", "verify", "--", "--mode", "production", "--target", "x86_64-unknown-linux-gnu",
-         "--built-only"]]
+        [
+            "-s",
+            "verify",
+            "--",
+            "--mode",
+            "production",
+            "--target",
+            "x86_64-unknown-linux-gnu",
+            "--built-only",
+        ]
+    ]
     on_push = {**session, "AFFECTED": ""}
     assert _argv_of_nox(build_script, on_push) == [["-s", "build-3.12(mode='production')", "--"]]
     assert _argv_of_nox(verify_script, on_push) == [
-        ["-s", "verify", "--", "--mode", "production", "--target", "x86_64-unknown-linux-gnu"]]
+        ["-s", "verify", "--", "--mode", "production", "--target", "x86_64-unknown-linux-gnu"]
+    ]
     # The engine deepens checkout's one-commit clone itself: no fetch-depth is set anywhere.
-    checkouts = [s for job in workflow["jobs"].values() for s in job["steps"]
-                 if s.get("uses", "").startswith("actions/checkout@")]
+    checkouts = [
+        s
+        for job in workflow["jobs"].values()
+        for s in job["steps"]
+        if s.get("uses", "").startswith("actions/checkout@")
+    ]
     assert checkouts and all("with" not in s for s in checkouts)
     # A pull request that affects no artifact's step uploads nothing, and that is fine.
     outputs = next(s for s in build["steps"] if s.get("name") == "upload build outputs")
@@ -488,8 +543,10 @@ def test_shard_waves_wait_for_each_other_and_verify_waits_for_every_wave(
         job = jobs[name]
         needs = [job["needs"]] if isinstance(job["needs"], str) else job["needs"]
         assert needs == previous
-        assert job["if"] == ("needs.plan.outputs.sharded == 'true' && "
-                             f"fromJSON(needs.plan.outputs.waves) >= {number}")
+        assert job["if"] == (
+            "needs.plan.outputs.sharded == 'true' && "
+            f"fromJSON(needs.plan.outputs.waves) >= {number}"
+        )
         assert job["strategy"]["matrix"] == f"${{{{ fromJSON(needs.plan.outputs.{name}) }}}}"
         assert job["env"]["STEPS"] == "${{ matrix.steps }}"
         assert job["env"]["BUILDLIB_REMOTE_CACHE"] == "${{ secrets.BUILDLIB_CACHE_URL }}"
@@ -497,7 +554,9 @@ def test_shard_waves_wait_for_each_other_and_verify_waits_for_every_wave(
     verify = jobs["verify"]
     assert verify["needs"] == ["plan", *SHARD_JOBS]
     # A skipped (unused) wave must not skip verify; a failed one must.
-    assert verify["if"] == "${{ !cancelled() && !failure() && needs.plan.outputs.sharded == 'true' }}"
+    assert (
+        verify["if"] == "${{ !cancelled() && !failure() && needs.plan.outputs.sharded == 'true' }}"
+    )
     runs = [s.get("run", "") for s in verify["steps"]]
     assert any(r.startswith('nox -s "$BUILD_SESSION"') for r in runs)
     assert any("nox -s verify -- " in r for r in runs)
@@ -506,8 +565,10 @@ def test_shard_waves_wait_for_each_other_and_verify_waits_for_every_wave(
 def test_a_shard_job_builds_exactly_its_rows_steps(workflow: dict[str, Any]) -> None:
     script = _script(workflow["jobs"]["wave2"], name_starts="build ")
 
-    argv = _argv_of_nox(script, {"BUILD_SESSION": "build-3.12(mode='production')",
-                                 "STEPS": "web-build native-build"})
+    argv = _argv_of_nox(
+        script,
+        {"BUILD_SESSION": "build-3.12(mode='production')", "STEPS": "web-build native-build"},
+    )
 
     assert argv == [["-s", "build-3.12(mode='production')", "--", "web-build", "native-build"]]
 
@@ -517,11 +578,17 @@ def _real_shard_outputs(waves: int) -> dict[str, Any]:
     from buildlib.planning.shards import plan_shards
 
     order = ["fetch", "a", "b", "a-test", "package", "smoke"]
-    deps = {"a": ["fetch"], "b": ["fetch"], "a-test": ["a"], "package": ["a", "b"],
-            "smoke": ["package"]}
+    deps = {
+        "a": ["fetch"],
+        "b": ["fetch"],
+        "a-test": ["a"],
+        "package": ["a", "b"],
+        "smoke": ["package"],
+    }
     durations = {"fetch": 2, "a": 4, "b": 3, "a-test": 2, "package": 1, "smoke": 0.5}
-    layout = plan_shards(order, deps, durations, shards=2, overhead=0,
-                         cacheable={"smoke": False}, max_waves=waves)
+    layout = plan_shards(
+        order, deps, durations, shards=2, overhead=0, cacheable={"smoke": False}, max_waves=waves
+    )
     assert layout.waves == waves
     entry = MatrixEntry(mode="production", target=TARGETS["x86_64-unknown-linux-gnu"])
     return shard_outputs(layout, entry, waves=waves)
@@ -547,7 +614,8 @@ def test_actionlint_accepts_the_shard_jobs_with_real_layout_outputs_inlined(
 
 @pytest.mark.timeout(600)
 def test_plan_steps_shard_layout_writes_every_output_the_shard_jobs_read(
-    workflow: dict[str, Any], tmp_path: Path,
+    workflow: dict[str, Any],
+    tmp_path: Path,
 ) -> None:
     missing = _nox_matrix_session_missing()
     if missing:
@@ -555,21 +623,27 @@ def test_plan_steps_shard_layout_writes_every_output_the_shard_jobs_read(
     plan = step(workflow["jobs"]["plan"], step_id="shards")["run"]
     nox_dir = tmp_path / "nox"
     script = tmp_path / "shards.sh"
-    script.write_text(plan.replace("nox -s matrix", f"nox --envdir '{nox_dir}' -s matrix"),
-                      encoding="utf-8")
+    script.write_text(
+        plan.replace("nox -s matrix", f"nox --envdir '{nox_dir}' -s matrix"), encoding="utf-8"
+    )
     output = tmp_path / "github_output"
-    env = {**os.environ, "GITHUB_OUTPUT": str(output), "SHARDS": "2",
-           "SHARD_MODE": "production", "AFFECTED": ""}
+    env = {
+        **os.environ,
+        "GITHUB_OUTPUT": str(output),
+        "SHARDS": "2",
+        "SHARD_MODE": "production",
+        "AFFECTED": "",
+    }
 
-    proc = run(["bash", "--noprofile", "--norc", "-eo", "pipefail", str(script)], env=env,
-               timeout=580)
+    proc = run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", str(script)], env=env, timeout=580
+    )
 
     assert proc.returncode == 0, proc.stderr[-3000:]
     values = dict(line.split("=", 1) for line in output.read_text().splitlines())
     assert set(values) == {"sharded", "waves", *SHARD_JOBS, "verify"}
     assert values["sharded"] == "true" and 1 <= int(values["waves"]) <= len(SHARD_JOBS)
-    read = {"runner", "target", "mode", "session", "verify_session", "steps", "id",
-            "artifact_name"}
+    read = {"runner", "target", "mode", "session", "verify_session", "steps", "id", "artifact_name"}
     for wave in range(1, int(values["waves"]) + 1):
         rows = json.loads(values[f"wave{wave}"])["include"]
         assert rows and all(read <= set(r) and r["steps"] for r in rows)

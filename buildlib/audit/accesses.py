@@ -26,20 +26,54 @@ from buildlib.audit.trace_result import Exec, TraceResult, normalize
 _FD = re.compile(r"(AT_FDCWD|-?\d+)(?:<(.*)>)?$", re.S)
 _PROBE_ERRNOS = frozenset({"ENOENT", "ENOTDIR"})
 _WRITE_FLAGS = frozenset({"O_WRONLY", "O_RDWR", "O_CREAT", "O_TRUNC"})
-_STAT_CALLS = frozenset({
-    "stat", "lstat", "newfstatat", "fstatat64", "statx", "access", "faccessat",
-    "faccessat2", "readlink", "readlinkat",
-})
-_META_CALLS = frozenset({
-    "chmod", "fchmodat", "chown", "lchown", "fchownat", "utime", "utimes", "utimensat",
-    "futimesat",
-})
+_STAT_CALLS = frozenset(
+    {
+        "stat",
+        "lstat",
+        "newfstatat",
+        "fstatat64",
+        "statx",
+        "access",
+        "faccessat",
+        "faccessat2",
+        "readlink",
+        "readlinkat",
+    }
+)
+_META_CALLS = frozenset(
+    {
+        "chmod",
+        "fchmodat",
+        "chown",
+        "lchown",
+        "fchownat",
+        "utime",
+        "utimes",
+        "utimensat",
+        "futimesat",
+    }
+)
 # Calls whose first argument is a dirfd (the path is the second).
-_AT_FIRST = frozenset({
-    "openat", "openat2", "newfstatat", "fstatat64", "statx", "faccessat", "faccessat2",
-    "readlinkat", "execveat", "unlinkat", "mkdirat", "mknodat", "fchmodat", "fchownat",
-    "utimensat", "futimesat",
-})
+_AT_FIRST = frozenset(
+    {
+        "openat",
+        "openat2",
+        "newfstatat",
+        "fstatat64",
+        "statx",
+        "faccessat",
+        "faccessat2",
+        "readlinkat",
+        "execveat",
+        "unlinkat",
+        "mkdirat",
+        "mknodat",
+        "fchmodat",
+        "fchownat",
+        "utimensat",
+        "futimesat",
+    }
+)
 
 
 class _Cwd:
@@ -201,9 +235,7 @@ class _Accumulator:
             self.exists[path] = True
             return
         if writes:
-            created = "O_CREAT" in flags and (
-                "O_EXCL" in flags or self.exists.get(path) is False
-            )
+            created = "O_CREAT" in flags and ("O_EXCL" in flags or self.exists.get(path) is False)
             self._mark_written(path, created=created)
         else:
             self._mark_read(path)
@@ -256,8 +288,15 @@ class _Accumulator:
             return
         argv, cut = parse_argv(argv_tok)
         self.executed.add(path)
-        self.execs.append(Exec(pid=c.pid, path=path, argv=argv, argv_truncated=cut,
-                               launcher=self.program.get(c.pid)))
+        self.execs.append(
+            Exec(
+                pid=c.pid,
+                path=path,
+                argv=argv,
+                argv_truncated=cut,
+                launcher=self.program.get(c.pid),
+            )
+        )
         self.program[c.pid] = path
         self.exists[path] = True
         if path not in self.produced:
@@ -282,7 +321,7 @@ class _Accumulator:
                 self.produced[p] = False
                 self.exists[p] = False
         for p, v in moved.items():
-            self.produced[dst + p[len(src):]] = v
+            self.produced[dst + p[len(src) :]] = v
         self.produced[dst] = True
         self.exists[dst] = True
         if exchange:
@@ -389,8 +428,7 @@ class _Accumulator:
             )
 
     def result(self, exit_code: int) -> TraceResult:
-        touched = self.read | self.written | self.created | self.deleted | self.executed \
-            | self.meta
+        touched = self.read | self.written | self.created | self.deleted | self.executed | self.meta
         return TraceResult(
             exit_code=exit_code,
             read=frozenset(self.read),
@@ -462,8 +500,7 @@ def parse_strace(lines: Iterable[str], *, cwd: str, exit_code: int = 0) -> Trace
     return acc.result(exit_code)
 
 
-def parse_strace_file(path: str | os.PathLike[str], *, cwd: str,
-                      exit_code: int = 0) -> TraceResult:
+def parse_strace_file(path: str | os.PathLike[str], *, cwd: str, exit_code: int = 0) -> TraceResult:
     """`parse_strace` over a log file (read as latin-1, so each character is one byte)."""
     with open(path, encoding="latin-1", newline="\n") as lines:  # noqa: PTH123
         return parse_strace(lines, cwd=cwd, exit_code=exit_code)

@@ -83,9 +83,15 @@ def check_coverage(plan: Plan) -> Coverage:
     for step in steps:
         empty, pending = _unmatched_patterns(step, hasher, scopes)
         unread = _collapse(unread_by_step[step.name], known or [], cwds[step.name])
-        report.append(StepCoverage(step=step.name, cwd=cwds[step.name], unread=unread,
-                                   empty_patterns=tuple(empty),
-                                   pending_patterns=tuple(pending)))
+        report.append(
+            StepCoverage(
+                step=step.name,
+                cwd=cwds[step.name],
+                unread=unread,
+                empty_patterns=tuple(empty),
+                pending_patterns=tuple(pending),
+            )
+        )
     return Coverage(in_git=in_git, steps=tuple(report))
 
 
@@ -108,8 +114,9 @@ def _owned(path: str, scopes: Mapping[str, OutputScope]) -> bool:
     return any(scope.owner(path) is not None for scope in scopes.values())
 
 
-def _deepest_holder(path: str, steps: Iterable[PlannedStep],
-                    cwds: Mapping[str, str]) -> PlannedStep | None:
+def _deepest_holder(
+    path: str, steps: Iterable[PlannedStep], cwds: Mapping[str, str]
+) -> PlannedStep | None:
     """The step with declared inputs whose cwd holds `path` most closely (ties: the
     first in build order); None when only steps taking all of their cwd hold it."""
     best: PlannedStep | None = None
@@ -127,9 +134,9 @@ def _deepest_holder(path: str, steps: Iterable[PlannedStep],
     return best
 
 
-def _unmatched_patterns(step: PlannedStep, hasher: FileHasher,
-                        scopes: Mapping[str, OutputScope]
-                        ) -> tuple[list[str], list[tuple[str, str]]]:
+def _unmatched_patterns(
+    step: PlannedStep, hasher: FileHasher, scopes: Mapping[str, OutputScope]
+) -> tuple[list[str], list[tuple[str, str]]]:
     empty: list[str] = []
     pending: list[tuple[str, str]] = []
     if step.inputs_from_git:
@@ -137,8 +144,14 @@ def _unmatched_patterns(step: PlannedStep, hasher: FileHasher,
     for pattern in step.inputs:
         if hasher.expand([pattern], step.exclude):
             continue
-        producer = next((name for name, scope in scopes.items()
-                         if name != step.name and _names_outputs(pattern, scope)), None)
+        producer = next(
+            (
+                name
+                for name, scope in scopes.items()
+                if name != step.name and _names_outputs(pattern, scope)
+            ),
+            None,
+        )
         if producer is not None:
             pending.append((pattern, producer))
         else:
@@ -154,9 +167,11 @@ def _names_outputs(pattern: str, scope: OutputScope) -> bool:
     if prefix and scope.owner(prefix) is not None:
         return True
     match = re.compile(compile_glob(pattern).regex).fullmatch
-    return any(match(f"/{_literal_prefix(output)}/{PROBE_NAME}") is not None
-               for output in scope.patterns
-               if _literal_prefix(output).startswith(prefix + "/" if prefix else ""))
+    return any(
+        match(f"/{_literal_prefix(output)}/{PROBE_NAME}") is not None
+        for output in scope.patterns
+        if _literal_prefix(output).startswith(prefix + "/" if prefix else "")
+    )
 
 
 PROBE_NAME = "any-file"  # a file name a `**` or `*` glob matches: stands for "some file"
@@ -207,41 +222,59 @@ def _parents(path: str, cwd: str) -> list[str]:
 
 SHOWN_PER_STEP = 12  # unread entries printed per step; --json has them all
 
-FIX = ("fix: add each file to the `inputs` of the step that reads it, or, if no step does, "
-       "to `[workspace] exclude` (or the step's `exclude`); correct or remove an input "
-       "pattern that matches no file")
+FIX = (
+    "fix: add each file to the `inputs` of the step that reads it, or, if no step does, "
+    "to `[workspace] exclude` (or the step's `exclude`); correct or remove an input "
+    "pattern that matches no file"
+)
 
 
 def render_coverage(coverage: Coverage) -> list[str]:
     """The report as lines: one block per step with findings, then the count and the fix."""
     lines: list[str] = []
     if not coverage.in_git:
-        lines.append("not a git repository: the files git knows cannot be listed, so only "
-                     "the input patterns are checked")
+        lines.append(
+            "not a git repository: the files git knows cannot be listed, so only "
+            "the input patterns are checked"
+        )
     for step in coverage.steps:
         where = "the root" if step.cwd == "." else step.cwd
         if step.unread:
             count = sum(u.files for u in step.unread)
-            lines.append(f"{step.step} (cwd {where}): {count} file{'s' * (count != 1)} "
-                         "no step reads")
+            lines.append(
+                f"{step.step} (cwd {where}): {count} file{'s' * (count != 1)} no step reads"
+            )
             for unread in step.unread[:SHOWN_PER_STEP]:
-                more = (f" ({unread.files} file{'s' * (unread.files != 1)})"
-                        if unread.path.endswith("/") else "")
+                more = (
+                    f" ({unread.files} file{'s' * (unread.files != 1)})"
+                    if unread.path.endswith("/")
+                    else ""
+                )
                 lines.append(f"    {unread.path}{more}")
             if len(step.unread) > SHOWN_PER_STEP:
-                lines.append(f"    ... and {len(step.unread) - SHOWN_PER_STEP} more "
-                             "(--json lists all)")
-        lines += [f"{step.step}: input {pattern!r} matches no file"
-                  for pattern in step.empty_patterns]
-        lines += [f"{step.step}: input {pattern!r} matches nothing yet: it names {producer}'s "
-                  "outputs (fine before a build)" for pattern, producer in step.pending_patterns]
+                lines.append(
+                    f"    ... and {len(step.unread) - SHOWN_PER_STEP} more (--json lists all)"
+                )
+        lines += [
+            f"{step.step}: input {pattern!r} matches no file" for pattern in step.empty_patterns
+        ]
+        lines += [
+            f"{step.step}: input {pattern!r} matches nothing yet: it names {producer}'s "
+            "outputs (fine before a build)"
+            for pattern, producer in step.pending_patterns
+        ]
     problems = coverage.problems
     if problems:
-        lines += [f"{problems} finding{'s' * (problems != 1)} (a pattern may name an optional "
-                  "file on purpose: `--strict` makes any finding fail)", FIX]
+        lines += [
+            f"{problems} finding{'s' * (problems != 1)} (a pattern may name an optional "
+            "file on purpose: `--strict` makes any finding fail)",
+            FIX,
+        ]
     else:
-        lines.append(f"every file git knows is some step's input, excluded or an output; "
-                     f"every input pattern matches ({len(coverage.steps)} steps)")
+        lines.append(
+            f"every file git knows is some step's input, excluded or an output; "
+            f"every input pattern matches ({len(coverage.steps)} steps)"
+        )
     return lines
 
 
@@ -249,10 +282,16 @@ def coverage_json(coverage: Coverage) -> dict[str, object]:
     return {
         "in_git": coverage.in_git,
         "problems": coverage.problems,
-        "steps": [{"step": s.step, "cwd": s.cwd,
-                   "unread": [{"path": u.path, "files": u.files} for u in s.unread],
-                   "empty_patterns": list(s.empty_patterns),
-                   "pending_patterns": [{"pattern": p, "producer": producer}
-                                        for p, producer in s.pending_patterns]}
-                  for s in coverage.steps],
+        "steps": [
+            {
+                "step": s.step,
+                "cwd": s.cwd,
+                "unread": [{"path": u.path, "files": u.files} for u in s.unread],
+                "empty_patterns": list(s.empty_patterns),
+                "pending_patterns": [
+                    {"pattern": p, "producer": producer} for p, producer in s.pending_patterns
+                ],
+            }
+            for s in coverage.steps
+        ],
     }

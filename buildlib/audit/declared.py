@@ -39,9 +39,12 @@ class Declarations:
         self.deps = {name: step.depends_on for name, step in plan.steps.items()}
         self.outputs = {name: OutputScope(step.outputs) for name, step in plan.steps.items()}
         self.clean_patterns = {
-            name: tuple(fill_template(c, self.variables, file=manifest.path, step=name,
-                                      key="clean") for c in manifest.steps[name].clean)
-            for name in plan.steps}
+            name: tuple(
+                fill_template(c, self.variables, file=manifest.path, step=name, key="clean")
+                for c in manifest.steps[name].clean
+            )
+            for name in plan.steps
+        }
         self.clean = {name: OutputScope(p) for name, p in self.clean_patterns.items()}
         self._upstream: dict[str, frozenset[str]] = {}
 
@@ -81,8 +84,10 @@ class Declarations:
         step it depends on: the fingerprint already answers for it."""
         if self.outputs[name].owner(path) is not None:
             return True
-        return any(self.outputs[d].owner(path) is not None or self.clean[d].owner(path)
-                   is not None for d in (name, *self.upstream(name)))
+        return any(
+            self.outputs[d].owner(path) is not None or self.clean[d].owner(path) is not None
+            for d in (name, *self.upstream(name))
+        )
 
     def downstream(self, name: str) -> frozenset[str]:
         """Every step that depends on `name`, directly or not (a new `depends_on` on one
@@ -117,7 +122,8 @@ class StepInputs:
         """Whether creating `path` (missing now) would change the inputs: it is selected,
         or it is a directory an input glob looks into (`.cargo` for `.cargo/config*`)."""
         return self.covers(path) or any(
-            prefix == path or prefix.startswith(path + "/") for prefix in self._prefixes)
+            prefix == path or prefix.startswith(path + "/") for prefix in self._prefixes
+        )
 
     def excluded_by(self, path: str) -> str | None:
         """The exclude pattern that removes `path` from the inputs, or None."""

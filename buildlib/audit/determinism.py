@@ -65,22 +65,44 @@ def compare(holding: Path, root: Path, patterns: Iterable[str]) -> list[Differen
     for rel in sorted(first | second):
         a, b = holding / rel, root / rel
         if rel not in second:
-            found.append(Difference(path=rel, offset=None, sizes=(_size(a), None),
-                                    note="made by the first run only"))
+            found.append(
+                Difference(
+                    path=rel, offset=None, sizes=(_size(a), None), note="made by the first run only"
+                )
+            )
         elif rel not in first:
-            found.append(Difference(path=rel, offset=None, sizes=(None, _size(b)),
-                                    note="made by the second run only"))
+            found.append(
+                Difference(
+                    path=rel,
+                    offset=None,
+                    sizes=(None, _size(b)),
+                    note="made by the second run only",
+                )
+            )
         elif a.is_symlink() or b.is_symlink():
             ta = str(a.readlink()) if a.is_symlink() else None
             tb = str(b.readlink()) if b.is_symlink() else None
             if ta != tb:
-                found.append(Difference(path=rel, offset=None, sizes=(_size(a), _size(b)),
-                                        note=f"symlink target {ta!r} then {tb!r}"))
+                found.append(
+                    Difference(
+                        path=rel,
+                        offset=None,
+                        sizes=(_size(a), _size(b)),
+                        note=f"symlink target {ta!r} then {tb!r}",
+                    )
+                )
         else:
             offset = first_difference(a, b)
             if offset is not None:
-                found.append(Difference(path=rel, offset=offset, sizes=(_size(a), _size(b)),
-                                        first=_around(a, offset), second=_around(b, offset)))
+                found.append(
+                    Difference(
+                        path=rel,
+                        offset=offset,
+                        sizes=(_size(a), _size(b)),
+                        first=_around(a, offset),
+                        second=_around(b, offset),
+                    )
+                )
     return found
 
 

@@ -50,15 +50,24 @@ class StepFindings:
     created_dirs: frozenset[str]  # directories the step made (for output proposals)
 
 
-def classify(trace: TraceResult, *, name: str, decl: Declarations, inputs: StepInputs,
-             ignored: Ignores) -> StepFindings:
+def classify(
+    trace: TraceResult, *, name: str, decl: Declarations, inputs: StepInputs, ignored: Ignores
+) -> StepFindings:
     """Findings for step `name` from its workspace-relative trace."""
     step = _Step(trace, name, decl, inputs, ignored)
     return StepFindings(
         undeclared_inputs=tuple(step.inputs()),
         undeclared_outputs=tuple(step.outputs()),
-        unread_inputs=tuple(sorted(inputs.files - trace.read - trace.executed
-                                   - trace.stat_only - trace.inputs - trace.written)),
+        unread_inputs=tuple(
+            sorted(
+                inputs.files
+                - trace.read
+                - trace.executed
+                - trace.stat_only
+                - trace.inputs
+                - trace.written
+            )
+        ),
         missing_probes=tuple(sorted(step.missing())),
         created_dirs=frozenset(p for p in trace.created if (decl.root / p).is_dir()),
     )
@@ -67,8 +76,14 @@ def classify(trace: TraceResult, *, name: str, decl: Declarations, inputs: StepI
 class _Step:
     """The arguments of `classify`, shared by its three questions."""
 
-    def __init__(self, trace: TraceResult, name: str, decl: Declarations,
-                 inputs: StepInputs, ignored: Ignores) -> None:
+    def __init__(
+        self,
+        trace: TraceResult,
+        name: str,
+        decl: Declarations,
+        inputs: StepInputs,
+        ignored: Ignores,
+    ) -> None:
         self.trace = trace
         self.name = name
         self.decl = decl
@@ -78,8 +93,11 @@ class _Step:
 
     def answered(self, path: str) -> bool:
         """Ignored, or something the fingerprint already covers."""
-        return (self.ignored(path) or self.declared.covers(path)
-                or self.decl.provided_upstream(self.name, path))
+        return (
+            self.ignored(path)
+            or self.declared.covers(path)
+            or self.decl.provided_upstream(self.name, path)
+        )
 
     def inputs(self) -> list[InputFinding]:
         trace = self.trace
@@ -89,24 +107,48 @@ class _Step:
         for path in sorted(trace.inputs | checked):
             if self.answered(path):
                 continue
-            access = ("executed" if path in trace.executed else
-                      "read" if path in trace.inputs else "checked")
-            producer = (self.decl.output_owner(path, besides=self.name)
-                        or self.decl.clean_owner(path, others))
+            access = (
+                "executed"
+                if path in trace.executed
+                else "read"
+                if path in trace.inputs
+                else "checked"
+            )
+            producer = self.decl.output_owner(path, besides=self.name) or self.decl.clean_owner(
+                path, others
+            )
             excluded = self.declared.excluded_by(path)
             if producer is not None and producer in self.decl.downstream(self.name):
-                found.append(InputFinding(
-                    path=path, access=access, fix="none", producer=producer,
-                    detail=f"made by step '{producer}', which depends on this one: the "
-                    "steps need another order"))
+                found.append(
+                    InputFinding(
+                        path=path,
+                        access=access,
+                        fix="none",
+                        producer=producer,
+                        detail=f"made by step '{producer}', which depends on this one: the "
+                        "steps need another order",
+                    )
+                )
             elif producer is not None:
-                found.append(InputFinding(path=path, access=access, fix="depends_on",
-                                          producer=producer, detail=f"made by step '{producer}'"))
+                found.append(
+                    InputFinding(
+                        path=path,
+                        access=access,
+                        fix="depends_on",
+                        producer=producer,
+                        detail=f"made by step '{producer}'",
+                    )
+                )
             elif excluded is not None:
-                found.append(InputFinding(
-                    path=path, access=access, fix="none",
-                    detail=f"excluded from inputs by '{excluded}': make the step that writes it "
-                    "declare it as an output, and depend on that step"))
+                found.append(
+                    InputFinding(
+                        path=path,
+                        access=access,
+                        fix="none",
+                        detail=f"excluded from inputs by '{excluded}': make the step that "
+                        "writes it declare it as an output, and depend on that step",
+                    )
+                )
             else:
                 found.append(InputFinding(path=path, access=access, fix="inputs"))
         return found
@@ -117,27 +159,50 @@ class _Step:
         renamed_to = {dst for _, dst in trace.renamed}
         found: list[OutputFinding] = []
         for path in sorted(left | trace.removed):
-            if (self.ignored(path) or self.decl.outputs[self.name].owner(path) is not None
-                    or self.decl.clean_owner(path) is not None):
+            if (
+                self.ignored(path)
+                or self.decl.outputs[self.name].owner(path) is not None
+                or self.decl.clean_owner(path) is not None
+            ):
                 continue
-            change = ("deleted" if path in trace.removed else
-                      "created" if path in trace.created else
-                      "written" if path in trace.written or path in renamed_to else
-                      "modified")
+            change = (
+                "deleted"
+                if path in trace.removed
+                else "created"
+                if path in trace.created
+                else "written"
+                if path in trace.written or path in renamed_to
+                else "modified"
+            )
             other = self.decl.output_owner(path, besides=self.name)
             if other is not None:
-                found.append(OutputFinding(
-                    path=path, change=change, fixable=False,
-                    detail=f"declared as an output of step '{other}': two steps must not "
-                    "write the same path"))
+                found.append(
+                    OutputFinding(
+                        path=path,
+                        change=change,
+                        fixable=False,
+                        detail=f"declared as an output of step '{other}': two steps must not "
+                        "write the same path",
+                    )
+                )
             elif self.declared.covers(path):
-                found.append(OutputFinding(
-                    path=path, change=change, fixable=False,
-                    detail="also one of the step's inputs: the step changes its own input"))
+                found.append(
+                    OutputFinding(
+                        path=path,
+                        change=change,
+                        fixable=False,
+                        detail="also one of the step's inputs: the step changes its own input",
+                    )
+                )
             elif change == "deleted":
-                found.append(OutputFinding(
-                    path=path, change=change, fixable=False,
-                    detail="existed before the step, which removed it"))
+                found.append(
+                    OutputFinding(
+                        path=path,
+                        change=change,
+                        fixable=False,
+                        detail="existed before the step, which removed it",
+                    )
+                )
             else:
                 found.append(OutputFinding(path=path, change=change, fixable=True))
         return found
@@ -145,8 +210,11 @@ class _Step:
     def missing(self) -> set[str]:
         found: set[str] = set()
         for path in self.trace.probed_missing - self.trace.outputs:
-            if (self.answered(path) or self.declared.watches(path)
-                    or self.decl.clean_owner(path) is not None):
+            if (
+                self.answered(path)
+                or self.declared.watches(path)
+                or self.decl.clean_owner(path) is not None
+            ):
                 continue
             # not a lookup below a file ("a.ts/package.json")
             if (self.root / posixpath.dirname(path)).is_dir():

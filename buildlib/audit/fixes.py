@@ -41,8 +41,14 @@ class StepFix:
         return not any(getattr(self, key) for key in KEYS) and not self.new_tools
 
 
-def propose(name: str, findings: StepFindings, tools: Sequence[ToolFinding], *,
-            decl: Declarations, inputs: StepInputs) -> StepFix:
+def propose(
+    name: str,
+    findings: StepFindings,
+    tools: Sequence[ToolFinding],
+    *,
+    decl: Declarations,
+    inputs: StepInputs,
+) -> StepFix:
     """The smallest additions that cover `findings` and `tools` for step `name`."""
     step = decl.step(name)
     root = decl.root
@@ -65,27 +71,40 @@ def propose(name: str, findings: StepFindings, tools: Sequence[ToolFinding], *,
         return path in new_outputs or own.owner(path) is not None
 
     others = {s: decl.step(s).outputs for s in decl.plan.steps if s != name}
-    output_globs = globs.cover_outputs(new_outputs, holds=holds, owned=owned,
-                                       created=findings.created_dirs, blocked=blocked)
+    output_globs = globs.cover_outputs(
+        new_outputs, holds=holds, owned=owned, created=findings.created_dirs, blocked=blocked
+    )
     if output_globs and overlap({**others, name: (*step.outputs, *output_globs)}) is not None:
         output_globs = sorted(globs.escape(p) for p in new_outputs)  # literal files only
 
-    depends = sorted({f.producer for f in findings.undeclared_inputs
-                      if f.fix == "depends_on" and f.producer is not None})
+    depends = sorted(
+        {
+            f.producer
+            for f in findings.undeclared_inputs
+            if f.fix == "depends_on" and f.producer is not None
+        }
+    )
     added_tools = sorted({t.name for t in tools})
     new_tools = {t.name: t.version_command for t in tools if not t.existing}
     variables = decl.variables
 
     def shown(patterns: Sequence[str]) -> tuple[list[str], list[str]]:
         ok = [p for p in patterns if _writable(p)]
-        return [globs.templatize(p, variables) for p in ok], [p for p in patterns
-                                                              if not _writable(p)]
+        return [globs.templatize(p, variables) for p in ok], [
+            p for p in patterns if not _writable(p)
+        ]
 
     shown_inputs, bad_inputs = shown(input_globs)
     shown_outputs, bad_outputs = shown(output_globs)
-    return StepFix(step=name, inputs=tuple(shown_inputs), outputs=tuple(shown_outputs),
-                   tools=tuple(added_tools), depends_on=tuple(depends), new_tools=new_tools,
-                   unwritable=(*bad_inputs, *bad_outputs))
+    return StepFix(
+        step=name,
+        inputs=tuple(shown_inputs),
+        outputs=tuple(shown_outputs),
+        tools=tuple(added_tools),
+        depends_on=tuple(depends),
+        new_tools=new_tools,
+        unwritable=(*bad_inputs, *bad_outputs),
+    )
 
 
 def _blocker(decl: Declarations) -> Callable[[str], bool]:
@@ -96,11 +115,12 @@ def _blocker(decl: Declarations) -> Callable[[str], bool]:
     def blocked(directory: str) -> bool:
         if directory in ("", "."):
             return True
-        return any(p in ("", directory) or p.startswith(directory + "/")
-                   or directory.startswith(p + "/") for p in prefixes)
+        return any(
+            p in ("", directory) or p.startswith(directory + "/") or directory.startswith(p + "/")
+            for p in prefixes
+        )
 
     return blocked
-
 
 
 def _writable(path: str) -> bool:

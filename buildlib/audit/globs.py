@@ -32,8 +32,12 @@ def ancestors(path: str) -> list[str]:
     return ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
 
 
-def cover_inputs(paths: Iterable[str], *, selects: Callable[[str], frozenset[str]],
-                 blocked: Callable[[str], bool]) -> list[str]:
+def cover_inputs(
+    paths: Iterable[str],
+    *,
+    selects: Callable[[str], frozenset[str]],
+    blocked: Callable[[str], bool],
+) -> list[str]:
     """Input globs covering `paths`; `selects(dir)` is what `dir/**` would make inputs."""
     remaining = set(paths)
     touched = frozenset(remaining)
@@ -56,9 +60,14 @@ def cover_inputs(paths: Iterable[str], *, selects: Callable[[str], frozenset[str
     return sorted(found)
 
 
-def cover_outputs(paths: Iterable[str], *, holds: Callable[[str], frozenset[str]],
-                  owned: Callable[[str], bool], created: frozenset[str],
-                  blocked: Callable[[str], bool]) -> list[str]:
+def cover_outputs(
+    paths: Iterable[str],
+    *,
+    holds: Callable[[str], frozenset[str]],
+    owned: Callable[[str], bool],
+    created: frozenset[str],
+    blocked: Callable[[str], bool],
+) -> list[str]:
     """Output patterns covering `paths`: a directory (topmost first) when every file it
     `holds` now is `owned` by the step (an undeclared or declared output) and the step
     created the directory or wrote at least `MIN_FILES` files directly in it."""
@@ -99,8 +108,15 @@ def _by_parent(paths: Iterable[str]) -> dict[str, set[str]]:
 # Variables whose values differ by mode or target, most specific first: a proposed path
 # that holds one of their values gets the placeholder back, so the line holds in every
 # mode and target.
-TEMPLATED = ("rust_target", "node_triple", "target", "mode", "profile", "cargo_profile",
-             "vite_mode")
+TEMPLATED = (
+    "rust_target",
+    "node_triple",
+    "target",
+    "mode",
+    "profile",
+    "cargo_profile",
+    "vite_mode",
+)
 _LONG_ENOUGH = 6  # shorter values ("debug", "dev") only right after a replaced segment
 _PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([a-z_][a-z0-9_]*)\}")
 
@@ -111,8 +127,11 @@ def templatize(pattern: str, variables: Mapping[str, str]) -> str:
     wherever it stands as a word, a short one (`debug`) only as the whole segment after
     a replaced one (cargo's `target/{rust_target}/{profile}`). Filling the result gives
     `pattern` back, or the result is `pattern` with its braces doubled."""
-    values = [(name, variables[name]) for name in TEMPLATED
-              if variables.get(name) and not set("{}") & set(variables[name])]
+    values = [
+        (name, variables[name])
+        for name in TEMPLATED
+        if variables.get(name) and not set("{}") & set(variables[name])
+    ]
     parts: list[str] = []
     previous = False
     for segment in pattern.split("/"):

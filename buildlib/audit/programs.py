@@ -31,12 +31,49 @@ from buildlib.audit.trace_result import Exec, TraceResult, under
 from buildlib.core.records import record
 
 # Programs a build runs whose version never changes its result in practice.
-PLUMBING: frozenset[str] = frozenset({
-    "sh", "bash", "dash", "zsh", "ksh", "env", "cat", "cp", "mv", "rm", "mkdir", "rmdir",
-    "ln", "ls", "touch", "chmod", "true", "false", "test", "[", "echo", "printf", "uname",
-    "dirname", "basename", "readlink", "realpath", "sleep", "tee", "head", "tail", "wc",
-    "id", "which", "mktemp", "nproc", "getconf", "stat", "pwd",
-})
+PLUMBING: frozenset[str] = frozenset(
+    {
+        "sh",
+        "bash",
+        "dash",
+        "zsh",
+        "ksh",
+        "env",
+        "cat",
+        "cp",
+        "mv",
+        "rm",
+        "mkdir",
+        "rmdir",
+        "ln",
+        "ls",
+        "touch",
+        "chmod",
+        "true",
+        "false",
+        "test",
+        "[",
+        "echo",
+        "printf",
+        "uname",
+        "dirname",
+        "basename",
+        "readlink",
+        "realpath",
+        "sleep",
+        "tee",
+        "head",
+        "tail",
+        "wc",
+        "id",
+        "which",
+        "mktemp",
+        "nproc",
+        "getconf",
+        "stat",
+        "pwd",
+    }
+)
 # How to ask a program its version, tried in order; the first that exits 0 with output wins.
 VERSION_ARGS: tuple[tuple[str, ...], ...] = (("--version",), ("-V",), ("version",))
 KNOWN_VERSION_ARGS: Mapping[str, tuple[str, ...]] = {"rustc": ("-vV",), "go": ("version",)}
@@ -67,8 +104,14 @@ class _Tool:
 class ToolMap:
     """The `[tools]` entries resolved on one PATH, for `undeclared_tools`."""
 
-    def __init__(self, tools: Mapping[str, Sequence[str]], *, path: str, cwd: Path,
-                 environ: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        tools: Mapping[str, Sequence[str]],
+        *,
+        path: str,
+        cwd: Path,
+        environ: Mapping[str, str],
+    ) -> None:
         self.commands = tools
         self.path = path
         self.cwd = cwd
@@ -78,8 +121,12 @@ class ToolMap:
             found = _which(argv[0], path, cwd)
             if found is not None:
                 real = os.path.realpath(found)
-                self.resolved[name] = _Tool(name=name, found=found, real=real,
-                                            rustup=Path(real).name in ("rustup", "rustup.exe"))
+                self.resolved[name] = _Tool(
+                    name=name,
+                    found=found,
+                    real=real,
+                    rustup=Path(real).name in ("rustup", "rustup.exe"),
+                )
         self.path_dirs = {os.path.realpath(d) for d in path.split(os.pathsep) if d}
         home = environ.get("RUSTUP_HOME") or os.path.expanduser("~/.rustup")  # noqa: PTH111
         self.toolchains = os.path.realpath(os.path.join(home, "toolchains"))  # noqa: PTH118
@@ -106,10 +153,14 @@ class ToolMap:
         return found is not None and os.path.realpath(found) == os.path.realpath(program)
 
 
-def undeclared_tools(trace: TraceResult, *, tools: ToolMap, declared: Sequence[str],
-                     inside: Callable[[str], bool],
-                     probe: Callable[[str, Sequence[str]], bool] | None = None
-                     ) -> list[ToolFinding]:
+def undeclared_tools(
+    trace: TraceResult,
+    *,
+    tools: ToolMap,
+    declared: Sequence[str],
+    inside: Callable[[str], bool],
+    probe: Callable[[str, Sequence[str]], bool] | None = None,
+) -> list[ToolFinding]:
     """The programs `trace` (absolute paths) shows run that the step's `declared` tools do
     not cover, one finding per proposed entry. `inside(path)` says a program is a
     workspace file (left to the input check). `probe(program, args)` says whether a
@@ -129,8 +180,9 @@ def undeclared_tools(trace: TraceResult, *, tools: ToolMap, declared: Sequence[s
     return sorted(reported.values(), key=lambda f: f.name)
 
 
-def _has_launcher(program: str, launchers: Mapping[str, str | None],
-                  inside: Callable[[str], bool]) -> bool:
+def _has_launcher(
+    program: str, launchers: Mapping[str, str | None], inside: Callable[[str], bool]
+) -> bool:
     """Whether a program that is not on PATH was started by another program that is not
     plumbing: that one is covered or reported, and the helper goes with it."""
     launcher = launchers.get(program)
@@ -143,14 +195,23 @@ def _has_launcher(program: str, launchers: Mapping[str, str | None],
     return False
 
 
-def _finding(program: str, tools: ToolMap, launcher: str | None,
-             probe: Callable[[str, Sequence[str]], bool],
-             reported: Mapping[str, ToolFinding]) -> ToolFinding:
+def _finding(
+    program: str,
+    tools: ToolMap,
+    launcher: str | None,
+    probe: Callable[[str, Sequence[str]], bool],
+    reported: Mapping[str, ToolFinding],
+) -> ToolFinding:
     existing = tools.covering(program, tools.commands)
     if existing is not None:
-        return ToolFinding(program=program, name=existing, existing=True,
-                           version_command=tuple(tools.commands[existing]),
-                           version_checked=True, launcher=launcher)
+        return ToolFinding(
+            program=program,
+            name=existing,
+            existing=True,
+            version_command=tuple(tools.commands[existing]),
+            version_checked=True,
+            launcher=launcher,
+        )
     base = Path(program).name
     called = base if tools.on_path(program) else program
     name = _free_name(base, tools.commands, reported, program)
@@ -158,16 +219,30 @@ def _finding(program: str, tools: ToolMap, launcher: str | None,
     candidates = (args,) if args else VERSION_ARGS
     for option in candidates:
         if probe(program, option):
-            return ToolFinding(program=program, name=name, existing=False,
-                               version_command=(called, *option), version_checked=True,
-                               launcher=launcher)
-    return ToolFinding(program=program, name=name, existing=False,
-                       version_command=(called, *candidates[0]), version_checked=False,
-                       launcher=launcher)
+            return ToolFinding(
+                program=program,
+                name=name,
+                existing=False,
+                version_command=(called, *option),
+                version_checked=True,
+                launcher=launcher,
+            )
+    return ToolFinding(
+        program=program,
+        name=name,
+        existing=False,
+        version_command=(called, *candidates[0]),
+        version_checked=False,
+        launcher=launcher,
+    )
 
 
-def _free_name(base: str, commands: Mapping[str, Sequence[str]],
-               reported: Mapping[str, ToolFinding], program: str) -> str:
+def _free_name(
+    base: str,
+    commands: Mapping[str, Sequence[str]],
+    reported: Mapping[str, ToolFinding],
+    program: str,
+) -> str:
     """A [tools] key for a new entry: the program's name, made unique."""
     stem = _TOOL_NAME.sub("-", base).strip("-") or "tool"
     name, n = stem, 1

@@ -27,8 +27,10 @@ def render_text(report: AuditReport) -> str:
         how.append("each step run twice")
     lines = [f"audit of {len(report.steps)} step(s) under strace: " + ", ".join(how)]
     if not report.clean:
-        lines.append("(intermediates were kept: a tool with incremental state of its own, as "
-                     "cargo, may have skipped work; --clean traces cold runs)")
+        lines.append(
+            "(intermediates were kept: a tool with incremental state of its own, as "
+            "cargo, may have skipped work; --clean traces cold runs)"
+        )
     for name, why in report.not_audited:
         lines.append(f"not audited: {name} ({why})")
     for step in report.steps:
@@ -54,11 +56,16 @@ def _step_text(step: StepAudit) -> list[str]:
     lines = [head]
     f = step.findings
     if f is not None and f.undeclared_inputs:
-        lines.append("  undeclared inputs (not selected by the step's `inputs`; \"checked\": "
-                     "looked at, content not read):")
+        lines.append(
+            '  undeclared inputs (not selected by the step\'s `inputs`; "checked": '
+            "looked at, content not read):"
+        )
         for i in f.undeclared_inputs:
-            fix = {"inputs": "", "depends_on": f" -> depends_on {i.producer}",
-                   "none": f" ({i.detail})"}[i.fix]
+            fix = {
+                "inputs": "",
+                "depends_on": f" -> depends_on {i.producer}",
+                "none": f" ({i.detail})",
+            }[i.fix]
             lines.append(f"    {i.access:<9}{printable(i.path)}{fix}")
     if f is not None and f.undeclared_outputs:
         lines.append("  undeclared outputs (outside `outputs` and every step's `clean`):")
@@ -93,12 +100,15 @@ def _tools_text(step: StepAudit) -> list[str]:
 def _hints(step: StepAudit, f: StepFindings | None) -> list[str]:
     groups: list[tuple[str, tuple[str, ...]]] = []
     if f is not None:
-        groups.append(("declared inputs it never touched (a glob of sources is fine)",
-                       f.unread_inputs))
-        groups.append(("looked for, missing, and no input glob would see one appear",
-                       f.missing_probes))
-    groups.append(("read outside the workspace (no declaration can cover these)",
-                   step.outside_reads))
+        groups.append(
+            ("declared inputs it never touched (a glob of sources is fine)", f.unread_inputs)
+        )
+        groups.append(
+            ("looked for, missing, and no input glob would see one appear", f.missing_probes)
+        )
+    groups.append(
+        ("read outside the workspace (no declaration can cover these)", step.outside_reads)
+    )
     groups.append(("tracer warnings", step.warnings))
     lines: list[str] = []
     for title, items in groups:
@@ -114,8 +124,10 @@ def _difference(d: Difference) -> str:
     if d.offset is None:
         return f"{printable(d.path)}: {d.note}"
     sizes = "" if d.sizes[0] == d.sizes[1] else f", {d.sizes[0]} then {d.sizes[1]} bytes"
-    return (f"{printable(d.path)}: first difference at byte {d.offset}{sizes}: "
-            f"{d.first!r} then {d.second!r}")
+    return (
+        f"{printable(d.path)}: first difference at byte {d.offset}{sizes}: "
+        f"{d.first!r} then {d.second!r}"
+    )
 
 
 def _totals(report: AuditReport) -> str:
@@ -151,32 +163,74 @@ def to_json(report: AuditReport) -> dict[str, object]:
 def _step_json(step: StepAudit) -> dict[str, object]:
     f = step.findings
     out: dict[str, object] = {
-        "name": step.name, "status": step.status, "exit_code": step.exit_code,
-        "duration": round(step.duration, 3), "log": step.log, "note": step.note,
+        "name": step.name,
+        "status": step.status,
+        "exit_code": step.exit_code,
+        "duration": round(step.duration, 3),
+        "log": step.log,
+        "note": step.note,
         "problems": step.problems,
-        "undeclared_inputs": [] if f is None else [
-            {"path": printable(i.path), "access": i.access, "fix": i.fix,
-             "producer": i.producer, "detail": i.detail} for i in f.undeclared_inputs],
-        "undeclared_outputs": [] if f is None else [
-            {"path": printable(o.path), "change": o.change, "fixable": o.fixable,
-             "detail": o.detail} for o in f.undeclared_outputs],
+        "undeclared_inputs": []
+        if f is None
+        else [
+            {
+                "path": printable(i.path),
+                "access": i.access,
+                "fix": i.fix,
+                "producer": i.producer,
+                "detail": i.detail,
+            }
+            for i in f.undeclared_inputs
+        ],
+        "undeclared_outputs": []
+        if f is None
+        else [
+            {
+                "path": printable(o.path),
+                "change": o.change,
+                "fixable": o.fixable,
+                "detail": o.detail,
+            }
+            for o in f.undeclared_outputs
+        ],
         "undeclared_tools": [
-            {"program": printable(t.program), "name": t.name, "existing": t.existing,
-             "version_command": list(t.version_command), "version_checked": t.version_checked,
-             "launcher": t.launcher} for t in step.tools],
+            {
+                "program": printable(t.program),
+                "name": t.name,
+                "existing": t.existing,
+                "version_command": list(t.version_command),
+                "version_checked": t.version_checked,
+                "launcher": t.launcher,
+            }
+            for t in step.tools
+        ],
         "nondeterministic_outputs": [
-            {"path": printable(d.path), "offset": d.offset, "sizes": list(d.sizes),
-             "first": d.first.decode("latin-1"), "second": d.second.decode("latin-1"),
-             "note": d.note} for d in step.nondeterministic],
+            {
+                "path": printable(d.path),
+                "offset": d.offset,
+                "sizes": list(d.sizes),
+                "first": d.first.decode("latin-1"),
+                "second": d.second.decode("latin-1"),
+                "note": d.note,
+            }
+            for d in step.nondeterministic
+        ],
         "unread_inputs": [] if f is None else [printable(p) for p in f.unread_inputs],
         "missing_probes": [] if f is None else [printable(p) for p in f.missing_probes],
         "outside_reads": [printable(p) for p in step.outside_reads],
         "warnings": list(step.warnings),
     }
     fix = step.fix
-    out["proposed"] = None if fix is None or fix.empty else {
-        "inputs": list(fix.inputs), "outputs": list(fix.outputs), "tools": list(fix.tools),
-        "depends_on": list(fix.depends_on),
-        "new_tools": {k: list(v) for k, v in fix.new_tools.items()},
-        "unwritable": [printable(p) for p in fix.unwritable]}
+    out["proposed"] = (
+        None
+        if fix is None or fix.empty
+        else {
+            "inputs": list(fix.inputs),
+            "outputs": list(fix.outputs),
+            "tools": list(fix.tools),
+            "depends_on": list(fix.depends_on),
+            "new_tools": {k: list(v) for k, v in fix.new_tools.items()},
+            "unwritable": [printable(p) for p in fix.unwritable],
+        }
+    )
     return out

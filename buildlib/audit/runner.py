@@ -102,9 +102,16 @@ class AuditReport:
         return all(s.status == "audited" and s.problems == 0 for s in self.steps)
 
 
-def run_audit(manifest: Manifest, *, mode: str, target: Target, host: Target,
-              options: AuditOptions, environ: Mapping[str, str],
-              say: Callable[[str], None]) -> AuditReport:
+def run_audit(
+    manifest: Manifest,
+    *,
+    mode: str,
+    target: Target,
+    host: Target,
+    options: AuditOptions,
+    environ: Mapping[str, str],
+    say: Callable[[str], None],
+) -> AuditReport:
     """Build what the selection needs, trace each selected step, and judge it. `say`
     gets one line per stage (the CLI prints them on stderr)."""
     from buildlib.cache.config import engine_secrets
@@ -112,8 +119,7 @@ def run_audit(manifest: Manifest, *, mode: str, target: Target, host: Target,
     started = time.monotonic()
     find_strace(environ.get("PATH", os.defpath))
     ignores = Ignores(options.ignore)
-    plan = build_plan(manifest, mode=mode, target=target, requested=options.steps,
-                      environ=environ)
+    plan = build_plan(manifest, mode=mode, target=target, requested=options.steps, environ=environ)
     full = build_plan(manifest, mode=mode, target=target, environ=environ)
     decl = Declarations(manifest, full, environ)
     audited, not_audited = _selection(plan, options.steps)
@@ -128,65 +134,109 @@ def run_audit(manifest: Manifest, *, mode: str, target: Target, host: Target,
     from buildlib.run.lock import workspace_lock
 
     results: list[StepAudit] = []
-    with workspace_lock(BuildDir(manifest.root).lock, wait=True, on_wait=say), \
-            _sigterm_interrupts():
+    with (
+        workspace_lock(BuildDir(manifest.root).lock, wait=True, on_wait=say),
+        _sigterm_interrupts(),
+    ):
         failed: set[str] = set()
         for index, name in enumerate(audited, 1):
             step = plan.steps[name]
             blocked = [d for d in decl.upstream(name) if d in failed]
             if blocked:
                 failed.add(name)
-                results.append(StepAudit(name=name, status="skipped",
-                                         note=f"not run: step '{blocked[0]}' failed"))
+                results.append(
+                    StepAudit(
+                        name=name, status="skipped", note=f"not run: step '{blocked[0]}' failed"
+                    )
+                )
                 continue
             say(f"audit: [{index}/{len(audited)}] {name}: {' '.join(step.argv)}")
-            audit = _audit_step(step, decl=decl, ignores=ignores, options=options,
-                                environ={**step_environ, **step.env},
-                                log_dir=audit_dir / name)
+            audit = _audit_step(
+                step,
+                decl=decl,
+                ignores=ignores,
+                options=options,
+                environ={**step_environ, **step.env},
+                log_dir=audit_dir / name,
+            )
             say(f"audit: [{index}/{len(audited)}] {name}: {_summary(audit)}")
             if audit.status != "audited":
                 failed.add(name)
             results.append(audit)
     fixes = [s.fix for s in results if s.fix is not None]
-    return AuditReport(manifest=str(manifest.path), mode=mode, target=target.triple,
-                       twice=options.twice, clean=options.clean, steps=tuple(results),
-                       not_audited=tuple(not_audited), toml=render_toml(fixes, decl),
-                       duration=time.monotonic() - started)
+    return AuditReport(
+        manifest=str(manifest.path),
+        mode=mode,
+        target=target.triple,
+        twice=options.twice,
+        clean=options.clean,
+        steps=tuple(results),
+        not_audited=tuple(not_audited),
+        toml=render_toml(fixes, decl),
+        duration=time.monotonic() - started,
+    )
 
 
-def _selection(plan: Plan, requested: Sequence[str]
-               ) -> tuple[list[str], list[tuple[str, str]]]:
+def _selection(plan: Plan, requested: Sequence[str]) -> tuple[list[str], list[tuple[str, str]]]:
     """(steps to audit in dependency order, steps left out and why). Without a request,
     steps with `cache = false` are left out: they always run, so their declarations
     cannot make a cached result wrong; naming one audits it."""
     if requested:
         return [n for n in plan.steps if n in requested], []
     audited = [n for n, s in plan.steps.items() if s.cacheable]
-    left = [(n, "cache = false: it always runs, so its declarations cannot make a cached "
-             "result wrong (name it to audit it anyway)")
-            for n, s in plan.steps.items() if not s.cacheable]
+    left = [
+        (
+            n,
+            "cache = false: it always runs, so its declarations cannot make a cached "
+            "result wrong (name it to audit it anyway)",
+        )
+        for n, s in plan.steps.items()
+        if not s.cacheable
+    ]
     return audited, left
 
 
-def _build_first(manifest: Manifest, plan: Plan, steps: Sequence[str],
-                 say: Callable[[str], None]) -> None:
+def _build_first(
+    manifest: Manifest, plan: Plan, steps: Sequence[str], say: Callable[[str], None]
+) -> None:
     """A normal build of the dependencies that are not audited; its output goes to stderr."""
-    argv = [sys.executable, "-m", "buildlib", "build", "--manifest", str(manifest.path),
-            "--mode", plan.mode, "--target", plan.target.triple, "--plain", *steps]
+    argv = [
+        sys.executable,
+        "-m",
+        "buildlib",
+        "build",
+        "--manifest",
+        str(manifest.path),
+        "--mode",
+        plan.mode,
+        "--target",
+        plan.target.triple,
+        "--plain",
+        *steps,
+    ]
     say(f"audit: building the dependencies first: {' '.join(steps)}")
     sys.stderr.flush()
-    done = subprocess.run(argv, cwd=manifest.root, stdin=subprocess.DEVNULL,
-                          stdout=sys.stderr.fileno(), check=False)
+    done = subprocess.run(
+        argv, cwd=manifest.root, stdin=subprocess.DEVNULL, stdout=sys.stderr.fileno(), check=False
+    )
     if done.returncode != 0:
-        raise UserError(f"the build of the audited steps' dependencies failed (exit "
-                        f"{done.returncode}); nothing was audited",
-                        fix=f"fix the build first: python -m buildlib build --mode "
-                        f"{plan.mode} {' '.join(steps)}")
+        raise UserError(
+            f"the build of the audited steps' dependencies failed (exit "
+            f"{done.returncode}); nothing was audited",
+            fix=f"fix the build first: python -m buildlib build --mode "
+            f"{plan.mode} {' '.join(steps)}",
+        )
 
 
-def _audit_step(step: PlannedStep, *, decl: Declarations, ignores: Ignores,
-                options: AuditOptions, environ: Mapping[str, str],
-                log_dir: Path) -> StepAudit:
+def _audit_step(
+    step: PlannedStep,
+    *,
+    decl: Declarations,
+    ignores: Ignores,
+    options: AuditOptions,
+    environ: Mapping[str, str],
+    log_dir: Path,
+) -> StepAudit:
     from buildlib.run.process import resolve_program
 
     root = decl.root
@@ -205,13 +255,19 @@ def _audit_step(step: PlannedStep, *, decl: Declarations, ignores: Ignores,
     if not options.keep_traces and trace.trace_file is not None:
         trace.trace_file.unlink(missing_ok=True)
     if trace.exit_code != 0:
-        return StepAudit(name=step.name, status="failed", duration=duration,
-                         exit_code=trace.exit_code, log=log,
-                         note=f"the step failed (exit {trace.exit_code}); see {log}")
+        return StepAudit(
+            name=step.name,
+            status="failed",
+            duration=duration,
+            exit_code=trace.exit_code,
+            log=log,
+            note=f"the step failed (exit {trace.exit_code}); see {log}",
+        )
     scoped = trace.scoped(root, ignore=(*DEFAULT_IGNORES, *ignores.outside))
     findings = classify(scoped, name=step.name, decl=decl, inputs=inputs, ignored=ignores)
-    tools = ToolMap(decl.manifest.tools, path=environ.get("PATH", os.defpath), cwd=step.cwd,
-                    environ=environ)
+    tools = ToolMap(
+        decl.manifest.tools, path=environ.get("PATH", os.defpath), cwd=step.cwd, environ=environ
+    )
     inside = _inside(root, ignores)
     tool_findings = undeclared_tools(trace, tools=tools, declared=step.tools, inside=inside)
     differences: list[determinism.Difference] = []
@@ -220,25 +276,36 @@ def _audit_step(step: PlannedStep, *, decl: Declarations, ignores: Ignores,
         differences, note = _second_run(step, argv, environ, root, log_dir)
     fix = propose(step.name, findings, tool_findings, decl=decl, inputs=inputs)
     # A second run that fails makes the step flaky: not a clean audit.
-    return StepAudit(name=step.name, status="failed" if note else "audited",
-                     duration=duration, exit_code=0,
-                     log=log, note=note, findings=findings, tools=tuple(tool_findings),
-                     nondeterministic=tuple(differences), fix=fix,
-                     outside_reads=_outside_reads(trace, root, ignores),
-                     warnings=trace.warnings)
+    return StepAudit(
+        name=step.name,
+        status="failed" if note else "audited",
+        duration=duration,
+        exit_code=0,
+        log=log,
+        note=note,
+        findings=findings,
+        tools=tuple(tool_findings),
+        nondeterministic=tuple(differences),
+        fix=fix,
+        outside_reads=_outside_reads(trace, root, ignores),
+        warnings=trace.warnings,
+    )
 
 
-def _second_run(step: PlannedStep, argv: Sequence[str], environ: Mapping[str, str],
-                root: Path, log_dir: Path) -> tuple[list[determinism.Difference], str]:
+def _second_run(
+    step: PlannedStep, argv: Sequence[str], environ: Mapping[str, str], root: Path, log_dir: Path
+) -> tuple[list[determinism.Difference], str]:
     """Move the first run's outputs aside, run again (untraced), compare."""
     holding = log_dir / "first-run"
     determinism.set_aside(root, step.outputs, holding)
-    code = _run_plain(argv, cwd=step.cwd, env={**environ, **NO_IO_URING_ENV},
-                      log=log_dir / "second-run.log")
+    code = _run_plain(
+        argv, cwd=step.cwd, env={**environ, **NO_IO_URING_ENV}, log=log_dir / "second-run.log"
+    )
     try:
         if code != 0:
-            return [], (f"--twice: the second run failed (exit {code}); see "
-                        f"{log_dir / 'second-run.log'}")
+            return [], (
+                f"--twice: the second run failed (exit {code}); see {log_dir / 'second-run.log'}"
+            )
         return determinism.compare(holding, root, step.outputs), ""
     finally:
         shutil.rmtree(holding, ignore_errors=True)
@@ -247,8 +314,15 @@ def _second_run(step: PlannedStep, argv: Sequence[str], environ: Mapping[str, st
 def _run_plain(argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], log: Path) -> int:
     """Run a step without the tracer, in a session of its own killed on any exception."""
     with log.open("wb") as out:
-        proc = subprocess.Popen(list(argv), cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL,
-                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            list(argv),
+            cwd=cwd,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
             return proc.wait()
         except BaseException:
@@ -265,7 +339,7 @@ def _inside(root: Path, ignores: Ignores) -> Callable[[str], bool]:
     def inside(path: str) -> bool:
         for r in roots:
             if under(path, r):
-                rel = path[len(r):].lstrip("/") or "."
+                rel = path[len(r) :].lstrip("/") or "."
                 return not ignores(rel)
         return False
 
@@ -276,24 +350,28 @@ def _outside_reads(trace: TraceResult, root: Path, ignores: Ignores) -> tuple[st
     """Files read outside the workspace and outside the ignored system and toolchain
     places (this interpreter's included), programs aside: no declaration can cover them."""
     prefixes = {sys.prefix, sys.base_prefix, sys.exec_prefix}
-    kept = trace.scoped(root, ignore=(*DEFAULT_IGNORES, *ignores.outside, *prefixes),
-                        keep_outside=True)
-    return tuple(sorted(p for p in kept.inputs - kept.executed if p.startswith("/")
-                        and not Path(p).is_dir()))
+    kept = trace.scoped(
+        root, ignore=(*DEFAULT_IGNORES, *ignores.outside, *prefixes), keep_outside=True
+    )
+    return tuple(
+        sorted(p for p in kept.inputs - kept.executed if p.startswith("/") and not Path(p).is_dir())
+    )
 
 
 def _summary(audit: StepAudit) -> str:
     if audit.status != "audited":
         return audit.note
     problems = audit.problems
-    return (f"{problems} problem{'s' if problems != 1 else ''}" if problems else "clean") + \
-        f" ({audit.duration:.1f}s)"
+    return (
+        f"{problems} problem{'s' if problems != 1 else ''}" if problems else "clean"
+    ) + f" ({audit.duration:.1f}s)"
 
 
 @contextlib.contextmanager
 def _sigterm_interrupts() -> Iterator[None]:
     """SIGTERM stops the audit as Ctrl-C does: the running step's tree is killed
     (`trace_command` kills it on any exception) and the CLI exits 143."""
+
     def handler(signum: int, frame: FrameType | None) -> None:
         raise InterruptedBuild(signum)
 

@@ -23,7 +23,7 @@ _SUPERSEDED = re.compile(r"\+\+\+ superseded by execve in pid (\d+) \+\+\+")
 _CALL = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\(")
 _TOKEN = re.compile(
     r'"(?:[^"\\]|\\.)*"(?:\.\.\.)?'  # quoted string, maybe cut
-    r"|<[^>]*>"                       # fd path (strace escapes '<' and '>' inside)
+    r"|<[^>]*>"  # fd path (strace escapes '<' and '>' inside)
     r"|[(\[{]|[)\]}]"
     r"|,"
     r'|[^"<>()\[\]{},]+'
@@ -31,8 +31,8 @@ _TOKEN = re.compile(
     re.S,
 )
 _RETURN_TEXT = (
-    r"=\s+(-?\d+|0x[0-9a-fA-F]+|\?)"       # value
-    r"(?:<((?:[^>\\]|\\.)*)>)?"             # -y path of a returned fd
+    r"=\s+(-?\d+|0x[0-9a-fA-F]+|\?)"  # value
+    r"(?:<((?:[^>\\]|\\.)*)>)?"  # -y path of a returned fd
     r"(?:\s+([A-Z][A-Z0-9_]+)(?:\s+\([^()]*\))?)?"  # errno name (description)
     r"(?:\s+\(errno \d+\))?(?:\s+<unavailable>)?"
 )
@@ -45,13 +45,42 @@ _ARGV_STRING = re.compile(r'"(?:[^"\\]|\\.)*"(?:\.\.\.)?|\.\.\.')
 # How many leading arguments the accumulator reads per call (absent: all). Splitting
 # stops there, so stat buffers, argv and environments are not tokenized.
 ARGS_USED = {
-    "open": 2, "openat": 3, "openat2": 3, "creat": 1,
-    "stat": 1, "lstat": 1, "access": 1, "readlink": 1, "statx": 3, "faccessat": 2,
-    "faccessat2": 2, "readlinkat": 2, "getdents64": 1, "getdents": 1,
-    "execve": 2, "execveat": 3, "rename": 2, "renameat": 4, "unlink": 1, "unlinkat": 2,
-    "rmdir": 1, "mkdir": 1, "mkdirat": 2, "mknod": 1, "mknodat": 2, "link": 2, "linkat": 4,
-    "symlink": 2, "symlinkat": 3, "truncate": 1, "chdir": 1, "fchdir": 1,
-    "fork": 0, "vfork": 0, "clone3": 1, "io_uring_setup": 0,
+    "open": 2,
+    "openat": 3,
+    "openat2": 3,
+    "creat": 1,
+    "stat": 1,
+    "lstat": 1,
+    "access": 1,
+    "readlink": 1,
+    "statx": 3,
+    "faccessat": 2,
+    "faccessat2": 2,
+    "readlinkat": 2,
+    "getdents64": 1,
+    "getdents": 1,
+    "execve": 2,
+    "execveat": 3,
+    "rename": 2,
+    "renameat": 4,
+    "unlink": 1,
+    "unlinkat": 2,
+    "rmdir": 1,
+    "mkdir": 1,
+    "mkdirat": 2,
+    "mknod": 1,
+    "mknodat": 2,
+    "link": 2,
+    "linkat": 4,
+    "symlink": 2,
+    "symlinkat": 3,
+    "truncate": 1,
+    "chdir": 1,
+    "fchdir": 1,
+    "fork": 0,
+    "vfork": 0,
+    "clone3": 1,
+    "io_uring_setup": 0,
 }
 
 
@@ -61,8 +90,17 @@ class Call:
 
     __slots__ = ("args", "errno", "name", "pid", "rest", "ret", "ret_path")
 
-    def __init__(self, pid: int, name: str, *, args: list[str], ret: int | None,
-                 errno: str | None = None, ret_path: str | None = None, rest: str = "") -> None:
+    def __init__(
+        self,
+        pid: int,
+        name: str,
+        *,
+        args: list[str],
+        ret: int | None,
+        errno: str | None = None,
+        ret_path: str | None = None,
+        rest: str = "",
+    ) -> None:
         self.pid = pid
         self.name = name
         self.args = args
@@ -95,7 +133,7 @@ def _unescape(body: str) -> bytes:
     out = bytearray()
     pos = 0
     for m in _ESCAPE.finditer(body):
-        out += body[pos:m.start()].encode("latin-1")
+        out += body[pos : m.start()].encode("latin-1")
         esc = m.group(1)
         if esc[0] == "x" and len(esc) > 1:
             out.append(int(esc[1:], 16))

@@ -17,10 +17,29 @@ from buildlib.core.records import record, replace
 # Prefixes outside a workspace whose files belong to the system or to toolchains and
 # package caches, never to a step's declarations: `scoped` drops them.
 DEFAULT_IGNORES: tuple[str, ...] = (
-    "/usr", "/lib", "/lib32", "/lib64", "/libx32", "/bin", "/sbin", "/etc", "/opt",
-    "/proc", "/sys", "/dev", "/run", "/tmp", "/var/tmp",  # noqa: S108 - ignored, not used
-    "/var/cache", "/var/lib",
-    "~/.cargo", "~/.rustup", "~/.npm", "~/.cache", "~/.node-gyp", "~/.pyenv",
+    "/usr",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/libx32",
+    "/bin",
+    "/sbin",
+    "/etc",
+    "/opt",
+    "/proc",
+    "/sys",
+    "/dev",
+    "/run",
+    "/tmp",  # noqa: S108 - ignored, not used
+    "/var/tmp",  # noqa: S108 - ignored, not used
+    "/var/cache",
+    "/var/lib",
+    "~/.cargo",
+    "~/.rustup",
+    "~/.npm",
+    "~/.cache",
+    "~/.node-gyp",
+    "~/.pyenv",
 )
 
 
@@ -38,8 +57,20 @@ class Exec:
     launcher: str | None = None
 
 
-_PATH_SETS = ("read", "written", "created", "deleted", "removed", "probed_missing",
-              "stat_only", "listed", "metadata_changed", "executed", "inputs", "outputs")
+_PATH_SETS = (
+    "read",
+    "written",
+    "created",
+    "deleted",
+    "removed",
+    "probed_missing",
+    "stat_only",
+    "listed",
+    "metadata_changed",
+    "executed",
+    "inputs",
+    "outputs",
+)
 
 
 @record
@@ -93,8 +124,13 @@ class TraceResult:
     trace_file: Path | None = None
     output_file: Path | None = None
 
-    def scoped(self, root: str | os.PathLike[str], ignore: Iterable[str] = DEFAULT_IGNORES,
-               *, keep_outside: bool = False) -> TraceResult:
+    def scoped(
+        self,
+        root: str | os.PathLike[str],
+        ignore: Iterable[str] = DEFAULT_IGNORES,
+        *,
+        keep_outside: bool = False,
+    ) -> TraceResult:
         """The same accesses seen from a workspace: paths under `root` become relative
         (POSIX, `.` for the root itself); paths under an ignore prefix are dropped; other
         paths outside the root are dropped, or kept absolute with `keep_outside`.
@@ -111,8 +147,9 @@ class TraceResult:
             for sa, sb in [(mapper.one(a), mapper.one(b))]
             if sa is not None or sb is not None
         )
-        execs = tuple(replace(e, path=p) for e in self.execs
-                      for p in [mapper.one(e.path)] if p is not None)
+        execs = tuple(
+            replace(e, path=p) for e in self.execs for p in [mapper.one(e.path)] if p is not None
+        )
         return replace(self, renamed=renamed, execs=execs, **sets)
 
     def to_json(self) -> dict[str, object]:
@@ -152,13 +189,12 @@ class _Scope:
             # A prefix that holds the workspace (/tmp) applies outside it only: `one`
             # looks at the roots first.
             self.outside.append(entry)
-            self.inside.extend(posixpath.relpath(entry, r) for r in self.roots
-                               if under(entry, r))
+            self.inside.extend(posixpath.relpath(entry, r) for r in self.roots if under(entry, r))
 
     def one(self, path: str) -> str | None:
         for r in self.roots:
             if under(path, r):
-                rel = "." if path == r else path[len(r):].lstrip("/")
+                rel = "." if path == r else path[len(r) :].lstrip("/")
                 if any(under(rel, i) for i in self.inside):
                     return None
                 return rel

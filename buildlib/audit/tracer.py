@@ -33,22 +33,60 @@ INSTALL_HINT = "apt-get install strace"
 # fork, rename...): strace skips them there instead of refusing to start.
 TRACED_SYSCALLS: tuple[str, ...] = (
     # content opens
-    "?open", "openat", "?openat2", "?creat",
+    "?open",
+    "openat",
+    "?openat2",
+    "?creat",
     # metadata lookups
-    "?stat", "?lstat", "?newfstatat", "?fstatat64", "?statx", "?access", "faccessat",
-    "?faccessat2", "?readlink", "readlinkat",
+    "?stat",
+    "?lstat",
+    "?newfstatat",
+    "?fstatat64",
+    "?statx",
+    "?access",
+    "faccessat",
+    "?faccessat2",
+    "?readlink",
+    "readlinkat",
     # directory listings (which directories' entries were read)
-    "getdents64", "?getdents",
+    "getdents64",
+    "?getdents",
     # programs
-    "execve", "execveat",
+    "execve",
+    "execveat",
     # namespace changes
-    "?rename", "?renameat", "?renameat2", "?unlink", "unlinkat", "?rmdir", "?mkdir", "mkdirat",
-    "?mknod", "mknodat", "?link", "linkat", "?symlink", "symlinkat", "truncate",
+    "?rename",
+    "?renameat",
+    "?renameat2",
+    "?unlink",
+    "unlinkat",
+    "?rmdir",
+    "?mkdir",
+    "mkdirat",
+    "?mknod",
+    "mknodat",
+    "?link",
+    "linkat",
+    "?symlink",
+    "symlinkat",
+    "truncate",
     # metadata changes
-    "?chmod", "fchmodat", "?chown", "?lchown", "fchownat", "?utime", "?utimes", "utimensat",
+    "?chmod",
+    "fchmodat",
+    "?chown",
+    "?lchown",
+    "fchownat",
+    "?utime",
+    "?utimes",
+    "utimensat",
     "?futimesat",
     # cwd and the process tree
-    "chdir", "fchdir", "?fork", "?vfork", "clone", "?clone3",
+    "chdir",
+    "fchdir",
+    "?fork",
+    "?vfork",
+    "clone",
+    "?clone3",
     # blind spot: file operations submitted through io_uring make no system call
     "?io_uring_setup",
 )
@@ -79,22 +117,32 @@ def find_strace(search_path: str | None = None) -> str:
     if found is None:
         raise StraceNotFoundError(
             "strace is needed to trace build steps (`buildlib audit`) but is not on PATH",
-            fix=f"{INSTALL_HINT} (Debian/Ubuntu; `dnf install strace` on Fedora)")
+            fix=f"{INSTALL_HINT} (Debian/Ubuntu; `dnf install strace` on Fedora)",
+        )
     return found
 
 
-def strace_argv(argv: Sequence[str], trace_file: str | os.PathLike[str], *,
-                strace: str = "strace", seccomp_bpf: bool = True) -> list[str]:
+def strace_argv(
+    argv: Sequence[str],
+    trace_file: str | os.PathLike[str],
+    *,
+    strace: str = "strace",
+    seccomp_bpf: bool = True,
+) -> list[str]:
     """The full command line that runs argv under strace, logging to trace_file."""
     cmd = [
         strace,
-        "-f",                        # follow forks, vforks, clones (threads)
-        "-q",                        # no attach/detach lines; keep "+++ exited" (pid reuse)
-        "-y",                        # fd arguments with their path: AT_FDCWD</cwd>, 3</dir>
-        "-e", "signal=none",         # no signal lines
-        "-e", "trace=" + ",".join(TRACED_SYSCALLS),
-        "-s", str(ARGV_STRSIZE),
-        "-o", os.fspath(trace_file),
+        "-f",  # follow forks, vforks, clones (threads)
+        "-q",  # no attach/detach lines; keep "+++ exited" (pid reuse)
+        "-y",  # fd arguments with their path: AT_FDCWD</cwd>, 3</dir>
+        "-e",
+        "signal=none",  # no signal lines
+        "-e",
+        "trace=" + ",".join(TRACED_SYSCALLS),
+        "-s",
+        str(ARGV_STRSIZE),
+        "-o",
+        os.fspath(trace_file),
     ]
     if seccomp_bpf:
         cmd.append("--seccomp-bpf")  # stop only on traced calls (falls back if unsupported)
@@ -103,10 +151,16 @@ def strace_argv(argv: Sequence[str], trace_file: str | os.PathLike[str], *,
     return cmd
 
 
-def trace_command(argv: Sequence[str], *, cwd: str | os.PathLike[str],
-                  env: Mapping[str, str] | None, log_dir: str | os.PathLike[str],
-                  output: IO[bytes] | int | None = None, seccomp_bpf: bool = True,
-                  timeout: float | None = None) -> TraceResult:
+def trace_command(
+    argv: Sequence[str],
+    *,
+    cwd: str | os.PathLike[str],
+    env: Mapping[str, str] | None,
+    log_dir: str | os.PathLike[str],
+    output: IO[bytes] | int | None = None,
+    seccomp_bpf: bool = True,
+    timeout: float | None = None,
+) -> TraceResult:
     """Run argv in cwd with env (None: this process's) under strace and parse what it did.
 
     `UV_USE_IO_URING=0` is added to the environment (see NO_IO_URING_ENV). The trace goes
@@ -141,8 +195,12 @@ def trace_command(argv: Sequence[str], *, cwd: str | os.PathLike[str],
         output = own_output
     try:
         proc = subprocess.Popen(
-            cmd, cwd=cwd_abs, env=full_env,
-            stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
+            cmd,
+            cwd=cwd_abs,
+            env=full_env,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
             start_new_session=True,  # one process group, to kill the whole tree
         )
         try:
@@ -161,11 +219,11 @@ def trace_command(argv: Sequence[str], *, cwd: str | os.PathLike[str],
         raise TracerError(
             f"strace produced no trace for {list(argv)!r} (exit {exit_code}); output: {tail}",
             fix="allow ptrace here: containers need CAP_SYS_PTRACE (docker run --cap-add "
-            "SYS_PTRACE) or seccomp=unconfined; check kernel.yama.ptrace_scope")
+            "SYS_PTRACE) or seccomp=unconfined; check kernel.yama.ptrace_scope",
+        )
     with trace_file.open("r", encoding="latin-1", newline="\n") as lines:
         result = parse_strace(lines, cwd=cwd_abs, exit_code=exit_code)
-    return replace(with_filesystem_facts(result), trace_file=trace_file,
-                   output_file=output_file)
+    return replace(with_filesystem_facts(result), trace_file=trace_file, output_file=output_file)
 
 
 def _kill_group(pgid: int) -> None:

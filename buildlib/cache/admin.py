@@ -20,12 +20,16 @@ def clear_cache(config: CacheConfig, *, dry_run: bool) -> int:
     return int(size)
 
 
-def prune_cache(max_size: str, *, cache_dir: Path | None, environ: Mapping[str, str]
-                ) -> tuple[Path, PruneResult]:
+def prune_cache(
+    max_size: str, *, cache_dir: Path | None, environ: Mapping[str, str]
+) -> tuple[Path, PruneResult]:
     """Shrink the local store to `max_size` (e.g. "2G"), least recently used first."""
     from buildlib.cache.store import StepCache
 
     limit = parse_size(max_size)
-    store = StepCache(CacheConfig(local_dir=resolve_cache_dir(cache_dir, environ),
-                                  max_size=limit, remote_read_only=True))
+    store = StepCache(
+        CacheConfig(
+            local_dir=resolve_cache_dir(cache_dir, environ), max_size=limit, remote_read_only=True
+        )
+    )
     return store.local.root, store.prune(limit)

@@ -83,20 +83,22 @@ class _SinkWriter:
         pass
 
 
-def pack(root: str, output: str, members: Sequence[str], sink: Callable[[bytes], None]
-         ) -> None:
+def pack(root: str, output: str, members: Sequence[str], sink: Callable[[bytes], None]) -> None:
     """Write the archive of `members` (workspace-relative paths under `output`, files and
     symlinks) to `sink`. OSError if a member cannot be read or shrank while it was read;
     ValueError for a member that is neither a file nor a symlink."""
     prefix = output + "/"
-    with gzip.GzipFile(filename="", mode="wb", compresslevel=COMPRESS_LEVEL, mtime=0,
-                       fileobj=_SinkWriter(sink)) as compressed, \
-            tarfile.open(fileobj=compressed, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+    with (
+        gzip.GzipFile(
+            filename="", mode="wb", compresslevel=COMPRESS_LEVEL, mtime=0, fileobj=_SinkWriter(sink)
+        ) as compressed,
+        tarfile.open(fileobj=compressed, mode="w|", format=tarfile.PAX_FORMAT) as tar,
+    ):
         for rel in sorted(members):
             if not rel.startswith(prefix):
                 raise ValueError(f"{rel}: not under the archived output {output}")
             path = f"{root}/{rel}"
-            info = tarfile.TarInfo(rel[len(prefix):])
+            info = tarfile.TarInfo(rel[len(prefix) :])
             meta = os.lstat(path)
             info.mtime = 0
             if stat.S_ISLNK(meta.st_mode):
@@ -148,8 +150,10 @@ def _unpack(reader: _HashingReader, output: str, staging: str) -> list[OutputFil
     problems: list[str] = []
     not_dirs: set[str] = set()  # member paths that are files or symlinks
     made: set[str] = {""}
-    with gzip.GzipFile(fileobj=reader, mode="rb") as compressed, \
-            tarfile.open(fileobj=compressed, mode="r|") as tar:
+    with (
+        gzip.GzipFile(fileobj=reader, mode="rb") as compressed,
+        tarfile.open(fileobj=compressed, mode="r|") as tar,
+    ):
         for member in tar:
             name = member.name
             problem = path_problem(name)
@@ -177,12 +181,23 @@ def _unpack(reader: _HashingReader, output: str, staging: str) -> list[OutputFil
             if member.issym():
                 os.symlink(member.linkname, dest)  # noqa: PTH211
                 raw = os.fsencode(member.linkname)
-                records.append(OutputFile(path=rel, kind=FileKind.SYMLINK, sha256=UNHASHED,
-                                          size=len(raw), mode=0o777, target=member.linkname))
+                records.append(
+                    OutputFile(
+                        path=rel,
+                        kind=FileKind.SYMLINK,
+                        sha256=UNHASHED,
+                        size=len(raw),
+                        mode=0o777,
+                        target=member.linkname,
+                    )
+                )
                 continue
             mode = member.mode & 0o7777
-            records.append(OutputFile(path=rel, kind=FileKind.FILE, sha256=UNHASHED,
-                                      size=member.size, mode=mode))
+            records.append(
+                OutputFile(
+                    path=rel, kind=FileKind.FILE, sha256=UNHASHED, size=member.size, mode=mode
+                )
+            )
             _write_member(tar, member, dest, mode & 0o777)
     if problems:
         raise UnsafeEntryError(problems)
@@ -218,13 +233,12 @@ def _make_dirs(staging: str, parent: str, made: set[str]) -> None:
 def _write_member(tar: tarfile.TarFile, member: tarfile.TarInfo, dest: str, mode: int) -> None:
     source = tar.extractfile(member)
     assert source is not None  # a regular file member always has a reader
-    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                 0o600)
+    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
         while chunk := source.read(CHUNK):
             view = memoryview(chunk)
             while view:
-                view = view[os.write(fd, view):]
+                view = view[os.write(fd, view) :]
         os.fchmod(fd, mode)
     finally:
         os.close(fd)

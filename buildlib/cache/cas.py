@@ -82,9 +82,11 @@ class PruneResult:
     removed_blobs: int
 
     def __str__(self) -> str:
-        return (f"pruned {self.removed_entries} entries and {self.removed_blobs} blobs "
-                f"({human_size(self.before - self.after)}); the cache holds "
-                f"{human_size(self.after)} of a {human_size(self.limit)} limit")
+        return (
+            f"pruned {self.removed_entries} entries and {self.removed_blobs} blobs "
+            f"({human_size(self.before - self.after)}); the cache holds "
+            f"{human_size(self.after)} of a {human_size(self.limit)} limit"
+        )
 
 
 class LocalStore:
@@ -247,10 +249,12 @@ class LocalStore:
 
     def usage(self) -> int:
         return sum(size for _name, size, _mtime in self._listing(Area.AC)) + sum(
-            size for _name, size, _mtime in self._listing(Area.CAS))
+            size for _name, size, _mtime in self._listing(Area.CAS)
+        )
 
-    def prune(self, max_size: int, references: Callable[[bytes], Iterable[str] | None]
-              ) -> PruneResult:
+    def prune(
+        self, max_size: int, references: Callable[[bytes], Iterable[str] | None]
+    ) -> PruneResult:
         """Shrink to at most `max_size` bytes, dropping least recently used entries first.
 
         `references(data)` names the blobs an entry uses, or None if it is corrupt (it
@@ -295,8 +299,13 @@ class LocalStore:
                     total -= blobs[ref][0]
                     removed_blobs += 1
         self._drop_pointers(set(self._names(Area.AC)))
-        return PruneResult(before=before, after=total, limit=max_size,
-                           removed_entries=removed_entries, removed_blobs=removed_blobs)
+        return PruneResult(
+            before=before,
+            after=total,
+            limit=max_size,
+            removed_entries=removed_entries,
+            removed_blobs=removed_blobs,
+        )
 
     def _names(self, area: Area) -> Iterator[str]:
         for name, _size, _mtime in self._listing(area):
@@ -400,6 +409,6 @@ def _write_all(fd: int, data: bytes | memoryview, tmp: Path) -> None:
     view = memoryview(data)
     try:
         while view:
-            view = view[os.write(fd, view):]
+            view = view[os.write(fd, view) :]
     except OSError as exc:
         raise StoreWriteError(tmp, exc) from exc

@@ -75,23 +75,33 @@ def resolve_cache_dir(explicit: Path | None, environ: Mapping[str, str]) -> Path
     return Path(platformdirs.user_cache_dir("buildlib"))
 
 
-def cache_config(manifest: Manifest, environ: Mapping[str, str], *, cache_dir: Path | None,
-                 remote_url: str | None, read_only: bool) -> CacheConfig:
+def cache_config(
+    manifest: Manifest,
+    environ: Mapping[str, str],
+    *,
+    cache_dir: Path | None,
+    remote_url: str | None,
+    read_only: bool,
+) -> CacheConfig:
     """Flags win over environment variables, which win over the manifest's [cache]."""
     # Resolved by the store when it opens (`resolve_cache_dir`): a no-op build never
     # needs the directory, nor platformdirs to find the default one.
     local = cache_dir
-    remote = remote_url if remote_url is not None else environ.get(
-        REMOTE_VARIABLE, manifest.cache.remote)
+    remote = (
+        remote_url
+        if remote_url is not None
+        else environ.get(REMOTE_VARIABLE, manifest.cache.remote)
+    )
     header = environ.get(HEADER_VARIABLE) or (
-        environ.get(manifest.cache.remote_header_env) if manifest.cache.remote_header_env
-        else None)
+        environ.get(manifest.cache.remote_header_env) if manifest.cache.remote_header_env else None
+    )
     return CacheConfig(
         local_dir=local,
         max_size=parse_size(environ.get("BUILDLIB_CACHE_MAX_SIZE", str(DEFAULT_MAX_SIZE))),
         remote_url=remote or None,
         remote_header=header or None,
-        remote_read_only=read_only or environ.get("BUILDLIB_REMOTE_READ_ONLY") == "1"
+        remote_read_only=read_only
+        or environ.get("BUILDLIB_REMOTE_READ_ONLY") == "1"
         or manifest.cache.remote_read_only,
         remote_timeout=float(environ.get("BUILDLIB_REMOTE_TIMEOUT", "5")),
         signing_key=environ.get(SIGNING_KEY_VARIABLE) or None,

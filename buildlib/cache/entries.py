@@ -119,8 +119,13 @@ class OutputFile:
     target: str | None = None  # symlinks only
 
     def to_json(self) -> dict[str, object]:
-        data: dict[str, object] = {"path": self.path, "kind": self.kind.value,
-                                   "sha256": self.sha256, "size": self.size, "mode": self.mode}
+        data: dict[str, object] = {
+            "path": self.path,
+            "kind": self.kind.value,
+            "sha256": self.sha256,
+            "size": self.size,
+            "mode": self.mode,
+        }
         if self.target is not None:
             data["target"] = self.target
         return data
@@ -145,8 +150,7 @@ class OutputFile:
             raise CorruptEntryError(f"{path}: file record lacks mode")
         if target is not None and not isinstance(target, str):
             raise CorruptEntryError(f"{path}: symlink target is not a string")
-        return cls(path=path, kind=file_kind, sha256=digest, size=size, mode=mode,
-                   target=target)
+        return cls(path=path, kind=file_kind, sha256=digest, size=size, mode=mode, target=target)
 
 
 _KINDS: Mapping[str, FileKind] = {kind.value: kind for kind in FileKind}
@@ -159,8 +163,14 @@ def is_digest(text: str) -> bool:
 def symlink_record(path: str, target: str) -> OutputFile:
     """The record of a symlink: its digest is the sha256 of the target string's bytes."""
     raw = os.fsencode(target)
-    return OutputFile(path=path, kind=FileKind.SYMLINK, sha256=hashlib.sha256(raw).hexdigest(),
-                      size=len(raw), mode=0o777, target=target)
+    return OutputFile(
+        path=path,
+        kind=FileKind.SYMLINK,
+        sha256=hashlib.sha256(raw).hexdigest(),
+        size=len(raw),
+        mode=0o777,
+        target=target,
+    )
 
 
 def path_problem(path: str) -> str | None:
@@ -204,11 +214,17 @@ def check_safe(files: Sequence[OutputFile]) -> None:
         parent = f.path.rpartition("/")[0]
         if parent and parent not in clear:
             parts = parent.split("/")
-            through = [prefix for prefix in ("/".join(parts[:i]) for i in range(1, len(parts) + 1))
-                       if prefix in kinds]
+            through = [
+                prefix
+                for prefix in ("/".join(parts[:i]) for i in range(1, len(parts) + 1))
+                if prefix in kinds
+            ]
             for prefix in through:
-                what = {FileKind.SYMLINK: "a symlink", FileKind.FILE: "a file",
-                        FileKind.ARCHIVE: "an archive"}[kinds[prefix]]
+                what = {
+                    FileKind.SYMLINK: "a symlink",
+                    FileKind.FILE: "a file",
+                    FileKind.ARCHIVE: "an archive",
+                }[kinds[prefix]]
                 problems.append(f"{f.path}: goes through {prefix}, which is {what}")
             if not through:
                 clear.add(parent)
@@ -246,17 +262,25 @@ def scope_problems(files: Sequence[OutputFile], scope: OutputScope, root: Path) 
     for f in files:
         owner = scope.owner(f.path)
         if owner is None:
-            problems.append(f"{f.path}: not under any declared output of the step "
-                            f"({', '.join(scope.patterns) or 'it declares none'})")
+            problems.append(
+                f"{f.path}: not under any declared output of the step "
+                f"({', '.join(scope.patterns) or 'it declares none'})"
+            )
         else:
             owners[f.path] = owner
     if problems:
         return problems
-    problems += [f"no file for the declared output {pattern!r}"
-                 for pattern in scope.patterns if pattern not in set(owners.values())]
-    problems += [f"{f.path}: an archive must stand for a whole declared output, not part "
-                 f"of {owners[f.path]!r}" for f in files
-                 if f.kind is FileKind.ARCHIVE and owners[f.path] != f.path]
+    problems += [
+        f"no file for the declared output {pattern!r}"
+        for pattern in scope.patterns
+        if pattern not in set(owners.values())
+    ]
+    problems += [
+        f"{f.path}: an archive must stand for a whole declared output, not part "
+        f"of {owners[f.path]!r}"
+        for f in files
+        if f.kind is FileKind.ARCHIVE and owners[f.path] != f.path
+    ]
     links = {f.path: f.target for f in files if f.target is not None}
 
     def replaced(path: str) -> bool:
@@ -269,21 +293,27 @@ def scope_problems(files: Sequence[OutputFile], scope: OutputScope, root: Path) 
             parents.add(parent)
             where = resolve(parent, links=links, replaced=replaced, root=root)
             if where != parent:
-                problems.append(f"{f.path}: its directory {parent} is reached through a "
-                                "symlink in the workspace" + ("" if where is not None
-                                                              else " that leads outside it"))
+                problems.append(
+                    f"{f.path}: its directory {parent} is reached through a "
+                    "symlink in the workspace"
+                    + ("" if where is not None else " that leads outside it")
+                )
             else:
                 blocked = _blocked(root, parent, replaced)
                 if blocked is not None:
-                    problems.append(f"{f.path}: {blocked} is a file in the workspace, outside "
-                                    "the outputs, where a directory is needed")
+                    problems.append(
+                        f"{f.path}: {blocked} is a file in the workspace, outside "
+                        "the outputs, where a directory is needed"
+                    )
         if f.kind is FileKind.SYMLINK:
             where = resolve(f.path, links=links, replaced=replaced, root=root)
             if where is None:
                 problems.append(f"{f.path} -> {f.target}: leads outside the workspace")
             elif not scope.covers(owners[f.path], where):
-                problems.append(f"{f.path} -> {f.target}: leads to {where or '.'}, outside "
-                                f"its output {owners[f.path]!r}")
+                problems.append(
+                    f"{f.path} -> {f.target}: leads to {where or '.'}, outside "
+                    f"its output {owners[f.path]!r}"
+                )
     return problems
 
 
@@ -304,8 +334,9 @@ def _blocked(root: Path, parent: str, replaced: Callable[[str], bool]) -> str | 
     return None
 
 
-def materialize(files: Sequence[OutputFile], root: Path, blob_path: Callable[[str], Path],
-                scope: OutputScope) -> None:
+def materialize(
+    files: Sequence[OutputFile], root: Path, blob_path: Callable[[str], Path], scope: OutputScope
+) -> None:
     """Make the outputs `scope` covers under `root` hold exactly `files`; every blob is
     checked against its sha256. An archive's members are held to the same rules as the
     entry's own files, once it is unpacked beside its output and before it takes the
@@ -327,16 +358,27 @@ def materialize(files: Sequence[OutputFile], root: Path, blob_path: Callable[[st
     _clear_obstacles(base, files, scope)
     keep = {f.path for f in files}
     whole = {f.path for f in archived}  # replaced as one directory, not file by file
-    stale = [rel for rel in expand_outputs(root, [p for p in scope.patterns if p not in whole])
-             if rel not in keep]
+    stale = [
+        rel
+        for rel in expand_outputs(root, [p for p in scope.patterns if p not in whole])
+        if rel not in keep
+    ]
     staged: list[tuple[str, str]] = []
     unpacked: list[tuple[str, str]] = []  # (staging directory, output) of each archive
     copies: list[tuple[OutputFile, str, str]] = []
     made: set[str] = set()  # parents checked and created already
     try:
         if archived:  # first: an archive refused while unpacking leaves nothing behind
-            _unpack_archives(archived, files, root=root, root_real=root_real,
-                             blob_path=blob_path, scope=scope, token=token, unpacked=unpacked)
+            _unpack_archives(
+                archived,
+                files,
+                root=root,
+                root_real=root_real,
+                blob_path=blob_path,
+                scope=scope,
+                token=token,
+                unpacked=unpacked,
+            )
         for f in files:
             dest = f"{base}/{f.path}"
             parent, _, name = dest.rpartition("/")
@@ -369,9 +411,17 @@ def materialize(files: Sequence[OutputFile], root: Path, blob_path: Callable[[st
             shutil.rmtree(staging, ignore_errors=True)
 
 
-def _unpack_archives(archived: Sequence[OutputFile], files: Sequence[OutputFile], *,
-                     root: Path, root_real: Path, blob_path: Callable[[str], Path],
-                     scope: OutputScope, token: str, unpacked: list[tuple[str, str]]) -> None:
+def _unpack_archives(
+    archived: Sequence[OutputFile],
+    files: Sequence[OutputFile],
+    *,
+    root: Path,
+    root_real: Path,
+    blob_path: Callable[[str], Path],
+    scope: OutputScope,
+    token: str,
+    unpacked: list[tuple[str, str]],
+) -> None:
     """Unpack each archive beside its output, then check its members with the entry's
     other files as one entry (so a link in one may not lead out through another)."""
     from buildlib.cache import archives  # tarfile and gzip: only for archived outputs
@@ -388,8 +438,7 @@ def _unpack_archives(archived: Sequence[OutputFile], files: Sequence[OutputFile]
                 missing = missing.parent
             _make_parent(root_real, root, Path(parent), f.path)
             staging = f"{parent}/.{name}.{token}.restoring"
-            members += archives.extract(os.fspath(blob_path(f.sha256)), f.sha256, f.path,
-                                        staging)
+            members += archives.extract(os.fspath(blob_path(f.sha256)), f.sha256, f.path, staging)
             unpacked.append((staging, dest))
         combined = [*files, *members]
         check_safe(combined)
@@ -456,8 +505,12 @@ def _remove_stale(base: str, stale: Sequence[str], keep: set[str], scope: Output
         with contextlib.suppress(FileNotFoundError):
             os.unlink(f"{base}/{rel}")  # noqa: PTH108
         parent = rel.rpartition("/")[0]
-        while parent and parent not in needed and parent not in emptied \
-                and scope.owner(parent) is not None:
+        while (
+            parent
+            and parent not in needed
+            and parent not in emptied
+            and scope.owner(parent) is not None
+        ):
             emptied.add(parent)
             parent = parent.rpartition("/")[0]
     for rel in sorted(emptied, key=lambda p: -p.count("/")):
@@ -471,8 +524,9 @@ def _make_parent(root_real: Path, root: Path, parent: Path, rel: str) -> None:
     while not os.path.lexists(existing) and existing != root:
         existing = existing.parent
     if not Path(os.path.realpath(existing)).is_relative_to(root_real):
-        raise UnsafeEntryError([f"{rel}: its directory leads outside the workspace "
-                                "through a symlink"])
+        raise UnsafeEntryError(
+            [f"{rel}: its directory leads outside the workspace through a symlink"]
+        )
     parent.mkdir(parents=True, exist_ok=True)
 
 
@@ -535,8 +589,9 @@ def _copy_verified(copies: Sequence[tuple[OutputFile, str, str]]) -> None:
                 _check(large[i][0], *outcome)
 
 
-def _check_batch(small: Sequence[tuple[OutputFile, str, str]], first: int,
-                 digests: list[tuple[str, int]]) -> None:
+def _check_batch(
+    small: Sequence[tuple[OutputFile, str, str]], first: int, digests: list[tuple[str, int]]
+) -> None:
     for offset, (digest, size) in enumerate(digests):
         _check(small[first + offset][0], digest, size)
 
@@ -571,7 +626,7 @@ def _copy_small(blob: str, tmp: str, mode: int) -> bytes:
     try:
         view = memoryview(data)
         while view:
-            view = view[os.write(fd, view):]
+            view = view[os.write(fd, view) :]
     finally:
         os.close(fd)
     return data
@@ -615,4 +670,4 @@ def copy_fd(source: int, dest: int) -> None:
     while chunk := os.read(source, 1 << 20):
         view = memoryview(chunk)
         while view:
-            view = view[os.write(dest, view):]
+            view = view[os.write(dest, view) :]

@@ -28,23 +28,24 @@ _CONTEXT = "buildlib-latest-entry/1"
 def pointer_name(step: str, mode: str, target: str) -> str:
     """sha256 hex of the triple: a file name, and a key no fingerprint can collide with
     (fingerprints hash another prefix)."""
-    return sha256_hex("\0".join((_CONTEXT, step, mode, target)).encode(
-        "utf-8", "surrogateescape"))
+    return sha256_hex("\0".join((_CONTEXT, step, mode, target)).encode("utf-8", "surrogateescape"))
 
 
 def record_local(cache_root: Path, step: str, mode: str, target: str, key: str) -> None:
     """Remember `key` as the step's newest entry; a store that cannot be written keeps
     its old pointer (the save itself already succeeded or was reported)."""
     with contextlib.suppress(OSError):
-        write_text_atomic(cache_root / DIRECTORY / pointer_name(step, mode, target),
-                          key + "\n")
+        write_text_atomic(cache_root / DIRECTORY / pointer_name(step, mode, target), key + "\n")
 
 
 def read_local(cache_root: Path, step: str, mode: str, target: str) -> str | None:
     """The key recorded by the newest local save of the step, or None."""
     try:
-        text = (cache_root / DIRECTORY / pointer_name(step, mode, target)).read_text(
-            encoding="ascii").strip()
+        text = (
+            (cache_root / DIRECTORY / pointer_name(step, mode, target))
+            .read_text(encoding="ascii")
+            .strip()
+        )
     except (OSError, UnicodeDecodeError):
         return None
     return text if len(text) == 64 and all(c in "0123456789abcdef" for c in text) else None

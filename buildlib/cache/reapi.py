@@ -68,9 +68,15 @@ class RemoteResult:
         return None
 
 
-def encode_action_result(files: Sequence[OutputFile], *, log_sha256: str, log_size: int,
-                         meta_sha256: str, meta_size: int,
-                         signature: Signature | None) -> bytes:
+def encode_action_result(
+    files: Sequence[OutputFile],
+    *,
+    log_sha256: str,
+    log_size: int,
+    meta_sha256: str,
+    meta_size: int,
+    signature: Signature | None,
+) -> bytes:
     """The ActionResult uploaded for an entry (deterministic bytes)."""
     result = reapi.ActionResult(exit_code=0)
     for f in files:
@@ -91,11 +97,13 @@ def encode_action_result(files: Sequence[OutputFile], *, log_sha256: str, log_si
     metadata = result.execution_metadata
     metadata.worker = WORKER
     metadata.auxiliary_metadata.add().Pack(
-        reapi.Digest(hash=meta_sha256, size_bytes=meta_size), type_url_prefix=ENTRY_TYPE_PREFIX)
+        reapi.Digest(hash=meta_sha256, size_bytes=meta_size), type_url_prefix=ENTRY_TYPE_PREFIX
+    )
     if signature is not None:
         metadata.auxiliary_metadata.add().Pack(
             wrappers_pb2.BytesValue(value=signature.public_key + signature.value),
-            type_url_prefix=SIGNATURE_TYPE_PREFIX)
+            type_url_prefix=SIGNATURE_TYPE_PREFIX,
+        )
     return result.SerializeToString(deterministic=True)
 
 
@@ -112,28 +120,38 @@ def decode_action_result(data: bytes) -> RemoteResult:
         if prefix == ENTRY_TYPE_PREFIX and name == reapi.Digest.DESCRIPTOR.full_name:
             meta = reapi.Digest()
             item.Unpack(meta)
-        elif (prefix == SIGNATURE_TYPE_PREFIX
-              and name == wrappers_pb2.BytesValue.DESCRIPTOR.full_name):
+        elif (
+            prefix == SIGNATURE_TYPE_PREFIX and name == wrappers_pb2.BytesValue.DESCRIPTOR.full_name
+        ):
             raw = wrappers_pb2.BytesValue()
             item.Unpack(raw)
             if len(raw.value) != KEY_BYTES + SIGNATURE_BYTES:
                 raise CorruptEntryError("its signature has the wrong length")
             signature = Signature(public_key=raw.value[:KEY_BYTES], value=raw.value[KEY_BYTES:])
     if meta is None or not is_digest(meta.hash):
-        raise CorruptEntryError("an action result without buildlib's entry (written by "
-                                "another tool?)")
+        raise CorruptEntryError(
+            "an action result without buildlib's entry (written by another tool?)"
+        )
     listing: dict[str, tuple[object, ...]] = {}
     for out in result.output_files:
         if any(p.name == ARCHIVE_PROPERTY for p in out.node_properties.properties):
             listing[out.path] = ("archive", out.digest.hash, out.digest.size_bytes)
             continue
-        mode = out.node_properties.unix_mode.value if out.node_properties.HasField(
-            "unix_mode") else (0o755 if out.is_executable else 0o644)
+        mode = (
+            out.node_properties.unix_mode.value
+            if out.node_properties.HasField("unix_mode")
+            else (0o755 if out.is_executable else 0o644)
+        )
         listing[out.path] = ("file", out.digest.hash, out.digest.size_bytes, mode)
     for link in result.output_symlinks:
         listing[link.path] = ("symlink", link.target)
-    return RemoteResult(meta_sha256=meta.hash, meta_size=meta.size_bytes, signature=signature,
-                        listing=listing, log_sha256=result.stdout_digest.hash)
+    return RemoteResult(
+        meta_sha256=meta.hash,
+        meta_size=meta.size_bytes,
+        signature=signature,
+        listing=listing,
+        log_sha256=result.stdout_digest.hash,
+    )
 
 
 def _listing(files: Sequence[OutputFile]) -> dict[str, tuple[object, ...]]:

@@ -56,8 +56,14 @@ class RemoteFailure(enum.Enum):
 class RemoteError(Exception):
     """A request failed; the message is redacted and names the remote and the cause."""
 
-    def __init__(self, failure: RemoteFailure, message: str, *, status: int | None = None,
-                 area: Area | None = None) -> None:
+    def __init__(
+        self,
+        failure: RemoteFailure,
+        message: str,
+        *,
+        status: int | None = None,
+        area: Area | None = None,
+    ) -> None:
         self.failure = failure
         self.status = status
         self.area = area
@@ -84,8 +90,9 @@ class _Deadlines:
             self._next += 1
             self._active[self._next] = (deadline, sock)
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, daemon=True,
-                                                name="remote-deadlines")
+                self._thread = threading.Thread(
+                    target=self._run, daemon=True, name="remote-deadlines"
+                )
                 self._thread.start()
             self._cond.notify()
             return self._next
@@ -132,25 +139,32 @@ def parse_header(text: str) -> tuple[str, str]:
     """Split `Name: value`. The error names the variables, never the value."""
     name, colon, value = text.partition(":")
     name, value = name.strip(), value.strip()
-    valid = bool(colon) and bool(TOKEN.match(name)) and bool(value) and not any(
-        c in value for c in "\r\n\0")
+    valid = (
+        bool(colon)
+        and bool(TOKEN.match(name))
+        and bool(value)
+        and not any(c in value for c in "\r\n\0")
+    )
     if valid:
         try:
             value.encode("latin-1")
         except UnicodeEncodeError:
             valid = False
     if not valid:
-        raise UserError("the remote cache header (BUILDLIB_REMOTE_HEADER or the variable named "
-                        "by [cache].remote_header_env) is not a valid 'Name: value' header",
-                        fix="set it to e.g. 'Authorization: Bearer <token>' (one line, latin-1)")
+        raise UserError(
+            "the remote cache header (BUILDLIB_REMOTE_HEADER or the variable named "
+            "by [cache].remote_header_env) is not a valid 'Name: value' header",
+            fix="set it to e.g. 'Authorization: Bearer <token>' (one line, latin-1)",
+        )
     return name, value
 
 
 class HttpRemote:
     """One remote cache for one build; thread-safe (one keep-alive connection per thread)."""
 
-    def __init__(self, url: str, *, header: str | None, timeout: float,
-                 read_only: bool = False) -> None:
+    def __init__(
+        self, url: str, *, header: str | None, timeout: float, read_only: bool = False
+    ) -> None:
         parts = urlsplit(url)
         host = parts.hostname or ""
         self.display_url = urlunsplit((parts.scheme, _host_port(parts.netloc), parts.path, "", ""))
@@ -159,9 +173,11 @@ class HttpRemote:
         except ValueError:
             port = -1
         if parts.scheme not in ("http", "https") or not host or port == -1:
-            raise UserError(f"remote cache URL {self.display_url!r} is not an http(s) URL",
-                            fix="use e.g. http://cache.example:8080/buildlib in --remote-cache, "
-                                "BUILDLIB_REMOTE_CACHE or [cache].remote")
+            raise UserError(
+                f"remote cache URL {self.display_url!r} is not an http(s) URL",
+                fix="use e.g. http://cache.example:8080/buildlib in --remote-cache, "
+                "BUILDLIB_REMOTE_CACHE or [cache].remote",
+            )
         self._https = parts.scheme == "https"
         self._host, self._port = host, port
         self._prefix = parts.path.rstrip("/")
@@ -217,9 +233,10 @@ class HttpRemote:
             nonlocal received
             received += len(chunk)
             if received > limit:
-                raise RemoteError(RemoteFailure.UNAVAILABLE,
-                                  f"{self.display_url}: {area.value}/{name} is larger than "
-                                  f"{limit} bytes")
+                raise RemoteError(
+                    RemoteFailure.UNAVAILABLE,
+                    f"{self.display_url}: {area.value}/{name} is larger than {limit} bytes",
+                )
             chunks.append(chunk)
 
         return b"".join(chunks) if self.fetch(area, name, sink) else None
@@ -245,9 +262,10 @@ class HttpRemote:
         if self._aborted:
             raise RemoteError(RemoteFailure.INTERRUPTED, f"{self.display_url}: interrupted")
         if not (self.reads if reading else self.writes):
-            raise RemoteError(RemoteFailure.UNAVAILABLE if reading else
-                              RemoteFailure.UPLOAD_REFUSED,
-                              f"{self.display_url}: switched off for this build")
+            raise RemoteError(
+                RemoteFailure.UNAVAILABLE if reading else RemoteFailure.UPLOAD_REFUSED,
+                f"{self.display_url}: switched off for this build",
+            )
 
     def _read_status(self, answer: tuple[int, str], method: str) -> bool:
         status, excerpt = answer
@@ -266,8 +284,16 @@ class HttpRemote:
         error.status, error.area = status, area
         raise error
 
-    def _exchange(self, method: str, area: Area, name: str, *, sink: Sink | None = None,
-                  body: bytes | BinaryIO | None = None, length: int = 0) -> tuple[int, str]:
+    def _exchange(
+        self,
+        method: str,
+        area: Area,
+        name: str,
+        *,
+        sink: Sink | None = None,
+        body: bytes | BinaryIO | None = None,
+        length: int = 0,
+    ) -> tuple[int, str]:
         """Send one request and consume its answer: (status, excerpt of an error's body).
 
         A keep-alive connection the server closed meanwhile is retried once on a new one
@@ -297,8 +323,9 @@ class HttpRemote:
                 self._drop()
                 if self._expired(token):
                     raise self._late() from None
-                closed = isinstance(exc, (http.client.RemoteDisconnected, ConnectionResetError,
-                                          BrokenPipeError))
+                closed = isinstance(
+                    exc, (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
+                )
                 if not (closed and reused and attempt == 1):
                     raise self._fail(RemoteFailure.UNAVAILABLE, exc) from None
                 if not isinstance(body, (bytes, type(None))):
@@ -330,12 +357,12 @@ class HttpRemote:
     def _late(self) -> RemoteError:
         if self._aborted:
             return RemoteError(RemoteFailure.INTERRUPTED, f"{self.display_url}: interrupted")
-        return self._fail(RemoteFailure.UNAVAILABLE,
-                          f"no complete answer within {self.timeout:g}s (plus 1s per MiB "
-                          "of body)")
+        return self._fail(
+            RemoteFailure.UNAVAILABLE,
+            f"no complete answer within {self.timeout:g}s (plus 1s per MiB of body)",
+        )
 
-    def _consume(self, response: http.client.HTTPResponse, sink: Sink | None
-                 ) -> tuple[int, str]:
+    def _consume(self, response: http.client.HTTPResponse, sink: Sink | None) -> tuple[int, str]:
         status = response.status
         complete = False
         excerpt = b""
@@ -344,7 +371,7 @@ class HttpRemote:
                 if status == 200 and sink is not None:
                     sink(chunk)  # the receiver's own errors (disk full...) pass through
                 elif status >= 400 and len(excerpt) < ERROR_EXCERPT:
-                    excerpt += chunk[:ERROR_EXCERPT - len(excerpt)]
+                    excerpt += chunk[: ERROR_EXCERPT - len(excerpt)]
             if response.length:  # read1 ends quietly where the connection did
                 raise http.client.IncompleteRead(b"", response.length)
             # read1, unlike read, leaves an answer it has read to the end open (and a
@@ -362,8 +389,9 @@ class HttpRemote:
         if connection is not None:
             return connection, True
         if self._https:
-            connection = http.client.HTTPSConnection(self._host, self._port, timeout=self.timeout,
-                                                     context=ssl.create_default_context())
+            connection = http.client.HTTPSConnection(
+                self._host, self._port, timeout=self.timeout, context=ssl.create_default_context()
+            )
         else:
             connection = http.client.HTTPConnection(self._host, self._port, timeout=self.timeout)
         self._local.connection = connection

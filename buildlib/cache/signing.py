@@ -51,7 +51,7 @@ def public_key_problem(text: str) -> str | None:
     if not text.startswith(PUBLIC_PREFIX):
         return f"{text!r} does not start with {PUBLIC_PREFIX!r}"
     try:
-        raw = base64.b64decode(text[len(PUBLIC_PREFIX):], validate=True)
+        raw = base64.b64decode(text[len(PUBLIC_PREFIX) :], validate=True)
     except binascii.Error:
         return f"{text!r} is not base64 after {PUBLIC_PREFIX!r}"
     if len(raw) != KEY_BYTES:
@@ -70,8 +70,9 @@ class Signer:
         from cryptography.hazmat.primitives import serialization
 
         self._key = key
-        self.public_key = key.public_key().public_bytes(serialization.Encoding.Raw,
-                                                         serialization.PublicFormat.Raw)
+        self.public_key = key.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
 
     @classmethod
     def from_text(cls, text: str) -> Signer:
@@ -81,15 +82,17 @@ class Signer:
         text = text.strip()
         try:
             if text.startswith(PRIVATE_PREFIX):
-                seed = base64.b64decode(text[len(PRIVATE_PREFIX):], validate=True)
+                seed = base64.b64decode(text[len(PRIVATE_PREFIX) :], validate=True)
                 return cls(Ed25519PrivateKey.from_private_bytes(seed))
             key = serialization.load_pem_private_key(text.encode(), password=None)
         except (ValueError, TypeError, binascii.Error):
             key = None
         if not isinstance(key, Ed25519PrivateKey):  # an RSA or EC key is not ours either
-            raise UserError("BUILDLIB_CACHE_SIGNING_KEY is not an Ed25519 private key",
-                            fix="set it to the 'ed25519-private:...' line `buildlib keygen` "
-                                "prints (or an unencrypted PKCS#8 PEM Ed25519 key)")
+            raise UserError(
+                "BUILDLIB_CACHE_SIGNING_KEY is not an Ed25519 private key",
+                fix="set it to the 'ed25519-private:...' line `buildlib keygen` "
+                "prints (or an unencrypted PKCS#8 PEM Ed25519 key)",
+            )
         return cls(key)
 
     def sign(self, message: bytes) -> Signature:
@@ -107,7 +110,7 @@ class Verifier:
             problem = public_key_problem(text)
             if problem is not None:  # the manifest checks this; a bug if it gets here
                 raise ValueError(problem)
-            raw = base64.b64decode(text[len(PUBLIC_PREFIX):])
+            raw = base64.b64decode(text[len(PUBLIC_PREFIX) :])
             self._keys[raw] = Ed25519PublicKey.from_public_bytes(raw)
 
     def problem(self, message: bytes, signature: Signature | None) -> str | None:
@@ -132,7 +135,7 @@ def generate() -> tuple[str, str]:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     key = Ed25519PrivateKey.generate()
-    seed = key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
-                             serialization.NoEncryption())
-    return PRIVATE_PREFIX + base64.b64encode(seed).decode(), public_key_text(
-        Signer(key).public_key)
+    seed = key.private_bytes(
+        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+    )
+    return PRIVATE_PREFIX + base64.b64encode(seed).decode(), public_key_text(Signer(key).public_key)

@@ -96,8 +96,14 @@ class WarningKind(enum.Enum):
     REMOTE_UPLOAD_REFUSED = "remote upload refused"
 
 
-ONCE_PER_BUILD = frozenset({WarningKind.LOCAL_WRITE, WarningKind.LOCAL_READ,
-                            WarningKind.REMOTE_UNAVAILABLE, WarningKind.REMOTE_UPLOAD_REFUSED})
+ONCE_PER_BUILD = frozenset(
+    {
+        WarningKind.LOCAL_WRITE,
+        WarningKind.LOCAL_READ,
+        WarningKind.REMOTE_UNAVAILABLE,
+        WarningKind.REMOTE_UPLOAD_REFUSED,
+    }
+)
 
 
 class _NotStoredError(Exception):
@@ -127,7 +133,9 @@ class CacheEntry:
 def seal(entry: CacheEntry) -> bytes:
     """The entry as JSON that carries the sha256 of its own canonical body."""
     body: dict[str, object] = {
-        "step": entry.step, "key": entry.key, "created": entry.created,
+        "step": entry.step,
+        "key": entry.key,
+        "created": entry.created,
         "files": [f.to_json() for f in entry.files],
         "log": {"sha256": entry.log_sha256, "size": entry.log_size},
         "meta": json.loads(json.dumps(dict(entry.meta), default=str)),
@@ -150,22 +158,35 @@ def unseal(data: bytes, key: str | None) -> CacheEntry:
     files, log, meta = body.get("files"), body.get("log"), body.get("meta")
     if key is not None and stored_key != key:
         raise CorruptEntryError("it is stored under another key")
-    if not (isinstance(step, str) and isinstance(stored_key, str)
-            and isinstance(created, (int, float)) and isinstance(files, list)
-            and isinstance(log, dict) and isinstance(meta, dict)):
+    if not (
+        isinstance(step, str)
+        and isinstance(stored_key, str)
+        and isinstance(created, (int, float))
+        and isinstance(files, list)
+        and isinstance(log, dict)
+        and isinstance(meta, dict)
+    ):
         raise CorruptEntryError("a field is missing or has the wrong type")
     log_sha256, log_size = log.get("sha256"), log.get("size")
     if not (isinstance(log_sha256, str) and is_digest(log_sha256) and isinstance(log_size, int)):
         raise CorruptEntryError("its log record is malformed")
     records = tuple(OutputFile.from_json(item) for item in files)
     check_safe(records)
-    return CacheEntry(step=step, key=stored_key, files=records, log_sha256=log_sha256,
-                      log_size=log_size, created=float(created), meta=meta)
+    return CacheEntry(
+        step=step,
+        key=stored_key,
+        files=records,
+        log_sha256=log_sha256,
+        log_size=log_size,
+        created=float(created),
+        meta=meta,
+    )
 
 
 def _canonical(value: object) -> bytes:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True,
-                      allow_nan=False).encode()
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+    ).encode()
 
 
 def _digest(body: object) -> str:
@@ -177,15 +198,19 @@ class StepCache:
 
     def __init__(self, config: CacheConfig, *, environ: Mapping[str, str] | None = None) -> None:
         self.config = config
-        self.local = LocalStore(resolve_cache_dir(
-            config.local_dir, os.environ if environ is None else environ))
+        self.local = LocalStore(
+            resolve_cache_dir(config.local_dir, os.environ if environ is None else environ)
+        )
         self.remote: HttpRemote | None = None
         if config.remote_url:
             from buildlib.cache.remote import HttpRemote
 
-            self.remote = HttpRemote(config.remote_url, header=config.remote_header,
-                                     timeout=config.remote_timeout,
-                                     read_only=config.remote_read_only)
+            self.remote = HttpRemote(
+                config.remote_url,
+                header=config.remote_header,
+                timeout=config.remote_timeout,
+                read_only=config.remote_read_only,
+            )
         self._signer: Signer | None = None
         self._verifier: Verifier | None = None
         if config.signing_key:
@@ -217,8 +242,9 @@ class StepCache:
             entry = self._lookup_remote(step, key)
         return entry
 
-    def peek(self, step: str, key: str, *, shared: bool = True
-             ) -> tuple[CacheSource, str | None] | None:
+    def peek(
+        self, step: str, key: str, *, shared: bool = True
+    ) -> tuple[CacheSource, str | None] | None:
         """Where `lookup` would find a usable entry for `key`, and the outputs digest its
         restore would give (`fingerprint.outputs_digest`; None when only the restore can
         tell, for an archived output of a remote entry), without downloading blobs or
@@ -254,10 +280,14 @@ class StepCache:
             return None
         if any(described[0] == "archive" for described in result.listing.values()):
             return CacheSource.REMOTE, None
-        return CacheSource.REMOTE, outputs_digest({  # a symlink's is its target string's
-            path: str(described[1]) if described[0] == "file"
-            else hashlib.sha256(os.fsencode(str(described[1]))).hexdigest()
-            for path, described in result.listing.items()})
+        return CacheSource.REMOTE, outputs_digest(
+            {  # a symlink's is its target string's
+                path: str(described[1])
+                if described[0] == "file"
+                else hashlib.sha256(os.fsencode(str(described[1]))).hexdigest()
+                for path, described in result.listing.items()
+            }
+        )
 
     def restore(self, entry: CacheEntry, root: Path, scope: OutputScope) -> bool:
         """Make the step's declared outputs under `root` hold exactly the entry's files.
@@ -268,22 +298,29 @@ class StepCache:
         runs the step instead.
         """
         try:
-            materialize(entry.files, root, lambda digest: self.local.path(Area.CAS, digest),
-                        scope)
+            materialize(entry.files, root, lambda digest: self.local.path(Area.CAS, digest), scope)
         except UnsafeEntryError as exc:
-            self._note(WarningKind.REFUSED, f"cache entry refused for {entry.step} "
-                       f"({entry.source} cache): {exc}; the step runs")
+            self._note(
+                WarningKind.REFUSED,
+                f"cache entry refused for {entry.step} "
+                f"({entry.source} cache): {exc}; the step runs",
+            )
             return False
         except CorruptBlobError as exc:
             self.local.discard(Area.CAS, exc.digest)
             self.local.discard(Area.AC, entry.key)
-            self._note(WarningKind.CORRUPT, f"cache entry corrupt for {entry.step}: {exc}; "
-                       "it was discarded and the step runs")
+            self._note(
+                WarningKind.CORRUPT,
+                f"cache entry corrupt for {entry.step}: {exc}; it was discarded and the step runs",
+            )
             return False
         except OSError as exc:
-            self._note(WarningKind.NOT_RESTORED, f"cache entry for {entry.step} could not be "
-                       f"restored: {exc.strerror or exc} ({exc.filename or 'workspace'}); "
-                       "the step runs")
+            self._note(
+                WarningKind.NOT_RESTORED,
+                f"cache entry for {entry.step} could not be "
+                f"restored: {exc.strerror or exc} ({exc.filename or 'workspace'}); "
+                "the step runs",
+            )
             return False
         return True
 
@@ -293,8 +330,11 @@ class StepCache:
             data = self.local.read_blob(entry.log_sha256, f"the log of {entry.step}")
         except CorruptBlobError:
             self.local.discard(Area.CAS, entry.log_sha256)
-            self._note(WarningKind.CORRUPT, f"cache entry corrupt: the stored log of "
-                       f"{entry.step} does not match its sha256; it was discarded")
+            self._note(
+                WarningKind.CORRUPT,
+                f"cache entry corrupt: the stored log of "
+                f"{entry.step} does not match its sha256; it was discarded",
+            )
             return ""
         except OSError:
             return ""
@@ -302,10 +342,19 @@ class StepCache:
 
     # -- writing -------------------------------------------------------------------------
 
-    def save(self, step: str, key: str, root: Path,  # noqa: PLR0917 - the executor's call
-             output_paths: Sequence[str], log_path: Path, meta: Mapping[str, object], *,
-             scope: OutputScope, archives: Collection[str] = (),
-             shared: bool = True) -> str | None:
+    def save(  # noqa: PLR0917 - the executor's call
+        self,
+        step: str,
+        key: str,
+        root: Path,
+        output_paths: Sequence[str],
+        log_path: Path,
+        meta: Mapping[str, object],
+        *,
+        scope: OutputScope,
+        archives: Collection[str] = (),
+        shared: bool = True,
+    ) -> str | None:
         """Store the outputs and log of a successful step (a step without outputs stores its
         log alone, replayed on a hit). `output_paths` are workspace-relative files and
         symlinks, all under `scope`; those under an output named in `archives` are stored
@@ -319,8 +368,15 @@ class StepCache:
         try:
             files = self._store_outputs(root, output_paths, scope, archives)
             log_sha256, log_size = self._store_log(log_path)
-            entry = CacheEntry(step=step, key=key, files=files, log_sha256=log_sha256,
-                               log_size=log_size, created=time.time(), meta=meta)
+            entry = CacheEntry(
+                step=step,
+                key=key,
+                files=files,
+                log_sha256=log_sha256,
+                log_size=log_size,
+                created=time.time(),
+                meta=meta,
+            )
             data = seal(entry)
             self.local.write_entry(key, data)
             latest_of = _mode_target(meta)
@@ -337,8 +393,9 @@ class StepCache:
             self._push(entry, data)
         return None
 
-    def _store_outputs(self, root: Path, output_paths: Sequence[str], scope: OutputScope,
-                       archives: Collection[str]) -> tuple[OutputFile, ...]:
+    def _store_outputs(
+        self, root: Path, output_paths: Sequence[str], scope: OutputScope, archives: Collection[str]
+    ) -> tuple[OutputFile, ...]:
         """Copy the outputs into the store; raises _NotStoredError for an output we cannot
         cache, or for outputs a restore would refuse (the rule is the same both ways).
 
@@ -370,8 +427,10 @@ class StepCache:
         problems = scope_problems([*files, *members], scope, root)
         if problems:
             raise _NotStoredError("; ".join(problems))
-        return (*files, *(self._archive(root, output, paths)
-                          for output, paths in packed.items() if paths))
+        return (
+            *files,
+            *(self._archive(root, output, paths) for output, paths in packed.items() if paths),
+        )
 
     def _describe(self, root: Path, rel: str) -> OutputFile:
         """A member of an archived output, described for the checks (not stored alone)."""
@@ -390,22 +449,27 @@ class StepCache:
             raise _NotStoredError(f"{rel}: {exc.strerror or exc}") from None
         if not stat.S_ISREG(info.st_mode):
             raise _NotStoredError(f"{rel}: not a regular file or a symlink")
-        return OutputFile(path=rel, kind=FileKind.FILE, sha256=UNHASHED, size=info.st_size,
-                          mode=stat.S_IMODE(info.st_mode) & 0o777)
+        return OutputFile(
+            path=rel,
+            kind=FileKind.FILE,
+            sha256=UNHASHED,
+            size=info.st_size,
+            mode=stat.S_IMODE(info.st_mode) & 0o777,
+        )
 
     def _archive(self, root: Path, output: str, paths: Sequence[str]) -> OutputFile:
         """Store an archived output as one blob (cache/archives.py)."""
         from buildlib.cache import archives
 
         try:
-            digest, size = self.local.add_stream(functools.partial(
-                archives.pack, os.fspath(root), output, paths))
+            digest, size = self.local.add_stream(
+                functools.partial(archives.pack, os.fspath(root), output, paths)
+            )
         except OSError as exc:  # reading the workspace; the store's are StoreWriteError
             raise _NotStoredError(f"{output}: {exc.strerror or exc}") from None
         except ValueError as exc:
             raise _NotStoredError(str(exc)) from None
-        return OutputFile(path=output, kind=FileKind.ARCHIVE, sha256=digest, size=size,
-                          mode=0o755)
+        return OutputFile(path=output, kind=FileKind.ARCHIVE, sha256=digest, size=size, mode=0o755)
 
     def _record(self, root: Path, rel: str) -> OutputFile:
         """Store one output (a file's content as a blob) and describe it."""
@@ -423,8 +487,13 @@ class StepCache:
                 return symlink_record(rel, target)
             if stat.S_ISREG(info.st_mode):
                 digest, size = self.local.add_file(path)
-                return OutputFile(path=rel, kind=FileKind.FILE, sha256=digest, size=size,
-                                  mode=stat.S_IMODE(info.st_mode) & 0o777)
+                return OutputFile(
+                    path=rel,
+                    kind=FileKind.FILE,
+                    sha256=digest,
+                    size=size,
+                    mode=stat.S_IMODE(info.st_mode) & 0o777,
+                )
         except OSError as exc:  # reading the workspace; store errors are StoreWriteError
             raise _NotStoredError(f"{rel}: {exc.strerror or exc}") from None
         raise _NotStoredError(f"{rel}: not a regular file or a symlink")
@@ -444,8 +513,11 @@ class StepCache:
         from buildlib.cache.remote import RemoteError
 
         meta_sha256 = hashlib.sha256(data).hexdigest()
-        signature = None if self._signer is None else self._signer.sign(
-            signed_message(entry.key, meta_sha256))
+        signature = (
+            None
+            if self._signer is None
+            else self._signer.sign(signed_message(entry.key, meta_sha256))
+        )
         try:
             for digest in entry.blobs():
                 if not self.remote.contains(Area.CAS, digest):
@@ -453,8 +525,13 @@ class StepCache:
             if not self.remote.contains(Area.CAS, meta_sha256):
                 self.remote.put_bytes(Area.CAS, meta_sha256, data)
             result = encode_action_result(
-                entry.files, log_sha256=entry.log_sha256, log_size=entry.log_size,
-                meta_sha256=meta_sha256, meta_size=len(data), signature=signature)
+                entry.files,
+                log_sha256=entry.log_sha256,
+                log_size=entry.log_size,
+                meta_sha256=meta_sha256,
+                meta_size=len(data),
+                signature=signature,
+            )
             self.remote.put_bytes(Area.AC, entry.key, result)
             latest_of = _mode_target(entry.meta)
             if latest_of is not None:  # the step's newest entry, for explain-miss
@@ -464,8 +541,10 @@ class StepCache:
         except RemoteError as exc:
             self._remote_failed(exc, entry.step)
         except OSError as exc:  # a blob pruned meanwhile by another build
-            self._note(WarningKind.NOT_STORED, f"cache entry not uploaded for {entry.step}: "
-                       f"{exc.strerror or exc}")
+            self._note(
+                WarningKind.NOT_STORED,
+                f"cache entry not uploaded for {entry.step}: {exc.strerror or exc}",
+            )
 
     # -- the newest entry of a step (explain-miss, cache/latest.py) ----------------------
 
@@ -516,8 +595,13 @@ class StepCache:
         entry = self._decode(step, sealed, None, CacheSource.REMOTE)
         if entry is None or entry.step != step:
             return None
-        if self._verifier is not None and self._verifier.problem(
-                signed_message(entry.key, result.meta_sha256), result.signature) is not None:
+        if (
+            self._verifier is not None
+            and self._verifier.problem(
+                signed_message(entry.key, result.meta_sha256), result.signature
+            )
+            is not None
+        ):
             return None
         return replace(entry, source=CacheSource.REMOTE)
 
@@ -534,9 +618,10 @@ class StepCache:
         try:
             return self._prune(max_size)
         except StoreWriteError as exc:
-            raise UserError(f"cannot prune the cache: {exc}",
-                            fix="check the cache directory's permissions, or pass --cache-dir"
-                            ) from None
+            raise UserError(
+                f"cannot prune the cache: {exc}",
+                fix="check the cache directory's permissions, or pass --cache-dir",
+            ) from None
 
     def clear(self) -> None:
         """Empty the local store (for `clean --cache`); UserError if it cannot be written."""
@@ -544,9 +629,10 @@ class StepCache:
             with self._prune_lock:
                 self.local.clear()
         except StoreWriteError as exc:
-            raise UserError(f"cannot empty the cache: {exc}",
-                            fix="check the cache directory's permissions, or pass --cache-dir"
-                            ) from None
+            raise UserError(
+                f"cannot empty the cache: {exc}",
+                fix="check the cache directory's permissions, or pass --cache-dir",
+            ) from None
         with self._lock:
             self._usage = 0
 
@@ -580,8 +666,11 @@ class StepCache:
         try:
             data = self.local.read_entry(key)
         except OSError as exc:
-            self._note(WarningKind.LOCAL_READ, f"local cache unreadable ({self.local.root}): "
-                       f"{exc.strerror or exc}; treating it as empty")
+            self._note(
+                WarningKind.LOCAL_READ,
+                f"local cache unreadable ({self.local.root}): "
+                f"{exc.strerror or exc}; treating it as empty",
+            )
             return None
         if data is None:
             return None
@@ -599,8 +688,11 @@ class StepCache:
             if actual != size:
                 self.local.discard(Area.CAS, digest)
                 self.local.discard(Area.AC, key)
-                self._note(WarningKind.CORRUPT, f"cache entry corrupt for {step}: a stored "
-                           "file is truncated; it was discarded and the step runs")
+                self._note(
+                    WarningKind.CORRUPT,
+                    f"cache entry corrupt for {step}: a stored "
+                    "file is truncated; it was discarded and the step runs",
+                )
                 return None
         return entry
 
@@ -613,8 +705,11 @@ class StepCache:
             self._remote_failed(exc, step)
             return None
         except CorruptBlobError:
-            self._note(WarningKind.CORRUPT, f"cache entry corrupt for {step}: the remote "
-                       "cache served a blob that does not match its sha256; not used")
+            self._note(
+                WarningKind.CORRUPT,
+                f"cache entry corrupt for {step}: the remote "
+                "cache served a blob that does not match its sha256; not used",
+            )
             return None
         except StoreWriteError as exc:
             self._local_write_failed(exc)
@@ -639,8 +734,11 @@ class StepCache:
             return None
         mismatch = result.mismatch(entry.files, entry.log_sha256)
         if mismatch is not None:
-            self._note(WarningKind.CORRUPT, f"cache entry corrupt for {step} (remote cache): "
-                       f"its action result and its body disagree ({mismatch}); not used")
+            self._note(
+                WarningKind.CORRUPT,
+                f"cache entry corrupt for {step} (remote cache): "
+                f"its action result and its body disagree ({mismatch}); not used",
+            )
             return None
         needed = entry.blobs()
         present = self.local.blob_sizes(needed)
@@ -664,29 +762,41 @@ class StepCache:
         try:
             result = decode_action_result(data)
         except CorruptEntryError as exc:
-            self._note(WarningKind.CORRUPT, f"cache entry corrupt for {step} (remote cache): "
-                       f"{exc}; not used, the step runs")
+            self._note(
+                WarningKind.CORRUPT,
+                f"cache entry corrupt for {step} (remote cache): {exc}; not used, the step runs",
+            )
             return None
         if self._verifier is not None:
-            problem = self._verifier.problem(signed_message(key, result.meta_sha256),
-                                             result.signature)
+            problem = self._verifier.problem(
+                signed_message(key, result.meta_sha256), result.signature
+            )
             if problem is not None:
-                self._note(WarningKind.REFUSED, f"cache entry refused for {step} (remote "
-                           f"cache): {problem}; [cache] trusted_keys accepts only entries "
-                           "signed by those keys, so the step runs")
+                self._note(
+                    WarningKind.REFUSED,
+                    f"cache entry refused for {step} (remote "
+                    f"cache): {problem}; [cache] trusted_keys accepts only entries "
+                    "signed by those keys, so the step runs",
+                )
                 return None
         return result
 
-    def _decode(self, step: str, data: bytes, key: str | None, source: CacheSource
-                ) -> CacheEntry | None:
+    def _decode(
+        self, step: str, data: bytes, key: str | None, source: CacheSource
+    ) -> CacheEntry | None:
         try:
             return unseal(data, key)
         except UnsafeEntryError as exc:
-            self._note(WarningKind.REFUSED, f"cache entry refused for {step} ({source} cache): "
-                       f"{exc}; the step runs")
+            self._note(
+                WarningKind.REFUSED,
+                f"cache entry refused for {step} ({source} cache): {exc}; the step runs",
+            )
         except CorruptEntryError as exc:
-            self._note(WarningKind.CORRUPT, f"cache entry corrupt for {step} ({source} cache): "
-                       f"{exc}; it was discarded and the step runs")
+            self._note(
+                WarningKind.CORRUPT,
+                f"cache entry corrupt for {step} ({source} cache): "
+                f"{exc}; it was discarded and the step runs",
+            )
         return None
 
     # -- warnings and interruption -------------------------------------------------------
@@ -694,7 +804,7 @@ class StepCache:
     def drain_warnings(self) -> list[str]:
         """The warnings noted since the last call, in order."""
         with self._lock:
-            found = self.warnings[self._drained:]
+            found = self.warnings[self._drained :]
             self._drained = len(self.warnings)
         return found
 
@@ -724,27 +834,38 @@ class StepCache:
     def _local_write_failed(self, exc: StoreWriteError) -> str | None:
         with self._lock:
             self._local_writes = False
-        return self._note(WarningKind.LOCAL_WRITE, f"local cache not writable: {exc}; results "
-                          "of this build are not cached (the build itself is unaffected)")
+        return self._note(
+            WarningKind.LOCAL_WRITE,
+            f"local cache not writable: {exc}; results "
+            "of this build are not cached (the build itself is unaffected)",
+        )
 
     def _remote_failed(self, exc: RemoteError, step: str) -> None:
         from buildlib.cache.remote import RemoteFailure
 
         if exc.failure is RemoteFailure.UNAVAILABLE:
-            self._note(WarningKind.REMOTE_UNAVAILABLE, f"remote cache unavailable: {exc}; "
-                       "it is off for the rest of this build, the local cache still works")
+            self._note(
+                WarningKind.REMOTE_UNAVAILABLE,
+                f"remote cache unavailable: {exc}; "
+                "it is off for the rest of this build, the local cache still works",
+            )
         elif exc.failure is RemoteFailure.INTERRUPTED:
             return
         elif exc.status == 400 and exc.area is Area.AC:
-            self._note(WarningKind.REMOTE_UPLOAD_REFUSED, f"remote cache rejected the entry of "
-                       f"{step}: {exc}. The server checks /ac/ uploads (bazel-remote parses them "
-                       "as REAPI ActionResult messages and wants every blob they name in its "
-                       "CAS); check that it is a Bazel HTTP cache and that its CAS keeps "
-                       "blobs long enough (bazel-remote: a larger --max_size). Nothing more "
-                       "is uploaded in this build")
+            self._note(
+                WarningKind.REMOTE_UPLOAD_REFUSED,
+                f"remote cache rejected the entry of "
+                f"{step}: {exc}. The server checks /ac/ uploads (bazel-remote parses them "
+                "as REAPI ActionResult messages and wants every blob they name in its "
+                "CAS); check that it is a Bazel HTTP cache and that its CAS keeps "
+                "blobs long enough (bazel-remote: a larger --max_size). Nothing more "
+                "is uploaded in this build",
+            )
         else:
-            self._note(WarningKind.REMOTE_UPLOAD_REFUSED, f"remote cache refused an upload: "
-                       f"{exc}; nothing more is uploaded in this build")
+            self._note(
+                WarningKind.REMOTE_UPLOAD_REFUSED,
+                f"remote cache refused an upload: {exc}; nothing more is uploaded in this build",
+            )
 
 
 def _mode_target(meta: Mapping[str, object]) -> tuple[str, str] | None:

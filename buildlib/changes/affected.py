@@ -64,8 +64,12 @@ class Why:
         return f"{head} ({self.detail})" if self.detail else head
 
     def as_json(self) -> dict[str, str]:
-        return {"kind": self.reason.value, "subject": self.subject, "detail": self.detail,
-                "text": self.text()}
+        return {
+            "kind": self.reason.value,
+            "subject": self.subject,
+            "detail": self.detail,
+            "text": self.text(),
+        }
 
 
 @record
@@ -154,7 +158,7 @@ def step_cwd(step: PlannedStep, plan: Plan) -> str:
     if cwd == root:
         return "."
     if cwd.startswith(root + "/"):
-        return cwd[len(root) + 1:]
+        return cwd[len(root) + 1 :]
     return cwd
 
 
@@ -172,15 +176,19 @@ def matching_inputs(plan: Plan, paths: Sequence[ChangedPath]) -> dict[str, list[
         return found
     for name, step in plan.steps.items():
         matcher = InputMatcher(step, step_cwd(step, plan))
-        hits = [c.path for c in paths
-                if (matcher.covers_below(c.path) if c.directory else matcher.covers(c.path))]
+        hits = [
+            c.path
+            for c in paths
+            if (matcher.covers_below(c.path) if c.directory else matcher.covers(c.path))
+        ]
         if hits:
             found[name] = hits
     return found
 
 
-def select(plan: Plan, facts: Facts, *,
-           is_lockfile: Callable[[str], bool] | None = None) -> Selection:
+def select(
+    plan: Plan, facts: Facts, *, is_lockfile: Callable[[str], bool] | None = None
+) -> Selection:
     """The affected steps of `plan` and why, closed downstream; `is_lockfile(path)` tells
     which changed inputs are lockfiles whose verdicts are in `facts.lockfiles`."""
     direct: dict[str, list[Why]] = {}
@@ -197,20 +205,27 @@ def select(plan: Plan, facts: Facts, *,
             detail = ""
             if is_lockfile is not None and is_lockfile(path):
                 member = lock_member(step, plan, path)
-                detail = ("any change to it counts here" if member == "." else
-                          f"the resolved dependencies of {member} changed" if verdict else
-                          "cannot tell which packages it changed")
-            direct.setdefault(name, []).append(Why(reason=Reason.INPUT_CHANGED, subject=path,
-                                                   detail=detail))
+                detail = (
+                    "any change to it counts here"
+                    if member == "."
+                    else f"the resolved dependencies of {member} changed"
+                    if verdict
+                    else "cannot tell which packages it changed"
+                )
+            direct.setdefault(name, []).append(
+                Why(reason=Reason.INPUT_CHANGED, subject=path, detail=detail)
+            )
     for name, detail in facts.manifest.items():
         if name in plan.steps:
-            direct.setdefault(name, []).append(Why(reason=Reason.MANIFEST_CHANGED,
-                                                   subject="", detail=detail))
+            direct.setdefault(name, []).append(
+                Why(reason=Reason.MANIFEST_CHANGED, subject="", detail=detail)
+            )
     for name, tools in facts.tools.items():
         if name in plan.steps:
             direct.setdefault(name, []).extend(
                 Why(reason=Reason.TOOL_VERSION_CHANGED, subject=tool, detail=detail)
-                for tool, detail in tools)
+                for tool, detail in tools
+            )
     return _close(plan, direct, spared)
 
 
@@ -220,14 +235,18 @@ def select_all(plan: Plan, reason: Reason, detail: str) -> Selection:
     return Selection(affected=dict.fromkeys(plan.steps, why), needed=(), unaffected=())
 
 
-def _close(plan: Plan, direct: Mapping[str, list[Why]], spared: Mapping[str, list[str]]
-           ) -> Selection:
+def _close(
+    plan: Plan, direct: Mapping[str, list[Why]], spared: Mapping[str, list[str]]
+) -> Selection:
     deps = {name: s.depends_on for name, s in plan.steps.items()}
     affected: dict[str, tuple[Why, ...]] = {}
     for name in plan.steps:  # topological order: a dependency is decided first
         whys = list(direct.get(name, ()))
-        whys += [Why(reason=Reason.DEPENDENCY_AFFECTED, subject=dep)
-                 for dep in deps[name] if dep in affected]
+        whys += [
+            Why(reason=Reason.DEPENDENCY_AFFECTED, subject=dep)
+            for dep in deps[name]
+            if dep in affected
+        ]
         if whys:
             affected[name] = tuple(whys)
     needed = graph.select(deps, affected) - set(affected)
@@ -244,8 +263,9 @@ def _close(plan: Plan, direct: Mapping[str, list[Why]], spared: Mapping[str, lis
 _NOT_FINGERPRINTED = frozenset({"description", "group", "retries", "clean"})
 
 
-def manifest_changes(base: Mapping[str, Any] | None, current: Mapping[str, Any], *,
-                     mode: str, target: str) -> dict[str, str]:
+def manifest_changes(
+    base: Mapping[str, Any] | None, current: Mapping[str, Any], *, mode: str, target: str
+) -> dict[str, str]:
     """The steps of `current` (a parsed build.toml) whose definition for `mode` and
     `target` differs from `base` (the same file at the base; None when it had none or
     it was not valid TOML), each with what differs.
@@ -273,8 +293,12 @@ def manifest_changes(base: Mapping[str, Any] | None, current: Mapping[str, Any],
                 why.append("its " + ", ".join(keys) + " changed")
         used = sorted(_template_names(table) & context.variables)
         if used:
-            why.append("template variable" + ("s " if len(used) > 1 else " ")
-                       + ", ".join("{" + v + "}" for v in used) + " changed")
+            why.append(
+                "template variable"
+                + ("s " if len(used) > 1 else " ")
+                + ", ".join("{" + v + "}" for v in used)
+                + " changed"
+            )
         tools = sorted(_step_tools(table, mode, target) & context.tools)
         if tools:
             why.append("[tools] " + ", ".join(tools) + " changed")
@@ -307,11 +331,14 @@ class _ManifestDelta:
         self.package_manager = old_ws.get("package_manager") != new_ws.get("package_manager")
 
 
-def _changed_keys(old: Mapping[str, Any], new: Mapping[str, Any], mode: str, target: str
-                  ) -> list[str]:
-    keys = sorted(k for k in {*old, *new}
-                  if k not in _NOT_FINGERPRINTED and k not in ("mode", "target")
-                  and old.get(k) != new.get(k))
+def _changed_keys(
+    old: Mapping[str, Any], new: Mapping[str, Any], mode: str, target: str
+) -> list[str]:
+    keys = sorted(
+        k
+        for k in {*old, *new}
+        if k not in _NOT_FINGERPRINTED and k not in ("mode", "target") and old.get(k) != new.get(k)
+    )
     if _table(_table(old, "mode"), mode) != _table(_table(new, "mode"), mode):
         keys.append(f"mode.{mode}")
     if _table(_table(old, "target"), target) != _table(_table(new, "target"), target):
@@ -323,8 +350,7 @@ def _steps(doc: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
     steps = doc.get("step", [])
     if not isinstance(steps, list):
         return {}
-    return {s["name"]: s for s in steps
-            if isinstance(s, dict) and isinstance(s.get("name"), str)}
+    return {s["name"]: s for s in steps if isinstance(s, dict) and isinstance(s.get("name"), str)}
 
 
 def _table(doc: Any, key: str) -> dict[str, Any]:

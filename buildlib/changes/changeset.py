@@ -46,17 +46,24 @@ class AffectedRun:
     selection: Selection
 
 
-def affected_selection(plan: Plan, *, base: str | None, head: str | None,
-                       environ: Mapping[str, str], say: Callable[[str], None],
-                       warn: Callable[[str], None]) -> AffectedRun:
+def affected_selection(
+    plan: Plan,
+    *,
+    base: str | None,
+    head: str | None,
+    environ: Mapping[str, str],
+    say: Callable[[str], None],
+    warn: Callable[[str], None],
+) -> AffectedRun:
     """The affected steps of `plan` against `base` (None: the default), and why."""
     repo = GitRepo(plan.root, environ=environ, say=say)
     found = repo.find_base(base=base, head=head)
     if found.merge_base is None:
         detail = f"no merge-base of {found.ref} and {found.head_ref or 'HEAD'}: {found.note}"
         warn(f"--affected: {detail}; every step is selected")
-        return AffectedRun(base=found, changes=(),
-                           selection=select_all(plan, Reason.BASE_NOT_FOUND, detail))
+        return AffectedRun(
+            base=found, changes=(), selection=select_all(plan, Reason.BASE_NOT_FOUND, detail)
+        )
     changes = tuple(repo.changes(found))
     paths = tuple(ChangedPath(path=p, directory=c.submodule) for c in changes for p in c.paths)
     reader = _Reader(repo, found, plan.root)
@@ -66,9 +73,11 @@ def affected_selection(plan: Plan, *, base: str | None, head: str | None,
         lockfiles=_lockfile_facts(plan, reader, paths),
         tools=_tool_facts(plan, reader, paths, warn),
     )
-    return AffectedRun(base=found, changes=changes,
-                       selection=select(plan, facts,
-                                        is_lockfile=lambda p: lockfile_kind(p) is not None))
+    return AffectedRun(
+        base=found,
+        changes=changes,
+        selection=select(plan, facts, is_lockfile=lambda p: lockfile_kind(p) is not None),
+    )
 
 
 class _Reader:
@@ -91,15 +100,15 @@ class _Reader:
 
 
 def _manifest_facts(plan: Plan, reader: _Reader, changed: set[str]) -> dict[str, str]:
-    rel = posixpath.relpath(plan.manifest_path.resolve().as_posix(),
-                            plan.root.resolve().as_posix())
+    rel = posixpath.relpath(plan.manifest_path.resolve().as_posix(), plan.root.resolve().as_posix())
     if rel not in changed:
         return {}
     current = _toml(reader.now(rel))
     if current is None:  # the build loaded it, so only a head ref can get here
         return dict.fromkeys(plan.steps, "build.toml cannot be read at the head")
-    changes = manifest_changes(_toml(reader.at_base(rel)), current, mode=plan.mode,
-                               target=plan.target.triple)
+    changes = manifest_changes(
+        _toml(reader.at_base(rel)), current, mode=plan.mode, target=plan.target.triple
+    )
     return {name: f"{rel}: {what}" for name, what in changes.items()}
 
 
@@ -114,8 +123,9 @@ def _toml(text: bytes | None) -> dict[str, Any] | None:
         return None
 
 
-def _lockfile_facts(plan: Plan, reader: _Reader, paths: tuple[ChangedPath, ...]
-                    ) -> dict[tuple[str, str], bool | None]:
+def _lockfile_facts(
+    plan: Plan, reader: _Reader, paths: tuple[ChangedPath, ...]
+) -> dict[tuple[str, str], bool | None]:
     """For each changed lockfile a step declares: per member directory of those steps,
     whether its resolved dependencies changed."""
     locks = tuple(p for p in paths if not p.directory and lockfile_kind(p.path))
@@ -131,19 +141,22 @@ def _lockfile_facts(plan: Plan, reader: _Reader, paths: tuple[ChangedPath, ...]
         cargo_names: dict[str, str] = {}
         if kind == "cargo":
             for member in wanted:
-                text = reader.now(posixpath.normpath(posixpath.join(directory, member,
-                                                                    "Cargo.toml")))
+                text = reader.now(
+                    posixpath.normpath(posixpath.join(directory, member, "Cargo.toml"))
+                )
                 crate = cargo_package_name(text) if text is not None else None
                 if crate is not None:
                     cargo_names[member] = crate
-        verdicts = closures_changed(kind, reader.at_base(path), reader.now(path), sorted(wanted),
-                                    cargo_names=cargo_names)
+        verdicts = closures_changed(
+            kind, reader.at_base(path), reader.now(path), sorted(wanted), cargo_names=cargo_names
+        )
         facts.update({(path, member): verdict for member, verdict in verdicts.items()})
     return facts
 
 
-def _tool_facts(plan: Plan, reader: _Reader, paths: tuple[ChangedPath, ...],
-                warn: Callable[[str], None]) -> dict[str, tuple[tuple[str, str], ...]]:
+def _tool_facts(
+    plan: Plan, reader: _Reader, paths: tuple[ChangedPath, ...], warn: Callable[[str], None]
+) -> dict[str, tuple[tuple[str, str], ...]]:
     found: dict[str, list[tuple[str, str]]] = {}
     programs = {name: program_of(argv) for name, argv in plan.tool_commands.items()}
     # Files that pin a tool's version, for the steps below them.
@@ -164,12 +177,14 @@ def _tool_facts(plan: Plan, reader: _Reader, paths: tuple[ChangedPath, ...],
     # The versions each step's last success here was built with.
     for name, (tool, before, now) in _recorded_versions(plan, warn):
         found.setdefault(name, []).append(
-            (tool, f"{_first_line(before)} at its last build here, {_first_line(now)} now"))
+            (tool, f"{_first_line(before)} at its last build here, {_first_line(now)} now")
+        )
     return {name: tuple(dict.fromkeys(pairs)) for name, pairs in found.items()}
 
 
-def _recorded_versions(plan: Plan, warn: Callable[[str], None]
-                       ) -> list[tuple[str, tuple[str, str, str]]]:
+def _recorded_versions(
+    plan: Plan, warn: Callable[[str], None]
+) -> list[tuple[str, tuple[str, str, str]]]:
     from buildlib.run.step_state import StepState
 
     state = StepState(BuildDir(plan.root).state(plan.mode, plan.target.triple))
@@ -179,8 +194,9 @@ def _recorded_versions(plan: Plan, warn: Callable[[str], None]
             continue
         components = state.details(name).get("components")
         if isinstance(components, dict):
-            recorded[name] = {t: str(components[f"tool:{t}"]) for t in step.tools
-                              if f"tool:{t}" in components}
+            recorded[name] = {
+                t: str(components[f"tool:{t}"]) for t in step.tools if f"tool:{t}" in components
+            }
     wanted = {t for tools in recorded.values() for t in tools}
     if not wanted:
         return []
@@ -188,13 +204,18 @@ def _recorded_versions(plan: Plan, warn: Callable[[str], None]
     from buildlib.incremental.toolversions import detect_tool_versions
 
     try:
-        now = detect_tool_versions(plan.tool_commands, wanted,
-                                   BuildDir(plan.root).tool_versions, cwd=plan.root)
+        now = detect_tool_versions(
+            plan.tool_commands, wanted, BuildDir(plan.root).tool_versions, cwd=plan.root
+        )
     except UserError as exc:
         warn(f"--affected: tool versions not compared: {exc.message}")
         return []
-    return [(name, (tool, before, now[tool])) for name, tools in recorded.items()
-            for tool, before in tools.items() if tool in now and now[tool] != before]
+    return [
+        (name, (tool, before, now[tool]))
+        for name, tools in recorded.items()
+        for tool, before in tools.items()
+        if tool in now and now[tool] != before
+    ]
 
 
 def _first_line(text: str) -> str:

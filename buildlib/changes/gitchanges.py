@@ -86,39 +86,52 @@ class BaseCommit:
 class GitRepo:
     """The git repository holding the workspace at `root`."""
 
-    def __init__(self, root: Path, *, environ: Mapping[str, str] | None = None,
-                 say: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        environ: Mapping[str, str] | None = None,
+        say: Callable[[str], None] | None = None,
+    ) -> None:
         self.root = root
         self.environ = dict(os.environ if environ is None else environ)
         self.say = say or (lambda message: None)
         top = self._git("rev-parse", "--show-toplevel", check=False)
         if top is None:
-            raise GitError(f"{root} is not in a git repository, so --affected has no base "
-                           "to compare with",
-                           fix="run it in a git clone, or build without --affected")
+            raise GitError(
+                f"{root} is not in a git repository, so --affected has no base to compare with",
+                fix="run it in a git clone, or build without --affected",
+            )
         self.toplevel = Path(top.strip())
         prefix = self._git("rev-parse", "--show-prefix") or ""
         self.prefix = prefix.strip()  # the workspace root inside the repository, "" or "a/b/"
 
     # -- running git ---------------------------------------------------------------------
 
-    def _run(self, args: Sequence[str], *, timeout: float = GIT_TIMEOUT
-             ) -> tuple[int | None, str, str]:
+    def _run(
+        self, args: Sequence[str], *, timeout: float = GIT_TIMEOUT
+    ) -> tuple[int | None, str, str]:
         from buildlib.core.bounded import run_bounded
 
         # Never prompt (a fetch with no credentials fails instead of waiting for a user),
         # never page, file names as they are.
-        env = {**self.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_PAGER": "cat",
-               "LC_ALL": "C"}
+        env = {**self.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_PAGER": "cat", "LC_ALL": "C"}
         env.pop("GIT_DIR", None)
         env.pop("GIT_WORK_TREE", None)
         try:
-            done = run_bounded(["git", "-c", "core.quotepath=off", *args], cwd=self.root,
-                               timeout=timeout, env=env, limit=OUTPUT_LIMIT,
-                               errors="surrogateescape")
+            done = run_bounded(
+                ["git", "-c", "core.quotepath=off", *args],
+                cwd=self.root,
+                timeout=timeout,
+                env=env,
+                limit=OUTPUT_LIMIT,
+                errors="surrogateescape",
+            )
         except OSError as exc:
-            raise GitError(f"cannot run git: {exc.strerror or exc}",
-                           fix="install git, or build without --affected") from None
+            raise GitError(
+                f"cannot run git: {exc.strerror or exc}",
+                fix="install git, or build without --affected",
+            ) from None
         return done.returncode, done.stdout, done.stderr
 
     def _git(self, *args: str, check: bool = True, timeout: float = GIT_TIMEOUT) -> str | None:
@@ -128,9 +141,11 @@ class GitRepo:
             return out
         if check:
             what = "timed out" if code is None else f"exited {code}"
-            raise GitError(f"git {' '.join(args)} {what}: {err.strip()[-500:]}",
-                           fix="check the repository with `git status`; build without "
-                               "--affected to build everything")
+            raise GitError(
+                f"git {' '.join(args)} {what}: {err.strip()[-500:]}",
+                fix="check the repository with `git status`; build without "
+                "--affected to build everything",
+            )
         return None
 
     # -- refs ---------------------------------------------------------------------------
@@ -139,13 +154,15 @@ class GitRepo:
         """The commit `ref` names here, or None."""
         if ref.startswith("-"):
             return None
-        out = self._git("rev-parse", "--verify", "--quiet", "--end-of-options",
-                        f"{ref}^{{commit}}", check=False)
+        out = self._git(
+            "rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}", check=False
+        )
         return out.strip() if out else None
 
     def is_shallow(self) -> bool:
-        return (self._git("rev-parse", "--is-shallow-repository", check=False) or ""
-                ).strip() == "true"
+        return (
+            self._git("rev-parse", "--is-shallow-repository", check=False) or ""
+        ).strip() == "true"
 
     def remotes(self) -> list[str]:
         return (self._git("remote", check=False) or "").split()
@@ -164,23 +181,25 @@ class GitRepo:
         if github and remote:
             return f"{remote}/{github}", "GITHUB_BASE_REF"
         if remote is not None:
-            head = self._git("symbolic-ref", "--quiet", f"refs/remotes/{remote}/HEAD",
-                             check=False)
+            head = self._git("symbolic-ref", "--quiet", f"refs/remotes/{remote}/HEAD", check=False)
             if head:
                 return head.strip().removeprefix("refs/remotes/"), f"{remote}/HEAD"
-            listed = self._git("ls-remote", "--symref", remote, "HEAD", check=False,
-                               timeout=FETCH_TIMEOUT)
+            listed = self._git(
+                "ls-remote", "--symref", remote, "HEAD", check=False, timeout=FETCH_TIMEOUT
+            )
             for line in (listed or "").splitlines():
                 if line.startswith("ref: refs/heads/") and line.endswith("\tHEAD"):
-                    branch = line[len("ref: refs/heads/"):-len("\tHEAD")]
+                    branch = line[len("ref: refs/heads/") : -len("\tHEAD")]
                     return f"{remote}/{branch}", f"the default branch of {remote}"
         for branch in ("main", "master"):
             if self.resolve(f"refs/heads/{branch}"):
                 return branch, "the local branch"
-        raise GitError("no default branch to compare with: no remote names one and there is "
-                       "no local main or master",
-                       fix="pass --base REF (or set BUILDLIB_BASE) to the branch or commit "
-                           "the changes are measured from")
+        raise GitError(
+            "no default branch to compare with: no remote names one and there is "
+            "no local main or master",
+            fix="pass --base REF (or set BUILDLIB_BASE) to the branch or commit "
+            "the changes are measured from",
+        )
 
     def fetch_ref(self, ref: str, *, depth: int | None) -> str | None:
         """Fetch `ref` (a remote branch `origin/x`, a branch or tag name the remote has, or
@@ -190,35 +209,62 @@ class GitRepo:
         if remote is None:
             return None
         depth_args = [f"--depth={depth}"] if depth else []
-        name = ref[len(remote) + 1:] if ref.startswith(remote + "/") else ref
+        name = ref[len(remote) + 1 :] if ref.startswith(remote + "/") else ref
         if _SHA.match(name) and not ref.startswith(remote + "/"):
             self.say(f"fetching {name} from {remote}")
-            if self._git("fetch", "--quiet", "--no-tags", *depth_args, remote, name,
-                         check=False, timeout=FETCH_TIMEOUT) is None:
+            if (
+                self._git(
+                    "fetch",
+                    "--quiet",
+                    "--no-tags",
+                    *depth_args,
+                    remote,
+                    name,
+                    check=False,
+                    timeout=FETCH_TIMEOUT,
+                )
+                is None
+            ):
                 return None
             return self.resolve(name)
-        listed = self._git("ls-remote", remote, f"refs/heads/{name}", f"refs/tags/{name}",
-                           check=False, timeout=FETCH_TIMEOUT)
+        listed = self._git(
+            "ls-remote",
+            remote,
+            f"refs/heads/{name}",
+            f"refs/tags/{name}",
+            check=False,
+            timeout=FETCH_TIMEOUT,
+        )
         refs = [line.split("\t", 1)[1] for line in (listed or "").splitlines() if "\t" in line]
         if not refs:
             return None
         found = refs[0]
-        local = (f"refs/remotes/{remote}/{name}" if found.startswith("refs/heads/")
-                 else found)
+        local = f"refs/remotes/{remote}/{name}" if found.startswith("refs/heads/") else found
         self.say(f"fetching {found} from {remote}")
-        if self._git("fetch", "--quiet", "--no-tags", *depth_args, remote,
-                     f"+{found}:{local}", check=False, timeout=FETCH_TIMEOUT) is None:
+        if (
+            self._git(
+                "fetch",
+                "--quiet",
+                "--no-tags",
+                *depth_args,
+                remote,
+                f"+{found}:{local}",
+                check=False,
+                timeout=FETCH_TIMEOUT,
+            )
+            is None
+        ):
             return None
         return self.resolve(local)
 
     def _commit(self, ref: str, what: str, shallow: bool) -> str:
-        commit = self.resolve(ref) or self.fetch_ref(ref, depth=DEEPEN_FIRST if shallow
-                                                     else None)
+        commit = self.resolve(ref) or self.fetch_ref(ref, depth=DEEPEN_FIRST if shallow else None)
         if commit is None:
-            raise GitError(f"unknown {what} ref '{ref}': neither this clone nor its remote "
-                           "has it",
-                           fix=f"pass a branch, tag or commit that exists (`git branch -a` "
-                               f"lists branches), or fetch it first: git fetch origin {ref}")
+            raise GitError(
+                f"unknown {what} ref '{ref}': neither this clone nor its remote has it",
+                fix=f"pass a branch, tag or commit that exists (`git branch -a` "
+                f"lists branches), or fetch it first: git fetch origin {ref}",
+            )
         return commit
 
     # -- the base -------------------------------------------------------------------------
@@ -236,11 +282,12 @@ class GitRepo:
             ref, source = self.default_base()
         head_ref = head or self.environ.get("BUILDLIB_HEAD", "").strip() or None
         shallow = self.is_shallow()
-        head_commit = self._commit(head_ref, "head", shallow) if head_ref else \
-            self.resolve("HEAD")
+        head_commit = self._commit(head_ref, "head", shallow) if head_ref else self.resolve("HEAD")
         if head_commit is None:
-            raise GitError("the repository has no commit yet, so there is no history to "
-                           "compare with", fix="commit once, or build without --affected")
+            raise GitError(
+                "the repository has no commit yet, so there is no history to compare with",
+                fix="commit once, or build without --affected",
+            )
         commit = self._commit(ref, "base", shallow)
         limit = _deepen_limit(self.environ)
         deepened = 0
@@ -253,17 +300,30 @@ class GitRepo:
         while True:
             merge_base = self._merge_base(commit, head_commit)
             if merge_base is not None:
-                return BaseCommit(ref=ref, source=source, commit=commit, head=head_commit,
-                                  head_ref=head_ref, merge_base=merge_base,
-                                  deepened=deepened, fetched=fetched(), shallow=shallow)
+                return BaseCommit(
+                    ref=ref,
+                    source=source,
+                    commit=commit,
+                    head=head_commit,
+                    head_ref=head_ref,
+                    merge_base=merge_base,
+                    deepened=deepened,
+                    fetched=fetched(),
+                    shallow=shallow,
+                )
             if not self.is_shallow():
-                note = ("the base and the head share no history" if not shallow else
-                        f"no common commit even after fetching the whole history "
-                        f"({fetched()} more commits)")
+                note = (
+                    "the base and the head share no history"
+                    if not shallow
+                    else f"no common commit even after fetching the whole history "
+                    f"({fetched()} more commits)"
+                )
                 break
             if deepened >= limit:
-                note = (f"not found within {deepened} commits of history asked for "
-                        f"(BUILDLIB_DEEPEN_LIMIT={limit})")
+                note = (
+                    f"not found within {deepened} commits of history asked for "
+                    f"(BUILDLIB_DEEPEN_LIMIT={limit})"
+                )
                 break
             step = min(step, limit - deepened)
             remote = self._remote_for(ref)
@@ -272,20 +332,40 @@ class GitRepo:
                 break
             if before is None:
                 before = self._commit_count()
-            self.say(f"the clone is shallow: fetching {step} more commits of history to "
-                     f"find the merge-base of {ref} and {head_ref or 'HEAD'}")
-            refspecs = [r for r in (_branch_of(ref, remote), _branch_of(head_ref, remote))
-                        if r]
-            if self._git("fetch", "--quiet", "--no-tags", f"--deepen={step}", remote,
-                         *refspecs, check=False, timeout=FETCH_TIMEOUT) is None:
+            self.say(
+                f"the clone is shallow: fetching {step} more commits of history to "
+                f"find the merge-base of {ref} and {head_ref or 'HEAD'}"
+            )
+            refspecs = [r for r in (_branch_of(ref, remote), _branch_of(head_ref, remote)) if r]
+            if (
+                self._git(
+                    "fetch",
+                    "--quiet",
+                    "--no-tags",
+                    f"--deepen={step}",
+                    remote,
+                    *refspecs,
+                    check=False,
+                    timeout=FETCH_TIMEOUT,
+                )
+                is None
+            ):
                 note = f"`git fetch --deepen={step} {remote}` failed"
                 break
             deepened += step
             step *= 2
-        return BaseCommit(ref=ref, source=source, commit=commit, head=head_commit,
-                          head_ref=head_ref, merge_base=None, deepened=deepened,
-                          fetched=fetched(),
-                          shallow=shallow, note=note)
+        return BaseCommit(
+            ref=ref,
+            source=source,
+            commit=commit,
+            head=head_commit,
+            head_ref=head_ref,
+            merge_base=None,
+            deepened=deepened,
+            fetched=fetched(),
+            shallow=shallow,
+            note=note,
+        )
 
     def _commit_count(self) -> int:
         """Commits the clone holds (reachable from any ref or HEAD)."""
@@ -303,14 +383,26 @@ class GitRepo:
         ref's commit), relative to the workspace root, sorted by path."""
         assert base.merge_base is not None
         target = [base.head] if base.head_ref else []
-        raw = self._git("diff", "--raw", "-z", "-M", "--no-ext-diff", "--no-textconv",
-                        "--ignore-submodules=none", "--relative", base.merge_base, *target,
-                        "--") or ""
+        raw = (
+            self._git(
+                "diff",
+                "--raw",
+                "-z",
+                "-M",
+                "--no-ext-diff",
+                "--no-textconv",
+                "--ignore-submodules=none",
+                "--relative",
+                base.merge_base,
+                *target,
+                "--",
+            )
+            or ""
+        )
         found = _parse_raw(raw)
         if not base.head_ref:
             others = self._git("ls-files", "-z", "--others", "--exclude-standard") or ""
-            found += [Change(path=p, kind=ChangeKind.UNTRACKED)
-                      for p in others.split("\0") if p]
+            found += [Change(path=p, kind=ChangeKind.UNTRACKED) for p in others.split("\0") if p]
         return sorted(found, key=lambda c: c.path)
 
     def show(self, commit: str, path: str) -> bytes | None:
@@ -318,10 +410,14 @@ class GitRepo:
         from buildlib.core.bounded import run_bounded
 
         try:
-            done = run_bounded(["git", "cat-file", "blob", f"{commit}:{self.prefix}{path}"],
-                               cwd=self.root, timeout=GIT_TIMEOUT, limit=OUTPUT_LIMIT,
-                               errors="surrogateescape",
-                               env={**self.environ, "LC_ALL": "C"})
+            done = run_bounded(
+                ["git", "cat-file", "blob", f"{commit}:{self.prefix}{path}"],
+                cwd=self.root,
+                timeout=GIT_TIMEOUT,
+                limit=OUTPUT_LIMIT,
+                errors="surrogateescape",
+                env={**self.environ, "LC_ALL": "C"},
+            )
         except OSError:
             return None
         if done.returncode != 0:
@@ -334,7 +430,7 @@ def _branch_of(ref: str | None, remote: str) -> str | None:
     `origin/main`; None for anything else (a local branch or a commit id deepens with
     the shallow boundary the clone already has)."""
     if ref and ref.startswith(remote + "/"):
-        name = ref[len(remote) + 1:]
+        name = ref[len(remote) + 1 :]
         return f"+refs/heads/{name}:refs/remotes/{remote}/{name}"
     return None
 
@@ -346,17 +442,26 @@ def _deepen_limit(environ: Mapping[str, str]) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise GitError(f"BUILDLIB_DEEPEN_LIMIT={text!r} is not a number",
-                       fix="set it to how many commits of history a shallow clone may fetch "
-                           f"to find the merge-base (default {DEEPEN_LIMIT})") from None
+        raise GitError(
+            f"BUILDLIB_DEEPEN_LIMIT={text!r} is not a number",
+            fix="set it to how many commits of history a shallow clone may fetch "
+            f"to find the merge-base (default {DEEPEN_LIMIT})",
+        ) from None
     if value < 0:
-        raise GitError(f"BUILDLIB_DEEPEN_LIMIT={value} is negative",
-                       fix="set it to 0 (never deepen) or more")
+        raise GitError(
+            f"BUILDLIB_DEEPEN_LIMIT={value} is negative", fix="set it to 0 (never deepen) or more"
+        )
     return value
 
 
-_KINDS = {"A": ChangeKind.ADDED, "M": ChangeKind.MODIFIED, "D": ChangeKind.DELETED,
-          "T": ChangeKind.TYPE_CHANGED, "U": ChangeKind.MODIFIED, "X": ChangeKind.MODIFIED}
+_KINDS = {
+    "A": ChangeKind.ADDED,
+    "M": ChangeKind.MODIFIED,
+    "D": ChangeKind.DELETED,
+    "T": ChangeKind.TYPE_CHANGED,
+    "U": ChangeKind.MODIFIED,
+    "X": ChangeKind.MODIFIED,
+}
 
 
 def _parse_raw(text: str) -> list[Change]:
@@ -377,13 +482,18 @@ def _parse_raw(text: str) -> list[Change]:
             old, new = fields[index + 1], fields[index + 2]
             index += 3
             if letter == "R":
-                changes.append(Change(path=new, kind=ChangeKind.RENAMED, old_path=old,
-                                      submodule=submodule))
+                changes.append(
+                    Change(path=new, kind=ChangeKind.RENAMED, old_path=old, submodule=submodule)
+                )
             else:  # a copy leaves the original as it was
                 changes.append(Change(path=new, kind=ChangeKind.ADDED, submodule=submodule))
             continue
-        changes.append(Change(path=fields[index + 1], kind=_KINDS.get(letter,
-                                                                      ChangeKind.MODIFIED),
-                              submodule=submodule))
+        changes.append(
+            Change(
+                path=fields[index + 1],
+                kind=_KINDS.get(letter, ChangeKind.MODIFIED),
+                submodule=submodule,
+            )
+        )
         index += 2
     return changes

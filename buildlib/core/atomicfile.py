@@ -16,15 +16,17 @@ from pathlib import Path
 _unique = itertools.count()  # with the pid and thread: a name no other writer is using
 
 
-def write_bytes_atomic(path: Path, data: bytes, *, durable: bool = False,
-                       mode: int = 0o644) -> None:
+def write_bytes_atomic(
+    path: Path, data: bytes, *, durable: bool = False, mode: int = 0o644
+) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     # Not tempfile.mkstemp: importing tempfile (random, shutil...) costs ~3 ms at every
     # engine start. O_EXCL refuses a name that exists, as mkstemp does.
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
     while True:  # a killed writer with the same pid may have left its name behind
-        temp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}-"
-                              f"{next(_unique)}.tmp")
+        temp = path.with_name(
+            f".{path.name}.{os.getpid()}-{threading.get_ident()}-{next(_unique)}.tmp"
+        )
         try:
             fd = os.open(temp, flags, 0o600)
             break

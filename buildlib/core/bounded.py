@@ -35,9 +35,15 @@ class Completed:
 OUTPUT_LIMIT = 1 << 20  # bytes of each stream `run_bounded` keeps
 
 
-def run_bounded(argv: Sequence[str], *, cwd: Path | None, timeout: float,
-                env: Mapping[str, str] | None = None, limit: int = OUTPUT_LIMIT,
-                errors: str = "replace") -> Completed:
+def run_bounded(
+    argv: Sequence[str],
+    *,
+    cwd: Path | None,
+    timeout: float,
+    env: Mapping[str, str] | None = None,
+    limit: int = OUTPUT_LIMIT,
+    errors: str = "replace",
+) -> Completed:
     """Run a short command to its end or its deadline, whatever its children do.
 
     The child gets a process group of its own, stdin from /dev/null, and its output
@@ -50,11 +56,20 @@ def run_bounded(argv: Sequence[str], *, cwd: Path | None, timeout: float,
     import tempfile
 
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        kwargs: dict[str, object] = {"start_new_session": True} if POSIX else {
-            "creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}  # type: ignore[attr-defined]
+        kwargs: dict[str, object] = (
+            {"start_new_session": True}
+            if POSIX
+            else {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}  # type: ignore[attr-defined]
+        )
         proc = subprocess.Popen(  # type: ignore[call-overload]
-            list(argv), cwd=cwd, env=None if env is None else dict(env),
-            stdin=subprocess.DEVNULL, stdout=out, stderr=err, **kwargs)
+            list(argv),
+            cwd=cwd,
+            env=None if env is None else dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            **kwargs,
+        )
         try:
             code: int | None = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -65,8 +80,11 @@ def run_bounded(argv: Sequence[str], *, cwd: Path | None, timeout: float,
                 proc.kill()
             proc.wait()
             code = None
-        return Completed(returncode=code, stdout=_read_start(out, limit, errors),
-                         stderr=_read_start(err, limit, errors))
+        return Completed(
+            returncode=code,
+            stdout=_read_start(out, limit, errors),
+            stderr=_read_start(err, limit, errors),
+        )
 
 
 def _read_start(handle: IO[bytes], limit: int, errors: str) -> str:

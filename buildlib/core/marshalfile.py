@@ -33,7 +33,7 @@ def read(path: Path, header: bytes) -> object | None:
     if not data.startswith(header) or len(data) < head:
         return None
     payload = memoryview(data)[head:]
-    if blake2b(payload, digest_size=_CHECK_SIZE).digest() != data[len(header):head]:
+    if blake2b(payload, digest_size=_CHECK_SIZE).digest() != data[len(header) : head]:
         return None
     try:
         value: object = marshal.loads(payload)  # noqa: S302 - checksummed, written by `write`

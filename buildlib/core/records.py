@@ -29,16 +29,21 @@ class Field:
 
     __slots__ = ("compare", "default", "default_factory", "name")
 
-    def __init__(self, *, default: Any = _MISSING, default_factory: Any = _MISSING,
-                 compare: bool = True) -> None:
+    def __init__(
+        self, *, default: Any = _MISSING, default_factory: Any = _MISSING, compare: bool = True
+    ) -> None:
         self.name = ""
         self.default = default
         self.default_factory = default_factory
         self.compare = compare
 
 
-def field(*, default: Any = _MISSING, default_factory: Callable[[], Any] | Any = _MISSING,
-          compare: bool = True) -> Any:
+def field(
+    *,
+    default: Any = _MISSING,
+    default_factory: Callable[[], Any] | Any = _MISSING,
+    compare: bool = True,
+) -> Any:
     """Like `dataclasses.field`: a default factory, or a field left out of `==` and hash."""
     return Field(default=default, default_factory=default_factory, compare=compare)
 
@@ -68,8 +73,9 @@ def record(*, frozen: bool = True) -> Callable[[type[_T]], type[_T]]: ...
 
 
 @dataclass_transform(kw_only_default=True, frozen_default=True, field_specifiers=(field, Field))
-def record(cls: type[_T] | None = None, /, *, frozen: bool = True
-           ) -> type[_T] | Callable[[type[_T]], type[_T]]:
+def record(
+    cls: type[_T] | None = None, /, *, frozen: bool = True
+) -> type[_T] | Callable[[type[_T]], type[_T]]:
     """Make `cls` a keyword-only record class (frozen unless `frozen=False`)."""
     if cls is None:
         return lambda c: _make(c, frozen=frozen)
@@ -95,10 +101,12 @@ def _make(cls: type[_T], *, frozen: bool) -> type[_T]:
     all_fields = (*inherited, *own)
     setattr(cls, _FIELDS, all_fields)
     compared = tuple(f.name for f in all_fields if f.compare)
-    required = frozenset(f.name for f in all_fields
-                         if f.default is _MISSING and f.default_factory is _MISSING)
-    factories = tuple((f.name, f.default_factory) for f in all_fields
-                      if f.default_factory is not _MISSING)
+    required = frozenset(
+        f.name for f in all_fields if f.default is _MISSING and f.default_factory is _MISSING
+    )
+    factories = tuple(
+        (f.name, f.default_factory) for f in all_fields if f.default_factory is not _MISSING
+    )
     names = frozenset(f.name for f in all_fields)
 
     def __init__(self: Any, **kwargs: Any) -> None:  # noqa: N807
@@ -118,21 +126,26 @@ def _make(cls: type[_T], *, frozen: bool) -> type[_T]:
             return NotImplemented
         return all(getattr(self, n) == getattr(other, n) for n in compared)
 
-    methods: dict[str, object] = {"__init__": __init__, "__repr__": __repr__, "__eq__": __eq__,
-                                  "__hash__": None}
+    methods: dict[str, object] = {
+        "__init__": __init__,
+        "__repr__": __repr__,
+        "__eq__": __eq__,
+        "__hash__": None,
+    }
     if frozen:
+
         def __hash__(self: Any) -> int:  # noqa: N807
             return hash(tuple(getattr(self, n) for n in compared))
 
-        methods.update(__hash__=__hash__, __setattr__=_frozen_setattr,
-                       __delattr__=_frozen_delattr)
+        methods.update(__hash__=__hash__, __setattr__=_frozen_setattr, __delattr__=_frozen_delattr)
     for name, method in methods.items():
         setattr(cls, name, method)
     return cls
 
 
-def _bad_arguments(cls: type, kwargs: dict[str, Any], required: frozenset[str],
-                   names: frozenset[str]) -> None:
+def _bad_arguments(
+    cls: type, kwargs: dict[str, Any], required: frozenset[str], names: frozenset[str]
+) -> None:
     missing = sorted(required - kwargs.keys())
     if missing:
         raise TypeError(f"{cls.__name__}() missing required keyword argument '{missing[0]}'")

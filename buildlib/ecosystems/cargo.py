@@ -66,8 +66,9 @@ class CargoWorkspace:
     def crate_at(self, directory: str) -> Crate | None:
         return next((c for c in self.crates if c.dir == directory), None)
 
-    def path_dependencies(self, crate: Crate, *, kinds: tuple[str, ...] = ("normal", "build")
-                          ) -> list[Crate]:
+    def path_dependencies(
+        self, crate: Crate, *, kinds: tuple[str, ...] = ("normal", "build")
+    ) -> list[Crate]:
         """The workspace crates `crate` depends on, directly or not (normal and build
         dependencies: what compiling it compiles)."""
         by_dir = {c.dir: c for c in self.crates}
@@ -83,8 +84,9 @@ class CargoWorkspace:
         return list(found.values())
 
 
-def find_workspaces(files: RepoFiles, environ: Mapping[str, str] | None = None
-                    ) -> tuple[list[CargoWorkspace], list[str]]:
+def find_workspaces(
+    files: RepoFiles, environ: Mapping[str, str] | None = None
+) -> tuple[list[CargoWorkspace], list[str]]:
     """Every Cargo workspace (or single package) of the repository, and notes on the
     Cargo.toml files left out (with why)."""
     workspaces: list[CargoWorkspace] = []
@@ -94,11 +96,14 @@ def find_workspaces(files: RepoFiles, environ: Mapping[str, str] | None = None
         directory = str(PurePosixPath(manifest).parent)
         if directory in covered:
             continue
-        inside = next((w for w in workspaces if w.dir == "." or
-                       directory.startswith(w.dir + "/")), None)
+        inside = next(
+            (w for w in workspaces if w.dir == "." or directory.startswith(w.dir + "/")), None
+        )
         if inside is not None:
-            notes.append(f"{manifest}: inside the Cargo workspace at {inside.dir} but not a "
-                         "member of it (a test fixture?): no steps")
+            notes.append(
+                f"{manifest}: inside the Cargo workspace at {inside.dir} but not a "
+                "member of it (a test fixture?): no steps"
+            )
             continue
         try:
             workspace = load_workspace(files, directory, environ)
@@ -113,31 +118,44 @@ def find_workspaces(files: RepoFiles, environ: Mapping[str, str] | None = None
     return workspaces, notes
 
 
-def load_workspace(files: RepoFiles, directory: str,
-                   environ: Mapping[str, str] | None = None) -> CargoWorkspace:
+def load_workspace(
+    files: RepoFiles, directory: str, environ: Mapping[str, str] | None = None
+) -> CargoWorkspace:
     """`cargo metadata` in `directory` (relative to the repository root)."""
     cwd = files.root / directory
     argv = ["cargo", "metadata", "--format-version", "1", "--no-deps", "--offline"]
     try:
-        done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True,
-                              timeout=METADATA_TIMEOUT, check=False,
-                              env=dict(os.environ if environ is None else environ))
+        done = subprocess.run(
+            argv,
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=METADATA_TIMEOUT,
+            check=False,
+            env=dict(os.environ if environ is None else environ),
+        )
     except FileNotFoundError:
-        raise UserError(f"{cwd / 'Cargo.toml'} is a Rust package, but cargo is not on PATH",
-                        fix="install Rust (https://rustup.rs) and run init again") from None
+        raise UserError(
+            f"{cwd / 'Cargo.toml'} is a Rust package, but cargo is not on PATH",
+            fix="install Rust (https://rustup.rs) and run init again",
+        ) from None
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise UserError(f"`{' '.join(argv)}` in {cwd} failed: {exc}",
-                        fix="run it yourself to see why") from None
+        raise UserError(
+            f"`{' '.join(argv)}` in {cwd} failed: {exc}", fix="run it yourself to see why"
+        ) from None
     if done.returncode != 0:
         lines = [ln for ln in done.stderr.splitlines() if ln.strip()][:6]
-        raise UserError(f"`{' '.join(argv)}` in {cwd} exited {done.returncode}:\n    "
-                        + "\n    ".join(lines),
-                        fix="fix the Cargo.toml it names (cargo build would fail the same way)")
+        raise UserError(
+            f"`{' '.join(argv)}` in {cwd} exited {done.returncode}:\n    " + "\n    ".join(lines),
+            fix="fix the Cargo.toml it names (cargo build would fail the same way)",
+        )
     try:
         data = json.loads(done.stdout)
     except json.JSONDecodeError as exc:
-        raise UserError(f"`{' '.join(argv)}` printed no JSON ({exc})",
-                        fix="check that `cargo` on PATH is Rust's cargo") from None
+        raise UserError(
+            f"`{' '.join(argv)}` printed no JSON ({exc})",
+            fix="check that `cargo` on PATH is Rust's cargo",
+        ) from None
     return _workspace(files, data)
 
 
@@ -153,9 +171,10 @@ def _workspace(files: RepoFiles, data: dict[str, Any]) -> CargoWorkspace:
     root = files.root
     workspace_dir = _relative(root, data["workspace_root"])
     if workspace_dir is None:
-        raise UserError(f"the Cargo workspace's root, {data['workspace_root']}, is outside "
-                        f"{root}",
-                        fix=f"run init at the workspace's root, {data['workspace_root']}")
+        raise UserError(
+            f"the Cargo workspace's root, {data['workspace_root']}, is outside {root}",
+            fix=f"run init at the workspace's root, {data['workspace_root']}",
+        )
     members = set(data.get("workspace_members", []))
     crates = []
     for package in data.get("packages", []):
@@ -164,21 +183,32 @@ def _workspace(files: RepoFiles, data: dict[str, Any]) -> CargoWorkspace:
         crate_dir = _relative(root, str(Path(package["manifest_path"]).parent)) or "."
         base = Path(package["manifest_path"]).parent
         targets = tuple(
-            CargoTarget(name=t["name"], kinds=tuple(t.get("kind", ())),
-                        src=Path(os.path.relpath(t["src_path"], base)).as_posix())
-            for t in package.get("targets", []))
+            CargoTarget(
+                name=t["name"],
+                kinds=tuple(t.get("kind", ())),
+                src=Path(os.path.relpath(t["src_path"], base)).as_posix(),
+            )
+            for t in package.get("targets", [])
+        )
         dependencies = tuple(
-            CargoDependency(name=d["name"], kind=d.get("kind") or "normal",
-                            path=(_relative(root, d["path"]) or "") if d.get("path") else "",
-                            default_features=bool(d.get("uses_default_features", True)),
-                            features=tuple(d.get("features", ())))
-            for d in package.get("dependencies", []))
-        crates.append(Crate(name=package["name"], dir=crate_dir, targets=targets,
-                            dependencies=dependencies))
-    target = _relative(root, data["target_directory"]) if data.get("target_directory") \
-        else None
+            CargoDependency(
+                name=d["name"],
+                kind=d.get("kind") or "normal",
+                path=(_relative(root, d["path"]) or "") if d.get("path") else "",
+                default_features=bool(d.get("uses_default_features", True)),
+                features=tuple(d.get("features", ())),
+            )
+            for d in package.get("dependencies", [])
+        )
+        crates.append(
+            Crate(name=package["name"], dir=crate_dir, targets=targets, dependencies=dependencies)
+        )
+    target = _relative(root, data["target_directory"]) if data.get("target_directory") else None
     prefix = "" if workspace_dir == "." else workspace_dir + "/"
     return CargoWorkspace(
-        dir=workspace_dir, crates=tuple(crates), target_dir=target,
+        dir=workspace_dir,
+        crates=tuple(crates),
+        target_dir=target,
         lockfile=files.exists(prefix + "Cargo.lock") or (root / prefix / "Cargo.lock").exists(),
-        config_files=tuple(f for f in CARGO_CONFIG if files.exists(prefix + f)))
+        config_files=tuple(f for f in CARGO_CONFIG if files.exists(prefix + f)),
+    )

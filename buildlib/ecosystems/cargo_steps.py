@@ -30,8 +30,7 @@ from buildlib.ecosystems.draft import DraftStep, Output
 
 CARGO_TOOLS = ("cargo", "rustc")
 # Target kinds a `cargo build` compiles (not tests, benches, examples).
-BUILT_KINDS = ("lib", "rlib", "bin", "cdylib", "dylib", "staticlib", "proc-macro",
-               "custom-build")
+BUILT_KINDS = ("lib", "rlib", "bin", "cdylib", "dylib", "staticlib", "proc-macro", "custom-build")
 ENV_INPUTS = ("RUSTFLAGS",)  # changes what rustc emits; read from the caller's environment
 PROFILE_DIR = "debug"  # `cargo build` without --release
 
@@ -53,8 +52,9 @@ class CargoSteps:
     review: tuple[str, ...] = ()
 
 
-def cargo_steps(workspace: CargoWorkspace, napi_dirs: Collection[str], *,
-                prefix: str = "cargo") -> CargoSteps:
+def cargo_steps(
+    workspace: CargoWorkspace, napi_dirs: Collection[str], *, prefix: str = "cargo"
+) -> CargoSteps:
     """Steps named `<prefix>-check`, `-build`, `-test` for `workspace`; `napi_dirs` are
     the directories (relative to the root) of napi-rs packages."""
     native = [c for c in workspace.crates if c.dir in napi_dirs]
@@ -63,45 +63,76 @@ def cargo_steps(workspace: CargoWorkspace, napi_dirs: Collection[str], *,
     locked = ("--locked",) if workspace.lockfile else ()
     review: list[str] = []
     if not workspace.lockfile:
-        review.append(f"{_at(workspace.dir, 'Cargo.toml')}: no Cargo.lock, so cargo resolves "
-                      "versions afresh (and writes one): commit it for reproducible builds "
-                      "(`cargo generate-lockfile`), then add --locked to the cargo commands")
+        review.append(
+            f"{_at(workspace.dir, 'Cargo.toml')}: no Cargo.lock, so cargo resolves "
+            "versions afresh (and writes one): commit it for reproducible builds "
+            "(`cargo generate-lockfile`), then add --locked to the cargo commands"
+        )
     members = ", ".join(c.name for c in workspace.crates)
     check = DraftStep(
-        name=f"{prefix}-check", cwd=workspace.dir,
+        name=f"{prefix}-check",
+        cwd=workspace.dir,
         command=("cargo", "check", "--workspace", "--all-targets", *locked),
-        inputs=_inputs(workspace, workspace.crates, kinds=None), tools=CARGO_TOOLS,
-        why=(f"cargo metadata: a workspace of {members}; check compiles every target "
-             "(tests and examples too) without linking",))
+        inputs=_inputs(workspace, workspace.crates, kinds=None),
+        tools=CARGO_TOOLS,
+        why=(
+            f"cargo metadata: a workspace of {members}; check compiles every target "
+            "(tests and examples too) without linking",
+        ),
+    )
     steps = [check]
     if not others:
-        return CargoSteps(steps=tuple(steps), review=tuple(review),
-                          native=_native(workspace, native, build_step=None))
+        return CargoSteps(
+            steps=tuple(steps),
+            review=tuple(review),
+            native=_native(workspace, native, build_step=None),
+        )
     outputs, unknown = _outputs(workspace, others)
     review += unknown
-    left_out = f"; {', '.join(c.name for c in native)} left out (napi build builds it)" \
-        if native else ""
+    left_out = (
+        f"; {', '.join(c.name for c in native)} left out (napi build builds it)" if native else ""
+    )
     build = DraftStep(
-        name=f"{prefix}-build", cwd=workspace.dir,
+        name=f"{prefix}-build",
+        cwd=workspace.dir,
         command=("cargo", "build", "--workspace", *excludes, *locked),
-        env_inputs=ENV_INPUTS, depends_on=(check.name,),
-        inputs=_inputs(workspace, others, kinds=BUILT_KINDS), outputs=outputs,
+        env_inputs=ENV_INPUTS,
+        depends_on=(check.name,),
+        inputs=_inputs(workspace, others, kinds=BUILT_KINDS),
+        outputs=outputs,
         tools=CARGO_TOOLS,
-        why=(("outputs from the targets' kinds: " + ", ".join(o.path for o in outputs)
-              if outputs else "libraries only: nothing outside target/ to declare")
-             + left_out,))
+        why=(
+            (
+                "outputs from the targets' kinds: " + ", ".join(o.path for o in outputs)
+                if outputs
+                else "libraries only: nothing outside target/ to declare"
+            )
+            + left_out,
+        ),
+    )
     test = DraftStep(
-        name=f"{prefix}-test", cwd=workspace.dir,
+        name=f"{prefix}-test",
+        cwd=workspace.dir,
         command=("cargo", "test", "--workspace", *excludes, *locked),
-        depends_on=(build.name,), inputs=_inputs(workspace, others, kinds=None),
+        depends_on=(build.name,),
+        inputs=_inputs(workspace, others, kinds=None),
         tools=CARGO_TOOLS,
-        why=("after the build, whose compiled dependencies it reuses"
-             + (f"; {', '.join(c.name for c in native)} left out (a Node-API test "
-                "executable cannot link)" if native else ""),))
+        why=(
+            "after the build, whose compiled dependencies it reuses"
+            + (
+                f"; {', '.join(c.name for c in native)} left out (a Node-API test "
+                "executable cannot link)"
+                if native
+                else ""
+            ),
+        ),
+    )
     steps += [build, test]
-    return CargoSteps(steps=tuple(steps), review=tuple(review),
-                      native=_native(workspace, native, build_step=build.name,
-                                     built={c.dir for c in others}))
+    return CargoSteps(
+        steps=tuple(steps),
+        review=tuple(review),
+        native=_native(workspace, native, build_step=build.name, built={c.dir for c in others}),
+    )
 
 
 def _at(directory: str, path: str) -> str:
@@ -123,15 +154,17 @@ def _source_roots(crate: Crate, kinds: tuple[str, ...] | None) -> list[str]:
     return list(dict.fromkeys(roots))
 
 
-def _inputs(workspace: CargoWorkspace, crates: Sequence[Crate], *,
-            kinds: tuple[str, ...] | None) -> tuple[str, ...]:
+def _inputs(
+    workspace: CargoWorkspace, crates: Sequence[Crate], *, kinds: tuple[str, ...] | None
+) -> tuple[str, ...]:
     """Relative to the workspace directory."""
-    found = ["Cargo.toml", *(["Cargo.lock"] if workspace.lockfile else []),
-             *workspace.config_files]
+    found = ["Cargo.toml", *(["Cargo.lock"] if workspace.lockfile else []), *workspace.config_files]
     for crate in crates:
         base = _relative(crate.dir, workspace.dir)
-        found += [posixpath.join(base, "Cargo.toml"),
-                  *(posixpath.join(base, r) for r in _source_roots(crate, kinds))]
+        found += [
+            posixpath.join(base, "Cargo.toml"),
+            *(posixpath.join(base, r) for r in _source_roots(crate, kinds)),
+        ]
     return tuple(dict.fromkeys(posixpath.normpath(p) for p in found))
 
 
@@ -143,16 +176,19 @@ def _relative(path: str, directory: str) -> str:
     if path == directory:
         return "."
     if path.startswith(directory + "/"):
-        return path[len(directory) + 1:]
+        return path[len(directory) + 1 :]
     return "//" + path
 
 
-def _outputs(workspace: CargoWorkspace, crates: list[Crate]
-             ) -> tuple[tuple[Output, ...], list[str]]:
+def _outputs(
+    workspace: CargoWorkspace, crates: list[Crate]
+) -> tuple[tuple[Output, ...], list[str]]:
     if workspace.target_dir is None:
-        return (), [f"{_at(workspace.dir, 'Cargo.toml')}: cargo's target directory is outside "
-                    "the repository (CARGO_TARGET_DIR or .cargo/config.toml): the build's "
-                    "outputs cannot be declared, so they are not cached"]
+        return (), [
+            f"{_at(workspace.dir, 'Cargo.toml')}: cargo's target directory is outside "
+            "the repository (CARGO_TARGET_DIR or .cargo/config.toml): the build's "
+            "outputs cannot be declared, so they are not cached"
+        ]
     target = posixpath.join(_relative(workspace.target_dir, workspace.dir), PROFILE_DIR)
     outputs: list[Output] = []
     review: list[str] = []
@@ -161,36 +197,54 @@ def _outputs(workspace: CargoWorkspace, crates: list[Crate]
             if "bin" in t.kinds:
                 outputs.append(Output(path=f"{target}/{t.name}{{exe_suffix}}"))
             elif "cdylib" in t.kinds or "dylib" in t.kinds:
-                outputs.append(Output(path=f"{target}/*{t.name.replace('-', '_')}"
-                                           "{dylib_suffix}"))
+                outputs.append(Output(path=f"{target}/*{t.name.replace('-', '_')}{{dylib_suffix}}"))
             elif any(k in ARTIFACT_KINDS for k in t.kinds):
-                review.append(f"{crate.name}: the {'/'.join(t.kinds)} target {t.name} is not "
-                              "declared among cargo-build's outputs: add it if another step "
-                              "uses it")
+                review.append(
+                    f"{crate.name}: the {'/'.join(t.kinds)} target {t.name} is not "
+                    "declared among cargo-build's outputs: add it if another step "
+                    "uses it"
+                )
     return tuple(outputs), review
 
 
-def _native(workspace: CargoWorkspace, native: list[Crate], *, build_step: str | None,
-            built: Collection[str] = ()) -> dict[str, NativeCrate]:
+def _native(
+    workspace: CargoWorkspace,
+    native: list[Crate],
+    *,
+    build_step: str | None,
+    built: Collection[str] = (),
+) -> dict[str, NativeCrate]:
     result = {}
     for crate in native:
         deps = workspace.path_dependencies(crate)
         inputs = [*_source_roots(crate, BUILT_KINDS), "Cargo.toml", "package.json"]
-        inputs += [_relative(_at(workspace.dir, f), crate.dir)
-                   for f in ("Cargo.toml", *(["Cargo.lock"] if workspace.lockfile else []),
-                             *workspace.config_files)]
+        inputs += [
+            _relative(_at(workspace.dir, f), crate.dir)
+            for f in (
+                "Cargo.toml",
+                *(["Cargo.lock"] if workspace.lockfile else []),
+                *workspace.config_files,
+            )
+        ]
         for dep in deps:
             base = _relative(dep.dir, crate.dir)
-            inputs += [posixpath.join(base, "Cargo.toml") if base != "." else "Cargo.toml",
-                       *(posixpath.join(base, r) for r in _source_roots(dep, BUILT_KINDS))]
+            inputs += [
+                posixpath.join(base, "Cargo.toml") if base != "." else "Cargo.toml",
+                *(posixpath.join(base, r) for r in _source_roots(dep, BUILT_KINDS)),
+            ]
         after = build_step is not None and any(d.dir in built for d in deps)
         names = ", ".join(d.name for d in deps)
-        why = (f"napi-rs crate {crate.name}: after {build_step}, which compiles {names} "
-               "first" if after else f"napi-rs crate {crate.name}")
+        why = (
+            f"napi-rs crate {crate.name}: after {build_step}, which compiles {names} first"
+            if after
+            else f"napi-rs crate {crate.name}"
+        )
         result[crate.dir] = NativeCrate(
             inputs=tuple(dict.fromkeys(inputs)),
             depends_on=(build_step,) if after and build_step else (),
-            typedefs=_typedefs(crate), why=why)
+            typedefs=_typedefs(crate),
+            why=why,
+        )
     return result
 
 

@@ -127,8 +127,10 @@ def render_manifest(draft: Draft) -> str:
     lines = [*HEADER, "version = 2", ""]
     if draft.tools:
         lines.append("[tools]")
-        lines += [f"{_key(name)} = [{', '.join(map(toml_string, argv))}]"
-                  for name, argv in draft.tools.items()]
+        lines += [
+            f"{_key(name)} = [{', '.join(map(toml_string, argv))}]"
+            for name, argv in draft.tools.items()
+        ]
         lines.append("")
     for step in draft.steps:
         lines += [*render_step(step), ""]

@@ -17,8 +17,14 @@ from typing import Any
 
 from buildlib.core.records import record
 
-VITE_CONFIGS = ("vite.config.ts", "vite.config.js", "vite.config.mjs", "vite.config.mts",
-                "vite.config.cjs", "vite.config.cts")
+VITE_CONFIGS = (
+    "vite.config.ts",
+    "vite.config.js",
+    "vite.config.mjs",
+    "vite.config.mts",
+    "vite.config.cjs",
+    "vite.config.cts",
+)
 _MAX_EXTENDS = 8
 
 
@@ -66,8 +72,11 @@ def _string_end(text: str, start: int) -> int:
 def read_jsonc(text: str) -> Any:
     """Parse JSON that may hold comments and trailing commas (what tsc accepts)."""
     masked = _mask_comments(text)
-    cleaned = re.sub(r'"(?:\\.|[^"\\])*"|,(\s*[}\]])',
-                     lambda m: m.group(1) if m.group(1) is not None else m.group(0), masked)
+    cleaned = re.sub(
+        r'"(?:\\.|[^"\\])*"|,(\s*[}\]])',
+        lambda m: m.group(1) if m.group(1) is not None else m.group(0),
+        masked,
+    )
     return json.loads(cleaned)
 
 
@@ -97,8 +106,11 @@ def read_tsconfig(package_dir: Path, config: str) -> TsConfig | None:
             continue
         for key, value in compiler.items():
             is_path = key in ("outDir", "declarationDir", "tsBuildInfoFile", "rootDir")
-            options[key] = _relative_to(file.parent / value, package_dir) \
-                if is_path and isinstance(value, str) else value
+            options[key] = (
+                _relative_to(file.parent / value, package_dir)
+                if is_path and isinstance(value, str)
+                else value
+            )
     return TsConfig(options=options, unresolved=tuple(unresolved))
 
 
@@ -120,12 +132,20 @@ def _extends_chain(path: Path, unresolved: list[str]) -> Iterator[tuple[Path, di
             return
         yield current, data
         extends = data.get("extends")
-        for base in [extends] if isinstance(extends, str) else \
-                [e for e in extends if isinstance(e, str)] if isinstance(extends, list) else []:
+        for base in (
+            [extends]
+            if isinstance(extends, str)
+            else [e for e in extends if isinstance(e, str)]
+            if isinstance(extends, list)
+            else []
+        ):
             if base.startswith("."):
                 target = current.parent / base
-                queue.append(target if target.suffix == ".json" or target.is_file()
-                             else target.with_name(target.name + ".json"))
+                queue.append(
+                    target
+                    if target.suffix == ".json" or target.is_file()
+                    else target.with_name(target.name + ".json")
+                )
             else:
                 unresolved.append(base)
 
@@ -149,10 +169,14 @@ class ConfigValue:
 
 
 _KEY = re.compile(r"""([A-Za-z_$][\w$]*|'[^'\n]*'|"[^"\n]*")\s*:(?!:)""")
-_RESOLVE = re.compile(r"""^(?:path\.)?(?:resolve|join)\(\s*__dirname\s*"""
-                      r"""((?:,\s*(['"])[^'"]*\2\s*)+)\)$""")
-_URL = re.compile(r"""^fileURLToPath\(\s*new URL\(\s*(['"])([^'"]*)\1\s*,"""
-                  r"""\s*import\.meta\.url\s*\)\s*\)$""")
+_RESOLVE = re.compile(
+    r"""^(?:path\.)?(?:resolve|join)\(\s*__dirname\s*"""
+    r"""((?:,\s*(['"])[^'"]*\2\s*)+)\)$"""
+)
+_URL = re.compile(
+    r"""^fileURLToPath\(\s*new URL\(\s*(['"])([^'"]*)\1\s*,"""
+    r"""\s*import\.meta\.url\s*\)\s*\)$"""
+)
 
 
 def object_entries(source: str) -> list[tuple[tuple[str | None, ...], str, ConfigValue]]:
@@ -198,7 +222,7 @@ def _value(text: str, start: int) -> ConfigValue:
         end = _string_end(text, i)
         rest = text[end:].lstrip()[:1]
         if rest in (",", "}", ""):
-            return ConfigValue(text=text[i + 1:end - 1], static=True)
+            return ConfigValue(text=text[i + 1 : end - 1], static=True)
     depth, j = 0, i
     while j < len(text):
         c = text[j]

@@ -32,9 +32,25 @@ ENTRY_FIELDS = ("main", "module", "types", "typings", "bin", "exports", "browser
 # Segments that write nothing a later step reads (or only tool caches).
 QUIET_TOOLS = frozenset({"echo", "svelte-check", "eslint", "prettier", "node", "true"})
 # Options of `vite build` that take a value (the positional root is the other word).
-_VITE_VALUE_FLAGS = frozenset({"--outDir", "-c", "--config", "-m", "--mode", "--base",
-                               "-l", "--logLevel", "--filter", "--assetsDir", "--target",
-                               "--minify", "--sourcemap", "--ssr", "--manifest"})
+_VITE_VALUE_FLAGS = frozenset(
+    {
+        "--outDir",
+        "-c",
+        "--config",
+        "-m",
+        "--mode",
+        "--base",
+        "-l",
+        "--logLevel",
+        "--filter",
+        "--assetsDir",
+        "--target",
+        "--minify",
+        "--sourcemap",
+        "--ssr",
+        "--manifest",
+    }
+)
 
 
 @record
@@ -51,8 +67,9 @@ class _Found:
     unknown: str = ""  # set: this command writes something init cannot name
 
 
-def build_outputs(package: NodePackage, command: str, files: RepoFiles, *,
-                  typedefs: bool = True) -> OutputGuess:
+def build_outputs(
+    package: NodePackage, command: str, files: RepoFiles, *, typedefs: bool = True
+) -> OutputGuess:
     """The outputs of the build script `command` of `package`. `typedefs`: whether a
     napi-rs crate generates typings (napi-derive's default `type-def` feature)."""
     package_dir = files.root / package.dir
@@ -82,12 +99,14 @@ def build_outputs(package: NodePackage, command: str, files: RepoFiles, *,
     for path in paths:
         normal = _declarable(package.dir, path)
         if normal is None:
-            unknown.append(f"{path} is outside the repository: declare what the build "
-                           "leaves inside it")
+            unknown.append(
+                f"{path} is outside the repository: declare what the build leaves inside it"
+            )
         elif normal not in declared:
             declared.append(normal)
-    return OutputGuess(paths=tuple(declared), reasons=tuple(dict.fromkeys(reasons)),
-                       unknown=tuple(unknown))
+    return OutputGuess(
+        paths=tuple(declared), reasons=tuple(dict.fromkeys(reasons)), unknown=tuple(unknown)
+    )
 
 
 def _declarable(package_dir: str, path: str) -> str | None:
@@ -124,13 +143,18 @@ def _options(words: Sequence[str], with_value: Sequence[str]) -> Iterator[tuple[
 
 
 def _tsc(package_dir: Path, args: Sequence[str]) -> _Found:
-    given = dict(_options(args, ("-p", "--project", "--outDir", "--declarationDir",
-                                 "--tsBuildInfoFile")))
+    given = dict(
+        _options(args, ("-p", "--project", "--outDir", "--declarationDir", "--tsBuildInfoFile"))
+    )
     if "--noEmit" in given:
         return _Found(reason="tsc --noEmit writes nothing")
     build_mode = "-b" in given or "--build" in given
-    config = given.get("-p") or given.get("--project") or \
-        (given.get("", "") if build_mode else "") or "tsconfig.json"
+    config = (
+        given.get("-p")
+        or given.get("--project")
+        or (given.get("", "") if build_mode else "")
+        or "tsconfig.json"
+    )
     read = read_tsconfig(package_dir, config)
     if read is None:
         if "--outDir" in given:
@@ -152,17 +176,21 @@ def _tsc(package_dir: Path, args: Sequence[str]) -> _Found:
         where += ", declarationDir"
     info = given.get("--tsBuildInfoFile") or options.get("tsBuildInfoFile")
     if info or build_mode or options.get("incremental") or options.get("composite"):
-        info = info or posixpath.join(out_dir or posixpath.dirname(name),
-                                      posixpath.basename(name).removesuffix(".json")
-                                      + ".tsbuildinfo")
+        info = info or posixpath.join(
+            out_dir or posixpath.dirname(name),
+            posixpath.basename(name).removesuffix(".json") + ".tsbuildinfo",
+        )
         if not _inside(info, out_dir):
             paths.append(info)
             where += ", its .tsbuildinfo"
     if not paths:
-        more = f" ({name} extends {', '.join(read.unresolved)}, not read: it is a " \
-               "package, not installed yet)" if read.unresolved else ""
-        return _Found(unknown=f"tsc writes each .js beside its .ts: {name} sets no "
-                              f"outDir{more}")
+        more = (
+            f" ({name} extends {', '.join(read.unresolved)}, not read: it is a "
+            "package, not installed yet)"
+            if read.unresolved
+            else ""
+        )
+        return _Found(unknown=f"tsc writes each .js beside its .ts: {name} sets no outDir{more}")
     return _Found(paths=tuple(paths), reason=where)
 
 
@@ -178,31 +206,42 @@ def _inside(path: str, directory: str | None) -> bool:
 
 def _vite(package: NodePackage, package_dir: Path, args: Sequence[str]) -> _Found:
     if "@sveltejs/kit" in package.dependencies:
-        return _Found(unknown="SvelteKit writes .svelte-kit/output and its adapter's "
-                              "directory (build/ for adapter-static and adapter-node)")
+        return _Found(
+            unknown="SvelteKit writes .svelte-kit/output and its adapter's "
+            "directory (build/ for adapter-static and adapter-node)"
+        )
     given = dict(_options(args, tuple(_VITE_VALUE_FLAGS)))
     cli_root = given.get("", "")
     config_dir = posixpath.normpath(cli_root or ".")
-    settings = read_vite_config(package_dir / config_dir, given.get("-c")
-                                or given.get("--config") or "")
+    settings = read_vite_config(
+        package_dir / config_dir, given.get("-c") or given.get("--config") or ""
+    )
     config_name = posixpath.join(config_dir, settings.config).removeprefix("./")
     root = cli_root or "."
     if not cli_root and settings.root is not None:
         if not settings.root.static:
-            return _Found(unknown=f"{config_name} sets root to `{settings.root.text}`, "
-                                  "which init does not evaluate")
+            return _Found(
+                unknown=f"{config_name} sets root to `{settings.root.text}`, "
+                "which init does not evaluate"
+            )
         root = _anchor(settings.root, config_dir)
     if "--outDir" in given:
-        return _Found(paths=(posixpath.join(root, given["--outDir"]),),
-                      reason="vite build --outDir")
+        return _Found(
+            paths=(posixpath.join(root, given["--outDir"]),), reason="vite build --outDir"
+        )
     value = settings.out_dir
     if value is None:
-        why = f"Vite's default build.outDir ({config_name} sets none)" if settings.config \
+        why = (
+            f"Vite's default build.outDir ({config_name} sets none)"
+            if settings.config
             else "Vite's default build.outDir (no vite.config.*)"
+        )
         return _Found(paths=(posixpath.join(root, "dist"),), reason=why)
     if not value.static:
-        return _Found(unknown=f"{config_name} sets build.outDir to `{value.text}`, which "
-                              "init does not evaluate")
+        return _Found(
+            unknown=f"{config_name} sets build.outDir to `{value.text}`, which "
+            "init does not evaluate"
+        )
     path = _anchor(value, config_dir) if value.anchored else posixpath.join(root, value.text)
     return _Found(paths=(path,), reason=f"{config_name}: build.outDir")
 
@@ -225,13 +264,33 @@ def napi_binary_name(package: NodePackage) -> str:
 
 
 def _napi(package: NodePackage, args: Sequence[str], *, typedefs: bool) -> _Found:
-    given = dict(_options(args, ("-o", "--output-dir", "--js", "--js-binding", "--dts",
-                                 "-t", "--target", "--cwd", "-p", "--package",
-                                 "--manifest-path", "--profile", "--target-dir",
-                                 "-c", "--config-path", "--package-json-path")))
+    given = dict(
+        _options(
+            args,
+            (
+                "-o",
+                "--output-dir",
+                "--js",
+                "--js-binding",
+                "--dts",
+                "-t",
+                "--target",
+                "--cwd",
+                "-p",
+                "--package",
+                "--manifest-path",
+                "--profile",
+                "--target-dir",
+                "-c",
+                "--config-path",
+                "--package-json-path",
+            ),
+        )
+    )
     if "--cwd" in given:
-        return _Found(unknown=f"napi build --cwd {given['--cwd']}: the outputs are relative "
-                              "to that directory")
+        return _Found(
+            unknown=f"napi build --cwd {given['--cwd']}: the outputs are relative to that directory"
+        )
     out = given.get("-o") or given.get("--output-dir") or "."
     name = napi_binary_name(package)
     platform = "--platform" in given
@@ -247,10 +306,15 @@ def _napi(package: NodePackage, args: Sequence[str], *, typedefs: bool) -> _Foun
         paths.append(given.get("--js") or given.get("--js-binding") or "index.js")
     if typedefs:
         paths.append(given.get("--dts") or "index.d.ts")
-    what = ["the binary", *(["its JS loader"] if len(paths) > 1 + typedefs else []),
-            *(["its typings"] if typedefs else [])]
-    return _Found(paths=tuple(posixpath.join(out, p) for p in paths),
-                  reason="napi build writes " + ", ".join(what))
+    what = [
+        "the binary",
+        *(["its JS loader"] if len(paths) > 1 + typedefs else []),
+        *(["its typings"] if typedefs else []),
+    ]
+    return _Found(
+        paths=tuple(posixpath.join(out, p) for p in paths),
+        reason="napi build writes " + ", ".join(what),
+    )
 
 
 # -- entry points --------------------------------------------------------------------------------
@@ -272,8 +336,9 @@ def _entry_points(package: NodePackage, files: RepoFiles) -> _Found:
     if not written:
         return _Found()
     shown = "; ".join(f"package.json's {why}" for why in written.values())
-    return _Found(paths=tuple(written), reason=f"{shown}: not in the repository, so the "
-                                               "build writes it")
+    return _Found(
+        paths=tuple(written), reason=f"{shown}: not in the repository, so the build writes it"
+    )
 
 
 def _strings(value: object) -> Iterator[str]:

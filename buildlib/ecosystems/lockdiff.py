@@ -41,8 +41,13 @@ from typing import Any
 Closure = dict[str, Any]
 
 NPM_LOCKS = ("package-lock.json", "npm-shrinkwrap.json")
-KINDS = {"package-lock.json": "npm", "npm-shrinkwrap.json": "npm", "Cargo.lock": "cargo",
-         "pnpm-lock.yaml": "pnpm", "yarn.lock": "yarn"}
+KINDS = {
+    "package-lock.json": "npm",
+    "npm-shrinkwrap.json": "npm",
+    "Cargo.lock": "cargo",
+    "pnpm-lock.yaml": "pnpm",
+    "yarn.lock": "yarn",
+}
 
 
 class _Unreadable(Exception):  # noqa: N818 - internal: "answer None"
@@ -50,13 +55,18 @@ class _Unreadable(Exception):  # noqa: N818 - internal: "answer None"
 
 
 def lockfile_kind(path: str) -> str | None:
-    """"npm", "cargo", "pnpm", "yarn", or None for a file that is not a known lockfile."""
+    """ "npm", "cargo", "pnpm", "yarn", or None for a file that is not a known lockfile."""
     return KINDS.get(posixpath.basename(path))
 
 
-def closures_changed(kind: str, base: bytes | None, current: bytes | None,
-                     members: Iterable[str], *,
-                     cargo_names: Mapping[str, str] | None = None) -> dict[str, bool | None]:
+def closures_changed(
+    kind: str,
+    base: bytes | None,
+    current: bytes | None,
+    members: Iterable[str],
+    *,
+    cargo_names: Mapping[str, str] | None = None,
+) -> dict[str, bool | None]:
     """For each member directory (relative to the lockfile's, "." for its own): whether
     its resolved dependency closure differs between `base` and `current` (None: the file
     is missing on one side, or cannot be read, or does not list the member)."""
@@ -229,15 +239,17 @@ def _cargo_closure(packages: list[dict[str, Any]], crate: str) -> Closure | None
     return closure
 
 
-def _cargo_resolve(by_name: Mapping[str, list[dict[str, Any]]], dep: str
-                   ) -> dict[str, Any] | None:
+def _cargo_resolve(by_name: Mapping[str, list[dict[str, Any]]], dep: str) -> dict[str, Any] | None:
     """`name`, `name version` or `name version (source)`, as Cargo.lock writes them."""
     name, _, rest = dep.partition(" ")
     version, _, source = rest.partition(" ")
     source = source.strip("()")
-    matches = [e for e in by_name.get(name, [])
-               if (not version or e.get("version") == version)
-               and (not source or e.get("source") == source)]
+    matches = [
+        e
+        for e in by_name.get(name, [])
+        if (not version or e.get("version") == version)
+        and (not source or e.get("source") == source)
+    ]
     return matches[0] if len(matches) == 1 else None
 
 
@@ -270,8 +282,11 @@ def _pnpm_closure(doc: Mapping[str, Any], member: str) -> Closure | None:
         snapshot = snapshots.get(name)
         meta = packages.get(plain, packages.get(f"/{plain}", packages.get(f"/{name}")))
         closure[label] = (snapshot, meta)
-        todo += [("package", f"{dep}@{version}") for holder in (snapshot, meta)
-                 for dep, version in _pnpm_package_deps(holder)]
+        todo += [
+            ("package", f"{dep}@{version}")
+            for holder in (snapshot, meta)
+            for dep, version in _pnpm_package_deps(holder)
+        ]
     return closure
 
 
@@ -279,14 +294,13 @@ def _mapping(value: object) -> Mapping[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _pnpm_importer_deps(entry: object, name: str, sections: Sequence[str]
-                        ) -> list[tuple[str, str]]:
+def _pnpm_importer_deps(entry: object, name: str, sections: Sequence[str]) -> list[tuple[str, str]]:
     found: list[tuple[str, str]] = []
     if not isinstance(entry, dict):
         return found
     for section in sections:
         deps = entry.get(section)
-        for dep, spec in (deps.items() if isinstance(deps, dict) else ()):
+        for dep, spec in deps.items() if isinstance(deps, dict) else ():
             version = spec.get("version") if isinstance(spec, dict) else spec
             if not isinstance(version, str):
                 raise _Unreadable
@@ -300,9 +314,13 @@ def _pnpm_importer_deps(entry: object, name: str, sections: Sequence[str]
 def _pnpm_package_deps(holder: object) -> list[tuple[str, str]]:
     if not isinstance(holder, dict):
         return []
-    return [(dep, version) for section in ("dependencies", "optionalDependencies")
-            if isinstance(holder.get(section), dict)
-            for dep, version in holder[section].items() if isinstance(version, str)]
+    return [
+        (dep, version)
+        for section in ("dependencies", "optionalDependencies")
+        if isinstance(holder.get(section), dict)
+        for dep, version in holder[section].items()
+        if isinstance(version, str)
+    ]
 
 
 # -- Yarn (berry) ---------------------------------------------------------------------------
@@ -313,8 +331,12 @@ def _yarn_closure(doc: Mapping[str, Any], member: str) -> Closure | None:
     for keys in doc:
         for descriptor in keys.split(","):
             by_descriptor[descriptor.strip()] = keys
-    start = [keys for keys, entry in doc.items() if isinstance(entry, dict)
-             and str(entry.get("resolution", "")).endswith(f"@workspace:{member}")]
+    start = [
+        keys
+        for keys, entry in doc.items()
+        if isinstance(entry, dict)
+        and str(entry.get("resolution", "")).endswith(f"@workspace:{member}")
+    ]
     if len(start) != 1:
         return None
     closure: Closure = {}
@@ -329,7 +351,7 @@ def _yarn_closure(doc: Mapping[str, Any], member: str) -> Closure | None:
             continue
         for section in ("dependencies", "peerDependencies", "optionalDependencies"):
             deps = entry.get(section)
-            for dep, spec in (deps.items() if isinstance(deps, dict) else ()):
+            for dep, spec in deps.items() if isinstance(deps, dict) else ():
                 found = by_descriptor.get(f"{dep}@{spec}")
                 if found is None and ":" not in str(spec):
                     found = by_descriptor.get(f"{dep}@npm:{spec}")
@@ -338,8 +360,7 @@ def _yarn_closure(doc: Mapping[str, Any], member: str) -> Closure | None:
                     continue
                 todo.append(found)
                 # Yarn's built-in patches (typescript, fsevents, resolve) sit beside it.
-                todo += [k for d, k in by_descriptor.items()
-                         if d.startswith(f"{dep}@patch:{dep}@")]
+                todo += [k for d, k in by_descriptor.items() if d.startswith(f"{dep}@patch:{dep}@")]
     return closure
 
 
@@ -394,15 +415,15 @@ def _split_key(line: str) -> tuple[str, str]:
             end = line.find(quote, end)
             if end < 0:
                 raise _Unreadable
-            if quote == "'" and line[end + 1:end + 2] == "'":
+            if quote == "'" and line[end + 1 : end + 2] == "'":
                 end += 2
                 continue
             if quote == '"' and line[end - 1] == "\\":
                 end += 1
                 continue
             break
-        key = _unquote(line[:end + 1])
-        rest = line[end + 1:]
+        key = _unquote(line[: end + 1])
+        rest = line[end + 1 :]
         if not rest.startswith(":"):
             raise _Unreadable
         return key, rest[1:].strip()

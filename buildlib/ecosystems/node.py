@@ -30,8 +30,7 @@ from buildlib.core.errors import UserError
 from buildlib.core.records import field, record
 from buildlib.ecosystems.repo_files import RepoFiles
 
-DEPENDENCY_FIELDS = ("dependencies", "devDependencies", "peerDependencies",
-                     "optionalDependencies")
+DEPENDENCY_FIELDS = ("dependencies", "devDependencies", "peerDependencies", "optionalDependencies")
 # In order of preference when several lie in one directory.
 LOCKFILES = {
     "pnpm-lock.yaml": "pnpm",
@@ -59,7 +58,7 @@ class NodePackage:
 
     @property
     def short_name(self) -> str:
-        """"@demo/core" -> "core": what step names start with."""
+        """ "@demo/core" -> "core": what step names start with."""
         return self.name.rsplit("/", 1)[-1]
 
 
@@ -128,11 +127,15 @@ def read_package(files: RepoFiles, path: str) -> NodePackage:
         text = (files.root / path).read_text(encoding="utf-8")
         data = json.loads(text)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"{files.root / path}: not a readable package.json ({exc})",
-                        fix="fix the file (npm would reject it too), or remove it") from None
+        raise UserError(
+            f"{files.root / path}: not a readable package.json ({exc})",
+            fix="fix the file (npm would reject it too), or remove it",
+        ) from None
     if not isinstance(data, dict):
-        raise UserError(f"{files.root / path}: not a JSON object",
-                        fix="a package.json holds one object: {\"name\": ...}")
+        raise UserError(
+            f"{files.root / path}: not a JSON object",
+            fix='a package.json holds one object: {"name": ...}',
+        )
     directory = str(PurePosixPath(path).parent)
     name = data.get("name")
     scripts = data.get("scripts")
@@ -143,10 +146,12 @@ def read_package(files: RepoFiles, path: str) -> NodePackage:
             names += [n for n in table if n not in names]
     return NodePackage(
         dir=directory,
-        name=name if isinstance(name, str) and name else PurePosixPath(
-            files.root.name if directory == "." else directory).name,
+        name=name
+        if isinstance(name, str) and name
+        else PurePosixPath(files.root.name if directory == "." else directory).name,
         scripts={k: v for k, v in scripts.items() if isinstance(v, str)}
-        if isinstance(scripts, dict) else {},
+        if isinstance(scripts, dict)
+        else {},
         dependencies=tuple(names),
         manifest=data,
     )
@@ -167,19 +172,32 @@ def find_projects(files: RepoFiles) -> tuple[list[NodeProject], list[str]]:
         package = read_package(files, path)
         patterns = _workspace_patterns(files, directory, package)
         if not lockfile and not patterns and directory != ".":
-            notes.append(f"{path}: no lockfile and no workspace claims it (a test fixture or "
-                         "an example?): no steps")
+            notes.append(
+                f"{path}: no lockfile and no workspace claims it (a test fixture or "
+                "an example?): no steps"
+            )
             continue
         manager = detect_manager(files, directory, package, lockfile)
         if manager.name not in SUPPORTED_MANAGERS:
-            notes.append(f"{path}: {manager.name} ({manager.reason}) is not supported by init "
-                         "yet: write its steps by hand (docs/manifest.md)")
+            notes.append(
+                f"{path}: {manager.name} ({manager.reason}) is not supported by init "
+                "yet: write its steps by hand (docs/manifest.md)"
+            )
             continue
         members = _members(files, directory, patterns, manifests)
         claimed.update(m.dir for m in members)
         claimed.add(directory)
-        projects.append(_project(files, directory, manager=manager, lockfile=lockfile,
-                                 root=package, members=members, patterns=patterns))
+        projects.append(
+            _project(
+                files,
+                directory,
+                manager=manager,
+                lockfile=lockfile,
+                root=package,
+                members=members,
+                patterns=patterns,
+            )
+        )
     return projects, notes
 
 
@@ -188,11 +206,10 @@ def _join(directory: str, name: str) -> str:
 
 
 def _relative(directory: str, path: str) -> str:
-    return path if directory == "." else path[len(directory) + 1:]
+    return path if directory == "." else path[len(directory) + 1 :]
 
 
-def _workspace_patterns(files: RepoFiles, directory: str, package: NodePackage
-                        ) -> tuple[str, ...]:
+def _workspace_patterns(files: RepoFiles, directory: str, package: NodePackage) -> tuple[str, ...]:
     """The workspace globs: package.json's `workspaces` (npm, Yarn; a list or
     {"packages": [...]}) and pnpm-workspace.yaml's `packages`."""
     declared = package.manifest.get("workspaces")
@@ -234,8 +251,9 @@ def _unquote(text: str) -> str:
     return text
 
 
-def _members(files: RepoFiles, directory: str, patterns: Sequence[str],
-             manifests: Sequence[str]) -> tuple[NodePackage, ...]:
+def _members(
+    files: RepoFiles, directory: str, patterns: Sequence[str], manifests: Sequence[str]
+) -> tuple[NodePackage, ...]:
     """The packages the patterns name (negations, "!x", remove), in file order."""
     include = [p.removeprefix("./") for p in patterns if not p.startswith("!")]
     exclude = [p[1:].removeprefix("./") for p in patterns if p.startswith("!")]
@@ -245,8 +263,9 @@ def _members(files: RepoFiles, directory: str, patterns: Sequence[str],
         if member == directory or (directory != "." and not member.startswith(directory + "/")):
             continue
         relative = _relative(directory, member)
-        if any(_glob_match(p, relative) for p in include) and \
-                not any(_glob_match(p, relative) for p in exclude):
+        if any(_glob_match(p, relative) for p in include) and not any(
+            _glob_match(p, relative) for p in exclude
+        ):
             members.append(read_package(files, path))
     return tuple(members)
 
@@ -261,15 +280,19 @@ def _match_parts(pattern: Sequence[str], parts: Sequence[str]) -> bool:
         return not parts
     if pattern[0] == "**":
         return any(_match_parts(pattern[1:], parts[i:]) for i in range(len(parts) + 1))
-    return bool(parts) and fnmatch.fnmatchcase(parts[0], pattern[0]) \
+    return (
+        bool(parts)
+        and fnmatch.fnmatchcase(parts[0], pattern[0])
         and _match_parts(pattern[1:], parts[1:])
+    )
 
 
 # -- the package manager ---------------------------------------------------------------------
 
 
-def detect_manager(files: RepoFiles, directory: str, package: NodePackage,
-                   lockfile: str) -> PackageManager:
+def detect_manager(
+    files: RepoFiles, directory: str, package: NodePackage, lockfile: str
+) -> PackageManager:
     """`packageManager` first (Corepack enforces it), else the lockfile, else npm."""
     declared = package.manifest.get("packageManager")
     name, version, reason = "", "", ""
@@ -278,8 +301,10 @@ def detect_manager(files: RepoFiles, directory: str, package: NodePackage,
         version = version.split("+", 1)[0]
         reason = f'package.json "packageManager": "{name}@{version}"'
         if lockfile and LOCKFILES[lockfile] != name:
-            reason += f" (the lockfile is {lockfile}, {LOCKFILES[lockfile]}'s: the frozen " \
-                      f"install fails until {name}'s lockfile is committed)"
+            reason += (
+                f" (the lockfile is {lockfile}, {LOCKFILES[lockfile]}'s: the frozen "
+                f"install fails until {name}'s lockfile is committed)"
+            )
     elif lockfile:
         name, reason = LOCKFILES[lockfile], f"the lockfile {_join(directory, lockfile)}"
     else:
@@ -289,8 +314,9 @@ def detect_manager(files: RepoFiles, directory: str, package: NodePackage,
     return _yarn(files, directory, lockfile, version, reason)
 
 
-def _yarn(files: RepoFiles, directory: str, lockfile: str, version: str,
-          reason: str) -> PackageManager:
+def _yarn(
+    files: RepoFiles, directory: str, lockfile: str, version: str, reason: str
+) -> PackageManager:
     """Yarn 1 or 2+ (berry): the version packageManager names, else the lockfile's form,
     else whether .yarnrc.yml (a berry file) exists; and berry's yarnPath and nodeLinker."""
     rc_path = _join(directory, ".yarnrc.yml")
@@ -308,11 +334,18 @@ def _yarn(files: RepoFiles, directory: str, lockfile: str, version: str,
     if release and not files.exists(_join(directory, release)):
         release = ""  # named but not committed: Yarn on PATH (or Corepack) runs instead
     if not release:
-        committed = [p for p in files.under(directory)
-                     if re.fullmatch(r"\.yarn/releases/[^/]+\.c?js", p)]
+        committed = [
+            p for p in files.under(directory) if re.fullmatch(r"\.yarn/releases/[^/]+\.c?js", p)
+        ]
         release = committed[0] if len(committed) == 1 else ""
-    return PackageManager(name="yarn", version=version, reason=reason, berry=True,
-                          yarn_release=release, node_linker=settings.get("nodeLinker", ""))
+    return PackageManager(
+        name="yarn",
+        version=version,
+        reason=reason,
+        berry=True,
+        yarn_release=release,
+        node_linker=settings.get("nodeLinker", ""),
+    )
 
 
 def _yarnrc(files: RepoFiles, path: str) -> dict[str, str]:
@@ -330,18 +363,29 @@ def _yarnrc(files: RepoFiles, path: str) -> dict[str, str]:
 # -- what an install reads and writes ------------------------------------------------------------
 
 
-def _project(files: RepoFiles, directory: str, *, manager: PackageManager, lockfile: str,
-             root: NodePackage, members: tuple[NodePackage, ...],
-             patterns: tuple[str, ...]) -> NodeProject:
+def _project(
+    files: RepoFiles,
+    directory: str,
+    *,
+    manager: PackageManager,
+    lockfile: str,
+    root: NodePackage,
+    members: tuple[NodePackage, ...],
+    patterns: tuple[str, ...],
+) -> NodeProject:
     notes: list[str] = []
     if not lockfile:
-        notes.append(f"{_join(directory, 'package.json')}: no lockfile, so the install "
-                     "resolves versions afresh each time: commit one (`npm install` writes "
-                     "package-lock.json) and run init again for a frozen install")
+        notes.append(
+            f"{_join(directory, 'package.json')}: no lockfile, so the install "
+            "resolves versions afresh each time: commit one (`npm install` writes "
+            "package-lock.json) and run init again for a frozen install"
+        )
     if any("electron" in p.dependencies for p in (root, *members)):
-        notes.append(f"{_join(directory, 'package.json')}: Electron's install script downloads "
-                     "its binary (~100 MB) on every install: if no step runs Electron, add "
-                     'env = { ELECTRON_SKIP_BINARY_DOWNLOAD = "1" } to the install step')
+        notes.append(
+            f"{_join(directory, 'package.json')}: Electron's install script downloads "
+            "its binary (~100 MB) on every install: if no step runs Electron, add "
+            'env = { ELECTRON_SKIP_BINARY_DOWNLOAD = "1" } to the install step'
+        )
     inputs = ["package.json", *([lockfile] if lockfile else [])]
     inputs += [f"{p.removeprefix('./')}/package.json" for p in patterns if not p.startswith("!")]
     inputs += [n for n in INSTALL_CONFIG if files.exists(_join(directory, n))]
@@ -350,40 +394,58 @@ def _project(files: RepoFiles, directory: str, *, manager: PackageManager, lockf
     inputs += [f"{d}/**" for d in PATCH_DIRS if files.exists(_join(directory, d))]
     outputs, more = _install_outputs(files, directory, manager, lockfile, members)
     notes += more
-    return NodeProject(dir=directory, manager=manager, lockfile=lockfile, root=root,
-                       members=members, member_patterns=tuple(p for p in patterns
-                                                              if not p.startswith("!")),
-                       install_inputs=tuple(dict.fromkeys(inputs)),
-                       install_outputs=outputs, notes=tuple(notes))
+    return NodeProject(
+        dir=directory,
+        manager=manager,
+        lockfile=lockfile,
+        root=root,
+        members=members,
+        member_patterns=tuple(p for p in patterns if not p.startswith("!")),
+        install_inputs=tuple(dict.fromkeys(inputs)),
+        install_outputs=outputs,
+        notes=tuple(notes),
+    )
 
 
-def _install_outputs(files: RepoFiles, directory: str, manager: PackageManager,
-                     lockfile: str, members: Sequence[NodePackage]
-                     ) -> tuple[tuple[str, ...], list[str]]:
+def _install_outputs(
+    files: RepoFiles,
+    directory: str,
+    manager: PackageManager,
+    lockfile: str,
+    members: Sequence[NodePackage],
+) -> tuple[tuple[str, ...], list[str]]:
     """What the install writes, relative to the project: node_modules, and each workspace
     package's own node_modules where the install makes one. A declared output that the
     install does not write fails the step, so only what is certain is declared."""
     if manager.name == "yarn" and manager.berry and manager.node_linker in ("", "pnp"):
-        return (".pnp.cjs",), [f"{_join(directory, '.yarnrc.yml')}: Plug'n'Play (no "
-                               "nodeLinker): the install writes .pnp.cjs (declared) and, for "
-                               "some packages, .pnp.loader.mjs and .yarn/unplugged: add "
-                               "those to its outputs if they appear"]
+        return (".pnp.cjs",), [
+            f"{_join(directory, '.yarnrc.yml')}: Plug'n'Play (no "
+            "nodeLinker): the install writes .pnp.cjs (declared) and, for "
+            "some packages, .pnp.loader.mjs and .yarn/unplugged: add "
+            "those to its outputs if they appear"
+        ]
     outputs = ["node_modules"]
     if manager.name == "pnpm" or manager.node_linker == "pnpm":
         # pnpm links each package's dependencies into its own node_modules.
-        outputs += [f"{_relative(directory, m.dir)}/node_modules" for m in members
-                    if m.dependencies]
+        outputs += [
+            f"{_relative(directory, m.dir)}/node_modules" for m in members if m.dependencies
+        ]
         return tuple(outputs), []
     if manager.name == "npm" and lockfile:
         nested = _npm_nested(files, directory, lockfile)
-        outputs += [f"{_relative(directory, m.dir)}/node_modules" for m in members
-                    if _relative(directory, m.dir) in nested]
+        outputs += [
+            f"{_relative(directory, m.dir)}/node_modules"
+            for m in members
+            if _relative(directory, m.dir) in nested
+        ]
         return tuple(outputs), []
     if members:
-        return tuple(outputs), [f"{_join(directory, lockfile or 'package.json')}: Yarn may "
-                                "put a workspace package's dependencies in its own "
-                                "node_modules: if one appears after the install, add it to "
-                                "the install step's outputs"]
+        return tuple(outputs), [
+            f"{_join(directory, lockfile or 'package.json')}: Yarn may "
+            "put a workspace package's dependencies in its own "
+            "node_modules: if one appears after the install, add it to "
+            "the install step's outputs"
+        ]
     return tuple(outputs), []
 
 
@@ -397,5 +459,8 @@ def _npm_nested(files: RepoFiles, directory: str, lockfile: str) -> set[str]:
     packages = lock.get("packages") if isinstance(lock, dict) else None
     if not isinstance(packages, dict):
         return set()
-    return {key.split("/node_modules/", 1)[0] for key in packages
-            if "/node_modules/" in key and not key.startswith("node_modules/")}
+    return {
+        key.split("/node_modules/", 1)[0]
+        for key in packages
+        if "/node_modules/" in key and not key.startswith("node_modules/")
+    }

@@ -76,9 +76,13 @@ class _Planned:
     name: str
 
 
-def node_steps(projects: Sequence[NodeProject], files: RepoFiles, *,
-               native: Mapping[str, NativeCrate],
-               manager_at: Callable[[str], str]) -> NodeSteps:
+def node_steps(
+    projects: Sequence[NodeProject],
+    files: RepoFiles,
+    *,
+    native: Mapping[str, NativeCrate],
+    manager_at: Callable[[str], str],
+) -> NodeSteps:
     """Every project's install and script steps. `native`: napi-rs crates by directory;
     `manager_at`: the package manager the engine runs a `script =` step in a directory
     with ("" when it would find none)."""
@@ -91,21 +95,27 @@ def node_steps(projects: Sequence[NodeProject], files: RepoFiles, *,
         for package in _in_dependency_order(project):
             workspace_root = package is project.root and project.is_workspace
             choices = classify(package.scripts, workspace_root=workspace_root)
-            for choice in sorted((c for c in choices if c.role is not None),
-                                 key=lambda c: ROLE_ORDER.index(c.role)):
+            for choice in sorted(
+                (c for c in choices if c.role is not None), key=lambda c: ROLE_ORDER.index(c.role)
+            ):
                 name = "-".join(p for p in (prefixes[package.dir], sanitize(choice.script)) if p)
-                planned.append(_Planned(package=package, project=project, choice=choice,
-                                        name=name))
-            skipped += [f"{package.name} `{c.script}`: {c.reason}" for c in choices
-                        if c.role is None]
+                planned.append(_Planned(package=package, project=project, choice=choice, name=name))
+            skipped += [
+                f"{package.name} `{c.script}`: {c.reason}" for c in choices if c.role is None
+            ]
     graph = _Graph(projects, planned)
     steps: list[DraftStep] = []
     for project in projects:
         steps.append(_install(project, prefixes))
         for item in (i for i in planned if i.project is project):
-            step, notes = _script_step(item, graph, files, native=native,
-                                       install=install_name(project, prefixes),
-                                       manager_at=manager_at)
+            step, notes = _script_step(
+                item,
+                graph,
+                files,
+                native=native,
+                install=install_name(project, prefixes),
+                manager_at=manager_at,
+            )
             steps.append(step)
             review += notes
     return NodeSteps(steps=tuple(steps), skipped=tuple(skipped), review=tuple(review))
@@ -134,19 +144,28 @@ def _install(project: NodeProject, prefixes: Mapping[str, str]) -> DraftStep:
     what = f"{project.lockfile}" if project.lockfile else "package.json (no lockfile)"
     trap = {
         "npm": "--include=dev keeps devDependencies when NODE_ENV=production",
-        "pnpm": "--prod=false keeps devDependencies under NODE_ENV or "
-                "npm_config_production",
-        "yarn": "Yarn 2+ installs devDependencies whatever NODE_ENV says" if manager.berry
-                else "--production=false keeps devDependencies when NODE_ENV=production",
+        "pnpm": "--prod=false keeps devDependencies under NODE_ENV or npm_config_production",
+        "yarn": "Yarn 2+ installs devDependencies whatever NODE_ENV says"
+        if manager.berry
+        else "--production=false keeps devDependencies when NODE_ENV=production",
     }[manager.name]
-    stored = tuple(Output(path=o, store="archive") if o.endswith("node_modules")
-                   else Output(path=o) for o in project.install_outputs)
+    stored = tuple(
+        Output(path=o, store="archive") if o.endswith("node_modules") else Output(path=o)
+        for o in project.install_outputs
+    )
     return DraftStep(
-        name=install_name(project, prefixes), cwd=project.dir,
-        command=project.install_argv(), inputs=project.install_inputs, outputs=stored,
+        name=install_name(project, prefixes),
+        cwd=project.dir,
+        command=project.install_argv(),
+        inputs=project.install_inputs,
+        outputs=stored,
         tools=project.tools(),
-        why=(f"one install for {what}, with {manager.name} ({manager.reason})", trap,
-             "node_modules is stored as one archive, not file by file"))
+        why=(
+            f"one install for {what}, with {manager.name} ({manager.reason})",
+            trap,
+            "node_modules is stored as one archive, not file by file",
+        ),
+    )
 
 
 class _Graph:
@@ -172,8 +191,7 @@ class _Graph:
             for name, spec in table.items():
                 target = names.get(name)
                 if isinstance(spec, str) and spec.startswith(_LOCAL_SPEC):
-                    where = posixpath.normpath(posixpath.join(package.dir,
-                                                              spec.split(":", 1)[1]))
+                    where = posixpath.normpath(posixpath.join(package.dir, spec.split(":", 1)[1]))
                     target = self.by_dir.get(where, target)
                 if target is not None and target.dir != package.dir:
                     found.setdefault(target.dir, target)
@@ -199,9 +217,15 @@ class _Graph:
         return steps, names
 
 
-def _script_step(item: _Planned, graph: _Graph, files: RepoFiles, *,
-                 native: Mapping[str, NativeCrate], install: str,
-                 manager_at: Callable[[str], str]) -> tuple[DraftStep, list[str]]:
+def _script_step(
+    item: _Planned,
+    graph: _Graph,
+    files: RepoFiles,
+    *,
+    native: Mapping[str, NativeCrate],
+    install: str,
+    manager_at: Callable[[str], str],
+) -> tuple[DraftStep, list[str]]:
     package, project, choice = item.package, item.project, item.choice
     role = choice.role
     why = [f"`{choice.script}` of {package.name}: {choice.reason} (`{choice.command}`)"]
@@ -221,14 +245,17 @@ def _script_step(item: _Planned, graph: _Graph, files: RepoFiles, *,
     inputs: tuple[str, ...] | None = None
     env_inputs: tuple[str, ...] = ()
     if role is Role.BUILD:
-        guess = build_outputs(package, choice.command, files,
-                              typedefs=crate.typedefs if crate else True)
+        guess = build_outputs(
+            package, choice.command, files, typedefs=crate.typedefs if crate else True
+        )
         outputs = tuple(Output(path=p) for p in guess.paths)
         if guess.paths:
             why.append(f"outputs {', '.join(guess.paths)}: {'; '.join(guess.reasons)}")
         if guess.unknown:
-            placeholder = (f'outputs = ["..."]  # TODO: {guess.unknown[0]}; declare what '
-                           "the build writes, for the cache and dependents")
+            placeholder = (
+                f'outputs = ["..."]  # TODO: {guess.unknown[0]}; declare what '
+                "the build writes, for the cache and dependents"
+            )
             review.append(f"{item.name}: {'; '.join(guess.unknown)}: fill in its outputs")
     if crate is not None and role is Role.BUILD:
         inputs, env_inputs = crate.inputs, ENV_INPUTS
@@ -236,18 +263,29 @@ def _script_step(item: _Planned, graph: _Graph, files: RepoFiles, *,
         depends += list(crate.depends_on)
         why.append(f"{crate.why}; inputs are the crates' sources, not the files napi writes")
     elif "napi" in package.manifest and role is Role.BUILD:
-        review.append(f"{item.name}: {package.name} is a napi-rs package, but no crate of a "
-                      "Cargo workspace is in its directory: add the Rust sources it builds "
-                      "to its inputs")
+        review.append(
+            f"{item.name}: {package.name} is a napi-rs package, but no crate of a "
+            "Cargo workspace is in its directory: add the Rust sources it builds "
+            "to its inputs"
+        )
     use_script = manager_at(package.dir) == project.manager.name and (
-        project.manager.name != "yarn" or project.dir == ".")
+        project.manager.name != "yarn" or project.dir == "."
+    )
     command = () if use_script else _run_argv(project, choice.script)
     return DraftStep(
-        name=item.name, cwd=package.dir, script=choice.script if use_script else "",
-        command=command, env_inputs=env_inputs, depends_on=tuple(dict.fromkeys(depends)),
-        inputs=inputs, outputs=outputs, placeholder=placeholder, tools=tools,
-        why=tuple(why), runs=" ".join((project.manager.name, "run", choice.script))
-        if use_script else ""), review
+        name=item.name,
+        cwd=package.dir,
+        script=choice.script if use_script else "",
+        command=command,
+        env_inputs=env_inputs,
+        depends_on=tuple(dict.fromkeys(depends)),
+        inputs=inputs,
+        outputs=outputs,
+        placeholder=placeholder,
+        tools=tools,
+        why=tuple(why),
+        runs=" ".join((project.manager.name, "run", choice.script)) if use_script else "",
+    ), review
 
 
 def _run_argv(project: NodeProject, script: str) -> tuple[str, ...]:

@@ -49,7 +49,7 @@ class RepoFiles:
         if directory == ".":
             return sorted(self.paths)
         prefix = directory + "/"
-        return sorted(p[len(prefix):] for p in self.paths if p.startswith(prefix))
+        return sorted(p[len(prefix) :] for p in self.paths if p.startswith(prefix))
 
 
 def _normal(path: str) -> str:
@@ -73,7 +73,11 @@ def _git_files(root: Path) -> list[str] | None:
     try:
         done = subprocess.run(
             ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-            cwd=root, capture_output=True, timeout=_GIT_TIMEOUT, check=False)
+            cwd=root,
+            capture_output=True,
+            timeout=_GIT_TIMEOUT,
+            check=False,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     if done.returncode != 0:

@@ -19,18 +19,26 @@ from pathlib import Path
 from buildlib.core.errors import ManifestError
 
 MANAGERS = ("npm", "pnpm", "yarn")
-LOCKFILES = (("pnpm-lock.yaml", "pnpm"), ("yarn.lock", "yarn"), ("package-lock.json", "npm"),
-             ("npm-shrinkwrap.json", "npm"))
+LOCKFILES = (
+    ("pnpm-lock.yaml", "pnpm"),
+    ("yarn.lock", "yarn"),
+    ("package-lock.json", "npm"),
+    ("npm-shrinkwrap.json", "npm"),
+)
 
 
-def detect_package_manager(root: Path, declared: str, *, manifest: Path,
-                           start: Path | None = None) -> str:
+def detect_package_manager(
+    root: Path, declared: str, *, manifest: Path, start: Path | None = None
+) -> str:
     """npm, pnpm or yarn for a step in `start` (default: the root); see the docstring."""
     if declared:
         if declared not in MANAGERS:
-            raise ManifestError(f"unknown package manager {declared!r}", file=manifest,
-                                key="workspace.package_manager",
-                                fix="use one of: " + ", ".join(MANAGERS))
+            raise ManifestError(
+                f"unknown package manager {declared!r}",
+                file=manifest,
+                key="workspace.package_manager",
+                fix="use one of: " + ", ".join(MANAGERS),
+            )
         return declared
     directory = start or root
     while True:
@@ -40,17 +48,21 @@ def detect_package_manager(root: Path, declared: str, *, manifest: Path,
         if directory in (root, directory.parent):
             break
         directory = directory.parent
-    raise ManifestError("a step names a `script`, but the package manager is unknown: no "
-                        "packageManager field in a package.json and no lockfile from "
-                        f"{start or root} up to the workspace root", file=manifest,
-                        key="workspace.package_manager",
-                        fix='declare it: [workspace] package_manager = "npm" (or pnpm, yarn)')
+    raise ManifestError(
+        "a step names a `script`, but the package manager is unknown: no "
+        "packageManager field in a package.json and no lockfile from "
+        f"{start or root} up to the workspace root",
+        file=manifest,
+        key="workspace.package_manager",
+        fix='declare it: [workspace] package_manager = "npm" (or pnpm, yarn)',
+    )
 
 
 def _manager_in(directory: Path) -> str | None:
     try:
         field = json.loads((directory / "package.json").read_text(encoding="utf-8")).get(
-            "packageManager")
+            "packageManager"
+        )
     except (OSError, ValueError, AttributeError):
         field = None
     if isinstance(field, str) and field.partition("@")[0] in MANAGERS:
@@ -61,8 +73,7 @@ def _manager_in(directory: Path) -> str | None:
     return None
 
 
-def script_argv(manager: str, script: str, args: tuple[str, ...], *, root: Path
-                ) -> tuple[str, ...]:
+def script_argv(manager: str, script: str, args: tuple[str, ...], *, root: Path) -> tuple[str, ...]:
     """The command that runs `script` with `args` through `manager`."""
     if manager == "yarn":
         return (*_yarn(root), "run", script, *args)

@@ -18,8 +18,9 @@ import json
 import posixpath
 
 ANY = frozenset({"*"})  # the file may pin any program (asdf, mise)
-RUST = frozenset({"cargo", "rustc", "rustup", "rustdoc", "rustfmt", "cargo-clippy",
-                  "clippy-driver", "cargo-fmt"})
+RUST = frozenset(
+    {"cargo", "rustc", "rustup", "rustdoc", "rustfmt", "cargo-clippy", "clippy-driver", "cargo-fmt"}
+)
 NODE = frozenset({"node", "npm", "npx", "corepack", "pnpm", "pnpx", "yarn"})
 PYTHON = frozenset({"python", "python3", "pip", "pip3"})
 PACKAGE_MANAGERS = frozenset({"npm", "npx", "pnpm", "pnpx", "yarn", "corepack"})
@@ -58,8 +59,11 @@ def package_json_pins(base: bytes | None, current: bytes | None) -> frozenset[st
     the file is still an input of whatever step declares it)."""
     before, after = _fields(base), _fields(current)
     changed: set[str] = set()
-    for key, programs in (("packageManager", PACKAGE_MANAGERS), ("volta", NODE),
-                          ("devEngines", NODE)):
+    for key, programs in (
+        ("packageManager", PACKAGE_MANAGERS),
+        ("volta", NODE),
+        ("devEngines", NODE),
+    ):
         if before.get(key) != after.get(key):
             changed |= programs
     return frozenset(changed)

@@ -111,8 +111,12 @@ class _Glob:
         """For `**/NAME/**` and `**/NAME` (NAME literal): NAME, since then any segment equal
         to NAME is excluded and a set lookup replaces the regex."""
         segs = self.segments
-        if len(segs) in (2, 3) and segs[0] is None and isinstance(segs[1], str) and (
-                len(segs) == 2 or segs[2] is None):
+        if (
+            len(segs) in (2, 3)
+            and segs[0] is None
+            and isinstance(segs[1], str)
+            and (len(segs) == 2 or segs[2] is None)
+        ):
             return segs[1]
         return None
 
@@ -122,16 +126,19 @@ def compile_glob(pattern: str) -> _Glob:
     """Parse a workspace-relative glob; raises PatternError for one that leaves the root."""
     text = pattern.strip().replace("\\", "/")
     if text.startswith("/") or re.match(r"^[A-Za-z]:/", text):
-        raise PatternError(f"glob {pattern!r} is absolute",
-                           fix="write it relative to the workspace root")
+        raise PatternError(
+            f"glob {pattern!r} is absolute", fix="write it relative to the workspace root"
+        )
     segments: list[str | re.Pattern[str] | None] = []
     regex: list[str] = []
     for part in text.split("/"):
         if part in ("", "."):
             continue
         if part == "..":
-            raise PatternError(f"glob {pattern!r} uses '..' and so may leave the workspace",
-                               fix="write it relative to the workspace root, without '..'")
+            raise PatternError(
+                f"glob {pattern!r} uses '..' and so may leave the workspace",
+                fix="write it relative to the workspace root, without '..'",
+            )
         if part == "**":
             if not segments or segments[-1] is not None:
                 segments.append(None)
@@ -147,12 +154,14 @@ def compile_glob(pattern: str) -> _Glob:
     closures[len(segments)] = frozenset({len(segments)})
     for i in range(len(segments) - 1, -1, -1):
         closures[i] = frozenset({i}) | (closures[i + 1] if segments[i] is None else frozenset())
-    return _Glob(text=pattern, segments=tuple(segments), closures=tuple(closures),
-                 regex="".join(regex))
+    return _Glob(
+        text=pattern, segments=tuple(segments), closures=tuple(closures), regex="".join(regex)
+    )
 
 
-def _walk_roots(includes: Sequence[_Glob]
-                ) -> list[tuple[tuple[str, ...], tuple[frozenset[int], ...]]]:
+def _walk_roots(
+    includes: Sequence[_Glob],
+) -> list[tuple[tuple[str, ...], tuple[frozenset[int], ...]]]:
     """Where to start walking for `includes`: their literal prefixes, none inside another
     (a prefix below another is walked with it), each with every glob's automaton states
     after its segments."""
@@ -164,7 +173,7 @@ def _walk_roots(includes: Sequence[_Glob]
         prefixes.add(tuple(str(seg) for seg in glob.segments[:fixed]))
     roots: list[tuple[str, ...]] = []
     for prefix in sorted(prefixes, key=len):
-        if not any(prefix[:len(root)] == root for root in roots):
+        if not any(prefix[: len(root)] == root for root in roots):
             roots.append(prefix)
     walks = []
     for root in roots:
@@ -186,8 +195,12 @@ class _Query:
     (a step whose inputs are whole directories never needs it: 1,000 such steps spent
     ~0.5 s compiling regexes for nothing)."""
 
-    def __init__(self, includes: tuple[_Glob, ...], names: frozenset[str],
-                 excluded: Callable[[str], re.Match[str] | None] | None) -> None:
+    def __init__(
+        self,
+        includes: tuple[_Glob, ...],
+        names: frozenset[str],
+        excluded: Callable[[str], re.Match[str] | None] | None,
+    ) -> None:
         self.includes = includes
         self.names = names  # excluded directory names (`**/node_modules/**`)
         self.excluded = excluded
@@ -224,8 +237,11 @@ def _segment_regex(part: str) -> str:
             # Keep '-' only as a range between two other characters; escape the rest so
             # no character can open a nested set or a set operation.
             chars = "".join(
-                ch if ch == "-" and 0 < k < len(body) - 1 and "-" not in (body[k - 1], body[k + 1])
-                else re.escape(ch) for k, ch in enumerate(body))
+                ch
+                if ch == "-" and 0 < k < len(body) - 1 and "-" not in (body[k - 1], body[k + 1])
+                else re.escape(ch)
+                for k, ch in enumerate(body)
+            )
             out.append(f"[^/{chars}]" if negate else f"[{chars}]")
         else:
             out.append(re.escape(c))
@@ -275,8 +291,10 @@ def _hash_path(path: str, is_link: bool, size: int) -> tuple[str, int] | None:
     except (FileNotFoundError, NotADirectoryError):
         return None
     except OSError as exc:
-        raise HashError(f"cannot read {path}: {exc.strerror}",
-                        fix="make it readable, or add it to the step's `exclude`") from exc
+        raise HashError(
+            f"cannot read {path}: {exc.strerror}",
+            fix="make it readable, or add it to the step's `exclude`",
+        ) from exc
 
 
 class FileHasher:
@@ -287,8 +305,14 @@ class FileHasher:
     just means starting empty.
     """
 
-    def __init__(self, root: Path, cache_path: Path | None = None, *,
-                 workers: int | None = None, clock: Callable[[], int] = time.time_ns) -> None:
+    def __init__(
+        self,
+        root: Path,
+        cache_path: Path | None = None,
+        *,
+        workers: int | None = None,
+        clock: Callable[[], int] = time.time_ns,
+    ) -> None:
         self.root = Path(root).resolve()
         self.cache_path = cache_path
         self.workers = workers or os.cpu_count() or 1
@@ -324,8 +348,11 @@ class FileHasher:
                 general.append(glob.regex)
         found: list[str] = []
         if includes:
-            query = _Query(tuple(includes), frozenset(names),
-                           _compiled_union(tuple(general)) if general else None)
+            query = _Query(
+                tuple(includes),
+                frozenset(names),
+                _compiled_union(tuple(general)) if general else None,
+            )
             for root, states in _walk_roots(includes):
                 self._expand_root(root, states, query, found)
         found.sort()
@@ -348,14 +375,20 @@ class FileHasher:
             parts = path.split("/")
             if names.intersection(parts):
                 continue
-            if excluded is not None and any(excluded("/" + "/".join(parts[:end]))
-                                            for end in range(1, len(parts) + 1)):
+            if excluded is not None and any(
+                excluded("/" + "/".join(parts[:end])) for end in range(1, len(parts) + 1)
+            ):
                 continue
             kept.append(path)
         return kept
 
-    def _expand_root(self, root: tuple[str, ...], states: tuple[frozenset[int], ...],
-                     query: _Query, found: list[str]) -> None:
+    def _expand_root(
+        self,
+        root: tuple[str, ...],
+        states: tuple[frozenset[int], ...],
+        query: _Query,
+        found: list[str],
+    ) -> None:
         """What the globs match at and below `root` (their common literal prefix)."""
         everything = any(g.accept in s for g, s in zip(query.includes, states, strict=True))
         if not root:
@@ -364,8 +397,9 @@ class FileHasher:
         rel = "/".join(root)
         excluded = query.excluded
         for end in range(1, len(root) + 1):  # nothing excluded on the way
-            if root[end - 1] in query.names or (excluded is not None
-                                                and excluded("/" + "/".join(root[:end]))):
+            if root[end - 1] in query.names or (
+                excluded is not None and excluded("/" + "/".join(root[:end]))
+            ):
                 return
         kind = self._kind(root)
         if kind == "dir":
@@ -374,7 +408,7 @@ class FileHasher:
             found.append(rel)
 
     def _kind(self, root: tuple[str, ...]) -> str | None:
-        """"dir", "file" (a regular file or a symlink) or None, for `root` reached through
+        """ "dir", "file" (a regular file or a symlink) or None, for `root` reached through
         real directories only: the walk from the workspace root never followed a symlink
         into a directory, and a walk from a prefix must not either."""
         path = self._root_str
@@ -385,9 +419,10 @@ class FileHasher:
             except (FileNotFoundError, NotADirectoryError):
                 return None
             except OSError as exc:
-                raise HashError(f"cannot read {path}: {exc.strerror}",
-                                fix="make it readable, or add it to the step's `exclude`"
-                                ) from exc
+                raise HashError(
+                    f"cannot read {path}: {exc.strerror}",
+                    fix="make it readable, or add it to the step's `exclude`",
+                ) from exc
             if stat.S_ISDIR(mode):
                 continue
             if index == len(root) - 1 and (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
@@ -395,13 +430,18 @@ class FileHasher:
             return None
         return "dir"
 
-    def _walk(self, start: str, states: tuple[frozenset[int], ...] | None, query: _Query,
-              found: list[str]) -> None:
+    def _walk(
+        self, start: str, states: tuple[frozenset[int], ...] | None, query: _Query, found: list[str]
+    ) -> None:
         """Depth-first below `start` ("" or "dir/"). Each frame holds the automaton states
         per include glob, or None once a directory matched, so its whole subtree is
         included."""
-        includes, included, excluded, names = (query.includes, query.included, query.excluded,
-                                                query.names)
+        includes, included, excluded, names = (
+            query.includes,
+            query.included,
+            query.excluded,
+            query.names,
+        )
         stack: list[tuple[str, tuple[frozenset[int], ...] | None]] = [(start, states)]
         skip = tuple(sorted(names))
         in_c = excluded is None  # until the C walk fails once: then Python walks the rest
@@ -431,7 +471,8 @@ class FileHasher:
                     elif any(child):
                         stack.append((rel + "/", child))
                 elif (inc is None or included("/" + rel)) and (
-                        entry.is_file(follow_symlinks=False) or entry.is_symlink()):
+                    entry.is_file(follow_symlinks=False) or entry.is_symlink()
+                ):
                     found.append(rel)
 
     def _list(self, prefix: str) -> list[os.DirEntry[str]] | None:
@@ -443,8 +484,10 @@ class FileHasher:
         except (FileNotFoundError, NotADirectoryError):
             return None
         except OSError as exc:
-            raise HashError(f"cannot list {directory}: {exc.strerror}",
-                            fix="make it readable, or add it to the step's `exclude`") from exc
+            raise HashError(
+                f"cannot list {directory}: {exc.strerror}",
+                fix="make it readable, or add it to the step's `exclude`",
+            ) from exc
         self.counters.dirs_scanned += 1
         return entries
 
@@ -460,8 +503,9 @@ class FileHasher:
 
     # -- hashing ---------------------------------------------------------------------------
 
-    def hash_files(self, rel_paths: Iterable[str], keys: dict[str, _Key] | None = None
-                   ) -> dict[str, str]:
+    def hash_files(
+        self, rel_paths: Iterable[str], keys: dict[str, _Key] | None = None
+    ) -> dict[str, str]:
         """Hex sha256 per path: of the content of a regular file, of the target string of
         a symlink. Paths that are missing or not files are left out of the result.
 
@@ -474,8 +518,9 @@ class FileHasher:
         with self._lock:
             entries = self._load()
             result: dict[str, str] = {}
-            todo = statscan.check_stats(root, rel_paths, entries, trusted_before, result,
-                                        accelerated=self.accelerated)
+            todo = statscan.check_stats(
+                root, rel_paths, entries, trusted_before, result, accelerated=self.accelerated
+            )
             self.counters.files_reused += len(result)
             if keys is not None:
                 for rel in result:
@@ -483,8 +528,7 @@ class FileHasher:
                     keys[rel] = (cached[0], cached[1], cached[2], cached[3])
                 for rel, key, _is_link in todo:
                     keys[rel] = key
-        hashed = self._hash_all([(f"{root}/{rel}", is_link, key[0])
-                                 for rel, key, is_link in todo])
+        hashed = self._hash_all([(f"{root}/{rel}", is_link, key[0]) for rel, key, is_link in todo])
         with self._lock:
             for (rel, key, _), outcome in zip(todo, hashed, strict=True):
                 if outcome is None:
@@ -502,8 +546,9 @@ class FileHasher:
 
     def _hash_all(self, jobs: list[tuple[str, bool, int]]) -> list[tuple[str, int] | None]:
         """Large files on the pool while this thread hashes the small ones; results in order."""
-        large = [i for i, (_, is_link, size) in enumerate(jobs)
-                 if not is_link and size > SMALL_FILE]
+        large = [
+            i for i, (_, is_link, size) in enumerate(jobs) if not is_link and size > SMALL_FILE
+        ]
         if len(large) < 2 or self.workers == 1:
             return [_hash_path(*job) for job in jobs]
         from concurrent.futures import ThreadPoolExecutor  # not imported by a no-op build

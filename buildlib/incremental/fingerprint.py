@@ -65,8 +65,7 @@ class Fingerprint:
 
     digest: str
     components: Mapping[str, str] = field(compare=False)
-    stat_keys: Mapping[str, tuple[int, int, int, int]] = field(compare=False,
-                                                               default_factory=dict)
+    stat_keys: Mapping[str, tuple[int, int, int, int]] = field(compare=False, default_factory=dict)
 
     @property
     def input_files(self) -> list[str]:
@@ -97,8 +96,9 @@ def compute_fingerprint(
     try:
         files = select_inputs(step, root=root, hasher=hasher, git=git)
     except PatternError as exc:
-        raise UserError(f"step '{step.name}', key 'inputs' or 'exclude': {exc.message}",
-                        fix=exc.fix) from exc
+        raise UserError(
+            f"step '{step.name}', key 'inputs' or 'exclude': {exc.message}", fix=exc.fix
+        ) from exc
     components: dict[str, str] = {
         "argv": json.dumps(list(step.argv)),
         "cwd": _relative(step.cwd, root),
@@ -112,8 +112,9 @@ def compute_fingerprint(
         components[f"env:{name}"] = _env_value(value)
     for name in step.tools:
         if name not in tool_versions:
-            raise KeyError(f"internal error: no version detected for tool '{name}' "
-                           f"of step '{step.name}'")
+            raise KeyError(
+                f"internal error: no version detected for tool '{name}' of step '{step.name}'"
+            )
         components[f"tool:{name}"] = tool_versions[name]
     for name in step.depends_on:
         if name in dep_fingerprints:
@@ -121,8 +122,9 @@ def compute_fingerprint(
     keys: dict[str, tuple[int, int, int, int]] = {}
     for rel, digest in hasher.hash_files(files, keys).items():
         components[f"file:{rel}"] = digest
-    return Fingerprint(digest=digest_of(components), components=MappingProxyType(components),
-                       stat_keys=keys)
+    return Fingerprint(
+        digest=digest_of(components), components=MappingProxyType(components), stat_keys=keys
+    )
 
 
 def outputs_digest(outputs: Mapping[str, str]) -> str:
@@ -154,7 +156,7 @@ def _relative(path: Path, root: Path) -> str:
     if text == base:
         return "."
     if text.startswith(base + os.sep):
-        return text[len(base) + 1:].replace(os.sep, "/")
+        return text[len(base) + 1 :].replace(os.sep, "/")
     return text
 
 
@@ -176,14 +178,18 @@ def explain(previous: Mapping[str, str] | None, current: Fingerprint) -> list[st
         return ["no earlier result"]
     now = current.components
     reasons: list[str] = []
-    for key, label in (("argv", "command"), ("cwd", "working directory"),
-                       ("outputs", "declared outputs")):
+    for key, label in (
+        ("argv", "command"),
+        ("cwd", "working directory"),
+        ("outputs", "declared outputs"),
+    ):
         if previous.get(key) != now.get(key):
             reasons.append(f"{label} changed")
     for key in ("mode", "target"):
         if previous.get(key) != now.get(key):
-            reasons.append(f"{key} changed from {previous.get(key, '(none)')} to "
-                           f"{now.get(key, '(none)')}")
+            reasons.append(
+                f"{key} changed from {previous.get(key, '(none)')} to {now.get(key, '(none)')}"
+            )
     reasons += _explain_env(*_diff(previous, now, "env:"))
     reasons += _explain_tools(*_diff(previous, now, "tool:"), previous, now)
     changed, added, removed = _diff(previous, now, "dep:")
@@ -195,33 +201,45 @@ def explain(previous: Mapping[str, str] | None, current: Fingerprint) -> list[st
     reasons += _capped(added, "added")
     reasons += _capped(removed, "removed")
     known = ("argv", "cwd", "outputs", "mode", "target", "env:", "tool:", "dep:", "file:")
-    reasons += [f"{key} changed" for key in sorted(set(previous) | set(now))
-                if not key.startswith(known) and previous.get(key) != now.get(key)]
+    reasons += [
+        f"{key} changed"
+        for key in sorted(set(previous) | set(now))
+        if not key.startswith(known) and previous.get(key) != now.get(key)
+    ]
     return reasons or ["no input changed"]
 
 
-def _diff(previous: Mapping[str, str], now: Mapping[str, str], prefix: str
-          ) -> tuple[list[str], list[str], list[str]]:
+def _diff(
+    previous: Mapping[str, str], now: Mapping[str, str], prefix: str
+) -> tuple[list[str], list[str], list[str]]:
     """Names (prefix stripped) under `prefix` that changed, were added, were removed."""
-    before = {k[len(prefix):]: v for k, v in previous.items() if k.startswith(prefix)}
-    after = {k[len(prefix):]: v for k, v in now.items() if k.startswith(prefix)}
+    before = {k[len(prefix) :]: v for k, v in previous.items() if k.startswith(prefix)}
+    after = {k[len(prefix) :]: v for k, v in now.items() if k.startswith(prefix)}
     changed = sorted(n for n in before.keys() & after.keys() if before[n] != after[n])
     return changed, sorted(after.keys() - before.keys()), sorted(before.keys() - after.keys())
 
 
 def _explain_env(changed: list[str], added: list[str], removed: list[str]) -> list[str]:
-    return ([f"environment variable {n} changed" for n in changed]
-            + [f"environment variable {n} is now an input" for n in added]
-            + [f"environment variable {n} is no longer an input" for n in removed])
+    return (
+        [f"environment variable {n} changed" for n in changed]
+        + [f"environment variable {n} is now an input" for n in added]
+        + [f"environment variable {n} is no longer an input" for n in removed]
+    )
 
 
-def _explain_tools(changed: list[str], added: list[str], removed: list[str],
-                   previous: Mapping[str, str], now: Mapping[str, str]) -> list[str]:
+def _explain_tools(
+    changed: list[str],
+    added: list[str],
+    removed: list[str],
+    previous: Mapping[str, str],
+    now: Mapping[str, str],
+) -> list[str]:
     reasons = []
     for name in changed:
         old, new = (_first_line(m[f"tool:{name}"]) for m in (previous, now))
-        reasons.append(f"tool version of {name} changed" + (f" ({old} -> {new})"
-                                                             if old != new else ""))
+        reasons.append(
+            f"tool version of {name} changed" + (f" ({old} -> {new})" if old != new else "")
+        )
     reasons += [f"tool {name} added to the step's tools" for name in added]
     reasons += [f"tool {name} removed from the step's tools" for name in removed]
     return reasons
@@ -241,8 +259,9 @@ def _capped(paths: list[str], verb: str) -> list[str]:
 # -- change while running -------------------------------------------------------------------
 
 
-def select_inputs(step: PlannedStep, *, root: Path, hasher: FileHasher,
-                  git: GitFiles | None) -> list[str]:
+def select_inputs(
+    step: PlannedStep, *, root: Path, hasher: FileHasher, git: GitFiles | None
+) -> list[str]:
     """The step's input files: its `inputs` globs, or (`inputs_from_git`: a version 2 step
     that declares none) what git knows under its cwd; minus its excludes, and in the
     second case minus its outputs. Outside git, every file under the cwd."""
@@ -260,8 +279,9 @@ def select_inputs(step: PlannedStep, *, root: Path, hasher: FileHasher,
     return files
 
 
-def inputs_changed_since(hasher: FileHasher, step: PlannedStep, fingerprint: Fingerprint,
-                         git: GitFiles | None = None) -> list[str]:
+def inputs_changed_since(
+    hasher: FileHasher, step: PlannedStep, fingerprint: Fingerprint, git: GitFiles | None = None
+) -> list[str]:
     """Inputs of `step` whose content differs from what `fingerprint` hashed, or that
     appeared or vanished since: a step's result is stored only when this is empty.
 

@@ -55,9 +55,22 @@ def _list(root: Path) -> list[str] | None:
     from buildlib.core.bounded import run_bounded
 
     try:
-        done = run_bounded(["git", "-c", "core.quotepath=off", "ls-files", "-z", "--cached",
-                            "--others", "--exclude-standard"], cwd=root, timeout=GIT_TIMEOUT,
-                           limit=LISTING_LIMIT, errors="surrogateescape")
+        done = run_bounded(
+            [
+                "git",
+                "-c",
+                "core.quotepath=off",
+                "ls-files",
+                "-z",
+                "--cached",
+                "--others",
+                "--exclude-standard",
+            ],
+            cwd=root,
+            timeout=GIT_TIMEOUT,
+            limit=LISTING_LIMIT,
+            errors="surrogateescape",
+        )
     except OSError:  # no git on this machine
         return None
     if done.returncode != 0:  # not a repository (or git refuses it)

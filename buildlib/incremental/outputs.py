@@ -198,8 +198,9 @@ def _add_tree(base: str, rel: str, found: set[str]) -> None:
 # -- where a path leads ------------------------------------------------------------------
 
 
-def resolve(rel: str, *, links: Mapping[str, str], replaced: Callable[[str], bool],
-            root: Path) -> str | None:
+def resolve(
+    rel: str, *, links: Mapping[str, str], replaced: Callable[[str], bool], root: Path
+) -> str | None:
     """The workspace-relative path `rel` leads to, every symlink on the way followed.
 
     `links` are the symlinks the restore writes (path -> target). A path for which
@@ -255,7 +256,7 @@ def _under(target: str, roots: Iterable[str]) -> str | None:
         if target.rstrip("/") == root:
             return ""
         if target.startswith(root + "/"):
-            return target[len(root) + 1:]
+            return target[len(root) + 1 :]
     return None
 
 
@@ -276,8 +277,9 @@ def overlap(outputs: Mapping[str, Iterable[str]]) -> tuple[str, str, str, str] |
     for step, patterns in outputs.items():
         for pattern in patterns:
             if _WILDCARD.search(pattern) is None:  # most outputs: no glob to compile
-                path = "/".join(p for p in pattern.replace("\\", "/").split("/")
-                                if p not in ("", "."))
+                path = "/".join(
+                    p for p in pattern.replace("\\", "/").split("/") if p not in ("", ".")
+                )
             else:
                 segments = compile_glob(pattern).segments
                 fixed = _fixed_prefix(segments)
@@ -299,13 +301,14 @@ def overlap(outputs: Mapping[str, Iterable[str]]) -> tuple[str, str, str, str] |
     return _glob_overlap(globs, literal)
 
 
-def _glob_overlap(globs: list[tuple[str, str, str]], literal: Mapping[str, tuple[str, str]]
-                  ) -> tuple[str, str, str, str] | None:
+def _glob_overlap(
+    globs: list[tuple[str, str, str]], literal: Mapping[str, tuple[str, str]]
+) -> tuple[str, str, str, str] | None:
     """A glob of one step covering a literal output of another, or None."""
     ordered = sorted(literal)
     for step, pattern, prefix in globs:
         scope = OutputScope((pattern,))
-        for path in ordered[bisect.bisect_left(ordered, prefix):]:
+        for path in ordered[bisect.bisect_left(ordered, prefix) :]:
             if prefix and not (path == prefix or path.startswith(prefix + "/")):
                 break
             other_step, other_pattern = literal[path]

@@ -29,8 +29,10 @@ from collections.abc import Callable, Iterable, Mapping
 StatKey = tuple[int, int, int, int]
 # A stat cache entry: the key and the digest recorded with it.
 CachedEntry = tuple[int, int, int, int, str]
-_CheckStats = Callable[[str, list[str], dict[str, CachedEntry], int, dict[str, str], int],
-                       list[tuple[str, StatKey, bool]]]
+_CheckStats = Callable[
+    [str, list[str], dict[str, CachedEntry], int, dict[str, str], int],
+    list[tuple[str, StatKey, bool]],
+]
 
 _WalkFiles = Callable[[str, str, tuple[str, ...]], tuple[list[str], int]]
 
@@ -53,9 +55,15 @@ _IFMT, _IFREG, _IFLNK = 0o170000, stat.S_IFREG, stat.S_IFLNK
 _THREADS = os.cpu_count() or 1
 
 
-def check_stats(root: str, rel_paths: Iterable[str], entries: Mapping[str, CachedEntry],
-                trusted_before: int, result: dict[str, str], *, accelerated: bool = True
-                ) -> list[tuple[str, StatKey, bool]]:
+def check_stats(
+    root: str,
+    rel_paths: Iterable[str],
+    entries: Mapping[str, CachedEntry],
+    trusted_before: int,
+    result: dict[str, str],
+    *,
+    accelerated: bool = True,
+) -> list[tuple[str, StatKey, bool]]:
     """lstat each path under `root`. A regular file or symlink whose key equals its
     entry's, with mtime and ctime before `trusted_before`, gets the entry's digest in
     `result`; every other one is returned as (rel, key, is_link), in order. Missing
@@ -81,16 +89,21 @@ def check_stats(root: str, rel_paths: Iterable[str], entries: Mapping[str, Cache
             continue
         key = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
         cached = get(rel)
-        if (cached is not None and cached[:4] == key
-                and key[1] < trusted_before and key[2] < trusted_before):
+        if (
+            cached is not None
+            and cached[:4] == key
+            and key[1] < trusted_before
+            and key[2] < trusted_before
+        ):
             result[rel] = cached[4]
         else:
             todo.append((rel, key, kind == _IFLNK))
     return todo
 
 
-def lstat_keys(root: str, rel_paths: Iterable[str], *, accelerated: bool = True
-               ) -> dict[str, StatKey]:
+def lstat_keys(
+    root: str, rel_paths: Iterable[str], *, accelerated: bool = True
+) -> dict[str, StatKey]:
     """The key of each path under `root` that is a regular file or a symlink (others and
     missing paths are left out)."""
     todo = check_stats(root, rel_paths, {}, 0, {}, accelerated=accelerated)

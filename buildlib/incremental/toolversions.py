@@ -59,9 +59,14 @@ class _Resolved:
     stamp: str | None  # sha256 of what the output depends on; None: never cache
 
 
-def detect_tool_versions(commands: Mapping[str, Sequence[str]], names: Iterable[str],
-                         cache_path: Path, *, cwd: Path | None = None,
-                         timeout: float = DEFAULT_TIMEOUT) -> dict[str, str]:
+def detect_tool_versions(
+    commands: Mapping[str, Sequence[str]],
+    names: Iterable[str],
+    cache_path: Path,
+    *,
+    cwd: Path | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> dict[str, str]:
     """Version text (stripped stdout, else stderr) of each tool in `names`.
 
     The commands run in `cwd` (default: the current directory), which is also where a
@@ -87,8 +92,7 @@ def detect_tool_versions(commands: Mapping[str, Sequence[str]], names: Iterable[
     if to_run:
         from concurrent.futures import ThreadPoolExecutor  # only when a tool must run
 
-        with ThreadPoolExecutor(max_workers=len(to_run),
-                                thread_name_prefix="toolversion") as pool:
+        with ThreadPoolExecutor(max_workers=len(to_run), thread_name_prefix="toolversion") as pool:
             outputs = list(pool.map(lambda t: _run(t, cwd, timeout), to_run))
         for tool, version in zip(to_run, outputs, strict=True):
             versions[tool.name] = version
@@ -102,18 +106,24 @@ def detect_tool_versions(commands: Mapping[str, Sequence[str]], names: Iterable[
 def _resolve(name: str, commands: Mapping[str, Sequence[str]], cwd: Path) -> _Resolved:
     argv = tuple(commands.get(name, ()))
     if not argv:
-        raise ToolError(f"tool '{name}' is listed in a step's `tools` but has no version "
-                        "command in [tools]",
-                        fix=f'add {name} = ["{name}", "--version"] under [tools] in the manifest')
+        raise ToolError(
+            f"tool '{name}' is listed in a step's `tools` but has no version command in [tools]",
+            fix=f'add {name} = ["{name}", "--version"] under [tools] in the manifest',
+        )
     found = shutil.which(argv[0])
     if found is None:
-        raise ToolError(f"tool '{name}' (listed in a step's `tools`) was not found: "
-                        f"'{argv[0]}' is not on PATH",
-                        fix=f"install {name} and make sure its directory is on PATH, or "
-                        f"remove '{name}' from the step's `tools`")
+        raise ToolError(
+            f"tool '{name}' (listed in a step's `tools`) was not found: '{argv[0]}' is not on PATH",
+            fix=f"install {name} and make sure its directory is on PATH, or "
+            f"remove '{name}' from the step's `tools`",
+        )
     real = os.path.realpath(found)
-    return _Resolved(name=name, argv=(found, *argv[1:]),
-                     key=json.dumps([found, real, *argv[1:]]), stamp=_stamp(found, real, cwd))
+    return _Resolved(
+        name=name,
+        argv=(found, *argv[1:]),
+        key=json.dumps([found, real, *argv[1:]]),
+        stamp=_stamp(found, real, cwd),
+    )
 
 
 def _stamp(found: str, real: str, cwd: Path) -> str | None:
@@ -180,8 +190,15 @@ def _rustup_inputs(called: str, cwd: Path) -> list[object] | None:
     if files is None:
         return None
     digest = None if settings is None else sha256_hex(settings)
-    return [chosen, str(home), environ.get("CARGO_HOME"), str(cwd), digest, files,
-            _installed_copies(home / "toolchains", called)]
+    return [
+        chosen,
+        str(home),
+        environ.get("CARGO_HOME"),
+        str(cwd),
+        digest,
+        files,
+        _installed_copies(home / "toolchains", called),
+    ]
 
 
 def _toolchain_files(cwd: Path) -> list[list[str]] | None:
@@ -208,8 +225,9 @@ def _installed_copies(toolchains: Path, called: str) -> list[object]:
     copies: list[object] = []
     for toolchain in installed:
         try:
-            copies.append([toolchain, _file_stamp((toolchains / toolchain / "bin" / called)
-                                                  .stat())])
+            copies.append(
+                [toolchain, _file_stamp((toolchains / toolchain / "bin" / called).stat())]
+            )
         except OSError:
             copies.append([toolchain, None])
     return copies
@@ -231,8 +249,10 @@ def _settings_name_a_path(settings: bytes) -> bool:
     except (UnicodeDecodeError, tomllib.TOMLDecodeError):
         return True
     overrides = data.get("overrides", {})
-    names = [data.get("default_toolchain", ""),
-             *(overrides.values() if isinstance(overrides, dict) else [None])]
+    names = [
+        data.get("default_toolchain", ""),
+        *(overrides.values() if isinstance(overrides, dict) else [None]),
+    ]
     return not all(isinstance(name, str) and not _is_path(name) for name in names)
 
 
@@ -269,20 +289,23 @@ def _run(tool: _Resolved, cwd: Path | None, timeout: float) -> str:
     try:
         done = run_bounded(tool.argv, cwd=cwd, timeout=timeout)
     except OSError as exc:
-        raise ToolError(f"tool '{tool.name}': cannot run `{shown}`: {exc.strerror}",
-                        fix="check that the file is executable") from exc
+        raise ToolError(
+            f"tool '{tool.name}': cannot run `{shown}`: {exc.strerror}",
+            fix="check that the file is executable",
+        ) from exc
     if done.returncode is None:
-        raise ToolError(f"tool '{tool.name}': version command `{shown}` did not finish "
-                        f"within {timeout:g} s",
-                        fix="check that the tool works from a shell, or fix its [tools] "
-                        "entry in the manifest")
+        raise ToolError(
+            f"tool '{tool.name}': version command `{shown}` did not finish within {timeout:g} s",
+            fix="check that the tool works from a shell, or fix its [tools] entry in the manifest",
+        )
     out, err = done.stdout.strip(), done.stderr.strip()
     if done.returncode != 0:
         tail = err.splitlines()[-1] if err else ""
-        raise ToolError(f"tool '{tool.name}': version command `{shown}` exited with "
-                        f"{done.returncode}" + (f": {tail}" if tail else ""),
-                        fix="check that the tool works from a shell, or fix its [tools] "
-                        "entry in the manifest")
+        raise ToolError(
+            f"tool '{tool.name}': version command `{shown}` exited with "
+            f"{done.returncode}" + (f": {tail}" if tail else ""),
+            fix="check that the tool works from a shell, or fix its [tools] entry in the manifest",
+        )
     return out or err
 
 
@@ -306,7 +329,7 @@ def _read_cache(path: Path) -> dict[str, tuple[str, str]]:
 
 
 def _write_cache(path: Path, entries: Mapping[str, tuple[str, str]]) -> None:
-    body = {key: {"stamp": stamp, "version": version}
-            for key, (stamp, version) in entries.items()}
-    write_text_atomic(path, json.dumps({"version": _CACHE_VERSION, "entries": body},
-                                       indent=1, sort_keys=True))
+    body = {key: {"stamp": stamp, "version": version} for key, (stamp, version) in entries.items()}
+    write_text_atomic(
+        path, json.dumps({"version": _CACHE_VERSION, "entries": body}, indent=1, sort_keys=True)
+    )

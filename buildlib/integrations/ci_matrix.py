@@ -119,8 +119,9 @@ def _unique(names: Sequence[str]) -> list[str]:
 def _mode_problems(modes: Sequence[str], known: Sequence[str] | None) -> list[str]:
     if not modes:
         return ["no modes given"]
-    problems = [f"mode name {m!r} is not usable in a session name" for m in modes
-                if not MODE_NAME.match(m)]
+    problems = [
+        f"mode name {m!r} is not usable in a session name" for m in modes if not MODE_NAME.match(m)
+    ]
     if known is not None:
         unknown = [m for m in modes if m not in known]
         if unknown:
@@ -155,39 +156,64 @@ def _parser(manifest_modes: Sequence[str]) -> _Parser:
         description="Print the GitHub Actions build matrix (mode x target) as JSON.",
     )
     parser.add_argument(
-        "--modes", nargs="+", metavar="MODE", default=None,
+        "--modes",
+        nargs="+",
+        metavar="MODE",
+        default=None,
         help=f"modes to build (default: every mode in the manifest: {list(manifest_modes)})",
     )
     parser.add_argument(
-        "--targets", nargs="+", metavar="TRIPLE", default=None,
+        "--targets",
+        nargs="+",
+        metavar="TRIPLE",
+        default=None,
         help="target triples (default: all of " + ", ".join(TARGETS) + ")",
     )
     parser.add_argument(
-        "--native-only", action="store_true",
+        "--native-only",
+        action="store_true",
         help="keep only this host's target (no jobs for other platforms)",
     )
     style = parser.add_mutually_exclusive_group()
     style.add_argument(
-        "--json", action="store_true",
-        help="one compact line, for `echo \"matrix=$(...)\" >> $GITHUB_OUTPUT` (the default)",
+        "--json",
+        action="store_true",
+        help='one compact line, for `echo "matrix=$(...)" >> $GITHUB_OUTPUT` (the default)',
     )
     style.add_argument("--pretty", action="store_true", help="indented, for reading")
     shards = parser.add_argument_group(
         "one build over several jobs (docs/ci.md)",
         "--shards N lays one mode and target out in waves of at most N jobs that exchange "
         "results through the remote cache, then a final job that restores everything and "
-        "verifies; the output has `waves`, `wave1`..`waveW` (matrices) and `verify`")
+        "verifies; the output has `waves`, `wave1`..`waveW` (matrices) and `verify`",
+    )
     shards.add_argument("--shards", type=int, metavar="N", help="jobs per wave")
-    shards.add_argument("--waves", type=int, metavar="W", default=None,
-                        help="wave jobs the workflow has (default: as many as needed)")
-    shards.add_argument("--job-overhead", type=float, metavar="SECONDS", default=None,
-                        help="what a job costs before its first step (default 30)")
-    shards.add_argument("--affected", action="store_true",
-                        help="lay out only what the change affects (BUILDLIB_BASE, "
-                        "GITHUB_BASE_REF or the default branch is the base)")
-    shards.add_argument("--github-output", action="store_true",
-                        help="append each key as `key=value` to the file $GITHUB_OUTPUT "
-                        "names, for the workflow's job outputs")
+    shards.add_argument(
+        "--waves",
+        type=int,
+        metavar="W",
+        default=None,
+        help="wave jobs the workflow has (default: as many as needed)",
+    )
+    shards.add_argument(
+        "--job-overhead",
+        type=float,
+        metavar="SECONDS",
+        default=None,
+        help="what a job costs before its first step (default 30)",
+    )
+    shards.add_argument(
+        "--affected",
+        action="store_true",
+        help="lay out only what the change affects (BUILDLIB_BASE, "
+        "GITHUB_BASE_REF or the default branch is the base)",
+    )
+    shards.add_argument(
+        "--github-output",
+        action="store_true",
+        help="append each key as `key=value` to the file $GITHUB_OUTPUT "
+        "names, for the workflow's job outputs",
+    )
     return parser
 
 
@@ -198,8 +224,12 @@ def render(matrix: dict[str, list[dict[str, str]]], *, pretty: bool) -> str:
     return json.dumps(matrix, separators=(",", ":"))
 
 
-def matrix_main(argv: Sequence[str] | None = None, *, manifest_modes: Sequence[str],
-                shard_planner: ShardPlanner | None = None) -> int:
+def matrix_main(
+    argv: Sequence[str] | None = None,
+    *,
+    manifest_modes: Sequence[str],
+    shard_planner: ShardPlanner | None = None,
+) -> int:
     """Parse `argv` and print the matrix on stdout (0); on bad input print one error (1).
 
     Called by the CLI's `matrix` command with the modes the manifest declares and, for
@@ -213,9 +243,14 @@ def matrix_main(argv: Sequence[str] | None = None, *, manifest_modes: Sequence[s
             if args.github_output:
                 _write_github_output(outputs)
             else:
-                sys.stdout.write(json.dumps(outputs, indent=2 if args.pretty else None,
-                                            separators=None if args.pretty else (",", ":"))
-                                 + "\n")
+                sys.stdout.write(
+                    json.dumps(
+                        outputs,
+                        indent=2 if args.pretty else None,
+                        separators=None if args.pretty else (",", ":"),
+                    )
+                    + "\n"
+                )
             return 0
         matrix = build_matrix(
             modes=args.modes if args.modes is not None else list(manifest_modes),
@@ -236,44 +271,60 @@ UNUSED_ROW = {"id": "unused"}  # a wave the layout does not use: its job is skip
 FINAL_JOB = "verify"  # planning/shards.py's name for the last job
 
 
-def _sharded(args: argparse.Namespace, manifest_modes: Sequence[str],
-             planner: ShardPlanner | None) -> dict[str, Any]:
+def _sharded(
+    args: argparse.Namespace, manifest_modes: Sequence[str], planner: ShardPlanner | None
+) -> dict[str, Any]:
     """The job outputs of the workflow's plan job for a sharded build."""
     from buildlib.integrations.ci_plans import ShardRequest
 
     if args.shards is None:
         raise MatrixError("--github-output goes with --shards", fix="add --shards N")
     if args.shards < 1:
-        raise MatrixError(f"--shards {args.shards}: at least one job is needed",
-                          fix="pass --shards 1 or more")
+        raise MatrixError(
+            f"--shards {args.shards}: at least one job is needed", fix="pass --shards 1 or more"
+        )
     if args.waves is not None and args.waves < 1:
-        raise MatrixError(f"--waves {args.waves}: at least one wave is needed",
-                          fix="pass --waves 1 or more (the workflow's wave jobs)")
+        raise MatrixError(
+            f"--waves {args.waves}: at least one wave is needed",
+            fix="pass --waves 1 or more (the workflow's wave jobs)",
+        )
     if args.job_overhead is not None and args.job_overhead < 0:
-        raise MatrixError(f"--job-overhead {args.job_overhead}: negative",
-                          fix="pass the seconds a CI job spends before its first step")
+        raise MatrixError(
+            f"--job-overhead {args.job_overhead}: negative",
+            fix="pass the seconds a CI job spends before its first step",
+        )
     if args.modes is None or len(_unique(args.modes)) != 1:
-        raise MatrixError("--shards lays out one mode's graph",
-                          fix="name it: --modes " + (manifest_modes[0] if manifest_modes
-                                                     else "production"))
+        raise MatrixError(
+            "--shards lays out one mode's graph",
+            fix="name it: --modes " + (manifest_modes[0] if manifest_modes else "production"),
+        )
     targets = _unique(args.targets) if args.targets is not None else [host_triple()]
     problems = [*_mode_problems(args.modes, manifest_modes), *_target_problems(targets)]
     if len(targets) != 1:
         problems.append("--shards lays out one target's graph")
     if problems:
-        raise MatrixError("; ".join(problems), fix=_fix(manifest_modes)
-                          + " (one of each with --shards)")
+        raise MatrixError(
+            "; ".join(problems), fix=_fix(manifest_modes) + " (one of each with --shards)"
+        )
     if planner is None:
         raise MatrixError("--shards needs the manifest", fix="run `buildlib matrix --shards N`")
     entry = MatrixEntry(mode=args.modes[0], target=TARGETS[targets[0]])
-    layout = planner(ShardRequest(mode=entry.mode, target=entry.target.triple,
-                                  shards=args.shards, waves=args.waves,
-                                  overhead=args.job_overhead, affected=args.affected))
+    layout = planner(
+        ShardRequest(
+            mode=entry.mode,
+            target=entry.target.triple,
+            shards=args.shards,
+            waves=args.waves,
+            overhead=args.job_overhead,
+            affected=args.affected,
+        )
+    )
     return shard_outputs(layout, entry, waves=args.waves)
 
 
-def shard_outputs(layout: ShardPlan | None, entry: MatrixEntry, *, waves: int | None
-                  ) -> dict[str, Any]:
+def shard_outputs(
+    layout: ShardPlan | None, entry: MatrixEntry, *, waves: int | None
+) -> dict[str, Any]:
     """`sharded`, `waves` (how many are used, "0" when nothing is to be built), `wave1`..
     `waveW` (W = `waves`, else as many as used; an unused wave holds UNUSED_ROW) and
     `verify`, each a `{"include": [...]}` matrix whose rows carry `id`, `wave`, `steps`
@@ -284,8 +335,13 @@ def shard_outputs(layout: ShardPlan | None, entry: MatrixEntry, *, waves: int | 
     rows: dict[int, list[dict[str, str]]] = {}
 
     def row(job_id: str, wave: int, steps: Sequence[str]) -> dict[str, str]:
-        return {**entry.as_json(), "id": job_id, "wave": str(wave), "steps": " ".join(steps),
-                "artifact_name": f"{entry.artifact_name}-{job_id}"}
+        return {
+            **entry.as_json(),
+            "id": job_id,
+            "wave": str(wave),
+            "steps": " ".join(steps),
+            "artifact_name": f"{entry.artifact_name}-{job_id}",
+        }
 
     # With nothing to build (--affected found nothing) the final job still runs, alone.
     final = row(FINAL_JOB, used + 1, ())
@@ -303,12 +359,15 @@ def shard_outputs(layout: ShardPlan | None, entry: MatrixEntry, *, waves: int | 
 def _write_github_output(outputs: dict[str, Any]) -> None:
     path = os.environ.get("GITHUB_OUTPUT", "")
     if not path:
-        raise MatrixError("--github-output: $GITHUB_OUTPUT is not set (GitHub Actions sets "
-                          "it in every step)", fix="run it in a workflow step, or drop "
-                          "--github-output to print the JSON")
+        raise MatrixError(
+            "--github-output: $GITHUB_OUTPUT is not set (GitHub Actions sets it in every step)",
+            fix="run it in a workflow step, or drop --github-output to print the JSON",
+        )
     compact = (",", ":")
-    lines = [f"{key}={value if isinstance(value, str) else json.dumps(value, separators=compact)}"
-             for key, value in outputs.items()]
+    lines = [
+        f"{key}={value if isinstance(value, str) else json.dumps(value, separators=compact)}"
+        for key, value in outputs.items()
+    ]
     with open(path, "a", encoding="utf-8") as handle:  # noqa: PTH123 - GitHub's own file
         handle.write("\n".join(lines) + "\n")
     sys.stdout.write(json.dumps(outputs, separators=(",", ":")) + "\n")

@@ -22,28 +22,39 @@ from buildlib.workspace.manifest import Manifest
 from buildlib.workspace.targets import Target
 
 
-def planned_removals(manifest: Manifest, *, target: Target, selection: Sequence[str]
-                     ) -> list[Path]:
+def planned_removals(manifest: Manifest, *, target: Target, selection: Sequence[str]) -> list[Path]:
     """Existing paths the selected steps declare (outputs and `clean`), for every mode."""
     groups = {s.group for s in manifest.steps.values()}
     for name in selection:
         if name not in groups and name not in manifest.steps:
-            raise UserError(f"clean: '{name}' is neither a step group nor a step",
-                            fix="groups: " + ", ".join(sorted(groups)))
-    steps = [s for s in manifest.steps.values()
-             if not selection or s.group in selection or s.name in selection]
+            raise UserError(
+                f"clean: '{name}' is neither a step group nor a step",
+                fix="groups: " + ", ".join(sorted(groups)),
+            )
+    steps = [
+        s
+        for s in manifest.steps.values()
+        if not selection or s.group in selection or s.name in selection
+    ]
     root = manifest.root.resolve()
     found: dict[Path, None] = {}
     for mode in manifest.modes:
         variables = template_variables(manifest, mode, target, os.environ)
         for step in steps:
-            def fill(text: str, key: str, step_name: str = step.name,
-                     values: Mapping[str, str] = variables) -> str:
+
+            def fill(
+                text: str,
+                key: str,
+                step_name: str = step.name,
+                values: Mapping[str, str] = variables,
+            ) -> str:
                 return fill_template(text, values, file=manifest.path, step=step_name, key=key)
 
             step_paths = StepPaths(manifest, step, fill(step.cwd, "cwd"), fill)
-            for pattern in (*step_paths.of("outputs", step.outputs),
-                            *step_paths.of("clean", step.clean)):
+            for pattern in (
+                *step_paths.of("outputs", step.outputs),
+                *step_paths.of("clean", step.clean),
+            ):
                 for path in _expand(root, pattern):
                     found[path] = None
     # A path inside another removed directory goes with it.
@@ -86,8 +97,15 @@ def remove(path: Path) -> None:
         shutil.rmtree(path)
 
 
-def clean(manifest: Manifest, *, target: Target, selection: Sequence[str], dry_run: bool,
-          cache: bool, cache_dir: Path | None) -> int:
+def clean(
+    manifest: Manifest,
+    *,
+    target: Target,
+    selection: Sequence[str],
+    dry_run: bool,
+    cache: bool,
+    cache_dir: Path | None,
+) -> int:
     """`nox -s clean [-- GROUP... --cache --dry-run]`; prints what goes, with sizes."""
     paths = planned_removals(manifest, target=target, selection=selection)
     root = manifest.root.resolve()
@@ -103,8 +121,9 @@ def clean(manifest: Manifest, *, target: Target, selection: Sequence[str], dry_r
         from buildlib.cache.admin import clear_cache
         from buildlib.cache.config import cache_config
 
-        config = cache_config(manifest, os.environ, cache_dir=cache_dir, remote_url=None,
-                              read_only=True)
+        config = cache_config(
+            manifest, os.environ, cache_dir=cache_dir, remote_url=None, read_only=True
+        )
         total += clear_cache(config, dry_run=dry_run)
     print(f"{verb} {len(paths)} path(s), {human_size(total)}" + (" and the cache" if cache else ""))
     return 0

@@ -51,41 +51,51 @@ def infer(root: Path, environ: Mapping[str, str] | None = None) -> Draft:
     nothing it recognises."""
     files = list_files(root)
     projects, node_notes = find_projects(files)
-    workspaces, cargo_notes = ([], []) if not files.named("Cargo.toml") \
-        else find_workspaces(files, environ)
+    workspaces, cargo_notes = (
+        ([], []) if not files.named("Cargo.toml") else find_workspaces(files, environ)
+    )
     if not projects and not workspaces:
-        raise UserError(f"nothing buildlib init recognises in {root}: no package.json with a "
-                        "lockfile or workspaces, and no Cargo.toml"
-                        + (f" ({'; '.join(node_notes + cargo_notes)})"
-                           if node_notes or cargo_notes else ""),
-                        fix="run it at the root of an npm, pnpm or Yarn project or a Cargo "
-                        "workspace (--root DIR), or write build.toml by hand "
-                        "(docs/manifest.md)")
-    napi_dirs = {p.dir for project in projects for p in project.packages
-                 if "napi" in p.manifest}
+        raise UserError(
+            f"nothing buildlib init recognises in {root}: no package.json with a "
+            "lockfile or workspaces, and no Cargo.toml"
+            + (f" ({'; '.join(node_notes + cargo_notes)})" if node_notes or cargo_notes else ""),
+            fix="run it at the root of an npm, pnpm or Yarn project or a Cargo "
+            "workspace (--root DIR), or write build.toml by hand "
+            "(docs/manifest.md)",
+        )
+    napi_dirs = {p.dir for project in projects for p in project.packages if "napi" in p.manifest}
     steps: list[DraftStep] = []
     review: list[str] = []
     native: dict[str, NativeCrate] = {}
     found: list[str] = []
     for workspace in workspaces:
-        prefix = "cargo" if len(workspaces) == 1 else \
-            f"{sanitize(posixpath.basename(workspace.dir) or root.name)}-cargo"
+        prefix = (
+            "cargo"
+            if len(workspaces) == 1
+            else f"{sanitize(posixpath.basename(workspace.dir) or root.name)}-cargo"
+        )
         made = cargo_steps(workspace, napi_dirs, prefix=prefix)
         steps += made.steps
         review += made.review
         native.update(made.native)
-        found.append(f"Cargo workspace at {workspace.dir} (cargo metadata): "
-                     + ", ".join(c.name for c in workspace.crates))
+        found.append(
+            f"Cargo workspace at {workspace.dir} (cargo metadata): "
+            + ", ".join(c.name for c in workspace.crates)
+        )
     made_node = node_steps(projects, files, native=native, manager_at=_manager_at(root))
     found += [_describe(p) for p in projects]
     review = [*made_node.review, *review]
     ordered = _in_graph_order([*steps, *made_node.steps])
     review += _unignored_state(root) if files.from_git else []
     used = dict.fromkeys(t for s in ordered for t in s.tools)
-    return Draft(root=root, tools={t: TOOL_COMMANDS[t] for t in TOOL_COMMANDS if t in used},
-                 steps=tuple(ordered), found=tuple(found),
-                 skipped=(*made_node.skipped, *node_notes, *cargo_notes),
-                 review=tuple(dict.fromkeys(review)))
+    return Draft(
+        root=root,
+        tools={t: TOOL_COMMANDS[t] for t in TOOL_COMMANDS if t in used},
+        steps=tuple(ordered),
+        found=tuple(found),
+        skipped=(*made_node.skipped, *node_notes, *cargo_notes),
+        review=tuple(dict.fromkeys(review)),
+    )
 
 
 def _unignored_state(root: Path) -> list[str]:
@@ -93,12 +103,25 @@ def _unignored_state(root: Path) -> list[str]:
     import subprocess
 
     try:
-        ignored = subprocess.run(["git", "check-ignore", "-q", ".buildlib/state"], cwd=root,
-                                 capture_output=True, timeout=30, check=False).returncode == 0
+        ignored = (
+            subprocess.run(
+                ["git", "check-ignore", "-q", ".buildlib/state"],
+                cwd=root,
+                capture_output=True,
+                timeout=30,
+                check=False,
+            ).returncode
+            == 0
+        )
     except (OSError, subprocess.TimeoutExpired):
         return []
-    return [] if ignored else ["add `/.buildlib/` (buildlib's logs, reports and step state) "
-                               "and `/.nox/` to .gitignore"]
+    return (
+        []
+        if ignored
+        else [
+            "add `/.buildlib/` (buildlib's logs, reports and step state) and `/.nox/` to .gitignore"
+        ]
+    )
 
 
 def _manager_at(root: Path) -> Callable[[str], str]:
@@ -108,8 +131,9 @@ def _manager_at(root: Path) -> Callable[[str], str]:
 
     def manager_at(directory: str) -> str:
         try:
-            return detect_package_manager(root, "", manifest=root / MANIFEST,
-                                          start=root / directory)
+            return detect_package_manager(
+                root, "", manifest=root / MANIFEST, start=root / directory
+            )
         except ManifestError:
             return ""
 
@@ -117,8 +141,11 @@ def _manager_at(root: Path) -> Callable[[str], str]:
 
 
 def _describe(project: NodeProject) -> str:
-    kind = f"{project.manager.name} workspace" if project.is_workspace else \
-        f"{project.manager.name} package"
+    kind = (
+        f"{project.manager.name} workspace"
+        if project.is_workspace
+        else f"{project.manager.name} package"
+    )
     lock = project.lockfile or "no lockfile"
     names = ", ".join(p.name for p in project.packages)
     return f"{kind} at {project.dir} ({lock}; {project.manager.reason}): {names}"
@@ -177,9 +204,15 @@ def explain(draft: Draft) -> str:
 # -- the command -------------------------------------------------------------------------------
 
 
-def run_init(root: Path, *, dry_run: bool = False, force: bool = False,
-             out: TextIO | None = None, err: TextIO | None = None,
-             environ: Mapping[str, str] | None = None) -> int:
+def run_init(
+    root: Path,
+    *,
+    dry_run: bool = False,
+    force: bool = False,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> int:
     """`buildlib init`: write (or with `dry_run` print) build.toml and noxfile.py for the
     repository at `root`. With --dry-run the manifest alone goes to `out` (so it can be
     redirected into a file) and everything else to `err`."""
@@ -187,28 +220,31 @@ def run_init(root: Path, *, dry_run: bool = False, force: bool = False,
     err = sys.stderr if err is None else err
     root = root.resolve()
     if not root.is_dir():
-        raise UserError(f"--root {root}: not a directory", fix="name the repository's root "
-                        "directory")
+        raise UserError(
+            f"--root {root}: not a directory", fix="name the repository's root directory"
+        )
     manifest_path = root / MANIFEST
     if manifest_path.exists() and not force and not dry_run:
-        raise UserError(f"{manifest_path} exists: init does not overwrite it",
-                        fix="pass --force to replace it, or --dry-run to print what init "
-                        "would write")
+        raise UserError(
+            f"{manifest_path} exists: init does not overwrite it",
+            fix="pass --force to replace it, or --dry-run to print what init would write",
+        )
     draft = infer(root, environ)
     manifest = render_manifest(draft)
     report = explain(draft)
     if dry_run:
         out.write(manifest)
         print(report, file=err)
-        print(f"(dry run: build.toml would be {_lines(manifest)} lines; nothing written)",
-              file=err)
+        print(f"(dry run: build.toml would be {_lines(manifest)} lines; nothing written)", file=err)
         return 0
     _write_checked(manifest_path, manifest)
     print(report, file=out)
     print(f"wrote {manifest_path} ({_lines(manifest)} lines)", file=out)
     print(_write_noxfile(root / NOXFILE, force=force), file=out)
-    print("next: `python -m buildlib build --dry-run` shows every command; "
-          "`nox -s build` builds", file=out)
+    print(
+        "next: `python -m buildlib build --dry-run` shows every command; `nox -s build` builds",
+        file=out,
+    )
     return 0
 
 
@@ -227,9 +263,11 @@ def _write_checked(path: Path, text: str) -> None:
         load_manifest(temporary)
     except ManifestError as exc:
         temporary.unlink()
-        raise UserError(f"the manifest init made does not load: {exc.render()}",
-                        fix="this is a bug in buildlib init, please report it; "
-                        "`buildlib init --dry-run` prints the manifest to start from") from None
+        raise UserError(
+            f"the manifest init made does not load: {exc.render()}",
+            fix="this is a bug in buildlib init, please report it; "
+            "`buildlib init --dry-run` prints the manifest to start from",
+        ) from None
     temporary.replace(path)
 
 
@@ -240,9 +278,11 @@ def _write_noxfile(path: Path, *, force: bool) -> str:
         if _REGISTERS in current and not force:
             return f"kept {path}: it already defines the sessions from build.toml"
         if not force:
-            return (f"kept {path} (it exists; --force replaces it): to get the build's "
-                    "sessions, add\n"
-                    "    from buildlib.integrations.nox_sessions import register\n"
-                    '    register(nox, Path(__file__).resolve().parent / "build.toml")')
+            return (
+                f"kept {path} (it exists; --force replaces it): to get the build's "
+                "sessions, add\n"
+                "    from buildlib.integrations.nox_sessions import register\n"
+                '    register(nox, Path(__file__).resolve().parent / "build.toml")'
+            )
     path.write_text(render_noxfile(), encoding="utf-8")
     return f"wrote {path}: `nox -l` lists the sessions"

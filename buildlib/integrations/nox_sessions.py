@@ -50,20 +50,31 @@ VARIANT_TAGS = ("variants", "host", "cross")
 
 # Sessions that only run the engine: (name, engine arguments, one-line description).
 ENGINE_SESSIONS: tuple[tuple[str, tuple[str, ...], str], ...] = (
-    ("verify", ("verify",),
-     "Check the artifacts of the last build's mode and target (-- --mode M --target T)."),
-    ("clean", ("clean",), "Remove declared build outputs of every mode (-- GROUP..., --cache, "
-     "--dry-run)."),
-    ("prune", ("prune",), "Shrink the local cache to -- --max-size SIZE (least recently used "
-     "first)."),
-    ("metrics", ("metrics",), "Per-step last/median/slowest times of the last build's mode "
-     "(-- --mode M --last N)."),
+    (
+        "verify",
+        ("verify",),
+        "Check the artifacts of the last build's mode and target (-- --mode M --target T).",
+    ),
+    (
+        "clean",
+        ("clean",),
+        "Remove declared build outputs of every mode (-- GROUP..., --cache, --dry-run).",
+    ),
+    (
+        "prune",
+        ("prune",),
+        "Shrink the local cache to -- --max-size SIZE (least recently used first).",
+    ),
+    (
+        "metrics",
+        ("metrics",),
+        "Per-step last/median/slowest times of the last build's mode (-- --mode M --last N).",
+    ),
     ("matrix", ("matrix",), "Print the CI matrix (mode x target) as JSON for GitHub Actions."),
 )
 
 
-def _engine_session(engine: Callable[..., None], args: tuple[str, ...]
-                    ) -> Callable[[Any], None]:
+def _engine_session(engine: Callable[..., None], args: tuple[str, ...]) -> Callable[[Any], None]:
     def session_func(session: Any) -> None:
         engine(session, *args)
 
@@ -86,15 +97,18 @@ def find_python(version: str = ENGINE_PYTHON) -> list[str]:
         fix = f"brew install python@{version}"
     else:
         fix = f"install Python {version} from https://www.python.org/downloads/"
-    raise UserError(f"Python {version} is not on PATH: buildlib's sessions run on it",
-                    fix=fix)
+    raise UserError(f"Python {version} is not on PATH: buildlib's sessions run on it", fix=fix)
 
 
 def _runs(*argv: str) -> bool:
     """pyenv's shim for a version that is not installed exists but fails: try it."""
     try:
-        return subprocess.run([*argv, "-c", ""], capture_output=True, timeout=30,
-                              check=False).returncode == 0
+        return (
+            subprocess.run(
+                [*argv, "-c", ""], capture_output=True, timeout=30, check=False
+            ).returncode
+            == 0
+        )
     except (OSError, subprocess.TimeoutExpired):
         return False
 
@@ -102,8 +116,9 @@ def _runs(*argv: str) -> bool:
 SOURCE = Path(__file__).resolve().parents[2]  # the buildlib checkout these sessions come from
 
 
-def python_environment(root: Path, name: str, *, extras: str = "",
-                       version: str = ENGINE_PYTHON, source: Path = SOURCE) -> Path:
+def python_environment(
+    root: Path, name: str, *, extras: str = "", version: str = ENGINE_PYTHON, source: Path = SOURCE
+) -> Path:
     """`root/.nox/<name>`'s interpreter, created with Python `version` and buildlib
     (`source`, editable, with `extras`) installed in it, refreshed only when
     `INSTALL_INPUTS` change. Raises UserError (never a traceback) when Python `version`
@@ -114,40 +129,59 @@ def python_environment(root: Path, name: str, *, extras: str = "",
     digest = hashlib.sha256(f"[{extras}]\0".encode() if extras else b"")
     for input_name in INSTALL_INPUTS:  # an editable install still compiles the C module once
         path = source / input_name
-        digest.update(input_name.encode() + b"\0"
-                      + (path.read_bytes() if path.exists() else b"-"))
+        digest.update(input_name.encode() + b"\0" + (path.read_bytes() if path.exists() else b"-"))
     wanted = digest.hexdigest()
     if python.exists() and stamp.exists() and stamp.read_text() == wanted:
         return python
     if not python.exists():
-        _check([*find_python(version), "-m", "venv", str(venv)],
-               f"creating the environment {venv}", fix=f"remove {venv} and run again; on "
-               f"Debian/Ubuntu the venv module is a package: apt-get install "
-               f"python{version}-venv")
+        _check(
+            [*find_python(version), "-m", "venv", str(venv)],
+            f"creating the environment {venv}",
+            fix=f"remove {venv} and run again; on "
+            f"Debian/Ubuntu the venv module is a package: apt-get install "
+            f"python{version}-venv",
+        )
     target = f"{source}[{extras}]" if extras else str(source)
-    _check([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-            "-e", target], f"installing buildlib into {venv}",
-           fix="check the network (pip reaches PyPI) and the messages above; remove "
-           f"{venv} to start over")
+    _check(
+        [
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "-e",
+            target,
+        ],
+        f"installing buildlib into {venv}",
+        fix="check the network (pip reaches PyPI) and the messages above; remove "
+        f"{venv} to start over",
+    )
     # The engine's bytecode, written now: with PYTHONDONTWRITEBYTECODE set (as on many
     # machines and images) every build would otherwise compile buildlib anew (~50 ms).
-    _check([str(python), "-m", "compileall", "-q", str(source / "buildlib")],
-           "compiling buildlib", fix=f"remove {venv} and run again")
+    _check(
+        [str(python), "-m", "compileall", "-q", str(source / "buildlib")],
+        "compiling buildlib",
+        fix=f"remove {venv} and run again",
+    )
     stamp.write_text(wanted)
     return python
 
 
-def engine_python(root: Path, version: str = ENGINE_PYTHON,
-                  environ: Mapping[str, str] | None = None) -> Path:
+def engine_python(
+    root: Path, version: str = ENGINE_PYTHON, environ: Mapping[str, str] | None = None
+) -> Path:
     """The shared engine environment's interpreter, created or refreshed when needed;
     `$BUILDLIB_ENGINE_PYTHON`, when set, is used as it is (an interpreter that already
     has buildlib installed)."""
     given = (os.environ if environ is None else environ).get("BUILDLIB_ENGINE_PYTHON")
     if given:
         if not os.access(given, os.X_OK):
-            raise UserError(f"BUILDLIB_ENGINE_PYTHON={given} is not an executable file",
-                            fix="point it at a Python that has buildlib installed, or unset "
-                            "it to use .nox/_engine-py3.12")
+            raise UserError(
+                f"BUILDLIB_ENGINE_PYTHON={given} is not an executable file",
+                fix="point it at a Python that has buildlib installed, or unset "
+                "it to use .nox/_engine-py3.12",
+            )
         return Path(given)
     return python_environment(root, f"_engine-py{version}", version=version)
 
@@ -168,9 +202,16 @@ def session_error(session: Any, error: UserError) -> None:
 
 # -- which sessions the command line asks for -------------------------------------------------
 
-_FLAGS = {"-s": "sessions", "-e": "sessions", "--session": "sessions",
-          "--sessions": "sessions", "-t": "tags", "--tags": "tags", "-k": "keywords",
-          "--keywords": "keywords"}
+_FLAGS = {
+    "-s": "sessions",
+    "-e": "sessions",
+    "--session": "sessions",
+    "--sessions": "sessions",
+    "-t": "tags",
+    "--tags": "tags",
+    "-k": "keywords",
+    "--keywords": "keywords",
+}
 
 
 @record
@@ -184,8 +225,11 @@ class Requested:
     def wants_variants_of(self, step: str) -> bool:
         """Whether `step(mode=..., target=...)` must exist for this run: named, or selected
         by a variant tag, or by keywords (which must see every session to choose)."""
-        return (self.keywords or any(t in VARIANT_TAGS for t in self.tags)
-                or any(n.startswith(f"{step}(") for n in self.names))
+        return (
+            self.keywords
+            or any(t in VARIANT_TAGS for t in self.tags)
+            or any(n.startswith(f"{step}(") for n in self.names)
+        )
 
 
 def requested_sessions(argv: Sequence[str], environ: Mapping[str, str]) -> Requested:
@@ -215,8 +259,9 @@ def requested_sessions(argv: Sequence[str], environ: Mapping[str, str]) -> Reque
     names = found["sessions"]
     if not names and environ.get("NOXSESSION"):
         names = [n.strip() for n in environ["NOXSESSION"].split(",") if n.strip()]
-    return Requested(names=tuple(names), tags=tuple(found["tags"]),
-                     keywords=bool(found["keywords"]))
+    return Requested(
+        names=tuple(names), tags=tuple(found["tags"]), keywords=bool(found["keywords"])
+    )
 
 
 # -- nox's own noise --------------------------------------------------------------------------
@@ -241,8 +286,13 @@ def quiet_nox() -> None:
 # -- the sessions ----------------------------------------------------------------------------
 
 
-def register(nox: Any, manifest_path: Path, *, argv: Sequence[str] | None = None,
-             environ: Mapping[str, str] | None = None) -> None:
+def register(
+    nox: Any,
+    manifest_path: Path,
+    *,
+    argv: Sequence[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> None:
     """Define the sessions on the `nox` module, from the manifest at `manifest_path`.
 
     `argv` and `environ` (default: nox's command line and environment) decide which
@@ -256,11 +306,14 @@ def register(nox: Any, manifest_path: Path, *, argv: Sequence[str] | None = None
         manifest: Manifest | None = load_manifest(manifest_path)
     except UserError as exc:
         manifest, error = None, exc.render()
-        print(f"nox: the manifest is invalid, only utility sessions are defined:\n{error}",
-              file=sys.stderr)
+        print(
+            f"nox: the manifest is invalid, only utility sessions are defined:\n{error}",
+            file=sys.stderr,
+        )
     modes = tuple(manifest.modes) if manifest else MODES_FALLBACK
-    default_mode = environ.get("BUILDLIB_MODE") or (manifest.default_mode if manifest
-                                                     else MODES_FALLBACK[0])
+    default_mode = environ.get("BUILDLIB_MODE") or (
+        manifest.default_mode if manifest else MODES_FALLBACK[0]
+    )
     host = host_triple()
     targets = (host, *[t for t in TARGETS if t != host])
 
@@ -270,8 +323,16 @@ def register(nox: Any, manifest_path: Path, *, argv: Sequence[str] | None = None
         except UserError as exc:
             session_error(session, exc)
             return
-        session.run(str(python), "-m", "buildlib", *args, *session.posargs, external=True,
-                    interrupt_timeout=INTERRUPT_TIMEOUT, terminate_timeout=TERMINATE_TIMEOUT)
+        session.run(
+            str(python),
+            "-m",
+            "buildlib",
+            *args,
+            *session.posargs,
+            external=True,
+            interrupt_timeout=INTERRUPT_TIMEOUT,
+            terminate_timeout=TERMINATE_TIMEOUT,
+        )
 
     def define(name: str, func: Callable[..., None], doc: str, **kwargs: Any) -> None:
         func.__doc__ = doc
@@ -281,16 +342,24 @@ def register(nox: Any, manifest_path: Path, *, argv: Sequence[str] | None = None
     def build_default(session: Any) -> None:
         engine(session, "build")
 
-    define("build", build_default, f"Build every step of the default mode ({default_mode}) "
-           "for this machine (-- --mode M -j N --explain ...).")
+    define(
+        "build",
+        build_default,
+        f"Build every step of the default mode ({default_mode}) "
+        "for this machine (-- --mode M -j N --explain ...).",
+    )
 
     def build(session: Any, mode: str) -> None:
         engine(session, "build", "--mode", mode)
 
     # Named for the engine's Python: the engine runs on 3.12 in the shared environment.
-    define(f"build-{ENGINE_PYTHON}", nox.parametrize("mode", modes)(build),
-           f"Build one mode; `nox -s build-{ENGINE_PYTHON}` builds all {len(modes)}, one "
-           "after another.", default=False)
+    define(
+        f"build-{ENGINE_PYTHON}",
+        nox.parametrize("mode", modes)(build),
+        f"Build one mode; `nox -s build-{ENGINE_PYTHON}` builds all {len(modes)}, one "
+        "after another.",
+        default=False,
+    )
 
     for name, args, doc in ENGINE_SESSIONS:
         define(name, _engine_session(engine, args), doc, default=False)
@@ -303,18 +372,36 @@ def register(nox: Any, manifest_path: Path, *, argv: Sequence[str] | None = None
             continue
         if step.service:  # a build never starts one: `buildlib watch` does (noxfile's `dev`)
             continue
-        _define_step(nox, define, engine, name=step.name, description=step.description,
-                     modes=modes, targets=targets, host=host,
-                     variants=wanted.wants_variants_of(step.name))
+        _define_step(
+            nox,
+            define,
+            engine,
+            name=step.name,
+            description=step.description,
+            modes=modes,
+            targets=targets,
+            host=host,
+            variants=wanted.wants_variants_of(step.name),
+        )
 
 
-def _define_step(nox: Any, define: Callable[..., None], engine: Callable[..., None], *,
-                 name: str, description: str, modes: Sequence[str], targets: Sequence[str],
-                 host: str, variants: bool) -> None:
+def _define_step(
+    nox: Any,
+    define: Callable[..., None],
+    engine: Callable[..., None],
+    *,
+    name: str,
+    description: str,
+    modes: Sequence[str],
+    targets: Sequence[str],
+    host: str,
+    variants: bool,
+) -> None:
     """`name` alone (the default mode, this machine), or, when `variants` (nox keeps one
     session per name), `name(mode=..., target=...)` for every mode and target."""
     summary = (description or f"Run step {name}").rstrip(".")
     if not variants:
+
         def run_default(session: Any) -> None:
             engine(session, "build", name)
 
@@ -327,7 +414,13 @@ def _define_step(nox: Any, define: Callable[..., None], engine: Callable[..., No
     cases = [(mode, target) for target in targets for mode in modes]
     ids = [f"mode='{mode}', target='{target}'" for mode, target in cases]
     tags = [["step", "variants", "host" if target == host else "cross"] for _, target in cases]
-    params = [nox.param(mode, target, id=case_id, tags=case_tags)
-              for (mode, target), case_id, case_tags in zip(cases, ids, tags, strict=True)]
-    define(name, nox.parametrize(("mode", "target"), params)(run_step),
-           f"{summary} for one mode and target (and what it needs).", default=False)
+    params = [
+        nox.param(mode, target, id=case_id, tags=case_tags)
+        for (mode, target), case_id, case_tags in zip(cases, ids, tags, strict=True)
+    ]
+    define(
+        name,
+        nox.parametrize(("mode", "target"), params)(run_step),
+        f"{summary} for one mode and target (and what it needs).",
+        default=False,
+    )

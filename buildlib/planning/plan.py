@@ -61,8 +61,9 @@ class Plan:
     tool_commands: Mapping[str, tuple[str, ...]]  # tool name -> argv printing its version
 
 
-def fill_template(text: str, variables: Mapping[str, str], *, file: Path, step: str | None,
-                  key: str) -> str:
+def fill_template(
+    text: str, variables: Mapping[str, str], *, file: Path, step: str | None, key: str
+) -> str:
     """Replace `{name}` with its value, `{{`/`}}` with braces; an unknown name is an error."""
     if "{" not in text and "}" not in text:
         return text  # most strings of a manifest hold no template: no regex pass for them
@@ -76,15 +77,21 @@ def fill_template(text: str, variables: Mapping[str, str], *, file: Path, step: 
         name = match.group(1)
         if name is None or name not in variables:
             known = ", ".join(sorted(variables))
-            raise ManifestError(f"unknown template variable {text_match} in {text!r}", file=file,
-                                step=step, key=key, fix=f"use one of: {known}")
+            raise ManifestError(
+                f"unknown template variable {text_match} in {text!r}",
+                file=file,
+                step=step,
+                key=key,
+                fix=f"use one of: {known}",
+            )
         return variables[name]
 
     return TEMPLATE_TOKEN.sub(replace, text)
 
 
-def template_variables(manifest: Manifest, mode: str, target: Target,
-                       environ: Mapping[str, str]) -> dict[str, str]:
+def template_variables(
+    manifest: Manifest, mode: str, target: Target, environ: Mapping[str, str]
+) -> dict[str, str]:
     """Built-ins < global [vars] < mode vars < BUILDLIB_VAR_<NAME> from the environment."""
     variables = {
         "mode": mode,
@@ -96,7 +103,7 @@ def template_variables(manifest: Manifest, mode: str, target: Target,
     }
     for key, value in environ.items():
         if key.startswith(VAR_PREFIX) and len(key) > len(VAR_PREFIX):
-            variables[key[len(VAR_PREFIX):].lower()] = value
+            variables[key[len(VAR_PREFIX) :].lower()] = value
     return variables
 
 
@@ -110,12 +117,16 @@ def marker_environment(target: Target) -> dict[str, str]:
     from packaging.markers import default_environment
 
     env: dict[str, str] = {key: str(value) for key, value in default_environment().items()}
-    env.update({
-        "sys_platform": target.node_platform,
-        "platform_system": {"linux": "Linux", "darwin": "Darwin", "windows": "Windows"}[target.os],
-        "os_name": "nt" if target.os == "windows" else "posix",
-        "platform_machine": machine,
-    })
+    env.update(
+        {
+            "sys_platform": target.node_platform,
+            "platform_system": {"linux": "Linux", "darwin": "Darwin", "windows": "Windows"}[
+                target.os
+            ],
+            "os_name": "nt" if target.os == "windows" else "posix",
+            "platform_machine": machine,
+        }
+    )
     return env
 
 
@@ -144,30 +155,38 @@ def build_plan(
     starts them, and requesting one is an error naming `watch`.
     """
     if mode not in manifest.modes:
-        raise UserError(f"unknown mode '{mode}'",
-                        fix="use one of: " + ", ".join(manifest.modes))
+        raise UserError(f"unknown mode '{mode}'", fix="use one of: " + ", ".join(manifest.modes))
     has_markers = any(s.when is not None for s in manifest.steps.values())
     markers = marker_environment(target) if has_markers else {}
-    present = {name: s for name, s in manifest.steps.items()
-               if applicable(s, mode, markers) and (services or not s.service)}
+    present = {
+        name: s
+        for name, s in manifest.steps.items()
+        if applicable(s, mode, markers) and (services or not s.service)
+    }
     for name in requested:
         if name not in manifest.steps:
             import difflib  # error paths only
 
             close = difflib.get_close_matches(name, list(manifest.steps), n=1)
-            raise UserError(f"unknown step '{name}'",
-                            fix=(f"did you mean '{close[0]}'? " if close else "")
-                            + "steps: " + ", ".join(manifest.steps))
+            raise UserError(
+                f"unknown step '{name}'",
+                fix=(f"did you mean '{close[0]}'? " if close else "")
+                + "steps: "
+                + ", ".join(manifest.steps),
+            )
         if name not in present and manifest.steps[name].service and not services:
-            raise UserError(f"step '{name}' is a service (service = true): a build never "
-                            "starts one, since it runs until it is stopped",
-                            fix=f"run it with `buildlib watch {name}` (`buildlib watch` alone "
-                            "runs every service of the mode beside a rebuild-on-change loop; "
-                            "docs/watch.md)")
+            raise UserError(
+                f"step '{name}' is a service (service = true): a build never "
+                "starts one, since it runs until it is stopped",
+                fix=f"run it with `buildlib watch {name}` (`buildlib watch` alone "
+                "runs every service of the mode beside a rebuild-on-change loop; "
+                "docs/watch.md)",
+            )
         if name not in present:
-            raise UserError(f"step '{name}' does not apply to mode '{mode}' and target "
-                            f"{target.triple}",
-                            fix="check its `modes` and `when` keys in " + str(manifest.path))
+            raise UserError(
+                f"step '{name}' does not apply to mode '{mode}' and target {target.triple}",
+                fix="check its `modes` and `when` keys in " + str(manifest.path),
+            )
     deps = {name: tuple(d for d in s.depends_on if d in present) for name, s in present.items()}
     selected = graph.select(deps, requested or list(present))
     sub = {name: deps[name] for name in present if name in selected}
@@ -178,9 +197,18 @@ def build_plan(
     resolver = _Resolver(manifest.root.resolve())
     managers: dict[Path, str] = {}
     steps = {
-        name: _plan_step(manifest, manifest.steps[name], deps=sub[name], mode=mode,
-                         target=target, variables=variables, priority=priority[name],
-                         estimate=durations[name], resolver=resolver, managers=managers)
+        name: _plan_step(
+            manifest,
+            manifest.steps[name],
+            deps=sub[name],
+            mode=mode,
+            target=target,
+            variables=variables,
+            priority=priority[name],
+            estimate=durations[name],
+            resolver=resolver,
+            managers=managers,
+        )
         for name in order
     }
     from buildlib.incremental.outputs import overlap
@@ -190,22 +218,45 @@ def build_plan(
         first, first_pattern, second, second_pattern = shared
         raise ManifestError(
             f"steps '{first}' and '{second}' declare overlapping outputs "
-            f"({first_pattern!r} and {second_pattern!r})", file=manifest.path, step=second,
-            key="outputs", fix="give each step its own output paths (a restore of one "
-            "would remove the other's files)")
-    return Plan(root=manifest.root, manifest_path=manifest.path, mode=mode, target=target,
-                steps=steps, requested=tuple(requested), tool_commands=dict(manifest.tools))
+            f"({first_pattern!r} and {second_pattern!r})",
+            file=manifest.path,
+            step=second,
+            key="outputs",
+            fix="give each step its own output paths (a restore of one "
+            "would remove the other's files)",
+        )
+    return Plan(
+        root=manifest.root,
+        manifest_path=manifest.path,
+        mode=mode,
+        target=target,
+        steps=steps,
+        requested=tuple(requested),
+        tool_commands=dict(manifest.tools),
+    )
 
 
-def _plan_step(manifest: Manifest, spec: StepSpec, *, deps: tuple[str, ...], mode: str,
-               target: Target, variables: Mapping[str, str], priority: float,
-               estimate: float, resolver: _Resolver, managers: dict[Path, str]
-               ) -> PlannedStep:
+def _plan_step(
+    manifest: Manifest,
+    spec: StepSpec,
+    *,
+    deps: tuple[str, ...],
+    mode: str,
+    target: Target,
+    variables: Mapping[str, str],
+    priority: float,
+    estimate: float,
+    resolver: _Resolver,
+    managers: dict[Path, str],
+) -> PlannedStep:
     def fill(text: str, key: str) -> str:
         return fill_template(text, variables, file=manifest.path, step=spec.name, key=key)
 
-    overrides = [o for o in (spec.mode_overrides.get(mode),
-                             spec.target_overrides.get(target.triple)) if o is not None]
+    overrides = [
+        o
+        for o in (spec.mode_overrides.get(mode), spec.target_overrides.get(target.triple))
+        if o is not None
+    ]
     extra_args = [fill(a, "args") for override in overrides for a in override.args]
     if spec.script is not None:
         from buildlib.ecosystems.scripts import detect_package_manager, script_argv
@@ -214,10 +265,11 @@ def _plan_step(manifest: Manifest, spec: StepSpec, *, deps: tuple[str, ...], mod
         manager = managers.get(directory)
         if manager is None:
             manager = managers[directory] = detect_package_manager(
-                resolver.root, manifest.package_manager, manifest=manifest.path,
-                start=directory)
-        argv = list(script_argv(manager, fill(spec.script, "script"), tuple(extra_args),
-                                root=resolver.root))
+                resolver.root, manifest.package_manager, manifest=manifest.path, start=directory
+            )
+        argv = list(
+            script_argv(manager, fill(spec.script, "script"), tuple(extra_args), root=resolver.root)
+        )
     else:
         argv = [fill(a, "command") for a in spec.command] + extra_args
     env = {k: fill(v, f"env.{k}") for k, v in manifest.modes[mode].env.items()}
@@ -226,15 +278,24 @@ def _plan_step(manifest: Manifest, spec: StepSpec, *, deps: tuple[str, ...], mod
         env.update({k: fill(v, f"env.{k}") for k, v in override.env.items()})
     cwd_text = fill(spec.cwd, "cwd")
     if not resolver.inside(cwd_text):
-        raise ManifestError("cwd resolves outside the workspace", file=manifest.path,
-                            step=spec.name, key="cwd", fix="use a directory inside the workspace")
+        raise ManifestError(
+            "cwd resolves outside the workspace",
+            file=manifest.path,
+            step=spec.name,
+            key="cwd",
+            fix="use a directory inside the workspace",
+        )
     paths = StepPaths(manifest, spec, cwd_text, fill)
     outputs = paths.of("outputs", spec.outputs)
     for output in outputs:
         if not resolver.inside(output):
-            raise ManifestError(f"output {output!r} resolves outside the workspace",
-                                file=manifest.path, step=spec.name, key="outputs",
-                                fix="declare outputs under the workspace root")
+            raise ManifestError(
+                f"output {output!r} resolves outside the workspace",
+                file=manifest.path,
+                step=spec.name,
+                key="outputs",
+                fix="declare outputs under the workspace root",
+            )
     return PlannedStep(
         name=spec.name,
         description=spec.description,
@@ -253,8 +314,11 @@ def _plan_step(manifest: Manifest, spec: StepSpec, *, deps: tuple[str, ...], mod
         priority=priority,
         estimate=estimate,
         inputs_from_git=not spec.inputs_declared,
-        store={output: spec.store[pattern] for pattern, output in zip(
-            spec.outputs, outputs, strict=True) if pattern in spec.store},
+        store={
+            output: spec.store[pattern]
+            for pattern, output in zip(spec.outputs, outputs, strict=True)
+            if pattern in spec.store
+        },
         service=spec.service,
         restart_on=paths.of("restart_on", spec.restart_on),
         restart_on_deps=spec.restart_on_deps,
@@ -266,8 +330,9 @@ class StepPaths:
     templates filled: as written (version 1), or joined to the step's cwd (version 2;
     `//path` from the root). Raises ManifestError for a path that climbs out."""
 
-    def __init__(self, manifest: Manifest, spec: StepSpec, cwd: str,
-                 fill: Callable[[str, str], str]) -> None:
+    def __init__(
+        self, manifest: Manifest, spec: StepSpec, cwd: str, fill: Callable[[str, str], str]
+    ) -> None:
         self.manifest, self.spec, self.cwd, self.fill = manifest, spec, cwd, fill
 
     def of(self, key: str, patterns: Sequence[str]) -> tuple[str, ...]:
@@ -277,11 +342,14 @@ class StepPaths:
         joined = tuple(root_relative(self.cwd, p) for p in filled)
         for written, path in zip(filled, joined, strict=True):
             if path == ".." or path.startswith("../"):
-                raise ManifestError(f"{key} {written!r} climbs out of the workspace from the "
-                                    f"step's cwd ({self.cwd})", file=self.manifest.path,
-                                    step=self.spec.name, key=key,
-                                    fix="name a path from the root with '//' (//dir/file), "
-                                    "or climb less")
+                raise ManifestError(
+                    f"{key} {written!r} climbs out of the workspace from the "
+                    f"step's cwd ({self.cwd})",
+                    file=self.manifest.path,
+                    step=self.spec.name,
+                    key=key,
+                    fix="name a path from the root with '//' (//dir/file), or climb less",
+                )
         return joined
 
 
@@ -329,23 +397,37 @@ class _Resolver:
         return found
 
 
-def resolve_artifacts(manifest: Manifest, plan: Plan, environ: Mapping[str, str]
-                      ) -> list[Artifact]:
+def resolve_artifacts(manifest: Manifest, plan: Plan, environ: Mapping[str, str]) -> list[Artifact]:
     """The manifest's artifacts for the plan's mode and target, templates filled."""
     variables = template_variables(manifest, plan.mode, plan.target, environ)
     result: list[Artifact] = []
     for spec in manifest.artifacts:
         if spec.modes is not None and plan.mode not in spec.modes:
             continue
-        rel = fill_template(spec.path, variables, file=manifest.path, step=spec.step,
-                            key="artifact.path")
+        rel = fill_template(
+            spec.path, variables, file=manifest.path, step=spec.step, key="artifact.path"
+        )
         path = manifest.root / rel
         run_vars = {**variables, "path": str(path)}
-        result.append(Artifact(
-            path=path, rel=rel, step=spec.step, kind=spec.kind,
-            run=tuple(fill_template(a, run_vars, file=manifest.path, step=spec.step,
-                                    key="artifact.run") for a in spec.run),
-            expect=fill_template(spec.expect, variables, file=manifest.path, step=spec.step,
-                                 key="artifact.expect"),
-        ))
+        result.append(
+            Artifact(
+                path=path,
+                rel=rel,
+                step=spec.step,
+                kind=spec.kind,
+                run=tuple(
+                    fill_template(
+                        a, run_vars, file=manifest.path, step=spec.step, key="artifact.run"
+                    )
+                    for a in spec.run
+                ),
+                expect=fill_template(
+                    spec.expect,
+                    variables,
+                    file=manifest.path,
+                    step=spec.step,
+                    key="artifact.expect",
+                ),
+            )
+        )
     return result

@@ -50,16 +50,24 @@ def _tally(plan: Plan, forecasts: Mapping[str, Forecast]) -> str:
     for name in plan.steps:
         forecast = forecasts.get(name)
         verdict = forecast.verdict if forecast is not None else "run"
-        key = "restored" if verdict.startswith("restore") else {
-            "up to date": "up to date", "run": "would run"}.get(verdict, verdict)
+        key = (
+            "restored"
+            if verdict.startswith("restore")
+            else {"up to date": "up to date", "run": "would run"}.get(verdict, verdict)
+        )
         counts[key] = counts.get(key, 0) + 1
     order = ["up to date", "restored", "would run"]
     return ", ".join(f"{counts[k]} {k}" for k in order if counts.get(k))
 
 
-def render_dry_run(plan: Plan, environ: Mapping[str, str],
-                   forecasts: Mapping[str, Forecast] | None = None, *,
-                   explain: bool = False, cache_note: str = "") -> str:
+def render_dry_run(
+    plan: Plan,
+    environ: Mapping[str, str],
+    forecasts: Mapping[str, Forecast] | None = None,
+    *,
+    explain: bool = False,
+    cache_note: str = "",
+) -> str:
     """Each step in order: what a build would do with it (when `forecasts` are given; with
     `explain` every reason, else the first), its exact command, directory, and
     environment differences. `cache_note` says why there are no forecasts."""
@@ -71,14 +79,18 @@ def render_dry_run(plan: Plan, environ: Mapping[str, str],
         what += f"; {cache_note}"
     lines = [f"plan: mode={plan.mode} target={plan.target.triple} ({what}; nothing will run)"]
     for index, step in enumerate(plan.steps.values(), 1):
-        lines.append(f"{index:>3}. {step.name}" + (f"  -- {step.description}"
-                                                   if step.description else ""))
+        lines.append(
+            f"{index:>3}. {step.name}" + (f"  -- {step.description}" if step.description else "")
+        )
         forecast = forecasts.get(step.name) if forecasts is not None else None
         if forecast is not None:
             reasons = list(forecast.reasons)
             shown = reasons if explain else reasons[:1]
-            more = f" (and {len(reasons) - 1} more; --explain lists them)" \
-                if not explain and len(reasons) > 1 else ""
+            more = (
+                f" (and {len(reasons) - 1} more; --explain lists them)"
+                if not explain and len(reasons) > 1
+                else ""
+            )
             status = _cache_status(forecast.verdict)[0]
             head = f"     would: {forecast.verdict} [{status}]"
             if len(shown) == 1:
@@ -98,8 +110,9 @@ def render_dry_run(plan: Plan, environ: Mapping[str, str],
     return "\n".join(lines)
 
 
-def render_dry_run_json(plan: Plan, environ: Mapping[str, str],
-                        forecasts: Mapping[str, Forecast] | None = None) -> str:
+def render_dry_run_json(
+    plan: Plan, environ: Mapping[str, str], forecasts: Mapping[str, Forecast] | None = None
+) -> str:
     """The dry run as JSON: the plan's steps, each with `cache` = {status: HIT|MISS,
     source: LOCAL|REMOTE|null, verdict, fingerprint, reasons} (null without forecasts)."""
     steps = []
@@ -108,23 +121,35 @@ def render_dry_run_json(plan: Plan, environ: Mapping[str, str],
         cache: dict[str, object] | None = None
         if forecast is not None:
             status, source = _cache_status(forecast.verdict)
-            cache = {"status": status, "source": source, "verdict": forecast.verdict,
-                     "fingerprint": forecast.fingerprint or None,
-                     "reasons": list(forecast.reasons)}
-        steps.append({
-            "name": step.name, "description": step.description, "group": step.group,
-            "argv": list(step.argv), "cwd": _relative(step.cwd, plan.root),
-            "env": {k: v for k, v in sorted(step.env.items()) if environ.get(k) != v},
-            "depends_on": list(step.depends_on), "outputs": list(step.outputs),
-            "cache": cache,
-        })
+            cache = {
+                "status": status,
+                "source": source,
+                "verdict": forecast.verdict,
+                "fingerprint": forecast.fingerprint or None,
+                "reasons": list(forecast.reasons),
+            }
+        steps.append(
+            {
+                "name": step.name,
+                "description": step.description,
+                "group": step.group,
+                "argv": list(step.argv),
+                "cwd": _relative(step.cwd, plan.root),
+                "env": {k: v for k, v in sorted(step.env.items()) if environ.get(k) != v},
+                "depends_on": list(step.depends_on),
+                "outputs": list(step.outputs),
+                "cache": cache,
+            }
+        )
     summary: dict[str, int] = {}
     for entry in steps:
         cache_entry = entry["cache"]
         verdict = cache_entry["verdict"] if isinstance(cache_entry, dict) else "run"
         summary[str(verdict)] = summary.get(str(verdict), 0) + 1
-    return json.dumps({"mode": plan.mode, "target": plan.target.triple, "steps": steps,
-                       "summary": summary}, indent=2)
+    return json.dumps(
+        {"mode": plan.mode, "target": plan.target.triple, "steps": steps, "summary": summary},
+        indent=2,
+    )
 
 
 def render_mermaid(plan: Plan) -> str:
@@ -138,14 +163,27 @@ def render_mermaid(plan: Plan) -> str:
 
 
 def render_plan_json(plan: Plan) -> str:
-    return json.dumps({
-        "mode": plan.mode, "target": plan.target.triple,
-        "steps": [{"name": s.name, "description": s.description, "group": s.group,
-                   "argv": list(s.argv), "cwd": _relative(s.cwd, plan.root),
-                   "env": dict(s.env), "depends_on": list(s.depends_on),
-                   "outputs": list(s.outputs), "priority": s.priority}
-                  for s in plan.steps.values()],
-    }, indent=2)
+    return json.dumps(
+        {
+            "mode": plan.mode,
+            "target": plan.target.triple,
+            "steps": [
+                {
+                    "name": s.name,
+                    "description": s.description,
+                    "group": s.group,
+                    "argv": list(s.argv),
+                    "cwd": _relative(s.cwd, plan.root),
+                    "env": dict(s.env),
+                    "depends_on": list(s.depends_on),
+                    "outputs": list(s.outputs),
+                    "priority": s.priority,
+                }
+                for s in plan.steps.values()
+            ],
+        },
+        indent=2,
+    )
 
 
 def _relative(path: Path, root: Path) -> str:
@@ -153,6 +191,4 @@ def _relative(path: Path, root: Path) -> str:
     text, base = os.fspath(path), os.fspath(root).rstrip(os.sep)
     if text == base:
         return "."
-    return text[len(base) + 1:] if text.startswith(base + os.sep) else text
-
-
+    return text[len(base) + 1 :] if text.startswith(base + os.sep) else text

@@ -27,14 +27,19 @@ class State(enum.Enum):
 class Scheduler:
     """Tracks each step's state; `next_step` picks by priority, then declaration order."""
 
-    def __init__(self, deps: Mapping[str, Sequence[str]], priority: Mapping[str, float], *,
-                 keep_going: bool = False) -> None:
-        self._deps = {name: tuple(d for d in requires if d in deps)
-                      for name, requires in deps.items()}
+    def __init__(
+        self,
+        deps: Mapping[str, Sequence[str]],
+        priority: Mapping[str, float],
+        *,
+        keep_going: bool = False,
+    ) -> None:
+        self._deps = {
+            name: tuple(d for d in requires if d in deps) for name, requires in deps.items()
+        }
         self._dependents = graph.dependents(self._deps)
         self._waiting_on = {name: len(requires) for name, requires in self._deps.items()}
-        self._rank = {name: (-priority.get(name, 0.0), index)
-                      for index, name in enumerate(deps)}
+        self._rank = {name: (-priority.get(name, 0.0), index) for index, name in enumerate(deps)}
         self._keep_going = keep_going
         self.state: dict[str, State] = {
             name: State.READY if count == 0 else State.WAITING
@@ -43,7 +48,8 @@ class Scheduler:
         # Ready steps as a heap of (rank, name): picking the next one costs log n, so a
         # 500-step build does not sort every step on every pass.
         self._ready: list[tuple[tuple[float, int], str]] = [
-            (self._rank[n], n) for n, s in self.state.items() if s is State.READY]
+            (self._rank[n], n) for n, s in self.state.items() if s is State.READY
+        ]
         heapq.heapify(self._ready)
         self._running = 0
         self.stopping = False

@@ -72,23 +72,43 @@ class ShardPlan:
 
     def as_json(self) -> dict[str, object]:
         return {
-            "shards": self.shards, "job_overhead": self.overhead, "waves": self.waves,
-            "total": round(self.total, 3), "critical_path": round(self.critical_path, 3),
-            "lower_bound": round(self.lower_bound, 3), "makespan": round(self.makespan, 3),
+            "shards": self.shards,
+            "job_overhead": self.overhead,
+            "waves": self.waves,
+            "total": round(self.total, 3),
+            "critical_path": round(self.critical_path, 3),
+            "lower_bound": round(self.lower_bound, 3),
+            "makespan": round(self.makespan, 3),
             "makespan_with_overhead": round(self.makespan_with_overhead, 3),
             "makespan_if_jobs_start_on_their_needs": round(self.makespan_dag, 3),
-            "jobs": [{"id": j.id, "wave": j.wave, "lane": j.lane, "final": j.final,
-                      "steps": list(j.steps), "needs": list(j.needs), "reruns": list(j.reruns),
-                      "estimate": round(j.estimate, 3), "start": round(j.start, 3),
-                      "end": round(j.end, 3)} for j in self.jobs],
+            "jobs": [
+                {
+                    "id": j.id,
+                    "wave": j.wave,
+                    "lane": j.lane,
+                    "final": j.final,
+                    "steps": list(j.steps),
+                    "needs": list(j.needs),
+                    "reruns": list(j.reruns),
+                    "estimate": round(j.estimate, 3),
+                    "start": round(j.start, 3),
+                    "end": round(j.end, 3),
+                }
+                for j in self.jobs
+            ],
         }
 
 
 class _Graph:
     """The graph with everything the packing needs computed once."""
 
-    def __init__(self, order: Sequence[str], deps: Mapping[str, Sequence[str]],
-                 durations: Mapping[str, float], cacheable: Mapping[str, bool]) -> None:
+    def __init__(
+        self,
+        order: Sequence[str],
+        deps: Mapping[str, Sequence[str]],
+        durations: Mapping[str, float],
+        cacheable: Mapping[str, bool],
+    ) -> None:
         self.order = list(order)
         self.index = {name: i for i, name in enumerate(self.order)}
         self.deps = {n: tuple(d for d in deps.get(n, ()) if d in self.index) for n in self.order}
@@ -126,11 +146,16 @@ class _Lane:
     members: set[str]
 
 
-def plan_shards(order: Sequence[str], deps: Mapping[str, Sequence[str]],
-                durations: Mapping[str, float], *, shards: int,
-                cacheable: Mapping[str, bool] | None = None,
-                overhead: float = DEFAULT_OVERHEAD, max_waves: int | None = None
-                ) -> ShardPlan:
+def plan_shards(
+    order: Sequence[str],
+    deps: Mapping[str, Sequence[str]],
+    durations: Mapping[str, float],
+    *,
+    shards: int,
+    cacheable: Mapping[str, bool] | None = None,
+    overhead: float = DEFAULT_OVERHEAD,
+    max_waves: int | None = None,
+) -> ShardPlan:
     """Lay out the steps `order` (topological) over waves of at most `shards` jobs.
 
     `durations` are the estimates (seconds); `cacheable[step]` False for a step whose
@@ -152,12 +177,19 @@ def plan_shards(order: Sequence[str], deps: Mapping[str, Sequence[str]],
     # later end than fewer. Ties go to fewer waves, then fewer jobs.
     best: ShardPlan | None = None
     for width in sorted({shards >> k for k in range(shards.bit_length())}, reverse=True):
-        free = _result(g, _layout(g, sharded, width, overhead, max_waves), final_steps,
-                       shards, overhead)
+        free = _result(
+            g, _layout(g, sharded, width, overhead, max_waves), final_steps, shards, overhead
+        )
         tries = (max_waves - 1 if max_waves else free.waves) if len(sharded) <= 2000 else 0
-        for other in [free, *(_result(g, _layout(g, sharded, width, overhead, bound),
-                                      final_steps, shards, overhead)
-                              for bound in range(1, tries + 1))]:
+        for other in [
+            free,
+            *(
+                _result(
+                    g, _layout(g, sharded, width, overhead, bound), final_steps, shards, overhead
+                )
+                for bound in range(1, tries + 1)
+            ),
+        ]:
             if best is None or _rank(other) < _rank(best):
                 best = other
     assert best is not None
@@ -171,13 +203,18 @@ def _rank(plan: ShardPlan) -> tuple[float, int, int]:
 # -- laying out waves ---------------------------------------------------------------------
 
 
-def _layout(g: _Graph, steps: Sequence[str], n: int, overhead: float,
-            max_waves: int | None) -> list[list[_Lane]]:
+def _layout(
+    g: _Graph, steps: Sequence[str], n: int, overhead: float, max_waves: int | None
+) -> list[list[_Lane]]:
     remaining = set(steps)
     done: set[str] = set(g.order) - remaining  # outside the layout: never waited for
     waves: list[list[_Lane]] = []
-    limits = _Limits(n=n, overhead=overhead, max_waves=max_waves,
-                     candidates=MAX_CANDIDATES if len(steps) <= 2000 else 4)
+    limits = _Limits(
+        n=n,
+        overhead=overhead,
+        max_waves=max_waves,
+        candidates=MAX_CANDIDATES if len(steps) <= 2000 else 4,
+    )
     while remaining:
         if max_waves is not None and len(waves) == max_waves - 1:
             wave = _everything(g, remaining, n)
@@ -190,8 +227,9 @@ def _layout(g: _Graph, steps: Sequence[str], n: int, overhead: float,
     return waves
 
 
-def _best_wave(g: _Graph, remaining: set[str], done: set[str], limits: _Limits,
-               waves_so_far: int) -> list[_Lane]:
+def _best_wave(
+    g: _Graph, remaining: set[str], done: set[str], limits: _Limits, waves_so_far: int
+) -> list[_Lane]:
     """The wave whose horizon gives the earliest end of the whole build, each candidate
     judged by laying out the rest greedily (the longest possible waves)."""
     unbounded = _pack(g, remaining, done, limits.n, float("inf"))
@@ -216,8 +254,9 @@ def _best_wave(g: _Graph, remaining: set[str], done: set[str], limits: _Limits,
     return best[2]
 
 
-def _rollout(g: _Graph, remaining: set[str], done: set[str], limits: _Limits,
-             waves_so_far: int) -> float:
+def _rollout(
+    g: _Graph, remaining: set[str], done: set[str], limits: _Limits, waves_so_far: int
+) -> float:
     """The time the rest takes when every wave runs as long as it needs to."""
     total = 0.0
     remaining, done = set(remaining), set(done)
@@ -242,8 +281,7 @@ def _lane_ends(g: _Graph, lane: _Lane) -> list[float]:
     return ends
 
 
-def _pack(g: _Graph, remaining: set[str], done: set[str], n: int, horizon: float
-          ) -> list[_Lane]:
+def _pack(g: _Graph, remaining: set[str], done: set[str], n: int, horizon: float) -> list[_Lane]:
     """One wave by list scheduling on `n` lanes: the free lane takes the ready step with
     the longest remaining critical path that ends by `horizon` (a lane's first step
     always fits). A step is ready for a lane when each dependency is done (an earlier
@@ -277,13 +315,17 @@ def _pack(g: _Graph, remaining: set[str], done: set[str], n: int, horizon: float
             if waiting[child] == 0:
                 homes = {where[d] for d in g.deps[child] if d in where}
                 if len(homes) == 1:
-                    heapq.heappush(own[homes.pop()], (-g.priority[child], g.index[child],
-                                                      child))
+                    heapq.heappush(own[homes.pop()], (-g.priority[child], g.index[child], child))
     return [lane for lane in lanes if lane.steps]
 
 
-def _take(g: _Graph, shared: list[tuple[float, int, str]], own: list[tuple[float, int, str]],
-          lane: _Lane, horizon: float) -> str | None:
+def _take(
+    g: _Graph,
+    shared: list[tuple[float, int, str]],
+    own: list[tuple[float, int, str]],
+    lane: _Lane,
+    horizon: float,
+) -> str | None:
     """Pop the best step for `lane` that fits before `horizon`, from its own ready steps
     or the shared ones; steps passed over stay where they were."""
     skipped: list[tuple[list[tuple[float, int, str]], tuple[float, int, str]]] = []
@@ -291,8 +333,7 @@ def _take(g: _Graph, shared: list[tuple[float, int, str]], own: list[tuple[float
     while shared or own:
         source = own if own and (not shared or own[0] < shared[0]) else shared
         entry = heapq.heappop(source)
-        cost = g.duration[entry[2]] + sum(g.duration[r]
-                                          for r in g.reruns(entry[2], lane.members))
+        cost = g.duration[entry[2]] + sum(g.duration[r] for r in g.reruns(entry[2], lane.members))
         if not lane.steps or lane.time + cost <= horizon + 1e-9:
             chosen = entry[2]
             break
@@ -323,23 +364,24 @@ def _everything(g: _Graph, remaining: set[str], n: int) -> list[_Lane]:
     for s in sorted(remaining, key=g.index.__getitem__):
         groups.setdefault(root(s), []).append(s)
     lanes = [_Lane(steps=[], time=0.0, members=set()) for _ in range(n)]
-    by_size = sorted(groups.values(), key=lambda grp: (-sum(g.duration[s] for s in grp),
-                                                        g.index[grp[0]]))
+    by_size = sorted(
+        groups.values(), key=lambda grp: (-sum(g.duration[s] for s in grp), g.index[grp[0]])
+    )
     for group in by_size:
         lane = min(lanes, key=lambda x: x.time)
         for step in group:
             lane.steps.append(step)
             lane.members.add(step)
-            lane.time += g.duration[step] + sum(g.duration[r]
-                                                for r in g.reruns(step, lane.members))
+            lane.time += g.duration[step] + sum(g.duration[r] for r in g.reruns(step, lane.members))
     return [lane for lane in lanes if lane.steps]
 
 
 # -- the result ------------------------------------------------------------------------------
 
 
-def _result(g: _Graph, waves: list[list[_Lane]], final_steps: list[str], n: int,
-            overhead: float) -> ShardPlan:
+def _result(
+    g: _Graph, waves: list[list[_Lane]], final_steps: list[str], n: int, overhead: float
+) -> ShardPlan:
     jobs: list[ShardJob] = []
     owner: dict[str, str] = {}
     dag_ends: dict[str, float] = {}
@@ -349,19 +391,34 @@ def _result(g: _Graph, waves: list[list[_Lane]], final_steps: list[str], n: int,
         lengths = []
         for lane_no, lane in enumerate(wave, 1):
             job_id = f"shard-{len(jobs) + 1}"
-            reruns = sorted({r for s in lane.steps for r in g.reruns(s, lane.members)},
-                            key=g.index.__getitem__)
-            needs = sorted({owner[d] for s in lane.steps for d in g.deps[s]
-                            if d in owner and g.cacheable[d] and d not in lane.members},
-                           key=lambda j: int(j.split("-")[1]))
-            estimate = sum(g.duration[s] for s in lane.steps) + sum(g.duration[r]
-                                                                    for r in reruns)
+            reruns = sorted(
+                {r for s in lane.steps for r in g.reruns(s, lane.members)}, key=g.index.__getitem__
+            )
+            needs = sorted(
+                {
+                    owner[d]
+                    for s in lane.steps
+                    for d in g.deps[s]
+                    if d in owner and g.cacheable[d] and d not in lane.members
+                },
+                key=lambda j: int(j.split("-")[1]),
+            )
+            estimate = sum(g.duration[s] for s in lane.steps) + sum(g.duration[r] for r in reruns)
             dag_start = max((dag_ends[j] for j in needs), default=0.0)
             dag_ends[job_id] = dag_start + overhead + estimate
-            jobs.append(ShardJob(id=job_id, wave=wave_no, lane=lane_no,
-                                 steps=tuple(lane.steps), needs=tuple(needs),
-                                 reruns=tuple(reruns), estimate=estimate, start=clock_with,
-                                 end=clock_with + overhead + estimate))
+            jobs.append(
+                ShardJob(
+                    id=job_id,
+                    wave=wave_no,
+                    lane=lane_no,
+                    steps=tuple(lane.steps),
+                    needs=tuple(needs),
+                    reruns=tuple(reruns),
+                    estimate=estimate,
+                    start=clock_with,
+                    end=clock_with + overhead + estimate,
+                )
+            )
             for s in lane.steps:
                 owner[s] = job_id
             lengths.append(estimate)
@@ -371,16 +428,30 @@ def _result(g: _Graph, waves: list[list[_Lane]], final_steps: list[str], n: int,
     final_reruns: list[str] = []
     all_needs = tuple(j.id for j in jobs)
     dag_final = max(dag_ends.values(), default=0.0) + overhead + final_estimate
-    jobs.append(ShardJob(id=FINAL_JOB, wave=len(waves) + 1, lane=1,
-                         steps=tuple(final_steps), needs=all_needs,
-                         reruns=tuple(final_reruns), estimate=final_estimate,
-                         start=clock_with, end=clock_with + overhead + final_estimate,
-                         final=True))
+    jobs.append(
+        ShardJob(
+            id=FINAL_JOB,
+            wave=len(waves) + 1,
+            lane=1,
+            steps=tuple(final_steps),
+            needs=all_needs,
+            reruns=tuple(final_reruns),
+            estimate=final_estimate,
+            start=clock_with,
+            end=clock_with + overhead + final_estimate,
+            final=True,
+        )
+    )
     total = sum(g.duration.values())
     critical = max(g.priority.values(), default=0.0)
     return ShardPlan(
-        shards=n, overhead=overhead, jobs=tuple(jobs), waves=len(waves), total=total,
-        critical_path=critical, lower_bound=max(critical, total / n),
+        shards=n,
+        overhead=overhead,
+        jobs=tuple(jobs),
+        waves=len(waves),
+        total=total,
+        critical_path=critical,
+        lower_bound=max(critical, total / n),
         makespan=clock + final_estimate,
         makespan_with_overhead=clock_with + overhead + final_estimate,
         makespan_dag=dag_final,

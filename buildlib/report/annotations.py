@@ -45,8 +45,9 @@ def strip_ansi(text: str, *, keep_colours: bool = False) -> str:
     if "\x1b" in text:
         if keep_colours:
             text = _ANSI.sub(lambda m: m[0] if _SGR.fullmatch(m[0]) else "", text)
-            text = "\n".join(f"{line}\x1b[0m" if "\x1b[" in line else line
-                             for line in text.split("\n"))
+            text = "\n".join(
+                f"{line}\x1b[0m" if "\x1b[" in line else line for line in text.split("\n")
+            )
         else:
             text = _ANSI.sub("", text)
     if "\r" in text:
@@ -141,7 +142,12 @@ def find_locations(log_text: str, root: Path | None, *, cwd: Path | None = None)
 def _location(raw: _Raw, root: Path | None, cwd: Path | None) -> Location:
     return Location(
         file=_normalise(raw.file, root=root, cwd=Path(raw.base) if raw.base else cwd),
-        line=raw.line, col=raw.col, message=raw.message.strip(), tool=raw.tool, code=raw.code)
+        line=raw.line,
+        col=raw.col,
+        message=raw.message.strip(),
+        tool=raw.tool,
+        code=raw.code,
+    )
 
 
 # -- the first error, in full -----------------------------------------------------------------
@@ -163,8 +169,7 @@ class ErrorBlock:
     start: int  # the index of its first line among the log's lines
 
 
-def first_error(log_text: str, root: Path | None, *, cwd: Path | None = None
-                ) -> ErrorBlock | None:
+def first_error(log_text: str, root: Path | None, *, cwd: Path | None = None) -> ErrorBlock | None:
     """The first error location in `log_text` with the lines that belong to it: its
     header, then what follows until a blank line, the next diagnostic or
     `MAX_BLOCK_LINES` (a blank line right after the header, as tsc --pretty and
@@ -175,14 +180,19 @@ def first_error(log_text: str, root: Path | None, *, cwd: Path | None = None
         end = index + raw.lines
         if end < len(lines) and not lines[end].strip():
             end += 1  # the blank line between a header and its excerpt
-        while end < len(lines) and end - index < MAX_BLOCK_LINES and lines[end].strip() \
-                and not starts_diagnostic(lines, end):
+        while (
+            end < len(lines)
+            and end - index < MAX_BLOCK_LINES
+            and lines[end].strip()
+            and not starts_diagnostic(lines, end)
+        ):
             end += 1
         block = [line.rstrip() for line in lines[index:end]]
         while block and not block[-1]:
             block.pop()
-        return ErrorBlock(location=location,
-                          lines=tuple(relative_paths(block, root, cwd=cwd)), start=index)
+        return ErrorBlock(
+            location=location, lines=tuple(relative_paths(block, root, cwd=cwd)), start=index
+        )
     return None
 
 
@@ -196,8 +206,7 @@ def starts_diagnostic(lines: list[str], index: int) -> bool:
     return any(parser.parse(line, following, state) is not None for parser in PARSERS)
 
 
-def relative_paths(lines: list[str], root: Path | None, *, cwd: Path | None = None
-                   ) -> list[str]:
+def relative_paths(lines: list[str], root: Path | None, *, cwd: Path | None = None) -> list[str]:
     """`lines` with each error location's file written relative to the root (tsc prints
     paths relative to its project, svelte-check absolute ones), so a terminal opens them."""
     result = list(lines)
@@ -229,8 +238,14 @@ class Parser(Protocol):
 class TscParser:
     def parse(self, line: str, following: str, state: ScanState) -> _Raw | None:
         if m := _TSC.match(line) or _TSC_PRETTY.match(line):
-            return _Raw(file=m["file"], line=int(m["line"]), col=int(m["col"]),
-                        message=m["msg"], tool=Tool.TSC, code=m["code"])
+            return _Raw(
+                file=m["file"],
+                line=int(m["line"]),
+                col=int(m["col"]),
+                message=m["msg"],
+                tool=Tool.TSC,
+                code=m["code"],
+            )
         return None
 
 
@@ -243,23 +258,43 @@ class SvelteCheckParser:
         elif m := _SVELTE_MACHINE.match(line):
             file, message = _json_str(m["file"]), _json_str(m["msg"])
             if file is not None and message is not None:
-                return _Raw(file=file, line=int(m["line"]), col=int(m["col"]),
-                            message=message, tool=Tool.SVELTE_CHECK, code=None,
-                            base=state.svelte_base)
+                return _Raw(
+                    file=file,
+                    line=int(m["line"]),
+                    col=int(m["col"]),
+                    message=message,
+                    tool=Tool.SVELTE_CHECK,
+                    code=None,
+                    base=state.svelte_base,
+                )
         elif m := _SVELTE_MACHINE_VERBOSE.match(line):
             return _svelte_verbose(m["json"], state.svelte_base)
         elif (where := _SVELTE_WHERE.match(line)) and (error := _SVELTE_ERROR.match(following)):
-            return _Raw(file=where["file"], line=int(where["line"]), col=int(where["col"]),
-                        message=error["msg"], tool=Tool.SVELTE_CHECK, code=None,
-                        base=state.svelte_base, lines=2)
+            return _Raw(
+                file=where["file"],
+                line=int(where["line"]),
+                col=int(where["col"]),
+                message=error["msg"],
+                tool=Tool.SVELTE_CHECK,
+                code=None,
+                base=state.svelte_base,
+                lines=2,
+            )
         return None
 
 
 class RustcParser:
     def parse(self, line: str, following: str, state: ScanState) -> _Raw | None:
         if (head := _RUSTC_HEADER.match(line)) and (arrow := _RUSTC_ARROW.match(following)):
-            return _Raw(file=arrow["file"], line=int(arrow["line"]), col=int(arrow["col"]),
-                        message=head["msg"], tool=Tool.RUSTC, code=head["code"], lines=2)
+            return _Raw(
+                file=arrow["file"],
+                line=int(arrow["line"]),
+                col=int(arrow["col"]),
+                message=head["msg"],
+                tool=Tool.RUSTC,
+                code=head["code"],
+                lines=2,
+            )
         return None
 
 
@@ -269,9 +304,14 @@ class GenericParser:
     def parse(self, line: str, following: str, state: ScanState) -> _Raw | None:
         if m := _GENERIC.match(line):
             code = m["code"]
-            return _Raw(file=m["file"], line=int(m["line"]),
-                        col=int(m["col"]) if m["col"] else None, message=m["msg"],
-                        tool=Tool.RUSTC if code else Tool.GENERIC, code=code)
+            return _Raw(
+                file=m["file"],
+                line=int(m["line"]),
+                col=int(m["col"]) if m["col"] else None,
+                message=m["msg"],
+                tool=Tool.RUSTC if code else Tool.GENERIC,
+                code=code,
+            )
         return None
 
 
@@ -307,9 +347,15 @@ def _svelte_verbose(text: str, base: str | None) -> _Raw | None:
         code = data.get("code")
         if code is not None:
             code = f"TS{code}" if data.get("source") == "ts" else str(code)
-        return _Raw(file=str(data["filename"]), line=int(start["line"]) + 1,
-                    col=int(start["character"]) + 1, message=str(data["message"]),
-                    tool=Tool.SVELTE_CHECK, code=code, base=base)
+        return _Raw(
+            file=str(data["filename"]),
+            line=int(start["line"]) + 1,
+            col=int(start["character"]) + 1,
+            message=str(data["message"]),
+            tool=Tool.SVELTE_CHECK,
+            code=code,
+            base=base,
+        )
     except (ValueError, KeyError, TypeError, AttributeError):
         return None
 
@@ -334,8 +380,10 @@ def _normalise(file: str, *, root: Path | None, cwd: Path | None) -> str:
         path = existing[0] if existing else bases[0] / path
     path = Path(os.path.normpath(path))
     if root is not None:
-        for candidate, base in ((path, Path(os.path.normpath(root))),
-                                (path.resolve(), root.resolve())):
+        for candidate, base in (
+            (path, Path(os.path.normpath(root))),
+            (path.resolve(), root.resolve()),
+        ):
             if candidate.is_relative_to(base):
                 return candidate.relative_to(base).as_posix()
     return path.as_posix()

@@ -27,12 +27,21 @@ class ReportError(UserError):
 
 
 def diff_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("report_a", type=Path, metavar="REPORT_A",
-                        help="a build's JSON report (.buildlib/reports/latest.json)")
-    parser.add_argument("report_b", type=Path, metavar="REPORT_B",
-                        help="another build's JSON report, e.g. downloaded from CI")
-    parser.add_argument("--all", action="store_true",
-                        help="also list the steps whose fingerprints are equal")
+    parser.add_argument(
+        "report_a",
+        type=Path,
+        metavar="REPORT_A",
+        help="a build's JSON report (.buildlib/reports/latest.json)",
+    )
+    parser.add_argument(
+        "report_b",
+        type=Path,
+        metavar="REPORT_B",
+        help="another build's JSON report, e.g. downloaded from CI",
+    )
+    parser.add_argument(
+        "--all", action="store_true", help="also list the steps whose fingerprints are equal"
+    )
 
 
 def diff_command(args: argparse.Namespace, context: None) -> int:
@@ -57,23 +66,28 @@ def load_report(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict) or not isinstance(data.get("steps"), list):
         raise ReportError(f"{path}: not a build report (no 'steps' list)", fix=fix)
     if data.get("schema_version") != 1:
-        raise ReportError(f"{path}: report schema_version {data.get('schema_version')!r}, "
-                        "this buildlib reads 1", fix="compare reports of one buildlib version")
+        raise ReportError(
+            f"{path}: report schema_version {data.get('schema_version')!r}, this buildlib reads 1",
+            fix="compare reports of one buildlib version",
+        )
     for index, step in enumerate(data["steps"]):
         if not isinstance(step, dict) or not isinstance(step.get("name"), str):
             raise ReportError(f"{path}: steps[{index}] has no name", fix=fix)
     return data
 
 
-def diff_reports(a: dict[str, Any], b: dict[str, Any], *, every_step: bool = False
-                 ) -> tuple[list[str], bool]:
+def diff_reports(
+    a: dict[str, Any], b: dict[str, Any], *, every_step: bool = False
+) -> tuple[list[str], bool]:
     """The lines per step (A's order, then B's other steps) and whether any differs."""
     steps_a = {s["name"]: s for s in a["steps"]}
     steps_b = {s["name"]: s for s in b["steps"]}
     lines: list[str] = []
     if (a.get("mode"), a.get("target")) != (b.get("mode"), b.get("target")):
-        lines.append(f"the builds differ in mode or target ({a.get('mode')}, {a.get('target')} "
-                     f"in A; {b.get('mode')}, {b.get('target')} in B): every fingerprint does")
+        lines.append(
+            f"the builds differ in mode or target ({a.get('mode')}, {a.get('target')} "
+            f"in A; {b.get('mode')}, {b.get('target')} in B): every fingerprint does"
+        )
     differ = False
     for name in [*steps_a, *(n for n in steps_b if n not in steps_a)]:
         step_a, step_b = steps_a.get(name), steps_b.get(name)
@@ -101,8 +115,10 @@ def _step_lines(a: dict[str, Any], b: dict[str, Any]) -> list[str] | None:
     mine, theirs = _components(a), _components(b)
     if mine is None or theirs is None:
         missing = " and ".join(side for side, c in (("A", mine), ("B", theirs)) if c is None)
-        return [f"fingerprints differ; no components recorded in {missing} (the step "
-                "failed or never ran there, or an older buildlib wrote the report)"]
+        return [
+            f"fingerprints differ; no components recorded in {missing} (the step "
+            "failed or never ran there, or an older buildlib wrote the report)"
+        ]
     found = differences(mine, theirs, SIDES)
     return found or ["no component differs, but the digests do (another buildlib version?)"]
 
@@ -116,5 +132,7 @@ def _components(step: dict[str, Any]) -> dict[str, str] | None:
 
 def _describe(report: dict[str, Any]) -> str:
     host = f" on {report['host']}" if report.get("host") else ""
-    return (f"build {report.get('build_id', '?')}, {report.get('mode', '?')}, "
-            f"{report.get('target', '?')}{host}")
+    return (
+        f"build {report.get('build_id', '?')}, {report.get('mode', '?')}, "
+        f"{report.get('target', '?')}{host}"
+    )

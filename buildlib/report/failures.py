@@ -56,7 +56,7 @@ def display_path(path: str | os.PathLike[str], root: Path | None) -> str:
     if root is None:
         return text
     base = os.fspath(root).rstrip(os.sep)
-    return text[len(base) + 1:] if text.startswith(base + os.sep) else text
+    return text[len(base) + 1 :] if text.startswith(base + os.sep) else text
 
 
 def _read_log(path: str | None) -> list[str] | None:
@@ -70,15 +70,16 @@ def _read_log(path: str | None) -> list[str] | None:
     return strip_ansi(data.decode(errors="replace")).splitlines()
 
 
-def explain_failure(step: StepRecord, tail: Sequence[str] = (), *, root: Path | None,
-                    cwd: Path | None = None) -> Failure:
+def explain_failure(
+    step: StepRecord, tail: Sequence[str] = (), *, root: Path | None, cwd: Path | None = None
+) -> Failure:
     """`step`'s failure from its log. `tail` is what the executor gave the reporter: the
     log's last lines, or a message of its own (a declared output missing, a program not
     found), which is kept when the log does not end with it."""
     log_lines = _read_log(step.log_path)
     given = [strip_ansi(line) for line in tail]
     message: tuple[str, ...] = ()
-    if given and (log_lines is None or log_lines[-len(given):] != given):
+    if given and (log_lines is None or log_lines[-len(given) :] != given):
         message = tuple(given)
     lines = log_lines or []
     first = None
@@ -87,17 +88,26 @@ def explain_failure(step: StepRecord, tail: Sequence[str] = (), *, root: Path | 
     after = first.start + len(first.lines) if first is not None else 0
     start = max(after, len(lines) - TAIL_LINES)
     if start > after:  # begin at a diagnostic of its own rather than in the middle of one
-        start = next((i for i in range(start, len(lines) - 3)
-                      if not lines[i].strip() or starts_diagnostic(lines, i)), start)
+        start = next(
+            (
+                i
+                for i in range(start, len(lines) - 3)
+                if not lines[i].strip() or starts_diagnostic(lines, i)
+            ),
+            start,
+        )
     shown_tail = [line.rstrip() for line in lines[start:]]
     while shown_tail and not shown_tail[0].strip():
         shown_tail.pop(0)
     if step.outcome is Outcome.INTERRUPTED:
         shown_tail = []
-    return Failure(step=step, first=first,
-                   tail=tuple(relative_paths(shown_tail, root, cwd=cwd)),
-                   message=message,
-                   log=display_path(step.log_path, root) if step.log_path else None)
+    return Failure(
+        step=step,
+        first=first,
+        tail=tuple(relative_paths(shown_tail, root, cwd=cwd)),
+        message=message,
+        log=display_path(step.log_path, root) if step.log_path else None,
+    )
 
 
 def failure_lines(failure: Failure) -> list[str]:

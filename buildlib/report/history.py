@@ -54,23 +54,32 @@ class History:
     entries: tuple[HistoryEntry, ...]
     skipped: int = 0
 
-    def matching(self, *, mode: str | None = None, target: str | None = None
-                 ) -> tuple[HistoryEntry, ...]:
+    def matching(
+        self, *, mode: str | None = None, target: str | None = None
+    ) -> tuple[HistoryEntry, ...]:
         """The entries of one mode and/or target (None matches any), oldest first."""
-        return tuple(e for e in self.entries
-                     if (mode is None or e.mode == mode) and (target is None or e.target == target))
-
-
+        return tuple(
+            e
+            for e in self.entries
+            if (mode is None or e.mode == mode) and (target is None or e.target == target)
+        )
 
 
 def entry_from_record(record: BuildRecord) -> HistoryEntry:
     """The build as the history keeps it: every step but those that were up to date (their
     time says nothing of the step, and a no-op of 10,000 steps would write ~400 KB)."""
     return HistoryEntry(
-        build_id=record.build_id, started_at=record.started_at, mode=record.mode,
-        target=record.target, wall=record.wall, exit_code=record.exit_code,
-        steps=tuple(HistoryStep(name=s.name, outcome=s.outcome, duration=s.duration)
-                    for s in record.steps if s.outcome is not Outcome.CACHED),
+        build_id=record.build_id,
+        started_at=record.started_at,
+        mode=record.mode,
+        target=record.target,
+        wall=record.wall,
+        exit_code=record.exit_code,
+        steps=tuple(
+            HistoryStep(name=s.name, outcome=s.outcome, duration=s.duration)
+            for s in record.steps
+            if s.outcome is not Outcome.CACHED
+        ),
     )
 
 
@@ -129,7 +138,7 @@ def trim(path: Path, *, max_bytes: int = MAX_BYTES) -> bool:
         return False
     data = path.read_bytes()
     cut = data.find(b"\n", len(data) - max_bytes // 2)
-    kept = data[cut + 1:] if cut >= 0 else b""
+    kept = data[cut + 1 :] if cut >= 0 else b""
     from buildlib.core.atomicfile import write_bytes_atomic
 
     write_bytes_atomic(path, kept)
@@ -179,9 +188,13 @@ def decode_line(line: bytes) -> HistoryEntry | None:
     try:
         steps = tuple(_decode_step(s) for s in obj["steps"])
         entry = HistoryEntry(
-            build_id=_typed(obj["id"], str), started_at=_typed(obj["at"], str),
-            mode=_typed(obj["mode"], str), target=_typed(obj["target"], str),
-            wall=_number(obj["wall"]), exit_code=_typed(obj["exit"], int), steps=steps,
+            build_id=_typed(obj["id"], str),
+            started_at=_typed(obj["at"], str),
+            mode=_typed(obj["mode"], str),
+            target=_typed(obj["target"], str),
+            wall=_number(obj["wall"]),
+            exit_code=_typed(obj["exit"], int),
+            steps=steps,
         )
     except (KeyError, TypeError, ValueError):
         return None
@@ -192,8 +205,7 @@ def _decode_step(raw: object) -> HistoryStep:
     if not isinstance(raw, list) or len(raw) != 3:
         raise TypeError("a step is [name, outcome, duration]")
     name, outcome, duration = raw
-    return HistoryStep(name=_typed(name, str), outcome=Outcome(outcome),
-                       duration=_number(duration))
+    return HistoryStep(name=_typed(name, str), outcome=Outcome(outcome), duration=_number(duration))
 
 
 def _typed(value: object, kind: type[_T]) -> _T:
@@ -208,8 +220,7 @@ def _number(value: object) -> float:
     return float(value)
 
 
-def estimates(history: History | Path, mode: str | None, target: str | None
-              ) -> dict[str, float]:
+def estimates(history: History | Path, mode: str | None, target: str | None) -> dict[str, float]:
     """Expected seconds per step: the median of its latest BUILT durations for mode and target.
 
     Only BUILT outcomes count (a cache hit says nothing about how long building
@@ -220,13 +231,15 @@ def estimates(history: History | Path, mode: str | None, target: str | None
         history = read_history(history)
     samples: dict[str, list[float]] = {}
     for entry in reversed(history.matching(mode=mode, target=target)):
-        _add_to_windows(samples, [(s.name, s.duration) for s in entry.steps
-                                  if s.outcome is Outcome.BUILT])
+        _add_to_windows(
+            samples, [(s.name, s.duration) for s in entry.steps if s.outcome is Outcome.BUILT]
+        )
     return _medians(samples)
 
 
-def planning_estimates(path: Path, mode: str, target: str,
-                       steps: Iterable[str] | None = None) -> dict[str, float]:
+def planning_estimates(
+    path: Path, mode: str, target: str, steps: Iterable[str] | None = None
+) -> dict[str, float]:
     """The estimates a plan starts from: `estimates` for this mode over the other modes'.
 
     A mode's first build borrows the other modes' timings: a release compile is slower
@@ -240,8 +253,7 @@ def planning_estimates(path: Path, mode: str, target: str,
     any_mode: dict[str, list[float]] = {}
     wanted = set(steps) if steps is not None else None
     for entry_mode, built in _built_steps_newest_first(path, target):
-        if wanted is not None and all(len(this_mode.get(n, ())) >= RECENT_SAMPLES
-                                      for n in wanted):
+        if wanted is not None and all(len(this_mode.get(n, ())) >= RECENT_SAMPLES for n in wanted):
             break
         _add_to_windows(any_mode, built)
         if entry_mode == mode:
@@ -264,8 +276,9 @@ def _medians(windows: dict[str, list[float]]) -> dict[str, float]:
 _OUTCOME_VALUES = frozenset(o.value for o in Outcome)
 
 
-def _built_steps_newest_first(path: Path, target: str
-                              ) -> Iterable[tuple[str, list[tuple[str, float]]]]:
+def _built_steps_newest_first(
+    path: Path, target: str
+) -> Iterable[tuple[str, list[tuple[str, float]]]]:
     """(mode, [(step, duration) of its BUILT steps]) per valid line of `target`."""
     try:
         data = path.read_bytes()
@@ -282,8 +295,12 @@ def _built_steps_newest_first(path: Path, target: str
             obj = json.loads(line)
         except ValueError:
             continue
-        if not isinstance(obj, dict) or obj.get("v") != HISTORY_VERSION \
-                or obj.get("target") != target or not isinstance(obj.get("mode"), str):
+        if (
+            not isinstance(obj, dict)
+            or obj.get("v") != HISTORY_VERSION
+            or obj.get("target") != target
+            or not isinstance(obj.get("mode"), str)
+        ):
             continue
         steps = obj.get("steps")
         built = _built(steps) if isinstance(steps, list) else None
@@ -301,8 +318,11 @@ def _built(steps: list[object]) -> list[tuple[str, float]] | None:
         if type(raw) is not list or len(raw) != 3:
             return None
         name, outcome, duration = raw
-        if type(name) is not str or outcome not in known \
-                or (type(duration) is not float and type(duration) is not int):
+        if (
+            type(name) is not str
+            or outcome not in known
+            or (type(duration) is not float and type(duration) is not int)
+        ):
             return None
         if outcome == built_value:
             append((name, float(duration)))

@@ -97,13 +97,16 @@ def skip_reasons(record: BuildRecord, deps: Mapping[str, Sequence[str]]) -> dict
         elif record.exit_code > 128:
             reasons[step.name] = "not started: the build was interrupted"
         else:
-            reasons[step.name] = ("not started: the build stopped at the first failure "
-                                  "(--keep-going builds what does not depend on it)")
+            reasons[step.name] = (
+                "not started: the build stopped at the first failure "
+                "(--keep-going builds what does not depend on it)"
+            )
     return reasons
 
 
-def render_html(record: BuildRecord, deps: Mapping[str, Sequence[str]],
-                build_dir: BuildDir | None = None) -> str:
+def render_html(
+    record: BuildRecord, deps: Mapping[str, Sequence[str]], build_dir: BuildDir | None = None
+) -> str:
     """The whole page for `record`; `deps` (step -> dependencies) feeds hover highlighting
     and the reasons steps were skipped; `build_dir` (where the page goes) makes log paths
     links relative to the page and lets failures show their logs' first error."""
@@ -111,11 +114,20 @@ def render_html(record: BuildRecord, deps: Mapping[str, Sequence[str]],
     span = max([record.wall, *(s.end for s in record.steps)])
     critical = set(ran_critical_path(record))
     skipped = skip_reasons(record, deps)
-    order = sorted(range(len(record.steps)),
-                   key=lambda i: (record.steps[i].worker < 0, record.steps[i].start, i))
-    rows = "\n".join(_row(record.steps[i], span, deps.get(record.steps[i].name, ()),
-                          record.steps[i].name in critical, skipped.get(record.steps[i].name))
-                     for i in order)
+    order = sorted(
+        range(len(record.steps)),
+        key=lambda i: (record.steps[i].worker < 0, record.steps[i].start, i),
+    )
+    rows = "\n".join(
+        _row(
+            record.steps[i],
+            span,
+            deps.get(record.steps[i].name, ()),
+            record.steps[i].name in critical,
+            skipped.get(record.steps[i].name),
+        )
+        for i in order
+    )
     step = tick_step(span)
     grid = _percent(step, span) if span > 0 else 100.0
     return _PAGE.format(
@@ -156,18 +168,22 @@ def _failures(record: BuildRecord, build_dir: BuildDir | None) -> str:
     parts = ['<section class="failures"><h2>Failures</h2>']
     for step in failed:
         failure = explain_failure(step, root=root)
-        parts.append(f'<div class="failure" data-failure="{_e(step.name)}">'
-                     f"<h3>{_e(failure.headline)}</h3>")
+        parts.append(
+            f'<div class="failure" data-failure="{_e(step.name)}"><h3>{_e(failure.headline)}</h3>'
+        )
         if failure.first is not None:
             where = failure.first.location
             column = f":{where.col}" if where.col is not None else ""
-            parts.append(f"<p>first error, at <code>{_e(where.file)}:{where.line}{column}</code>"
-                         f"</p><pre class=\"first-error\">{_e(chr(10).join(failure.first.lines))}"
-                         "</pre>")
+            parts.append(
+                f"<p>first error, at <code>{_e(where.file)}:{where.line}{column}</code>"
+                f'</p><pre class="first-error">{_e(chr(10).join(failure.first.lines))}'
+                "</pre>"
+            )
         if failure.tail:
             label = "… the end of its log" if failure.first is not None else "the end of its log"
-            parts.append(f"<p>{_e(label)}</p>"
-                         f'<pre class="tail">{_e(chr(10).join(failure.tail))}</pre>')
+            parts.append(
+                f'<p>{_e(label)}</p><pre class="tail">{_e(chr(10).join(failure.tail))}</pre>'
+            )
         if failure.message:
             parts.append(f'<pre class="tail">{_e(chr(10).join(failure.message))}</pre>')
         if step.log_path:
@@ -200,8 +216,10 @@ def _stats(record: BuildRecord) -> str:
         ("started", record.started_at),
         ("host", record.host or "-"),
     ]
-    return "\n".join(f'<div class="stat"><dt>{_e(k)}</dt><dd data-stat="{_e(k)}">{_e(v)}</dd></div>'
-                     for k, v in items)
+    return "\n".join(
+        f'<div class="stat"><dt>{_e(k)}</dt><dd data-stat="{_e(k)}">{_e(v)}</dd></div>'
+        for k, v in items
+    )
 
 
 def _critical_length(record: BuildRecord) -> str:
@@ -217,8 +235,10 @@ def _warnings(warnings: Sequence[str]) -> str:
 
 
 def _legend() -> str:
-    items = [f'<span class="key"><i class="swatch {o.value}"></i>{_e(_STATUS_LABEL[o])}</span>'
-             for o in Outcome]
+    items = [
+        f'<span class="key"><i class="swatch {o.value}"></i>{_e(_STATUS_LABEL[o])}</span>'
+        for o in Outcome
+    ]
     items.append('<span class="key"><i class="swatch built critical"></i>critical path</span>')
     return "".join(items)
 
@@ -228,22 +248,29 @@ def _axis(span: float, step: float) -> str:
     count = int(span / step + 1e-9) if step > 0 else 0
     for i in range(count + 1):
         t = i * step
-        ticks.append(f'<span class="tick" style="left:{_percent(t, span):.4f}%">'
-                     f"{_e(tick_label(t))}</span>")
+        ticks.append(
+            f'<span class="tick" style="left:{_percent(t, span):.4f}%">{_e(tick_label(t))}</span>'
+        )
     return "".join(ticks)
 
 
-def _tooltip(step: StepRecord, depends_on: Sequence[str], on_critical_path: bool,
-             skip_reason: str | None = None) -> str:
+def _tooltip(
+    step: StepRecord,
+    depends_on: Sequence[str],
+    on_critical_path: bool,
+    skip_reason: str | None = None,
+) -> str:
     status = _STATUS_LABEL[step.outcome]
     if step.cache_source:
         status += f" ({step.cache_source} cache)"
     lines = [step.name, f"status: {status}"]
     if step.worker >= 0:
-        lines += [f"start: {format_duration(step.start)}",
-                  f"duration: {format_duration(step.duration)}",
-                  f"worker: {step.worker + 1}",
-                  f"attempts: {step.attempts}"]
+        lines += [
+            f"start: {format_duration(step.start)}",
+            f"duration: {format_duration(step.duration)}",
+            f"worker: {step.worker + 1}",
+            f"attempts: {step.attempts}",
+        ]
     else:
         lines.append(skip_reason or "never started")
     if step.exit_code is not None:
@@ -257,17 +284,28 @@ def _tooltip(step: StepRecord, depends_on: Sequence[str], on_critical_path: bool
     return "\n".join(lines)
 
 
-def _row(step: StepRecord, span: float, depends_on: Sequence[str],
-         on_critical_path: bool, skip_reason: str | None = None) -> str:
+def _row(
+    step: StepRecord,
+    span: float,
+    depends_on: Sequence[str],
+    on_critical_path: bool,
+    skip_reason: str | None = None,
+) -> str:
     classes = ["bar", step.outcome.value] + (["critical"] if on_critical_path else [])
     ran = step.worker >= 0
     left = _percent(step.start, span) if ran else 0.0
     width = _percent(step.duration, span) if ran else 0.0
     marker = '<b class="crit-mark" title="on the critical path">◆</b>' if on_critical_path else ""
     lane = f'<span class="lane">w{step.worker + 1}</span>' if ran else ""
-    note = "" if ran else (f'<span class="note">{_e(_STATUS_LABEL[step.outcome])}'
-                           + (f": {_e(skip_reason.removeprefix('not started: '))}"
-                              if skip_reason else "") + "</span>")
+    note = (
+        ""
+        if ran
+        else (
+            f'<span class="note">{_e(_STATUS_LABEL[step.outcome])}'
+            + (f": {_e(skip_reason.removeprefix('not started: '))}" if skip_reason else "")
+            + "</span>"
+        )
+    )
     shown = format_duration(step.duration) if ran else "-"
     return (
         f'<div class="row" data-row="{_e(step.name)}" '
@@ -282,22 +320,30 @@ def _row(step: StepRecord, span: float, depends_on: Sequence[str],
     )
 
 
-def _table(record: BuildRecord, critical: set[str], skipped: Mapping[str, str],
-           build_dir: BuildDir | None) -> str:
-    head = ("<tr><th>step</th><th>status</th><th>start</th><th>duration</th><th>worker</th>"
-            "<th>attempts</th><th>exit</th><th>why it ran / cache</th><th>log</th></tr>")
+def _table(
+    record: BuildRecord, critical: set[str], skipped: Mapping[str, str], build_dir: BuildDir | None
+) -> str:
+    head = (
+        "<tr><th>step</th><th>status</th><th>start</th><th>duration</th><th>worker</th>"
+        "<th>attempts</th><th>exit</th><th>why it ran / cache</th><th>log</th></tr>"
+    )
     body = []
     for s in record.steps:
         ran = s.worker >= 0
-        why = "; ".join(s.reasons) or skipped.get(s.name) \
+        why = (
+            "; ".join(s.reasons)
+            or skipped.get(s.name)
             or (f"{s.cache_source} cache" if s.cache_source else "")
+        )
         name = ("◆ " if s.name in critical else "") + s.name
         cells = [
-            name, _STATUS_LABEL[s.outcome],
+            name,
+            _STATUS_LABEL[s.outcome],
             format_duration(s.start) if ran else "-",
             format_duration(s.duration) if ran else "-",
             str(s.worker + 1) if ran else "-",
-            str(s.attempts), "-" if s.exit_code is None else str(s.exit_code),
+            str(s.attempts),
+            "-" if s.exit_code is None else str(s.exit_code),
             why,
         ]
         tds = "".join(f"<td>{_e(c)}</td>" for c in cells)

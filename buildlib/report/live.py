@@ -49,9 +49,14 @@ _STATUS_STYLE = {
     Outcome.INTERRUPTED: "magenta",
 }
 
-def render_summary_rich(record: BuildRecord, *, every_step: bool = False,
-                        extra: Sequence[str] = (),
-                        failures: Sequence[Failure] = ()) -> RenderableType:
+
+def render_summary_rich(
+    record: BuildRecord,
+    *,
+    every_step: bool = False,
+    extra: Sequence[str] = (),
+    failures: Sequence[Failure] = (),
+) -> RenderableType:
     """The end-of-build summary with coloured statuses: the one no-op line, or the steps
     that did something, the figures, `extra` lines, the verdict, then each failure."""
     if is_noop(record) and not every_step:
@@ -64,22 +69,26 @@ def render_summary_rich(record: BuildRecord, *, every_step: bool = False,
         table.add_column("status")
         table.add_column("duration", justify="right")
         for step in shown:
-            table.add_row(step.name, Text(status_text(step),
-                                          style=_STATUS_STYLE[step.outcome]),
-                          duration_text(step))
+            table.add_row(
+                step.name,
+                Text(status_text(step), style=_STATUS_STYLE[step.outcome]),
+                duration_text(step),
+            )
         parts.append(table)
     if (more := up_to_date_line(record, shown)) is not None:
         parts.append(Text(more, style="dim"))
     style = "bold green" if record.ok else "bold red"
-    parts += [Text(""), *(Text(line) for line in summary_figures(record)),
-              *(Text(line, style="dim") for line in extra), Text(verdict(record), style=style)]
+    parts += [
+        Text(""),
+        *(Text(line) for line in summary_figures(record)),
+        *(Text(line, style="dim") for line in extra),
+        Text(verdict(record), style=style),
+    ]
     for failure in failures:
         head, *rest = failure_lines(failure)
         parts += [Text(""), Text(head, style="bold red")]
-        parts += [Text(line, style="dim" if line.startswith("  log:") else "")
-                  for line in rest]
+        parts += [Text(line, style="dim" if line.startswith("  log:") else "") for line in rest]
     return Group(*parts)
-
 
 
 # -- the live terminal display ----------------------------------------------------------------
@@ -154,8 +163,10 @@ class _StatusArea:
         """Draw the area (after `erase` and any lines printed above it)."""
         width = max(1, self.console.size.width)
         options = self.console.options.update(width=width, no_wrap=True, overflow="ellipsis")
-        lines = [Segment.adjust_line_length(line, width, pad=False)
-                 for line in self.console.render_lines(renderable, options, pad=False)]
+        lines = [
+            Segment.adjust_line_length(line, width, pad=False)
+            for line in self.console.render_lines(renderable, options, pad=False)
+        ]
         while lines and not Segment.get_line_length(lines[-1]):
             lines.pop()
         if not lines:
@@ -187,11 +198,17 @@ class RichReporter:
     `verbose`). So a no-op build shows only its one summary line.
     """
 
-    def __init__(self, console: Console, *, verbose: bool,
-                 clock: Callable[[], float] = time.monotonic,
-                 refresh_per_second: float = REFRESH_HZ, root: Path | None = None,
-                 step_dirs: Mapping[str, Path] | None = None,
-                 deps: Mapping[str, Sequence[str]] | None = None) -> None:
+    def __init__(
+        self,
+        console: Console,
+        *,
+        verbose: bool,
+        clock: Callable[[], float] = time.monotonic,
+        refresh_per_second: float = REFRESH_HZ,
+        root: Path | None = None,
+        step_dirs: Mapping[str, Path] | None = None,
+        deps: Mapping[str, Sequence[str]] | None = None,
+    ) -> None:
         self.console = console
         self.verbose = verbose
         self.clock = clock
@@ -270,9 +287,14 @@ class RichReporter:
         self._close()
         atexit.unregister(self._close)
         extra = [line] if (line := report_line(record, self.root)) else []
-        self.console.print(render_summary_rich(
-            record, every_step=self.verbose, extra=extra,
-            failures=self.failures.explained(record)))
+        self.console.print(
+            render_summary_rich(
+                record,
+                every_step=self.verbose,
+                extra=extra,
+                failures=self.failures.explained(record),
+            )
+        )
 
     # drawing
 
@@ -344,21 +366,31 @@ class RichReporter:
         for name, run in running.items():
             elapsed = now - run.started
             expected = f" / ~{format_duration(estimates[name])}" if name in estimates else ""
-            grid.add_row(run.spinner.render(now), Text(name, style="bold"),
-                         Text(f"{format_duration(elapsed)}{expected}", style="dim"))
+            grid.add_row(
+                run.spinner.render(now),
+                Text(name, style="bold"),
+                Text(f"{format_duration(elapsed)}{expected}", style="dim"),
+            )
         steps = list(start.steps) if start else []
         waiting = [s for s in steps if s not in finished and s not in running]
         done = list(finished.values())
         # Time first: it is what a narrow terminal must not crop away.
         parts = [f"{format_duration(now - started_at)} elapsed"]
         elapsed_by_step = {n: now - r.started for n, r in running.items()}
-        eta = estimate_eta(waiting=waiting, running=elapsed_by_step, estimates=estimates,
-                           jobs=start.jobs if start else 1, deps=self.deps)
+        eta = estimate_eta(
+            waiting=waiting,
+            running=elapsed_by_step,
+            estimates=estimates,
+            jobs=start.jobs if start else 1,
+            deps=self.deps,
+        )
         if eta is not None:
             parts.append(eta.text())
-        parts += [f"{done.count(Outcome.BUILT)} built",
-                  f"{done.count(Outcome.CACHED) + done.count(Outcome.RESTORED)} cached",
-                  f"{done.count(Outcome.FAILED) + done.count(Outcome.INTERRUPTED)} failed"]
+        parts += [
+            f"{done.count(Outcome.BUILT)} built",
+            f"{done.count(Outcome.CACHED) + done.count(Outcome.RESTORED)} cached",
+            f"{done.count(Outcome.FAILED) + done.count(Outcome.INTERRUPTED)} failed",
+        ]
         if skipped := done.count(Outcome.SKIPPED):
             parts.append(f"{skipped} skipped")
         parts += [f"{len(running)} running", f"{len(waiting)} waiting"]

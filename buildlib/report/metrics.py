@@ -56,13 +56,15 @@ def is_slowdown(last: float, median: float, samples: int) -> bool:
     return samples >= MIN_SAMPLES and last > max(SLOW_FACTOR * median, median + SLOW_MARGIN)
 
 
-def metrics_table(history_path: Path, *, last: int = 20, mode: str | None = None,
-                  target: str | None = None) -> MetricsResult:
+def metrics_table(
+    history_path: Path, *, last: int = 20, mode: str | None = None, target: str | None = None
+) -> MetricsResult:
     """Each step's last `last` runs that built (cache hits say nothing about its speed),
     over the history of `mode`/`target` (None: any)."""
     if last < 1:
-        raise UserError(f"--last {last}: need at least one build",
-                        fix="pass --last 1 or more (default 20)")
+        raise UserError(
+            f"--last {last}: need at least one build", fix="pass --last 1 or more (default 20)"
+        )
     history = read_history(history_path)
     builds = history.matching(mode=mode, target=target)
     samples: dict[str, list[float]] = {}
@@ -74,19 +76,31 @@ def metrics_table(history_path: Path, *, last: int = 20, mode: str | None = None
     for name, newest_first in samples.items():
         durations = tuple(reversed(newest_first))
         median = statistics.median(durations)
-        steps.append(StepMetrics(
-            name=name, durations=durations, last=durations[-1], median=median,
-            slowest=max(durations), slow=is_slowdown(durations[-1], median, len(durations)),
-        ))
+        steps.append(
+            StepMetrics(
+                name=name,
+                durations=durations,
+                last=durations[-1],
+                median=median,
+                slowest=max(durations),
+                slow=is_slowdown(durations[-1], median, len(durations)),
+            )
+        )
     elsewhere: dict[tuple[str, str], int] = {}
     if not steps:  # say where the builds are instead
         for entry in history.entries:
             key = (entry.mode, entry.target)
             if key != (mode, target):
                 elsewhere[key] = elsewhere.get(key, 0) + 1
-    return MetricsResult(path=history_path, mode=mode, target=target, builds=len(builds),
-                         skipped_lines=history.skipped, steps=tuple(steps),
-                         elsewhere=tuple((m, t, n) for (m, t), n in elsewhere.items()))
+    return MetricsResult(
+        path=history_path,
+        mode=mode,
+        target=target,
+        builds=len(builds),
+        skipped_lines=history.skipped,
+        steps=tuple(steps),
+        elsewhere=tuple((m, t, n) for (m, t), n in elsewhere.items()),
+    )
 
 
 def render_metrics(result: MetricsResult) -> str:
@@ -94,31 +108,45 @@ def render_metrics(result: MetricsResult) -> str:
     scope = " ".join(x for x in (result.mode, result.target) if x) or "all modes and targets"
     if not result.steps:
         if result.builds:
-            text = (f"no step has built in the {result.builds} builds of {scope} recorded in "
-                    f"{result.path} (every step was up to date or restored)")
+            text = (
+                f"no step has built in the {result.builds} builds of {scope} recorded in "
+                f"{result.path} (every step was up to date or restored)"
+            )
         else:
             text = f"no build of {scope} is recorded in {result.path} yet"
         if result.elsewhere:
             mode, target, count = max(result.elsewhere, key=lambda e: e[2])
-            text += (f"; {count} build{'' if count == 1 else 's'} of {mode} {target} "
-                     f"{'is' if count == 1 else 'are'}: metrics --mode {mode}"
-                     + (f" --target {target}" if target != result.target else ""))
+            text += (
+                f"; {count} build{'' if count == 1 else 's'} of {mode} {target} "
+                f"{'is' if count == 1 else 'are'}: metrics --mode {mode}"
+                + (f" --target {target}" if target != result.target else "")
+            )
         return text
     header = ("step", "runs", "last", "median", "slowest", "")
     rows = [header] + [
-        (s.name, str(len(s.durations)), format_duration(s.last), format_duration(s.median),
-         format_duration(s.slowest), "SLOWER" if s.slow else "")
+        (
+            s.name,
+            str(len(s.durations)),
+            format_duration(s.last),
+            format_duration(s.median),
+            format_duration(s.slowest),
+            "SLOWER" if s.slow else "",
+        )
         for s in result.steps
     ]
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    lines = [f"step timings ({scope}), each step's last runs that built "
-             f"(of {result.builds} builds):"]
+    lines = [
+        f"step timings ({scope}), each step's last runs that built (of {result.builds} builds):"
+    ]
     for row in rows:
-        cells = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:5], widths[1:5],
-                                                                          strict=True)]
+        cells = [row[0].ljust(widths[0])] + [
+            c.rjust(w) for c, w in zip(row[1:5], widths[1:5], strict=True)
+        ]
         lines.append("  ".join([*cells, row[5]]).rstrip())
-    lines.append(f"SLOWER: last > max({SLOW_FACTOR:g} x median, median + {SLOW_MARGIN:g} s), "
-                 f"with at least {MIN_SAMPLES} runs")
+    lines.append(
+        f"SLOWER: last > max({SLOW_FACTOR:g} x median, median + {SLOW_MARGIN:g} s), "
+        f"with at least {MIN_SAMPLES} runs"
+    )
     if result.skipped_lines:
         lines.append(f"({result.skipped_lines} unreadable history line(s) skipped)")
     return "\n".join(lines)

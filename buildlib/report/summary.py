@@ -31,15 +31,18 @@ def duration_text(step: StepRecord) -> str:
 
 def is_noop(record: BuildRecord) -> bool:
     """Every selected step was up to date: nothing ran, nothing was restored."""
-    return record.ok and bool(record.steps) and all(
-        s.outcome is Outcome.CACHED for s in record.steps)
+    return (
+        record.ok and bool(record.steps) and all(s.outcome is Outcome.CACHED for s in record.steps)
+    )
 
 
 def noop_line(record: BuildRecord) -> str:
     """`nothing to do: 10 steps up to date, 0.1s (development, x86_64-unknown-linux-gnu)`."""
     count = len(record.steps)
-    return (f"nothing to do: {count} step{'' if count == 1 else 's'} up to date, "
-            f"{format_duration(record.wall)} ({record.mode}, {record.target})")
+    return (
+        f"nothing to do: {count} step{'' if count == 1 else 's'} up to date, "
+        f"{format_duration(record.wall)} ({record.mode}, {record.target})"
+    )
 
 
 def shown_steps(record: BuildRecord, *, every_step: bool = False) -> list[StepRecord]:
@@ -78,8 +81,10 @@ def summary_figures(record: BuildRecord) -> list[str]:
     if isinstance(problems, dict) and problems:
         counted = ", ".join(f"{count} {kind}" for kind, count in sorted(problems.items()))
         total = sum(problems.values())
-        lines.append(f"cache: {total} {'entry' if total == 1 else 'entries'} not used or not "
-                     f"stored ({counted}); each is named in a warning above")
+        lines.append(
+            f"cache: {total} {'entry' if total == 1 else 'entries'} not used or not "
+            f"stored ({counted}); each is named in a warning above"
+        )
     path = ran_critical_path(record)
     if path:
         by_name = {s.name: s for s in record.steps}
@@ -101,8 +106,9 @@ def verdict(record: BuildRecord) -> str:
     return f"build FAILED (exit {record.exit_code})"
 
 
-def render_summary_text(record: BuildRecord, *, every_step: bool = False,
-                        extra: Sequence[str] = ()) -> str:
+def render_summary_text(
+    record: BuildRecord, *, every_step: bool = False, extra: Sequence[str] = ()
+) -> str:
     """The end-of-build summary as aligned plain text (no escape codes): the one no-op
     line, or the table of what did something, the figures, `extra` lines, the verdict."""
     if is_noop(record) and not every_step:
@@ -128,15 +134,15 @@ def render_summary_markdown(record: BuildRecord) -> str:
     """The summary as GitHub-flavoured markdown, for `$GITHUB_STEP_SUMMARY`."""
     icon = "✅" if record.ok else "❌"
     lines = [
-        f"### {icon} buildlib {_md_cell(record.mode)} {_md_cell(record.target)}: "
-        f"{verdict(record)}",
+        f"### {icon} buildlib {_md_cell(record.mode)} {_md_cell(record.target)}: {verdict(record)}",
         "",
         "| step | status | duration |",
         "| --- | --- | ---: |",
     ]
     shown = shown_steps(record)
-    lines += [f"| {_md_cell(s.name)} | {_md_cell(status_text(s))} | {duration_text(s)} |"
-              for s in shown]
+    lines += [
+        f"| {_md_cell(s.name)} | {_md_cell(status_text(s))} | {duration_text(s)} |" for s in shown
+    ]
     if not shown:
         lines = lines[:2]
     lines.append("")
@@ -163,9 +169,14 @@ class Eta:
 OVERDUE = 1.5  # a running step past this many times its estimate makes the ETA unknown
 
 
-def estimate_eta(*, waiting: Iterable[str], running: Mapping[str, float],
-                 estimates: Mapping[str, float], jobs: int,
-                 deps: Mapping[str, Sequence[str]] | None = None) -> Eta | None:
+def estimate_eta(
+    *,
+    waiting: Iterable[str],
+    running: Mapping[str, float],
+    estimates: Mapping[str, float],
+    jobs: int,
+    deps: Mapping[str, Sequence[str]] | None = None,
+) -> Eta | None:
     """Time left, from each remaining step's estimate (its earlier builds, or the other
     modes' when this one has none). None when nothing remains.
 
@@ -189,8 +200,10 @@ def estimate_eta(*, waiting: Iterable[str], running: Mapping[str, float],
         if name not in estimates:
             return Eta(seconds=None, why=f"no earlier timing of {name}")
         if elapsed > OVERDUE * estimates[name] and elapsed - estimates[name] > 1.0:
-            return Eta(seconds=None, why=f"{name} is taking longer than its usual "
-                       f"{format_duration(estimates[name])}")
+            return Eta(
+                seconds=None,
+                why=f"{name} is taking longer than its usual {format_duration(estimates[name])}",
+            )
         left[name] = max(0.0, estimates[name] - elapsed)
     spread = sum(left.values()) / max(1, jobs)
     if deps is None:

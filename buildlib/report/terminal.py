@@ -66,8 +66,9 @@ def make_reporter(
     """
     if environ.get("GITHUB_ACTIONS") == "true":
         workspace = root or Path(environ.get("GITHUB_WORKSPACE") or Path.cwd())
-        return GitHubReporter(stream, environ=environ, verbose=verbose, root=workspace,
-                              step_dirs=step_dirs)
+        return GitHubReporter(
+            stream, environ=environ, verbose=verbose, root=workspace, step_dirs=step_dirs
+        )
     plain = force_plain or bool(environ.get("NO_COLOR")) or environ.get("TERM") == "dumb"
     if plain or not _isatty(stream):
         return PlainReporter(stream, verbose=verbose, root=root, step_dirs=step_dirs)
@@ -76,8 +77,13 @@ def make_reporter(
 
     from buildlib.report.live import RichReporter
 
-    return RichReporter(Console(file=stream, force_terminal=True), verbose=verbose,
-                        root=root, step_dirs=step_dirs, deps=deps)
+    return RichReporter(
+        Console(file=stream, force_terminal=True),
+        verbose=verbose,
+        root=root,
+        step_dirs=step_dirs,
+        deps=deps,
+    )
 
 
 def _isatty(stream: TextIO) -> bool:
@@ -90,9 +96,11 @@ def _isatty(stream: TextIO) -> bool:
 def header_line(start: BuildStart, root: Path | None) -> str:
     """`build development for x86_64-unknown-linux-gnu: 9 steps, 2 jobs; logs in ...`."""
     count = len(start.steps)
-    return (f"build {start.mode} for {start.target}: {count} step{'' if count == 1 else 's'}, "
-            f"{start.jobs} job{'' if start.jobs == 1 else 's'}; logs in "
-            f"{display_path(start.log_dir, root)}")
+    return (
+        f"build {start.mode} for {start.target}: {count} step{'' if count == 1 else 's'}, "
+        f"{start.jobs} job{'' if start.jobs == 1 else 's'}; logs in "
+        f"{display_path(start.log_dir, root)}"
+    )
 
 
 def report_line(record: BuildRecord, root: Path | None) -> str | None:
@@ -123,10 +131,13 @@ class FailureNotes:
     def explained(self, record: BuildRecord) -> list[Failure]:
         with self._lock:
             tails = dict(self._tails)
-        return [explain_failure(step, tails.get(step.name, ()), root=self.root,
-                                cwd=self.step_dirs.get(step.name))
-                for step in record.steps
-                if step.outcome in (Outcome.FAILED, Outcome.INTERRUPTED)]
+        return [
+            explain_failure(
+                step, tails.get(step.name, ()), root=self.root, cwd=self.step_dirs.get(step.name)
+            )
+            for step in record.steps
+            if step.outcome in (Outcome.FAILED, Outcome.INTERRUPTED)
+        ]
 
 
 # -- plain lines ------------------------------------------------------------------------------
@@ -139,8 +150,14 @@ class PlainReporter:
     `step_output` calls never interleave within a line.
     """
 
-    def __init__(self, stream: TextIO, *, verbose: bool, root: Path | None = None,
-                 step_dirs: Mapping[str, Path] | None = None) -> None:
+    def __init__(
+        self,
+        stream: TextIO,
+        *,
+        verbose: bool,
+        root: Path | None = None,
+        step_dirs: Mapping[str, Path] | None = None,
+    ) -> None:
         self.stream = stream
         self.verbose = verbose
         self.root = root
@@ -235,8 +252,15 @@ class GitHubReporter(PlainReporter):
     looks like a workflow command (`::endgroup::`, `::add-mask::`) is shown, not obeyed.
     """
 
-    def __init__(self, stream: TextIO, *, environ: Mapping[str, str], verbose: bool,
-                 root: Path, step_dirs: Mapping[str, Path] | None = None) -> None:
+    def __init__(
+        self,
+        stream: TextIO,
+        *,
+        environ: Mapping[str, str],
+        verbose: bool,
+        root: Path,
+        step_dirs: Mapping[str, Path] | None = None,
+    ) -> None:
         super().__init__(stream, verbose=verbose, root=root, step_dirs=step_dirs)
         self.root = root
         self.step_dirs = dict(step_dirs or {})
@@ -247,8 +271,10 @@ class GitHubReporter(PlainReporter):
         log = "" if quiet else _read_log_end(record.log_path)
         if log:
             token = uuid.uuid4().hex
-            self._emit(f"::group::{record.name} ({status_text(record)}, "
-                       f"{format_duration(record.duration)})")
+            self._emit(
+                f"::group::{record.name} ({status_text(record)}, "
+                f"{format_duration(record.duration)})"
+            )
             body = log.rstrip("\n")
             self._emit(f"::stop-commands::{token}\n{body}\n::{token}::")
             self._emit("::endgroup::")
@@ -303,8 +329,10 @@ def _read_log_end(log_path: str | None) -> str:
         return ""
     text = data.decode(errors="replace")
     if size > MAX_GROUP_BYTES:
-        text = f"[... {size - MAX_GROUP_BYTES} earlier bytes are in {log_path}]\n" \
-               + text.split("\n", 1)[-1]
+        text = (
+            f"[... {size - MAX_GROUP_BYTES} earlier bytes are in {log_path}]\n"
+            + text.split("\n", 1)[-1]
+        )
     return text
 
 

@@ -41,20 +41,36 @@ def build_trace(record: BuildRecord) -> dict[str, object]:
     for lane in lanes:
         events.append(_meta("thread_name", lane + 1, {"name": f"worker {lane + 1}"}))
         events.append(_meta("thread_sort_index", lane + 1, {"sort_index": lane + 1}))
-    events.append({
-        "name": f"build {record.build_id}", "cat": "build", "ph": "X", "pid": PID,
-        "tid": BUILD_TID, "ts": 0.0, "dur": _us(record.wall),
-        "args": {"mode": record.mode, "target": record.target, "jobs": record.jobs,
-                 "exit_code": record.exit_code, "parallelism": round(record.parallelism, 3),
-                 "cache_hit_rate": round(record.cache_hit_rate, 3),
-                 "critical_path": list(record.critical_path)},
-    })
+    events.append(
+        {
+            "name": f"build {record.build_id}",
+            "cat": "build",
+            "ph": "X",
+            "pid": PID,
+            "tid": BUILD_TID,
+            "ts": 0.0,
+            "dur": _us(record.wall),
+            "args": {
+                "mode": record.mode,
+                "target": record.target,
+                "jobs": record.jobs,
+                "exit_code": record.exit_code,
+                "parallelism": round(record.parallelism, 3),
+                "cache_hit_rate": round(record.cache_hit_rate, 3),
+                "critical_path": list(record.critical_path),
+            },
+        }
+    )
     events.extend(_step_event(s, s.name in critical) for s in ran)
     return {
         "traceEvents": events,
         "displayTimeUnit": "ms",
-        "otherData": {"build_id": record.build_id, "started_at": record.started_at,
-                      "host": record.host, "workspace": record.workspace},
+        "otherData": {
+            "build_id": record.build_id,
+            "started_at": record.started_at,
+            "host": record.host,
+            "workspace": record.workspace,
+        },
     }
 
 
@@ -75,10 +91,15 @@ def _step_event(step: StepRecord, on_critical_path: bool) -> dict[str, object]:
     if step.log_path:
         args["log"] = step.log_path
     event: dict[str, object] = {
-        "name": step.name, "cat": step.outcome.value, "ph": "X", "pid": PID,
-        "tid": step.worker + 1, "ts": _us(step.start),
+        "name": step.name,
+        "cat": step.outcome.value,
+        "ph": "X",
+        "pid": PID,
+        "tid": step.worker + 1,
+        "ts": _us(step.start),
         # At least 1 µs so a near-instant cache hit is still drawn and clickable.
-        "dur": max(1.0, _us(step.duration)), "args": args,
+        "dur": max(1.0, _us(step.duration)),
+        "args": args,
     }
     if step.outcome in _CNAME:
         event["cname"] = _CNAME[step.outcome]

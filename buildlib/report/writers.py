@@ -45,9 +45,11 @@ def _seconds(value: float) -> float:
     return round(value, 6)
 
 
-def record_to_json(record: BuildRecord, deps: Mapping[str, Sequence[str]],
-                   components: Mapping[str, Mapping[str, str]] | None = None
-                   ) -> dict[str, object]:
+def record_to_json(
+    record: BuildRecord,
+    deps: Mapping[str, Sequence[str]],
+    components: Mapping[str, Mapping[str, str]] | None = None,
+) -> dict[str, object]:
     """The build as a JSON-ready dict (schema version 1): StepRecord fields plus derived figures.
 
     `deps` maps each step to the steps it depends on; steps missing from it get
@@ -78,15 +80,21 @@ def record_to_json(record: BuildRecord, deps: Mapping[str, Sequence[str]],
         "critical_path": list(record.critical_path),
         "critical_path_length": _seconds(record.critical_path_length),
         "counts": counts,
-        "steps": [_step_to_json(s, deps.get(s.name, ()), s.name in critical,
-                                components.get(s.name)) for s in record.steps],
+        "steps": [
+            _step_to_json(s, deps.get(s.name, ()), s.name in critical, components.get(s.name))
+            for s in record.steps
+        ],
         "warnings": list(record.warnings),
         "extra": dict(record.extra),
     }
 
 
-def _step_to_json(step: StepRecord, depends_on: Sequence[str], on_critical_path: bool,
-                  components: Mapping[str, str] | None) -> dict[str, object]:
+def _step_to_json(
+    step: StepRecord,
+    depends_on: Sequence[str],
+    on_critical_path: bool,
+    components: Mapping[str, str] | None,
+) -> dict[str, object]:
     return {
         "name": step.name,
         "outcome": step.outcome.value,
@@ -107,8 +115,7 @@ def _step_to_json(step: StepRecord, depends_on: Sequence[str], on_critical_path:
     }
 
 
-def fingerprint_components(record: BuildRecord, build_dir: BuildDir
-                           ) -> dict[str, dict[str, str]]:
+def fingerprint_components(record: BuildRecord, build_dir: BuildDir) -> dict[str, dict[str, str]]:
     """Each step's fingerprint components, from the records its success or restore left
     (`run/step_state.py`), kept only when they are of the fingerprint this build saw:
     what `buildlib diff` compares between two builds (docs/explain-miss.md). A failed
@@ -127,8 +134,9 @@ def fingerprint_components(record: BuildRecord, build_dir: BuildDir
     return found
 
 
-def write_build_reports(record: BuildRecord, deps: Mapping[str, Sequence[str]],
-                        build_dir: BuildDir) -> ReportPaths:
+def write_build_reports(
+    record: BuildRecord, deps: Mapping[str, Sequence[str]], build_dir: BuildDir
+) -> ReportPaths:
     """Write `.buildlib/reports/<id>.{json,trace.json,html}`, `latest.*`, append the history.
 
     Raises OSError when the disk refuses; the files already written stay whole.
@@ -139,10 +147,15 @@ def write_build_reports(record: BuildRecord, deps: Mapping[str, Sequence[str]],
     reports.mkdir(parents=True, exist_ok=True)
     # Compact: json's C encoder only runs without indent (5x faster on a 500-step build);
     # `python -m json.tool` pretty-prints it for a person.
-    report_text = json.dumps(record_to_json(record, deps,
-                                            fingerprint_components(record, build_dir)),
-                             separators=(",", ":"),
-                             ensure_ascii=False, allow_nan=False) + "\n"
+    report_text = (
+        json.dumps(
+            record_to_json(record, deps, fingerprint_components(record, build_dir)),
+            separators=(",", ":"),
+            ensure_ascii=False,
+            allow_nan=False,
+        )
+        + "\n"
+    )
     ran = did_something(record)
     paths = ReportPaths(
         json=reports / f"{record.build_id}.json",
@@ -157,9 +170,13 @@ def write_build_reports(record: BuildRecord, deps: Mapping[str, Sequence[str]],
         from buildlib.report.html import render_html
         from buildlib.report.trace import build_trace
 
-        write_text_atomic(paths.trace, json.dumps(
-            build_trace(record), separators=(",", ":"), ensure_ascii=False,
-            allow_nan=False) + "\n")
+        write_text_atomic(
+            paths.trace,
+            json.dumps(
+                build_trace(record), separators=(",", ":"), ensure_ascii=False, allow_nan=False
+            )
+            + "\n",
+        )
         _write_twice(paths.html, paths.latest_html, render_html(record, deps, build_dir))
     write_last_build(build_dir, record)
     history.append(paths.history, history.entry_from_record(record))
@@ -191,16 +208,22 @@ class LastBuild:
 
 
 def write_last_build(build_dir: BuildDir, record: BuildRecord) -> None:
-    write_text_atomic(build_dir.last_build, json.dumps(
-        {"mode": record.mode, "target": record.target, "build_id": record.build_id}) + "\n")
+    write_text_atomic(
+        build_dir.last_build,
+        json.dumps({"mode": record.mode, "target": record.target, "build_id": record.build_id})
+        + "\n",
+    )
 
 
 def read_last_build(build_dir: BuildDir) -> LastBuild | None:
     """The latest build's mode and target, or None (no build yet, or an unreadable file)."""
     try:
         data = json.loads(build_dir.last_build.read_text(encoding="utf-8"))
-        return LastBuild(mode=str(data["mode"]), target=str(data["target"]),
-                         build_id=str(data.get("build_id", "")))
+        return LastBuild(
+            mode=str(data["mode"]),
+            target=str(data["target"]),
+            build_id=str(data.get("build_id", "")),
+        )
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -238,5 +261,3 @@ def prune_reports(reports: Path, *, keep: int) -> list[str]:
         for suffix in _SUFFIXES:
             (reports / f"{build_id}{suffix}").unlink(missing_ok=True)
     return old
-
-

@@ -65,9 +65,16 @@ class CachingGate:
     """The caching gate for one build (a `Gate[_Pending]`). Thread-safe: job threads call it
     concurrently."""
 
-    def __init__(self, plan: Plan, *, state_dir: Path, cache: CacheConfig,
-                 forced: set[str] | None, environ: Mapping[str, str],
-                 warn: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        plan: Plan,
+        *,
+        state_dir: Path,
+        cache: CacheConfig,
+        forced: set[str] | None,
+        environ: Mapping[str, str],
+        warn: Callable[[str], None],
+    ) -> None:
         self.plan = plan
         self.root = plan.root
         self.state_dir = state_dir
@@ -78,8 +85,9 @@ class CachingGate:
         self._store: StepCache | None = None
         self.hasher = FileHasher(plan.root, BuildDir(plan.root).filehash_cache)
         self.state = StepState(state_dir)
-        self.git = GitFiles(plan.root) if any(
-            s.inputs_from_git for s in plan.steps.values()) else None
+        self.git = (
+            GitFiles(plan.root) if any(s.inputs_from_git for s in plan.steps.values()) else None
+        )
         self._lock = threading.Lock()
         self._tools: dict[str, str] | None = None
         self._warned: set[str] = set()
@@ -101,9 +109,9 @@ class CachingGate:
     def _tool_versions(self) -> dict[str, str]:
         if self._tools is None:
             names = {t for s in self.plan.steps.values() for t in s.tools}
-            self._tools = detect_tool_versions(self.plan.tool_commands, names,
-                                               BuildDir(self.root).tool_versions,
-                                               cwd=self.root)
+            self._tools = detect_tool_versions(
+                self.plan.tool_commands, names, BuildDir(self.root).tool_versions, cwd=self.root
+            )
         return self._tools
 
     def _scope(self, step: PlannedStep) -> OutputScope:
@@ -115,8 +123,9 @@ class CachingGate:
 
     # -- Gate ----------------------------------------------------------------------------
 
-    def check(self, step: PlannedStep, dep_fingerprints: Mapping[str, str], *,
-              resumed: bool = False) -> Decision[_Pending]:
+    def check(
+        self, step: PlannedStep, dep_fingerprints: Mapping[str, str], *, resumed: bool = False
+    ) -> Decision[_Pending]:
         """Skip, restore or run `step`. A `resumed` step (done in the build `--resume`
         continues) is never forced and counts as done, cached or not, while its
         fingerprint matches its last success; a stale one runs."""
@@ -125,9 +134,16 @@ class CachingGate:
         # FileHasher is thread-safe: steps fingerprint in parallel. The stat keys of the
         # inputs are taken before their contents are read (see inputs_changed_since).
         fingerprint = compute_fingerprint(
-            step, root=self.root, hasher=self.hasher, environ=self.environ,
-            tool_versions=tools, dep_fingerprints=dep_fingerprints,
-            mode=self.plan.mode, target=self.plan.target.triple, git=self.git)
+            step,
+            root=self.root,
+            hasher=self.hasher,
+            environ=self.environ,
+            tool_versions=tools,
+            dep_fingerprints=dep_fingerprints,
+            mode=self.plan.mode,
+            target=self.plan.target.triple,
+            git=self.git,
+        )
         self._warn_no_git(step)
         previous = self.state.get(step.name)
         if not resumed and (self.forced is None or step.name in self.forced):
@@ -138,13 +154,15 @@ class CachingGate:
         if previous is not None and previous[0] == fingerprint.digest:
             broken = self._broken_outputs(step, previous[1])
             if not broken:
-                return Decision(outcome=Outcome.CACHED, fingerprint=fingerprint.digest,
-                                outputs_digest=outputs_digest(previous[1]))
+                return Decision(
+                    outcome=Outcome.CACHED,
+                    fingerprint=fingerprint.digest,
+                    outputs_digest=outputs_digest(previous[1]),
+                )
             reasons.append("outputs missing or modified: " + _first(broken))
         elif previous is not None or resumed:
             components = self.state.details(step.name).get("components")
-            reasons += explain(components if isinstance(components, dict) else None,
-                               fingerprint)
+            reasons += explain(components if isinstance(components, dict) else None, fingerprint)
         if resumed:
             reasons.insert(0, "stale since the build --resume continues")
         if step.cacheable:
@@ -157,52 +175,72 @@ class CachingGate:
             reasons += other
         return self._run(fingerprint, tuple(reasons) or ("no earlier result",))
 
-    def predict(self, step: PlannedStep, dep_digests: Mapping[str, str | None]
-                ) -> Prediction:
+    def predict(self, step: PlannedStep, dep_digests: Mapping[str, str | None]) -> Prediction:
         """What `check` would decide, without restoring or running anything (`--dry-run`).
 
         `dep_digests` holds each dependency's predicted `Prediction.outputs_digest`; None
         for one that would run, whose outputs cannot be known before it does: this step
         then runs too, unless that dependency's outputs come out unchanged.
         """
-        unknown = [name for name in step.depends_on
-                   if name in dep_digests and dep_digests[name] is None]
+        unknown = [
+            name for name in step.depends_on if name in dep_digests and dep_digests[name] is None
+        ]
         if unknown:
-            return Prediction(verdict=Verdict.RUN, fingerprint="", reasons=(
-                f"dependency {unknown[0]} runs first; this step runs unless its outputs "
-                "come out unchanged",))
+            return Prediction(
+                verdict=Verdict.RUN,
+                fingerprint="",
+                reasons=(
+                    f"dependency {unknown[0]} runs first; this step runs unless its outputs "
+                    "come out unchanged",
+                ),
+            )
         with self._lock:
             tools = self._tool_versions()
         fingerprint = compute_fingerprint(
-            step, root=self.root, hasher=self.hasher, environ=self.environ,
-            tool_versions=tools, mode=self.plan.mode, target=self.plan.target.triple,
+            step,
+            root=self.root,
+            hasher=self.hasher,
+            environ=self.environ,
+            tool_versions=tools,
+            mode=self.plan.mode,
+            target=self.plan.target.triple,
             dep_fingerprints={k: v for k, v in dep_digests.items() if v is not None},
-            git=self.git)
+            git=self.git,
+        )
         digest = fingerprint.digest
         if self.forced is None or step.name in self.forced:
             return Prediction(verdict=Verdict.RUN, fingerprint=digest, reasons=("forced",))
         if not step.cacheable:
-            return Prediction(verdict=Verdict.RUN, fingerprint=digest,
-                              reasons=("caching is off for this step (cache = false)",))
+            return Prediction(
+                verdict=Verdict.RUN,
+                fingerprint=digest,
+                reasons=("caching is off for this step (cache = false)",),
+            )
         previous = self.state.get(step.name)
         reasons: list[str] = []
         if previous is not None and previous[0] == digest:
             broken = self._broken_outputs(step, previous[1])
             if not broken:
-                return Prediction(verdict=Verdict.UP_TO_DATE, fingerprint=digest,
-                                  outputs_digest=outputs_digest(previous[1]))
+                return Prediction(
+                    verdict=Verdict.UP_TO_DATE,
+                    fingerprint=digest,
+                    outputs_digest=outputs_digest(previous[1]),
+                )
             reasons.append("outputs missing or modified: " + _first(broken))
         else:
             components = self.state.details(step.name).get("components")
-            reasons += explain(components if isinstance(components, dict) else None,
-                               fingerprint)
+            reasons += explain(components if isinstance(components, dict) else None, fingerprint)
         found = self.store.peek(step.name, digest, shared=_shared(step))
         self._drain_warnings()
         if found is not None:
             source, restored_digest = found
             verdict = Verdict.RESTORE_LOCAL if source == "local" else Verdict.RESTORE_REMOTE
-            return Prediction(verdict=verdict, fingerprint=digest, reasons=tuple(reasons),
-                              outputs_digest=restored_digest)
+            return Prediction(
+                verdict=verdict,
+                fingerprint=digest,
+                reasons=tuple(reasons),
+                outputs_digest=restored_digest,
+            )
         reasons += self._cache_reasons(step, fingerprint, previous)
         return Prediction(verdict=Verdict.RUN, fingerprint=digest, reasons=tuple(reasons))
 
@@ -224,25 +262,36 @@ class CachingGate:
         else:
             outputs = {f.path: f.sha256 for f in entry.files}
         self._save_state(step.name, fingerprint, outputs, log)
-        return Decision(outcome=Outcome.RESTORED, fingerprint=fingerprint.digest,
-                        cache_source=str(entry.source), replay_log=log,
-                        outputs_digest=outputs_digest(outputs))
+        return Decision(
+            outcome=Outcome.RESTORED,
+            fingerprint=fingerprint.digest,
+            cache_source=str(entry.source),
+            replay_log=log,
+            outputs_digest=outputs_digest(outputs),
+        )
 
-    def _cache_reasons(self, step: PlannedStep, fingerprint: Fingerprint,
-                       previous: tuple[str, object] | None) -> list[str]:
+    def _cache_reasons(
+        self, step: PlannedStep, fingerprint: Fingerprint, previous: tuple[str, object] | None
+    ) -> list[str]:
         """A miss: what differs from the cache's newest entry for the step, when that
         is not the last success `explain` compared with already (run/miss.py)."""
         from buildlib.run.miss import cache_reasons
 
         skip = {fingerprint.digest} | ({previous[0]} if previous is not None else set())
-        found = cache_reasons(self.store, step.name, mode=self.plan.mode,
-                              target=self.plan.target.triple,
-                              components=fingerprint.components, skip=skip)
+        found = cache_reasons(
+            self.store,
+            step.name,
+            mode=self.plan.mode,
+            target=self.plan.target.triple,
+            components=fingerprint.components,
+            skip=skip,
+        )
         self._drain_warnings()
         return found
 
-    def record_success(self, step: PlannedStep, decision: Decision[_Pending], log_path: Path
-                       ) -> Recorded:
+    def record_success(
+        self, step: PlannedStep, decision: Decision[_Pending], log_path: Path
+    ) -> Recorded:
         """Record and store what a successful run produced (see `gate.Recorded`)."""
         pending = decision.state
         if pending is None:  # a decision this gate made to skip: nothing to record
@@ -255,21 +304,34 @@ class CachingGate:
         hashes = self.hasher.hash_files(files)
         changed = inputs_changed_since(self.hasher, step, pending.fingerprint, self.git)
         if changed:
-            self.warn(f"{step.name}: input {_first(changed)} changed while it ran; "
-                      "its result is not recorded and it will run again next time")
+            self.warn(
+                f"{step.name}: input {_first(changed)} changed while it ran; "
+                "its result is not recorded and it will run again next time"
+            )
             self._erase_state(step.name)
             return Recorded(outputs_digest=outputs_digest(hashes))
-        log_text = log_path.read_text(encoding="utf-8", errors="replace") \
-            if log_path.exists() else ""
+        log_text = (
+            log_path.read_text(encoding="utf-8", errors="replace") if log_path.exists() else ""
+        )
         self._save_state(step.name, pending.fingerprint, hashes, log_text)
         if step.cacheable:
             digest = outputs_digest(hashes)
-            self.store.save(step.name, pending.fingerprint.digest, self.root, files, log_path,
-                            {"mode": self.plan.mode, "target": self.plan.target.triple,
-                             "outputs_digest": digest,
-                             "components": dict(pending.fingerprint.components)},
-                            scope=self._scope(step), shared=_shared(step),
-                            archives=[p for p, how in step.store.items() if how == "archive"])
+            self.store.save(
+                step.name,
+                pending.fingerprint.digest,
+                self.root,
+                files,
+                log_path,
+                {
+                    "mode": self.plan.mode,
+                    "target": self.plan.target.triple,
+                    "outputs_digest": digest,
+                    "components": dict(pending.fingerprint.components),
+                },
+                scope=self._scope(step),
+                shared=_shared(step),
+                archives=[p for p, how in step.store.items() if how == "archive"],
+            )
         self._drain_warnings()
         return Recorded(outputs_digest=outputs_digest(hashes))
 
@@ -289,9 +351,11 @@ class CachingGate:
             if step.name in self._warned:
                 return
             self._warned.add(step.name)
-        self.warn(f"{step.name}: no `inputs` declared and {self.root} is not a git "
-                  "repository, so every file under its cwd is an input (minus its outputs "
-                  "and the excludes); declare `inputs` to say which")
+        self.warn(
+            f"{step.name}: no `inputs` declared and {self.root} is not a git "
+            "repository, so every file under its cwd is an input (minus its outputs "
+            "and the excludes); declare `inputs` to say which"
+        )
 
     def interrupt(self) -> None:
         """A signal arrived: abort remote requests in flight (called from the main thread)."""
@@ -316,8 +380,12 @@ class CachingGate:
     # -- helpers -------------------------------------------------------------------------
 
     def _run(self, fingerprint: Fingerprint, reasons: tuple[str, ...]) -> Decision[_Pending]:
-        return Decision(outcome=None, fingerprint=fingerprint.digest, reasons=reasons,
-                        state=_Pending(fingerprint=fingerprint))
+        return Decision(
+            outcome=None,
+            fingerprint=fingerprint.digest,
+            reasons=reasons,
+            state=_Pending(fingerprint=fingerprint),
+        )
 
     def _broken_outputs(self, step: PlannedStep, outputs: Mapping[str, str]) -> list[str]:
         missing = missing_patterns(step.outputs, outputs)
@@ -326,8 +394,9 @@ class CachingGate:
         current = self.hasher.hash_files(outputs)  # leaves missing paths out
         return [p for p in outputs if current.get(p) != outputs[p]]
 
-    def _save_state(self, name: str, fingerprint: Fingerprint, outputs: Mapping[str, str],
-                    log: str) -> None:
+    def _save_state(
+        self, name: str, fingerprint: Fingerprint, outputs: Mapping[str, str], log: str
+    ) -> None:
         self.state.record(name, fingerprint.digest, outputs, fingerprint.components, log)
 
     def _erase_state(self, name: str) -> None:

@@ -80,9 +80,17 @@ class _Job:
 class Executor:
     """Runs one plan once. Not reusable: make a new one per build."""
 
-    def __init__(self, plan: Plan, *, reporter: Reporter, options: ExecOptions, gate: Gate[Any],
-                 environ: Mapping[str, str], estimates: Mapping[str, float] | None = None,
-                 journal: Journal | None = None) -> None:
+    def __init__(
+        self,
+        plan: Plan,
+        *,
+        reporter: Reporter,
+        options: ExecOptions,
+        gate: Gate[Any],
+        environ: Mapping[str, str],
+        estimates: Mapping[str, float] | None = None,
+        journal: Journal | None = None,
+    ) -> None:
         self.plan = plan
         self.reporter = reporter
         self.options = options
@@ -119,14 +127,23 @@ class Executor:
         plan, options = self.plan, self.options
         deps = {name: step.depends_on for name, step in plan.steps.items()}
         priority = {name: step.priority for name, step in plan.steps.items()}
-        state = _RunState(scheduler=Scheduler(deps, priority, keep_going=options.keep_going),
-                          free_workers=list(range(options.jobs)))
+        state = _RunState(
+            scheduler=Scheduler(deps, priority, keep_going=options.keep_going),
+            free_workers=list(range(options.jobs)),
+        )
         options.log_dir.mkdir(parents=True, exist_ok=True)
         self._t0 = time.monotonic()
         started_at = datetime.now(UTC).isoformat(timespec="seconds")
-        self.reporter.build_started(BuildStart(
-            mode=plan.mode, target=plan.target.triple, jobs=options.jobs,
-            steps=list(plan.steps), estimates=self.estimates, log_dir=str(options.log_dir)))
+        self.reporter.build_started(
+            BuildStart(
+                mode=plan.mode,
+                target=plan.target.triple,
+                jobs=options.jobs,
+                steps=list(plan.steps),
+                estimates=self.estimates,
+                log_dir=str(options.log_dir),
+            )
+        )
         if self.journal is not None:
             self.journal.open(self.build_id, list(plan.steps))
         self._state = state
@@ -176,16 +193,21 @@ class Executor:
         kept: _Job | None = None
         while state.free_workers and (name := scheduler.next_step()) is not None:
             scheduler.start(name)
-            job = _Job(name=name, worker=state.free_workers.pop(0), start=self._now(),
-                       trusted=name in self.options.done,
-                       resumed=name in self.options.resumed)
+            job = _Job(
+                name=name,
+                worker=state.free_workers.pop(0),
+                start=self._now(),
+                trusted=name in self.options.done,
+                resumed=name in self.options.resumed,
+            )
             state.running[name] = job
             if keep and kept is None:
                 kept = job
                 continue
             if len(self._workers) < self.options.jobs:
-                worker = threading.Thread(target=self._worker, daemon=True,
-                                          name=f"worker-{len(self._workers) + 1}")
+                worker = threading.Thread(
+                    target=self._worker, daemon=True, name=f"worker-{len(self._workers) + 1}"
+                )
                 self._workers.append(worker)
                 worker.start()
             self._work.put(job)
@@ -197,7 +219,8 @@ class Executor:
             state.scheduler.stop()
             self.reporter.warning(
                 f"{signal.Signals(signum).name} received: stopping "
-                f"{', '.join(state.running) or 'nothing'}; no new step starts")
+                f"{', '.join(state.running) or 'nothing'}; no new step starts"
+            )
             self._stop_running()
             self.gate.interrupt()  # a cache request in flight must not hold the build
 
@@ -210,8 +233,12 @@ class Executor:
         if state.interrupted is not None and not record.outcome.ok:
             record = replace(record, outcome=Outcome.INTERRUPTED)
         self._settle(state, record, job.tail)
-        if not record.outcome.ok and not self.options.keep_going and state.running \
-                and state.interrupted is None:
+        if (
+            not record.outcome.ok
+            and not self.options.keep_going
+            and state.running
+            and state.interrupted is None
+        ):
             self._stop_running()  # fail fast: the steps still running are stopped
 
     def _settle(self, state: _RunState, record: StepRecord, tail: list[str]) -> None:
@@ -225,13 +252,15 @@ class Executor:
             self.journal.record(record.name, "succeeded" if ok else record.outcome.value)
         self.reporter.step_finished(record, tail)
 
-    def _build_record(self, state: _RunState, deps: Mapping[str, Sequence[str]],
-                      started_at: str) -> BuildRecord:
+    def _build_record(
+        self, state: _RunState, deps: Mapping[str, Sequence[str]], started_at: str
+    ) -> BuildRecord:
         records = state.records
         for name, step_state in state.scheduler.state.items():
             if name not in records and step_state is State.BLOCKED:
-                records[name] = StepRecord(name=name, outcome=Outcome.SKIPPED,
-                                           command=self.plan.steps[name].argv)
+                records[name] = StepRecord(
+                    name=name, outcome=Outcome.SKIPPED, command=self.plan.steps[name].argv
+                )
         ordered = tuple(records[name] for name in self.plan.steps if name in records)
         failed = any(r.outcome in (Outcome.FAILED, Outcome.INTERRUPTED) for r in ordered)
         exit_code = 1 if failed else 0
@@ -239,10 +268,16 @@ class Executor:
             exit_code = 128 + state.interrupted
         durations = {r.name: r.duration for r in ordered}
         record = BuildRecord(
-            build_id=self.build_id, started_at=started_at, workspace=str(self.plan.root),
-            mode=self.plan.mode, target=self.plan.target.triple,
-            host=self.environ.get("HOSTNAME", ""), jobs=self.options.jobs, wall=self._now(),
-            exit_code=exit_code, steps=ordered,
+            build_id=self.build_id,
+            started_at=started_at,
+            workspace=str(self.plan.root),
+            mode=self.plan.mode,
+            target=self.plan.target.triple,
+            host=self.environ.get("HOSTNAME", ""),
+            jobs=self.options.jobs,
+            wall=self._now(),
+            exit_code=exit_code,
+            steps=ordered,
             critical_path=tuple(graph.critical_path(deps, durations)),
             extra={"cache_problems": dict(self.gate.problems())},
         )
@@ -298,14 +333,25 @@ class Executor:
             self._run_step(job)
         except UserError as exc:
             job.tail = [exc.render()]
-            job.record = StepRecord(name=job.name, outcome=Outcome.FAILED, start=job.start,
-                                    end=self._now(), worker=job.worker, attempts=0,
-                                    command=self.plan.steps[job.name].argv)
+            job.record = StepRecord(
+                name=job.name,
+                outcome=Outcome.FAILED,
+                start=job.start,
+                end=self._now(),
+                worker=job.worker,
+                attempts=0,
+                command=self.plan.steps[job.name].argv,
+            )
         except Exception as exc:  # a bug in a job thread must still end the build
             job.tail = [f"internal error in step {job.name}: {exc!r}"]
-            job.record = StepRecord(name=job.name, outcome=Outcome.FAILED, start=job.start,
-                                    end=self._now(), worker=job.worker,
-                                    command=self.plan.steps[job.name].argv)
+            job.record = StepRecord(
+                name=job.name,
+                outcome=Outcome.FAILED,
+                start=job.start,
+                end=self._now(),
+                worker=job.worker,
+                command=self.plan.steps[job.name].argv,
+            )
 
     def _run_step(self, job: _Job) -> None:
         step = self.plan.steps[job.name]
@@ -316,12 +362,21 @@ class Executor:
         if job.trusted:
             # Its outputs still feed its dependents' fingerprints, so they match a normal
             # build's.
-            self._publish(step.name, Outcome.CACHED, decision.outputs_digest
-                          or self.gate.current_outputs_digest(step))
+            self._publish(
+                step.name,
+                Outcome.CACHED,
+                decision.outputs_digest or self.gate.current_outputs_digest(step),
+            )
             job.record = StepRecord(
-                name=step.name, outcome=Outcome.CACHED, start=job.start, end=self._now(),
-                worker=job.worker, fingerprint=decision.fingerprint,
-                reasons=("taken as done (--from or --only)",), command=step.argv)
+                name=step.name,
+                outcome=Outcome.CACHED,
+                start=job.start,
+                end=self._now(),
+                worker=job.worker,
+                fingerprint=decision.fingerprint,
+                reasons=("taken as done (--from or --only)",),
+                command=step.argv,
+            )
             return
         if decision.outcome is not None:
             self._publish(step.name, decision.outcome, decision.outputs_digest)
@@ -335,8 +390,7 @@ class Executor:
             if digest is not None:
                 self._outputs[name] = digest
 
-    def _why(self, step: PlannedStep, reasons: tuple[str, ...], *, ran: bool
-             ) -> tuple[str, ...]:
+    def _why(self, step: PlannedStep, reasons: tuple[str, ...], *, ran: bool) -> tuple[str, ...]:
         """The gate's reasons, told with what this build did to the dependencies: a
         step that runs because a dependency's outputs changed says whether that
         dependency was rebuilt or restored; an up-to-date step whose dependency ran says
@@ -345,18 +399,23 @@ class Executor:
             did = {d: self._outcomes.get(d) for d in step.depends_on}
         verbs = {Outcome.BUILT: "rebuilt", Outcome.RESTORED: "restored from the cache"}
         if not ran:
-            return tuple(f"dependency {d} {verbs[o]}, outputs unchanged"
-                         for d, o in did.items() if o in verbs)
+            return tuple(
+                f"dependency {d} {verbs[o]}, outputs unchanged"
+                for d, o in did.items()
+                if o in verbs
+            )
         told = []
         for reason in reasons:
             name = reason.removeprefix("outputs of dependency ").removesuffix(" changed")
             outcome = did.get(name) if name != reason else None
-            told.append(f"dependency {name} {verbs[outcome]}, its outputs changed"
-                        if outcome in verbs else reason)
+            told.append(
+                f"dependency {name} {verbs[outcome]}, its outputs changed"
+                if outcome in verbs
+                else reason
+            )
         return tuple(told)
 
-    def _skip(self, job: _Job, step: PlannedStep, decision: Decision[Any],
-              log_path: Path) -> None:
+    def _skip(self, job: _Job, step: PlannedStep, decision: Decision[Any], log_path: Path) -> None:
         """A step the gate found up to date or restored: its log, and its record."""
         assert decision.outcome is not None
         # A step up to date has its log from the run that made it; a restored one gets
@@ -366,13 +425,21 @@ class Executor:
         elif not log_path.exists():
             write_text_atomic(log_path, self.gate.stored_log(step))
         job.record = StepRecord(
-            name=step.name, outcome=decision.outcome, start=job.start, end=self._now(),
-            worker=job.worker, fingerprint=decision.fingerprint,
-            cache_source=decision.cache_source, log_path=str(log_path), command=step.argv,
-            reasons=self._why(step, decision.reasons, ran=False))
+            name=step.name,
+            outcome=decision.outcome,
+            start=job.start,
+            end=self._now(),
+            worker=job.worker,
+            fingerprint=decision.fingerprint,
+            cache_source=decision.cache_source,
+            log_path=str(log_path),
+            command=step.argv,
+            reasons=self._why(step, decision.reasons, ran=False),
+        )
 
-    def _execute(self, job: _Job, step: PlannedStep, decision: Decision[Any],
-                 log_path: Path) -> None:
+    def _execute(
+        self, job: _Job, step: PlannedStep, decision: Decision[Any], log_path: Path
+    ) -> None:
         """Run the step's command, with its retries, and record how it ended."""
         env, encoded_env = self._env_for(step)
         argv = self._resolve(step, env)
@@ -382,14 +449,19 @@ class Executor:
             while True:
                 attempts += 1
                 if attempts > 1:
-                    delay = min(self.options.retry_base_delay * 2 ** (attempts - 2),
-                                MAX_RETRY_DELAY)
-                    log.write(f"\n--- buildlib: attempt {attempts - 1} failed with exit code "
-                              f"{returncode}; retrying in {delay:.1f}s (attempt {attempts} of "
-                              f"{step.retries + 1}) ---\n".encode())
+                    delay = min(
+                        self.options.retry_base_delay * 2 ** (attempts - 2), MAX_RETRY_DELAY
+                    )
+                    log.write(
+                        f"\n--- buildlib: attempt {attempts - 1} failed with exit code "
+                        f"{returncode}; retrying in {delay:.1f}s (attempt {attempts} of "
+                        f"{step.retries + 1}) ---\n".encode()
+                    )
                     log.flush()
-                    self.reporter.warning(f"{step.name}: attempt {attempts - 1} failed "
-                                          f"(exit {returncode}); retrying in {delay:.1f}s")
+                    self.reporter.warning(
+                        f"{step.name}: attempt {attempts - 1} failed "
+                        f"(exit {returncode}); retrying in {delay:.1f}s"
+                    )
                     if self._stop.wait(delay):
                         break
                 if self._stop.is_set():
@@ -409,13 +481,24 @@ class Executor:
         else:
             self.gate.record_failure(step, decision)
             job.tail = _tail(log_path, LOG_TAIL_LINES)
-        outcome = Outcome.BUILT if ok else (
-            Outcome.INTERRUPTED if self._stop.is_set() else Outcome.FAILED)
+        outcome = (
+            Outcome.BUILT
+            if ok
+            else (Outcome.INTERRUPTED if self._stop.is_set() else Outcome.FAILED)
+        )
         job.record = StepRecord(
-            name=step.name, outcome=outcome, start=job.start, end=self._now(), worker=job.worker,
-            attempts=attempts, exit_code=returncode,
+            name=step.name,
+            outcome=outcome,
+            start=job.start,
+            end=self._now(),
+            worker=job.worker,
+            attempts=attempts,
+            exit_code=returncode,
             reasons=self._why(step, decision.reasons, ran=True),
-            log_path=str(log_path), fingerprint=decision.fingerprint, command=step.argv)
+            log_path=str(log_path),
+            fingerprint=decision.fingerprint,
+            command=step.argv,
+        )
 
     def _env_for(self, step: PlannedStep) -> tuple[dict[str, str], dict[bytes, bytes]]:
         """The inherited environment plus the step's own, as text and encoded for spawning;
@@ -432,13 +515,13 @@ class Executor:
         key = (step.argv[0], env.get("PATH"), step.cwd)
         program = self._programs.get(key)
         if program is None:
-            program = resolve_program(step.argv[:1], cwd=step.cwd, path=key[1],
-                                      step=step.name)[0]
+            program = resolve_program(step.argv[:1], cwd=step.cwd, path=key[1], step=step.name)[0]
             self._programs[key] = program
         return [program, *step.argv[1:]]
 
-    def _attempt(self, step: PlannedStep, argv: Sequence[str], env: Mapping[bytes, bytes],
-                 log: IO[bytes]) -> int:
+    def _attempt(
+        self, step: PlannedStep, argv: Sequence[str], env: Mapping[bytes, bytes], log: IO[bytes]
+    ) -> int:
         if not self.options.verbose:
             proc = self.processes.spawn(argv, cwd=step.cwd, env=env, stdout=log)
             try:
@@ -453,8 +536,9 @@ class Executor:
             with output:
                 for raw in output:
                     log.write(raw)
-                    self.reporter.step_output(step.name,
-                                              raw.decode(errors="replace").rstrip("\r\n"))
+                    self.reporter.step_output(
+                        step.name, raw.decode(errors="replace").rstrip("\r\n")
+                    )
             log.flush()
             return piped.wait()
         finally:

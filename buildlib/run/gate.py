@@ -50,13 +50,15 @@ class Gate(Protocol[StateT]):
     their own shared state.
     """
 
-    def check(self, step: PlannedStep, dep_fingerprints: Mapping[str, str], *,
-              resumed: bool = False) -> Decision[StateT]:
+    def check(
+        self, step: PlannedStep, dep_fingerprints: Mapping[str, str], *, resumed: bool = False
+    ) -> Decision[StateT]:
         """`resumed`: the step succeeded in the build `--resume` continues; it runs only
         if it has gone stale since."""
 
-    def record_success(self, step: PlannedStep, decision: Decision[StateT], log_path: Path
-                       ) -> Recorded:
+    def record_success(
+        self, step: PlannedStep, decision: Decision[StateT], log_path: Path
+    ) -> Recorded:
         """Record a successful run (see `Recorded`)."""
 
     def record_failure(self, step: PlannedStep, decision: Decision[StateT]) -> None: ...
@@ -83,15 +85,19 @@ class AlwaysRun:
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    def check(self, step: PlannedStep, dep_fingerprints: Mapping[str, str], *,
-              resumed: bool = False) -> Decision[None]:
+    def check(
+        self, step: PlannedStep, dep_fingerprints: Mapping[str, str], *, resumed: bool = False
+    ) -> Decision[None]:
         if resumed:  # nothing is fingerprinted, so it is taken at the journal's word
-            return Decision(outcome=Outcome.CACHED, reasons=(
-                "done in the build --resume continues (not re-checked: --no-cache)",))
+            return Decision(
+                outcome=Outcome.CACHED,
+                reasons=("done in the build --resume continues (not re-checked: --no-cache)",),
+            )
         return Decision(outcome=None, reasons=("caching disabled",))
 
-    def record_success(self, step: PlannedStep, decision: Decision[None], log_path: Path
-                       ) -> Recorded:
+    def record_success(
+        self, step: PlannedStep, decision: Decision[None], log_path: Path
+    ) -> Recorded:
         from buildlib.incremental.outputs import expand_outputs, missing_patterns
 
         missing = missing_patterns(step.outputs, expand_outputs(self.root, step.outputs))
@@ -119,6 +125,8 @@ class AlwaysRun:
 def missing_outputs_message(step: str, patterns: list[str]) -> str:
     """The failure text for a step that succeeded without producing a declared output."""
     named = ", ".join(repr(p) for p in patterns)
-    return (f"step '{step}' succeeded but its declared output {named} matches no file\n"
-            "  fix: correct the path in the step's `outputs` in build.toml (templates such "
-            "as {profile} are filled), or make the command write it")
+    return (
+        f"step '{step}' succeeded but its declared output {named} matches no file\n"
+        "  fix: correct the path in the step's `outputs` in build.toml (templates such "
+        "as {profile} are filled), or make the command write it"
+    )

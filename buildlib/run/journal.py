@@ -61,10 +61,13 @@ class Journal:
         if last is None:
             self.path.unlink(missing_ok=True)
             return
-        lines = [json.dumps({"build": last.build_id, "event": "start",
-                             "steps": list(last.selected)})]
-        lines += [json.dumps({"build": last.build_id, "step": s, "status": st})
-                  for s, st in last.status.items()]
+        lines = [
+            json.dumps({"build": last.build_id, "event": "start", "steps": list(last.selected)})
+        ]
+        lines += [
+            json.dumps({"build": last.build_id, "step": s, "status": st})
+            for s, st in last.status.items()
+        ]
         write_text_atomic(self.path, "\n".join(lines) + "\n")
 
     def last_success(self) -> set[str]:
@@ -99,8 +102,10 @@ class Journal:
             if entry.get("event") == "start":
                 steps = entry.get("steps", ())
                 builds[build_id] = LastBuild(
-                    build_id=build_id, status={},
-                    selected=tuple(str(s) for s in steps) if isinstance(steps, list) else ())
+                    build_id=build_id,
+                    status={},
+                    selected=tuple(str(s) for s in steps) if isinstance(steps, list) else (),
+                )
                 last_id = build_id
             elif build_id in builds and "step" in entry:
                 builds[build_id].status[str(entry["step"])] = str(entry.get("status"))

@@ -38,8 +38,10 @@ def workspace_lock(path: Path, *, wait: bool, on_wait: Callable[[str], None]) ->
                     f"another build is running in this workspace ({holder})",
                     fix="wait for it to finish, or run again without --no-wait to queue behind it",
                 ) from None
-            on_wait(f"another build is running in this workspace ({holder}); waiting for it "
-                    "to finish (--no-wait fails at once instead)")
+            on_wait(
+                f"another build is running in this workspace ({holder}); waiting for it "
+                "to finish (--no-wait fails at once instead)"
+            )
             fcntl.flock(fd, fcntl.LOCK_EX)
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()}, started {time.strftime('%H:%M:%S')}\n".encode(), 0)

@@ -39,13 +39,21 @@ def components_of(entry: CacheEntry) -> dict[str, str] | None:
     buildlib, or not a mapping of strings)."""
     found = entry.meta.get("components")
     if not isinstance(found, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in found.items()):
+        isinstance(k, str) and isinstance(v, str) for k, v in found.items()
+    ):
         return None
     return found
 
 
-def cache_reasons(store: StepCache, step: str, *, mode: str, target: str,
-                  components: Mapping[str, str], skip: Collection[str]) -> list[str]:
+def cache_reasons(
+    store: StepCache,
+    step: str,
+    *,
+    mode: str,
+    target: str,
+    components: Mapping[str, str],
+    skip: Collection[str],
+) -> list[str]:
     """For a miss: the reason naming what differs from the cache's newest entry for the
     step on this mode and target, unless its key is in `skip` (already explained)."""
     entry = newest(store.newest_entries(step, mode, target), skip)
@@ -57,16 +65,25 @@ def cache_reasons(store: StepCache, step: str, *, mode: str, target: str,
     found = first_differences(components, theirs, EXPLAIN_COUNT)
     if not found:
         return []
-    return [f"the {entry.source} cache's newest entry for {step} ({entry.key[:12]}) differs: "
-            + "; ".join(found)]
+    return [
+        f"the {entry.source} cache's newest entry for {step} ({entry.key[:12]}) differs: "
+        + "; ".join(found)
+    ]
 
 
 def explain_miss_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("step", help="the step whose cache miss to explain")
-    parser.add_argument("--cache-dir", type=Path, help="local cache directory "
-                        "(default: $BUILDLIB_CACHE_DIR or the user cache directory)")
-    parser.add_argument("--remote-cache", metavar="URL", help="Bazel HTTP cache URL "
-                        "(default: $BUILDLIB_REMOTE_CACHE or the manifest's [cache].remote)")
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        help="local cache directory (default: $BUILDLIB_CACHE_DIR or the user cache directory)",
+    )
+    parser.add_argument(
+        "--remote-cache",
+        metavar="URL",
+        help="Bazel HTTP cache URL "
+        "(default: $BUILDLIB_REMOTE_CACHE or the manifest's [cache].remote)",
+    )
 
 
 def explain_miss(args: argparse.Namespace, context: Any) -> int:
@@ -80,78 +97,113 @@ def explain_miss(args: argparse.Namespace, context: Any) -> int:
 
     manifest, mode, target = context.manifest, context.mode, context.target
     if args.step not in manifest.steps:
-        raise UserError(f"explain-miss: unknown step '{args.step}' in {manifest.path}",
-                        fix="steps: " + ", ".join(manifest.steps))
+        raise UserError(
+            f"explain-miss: unknown step '{args.step}' in {manifest.path}",
+            fix="steps: " + ", ".join(manifest.steps),
+        )
     environ = dict(os.environ)
     secrets = engine_secrets(manifest, environ)
     step_environ = {k: v for k, v in environ.items() if k not in secrets}
-    plan = build_plan(manifest, mode=mode, target=target, requested=[args.step],
-                      environ=environ)
+    plan = build_plan(manifest, mode=mode, target=target, requested=[args.step], environ=environ)
     if args.step not in plan.steps:
-        raise UserError(f"explain-miss: step '{args.step}' is not part of mode '{mode}' "
-                        f"for {target.triple}", fix="pass the --mode and --target it builds in")
+        raise UserError(
+            f"explain-miss: step '{args.step}' is not part of mode '{mode}' for {target.triple}",
+            fix="pass the --mode and --target it builds in",
+        )
     if not plan.steps[args.step].cacheable:
-        print(f"{args.step}: caching is off for this step (cache = false in "
-              f"{manifest.path}): the cache never holds it, so it always runs")
+        print(
+            f"{args.step}: caching is off for this step (cache = false in "
+            f"{manifest.path}): the cache never holds it, so it always runs"
+        )
         return 1
-    config = cache_config(manifest, environ, cache_dir=args.cache_dir,
-                          remote_url=args.remote_cache, read_only=True)
+    config = cache_config(
+        manifest, environ, cache_dir=args.cache_dir, remote_url=args.remote_cache, read_only=True
+    )
 
     def warn(message: str) -> None:
         print(f"warning: {message}", file=sys.stderr)
 
-    gate = CachingGate(plan, state_dir=context.build_dir.state(mode, target.triple),
-                       cache=config, forced=set(), environ=step_environ, warn=warn)
+    gate = CachingGate(
+        plan,
+        state_dir=context.build_dir.state(mode, target.triple),
+        cache=config,
+        forced=set(),
+        environ=step_environ,
+        warn=warn,
+    )
     digests: dict[str, str | None] = {}
     for name, planned in plan.steps.items():  # in dependency order, as a --dry-run does
         if name != args.step:
             digests[name] = gate.predict(
-                planned, {d: digests.get(d) for d in planned.depends_on}).outputs_digest
+                planned, {d: digests.get(d) for d in planned.depends_on}
+            ).outputs_digest
     step = plan.steps[args.step]
     unknown = [d for d in step.depends_on if d in digests and digests[d] is None]
-    tools = detect_tool_versions(plan.tool_commands, step.tools,
-                                 context.build_dir.tool_versions, cwd=plan.root)
+    tools = detect_tool_versions(
+        plan.tool_commands, step.tools, context.build_dir.tool_versions, cwd=plan.root
+    )
     fingerprint = compute_fingerprint(
-        step, root=plan.root, hasher=gate.hasher, environ=step_environ, tool_versions=tools,
+        step,
+        root=plan.root,
+        hasher=gate.hasher,
+        environ=step_environ,
+        tool_versions=tools,
         dep_fingerprints={k: v for k, v in digests.items() if v is not None},
-        mode=mode, target=target.triple, git=gate.git)
+        mode=mode,
+        target=target.triple,
+        git=gate.git,
+    )
     entries = gate.store.newest_entries(args.step, mode, target.triple)
     for message in gate.store.drain_warnings():
         warn(message)
     gate.hasher.save()
     print(f"{args.step} ({mode}, {target.triple}): fingerprint {fingerprint.digest[:12]} here")
-    lines, code = _compare(fingerprint.digest, dict(fingerprint.components), entries,
-                           unknown, gate.store)
+    lines, code = _compare(
+        fingerprint.digest, dict(fingerprint.components), entries, unknown, gate.store
+    )
     print("\n".join(lines))
     return code
 
 
-def _compare(digest: str, here: dict[str, str], entries: list[CacheEntry],
-             unknown: list[str], store: StepCache) -> tuple[list[str], int]:
+def _compare(
+    digest: str,
+    here: dict[str, str],
+    entries: list[CacheEntry],
+    unknown: list[str],
+    store: StepCache,
+) -> tuple[list[str], int]:
     """The lines after the first, and the exit code."""
     entry = newest(entries)
     if entry is None:
         where = f"the local cache ({store.local.root})"
         if store.remote is not None:
             where += f" nor the remote ({store.remote.display_url})"
-        return [f"no entry for this step, mode and target in {where}: nothing to compare "
-                "(none was saved here, or it was pruned)"], 1
+        return [
+            f"no entry for this step, mode and target in {where}: nothing to compare "
+            "(none was saved here, or it was pruned)"
+        ], 1
     stored = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(entry.created))
-    lines = [f"newest entry: fingerprint {entry.key[:12]}, {entry.source} cache, "
-             f"stored {stored}"]
+    lines = [f"newest entry: fingerprint {entry.key[:12]}, {entry.source} cache, stored {stored}"]
     if entry.key == digest:
         return [*lines, "the same fingerprint: a build restores this entry (no miss)"], 0
     theirs = components_of(entry)
     if theirs is None:
-        return [*lines, "the entry keeps no fingerprint components (saved by an older "
-                "buildlib): only its key is known to differ"], 1
+        return [
+            *lines,
+            "the entry keeps no fingerprint components (saved by an older "
+            "buildlib): only its key is known to differ",
+        ], 1
     for name in unknown:  # its outputs are not known yet: compare the rest
         theirs.pop(f"dep:{name}", None)
     found = differences(here, theirs)
-    found += [f"dependency {name} runs first (its own fingerprint differs): its outputs "
-              f"are unknown until then; `buildlib explain-miss {name}` says why"
-              for name in unknown]
+    found += [
+        f"dependency {name} runs first (its own fingerprint differs): its outputs "
+        f"are unknown until then; `buildlib explain-miss {name}` says why"
+        for name in unknown
+    ]
     if not found:
-        found = ["no component differs, but the digests do: the entry was made by "
-                 "another fingerprint format (another buildlib version)"]
+        found = [
+            "no component differs, but the digests do: the entry was made by "
+            "another fingerprint format (another buildlib version)"
+        ]
     return [*lines, *(f"  {line}" for line in found)], 0

@@ -55,8 +55,10 @@ def resolve_program(argv: Sequence[str], *, cwd: Path, path: str | None, step: s
     else:
         resolved = shutil.which(program, path=path)
     if resolved is None:
-        raise UserError(f"step '{step}': program '{program}' not found on PATH",
-                        fix=f"install {program} or fix the step's `command` in the manifest")
+        raise UserError(
+            f"step '{step}': program '{program}' not found on PATH",
+            fix=f"install {program} or fix the step's `command` in the manifest",
+        )
     return [resolved, *argv[1:]]
 
 
@@ -126,8 +128,11 @@ class ProcessTable:
         # 12-40 ms, and `close` waits for it to have started.
         self._watchdog = subprocess.Popen(
             [sys.executable, "-I", "-S", str(WATCHDOG), str(self.grace), str(DRAIN_INTERVAL)],
-            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            start_new_session=True, close_fds=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            close_fds=True,
         )
         import fcntl  # POSIX only, as the watchdog
 
@@ -142,8 +147,9 @@ class ProcessTable:
             with contextlib.suppress(OSError):
                 os.write(self._watchdog_fd, line.encode() + b"\n")
 
-    def spawn(self, argv: Sequence[str], *, cwd: Path, env: Mapping[bytes, bytes],
-              stdout: IO[bytes] | int) -> Process:
+    def spawn(
+        self, argv: Sequence[str], *, cwd: Path, env: Mapping[bytes, bytes], stdout: IO[bytes] | int
+    ) -> Process:
         """Start `argv` in a new process group with stdout+stderr to `stdout`.
 
         `env` is already encoded (see `encode_env`): Popen would otherwise encode every
@@ -159,17 +165,35 @@ class ProcessTable:
             # argv[0] is already resolved (see resolve_program). Every descriptor this
             # process opens is close-on-exec (PEP 446), so only 0-2 reach the child.
             out = stdout.fileno()
-            proc = SpawnedProcess(os.posix_spawn(
-                argv[0], list(argv), env, setpgroup=0,
-                setsigdef=(signal.SIGPIPE, signal.SIGXFSZ),  # Python ignores them; as Popen
-                file_actions=[(os.POSIX_SPAWN_DUP2, self._devnull, 0),
-                              (os.POSIX_SPAWN_DUP2, out, 1), (os.POSIX_SPAWN_DUP2, out, 2)]))
+            proc = SpawnedProcess(
+                os.posix_spawn(
+                    argv[0],
+                    list(argv),
+                    env,
+                    setpgroup=0,
+                    setsigdef=(signal.SIGPIPE, signal.SIGXFSZ),  # Python ignores them; as Popen
+                    file_actions=[
+                        (os.POSIX_SPAWN_DUP2, self._devnull, 0),
+                        (os.POSIX_SPAWN_DUP2, out, 1),
+                        (os.POSIX_SPAWN_DUP2, out, 2),
+                    ],
+                )
+            )
         else:
-            kwargs: dict[str, object] = {"process_group": 0} if POSIX else {
-                "creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}  # type: ignore[attr-defined]
+            kwargs: dict[str, object] = (
+                {"process_group": 0}
+                if POSIX
+                else {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}  # type: ignore[attr-defined]
+            )
             proc = subprocess.Popen(  # type: ignore[call-overload]
-                list(argv), cwd=cwd, env=env, stdin=self._devnull, stdout=stdout,
-                stderr=subprocess.STDOUT, close_fds=True, **kwargs,
+                list(argv),
+                cwd=cwd,
+                env=env,
+                stdin=self._devnull,
+                stdout=stdout,
+                stderr=subprocess.STDOUT,
+                close_fds=True,
+                **kwargs,
             )
         with self._lock:
             self._live[proc.pid] = proc

@@ -55,11 +55,19 @@ class StepState:
             return {}
         return data if isinstance(data, dict) else {}
 
-    def record(self, step: str, digest: str, outputs: Mapping[str, str],
-               components: Mapping[str, str], log: str) -> None:
+    def record(
+        self,
+        step: str,
+        digest: str,
+        outputs: Mapping[str, str],
+        components: Mapping[str, str],
+        log: str,
+    ) -> None:
         """A success: the detail file now, the index entry at `save`."""
-        write_text_atomic(self.directory / f"{step}.json", json.dumps(
-            {"digest": digest, "components": dict(components), "log": log[-LOG_LIMIT:]}))
+        write_text_atomic(
+            self.directory / f"{step}.json",
+            json.dumps({"digest": digest, "components": dict(components), "log": log[-LOG_LIMIT:]}),
+        )
         with self._lock:
             self._load()[step] = (digest, dict(outputs))
             self._dirty = True
@@ -82,11 +90,18 @@ class StepState:
     def _load(self) -> dict[str, Record]:
         if self._index is None:
             loaded = marshalfile.read(self.directory / INDEX, _MAGIC)
-            self._index = {name: (entry[0], entry[1]) for name, entry in loaded.items()
-                           if _valid(entry)} if isinstance(loaded, dict) else {}
+            self._index = (
+                {name: (entry[0], entry[1]) for name, entry in loaded.items() if _valid(entry)}
+                if isinstance(loaded, dict)
+                else {}
+            )
         return self._index
 
 
 def _valid(entry: object) -> bool:
-    return (isinstance(entry, tuple) and len(entry) == 2 and isinstance(entry[0], str)
-            and isinstance(entry[1], dict))
+    return (
+        isinstance(entry, tuple)
+        and len(entry) == 2
+        and isinstance(entry[0], str)
+        and isinstance(entry[1], dict)
+    )

@@ -66,11 +66,20 @@ _ELF_MAGIC = b"\x7fELF"
 _ELF_CLASS_BITS = {1: 32, 2: 64}
 _ELF_ENDIAN = {1: "<", 2: ">"}
 _ELF_TYPES_LINKED = {2, 3}  # ET_EXEC, ET_DYN (PIE executables and shared objects)
-_ELF_TYPE_NAMES = {0: "ELF file with no type (ET_NONE)", 1: "ELF relocatable object file (ET_REL)",
-                   4: "ELF core dump (ET_CORE)"}
+_ELF_TYPE_NAMES = {
+    0: "ELF file with no type (ET_NONE)",
+    1: "ELF relocatable object file (ET_REL)",
+    4: "ELF core dump (ET_CORE)",
+}
 # (e_machine, bits) -> name; EM_X86_64 = 62, EM_AARCH64 = 183, EM_386 = 3, EM_ARM = 40.
-_ELF_MACHINES = {(62, 64): "x86_64", (62, 32): "x32", (183, 64): "aarch64",
-                 (183, 32): "aarch64_ilp32", (3, 32): "i386", (40, 32): "arm"}
+_ELF_MACHINES = {
+    (62, 64): "x86_64",
+    (62, 32): "x32",
+    (183, 64): "aarch64",
+    (183, 32): "aarch64_ilp32",
+    (3, 32): "i386",
+    (40, 32): "arm",
+}
 
 # Mach-O (<mach-o/loader.h>, <mach-o/fat.h>). Thin headers are in the file's byte order;
 # fat headers are always big-endian.
@@ -82,16 +91,30 @@ _FAT_MAGIC_64 = 0xCAFEBABF
 # real slice count, which is how file(1) tells them apart too.
 _FAT_MAX_SLICES = 30
 _MH_TYPES_LINKED = {2, 6, 8}  # MH_EXECUTE, MH_DYLIB, MH_BUNDLE (a napi .node on macOS)
-_MH_TYPE_NAMES = {1: "Mach-O object file (MH_OBJECT)", 4: "Mach-O core dump (MH_CORE)",
-                  10: "Mach-O debug symbols (MH_DSYM)"}
-_MH_CPUS = {0x01000007: "x86_64", 0x0100000C: "aarch64", 7: "i386", 12: "arm",
-            0x0200000C: "arm64_32"}
+_MH_TYPE_NAMES = {
+    1: "Mach-O object file (MH_OBJECT)",
+    4: "Mach-O core dump (MH_CORE)",
+    10: "Mach-O debug symbols (MH_DSYM)",
+}
+_MH_CPUS = {
+    0x01000007: "x86_64",
+    0x0100000C: "aarch64",
+    7: "i386",
+    12: "arm",
+    0x0200000C: "arm64_32",
+}
 
 # PE/COFF: "MZ" DOS stub, e_lfanew (u32 at 0x3C) -> "PE\0\0", then the COFF header:
 # Machine u16, ..., Characteristics u16 at +18.
 _PE_LFANEW_OFFSET = 0x3C
-_PE_MACHINES = {0x8664: "x86_64", 0xAA64: "aarch64", 0x014C: "i386", 0x01C0: "arm",
-                0x01C4: "arm", 0xA641: "arm64ec"}
+_PE_MACHINES = {
+    0x8664: "x86_64",
+    0xAA64: "aarch64",
+    0x014C: "i386",
+    0x01C0: "arm",
+    0x01C4: "arm",
+    0xA641: "arm64ec",
+}
 _IMAGE_FILE_EXECUTABLE_IMAGE = 0x0002
 
 
@@ -129,8 +152,9 @@ def parse_binary(stream: BinaryIO) -> BinaryInfo | NotExecutable:
         return NotExecutable(reason=f"not an executable: only {len(head)} bytes long")
     parser = _PARSERS.get(head) or _PARSERS.get(head[:2])
     if parser is None:
-        return NotExecutable(reason=f"not an executable: unknown header {head.hex(' ')} "
-                             "(expected ELF, Mach-O or PE)")
+        return NotExecutable(
+            reason=f"not an executable: unknown header {head.hex(' ')} (expected ELF, Mach-O or PE)"
+        )
     try:
         return parser(stream)
     except _Truncated:
@@ -150,12 +174,16 @@ def _parse_elf(stream: BinaryIO) -> BinaryInfo | NotExecutable:
     ident = _read_at(stream, 4, 2)
     bits, endian = _ELF_CLASS_BITS.get(ident[0]), _ELF_ENDIAN.get(ident[1])
     if bits is None or endian is None:
-        return NotExecutable(reason=f"not an executable: ELF header with invalid class "
-                             f"{ident[0]} or byte order {ident[1]}")
+        return NotExecutable(
+            reason=f"not an executable: ELF header with invalid class "
+            f"{ident[0]} or byte order {ident[1]}"
+        )
     e_type = _u16(stream, 16, endian)
     if e_type not in _ELF_TYPES_LINKED:
-        return NotExecutable(reason="not an executable: "
-                             + _ELF_TYPE_NAMES.get(e_type, f"ELF file of type {e_type:#x}"))
+        return NotExecutable(
+            reason="not an executable: "
+            + _ELF_TYPE_NAMES.get(e_type, f"ELF file of type {e_type:#x}")
+        )
     e_machine = _u16(stream, 18, endian)
     name = _ELF_MACHINES.get((e_machine, bits), f"ELF{bits} e_machine {e_machine}")
     return BinaryInfo(format=BinaryFormat.ELF, machines=(name,))
@@ -170,16 +198,19 @@ def _parse_macho_slice(stream: BinaryIO, *, offset: int, endian: str) -> BinaryI
     cputype = _u32(stream, offset + 4, endian)
     filetype = _u32(stream, offset + 12, endian)
     if filetype not in _MH_TYPES_LINKED:
-        return NotExecutable(reason="not an executable: "
-                             + _MH_TYPE_NAMES.get(filetype, f"Mach-O file of type {filetype:#x}"))
+        return NotExecutable(
+            reason="not an executable: "
+            + _MH_TYPE_NAMES.get(filetype, f"Mach-O file of type {filetype:#x}")
+        )
     return BinaryInfo(format=BinaryFormat.MACHO, machines=(_macho_cpu(cputype),))
 
 
 def _parse_fat(stream: BinaryIO, *, wide: bool) -> BinaryInfo | NotExecutable:
     count = _u32(stream, 4, ">")
     if count == 0 or count > _FAT_MAX_SLICES:
-        return NotExecutable(reason="not an executable: 0xCAFEBABE header with "
-                             f"{count} slices (a Java class file?)")
+        return NotExecutable(
+            reason=f"not an executable: 0xCAFEBABE header with {count} slices (a Java class file?)"
+        )
     # fat_arch: cputype, cpusubtype, offset, size, align (u32 each, 20 bytes);
     # fat_arch_64: cputype, cpusubtype, offset u64, size u64, align, reserved (32 bytes).
     entry_size = 32 if wide else 20
@@ -190,15 +221,18 @@ def _parse_fat(stream: BinaryIO, *, wide: bool) -> BinaryInfo | NotExecutable:
         magic = _u32(stream, slice_offset, "<")
         endian = "<" if magic in (_MH_MAGIC_64, _MH_MAGIC) else ">"
         if _u32(stream, slice_offset, endian) not in (_MH_MAGIC_64, _MH_MAGIC):
-            return NotExecutable(reason=f"not an executable: universal binary slice {index} "
-                                 "has no Mach-O header")
+            return NotExecutable(
+                reason=f"not an executable: universal binary slice {index} has no Mach-O header"
+            )
         sliced = _parse_macho_slice(stream, offset=slice_offset, endian=endian)
         if isinstance(sliced, NotExecutable):
             return sliced
         declared = _macho_cpu(_u32(stream, entry, ">"))
         if sliced.machines != (declared,):
-            return NotExecutable(reason=f"not an executable: universal binary slice {index} "
-                                 f"is declared {declared} but its header says {sliced.machines[0]}")
+            return NotExecutable(
+                reason=f"not an executable: universal binary slice {index} "
+                f"is declared {declared} but its header says {sliced.machines[0]}"
+            )
         machines.append(declared)
     return BinaryInfo(format=BinaryFormat.MACHO, machines=tuple(machines))
 
@@ -214,8 +248,10 @@ def _parse_pe(stream: BinaryIO) -> BinaryInfo | NotExecutable:
     machine = _u16(stream, lfanew + 4, "<")
     characteristics = _u16(stream, lfanew + 4 + 18, "<")
     if not characteristics & _IMAGE_FILE_EXECUTABLE_IMAGE:
-        return NotExecutable(reason="not an executable: PE image not marked executable "
-                             "(IMAGE_FILE_EXECUTABLE_IMAGE unset; the link failed?)")
+        return NotExecutable(
+            reason="not an executable: PE image not marked executable "
+            "(IMAGE_FILE_EXECUTABLE_IMAGE unset; the link failed?)"
+        )
     name = _PE_MACHINES.get(machine, f"PE machine {machine:#06x}")
     return BinaryInfo(format=BinaryFormat.PE, machines=(name,))
 
@@ -231,9 +267,13 @@ _PARSERS: dict[bytes, Callable[[BinaryIO], BinaryInfo | NotExecutable]] = {
     b"#!": _script,
     struct.pack(">I", _FAT_MAGIC): functools.partial(_parse_fat, wide=False),
     struct.pack(">I", _FAT_MAGIC_64): functools.partial(_parse_fat, wide=True),
-    **{struct.pack(endian + "I", magic): functools.partial(_parse_macho_slice, offset=0,
-                                                           endian=endian)
-       for magic in (_MH_MAGIC_64, _MH_MAGIC) for endian in ("<", ">")},
+    **{
+        struct.pack(endian + "I", magic): functools.partial(
+            _parse_macho_slice, offset=0, endian=endian
+        )
+        for magic in (_MH_MAGIC_64, _MH_MAGIC)
+        for endian in ("<", ">")
+    },
 }
 
 
@@ -247,5 +287,6 @@ def describe_mismatch(info: BinaryInfo, target: Target) -> str | None:
         return None
     described = info.describe()
     article = "an" if described[0] in "AEIOU" else "a"
-    return (f"is {article} {described} binary, but {target.triple} needs "
-            f"{wanted.label} {target.arch}")
+    return (
+        f"is {article} {described} binary, but {target.triple} needs {wanted.label} {target.arch}"
+    )

@@ -52,7 +52,7 @@ def nox_step_hint(mode: str, triple: str) -> StepHint:
         # Double quotes, as nox's docs write parametrized sessions; escape what a POSIX
         # shell would expand inside them.
         quoted = "".join("\\" + c if c in '\\"$`' else c for c in session)
-        return f'run step \'{step}\' (nox -s "{quoted}")'
+        return f"run step '{step}' (nox -s \"{quoted}\")"
 
     return hint
 
@@ -121,18 +121,39 @@ class _Collector:
         self.notes.append(text)
 
 
-def verify_artifacts(artifacts: Iterable[Artifact], *, root: Path, target: Target, host: Target,
-                     mode: str, step_hint: StepHint = default_step_hint,
-                     timeout: float = RUN_TIMEOUT) -> VerifyReport:
+def verify_artifacts(
+    artifacts: Iterable[Artifact],
+    *,
+    root: Path,
+    target: Target,
+    host: Target,
+    mode: str,
+    step_hint: StepHint = default_step_hint,
+    timeout: float = RUN_TIMEOUT,
+) -> VerifyReport:
     """Check every artifact, then write the artifact manifest; see `check_artifacts`."""
-    report = check_artifacts(artifacts, root=root, target=target, host=host, mode=mode,
-                             step_hint=step_hint, timeout=timeout)
+    report = check_artifacts(
+        artifacts,
+        root=root,
+        target=target,
+        host=host,
+        mode=mode,
+        step_hint=step_hint,
+        timeout=timeout,
+    )
     return write_manifest(report, root=root)
 
 
-def check_artifacts(artifacts: Iterable[Artifact], *, root: Path, target: Target, host: Target,
-                    mode: str, step_hint: StepHint = default_step_hint,
-                    timeout: float = RUN_TIMEOUT) -> VerifyReport:
+def check_artifacts(
+    artifacts: Iterable[Artifact],
+    *,
+    root: Path,
+    target: Target,
+    host: Target,
+    mode: str,
+    step_hint: StepHint = default_step_hint,
+    timeout: float = RUN_TIMEOUT,
+) -> VerifyReport:
     """Check every artifact and collect every problem; writes nothing.
 
     `run` commands run only when `target` is `host`; a command that does not finish
@@ -141,8 +162,9 @@ def check_artifacts(artifacts: Iterable[Artifact], *, root: Path, target: Target
     context = _Context(root=root, target=target, host=host, timeout=timeout)
     created_at = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     checks = tuple(_check_one(artifact, context, step_hint) for artifact in artifacts)
-    return VerifyReport(mode=mode, target=target.triple, host=host.triple,
-                        created_at=created_at, checks=checks)
+    return VerifyReport(
+        mode=mode, target=target.triple, host=host.triple, created_at=created_at, checks=checks
+    )
 
 
 def _check_one(artifact: Artifact, context: _Context, step_hint: StepHint) -> ArtifactCheck:
@@ -153,11 +175,18 @@ def _check_one(artifact: Artifact, context: _Context, step_hint: StepHint) -> Ar
     except OSError as exc:  # unreadable file, permission denied: a problem, not a crash
         collector.problem(f"cannot be checked: {exc}")
         size, digest = None, None
-    problems = tuple(f"{artifact.rel}: {what} — {step_hint(artifact.step)}"
-                     for what in collector.problems)
-    status = (Status.FAILED if problems else Status.SKIPPED if collector.skipped else Status.OK)
-    return ArtifactCheck(artifact=artifact, status=status, problems=problems,
-                         notes=tuple(collector.notes), size=size, sha256=digest)
+    problems = tuple(
+        f"{artifact.rel}: {what} — {step_hint(artifact.step)}" for what in collector.problems
+    )
+    status = Status.FAILED if problems else Status.SKIPPED if collector.skipped else Status.OK
+    return ArtifactCheck(
+        artifact=artifact,
+        status=status,
+        problems=problems,
+        notes=tuple(collector.notes),
+        size=size,
+        sha256=digest,
+    )
 
 
 def _measure(path: Path) -> tuple[int | None, str | None]:
@@ -264,8 +293,9 @@ class _AssetCollector(html.parser.HTMLParser):
             rels = values.get("rel", "").lower().split()
             for rel in ("stylesheet", "modulepreload"):
                 if rel in rels:
-                    self.references.append((f'<link rel="{rel}" href="{values["href"]}">',
-                                            values["href"]))
+                    self.references.append(
+                        (f'<link rel="{rel}" href="{values["href"]}">', values["href"])
+                    )
                     break
 
 
@@ -313,8 +343,9 @@ def _check_run(artifact: Artifact, context: _Context, out: _Collector) -> None:
         else:
             shown = repr(_shorten(lines[0], 120)) if lines else "nothing"
             more = f" (and {len(lines) - 1} more lines)" if len(lines) > 1 else ""
-        out.problem(f"`{command}` printed {shown}{more}, expected it to contain "
-                    f"{artifact.expect!r}")
+        out.problem(
+            f"`{command}` printed {shown}{more}, expected it to contain {artifact.expect!r}"
+        )
     else:
         out.note(f"ran `{command}`")
 
@@ -395,8 +426,14 @@ def write_manifest(report: VerifyReport, *, root: Path) -> VerifyReport:
     path = manifest_path(root, report.mode, report.target)
     text = json.dumps(manifest_data(report), indent=2, ensure_ascii=False) + "\n"
     write_text_atomic(path, text, durable=True)
-    return VerifyReport(mode=report.mode, target=report.target, host=report.host,
-                        created_at=report.created_at, checks=report.checks, manifest_path=path)
+    return VerifyReport(
+        mode=report.mode,
+        target=report.target,
+        host=report.host,
+        created_at=report.created_at,
+        checks=report.checks,
+        manifest_path=path,
+    )
 
 
 _STATUS_LABELS = {Status.OK: "OK  ", Status.FAILED: "FAIL", Status.SKIPPED: "SKIP"}
@@ -405,12 +442,15 @@ _STATUS_LABELS = {Status.OK: "OK  ", Status.FAILED: "FAIL", Status.SKIPPED: "SKI
 def render_report(report: VerifyReport) -> str:
     """Human text: one line per artifact, then every problem, then the manifest path."""
     failed = sum(1 for check in report.checks if check.status is Status.FAILED)
-    lines = [f"verify {report.mode} {report.target}: {len(report.checks)} artifacts, "
-             f"{failed} failed"]
+    lines = [
+        f"verify {report.mode} {report.target}: {len(report.checks)} artifacts, {failed} failed"
+    ]
     for check in report.checks:
         notes = f"  ({'; '.join(check.notes)})" if check.notes else ""
-        lines.append(f"  {_STATUS_LABELS[check.status]} {check.artifact.rel} "
-                     f"[{check.artifact.kind.value}]{notes}")
+        lines.append(
+            f"  {_STATUS_LABELS[check.status]} {check.artifact.rel} "
+            f"[{check.artifact.kind.value}]{notes}"
+        )
     if report.problems:
         count = len(report.problems)
         lines.append(f"{count} problem{'' if count == 1 else 's'}:")

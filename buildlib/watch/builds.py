@@ -63,15 +63,17 @@ class DigestGate:
         self.inner = inner
         self.digests: dict[str, str | None] = {}
 
-    def check(self, step: PlannedStep, dep_fingerprints: Mapping[str, str], *,
-              resumed: bool = False) -> Decision[Any]:
+    def check(
+        self, step: PlannedStep, dep_fingerprints: Mapping[str, str], *, resumed: bool = False
+    ) -> Decision[Any]:
         decision = self.inner.check(step, dep_fingerprints, resumed=resumed)
         if decision.outcome is not None:
             self.digests[step.name] = decision.outputs_digest
         return decision
 
-    def record_success(self, step: PlannedStep, decision: Decision[Any], log_path: Path
-                       ) -> Recorded:
+    def record_success(
+        self, step: PlannedStep, decision: Decision[Any], log_path: Path
+    ) -> Recorded:
         recorded = self.inner.record_success(step, decision, log_path)
         self.digests[step.name] = recorded.outputs_digest
         return recorded
@@ -99,9 +101,17 @@ class Builder:
     """Runs builds of one manifest, mode and target (the loop replaces `manifest` when the
     file changes), one at a time, on the loop's build thread."""
 
-    def __init__(self, manifest: Manifest, *, mode: str, target: Target, options: BuildOptions,
-                 view: WatchView, environ: Mapping[str, str],
-                 step_environ: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        manifest: Manifest,
+        *,
+        mode: str,
+        target: Target,
+        options: BuildOptions,
+        view: WatchView,
+        environ: Mapping[str, str],
+        step_environ: Mapping[str, str],
+    ) -> None:
         self.manifest = manifest
         self.mode = mode
         self.target = target
@@ -123,8 +133,9 @@ class Builder:
         if executor is not None:
             executor.interrupt(signum)
 
-    def build(self, steps: Sequence[str], *,
-              on_step: Callable[[str, StepResult], None] | None = None) -> BuildResult | None:
+    def build(
+        self, steps: Sequence[str], *, on_step: Callable[[str, StepResult], None] | None = None
+    ) -> BuildResult | None:
         """Build `steps` (and what they need, from the cache or fingerprints when up to
         date). `on_step` hears of each step as it ends (the loop starts a service as soon
         as its dependencies are built). None: interrupted before any step started."""
@@ -134,21 +145,37 @@ class Builder:
             self._stopped = None
         manifest, mode, triple = self.manifest, self.mode, self.target.triple
         estimates = planning_estimates(self.build_dir.history, mode, triple, steps=steps)
-        plan = build_plan(manifest, mode=mode, target=self.target, requested=list(steps),
-                          environ=self.environ, estimates=estimates)
+        plan = build_plan(
+            manifest,
+            mode=mode,
+            target=self.target,
+            requested=list(steps),
+            environ=self.environ,
+            estimates=estimates,
+        )
         with self._workspace_lock() as held:
             if not held:
                 return None
             journal = Journal(self.build_dir.journal(mode, triple))
             gate = DigestGate(self._gate(plan))
-            reporter = _Announcing(self.view.build_reporter(verbose=self.options.verbose),
-                                   gate, on_step)
-            options = ExecOptions(jobs=self.options.jobs, keep_going=True,
-                                  verbose=self.options.verbose,
-                                  log_dir=self.build_dir.logs(mode, triple))
-            executor = Executor(plan, reporter=reporter, options=options, gate=gate,
-                                environ=self.step_environ, estimates=estimates,
-                                journal=journal)
+            reporter = _Announcing(
+                self.view.build_reporter(verbose=self.options.verbose), gate, on_step
+            )
+            options = ExecOptions(
+                jobs=self.options.jobs,
+                keep_going=True,
+                verbose=self.options.verbose,
+                log_dir=self.build_dir.logs(mode, triple),
+            )
+            executor = Executor(
+                plan,
+                reporter=reporter,
+                options=options,
+                gate=gate,
+                environ=self.step_environ,
+                estimates=estimates,
+                journal=journal,
+            )
             stopped = self._take_executor(executor)
             if stopped is not None:
                 executor.interrupt(stopped)
@@ -158,9 +185,13 @@ class Builder:
                 with self._lock:
                     self._executor = None
             self._write_reports(result, {n: s.depends_on for n, s in plan.steps.items()})
-        return BuildResult(record=result, results={
-            s.name: StepResult(outcome=s.outcome, digest=gate.digests.get(s.name))
-            for s in result.steps})
+        return BuildResult(
+            record=result,
+            results={
+                s.name: StepResult(outcome=s.outcome, digest=gate.digests.get(s.name))
+                for s in result.steps
+            },
+        )
 
     def _take_executor(self, executor: Executor) -> int | None:
         """Make `executor` the one `interrupt` reaches; the signal that came first, if any."""
@@ -176,8 +207,9 @@ class Builder:
             told = False
             while True:
                 try:
-                    stack.enter_context(workspace_lock(self.build_dir.lock, wait=False,
-                                                       on_wait=self.view.say))
+                    stack.enter_context(
+                        workspace_lock(self.build_dir.lock, wait=False, on_wait=self.view.say)
+                    )
                     break
                 except LockBusyError as exc:
                     if self.options.no_wait:
@@ -199,12 +231,21 @@ class Builder:
         from buildlib.cache.config import cache_config
         from buildlib.run.caching_gate import CachingGate
 
-        config = cache_config(self.manifest, self.environ, cache_dir=self.options.cache_dir,
-                              remote_url=self.options.remote_cache,
-                              read_only=self.options.remote_read_only)
-        return CachingGate(plan, state_dir=self.build_dir.state(plan.mode, plan.target.triple),
-                           cache=config, forced=set(), environ=self.step_environ,
-                           warn=lambda message: self.view.write(f"  warning: {message}"))
+        config = cache_config(
+            self.manifest,
+            self.environ,
+            cache_dir=self.options.cache_dir,
+            remote_url=self.options.remote_cache,
+            read_only=self.options.remote_read_only,
+        )
+        return CachingGate(
+            plan,
+            state_dir=self.build_dir.state(plan.mode, plan.target.triple),
+            cache=config,
+            forced=set(),
+            environ=self.step_environ,
+            warn=lambda message: self.view.write(f"  warning: {message}"),
+        )
 
     def _write_reports(self, result: BuildRecord, deps: Mapping[str, Sequence[str]]) -> None:
         from buildlib.report.writers import write_build_reports
@@ -218,8 +259,9 @@ class Builder:
 class _Announcing:
     """The view's reporter, plus `on_step` for each step that ends (job threads call it)."""
 
-    def __init__(self, inner: Reporter, gate: DigestGate,
-                 on_step: Callable[[str, StepResult], None] | None) -> None:
+    def __init__(
+        self, inner: Reporter, gate: DigestGate, on_step: Callable[[str, StepResult], None] | None
+    ) -> None:
         self.inner = inner
         self.gate = gate
         self.on_step = on_step
@@ -236,8 +278,10 @@ class _Announcing:
     def step_finished(self, record: StepRecord, log_tail: Sequence[str]) -> None:
         self.inner.step_finished(record, log_tail)
         if self.on_step is not None:
-            self.on_step(record.name, StepResult(outcome=record.outcome,
-                                                 digest=self.gate.digests.get(record.name)))
+            self.on_step(
+                record.name,
+                StepResult(outcome=record.outcome, digest=self.gate.digests.get(record.name)),
+            )
 
     def warning(self, message: str) -> None:
         self.inner.warning(message)

@@ -176,8 +176,9 @@ def inotify_usage() -> InotifyUsage:
             if pid == me:
                 own_watches += n
                 own_instances += 1
-    return InotifyUsage(watches=watches, instances=instances, own_watches=own_watches,
-                       own_instances=own_instances)
+    return InotifyUsage(
+        watches=watches, instances=instances, own_watches=own_watches, own_instances=own_instances
+    )
 
 
 def kernel_id(st: os.stat_result) -> KernelId:
@@ -340,8 +341,9 @@ def estimate_watches(
         if kid is not None:
             seen.add(kid)
     heaviest = sorted(sub_counts.items(), key=lambda kv: (-kv[1], kv[0]))[:3]
-    return WatchEstimate(total=sum(per_dir.values()), per_dir=per_dir, ignored=n_ignored,
-                         heaviest=tuple(heaviest))
+    return WatchEstimate(
+        total=sum(per_dir.values()), per_dir=per_dir, ignored=n_ignored, heaviest=tuple(heaviest)
+    )
 
 
 # --------------------------------------------------------------------------- limit messages
@@ -410,4 +412,3 @@ def instance_limit_error(cause: str) -> InotifyLimitError:
     return InotifyLimitError(
         text, limit="fs.inotify.max_user_instances", value=value, suggested=suggested
     )
-

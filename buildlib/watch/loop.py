@@ -127,9 +127,18 @@ class _Running:
 class WatchLoop:
     """One `buildlib watch` run: `run()` returns its exit code."""
 
-    def __init__(self, manifest: Manifest, *, mode: str, target: Target, builder: Builder,
-                 view: WatchView, options: LoopOptions, environ: Mapping[str, str],
-                 step_environ: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        manifest: Manifest,
+        *,
+        mode: str,
+        target: Target,
+        builder: Builder,
+        view: WatchView,
+        options: LoopOptions,
+        environ: Mapping[str, str],
+        step_environ: Mapping[str, str],
+    ) -> None:
         self.manifest = manifest
         self.mode = mode
         self.target = target
@@ -146,9 +155,14 @@ class WatchLoop:
         self.last: RebuildStatus | None = None
         self._status_lock = threading.Lock()
         self.supervisor = Supervisor(
-            self._services(self.plan), environ=step_environ, view=view, events=self.events,
-            log_dir=BuildDir(manifest.root).logs(mode, target.triple), grace=options.grace,
-            on_change=self._service_changed)
+            self._services(self.plan),
+            environ=step_environ,
+            view=view,
+            events=self.events,
+            log_dir=BuildDir(manifest.root).logs(mode, target.triple),
+            grace=options.grace,
+            on_change=self._service_changed,
+        )
         view.align(self.supervisor.names())
         self.results: dict[str, policy.StepResult] = {}
         self.unfinished: set[str] = set(self._build_steps(self.plan))
@@ -165,13 +179,19 @@ class WatchLoop:
     # -- the plan ----------------------------------------------------------------------------
 
     def _plan(self, manifest: Manifest) -> Plan:
-        return build_plan(manifest, mode=self.mode, target=self.target,
-                          requested=list(self.options.requested), environ=self.environ,
-                          services=True)
+        return build_plan(
+            manifest,
+            mode=self.mode,
+            target=self.target,
+            requested=list(self.options.requested),
+            environ=self.environ,
+            services=True,
+        )
 
     def _selection(self) -> WatchSelection:
-        return WatchSelection(self.plan, manifest_path=self.manifest.path,
-                              workspace_exclude=self.manifest.exclude)
+        return WatchSelection(
+            self.plan, manifest_path=self.manifest.path, workspace_exclude=self.manifest.exclude
+        )
 
     def _services(self, plan: Plan) -> dict[str, PlannedStep]:
         if not self.options.services:
@@ -196,10 +216,13 @@ class WatchLoop:
         assert self.watch_set is not None
         services = self.supervisor.names()
         count = len(self._build_steps(self.plan))
-        self.view.say(f"{self.mode}, {self.target.triple}: building {count} "
-                      f"step{'s' * (count != 1)}, then rebuilding what "
-                      "changes" + (f"; services: {', '.join(services)}" if services else "")
-                      + "; Ctrl-C stops everything")
+        self.view.say(
+            f"{self.mode}, {self.target.triple}: building {count} "
+            f"step{'s' * (count != 1)}, then rebuilding what "
+            "changes"
+            + (f"; services: {', '.join(services)}" if services else "")
+            + "; Ctrl-C stops everything"
+        )
         self.view.say(f"watching {self.watch_set.describe()} ({self._watches()})")
         self._start_build(self._build_steps(self.plan), changed=())
         while True:
@@ -281,22 +304,28 @@ class WatchLoop:
             return
         steps = policy.rebuild_selection(
             {n: s.depends_on for n, s in self.plan.steps.items() if not s.service},
-            affected.steps, self.unfinished if affected.steps else ())
+            affected.steps,
+            self.unfinished if affected.steps else (),
+        )
         if steps:
             self._start_build(steps, changed=affected.paths, restart=affected.services)
         else:
-            self._services_after(self.results, restart=set(affected.services),
-                                 why="its restart inputs changed: "
-                                 + describe_paths(affected.paths))
+            self._services_after(
+                self.results,
+                restart=set(affected.services),
+                why="its restart inputs changed: " + describe_paths(affected.paths),
+            )
             self._publish(line=True)
 
-    def _echoes(self, batches: Sequence[Changes], steps: frozenset[str],
-                paths: Sequence[str]) -> bool:
+    def _echoes(
+        self, batches: Sequence[Changes], steps: frozenset[str], paths: Sequence[str]
+    ) -> bool:
         """Whether this batch is the third in a row that only the last build's own steps
         made (see the module docstring); then its paths are ignored from now on."""
         start, end = self._last_window
-        during = all(start <= b.received <= end + self.options.debounce + ECHO_SLACK
-                     for b in batches)
+        during = all(
+            start <= b.received <= end + self.options.debounce + ECHO_SLACK for b in batches
+        )
         if not (during and steps and steps <= self._last_ran):
             self._echo = (frozenset(), 0)
             return False
@@ -311,7 +340,8 @@ class WatchLoop:
             f"{', '.join(sorted(steps))} changed {describe_paths(sorted(key))} while running, "
             f"{ECHO_LIMIT} rebuilds in a row: a rebuild loop. These paths are ignored from now "
             "on (until build.toml changes); fix: declare them among the outputs of the step "
-            "that writes them, or in its `exclude`")
+            "that writes them, or in its `exclude`"
+        )
         return True
 
     def _watch_new_directories(self, paths: set[str]) -> None:
@@ -330,23 +360,34 @@ class WatchLoop:
 
     # -- builds --------------------------------------------------------------------------------
 
-    def _start_build(self, steps: Sequence[str], *, changed: Sequence[str],
-                     restart: frozenset[str] = frozenset()) -> None:
+    def _start_build(
+        self, steps: Sequence[str], *, changed: Sequence[str], restart: frozenset[str] = frozenset()
+    ) -> None:
         number = self.builds
         self.builds += 1
         if number:
             what = describe_paths(list(changed)) if changed else "the manifest"
             self.view.say(f"rebuild #{number}: {what} changed: {', '.join(steps)}")
-        self._running = _Running(number=number, steps=tuple(steps), changed=tuple(changed),
-                                 restart=restart, before=dict(self.results),
-                                 start=time.monotonic())
+        self._running = _Running(
+            number=number,
+            steps=tuple(steps),
+            changed=tuple(changed),
+            restart=restart,
+            before=dict(self.results),
+            start=time.monotonic(),
+        )
         self.state = "building"
         self._publish()
-        threading.Thread(target=self._build, args=(number, list(steps)), daemon=True,
-                         name=f"watch-build-{number}").start()
+        threading.Thread(
+            target=self._build,
+            args=(number, list(steps)),
+            daemon=True,
+            name=f"watch-build-{number}",
+        ).start()
 
     def _build(self, number: int, steps: list[str]) -> None:
         """The build thread: one build, then one `BuildDone` (whatever happens)."""
+
         def on_step(name: str, result: policy.StepResult) -> None:
             self.events.put(StepDone(build=number, name=name, result=result))
 
@@ -390,27 +431,35 @@ class WatchLoop:
             else:
                 self.unfinished.add(name)
         self._last_ran = frozenset(
-            s.name for s in result.record.steps if s.outcome is Outcome.BUILT)
+            s.name for s in result.record.steps if s.outcome is Outcome.BUILT
+        )
         self.last = rebuild_status(running.number, running.changed, result.record)
         label = "first build" if running.number == 0 else f"rebuild #{running.number}"
         ran = ", ".join(self.last.ran) if self.last.ran else "nothing (all up to date)"
         failed = f"; FAILED: {', '.join(self.last.failed)}" if self.last.failed else ""
-        self.view.say(f"{label} done in {format_duration(self.last.seconds)}: ran {ran}"
-                      f"{failed}")
+        self.view.say(f"{label} done in {format_duration(self.last.seconds)}: ran {ran}{failed}")
         self._swap_watcher()  # the build may have made or removed directories
-        self._services_after(running.before, restart=set(running.restart), why="",
-                             fresh=running.started)
+        self._services_after(
+            running.before, restart=set(running.restart), why="", fresh=running.started
+        )
         self._publish(line=True)
 
-    def _services_after(self, before: Mapping[str, policy.StepResult], *, restart: set[str],
-                        why: str, fresh: set[str] | None = None) -> None:
+    def _services_after(
+        self,
+        before: Mapping[str, policy.StepResult],
+        *,
+        restart: set[str],
+        why: str,
+        fresh: set[str] | None = None,
+    ) -> None:
         """Start the services whose dependencies are now built; restart those whose own
         restart inputs changed, or (opted in) whose dependencies' outputs changed: once
         each, after the build, however many of their dependencies ran (`fresh`: started
         during the build, after their dependencies: not restarted for them)."""
         services = {n: self.plan.steps[n].depends_on for n in self.supervisor.names()}
-        opted = [n for n in services if self.plan.steps[n].restart_on_deps
-                 and n not in (fresh or ())]
+        opted = [
+            n for n in services if self.plan.steps[n].restart_on_deps and n not in (fresh or ())
+        ]
         reasons = policy.dependency_restarts(services, opted, before, self.results)
         for name in restart:
             if name in services:
@@ -436,8 +485,9 @@ class WatchLoop:
             plan = self._plan(self.manifest)
         except UserError as exc:
             self.manifest = old_manifest
-            self.view.error(f"{exc.render()}\n  (the manifest as it was is kept: fix it and "
-                            "save again)")
+            self.view.error(
+                f"{exc.render()}\n  (the manifest as it was is kept: fix it and save again)"
+            )
             return
         self.view.say(f"{self.manifest.path.name} changed: reloaded")
         old_plan, self.plan = self.plan, plan
@@ -470,19 +520,25 @@ class WatchLoop:
         if not first and wanted == self.watch_set and self.watcher is not None:
             return
         try:
-            new = ChangeWatcher(self.plan.root, wanted.recursive, self.selection.ignored,
-                                flat_dirs=wanted.flat, debounce=self.options.debounce,
-                                max_watches=self.options.max_watches,
-                                force_polling=self.options.poll is not None,
-                                poll_delay=self.options.poll or 0.3)
+            new = ChangeWatcher(
+                self.plan.root,
+                wanted.recursive,
+                self.selection.ignored,
+                flat_dirs=wanted.flat,
+                debounce=self.options.debounce,
+                max_watches=self.options.max_watches,
+                force_polling=self.options.poll is not None,
+                poll_delay=self.options.poll or 0.3,
+            )
         except WatchError as exc:
             if first:
                 raise UserError(str(exc)) from None
             self.events.put(WatchFailed(error=exc))
             return
         old, self.watcher, self.watch_set = self.watcher, new, wanted
-        threading.Thread(target=self._forward, args=(new,), name="watch-forward",
-                         daemon=True).start()
+        threading.Thread(
+            target=self._forward, args=(new,), name="watch-forward", daemon=True
+        ).start()
         if old is not None:
             old.close()
             new.add_changes(old.drain())
@@ -517,10 +573,16 @@ class WatchLoop:
             watching = tuple(self.watch_set.describe().split(", ")) if self.watch_set else ()
             watcher = self.watcher
             status = WatchStatus(
-                mode=self.mode, target=self.target.triple, pid=os.getpid(), state=self.state,
-                watching=watching, watches=watcher.watch_count() if watcher else None,
-                services=self.supervisor.statuses(), last_rebuild=self.last,
-                queued=tuple(sorted(set().union(*(c.paths for c in self._queued)))))
+                mode=self.mode,
+                target=self.target.triple,
+                pid=os.getpid(),
+                state=self.state,
+                watching=watching,
+                watches=watcher.watch_count() if watcher else None,
+                services=self.supervisor.statuses(),
+                last_rebuild=self.last,
+                queued=tuple(sorted(set().union(*(c.paths for c in self._queued)))),
+            )
             self.view.status(status, line=line)
 
     # -- signals and the end -----------------------------------------------------------------
@@ -588,10 +650,11 @@ def _watch_lock(path: Path) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
-            raise UserError(f"another `buildlib watch` is watching this workspace for this "
-                            f"mode and target ({holder})",
-                            fix="stop it (Ctrl-C in its terminal), or watch another mode "
-                            "with --mode") from None
+            raise UserError(
+                f"another `buildlib watch` is watching this workspace for this "
+                f"mode and target ({holder})",
+                fix="stop it (Ctrl-C in its terminal), or watch another mode with --mode",
+            ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()}, started {time.strftime('%H:%M:%S')}\n".encode(), 0)
         yield

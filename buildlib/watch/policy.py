@@ -20,8 +20,9 @@ MAX_RESTARTS = 5  # restarts after quick exits in a row (each run under STABLE_A
 STABLE_AFTER = 30.0  # a service that ran this long before exiting starts a fresh count
 
 
-def rebuild_selection(deps: Mapping[str, Sequence[str]], changed: Iterable[str],
-                      unfinished: Iterable[str]) -> list[str]:
+def rebuild_selection(
+    deps: Mapping[str, Sequence[str]], changed: Iterable[str], unfinished: Iterable[str]
+) -> list[str]:
     """The steps a rebuild runs, in `deps` order: those whose inputs changed and everything
     downstream of them (early cutoff may still skip a dependent whose dependency came out
     the same), plus the steps that did not end well last time (failed, skipped after a
@@ -40,9 +41,12 @@ class StepResult:
     digest: str | None  # its outputs' digest (None: unknown, e.g. --no-cache)
 
 
-def dependency_restarts(services: Mapping[str, Sequence[str]], restart_on_deps: Iterable[str],
-                        before: Mapping[str, StepResult], after: Mapping[str, StepResult]
-                        ) -> dict[str, str]:
+def dependency_restarts(
+    services: Mapping[str, Sequence[str]],
+    restart_on_deps: Iterable[str],
+    before: Mapping[str, StepResult],
+    after: Mapping[str, StepResult],
+) -> dict[str, str]:
     """Services to restart because a dependency's outputs changed in the last build:
     `{service: reason}`. Only services that opted in (`restart_on_deps`); a dependency
     counts when it succeeded and its outputs' digest differs from the one before (a
@@ -66,11 +70,15 @@ def dependency_restarts(services: Mapping[str, Sequence[str]], restart_on_deps: 
     return reasons
 
 
-def ready_services(services: Mapping[str, Sequence[str]], results: Mapping[str, StepResult]
-                   ) -> list[str]:
+def ready_services(
+    services: Mapping[str, Sequence[str]], results: Mapping[str, StepResult]
+) -> list[str]:
     """Services whose every dependency has been built (or found up to date)."""
-    return [name for name, deps in services.items()
-            if all(d in results and results[d].outcome.ok for d in deps)]
+    return [
+        name
+        for name, deps in services.items()
+        if all(d in results and results[d].outcome.ok for d in deps)
+    ]
 
 
 @record(frozen=False)

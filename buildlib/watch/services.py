@@ -86,9 +86,17 @@ class Supervisor:
     what a developer waits to see: an address printed, an exit on its own, a start that
     failed."""
 
-    def __init__(self, steps: Mapping[str, PlannedStep], *, environ: Mapping[str, str],
-                 view: WatchView, events: queue.SimpleQueue[object], log_dir: Path,
-                 grace: float = 5.0, on_change: Callable[[bool], None] | None = None) -> None:
+    def __init__(
+        self,
+        steps: Mapping[str, PlannedStep],
+        *,
+        environ: Mapping[str, str],
+        view: WatchView,
+        events: queue.SimpleQueue[object],
+        log_dir: Path,
+        grace: float = 5.0,
+        on_change: Callable[[bool], None] | None = None,
+    ) -> None:
         self.view = view
         self.events = events
         self.log_dir = log_dir
@@ -96,8 +104,9 @@ class Supervisor:
         self.table = ProcessTable(grace=grace)
         self.on_change = on_change or (lambda notable: None)
         self._lock = threading.Lock()  # guards the url/port/tail fields the readers write
-        self.services: dict[str, _Service] = {name: _Service(step=step)
-                                              for name, step in steps.items()}
+        self.services: dict[str, _Service] = {
+            name: _Service(step=step) for name, step in steps.items()
+        }
 
     # -- what the loop asks -------------------------------------------------------------------
 
@@ -125,8 +134,7 @@ class Supervisor:
             return
         log = self._open_log(name, argv)
         try:
-            proc = self.table.spawn(argv, cwd=step.cwd, env=encode_env(env),
-                                    stdout=subprocess.PIPE)
+            proc = self.table.spawn(argv, cwd=step.cwd, env=encode_env(env), stdout=subprocess.PIPE)
         except OSError as exc:
             log.close()
             service.state, service.detail = State.CRASHED, f"cannot start: {exc}"
@@ -144,13 +152,17 @@ class Supervisor:
             service.url = service.port = None
             service.tail.clear()
         why = f" ({reason})" if reason else ""
-        self.view.say(f"service {name} started{why}: pid {proc.pid}, "
-                      f"{' '.join(step.argv)}")
-        service.reader = threading.Thread(target=self._read, args=(service, proc, log),
-                                          name=f"service-{name}-output", daemon=True)
+        self.view.say(f"service {name} started{why}: pid {proc.pid}, {' '.join(step.argv)}")
+        service.reader = threading.Thread(
+            target=self._read, args=(service, proc, log), name=f"service-{name}-output", daemon=True
+        )
         service.reader.start()
-        threading.Thread(target=self._wait, args=(service, proc, service.generation),
-                         name=f"service-{name}-wait", daemon=True).start()
+        threading.Thread(
+            target=self._wait,
+            args=(service, proc, service.generation),
+            name=f"service-{name}-wait",
+            daemon=True,
+        ).start()
         self.on_change(False)
 
     def restart(self, name: str, reason: str, *, force: threading.Event | None = None) -> None:
@@ -186,16 +198,21 @@ class Supervisor:
         ran = f"after {event.uptime:.1f}s"
         if delay is None:
             service.state = State.CRASHED
-            service.detail = (f"exited {service.backoff.exits} times in a row, each within "
-                              f"{STABLE_AFTER:g}s of its start; gave up: starts again when "
-                              f"{_what_wakes(service.step)}")
-            self.view.error(f"service {event.name} exited with code {event.code} {ran}; "
-                            f"{service.detail}{last}")
+            service.detail = (
+                f"exited {service.backoff.exits} times in a row, each within "
+                f"{STABLE_AFTER:g}s of its start; gave up: starts again when "
+                f"{_what_wakes(service.step)}"
+            )
+            self.view.error(
+                f"service {event.name} exited with code {event.code} {ran}; {service.detail}{last}"
+            )
         else:
             service.state = State.BACKOFF
             service.detail = f"exited with code {event.code}; restarting in {delay:g}s"
-            self.view.error(f"service {event.name} exited with code {event.code} {ran}; "
-                            f"restarting in {delay:g}s{last}")
+            self.view.error(
+                f"service {event.name} exited with code {event.code} {ran}; "
+                f"restarting in {delay:g}s{last}"
+            )
         self.on_change(True)
         return delay
 
@@ -220,9 +237,13 @@ class Supervisor:
         stoppers = []
         for service in running:
             service.state = State.STOPPED
-            stopper = threading.Thread(target=self._stop, args=(service,),
-                                       kwargs={"force": force}, daemon=True,
-                                       name=f"service-{service.step.name}-stop")
+            stopper = threading.Thread(
+                target=self._stop,
+                args=(service,),
+                kwargs={"force": force},
+                daemon=True,
+                name=f"service-{service.step.name}-stop",
+            )
             stopper.start()
             stoppers.append(stopper)
         for stopper in stoppers:
@@ -245,11 +266,19 @@ class Supervisor:
 
     def statuses(self) -> tuple[ServiceStatus, ...]:
         with self._lock:
-            return tuple(ServiceStatus(
-                name=name, state=s.state.value,
-                pid=s.proc.pid if s.proc is not None else None, url=s.url, port=s.port,
-                restarts=s.restarts, last_exit=s.last_exit, detail=s.detail)
-                for name, s in self.services.items())
+            return tuple(
+                ServiceStatus(
+                    name=name,
+                    state=s.state.value,
+                    pid=s.proc.pid if s.proc is not None else None,
+                    url=s.url,
+                    port=s.port,
+                    restarts=s.restarts,
+                    last_exit=s.last_exit,
+                    detail=s.detail,
+                )
+                for name, s in self.services.items()
+            )
 
     # -- doing -----------------------------------------------------------------------------
 
@@ -267,8 +296,10 @@ class Supervisor:
     def _open_log(self, name: str, argv: list[str]) -> IO[bytes]:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = (self.log_dir / f"{name}.log").open("ab")
-        log.write(f"--- buildlib watch: {time.strftime('%H:%M:%S')} started "
-                  f"{' '.join(argv)} ---\n".encode())
+        log.write(
+            f"--- buildlib watch: {time.strftime('%H:%M:%S')} started "
+            f"{' '.join(argv)} ---\n".encode()
+        )
         log.flush()
         return log
 
@@ -308,9 +339,16 @@ class Supervisor:
             service.reader.join(timeout=2)  # its last lines belong to the message
         with self._lock:
             tail = tuple(service.tail)
-        self.events.put(ServiceExited(name=service.step.name, generation=generation,
-                                      code=code, expected=service.expected_exit,
-                                      uptime=time.monotonic() - service.started, tail=tail))
+        self.events.put(
+            ServiceExited(
+                name=service.step.name,
+                generation=generation,
+                code=code,
+                expected=service.expected_exit,
+                uptime=time.monotonic() - service.started,
+                tail=tail,
+            )
+        )
 
 
 def _what_wakes(step: PlannedStep) -> str:

@@ -87,29 +87,61 @@ class WatchStatus:
         failed, up_to_date, seconds, exit_code, ok, finished_at} | null}`."""
         last = self.last_rebuild
         return {
-            "mode": self.mode, "target": self.target, "pid": self.pid, "state": self.state,
-            "watching": list(self.watching), "watches": self.watches,
+            "mode": self.mode,
+            "target": self.target,
+            "pid": self.pid,
+            "state": self.state,
+            "watching": list(self.watching),
+            "watches": self.watches,
             "queued": list(self.queued),
-            "services": [{"name": s.name, "state": s.state, "pid": s.pid, "url": s.url,
-                          "port": s.port, "restarts": s.restarts, "last_exit": s.last_exit,
-                          "detail": s.detail} for s in self.services],
-            "last_rebuild": None if last is None else {
-                "number": last.number, "changed": list(last.changed), "ran": list(last.ran),
-                "failed": list(last.failed), "up_to_date": last.up_to_date,
-                "seconds": round(last.seconds, 3), "exit_code": last.exit_code,
-                "ok": last.ok, "finished_at": last.finished_at},
+            "services": [
+                {
+                    "name": s.name,
+                    "state": s.state,
+                    "pid": s.pid,
+                    "url": s.url,
+                    "port": s.port,
+                    "restarts": s.restarts,
+                    "last_exit": s.last_exit,
+                    "detail": s.detail,
+                }
+                for s in self.services
+            ],
+            "last_rebuild": None
+            if last is None
+            else {
+                "number": last.number,
+                "changed": list(last.changed),
+                "ran": list(last.ran),
+                "failed": list(last.failed),
+                "up_to_date": last.up_to_date,
+                "seconds": round(last.seconds, 3),
+                "exit_code": last.exit_code,
+                "ok": last.ok,
+                "finished_at": last.finished_at,
+            },
         }
 
 
 def rebuild_status(number: int, changed: Sequence[str], record: BuildRecord) -> RebuildStatus:
-    ran = tuple(s.name for s in record.steps
-                if s.outcome in (Outcome.BUILT, Outcome.FAILED, Outcome.INTERRUPTED))
-    failed = tuple(s.name for s in record.steps
-                   if s.outcome in (Outcome.FAILED, Outcome.INTERRUPTED))
-    return RebuildStatus(number=number, changed=tuple(changed), ran=ran, failed=failed,
-                         up_to_date=sum(s.outcome.from_cache for s in record.steps),
-                         seconds=record.wall, exit_code=record.exit_code,
-                         finished_at=time.strftime("%Y-%m-%dT%H:%M:%S"))
+    ran = tuple(
+        s.name
+        for s in record.steps
+        if s.outcome in (Outcome.BUILT, Outcome.FAILED, Outcome.INTERRUPTED)
+    )
+    failed = tuple(
+        s.name for s in record.steps if s.outcome in (Outcome.FAILED, Outcome.INTERRUPTED)
+    )
+    return RebuildStatus(
+        number=number,
+        changed=tuple(changed),
+        ran=ran,
+        failed=failed,
+        up_to_date=sum(s.outcome.from_cache for s in record.steps),
+        seconds=record.wall,
+        exit_code=record.exit_code,
+        finished_at=time.strftime("%Y-%m-%dT%H:%M:%S"),
+    )
 
 
 def describe_paths(paths: Sequence[str]) -> str:
@@ -138,8 +170,11 @@ def status_line(status: WatchStatus) -> str:
         label = "first build" if last.number == 0 else f"last rebuild #{last.number}"
         what = f" ({describe_paths(last.changed)})" if last.changed else ""
         ran = ", ".join(last.ran) if last.ran else "nothing (all up to date)"
-        verdict = "ok" if last.ok else (f"failed: {', '.join(last.failed)}" if last.failed
-                                        else f"exit {last.exit_code}")
+        verdict = (
+            "ok"
+            if last.ok
+            else (f"failed: {', '.join(last.failed)}" if last.failed else f"exit {last.exit_code}")
+        )
         parts.append(f"{label}{what}: ran {ran} in {format_duration(last.seconds)}, {verdict}")
     return "status: " + (" | ".join(parts) if parts else status.state)
 
@@ -177,8 +212,7 @@ class WatchView:
         """Write the status file and, unless `line` is false, the status line."""
         if self.status_path is not None:
             try:
-                write_text_atomic(self.status_path, json.dumps(status.to_json(), indent=2)
-                                  + "\n")
+                write_text_atomic(self.status_path, json.dumps(status.to_json(), indent=2) + "\n")
             except OSError as exc:
                 self.write(f"watch: warning: cannot write {self.status_path}: {exc}")
                 self.status_path = None
@@ -217,8 +251,7 @@ class StepLines:
             case Outcome.BUILT:
                 self.view.write(f"  built {name}  {took}")
             case Outcome.RESTORED:
-                self.view.write(f"  restored {name}  from the {record.cache_source or ''} "
-                                "cache")
+                self.view.write(f"  restored {name}  from the {record.cache_source or ''} cache")
             case Outcome.SKIPPED:
                 self.view.write(f"  skipped {name}  (a dependency failed)")
             case Outcome.FAILED | Outcome.INTERRUPTED:

@@ -62,8 +62,14 @@ from buildlib.watch.inotify import (
 if TYPE_CHECKING:
     from watchfiles._rust_notify import RustNotify
 
-__all__ = ["DEFAULT_DEBOUNCE", "DEFAULT_MAX_DELAY", "DEFAULT_MAX_WATCHES", "ChangeWatcher",
-           "InotifyLimitError", "prefix_ignorer"]
+__all__ = [
+    "DEFAULT_DEBOUNCE",
+    "DEFAULT_MAX_DELAY",
+    "DEFAULT_MAX_WATCHES",
+    "ChangeWatcher",
+    "InotifyLimitError",
+    "prefix_ignorer",
+]
 
 DEFAULT_DEBOUNCE: Final = 0.1
 """Quiet time that ends a burst (an editor's save, a ``git checkout``), in seconds."""

@@ -59,8 +59,10 @@ class WatchSet:
         return parent in self.flat or rel in self.flat
 
     def describe(self) -> str:
-        parts = [*(f"{d}/**" if d != "." else "**" for d in self.recursive),
-                 *(f"{d}/*" if d != "." else "*" for d in self.flat)]
+        parts = [
+            *(f"{d}/**" if d != "." else "**" for d in self.recursive),
+            *(f"{d}/*" if d != "." else "*" for d in self.flat),
+        ]
         return ", ".join(parts)
 
 
@@ -91,15 +93,17 @@ class _Patterns:
                 self.names.add(name)
             elif glob.segments:
                 general.append(glob.regex)
-        self.excluded_regex = re.compile("|".join(f"(?:{r})" for r in general)).fullmatch \
-            if general else None
+        self.excluded_regex = (
+            re.compile("|".join(f"(?:{r})" for r in general)).fullmatch if general else None
+        )
 
     def excluded(self, parts: Sequence[str]) -> bool:
         if self.names.intersection(parts):
             return True
         regex = self.excluded_regex
-        return regex is not None and any(regex("/" + "/".join(parts[:end]))
-                                         for end in range(1, len(parts) + 1))
+        return regex is not None and any(
+            regex("/" + "/".join(parts[:end])) for end in range(1, len(parts) + 1)
+        )
 
     def matches(self, parts: Sequence[str], is_file: bool) -> bool:
         """Whether the path (split in segments) is, or may hold, one of the inputs."""
@@ -126,24 +130,26 @@ def _could_match(glob: _Glob, parts: Sequence[str], is_file: bool) -> bool:
 class WatchSelection:
     """The watch rules of one plan (services included); see the module docstring."""
 
-    def __init__(self, plan: Plan, *, manifest_path: Path,
-                 workspace_exclude: Sequence[str]) -> None:
+    def __init__(
+        self, plan: Plan, *, manifest_path: Path, workspace_exclude: Sequence[str]
+    ) -> None:
         self.plan = plan
         self.root = Path(plan.root).resolve()
         self._root = os.fspath(self.root)
         try:
-            self.manifest_rel: str | None = manifest_path.resolve().relative_to(
-                self.root).as_posix()
+            self.manifest_rel: str | None = (
+                manifest_path.resolve().relative_to(self.root).as_posix()
+            )
         except ValueError:  # a manifest outside the workspace is not watched
             self.manifest_rel = None
         self._outputs = OutputScope([o for s in plan.steps.values() for o in s.outputs])
-        self._exclude = _Patterns((), (*workspace_exclude,
-                                       *(f"{d}/**" for d in ALWAYS_IGNORED)))
+        self._exclude = _Patterns((), (*workspace_exclude, *(f"{d}/**" for d in ALWAYS_IGNORED)))
         # Declared output directories (literal prefixes), present or not: a directory
         # holding one is never watched recursively, so a build creating it (npm ci's
         # node_modules) adds no watches.
-        self._output_dirs = sorted({_literal_prefix(o) for s in plan.steps.values()
-                                    for o in s.outputs} - {""})
+        self._output_dirs = sorted(
+            {_literal_prefix(o) for s in plan.steps.values() for o in s.outputs} - {""}
+        )
         self._steps: dict[str, _Patterns] = {}
         self._services: dict[str, _Patterns] = {}
         for name, step in plan.steps.items():
@@ -151,8 +157,7 @@ class WatchSelection:
             # dependency's rebuild is what reruns the step.
             globs = step.restart_on if step.service else self.input_globs(step)
             kept = [g for g in globs if not self.ignored(_literal_prefix(g))]
-            (self._services if step.service else self._steps)[name] = _Patterns(
-                kept, step.exclude)
+            (self._services if step.service else self._steps)[name] = _Patterns(kept, step.exclude)
         self._below: dict[str, bool] = {}
 
     # -- what is ignored -----------------------------------------------------------------
@@ -197,8 +202,12 @@ class WatchSelection:
                     hit = True
             if hit:
                 concerned.append(rel)
-        return Affected(steps=frozenset(steps), services=frozenset(services), manifest=manifest,
-                        paths=tuple(concerned))
+        return Affected(
+            steps=frozenset(steps),
+            services=frozenset(services),
+            manifest=manifest,
+            paths=tuple(concerned),
+        )
 
     # -- what to watch -------------------------------------------------------------------
 
@@ -240,8 +249,9 @@ class WatchSelection:
             return
         self._plan_dir(prefix, states, glob, recursive, flat)
 
-    def _plan_dir(self, rel: str, states: frozenset[int], glob: _Glob, recursive: set[str],
-                  flat: set[str]) -> None:
+    def _plan_dir(
+        self, rel: str, states: frozenset[int], glob: _Glob, recursive: set[str], flat: set[str]
+    ) -> None:
         accept, segments = glob.accept, glob.segments
         deep = accept in states or any(i < accept and segments[i] is None for i in states)
         if deep and not self._ignored_below(rel):

@@ -135,9 +135,29 @@ MODE_KEYS = ("vars", "env")
 CACHE_KEYS = ("remote", "remote_read_only", "remote_header_env", "trusted_keys")
 OVERRIDE_KEYS = ("args", "env", "tools")
 STEP_KEYS = (
-    "name", "description", "group", "command", "cwd", "env", "env_inputs", "depends_on",
-    "inputs", "exclude", "outputs", "clean", "tools", "retries", "when", "modes", "cache",
-    "mode", "target", "script", "service", "restart_on", "restart_on_deps",
+    "name",
+    "description",
+    "group",
+    "command",
+    "cwd",
+    "env",
+    "env_inputs",
+    "depends_on",
+    "inputs",
+    "exclude",
+    "outputs",
+    "clean",
+    "tools",
+    "retries",
+    "when",
+    "modes",
+    "cache",
+    "mode",
+    "target",
+    "script",
+    "service",
+    "restart_on",
+    "restart_on_deps",
 )
 SERVICE_KEYS = ("restart_on", "restart_on_deps")  # meaningful only with service = true
 ARTIFACT_KEYS = ("path", "step", "kind", "run", "expect", "modes")
@@ -149,68 +169,113 @@ class _Checker:
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def error(self, message: str, *, step: str | None = None, key: str | None = None,
-              fix: str = "") -> ManifestError:
+    def error(
+        self, message: str, *, step: str | None = None, key: str | None = None, fix: str = ""
+    ) -> ManifestError:
         return ManifestError(message, file=self.path, step=step, key=key, fix=fix)
 
-    def known_keys(self, table: Mapping[str, Any], allowed: tuple[str, ...], *, where: str,
-                   step: str | None = None) -> None:
+    def known_keys(
+        self,
+        table: Mapping[str, Any],
+        allowed: tuple[str, ...],
+        *,
+        where: str,
+        step: str | None = None,
+    ) -> None:
         for key in table:
             if key not in allowed:
                 import difflib  # error paths only
 
                 close = difflib.get_close_matches(key, allowed, n=1)
                 hint = f"did you mean '{close[0]}'?" if close else "allowed: " + ", ".join(allowed)
-                raise self.error(f"unknown key in {where}", step=step, key=key,
-                                 fix=f"remove it or rename it; {hint}")
+                raise self.error(
+                    f"unknown key in {where}",
+                    step=step,
+                    key=key,
+                    fix=f"remove it or rename it; {hint}",
+                )
 
-    def string(self, table: Mapping[str, Any], key: str, default: str | None = None, *,
-               step: str | None = None, template: bool = True) -> str:
+    def string(
+        self,
+        table: Mapping[str, Any],
+        key: str,
+        default: str | None = None,
+        *,
+        step: str | None = None,
+        template: bool = True,
+    ) -> str:
         if key not in table:
             if default is None:
-                raise self.error("missing required key", step=step, key=key,
-                                 fix=f'add {key} = "..."')
+                raise self.error(
+                    "missing required key", step=step, key=key, fix=f'add {key} = "..."'
+                )
             return default
         value = table[key]
         if not isinstance(value, str):
-            raise self.error(f"expected a string, got {_type_name(value)}", step=step, key=key,
-                             fix=f'write it as {key} = "..."')
+            raise self.error(
+                f"expected a string, got {_type_name(value)}",
+                step=step,
+                key=key,
+                fix=f'write it as {key} = "..."',
+            )
         if template:
             self.template(value, step=step, key=key)
         return value
 
-    def strings(self, table: Mapping[str, Any], key: str, *, step: str | None = None,
-                template: bool = True) -> tuple[str, ...]:
+    def strings(
+        self, table: Mapping[str, Any], key: str, *, step: str | None = None, template: bool = True
+    ) -> tuple[str, ...]:
         value = table.get(key, [])
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise self.error(f"expected a list of strings, got {_type_name(value)}", step=step,
-                             key=key, fix=f'write it as {key} = ["...", "..."] (an argv list, '
-                             "not a shell string)" if key in ("command", "args", "run") else
-                             f'write it as {key} = ["...", "..."]')
+            raise self.error(
+                f"expected a list of strings, got {_type_name(value)}",
+                step=step,
+                key=key,
+                fix=f'write it as {key} = ["...", "..."] (an argv list, not a shell string)'
+                if key in ("command", "args", "run")
+                else f'write it as {key} = ["...", "..."]',
+            )
         if template:
             for item in value:
                 self.template(item, step=step, key=key)
         return tuple(value)
 
-    def string_map(self, table: Mapping[str, Any], key: str, *, step: str | None = None,
-                   label: str | None = None) -> dict[str, str]:
+    def string_map(
+        self,
+        table: Mapping[str, Any],
+        key: str,
+        *,
+        step: str | None = None,
+        label: str | None = None,
+    ) -> dict[str, str]:
         """`label`: how errors name the key (default `key`), e.g. `modes.test.env`."""
         value = table.get(key, {})
         if not isinstance(value, dict):
-            raise self.error(f"expected a table of strings, got {_type_name(value)}", step=step,
-                             key=key, fix=f'write it as {key} = {{ NAME = "value" }}')
+            raise self.error(
+                f"expected a table of strings, got {_type_name(value)}",
+                step=step,
+                key=key,
+                fix=f'write it as {key} = {{ NAME = "value" }}',
+            )
         label = label or key
         for name, item in value.items():
             if not isinstance(item, str):
-                raise self.error(f"value of '{name}' must be a string, got {_type_name(item)}",
-                                 step=step, key=f"{label}.{name}",
-                                 fix=f'quote it: {name} = "{item}"')
+                raise self.error(
+                    f"value of '{name}' must be a string, got {_type_name(item)}",
+                    step=step,
+                    key=f"{label}.{name}",
+                    fix=f'quote it: {name} = "{item}"',
+                )
             if key == "env":
                 self.env_name(name, step=step, key=f"{label}.{name}")
                 if "\0" in item:
-                    raise self.error("the value contains a NUL character, which no "
-                                     "environment variable can hold", step=step,
-                                     key=f"{label}.{name}", fix="remove the NUL (\\u0000)")
+                    raise self.error(
+                        "the value contains a NUL character, which no "
+                        "environment variable can hold",
+                        step=step,
+                        key=f"{label}.{name}",
+                        fix="remove the NUL (\\u0000)",
+                    )
             self.template(item, step=step, key=f"{label}.{name}")
         return dict(value)
 
@@ -218,31 +283,46 @@ class _Checker:
         """An environment variable's name: not empty, no '=' (it ends the name in the
         environment block, so the variable would be another one) and no NUL."""
         if not name or "=" in name or "\0" in name:
-            what = "is empty" if not name else ("contains '='" if "=" in name
-                                                else "contains a NUL character")
+            what = (
+                "is empty"
+                if not name
+                else ("contains '='" if "=" in name else "contains a NUL character")
+            )
             suggestion = name.replace("=", "_").replace("\0", "") or "NAME"
-            raise self.error(f"environment variable name {name!r} {what}, which no "
-                             "environment can hold", step=step, key=key,
-                             fix=f"rename it, e.g. {suggestion!r}; to pass 'NAME=value', "
-                             'write NAME = "value"')
+            raise self.error(
+                f"environment variable name {name!r} {what}, which no environment can hold",
+                step=step,
+                key=key,
+                fix=f"rename it, e.g. {suggestion!r}; to pass 'NAME=value', write NAME = \"value\"",
+            )
 
-    def boolean(self, table: Mapping[str, Any], key: str, default: bool, *,
-                step: str | None = None) -> bool:
+    def boolean(
+        self, table: Mapping[str, Any], key: str, default: bool, *, step: str | None = None
+    ) -> bool:
         value = table.get(key, default)
         if not isinstance(value, bool):
-            raise self.error(f"expected true or false, got {_type_name(value)}", step=step,
-                             key=key, fix=f"write {key} = true or {key} = false")
+            raise self.error(
+                f"expected true or false, got {_type_name(value)}",
+                step=step,
+                key=key,
+                fix=f"write {key} = true or {key} = false",
+            )
         return value
 
     def template(self, text: str, *, step: str | None, key: str) -> None:
         for match in TEMPLATE_TOKEN.finditer(text):
             token = match.group(0)
             if token in ("{", "}"):
-                raise self.error(f"stray '{token}' in template {text!r}", step=step, key=key,
-                                 fix="use {name} for a variable and {{ or }} for a literal brace")
+                raise self.error(
+                    f"stray '{token}' in template {text!r}",
+                    step=step,
+                    key=key,
+                    fix="use {name} for a variable and {{ or }} for a literal brace",
+                )
 
-    def relative_path(self, pattern: str, *, step: str | None, key: str,
-                      cwd_relative: bool = False) -> None:
+    def relative_path(
+        self, pattern: str, *, step: str | None, key: str, cwd_relative: bool = False
+    ) -> None:
         """Outputs and inputs must stay inside the workspace, and be names a file can have.
 
         `cwd_relative` (a version 2 step's paths): `//path` names a path from the root, and
@@ -251,21 +331,38 @@ class _Checker:
         climbs_ok = False
         if cwd_relative:
             if pattern.startswith(ROOT_PREFIX):
-                pattern = pattern[len(ROOT_PREFIX):]
+                pattern = pattern[len(ROOT_PREFIX) :]
             else:
                 climbs_ok = True  # `..` from the cwd: the plan checks the joined path
         if "\0" in pattern:
-            raise self.error(f"path {pattern!r} contains a NUL character, which no file name "
-                             "can hold", step=step, key=key, fix="remove the NUL (\\u0000)")
-        if pattern.startswith(("/", "\\")) or (pattern[:1].isalpha() and pattern[1:2] == ":") \
-                or (not climbs_ok and ".." in pattern.replace("\\", "/").split("/")):
-            raise self.error(f"path {pattern!r} is outside the workspace", step=step, key=key,
-                             fix="use a path relative to the workspace root, without '..'")
+            raise self.error(
+                f"path {pattern!r} contains a NUL character, which no file name can hold",
+                step=step,
+                key=key,
+                fix="remove the NUL (\\u0000)",
+            )
+        if (
+            pattern.startswith(("/", "\\"))
+            or (pattern[:1].isalpha() and pattern[1:2] == ":")
+            or (not climbs_ok and ".." in pattern.replace("\\", "/").split("/"))
+        ):
+            raise self.error(
+                f"path {pattern!r} is outside the workspace",
+                step=step,
+                key=key,
+                fix="use a path relative to the workspace root, without '..'",
+            )
 
 
 def _type_name(value: object) -> str:
-    return {str: "a string", int: "an integer", bool: "a boolean", list: "a list",
-            dict: "a table", float: "a number"}.get(type(value), type(value).__name__)
+    return {
+        str: "a string",
+        int: "an integer",
+        bool: "a boolean",
+        list: "a list",
+        dict: "a table",
+        float: "a number",
+    }.get(type(value), type(value).__name__)
 
 
 def find_manifest(start: Path) -> Path:
@@ -274,8 +371,11 @@ def find_manifest(start: Path) -> Path:
         candidate = directory / MANIFEST_NAME
         if candidate.is_file():
             return candidate
-    raise ManifestError("no build.toml found here or in any parent directory", file=start,
-                        fix="run from the workspace root or pass --manifest PATH")
+    raise ManifestError(
+        "no build.toml found here or in any parent directory",
+        file=start,
+        fix="run from the workspace root or pass --manifest PATH",
+    )
 
 
 _CACHE_HEADER = b"buildlib-manifest-2\n"
@@ -288,16 +388,21 @@ def _parse(check: _Checker, path: Path, source: bytes, *, remember: bool) -> dic
     tomllib), while the checks below stay cheap and always run."""
     cache = BuildDir(path.parent).parsed_manifest
     cached = marshalfile.read(cache, _CACHE_HEADER)
-    if isinstance(cached, tuple) and len(cached) == 2 and cached[0] == source \
-            and isinstance(cached[1], dict):
+    if (
+        isinstance(cached, tuple)
+        and len(cached) == 2
+        and cached[0] == source
+        and isinstance(cached[1], dict)
+    ):
         return cached[1]
     import tomllib
 
     try:
         raw = tomllib.loads(source.decode("utf-8"))
     except UnicodeDecodeError as exc:
-        raise check.error(f"not UTF-8 text ({exc.reason} at byte {exc.start})",
-                          fix="save the file as UTF-8") from None
+        raise check.error(
+            f"not UTF-8 text ({exc.reason} at byte {exc.start})", fix="save the file as UTF-8"
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         raise check.error(f"invalid TOML: {exc}", fix="fix the syntax at that line") from None
     if remember:
@@ -325,21 +430,30 @@ def load_manifest(path: Path, *, remember: bool = False) -> Manifest:
 
     version = raw.get("version", 1)
     if version not in VERSIONS or isinstance(version, bool):
-        raise check.error(f"unknown manifest version {version!r}", key="version",
-                          fix="write version = 2 (paths relative to each step's cwd) or leave "
-                          "it out (version 1: paths relative to the workspace root)")
+        raise check.error(
+            f"unknown manifest version {version!r}",
+            key="version",
+            fix="write version = 2 (paths relative to each step's cwd) or leave "
+            "it out (version 1: paths relative to the workspace root)",
+        )
     workspace = _table(check, raw, "workspace")
     check.known_keys(workspace, WORKSPACE_KEYS, where="[workspace]")
     global_vars = check.string_map(raw, "vars")
     modes = _load_modes(check, raw)
     default_mode = check.string(workspace, "default_mode", _default_mode(modes), template=False)
-    exclude = check.strings(workspace, "exclude", template=False) if "exclude" in workspace \
+    exclude = (
+        check.strings(workspace, "exclude", template=False)
+        if "exclude" in workspace
         else DEFAULT_EXCLUDES
+    )
     for pattern in exclude:
         check.relative_path(pattern, step=None, key="workspace.exclude")
     if default_mode not in modes:
-        raise check.error(f"default_mode '{default_mode}' is not a declared mode",
-                          key="workspace.default_mode", fix="use one of: " + ", ".join(modes))
+        raise check.error(
+            f"default_mode '{default_mode}' is not a declared mode",
+            key="workspace.default_mode",
+            fix="use one of: " + ", ".join(modes),
+        )
     tools = _load_tools(check, raw)
     steps = _load_steps(check, raw, modes, tools, version=version)
     artifacts = _load_artifacts(check, raw, steps, modes)
@@ -351,9 +465,11 @@ def load_manifest(path: Path, *, remember: bool = False) -> Manifest:
 
         problem = public_key_problem(text)
         if problem is not None:
-            raise check.error(f"not an Ed25519 public key: {problem}", key="cache.trusted_keys",
-                              fix="paste the 'ed25519:...' line `buildlib keygen` printed "
-                                  "with the private key")
+            raise check.error(
+                f"not an Ed25519 public key: {problem}",
+                key="cache.trusted_keys",
+                fix="paste the 'ed25519:...' line `buildlib keygen` printed with the private key",
+            )
     cache = CacheSettings(
         remote=check.string(cache_table, "remote", "", template=False),
         remote_read_only=check.boolean(cache_table, "remote_read_only", False),
@@ -385,8 +501,11 @@ def _default_mode(modes: Mapping[str, ModeSpec]) -> str:
 def _table(check: _Checker, raw: Mapping[str, Any], key: str) -> dict[str, Any]:
     value = raw.get(key, {})
     if not isinstance(value, dict):
-        raise check.error(f"expected a table [{key}], got {_type_name(value)}", key=key,
-                          fix=f"write it as a [{key}] table")
+        raise check.error(
+            f"expected a table [{key}], got {_type_name(value)}",
+            key=key,
+            fix=f"write it as a [{key}] table",
+        )
     return value
 
 
@@ -397,12 +516,15 @@ def _load_modes(check: _Checker, raw: Mapping[str, Any]) -> dict[str, ModeSpec]:
     modes: dict[str, ModeSpec] = {}
     for name, body in table.items():
         if not isinstance(body, dict):
-            raise check.error("expected a table", key=f"modes.{name}",
-                              fix=f"write it as [modes.{name}]")
+            raise check.error(
+                "expected a table", key=f"modes.{name}", fix=f"write it as [modes.{name}]"
+            )
         check.known_keys(body, MODE_KEYS, where=f"[modes.{name}]")
-        modes[name] = ModeSpec(name=name,
-                               vars=check.string_map(body, "vars", label=f"modes.{name}.vars"),
-                               env=check.string_map(body, "env", label=f"modes.{name}.env"))
+        modes[name] = ModeSpec(
+            name=name,
+            vars=check.string_map(body, "vars", label=f"modes.{name}.vars"),
+            env=check.string_map(body, "env", label=f"modes.{name}.env"),
+        )
     return modes
 
 
@@ -411,41 +533,67 @@ def _load_tools(check: _Checker, raw: Mapping[str, Any]) -> dict[str, tuple[str,
     for name in _table(check, raw, "tools"):
         argv = check.strings(raw["tools"], name, template=False)
         if not argv:
-            raise check.error("empty version command", key=f"tools.{name}",
-                              fix=f'write it as {name} = ["{name}", "--version"]')
+            raise check.error(
+                "empty version command",
+                key=f"tools.{name}",
+                fix=f'write it as {name} = ["{name}", "--version"]',
+            )
         tools[name] = argv
     return tools
 
 
 def _load_override(check: _Checker, body: object, *, step: str, key: str) -> Override:
     if not isinstance(body, dict):
-        raise check.error("expected a table", step=step, key=key,
-                          fix=f"write it as [step.{key}] with args and/or env")
+        raise check.error(
+            "expected a table",
+            step=step,
+            key=key,
+            fix=f"write it as [step.{key}] with args and/or env",
+        )
     check.known_keys(body, OVERRIDE_KEYS, where=f"[step.{key}]", step=step)
-    return Override(args=check.strings(body, "args", step=step),
-                    env=check.string_map(body, "env", step=step, label=f"{key}.env"),
-                    tools=check.strings(body, "tools", step=step, template=False))
+    return Override(
+        args=check.strings(body, "args", step=step),
+        env=check.string_map(body, "env", step=step, label=f"{key}.env"),
+        tools=check.strings(body, "tools", step=step, template=False),
+    )
 
 
-def _load_steps(check: _Checker, raw: Mapping[str, Any], modes: Mapping[str, ModeSpec],
-                tools: Mapping[str, tuple[str, ...]], *, version: int) -> dict[str, StepSpec]:
+def _load_steps(
+    check: _Checker,
+    raw: Mapping[str, Any],
+    modes: Mapping[str, ModeSpec],
+    tools: Mapping[str, tuple[str, ...]],
+    *,
+    version: int,
+) -> dict[str, StepSpec]:
     entries = raw.get("step", [])
     if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
-        raise check.error("expected [[step]] tables", key="step",
-                          fix="declare each step as a [[step]] table")
+        raise check.error(
+            "expected [[step]] tables", key="step", fix="declare each step as a [[step]] table"
+        )
     steps: dict[str, StepSpec] = {}
     for index, body in enumerate(entries):
         name = body.get("name")
         if not isinstance(name, str):
-            raise check.error(f"step #{index + 1} has no name", key="name",
-                              fix='add name = "..." to that [[step]] table')
+            raise check.error(
+                f"step #{index + 1} has no name",
+                key="name",
+                fix='add name = "..." to that [[step]] table',
+            )
         if not STEP_NAME.match(name):
-            raise check.error("invalid step name", step=name, key="name",
-                              fix="use lower-case letters, digits and '-', starting with a "
-                              "letter or digit")
+            raise check.error(
+                "invalid step name",
+                step=name,
+                key="name",
+                fix="use lower-case letters, digits and '-', starting with a letter or digit",
+            )
         if name in steps:
-            raise check.error("duplicate step", step=name, key="name",
-                              fix="rename one of the two [[step]] tables with this name")
+            raise check.error(
+                "duplicate step",
+                step=name,
+                key="name",
+                fix="rename one of the two [[step]] tables with this name",
+            )
         steps[name] = _load_step(check, body, name, modes, tools, version=version)
     if not steps:
         raise check.error("no steps declared", key="step", fix="add at least one [[step]] table")
@@ -456,17 +604,21 @@ def _load_steps(check: _Checker, raw: Mapping[str, Any], modes: Mapping[str, Mod
 
                 close = difflib.get_close_matches(dep, list(steps), n=1)
                 hint = f"did you mean '{close[0]}'?" if close else "declare that step or remove it"
-                raise check.error(f"depends on unknown step '{dep}'", step=step.name,
-                                  key="depends_on", fix=hint)
+                raise check.error(
+                    f"depends on unknown step '{dep}'", step=step.name, key="depends_on", fix=hint
+                )
             if dep == step.name:
                 raise CycleError([step.name, step.name], file=check.path)
             if steps[dep].service:
-                raise check.error(f"depends on service step '{dep}', which runs until it is "
-                                  "stopped, so nothing after it could start", step=step.name,
-                                  key="depends_on",
-                                  fix=f"remove '{dep}' from depends_on: a service starts once "
-                                  "its own dependencies are built and runs beside the build "
-                                  "(`buildlib watch`)")
+                raise check.error(
+                    f"depends on service step '{dep}', which runs until it is "
+                    "stopped, so nothing after it could start",
+                    step=step.name,
+                    key="depends_on",
+                    fix=f"remove '{dep}' from depends_on: a service starts once "
+                    "its own dependencies are built and runs beside the build "
+                    "(`buildlib watch`)",
+                )
     cycle = find_cycle({name: step.depends_on for name, step in steps.items()})
     if cycle:
         raise CycleError(cycle, file=check.path)
@@ -474,8 +626,7 @@ def _load_steps(check: _Checker, raw: Mapping[str, Any], modes: Mapping[str, Mod
     return steps
 
 
-def _check_directories(check: _Checker, steps: Mapping[str, StepSpec], *, version: int
-                       ) -> None:
+def _check_directories(check: _Checker, steps: Mapping[str, StepSpec], *, version: int) -> None:
     """Each step's `cwd`, when written without templates, must be a directory, or one a
     step declares among its outputs (a directory made by the build): otherwise the step
     could only fail when it starts. One stat per distinct directory."""
@@ -493,8 +644,9 @@ def _check_directories(check: _Checker, steps: Mapping[str, StepSpec], *, versio
                 is_dir = stat.S_ISDIR((root / cwd).stat().st_mode)
                 seen[cwd] = None if is_dir else "is a file, not a directory"
             except FileNotFoundError:
-                seen[cwd] = None if _made_by_a_step(cwd, steps, version=version) \
-                    else "does not exist"
+                seen[cwd] = (
+                    None if _made_by_a_step(cwd, steps, version=version) else "does not exist"
+                )
             except NotADirectoryError:
                 seen[cwd] = "is below a file, not a directory"
             except OSError as exc:
@@ -502,14 +654,15 @@ def _check_directories(check: _Checker, steps: Mapping[str, StepSpec], *, versio
         problem = seen[cwd]
         if problem is not None:
             parent = cwd.rpartition("/")[0] or "."
-            fix = (f"use the directory the command runs in (its parent is {parent!r})"
-                   if problem.startswith("is a file") else
-                   "use a directory: a part of this path is a file"
-                   if problem.startswith("is below") else
-                   "create it, correct the path (relative to the workspace root, "
-                   f"{root}), or declare it among the outputs of the step that creates it")
-            raise check.error(f"cwd {step.cwd!r} {problem}", step=step.name, key="cwd",
-                              fix=fix)
+            fix = (
+                f"use the directory the command runs in (its parent is {parent!r})"
+                if problem.startswith("is a file")
+                else "use a directory: a part of this path is a file"
+                if problem.startswith("is below")
+                else "create it, correct the path (relative to the workspace root, "
+                f"{root}), or declare it among the outputs of the step that creates it"
+            )
+            raise check.error(f"cwd {step.cwd!r} {problem}", step=step.name, key="cwd", fix=fix)
 
 
 def _made_by_a_step(cwd: str, steps: Mapping[str, StepSpec], *, version: int) -> bool:
@@ -519,15 +672,22 @@ def _made_by_a_step(cwd: str, steps: Mapping[str, StepSpec], *, version: int) ->
         for output in step.outputs:
             pattern = root_relative(step.cwd, output) if version == 2 else output
             literal = re.split(r"[{*?\[]", pattern, maxsplit=1)[0].strip("/")
-            if literal and (cwd == literal or cwd.startswith(literal + "/")
-                            or literal.startswith(cwd + "/")):
+            if literal and (
+                cwd == literal or cwd.startswith(literal + "/") or literal.startswith(cwd + "/")
+            ):
                 return True
     return False
 
 
-def _load_step(check: _Checker, body: Mapping[str, Any], name: str,
-               modes: Mapping[str, ModeSpec], tools: Mapping[str, tuple[str, ...]], *,
-               version: int) -> StepSpec:
+def _load_step(
+    check: _Checker,
+    body: Mapping[str, Any],
+    name: str,
+    modes: Mapping[str, ModeSpec],
+    tools: Mapping[str, tuple[str, ...]],
+    *,
+    version: int,
+) -> StepSpec:
     check.known_keys(body, STEP_KEYS, where="[[step]]", step=name)
     service, restart_on, restart_on_deps = _service(check, body, name, version=version)
     command, script = _command(check, body, name)
@@ -535,8 +695,12 @@ def _load_step(check: _Checker, body: Mapping[str, Any], name: str,
     outputs, store = _outputs(check, body, name)
     exclude = check.strings(body, "exclude", step=name)
     clean = check.strings(body, "clean", step=name)
-    for key, patterns in (("inputs", inputs), ("outputs", outputs), ("exclude", exclude),
-                          ("clean", clean)):
+    for key, patterns in (
+        ("inputs", inputs),
+        ("outputs", outputs),
+        ("exclude", exclude),
+        ("clean", clean),
+    ):
         for pattern in patterns:
             check.relative_path(pattern, step=name, key=key, cwd_relative=version == 2)
     cwd = check.string(body, "cwd", ".", step=name)
@@ -546,8 +710,12 @@ def _load_step(check: _Checker, body: Mapping[str, Any], name: str,
         check.env_name(env_name, step=name, key="env_inputs")
     retries = body.get("retries", 0)
     if not isinstance(retries, int) or isinstance(retries, bool) or not 0 <= retries <= 10:
-        raise check.error(f"expected an integer from 0 to 10, got {retries!r}", step=name,
-                          key="retries", fix="write retries = 2 (0 disables retries)")
+        raise check.error(
+            f"expected an integer from 0 to 10, got {retries!r}",
+            step=name,
+            key="retries",
+            fix="write retries = 2 (0 disables retries)",
+        )
     when: Marker | None = None
     if "when" in body:
         text = check.string(body, "when", step=name, template=False)
@@ -556,31 +724,46 @@ def _load_step(check: _Checker, body: Mapping[str, Any], name: str,
         try:
             when = Marker(text)
         except InvalidMarker as exc:
-            raise check.error(f"invalid PEP 508 marker: {exc}", step=name, key="when",
-                              fix="write e.g. when = 'sys_platform == \"win32\"'") from None
+            raise check.error(
+                f"invalid PEP 508 marker: {exc}",
+                step=name,
+                key="when",
+                fix="write e.g. when = 'sys_platform == \"win32\"'",
+            ) from None
     step_modes: tuple[str, ...] | None = None
     if "modes" in body:
         step_modes = check.strings(body, "modes", step=name, template=False)
         for mode in step_modes:
             if mode not in modes:
-                raise check.error(f"unknown mode '{mode}'", step=name, key="modes",
-                                  fix="use one of: " + ", ".join(modes))
+                raise check.error(
+                    f"unknown mode '{mode}'",
+                    step=name,
+                    key="modes",
+                    fix="use one of: " + ", ".join(modes),
+                )
     step_tools = check.strings(body, "tools", step=name, template=False)
     mode_overrides = _overrides(check, body, "mode", name, allowed=tuple(modes))
     target_overrides = _overrides(check, body, "target", name, allowed=tuple(TARGETS))
     named = [("tools", t) for t in step_tools] + [
-        (f"{kind}.{key}.tools", t) for kind, table in (("mode", mode_overrides),
-                                                      ("target", target_overrides))
-        for key, override in table.items() for t in override.tools]
+        (f"{kind}.{key}.tools", t)
+        for kind, table in (("mode", mode_overrides), ("target", target_overrides))
+        for key, override in table.items()
+        for t in override.tools
+    ]
     for key, tool in named:
         if tool not in tools:
-            raise check.error(f"unknown tool '{tool}'", step=name, key=key,
-                              fix=f'declare it under [tools]: {tool} = ["{tool}", "--version"]')
+            raise check.error(
+                f"unknown tool '{tool}'",
+                step=name,
+                key=key,
+                fix=f'declare it under [tools]: {tool} = ["{tool}", "--version"]',
+            )
     return StepSpec(
         name=name,
         description=check.string(body, "description", "", step=name, template=False),
-        group=check.string(body, "group", name.split("-", maxsplit=1)[0], step=name,
-                           template=False),
+        group=check.string(
+            body, "group", name.split("-", maxsplit=1)[0], step=name, template=False
+        ),
         command=command,
         cwd=cwd,
         env=check.string_map(body, "env", step=name),
@@ -606,16 +789,21 @@ def _load_step(check: _Checker, body: Mapping[str, Any], name: str,
     )
 
 
-def _service(check: _Checker, body: Mapping[str, Any], name: str, *, version: int
-             ) -> tuple[bool, tuple[str, ...], bool]:
+def _service(
+    check: _Checker, body: Mapping[str, Any], name: str, *, version: int
+) -> tuple[bool, tuple[str, ...], bool]:
     """`service`, `restart_on` and `restart_on_deps`, and the keys a service cannot have:
     it is never fingerprinted, skipped, cached or retried (docs/watch.md)."""
     service = check.boolean(body, "service", False, step=name)
     if not service:
         for key in SERVICE_KEYS:
             if key in body:
-                raise check.error("only a service step is restarted", step=name, key=key,
-                                  fix=f"add service = true to this step, or remove {key}")
+                raise check.error(
+                    "only a service step is restarted",
+                    step=name,
+                    key=key,
+                    fix=f"add service = true to this step, or remove {key}",
+                )
         return False, (), False
     refused = {
         "inputs": "a service has no inputs: it is never fingerprinted or skipped",
@@ -636,35 +824,52 @@ def _service(check: _Checker, body: Mapping[str, Any], name: str, *, version: in
     return True, restart_on, check.boolean(body, "restart_on_deps", False, step=name)
 
 
-def _command(check: _Checker, body: Mapping[str, Any], name: str
-             ) -> tuple[tuple[str, ...], str | None]:
+def _command(
+    check: _Checker, body: Mapping[str, Any], name: str
+) -> tuple[tuple[str, ...], str | None]:
     """The step's argv, or the package.json script it names instead (one of the two)."""
     if "script" in body:
         if "command" in body:
-            raise check.error("both `command` and `script`", step=name, key="script",
-                              fix="keep one: script runs a package.json script through the "
-                              "package manager, command any program")
+            raise check.error(
+                "both `command` and `script`",
+                step=name,
+                key="script",
+                fix="keep one: script runs a package.json script through the "
+                "package manager, command any program",
+            )
         script = check.string(body, "script", step=name)
         if not script.strip():
-            raise check.error("empty script name", step=name, key="script",
-                              fix='name a package.json script: script = "build"')
+            raise check.error(
+                "empty script name",
+                step=name,
+                key="script",
+                fix='name a package.json script: script = "build"',
+            )
         return (), script
     command = check.strings(body, "command", step=name)
     if not command or not command[0].strip():
-        raise check.error("empty command", step=name, key="command",
-                          fix='give the program and its arguments: command = ["prog", "arg"] '
-                          '(or script = "build" for a package.json script)')
+        raise check.error(
+            "empty command",
+            step=name,
+            key="command",
+            fix='give the program and its arguments: command = ["prog", "arg"] '
+            '(or script = "build" for a package.json script)',
+        )
     return command, None
 
 
-def _outputs(check: _Checker, body: Mapping[str, Any], name: str
-             ) -> tuple[tuple[str, ...], dict[str, str]]:
+def _outputs(
+    check: _Checker, body: Mapping[str, Any], name: str
+) -> tuple[tuple[str, ...], dict[str, str]]:
     """Output patterns, each a string or a table `{ path = "...", store = "archive" }`."""
     value = body.get("outputs", [])
     if not isinstance(value, list):
-        raise check.error(f"expected a list, got {_type_name(value)}", step=name, key="outputs",
-                          fix='write outputs = ["dist"] or [{ path = "node_modules", '
-                          'store = "archive" }]')
+        raise check.error(
+            f"expected a list, got {_type_name(value)}",
+            step=name,
+            key="outputs",
+            fix='write outputs = ["dist"] or [{ path = "node_modules", store = "archive" }]',
+        )
     paths: list[str] = []
     store: dict[str, str] = {}
     for item in value:
@@ -673,19 +878,30 @@ def _outputs(check: _Checker, body: Mapping[str, Any], name: str
             paths.append(item)
             continue
         if not isinstance(item, dict):
-            raise check.error(f"an output must be a string or a table, got {_type_name(item)}",
-                              step=name, key="outputs", fix='write "dist" or { path = "dist" }')
+            raise check.error(
+                f"an output must be a string or a table, got {_type_name(item)}",
+                step=name,
+                key="outputs",
+                fix='write "dist" or { path = "dist" }',
+            )
         check.known_keys(item, ("path", "store"), where="an output table", step=name)
         path = check.string(item, "path", step=name)
         how = check.string(item, "store", "", step=name, template=False)
         if how and how not in STORES:
-            raise check.error(f"unknown store {how!r} for output {path!r}", step=name,
-                              key="outputs.store", fix="use one of: " + ", ".join(STORES))
+            raise check.error(
+                f"unknown store {how!r} for output {path!r}",
+                step=name,
+                key="outputs.store",
+                fix="use one of: " + ", ".join(STORES),
+            )
         if how == "archive" and any(c in path for c in "*?["):
-            raise check.error(f"an archived output must name one directory, not a pattern: "
-                              f"{path!r}", step=name, key="outputs.store",
-                              fix='archive the directory itself, e.g. { path = "node_modules", '
-                              'store = "archive" }, or drop store = "archive"')
+            raise check.error(
+                f"an archived output must name one directory, not a pattern: {path!r}",
+                step=name,
+                key="outputs.store",
+                fix='archive the directory itself, e.g. { path = "node_modules", '
+                'store = "archive" }, or drop store = "archive"',
+            )
         paths.append(path)
         if how:
             store[path] = how
@@ -697,33 +913,49 @@ def root_relative(cwd: str, pattern: str) -> str:
     joined to the step's cwd and normalized (`..` resolved lexically). The caller checks
     that the result does not start with `..`."""
     if pattern.startswith(ROOT_PREFIX):
-        return pattern[len(ROOT_PREFIX):].strip("/") or "."
+        return pattern[len(ROOT_PREFIX) :].strip("/") or "."
     base = cwd.replace("\\", "/").strip("/")
     joined = posixpath.normpath(f"{base}/{pattern}" if base not in ("", ".") else pattern)
     return joined if pattern.rstrip("/") not in ("", ".") else (base or ".")
 
 
-def _overrides(check: _Checker, body: Mapping[str, Any], key: str, step: str, *,
-               allowed: tuple[str, ...]) -> dict[str, Override]:
+def _overrides(
+    check: _Checker, body: Mapping[str, Any], key: str, step: str, *, allowed: tuple[str, ...]
+) -> dict[str, Override]:
     table = body.get(key, {})
     if not isinstance(table, dict):
-        raise check.error("expected a table of overrides", step=step, key=key,
-                          fix=f"write [step.{key}.NAME] tables")
+        raise check.error(
+            "expected a table of overrides",
+            step=step,
+            key=key,
+            fix=f"write [step.{key}.NAME] tables",
+        )
     result: dict[str, Override] = {}
     for name, override in table.items():
         if name not in allowed:
-            raise check.error(f"unknown {key} '{name}'", step=step, key=f"{key}.{name}",
-                              fix="use one of: " + ", ".join(allowed))
+            raise check.error(
+                f"unknown {key} '{name}'",
+                step=step,
+                key=f"{key}.{name}",
+                fix="use one of: " + ", ".join(allowed),
+            )
         result[name] = _load_override(check, override, step=step, key=f"{key}.{name}")
     return result
 
 
-def _load_artifacts(check: _Checker, raw: Mapping[str, Any], steps: Mapping[str, StepSpec],
-                    modes: Mapping[str, ModeSpec]) -> tuple[ArtifactSpec, ...]:
+def _load_artifacts(
+    check: _Checker,
+    raw: Mapping[str, Any],
+    steps: Mapping[str, StepSpec],
+    modes: Mapping[str, ModeSpec],
+) -> tuple[ArtifactSpec, ...]:
     entries = raw.get("artifact", [])
     if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
-        raise check.error("expected [[artifact]] tables", key="artifact",
-                          fix="declare each artifact as an [[artifact]] table")
+        raise check.error(
+            "expected [[artifact]] tables",
+            key="artifact",
+            fix="declare each artifact as an [[artifact]] table",
+        )
     artifacts: list[ArtifactSpec] = []
     kinds = [k.value for k in ArtifactKind]
     for body in entries:
@@ -732,26 +964,42 @@ def _load_artifacts(check: _Checker, raw: Mapping[str, Any], steps: Mapping[str,
         check.relative_path(path, step=None, key="artifact.path")
         step = check.string(body, "step", template=False)
         if step not in steps:
-            raise check.error(f"artifact {path!r} names unknown step '{step}'",
-                              key="artifact.step", fix="use one of: " + ", ".join(steps))
+            raise check.error(
+                f"artifact {path!r} names unknown step '{step}'",
+                key="artifact.step",
+                fix="use one of: " + ", ".join(steps),
+            )
         if steps[step].service:
-            raise check.error(f"artifact {path!r} names service step '{step}', which a build "
-                              "never runs", key="artifact.step",
-                              fix="name the build step that makes the file")
+            raise check.error(
+                f"artifact {path!r} names service step '{step}', which a build never runs",
+                key="artifact.step",
+                fix="name the build step that makes the file",
+            )
         kind_text = check.string(body, "kind", "exists", template=False)
         if kind_text not in kinds:
-            raise check.error(f"artifact {path!r}: unknown kind '{kind_text}'",
-                              key="artifact.kind", fix="use one of: " + ", ".join(kinds))
+            raise check.error(
+                f"artifact {path!r}: unknown kind '{kind_text}'",
+                key="artifact.kind",
+                fix="use one of: " + ", ".join(kinds),
+            )
         artifact_modes: tuple[str, ...] | None = None
         if "modes" in body:
             artifact_modes = check.strings(body, "modes", template=False)
             unknown = [m for m in artifact_modes if m not in modes]
             if unknown:
-                raise check.error(f"artifact {path!r}: unknown mode '{unknown[0]}'",
-                                  key="artifact.modes", fix="use one of: " + ", ".join(modes))
-        artifacts.append(ArtifactSpec(
-            path=path, step=step, kind=ArtifactKind(kind_text),
-            run=check.strings(body, "run"), expect=check.string(body, "expect", ""),
-            modes=artifact_modes,
-        ))
+                raise check.error(
+                    f"artifact {path!r}: unknown mode '{unknown[0]}'",
+                    key="artifact.modes",
+                    fix="use one of: " + ", ".join(modes),
+                )
+        artifacts.append(
+            ArtifactSpec(
+                path=path,
+                step=step,
+                kind=ArtifactKind(kind_text),
+                run=check.strings(body, "run"),
+                expect=check.string(body, "expect", ""),
+                modes=artifact_modes,
+            )
+        )
     return tuple(artifacts)

@@ -77,10 +77,16 @@ def _target(triple: str, os_name: str, arch: str, runner: str, linker: str = "")
 TARGETS: dict[str, Target] = {
     t.triple: t
     for t in (
-        _target("x86_64-unknown-linux-gnu", "linux", "x86_64", "ubuntu-24.04",
-                "gcc-x86-64-linux-gnu"),
-        _target("aarch64-unknown-linux-gnu", "linux", "aarch64", "ubuntu-24.04-arm",
-                "gcc-aarch64-linux-gnu"),
+        _target(
+            "x86_64-unknown-linux-gnu", "linux", "x86_64", "ubuntu-24.04", "gcc-x86-64-linux-gnu"
+        ),
+        _target(
+            "aarch64-unknown-linux-gnu",
+            "linux",
+            "aarch64",
+            "ubuntu-24.04-arm",
+            "gcc-aarch64-linux-gnu",
+        ),
         _target("x86_64-apple-darwin", "darwin", "x86_64", "macos-15-intel"),
         _target("aarch64-apple-darwin", "darwin", "aarch64", "macos-14"),
         _target("x86_64-pc-windows-msvc", "windows", "x86_64", "windows-2022"),
@@ -93,8 +99,9 @@ def host_triple() -> str:
     """The triple of the machine running this process, one of `TARGETS`."""
     system = platform.system().lower()
     machine = platform.machine().lower()
-    arch = {"x86_64": "x86_64", "amd64": "x86_64", "arm64": "aarch64",
-            "aarch64": "aarch64"}.get(machine)
+    arch = {"x86_64": "x86_64", "amd64": "x86_64", "arm64": "aarch64", "aarch64": "aarch64"}.get(
+        machine
+    )
     os_name = {"linux": "linux", "darwin": "darwin", "windows": "windows"}.get(system)
     for target in TARGETS.values():
         if target.os == os_name and target.arch == arch:
@@ -154,7 +161,10 @@ def check_buildable(target: Target, host: Target, tools: Iterable[str]) -> None:
             f"target {target.triple}: the Rust standard library for {target.rust_target} "
             "is not installed in this toolchain",
             fix=f"rustup target add {target.rust_target}"
-            + (f" && apt-get install {target.cross_linker_package}"
-               if target.cross_linker_package else "")
+            + (
+                f" && apt-get install {target.cross_linker_package}"
+                if target.cross_linker_package
+                else ""
+            )
             + f", or build it on the CI runner '{target.runner}'",
         )
