@@ -139,10 +139,15 @@ def test_outputs_and_the_engines_files_never_concern_anything(tmp_path: Path) ->
         "packages/a/node_modules/left-pad/index.js",
         ".git/index",
         "target/debug/big",
+        # what a restore of the output app/src/gen stages beside it, inside gen's inputs
+        "app/src/.gen.1a2b3c4d.restoring",
+        "app/src/.gen.1a2b3c4d.restoring/routes.ts",
+        "app/src/.gen.1a2b3c4d.old/routes.ts",
     ]:
         assert sel.ignored(rel), rel
         assert sel.affected([rel]).empty, rel
     assert not sel.ignored("app/src/main.ts")
+    assert not sel.ignored("app/src/.env.restoring")  # not a staging name: an input
 
 
 def test_a_directory_or_a_vanished_path_counts_when_an_input_could_lie_below(

@@ -44,6 +44,7 @@ import hashlib
 import mmap
 import os
 import posixpath
+import re
 import secrets
 import shutil
 import stat
@@ -54,6 +55,11 @@ from pathlib import Path
 
 from buildlib.core.records import record
 from buildlib.incremental.outputs import OutputScope, expand_outputs, resolve
+
+# What a restore puts beside an output while it works: `.NAME.TOKEN.restoring` (the new
+# content, renamed into place) and `.NAME.TOKEN.old` (the old one, removed after). A
+# watcher sees them come and go; they are never anyone's input.
+STAGING_NAME = re.compile(r"\..+\.[0-9a-f]{8}\.(?:restoring|old)")
 
 # Files up to this size are read once into memory, hashed and written; larger ones
 # are hashed (from an mmap) and copied in the kernel (copy_file_range) on two threads

@@ -30,6 +30,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from buildlib.cache.entries import STAGING_NAME
 from buildlib.core.layout import DIRECTORY
 from buildlib.core.records import record
 from buildlib.incremental.filehash import compile_glob
@@ -163,11 +164,16 @@ class WatchSelection:
     # -- what is ignored -----------------------------------------------------------------
 
     def ignored(self, rel: str) -> bool:
-        """Never a trigger: outputs, the engine's and git's directories, the excludes."""
+        """Never a trigger: outputs, the engine's and git's directories, the excludes, and
+        what a restore from the cache stages beside an output (`STAGING_NAME`)."""
         if rel in ("", "."):
             return False
         parts = rel.split("/")
-        return self._exclude.excluded(parts) or self._outputs.owner(rel) is not None
+        return (
+            self._exclude.excluded(parts)
+            or self._outputs.owner(rel) is not None
+            or any(STAGING_NAME.fullmatch(part) for part in parts)
+        )
 
     # -- what a change concerns ----------------------------------------------------------
 
