@@ -294,3 +294,55 @@ def test_without_python_3_12_one_clear_message_and_a_failure(tmp_path: Path) -> 
     assert proc.returncode == 1, text
     assert "Traceback" not in text and "skipped" not in text, text
     assert "Session tests aborted: Python 3.12 is not on PATH" in text
+
+
+# -- the sessions' own environments ---------------------------------------------------------
+
+MAKE_ENV = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+    from buildlib.integrations.nox_sessions import python_environment
+    print(python_environment(Path(sys.argv[1]), "engine"))
+""")
+
+
+def make_env(root: Path) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen(
+        [PY, "-c", MAKE_ENV, str(root)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.mark.timeout(900)
+def test_two_sessions_starting_at_once_share_one_environment(tmp_path: Path) -> None:
+    """Each pytest-xdist worker, or two terminals, may start a session in the same
+    workspace: one makes the environment while the other waits for its turn. Without the
+    turn, the second ran pip in a venv that had no pip yet ("No module named pip")."""
+    first, second = make_env(tmp_path), make_env(tmp_path)
+    outs = [proc.communicate(timeout=840) for proc in (first, second)]
+    assert [first.returncode, second.returncode] == [0, 0], outs
+    python = tmp_path / ".nox" / "engine" / "bin" / "python"
+    assert {out.strip() for out, _ in outs} == {str(python)}
+    check = subprocess.run(
+        [str(python), "-c", "import buildlib.cli"], capture_output=True, text=True, check=False
+    )
+    assert check.returncode == 0, check.stderr
+
+
+@pytest.mark.timeout(900)
+def test_an_environment_left_without_pip_is_made_again(tmp_path: Path) -> None:
+    """A `venv` interrupted before pip was installed leaves a python and no pip: the next
+    session makes the environment again instead of failing until someone deletes it."""
+    venv = tmp_path / ".nox" / "engine"
+    subprocess.run([PY, "-m", "venv", "--without-pip", str(venv)], check=True)
+    proc = make_env(tmp_path)
+    _, err = proc.communicate(timeout=840)
+    assert proc.returncode == 0, err
+    done = subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "pip", "--version"], capture_output=True, check=False
+    )
+    assert done.returncode == 0

@@ -24,13 +24,14 @@ its variants.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -122,7 +123,11 @@ def python_environment(
     """`root/.nox/<name>`'s interpreter, created with Python `version` and buildlib
     (`source`, editable, with `extras`) installed in it, refreshed only when
     `INSTALL_INPUTS` change. Raises UserError (never a traceback) when Python `version`
-    is missing or the install fails."""
+    is missing or the install fails.
+
+    Two sessions starting at once (two terminals, parallel CI steps, pytest-xdist) take
+    turns under a lock beside the environment; an environment left half made (a `venv`
+    interrupted before pip was in it) is made again rather than failing forever."""
     venv = root / ".nox" / name
     python = venv / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
     stamp = venv / "buildlib.stamp"
@@ -133,6 +138,36 @@ def python_environment(
     wanted = digest.hexdigest()
     if python.exists() and stamp.exists() and stamp.read_text() == wanted:
         return python
+    with _turn(venv.with_name(f"{name}.lock")):
+        if python.exists() and stamp.exists() and stamp.read_text() == wanted:
+            return python  # another session made it while this one waited
+        _make_environment(venv, python, version=version, extras=extras, source=source)
+        stamp.write_text(wanted)
+    return python
+
+
+@contextlib.contextmanager
+def _turn(lock: Path) -> Iterator[None]:
+    """Hold `lock` (an flock: released by the kernel if this process dies)."""
+    if sys.platform == "win32":  # no flock; sessions there are not serialised
+        yield
+        return
+    import fcntl
+
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with lock.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def _has_pip(python: Path) -> bool:
+    done = subprocess.run([str(python), "-m", "pip", "--version"], capture_output=True, check=False)
+    return done.returncode == 0
+
+
+def _make_environment(venv: Path, python: Path, *, version: str, extras: str, source: Path) -> None:
+    if python.exists() and not _has_pip(python):
+        shutil.rmtree(venv)  # half made: made again below
     if not python.exists():
         _check(
             [*find_python(version), "-m", "venv", str(venv)],
@@ -164,8 +199,6 @@ def python_environment(
         "compiling buildlib",
         fix=f"remove {venv} and run again",
     )
-    stamp.write_text(wanted)
-    return python
 
 
 def engine_python(
