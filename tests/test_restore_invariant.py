@@ -367,6 +367,24 @@ def test_an_entry_lacking_a_declared_output_is_refused(tmp_path: Path) -> None:
         )
 
 
+def test_a_directory_glob_covers_what_is_inside_never_the_directory_itself(
+    tmp_path: Path,
+) -> None:
+    """`out/**` is what lies inside out/: an entry holding a file named `out` is refused
+    (found by hypothesis: the scope took it, but expanding `out/**` never lists it, so it
+    would have been nobody's output)."""
+    root = tmp_path / "ws"
+    root.mkdir()
+    blobs = blobs_with(tmp_path, b"abc")
+    scope = OutputScope(["out/**"])
+    assert scope.owner("out") is None and scope.owner("out/a/b") == "out/**"
+    with pytest.raises(UnsafeEntryError, match="out: not under any declared output"):
+        materialize([file_record("out", b"abc")], root, lambda d: blobs / d, scope)
+    assert list(root.iterdir()) == []
+    materialize([file_record("out/a", b"abc")], root, lambda d: blobs / d, scope)
+    assert expand_outputs(root, ["out/**"]) == ["out/a"]
+
+
 def test_a_glob_output_covers_what_it_matches_and_nothing_else(tmp_path: Path) -> None:
     root = tmp_path / "ws"
     (root / "crates/n").mkdir(parents=True)

@@ -35,6 +35,11 @@ MAX_LINK_HOPS = 40  # as the kernel's ELOOP limit
 _WILDCARD = re.compile(r"[*?\[]")
 
 
+def _ROOT(path: str) -> re.Match[str] | None:  # noqa: N802 - a marker, compared by identity
+    """Stands for the workspace root as the base of `**`."""
+    return None
+
+
 class OutputScope:
     """The output patterns of one step, after templates, ready to answer `owner`."""
 
@@ -42,13 +47,22 @@ class OutputScope:
         self.patterns = tuple(patterns)
         self._single: dict[str, OutputScope] = {}
         self._literal: dict[str, str] = {}  # normalized literal path -> pattern as written
-        self._globs: list[tuple[str, Callable[[str], re.Match[str] | None]]] = []
+        # (pattern, match, inside): with `inside`, `match` is the pattern without its
+        # trailing `/**` and only a path strictly below what it matches is covered.
+        self._globs: list[tuple[str, Callable[[str], re.Match[str] | None], bool]] = []
         for pattern in self.patterns:
             glob = compile_glob(pattern)
             if all(isinstance(seg, str) for seg in glob.segments):
                 self._literal.setdefault("/".join(glob.segments), pattern)  # type: ignore[arg-type]
+            elif pattern == "**" or pattern.endswith("/**"):
+                # `out/**` is what lies inside out/, never `out` itself: the glob's regex
+                # lets `**` match no segment, but expanding it lists no file named `out`,
+                # so a restore must not write one (it would be nobody's output).
+                base = pattern[:-3].rstrip("/")
+                match = re.compile(compile_glob(base).regex).fullmatch if base else _ROOT
+                self._globs.append((pattern, match, True))
             else:
-                self._globs.append((pattern, re.compile(glob.regex).fullmatch))
+                self._globs.append((pattern, re.compile(glob.regex).fullmatch, False))
 
     def owner(self, path: str) -> str | None:
         """The first pattern covering `path` (relative, '/'-separated), or None."""
@@ -62,9 +76,11 @@ class OutputScope:
                 if cut < 0:
                     break
                 prefix = prefix[:cut]
-        for pattern, match in self._globs:
+        for pattern, match, inside in self._globs:
             parts = path.split("/")
-            for end in range(1, len(parts) + 1):
+            if inside and match is _ROOT:
+                return pattern  # `**`: everything in the workspace
+            for end in range(1, len(parts) + (0 if inside else 1)):
                 if match("/" + "/".join(parts[:end])):
                     return pattern
         return None
