@@ -153,6 +153,10 @@ class Executor:
             except BaseException:
                 self._stop.set()
                 self.processes.stop_all()  # no step outlives a build that crashed
+                for _ in self._workers:
+                    self._work.put(None)
+                for worker in self._workers:  # each reaps the child it waits on, even one
+                    worker.join(timeout=self.options.grace + 5.0)  # spawned while stopping
                 raise
             finally:
                 for _ in self._workers:

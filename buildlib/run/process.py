@@ -154,7 +154,8 @@ class ProcessTable:
 
         `env` is already encoded (see `encode_env`): Popen would otherwise encode every
         variable again for every step. The lock is not held while forking, so two job
-        threads spawn at once; a child started after `stop_all` began is stopped here.
+        threads spawn at once; a child started after `stop_all` began is killed here (its
+        job thread reaps it; `Executor.run` waits for the job threads when a build crashes).
         """
         with self._lock:
             self._ensure_watchdog()
@@ -199,8 +200,11 @@ class ProcessTable:
             self._live[proc.pid] = proc
             self._tell_watchdog(f"+{proc.pid}")
             stopping = self._stopping
-        if stopping:
-            _terminate(proc)
+        if stopping:  # the build is being torn down: this step never got to do anything
+            if POSIX:
+                _signal_group(proc.pid, signal.SIGKILL)
+            else:
+                _terminate(proc)
         return proc
 
     def release(self, proc: Process) -> None:
