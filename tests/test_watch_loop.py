@@ -139,14 +139,22 @@ def workspace(base: Path, steps: str, files: dict[str, str]) -> Path:
     return root
 
 
-def wait_until(cond: Callable[[], Any], what: str, timeout: float = 120.0) -> Any:
+def wait_until(
+    cond: Callable[[], Any],
+    what: str,
+    timeout: float = 120.0,
+    show: Callable[[], str] | None = None,
+) -> Any:
+    """`cond()` once it is true; on a timeout, the message ends with `show()` (what the
+    watch printed), so a failure on CI says what happened."""
     deadline = time.monotonic() + timeout
     while True:
         value = cond()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
+            seen = f"\n{show()}" if show is not None else ""
+            raise AssertionError(f"timed out waiting for {what}{seen}")
         time.sleep(0.05)
 
 
@@ -348,7 +356,9 @@ def test_changes_during_a_rebuild_are_queued_then_built_after_it_never_beside_it
     watch.idle(0)
     watch.hold.touch()  # the next run of `slow` waits for it to go
     write(root / "src/a.txt", "a2")
-    wait_until(lambda: len(watch.runs("slow", "start")) == 2, "the rebuild to start")
+    wait_until(
+        lambda: len(watch.runs("slow", "start")) == 2, "the rebuild to start", show=watch.output
+    )
     write(root / "src/b.txt", "b2")  # while it runs: queued
     write(root / "src/c.txt", "c2")
     queued = watch.wait(
@@ -753,7 +763,9 @@ def test_ctrl_c_stops_every_step_and_service_and_leaves_no_process(
     watch.wait(lambda s: all(x["url"] for x in s["services"]), "both services")
     watch.hold.touch()
     write(root / "slow/a.txt", "b")  # a rebuild under way when Ctrl-C comes
-    wait_until(lambda: len(watch.runs("slow", "start")) == 2, "the rebuild to start")
+    wait_until(
+        lambda: len(watch.runs("slow", "start")) == 2, "the rebuild to start", show=watch.output
+    )
     before = watch.leftovers()
     assert len(before) >= 6  # watch, its watchdogs, the step, two services, a worker
     assert watch.stop(signal.SIGINT) == 130
