@@ -23,11 +23,9 @@ sys.path.insert(0, str(ROOT))  # buildlib is imported from the source tree to de
 
 from buildlib.core.errors import UserError  # noqa: E402
 from buildlib.integrations.nox_sessions import (  # noqa: E402
-    INTERRUPT_TIMEOUT,
-    TERMINATE_TIMEOUT,
-    engine_python,
     python_environment,
     register,
+    run_engine,
     session_error,
 )
 
@@ -128,41 +126,11 @@ def bench(session: nox.Session) -> None:
 @nox.session(venv_backend="none", default=False)
 def dev(session: nox.Session) -> None:
     """Development loop: rebuild on change, Vite dev server kept running (docs/watch.md)."""
-    try:
-        python = engine_python(ROOT)
-    except UserError as exc:
-        session_error(session, exc)
-        return
     # Ctrl-C reaches watch from the terminal: it stops every step and service, exits 130.
-    session.run(
-        str(python),
-        "-m",
-        "buildlib",
-        "watch",
-        "--mode",
-        "development",
-        *session.posargs,
-        external=True,
-        interrupt_timeout=INTERRUPT_TIMEOUT,
-        terminate_timeout=TERMINATE_TIMEOUT,
-    )
+    run_engine(session, ROOT, "watch", "--mode", "development")
 
 
 @nox.session(venv_backend="none")
 def audit(session: nox.Session) -> None:
     """Run steps under strace: undeclared inputs, outputs, tools (-- STEP... --twice --json)."""
-    try:
-        python = engine_python(ROOT)
-    except UserError as exc:
-        session_error(session, exc)
-        return
-    session.run(
-        str(python),
-        "-m",
-        "buildlib",
-        "audit",
-        *session.posargs,
-        external=True,
-        interrupt_timeout=INTERRUPT_TIMEOUT,
-        terminate_timeout=TERMINATE_TIMEOUT,
-    )
+    run_engine(session, ROOT, "audit")

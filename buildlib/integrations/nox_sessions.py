@@ -75,6 +75,27 @@ ENGINE_SESSIONS: tuple[tuple[str, tuple[str, ...], str], ...] = (
 )
 
 
+def run_engine(session: Any, root: Path, *args: str) -> None:
+    """`python -m buildlib ARGS -- POSARGS` in the shared engine environment, with the time
+    a Ctrl-C needs to stop the steps' process groups; a clear session error (no traceback)
+    when the environment cannot be made."""
+    try:
+        python = engine_python(root)
+    except UserError as exc:
+        session_error(session, exc)
+        return
+    session.run(
+        str(python),
+        "-m",
+        "buildlib",
+        *args,
+        *session.posargs,
+        external=True,
+        interrupt_timeout=INTERRUPT_TIMEOUT,
+        terminate_timeout=TERMINATE_TIMEOUT,
+    )
+
+
 def _engine_session(engine: Callable[..., None], args: tuple[str, ...]) -> Callable[[Any], None]:
     def session_func(session: Any) -> None:
         engine(session, *args)
@@ -351,21 +372,7 @@ def register(
     targets = (host, *[t for t in TARGETS if t != host])
 
     def engine(session: Any, *args: str) -> None:
-        try:
-            python = engine_python(root)
-        except UserError as exc:
-            session_error(session, exc)
-            return
-        session.run(
-            str(python),
-            "-m",
-            "buildlib",
-            *args,
-            *session.posargs,
-            external=True,
-            interrupt_timeout=INTERRUPT_TIMEOUT,
-            terminate_timeout=TERMINATE_TIMEOUT,
-        )
+        run_engine(session, root, *args)
 
     def define(name: str, func: Callable[..., None], doc: str, **kwargs: Any) -> None:
         func.__doc__ = doc
