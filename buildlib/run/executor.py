@@ -336,26 +336,22 @@ class Executor:
         try:
             self._run_step(job)
         except UserError as exc:
-            job.tail = [exc.render()]
-            job.record = StepRecord(
-                name=job.name,
-                outcome=Outcome.FAILED,
-                start=job.start,
-                end=self._now(),
-                worker=job.worker,
-                attempts=0,
-                command=self.plan.steps[job.name].argv,
-            )
+            self._fail(job, exc.render())
         except Exception as exc:  # a bug in a job thread must still end the build
-            job.tail = [f"internal error in step {job.name}: {exc!r}"]
-            job.record = StepRecord(
-                name=job.name,
-                outcome=Outcome.FAILED,
-                start=job.start,
-                end=self._now(),
-                worker=job.worker,
-                command=self.plan.steps[job.name].argv,
-            )
+            self._fail(job, f"internal error in step {job.name}: {exc!r}")
+
+    def _fail(self, job: _Job, message: str) -> None:
+        """Record `job` as failed before its command could run, `message` as its tail."""
+        job.tail = [message]
+        job.record = StepRecord(
+            name=job.name,
+            outcome=Outcome.FAILED,
+            start=job.start,
+            end=self._now(),
+            worker=job.worker,
+            attempts=0,
+            command=self.plan.steps[job.name].argv,
+        )
 
     def _run_step(self, job: _Job) -> None:
         step = self.plan.steps[job.name]
