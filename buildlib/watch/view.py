@@ -209,15 +209,16 @@ class WatchView:
         self.write(f"{name:<{self._width}} | {line}")
 
     def status(self, status: WatchStatus, *, line: bool = True) -> None:
-        """Write the status file and, unless `line` is false, the status line."""
+        """Write, unless `line` is false, the status line, then the status file (so a
+        reader of the file finds the line already printed)."""
+        if line:
+            self.write(status_line(status))
         if self.status_path is not None:
             try:
                 write_text_atomic(self.status_path, json.dumps(status.to_json(), indent=2) + "\n")
             except OSError as exc:
                 self.write(f"watch: warning: cannot write {self.status_path}: {exc}")
                 self.status_path = None
-        if line:
-            self.write(status_line(status))
 
     def build_reporter(self, *, verbose: bool) -> StepLines:
         return StepLines(self, verbose=verbose)
