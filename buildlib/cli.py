@@ -95,13 +95,19 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", help="target triple (default: this host)")
 
 
-def make_parser() -> _Parser:
+def make_parser(chosen: str | None = None) -> _Parser:
+    """Every command by name and help; the options of `chosen` only (all of them when
+    it is None). A start pays for the command it runs: declaring every command's
+    options would import the modules that define them (watch, explain-miss, diff...)."""
     from buildlib.commands import COMMANDS
 
     parser = _Parser(prog="buildlib", description=__doc__)
+    parser.chosen = chosen
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
     for name, command in COMMANDS.items():
         child = sub.add_parser(name, help=command.help)
+        if chosen is not None and name != chosen:
+            continue
         if command.common:
             _common(child)
         command.options(child)
@@ -127,9 +133,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from buildlib.commands import COMMANDS
 
     args_list = command_first(sys.argv[1:] if argv is None else argv, list(COMMANDS))
-    parser = make_parser()
     command = COMMANDS.get(args_list[0]) if args_list else None
-    parser.chosen = args_list[0] if args_list else None
+    parser = make_parser(args_list[0] if command is not None else None)
     if command is not None and command.passthrough:
         args, rest = parser.parse_known_args(args_list)
         args.rest = rest

@@ -16,8 +16,8 @@ from buildlib.report.annotations import (
     find_locations,
     first_error,
     relative_paths,
-    strip_ansi,
 )
+from buildlib.report.ansi import strip_ansi
 
 
 def run(argv: list[str | Path], cwd: Path, *, check_fails: bool = True) -> str:

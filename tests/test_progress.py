@@ -22,7 +22,7 @@ from rich.console import Console
 from buildlib.core import records
 from buildlib.core.fmt import format_duration
 from buildlib.planning.plan import build_plan
-from buildlib.report.annotations import strip_ansi
+from buildlib.report.ansi import strip_ansi
 from buildlib.report.live import REFRESH_HZ, RichReporter
 from buildlib.report.summary import (
     Eta,

@@ -4,7 +4,8 @@ A no-op build is what a developer runs most; its start-up is most of its time. I
 not import the modules ruff's TID253 bans at module level (pyproject.toml): rich, the
 OpenSSL-backed hashlib, dataclasses, tomllib, http.client, concurrent.futures and
 packaging.markers, nor the cache store, the remote client, protobuf, cryptography or
-platformdirs, which only a cache miss, a save or a remote needs.
+platformdirs, which only a cache miss, a save or a remote needs; nor the error
+parsers and HTML page (a failure's), nor another command's modules.
 """
 
 from __future__ import annotations
@@ -33,6 +34,14 @@ NEVER_ON_A_NO_OP = (
     "cryptography",
     "platformdirs",
     "ssl",
+    # a build that fails nothing compiles no error parser and renders no page; the
+    # parser declares only the options of the command that runs
+    "buildlib.report.annotations",
+    "buildlib.report.html",
+    "html",
+    "buildlib.watch",
+    "buildlib.run.miss",
+    "buildlib.report.diff",
 )
 
 PROBE = textwrap.dedent("""

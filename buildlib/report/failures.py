@@ -14,17 +14,15 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from buildlib.core.fmt import format_duration
 from buildlib.core.records import record
-from buildlib.report.annotations import (
-    ErrorBlock,
-    first_error,
-    relative_paths,
-    starts_diagnostic,
-    strip_ansi,
-)
+from buildlib.report.ansi import strip_ansi
 from buildlib.run.results import Outcome, StepRecord
+
+if TYPE_CHECKING:
+    from buildlib.report.annotations import ErrorBlock
 
 TAIL_LINES = 12  # lines from the end of the log shown after the first error
 MAX_LOG_BYTES = 8 << 20  # a log is read up to this much (its start holds the first error)
@@ -76,6 +74,9 @@ def explain_failure(
     """`step`'s failure from its log. `tail` is what the executor gave the reporter: the
     log's last lines, or a message of its own (a declared output missing, a program not
     found), which is kept when the log does not end with it."""
+    # The error parsers' patterns are compiled only when a step has failed.
+    from buildlib.report.annotations import first_error, relative_paths, starts_diagnostic
+
     log_lines = _read_log(step.log_path)
     given = [strip_ansi(line) for line in tail]
     message: tuple[str, ...] = ()

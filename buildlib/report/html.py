@@ -13,6 +13,7 @@ critical path through the steps that ran. Called by `report.write_build_reports`
 
 from __future__ import annotations
 
+import functools
 import html
 import json
 import math
@@ -147,6 +148,13 @@ def render_html(
     )
 
 
+@functools.cache
+def _relative_dir(directory: str, start: str) -> str:
+    """`os.path.relpath`, once per log directory (a mode and target's) rather than once
+    per step: it makes both paths absolute each time it is called."""
+    return os.path.relpath(directory, start)
+
+
 def _log_link(log_path: str | None, build_dir: BuildDir | None, root: Path | None) -> str:
     """A link to a step's log, relative to the page (so an archived `.buildlib` keeps
     working), its text relative to the workspace root."""
@@ -155,7 +163,8 @@ def _log_link(log_path: str | None, build_dir: BuildDir | None, root: Path | Non
     shown = display_path(log_path, root)
     if build_dir is None:
         return _e(shown)
-    href = os.path.relpath(log_path, build_dir.reports).replace(os.sep, "/")
+    directory, name = os.path.split(log_path)
+    href = f"{_relative_dir(directory, str(build_dir.reports))}/{name}".replace(os.sep, "/")
     return f'<a class="log" href="{_e(quote(href))}">{_e(shown)}</a>'
 
 

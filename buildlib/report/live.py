@@ -20,7 +20,7 @@ from rich.text import Text
 
 from buildlib.core.fmt import format_duration
 from buildlib.core.records import record
-from buildlib.report.annotations import strip_ansi
+from buildlib.report.ansi import strip_ansi
 from buildlib.report.failures import Failure, failure_lines
 from buildlib.report.summary import (
     duration_text,

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TextIO
 
 from buildlib.core.fmt import format_duration
-from buildlib.report.annotations import find_locations, strip_ansi
+from buildlib.report.ansi import strip_ansi
 from buildlib.report.failures import Failure, display_path, explain_failure, failure_lines
 from buildlib.report.summary import (
     render_summary_markdown,
@@ -283,6 +283,8 @@ class GitHubReporter(PlainReporter):
             self._annotate(record, log or "\n".join(log_tail), log_tail)
 
     def _annotate(self, record: StepRecord, log: str, log_tail: Sequence[str]) -> None:
+        from buildlib.report.annotations import find_locations
+
         title = f"{record.name} failed"
         locations = find_locations(log, self.root, cwd=self.step_dirs.get(record.name))
         for loc in locations[:MAX_ANNOTATIONS]:

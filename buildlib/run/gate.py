@@ -98,6 +98,8 @@ class AlwaysRun:
     def record_success(
         self, step: PlannedStep, decision: Decision[None], log_path: Path
     ) -> Recorded:
+        if not step.outputs:
+            return Recorded(failure=None)
         from buildlib.incremental.outputs import expand_outputs, missing_patterns
 
         missing = missing_patterns(step.outputs, expand_outputs(self.root, step.outputs))
