@@ -42,6 +42,7 @@ NEVER_ON_A_NO_OP = (
     "buildlib.watch",
     "buildlib.run.miss",
     "buildlib.report.diff",
+    "tempfile",
 )
 
 PROBE = textwrap.dedent("""
@@ -58,15 +59,21 @@ PROBE = textwrap.dedent("""
 
 def test_a_no_op_build_imports_nothing_it_does_not_need(tmp_path: Path) -> None:
     (tmp_path / "in.txt").write_text("hello\n")
+    # A declared tool's version is cached against its file: a no-op runs no version
+    # command (which would import concurrent.futures and tempfile).
     (tmp_path / "build.toml").write_text(
-        textwrap.dedent("""
+        textwrap.dedent(f"""
         [modes.development]
+
+        [tools]
+        python = [{json.dumps(sys.executable)}, "--version"]
 
         [[step]]
         name = "copy"
         command = ["sh", "-c", "mkdir -p out && cp in.txt out/copy.txt"]
         inputs = ["in.txt"]
         outputs = ["out/copy.txt"]
+        tools = ["python"]
         """)
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

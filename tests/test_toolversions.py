@@ -80,6 +80,47 @@ def test_script_reached_through_a_link_is_cached_by_its_target(tmp_path: Path) -
     assert runs(script) == 1
 
 
+def test_a_compiler_chosen_through_alternatives_links_is_cached_by_the_file_that_runs(
+    tmp_path: Path,
+) -> None:
+    """Debian's cc -> /etc/alternatives/cc -> gcc -> gcc-12 -> x86_64-linux-gnu-gcc-12:
+    the links choose which gcc runs, so its version is cached (a no-op build ran
+    `cc --version` every time); a link to a program of another name (cc -> ccache) may
+    dispatch on PATH and always runs."""
+    sh = shutil.which("sh")
+    assert sh is not None
+    usr = tmp_path / "usr" / "bin"
+    usr.mkdir(parents=True)
+    real = usr / "x86_64-linux-gnu-fake-12"
+    shutil.copy(os.path.realpath(sh), real)  # a real binary, not a script
+    (usr / "fake-12").symlink_to("x86_64-linux-gnu-fake-12")
+    (usr / "fake").symlink_to("fake-12")
+    alternatives = tmp_path / "etc" / "alternatives"
+    alternatives.mkdir(parents=True)
+    (alternatives / "cc").symlink_to(usr / "fake")
+    (usr / "cc").symlink_to(alternatives / "cc")
+    dispatcher = tmp_path / "other" / "ccache"
+    dispatcher.parent.mkdir()
+    shutil.copy(os.path.realpath(sh), dispatcher)
+    (tmp_path / "other" / "cc").symlink_to(dispatcher)
+    logs = {name: tmp_path / f"{name}.runs" for name in ("cc", "wrapped")}
+    commands = {
+        "cc": [str(usr / "cc"), "-c", f"echo run >> {logs['cc']}; echo cc 12"],
+        "wrapped": [
+            str(tmp_path / "other" / "cc"),
+            "-c",
+            f"echo run >> {logs['wrapped']}; echo cc 13",
+        ],
+    }
+    for _ in range(2):
+        assert detect_tool_versions(commands, commands, tmp_path / "t.json") == {
+            "cc": "cc 12",
+            "wrapped": "cc 13",
+        }
+    assert len(logs["cc"].read_text().splitlines()) == 1
+    assert len(logs["wrapped"].read_text().splitlines()) == 2
+
+
 def test_multicall_binaries_and_version_manager_shims_always_run(tmp_path: Path) -> None:
     """busybox-like binaries and pyenv-style shims: same file, changing versions."""
     sh = shutil.which("sh")

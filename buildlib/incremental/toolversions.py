@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -268,10 +269,39 @@ def _identity_is_version(found: str, real: str, nlink: int) -> bool:
     """Whether the executable file alone decides what the version command prints."""
     if Path(found).parent.name == "shims" or nlink > 1:
         return False
-    called, actual = Path(found).name, Path(real).name
-    if called.startswith(actual) or actual.startswith(called):  # node, python3 -> python3.11
+    actual = Path(real).name
+    # node; python3 -> python3.11; cc -> /etc/alternatives/cc -> gcc -> gcc-12 ->
+    # x86_64-linux-gnu-gcc-12: the name called or a link on the way names the program
+    # that runs, so the links only choose a version of it, and that file is stamped. A
+    # program reached under another name (cc -> ccache, sh -> busybox) may dispatch on
+    # its name or PATH: never cached.
+    if any(_same_program(name, actual) for name in (Path(found).name, *_link_names(found))):
         return True
     return _is_script(real)  # npm -> npm-cli.js: a script is its own version; busybox is not
+
+
+_VERSION_SUFFIX = re.compile(r"[-.]?\d+(?:\.\d+)*$")
+
+
+def _same_program(link: str, actual: str) -> bool:
+    """gcc and x86_64-linux-gnu-gcc-12, gcc-12 and gcc: one program, named with a target
+    prefix or a version suffix; cc and ccache are not."""
+    link, actual = _VERSION_SUFFIX.sub("", link), _VERSION_SUFFIX.sub("", actual)
+    return bool(link) and (link == actual or actual.endswith("-" + link))
+
+
+def _link_names(found: str) -> list[str]:
+    """The names of the symbolic links followed from `found` to the file that runs."""
+    names: list[str] = []
+    path = Path(found)
+    for _ in range(40):  # the kernel's own limit on a chain of links
+        try:
+            target = path.readlink()
+        except OSError:  # not a link: the end of the chain
+            break
+        names.append(path.name)
+        path = path.parent / target  # an absolute target replaces the directory
+    return names
 
 
 def _is_script(path: str) -> bool:
