@@ -59,21 +59,25 @@ PROBE = textwrap.dedent("""
 
 def test_a_no_op_build_imports_nothing_it_does_not_need(tmp_path: Path) -> None:
     (tmp_path / "in.txt").write_text("hello\n")
-    # A declared tool's version is cached against its file: a no-op runs no version
-    # command (which would import concurrent.futures and tempfile).
+    # A declared tool's version is cached against its file (a script is its own
+    # version): a no-op runs no version command (which would import
+    # concurrent.futures and tempfile).
+    tool = tmp_path / "tool.sh"
+    tool.write_text("#!/bin/sh\necho tool 1.0\n")
+    tool.chmod(0o755)
     (tmp_path / "build.toml").write_text(
         textwrap.dedent(f"""
         [modes.development]
 
         [tools]
-        python = [{json.dumps(sys.executable)}, "--version"]
+        mytool = [{json.dumps(str(tool))}]
 
         [[step]]
         name = "copy"
         command = ["sh", "-c", "mkdir -p out && cp in.txt out/copy.txt"]
         inputs = ["in.txt"]
         outputs = ["out/copy.txt"]
-        tools = ["python"]
+        tools = ["mytool"]
         """)
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

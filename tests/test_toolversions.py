@@ -84,41 +84,47 @@ def test_a_compiler_chosen_through_alternatives_links_is_cached_by_the_file_that
     tmp_path: Path,
 ) -> None:
     """Debian's cc -> /etc/alternatives/cc -> gcc -> gcc-12 -> x86_64-linux-gnu-gcc-12:
-    the links choose which gcc runs, so its version is cached (a no-op build ran
-    `cc --version` every time); a link to a program of another name (cc -> ccache) may
-    dispatch on PATH and always runs."""
+    the links after the alternatives entry name the program that runs, so its version is
+    cached (a no-op build ran `cc --version` every time). A program reached under
+    another name may dispatch on PATH and always runs: cc -> ccache, and gcc ->
+    bin/wrap -> ../Cellar/wrap/4.9/bin/wrap (Homebrew's layout, where a link on the way
+    bears the dispatcher's own name)."""
     sh = shutil.which("sh")
     assert sh is not None
+
+    def binary(path: Path) -> Path:  # a real executable file, not a script
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(os.path.realpath(sh), path)
+        return path
+
     usr = tmp_path / "usr" / "bin"
-    usr.mkdir(parents=True)
-    real = usr / "x86_64-linux-gnu-fake-12"
-    shutil.copy(os.path.realpath(sh), real)  # a real binary, not a script
+    binary(usr / "x86_64-linux-gnu-fake-12")
     (usr / "fake-12").symlink_to("x86_64-linux-gnu-fake-12")
     (usr / "fake").symlink_to("fake-12")
     alternatives = tmp_path / "etc" / "alternatives"
     alternatives.mkdir(parents=True)
-    (alternatives / "cc").symlink_to(usr / "fake")
+    (alternatives / "cc").symlink_to("../../usr/bin/fake")  # relative, through ..
     (usr / "cc").symlink_to(alternatives / "cc")
-    dispatcher = tmp_path / "other" / "ccache"
-    dispatcher.parent.mkdir()
-    shutil.copy(os.path.realpath(sh), dispatcher)
-    (tmp_path / "other" / "cc").symlink_to(dispatcher)
-    logs = {name: tmp_path / f"{name}.runs" for name in ("cc", "wrapped")}
+    other = tmp_path / "other"
+    (other / "cc").parent.mkdir()
+    (other / "cc").symlink_to(binary(other / "ccache"))
+    brew = tmp_path / "brew"
+    binary(brew / "Cellar" / "wrap" / "4.9" / "bin" / "wrap")
+    (brew / "bin").mkdir()
+    (brew / "bin" / "wrap").symlink_to("../Cellar/wrap/4.9/bin/wrap")
+    (brew / "gcc").symlink_to(brew / "bin" / "wrap")
+    tools = {"cc": usr / "cc", "ccache-as-cc": other / "cc", "brew-wrapper": brew / "gcc"}
+    logs = {name: tmp_path / f"{name}.runs" for name in tools}
     commands = {
-        "cc": [str(usr / "cc"), "-c", f"echo run >> {logs['cc']}; echo cc 12"],
-        "wrapped": [
-            str(tmp_path / "other" / "cc"),
-            "-c",
-            f"echo run >> {logs['wrapped']}; echo cc 13",
-        ],
+        name: [str(path), "-c", f"echo run >> {logs[name]}; echo {name} 1"]
+        for name, path in tools.items()
     }
     for _ in range(2):
         assert detect_tool_versions(commands, commands, tmp_path / "t.json") == {
-            "cc": "cc 12",
-            "wrapped": "cc 13",
+            name: f"{name} 1" for name in tools
         }
-    assert len(logs["cc"].read_text().splitlines()) == 1
-    assert len(logs["wrapped"].read_text().splitlines()) == 2
+    runs_of = {name: len(log.read_text().splitlines()) for name, log in logs.items()}
+    assert runs_of == {"cc": 1, "ccache-as-cc": 2, "brew-wrapper": 2}
 
 
 def test_multicall_binaries_and_version_manager_shims_always_run(tmp_path: Path) -> None:

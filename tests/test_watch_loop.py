@@ -633,7 +633,7 @@ def test_a_service_that_keeps_exiting_gives_up_and_says_what_starts_it_again(
         lambda s: s["services"][0]["state"] == "crashed", "it to give up", timeout=90
     )["services"][0]
     assert crashed["restarts"] == 5 and crashed["last_exit"] == 3
-    # the status file is written before the terminal's status line: wait for the line
+    # the line is printed before the status file is written; waiting for it costs nothing
     out = wait_until(
         lambda: o if "status: flaky crashed" in (o := watch.output()) else None,
         "the crashed status line",

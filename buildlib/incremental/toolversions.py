@@ -269,37 +269,53 @@ def _identity_is_version(found: str, real: str, nlink: int) -> bool:
     """Whether the executable file alone decides what the version command prints."""
     if Path(found).parent.name == "shims" or nlink > 1:
         return False
-    actual = Path(real).name
-    # node; python3 -> python3.11; cc -> /etc/alternatives/cc -> gcc -> gcc-12 ->
-    # x86_64-linux-gnu-gcc-12: the name called or a link on the way names the program
-    # that runs, so the links only choose a version of it, and that file is stamped. A
-    # program reached under another name (cc -> ccache, sh -> busybox) may dispatch on
-    # its name or PATH: never cached.
-    if any(_same_program(name, actual) for name in (Path(found).name, *_link_names(found))):
+    actual = _program(Path(real).name)
+    if actual in _DISPATCHERS:
+        return False
+    # The name called names the program that runs (node; python3 -> python3.11), or an
+    # alternatives entry chose it: cc -> /etc/alternatives/cc -> gcc -> gcc-12 ->
+    # x86_64-linux-gnu-gcc-12, whose links after the entry name it; the file that runs
+    # is stamped. Anything else may dispatch on its name or PATH (cc -> ccache, or
+    # gcc -> ~/bin/ccache -> Cellar/ccache/4.9/bin/ccache): never cached.
+    if any(_names(name, actual) for name in (Path(found).name, *_chosen_names(found))):
         return True
     return _is_script(real)  # npm -> npm-cli.js: a script is its own version; busybox is not
 
 
+# Programs that run another one they find by name or on PATH: their own file says
+# nothing about the version printed, whatever link reaches them.
+_DISPATCHERS = frozenset(
+    {"ccache", "sccache", "distcc", "icecc", "buildcache", "busybox", "toybox", "volta-shim"}
+)
 _VERSION_SUFFIX = re.compile(r"[-.]?\d+(?:\.\d+)*$")
 
 
-def _same_program(link: str, actual: str) -> bool:
-    """gcc and x86_64-linux-gnu-gcc-12, gcc-12 and gcc: one program, named with a target
-    prefix or a version suffix; cc and ccache are not."""
-    link, actual = _VERSION_SUFFIX.sub("", link), _VERSION_SUFFIX.sub("", actual)
-    return bool(link) and (link == actual or actual.endswith("-" + link))
+def _program(name: str) -> str:
+    """gcc for gcc-12, gcc-12.exe and python for python3.11: the name without a version."""
+    return _VERSION_SUFFIX.sub("", name.removesuffix(".exe"))
 
 
-def _link_names(found: str) -> list[str]:
-    """The names of the symbolic links followed from `found` to the file that runs."""
+def _names(name: str, program: str) -> bool:
+    """Whether `name` names `program`, up to a version suffix and a target prefix
+    (gcc-12 names x86_64-linux-gnu-gcc); cc does not name ccache."""
+    called = _program(name)
+    return bool(called) and (called == program or program.endswith("-" + called))
+
+
+def _chosen_names(found: str) -> list[str]:
+    """The names of the links followed after an `alternatives` entry (Debian's and
+    Fedora's update-alternatives) on the way from `found` to the file that runs."""
     names: list[str] = []
     path = Path(found)
+    chosen = False
     for _ in range(40):  # the kernel's own limit on a chain of links
         try:
             target = path.readlink()
         except OSError:  # not a link: the end of the chain
             break
-        names.append(path.name)
+        if chosen:
+            names.append(path.name)
+        chosen = chosen or path.parent.name == "alternatives"
         path = path.parent / target  # an absolute target replaces the directory
     return names
 
