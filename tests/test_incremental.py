@@ -7,6 +7,7 @@ what happened from the build's JSON report.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import socket
 import stat
@@ -137,6 +138,34 @@ def test_two_clones_share_one_local_cache(tmp_path: Path) -> None:
     ok(second.build())
     assert second.ran() == []
     assert set(second.outcomes().values()) == {"restored"}
+
+
+def test_a_command_naming_a_file_of_the_checkout_is_shared_between_clones(
+    tmp_path: Path,
+) -> None:
+    """`{root}/stamp.sh` (and `{python}`, the engine environment in the checkout's .nox/)
+    differ between checkouts: the fingerprint writes them `{root}`, so the second clone
+    restores what the first built instead of running it again."""
+    clones = [make_workspace(tmp_path, name) for name in ("one", "two")]
+    for clone in clones:
+        (clone.root / "stamp.sh").write_text(
+            "echo stamp >> runs.log; mkdir -p out; echo stamped > out/stamp.txt\n"
+        )
+        clone.add_steps("""
+            [[step]]
+            name = "stamp"
+            command = ["sh", "{root}/stamp.sh"]
+            inputs = ["stamp.sh"]
+            outputs = ["out/stamp.txt"]
+            """)
+    first, second = clones
+    ok(first.build())
+    assert "stamp" in first.ran()
+    ok(second.build())
+    assert second.ran() == []
+    assert second.outcomes()["stamp"] == "restored"
+    components = second.report_step("stamp")["fingerprint_components"]
+    assert components["argv"] == json.dumps(["sh", "{root}/stamp.sh"])
 
 
 @pytest.mark.nginx

@@ -20,9 +20,9 @@ Components are named so that a diff can be read:
 
 Environment values are stored hashed: fingerprints are written to state files and
 cache entries, and an `env_inputs` variable may hold a secret.
-The digest depends on the workspace only through relative paths. So two checkouts
-of the same sources at different places share cache entries, unless a command embeds
-`{root}`.
+The digest depends on the workspace only through relative paths (a command's own
+mentions of the workspace's path are written `{root}`). So two checkouts of the same
+sources at different places share cache entries.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from __future__ import annotations
 import functools
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
 
@@ -100,7 +100,7 @@ def compute_fingerprint(
             f"step '{step.name}', key 'inputs' or 'exclude': {exc.message}", fix=exc.fix
         ) from exc
     components: dict[str, str] = {
-        "argv": json.dumps(list(step.argv)),
+        "argv": json.dumps(_portable_argv(step.argv, root)),
         "cwd": _relative(step.cwd, root),
         "mode": mode,
         "target": target,
@@ -146,6 +146,22 @@ def _env_value(value: str | None) -> str:
     if value is None:
         return UNSET
     return "sha256:" + sha256_hex(value.encode("utf-8", "surrogateescape"))
+
+
+def _portable_argv(argv: Sequence[str], root: Path) -> list[str]:
+    """`argv` with the workspace's own path written `{root}`: a command that names a file
+    of the checkout (`{python}` is the engine environment in `.nox/`, `{root}/tool.sh`)
+    keeps one fingerprint wherever the checkout lies, so checkouts share cache entries."""
+    prefixes = {os.fspath(root), _resolved(os.fspath(root))}
+
+    def portable(arg: str) -> str:
+        for prefix in prefixes:
+            if arg == prefix:
+                return "{root}"
+            arg = arg.replace(prefix + os.sep, "{root}/")
+        return arg
+
+    return [portable(arg) for arg in argv]
 
 
 def _relative(path: Path, root: Path) -> str:
