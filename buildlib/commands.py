@@ -100,6 +100,8 @@ def _estimates(context: Context) -> dict[str, float]:
 
 
 def build_options(parser: argparse.ArgumentParser) -> None:
+    from buildlib.cache.config import cache_location_options
+
     parser.add_argument(
         "steps",
         nargs="*",
@@ -146,17 +148,7 @@ def build_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-cache", action="store_true", help="neither skip nor store anything (every step runs)"
     )
-    parser.add_argument(
-        "--cache-dir",
-        type=Path,
-        help="local cache directory (default: $BUILDLIB_CACHE_DIR or the user cache directory)",
-    )
-    parser.add_argument(
-        "--remote-cache",
-        metavar="URL",
-        help="Bazel HTTP cache URL "
-        "(default: $BUILDLIB_REMOTE_CACHE or the manifest's [cache].remote)",
-    )
+    cache_location_options(parser)
     parser.add_argument(
         "--remote-read-only", action="store_true", help="fetch from the remote cache, never upload"
     )

@@ -6,6 +6,7 @@ the store, its archive code or platformdirs.
 
 from __future__ import annotations
 
+import argparse
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -73,6 +74,22 @@ def resolve_cache_dir(explicit: Path | None, environ: Mapping[str, str]) -> Path
     import platformdirs  # only when nothing above says where
 
     return Path(platformdirs.user_cache_dir("buildlib"))
+
+
+def cache_location_options(parser: argparse.ArgumentParser) -> None:
+    """--cache-dir and --remote-cache, for every command that reaches the cache: the flags
+    `cache_config` reads, declared once."""
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        help="local cache directory (default: $BUILDLIB_CACHE_DIR or the user cache directory)",
+    )
+    parser.add_argument(
+        "--remote-cache",
+        metavar="URL",
+        help="Bazel HTTP cache URL "
+        "(default: $BUILDLIB_REMOTE_CACHE or the manifest's [cache].remote)",
+    )
 
 
 def cache_config(

@@ -16,9 +16,9 @@ import os
 import sys
 import time
 from collections.abc import Collection, Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from buildlib.cache.config import cache_location_options
 from buildlib.cache.fpdiff import differences, first_differences
 from buildlib.core.errors import UserError
 
@@ -73,17 +73,7 @@ def cache_reasons(
 
 def explain_miss_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("step", help="the step whose cache miss to explain")
-    parser.add_argument(
-        "--cache-dir",
-        type=Path,
-        help="local cache directory (default: $BUILDLIB_CACHE_DIR or the user cache directory)",
-    )
-    parser.add_argument(
-        "--remote-cache",
-        metavar="URL",
-        help="Bazel HTTP cache URL "
-        "(default: $BUILDLIB_REMOTE_CACHE or the manifest's [cache].remote)",
-    )
+    cache_location_options(parser)
 
 
 def explain_miss(args: argparse.Namespace, context: Any) -> int:

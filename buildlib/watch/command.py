@@ -14,8 +14,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 from typing import Any
+
+from buildlib.cache.config import cache_location_options
 
 
 def watch_options(parser: argparse.ArgumentParser) -> None:
@@ -70,8 +71,7 @@ def watch_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="neither skip nor store anything (every selected step runs)",
     )
-    parser.add_argument("--cache-dir", type=Path, help="local cache directory")
-    parser.add_argument("--remote-cache", metavar="URL", help="Bazel HTTP cache URL")
+    cache_location_options(parser)
     parser.add_argument(
         "--remote-read-only", action="store_true", help="fetch from the remote cache, never upload"
     )
