@@ -297,20 +297,24 @@ class GitRepo:
         def fetched() -> int:
             return self._commit_count() - before if before is not None else 0
 
+        def found(merge_base: str | None, note: str = "") -> BaseCommit:
+            return BaseCommit(
+                ref=ref,
+                source=source,
+                commit=commit,
+                head=head_commit,
+                head_ref=head_ref,
+                merge_base=merge_base,
+                deepened=deepened,
+                fetched=fetched(),
+                shallow=shallow,
+                note=note,
+            )
+
         while True:
             merge_base = self._merge_base(commit, head_commit)
             if merge_base is not None:
-                return BaseCommit(
-                    ref=ref,
-                    source=source,
-                    commit=commit,
-                    head=head_commit,
-                    head_ref=head_ref,
-                    merge_base=merge_base,
-                    deepened=deepened,
-                    fetched=fetched(),
-                    shallow=shallow,
-                )
+                return found(merge_base)
             if not self.is_shallow():
                 note = (
                     "the base and the head share no history"
@@ -354,18 +358,7 @@ class GitRepo:
                 break
             deepened += step
             step *= 2
-        return BaseCommit(
-            ref=ref,
-            source=source,
-            commit=commit,
-            head=head_commit,
-            head_ref=head_ref,
-            merge_base=None,
-            deepened=deepened,
-            fetched=fetched(),
-            shallow=shallow,
-            note=note,
-        )
+        return found(None, note)
 
     def _commit_count(self) -> int:
         """Commits the clone holds (reachable from any ref or HEAD)."""
