@@ -212,21 +212,7 @@ class GitRepo:
         name = ref[len(remote) + 1 :] if ref.startswith(remote + "/") else ref
         if _SHA.match(name) and not ref.startswith(remote + "/"):
             self.say(f"fetching {name} from {remote}")
-            if (
-                self._git(
-                    "fetch",
-                    "--quiet",
-                    "--no-tags",
-                    *depth_args,
-                    remote,
-                    name,
-                    check=False,
-                    timeout=FETCH_TIMEOUT,
-                )
-                is None
-            ):
-                return None
-            return self.resolve(name)
+            return self.resolve(name) if self._fetch(*depth_args, remote, name) else None
         listed = self._git(
             "ls-remote",
             remote,
@@ -241,21 +227,16 @@ class GitRepo:
         found = refs[0]
         local = f"refs/remotes/{remote}/{name}" if found.startswith("refs/heads/") else found
         self.say(f"fetching {found} from {remote}")
-        if (
-            self._git(
-                "fetch",
-                "--quiet",
-                "--no-tags",
-                *depth_args,
-                remote,
-                f"+{found}:{local}",
-                check=False,
-                timeout=FETCH_TIMEOUT,
-            )
-            is None
-        ):
-            return None
-        return self.resolve(local)
+        return (
+            self.resolve(local) if self._fetch(*depth_args, remote, f"+{found}:{local}") else None
+        )
+
+    def _fetch(self, *args: str) -> bool:
+        """`git fetch --quiet --no-tags ARGS` within FETCH_TIMEOUT; whether it worked."""
+        return (
+            self._git("fetch", "--quiet", "--no-tags", *args, check=False, timeout=FETCH_TIMEOUT)
+            is not None
+        )
 
     def _commit(self, ref: str, what: str, shallow: bool) -> str:
         commit = self.resolve(ref) or self.fetch_ref(ref, depth=DEEPEN_FIRST if shallow else None)
@@ -341,19 +322,7 @@ class GitRepo:
                 f"find the merge-base of {ref} and {head_ref or 'HEAD'}"
             )
             refspecs = [r for r in (_branch_of(ref, remote), _branch_of(head_ref, remote)) if r]
-            if (
-                self._git(
-                    "fetch",
-                    "--quiet",
-                    "--no-tags",
-                    f"--deepen={step}",
-                    remote,
-                    *refspecs,
-                    check=False,
-                    timeout=FETCH_TIMEOUT,
-                )
-                is None
-            ):
+            if not self._fetch(f"--deepen={step}", remote, *refspecs):
                 note = f"`git fetch --deepen={step} {remote}` failed"
                 break
             deepened += step
