@@ -7,7 +7,7 @@ critical paths) used by the planner, the scheduler and the reports.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 Deps = Mapping[str, Sequence[str]]
 
@@ -55,26 +55,23 @@ def find_cycle(deps: Deps) -> list[str] | None:
 
 def select(deps: Deps, roots: Iterable[str]) -> set[str]:
     """`roots` and everything they transitively depend on."""
-    selected: set[str] = set()
-    todo = list(roots)
-    while todo:
-        node = todo.pop()
-        if node not in selected:
-            selected.add(node)
-            todo.extend(d for d in deps.get(node, ()) if d in deps)
-    return selected
+    return _reachable(lambda node: (d for d in deps.get(node, ()) if d in deps), roots)
 
 
 def downstream(deps: Deps, roots: Iterable[str]) -> set[str]:
     """`roots` and everything that transitively depends on them."""
     reverse = dependents(deps)
+    return _reachable(lambda node: reverse.get(node, ()), roots)
+
+
+def _reachable(edges: Callable[[str], Iterable[str]], roots: Iterable[str]) -> set[str]:
     found: set[str] = set()
     todo = list(roots)
     while todo:
         node = todo.pop()
         if node not in found:
             found.add(node)
-            todo.extend(reverse.get(node, ()))
+            todo.extend(edges(node))
     return found
 
 
