@@ -102,15 +102,18 @@ def topo_order(deps: Deps) -> list[str]:
     return order
 
 
-def remaining_critical_path(deps: Deps, durations: Mapping[str, float]) -> dict[str, float]:
+def remaining_critical_path(
+    deps: Deps, durations: Mapping[str, float], order: Sequence[str] | None = None
+) -> dict[str, float]:
     """For each node: its own duration plus the longest chain of dependents after it.
 
     This is the list-scheduling priority: starting the node with the most work
     still chained behind it first keeps the makespan near max(critical path, work / N).
+    `order`: `topo_order(deps)` when the caller has it already.
     """
     reverse = dependents(deps)
     result: dict[str, float] = {}
-    for node in reversed(topo_order(deps)):
+    for node in reversed(order if order is not None else topo_order(deps)):
         after = [result[c] for c in reverse.get(node, ()) if c in result]
         result[node] = durations.get(node, 0.0) + (max(after) if after else 0.0)
     return result

@@ -192,7 +192,7 @@ def build_plan(
     sub = {name: deps[name] for name in present if name in selected}
     order = graph.topo_order(sub)
     durations = {name: (estimates or {}).get(name, DEFAULT_ESTIMATE) for name in order}
-    priority = graph.remaining_critical_path(sub, durations)
+    priority = graph.remaining_critical_path(sub, durations, order)
     variables = template_variables(manifest, mode, target, environ)
     resolver = _Resolver(manifest.root.resolve())
     managers: dict[Path, str] = {}
@@ -362,14 +362,19 @@ class _Resolver:
     def __init__(self, root: Path) -> None:
         self.root = root
         self._root = os.fspath(root)
+        self._below = self._root.rstrip("/") + "/"
         self._done: dict[str, str] = {"": self._root}
         self._paths: dict[str, Path] = {}
 
     def resolve(self, rel: str) -> str:
         """The real path of `rel` (relative to the root), as a string."""
+        found = self._done.get(rel)  # as written: a step's cwd is asked for more than once
+        if found is not None:
+            return found
         key = "/".join(part for part in rel.replace("\\", "/").split("/") if part not in ("", "."))
         found = self._done.get(key)
         if found is not None:
+            self._done[rel] = found
             return found
         parent, _, name = key.rpartition("/")
         base = self.resolve(parent)
@@ -388,7 +393,7 @@ class _Resolver:
     def inside(self, rel: str) -> bool:
         """Whether `rel` resolves to the root or below it."""
         found = self.resolve(rel)
-        return found == self._root or found.startswith(self._root.rstrip("/") + "/")
+        return found == self._root or found.startswith(self._below)
 
     def path(self, rel: str) -> Path:
         found = self._paths.get(rel)

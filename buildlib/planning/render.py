@@ -146,9 +146,8 @@ def render_dry_run_json(
         cache_entry = entry["cache"]
         verdict = cache_entry["verdict"] if isinstance(cache_entry, dict) else "run"
         summary[str(verdict)] = summary.get(str(verdict), 0) + 1
-    return json.dumps(
-        {"mode": plan.mode, "target": plan.target.triple, "steps": steps, "summary": summary},
-        indent=2,
+    return _json_step_per_line(
+        {"mode": plan.mode, "target": plan.target.triple, "steps": steps, "summary": summary}
     )
 
 
@@ -163,7 +162,7 @@ def render_mermaid(plan: Plan) -> str:
 
 
 def render_plan_json(plan: Plan) -> str:
-    return json.dumps(
+    return _json_step_per_line(
         {
             "mode": plan.mode,
             "target": plan.target.triple,
@@ -181,9 +180,23 @@ def render_plan_json(plan: Plan) -> str:
                 }
                 for s in plan.steps.values()
             ],
-        },
-        indent=2,
+        }
     )
+
+
+def _json_step_per_line(document: Mapping[str, object]) -> str:
+    """`document` as JSON, one key per line and each of its `steps` on a line of its own:
+    as easy to read and grep as an indented dump, and written by json's C encoder
+    (`indent` selects the pure-Python one: 0.5 s for a 10,000-step plan, issue 17)."""
+    lines = []
+    for key, value in document.items():
+        if key == "steps" and isinstance(value, list) and value:
+            rows = ",\n".join(f"    {json.dumps(step)}" for step in value)
+            text = f"[\n{rows}\n  ]"
+        else:
+            text = json.dumps(value)
+        lines.append(f"  {json.dumps(key)}: {text}")
+    return "{\n" + ",\n".join(lines) + "\n}"
 
 
 def _relative(path: Path, root: Path) -> str:

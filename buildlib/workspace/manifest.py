@@ -14,6 +14,7 @@ their meaning. A manifest without `[modes]` has one implicit mode, `default`.
 from __future__ import annotations
 
 import contextlib
+import os
 import posixpath
 import re
 from collections.abc import Mapping
@@ -310,6 +311,8 @@ class _Checker:
         return value
 
     def template(self, text: str, *, step: str | None, key: str) -> None:
+        if "{" not in text and "}" not in text:
+            return  # most strings hold no template: no regex pass for them
         for match in TEMPLATE_TOKEN.finditer(text):
             token = match.group(0)
             if token in ("{", "}"):
@@ -632,7 +635,7 @@ def _check_directories(check: _Checker, steps: Mapping[str, StepSpec], *, versio
     could only fail when it starts. One stat per distinct directory."""
     import stat
 
-    root = check.path.parent
+    root = os.fspath(check.path.parent)  # strings: one stat per directory, no Path objects
     seen: dict[str, str | None] = {".": None}  # cwd -> the problem with it, or None
     for step in steps.values():
         cwd = step.cwd.replace("\\", "/").strip("/")
@@ -641,7 +644,7 @@ def _check_directories(check: _Checker, steps: Mapping[str, StepSpec], *, versio
             continue  # the root, or known only once templates are filled (plan time)
         if cwd not in seen:
             try:
-                is_dir = stat.S_ISDIR((root / cwd).stat().st_mode)
+                is_dir = stat.S_ISDIR(os.stat(f"{root}/{cwd}").st_mode)  # noqa: PTH116 - strings
                 seen[cwd] = None if is_dir else "is a file, not a directory"
             except FileNotFoundError:
                 seen[cwd] = (
