@@ -263,6 +263,47 @@ def test_diff_names_per_step_what_differs_between_two_reports(tmp_path: Path) ->
     ]
 
 
+def test_a_no_op_report_leaves_components_in_the_state_and_diff_reads_them(
+    tmp_path: Path,
+) -> None:
+    """A no-op reads no step's record (issue 17: 10,000 files on 10,000 steps): its report
+    has no components for steps up to date, and `diff` takes them from the state beside
+    the report, as long as that state is of the report's fingerprint."""
+    laptop = make_workspace(tmp_path / "laptop", "repo")
+    ok(laptop.build(GREETING="hello"))
+    ok(laptop.build(GREETING="hello"))
+    assert laptop.ran() == []
+    assert {s["fingerprint_components"] is None for s in laptop.report()["steps"]} == {True}
+    ci = make_workspace(tmp_path / "ci", "repo")
+    (ci.root / "src/a.txt").write_text("gamma\n")
+    ok(ci.build(GREETING="hello"))
+    latest = laptop.root / ".buildlib/reports/latest.json"
+    ci_report = tmp_path / "ci.json"
+    ci_report.write_bytes((ci.root / ".buildlib/reports/latest.json").read_bytes())
+    proc = buildlib(laptop, "diff", str(latest), str(ci_report))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert proc.stdout.splitlines()[2:] == [
+        "gen:",
+        "  file src/a.txt differs",
+        "pack:",
+        "  dependency gen's outputs differ",
+    ]
+    moved = tmp_path / "laptop.json"
+    moved.write_bytes(latest.read_bytes())
+    proc = buildlib(laptop, "diff", str(moved), str(ci_report))
+    assert proc.returncode == 1
+    assert (
+        "no components recorded in A (the step failed or never ran there; or it was up to "
+        "date and the report is away from the .buildlib/reports/" in proc.stdout
+    )
+    (laptop.root / "src/a.txt").write_text("gamma\n")
+    ok(laptop.build(GREETING="hello"))  # the state moves on: the old report's records are gone
+    old_noop = laptop.root / ".buildlib/reports" / moved.name
+    old_noop.write_bytes(moved.read_bytes())
+    proc = buildlib(laptop, "diff", str(old_noop), str(ci_report))
+    assert "gen:\n  fingerprints differ; no components recorded in A" in proc.stdout
+
+
 def test_bad_input_gets_a_clear_error_not_a_traceback(tmp_path: Path) -> None:
     ws = make_workspace(tmp_path)
     ok(ws.build())

@@ -47,6 +47,8 @@ def diff_options(parser: argparse.ArgumentParser) -> None:
 def diff_command(args: argparse.Namespace, context: None) -> int:
     del context
     a, b = load_report(args.report_a), load_report(args.report_b)
+    for report, path in ((a, args.report_a), (b, args.report_b)):
+        fill_recorded_components(report, path)
     lines, differ = diff_reports(a, b, every_step=args.all)
     print(f"A: {args.report_a} ({_describe(a)})")
     print(f"B: {args.report_b} ({_describe(b)})")
@@ -74,6 +76,30 @@ def load_report(path: Path) -> dict[str, Any]:
         if not isinstance(step, dict) or not isinstance(step.get("name"), str):
             raise ReportError(f"{path}: steps[{index}] has no name", fix=fix)
     return data
+
+
+def fill_recorded_components(report: dict[str, Any], path: Path) -> None:
+    """Give each step that was up to date the components its fingerprint was recorded
+    with, read from the state of the workspace that wrote the report (a report keeps
+    only the components of the steps its build ran or restored): when `path` lies in
+    `<workspace>/.buildlib/reports/` and that record is of the same fingerprint."""
+    from buildlib.core.layout import BuildDir
+    from buildlib.run.step_state import StepState
+
+    reports = path.resolve().parent
+    if reports.name != "reports" or reports.parent.name != ".buildlib":
+        return  # a report moved away from its workspace: only what it holds
+    mode, target = report.get("mode"), report.get("target")
+    if not isinstance(mode, str) or not isinstance(target, str):
+        return
+    state = StepState(reports.parent / "state" / BuildDir.tag(mode, target))
+    for step in report["steps"]:
+        if step.get("fingerprint_components") is not None or step.get("outcome") != "cached":
+            continue
+        details = state.details(step["name"])
+        components = details.get("components")
+        if details.get("digest") == step.get("fingerprint") and isinstance(components, dict):
+            step["fingerprint_components"] = components
 
 
 def diff_reports(
@@ -117,7 +143,9 @@ def _step_lines(a: dict[str, Any], b: dict[str, Any]) -> list[str] | None:
         missing = " and ".join(side for side, c in (("A", mine), ("B", theirs)) if c is None)
         return [
             f"fingerprints differ; no components recorded in {missing} (the step "
-            "failed or never ran there, or an older buildlib wrote the report)"
+            "failed or never ran there; or it was up to date and the report is away "
+            "from the .buildlib/reports/ of the workspace that wrote it, whose state "
+            "holds them; or an older buildlib wrote the report)"
         ]
     found = differences(mine, theirs, SIDES)
     return found or ["no component differs, but the digests do (another buildlib version?)"]

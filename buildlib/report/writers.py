@@ -116,16 +116,18 @@ def _step_to_json(
 
 
 def fingerprint_components(record: BuildRecord, build_dir: BuildDir) -> dict[str, dict[str, str]]:
-    """Each step's fingerprint components, from the records its success or restore left
-    (`run/step_state.py`), kept only when they are of the fingerprint this build saw:
-    what `buildlib diff` compares between two builds (docs/explain-miss.md). A failed
-    step has none."""
+    """The fingerprint components of each step the build ran or restored, from the
+    records its success or restore left (`run/step_state.py`), kept only when they are
+    of the fingerprint this build saw: what `buildlib diff` compares between two builds
+    (docs/explain-miss.md). A failed step has none; nor has a step up to date, whose
+    record is the one an earlier build left (`diff` reads it there): a no-op reads no
+    step's record, where reading them all cost 10,000 files on 10,000 steps (issue 17)."""
     from buildlib.run.step_state import StepState
 
     state = StepState(build_dir.state(record.mode, record.target))
     found: dict[str, dict[str, str]] = {}
     for step in record.steps:
-        if step.fingerprint is None or not step.outcome.ok:
+        if step.fingerprint is None or step.outcome not in (Outcome.BUILT, Outcome.RESTORED):
             continue
         details = state.details(step.name)
         components = details.get("components")
