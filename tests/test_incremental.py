@@ -36,6 +36,30 @@ def test_no_op_rebuild_runs_nothing(ws: Workspace) -> None:
     assert set(ws.outcomes().values()) == {"cached"}
 
 
+def test_a_no_op_writes_back_the_log_of_an_up_to_date_step_whose_log_is_gone(
+    ws: Workspace,
+) -> None:
+    """The logs a build finds are listed once (not a stat per step): one deleted log, or
+    the whole directory, comes back from the step's record; the others are not rewritten."""
+    ok(ws.build())
+    logs = next((ws.root / ".buildlib/logs").iterdir())
+    before = {p.name: (p.read_text(), p.stat().st_mtime_ns) for p in logs.iterdir()}
+    assert set(before) == {"gen.log", "other.log", "pack.log"}
+    (logs / "gen.log").unlink()
+    ok(ws.build())
+    assert ws.ran() == []
+    after = {p.name: (p.read_text(), p.stat().st_mtime_ns) for p in logs.iterdir()}
+    assert after["gen.log"][0] == before["gen.log"][0]
+    assert after["other.log"] == before["other.log"] and after["pack.log"] == before["pack.log"]
+    for path in logs.iterdir():
+        path.unlink()
+    logs.rmdir()
+    ok(ws.build())
+    assert {p.name: p.read_text() for p in logs.iterdir()} == {
+        name: text for name, (text, _) in before.items()
+    }
+
+
 def test_changing_one_input_reruns_only_what_is_downstream(ws: Workspace) -> None:
     ok(ws.build())
     (ws.root / "src" / "b.txt").write_text("beta two\n")

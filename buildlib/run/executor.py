@@ -118,6 +118,7 @@ class Executor:
         self._envs: dict[frozenset[tuple[str, str]], tuple[dict[str, str], dict[bytes, bytes]]] = {}
         self._programs: dict[tuple[str, str | None, Path], str] = {}
         self._t0 = 0.0
+        self._logs_present: frozenset[str] = frozenset()
         self.build_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
 
     # -- the scheduling thread -------------------------------------------------------------
@@ -132,6 +133,9 @@ class Executor:
             free_workers=list(range(options.jobs)),
         )
         options.log_dir.mkdir(parents=True, exist_ok=True)
+        # The logs there now: one listing, where asking each up-to-date step whether its
+        # log is still there cost a stat per step (10,000 on a 10,000-step no-op).
+        self._logs_present = frozenset(p.name for p in options.log_dir.iterdir())
         self._t0 = time.monotonic()
         started_at = datetime.now(UTC).isoformat(timespec="seconds")
         self.reporter.build_started(
@@ -422,7 +426,7 @@ class Executor:
         # the stored log. A no-op build writes no file per step.
         if decision.outcome is not Outcome.CACHED:
             write_text_atomic(log_path, decision.replay_log)
-        elif not log_path.exists():
+        elif log_path.name not in self._logs_present:
             write_text_atomic(log_path, self.gate.stored_log(step))
         job.record = StepRecord(
             name=step.name,
