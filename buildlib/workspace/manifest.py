@@ -226,7 +226,9 @@ class _Checker:
     def strings(
         self, table: Mapping[str, Any], key: str, *, step: str | None = None, template: bool = True
     ) -> tuple[str, ...]:
-        value = table.get(key, [])
+        if key not in table:
+            return ()  # most keys of most steps are absent: no checks to run on them
+        value = table[key]
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise self.error(
                 f"expected a list of strings, got {_type_name(value)}",
@@ -250,7 +252,9 @@ class _Checker:
         label: str | None = None,
     ) -> dict[str, str]:
         """`label`: how errors name the key (default `key`), e.g. `modes.test.env`."""
-        value = table.get(key, {})
+        if key not in table:
+            return {}
+        value = table[key]
         if not isinstance(value, dict):
             raise self.error(
                 f"expected a table of strings, got {_type_name(value)}",
