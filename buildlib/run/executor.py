@@ -426,7 +426,7 @@ class Executor:
         # the stored log. A no-op build writes no file per step.
         if decision.outcome is not Outcome.CACHED:
             write_text_atomic(log_path, decision.replay_log)
-        elif log_path.name not in self._logs_present:
+        elif f"{step.name}.log" not in self._logs_present:
             write_text_atomic(log_path, self.gate.stored_log(step))
         job.record = StepRecord(
             name=step.name,
