@@ -135,7 +135,8 @@ class Executor:
         options.log_dir.mkdir(parents=True, exist_ok=True)
         # The logs there now: one listing, where asking each up-to-date step whether its
         # log is still there cost a stat per step (10,000 on a 10,000-step no-op).
-        self._logs_present = frozenset(p.name for p in options.log_dir.iterdir())
+        with os.scandir(options.log_dir) as listing:  # names only: no Path per log
+            self._logs_present = frozenset(entry.name for entry in listing)
         self._t0 = time.monotonic()
         started_at = datetime.now(UTC).isoformat(timespec="seconds")
         self.reporter.build_started(
