@@ -318,7 +318,9 @@ def _plan_step(
             output: spec.store[pattern]
             for pattern, output in zip(spec.outputs, outputs, strict=True)
             if pattern in spec.store
-        },
+        }
+        if spec.store
+        else {},
         service=spec.service,
         restart_on=paths.of("restart_on", spec.restart_on),
         restart_on_deps=spec.restart_on_deps,
@@ -336,6 +338,8 @@ class StepPaths:
         self.manifest, self.spec, self.cwd, self.fill = manifest, spec, cwd, fill
 
     def of(self, key: str, patterns: Sequence[str]) -> tuple[str, ...]:
+        if not patterns:
+            return ()
         filled = [self.fill(p, key) for p in patterns]
         if self.manifest.version < 2:
             return tuple(filled)
