@@ -267,8 +267,9 @@ def test_a_no_op_report_leaves_components_in_the_state_and_diff_reads_them(
     tmp_path: Path,
 ) -> None:
     """A no-op reads no step's record (issue 17: 10,000 files on 10,000 steps): its report
-    has no components for steps up to date, and `diff` takes them from the state beside
-    the report, as long as that state is of the report's fingerprint."""
+    has no components for steps up to date, and `diff` takes them from the state of the
+    workspace that wrote it (beside the report, or the report's `workspace` for a copy),
+    as long as that state is of the report's fingerprint."""
     laptop = make_workspace(tmp_path / "laptop", "repo")
     ok(laptop.build(GREETING="hello"))
     ok(laptop.build(GREETING="hello"))
@@ -288,13 +289,22 @@ def test_a_no_op_report_leaves_components_in_the_state_and_diff_reads_them(
         "pack:",
         "  dependency gen's outputs differ",
     ]
-    moved = tmp_path / "laptop.json"
+    expected = proc.stdout.splitlines()[2:]
+    moved = tmp_path / "laptop.json"  # a copy: found through its `workspace`
     moved.write_bytes(latest.read_bytes())
     proc = buildlib(laptop, "diff", str(moved), str(ci_report))
     assert proc.returncode == 1
+    assert proc.stdout.splitlines()[2:] == expected
+    elsewhere = json.loads(latest.read_text())
+    elsewhere["workspace"] = str(tmp_path / "another-machine")
+    away = tmp_path / "away.json"
+    away.write_text(json.dumps(elsewhere))
+    proc = buildlib(laptop, "diff", str(away), str(ci_report))
+    assert proc.returncode == 1
     assert (
         "no components recorded in A (the step failed or never ran there; or it was up to "
-        "date and the report is away from the .buildlib/reports/" in proc.stdout
+        "date and the state of the workspace that wrote the report, which holds them, is "
+        "not on this machine or has moved on" in proc.stdout
     )
     (laptop.root / "src/a.txt").write_text("gamma\n")
     ok(laptop.build(GREETING="hello"))  # the state moves on: the old report's records are gone

@@ -80,19 +80,24 @@ def load_report(path: Path) -> dict[str, Any]:
 
 def fill_recorded_components(report: dict[str, Any], path: Path) -> None:
     """Give each step that was up to date the components its fingerprint was recorded
-    with, read from the state of the workspace that wrote the report (a report keeps
-    only the components of the steps its build ran or restored): when `path` lies in
-    `<workspace>/.buildlib/reports/` and that record is of the same fingerprint."""
+    with (a report keeps only those of the steps its build ran or restored), read from
+    the state of the workspace that wrote it: the one whose `.buildlib/reports/` holds
+    `path`, else the report's own `workspace`, when that is on this machine. Only a
+    record of the same fingerprint counts."""
     from buildlib.core.layout import BuildDir
     from buildlib.run.step_state import StepState
 
-    reports = path.resolve().parent
-    if reports.name != "reports" or reports.parent.name != ".buildlib":
-        return  # a report moved away from its workspace: only what it holds
     mode, target = report.get("mode"), report.get("target")
     if not isinstance(mode, str) or not isinstance(target, str):
         return
-    state = StepState(reports.parent / "state" / BuildDir.tag(mode, target))
+    reports = path.absolute().parent
+    if reports.name == "reports" and reports.parent.name == ".buildlib":
+        build_dir = reports.parent
+    elif isinstance(report.get("workspace"), str):
+        build_dir = Path(report["workspace"]) / ".buildlib"
+    else:
+        return
+    state = StepState(build_dir / "state" / BuildDir.tag(mode, target))
     for step in report["steps"]:
         if step.get("fingerprint_components") is not None or step.get("outcome") != "cached":
             continue
@@ -143,9 +148,9 @@ def _step_lines(a: dict[str, Any], b: dict[str, Any]) -> list[str] | None:
         missing = " and ".join(side for side, c in (("A", mine), ("B", theirs)) if c is None)
         return [
             f"fingerprints differ; no components recorded in {missing} (the step "
-            "failed or never ran there; or it was up to date and the report is away "
-            "from the .buildlib/reports/ of the workspace that wrote it, whose state "
-            "holds them; or an older buildlib wrote the report)"
+            "failed or never ran there; or it was up to date and the state of the "
+            "workspace that wrote the report, which holds them, is not on this machine "
+            "or has moved on; or an older buildlib wrote the report)"
         ]
     found = differences(mine, theirs, SIDES)
     return found or ["no component differs, but the digests do (another buildlib version?)"]
