@@ -517,9 +517,9 @@ class FileHasher:
         root = self._root_str
         paths = rel_paths if isinstance(rel_paths, list) else list(rel_paths)
         # The entries of these paths, copied under the lock: the lstats then run outside
-        # it, so the build's job threads stat at once (holding the lock through them made
-        # a 10,000-step no-op slower on 2 threads than on 1). An entry another thread
-        # replaces meanwhile is only older: a file it no longer matches is hashed again.
+        # it, so the build's job threads can stat at once instead of taking turns. An
+        # entry another thread replaces meanwhile is only older: a file it no longer
+        # matches (any write changes its ctime) is hashed again.
         with self._lock:
             entries = self._load()
             known = {rel: entries[rel] for rel in paths if rel in entries}

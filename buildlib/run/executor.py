@@ -136,7 +136,9 @@ class Executor:
         # The logs there now: one listing, where asking each up-to-date step whether its
         # log is still there cost a stat per step (10,000 on a 10,000-step no-op).
         with os.scandir(options.log_dir) as listing:  # names only: no Path per log
-            self._logs_present = frozenset(entry.name for entry in listing)
+            self._logs_present = frozenset(
+                entry.name for entry in listing if entry.is_file(follow_symlinks=False)
+            )
         self._t0 = time.monotonic()
         started_at = datetime.now(UTC).isoformat(timespec="seconds")
         self.reporter.build_started(
