@@ -6,6 +6,7 @@ nginx for the remote cache; nothing runs and nothing is recorded."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -196,3 +197,32 @@ def test_a_dry_run_piped_to_head_is_quiet(tmp_path: Path) -> None:
         timeout=120,
     )
     assert proc.stdout.startswith("plan: mode=development") and proc.stderr == ""
+
+
+def test_json_plans_hold_one_step_per_line_and_parse(tmp_path: Path) -> None:
+    """`plan` and `build --dry-run --json` write each step on a line of its own (json's C
+    encoder, where `indent` took 0.5 s on 10,000 steps): valid JSON with non-ASCII text,
+    and a line per step that `grep` can pick out."""
+    ws = make_workspace(tmp_path)
+    ws.add_steps("""
+        [[step]]
+        name = "unicode"
+        description = "café \u2028 {braces} ü"
+        command = ["echo", "naïve"]
+        """)
+    proc = subprocess.run(
+        [sys.executable, "-m", "buildlib", "plan"],
+        cwd=ws.root,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        check=False,
+    )
+    ok(proc)
+    for text in (proc.stdout, dry(ws, "--json").stdout):
+        data = json.loads(text)
+        names = [s["name"] for s in data["steps"]]
+        assert "unicode" in names
+        lines = [line for line in text.splitlines() if line.startswith('    {"name": ')]
+        assert [json.loads(line.rstrip(","))["name"] for line in lines] == names
+    assert data["steps"][names.index("unicode")]["description"] == "café \u2028 {braces} ü"

@@ -394,6 +394,50 @@ def test_concurrent_callers_agree(tree: Path) -> None:
     assert results == [expected] * 4
 
 
+def test_threads_hashing_while_a_file_changes_never_keep_a_stale_digest(tree: Path) -> None:
+    """hash_files compares stats outside the hasher's lock, against a copy of the entries:
+    while one file is replaced (size, ctime and inode change each time), every digest returned
+    for it is of some content it held, every caller's count adds up, and once the writes
+    stop the next call sees the last content, never a stale entry."""
+    for i in range(50):
+        write(tree, f"many/f{i}.txt", f"file {i}")
+    hasher = FileHasher(tree, clock=future_clock)
+    files = hasher.expand(["many"])
+    contents = [f"version {n} " * (n + 1) for n in range(60)]
+    written = {sha(c.encode()) for c in contents} | {sha(b"file 7")}
+    stop = threading.Event()
+    seen: list[str] = []
+    errors: list[BaseException] = []
+
+    def reader() -> None:
+        try:
+            while not stop.is_set():
+                keys: dict[str, tuple[int, int, int, int]] = {}
+                result = hasher.hash_files(files, keys)
+                assert set(result) == set(files) == set(keys)
+                seen.append(result["many/f7.txt"])
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=reader) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for text in contents:  # whole versions only (a rewrite in place has empty moments)
+        (tree / "many/f7.tmp").write_text(text)
+        (tree / "many/f7.tmp").replace(tree / "many/f7.txt")
+        time.sleep(0.002)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert seen and set(seen) <= written
+    final = FileHasher(tree, clock=future_clock)
+    assert hasher.hash_files(["many/f7.txt"]) == {"many/f7.txt": sha(contents[-1].encode())}
+    assert final.hash_files(["many/f7.txt"]) == {"many/f7.txt": sha(contents[-1].encode())}
+    counted = hasher.counters.files_hashed + hasher.counters.files_reused
+    assert counted == len(files) * len(seen) + 1
+
+
 @pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
 def test_unreadable_file_is_a_clear_error(tmp_path: Path) -> None:
     path = write(tmp_path, "secret.txt", "s")
