@@ -103,3 +103,21 @@ def test_turbo_sees_the_same_graph(tmp_path: Path) -> None:
             "package.json",
             *(f"src/m{i:02d}.js" for i in range(20)),
         }
+
+
+def test_an_edit_must_run_what_a_changed_output_reaches_and_no_more(tmp_path: Path) -> None:
+    """The edit check of `measure` judges early cutoff from the outputs on disk: in a chain
+    a -> b -> c -> d (and e beside c, on b too), after editing a, c runs only when b's
+    output changed, d only when c's did."""
+    from benchmarks.monorepo_measure import must_run
+
+    repo = monorepo.Monorepo(
+        root=tmp_path,
+        names=("a", "b", "c", "d", "e"),
+        deps={"a": (), "b": ("a",), "c": ("b",), "d": ("c",), "e": ("b",)},
+        files_per_package=1,
+    )
+    before = {"b": "1", "c": "1", "d": "1", "e": "1"}
+    assert must_run(repo, "a", before, dict(before)) == {"a", "b"}
+    assert must_run(repo, "a", before, {**before, "b": "2"}) == {"a", "b", "c", "e"}
+    assert must_run(repo, "a", before, {**before, "b": "2", "c": "2"}) == {"a", "b", "c", "d", "e"}
