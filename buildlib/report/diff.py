@@ -101,10 +101,9 @@ def fill_recorded_components(report: dict[str, Any], path: Path) -> None:
     for step in report["steps"]:
         if step.get("fingerprint_components") is not None or step.get("outcome") != "cached":
             continue
-        details = state.details(step["name"])
-        components = details.get("components")
-        if details.get("digest") == step.get("fingerprint") and isinstance(components, dict):
-            step["fingerprint_components"] = components
+        fingerprint = step.get("fingerprint")
+        if isinstance(fingerprint, str):
+            step["fingerprint_components"] = state.components(step["name"], fingerprint)
 
 
 def diff_reports(

@@ -129,10 +129,9 @@ def fingerprint_components(record: BuildRecord, build_dir: BuildDir) -> dict[str
     for step in record.steps:
         if step.fingerprint is None or step.outcome not in (Outcome.BUILT, Outcome.RESTORED):
             continue
-        details = state.details(step.name)
-        components = details.get("components")
-        if details.get("digest") == step.fingerprint and isinstance(components, dict):
-            found[step.name] = {str(k): str(v) for k, v in components.items()}
+        components = state.components(step.name, step.fingerprint)
+        if components is not None:
+            found[step.name] = components
     return found
 
 

@@ -55,6 +55,15 @@ class StepState:
             return {}
         return data if isinstance(data, dict) else {}
 
+    def components(self, step: str, digest: str) -> dict[str, str] | None:
+        """The fingerprint components the step's record holds, when that record is of
+        `digest`; None otherwise (another fingerprint, or no readable record)."""
+        details = self.details(step)
+        found = details.get("components")
+        if details.get("digest") != digest or not isinstance(found, dict):
+            return None
+        return {str(k): str(v) for k, v in found.items()}
+
     def record(
         self,
         step: str,
