@@ -533,10 +533,10 @@ class FileHasher:
                 keys[rel] = (cached[0], cached[1], cached[2], cached[3])
             for rel, key, _is_link in todo:
                 keys[rel] = key
-        with self._lock:
-            self.counters.files_reused += len(result)
+        reused = len(result)
         hashed = self._hash_all([(f"{root}/{rel}", is_link, key[0]) for rel, key, is_link in todo])
         with self._lock:
+            self.counters.files_reused += reused
             for (rel, key, _), outcome in zip(todo, hashed, strict=True):
                 if outcome is None:
                     continue
