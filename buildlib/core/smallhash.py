@@ -5,6 +5,12 @@ paid at start-up although a no-op build hashes only short strings. CPython's bui
 sha256 (HACL* since 3.12) loads in ~0.4 ms and is as fast on strings of a few hundred bytes (~1 us).
 It is ~5x slower on large data, so file contents keep using `hashlib`, imported where
 files are hashed. Both give the same digests.
+
+Data is fed in pieces shorter than 2,048 bytes, the size from which CPython's hashes
+release the GIL. For a fingerprint of a few kilobytes the release costs more than the
+hash, and while the build's other job threads run Python, taking the GIL back waits
+for one of them to let go: 20,000 hashes of 2,100 bytes took 0.35 s alone and 2.4 s
+beside a busy thread; fed in pieces, 0.32 s and 0.65 s.
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ from typing import Protocol
 
 
 class _Digest(Protocol):
+    def update(self, data: bytes | memoryview, /) -> None: ...
+
     def hexdigest(self) -> str: ...
 
 
@@ -33,6 +41,15 @@ def _builtin_sha256() -> Callable[[bytes], _Digest]:
 _sha256 = _builtin_sha256()
 
 
+_PIECE = 2047  # below HASHLIB_GIL_MINSIZE (2048): the hash keeps the GIL
+
+
 def sha256_hex(data: bytes) -> str:
     """The hex sha256 of `data` (meant for short data; see the module docstring)."""
-    return _sha256(data).hexdigest()
+    if len(data) <= _PIECE:
+        return _sha256(data).hexdigest()
+    digest = _sha256(b"")
+    view = memoryview(data)
+    for start in range(0, len(data), _PIECE):
+        digest.update(view[start : start + _PIECE])
+    return digest.hexdigest()
