@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 from helpers import run_without_dac_override
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from buildlib.incremental import filehash, statscan
 from buildlib.incremental.statscan import CachedEntry, StatKey, check_stats, lstat_keys
@@ -280,6 +282,11 @@ def walked(
         (["web", "src/*.rs"], []),
         (["**"], ["**/deep/**"]),
         (["**"], ["**/*.log"]),  # a general exclude: the Python walk throughout
+        (["web/src/**"], []),  # a prefix the C walk opens itself
+        (["web/link-to-src/**"], []),  # a prefix through a symlink: nothing
+        (["web/src/text-link/**"], []),  # a prefix that is a symlink to a file: that file
+        (["web/index.html/**", "web/dangling/**"], []),
+        (["missing/deeper/**", "web/src/deep/er/**"], []),
     ],
 )
 def test_the_c_walk_lists_what_the_python_walk_lists(
@@ -311,8 +318,53 @@ def test_the_c_walk_lists_what_the_python_walk_lists(
     c = walked(root, patterns, exclude, c_walk=True, monkeypatch=monkeypatch)
     python = walked(root, patterns, exclude, c_walk=False, monkeypatch=monkeypatch)
     assert c == python
-    assert c[0]  # the tree is not empty for any of these
+    assert c[0] or patterns == ["web/link-to-src/**"]
     assert statscan.walk_files(str(root), "", ("node_modules",)) is not None  # C did run
+
+
+@pytest.mark.skipif(not statscan.ACCELERATED, reason="_speedups is not built")
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    entries=st.lists(
+        st.tuples(
+            st.lists(st.sampled_from(["a", "b", "c"]), min_size=1, max_size=3),
+            st.sampled_from(["dir", "file", "link-dir", "link-file", "dangling"]),
+        ),
+        max_size=12,
+    ),
+    prefix=st.lists(st.sampled_from(["a", "b", "c"]), min_size=1, max_size=4),
+)
+def test_any_prefix_walks_the_same_in_c_and_python(
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    entries: list[tuple[list[str], str]],
+    prefix: list[str],
+) -> None:
+    # Whatever lies on the way to a glob's literal prefix (directories, files, symlinks to
+    # either, dangling ones, nothing), the C walk that opens the prefix itself finds what
+    # the Python walk finds after checking each component with lstat.
+    root = tmp_path_factory.mktemp("ws")
+    for parts, kind in entries:
+        path = root.joinpath(*parts)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if kind == "dir":
+                path.mkdir(exist_ok=True)
+                (path / "f").write_bytes(b"x")
+            elif kind == "file":
+                path.write_bytes(b"x")
+            else:
+                target = {"link-dir": root / "a", "link-file": root / "t", "dangling": "gone"}
+                path.symlink_to(target[kind])
+        except OSError:  # the place is taken, or lies through a symlink loop
+            continue
+    (root / "t").write_bytes(b"x")
+    patterns = ["/".join(prefix) + "/**"]
+    c = walked(root, patterns, [], c_walk=True, monkeypatch=monkeypatch)
+    python = walked(root, patterns, [], c_walk=False, monkeypatch=monkeypatch)
+    assert c == python
 
 
 @pytest.mark.skipif(not statscan.ACCELERATED, reason="_speedups is not built")

@@ -24,9 +24,13 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#if defined(__linux__)
+#include <linux/openat2.h>
+#include <sys/syscall.h>
+#endif
 
 /* Bumped whenever a function's contract changes, so a stale build is not used. */
-#define SPEEDUPS_ABI 4
+#define SPEEDUPS_ABI 5
 
 #if defined(__APPLE__)  /* the same fields under their BSD names */
 #define st_mtim st_mtimespec
@@ -450,7 +454,46 @@ typedef struct {
     long dirs;          /* directories listed */
     int error;          /* errno, or -1 for out of memory */
     char *error_dir;    /* the directory it is about (malloc'd), relative */
+    int no_start;       /* the start is not a directory reached through directories */
 } walk_result;
+
+/* Open `path` (relative to `root_fd`, no trailing '/'; "." for the root) as a directory
+ * reached through real directories only: no component, the last included, may be a
+ * symlink. One openat2 on Linux 5.6+, else one openat per component. */
+static int
+open_start(int root_fd, char *path)
+{
+    const int flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC;
+#if defined(__linux__) && defined(SYS_openat2) && defined(RESOLVE_NO_SYMLINKS)
+    struct open_how how = {.flags = flags, .resolve = RESOLVE_NO_SYMLINKS};
+    int fd = (int)syscall(SYS_openat2, root_fd, path, &how, sizeof how);
+    if (fd >= 0 || (errno != ENOSYS && errno != EPERM)) {  /* EPERM: a seccomp filter */
+        return fd;
+    }
+#endif
+    int current = root_fd;
+    char *name = path;
+    for (;;) {
+        char *slash = strchr(name, '/');
+        if (slash != NULL) {
+            *slash = '\0';
+        }
+        int next = openat(current, name, flags | O_NOFOLLOW);
+        int error = errno;
+        if (slash != NULL) {
+            *slash = '/';
+        }
+        if (current != root_fd) {
+            close(current);
+        }
+        if (next < 0 || slash == NULL) {
+            errno = error;
+            return next;
+        }
+        current = next;
+        name = slash + 1;
+    }
+}
 
 static int
 skipped(const char *name, const char *const *skip, Py_ssize_t skip_count)
@@ -466,8 +509,9 @@ skipped(const char *name, const char *const *skip, Py_ssize_t skip_count)
     return 0;
 }
 
-/* Depth-first from `start` (relative, "" or ending in '/'), never following a symlink
- * below it. Runs without the GIL. */
+/* Depth-first from `start` (relative, "" or ending in '/'), never following a symlink;
+ * `no_start` when start is not a directory reached through directories. Runs without
+ * the GIL. */
 static void
 walk_tree(int root_fd, size_t root_length, const char *start, const char *const *skip,
           Py_ssize_t skip_count, walk_result *out)
@@ -495,16 +539,24 @@ walk_tree(int root_fd, size_t root_length, const char *start, const char *const 
         }
         /* Opened without its trailing '/', which would make the kernel follow a symlink
          * that replaced the directory meanwhile, O_NOFOLLOW or not. */
-        int flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC | (first ? 0 : O_NOFOLLOW);
-        first = 0;
         if (dir_length > 0) {
             dir[dir_length - 1] = '\0';
         }
-        int fd = openat(root_fd, dir_length ? dir : ".", flags);
+        int fd = first ? open_start(root_fd, dir_length ? dir : ".")
+            : openat(root_fd, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
         if (dir_length > 0) {
             dir[dir_length - 1] = '/';
         }
         DIR *listing = fd < 0 ? NULL : fdopendir(fd);
+        if (listing == NULL && first) {  /* the caller finds out what the start is */
+            if (fd >= 0) {
+                close(fd);
+            }
+            out->no_start = 1;
+            free(dir);
+            break;
+        }
+        first = 0;
         if (listing == NULL) {
             int error = errno;
             if (fd >= 0) {
@@ -571,12 +623,14 @@ walk_tree(int root_fd, size_t root_length, const char *start, const char *const 
 }
 
 PyDoc_STRVAR(walk_files_doc,
-"walk_files(root, start, skip) -> (list, int)\n"
+"walk_files(root, start, skip) -> (list, int) or None\n"
 "\n"
 "The relative paths of every regular file and symlink under root/start (start is \"\"\n"
-"or ends in '/'), never following a symlink below start, leaving out any file or\n"
-"directory whose name is in the tuple `skip`; and how many directories were listed.\n"
-"A directory that vanishes meanwhile is skipped; any other error raises OSError.");
+"or ends in '/'), never following a symlink, leaving out any file or directory whose\n"
+"name is in the tuple `skip`; and how many directories were listed. None when start\n"
+"cannot be opened as a directory reached through directories only (missing, a file,\n"
+"a symlink or below one, unreadable). A directory below start that vanishes meanwhile\n"
+"is skipped; any other error raises OSError.");
 
 static PyObject *
 walk_files(PyObject *Py_UNUSED(module), PyObject *args)
@@ -593,7 +647,7 @@ walk_files(PyObject *Py_UNUSED(module), PyObject *args)
     const char **skip = skip_bytes == NULL ? NULL
         : PyMem_Calloc(skip_count ? skip_count : 1, sizeof *skip);
     PyObject *found = NULL, *result = NULL;
-    walk_result out = {{0}, 0, 0, NULL};
+    walk_result out = {{0}, 0, 0, NULL, 0};
     if (root == NULL || start == NULL || skip_bytes == NULL || skip == NULL) {
         if (!PyErr_Occurred()) {
             PyErr_NoMemory();
@@ -636,6 +690,10 @@ walk_files(PyObject *Py_UNUSED(module), PyObject *args)
     } else if (open_error != 0) {
         errno = open_error;
         PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, root_str);
+        goto done;
+    }
+    if (out.no_start) {
+        result = Py_NewRef(Py_None);
         goto done;
     }
     if (out.error == -1) {

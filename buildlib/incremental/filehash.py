@@ -203,6 +203,7 @@ class _Query:
     ) -> None:
         self.includes = includes
         self.names = names  # excluded directory names (`**/node_modules/**`)
+        self.skip = tuple(sorted(names))
         self.excluded = excluded
         self._included: Callable[[str], re.Match[str] | None] | None = None
 
@@ -401,6 +402,10 @@ class FileHasher:
                 excluded is not None and excluded("/" + "/".join(root[:end]))
             ):
                 return
+        # The common case (`packages/p0001/src/**`) in one call: the C walk checks that
+        # the prefix is made of real directories, as `_kind` does, and lists below it.
+        if everything and excluded is None and self._walk_in_c(rel + "/", query.skip, found):
+            return
         kind = self._kind(root)
         if kind == "dir":
             self._walk(rel + "/", None if everything else states, query, found)
@@ -443,7 +448,7 @@ class FileHasher:
             query.names,
         )
         stack: list[tuple[str, tuple[frozenset[int], ...] | None]] = [(start, states)]
-        skip = tuple(sorted(names))
+        skip = query.skip
         in_c = excluded is None  # until the C walk fails once: then Python walks the rest
         while stack:
             prefix, inc = stack.pop()

@@ -34,7 +34,7 @@ _CheckStats = Callable[
     list[tuple[str, StatKey, bool]],
 ]
 
-_WalkFiles = Callable[[str, str, tuple[str, ...]], tuple[list[str], int]]
+_WalkFiles = Callable[[str, str, tuple[str, ...]], tuple[list[str], int] | None]
 
 _c_check_stats: _CheckStats | None
 _c_walk_files: _WalkFiles | None
@@ -43,7 +43,7 @@ try:
 except ImportError:  # pragma: no cover - depends on the install
     _c_check_stats = _c_walk_files = None
 else:  # a stale build from an older source (another ABI) may have another contract
-    current = getattr(_speedups, "ABI", None) == 4
+    current = getattr(_speedups, "ABI", None) == 5
     _c_check_stats = _speedups.check_stats if current else None
     _c_walk_files = _speedups.walk_files if current else None
 if codecs.lookup(sys.getfilesystemencoding()).name != "utf-8":
@@ -112,10 +112,11 @@ def lstat_keys(
 
 def walk_files(root: str, start: str, skip: Iterable[str]) -> tuple[list[str], int] | None:
     """Every regular file and symlink under `root`/`start` (`start` is "" or ends in
-    "/"), as relative paths, never following a symlink below `start` and leaving out
-    any entry named in `skip`; and the number of directories listed. None when the C
-    module is not in use or the walk met an error: the caller then walks in Python,
-    which skips or reports exactly as it always does."""
+    "/"), as relative paths, never following a symlink and leaving out any entry named
+    in `skip`; and the number of directories listed. None when the C module is not in
+    use, when `start` is not a directory reached through directories only (missing, a
+    file, a symlink or below one), or when the walk met an error: the caller then finds
+    out in Python, which skips or reports exactly as it always does."""
     if _c_walk_files is None:
         return None
     try:
