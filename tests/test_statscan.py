@@ -356,8 +356,12 @@ def test_any_prefix_walks_the_same_in_c_and_python(
             elif kind == "file":
                 path.write_bytes(b"x")
             else:
-                target = {"link-dir": root / "a", "link-file": root / "t", "dangling": "gone"}
-                path.symlink_to(target[kind])
+                targets: dict[str, Path] = {
+                    "link-dir": root / "a",
+                    "link-file": root / "t",
+                    "dangling": root / "gone",
+                }
+                path.symlink_to(targets[kind])
         except OSError:  # the place is taken, or lies through a symlink loop
             continue
     (root / "t").write_bytes(b"x")
