@@ -66,6 +66,9 @@ class Fingerprint:
     digest: str
     components: Mapping[str, str] = field(compare=False)
     stat_keys: Mapping[str, tuple[int, int, int, int]] = field(compare=False, default_factory=dict)
+    # The digests of `compute_fingerprint`'s `also_hash` files as they are now (missing
+    # ones left out); not part of the fingerprint.
+    also_hashed: Mapping[str, str] = field(compare=False, default_factory=dict)
 
     @property
     def input_files(self) -> list[str]:
@@ -84,8 +87,11 @@ def compute_fingerprint(
     mode: str,
     target: str,
     git: GitFiles | None = None,
+    also_hash: Sequence[str] = (),
 ) -> Fingerprint:
-    """Hash everything that can change `step`'s outputs.
+    """Hash everything that can change `step`'s outputs; and the files `also_hash` names,
+    in the same stat pass (the outputs recorded at the step's last success, which must
+    be intact for it to be up to date: a no-op build needs both), into `also_hashed`.
 
     `tool_versions` must hold every tool in `step.tools` (a missing one is a bug in the
     caller). `dep_fingerprints` holds, for each dependency, the digest of its outputs
@@ -120,10 +126,35 @@ def compute_fingerprint(
         if name in dep_fingerprints:
             components[f"dep:{name}"] = dep_fingerprints[name]
     keys: dict[str, tuple[int, int, int, int]] = {}
-    for rel, digest in hasher.hash_files(files, keys).items():
+    hashed, also_hashed = _hash_files(hasher, files, also_hash, keys)
+    for rel, digest in hashed.items():
         components[f"file:{rel}"] = digest
     return Fingerprint(
-        digest=digest_of(components), components=MappingProxyType(components), stat_keys=keys
+        digest=digest_of(components),
+        components=MappingProxyType(components),
+        stat_keys=keys,
+        also_hashed=also_hashed,
+    )
+
+
+def _hash_files(
+    hasher: FileHasher,
+    files: list[str],
+    also_hash: Sequence[str],
+    keys: dict[str, tuple[int, int, int, int]],
+) -> tuple[dict[str, str], dict[str, str]]:
+    """The digests of `files` and of `also_hash`, in one stat pass; `keys` receives the
+    stat keys of `files` only (the changed-while-it-ran check is about inputs)."""
+    if not also_hash:
+        return hasher.hash_files(files, keys), {}
+    digests = hasher.hash_files([*files, *also_hash], keys)
+    inputs = set(files)
+    for rel in also_hash:
+        if rel not in inputs:
+            keys.pop(rel, None)
+    return (
+        {rel: digests[rel] for rel in files if rel in digests},
+        {rel: digests[rel] for rel in also_hash if rel in digests},
     )
 
 

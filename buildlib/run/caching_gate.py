@@ -131,6 +131,7 @@ class CachingGate:
         fingerprint matches its last success; a stale one runs."""
         with self._lock:
             tools = self._tool_versions()
+        previous = self.state.get(step.name)
         # FileHasher is thread-safe: steps fingerprint in parallel. The stat keys of the
         # inputs are taken before their contents are read (see inputs_changed_since).
         fingerprint = compute_fingerprint(
@@ -143,16 +144,16 @@ class CachingGate:
             mode=self.plan.mode,
             target=self.plan.target.triple,
             git=self.git,
+            also_hash=self._outputs_to_check(step, previous, resumed=resumed),
         )
         self._warn_no_git(step)
-        previous = self.state.get(step.name)
         if not resumed and (self.forced is None or step.name in self.forced):
             return self._run(fingerprint, ("forced",))
         if not step.cacheable and not resumed:
             return self._run(fingerprint, ("caching is off for this step (cache = false)",))
         reasons: list[str] = []
         if previous is not None and previous[0] == fingerprint.digest:
-            broken = self._broken_outputs(step, previous[1])
+            broken = self._broken_outputs(step, previous[1], fingerprint.also_hashed)
             if not broken:
                 return Decision(
                     outcome=Outcome.CACHED,
@@ -196,6 +197,7 @@ class CachingGate:
             )
         with self._lock:
             tools = self._tool_versions()
+        previous = self.state.get(step.name)
         fingerprint = compute_fingerprint(
             step,
             root=self.root,
@@ -206,6 +208,7 @@ class CachingGate:
             target=self.plan.target.triple,
             dep_fingerprints={k: v for k, v in dep_digests.items() if v is not None},
             git=self.git,
+            also_hash=self._outputs_to_check(step, previous, resumed=False),
         )
         digest = fingerprint.digest
         if self.forced is None or step.name in self.forced:
@@ -216,10 +219,9 @@ class CachingGate:
                 fingerprint=digest,
                 reasons=("caching is off for this step (cache = false)",),
             )
-        previous = self.state.get(step.name)
         reasons: list[str] = []
         if previous is not None and previous[0] == digest:
-            broken = self._broken_outputs(step, previous[1])
+            broken = self._broken_outputs(step, previous[1], fingerprint.also_hashed)
             if not broken:
                 return Prediction(
                     verdict=Verdict.UP_TO_DATE,
@@ -387,11 +389,25 @@ class CachingGate:
             state=_Pending(fingerprint=fingerprint),
         )
 
-    def _broken_outputs(self, step: PlannedStep, outputs: Mapping[str, str]) -> list[str]:
+    def _outputs_to_check(
+        self, step: PlannedStep, previous: tuple[str, Mapping[str, str]] | None, *, resumed: bool
+    ) -> tuple[str, ...]:
+        """The outputs of the step's last success, when the step may turn out up to date:
+        hashed with its inputs, in one stat pass."""
+        if previous is None:
+            return ()
+        if not resumed and (self.forced is None or step.name in self.forced or not step.cacheable):
+            return ()
+        return tuple(previous[1])
+
+    def _broken_outputs(
+        self, step: PlannedStep, outputs: Mapping[str, str], current: Mapping[str, str]
+    ) -> list[str]:
+        """The recorded outputs that are gone or differ; `current` holds their digests as
+        they are now (missing ones left out)."""
         missing = missing_patterns(step.outputs, outputs)
         if missing:
             return [f"{pattern} (no file recorded)" for pattern in missing]
-        current = self.hasher.hash_files(outputs)  # leaves missing paths out
         return [p for p in outputs if current.get(p) != outputs[p]]
 
     def _save_state(
