@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from buildlib.incremental.outputs import (
     OutputScope,
@@ -68,6 +70,27 @@ def test_expand_lists_files_and_links_under_what_the_patterns_name(tree: Path) -
     assert missing_patterns(["web/dist", "web/typo"], expand_outputs(tree, ["web/dist"])) == [
         "web/typo"
     ]
+
+
+_SEGMENT = st.sampled_from(["a", "b", "dist", ".", "*", "b*", "**"])
+
+
+@given(
+    patterns=st.lists(
+        st.lists(_SEGMENT, min_size=1, max_size=4).map("/".join), min_size=1, max_size=3
+    ),
+    paths=st.lists(
+        st.lists(st.sampled_from(["a", "b", "dist", "bx"]), min_size=1, max_size=4).map("/".join),
+        max_size=6,
+    ),
+)
+def test_missing_patterns_agrees_with_the_glob_dialect(
+    patterns: list[str], paths: list[str]
+) -> None:
+    # Literal patterns and `dir/**` are answered with string prefixes; whatever the
+    # shortcut, a pattern is missing exactly when the dialect's matcher covers no path.
+    covered = {p for p in patterns if any(OutputScope([p]).owner(path) == p for path in paths)}
+    assert missing_patterns(patterns, paths) == [p for p in patterns if p not in covered]
 
 
 def test_matching_paths_names_the_matches_themselves_for_clean(tree: Path) -> None:

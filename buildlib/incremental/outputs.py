@@ -164,17 +164,21 @@ def missing_patterns(patterns: Iterable[str], paths: Iterable[str]) -> list[str]
     missing: list[str] = []
     globs: list[str] = []
     for pattern in patterns:
-        if _WILDCARD.search(pattern) is not None:
+        # `dir/**` covers any path below `dir`: no glob to compile for the most common
+        # output pattern either.
+        directory = pattern.removesuffix("/**")
+        if _WILDCARD.search(directory) is not None:
             globs.append(pattern)
             continue
-        literal = "/".join(p for p in pattern.replace("\\", "/").split("/") if p not in ("", "."))
+        literal = "/".join(p for p in directory.replace("\\", "/").split("/") if p not in ("", "."))
         below = literal + "/"
-        if not any(p == literal or p.startswith(below) for p in paths):
+        itself = literal if directory == pattern else None  # `dir/**` is not `dir` itself
+        if not any(p == itself or p.startswith(below) for p in paths):
             missing.append(pattern)
-    if globs:
-        scope = OutputScope(globs)
-        covered = {scope.owner(p) for p in paths}
-        missing += [p for p in globs if p not in covered]
+    for pattern in globs:  # each on its own: a path two patterns cover counts for both
+        scope = OutputScope([pattern])
+        if not any(scope.owner(p) is not None for p in paths):
+            missing.append(pattern)
     return [p for p in patterns if p in missing]
 
 
