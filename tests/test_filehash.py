@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 from helpers import run_without_dac_override
+from hypothesis import given
+from hypothesis import strategies as st
 
 from buildlib.ecosystems.defaults import DEFAULT_EXCLUDES
 from buildlib.incremental import filehash, statscan
@@ -472,3 +474,14 @@ def test_hash_files_reports_the_stat_keys_it_judged_by(tmp_path: Path) -> None:
     again: dict[str, tuple[int, int, int, int]] = {}
     hasher.hash_files(["a", "b"], again)  # reused from the stat cache this time
     assert hasher.counters.files_reused == 2 and again == keys
+
+
+@given(
+    st.lists(st.sampled_from(["a", "b", "**", "*", "*.ts", "[ab]", "."]), min_size=1, max_size=5)
+)
+def test_one_glob_starts_where_the_general_walk_plan_starts(segments: list[str]) -> None:
+    # One include (most steps) takes a shortcut; the general plan for the same glob
+    # twice must start from the same prefix in the same automaton states.
+    glob = filehash.compile_glob("/".join(segments))
+    general = filehash._walk_roots([glob, glob])
+    assert filehash._walk_roots([glob]) == [(root, states[:1]) for root, states in general]

@@ -45,6 +45,7 @@ MAX_ENTRIES = 250_000  # beyond this, `save` drops the entries of files that are
 
 _MAGIC = b"buildlib-filehash-v1\n"
 _WILDCARD = re.compile(r"[*?\[]")
+_DRIVE = re.compile(r"[A-Za-z]:/")  # a Windows absolute path (matched at the start)
 
 # One cache entry: size, mtime_ns, ctime_ns, inode, hex sha256.
 _Entry = statscan.CachedEntry
@@ -125,7 +126,7 @@ class _Glob:
 def compile_glob(pattern: str) -> _Glob:
     """Parse a workspace-relative glob; raises PatternError for one that leaves the root."""
     text = pattern.strip().replace("\\", "/")
-    if text.startswith("/") or re.match(r"^[A-Za-z]:/", text):
+    if text.startswith("/") or _DRIVE.match(text):
         raise PatternError(
             f"glob {pattern!r} is absolute", fix="write it relative to the workspace root"
         )
@@ -149,11 +150,12 @@ def compile_glob(pattern: str) -> _Glob:
             regex.append("/" + segment)
         else:
             segments.append(part)
-            regex.append("/" + re.escape(part))
-    closures: list[frozenset[int]] = [frozenset()] * (len(segments) + 1)
-    closures[len(segments)] = frozenset({len(segments)})
+            regex.append("/" + (part if part.isalnum() else re.escape(part)))
+    # closures[i]: state i, and the states after it that `**` segments skip to.
+    closures: list[frozenset[int]] = [frozenset((len(segments),))]
     for i in range(len(segments) - 1, -1, -1):
-        closures[i] = frozenset({i}) | (closures[i + 1] if segments[i] is None else frozenset())
+        closures.append(closures[-1] | {i} if segments[i] is None else frozenset((i,)))
+    closures.reverse()
     return _Glob(
         text=pattern, segments=tuple(segments), closures=tuple(closures), regex="".join(regex)
     )
@@ -165,6 +167,12 @@ def _walk_roots(
     """Where to start walking for `includes`: their literal prefixes, none inside another
     (a prefix below another is walked with it), each with every glob's automaton states
     after its segments."""
+    if len(includes) == 1:  # most steps: one glob, walked from its own prefix
+        glob = includes[0]
+        fixed = 0
+        while fixed < len(glob.segments) and isinstance(glob.segments[fixed], str):
+            fixed += 1
+        return [(tuple(str(seg) for seg in glob.segments[:fixed]), (glob.closures[fixed],))]
     prefixes = set()
     for glob in includes:
         fixed = 0
