@@ -542,11 +542,14 @@ class FileHasher:
         )
         if keys is not None:
             for rel in result:
-                cached = known[rel]
-                keys[rel] = (cached[0], cached[1], cached[2], cached[3])
+                keys[rel] = known[rel][:4]
             for rel, key, _is_link in todo:
                 keys[rel] = key
         reused = len(result)
+        if not todo:  # a no-op: every file as the cache knows it
+            with self._lock:
+                self.counters.files_reused += reused
+            return result
         hashed = self._hash_all([(f"{root}/{rel}", is_link, key[0]) for rel, key, is_link in todo])
         with self._lock:
             self.counters.files_reused += reused
