@@ -127,6 +127,47 @@ def test_a_path_that_climbs_out_of_the_workspace_is_a_manifest_error(tmp_path: P
 
 
 @pytest.mark.parametrize(
+    ("cwd", "output"),
+    [
+        (".", "link/dist"),
+        (".", "link/**"),  # a glob: its literal part, through the symlink, is outside
+        (".", "web/../link/*.js"),
+        ("link", "dist"),  # the cwd itself leads outside
+    ],
+)
+def test_an_output_or_cwd_through_a_symlink_leaving_the_workspace_is_refused(
+    tmp_path: Path, cwd: str, output: str
+) -> None:
+    root = tmp_path / "ws"
+    (root / "web").mkdir(parents=True)
+    (tmp_path / "elsewhere").mkdir()
+    (root / "link").symlink_to(tmp_path / "elsewhere")
+    (root / "build.toml").write_text(
+        textwrap.dedent(f"""
+        version = 2
+        [[step]]
+        name = "web"
+        cwd = "{cwd}"
+        command = ["true"]
+        inputs = []
+        outputs = ["{output}"]
+        """)
+    )
+    key = "cwd" if cwd == "link" else "outputs"
+    with pytest.raises(ManifestError, match=rf"(?s)step 'web', key '{key}'.*outside the workspace"):
+        plan_of(root)
+
+
+def test_an_output_glob_inside_the_workspace_is_planned(tmp_path: Path) -> None:
+    (tmp_path / "web").mkdir()
+    (tmp_path / "build.toml").write_text(
+        'version = 2\n[[step]]\nname = "web"\ncwd = "web"\ncommand = ["true"]\n'
+        'inputs = []\noutputs = ["dist/**", "*.tgz"]\n'
+    )
+    assert plan_of(tmp_path)["web"].outputs == ("web/dist/**", "web/*.tgz")
+
+
+@pytest.mark.parametrize(
     ("body", "message"),
     [
         ('script = "build"\ncommand = ["true"]', "both `command` and `script`"),

@@ -22,6 +22,14 @@ from buildlib.workspace.manifest import TEMPLATE_TOKEN, Manifest, StepSpec, root
 from buildlib.workspace.targets import Target
 
 VAR_PREFIX = "BUILDLIB_VAR_"
+# From the first path segment that holds a glob wildcard to the end.
+_WILDCARD_SEGMENT = re.compile(r"(?:^|/)[^/]*[*?\[].*")
+
+
+def _has_wildcard(pattern: str) -> bool:
+    return "*" in pattern or "?" in pattern or "[" in pattern
+
+
 DEFAULT_ESTIMATE = 1.0  # seconds, for a step with no earlier timing
 
 
@@ -288,7 +296,12 @@ def _plan_step(
     paths = StepPaths(manifest, spec, cwd_text, fill)
     outputs = paths.of("outputs", spec.outputs)
     for output in outputs:
-        if not resolver.inside(output):
+        # Its literal part: a segment with a wildcard names no single path to resolve (what
+        # it matches is kept inside the workspace when outputs are expanded and restored).
+        literal = (
+            _WILDCARD_SEGMENT.split(output, maxsplit=1)[0] if _has_wildcard(output) else output
+        )
+        if not resolver.inside(literal):
             raise ManifestError(
                 f"output {output!r} resolves outside the workspace",
                 file=manifest.path,
