@@ -132,6 +132,8 @@ def test_a_path_that_climbs_out_of_the_workspace_is_a_manifest_error(tmp_path: P
         (".", "link/dist"),
         (".", "link/**"),  # a glob: its literal part, through the symlink, is outside
         (".", "web/../link/*.js"),
+        (".", "link\\**"),  # a backslash separates as in the glob dialect
+        (".", " link/**"),  # leading space stripped, as the glob dialect strips it
         ("link", "dist"),  # the cwd itself leads outside
     ],
 )
@@ -150,7 +152,7 @@ def test_an_output_or_cwd_through_a_symlink_leaving_the_workspace_is_refused(
         cwd = "{cwd}"
         command = ["true"]
         inputs = []
-        outputs = ["{output}"]
+        outputs = ['{output}']
         """)
     )
     key = "cwd" if cwd == "link" else "outputs"

@@ -298,9 +298,9 @@ def _plan_step(
     for output in outputs:
         # Its literal part: a segment with a wildcard names no single path to resolve (what
         # it matches is kept inside the workspace when outputs are expanded and restored).
-        literal = (
-            _WILDCARD_SEGMENT.split(output, maxsplit=1)[0] if _has_wildcard(output) else output
-        )
+        # Read as the glob dialect reads it (`compile_glob`): stripped, `\` as `/`.
+        path = output.strip().replace("\\", "/")
+        literal = _WILDCARD_SEGMENT.split(path, maxsplit=1)[0] if _has_wildcard(path) else path
         if not resolver.inside(literal):
             raise ManifestError(
                 f"output {output!r} resolves outside the workspace",
