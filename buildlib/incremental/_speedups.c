@@ -24,9 +24,11 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#if defined(__linux__)
+#if defined(__linux__) && defined(__has_include)
+#if __has_include(<linux/openat2.h>)  /* kernel headers 5.6+; older ones walk per component */
 #include <linux/openat2.h>
 #include <sys/syscall.h>
+#endif
 #endif
 
 /* Bumped whenever a function's contract changes, so a stale build is not used. */
