@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from buildlib.incremental import statscan
 from buildlib.incremental.outputs import (
     OutputScope,
     expand_outputs,
@@ -118,3 +120,24 @@ def test_overlapping_outputs_of_two_steps_are_found(
     outputs: dict[str, list[str]], found: tuple[str, str, str, str] | None
 ) -> None:
     assert overlap(outputs) == found
+
+
+def test_an_output_below_a_symlink_inside_the_workspace_lists_its_files_either_way(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `dist` -> `build/dist` resolves inside, so the plan accepts `dist/sub`; both walks
+    # list its regular files and symlinks (never a FIFO).
+    (tmp_path / "build/dist/sub/deep").mkdir(parents=True)
+    (tmp_path / "build/dist/sub/a.txt").write_text("a")
+    (tmp_path / "build/dist/sub/deep/b.txt").write_text("b")
+    os.mkfifo(tmp_path / "build/dist/sub/fifo")
+    (tmp_path / "dist").symlink_to("build/dist")
+    wanted = ["dist/sub/a.txt", "dist/sub/deep/b.txt"]
+    assert expand_outputs(tmp_path, ["dist/sub"]) == wanted
+    monkeypatch.setattr(statscan, "_c_walk_files", None)
+    assert expand_outputs(tmp_path, ["dist/sub"]) == wanted
+
+
+@pytest.mark.parametrize("pattern", [" out/**", "out\\b/**", "./out/**", " out/a"])
+def test_missing_patterns_reads_patterns_as_the_glob_dialect_does(pattern: str) -> None:
+    assert missing_patterns([pattern], ["out/a", "out/b/c"]) == []

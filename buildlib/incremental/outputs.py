@@ -165,14 +165,15 @@ def missing_patterns(patterns: Iterable[str], paths: Iterable[str]) -> list[str]
     globs: list[str] = []
     for pattern in patterns:
         # `dir/**` covers any path below `dir`: no glob to compile for the most common
-        # output pattern either.
-        directory = pattern.removesuffix("/**")
+        # output pattern either. Read as the glob dialect reads it: stripped, `\` as `/`.
+        text = pattern.strip().replace("\\", "/")
+        directory = text.removesuffix("/**")
         if _WILDCARD.search(directory) is not None:
             globs.append(pattern)
             continue
-        literal = "/".join(p for p in directory.replace("\\", "/").split("/") if p not in ("", "."))
+        literal = "/".join(p for p in directory.split("/") if p not in ("", "."))
         below = literal + "/"
-        itself = literal if directory == pattern else None  # `dir/**` is not `dir` itself
+        itself = literal if directory == text else None  # `dir/**` is not `dir` itself
         if not any(p == itself or p.startswith(below) for p in paths):
             missing.append(pattern)
     for pattern in globs:  # each on its own: a path two patterns cover counts for both
@@ -201,14 +202,18 @@ def _add_tree(base: str, rel: str, found: set[str]) -> None:
         if stat.S_ISREG(info.st_mode) or stat.S_ISLNK(info.st_mode):
             found.add(rel)
         return
-    walked = statscan.walk_files(base, rel + "/", ())
+    # Walked from the directory itself: the plan let a symlink above it through (it
+    # resolves inside the workspace), and the C walk opens only real directories below
+    # its root.
+    walked = statscan.walk_files(f"{base}/{rel}", "", ())
     if walked is not None:
-        found.update(walked[0])
+        found.update(f"{rel}/{path}" for path in walked[0])
         return
     for dirpath, dirs, files in os.walk(f"{base}/{rel}"):
         top = os.path.relpath(dirpath, base).replace(os.sep, "/")
-        for name in files:
-            found.add(f"{top}/{name}")
+        for name in files:  # regular files and symlinks, as the C walk lists (no FIFOs)
+            if stat.S_IFMT(os.lstat(f"{dirpath}/{name}").st_mode) in (stat.S_IFREG, stat.S_IFLNK):
+                found.add(f"{top}/{name}")
         for name in list(dirs):
             if stat.S_ISLNK(os.lstat(f"{dirpath}/{name}").st_mode):
                 found.add(f"{top}/{name}")
