@@ -323,3 +323,36 @@ def test_fingerprint_is_immutable(root: Path) -> None:
     components: Mapping[str, str] = fp.components
     with pytest.raises(TypeError):
         components["argv"] = "[]"  # type: ignore[index]
+
+
+def test_outputs_checked_with_the_inputs_are_read_only_when_the_cache_vouches(root: Path) -> None:
+    # A step's recorded outputs are stat'ed in its inputs' pass. One the stat cache knows
+    # unchanged gets its digest; any other is left unread (a step that reruns never
+    # needs it), and an output that is also an input is hashed once, as an input.
+    hasher = FileHasher(root, root / "stat.cache", clock=future_clock)
+    step = make_step(root)
+    fp = compute_fingerprint(
+        step,
+        root=root,
+        hasher=hasher,
+        also_hash=["web/dist/index.html", "web/main.gone"],
+        **DEFAULTS,
+    )
+    assert fp.also_hashed == {}
+    assert fp.also_stale == ("web/dist/index.html",)  # the missing one is in neither
+    assert hasher.counters.files_hashed == 3  # the inputs only
+    assert "web/dist/index.html" not in fp.stat_keys
+    hasher.hash_files(["web/dist/index.html"])  # now the cache knows it
+    again = compute_fingerprint(
+        step,
+        root=root,
+        hasher=hasher,
+        also_hash=["web/dist/index.html", "web/package.json"],
+        **DEFAULTS,
+    )
+    expected = hashlib.sha256(b"old").hexdigest()
+    assert again.also_hashed["web/dist/index.html"] == expected
+    assert again.also_stale == ()
+    assert again.also_hashed["web/package.json"] == again.components["file:web/package.json"]
+    assert "web/package.json" in again.stat_keys  # an input keeps its key
+    assert again.digest == fp.digest

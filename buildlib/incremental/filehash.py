@@ -26,7 +26,7 @@ import re
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Container, Iterable, Sequence
 from pathlib import Path
 
 from buildlib.core import marshalfile
@@ -412,7 +412,13 @@ class FileHasher:
                 return
         # The common case (`packages/p0001/src/**`) in one call: the C walk checks that
         # the prefix is made of real directories, as `_kind` does, and lists below it.
-        if everything and excluded is None and self._walk_in_c(rel + "/", query.skip, found):
+        below = any(len(glob.segments) > len(root) for glob in query.includes)
+        if (
+            everything
+            and below
+            and excluded is None
+            and self._walk_in_c(rel + "/", query.skip, found)
+        ):
             return
         kind = self._kind(root)
         if kind == "dir":
@@ -517,14 +523,23 @@ class FileHasher:
     # -- hashing ---------------------------------------------------------------------------
 
     def hash_files(
-        self, rel_paths: Iterable[str], keys: dict[str, _Key] | None = None
+        self,
+        rel_paths: Iterable[str],
+        keys: dict[str, _Key] | None = None,
+        *,
+        unread: Container[str] = (),
+        stale: list[str] | None = None,
     ) -> dict[str, str]:
         """Hex sha256 per path: of the content of a regular file, of the target string of
         a symlink. Paths that are missing or not files are left out of the result.
 
         `keys`, when given, receives each hashed path's stat key as it was *before* its
         content was read: a later key that differs means the file may have changed since
-        (the gate's changed-while-it-ran check), at no extra lstat."""
+        (the gate's changed-while-it-ran check), at no extra lstat.
+
+        Paths in `unread` are stat'ed in the same pass but never read: one whose stat
+        matches the cache gets its digest, any other one that exists goes to `stale`
+        (the caller hashes it later, if it needs it at all)."""
         now = self._clock()
         trusted_before = now - RACY_WINDOW_NS
         root = self._root_str
@@ -545,6 +560,10 @@ class FileHasher:
                 keys[rel] = known[rel][:4]
             for rel, key, _is_link in todo:
                 keys[rel] = key
+        if unread and todo:
+            if stale is not None:
+                stale += [rel for rel, _key, _is_link in todo if rel in unread]
+            todo = [item for item in todo if item[0] not in unread]
         reused = len(result)
         if not todo:  # a no-op: every file as the cache knows it
             with self._lock:

@@ -69,6 +69,8 @@ class Fingerprint:
     # The digests of `compute_fingerprint`'s `also_hash` files as they are now (missing
     # ones left out); not part of the fingerprint.
     also_hashed: Mapping[str, str] = field(compare=False, default_factory=dict)
+    # Those of them that exist but whose stat moved since they were hashed: not read yet.
+    also_stale: tuple[str, ...] = field(compare=False, default=())
 
     @property
     def input_files(self) -> list[str]:
@@ -89,9 +91,10 @@ def compute_fingerprint(
     git: GitFiles | None = None,
     also_hash: Sequence[str] = (),
 ) -> Fingerprint:
-    """Hash everything that can change `step`'s outputs; and the files `also_hash` names,
-    in the same stat pass (the outputs recorded at the step's last success, which must
-    be intact for it to be up to date: a no-op build needs both), into `also_hashed`.
+    """Hash everything that can change `step`'s outputs; and stat the files `also_hash`
+    names in the same pass (the outputs recorded at the step's last success, which must
+    be intact for it to be up to date: a no-op build needs both): `also_hashed` has the
+    digests the stat cache vouches for, `also_stale` the files to read if needed.
 
     `tool_versions` must hold every tool in `step.tools` (a missing one is a bug in the
     caller). `dep_fingerprints` holds, for each dependency, the digest of its outputs
@@ -126,7 +129,7 @@ def compute_fingerprint(
         if name in dep_fingerprints:
             components[f"dep:{name}"] = dep_fingerprints[name]
     keys: dict[str, tuple[int, int, int, int]] = {}
-    hashed, also_hashed = _hash_files(hasher, files, also_hash, keys)
+    hashed, also_hashed, also_stale = _hash_files(hasher, files, also_hash, keys)
     for rel, digest in hashed.items():
         components[f"file:{rel}"] = digest
     return Fingerprint(
@@ -134,6 +137,7 @@ def compute_fingerprint(
         components=MappingProxyType(components),
         stat_keys=keys,
         also_hashed=also_hashed,
+        also_stale=also_stale,
     )
 
 
@@ -142,19 +146,23 @@ def _hash_files(
     files: list[str],
     also_hash: Sequence[str],
     keys: dict[str, tuple[int, int, int, int]],
-) -> tuple[dict[str, str], dict[str, str]]:
-    """The digests of `files` and of `also_hash`, in one stat pass; `keys` receives the
-    stat keys of `files` only (the changed-while-it-ran check is about inputs)."""
+) -> tuple[dict[str, str], dict[str, str], tuple[str, ...]]:
+    """The digests of `files`; of `also_hash`, stat'ed in the same pass but read only
+    when they are inputs too (the others whose stat moved are returned unread: a step
+    that reruns never needs them). `keys` receives the stat keys of `files` only (the
+    changed-while-it-ran check is about inputs)."""
     if not also_hash:
-        return hasher.hash_files(files, keys), {}
-    digests = hasher.hash_files([*files, *also_hash], keys)
+        return hasher.hash_files(files, keys), {}, ()
     inputs = set(files)
-    for rel in also_hash:
-        if rel not in inputs:
-            keys.pop(rel, None)
+    extra = [rel for rel in also_hash if rel not in inputs]
+    stale: list[str] = []
+    digests = hasher.hash_files([*files, *extra], keys, unread=set(extra), stale=stale)
+    for rel in extra:
+        keys.pop(rel, None)
     return (
         {rel: digests[rel] for rel in files if rel in digests},
         {rel: digests[rel] for rel in also_hash if rel in digests},
+        tuple(stale),
     )
 
 

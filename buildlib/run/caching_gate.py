@@ -153,7 +153,7 @@ class CachingGate:
             return self._run(fingerprint, ("caching is off for this step (cache = false)",))
         reasons: list[str] = []
         if previous is not None and previous[0] == fingerprint.digest:
-            broken = self._broken_outputs(step, previous[1], fingerprint.also_hashed)
+            broken = self._broken_outputs(step, previous[1], fingerprint)
             if not broken:
                 return Decision(
                     outcome=Outcome.CACHED,
@@ -221,7 +221,7 @@ class CachingGate:
             )
         reasons: list[str] = []
         if previous is not None and previous[0] == digest:
-            broken = self._broken_outputs(step, previous[1], fingerprint.also_hashed)
+            broken = self._broken_outputs(step, previous[1], fingerprint)
             if not broken:
                 return Prediction(
                     verdict=Verdict.UP_TO_DATE,
@@ -401,13 +401,16 @@ class CachingGate:
         return tuple(previous[1])
 
     def _broken_outputs(
-        self, step: PlannedStep, outputs: Mapping[str, str], current: Mapping[str, str]
+        self, step: PlannedStep, outputs: Mapping[str, str], fingerprint: Fingerprint
     ) -> list[str]:
-        """The recorded outputs that are gone or differ; `current` holds their digests as
-        they are now (missing ones left out)."""
+        """The recorded outputs that are gone or differ, from what the fingerprint's stat
+        pass found of them (those whose stat moved are read now)."""
         missing = missing_patterns(step.outputs, outputs)
         if missing:
             return [f"{pattern} (no file recorded)" for pattern in missing]
+        current = dict(fingerprint.also_hashed)
+        if fingerprint.also_stale:
+            current.update(self.hasher.hash_files(fingerprint.also_stale))
         return [p for p in outputs if current.get(p) != outputs[p]]
 
     def _save_state(
