@@ -358,7 +358,8 @@ def test_the_live_view_keeps_time_and_survives_a_resize(tmp_path: Path, tmux: Tm
         r"\d+\.\ds elapsed · ETA unknown \(no earlier timing of \S+\) · 0 built", status
     ), status
     time.sleep(1.0)
-    later = next(line for line in tmux.screen() if "elapsed" in line)
+    # A capture can fall between the view's erase and its redraw: wait for the line.
+    later = next(line for line in tmux.wait_for(r"elapsed", timeout=5) if "elapsed" in line)
     assert later != status  # the clock runs
     tmux.resize(60)  # narrower than the status line: the terminal re-wraps what is drawn
     time.sleep(1.5)
