@@ -141,3 +141,25 @@ def test_an_output_below_a_symlink_inside_the_workspace_lists_its_files_either_w
 @pytest.mark.parametrize("pattern", [" out/**", "out\\b/**", "./out/**", " out/a"])
 def test_missing_patterns_reads_patterns_as_the_glob_dialect_does(pattern: str) -> None:
     assert missing_patterns([pattern], ["out/a", "out/b/c"]) == []
+
+
+@pytest.mark.parametrize("c_walk", [True, False])
+def test_an_output_naming_the_root_lists_relative_paths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, c_walk: bool
+) -> None:
+    (tmp_path / "out/sub").mkdir(parents=True)
+    (tmp_path / "out/sub/a").write_text("a")
+    (tmp_path / "top").write_text("t")
+    (tmp_path / "out/ln").symlink_to("sub")
+    if not c_walk:
+        monkeypatch.setattr(statscan, "_c_walk_files", None)
+    assert expand_outputs(tmp_path, ["."]) == ["out/ln", "out/sub/a", "top"]
+
+
+def test_root_and_backslash_dir_globs_cover_what_they_expand_to() -> None:
+    # `./**` is everything in the workspace; `out\**` is `out/**`: below out, not out.
+    assert missing_patterns(["./**", "."], ["out/a"]) == []
+    assert OutputScope(["./**"]).owner("out/a") == "./**"
+    scope = OutputScope(["out\\**"])
+    assert scope.owner("out/a") == "out\\**"
+    assert scope.owner("out") is None

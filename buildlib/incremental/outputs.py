@@ -52,14 +52,17 @@ class OutputScope:
         self._globs: list[tuple[str, Callable[[str], re.Match[str] | None], bool]] = []
         for pattern in self.patterns:
             glob = compile_glob(pattern)
-            if all(isinstance(seg, str) for seg in glob.segments):
+            text = pattern.strip().replace("\\", "/")  # as compile_glob reads it
+            if not glob.segments:  # the workspace root (`.`): everything in it, as `**`
+                self._globs.append((pattern, _ROOT, True))
+            elif all(isinstance(seg, str) for seg in glob.segments):
                 self._literal.setdefault("/".join(glob.segments), pattern)  # type: ignore[arg-type]
-            elif pattern == "**" or pattern.endswith("/**"):
+            elif text == "**" or text.endswith("/**"):
                 # `out/**` is what lies inside out/, never `out` itself: the glob's regex
                 # lets `**` match no segment, but expanding it lists no file named `out`,
                 # so a restore must not write one (it would be nobody's output).
-                base = pattern[:-3].rstrip("/")
-                match = re.compile(compile_glob(base).regex).fullmatch if base else _ROOT
+                base = compile_glob(text[:-3])
+                match = re.compile(base.regex).fullmatch if base.segments else _ROOT
                 self._globs.append((pattern, match, True))
             else:
                 self._globs.append((pattern, re.compile(glob.regex).fullmatch, False))
@@ -174,7 +177,10 @@ def missing_patterns(patterns: Iterable[str], paths: Iterable[str]) -> list[str]
         literal = "/".join(p for p in directory.split("/") if p not in ("", "."))
         below = literal + "/"
         itself = literal if directory == text else None  # `dir/**` is not `dir` itself
-        if not any(p == itself or p.startswith(below) for p in paths):
+        if not literal:  # the workspace root (`.`, `./**`): any path is below it
+            if not paths:
+                missing.append(pattern)
+        elif not any(p == itself or p.startswith(below) for p in paths):
             missing.append(pattern)
     for pattern in globs:  # each on its own: a path two patterns cover counts for both
         scope = OutputScope([pattern])
@@ -205,18 +211,29 @@ def _add_tree(base: str, rel: str, found: set[str]) -> None:
     # Walked from the directory itself: the plan let a symlink above it through (it
     # resolves inside the workspace), and the C walk opens only real directories below
     # its root.
-    walked = statscan.walk_files(f"{base}/{rel}", "", ())
+    walked = statscan.walk_files(f"{base}/{rel}" if rel else base, "", ())
     if walked is not None:
-        found.update(f"{rel}/{path}" for path in walked[0])
+        prefix = f"{rel}/" if rel else ""  # `rel` is "" for an output naming the root
+        found.update(prefix + path for path in walked[0])
         return
-    for dirpath, dirs, files in os.walk(f"{base}/{rel}"):
+    for dirpath, dirs, files in os.walk(f"{base}/{rel}" if rel else base):
         top = os.path.relpath(dirpath, base).replace(os.sep, "/")
+        prefix = "" if top == "." else f"{top}/"
         for name in files:  # regular files and symlinks, as the C walk lists (no FIFOs)
-            if stat.S_IFMT(os.lstat(f"{dirpath}/{name}").st_mode) in (stat.S_IFREG, stat.S_IFLNK):
-                found.add(f"{top}/{name}")
+            try:
+                kind = stat.S_IFMT(os.lstat(f"{dirpath}/{name}").st_mode)
+            except FileNotFoundError:
+                continue  # gone since it was listed
+            if kind in (stat.S_IFREG, stat.S_IFLNK):
+                found.add(prefix + name)
         for name in list(dirs):
-            if stat.S_ISLNK(os.lstat(f"{dirpath}/{name}").st_mode):
-                found.add(f"{top}/{name}")
+            try:
+                is_link = stat.S_ISLNK(os.lstat(f"{dirpath}/{name}").st_mode)
+            except FileNotFoundError:
+                dirs.remove(name)
+                continue
+            if is_link:
+                found.add(prefix + name)
                 dirs.remove(name)
 
 
