@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from helpers import run_without_dac_override
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from buildlib.ecosystems.defaults import DEFAULT_EXCLUDES
@@ -485,3 +485,20 @@ def test_one_glob_starts_where_the_general_walk_plan_starts(segments: list[str])
     glob = filehash.compile_glob("/".join(segments))
     general = filehash._walk_roots([glob, glob])
     assert filehash._walk_roots([glob]) == [(root, states[:1]) for root, states in general]
+
+
+@given(
+    st.lists(
+        st.sampled_from(["a", "b", "**", "*", "*.ts", "[ab]", ".", "", " c", "d\\e"]),
+        min_size=1,
+        max_size=5,
+    )
+)
+def test_the_literal_prefix_read_without_compiling_is_the_compiled_globs(
+    segments: list[str],
+) -> None:
+    # The plan checks an output's literal part without compiling it; it must be the
+    # part the glob dialect walks from.
+    pattern = "/".join(segments)
+    assume(not pattern.strip().startswith("/"))  # absolute: refused, no prefix to read
+    assert filehash.literal_prefix(pattern) == filehash.compile_glob(pattern).prefix

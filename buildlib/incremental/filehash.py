@@ -92,6 +92,19 @@ class _Glob:
         return len(self.segments)
 
     @property
+    def fixed(self) -> int:
+        """How many leading segments are literal: a walk starts below them."""
+        count = 0
+        while count < len(self.segments) and isinstance(self.segments[count], str):
+            count += 1
+        return count
+
+    @property
+    def prefix(self) -> str:
+        """The leading literal segments, joined: where a walk for this glob starts."""
+        return "/".join(str(seg) for seg in self.segments[: self.fixed])
+
+    @property
     def start(self) -> frozenset[int]:
         return self.closures[0]
 
@@ -122,6 +135,23 @@ class _Glob:
         return None
 
 
+def glob_parts(pattern: str) -> list[str]:
+    """A glob's segments as the dialect reads them: surrounding space stripped, `\\` read
+    as `/`, empty and `.` segments dropped (`compile_glob` refuses absolute globs and
+    `..`; code that answers without compiling reads patterns through this too)."""
+    return [part for part in pattern.strip().replace("\\", "/").split("/") if part not in ("", ".")]
+
+
+def literal_prefix(pattern: str) -> str:
+    """The glob's leading segments without a wildcard, joined: the one path it names
+    whole (all of it for a literal path, "" when it starts with a wildcard)."""
+    parts = glob_parts(pattern)
+    fixed = 0
+    while fixed < len(parts) and _WILDCARD.search(parts[fixed]) is None:
+        fixed += 1
+    return "/".join(parts[:fixed])
+
+
 @functools.lru_cache(maxsize=4096)
 def compile_glob(pattern: str) -> _Glob:
     """Parse a workspace-relative glob; raises PatternError for one that leaves the root."""
@@ -132,9 +162,7 @@ def compile_glob(pattern: str) -> _Glob:
         )
     segments: list[str | re.Pattern[str] | None] = []
     regex: list[str] = []
-    for part in text.split("/"):
-        if part in ("", "."):
-            continue
+    for part in glob_parts(text):
         if part == "..":
             raise PatternError(
                 f"glob {pattern!r} uses '..' and so may leave the workspace",
@@ -169,16 +197,11 @@ def _walk_roots(
     after its segments."""
     if len(includes) == 1:  # most steps: one glob, walked from its own prefix
         glob = includes[0]
-        fixed = 0
-        while fixed < len(glob.segments) and isinstance(glob.segments[fixed], str):
-            fixed += 1
+        fixed = glob.fixed
         return [(tuple(str(seg) for seg in glob.segments[:fixed]), (glob.closures[fixed],))]
     prefixes = set()
     for glob in includes:
-        fixed = 0
-        while fixed < len(glob.segments) and isinstance(glob.segments[fixed], str):
-            fixed += 1
-        prefixes.add(tuple(str(seg) for seg in glob.segments[:fixed]))
+        prefixes.add(tuple(str(seg) for seg in glob.segments[: glob.fixed]))
     roots: list[tuple[str, ...]] = []
     for prefix in sorted(prefixes, key=len):
         if not any(prefix[: len(root)] == root for root in roots):

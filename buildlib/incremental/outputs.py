@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 from buildlib.incremental import statscan
-from buildlib.incremental.filehash import compile_glob
+from buildlib.incremental.filehash import compile_glob, glob_parts
 
 MAX_LINK_HOPS = 40  # as the kernel's ELOOP limit
 _WILDCARD = re.compile(r"[*?\[]")
@@ -52,16 +52,16 @@ class OutputScope:
         self._globs: list[tuple[str, Callable[[str], re.Match[str] | None], bool]] = []
         for pattern in self.patterns:
             glob = compile_glob(pattern)
-            text = pattern.strip().replace("\\", "/")  # as compile_glob reads it
+            parts = glob_parts(pattern)
             if not glob.segments:  # the workspace root (`.`): everything in it, as `**`
                 self._globs.append((pattern, _ROOT, True))
             elif all(isinstance(seg, str) for seg in glob.segments):
                 self._literal.setdefault("/".join(glob.segments), pattern)  # type: ignore[arg-type]
-            elif text == "**" or text.endswith("/**"):
+            elif parts[-1] == "**":
                 # `out/**` is what lies inside out/, never `out` itself: the glob's regex
                 # lets `**` match no segment, but expanding it lists no file named `out`,
                 # so a restore must not write one (it would be nobody's output).
-                base = compile_glob(text[:-3])
+                base = compile_glob("/".join(parts[:-1]))
                 match = re.compile(base.regex).fullmatch if base.segments else _ROOT
                 self._globs.append((pattern, match, True))
             else:
@@ -110,10 +110,8 @@ def expand_outputs(root: Path, patterns: Iterable[str]) -> list[str]:
     for pattern in patterns:
         glob = compile_glob(pattern)
         segments = glob.segments
-        literal = 0
-        while literal < len(segments) and isinstance(segments[literal], str):
-            literal += 1
-        start = "/".join(segments[:literal])  # type: ignore[arg-type]
+        literal = glob.fixed
+        start = glob.prefix
         if literal == len(segments):
             _add_tree(base, start, found)
             continue
@@ -140,10 +138,8 @@ def matching_paths(root: Path, pattern: str) -> list[str]:
     base = os.fspath(root)
     glob = compile_glob(pattern)
     segments = glob.segments
-    literal = 0
-    while literal < len(segments) and isinstance(segments[literal], str):
-        literal += 1
-    start = "/".join(segments[:literal])  # type: ignore[arg-type]
+    literal = glob.fixed
+    start = glob.prefix
     if literal == len(segments):
         return [start] if start and os.path.lexists(f"{base}/{start}") else []
     found: list[str] = []
@@ -168,15 +164,16 @@ def missing_patterns(patterns: Iterable[str], paths: Iterable[str]) -> list[str]
     globs: list[str] = []
     for pattern in patterns:
         # `dir/**` covers any path below `dir`: no glob to compile for the most common
-        # output pattern either. Read as the glob dialect reads it: stripped, `\` as `/`.
-        text = pattern.strip().replace("\\", "/")
-        directory = text.removesuffix("/**")
-        if _WILDCARD.search(directory) is not None:
+        # output pattern either.
+        parts = glob_parts(pattern)
+        below_only = bool(parts) and parts[-1] == "**"  # `dir/**` is not `dir` itself
+        directory = parts[:-1] if below_only else parts
+        if any(_WILDCARD.search(part) is not None for part in directory):
             globs.append(pattern)
             continue
-        literal = "/".join(p for p in directory.split("/") if p not in ("", "."))
+        literal = "/".join(directory)
         below = literal + "/"
-        itself = literal if directory == text else None  # `dir/**` is not `dir` itself
+        itself = None if below_only else literal
         if not literal:  # the workspace root (`.`, `./**`): any path is below it
             if not paths:
                 missing.append(pattern)

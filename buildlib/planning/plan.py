@@ -17,19 +17,12 @@ from pathlib import Path
 from buildlib.core import graph
 from buildlib.core.errors import ManifestError, UserError
 from buildlib.core.records import field, record
+from buildlib.incremental.filehash import literal_prefix
 from buildlib.workspace.artifacts import Artifact
 from buildlib.workspace.manifest import TEMPLATE_TOKEN, Manifest, StepSpec, root_relative
 from buildlib.workspace.targets import Target
 
 VAR_PREFIX = "BUILDLIB_VAR_"
-# From the first path segment that holds a glob wildcard to the end.
-_WILDCARD_SEGMENT = re.compile(r"(?:^|/)[^/]*[*?\[].*")
-
-
-def _has_wildcard(pattern: str) -> bool:
-    return "*" in pattern or "?" in pattern or "[" in pattern
-
-
 DEFAULT_ESTIMATE = 1.0  # seconds, for a step with no earlier timing
 
 
@@ -296,12 +289,10 @@ def _plan_step(
     paths = StepPaths(manifest, spec, cwd_text, fill)
     outputs = paths.of("outputs", spec.outputs)
     for output in outputs:
-        # Its literal part: a segment with a wildcard names no single path to resolve (what
-        # it matches is kept inside the workspace when outputs are expanded and restored).
-        # Read as the glob dialect reads it (`compile_glob`): stripped, `\` as `/`.
-        path = output.strip().replace("\\", "/")
-        literal = _WILDCARD_SEGMENT.split(path, maxsplit=1)[0] if _has_wildcard(path) else path
-        if not resolver.inside(literal):
+        # Its literal part, read as the glob dialect reads it: a segment with a wildcard
+        # names no single path to resolve (what it matches is kept inside the workspace
+        # when outputs are expanded and restored).
+        if not resolver.inside(literal_prefix(output)):
             raise ManifestError(
                 f"output {output!r} resolves outside the workspace",
                 file=manifest.path,
