@@ -147,10 +147,9 @@ class CachingGate:
             also_hash=self._outputs_to_check(step, previous, resumed=resumed),
         )
         self._warn_no_git(step)
-        if not resumed and (self.forced is None or step.name in self.forced):
-            return self._run(fingerprint, ("forced",))
-        if not step.cacheable and not resumed:
-            return self._run(fingerprint, ("caching is off for this step (cache = false)",))
+        always = self._runs_anyway(step, resumed=resumed)
+        if always is not None:
+            return self._run(fingerprint, (always,))
         reasons: list[str] = []
         if previous is not None and previous[0] == fingerprint.digest:
             broken = self._broken_outputs(step, previous[1], fingerprint)
@@ -211,14 +210,9 @@ class CachingGate:
             also_hash=self._outputs_to_check(step, previous, resumed=False),
         )
         digest = fingerprint.digest
-        if self.forced is None or step.name in self.forced:
-            return Prediction(verdict=Verdict.RUN, fingerprint=digest, reasons=("forced",))
-        if not step.cacheable:
-            return Prediction(
-                verdict=Verdict.RUN,
-                fingerprint=digest,
-                reasons=("caching is off for this step (cache = false)",),
-            )
+        always = self._runs_anyway(step, resumed=False)
+        if always is not None:
+            return Prediction(verdict=Verdict.RUN, fingerprint=digest, reasons=(always,))
         reasons: list[str] = []
         if previous is not None and previous[0] == digest:
             broken = self._broken_outputs(step, previous[1], fingerprint)
@@ -389,14 +383,23 @@ class CachingGate:
             state=_Pending(fingerprint=fingerprint),
         )
 
+    def _runs_anyway(self, step: PlannedStep, *, resumed: bool) -> str | None:
+        """Why the step runs whatever its fingerprint (forced, or caching off for it);
+        None when it may be up to date. A resumed step is neither."""
+        if resumed:
+            return None
+        if self.forced is None or step.name in self.forced:
+            return "forced"
+        if not step.cacheable:
+            return "caching is off for this step (cache = false)"
+        return None
+
     def _outputs_to_check(
         self, step: PlannedStep, previous: tuple[str, Mapping[str, str]] | None, *, resumed: bool
     ) -> tuple[str, ...]:
         """The outputs of the step's last success, when the step may turn out up to date:
         hashed with its inputs, in one stat pass."""
-        if previous is None:
-            return ()
-        if not resumed and (self.forced is None or step.name in self.forced or not step.cacheable):
+        if previous is None or self._runs_anyway(step, resumed=resumed) is not None:
             return ()
         return tuple(previous[1])
 
