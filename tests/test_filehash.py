@@ -15,6 +15,7 @@ from helpers import run_without_dac_override
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
+from buildlib.core.globs import literal_prefix
 from buildlib.ecosystems.defaults import DEFAULT_EXCLUDES
 from buildlib.incremental import filehash, statscan
 from buildlib.incremental.filehash import (
@@ -501,4 +502,4 @@ def test_the_literal_prefix_read_without_compiling_is_the_compiled_globs(
     # part the glob dialect walks from.
     pattern = "/".join(segments)
     assume(not pattern.strip().startswith("/"))  # absolute: refused, no prefix to read
-    assert filehash.literal_prefix(pattern) == filehash.compile_glob(pattern).prefix
+    assert literal_prefix(pattern) == filehash.compile_glob(pattern).prefix

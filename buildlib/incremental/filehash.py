@@ -31,6 +31,7 @@ from pathlib import Path
 
 from buildlib.core import marshalfile
 from buildlib.core.errors import UserError
+from buildlib.core.globs import WILDCARD, glob_parts
 from buildlib.core.records import record
 from buildlib.incremental import statscan
 
@@ -44,7 +45,7 @@ SMALL_FILE = 128 << 10
 MAX_ENTRIES = 250_000  # beyond this, `save` drops the entries of files that are gone
 
 _MAGIC = b"buildlib-filehash-v1\n"
-_WILDCARD = re.compile(r"[*?\[]")
+
 _DRIVE = re.compile(r"[A-Za-z]:/")  # a Windows absolute path (matched at the start)
 
 # One cache entry: size, mtime_ns, ctime_ns, inode, hex sha256.
@@ -135,23 +136,6 @@ class _Glob:
         return None
 
 
-def glob_parts(pattern: str) -> list[str]:
-    """A glob's segments as the dialect reads them: surrounding space stripped, `\\` read
-    as `/`, empty and `.` segments dropped (`compile_glob` refuses absolute globs and
-    `..`; code that answers without compiling reads patterns through this too)."""
-    return [part for part in pattern.strip().replace("\\", "/").split("/") if part not in ("", ".")]
-
-
-def literal_prefix(pattern: str) -> str:
-    """The glob's leading segments without a wildcard, joined: the one path it names
-    whole (all of it for a literal path, "" when it starts with a wildcard)."""
-    parts = glob_parts(pattern)
-    fixed = 0
-    while fixed < len(parts) and _WILDCARD.search(parts[fixed]) is None:
-        fixed += 1
-    return "/".join(parts[:fixed])
-
-
 @functools.lru_cache(maxsize=4096)
 def compile_glob(pattern: str) -> _Glob:
     """Parse a workspace-relative glob; raises PatternError for one that leaves the root."""
@@ -172,7 +156,7 @@ def compile_glob(pattern: str) -> _Glob:
             if not segments or segments[-1] is not None:
                 segments.append(None)
                 regex.append("(?:/[^/]+)*")
-        elif _WILDCARD.search(part):
+        elif WILDCARD.search(part):
             segment = _segment_regex(part)
             segments.append(re.compile(segment))
             regex.append("/" + segment)

@@ -28,11 +28,11 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
+from buildlib.core.globs import WILDCARD, glob_parts
 from buildlib.incremental import statscan
-from buildlib.incremental.filehash import compile_glob, glob_parts
+from buildlib.incremental.filehash import compile_glob
 
 MAX_LINK_HOPS = 40  # as the kernel's ELOOP limit
-_WILDCARD = re.compile(r"[*?\[]")
 
 
 def _ROOT(path: str) -> re.Match[str] | None:  # noqa: N802 - a marker, compared by identity
@@ -168,7 +168,7 @@ def missing_patterns(patterns: Iterable[str], paths: Iterable[str]) -> list[str]
         parts = glob_parts(pattern)
         below_only = bool(parts) and parts[-1] == "**"  # `dir/**` is not `dir` itself
         directory = parts[:-1] if below_only else parts
-        if any(_WILDCARD.search(part) is not None for part in directory):
+        if any(WILDCARD.search(part) is not None for part in directory):
             globs.append(pattern)
             continue
         literal = "/".join(directory)
@@ -315,7 +315,7 @@ def overlap(outputs: Mapping[str, Iterable[str]]) -> tuple[str, str, str, str] |
     globs: list[tuple[str, str, str]] = []  # step, pattern, fixed prefix
     for step, patterns in outputs.items():
         for pattern in patterns:
-            if _WILDCARD.search(pattern) is None:  # most outputs: no glob to compile
+            if WILDCARD.search(pattern) is None:  # most outputs: no glob to compile
                 path = "/".join(
                     p for p in pattern.replace("\\", "/").split("/") if p not in ("", ".")
                 )

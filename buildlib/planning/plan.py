@@ -16,8 +16,8 @@ from pathlib import Path
 
 from buildlib.core import graph
 from buildlib.core.errors import ManifestError, UserError
+from buildlib.core.globs import literal_prefix
 from buildlib.core.records import field, record
-from buildlib.incremental.filehash import literal_prefix
 from buildlib.workspace.artifacts import Artifact
 from buildlib.workspace.manifest import TEMPLATE_TOKEN, Manifest, StepSpec, root_relative
 from buildlib.workspace.targets import Target

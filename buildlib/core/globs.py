@@ -1,0 +1,29 @@
+"""How the glob dialect reads a pattern's segments, for code that answers without compiling.
+
+`incremental.filehash.compile_glob` is the dialect (see its module docstring); the
+plan's inside check and the output checks of a no-op read patterns through these
+too, so none of them can split a pattern another way (a backslash, a space, `.`).
+"""
+
+from __future__ import annotations
+
+import re
+
+WILDCARD = re.compile(r"[*?\[]")
+
+
+def glob_parts(pattern: str) -> list[str]:
+    """A glob's segments as the dialect reads them: surrounding space stripped, `\\` read
+    as `/`, empty and `.` segments dropped (`compile_glob` refuses absolute globs and
+    `..`)."""
+    return [p for p in pattern.strip().replace("\\", "/").split("/") if p not in ("", ".")]
+
+
+def literal_prefix(pattern: str) -> str:
+    """The glob's leading segments without a wildcard, joined: the one path it names
+    whole (all of it for a literal path, "" when it starts with a wildcard)."""
+    parts = glob_parts(pattern)
+    fixed = 0
+    while fixed < len(parts) and WILDCARD.search(parts[fixed]) is None:
+        fixed += 1
+    return "/".join(parts[:fixed])
