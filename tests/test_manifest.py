@@ -155,7 +155,9 @@ def _cached_document(path: Path) -> tuple[bytes, dict[str, Any]]:
     """The parsed manifest's cache: (the manifest's bytes, the parsed document)."""
     from buildlib.core import marshalfile
 
-    cached = marshalfile.read(BuildDir(path.parent).parsed_manifest, manifest_module._CACHE_HEADER)
+    cached = marshalfile.read(
+        BuildDir(path.parent).parsed_manifest, manifest_module._CACHE_HEADER, authenticated=True
+    )
     return cast("tuple[bytes, dict[str, Any]]", cached)
 
 
@@ -178,13 +180,15 @@ def test_the_parsed_manifest_is_remembered_only_when_asked_and_only_for_the_same
 def test_a_damaged_or_foreign_cache_is_ignored(tmp_path: Path) -> None:
     path = write(tmp_path, GOOD_STEP)
     load_manifest(path, remember=True)
-    cache = BuildDir(tmp_path).parsed_manifest
-    data = bytearray(cache.read_bytes())
-    data[-3] ^= 0xFF  # a flipped byte fails the checksum
-    cache.write_bytes(bytes(data))
-    assert list(load_manifest(path).steps) == ["a"]
-    cache.write_bytes(b"something else entirely")
-    assert list(load_manifest(path).steps) == ["a"]
+    build_dir = BuildDir(tmp_path)
+    for cache in (build_dir.validated_manifest, build_dir.parsed_manifest):
+        data = bytearray(cache.read_bytes())
+        data[-3] ^= 0xFF  # a flipped byte fails the checksum
+        cache.write_bytes(bytes(data))
+        assert list(load_manifest(path).steps) == ["a"]
+    for cache in (build_dir.validated_manifest, build_dir.parsed_manifest):
+        cache.write_bytes(b"something else entirely")
+        assert list(load_manifest(path).steps) == ["a"]
 
 
 def test_toml_dates_are_parsed_every_time(tmp_path: Path) -> None:

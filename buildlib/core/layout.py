@@ -3,6 +3,8 @@
     .buildlib/
       lock                           the workspace lock (run/lock.py)
       manifest.marshal               the parsed manifest (workspace/manifest.py)
+      validated-manifest.marshal     the validated manifest, with the engine (same)
+      plans/<key>.marshal            plans and what they came from (planning/remembered.py)
       filehash.cache                 the inputs' stat cache (incremental/filehash.py)
       tools.json                     tool versions (incremental/toolversions.py)
       state/<mode>-<target>/<step>.json   each step's last success (run/caching_gate.py)
@@ -44,6 +46,14 @@ class BuildDir:
     @property
     def parsed_manifest(self) -> Path:
         return self.path / "manifest.marshal"
+
+    @property
+    def validated_manifest(self) -> Path:
+        return self.path / "validated-manifest.marshal"
+
+    @property
+    def plans(self) -> Path:
+        return self.path / "plans"
 
     @property
     def filehash_cache(self) -> Path:

@@ -64,6 +64,15 @@ def replace(obj: _T, /, **changes: Any) -> _T:
     return type(obj)(**values)
 
 
+def restore(cls: type[_T], values: dict[str, Any]) -> _T:
+    """The record whose fields are `values`, which must name every field: for plain data
+    the engine stored from records of the same code (core/engine.py names the code), so
+    neither defaults nor checks run; `__init__` is not called."""
+    obj: _T = object.__new__(cls)
+    obj.__dict__.update(values)
+    return obj
+
+
 @overload
 def record(cls: type[_T], /) -> type[_T]: ...
 

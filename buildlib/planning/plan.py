@@ -13,11 +13,13 @@ import stat
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from buildlib.core import graph
 from buildlib.core.errors import ManifestError, UserError
 from buildlib.core.globs import literal_prefix
-from buildlib.core.records import field, record
+from buildlib.core.records import field, record, restore
+from buildlib.planning import remembered
 from buildlib.workspace.artifacts import Artifact
 from buildlib.workspace.manifest import TEMPLATE_TOKEN, Manifest, StepSpec, root_relative
 from buildlib.workspace.targets import Target
@@ -188,30 +190,81 @@ def build_plan(
                 f"step '{name}' does not apply to mode '{mode}' and target {target.triple}",
                 fix="check its `modes` and `when` keys in " + str(manifest.path),
             )
-    deps = {name: tuple(d for d in s.depends_on if d in present) for name, s in present.items()}
-    selected = graph.select(deps, requested or list(present))
-    sub = {name: deps[name] for name in present if name in selected}
-    order = graph.topo_order(sub)
-    durations = {name: (estimates or {}).get(name, DEFAULT_ESTIMATE) for name in order}
-    priority = graph.remaining_critical_path(sub, durations, order)
     variables = template_variables(manifest, mode, target, environ)
-    resolver = _Resolver(manifest.root.resolve())
-    managers: dict[Path, str] = {}
-    steps = {
-        name: _plan_step(
+    key = (
+        _plan_key(
             manifest,
-            manifest.steps[name],
-            deps=sub[name],
             mode=mode,
             target=target,
+            requested=requested,
+            services=services,
             variables=variables,
-            priority=priority[name],
-            estimate=durations[name],
-            resolver=resolver,
-            managers=managers,
+            markers=markers,
         )
-        for name in order
-    }
+        if manifest.remembered_as
+        else ""
+    )
+    filled = remembered.recall(manifest.root, key) if key else None
+    if filled is not None:
+        sub = {name: step["depends_on"] for name, step in filled.items()}
+        order = list(filled)
+    else:
+        deps = {name: tuple(d for d in s.depends_on if d in present) for name, s in present.items()}
+        selected = graph.select(deps, requested or list(present))
+        sub = {name: deps[name] for name in present if name in selected}
+        order = graph.topo_order(sub)
+    durations = {name: (estimates or {}).get(name, DEFAULT_ESTIMATE) for name in order}
+    priority = graph.remaining_critical_path(sub, durations, order)
+    place = _Placer(manifest, priority, durations)
+    if filled is not None:
+        steps = {name: place(step) for name, step in filled.items()}
+    else:
+        filled, steps = {}, {}
+        for name in order:  # each step filled then placed, so errors come in step order
+            filled[name] = _fill_step(
+                manifest,
+                manifest.steps[name],
+                deps=sub[name],
+                mode=mode,
+                target=target,
+                variables=variables,
+            )
+            steps[name] = place(filled[name])
+        _check_overlap(manifest, steps)
+        if key and manifest.remember:
+            remembered.remember(manifest.root, key, filled)
+    return Plan(
+        root=manifest.root,
+        manifest_path=manifest.path,
+        mode=mode,
+        target=target,
+        steps=steps,
+        requested=tuple(requested),
+        tool_commands=dict(manifest.tools),
+    )
+
+
+def _plan_key(
+    manifest: Manifest,
+    *,
+    mode: str,
+    target: Target,
+    requested: Sequence[str],
+    services: bool,
+    variables: Mapping[str, str],
+    markers: Mapping[str, str],
+) -> str:
+    """What the filled steps are computed from, besides the engine (in the digest)."""
+    from buildlib.core.engine import derived_key
+
+    parts = [manifest.remembered_as, mode, target.triple, "services" if services else ""]
+    parts += ["requested", *requested, "variables"]
+    parts += [f"{k}={v}" for k, v in sorted(variables.items())]
+    parts += ["markers", *(f"{k}={v}" for k, v in sorted(markers.items()))]
+    return derived_key(*(part.encode("utf-8", "surrogateescape") for part in parts))
+
+
+def _check_overlap(manifest: Manifest, steps: Mapping[str, PlannedStep]) -> None:
     from buildlib.incremental.outputs import overlap
 
     shared = overlap({name: step.outputs for name, step in steps.items()})
@@ -226,18 +279,9 @@ def build_plan(
             fix="give each step its own output paths (a restore of one "
             "would remove the other's files)",
         )
-    return Plan(
-        root=manifest.root,
-        manifest_path=manifest.path,
-        mode=mode,
-        target=target,
-        steps=steps,
-        requested=tuple(requested),
-        tool_commands=dict(manifest.tools),
-    )
 
 
-def _plan_step(
+def _fill_step(
     manifest: Manifest,
     spec: StepSpec,
     *,
@@ -245,12 +289,15 @@ def _plan_step(
     mode: str,
     target: Target,
     variables: Mapping[str, str],
-    priority: float,
-    estimate: float,
-    resolver: _Resolver,
-    managers: dict[Path, str],
-) -> PlannedStep:
+) -> dict[str, Any]:
+    """The part of a step's plan decided by the manifest, mode, target and variables
+    alone (remembered.py keeps it): a PlannedStep's fields, less those `_Placer` adds,
+    plus `cwd_text`, and `script`/`extra_args` for a script step (whose argv needs the
+    package manager, found on disk)."""
+
     def fill(text: str, key: str) -> str:
+        if "{" not in text and "}" not in text:
+            return text  # most strings hold no template: not even a call to fill_template
         return fill_template(text, variables, file=manifest.path, step=spec.name, key=key)
 
     overrides = [
@@ -258,77 +305,102 @@ def _plan_step(
         for o in (spec.mode_overrides.get(mode), spec.target_overrides.get(target.triple))
         if o is not None
     ]
-    extra_args = [fill(a, "args") for override in overrides for a in override.args]
-    if spec.script is not None:
-        from buildlib.ecosystems.scripts import detect_package_manager, script_argv
-
-        directory = resolver.path(fill(spec.cwd, "cwd"))
-        manager = managers.get(directory)
-        if manager is None:
-            manager = managers[directory] = detect_package_manager(
-                resolver.root, manifest.package_manager, manifest=manifest.path, start=directory
-            )
-        argv = list(
-            script_argv(manager, fill(spec.script, "script"), tuple(extra_args), root=resolver.root)
-        )
-    else:
-        argv = [fill(a, "command") for a in spec.command] + extra_args
+    extra_args = tuple(fill(a, "args") for override in overrides for a in override.args)
     env = {k: fill(v, f"env.{k}") for k, v in manifest.modes[mode].env.items()}
     env.update({k: fill(v, f"env.{k}") for k, v in spec.env.items()})
     for override in overrides:
         env.update({k: fill(v, f"env.{k}") for k, v in override.env.items()})
     cwd_text = fill(spec.cwd, "cwd")
-    if not resolver.inside(cwd_text):
-        raise ManifestError(
-            "cwd resolves outside the workspace",
-            file=manifest.path,
-            step=spec.name,
-            key="cwd",
-            fix="use a directory inside the workspace",
-        )
     paths = StepPaths(manifest, spec, cwd_text, fill)
     outputs = paths.of("outputs", spec.outputs)
-    for output in outputs:
-        # Its literal part, read as the glob dialect reads it: a segment with a wildcard
-        # names no single path to resolve (what it matches is kept inside the workspace
-        # when outputs are expanded and restored).
-        if not resolver.inside(literal_prefix(output)):
-            raise ManifestError(
-                f"output {output!r} resolves outside the workspace",
-                file=manifest.path,
-                step=spec.name,
-                key="outputs",
-                fix="declare outputs under the workspace root",
-            )
-    return PlannedStep(
-        name=spec.name,
-        description=spec.description,
-        group=spec.group,
-        argv=tuple(argv),
-        cwd=resolver.path(cwd_text),
-        env=env,
-        env_inputs=spec.env_inputs,
-        depends_on=deps,
-        inputs=paths.of("inputs", spec.inputs),
-        exclude=(*paths.of("exclude", spec.exclude), *manifest.exclude),
-        outputs=outputs,
-        tools=tuple(dict.fromkeys((*spec.tools, *(t for o in overrides for t in o.tools)))),
-        retries=spec.retries,
-        cacheable=spec.cache,
-        priority=priority,
-        estimate=estimate,
-        inputs_from_git=not spec.inputs_declared,
-        store={
+    return {
+        "name": spec.name,
+        "description": spec.description,
+        "group": spec.group,
+        "argv": None
+        if spec.script is not None
+        else (*(fill(a, "command") for a in spec.command), *extra_args),
+        "script": None if spec.script is None else fill(spec.script, "script"),
+        "extra_args": extra_args,
+        "cwd_text": cwd_text,
+        "env": env,
+        "env_inputs": spec.env_inputs,
+        "depends_on": deps,
+        "inputs": paths.of("inputs", spec.inputs),
+        "exclude": (*paths.of("exclude", spec.exclude), *manifest.exclude),
+        "outputs": outputs,
+        "tools": tuple(dict.fromkeys((*spec.tools, *(t for o in overrides for t in o.tools)))),
+        "retries": spec.retries,
+        "cacheable": spec.cache,
+        "inputs_from_git": not spec.inputs_declared,
+        "store": {
             output: spec.store[pattern]
             for pattern, output in zip(spec.outputs, outputs, strict=True)
             if pattern in spec.store
-        }
-        if spec.store
-        else {},
-        service=spec.service,
-        restart_on=paths.of("restart_on", spec.restart_on),
-        restart_on_deps=spec.restart_on_deps,
-    )
+        },
+        "service": spec.service,
+        "restart_on": paths.of("restart_on", spec.restart_on),
+        "restart_on_deps": spec.restart_on_deps,
+    }
+
+
+class _Placer:
+    """The part of a step's plan read from the file system and the history, computed at
+    every plan: cwd and outputs resolved through symlinks and kept inside the workspace,
+    a script step's package manager, and the priority from the latest durations."""
+
+    def __init__(
+        self, manifest: Manifest, priority: Mapping[str, float], durations: Mapping[str, float]
+    ) -> None:
+        self.manifest, self.priority, self.durations = manifest, priority, durations
+        self.resolver = _Resolver(manifest.root.resolve())
+        self.managers: dict[Path, str] = {}
+
+    def __call__(self, filled: Mapping[str, Any]) -> PlannedStep:
+        values = dict(filled)
+        name, cwd_text = values["name"], values.pop("cwd_text")
+        script, extra_args = values.pop("script"), values.pop("extra_args")
+        resolver = self.resolver
+        if not resolver.inside(cwd_text):
+            raise ManifestError(
+                "cwd resolves outside the workspace",
+                file=self.manifest.path,
+                step=name,
+                key="cwd",
+                fix="use a directory inside the workspace",
+            )
+        for output in values["outputs"]:
+            # Its literal part, read as the glob dialect reads it: a segment with a
+            # wildcard names no single path to resolve (what it matches is kept inside
+            # the workspace when outputs are expanded and restored).
+            if not resolver.inside(literal_prefix(output)):
+                raise ManifestError(
+                    f"output {output!r} resolves outside the workspace",
+                    file=self.manifest.path,
+                    step=name,
+                    key="outputs",
+                    fix="declare outputs under the workspace root",
+                )
+        cwd = resolver.path(cwd_text)
+        if script is not None:
+            values["argv"] = self._script_argv(cwd, script, extra_args)
+        values["cwd"] = cwd
+        values["priority"] = self.priority[name]
+        values["estimate"] = self.durations[name]
+        return restore(PlannedStep, values)
+
+    def _script_argv(self, cwd: Path, script: str, extra_args: tuple[str, ...]) -> tuple[str, ...]:
+        from buildlib.ecosystems.scripts import detect_package_manager, script_argv
+
+        manager = self.managers.get(cwd)
+        if manager is None:
+            manager = self.managers[cwd] = detect_package_manager(
+                self.resolver.root,
+                self.manifest.package_manager,
+                manifest=self.manifest.path,
+                start=cwd,
+            )
+        return tuple(script_argv(manager, script, extra_args, root=self.resolver.root))
 
 
 class StepPaths:
@@ -379,11 +451,13 @@ class _Resolver:
         found = self._done.get(rel)  # as written: a step's cwd is asked for more than once
         if found is not None:
             return found
-        key = "/".join(part for part in rel.replace("\\", "/").split("/") if part not in ("", "."))
-        found = self._done.get(key)
-        if found is not None:
-            self._done[rel] = found
-            return found
+        key = rel
+        if "." in rel or "\\" in rel or "//" in rel or rel[:1] == "/" or rel[-1:] == "/":
+            key = "/".join(p for p in rel.replace("\\", "/").split("/") if p not in ("", "."))
+            found = self._done.get(key)
+            if found is not None:
+                self._done[rel] = found
+                return found
         parent, _, name = key.rpartition("/")
         base = self.resolve(parent)
         if name == "..":

@@ -25,7 +25,7 @@ from buildlib.core import marshalfile
 from buildlib.core.errors import CycleError, ManifestError
 from buildlib.core.graph import find_cycle
 from buildlib.core.layout import BuildDir
-from buildlib.core.records import field, record
+from buildlib.core.records import field, fields, record, restore
 from buildlib.ecosystems.defaults import DEFAULT_EXCLUDES
 from buildlib.workspace.artifacts import ArtifactKind
 from buildlib.workspace.targets import TARGETS
@@ -124,6 +124,11 @@ class Manifest:
     exclude: tuple[str, ...] = DEFAULT_EXCLUDES  # never an input of any step
     version: int = 1  # 2: a step's paths are relative to its cwd
     package_manager: str = ""  # npm, pnpm or yarn for `script` steps; "" = detected
+    # What results derived from this manifest (plans) are remembered under in .buildlib/:
+    # a digest of the engine, the path and the text ("": a manifest not read from a
+    # file), and whether this command may write them (`load_manifest(remember=...)`).
+    remembered_as: str = field(default="", compare=False)
+    remember: bool = field(default=False, compare=False)
 
     @property
     def deps(self) -> dict[str, tuple[str, ...]]:
@@ -351,7 +356,7 @@ class _Checker:
         if (
             pattern.startswith(("/", "\\"))
             or (pattern[:1].isalpha() and pattern[1:2] == ":")
-            or (not climbs_ok and ".." in pattern.replace("\\", "/").split("/"))
+            or (not climbs_ok and ".." in pattern and ".." in pattern.replace("\\", "/").split("/"))
         ):
             raise self.error(
                 f"path {pattern!r} is outside the workspace",
@@ -386,15 +391,63 @@ def find_manifest(start: Path) -> Path:
 
 
 _CACHE_HEADER = b"buildlib-manifest-2\n"
+_VALIDATED_HEADER = b"buildlib-validated-manifest-1\n"
 
 
-def _parse(check: _Checker, path: Path, source: bytes, *, remember: bool) -> dict[str, Any]:
+def load_manifest(path: Path, *, remember: bool = False) -> Manifest:
+    """Parse and validate `path`; raise ManifestError for the first problem found.
+
+    `.buildlib/` remembers, for the exact text of the manifest, the parsed document
+    and the validated manifest with the engine that validated it (core/engine.py). The
+    validation that reads the file system (each cwd is a directory) runs every time;
+    the rest is decided by the text and the engine alone, so it is used again. With
+    `remember`, what was computed is stored for the next reader.
+    """
+    path = path.resolve()
+    check = _Checker(path)
+    try:
+        source = path.read_bytes()
+    except FileNotFoundError:
+        raise check.error("file not found", fix="create it or pass --manifest PATH") from None
+    from buildlib.core.engine import identity
+
+    build_dir = BuildDir(path.parent)
+    validated_by = (identity(), os.fspath(path))
+    cached = marshalfile.read(build_dir.validated_manifest, _VALIDATED_HEADER, authenticated=True)
+    if (
+        isinstance(cached, tuple)
+        and len(cached) == 3
+        and cached[0] == source
+        and cached[1] == validated_by
+    ):
+        manifest = _decode(cached[2], path)
+        _check_directories(check, manifest.steps, version=manifest.version)
+    else:
+        manifest = _validate(check, path, _parse(check, build_dir, source, remember=remember))
+        if remember:
+            # Best effort, as the parsed document: validated again next time.
+            with contextlib.suppress(ValueError, OSError):
+                marshalfile.write(
+                    build_dir.validated_manifest,
+                    _VALIDATED_HEADER,
+                    (source, validated_by, _encode(manifest)),
+                    authenticated=True,
+                )
+    from buildlib.core.engine import derived_key
+    from buildlib.core.records import replace
+
+    name = derived_key(os.fsencode(path), source)
+    return replace(manifest, remembered_as=name, remember=remember)
+
+
+def _parse(
+    check: _Checker, build_dir: BuildDir, source: bytes, *, remember: bool
+) -> dict[str, Any]:
     """The TOML document, from the parsed-manifest cache when `source` is byte for byte
-    the text it was parsed from. Every build and every nox start reads the manifest;
-    parsing is the part that grows with it (500 steps: ~15 ms, plus ~5 ms to import
-    tomllib), while the checks below stay cheap and always run."""
-    cache = BuildDir(path.parent).parsed_manifest
-    cached = marshalfile.read(cache, _CACHE_HEADER)
+    the text it was parsed from. Parsing is the part that grows with the manifest (500
+    steps: ~15 ms, plus ~5 ms to import tomllib); the parsed document outlives the
+    validated manifest when the engine changes."""
+    cached = marshalfile.read(build_dir.parsed_manifest, _CACHE_HEADER, authenticated=True)
     if (
         isinstance(cached, tuple)
         and len(cached) == 2
@@ -416,23 +469,13 @@ def _parse(check: _Checker, path: Path, source: bytes, *, remember: bool) -> dic
         # Best effort: a manifest with TOML dates (marshal has no datetime) or a
         # read-only workspace is simply parsed every time.
         with contextlib.suppress(ValueError, OSError):
-            marshalfile.write(cache, _CACHE_HEADER, (source, raw))
+            marshalfile.write(
+                build_dir.parsed_manifest, _CACHE_HEADER, (source, raw), authenticated=True
+            )
     return raw
 
 
-def load_manifest(path: Path, *, remember: bool = False) -> Manifest:
-    """Parse and validate `path`; raise ManifestError for the first problem found.
-
-    The parsed document comes from `.buildlib/manifest.marshal` when that holds this
-    exact text; with `remember`, a fresh parse is stored there for the next reader.
-    """
-    path = path.resolve()
-    check = _Checker(path)
-    try:
-        source = path.read_bytes()
-    except FileNotFoundError:
-        raise check.error("file not found", fix="create it or pass --manifest PATH") from None
-    raw = _parse(check, path, source, remember=remember)
+def _validate(check: _Checker, path: Path, raw: dict[str, Any]) -> Manifest:
     check.known_keys(raw, TOP_KEYS, where="the manifest")
 
     version = raw.get("version", 1)
@@ -642,8 +685,10 @@ def _check_directories(check: _Checker, steps: Mapping[str, StepSpec], *, versio
     root = os.fspath(check.path.parent)  # strings: one stat per directory, no Path objects
     seen: dict[str, str | None] = {".": None}  # cwd -> the problem with it, or None
     for step in steps.values():
-        cwd = step.cwd.replace("\\", "/").strip("/")
-        cwd = "/".join(part for part in cwd.split("/") if part not in ("", "."))
+        cwd = step.cwd
+        if "." in cwd or "\\" in cwd or "//" in cwd or cwd[:1] == "/" or cwd[-1:] == "/":
+            cwd = cwd.replace("\\", "/").strip("/")
+            cwd = "/".join(part for part in cwd.split("/") if part not in ("", "."))
         if not cwd or "{" in cwd:
             continue  # the root, or known only once templates are filled (plan time)
         if cwd not in seen:
@@ -1010,3 +1055,80 @@ def _load_artifacts(
             )
         )
     return tuple(artifacts)
+
+
+# The validated manifest as plain data for `.buildlib/manifest.marshal` (marshal stores
+# tuples, dicts and strings only). A step is its fields in declaration order, so a field
+# added to StepSpec is remembered without a change here; one marshal cannot store makes
+# the write fail, and the manifest is then validated every time.
+
+
+def _encode(manifest: Manifest) -> tuple[Any, ...]:
+    return (
+        manifest.name,
+        manifest.default_mode,
+        dict(manifest.vars),
+        dict(manifest.tools),
+        tuple((m.name, dict(m.vars), dict(m.env)) for m in manifest.modes.values()),
+        tuple(_encode_step(step) for step in manifest.steps.values()),
+        tuple((a.path, a.step, a.kind.value, a.run, a.expect, a.modes) for a in manifest.artifacts),
+        tuple(getattr(manifest.cache, f.name) for f in fields(CacheSettings)),
+        manifest.exclude,
+        manifest.version,
+        manifest.package_manager,
+    )
+
+
+def _decode(data: tuple[Any, ...], path: Path) -> Manifest:
+    name, default_mode, variables, tools, modes, steps, artifacts, cache = data[:8]
+    exclude, version, package_manager = data[8:]
+    decoded_steps = (_decode_step(values) for values in steps)
+    return Manifest(
+        path=path,
+        root=path.parent,
+        name=name,
+        default_mode=default_mode,
+        vars=variables,
+        tools=tools,
+        modes={m[0]: ModeSpec(name=m[0], vars=m[1], env=m[2]) for m in modes},
+        steps={step.name: step for step in decoded_steps},
+        artifacts=tuple(
+            ArtifactSpec(
+                path=a[0], step=a[1], kind=ArtifactKind(a[2]), run=a[3], expect=a[4], modes=a[5]
+            )
+            for a in artifacts
+        ),
+        cache=CacheSettings(**dict(zip(_CACHE_FIELDS, cache, strict=True))),
+        exclude=exclude,
+        version=version,
+        package_manager=package_manager,
+    )
+
+
+def _encode_step(step: StepSpec) -> dict[str, Any]:
+    values = {name: getattr(step, name) for name in _STEP_FIELDS}
+    for name, value in values.items():
+        if name == "when":
+            values[name] = None if value is None else str(value)
+        elif name in ("mode_overrides", "target_overrides"):
+            values[name] = {k: (o.args, dict(o.env), o.tools) for k, o in value.items()}
+        elif isinstance(value, Mapping):
+            values[name] = dict(value)
+    return values
+
+
+def _decode_step(values: dict[str, Any]) -> StepSpec:
+    if values["when"] is not None:
+        from packaging.markers import Marker
+
+        values["when"] = Marker(values["when"])
+    for key in ("mode_overrides", "target_overrides"):
+        if values[key]:
+            values[key] = {
+                k: Override(args=a, env=e, tools=t) for k, (a, e, t) in values[key].items()
+            }
+    return restore(StepSpec, values)
+
+
+_STEP_FIELDS = tuple(f.name for f in fields(StepSpec))
+_CACHE_FIELDS = tuple(f.name for f in fields(CacheSettings))

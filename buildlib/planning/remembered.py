@@ -1,0 +1,62 @@
+"""Plans remembered in `.buildlib/plans/`, so a build of an unchanged manifest does not
+fill 10,000 steps' templates again.
+
+What a plan is made of splits in two. Most of it is decided by the manifest's text,
+the engine, the mode, the target, the steps asked for and the template variables (the
+environment's BUILDLIB_VAR_*, the root, the interpreter): the selection, the order and
+each step's filled command, env and paths. That part is remembered here, under a key
+naming all of those. The rest reads the file system or the build history, and is
+computed again at every use: each cwd and output resolved through symlinks and checked
+to stay inside the workspace, the package manager of `script` steps, and priorities
+from the latest durations (planning/plan.py).
+
+The files are plain data (marshal) signed with this user's key (core/marshalfile.py),
+and only the newest `KEEP` are kept.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Any
+
+from buildlib.core import marshalfile
+from buildlib.core.layout import BuildDir
+
+_HEADER = b"buildlib-plan-1\n"
+KEEP = 8  # modes x targets x step selections a workspace plans in turn
+
+
+def plan_file(root: Path, key: str) -> Path:
+    return BuildDir(root).plans / f"{key}.marshal"
+
+
+def recall(root: Path, key: str) -> dict[str, dict[str, Any]] | None:
+    """The remembered steps under `key` (name -> filled fields, in plan order), or None."""
+    found = marshalfile.read(plan_file(root, key), _HEADER, authenticated=True)
+    if not isinstance(found, tuple) or len(found) != 2 or found[0] != key:
+        return None
+    steps = found[1]
+    return steps if isinstance(steps, dict) else None
+
+
+def remember(root: Path, key: str, steps: dict[str, dict[str, Any]]) -> None:
+    """Store `steps` under `key`, then keep only the newest KEEP plans. Best effort: a
+    read-only workspace plans every time."""
+    path = plan_file(root, key)
+    with contextlib.suppress(ValueError, OSError):
+        marshalfile.write(path, _HEADER, (key, steps), authenticated=True)
+        _prune(path.parent)
+
+
+def _prune(directory: Path) -> None:
+    entries: list[tuple[int, str]] = []
+    with os.scandir(directory) as found:
+        for entry in found:
+            if entry.name.endswith(".marshal"):
+                with contextlib.suppress(OSError):
+                    entries.append((entry.stat().st_mtime_ns, entry.path))
+    for _, path in sorted(entries, reverse=True)[KEEP:]:
+        with contextlib.suppress(OSError):
+            os.unlink(path)  # noqa: PTH108 - a path string from scandir

@@ -1,0 +1,446 @@
+"""What the engine remembers in `.buildlib/` to plan faster (issue 17), and why a file
+found there is believed.
+
+Two properties, each tested on generated input:
+- a plan made with what was remembered equals the plan made from scratch, whatever
+  changed on disk in between (directories become files, symlinks lead out of the
+  workspace, a cwd disappears), whatever the environment's variables and the build
+  history say: errors included, message for message;
+- a `.buildlib/` this user's engine did not write (shipped in a repository, written
+  under another key) changes nothing: the plan is the one build.toml says.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import marshal
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import PY_TOML, ROOT
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from buildlib.core.errors import ManifestError, UserError
+from buildlib.core.localkey import user_key
+from buildlib.planning import plan as plan_module
+from buildlib.planning import remembered
+from buildlib.planning.plan import build_plan
+from buildlib.workspace.manifest import load_manifest
+from buildlib.workspace.targets import get_target, host_triple
+
+HOST = get_target(host_triple())
+
+
+def engine(
+    root: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "BUILDLIB_"))}
+    environ.update(PYTHONPATH=str(ROOT), **(env or {}))
+    return subprocess.run(
+        [sys.executable, "-m", "buildlib", *args],
+        cwd=root,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+# --- generated workspaces ------------------------------------------------------------
+
+DIRS = ("a", "a/b", "c", "a/dist", "out")
+STATES = ("dir", "missing", "file", "link-inside", "link-outside")
+
+
+@st.composite
+def manifests(draw: st.DrawFn) -> str:
+    """A manifest of 1-6 steps drawing on what planning fills and checks: templates in
+    commands, env, cwd and outputs; mode and target overrides; `modes` and `when`;
+    version 1 and 2 paths; outputs as directories, files and globs."""
+    version = draw(st.sampled_from([1, 2]))
+    lines = [f"version = {version}", "", "[vars]", f'dir = "{draw(st.sampled_from(["a", "c"]))}"']
+    lines += ["", "[modes.development]", 'env = { KIND = "dev-{mode}" }', "", "[modes.production]"]
+    count = draw(st.integers(1, 6))
+    for index in range(count):
+        name = f"s{index}"
+        cwd = draw(st.sampled_from([".", "a", "a/b", "c", "{dir}"]))
+        output = draw(
+            st.sampled_from(["out/{name}.txt", "a/dist", "a/dist/**", "{dir}/gen-{name}", "c/*.o"])
+        ).replace("{name}", name)
+        if version == 2 and cwd != "." and not output.startswith("{"):
+            output = "//" + output
+        deps = draw(st.lists(st.sampled_from([f"s{i}" for i in range(index)] or ["-"]), max_size=2))
+        lines += [
+            "",
+            "[[step]]",
+            f'name = "{name}"',
+            f'command = [{PY_TOML}, "-c", "pass", "{{mode}}", "{{node_platform}}", "{{dir}}"]',
+            f'cwd = "{cwd}"',
+            f"depends_on = {json.dumps(sorted({d for d in deps if d != '-'}))}",
+            f"outputs = {json.dumps([output])}",
+            f'env = {{ WHERE = "{{root}}/{name}" }}',
+        ]
+        if draw(st.booleans()):
+            lines.append(
+                'when = "sys_platform == \\"linux\\""'
+                if draw(st.booleans())
+                else 'when = "sys_platform == \\"win32\\""'
+            )
+        if draw(st.booleans()):
+            lines.append('modes = ["production"]')
+        if draw(st.booleans()):
+            lines += ["[step.mode.development]", 'args = ["--dev", "{dir}"]']
+    return "\n".join(lines) + "\n"
+
+
+def shape(root: Path, outside: Path, states: dict[str, str]) -> None:
+    """Make each of DIRS a directory, nothing, a file, or a symlink inside or outside."""
+    for rel in sorted(DIRS, key=len, reverse=True):
+        path = root / rel
+        if path.is_symlink() or path.is_file():
+            path.unlink()
+        elif path.is_dir():
+            shutil.rmtree(path)
+    for rel in sorted(DIRS, key=len):
+        path = root / rel
+        state = states.get(rel, "dir")
+        if not path.parent.is_dir() or path.parent.is_symlink():
+            continue
+        if state == "dir":
+            path.mkdir()
+        elif state == "file":
+            path.write_text("not a directory")
+        elif state == "link-inside":
+            (root / "elsewhere").mkdir(exist_ok=True)
+            path.symlink_to(root / "elsewhere")
+        elif state == "link-outside":
+            path.symlink_to(outside)
+
+
+def outcome(
+    root: Path, *, environ: dict[str, str], estimates: dict[str, float], mode: str
+) -> object:
+    """The plan's steps, or the error planning raises, as comparable data."""
+    try:
+        manifest = load_manifest(root / "build.toml", remember=True)
+        plan = build_plan(manifest, mode=mode, target=HOST, environ=environ, estimates=estimates)
+    except (ManifestError, UserError) as exc:
+        return (type(exc).__name__, str(exc))
+    return {name: vars(step) for name, step in plan.steps.items()}
+
+
+@contextlib.contextmanager
+def nothing_remembered(root: Path) -> Iterator[None]:
+    """.buildlib/ moved aside, so planning starts from scratch."""
+    build_dir = root / ".buildlib"
+    aside = root / ".buildlib-aside"
+    if build_dir.exists():
+        build_dir.rename(aside)
+    try:
+        yield
+    finally:
+        if build_dir.exists():
+            shutil.rmtree(build_dir)
+        if aside.exists():
+            aside.rename(build_dir)
+
+
+states = st.fixed_dictionaries({rel: st.sampled_from(STATES) for rel in DIRS})
+estimates = st.dictionaries(st.sampled_from([f"s{i}" for i in range(6)]), st.floats(0.1, 100))
+
+
+@st.composite
+def runs(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Two runs: the first on a tree of plain directories (so it plans, and leaves a plan
+    behind), the second on a reshaped tree, mostly with the same mode and variables (so
+    it plans from what the first left), with new estimates."""
+    mode = draw(st.sampled_from(["development", "production"]))
+    dir_var = draw(st.sampled_from(["", "a", "c"]))
+    first = {"states": {}, "dir_var": dir_var, "mode": mode, "estimates": draw(estimates)}
+    if draw(st.integers(0, 3)) == 0:
+        mode = draw(st.sampled_from(["development", "production"]))
+        dir_var = draw(st.sampled_from(["", "a", "c"]))
+    second = {
+        "states": draw(states),
+        "dir_var": dir_var,
+        "mode": mode,
+        "estimates": draw(estimates),
+    }
+    return first, second
+
+
+@settings(
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(text=manifests(), both=runs())
+def test_a_remembered_plan_is_the_plan_made_from_scratch(
+    tmp_path_factory: pytest.TempPathFactory,
+    text: str,
+    both: tuple[dict[str, Any], dict[str, Any]],
+) -> None:
+    first, second = both
+    base = tmp_path_factory.mktemp("ws")
+    root, outside = base / "root", base / "outside"
+    root.mkdir()
+    outside.mkdir()
+    (root / "build.toml").write_text(text)
+    recalled: list[list[bool]] = []
+    real_recall = remembered.recall
+
+    def spy(at: Path, key: str) -> dict[str, dict[str, Any]] | None:
+        found = real_recall(at, key)
+        recalled[-1].append(found is not None)
+        return found
+
+    outcomes = []
+    for run in (first, second):
+        shape(root, outside, run["states"])
+        environ = {"BUILDLIB_VAR_DIR": run["dir_var"]} if run["dir_var"] else {}
+        kwargs = {"environ": environ, "estimates": run["estimates"], "mode": run["mode"]}
+        with nothing_remembered(root):
+            fresh = outcome(root, **kwargs)
+        recalled.append([])
+        plan_module.remembered.recall = spy  # type: ignore[attr-defined]
+        try:
+            again = outcome(root, **kwargs)
+        finally:
+            plan_module.remembered.recall = real_recall  # type: ignore[attr-defined]
+        assert again == fresh
+        outcomes.append(again)
+    # A plan made by the first run is what the second plans from, when its key is the
+    # same (same mode and variables) and the second gets as far as planning.
+    same_key = first["mode"] == second["mode"] and first["dir_var"] == second["dir_var"]
+    if same_key and isinstance(outcomes[0], dict) and recalled[1]:
+        assert recalled[1] == [True]
+
+
+def test_remembered_results_are_used_and_survive_only_their_inputs(tmp_path: Path) -> None:
+    """The validated manifest and the plan are read back on the next run (one file each),
+    and a changed manifest, variable or mode plans anew."""
+    root = tmp_path / "ws"
+    (root / "a").mkdir(parents=True)
+    (root / "build.toml").write_text(
+        textwrap.dedent(f"""
+            [[step]]
+            name = "one"
+            command = [{PY_TOML}, "-c", "pass", "{{greeting}}"]
+            cwd = "a"
+            outputs = ["a/out"]
+            [vars]
+            greeting = "hello"
+        """)
+    )
+    manifest = load_manifest(root / "build.toml", remember=True)
+    build_plan(manifest, mode=manifest.default_mode, target=HOST, environ={})
+    plans = list((root / ".buildlib/plans").iterdir())
+    assert len(plans) == 1
+    assert (root / ".buildlib/validated-manifest.marshal").is_file()
+
+    seen: list[bool] = []
+    real_recall = remembered.recall
+
+    def spy(at: Path, key: str) -> dict[str, dict[str, Any]] | None:
+        found = real_recall(at, key)
+        seen.append(found is not None)
+        return found
+
+    plan_module.remembered.recall = spy  # type: ignore[attr-defined]
+    try:
+        again = load_manifest(root / "build.toml")
+        plan = build_plan(again, mode=again.default_mode, target=HOST, environ={})
+        assert seen == [True]
+        assert plan.steps["one"].argv[-1] == "hello"
+        plan = build_plan(
+            again, mode=again.default_mode, target=HOST, environ={"BUILDLIB_VAR_GREETING": "hi"}
+        )
+        assert seen == [True, False]
+        assert plan.steps["one"].argv[-1] == "hi"
+        (root / "build.toml").write_text((root / "build.toml").read_text().replace("hello", "bye"))
+        edited = load_manifest(root / "build.toml")
+        plan = build_plan(edited, mode=edited.default_mode, target=HOST, environ={})
+        assert seen == [True, False, False]
+        assert plan.steps["one"].argv[-1] == "bye"
+    finally:
+        plan_module.remembered.recall = real_recall  # type: ignore[attr-defined]
+
+
+def test_only_the_newest_plans_are_kept(tmp_path: Path) -> None:
+    for index in range(remembered.KEEP + 3):
+        remembered.remember(tmp_path, f"key{index:02d}", {})
+        path = remembered.plan_file(tmp_path, f"key{index:02d}")
+        os.utime(path, ns=(index * 10**9, index * 10**9))
+    kept = sorted(p.stem for p in (tmp_path / ".buildlib/plans").iterdir())
+    assert len(kept) == remembered.KEEP
+    assert remembered.recall(tmp_path, f"key{remembered.KEEP + 2:02d}") == {}
+
+
+# --- what a stranger's .buildlib/ can do ---------------------------------------------
+
+BENIGN = textwrap.dedent(f"""
+    [[step]]
+    name = "hello"
+    command = [{PY_TOML}, "-c", "print('benign')"]
+""")
+EVIL = BENIGN.replace("print('benign')", "print('evil')")
+
+
+def forge(root: Path, key: bytes) -> None:
+    """Write every file the engine would remember for EVIL, under build.toml's text
+    (which is BENIGN), signed with `key`: the parsed document, the validated manifest
+    and the plan."""
+    from _blake2 import blake2b
+
+    def sign(path: Path, header: bytes, value: Any) -> None:
+        payload = marshal.dumps(value)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(header + blake2b(payload, digest_size=16, key=key).digest() + payload)
+
+    def stored(path: Path) -> tuple[bytes, Any]:
+        data = path.read_bytes()
+        header = data.split(b"\n", 1)[0] + b"\n"
+        return header, marshal.loads(data[len(header) + 16 :])
+
+    other = root.parent / "evil-source"
+    other.mkdir()
+    (other / "build.toml").write_text(EVIL)
+    assert engine(other, "build", "--plain").returncode == 0
+    source = (root / "build.toml").read_bytes()
+    header, (_, raw) = stored(other / ".buildlib/manifest.marshal")
+    sign(root / ".buildlib/manifest.marshal", header, (source, raw))
+    header, (_, (engine_id, _), validated) = stored(other / ".buildlib/validated-manifest.marshal")
+    path = str((root / "build.toml").resolve())
+    sign(
+        root / ".buildlib/validated-manifest.marshal",
+        header,
+        (source, (engine_id, path), validated),
+    )
+    # The plan, under the key the benign manifest's plan has.
+    manifest = load_manifest(root / "build.toml", remember=False)
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "BUILDLIB_"))}
+    key_name = plan_module._plan_key(
+        manifest,
+        mode=manifest.default_mode,
+        target=HOST,
+        requested=(),
+        services=False,
+        variables=plan_module.template_variables(manifest, manifest.default_mode, HOST, environ),
+        markers={},
+    )
+    (plan_file,) = (other / ".buildlib/plans").iterdir()
+    header, (_, steps) = stored(plan_file)
+    sign(remembered.plan_file(root, key_name), header, (key_name, steps))
+
+
+@pytest.mark.parametrize("signer", ["another user", "no key (a plain checksum)"])
+def test_a_shipped_buildlib_is_not_believed(tmp_path: Path, signer: str) -> None:
+    """The hole this closes: a repository shipping `.buildlib/manifest.marshal` made
+    `buildlib build` run commands its build.toml does not show (the parsed document was
+    believed on a checksum anyone can compute)."""
+    root = tmp_path / "ws"
+    root.mkdir()
+    (root / "build.toml").write_text(BENIGN)
+    forge(root, os.urandom(32) if signer == "another user" else b"")
+    plan = engine(root, "plan")
+    assert plan.returncode == 0, plan.stderr
+    assert "benign" in plan.stdout and "evil" not in plan.stdout
+    built = engine(root, "build", "--plain")
+    assert built.returncode == 0, built.stderr
+    logs = "".join(p.read_text() for p in (root / ".buildlib/logs").rglob("*.log"))
+    assert "benign" in logs and "evil" not in logs
+
+
+def test_the_forgery_works_when_signed_with_the_users_key(tmp_path: Path) -> None:
+    """The test above has teeth: the same files signed with this user's key are believed
+    (only this user's engine, or someone holding the key, can write them)."""
+    root = tmp_path / "ws"
+    root.mkdir()
+    (root / "build.toml").write_text(BENIGN)
+    forge(root, user_key())
+    plan = engine(root, "plan")
+    assert "evil" in plan.stdout
+
+
+def test_without_a_key_nothing_is_remembered_and_builds_still_skip(tmp_path: Path) -> None:
+    """No state directory can be made (here a file stands where it would be): the
+    manifest is parsed and validated every time, and the steps' own records still work."""
+    root = tmp_path / "ws"
+    root.mkdir()
+    (root / "build.toml").write_text(BENIGN)
+    blocker = tmp_path / "state-is-a-file"
+    blocker.write_text("")
+    env = {"XDG_STATE_HOME": str(blocker)}
+    first = engine(root, "build", "--plain", env=env)
+    assert first.returncode == 0, first.stderr
+    second = engine(root, "build", "--plain", env=env)
+    assert second.returncode == 0 and "nothing to do" in second.stdout
+    names = {p.name for p in (root / ".buildlib").iterdir()}
+    assert "validated-manifest.marshal" not in names and "manifest.marshal" not in names
+    assert "plans" not in names
+
+
+# --- the key and the engine's name ---------------------------------------------------
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="spelled out on Linux only")
+@pytest.mark.parametrize("xdg", [None, "/somewhere/state"])
+def test_the_state_directory_is_platformdirs_answer(
+    monkeypatch: pytest.MonkeyPatch, xdg: str | None
+) -> None:
+    import platformdirs
+
+    from buildlib.core.localkey import state_directory
+
+    if xdg is None:
+        monkeypatch.delenv("XDG_STATE_HOME", raising=False)
+    else:
+        monkeypatch.setenv("XDG_STATE_HOME", xdg)
+    assert state_directory() == Path(platformdirs.user_state_dir("buildlib"))
+
+
+def test_the_key_is_made_once_private_and_shared_by_racing_processes(tmp_path: Path) -> None:
+    code = "from buildlib.core.localkey import user_key; print(user_key().hex())"
+    env = {**os.environ, "XDG_STATE_HOME": str(tmp_path), "PYTHONPATH": str(ROOT)}
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)
+        for _ in range(6)
+    ]
+    keys = {proc.communicate(timeout=60)[0].strip() for proc in procs}
+    made = (tmp_path / "buildlib/workspace-files.key").read_bytes()
+    # A process that read the file while its maker was writing it has no key for that run
+    # (nothing remembered), never another one.
+    assert keys - {""} == {made.hex()}
+    assert len(made) == 32
+    assert (tmp_path / "buildlib/workspace-files.key").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "buildlib").stat().st_mode & 0o777 == 0o700
+
+
+def test_the_engines_name_changes_with_any_source_file(tmp_path: Path) -> None:
+    """An edited or reinstalled buildlib never reads what other code validated or planned."""
+    copy = tmp_path / "buildlib"
+    shutil.copytree(ROOT / "buildlib", copy, ignore=shutil.ignore_patterns("__pycache__"))
+    code = "from buildlib.core.engine import identity; print(identity())"
+
+    def name() -> str:
+        env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+        out = subprocess.run(
+            [sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True
+        )
+        assert out.returncode == 0, out.stderr
+        return out.stdout.strip()
+
+    before = name()
+    assert before and before == name()
+    edited = copy / "workspace/targets.py"
+    stat = edited.stat()
+    os.utime(edited, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))
+    assert name() != before
