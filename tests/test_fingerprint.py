@@ -39,6 +39,7 @@ def make_step(root: Path, **changes: Any) -> PlannedStep:
         "group": "web",
         "argv": ("npm", "run", "build"),
         "cwd": root / "web",
+        "cwd_relative": "web",
         "env": {"NODE_ENV": "production"},
         "env_inputs": ("VITE_API",),
         "depends_on": ("svelte-check", "native"),
@@ -165,7 +166,7 @@ def edit(root: Path, rel: str, text: str | None) -> None:
     ("change", "reasons"),
     [
         ({"step": {"argv": ("npm", "run", "build", "--", "--minify")}}, ["command changed"]),
-        ({"step": {"cwd": "ROOT"}}, ["working directory changed"]),
+        ({"step": {"cwd": "ROOT", "cwd_relative": "."}}, ["working directory changed"]),
         ({"step": {"outputs": ("web/dist/**", "web/stats.json")}}, ["declared outputs changed"]),
         ({"mode": "development"}, ["mode changed from production to development"]),
         (

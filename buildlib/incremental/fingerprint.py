@@ -110,7 +110,7 @@ def compute_fingerprint(
         ) from exc
     components: dict[str, str] = {
         "argv": json.dumps(_portable_argv(step.argv, root)),
-        "cwd": _relative(step.cwd, root),
+        "cwd": step.cwd_relative,
         "mode": mode,
         "target": target,
         "outputs": json.dumps(list(step.outputs)),
@@ -201,18 +201,6 @@ def _portable_argv(argv: Sequence[str], root: Path) -> list[str]:
         return arg
 
     return [portable(arg) for arg in argv]
-
-
-def _relative(path: Path, root: Path) -> str:
-    """The step's directory relative to the root. The plan resolved it already (symlinks
-    included), so only the root is resolved here, once per root; strings, not pathlib,
-    since this runs once per step."""
-    text, base = os.fspath(path), _resolved(os.fspath(root))
-    if text == base:
-        return "."
-    if text.startswith(base + os.sep):
-        return text[len(base) + 1 :].replace(os.sep, "/")
-    return text
 
 
 @functools.lru_cache(maxsize=16)
@@ -322,7 +310,7 @@ def select_inputs(
     second case minus its outputs. Outside git, every file under the cwd."""
     if not step.inputs_from_git:
         return hasher.expand(step.inputs, step.exclude)
-    cwd = _relative(step.cwd, root)
+    cwd = step.cwd_relative
     listed = git.under(cwd) if git is not None else None
     if listed is None:
         files = hasher.expand(["**" if cwd == "." else f"{cwd}/**"], step.exclude)

@@ -34,7 +34,8 @@ class PlannedStep:
     description: str
     group: str
     argv: tuple[str, ...]  # as written (templates filled); resolved with shutil.which at spawn
-    cwd: Path  # absolute
+    cwd: Path  # absolute, symlinks resolved
+    cwd_relative: str  # the same from the (resolved) root, "/"-separated: "." for the root
     env: Mapping[str, str]  # the variables this step sets (mode + step + overrides), not os.environ
     env_inputs: tuple[str, ...]  # names read from the caller's environment; fingerprinted
     depends_on: tuple[str, ...]
@@ -385,6 +386,7 @@ class _Placer:
         if script is not None:
             values["argv"] = self._script_argv(cwd, script, extra_args)
         values["cwd"] = cwd
+        values["cwd_relative"] = resolver.relative(cwd_text)
         values["priority"] = self.priority[name]
         values["estimate"] = self.durations[name]
         return restore(PlannedStep, values)
@@ -476,6 +478,11 @@ class _Resolver:
         """Whether `rel` resolves to the root or below it."""
         found = self.resolve(rel)
         return found == self._root or found.startswith(self._below)
+
+    def relative(self, rel: str) -> str:
+        """What `rel` resolves to, from the root ("." for the root); `rel` is inside."""
+        found = self.resolve(rel)
+        return "." if found == self._root else found[len(self._below) :]
 
     def path(self, rel: str) -> Path:
         found = self._paths.get(rel)

@@ -11,10 +11,8 @@ imports the run machinery.
 from __future__ import annotations
 
 import json
-import os
 import shlex
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Protocol
 
 from buildlib.planning.plan import Plan
@@ -98,7 +96,7 @@ def render_dry_run(
             else:
                 lines.append(head)
                 lines += [f"            - {reason}" for reason in shown]
-        lines.append(f"     cwd:  {_relative(step.cwd, plan.root)}")
+        lines.append(f"     cwd:  {step.cwd_relative}")
         lines.append(f"     run:  {shlex.join(step.argv)}")
         changed = {k: v for k, v in sorted(step.env.items()) if environ.get(k) != v}
         for key, value in changed.items():
@@ -134,7 +132,7 @@ def render_dry_run_json(
                 "description": step.description,
                 "group": step.group,
                 "argv": list(step.argv),
-                "cwd": _relative(step.cwd, plan.root),
+                "cwd": step.cwd_relative,
                 "env": {k: v for k, v in sorted(step.env.items()) if environ.get(k) != v},
                 "depends_on": list(step.depends_on),
                 "outputs": list(step.outputs),
@@ -172,7 +170,7 @@ def render_plan_json(plan: Plan) -> str:
                     "description": s.description,
                     "group": s.group,
                     "argv": list(s.argv),
-                    "cwd": _relative(s.cwd, plan.root),
+                    "cwd": s.cwd_relative,
                     "env": dict(s.env),
                     "depends_on": list(s.depends_on),
                     "outputs": list(s.outputs),
@@ -197,11 +195,3 @@ def _json_step_per_line(document: Mapping[str, object]) -> str:
             text = json.dumps(value)
         lines.append(f"  {json.dumps(key)}: {text}")
     return "{\n" + ",\n".join(lines) + "\n}"
-
-
-def _relative(path: Path, root: Path) -> str:
-    """`path` relative to `root` (strings: this runs once per step of a 10,000-step plan)."""
-    text, base = os.fspath(path), os.fspath(root).rstrip(os.sep)
-    if text == base:
-        return "."
-    return text[len(base) + 1 :] if text.startswith(base + os.sep) else text
