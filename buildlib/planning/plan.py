@@ -293,8 +293,8 @@ def _fill_step(
 ) -> dict[str, Any]:
     """The part of a step's plan decided by the manifest, mode, target and variables
     alone (remembered.py keeps it): a PlannedStep's fields, less those `_Placer` adds,
-    plus `cwd_text`, and `script`/`extra_args` for a script step (whose argv needs the
-    package manager, found on disk)."""
+    plus what `_Placer` reads from disk with: `cwd_text`, `output_prefixes`, and
+    `script`/`extra_args` for a script step (whose argv needs the package manager)."""
 
     def fill(text: str, key: str) -> str:
         if "{" not in text and "}" not in text:
@@ -330,6 +330,10 @@ def _fill_step(
         "inputs": paths.of("inputs", spec.inputs),
         "exclude": (*paths.of("exclude", spec.exclude), *manifest.exclude),
         "outputs": outputs,
+        # Each output's literal part, read as the glob dialect reads it: a segment with a
+        # wildcard names no single path to resolve (what it matches is kept inside the
+        # workspace when outputs are expanded and restored). `_Placer` resolves them.
+        "output_prefixes": tuple(literal_prefix(output) for output in outputs),
         "tools": tuple(dict.fromkeys((*spec.tools, *(t for o in overrides for t in o.tools)))),
         "retries": spec.retries,
         "cacheable": spec.cache,
@@ -361,6 +365,7 @@ class _Placer:
         values = dict(filled)
         name, cwd_text = values["name"], values.pop("cwd_text")
         script, extra_args = values.pop("script"), values.pop("extra_args")
+        prefixes = values.pop("output_prefixes")
         resolver = self.resolver
         if not resolver.inside(cwd_text):
             raise ManifestError(
@@ -370,11 +375,8 @@ class _Placer:
                 key="cwd",
                 fix="use a directory inside the workspace",
             )
-        for output in values["outputs"]:
-            # Its literal part, read as the glob dialect reads it: a segment with a
-            # wildcard names no single path to resolve (what it matches is kept inside
-            # the workspace when outputs are expanded and restored).
-            if not resolver.inside(literal_prefix(output)):
+        for output, prefix in zip(values["outputs"], prefixes, strict=True):
+            if not resolver.inside(prefix):
                 raise ManifestError(
                     f"output {output!r} resolves outside the workspace",
                     file=self.manifest.path,
