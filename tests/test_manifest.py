@@ -154,9 +154,10 @@ def _env() -> dict[str, str]:
 def _cached_document(path: Path) -> tuple[bytes, dict[str, Any]]:
     """The parsed manifest's cache: (the manifest's bytes, the parsed document)."""
     from buildlib.core import marshalfile
+    from buildlib.core.localkey import user_key
 
     cached = marshalfile.read(
-        BuildDir(path.parent).parsed_manifest, manifest_module._CACHE_HEADER, authenticated=True
+        BuildDir(path.parent).parsed_manifest, manifest_module._CACHE_HEADER, key=user_key()
     )
     return cast("tuple[bytes, dict[str, Any]]", cached)
 

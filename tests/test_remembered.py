@@ -29,7 +29,9 @@ from helpers import PY_TOML, ROOT
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from buildlib.core import marshalfile
 from buildlib.core.errors import ManifestError, UserError
+from buildlib.core.layout import BuildDir
 from buildlib.core.localkey import user_key
 from buildlib.planning import plan as plan_module
 from buildlib.planning import remembered
@@ -64,13 +66,13 @@ STATES = ("dir", "missing", "file", "link-inside", "link-outside")
 
 @st.composite
 def manifests(draw: st.DrawFn) -> str:
-    """A manifest of 1-6 steps drawing on what planning fills and checks: templates in
+    """A manifest of 2-6 steps drawing on what planning fills and checks: templates in
     commands, env, cwd and outputs; mode and target overrides; `modes` and `when`;
     version 1 and 2 paths; outputs as directories, files and globs."""
     version = draw(st.sampled_from([1, 2]))
     lines = [f"version = {version}", "", "[vars]", f'dir = "{draw(st.sampled_from(["a", "c"]))}"']
     lines += ["", "[modes.development]", 'env = { KIND = "dev-{mode}" }', "", "[modes.production]"]
-    count = draw(st.integers(1, 6))
+    count = draw(st.integers(2, 6))
     for index in range(count):
         name = f"s{index}"
         cwd = draw(st.sampled_from([".", "a", "a/b", "c", "{dir}"]))
@@ -80,31 +82,47 @@ def manifests(draw: st.DrawFn) -> str:
         if version == 2 and cwd != "." and not output.startswith("{"):
             output = "//" + output
         deps = draw(st.lists(st.sampled_from([f"s{i}" for i in range(index)] or ["-"]), max_size=2))
+        run = (
+            'script = "build-{mode}"'
+            if draw(st.integers(0, 4)) == 0
+            else f'command = [{PY_TOML}, "-c", "pass", "{{mode}}", "{{node_platform}}", "{{dir}}"]'
+        )
         lines += [
             "",
             "[[step]]",
             f'name = "{name}"',
-            f'command = [{PY_TOML}, "-c", "pass", "{{mode}}", "{{node_platform}}", "{{dir}}"]',
+            run,
             f'cwd = "{cwd}"',
             f"depends_on = {json.dumps(sorted({d for d in deps if d != '-'}))}",
             f"outputs = {json.dumps([output])}",
             f'env = {{ WHERE = "{{root}}/{name}" }}',
         ]
-        if draw(st.booleans()):
+        if index and draw(st.booleans()):  # s0 applies everywhere: it may be requested
             lines.append(
                 'when = "sys_platform == \\"linux\\""'
                 if draw(st.booleans())
                 else 'when = "sys_platform == \\"win32\\""'
             )
-        if draw(st.booleans()):
+        if index and draw(st.booleans()):
             lines.append('modes = ["production"]')
+        if index and index == count - 1 and draw(st.integers(0, 3)) == 0:  # nothing after it
+            lines.remove(f"outputs = {json.dumps([output])}")
+            lines += ["service = true", 'restart_on = ["c/**"]']
         if draw(st.booleans()):
             lines += ["[step.mode.development]", 'args = ["--dev", "{dir}"]']
+        if draw(st.integers(0, 3)) == 0:
+            lines += ['[step.target."aarch64-apple-darwin"]', 'args = ["--mac"]']
     return "\n".join(lines) + "\n"
 
 
 def shape(root: Path, outside: Path, states: dict[str, str]) -> None:
-    """Make each of DIRS a directory, nothing, a file, or a symlink inside or outside."""
+    """Make each of DIRS a directory, nothing, a file, or a symlink inside or outside;
+    and the root's npm lockfile (the package manager of `script` steps) there or not."""
+    lockfile = root / "package-lock.json"
+    if states.get("lockfile", "there") == "there":
+        lockfile.write_text("{}")
+    else:
+        lockfile.unlink(missing_ok=True)
     for rel in sorted(DIRS, key=len, reverse=True):
         path = root / rel
         if path.is_symlink() or path.is_file():
@@ -128,12 +146,27 @@ def shape(root: Path, outside: Path, states: dict[str, str]) -> None:
 
 
 def outcome(
-    root: Path, *, environ: dict[str, str], estimates: dict[str, float], mode: str
+    root: Path,
+    *,
+    environ: dict[str, str],
+    estimates: dict[str, float],
+    mode: str,
+    target: str = HOST.triple,
+    requested: tuple[str, ...] = (),
+    services: bool = False,
 ) -> object:
     """The plan's steps, or the error planning raises, as comparable data."""
     try:
         manifest = load_manifest(root / "build.toml", remember=True)
-        plan = build_plan(manifest, mode=mode, target=HOST, environ=environ, estimates=estimates)
+        plan = build_plan(
+            manifest,
+            mode=mode,
+            target=get_target(target),
+            requested=requested,
+            environ=environ,
+            estimates=estimates,
+            services=services,
+        )
     except (ManifestError, UserError) as exc:
         return (type(exc).__name__, str(exc))
     return {name: vars(step) for name, step in plan.steps.items()}
@@ -155,27 +188,37 @@ def nothing_remembered(root: Path) -> Iterator[None]:
             aside.rename(build_dir)
 
 
-states = st.fixed_dictionaries({rel: st.sampled_from(STATES) for rel in DIRS})
+states = st.fixed_dictionaries(
+    {
+        **{rel: st.sampled_from(STATES) for rel in DIRS},
+        "lockfile": st.sampled_from(["there", "gone"]),
+    }
+)
 estimates = st.dictionaries(st.sampled_from([f"s{i}" for i in range(6)]), st.floats(0.1, 100))
 
 
 @st.composite
 def runs(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, Any]]:
     """Two runs: the first on a tree of plain directories (so it plans, and leaves a plan
-    behind), the second on a reshaped tree, mostly with the same mode and variables (so
-    it plans from what the first left), with new estimates."""
-    mode = draw(st.sampled_from(["development", "production"]))
-    dir_var = draw(st.sampled_from(["", "a", "c"]))
-    first = {"states": {}, "dir_var": dir_var, "mode": mode, "estimates": draw(estimates)}
-    if draw(st.integers(0, 3)) == 0:
-        mode = draw(st.sampled_from(["development", "production"]))
-        dir_var = draw(st.sampled_from(["", "a", "c"]))
-    second = {
-        "states": draw(states),
-        "dir_var": dir_var,
-        "mode": mode,
-        "estimates": draw(estimates),
-    }
+    behind), the second on a reshaped tree with new estimates, and with the same mode,
+    variables, target and steps asked for (so it plans from what the first left), or with
+    one of them changed (so it must not)."""
+
+    def selection() -> dict[str, Any]:
+        return {
+            "mode": draw(st.sampled_from(["development", "production"])),
+            "dir_var": draw(st.sampled_from(["", "a", "c"])),
+            "target": draw(st.sampled_from([HOST.triple, "aarch64-apple-darwin"])),
+            "requested": draw(st.sampled_from([(), ("s0",)])),
+            "services": draw(st.booleans()),
+        }
+
+    chosen = selection()
+    first = {"states": {}, "estimates": draw(estimates), **chosen}
+    changed = draw(st.sampled_from([None, None, *chosen]))  # one of them, or none
+    if changed is not None:
+        chosen[changed] = selection()[changed]
+    second = {"states": draw(states), "estimates": draw(estimates), **chosen}
     return first, second
 
 
@@ -206,7 +249,11 @@ def test_a_remembered_plan_is_the_plan_made_from_scratch(
     for run in (first, second):
         shape(root, outside, run["states"])
         environ = {"BUILDLIB_VAR_DIR": run["dir_var"]} if run["dir_var"] else {}
-        kwargs = {"environ": environ, "estimates": run["estimates"], "mode": run["mode"]}
+        kwargs = {
+            "environ": environ,
+            "estimates": run["estimates"],
+            **{k: run[k] for k in ("mode", "target", "requested", "services")},
+        }
         with nothing_remembered(root):
             fresh = outcome(root, **kwargs)
         recalled.append([])
@@ -218,8 +265,10 @@ def test_a_remembered_plan_is_the_plan_made_from_scratch(
         assert again == fresh
         outcomes.append(again)
     # A plan made by the first run is what the second plans from, when its key is the
-    # same (same mode and variables) and the second gets as far as planning.
-    same_key = first["mode"] == second["mode"] and first["dir_var"] == second["dir_var"]
+    # same (mode, variables, target, steps asked for) and the second gets as far.
+    same_key = all(
+        first[k] == second[k] for k in ("mode", "dir_var", "target", "requested", "services")
+    )
     if same_key and isinstance(outcomes[0], dict) and recalled[1]:
         assert recalled[1] == [True]
 
@@ -274,14 +323,191 @@ def test_remembered_results_are_used_and_survive_only_their_inputs(tmp_path: Pat
         plan_module.remembered.recall = real_recall  # type: ignore[attr-defined]
 
 
+SELECTING = textwrap.dedent(f"""
+    [modes.development]
+    [modes.production]
+    [[step]]
+    name = "first"
+    command = [{PY_TOML}, "-c", "pass", "{{mode}}", "{{rust_target}}", "{{who}}"]
+    [[step]]
+    name = "second"
+    command = [{PY_TOML}, "-c", "pass"]
+    depends_on = ["first"]
+    [[step]]
+    name = "server"
+    command = [{PY_TOML}, "-m", "http.server"]
+    depends_on = ["second"]
+    service = true
+    [vars]
+    who = "me"
+""")
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"mode": "production"},
+        {"target": "aarch64-apple-darwin"},
+        {"requested": ("first",)},
+        {"services": True},
+        {"environ": {"BUILDLIB_VAR_WHO": "you"}},
+        {"estimates": {"first": 50.0}},
+    ],
+    ids=lambda change: next(iter(change)),
+)
+def test_each_thing_a_plan_is_made_from_is_in_its_key(
+    tmp_path: Path, change: dict[str, Any]
+) -> None:
+    """One plan remembered, then one thing changed: the plan is made anew (or, for the
+    estimates, which are not in the key, re-prioritised), equal to one from scratch."""
+    (tmp_path / "build.toml").write_text(SELECTING)
+    base: dict[str, Any] = {"environ": {}, "estimates": {}, "mode": "development"}
+    first = outcome(tmp_path, **base)
+    assert isinstance(first, dict) and list(first) == ["first", "second"]
+    with nothing_remembered(tmp_path):
+        fresh = outcome(tmp_path, **{**base, **change})
+    again = outcome(tmp_path, **{**base, **change})
+    assert again == fresh != first
+
+
 def test_only_the_newest_plans_are_kept(tmp_path: Path) -> None:
     for index in range(remembered.KEEP + 3):
         remembered.remember(tmp_path, f"key{index:02d}", {})
         path = remembered.plan_file(tmp_path, f"key{index:02d}")
         os.utime(path, ns=(index * 10**9, index * 10**9))
     kept = sorted(p.stem for p in (tmp_path / ".buildlib/plans").iterdir())
-    assert len(kept) == remembered.KEEP
+    assert kept == [f"key{index:02d}" for index in range(3, remembered.KEEP + 3)]
     assert remembered.recall(tmp_path, f"key{remembered.KEEP + 2:02d}") == {}
+
+
+def test_a_plans_directory_that_leads_elsewhere_is_left_alone(tmp_path: Path) -> None:
+    """A shipped `.buildlib/plans` symlink: nothing is written or pruned through it."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    for index in range(remembered.KEEP + 2):
+        (elsewhere / f"precious{index}.marshal").write_text("keep me")
+    root = tmp_path / "ws"
+    (root / ".buildlib").mkdir(parents=True)
+    (root / ".buildlib/plans").symlink_to(elsewhere)
+    remembered.remember(root, "key", {})
+    assert sorted(p.name for p in elsewhere.iterdir()) == sorted(
+        f"precious{index}.marshal" for index in range(remembered.KEEP + 2)
+    )
+
+
+def test_remembered_files_are_regular_files_read_without_following_links(tmp_path: Path) -> None:
+    """A shipped `.buildlib/validated-manifest.marshal` that is a FIFO or a link to a
+    device would hang or fill memory: neither is read."""
+    root = tmp_path / "ws"
+    (root / ".buildlib").mkdir(parents=True)
+    (root / "build.toml").write_text(BENIGN)
+    os.mkfifo(root / ".buildlib/validated-manifest.marshal")
+    (root / ".buildlib/manifest.marshal").symlink_to("/dev/zero")
+    planned = engine(root, "plan")
+    assert planned.returncode == 0 and "benign" in planned.stdout
+
+
+RICH = textwrap.dedent(f"""
+    version = 2
+    [workspace]
+    name = "rich"
+    default_mode = "production"
+    exclude = ["**/tmp/**"]
+    package_manager = "npm"
+    [vars]
+    flavour = "plain"
+    [tools]
+    python = [{PY_TOML}, "--version"]
+    [modes.development]
+    vars = {{ level = "0" }}
+    env = {{ KIND = "dev" }}
+    [modes.production]
+    [cache]
+    remote = "http://127.0.0.1:9/cache"
+    remote_read_only = true
+    [[step]]
+    name = "gen"
+    description = "generate"
+    command = [{PY_TOML}, "-c", "pass"]
+    cwd = "a"
+    inputs = ["src/**"]
+    exclude = ["src/skip/**"]
+    outputs = ["out", {{ path = "deps", store = "archive" }}]
+    clean = ["tmp"]
+    tools = ["python"]
+    env_inputs = ["HOME"]
+    retries = 2
+    cache = false
+    when = "os_name == 'posix' and python_version >= '3'"
+    modes = ["production", "development"]
+    [step.mode.development]
+    args = ["--dev"]
+    env = {{ LEVEL = "{{level}}" }}
+    [step.target."aarch64-apple-darwin"]
+    args = ["--mac"]
+    tools = ["python"]
+    [[step]]
+    name = "serve"
+    command = [{PY_TOML}, "-m", "http.server"]
+    depends_on = ["gen"]
+    service = true
+    restart_on = ["out/**"]
+    restart_on_deps = true
+    [[artifact]]
+    path = "a/out/app.txt"
+    step = "gen"
+    kind = "exists"
+    modes = ["production"]
+""")
+
+
+def test_the_validated_manifest_round_trips(tmp_path: Path) -> None:
+    """Every field, including those planning never reads (artifacts, [cache], clean,
+    tools, default_mode), comes back equal and in order."""
+    from buildlib.workspace import manifest as manifest_module
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "build.toml").write_text(RICH)
+    manifest = load_manifest(tmp_path / "build.toml")
+    decoded = manifest_module._decode(
+        marshal.loads(marshal.dumps(manifest_module._encode(manifest))), manifest.path
+    )
+    assert decoded == manifest
+    assert vars(decoded.cache) == vars(manifest.cache) and decoded.artifacts == manifest.artifacts
+    assert list(decoded.steps) == list(manifest.steps) == ["gen", "serve"]
+    gen = decoded.steps["gen"]
+    assert gen.when_text == manifest.steps["gen"].when_text and gen.when is not None
+    assert gen.mode_overrides == manifest.steps["gen"].mode_overrides != {}
+    assert (gen.clean, gen.store, gen.tools) == (("tmp",), {"deps": "archive"}, ("python",))
+
+
+def test_a_remembered_marker_todays_packaging_refuses_is_validated_again(tmp_path: Path) -> None:
+    """The `when` text is remembered as written and parsed again at each load; one that
+    no longer parses sends the manifest through validation, which names the problem."""
+    from buildlib.workspace import manifest as manifest_module
+
+    root = tmp_path / "ws"
+    root.mkdir()
+    (root / "build.toml").write_text(BENIGN + "when = \"os_name == 'posix'\"\n")
+    load_manifest(root / "build.toml", remember=True)
+    cache = BuildDir(root).validated_manifest
+    key = user_key()
+    stored: Any = marshalfile.read(cache, manifest_module._VALIDATED_HEADER, key=key)
+    source, validated_by, encoded = stored
+    encoded[5][0]["when_text"] = "os_name =="
+    marshalfile.write(
+        cache, manifest_module._VALIDATED_HEADER, (source, validated_by, encoded), key=key
+    )
+    again = load_manifest(root / "build.toml")
+    assert str(again.steps["hello"].when) == 'os_name == "posix"'
+
+
+def test_a_workspace_at_the_root_of_the_file_system_plans_relative_paths() -> None:
+    resolver = plan_module._Resolver(Path("/"))
+    assert resolver.resolve("tmp") == os.path.realpath("/tmp")
+    assert resolver.relative("usr") == os.path.realpath("/usr").lstrip("/")
+    assert resolver.relative("") == "."
+    assert resolver.inside("usr")
 
 
 # --- what a stranger's .buildlib/ can do ---------------------------------------------
@@ -370,6 +596,55 @@ def test_the_forgery_works_when_signed_with_the_users_key(tmp_path: Path) -> Non
     assert "evil" in plan.stdout
 
 
+MAKE_OUT = textwrap.dedent(f"""
+    [[step]]
+    name = "make"
+    command = [{PY_TOML}, "-c", "import pathlib; pathlib.Path('out').mkdir(exist_ok=True); pathlib.Path('out/result.txt').write_text('built')"]
+    inputs = ["src.txt"]
+    outputs = ["out/result.txt"]
+""")
+
+
+def ship_with_a_forged_index(tmp_path: Path, key: bytes) -> Path:
+    """Build, then swap the output for a trojan and rewrite the steps' index to say the
+    trojan is what the step made, signed with `key`; then ship it all to a new place."""
+    import hashlib
+    from _blake2 import blake2b
+
+    built = tmp_path / "built"
+    built.mkdir()
+    (built / "build.toml").write_text(MAKE_OUT)
+    (built / "src.txt").write_text("source")
+    assert engine(built, "build", "--plain").returncode == 0
+    (built / "out/result.txt").write_text("trojan")
+    (index,) = (built / ".buildlib/state").rglob("index.marshal")
+    data = index.read_bytes()
+    header = data.split(b"\n", 1)[0] + b"\n"
+    records = marshal.loads(data[len(header) + 16 :])
+    digest, outputs = records["make"]
+    outputs = {path: hashlib.sha256(b"trojan").hexdigest() for path in outputs}
+    payload = marshal.dumps({"make": (digest, outputs)})
+    index.write_bytes(header + blake2b(payload, digest_size=16, key=key).digest() + payload)
+    shipped = tmp_path / "shipped"
+    shutil.copytree(built, shipped, symlinks=True)
+    return shipped
+
+
+def test_a_shipped_index_cannot_declare_shipped_outputs_up_to_date(tmp_path: Path) -> None:
+    shipped = ship_with_a_forged_index(tmp_path, b"")
+    built = engine(shipped, "build", "--plain")
+    assert built.returncode == 0, built.stderr
+    assert (shipped / "out/result.txt").read_text() == "built"
+
+
+def test_the_index_forgery_works_when_signed_with_the_users_key(tmp_path: Path) -> None:
+    """The test above has teeth: the same index signed with this user's key is believed."""
+    shipped = ship_with_a_forged_index(tmp_path, user_key())
+    built = engine(shipped, "build", "--plain")
+    assert "nothing to do" in built.stdout
+    assert (shipped / "out/result.txt").read_text() == "trojan"
+
+
 def test_without_a_key_nothing_is_remembered_and_builds_still_skip(tmp_path: Path) -> None:
     """No state directory can be made (here a file stands where it would be): the
     manifest is parsed and validated every time, and the steps' own records still work."""
@@ -422,6 +697,39 @@ def test_the_key_is_made_once_private_and_shared_by_racing_processes(tmp_path: P
     assert len(made) == 32
     assert (tmp_path / "buildlib/workspace-files.key").stat().st_mode & 0o777 == 0o600
     assert (tmp_path / "buildlib").stat().st_mode & 0o777 == 0o700
+
+
+@pytest.mark.parametrize("flaw", ["open to others", "a symlink", "the wrong size"])
+def test_a_key_file_that_is_not_private_is_not_used(tmp_path: Path, flaw: str) -> None:
+    directory = tmp_path / "buildlib"
+    directory.mkdir(mode=0o700)
+    path = directory / "workspace-files.key"
+    if flaw == "a symlink":
+        (tmp_path / "planted").write_bytes(b"k" * 32)
+        (tmp_path / "planted").chmod(0o600)
+        path.symlink_to(tmp_path / "planted")
+    else:
+        path.write_bytes(b"k" * (32 if flaw == "open to others" else 31))
+        path.chmod(0o644 if flaw == "open to others" else 0o600)
+    code = "from buildlib.core.localkey import user_key; print(repr(user_key()))"
+    env = {**os.environ, "XDG_STATE_HOME": str(tmp_path), "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stdout.strip() == "b''", out.stderr
+
+
+def test_no_home_directory_means_no_key_and_no_traceback(tmp_path: Path) -> None:
+    root = tmp_path / "ws"
+    root.mkdir()
+    (root / "build.toml").write_text(BENIGN)
+    env = {k: v for k, v in os.environ.items() if k not in ("HOME", "XDG_STATE_HOME")}
+    env["PYTHONPATH"] = str(ROOT)
+    code = (
+        "import pwd, os; from buildlib.core import localkey; "
+        "pwd.getpwuid = lambda uid: (_ for _ in ()).throw(KeyError(uid)); "
+        "print(repr(localkey.user_key()))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stdout.strip() == "b''", out.stderr
 
 
 def test_the_engines_name_changes_with_any_source_file(tmp_path: Path) -> None:

@@ -3,9 +3,10 @@
 The validated manifest and the plans are remembered in `.buildlib/` and used again
 while their inputs are the same. The code that computed them is one of those inputs:
 an upgraded buildlib, or a checkout someone is editing, must not read what other code
-validated or planned. `identity` names the code by the version and by the size and
+validated or planned. `identity` names the code by its place, its version and the size and
 modification time of every source file of the package (~130 files, about 2 ms), so
-any edit or reinstall changes it.
+any edit or reinstall changes it (a store that sets every mtime to the same value, as
+Nix does, puts each build at its own place).
 """
 
 from __future__ import annotations
@@ -27,9 +28,15 @@ except ImportError:  # pragma: no cover - a Python built without it
 
 @functools.cache
 def identity() -> str:
-    """A digest of the engine's version and source files (stat data, not contents)."""
-    digest = blake2b(f"buildlib {__version__}\n".encode(), digest_size=16)
-    for line in sorted(_sources(_PACKAGE)):
+    """A digest of the engine's place, version and source files (stat data, not
+    contents); "" when the sources cannot be listed (imported from a zip), and then
+    nothing is remembered."""
+    digest = blake2b(f"buildlib {__version__}\n{_PACKAGE}\n".encode(), digest_size=16)
+    try:
+        lines = sorted(_sources(_PACKAGE))
+    except OSError:
+        return ""
+    for line in lines:
         digest.update(line.encode("utf-8", "surrogateescape"))
     return digest.hexdigest()
 

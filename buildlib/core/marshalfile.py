@@ -4,19 +4,23 @@ feed back.
 `write` stores a header, a blake2b checksum of the payload and the `marshal`ed payload
 in one atomic write; `read` returns the value only when the header is the caller's and
 the checksum holds, else None (parse or compute again). marshal is the fastest way to
-load plain data back (the stat cache, the parsed and validated manifest, plans), but it
-is only safe on bytes this module wrote, so the checksum is checked first.
+load plain data back (the stat cache, the manifest, plans, the steps' index), but it is
+only safe on bytes this module wrote, so the checksum is checked first.
 
-`authenticated=True` is for files whose content decides what runs (the manifest as
-validated, plans): the checksum is then a MAC keyed with this user's secret
-(core/localkey.py), so a `.buildlib/` shipped inside a repository or an archive is never
-believed. A plain checksum anyone can compute, and a shipped manifest cache could make a
-build run commands its build.toml does not show.
+With a `key` (this user's, core/localkey.py) the checksum is a MAC: a `.buildlib/`
+shipped inside a repository or an archive is never believed, its files being signed
+with another key or none. Files that decide what runs are written this way (the
+manifest as parsed and validated, plans, the steps' index), readable by the user alone
+(they may hold env values filled from the environment). `read` takes only a regular
+file, never through a symlink, so a shipped `.buildlib/` cannot point it at a FIFO or a
+device.
 """
 
 from __future__ import annotations
 
 import marshal
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -26,21 +30,15 @@ except ImportError:  # pragma: no cover - a Python built without it
     from hashlib import blake2b
 
 from buildlib.core.atomicfile import write_bytes_atomic
-from buildlib.core.localkey import user_key
 
 _CHECK_SIZE = 16
 
 
-def read(path: Path, header: bytes, *, authenticated: bool = False) -> object | None:
-    """The value stored at `path` under `header`; None if missing, foreign or damaged.
-    `authenticated`: None too when this user has no key (core/localkey.py), for what
-    decides what runs (the manifest, plans) rather than only how fast (the stat cache)."""
-    key = user_key() if authenticated else b""
-    if authenticated and not key:
-        return None
-    try:
-        data = path.read_bytes()
-    except OSError:
+def read(path: Path, header: bytes, *, key: bytes = b"") -> object | None:
+    """The value stored at `path` under `header` (and `key`); None if missing, foreign,
+    damaged, signed with another key, or not a regular file."""
+    data = _read_regular(path)
+    if data is None:
         return None
     head = len(header) + _CHECK_SIZE
     if not data.startswith(header) or len(data) < head:
@@ -55,16 +53,26 @@ def read(path: Path, header: bytes, *, authenticated: bool = False) -> object | 
     return value
 
 
-def write(path: Path, header: bytes, value: Any, *, authenticated: bool = False) -> None:
-    """Store `value` atomically. Raises ValueError for what marshal cannot store (dates,
-    objects) and OSError when the disk refuses. `authenticated`: nothing is written
-    when this user has no key (`read` would refuse it)."""
-    key = user_key() if authenticated else b""
-    if authenticated and not key:
-        return
+def write(path: Path, header: bytes, value: Any, *, key: bytes = b"") -> None:
+    """Store `value` atomically (mode 0600 with a `key`). Raises ValueError for what
+    marshal cannot store (dates, objects) and OSError when the disk refuses."""
     payload = marshal.dumps(value)
-    write_bytes_atomic(path, header + _mac(payload, key) + payload)
+    mode = 0o600 if key else 0o644
+    write_bytes_atomic(path, header + _mac(payload, key) + payload, mode=mode)
 
 
 def _mac(payload: bytes | memoryview, key: bytes) -> bytes:
     return blake2b(payload, digest_size=_CHECK_SIZE, key=key).digest()
+
+
+def _read_regular(path: Path) -> bytes | None:
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as stream:
+        try:
+            return stream.read() if stat.S_ISREG(os.fstat(fd).st_mode) else None
+        except OSError:
+            return None

@@ -11,18 +11,22 @@ to stay inside the workspace, the package manager of `script` steps, and priorit
 from the latest durations (planning/plan.py).
 
 The files are plain data (marshal) signed with this user's key (core/marshalfile.py),
-and only the newest `KEEP` are kept.
+readable by the user alone (a filled env may hold a value from the environment), and
+only the newest `KEEP` are kept (by when they were made). Without a key nothing is
+remembered.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
 from buildlib.core import marshalfile
 from buildlib.core.layout import BuildDir
+from buildlib.core.localkey import user_key
 
 _HEADER = b"buildlib-plan-1\n"
 KEEP = 8  # modes x targets x step selections a workspace plans in turn
@@ -34,7 +38,10 @@ def plan_file(root: Path, key: str) -> Path:
 
 def recall(root: Path, key: str) -> dict[str, dict[str, Any]] | None:
     """The remembered steps under `key` (name -> filled fields, in plan order), or None."""
-    found = marshalfile.read(plan_file(root, key), _HEADER, authenticated=True)
+    signing = user_key()
+    if not signing:
+        return None
+    found = marshalfile.read(plan_file(root, key), _HEADER, key=signing)
     if not isinstance(found, tuple) or len(found) != 2 or found[0] != key:
         return None
     steps = found[1]
@@ -43,20 +50,33 @@ def recall(root: Path, key: str) -> dict[str, dict[str, Any]] | None:
 
 def remember(root: Path, key: str, steps: dict[str, dict[str, Any]]) -> None:
     """Store `steps` under `key`, then keep only the newest KEEP plans. Best effort: a
-    read-only workspace plans every time."""
+    read-only workspace, or a `plans` that is not a directory of its own (a symlink a
+    repository shipped), plans every time."""
+    signing = user_key()
     path = plan_file(root, key)
+    if not signing or not _own_directory(path.parent):
+        return
     with contextlib.suppress(ValueError, OSError):
-        marshalfile.write(path, _HEADER, (key, steps), authenticated=True)
+        marshalfile.write(path, _HEADER, (key, steps), key=signing)
         _prune(path.parent)
+
+
+def _own_directory(directory: Path) -> bool:
+    """`directory` is a real directory (made here if missing), not a symlink elsewhere."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        return stat.S_ISDIR(directory.lstat().st_mode)
+    except OSError:
+        return False
 
 
 def _prune(directory: Path) -> None:
     entries: list[tuple[int, str]] = []
     with os.scandir(directory) as found:
         for entry in found:
-            if entry.name.endswith(".marshal"):
+            if entry.name.endswith(".marshal") and entry.is_file(follow_symlinks=False):
                 with contextlib.suppress(OSError):
-                    entries.append((entry.stat().st_mtime_ns, entry.path))
+                    entries.append((entry.stat(follow_symlinks=False).st_mtime_ns, entry.path))
     for _, path in sorted(entries, reverse=True)[KEEP:]:
         with contextlib.suppress(OSError):
             os.unlink(path)  # noqa: PTH108 - a path string from scandir

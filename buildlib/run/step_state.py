@@ -10,6 +10,10 @@ Two layers, so that a no-op build reads one file and writes none:
   is gone). Written when the step runs or is restored, read only when the step must
   run (to explain why) or its log must be replayed.
 
+The index says which steps are up to date, so it is signed with this user's key
+(core/localkey.py): a `.buildlib/` shipped with a repository cannot declare shipped
+outputs up to date. Without a key it has a plain checksum.
+
 A build killed before the index is written loses the records of the steps it ran:
 they run again (or come from the cache) next time, which is never wrong. A record
 that names outputs the workspace no longer has is never taken as up to date (the
@@ -25,6 +29,7 @@ from pathlib import Path
 
 from buildlib.core import marshalfile
 from buildlib.core.atomicfile import write_text_atomic
+from buildlib.core.localkey import user_key
 
 _MAGIC = b"buildlib-step-state-1\n"
 INDEX = "index.marshal"
@@ -93,12 +98,12 @@ class StepState:
         with self._lock:
             if self._index is None or not self._dirty:
                 return
-            marshalfile.write(self.directory / INDEX, _MAGIC, self._index)
+            marshalfile.write(self.directory / INDEX, _MAGIC, self._index, key=user_key())
             self._dirty = False
 
     def _load(self) -> dict[str, Record]:
         if self._index is None:
-            loaded = marshalfile.read(self.directory / INDEX, _MAGIC)
+            loaded = marshalfile.read(self.directory / INDEX, _MAGIC, key=user_key())
             self._index = (
                 {name: (entry[0], entry[1]) for name, entry in loaded.items() if _valid(entry)}
                 if isinstance(loaded, dict)

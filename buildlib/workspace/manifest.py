@@ -22,10 +22,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from buildlib.core import marshalfile
+from buildlib.core.engine import derived_key, identity
 from buildlib.core.errors import CycleError, ManifestError
 from buildlib.core.graph import find_cycle
 from buildlib.core.layout import BuildDir
-from buildlib.core.records import field, fields, record, restore
+from buildlib.core.localkey import user_key
+from buildlib.core.records import field, fields, record, replace, restore
 from buildlib.ecosystems.defaults import DEFAULT_EXCLUDES
 from buildlib.workspace.artifacts import ArtifactKind
 from buildlib.workspace.targets import TARGETS
@@ -69,6 +71,9 @@ class StepSpec:
     tools: tuple[str, ...]
     retries: int
     when: Marker | None
+    # `when` as written: what is remembered, since packaging's str() of a marker does
+    # not always parse back to the same marker (packaging 24 quotes every value with ").
+    when_text: str | None = field(default=None, compare=False)
     modes: tuple[str, ...] | None
     cache: bool
     mode_overrides: Mapping[str, Override]
@@ -401,7 +406,8 @@ def load_manifest(path: Path, *, remember: bool = False) -> Manifest:
     and the validated manifest with the engine that validated it (core/engine.py). The
     validation that reads the file system (each cwd is a directory) runs every time;
     the rest is decided by the text and the engine alone, so it is used again. With
-    `remember`, what was computed is stored for the next reader.
+    `remember`, what was computed is stored for the next reader. Both files are signed
+    with this user's key (core/localkey.py): without one, nothing is remembered.
     """
     path = path.resolve()
     check = _Checker(path)
@@ -409,45 +415,62 @@ def load_manifest(path: Path, *, remember: bool = False) -> Manifest:
         source = path.read_bytes()
     except FileNotFoundError:
         raise check.error("file not found", fix="create it or pass --manifest PATH") from None
-    from buildlib.core.engine import identity
-
     build_dir = BuildDir(path.parent)
-    validated_by = (identity(), os.fspath(path))
-    cached = marshalfile.read(build_dir.validated_manifest, _VALIDATED_HEADER, authenticated=True)
-    if (
+    key, engine = user_key(), identity()
+    if not (key and engine):
+        return _validate(check, path, _parse(check, source))
+    validated_by = (engine, os.fspath(path))
+    manifest = _recall(build_dir, key, source, validated_by, path)
+    if manifest is not None:
+        _check_directories(check, manifest.steps, version=manifest.version)
+    else:
+        raw = _recall_parsed(build_dir, key, source)
+        if raw is None:
+            raw = _parse(check, source)
+            if remember:
+                # Best effort: a manifest with TOML dates (marshal has no datetime) or a
+                # read-only workspace is simply parsed every time.
+                with contextlib.suppress(ValueError, OSError):
+                    marshalfile.write(
+                        build_dir.parsed_manifest, _CACHE_HEADER, (source, raw), key=key
+                    )
+        manifest = _validate(check, path, raw)
+        if remember:
+            with contextlib.suppress(ValueError, OSError):  # as above: validated next time
+                encoded = _encode(manifest)
+                marshalfile.write(
+                    build_dir.validated_manifest,
+                    _VALIDATED_HEADER,
+                    (source, validated_by, encoded),
+                    key=key,
+                )
+    name = derived_key(os.fsencode(path), source)
+    return replace(manifest, remembered_as=name, remember=remember)
+
+
+def _recall(
+    build_dir: BuildDir, key: bytes, source: bytes, validated_by: tuple[str, str], path: Path
+) -> Manifest | None:
+    """The validated manifest remembered for this text, path and engine, if any."""
+    cached = marshalfile.read(build_dir.validated_manifest, _VALIDATED_HEADER, key=key)
+    if not (
         isinstance(cached, tuple)
         and len(cached) == 3
         and cached[0] == source
         and cached[1] == validated_by
     ):
-        manifest = _decode(cached[2], path)
-        _check_directories(check, manifest.steps, version=manifest.version)
-    else:
-        manifest = _validate(check, path, _parse(check, build_dir, source, remember=remember))
-        if remember:
-            # Best effort, as the parsed document: validated again next time.
-            with contextlib.suppress(ValueError, OSError):
-                marshalfile.write(
-                    build_dir.validated_manifest,
-                    _VALIDATED_HEADER,
-                    (source, validated_by, _encode(manifest)),
-                    authenticated=True,
-                )
-    from buildlib.core.engine import derived_key
-    from buildlib.core.records import replace
-
-    name = derived_key(os.fsencode(path), source)
-    return replace(manifest, remembered_as=name, remember=remember)
+        return None
+    try:
+        return _decode(cached[2], path)
+    except _UnreadableError:
+        return None
 
 
-def _parse(
-    check: _Checker, build_dir: BuildDir, source: bytes, *, remember: bool
-) -> dict[str, Any]:
-    """The TOML document, from the parsed-manifest cache when `source` is byte for byte
-    the text it was parsed from. Parsing is the part that grows with the manifest (500
-    steps: ~15 ms, plus ~5 ms to import tomllib); the parsed document outlives the
-    validated manifest when the engine changes."""
-    cached = marshalfile.read(build_dir.parsed_manifest, _CACHE_HEADER, authenticated=True)
+def _recall_parsed(build_dir: BuildDir, key: bytes, source: bytes) -> dict[str, Any] | None:
+    """The parsed document remembered for this text, if any. Parsing is the part that
+    grows with the manifest (500 steps: ~15 ms, plus ~5 ms to import tomllib); the
+    parsed document outlives the validated manifest when the engine changes."""
+    cached = marshalfile.read(build_dir.parsed_manifest, _CACHE_HEADER, key=key)
     if (
         isinstance(cached, tuple)
         and len(cached) == 2
@@ -455,24 +478,20 @@ def _parse(
         and isinstance(cached[1], dict)
     ):
         return cached[1]
+    return None
+
+
+def _parse(check: _Checker, source: bytes) -> dict[str, Any]:
     import tomllib
 
     try:
-        raw = tomllib.loads(source.decode("utf-8"))
+        return tomllib.loads(source.decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise check.error(
             f"not UTF-8 text ({exc.reason} at byte {exc.start})", fix="save the file as UTF-8"
         ) from None
     except tomllib.TOMLDecodeError as exc:
         raise check.error(f"invalid TOML: {exc}", fix="fix the syntax at that line") from None
-    if remember:
-        # Best effort: a manifest with TOML dates (marshal has no datetime) or a
-        # read-only workspace is simply parsed every time.
-        with contextlib.suppress(ValueError, OSError):
-            marshalfile.write(
-                build_dir.parsed_manifest, _CACHE_HEADER, (source, raw), authenticated=True
-            )
-    return raw
 
 
 def _validate(check: _Checker, path: Path, raw: dict[str, Any]) -> Manifest:
@@ -828,6 +847,7 @@ def _load_step(
         tools=step_tools,
         retries=retries,
         when=when,
+        when_text=str(body["when"]) if when is not None else None,
         modes=step_modes,
         cache=check.boolean(body, "cache", True, step=name),
         mode_overrides=mode_overrides,
@@ -1057,10 +1077,10 @@ def _load_artifacts(
     return tuple(artifacts)
 
 
-# The validated manifest as plain data for `.buildlib/manifest.marshal` (marshal stores
-# tuples, dicts and strings only). A step is its fields in declaration order, so a field
-# added to StepSpec is remembered without a change here; one marshal cannot store makes
-# the write fail, and the manifest is then validated every time.
+# The validated manifest as plain data for `.buildlib/validated-manifest.marshal`
+# (marshal stores tuples, dicts and strings only). A step is a dict of its fields, so a
+# field added to StepSpec is remembered without a change here; one marshal cannot store
+# makes the write fail, and the manifest is then validated every time.
 
 
 def _encode(manifest: Manifest) -> tuple[Any, ...]:
@@ -1105,11 +1125,16 @@ def _decode(data: tuple[Any, ...], path: Path) -> Manifest:
     )
 
 
+class _UnreadableError(Exception):
+    """A remembered manifest this engine cannot rebuild (a `when` marker that today's
+    packaging refuses): validated again from the text."""
+
+
 def _encode_step(step: StepSpec) -> dict[str, Any]:
     values = {name: getattr(step, name) for name in _STEP_FIELDS}
     for name, value in values.items():
         if name == "when":
-            values[name] = None if value is None else str(value)
+            values[name] = None  # rebuilt from when_text
         elif name in ("mode_overrides", "target_overrides"):
             values[name] = {k: (o.args, dict(o.env), o.tools) for k, o in value.items()}
         elif isinstance(value, Mapping):
@@ -1118,10 +1143,13 @@ def _encode_step(step: StepSpec) -> dict[str, Any]:
 
 
 def _decode_step(values: dict[str, Any]) -> StepSpec:
-    if values["when"] is not None:
-        from packaging.markers import Marker
+    if values["when_text"] is not None:
+        from packaging.markers import InvalidMarker, Marker
 
-        values["when"] = Marker(values["when"])
+        try:
+            values["when"] = Marker(values["when_text"])
+        except InvalidMarker:
+            raise _UnreadableError from None
     for key in ("mode_overrides", "target_overrides"):
         if values[key]:
             values[key] = {
