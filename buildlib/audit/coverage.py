@@ -66,7 +66,7 @@ def check_coverage(plan: Plan) -> Coverage:
     cwds = {s.name: _relative(s.cwd, root) for s in steps}
     read: set[str] = set()
     for step in steps:
-        read.update(select_inputs(step, root=root, hasher=hasher, git=git))
+        read.update(select_inputs(step, hasher=hasher, git=git))
     scopes = {s.name: OutputScope(s.outputs) for s in steps if s.outputs}
     known = git.under(".")
     in_git = known is not None

@@ -103,7 +103,7 @@ def compute_fingerprint(
     Raises UserError naming the step if an input glob leaves the workspace.
     """
     try:
-        files = select_inputs(step, root=root, hasher=hasher, git=git)
+        files = select_inputs(step, hasher=hasher, git=git)
     except PatternError as exc:
         raise UserError(
             f"step '{step.name}', key 'inputs' or 'exclude': {exc.message}", fix=exc.fix
@@ -302,9 +302,7 @@ def _capped(paths: list[str], verb: str) -> list[str]:
 # -- change while running -------------------------------------------------------------------
 
 
-def select_inputs(
-    step: PlannedStep, *, root: Path, hasher: FileHasher, git: GitFiles | None
-) -> list[str]:
+def select_inputs(step: PlannedStep, *, hasher: FileHasher, git: GitFiles | None) -> list[str]:
     """The step's input files: its `inputs` globs, or (`inputs_from_git`: a version 2 step
     that declares none) what git knows under its cwd; minus its excludes, and in the
     second case minus its outputs. Outside git, every file under the cwd."""
@@ -337,7 +335,7 @@ def inputs_changed_since(
     if git is not None:
         git.forget()  # the step has run: list again
     try:
-        files = select_inputs(step, root=hasher.root, hasher=hasher, git=git)
+        files = select_inputs(step, hasher=hasher, git=git)
     except PatternError:
         return ["(inputs cannot be listed)"]
     before = fingerprint.stat_keys

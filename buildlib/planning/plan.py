@@ -467,7 +467,7 @@ class _Resolver:
         if name == "..":
             found = os.path.dirname(base)  # noqa: PTH120 - strings, see the docstring
         else:
-            candidate = f"{base}/{name}"
+            candidate = f"{base.rstrip('/')}/{name}"  # the root may be "/"
             try:
                 is_link = stat.S_ISLNK(os.lstat(candidate).st_mode)
             except OSError:  # missing (an output not built yet): taken as it is written
