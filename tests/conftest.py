@@ -4,17 +4,31 @@ The engine's default cache is the user's (~/.cache/buildlib). A test that forgot
 point its builds elsewhere would share results with every other test and every
 earlier run (steps are fingerprinted by relative paths, so two runs of one test
 produce the same keys): each test starts with BUILDLIB_CACHE_DIR set to a fresh
-directory of its own, which the builds it spawns inherit.
+directory of its own, which the builds it spawns inherit. Likewise the key that signs
+what the engine remembers in `.buildlib/` (buildlib/core/localkey.py): a state directory
+of the session's (XDG_STATE_HOME), not the user's ~/.local/state.
 
 Shared helpers that are not fixtures are in helpers.py.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from helpers import node_tool
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _own_state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    from buildlib.core.localkey import user_key
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state")))
+        user_key.cache_clear()
+        yield
+    user_key.cache_clear()
 
 
 @pytest.fixture(autouse=True)

@@ -46,7 +46,9 @@ def engine(
     root: Path, *args: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "BUILDLIB_"))}
-    environ.update(PYTHONPATH=str(ROOT), **(env or {}))
+    environ.update(
+        PYTHONPATH=str(ROOT), BUILDLIB_CACHE_DIR=os.environ["BUILDLIB_CACHE_DIR"], **(env or {})
+    )
     return subprocess.run(
         [sys.executable, "-m", "buildlib", *args],
         cwd=root,
@@ -494,12 +496,17 @@ def test_a_remembered_marker_todays_packaging_refuses_is_validated_again(tmp_pat
     key = user_key()
     stored: Any = marshalfile.read(cache, manifest_module._VALIDATED_HEADER, key=key)
     source, validated_by, encoded = stored
-    encoded[5][0]["when_text"] = "os_name =="
-    marshalfile.write(
-        cache, manifest_module._VALIDATED_HEADER, (source, validated_by, encoded), key=key
-    )
-    again = load_manifest(root / "build.toml")
-    assert str(again.steps["hello"].when) == 'os_name == "posix"'
+
+    def remembered_when(text: str) -> None:
+        encoded[5][0]["when_text"] = text
+        marshalfile.write(
+            cache, manifest_module._VALIDATED_HEADER, (source, validated_by, encoded), key=key
+        )
+
+    remembered_when("os_name == 'nt'")  # what is remembered is what is used...
+    assert str(load_manifest(root / "build.toml").steps["hello"].when) == 'os_name == "nt"'
+    remembered_when("os_name ==")  # ...unless today's packaging refuses it
+    assert str(load_manifest(root / "build.toml").steps["hello"].when) == 'os_name == "posix"'
 
 
 def test_a_workspace_at_the_root_of_the_file_system_plans_relative_paths() -> None:
@@ -596,6 +603,44 @@ def test_the_forgery_works_when_signed_with_the_users_key(tmp_path: Path) -> Non
     assert "evil" in plan.stdout
 
 
+@pytest.mark.parametrize("planted", ["lock", "log", "journal"])
+def test_a_shipped_symlink_in_buildlib_is_never_written_through(
+    tmp_path: Path, planted: str
+) -> None:
+    """The lock, a step's log and the journal: a symlink a repository left at their
+    place is replaced by a file of the engine's own, and what it named is untouched."""
+    root = tmp_path / "ws"
+    root.mkdir()
+    (root / "build.toml").write_text(BENIGN)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    tag = f"default-{HOST.triple}"
+    at = {
+        "lock": ".buildlib/lock",
+        "log": f".buildlib/logs/{tag}/hello.log",
+        "journal": f".buildlib/journal/{tag}.jsonl",
+    }[planted]
+    (root / at).parent.mkdir(parents=True, exist_ok=True)
+    (root / at).symlink_to(victim)
+    built = engine(root, "build", "--plain")
+    assert built.returncode == 0, built.stderr
+    assert victim.read_text() == "precious"
+    assert (root / at).is_file() and not (root / at).is_symlink()
+
+
+def test_a_shipped_buildlib_symlink_is_refused(tmp_path: Path) -> None:
+    root = tmp_path / "ws"
+    root.mkdir()
+    (root / "build.toml").write_text(BENIGN)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (root / ".buildlib").symlink_to(elsewhere)
+    built = engine(root, "build", "--plain")
+    assert built.returncode != 0
+    assert ".buildlib is a symlink" in built.stderr and "remove it" in built.stderr
+    assert list(elsewhere.iterdir()) == []
+
+
 MAKE_OUT = textwrap.dedent(f"""
     [[step]]
     name = "make"
@@ -643,6 +688,58 @@ def test_the_index_forgery_works_when_signed_with_the_users_key(tmp_path: Path) 
     built = engine(shipped, "build", "--plain")
     assert "nothing to do" in built.stdout
     assert (shipped / "out/result.txt").read_text() == "trojan"
+
+
+LIB_APP = textwrap.dedent(f"""
+    [[step]]
+    name = "lib"
+    command = [{PY_TOML}, "-c", "import pathlib; pathlib.Path('lib.txt').write_text('clean lib')"]
+    outputs = ["lib.txt"]
+    [[step]]
+    name = "app"
+    command = [{PY_TOML}, "-c", "import pathlib; pathlib.Path('app.txt').write_text('linked with ' + pathlib.Path('lib.txt').read_text())"]
+    depends_on = ["lib"]
+    outputs = ["app.txt"]
+""")
+
+
+def ship_with_a_journal(tmp_path: Path, key: bytes | None) -> Path:
+    """A trojan lib.txt and a journal saying `lib` succeeded: lines signed with `key`,
+    or (None) written as journals were before they were signed."""
+    from _blake2 import blake2b
+
+    root = tmp_path / "shipped"
+    root.mkdir()
+    (root / "build.toml").write_text(LIB_APP)
+    (root / "lib.txt").write_text("TROJAN lib")
+    lines = [
+        '{"build":"x","event":"start","steps":["lib"]}',
+        '{"build":"x","step":"lib","status":"succeeded"}',
+    ]
+    if key is not None:
+        lines = [
+            f"{line} {blake2b(line.encode(), digest_size=16, key=key).hexdigest()}"
+            for line in lines
+        ]
+    journal = root / f".buildlib/journal/default-{HOST.triple}.jsonl"
+    journal.parent.mkdir(parents=True)
+    journal.write_text("\n".join(lines) + "\n")
+    return root
+
+
+@pytest.mark.parametrize("signer", ["unsigned", "another user"])
+def test_a_shipped_journal_does_not_say_what_succeeded(tmp_path: Path, signer: str) -> None:
+    root = ship_with_a_journal(tmp_path, None if signer == "unsigned" else os.urandom(32))
+    built = engine(root, "build", "--plain", "--only", "app", "--no-cache")
+    assert built.returncode == 0, built.stderr
+    assert (root / "app.txt").read_text() == "linked with clean lib"
+
+
+def test_the_journal_forgery_works_when_signed_with_the_users_key(tmp_path: Path) -> None:
+    root = ship_with_a_journal(tmp_path, user_key())
+    built = engine(root, "build", "--plain", "--only", "app", "--no-cache")
+    assert built.returncode == 0, built.stderr
+    assert (root / "app.txt").read_text() == "linked with TROJAN lib"
 
 
 def test_without_a_key_nothing_is_remembered_and_builds_still_skip(tmp_path: Path) -> None:
@@ -717,10 +814,7 @@ def test_a_key_file_that_is_not_private_is_not_used(tmp_path: Path, flaw: str) -
     assert out.stdout.strip() == "b''", out.stderr
 
 
-def test_no_home_directory_means_no_key_and_no_traceback(tmp_path: Path) -> None:
-    root = tmp_path / "ws"
-    root.mkdir()
-    (root / "build.toml").write_text(BENIGN)
+def test_no_home_directory_means_no_key_and_no_traceback() -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("HOME", "XDG_STATE_HOME")}
     env["PYTHONPATH"] = str(ROOT)
     code = (

@@ -45,5 +45,19 @@ def write_bytes_atomic(
         raise
 
 
+def open_own(path: Path | str, flags: int, mode: int = 0o644) -> int:
+    """os.open for a file the engine keeps under `.buildlib/` (a log, the journal): a
+    symlink found at `path` was planted there (a repository can ship one), so it is
+    removed and a file of our own made, never followed to what it names."""
+    flags |= getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        return os.open(path, flags, mode)
+    except OSError:
+        if not os.path.islink(path):  # noqa: PTH114 - str or Path alike
+            raise
+    os.unlink(path)  # noqa: PTH108
+    return os.open(path, flags, mode)
+
+
 def write_text_atomic(path: Path, text: str, *, durable: bool = False) -> None:
     write_bytes_atomic(path, text.encode("utf-8"), durable=durable)

@@ -7,6 +7,7 @@
       plans/<key>.marshal            plans and what they came from (planning/remembered.py)
       filehash.cache                 the inputs' stat cache (incremental/filehash.py)
       tools.json                     tool versions (incremental/toolversions.py)
+      state/<mode>-<target>/index.marshal which steps are up to date, signed (run/step_state.py)
       state/<mode>-<target>/<step>.json   each step's last success (run/caching_gate.py)
       journal/<mode>-<target>.jsonl  which steps finished, build after build (run/journal.py)
       logs/<mode>-<target>/<step>.log     each step's output
@@ -33,6 +34,14 @@ class BuildDir:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.path = root / DIRECTORY
+
+    def is_own(self) -> bool:
+        """Whether `.buildlib` is a directory of this workspace's (or not made yet), not a
+        symlink a repository shipped: the engine writes its state only into its own."""
+        try:
+            return not self.path.is_symlink()
+        except OSError:
+            return False
 
     @staticmethod
     def tag(mode: str, target: str) -> str:

@@ -88,9 +88,8 @@ def _make(path: Path) -> None:
     dropped, and both read the winner's)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
-        fd = os.open(temp, flags, 0o600)
+        temp = path.with_name(f".{path.name}.{os.urandom(8).hex()}.tmp")  # no one else's
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as stream:
             stream.write(os.urandom(KEY_SIZE))
             stream.flush()

@@ -32,6 +32,9 @@ except ImportError:  # pragma: no cover - a Python built without it
 from buildlib.core.atomicfile import write_bytes_atomic
 
 _CHECK_SIZE = 16
+# A shipped sparse file of many gigabytes must not be read into memory. The largest
+# file written here is the stat cache: ~30 MB for 200,000 files.
+MAX_SIZE = 1 << 30
 
 
 def read(path: Path, header: bytes, *, key: bytes = b"") -> object | None:
@@ -73,6 +76,9 @@ def _read_regular(path: Path) -> bytes | None:
         return None
     with os.fdopen(fd, "rb") as stream:
         try:
-            return stream.read() if stat.S_ISREG(os.fstat(fd).st_mode) else None
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_SIZE:
+                return None
+            return stream.read(MAX_SIZE + 1)
         except OSError:
             return None

@@ -54,7 +54,7 @@ def remember(root: Path, key: str, steps: dict[str, dict[str, Any]]) -> None:
     repository shipped), plans every time."""
     signing = user_key()
     path = plan_file(root, key)
-    if not signing or not _own_directory(path.parent):
+    if not signing or not BuildDir(root).is_own() or not _own_directory(path.parent):
         return
     with contextlib.suppress(ValueError, OSError):
         marshalfile.write(path, _HEADER, (key, steps), key=signing)

@@ -13,7 +13,8 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from buildlib.core.errors import LockBusyError
+from buildlib.core.atomicfile import open_own
+from buildlib.core.errors import LockBusyError, UserError
 
 if sys.platform != "win32":
     import fcntl
@@ -27,7 +28,13 @@ def workspace_lock(path: Path, *, wait: bool, on_wait: Callable[[str], None]) ->
         on_wait("workspace locking is not available on this platform")
         yield
         return
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    if path.parent.is_symlink():
+        raise UserError(
+            f"{path.parent} is a symlink: the engine keeps its state there and writes "
+            "only into a directory of its own (a repository may have shipped this one)",
+            fix=f"remove it (`rm {path.parent}`) and build again",
+        )
+    fd = open_own(path, os.O_RDWR | os.O_CREAT)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

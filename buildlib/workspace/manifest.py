@@ -417,6 +417,7 @@ def load_manifest(path: Path, *, remember: bool = False) -> Manifest:
         raise check.error("file not found", fix="create it or pass --manifest PATH") from None
     build_dir = BuildDir(path.parent)
     key, engine = user_key(), identity()
+    remember = remember and build_dir.is_own()
     if not (key and engine):
         return _validate(check, path, _parse(check, source))
     validated_by = (engine, os.fspath(path))
@@ -1135,6 +1136,8 @@ def _encode_step(step: StepSpec) -> dict[str, Any]:
     for name, value in values.items():
         if name == "when":
             values[name] = None  # rebuilt from when_text
+        elif name == "when_text" and value is None and step.when is not None:
+            values[name] = str(step.when)  # a StepSpec not read from a manifest
         elif name in ("mode_overrides", "target_overrides"):
             values[name] = {k: (o.args, dict(o.env), o.tools) for k, o in value.items()}
         elif isinstance(value, Mapping):
