@@ -603,7 +603,7 @@ def test_the_forgery_works_when_signed_with_the_users_key(tmp_path: Path) -> Non
     assert "evil" in plan.stdout
 
 
-@pytest.mark.parametrize("planted", ["lock", "log", "journal"])
+@pytest.mark.parametrize("planted", ["lock", "log", "journal", "history"])
 def test_a_shipped_symlink_in_buildlib_is_never_written_through(
     tmp_path: Path, planted: str
 ) -> None:
@@ -619,6 +619,7 @@ def test_a_shipped_symlink_in_buildlib_is_never_written_through(
         "lock": ".buildlib/lock",
         "log": f".buildlib/logs/{tag}/hello.log",
         "journal": f".buildlib/journal/{tag}.jsonl",
+        "history": ".buildlib/history.jsonl",
     }[planted]
     (root / at).parent.mkdir(parents=True, exist_ok=True)
     (root / at).symlink_to(victim)
@@ -628,17 +629,20 @@ def test_a_shipped_symlink_in_buildlib_is_never_written_through(
     assert (root / at).is_file() and not (root / at).is_symlink()
 
 
-def test_a_shipped_buildlib_symlink_is_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize("dangling", [False, True])
+def test_a_shipped_buildlib_symlink_is_refused(tmp_path: Path, dangling: bool) -> None:
     root = tmp_path / "ws"
     root.mkdir()
     (root / "build.toml").write_text(BENIGN)
     elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
+    if not dangling:
+        elsewhere.mkdir()
     (root / ".buildlib").symlink_to(elsewhere)
     built = engine(root, "build", "--plain")
     assert built.returncode != 0
     assert ".buildlib is a symlink" in built.stderr and "remove it" in built.stderr
-    assert list(elsewhere.iterdir()) == []
+    assert "Traceback" not in built.stderr
+    assert list(elsewhere.iterdir()) == [] if not dangling else not elsewhere.exists()
 
 
 MAKE_OUT = textwrap.dedent(f"""
@@ -716,12 +720,12 @@ def ship_with_a_journal(tmp_path: Path, key: bytes | None) -> Path:
         '{"build":"x","event":"start","steps":["lib"]}',
         '{"build":"x","step":"lib","status":"succeeded"}',
     ]
-    if key is not None:
+    journal = root / f".buildlib/journal/default-{HOST.triple}.jsonl"
+    if key is not None:  # as the engine signs: its key, over the journal's path and the line
         lines = [
-            f"{line} {blake2b(line.encode(), digest_size=16, key=key).hexdigest()}"
+            f"{line} " + blake2b(f"{journal}\0{line}".encode(), digest_size=16, key=key).hexdigest()
             for line in lines
         ]
-    journal = root / f".buildlib/journal/default-{HOST.triple}.jsonl"
     journal.parent.mkdir(parents=True)
     journal.write_text("\n".join(lines) + "\n")
     return root
@@ -740,6 +744,38 @@ def test_the_journal_forgery_works_when_signed_with_the_users_key(tmp_path: Path
     built = engine(root, "build", "--plain", "--only", "app", "--no-cache")
     assert built.returncode == 0, built.stderr
     assert (root / "app.txt").read_text() == "linked with TROJAN lib"
+
+
+def test_a_journal_of_another_workspace_is_not_believed(tmp_path: Path) -> None:
+    """The user's own journal of another workspace (signed with the user's key), reached
+    through a shipped symlink: its lines name another journal, so none is believed."""
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "build.toml").write_text(LIB_APP)
+    assert engine(other, "build", "--plain").returncode == 0
+    root = tmp_path / "shipped"
+    root.mkdir()
+    (root / "build.toml").write_text(LIB_APP)
+    (root / "lib.txt").write_text("TROJAN lib")
+    journal = f".buildlib/journal/default-{HOST.triple}.jsonl"
+    (root / journal).parent.mkdir(parents=True)
+    (root / journal).symlink_to(other / journal)
+    built = engine(root, "build", "--plain", "--only", "app", "--no-cache")
+    assert built.returncode == 0, built.stderr
+    assert (root / "app.txt").read_text() == "linked with clean lib"
+
+
+def test_a_fifo_at_a_log_or_history_place_does_not_hang_the_build(tmp_path: Path) -> None:
+    root = tmp_path / "ws"
+    root.mkdir()
+    (root / "build.toml").write_text(BENIGN)
+    log = root / f".buildlib/logs/default-{HOST.triple}/hello.log"
+    log.parent.mkdir(parents=True)
+    os.mkfifo(log)
+    os.mkfifo(root / ".buildlib/history.jsonl")
+    built = engine(root, "build", "--plain")
+    assert built.returncode == 0, built.stderr
+    assert log.is_file() and "benign" in log.read_text()
 
 
 def test_without_a_key_nothing_is_remembered_and_builds_still_skip(tmp_path: Path) -> None:

@@ -8,8 +8,11 @@ rename, for files that must survive a power loss, not only a killed process.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import itertools
 import os
+import stat
 import threading
 from pathlib import Path
 
@@ -46,17 +49,58 @@ def write_bytes_atomic(
 
 
 def open_own(path: Path | str, flags: int, mode: int = 0o644) -> int:
-    """os.open for a file the engine keeps under `.buildlib/` (a log, the journal): a
-    symlink found at `path` was planted there (a repository can ship one), so it is
-    removed and a file of our own made, never followed to what it names."""
-    flags |= getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    """os.open for a file the engine keeps under `.buildlib/` (a lock, a log, the
+    journal): never through a symlink, and never into a FIFO or a device, found at
+    `path` (a repository or an archive can ship one). Such an entry is removed and a
+    file of our own made in its place."""
+    flags |= os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(3):  # another process may be replacing the same entry
+        try:
+            fd = os.open(path, flags, mode)
+        except OSError:
+            if not _planted(path):
+                raise
+            _remove(path)
+            continue
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            os.set_blocking(fd, True)
+            return fd
+        os.close(fd)
+        _remove(path)
+    raise OSError(errno.ELOOP, "something keeps replacing this file", os.fspath(path))
+
+
+def _planted(path: Path | str) -> bool:
+    """Neither a regular file nor a directory: a symlink, a FIFO, a device, a socket."""
     try:
-        return os.open(path, flags, mode)
+        kind = stat.S_IFMT(os.lstat(path).st_mode)
     except OSError:
-        if not os.path.islink(path):  # noqa: PTH114 - str or Path alike
-            raise
-    os.unlink(path)  # noqa: PTH108
-    return os.open(path, flags, mode)
+        return False
+    return kind not in (stat.S_IFREG, stat.S_IFDIR)
+
+
+def _remove(path: Path | str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)  # noqa: PTH108
+
+
+def read_own(path: Path | str, limit: int) -> bytes | None:
+    """The content of a file the engine keeps under `.buildlib/`, if it is a regular
+    file of at most `limit` bytes reached without a symlink at its place; else None (a
+    FIFO, a device or a sparse giant a repository or an archive shipped)."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as stream:
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
+                return None
+            return stream.read(limit + 1)
+        except OSError:
+            return None
 
 
 def write_text_atomic(path: Path, text: str, *, durable: bool = False) -> None:

@@ -19,8 +19,6 @@ device.
 from __future__ import annotations
 
 import marshal
-import os
-import stat
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +27,7 @@ try:  # hashlib.blake2b itself, without importing hashlib's OpenSSL module (~4 m
 except ImportError:  # pragma: no cover - a Python built without it
     from hashlib import blake2b
 
-from buildlib.core.atomicfile import write_bytes_atomic
+from buildlib.core.atomicfile import read_own, write_bytes_atomic
 
 _CHECK_SIZE = 16
 # A shipped sparse file of many gigabytes must not be read into memory. The largest
@@ -40,7 +38,7 @@ MAX_SIZE = 1 << 30
 def read(path: Path, header: bytes, *, key: bytes = b"") -> object | None:
     """The value stored at `path` under `header` (and `key`); None if missing, foreign,
     damaged, signed with another key, or not a regular file."""
-    data = _read_regular(path)
+    data = read_own(path, MAX_SIZE)
     if data is None:
         return None
     head = len(header) + _CHECK_SIZE
@@ -66,19 +64,3 @@ def write(path: Path, header: bytes, value: Any, *, key: bytes = b"") -> None:
 
 def _mac(payload: bytes | memoryview, key: bytes) -> bytes:
     return blake2b(payload, digest_size=_CHECK_SIZE, key=key).digest()
-
-
-def _read_regular(path: Path) -> bytes | None:
-    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-    try:
-        fd = os.open(path, flags)
-    except OSError:
-        return None
-    with os.fdopen(fd, "rb") as stream:
-        try:
-            info = os.fstat(fd)
-            if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_SIZE:
-                return None
-            return stream.read(MAX_SIZE + 1)
-        except OSError:
-            return None

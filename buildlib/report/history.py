@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TypeVar
 
+from buildlib.core.atomicfile import open_own, read_own
 from buildlib.core.records import record
 from buildlib.run.results import BuildRecord, Outcome
 
@@ -108,7 +109,7 @@ def append(path: Path, entry: HistoryEntry) -> None:
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     data = encode_entry(entry)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    fd = open_own(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)  # not through a symlink
     try:
         size = os.fstat(fd).st_size
         if size and _last_byte(path, size) != b"\n":
@@ -131,12 +132,12 @@ def trim(path: Path, *, max_bytes: int = MAX_BYTES) -> bool:
     than estimates (10 builds) and metrics (20 runs a step) read.
     """
     try:
-        size = path.stat().st_size
+        size = os.lstat(path).st_size
     except FileNotFoundError:
         return False
     if size <= max_bytes:
         return False
-    data = path.read_bytes()
+    data = _read(path)
     cut = data.find(b"\n", len(data) - max_bytes // 2)
     kept = data[cut + 1 :] if cut >= 0 else b""
     from buildlib.core.atomicfile import write_bytes_atomic
@@ -147,7 +148,7 @@ def trim(path: Path, *, max_bytes: int = MAX_BYTES) -> bool:
 
 def _last_byte(path: Path, size: int) -> bytes:
     # A separate read-only descriptor: an O_APPEND descriptor opened write-only cannot pread.
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
     try:
         return os.pread(fd, 1, size - 1)
     finally:
@@ -156,11 +157,14 @@ def _last_byte(path: Path, size: int) -> bytes:
 
 def read_history(path: Path) -> History:
     """Every decodable line of `path`, oldest first; a missing file is an empty history."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return History(entries=())
-    return parse_lines(data.split(b"\n"))
+    return parse_lines(_read(path).split(b"\n"))
+
+
+def _read(path: Path) -> bytes:
+    """The history's bytes; empty when it is missing, or is not a regular file at its
+    place (a FIFO or a symlink a repository shipped), or is far larger than `trim`
+    keeps it."""
+    return read_own(path, 4 * MAX_BYTES) or b""
 
 
 def parse_lines(lines: Iterable[bytes]) -> History:
@@ -280,10 +284,7 @@ def _built_steps_newest_first(
     path: Path, target: str
 ) -> Iterable[tuple[str, list[tuple[str, float]]]]:
     """(mode, [(step, duration) of its BUILT steps]) per valid line of `target`."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return
+    data = _read(path)
     end = len(data)
     while end > 0:  # lines newest first, without splitting the whole file (it reads ~10)
         start = data.rfind(b"\n", 0, end) + 1

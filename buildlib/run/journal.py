@@ -5,18 +5,20 @@ An append-only JSON-lines file per mode and target. Each line is written with on
 one torn last line, which readers skip. `--resume` reads the last build's entries.
 
 `--resume` and `--only` (with `--no-cache`) take the steps the journal says succeeded
-at its word, so each line carries a MAC keyed by this user's key (core/localkey.py):
-a journal shipped inside a repository, or a line someone else wrote, is skipped like a
-torn one.
+at its word, so each line carries a MAC keyed by this user's key (core/localkey.py)
+over the journal's path and the line: a journal shipped inside a repository, a line
+someone else wrote, or one replayed from another workspace's journal is skipped like a
+torn one. It is read only as a regular file, never through a symlink at its place.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
 
-from buildlib.core.atomicfile import open_own, write_text_atomic
+from buildlib.core.atomicfile import open_own, read_own, write_text_atomic
 from buildlib.core.localkey import user_key
 from buildlib.core.records import record
 
@@ -26,6 +28,7 @@ except ImportError:  # pragma: no cover - a Python built without it
     from hashlib import blake2b
 
 COMPACT_ABOVE = 1 << 20  # bytes; older builds' lines are dropped past this size
+READ_LIMIT = 64 << 20  # a journal larger than this was not written here
 
 
 @record
@@ -47,8 +50,9 @@ class Journal:
 
     def open(self, build_id: str, selected: list[str]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        if self.path.exists() and self.path.stat().st_size > COMPACT_ABOVE:
-            self._compact()
+        with contextlib.suppress(OSError):
+            if os.lstat(self.path).st_size > COMPACT_ABOVE:
+                self._compact()
         self._fd = open_own(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
         self._build_id = build_id
         self._append({"build": build_id, "event": "start", "steps": selected})
@@ -65,7 +69,8 @@ class Journal:
         if self._fd is None:
             return
         # Start on a fresh line in case a killed build left a torn one behind.
-        os.write(self._fd, b"\n" + _signed(json.dumps(entry, separators=(",", ":"))) + b"\n")
+        line = json.dumps(entry, separators=(",", ":"))
+        os.write(self._fd, b"\n" + self._signed(line) + b"\n")
 
     def _compact(self) -> None:
         last = self.last_build()
@@ -79,7 +84,19 @@ class Journal:
             json.dumps({"build": last.build_id, "step": s, "status": st})
             for s, st in last.status.items()
         ]
-        write_text_atomic(self.path, "\n".join(_signed(line).decode() for line in lines) + "\n")
+        write_text_atomic(
+            self.path, "\n".join(self._signed(line).decode() for line in lines) + "\n"
+        )
+
+    def _signed(self, line: str) -> bytes:
+        return f"{line} {self._mac(line)}".encode()
+
+    def _mac(self, line: str) -> str:
+        """Keyed with the user's key, over this journal's own path too: a line is only
+        believed in the journal it was written to (not replayed from another
+        workspace's, which a shipped symlink could lead to)."""
+        data = f"{os.fspath(self.path)}\0{line}".encode()
+        return blake2b(data, digest_size=16, key=user_key()).hexdigest()
 
     def last_success(self) -> set[str]:
         """Steps whose most recent journal entry, in any build, is a success."""
@@ -90,14 +107,13 @@ class Journal:
         return {step for step, status in latest.items() if status == "succeeded"}
 
     def _entries(self) -> list[dict[str, object]]:
-        try:
-            text = self.path.read_text(encoding="utf-8", errors="replace")
-        except FileNotFoundError:
+        found = read_own(self.path, READ_LIMIT)
+        if found is None:
             return []
         entries = []
-        for line in text.splitlines():
+        for line in found.decode("utf-8", errors="replace").splitlines():
             data, _, mac = line.rpartition(" ")
-            if not data or _mac(data.encode()) != mac:
+            if not data or self._mac(data) != mac:
                 continue  # torn, or not written by this user's engine
             try:
                 entry = json.loads(data)
@@ -124,12 +140,3 @@ class Journal:
             elif build_id in builds and "step" in entry:
                 builds[build_id].status[str(entry["step"])] = str(entry.get("status"))
         return builds.get(last_id) if last_id else None
-
-
-def _signed(line: str) -> bytes:
-    data = line.encode()
-    return data + b" " + _mac(data).encode()
-
-
-def _mac(data: bytes) -> str:
-    return blake2b(data, digest_size=16, key=user_key()).hexdigest()

@@ -23,17 +23,17 @@ if sys.platform != "win32":
 @contextlib.contextmanager
 def workspace_lock(path: Path, *, wait: bool, on_wait: Callable[[str], None]) -> Iterator[None]:
     """Hold the lock at `path` for the duration; wait (telling `on_wait` once) or fail at once."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if sys.platform == "win32":  # no flock: builds are not serialised there
-        on_wait("workspace locking is not available on this platform")
-        yield
-        return
-    if path.parent.is_symlink():
+    if path.parent.is_symlink():  # before mkdir: a dangling one would make it fail
         raise UserError(
             f"{path.parent} is a symlink: the engine keeps its state there and writes "
             "only into a directory of its own (a repository may have shipped this one)",
             fix=f"remove it (`rm {path.parent}`) and build again",
         )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if sys.platform == "win32":  # no flock: builds are not serialised there
+        on_wait("workspace locking is not available on this platform")
+        yield
+        return
     fd = open_own(path, os.O_RDWR | os.O_CREAT)
     try:
         try:

@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO
 
+from buildlib.core.atomicfile import open_own
 from buildlib.core.errors import UserError
 from buildlib.core.records import field, record
 from buildlib.planning.plan import PlannedStep
@@ -295,7 +296,7 @@ class Supervisor:
 
     def _open_log(self, name: str, argv: list[str]) -> IO[bytes]:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        log = (self.log_dir / f"{name}.log").open("ab")
+        log = open(self.log_dir / f"{name}.log", "ab", opener=open_own)  # noqa: SIM115
         log.write(
             f"--- buildlib watch: {time.strftime('%H:%M:%S')} started "
             f"{' '.join(argv)} ---\n".encode()
