@@ -93,11 +93,15 @@ def read_own(path: Path | str, limit: int) -> bytes | None:
         fd = os.open(path, flags)
     except OSError:
         return None
+    try:
+        info = os.fstat(fd)
+    except OSError:
+        info = None
+    if info is None or not stat.S_ISREG(info.st_mode) or info.st_size > limit:
+        os.close(fd)  # before fdopen, which refuses a directory
+        return None
     with os.fdopen(fd, "rb") as stream:
         try:
-            info = os.fstat(fd)
-            if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
-                return None
             return stream.read(limit + 1)
         except OSError:
             return None
