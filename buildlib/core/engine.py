@@ -15,15 +15,10 @@ import functools
 import os
 
 from buildlib import __version__
+from buildlib.core.localkey import mac
 
 _PACKAGE = os.path.dirname(os.path.abspath(__file__)).rpartition(os.sep)[0]  # noqa: PTH100, PTH120
 _SOURCES = (".py", ".c", ".so", ".pyd")
-
-
-try:  # hashlib's blake2b itself, without importing its OpenSSL module (~4 ms)
-    from _blake2 import blake2b
-except ImportError:  # pragma: no cover - a Python built without it
-    from hashlib import blake2b
 
 
 @functools.cache
@@ -31,24 +26,19 @@ def identity() -> str:
     """A digest of the engine's place, version and source files (stat data, not
     contents); "" when the sources cannot be listed (imported from a zip), and then
     nothing is remembered."""
-    digest = blake2b(f"buildlib {__version__}\n{_PACKAGE}\n".encode(), digest_size=16)
     try:
         lines = sorted(_sources(_PACKAGE))
     except OSError:
         return ""
-    for line in lines:
-        digest.update(line.encode("utf-8", "surrogateescape"))
-    return digest.hexdigest()
+    text = f"buildlib {__version__}\n{_PACKAGE}\n" + "".join(lines)
+    return mac(text.encode("utf-8", "surrogateescape"), b"").hex()
 
 
 def derived_key(*parts: bytes) -> str:
     """A name for what this engine derives from `parts` (each length-prefixed, so no two
     different lists of parts share a name)."""
-    digest = blake2b(identity().encode(), digest_size=20)
-    for part in parts:
-        digest.update(len(part).to_bytes(8, "little"))
-        digest.update(part)
-    return digest.hexdigest()
+    framed = b"".join(len(part).to_bytes(8, "little") + part for part in parts)
+    return mac(identity().encode() + framed, b"").hex()
 
 
 def _sources(directory: str) -> list[str]:

@@ -22,14 +22,10 @@ import marshal
 from pathlib import Path
 from typing import Any
 
-try:  # hashlib.blake2b itself, without importing hashlib's OpenSSL module (~4 ms)
-    from _blake2 import blake2b
-except ImportError:  # pragma: no cover - a Python built without it
-    from hashlib import blake2b
-
 from buildlib.core.atomicfile import read_own, write_bytes_atomic
+from buildlib.core.localkey import MAC_SIZE, mac
 
-_CHECK_SIZE = 16
+_CHECK_SIZE = MAC_SIZE
 # A shipped sparse file of many gigabytes must not be read into memory. The largest
 # file written here is the stat cache: ~30 MB for 200,000 files.
 MAX_SIZE = 1 << 30
@@ -45,7 +41,7 @@ def read(path: Path, header: bytes, *, key: bytes = b"") -> object | None:
     if not data.startswith(header) or len(data) < head:
         return None
     payload = memoryview(data)[head:]
-    if _mac(payload, key) != data[len(header) : head]:
+    if mac(payload, key) != data[len(header) : head]:
         return None
     try:
         value: object = marshal.loads(payload)  # noqa: S302 - checksummed, written by `write`
@@ -59,8 +55,4 @@ def write(path: Path, header: bytes, value: Any, *, key: bytes = b"") -> None:
     marshal cannot store (dates, objects) and OSError when the disk refuses."""
     payload = marshal.dumps(value)
     mode = 0o600 if key else 0o644
-    write_bytes_atomic(path, header + _mac(payload, key) + payload, mode=mode)
-
-
-def _mac(payload: bytes | memoryview, key: bytes) -> bytes:
-    return blake2b(payload, digest_size=_CHECK_SIZE, key=key).digest()
+    write_bytes_atomic(path, header + mac(payload, key) + payload, mode=mode)

@@ -19,13 +19,8 @@ import os
 from pathlib import Path
 
 from buildlib.core.atomicfile import open_own, read_own, write_text_atomic
-from buildlib.core.localkey import user_key
+from buildlib.core.localkey import mac, user_key
 from buildlib.core.records import record
-
-try:  # hashlib's blake2b itself, without importing its OpenSSL module (~4 ms)
-    from _blake2 import blake2b
-except ImportError:  # pragma: no cover - a Python built without it
-    from hashlib import blake2b
 
 COMPACT_ABOVE = 1 << 20  # bytes; older builds' lines are dropped past this size
 READ_LIMIT = 64 << 20  # a journal larger than this was not written here
@@ -96,7 +91,7 @@ class Journal:
         believed in the journal it was written to (not replayed from another
         workspace's, which a shipped symlink could lead to)."""
         data = f"{os.fspath(self.path)}\0{line}".encode()
-        return blake2b(data, digest_size=16, key=user_key()).hexdigest()
+        return mac(data, user_key()).hex()
 
     def last_success(self) -> set[str]:
         """Steps whose most recent journal entry, in any build, is a success."""
