@@ -250,6 +250,27 @@ def make_workspace(base: Path, name: str = "ws", cache: str = "cache") -> Worksp
     return Workspace(root, base / cache, base / "bin")
 
 
+def run_buildlib(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`python -m buildlib ARGS` in `cwd`, as a user would run it: none of the caller's
+    BUILDLIB_* or GITHUB_* variables but the test's own cache directory (conftest), plus
+    `env`."""
+    environ = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("GITHUB_", "BUILDLIB_")) or k == "BUILDLIB_CACHE_DIR"
+    }
+    environ.update({"PYTHONPATH": str(ROOT), **env})
+    return subprocess.run(
+        [sys.executable, "-m", "buildlib", *args],
+        cwd=cwd,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
 def ok(proc: subprocess.CompletedProcess[str]) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
 

@@ -5,13 +5,10 @@ target built last (recorded in .buildlib/last_build.json), and say so."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
-from helpers import PY_TOML, ROOT, write_manifest
+from helpers import PY_TOML, run_buildlib, write_manifest
 
 from buildlib.workspace.targets import host_triple
 
@@ -30,58 +27,47 @@ STEPS = textwrap.dedent(f"""
 """)
 
 
-def run(cwd: Path, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("GITHUB_", "BUILDLIB_")) or k == "BUILDLIB_CACHE_DIR"
-    }
-    env.update({"PYTHONPATH": str(ROOT), **extra})
-    return subprocess.run(
-        [sys.executable, "-m", "buildlib", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
 def test_verify_and_metrics_follow_the_last_build(tmp_path: Path) -> None:
     write_manifest(tmp_path, STEPS, extra='[workspace]\ndefault_mode = "development"\n')
-    built = run(tmp_path, "build", "--plain", "--mode", "production")
+    built = run_buildlib(tmp_path, "build", "--plain", "--mode", "production")
     assert built.returncode == 0, built.stdout + built.stderr
     assert (
         json.loads((tmp_path / ".buildlib" / "last_build.json").read_text())["mode"] == "production"
     )
-    verify = run(tmp_path, "verify")
+    verify = run_buildlib(tmp_path, "verify")
     assert verify.returncode == 0, verify.stdout + verify.stderr
     assert f"verify production {HOST}" in verify.stdout
     assert verify.stderr == (
         f"verify (production, {HOST}: the last build's; --mode M --target T for another)\n"
     )
-    metrics = run(tmp_path, "metrics")
+    metrics = run_buildlib(tmp_path, "metrics")
     assert metrics.returncode == 0
     assert f"step timings (production {HOST})" in metrics.stdout
     assert "make" in metrics.stdout
 
     # The bare build builds the default mode, and from then on that is what they look at.
-    assert run(tmp_path, "build", "--plain").returncode == 0
-    verify = run(tmp_path, "verify")
+    assert run_buildlib(tmp_path, "build", "--plain").returncode == 0
+    verify = run_buildlib(tmp_path, "verify")
     assert f"verify development {HOST}" in verify.stdout, verify.stdout + verify.stderr
     # Asked for, another mode it is; $BUILDLIB_MODE counts as asking.
-    assert f"verify production {HOST}" in run(tmp_path, "verify", "--mode", "production").stdout
-    assert f"verify production {HOST}" in run(tmp_path, "verify", BUILDLIB_MODE="production").stdout
-    assert run(tmp_path, "verify", "--mode", "production").stderr == ""
+    assert (
+        f"verify production {HOST}"
+        in run_buildlib(tmp_path, "verify", "--mode", "production").stdout
+    )
+    assert (
+        f"verify production {HOST}"
+        in run_buildlib(tmp_path, "verify", BUILDLIB_MODE="production").stdout
+    )
+    assert run_buildlib(tmp_path, "verify", "--mode", "production").stderr == ""
 
 
 def test_before_any_build_they_take_the_default_mode_and_say_what_is_missing(
     tmp_path: Path,
 ) -> None:
     write_manifest(tmp_path, STEPS, extra='[workspace]\ndefault_mode = "test"\n')
-    metrics = run(tmp_path, "metrics")
+    metrics = run_buildlib(tmp_path, "metrics")
     assert metrics.returncode == 0
     assert metrics.stdout.startswith(f"no build of test {HOST} is recorded in ")
-    verify = run(tmp_path, "verify")
+    verify = run_buildlib(tmp_path, "verify")
     assert verify.returncode == 1
     assert "out/test.txt" in verify.stdout and "make" in verify.stdout

@@ -21,11 +21,12 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
+from hashlib import blake2b
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import PY_TOML, ROOT
+from helpers import PY_TOML, ROOT, run_buildlib
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -40,24 +41,6 @@ from buildlib.workspace.manifest import load_manifest
 from buildlib.workspace.targets import get_target, host_triple
 
 HOST = get_target(host_triple())
-
-
-def engine(
-    root: Path, *args: str, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "BUILDLIB_"))}
-    environ.update(
-        PYTHONPATH=str(ROOT), BUILDLIB_CACHE_DIR=os.environ["BUILDLIB_CACHE_DIR"], **(env or {})
-    )
-    return subprocess.run(
-        [sys.executable, "-m", "buildlib", *args],
-        cwd=root,
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 # --- generated workspaces ------------------------------------------------------------
@@ -405,7 +388,7 @@ def test_remembered_files_are_regular_files_read_without_following_links(tmp_pat
     (root / "build.toml").write_text(BENIGN)
     os.mkfifo(root / ".buildlib/validated-manifest.marshal")
     (root / ".buildlib/manifest.marshal").symlink_to("/dev/zero")
-    planned = engine(root, "plan")
+    planned = run_buildlib(root, "plan")
     assert planned.returncode == 0 and "benign" in planned.stdout
 
 
@@ -531,7 +514,6 @@ def forge(root: Path, key: bytes) -> None:
     """Write every file the engine would remember for EVIL, under build.toml's text
     (which is BENIGN), signed with `key`: the parsed document, the validated manifest
     and the plan."""
-    from _blake2 import blake2b
 
     def sign(path: Path, header: bytes, value: Any) -> None:
         payload = marshal.dumps(value)
@@ -546,7 +528,7 @@ def forge(root: Path, key: bytes) -> None:
     other = root.parent / "evil-source"
     other.mkdir()
     (other / "build.toml").write_text(EVIL)
-    assert engine(other, "build", "--plain").returncode == 0
+    assert run_buildlib(other, "build", "--plain").returncode == 0
     source = (root / "build.toml").read_bytes()
     header, (_, raw) = stored(other / ".buildlib/manifest.marshal")
     sign(root / ".buildlib/manifest.marshal", header, (source, raw))
@@ -583,10 +565,10 @@ def test_a_shipped_buildlib_is_not_believed(tmp_path: Path, signer: str) -> None
     root.mkdir()
     (root / "build.toml").write_text(BENIGN)
     forge(root, os.urandom(32) if signer == "another user" else b"")
-    plan = engine(root, "plan")
+    plan = run_buildlib(root, "plan")
     assert plan.returncode == 0, plan.stderr
     assert "benign" in plan.stdout and "evil" not in plan.stdout
-    built = engine(root, "build", "--plain")
+    built = run_buildlib(root, "build", "--plain")
     assert built.returncode == 0, built.stderr
     logs = "".join(p.read_text() for p in (root / ".buildlib/logs").rglob("*.log"))
     assert "benign" in logs and "evil" not in logs
@@ -599,7 +581,7 @@ def test_the_forgery_works_when_signed_with_the_users_key(tmp_path: Path) -> Non
     root.mkdir()
     (root / "build.toml").write_text(BENIGN)
     forge(root, user_key())
-    plan = engine(root, "plan")
+    plan = run_buildlib(root, "plan")
     assert "evil" in plan.stdout
 
 
@@ -623,7 +605,7 @@ def test_a_shipped_symlink_in_buildlib_is_never_written_through(
     }[planted]
     (root / at).parent.mkdir(parents=True, exist_ok=True)
     (root / at).symlink_to(victim)
-    built = engine(root, "build", "--plain")
+    built = run_buildlib(root, "build", "--plain")
     assert built.returncode == 0, built.stderr
     assert victim.read_text() == "precious"
     assert (root / at).is_file() and not (root / at).is_symlink()
@@ -638,7 +620,7 @@ def test_a_shipped_buildlib_symlink_is_refused(tmp_path: Path, dangling: bool) -
     if not dangling:
         elsewhere.mkdir()
     (root / ".buildlib").symlink_to(elsewhere)
-    built = engine(root, "build", "--plain")
+    built = run_buildlib(root, "build", "--plain")
     assert built.returncode != 0
     assert ".buildlib is a symlink" in built.stderr and "remove it" in built.stderr
     assert "Traceback" not in built.stderr
@@ -658,13 +640,12 @@ def ship_with_a_forged_index(tmp_path: Path, key: bytes) -> Path:
     """Build, then swap the output for a trojan and rewrite the steps' index to say the
     trojan is what the step made, signed with `key`; then ship it all to a new place."""
     import hashlib
-    from _blake2 import blake2b
 
     built = tmp_path / "built"
     built.mkdir()
     (built / "build.toml").write_text(MAKE_OUT)
     (built / "src.txt").write_text("source")
-    assert engine(built, "build", "--plain").returncode == 0
+    assert run_buildlib(built, "build", "--plain").returncode == 0
     (built / "out/result.txt").write_text("trojan")
     (index,) = (built / ".buildlib/state").rglob("index.marshal")
     data = index.read_bytes()
@@ -681,7 +662,7 @@ def ship_with_a_forged_index(tmp_path: Path, key: bytes) -> Path:
 
 def test_a_shipped_index_cannot_declare_shipped_outputs_up_to_date(tmp_path: Path) -> None:
     shipped = ship_with_a_forged_index(tmp_path, b"")
-    built = engine(shipped, "build", "--plain")
+    built = run_buildlib(shipped, "build", "--plain")
     assert built.returncode == 0, built.stderr
     assert (shipped / "out/result.txt").read_text() == "built"
 
@@ -689,7 +670,7 @@ def test_a_shipped_index_cannot_declare_shipped_outputs_up_to_date(tmp_path: Pat
 def test_the_index_forgery_works_when_signed_with_the_users_key(tmp_path: Path) -> None:
     """The test above has teeth: the same index signed with this user's key is believed."""
     shipped = ship_with_a_forged_index(tmp_path, user_key())
-    built = engine(shipped, "build", "--plain")
+    built = run_buildlib(shipped, "build", "--plain")
     assert "nothing to do" in built.stdout
     assert (shipped / "out/result.txt").read_text() == "trojan"
 
@@ -710,8 +691,6 @@ LIB_APP = textwrap.dedent(f"""
 def ship_with_a_journal(tmp_path: Path, key: bytes | None) -> Path:
     """A trojan lib.txt and a journal saying `lib` succeeded: lines signed with `key`,
     or (None) written as journals were before they were signed."""
-    from _blake2 import blake2b
-
     root = tmp_path / "shipped"
     root.mkdir()
     (root / "build.toml").write_text(LIB_APP)
@@ -734,14 +713,14 @@ def ship_with_a_journal(tmp_path: Path, key: bytes | None) -> Path:
 @pytest.mark.parametrize("signer", ["unsigned", "another user"])
 def test_a_shipped_journal_does_not_say_what_succeeded(tmp_path: Path, signer: str) -> None:
     root = ship_with_a_journal(tmp_path, None if signer == "unsigned" else os.urandom(32))
-    built = engine(root, "build", "--plain", "--only", "app", "--no-cache")
+    built = run_buildlib(root, "build", "--plain", "--only", "app", "--no-cache")
     assert built.returncode == 0, built.stderr
     assert (root / "app.txt").read_text() == "linked with clean lib"
 
 
 def test_the_journal_forgery_works_when_signed_with_the_users_key(tmp_path: Path) -> None:
     root = ship_with_a_journal(tmp_path, user_key())
-    built = engine(root, "build", "--plain", "--only", "app", "--no-cache")
+    built = run_buildlib(root, "build", "--plain", "--only", "app", "--no-cache")
     assert built.returncode == 0, built.stderr
     assert (root / "app.txt").read_text() == "linked with TROJAN lib"
 
@@ -752,7 +731,7 @@ def test_a_journal_of_another_workspace_is_not_believed(tmp_path: Path) -> None:
     other = tmp_path / "other"
     other.mkdir()
     (other / "build.toml").write_text(LIB_APP)
-    assert engine(other, "build", "--plain").returncode == 0
+    assert run_buildlib(other, "build", "--plain").returncode == 0
     root = tmp_path / "shipped"
     root.mkdir()
     (root / "build.toml").write_text(LIB_APP)
@@ -760,7 +739,7 @@ def test_a_journal_of_another_workspace_is_not_believed(tmp_path: Path) -> None:
     journal = f".buildlib/journal/default-{HOST.triple}.jsonl"
     (root / journal).parent.mkdir(parents=True)
     (root / journal).symlink_to(other / journal)
-    built = engine(root, "build", "--plain", "--only", "app", "--no-cache")
+    built = run_buildlib(root, "build", "--plain", "--only", "app", "--no-cache")
     assert built.returncode == 0, built.stderr
     assert (root / "app.txt").read_text() == "linked with clean lib"
 
@@ -773,7 +752,7 @@ def test_a_fifo_at_a_log_or_history_place_does_not_hang_the_build(tmp_path: Path
     log.parent.mkdir(parents=True)
     os.mkfifo(log)
     os.mkfifo(root / ".buildlib/history.jsonl")
-    built = engine(root, "build", "--plain")
+    built = run_buildlib(root, "build", "--plain")
     assert built.returncode == 0, built.stderr
     assert log.is_file() and "benign" in log.read_text()
 
@@ -787,9 +766,9 @@ def test_without_a_key_nothing_is_remembered_and_builds_still_skip(tmp_path: Pat
     blocker = tmp_path / "state-is-a-file"
     blocker.write_text("")
     env = {"XDG_STATE_HOME": str(blocker)}
-    first = engine(root, "build", "--plain", env=env)
+    first = run_buildlib(root, "build", "--plain", **env)
     assert first.returncode == 0, first.stderr
-    second = engine(root, "build", "--plain", env=env)
+    second = run_buildlib(root, "build", "--plain", **env)
     assert second.returncode == 0 and "nothing to do" in second.stdout
     names = {p.name for p in (root / ".buildlib").iterdir()}
     assert "validated-manifest.marshal" not in names and "manifest.marshal" not in names
