@@ -15,7 +15,7 @@ from helpers import run_without_dac_override
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from buildlib.core.globs import literal_prefix
+from buildlib.core.globs import literal_prefix, normal_path
 from buildlib.ecosystems.defaults import DEFAULT_EXCLUDES
 from buildlib.incremental import filehash, statscan
 from buildlib.incremental.filehash import (
@@ -175,6 +175,13 @@ def test_excluded_and_unmatched_directories_are_never_listed(
     assert hasher.counters.dirs_scanned == 3
     # "web/**" takes everything below web/: the C module lists that subtree itself.
     assert sorted(listed) == (["src"] if c_walk else ["src", "web", "web/src"])
+
+
+@given(st.lists(st.sampled_from(["a", "b.c", ".", "..", "", "\\", "x\\y", " "]), max_size=6))
+def test_normal_path_skips_the_split_only_when_it_changes_nothing(parts: list[str]) -> None:
+    rel = "/".join(parts)
+    split = "/".join(p for p in rel.replace("\\", "/").split("/") if p not in ("", "."))
+    assert normal_path(rel) == split
 
 
 def test_a_glob_is_walked_from_its_literal_prefix_only(tmp_path: Path) -> None:

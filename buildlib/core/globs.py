@@ -19,6 +19,15 @@ def glob_parts(pattern: str) -> list[str]:
     return [p for p in pattern.strip().replace("\\", "/").split("/") if p not in ("", ".")]
 
 
+def normal_path(rel: str) -> str:
+    """A relative path (a cwd, a literal prefix) with `\\` read as `/` and empty and `.`
+    segments dropped ("" for the root). Most are written that way already, and are
+    returned as they are without a split (the plan asks once per step)."""
+    if "." in rel or "\\" in rel or "//" in rel or rel[:1] == "/" or rel[-1:] == "/":
+        return "/".join(p for p in rel.replace("\\", "/").split("/") if p not in ("", "."))
+    return rel
+
+
 def literal_prefix(pattern: str) -> str:
     """The glob's leading segments without a wildcard, joined: the one path it names
     whole (all of it for a literal path, "" when it starts with a wildcard)."""

@@ -17,7 +17,7 @@ from typing import Any
 
 from buildlib.core import graph
 from buildlib.core.errors import ManifestError, UserError
-from buildlib.core.globs import literal_prefix
+from buildlib.core.globs import literal_prefix, normal_path
 from buildlib.core.records import field, record, restore
 from buildlib.planning import remembered
 from buildlib.workspace.artifacts import Artifact
@@ -455,9 +455,8 @@ class _Resolver:
         found = self._done.get(rel)  # as written: a step's cwd is asked for more than once
         if found is not None:
             return found
-        key = rel
-        if "." in rel or "\\" in rel or "//" in rel or rel[:1] == "/" or rel[-1:] == "/":
-            key = "/".join(p for p in rel.replace("\\", "/").split("/") if p not in ("", "."))
+        key = normal_path(rel)
+        if key != rel:
             found = self._done.get(key)
             if found is not None:
                 self._done[rel] = found

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from buildlib.core import marshalfile
 from buildlib.core.engine import derived_key, identity
 from buildlib.core.errors import CycleError, ManifestError
+from buildlib.core.globs import normal_path
 from buildlib.core.graph import find_cycle
 from buildlib.core.layout import BuildDir
 from buildlib.core.localkey import user_key
@@ -705,10 +706,7 @@ def _check_directories(check: _Checker, steps: Mapping[str, StepSpec], *, versio
     root = os.fspath(check.path.parent)  # strings: one stat per directory, no Path objects
     seen: dict[str, str | None] = {".": None}  # cwd -> the problem with it, or None
     for step in steps.values():
-        cwd = step.cwd
-        if "." in cwd or "\\" in cwd or "//" in cwd or cwd[:1] == "/" or cwd[-1:] == "/":
-            cwd = cwd.replace("\\", "/").strip("/")
-            cwd = "/".join(part for part in cwd.split("/") if part not in ("", "."))
+        cwd = normal_path(step.cwd)
         if not cwd or "{" in cwd:
             continue  # the root, or known only once templates are filled (plan time)
         if cwd not in seen:
