@@ -48,7 +48,7 @@ class Failure:
         return f"FAILED {self.step.name} ({status}, {took})"
 
 
-def display_path(path: str | os.PathLike[str], root: Path | None) -> str:
+def display_path(path: str | os.PathLike[str], root: str | os.PathLike[str] | None) -> str:
     """`path` relative to `root` when it is inside it, else as it is."""
     text = os.fspath(path)
     if root is None:

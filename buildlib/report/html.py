@@ -19,11 +19,11 @@ import json
 import math
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from urllib.parse import quote
 
 from buildlib.core.fmt import format_duration
 from buildlib.core.layout import BuildDir
+from buildlib.core.records import record
 from buildlib.report.failures import display_path, explain_failure
 from buildlib.report.summary import ran_critical_path
 from buildlib.run.results import BuildRecord, Outcome, StepRecord
@@ -115,18 +115,13 @@ def render_html(
     span = max([record.wall, *(s.end for s in record.steps)])
     critical = set(ran_critical_path(record))
     skipped = skip_reasons(record, deps)
+    steps = [_StepText.of(s, s.name in critical) for s in record.steps]
     order = sorted(
         range(len(record.steps)),
         key=lambda i: (record.steps[i].worker < 0, record.steps[i].start, i),
     )
     rows = "\n".join(
-        _row(
-            record.steps[i],
-            span,
-            deps.get(record.steps[i].name, ()),
-            record.steps[i].name in critical,
-            skipped.get(record.steps[i].name),
-        )
+        _row(steps[i], span, deps.get(steps[i].step.name, ()), skipped.get(steps[i].step.name))
         for i in order
     )
     step = tick_step(span)
@@ -143,9 +138,35 @@ def render_html(
         legend=_legend(),
         axis=_axis(span, step),
         rows=rows,
-        table=_table(record, critical, skipped, build_dir),
+        table=_table(steps, skipped, _Place.of(build_dir)),
         js=_JS,
     )
+
+
+@record
+class _StepText:
+    """What the timeline row and the table both show of a step, worked out once: its
+    name escaped, its duration formatted (each appears two to four times on the page)."""
+
+    step: StepRecord
+    name: str  # escaped
+    ran: bool
+    duration: float
+    shown: str  # the formatted duration, or "-" for a step that never ran
+    critical: bool
+
+    @classmethod
+    def of(cls, step: StepRecord, critical: bool) -> _StepText:
+        ran = step.worker >= 0
+        duration = step.duration
+        return cls(
+            step=step,
+            name=_e(step.name),
+            ran=ran,
+            duration=duration,
+            shown=format_duration(duration) if ran else "-",
+            critical=critical,
+        )
 
 
 @functools.cache
@@ -155,16 +176,31 @@ def _relative_dir(directory: str, start: str) -> str:
     return os.path.relpath(directory, start)
 
 
-def _log_link(log_path: str | None, build_dir: BuildDir | None, root: Path | None) -> str:
+@record
+class _Place:
+    """Where the page goes, as text, taken once per page: a Path per step cost more than
+    the rest of the step's row."""
+
+    reports: str | None  # the page's directory; None: log paths are shown, not linked
+    root: str | None  # the workspace root: log paths are shown relative to it
+
+    @classmethod
+    def of(cls, build_dir: BuildDir | None) -> _Place:
+        if build_dir is None:
+            return cls(reports=None, root=None)
+        return cls(reports=os.fspath(build_dir.reports), root=os.fspath(build_dir.root))
+
+
+def _log_link(log_path: str | None, place: _Place) -> str:
     """A link to a step's log, relative to the page (so an archived `.buildlib` keeps
     working), its text relative to the workspace root."""
     if not log_path:
         return ""
-    shown = display_path(log_path, root)
-    if build_dir is None:
+    shown = display_path(log_path, place.root)
+    if place.reports is None:
         return _e(shown)
     directory, name = os.path.split(log_path)
-    href = f"{_relative_dir(directory, str(build_dir.reports))}/{name}".replace(os.sep, "/")
+    href = f"{_relative_dir(directory, place.reports)}/{name}".replace(os.sep, "/")
     return f'<a class="log" href="{_e(quote(href))}">{_e(shown)}</a>'
 
 
@@ -196,7 +232,7 @@ def _failures(record: BuildRecord, build_dir: BuildDir | None) -> str:
         if failure.message:
             parts.append(f'<pre class="tail">{_e(chr(10).join(failure.message))}</pre>')
         if step.log_path:
-            parts.append(f"<p>log: {_log_link(step.log_path, build_dir, root)}</p>")
+            parts.append(f"<p>log: {_log_link(step.log_path, _Place.of(build_dir))}</p>")
         parts.append("</div>")
     parts.append("</section>")
     return "".join(parts)
@@ -263,20 +299,16 @@ def _axis(span: float, step: float) -> str:
     return "".join(ticks)
 
 
-def _tooltip(
-    step: StepRecord,
-    depends_on: Sequence[str],
-    on_critical_path: bool,
-    skip_reason: str | None = None,
-) -> str:
+def _tooltip(text: _StepText, depends_on: Sequence[str], skip_reason: str | None = None) -> str:
+    step = text.step
     status = _STATUS_LABEL[step.outcome]
     if step.cache_source:
         status += f" ({step.cache_source} cache)"
     lines = [step.name, f"status: {status}"]
-    if step.worker >= 0:
+    if text.ran:
         lines += [
             f"start: {format_duration(step.start)}",
-            f"duration: {format_duration(step.duration)}",
+            f"duration: {text.shown}",
             f"worker: {step.worker + 1}",
             f"attempts: {step.attempts}",
         ]
@@ -284,7 +316,7 @@ def _tooltip(
         lines.append(skip_reason or "never started")
     if step.exit_code is not None:
         lines.append(f"exit code: {step.exit_code}")
-    if on_critical_path:
+    if text.critical:
         lines.append("on the critical path")
     if step.reasons:
         lines.append("why: " + "; ".join(step.reasons))
@@ -294,17 +326,13 @@ def _tooltip(
 
 
 def _row(
-    step: StepRecord,
-    span: float,
-    depends_on: Sequence[str],
-    on_critical_path: bool,
-    skip_reason: str | None = None,
+    text: _StepText, span: float, depends_on: Sequence[str], skip_reason: str | None = None
 ) -> str:
-    classes = ["bar", step.outcome.value] + (["critical"] if on_critical_path else [])
-    ran = step.worker >= 0
+    step, name, ran = text.step, text.name, text.ran
+    critical = " critical" if text.critical else ""
     left = _percent(step.start, span) if ran else 0.0
-    width = _percent(step.duration, span) if ran else 0.0
-    marker = '<b class="crit-mark" title="on the critical path">◆</b>' if on_critical_path else ""
+    width = _percent(text.duration, span) if ran else 0.0
+    marker = '<b class="crit-mark" title="on the critical path">◆</b>' if text.critical else ""
     lane = f'<span class="lane">w{step.worker + 1}</span>' if ran else ""
     note = (
         ""
@@ -315,50 +343,47 @@ def _row(
             + "</span>"
         )
     )
-    shown = format_duration(step.duration) if ran else "-"
     return (
-        f'<div class="row" data-row="{_e(step.name)}" '
+        f'<div class="row" data-row="{name}" '
         f'data-deps="{_e(json.dumps(list(depends_on)))}">'
-        f'<div class="label" title="{_e(step.name)}">{marker}<span class="name">{_e(step.name)}'
-        f'</span>{lane}<span class="dur">{_e(shown)}</span></div>'
-        f'<div class="track">{note}<div class="{" ".join(classes)}" data-step="{_e(step.name)}" '
-        f'data-duration="{step.duration:.6f}" data-start="{step.start:.6f}" '
+        f'<div class="label" title="{name}">{marker}<span class="name">{name}'
+        f'</span>{lane}<span class="dur">{text.shown}</span></div>'
+        f'<div class="track">{note}<div class="bar {step.outcome.value}{critical}" '
+        f'data-step="{name}" '
+        f'data-duration="{text.duration:.6f}" data-start="{step.start:.6f}" '
         f'style="left:{left:.4f}%;width:{width:.4f}%" '
-        f'title="{_e(_tooltip(step, depends_on, on_critical_path, skip_reason))}"></div>'
+        f'title="{_e(_tooltip(text, depends_on, skip_reason))}"></div>'
         "</div></div>"
     )
 
 
-def _table(
-    record: BuildRecord, critical: set[str], skipped: Mapping[str, str], build_dir: BuildDir | None
-) -> str:
+def _table(steps: Sequence[_StepText], skipped: Mapping[str, str], place: _Place) -> str:
     head = (
         "<tr><th>step</th><th>status</th><th>start</th><th>duration</th><th>worker</th>"
         "<th>attempts</th><th>exit</th><th>why it ran / cache</th><th>log</th></tr>"
     )
     body = []
-    for s in record.steps:
-        ran = s.worker >= 0
+    for text in steps:
+        s = text.step
+        ran = text.ran
         why = (
             "; ".join(s.reasons)
             or skipped.get(s.name)
             or (f"{s.cache_source} cache" if s.cache_source else "")
         )
-        name = ("◆ " if s.name in critical else "") + s.name
         cells = [
-            name,
+            ("◆ " if text.critical else "") + text.name,
             _STATUS_LABEL[s.outcome],
             format_duration(s.start) if ran else "-",
-            format_duration(s.duration) if ran else "-",
+            text.shown,
             str(s.worker + 1) if ran else "-",
             str(s.attempts),
             "-" if s.exit_code is None else str(s.exit_code),
-            why,
+            _e(why),
         ]
-        tds = "".join(f"<td>{_e(c)}</td>" for c in cells)
-        root = build_dir.root if build_dir is not None else None
-        tds += f"<td>{_log_link(s.log_path, build_dir, root)}</td>"
-        body.append(f'<tr class="{s.outcome.value}" data-row-step="{_e(s.name)}">{tds}</tr>')
+        tds = "<td>" + "</td><td>".join(cells) + "</td>"
+        tds += f"<td>{_log_link(s.log_path, place)}</td>"
+        body.append(f'<tr class="{s.outcome.value}" data-row-step="{text.name}">{tds}</tr>')
     return f"<table><thead>{head}</thead><tbody>{''.join(body)}</tbody></table>"
 
 
