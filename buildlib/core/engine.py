@@ -50,6 +50,6 @@ def _sources(directory: str) -> list[str]:
                     found.extend(_sources(entry.path))
             elif entry.name.endswith(_SOURCES):
                 stat = entry.stat()
-                rel = os.path.relpath(entry.path, _PACKAGE)
+                rel = entry.path[len(_PACKAGE) + 1 :]  # entry.path starts with _PACKAGE/
                 found.append(f"{rel}\0{stat.st_size}\0{stat.st_mtime_ns}\n")
     return found
