@@ -24,7 +24,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import IO, Any
+from typing import Any
 
 from buildlib.core import graph
 from buildlib.core.atomicfile import open_own, write_text_atomic
@@ -455,20 +455,22 @@ class Executor:
         argv = self._resolve(step, env)
         attempts = 0
         returncode: int | None = None
-        # pathlib's open costs ~20 us a step; open_own: never through a planted symlink
-        with open(log_path, "wb", opener=open_own) as log:
+        # A bare descriptor: a file object around it cost ~13 us a step, for the retry
+        # notes only. open_own: never through a planted symlink.
+        log = open_own(log_name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        try:
             while True:
                 attempts += 1
                 if attempts > 1:
                     delay = min(
                         self.options.retry_base_delay * 2 ** (attempts - 2), MAX_RETRY_DELAY
                     )
-                    log.write(
+                    _write_all(
+                        log,
                         f"\n--- buildlib: attempt {attempts - 1} failed with exit code "
                         f"{returncode}; retrying in {delay:.1f}s (attempt {attempts} of "
-                        f"{step.retries + 1}) ---\n".encode()
+                        f"{step.retries + 1}) ---\n".encode(),
                     )
-                    log.flush()
                     self.reporter.warning(
                         f"{step.name}: attempt {attempts - 1} failed "
                         f"(exit {returncode}); retrying in {delay:.1f}s"
@@ -481,6 +483,8 @@ class Executor:
                 returncode = self._attempt(step, argv, encoded_env, log)
                 if returncode == 0 or attempts > step.retries or self._stop.is_set():
                     break
+        finally:
+            os.close(log)
         ok = returncode == 0
         if ok:
             recorded = self.gate.record_success(step, decision, log_path)
@@ -531,8 +535,9 @@ class Executor:
         return [program, *step.argv[1:]]
 
     def _attempt(
-        self, step: PlannedStep, argv: Sequence[str], env: Mapping[bytes, bytes], log: IO[bytes]
+        self, step: PlannedStep, argv: Sequence[str], env: Mapping[bytes, bytes], log: int
     ) -> int:
+        """One run of the step's command, its output to the descriptor `log`."""
         if not self.options.verbose:
             proc = self.processes.spawn(argv, cwd=step.cwd, env=env, stdout=log)
             try:
@@ -546,14 +551,20 @@ class Executor:
         try:
             with output:
                 for raw in output:
-                    log.write(raw)
+                    _write_all(log, raw)
                     self.reporter.step_output(
                         step.name, raw.decode(errors="replace").rstrip("\r\n")
                     )
-            log.flush()
             return piped.wait()
         finally:
             self.processes.release(piped)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """All of `data` to `fd` (os.write may take part of it)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _tail(path: Path, lines: int) -> list[str]:

@@ -150,7 +150,8 @@ class ProcessTable:
     def spawn(
         self, argv: Sequence[str], *, cwd: Path, env: Mapping[bytes, bytes], stdout: IO[bytes] | int
     ) -> Process:
-        """Start `argv` in a new process group with stdout+stderr to `stdout`.
+        """Start `argv` in a new process group with stdout+stderr to `stdout`: a file, a
+        descriptor, or `subprocess.PIPE`.
 
         `env` is already encoded (see `encode_env`): Popen would otherwise encode every
         variable again for every step. The lock is not held while forking, so two job
@@ -162,10 +163,10 @@ class ProcessTable:
             if self._devnull is None:
                 self._devnull = os.open(os.devnull, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
         proc: Process
-        if _CAN_SPAWN and not isinstance(stdout, int) and str(cwd) == self._cwd:
+        out = stdout if isinstance(stdout, int) else stdout.fileno()  # PIPE is negative
+        if _CAN_SPAWN and out >= 0 and str(cwd) == self._cwd:
             # argv[0] is already resolved (see resolve_program). Every descriptor this
             # process opens is close-on-exec (PEP 446), so only 0-2 reach the child.
-            out = stdout.fileno()
             proc = SpawnedProcess(
                 os.posix_spawn(
                     argv[0],
