@@ -12,6 +12,7 @@ Step failures become records; only bugs raise.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import queue
 import signal
@@ -564,7 +565,10 @@ def _write_all(fd: int, data: bytes) -> None:
     """All of `data` to `fd` (os.write may take part of it)."""
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view) :]
+        written = os.write(fd, view)
+        if written == 0:  # a file system that takes nothing and reports no error
+            raise OSError(errno.EIO, "the log took no bytes")
+        view = view[written:]
 
 
 def _tail(path: Path, lines: int) -> list[str]:
