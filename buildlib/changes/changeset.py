@@ -115,11 +115,11 @@ def _manifest_facts(plan: Plan, reader: _Reader, changed: set[str]) -> dict[str,
 def _toml(text: bytes | None) -> dict[str, Any] | None:
     if text is None:
         return None
-    import tomllib
+    from buildlib.core import toml
 
     try:
-        return tomllib.loads(text.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return toml.loads(text.decode("utf-8"))
+    except (UnicodeDecodeError, toml.TOMLDecodeError):
         return None
 
 

@@ -103,11 +103,11 @@ def closures_changed(
 
 def cargo_package_name(manifest: bytes) -> str | None:
     """`[package] name` of a Cargo.toml, or None (a virtual manifest, or not TOML)."""
-    import tomllib
+    from buildlib.core import toml
 
     try:
-        data = tomllib.loads(manifest.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError):
+        data = toml.loads(manifest.decode("utf-8"))
+    except (UnicodeDecodeError, toml.TOMLDecodeError):
         return None
     package = data.get("package")
     name = package.get("name") if isinstance(package, dict) else None
@@ -128,11 +128,11 @@ def _load(kind: str, text: bytes) -> Any:
             raise _Unreadable  # lockfile version 1: nested `dependencies` only
         return data["packages"]
     if kind == "cargo":
-        import tomllib
+        from buildlib.core import toml
 
         try:
-            data = tomllib.loads(decoded)
-        except tomllib.TOMLDecodeError:
+            data = toml.loads(decoded)
+        except toml.TOMLDecodeError:
             raise _Unreadable from None
         packages = data.get("package", [])
         if not isinstance(packages, list):

@@ -242,12 +242,12 @@ def _settings_name_a_path(settings: bytes) -> bool:
     """Whether the default toolchain or a directory override is a path; unreadable
     settings count as yes, since rustup's choice is then unknown."""
     if b"/" not in settings and b"\\" not in settings:
-        return False  # no name can be a path; and tomllib stays unimported on a no-op
-    import tomllib
+        return False  # no name can be a path; and no TOML parser is imported on a no-op
+    from buildlib.core import toml
 
     try:
-        data = tomllib.loads(settings.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError):
+        data = toml.loads(settings.decode("utf-8"))
+    except (UnicodeDecodeError, toml.TOMLDecodeError):
         return True
     overrides = data.get("overrides", {})
     names = [
