@@ -2,7 +2,7 @@
 
 A no-op build is what a developer runs most; its start-up is most of its time. It must
 not import the modules ruff's TID253 bans at module level (pyproject.toml): rich, the
-OpenSSL-backed hashlib, dataclasses, tomllib, http.client, concurrent.futures and
+OpenSSL-backed hashlib, dataclasses, tomllib (and tomli), http.client, concurrent.futures and
 packaging.markers, nor the cache store, the remote client, protobuf, cryptography or
 platformdirs, which only a cache miss, a save or a remote needs; nor the error
 parsers and HTML page (a failure's), nor another command's modules.
@@ -25,6 +25,8 @@ NEVER_ON_A_NO_OP = (
     "hashlib",
     "dataclasses",
     "tomllib",
+    "tomli",
+    "buildlib.core.toml",
     "http.client",
     "concurrent.futures",
     "packaging.markers",
