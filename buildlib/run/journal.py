@@ -71,19 +71,31 @@ class Journal:
         os.write(self._fd, b"\n" + self._signed(line) + b"\n")
 
     def _compact(self) -> None:
-        last = self.last_build()
+        """Rewrite the journal with only what it answers: the last build (its start and
+        entries, for --resume) and, before it, each other step's latest entry (for
+        last_success: a step the last build did not touch keeps its success)."""
+        entries = self._entries()
+        last = _last_build(entries)
         if last is None:
             self.path.unlink(missing_ok=True)
             return
-        lines = [
-            json.dumps({"build": last.build_id, "event": "start", "steps": list(last.selected)})
+        latest: dict[str, dict[str, object]] = {}
+        for entry in entries:
+            if "step" in entry:
+                latest.pop(str(entry["step"]), None)  # keeps the order of latest entries
+                latest[str(entry["step"])] = entry
+        kept = [
+            {"build": entry["build"], "step": step, "status": entry.get("status")}
+            for step, entry in latest.items()
+            if step not in last.status
         ]
-        lines += [
-            json.dumps({"build": last.build_id, "step": s, "status": st})
-            for s, st in last.status.items()
+        kept.append({"build": last.build_id, "event": "start", "steps": list(last.selected)})
+        kept += [
+            {"build": last.build_id, "step": step, "status": status}
+            for step, status in last.status.items()
         ]
         write_text_atomic(
-            self.path, "\n".join(self._signed(line).decode() for line in lines) + "\n"
+            self.path, "".join(self._signed(_ENCODE(entry)).decode() + "\n" for entry in kept)
         )
 
     def _signed(self, line: str) -> bytes:
@@ -123,18 +135,22 @@ class Journal:
 
     def last_build(self) -> LastBuild | None:
         """The most recent build's selection and step statuses; torn lines are skipped."""
-        builds: dict[str, LastBuild] = {}
-        last_id: str | None = None
-        for entry in self._entries():
-            build_id = str(entry["build"])
-            if entry.get("event") == "start":
-                steps = entry.get("steps", ())
-                builds[build_id] = LastBuild(
-                    build_id=build_id,
-                    status={},
-                    selected=tuple(str(s) for s in steps) if isinstance(steps, list) else (),
-                )
-                last_id = build_id
-            elif build_id in builds and "step" in entry:
-                builds[build_id].status[str(entry["step"])] = str(entry.get("status"))
-        return builds.get(last_id) if last_id else None
+        return _last_build(self._entries())
+
+
+def _last_build(entries: list[dict[str, object]]) -> LastBuild | None:
+    builds: dict[str, LastBuild] = {}
+    last_id: str | None = None
+    for entry in entries:
+        build_id = str(entry["build"])
+        if entry.get("event") == "start":
+            steps = entry.get("steps", ())
+            builds[build_id] = LastBuild(
+                build_id=build_id,
+                status={},
+                selected=tuple(str(s) for s in steps) if isinstance(steps, list) else (),
+            )
+            last_id = build_id
+        elif build_id in builds and "step" in entry:
+            builds[build_id].status[str(entry["step"])] = str(entry.get("status"))
+    return builds.get(last_id) if last_id else None
