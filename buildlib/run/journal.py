@@ -25,7 +25,11 @@ from buildlib.core.records import record
 # One encoder for every line: json.dumps with `separators` builds a new one per call,
 # half of a line's cost on a build of trivial steps.
 _ENCODE = json.JSONEncoder(separators=(",", ":")).encode
-COMPACT_ABOVE = 1 << 20  # bytes; older builds' lines are dropped past this size
+# Past COMPACT_ABOVE bytes, plus _ROOM_PER_STEP for each step the build selects (a
+# compacted journal of 10,000 steps is itself over 1 MiB, and must not be rewritten at
+# every build), the lines that answer nothing any more are dropped (`_compact`).
+COMPACT_ABOVE = 1 << 20
+_ROOM_PER_STEP = 1024
 READ_LIMIT = 64 << 20  # a journal larger than this was not written here
 
 
@@ -49,7 +53,7 @@ class Journal:
     def open(self, build_id: str, selected: list[str]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(OSError):
-            if os.lstat(self.path).st_size > COMPACT_ABOVE:
+            if os.lstat(self.path).st_size > COMPACT_ABOVE + _ROOM_PER_STEP * len(selected):
                 self._compact()
         self._fd = open_own(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
         self._build_id = build_id
@@ -71,29 +75,35 @@ class Journal:
         os.write(self._fd, b"\n" + self._signed(line) + b"\n")
 
     def _compact(self) -> None:
-        """Rewrite the journal with only what it answers: the last build (its start and
-        entries, for --resume) and, before it, each other step's latest entry (for
-        last_success: a step the last build did not touch keeps its success)."""
+        """Rewrite the journal with only what it answers (last_build, last_success):
+        the last build's start and each step's line of it, and every step's latest line
+        from elsewhere, a success before the last build's lines, any status after them
+        when it is newer than the last build's own line for that step (a build whose
+        start line was torn). Other lines change neither answer."""
         entries = self._entries()
         last = _last_build(entries)
-        if last is None:
+        starts = [i for i, e in enumerate(entries) if e.get("event") == "start"]
+        begin = starts[-1] if last is not None and starts else len(entries)
+        own = last.build_id if last is not None else None
+        latest: dict[str, int] = {}  # step -> index of its latest line, in that order
+        for i, entry in enumerate(entries):
+            if "step" in entry:
+                latest.pop(str(entry["step"]), None)
+                latest[str(entry["step"])] = i
+        others = [  # latest lines that are not the last build's own
+            {"build": entries[i]["build"], "step": step, "status": entries[i].get("status")}
+            for step, i in latest.items()
+            if i < begin or entries[i]["build"] != own
+        ]
+        touched = last.status if last is not None else {}
+        kept = [e for e in others if e["step"] not in touched and e["status"] == "succeeded"]
+        if last is not None:
+            kept.append({"build": own, "event": "start", "steps": list(last.selected)})
+            kept += [{"build": own, "step": step, "status": st} for step, st in touched.items()]
+            kept += [e for e in others if e["step"] in touched]
+        if not kept:
             self.path.unlink(missing_ok=True)
             return
-        latest: dict[str, dict[str, object]] = {}
-        for entry in entries:
-            if "step" in entry:
-                latest.pop(str(entry["step"]), None)  # keeps the order of latest entries
-                latest[str(entry["step"])] = entry
-        kept = [
-            {"build": entry["build"], "step": step, "status": entry.get("status")}
-            for step, entry in latest.items()
-            if step not in last.status
-        ]
-        kept.append({"build": last.build_id, "event": "start", "steps": list(last.selected)})
-        kept += [
-            {"build": last.build_id, "step": step, "status": status}
-            for step, status in last.status.items()
-        ]
         write_text_atomic(
             self.path, "".join(self._signed(_ENCODE(entry)).decode() + "\n" for entry in kept)
         )
