@@ -53,7 +53,8 @@ class Journal:
     def open(self, build_id: str, selected: list[str]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(OSError):
-            if os.lstat(self.path).st_size > COMPACT_ABOVE + _ROOM_PER_STEP * len(selected):
+            limit = COMPACT_ABOVE + _ROOM_PER_STEP * len(selected)
+            if os.lstat(self.path).st_size > min(limit, READ_LIMIT // 2):  # always readable
                 self._compact()
         self._fd = open_own(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
         self._build_id = build_id
