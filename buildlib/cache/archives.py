@@ -39,6 +39,7 @@ from buildlib.cache.entries import (
     UnsafeEntryError,
     path_problem,
 )
+from buildlib.core.atomicfile import write_all
 
 ARCHIVE_FORMAT = "tar+gzip"
 # Level 1: node_modules compresses to about a third at level 1 and barely better at 6,
@@ -236,9 +237,7 @@ def _write_member(tar: tarfile.TarFile, member: tarfile.TarInfo, dest: str, mode
     fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
         while chunk := source.read(CHUNK):
-            view = memoryview(chunk)
-            while view:
-                view = view[os.write(fd, view) :]
+            write_all(fd, chunk)
         os.fchmod(fd, mode)
     finally:
         os.close(fd)

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Protocol
 
 from buildlib.cache.entries import CorruptBlobError, is_digest
+from buildlib.core.atomicfile import write_all
 from buildlib.core.fmt import human_size
 from buildlib.core.records import record
 from buildlib.incremental import statscan
@@ -406,9 +407,7 @@ class LocalStore:
 
 
 def _write_all(fd: int, data: bytes | memoryview, tmp: Path) -> None:
-    view = memoryview(data)
     try:
-        while view:
-            view = view[os.write(fd, view) :]
+        write_all(fd, data)
     except OSError as exc:
         raise StoreWriteError(tmp, exc) from exc

@@ -53,6 +53,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
+from buildlib.core.atomicfile import write_all
 from buildlib.core.records import record
 from buildlib.incremental.outputs import OutputScope, expand_outputs, resolve
 
@@ -630,9 +631,7 @@ def _copy_small(blob: str, tmp: str, mode: int) -> bytes:
     data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
     fd = _create(tmp, mode)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
+        write_all(fd, data)
     finally:
         os.close(fd)
     return data
@@ -674,6 +673,4 @@ def copy_fd(source: int, dest: int) -> None:
     offset = os.lseek(dest, 0, os.SEEK_CUR)
     os.lseek(source, offset, os.SEEK_SET)
     while chunk := os.read(source, 1 << 20):
-        view = memoryview(chunk)
-        while view:
-            view = view[os.write(dest, view) :]
+        write_all(dest, chunk)

@@ -48,6 +48,17 @@ def write_bytes_atomic(
         raise
 
 
+def write_all(fd: int, data: bytes | memoryview) -> None:
+    """All of `data` to `fd`: os.write may take part of it. A write that takes nothing
+    and reports no error (an odd file system) raises instead of looping for ever."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        if written == 0:
+            raise OSError(errno.EIO, "the file took no bytes")
+        view = view[written:]
+
+
 def open_own(path: Path | str, flags: int, mode: int = 0o644) -> int:
     """os.open for a file the engine keeps under `.buildlib/` (a lock, a log, the
     journal): never through a symlink, and never into a FIFO or a device, found at

@@ -12,7 +12,6 @@ Step failures become records; only bugs raise.
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import queue
 import signal
@@ -28,7 +27,7 @@ from types import FrameType
 from typing import Any
 
 from buildlib.core import graph
-from buildlib.core.atomicfile import open_own, write_text_atomic
+from buildlib.core.atomicfile import open_own, write_all, write_text_atomic
 from buildlib.core.errors import UserError
 from buildlib.core.records import field, record, replace
 from buildlib.planning.plan import Plan, PlannedStep
@@ -466,7 +465,7 @@ class Executor:
                     delay = min(
                         self.options.retry_base_delay * 2 ** (attempts - 2), MAX_RETRY_DELAY
                     )
-                    _write_all(
+                    write_all(
                         log,
                         f"\n--- buildlib: attempt {attempts - 1} failed with exit code "
                         f"{returncode}; retrying in {delay:.1f}s (attempt {attempts} of "
@@ -552,23 +551,13 @@ class Executor:
         try:
             with output:
                 for raw in output:
-                    _write_all(log, raw)
+                    write_all(log, raw)
                     self.reporter.step_output(
                         step.name, raw.decode(errors="replace").rstrip("\r\n")
                     )
             return piped.wait()
         finally:
             self.processes.release(piped)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    """All of `data` to `fd` (os.write may take part of it)."""
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        if written == 0:  # a file system that takes nothing and reports no error
-            raise OSError(errno.EIO, "the log took no bytes")
-        view = view[written:]
 
 
 def _tail(path: Path, lines: int) -> list[str]:
