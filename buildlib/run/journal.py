@@ -84,7 +84,7 @@ class Journal:
         entries = self._entries()
         last = _last_build(entries)
         starts = [i for i, e in enumerate(entries) if e.get("event") == "start"]
-        begin = starts[-1] if last is not None and starts else len(entries)
+        begin = starts[-1] if last is not None else len(entries)  # a last build has a start
         own = last.build_id if last is not None else None
         latest: dict[str, int] = {}  # step -> index of its latest line, in that order
         for i, entry in enumerate(entries):
