@@ -6,14 +6,12 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from typing import Any, cast
 
 import pytest
 from helpers import MODES, ROOT
 
 from buildlib.core.errors import CycleError, ManifestError
 from buildlib.core.layout import BuildDir
-from buildlib.workspace import manifest as manifest_module
 from buildlib.workspace.manifest import load_manifest
 
 GOOD_STEP = """
@@ -151,29 +149,17 @@ def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(ROOT)}
 
 
-def _cached_document(path: Path) -> tuple[bytes, dict[str, Any]]:
-    """The parsed manifest's cache: (the manifest's bytes, the parsed document)."""
-    from buildlib.core import marshalfile
-    from buildlib.core.localkey import user_key
-
-    cached = marshalfile.read(
-        BuildDir(path.parent).parsed_manifest, manifest_module._CACHE_HEADER, key=user_key()
-    )
-    return cast("tuple[bytes, dict[str, Any]]", cached)
-
-
-def test_the_parsed_manifest_is_remembered_only_when_asked_and_only_for_the_same_text(
+def test_the_validated_manifest_is_remembered_only_when_asked_and_only_for_the_same_text(
     tmp_path: Path,
 ) -> None:
     path = write(tmp_path, GOOD_STEP)
-    cache = BuildDir(tmp_path).parsed_manifest
+    cache = BuildDir(tmp_path).validated_manifest
     load_manifest(path)
     assert not cache.exists()  # nox listing sessions, dry runs: nothing written
     first = load_manifest(path, remember=True)
-    source, document = _cached_document(path)
-    assert source == path.read_bytes() and document["step"][0]["name"] == "a"
+    assert cache.is_file()
     assert load_manifest(path) == first
-    # A different text is parsed again, never served from the cache.
+    # A different text is validated again, never served from the cache.
     path.write_text(path.read_text().replace('name = "a"', 'name = "renamed"'))
     assert list(load_manifest(path).steps) == ["renamed"]
 
@@ -182,14 +168,13 @@ def test_a_damaged_or_foreign_cache_is_ignored(tmp_path: Path) -> None:
     path = write(tmp_path, GOOD_STEP)
     load_manifest(path, remember=True)
     build_dir = BuildDir(tmp_path)
-    for cache in (build_dir.validated_manifest, build_dir.parsed_manifest):
-        data = bytearray(cache.read_bytes())
-        data[-3] ^= 0xFF  # a flipped byte fails the checksum
-        cache.write_bytes(bytes(data))
-        assert list(load_manifest(path).steps) == ["a"]
-    for cache in (build_dir.validated_manifest, build_dir.parsed_manifest):
-        cache.write_bytes(b"something else entirely")
-        assert list(load_manifest(path).steps) == ["a"]
+    cache = build_dir.validated_manifest
+    data = bytearray(cache.read_bytes())
+    data[-3] ^= 0xFF  # a flipped byte fails the checksum
+    cache.write_bytes(bytes(data))
+    assert list(load_manifest(path).steps) == ["a"]
+    cache.write_bytes(b"something else entirely")
+    assert list(load_manifest(path).steps) == ["a"]
 
 
 def test_toml_dates_are_parsed_every_time(tmp_path: Path) -> None:
@@ -197,7 +182,7 @@ def test_toml_dates_are_parsed_every_time(tmp_path: Path) -> None:
     path = write(tmp_path, GOOD_STEP + "[vars]\nreleased = 2025-01-01\n")
     with pytest.raises(ManifestError):  # vars must be strings: the check still runs
         load_manifest(path, remember=True)
-    assert not (BuildDir(tmp_path).parsed_manifest).exists()
+    assert not (BuildDir(tmp_path).validated_manifest).exists()
 
 
 def test_a_manifest_that_is_not_utf8_gets_one_clear_error(tmp_path: Path) -> None:

@@ -31,12 +31,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from buildlib.core import marshalfile
+from buildlib.core.engine import derived_key
 from buildlib.core.errors import ManifestError, UserError
 from buildlib.core.layout import BuildDir
 from buildlib.core.localkey import user_key
 from buildlib.planning import plan as plan_module
 from buildlib.planning import remembered
 from buildlib.planning.plan import build_plan
+from buildlib.workspace import manifest as manifest_module
+from buildlib.workspace import pieces
 from buildlib.workspace.manifest import load_manifest
 from buildlib.workspace.targets import get_target, host_triple
 
@@ -225,7 +228,7 @@ def test_a_remembered_plan_is_the_plan_made_from_scratch(
     recalled: list[list[bool]] = []
     real_recall = remembered.recall
 
-    def spy(at: Path, key: str) -> dict[str, dict[str, Any]] | None:
+    def spy(at: Path, key: str) -> remembered.Remembered | None:
         found = real_recall(at, key)
         recalled[-1].append(found is not None)
         return found
@@ -283,7 +286,7 @@ def test_remembered_results_are_used_and_survive_only_their_inputs(tmp_path: Pat
     seen: list[bool] = []
     real_recall = remembered.recall
 
-    def spy(at: Path, key: str) -> dict[str, dict[str, Any]] | None:
+    def spy(at: Path, key: str) -> remembered.Remembered | None:
         found = real_recall(at, key)
         seen.append(found is not None)
         return found
@@ -306,6 +309,72 @@ def test_remembered_results_are_used_and_survive_only_their_inputs(tmp_path: Pat
         assert plan.steps["one"].argv[-1] == "bye"
     finally:
         plan_module.remembered.recall = real_recall  # type: ignore[attr-defined]
+
+
+EDITS = ("env", "only on windows", "remove", "swap", "variable", "version")
+
+
+def edit_manifest(text: str, edit: str, at: int) -> str:
+    """`text` (from `manifests`) with one edit made to its step `at` (modulo the count)."""
+    head, *tables = text.split("\n\n[[step]]\n")
+    at %= len(tables)
+    name = f"s{at}"
+    if edit == "env":
+        tables[at] = tables[at].replace(f'/{name}"', f'/{name}-edited"')
+    elif edit == "only on windows" and "when = " not in tables[at]:
+        tables[at] = tables[at].replace(
+            "\nenv = ", "\nwhen = \"sys_platform == 'win32'\"\nenv = ", 1
+        )
+    elif edit == "remove":
+        del tables[at]
+    elif edit == "swap":
+        tables[0], tables[at] = tables[at], tables[0]
+    elif edit == "variable":
+        head = head.replace('dir = "a"', 'dir = "c"') if 'dir = "a"' in head else head + "\n"
+    elif edit == "version":
+        head = head.replace("version = 1", "version = 2", 1)
+    return "\n\n[[step]]\n".join([head, *tables])
+
+
+@settings(
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(text=manifests(), data=st.data())
+def test_a_plan_after_an_edit_is_the_plan_made_from_scratch(
+    tmp_path_factory: pytest.TempPathFactory, text: str, data: st.DataObject
+) -> None:
+    """An edit of build.toml plans again, lent the filled steps of the plan before it
+    whose [[step]] tables are unchanged, and whose dependencies in the new plan are
+    the same (another step's edit can drop one: `modes`, `when`, or removed)."""
+    root = tmp_path_factory.mktemp("ws") / "root"
+    root.mkdir()
+    shape(root, root.parent, {})
+    (root / "build.toml").write_text(text)
+    edit = data.draw(st.sampled_from(EDITS))
+    # s0 (which any step may depend on), gone from the plan: the steps after it are lent,
+    # with a dependency less. In production, the steps limited to it are there too.
+    at = 0 if edit == "only on windows" else data.draw(st.integers(0, 9))
+    mode = "production" if at == 0 else data.draw(st.sampled_from(["development", "production"]))
+    kwargs: dict[str, Any] = {"environ": {}, "estimates": {}, "mode": mode}
+    first = outcome(root, **kwargs)
+    (root / "build.toml").write_text(edit_manifest(text, edit, at))
+    with nothing_remembered(root):
+        fresh = outcome(root, **kwargs)
+    filled: list[str] = []
+    real_fill = plan_module._fill_step
+
+    def counting(manifest: Any, spec: Any, **kwargs: Any) -> dict[str, Any]:
+        filled.append(spec.name)
+        return real_fill(manifest, spec, **kwargs)
+
+    plan_module._fill_step = counting
+    try:
+        again = outcome(root, **kwargs)
+    finally:
+        plan_module._fill_step = real_fill
+    assert again == fresh
+    if edit == "env" and isinstance(first, dict) and isinstance(again, dict):
+        assert len(filled) <= 1  # the edited step alone
 
 
 SELECTING = textwrap.dedent(f"""
@@ -357,12 +426,12 @@ def test_each_thing_a_plan_is_made_from_is_in_its_key(
 
 def test_only_the_newest_plans_are_kept(tmp_path: Path) -> None:
     for index in range(remembered.KEEP + 3):
-        remembered.remember(tmp_path, f"key{index:02d}", {})
+        remembered.remember(tmp_path, f"key{index:02d}", remembered.Remembered("", {}, {}))
         path = remembered.plan_file(tmp_path, f"key{index:02d}")
         os.utime(path, ns=(index * 10**9, index * 10**9))
     kept = sorted(p.stem for p in (tmp_path / ".buildlib/plans").iterdir())
     assert kept == [f"key{index:02d}" for index in range(3, remembered.KEEP + 3)]
-    assert remembered.recall(tmp_path, f"key{remembered.KEEP + 2:02d}") == {}
+    assert remembered.recall(tmp_path, f"key{remembered.KEEP + 2:02d}") == ("", {}, {})
 
 
 def test_a_plans_directory_that_leads_elsewhere_is_left_alone(tmp_path: Path) -> None:
@@ -374,7 +443,7 @@ def test_a_plans_directory_that_leads_elsewhere_is_left_alone(tmp_path: Path) ->
     root = tmp_path / "ws"
     (root / ".buildlib").mkdir(parents=True)
     (root / ".buildlib/plans").symlink_to(elsewhere)
-    remembered.remember(root, "key", {})
+    remembered.remember(root, "key", remembered.Remembered("", {}, {}))
     assert sorted(p.name for p in elsewhere.iterdir()) == sorted(
         f"precious{index}.marshal" for index in range(remembered.KEEP + 2)
     )
@@ -386,10 +455,15 @@ def test_remembered_files_are_regular_files_read_without_following_links(tmp_pat
     root = tmp_path / "ws"
     (root / ".buildlib").mkdir(parents=True)
     (root / "build.toml").write_text(BENIGN)
-    os.mkfifo(root / ".buildlib/validated-manifest.marshal")
-    (root / ".buildlib/manifest.marshal").symlink_to("/dev/zero")
-    planned = run_buildlib(root, "plan")
-    assert planned.returncode == 0 and "benign" in planned.stdout
+    for plant in (
+        os.mkfifo,
+        lambda at: at.symlink_to("/dev/zero"),
+    ):
+        at = root / ".buildlib/validated-manifest.marshal"
+        at.unlink(missing_ok=True)
+        plant(at)
+        planned = run_buildlib(root, "plan")
+        assert planned.returncode == 0 and "benign" in planned.stdout
 
 
 RICH = textwrap.dedent(f"""
@@ -510,10 +584,11 @@ BENIGN = textwrap.dedent(f"""
 EVIL = BENIGN.replace("print('benign')", "print('evil')")
 
 
-def forge(root: Path, key: bytes) -> None:
+def forge(root: Path, key: bytes, *, by_piece: bool = False) -> None:
     """Write every file the engine would remember for EVIL, under build.toml's text
-    (which is BENIGN), signed with `key`: the parsed document, the validated manifest
-    and the plan."""
+    (which is BENIGN), signed with `key`: the validated manifest and the plan.
+    `by_piece`: the validated manifest of another text instead, whose step is filed
+    under the origin of BENIGN's [[step]] table (what an edit of build.toml reuses)."""
 
     def sign(path: Path, header: bytes, value: Any) -> None:
         payload = marshal.dumps(value)
@@ -530,15 +605,20 @@ def forge(root: Path, key: bytes) -> None:
     (other / "build.toml").write_text(EVIL)
     assert run_buildlib(other, "build", "--plain").returncode == 0
     source = (root / "build.toml").read_bytes()
-    header, (_, raw) = stored(other / ".buildlib/manifest.marshal")
-    sign(root / ".buildlib/manifest.marshal", header, (source, raw))
     header, (_, (engine_id, _), validated) = stored(other / ".buildlib/validated-manifest.marshal")
     path = str((root / "build.toml").resolve())
+    if by_piece:
+        (piece,) = pieces.cut(BENIGN)[1]
+        origin = derived_key(b"step", manifest_module._step_context({}), piece.text.encode())
+        validated = (*validated[:5], ({**validated[5][0], "origin": origin},), *validated[6:])
+        source = b"# an earlier text\n" + source
     sign(
         root / ".buildlib/validated-manifest.marshal",
         header,
         (source, (engine_id, path), validated),
     )
+    if by_piece:
+        return
     # The plan, under the key the benign manifest's plan has.
     manifest = load_manifest(root / "build.toml", remember=False)
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "BUILDLIB_"))}
@@ -552,19 +632,22 @@ def forge(root: Path, key: bytes) -> None:
         markers={},
     )
     (plan_file,) = (other / ".buildlib/plans").iterdir()
-    header, (_, steps) = stored(plan_file)
-    sign(remembered.plan_file(root, key_name), header, (key_name, steps))
+    header, (_, _, steps, origins) = stored(plan_file)
+    plan = (key_name, manifest.remembered_as, steps, origins)
+    sign(remembered.plan_file(root, key_name), header, plan)
 
 
+@pytest.mark.parametrize("by_piece", [False, True], ids=["whole", "by piece"])
 @pytest.mark.parametrize("signer", ["another user", "no key (a plain checksum)"])
-def test_a_shipped_buildlib_is_not_believed(tmp_path: Path, signer: str) -> None:
+def test_a_shipped_buildlib_is_not_believed(tmp_path: Path, signer: str, by_piece: bool) -> None:
     """The hole this closes: a repository shipping `.buildlib/manifest.marshal` made
     `buildlib build` run commands its build.toml does not show (the parsed document was
-    believed on a checksum anyone can compute)."""
+    believed on a checksum anyone can compute). The steps an edit reuses by piece are
+    in the same signed file."""
     root = tmp_path / "ws"
     root.mkdir()
     (root / "build.toml").write_text(BENIGN)
-    forge(root, os.urandom(32) if signer == "another user" else b"")
+    forge(root, os.urandom(32) if signer == "another user" else b"", by_piece=by_piece)
     plan = run_buildlib(root, "plan")
     assert plan.returncode == 0, plan.stderr
     assert "benign" in plan.stdout and "evil" not in plan.stdout
@@ -574,13 +657,14 @@ def test_a_shipped_buildlib_is_not_believed(tmp_path: Path, signer: str) -> None
     assert "benign" in logs and "evil" not in logs
 
 
-def test_the_forgery_works_when_signed_with_the_users_key(tmp_path: Path) -> None:
+@pytest.mark.parametrize("by_piece", [False, True], ids=["whole", "by piece"])
+def test_the_forgery_works_when_signed_with_the_users_key(tmp_path: Path, by_piece: bool) -> None:
     """The test above has teeth: the same files signed with this user's key are believed
     (only this user's engine, or someone holding the key, can write them)."""
     root = tmp_path / "ws"
     root.mkdir()
     (root / "build.toml").write_text(BENIGN)
-    forge(root, user_key())
+    forge(root, user_key(), by_piece=by_piece)
     plan = run_buildlib(root, "plan")
     assert "evil" in plan.stdout
 

@@ -27,6 +27,7 @@ NEVER_ON_A_NO_OP = (
     "tomllib",
     "tomli",
     "buildlib.core.toml",
+    "buildlib.workspace.pieces",
     "http.client",
     "concurrent.futures",
     "packaging.markers",

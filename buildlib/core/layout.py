@@ -2,8 +2,8 @@
 
     .buildlib/
       lock                           the workspace lock (run/lock.py)
-      manifest.marshal               the parsed manifest (workspace/manifest.py)
-      validated-manifest.marshal     the validated manifest, with the engine (same)
+      validated-manifest.marshal     the validated manifest, with its text and the engine
+                                     (workspace/manifest.py)
       plans/<key>.marshal            plans and what they came from (planning/remembered.py)
       filehash.cache                 the inputs' stat cache (incremental/filehash.py)
       tools.json                     tool versions (incremental/toolversions.py)
@@ -51,10 +51,6 @@ class BuildDir:
     @property
     def lock(self) -> Path:
         return self.path / "lock"
-
-    @property
-    def parsed_manifest(self) -> Path:
-        return self.path / "manifest.marshal"
 
     @property
     def validated_manifest(self) -> Path:

@@ -205,10 +205,11 @@ def build_plan(
         if manifest.remembered_as
         else ""
     )
-    filled = remembered.recall(manifest.root, key) if key else None
-    if filled is not None:
-        sub = {name: step["depends_on"] for name, step in filled.items()}
-        order = list(filled)
+    stored = remembered.recall(manifest.root, key) if key else None
+    whole = stored is not None and stored.manifest == manifest.remembered_as
+    if stored is not None and whole:  # the same manifest: selection, order, fields
+        sub = {name: step["depends_on"] for name, step in stored.steps.items()}
+        order = list(stored.steps)
     else:
         deps = {name: tuple(d for d in s.depends_on if d in present) for name, s in present.items()}
         selected = graph.select(deps, requested or list(present))
@@ -217,23 +218,39 @@ def build_plan(
     durations = {name: (estimates or {}).get(name, DEFAULT_ESTIMATE) for name in order}
     priority = graph.remaining_critical_path(sub, durations, order)
     place = _Placer(manifest, priority, durations)
-    if filled is not None:
-        steps = {name: place(step) for name, step in filled.items()}
+    if stored is not None and whole:
+        steps = {name: place(step) for name, step in stored.steps.items()}
     else:
-        filled, steps = {}, {}
+        # Another manifest's plan (an edit) lends each step of the same origin whose
+        # dependencies in this plan are the same: the key names the rest it was filled from.
+        lent = (
+            {
+                stored.origins[name]: step
+                for name, step in stored.steps.items()
+                if stored.origins.get(name)
+            }
+            if stored is not None
+            else {}
+        )
+        filled: dict[str, dict[str, Any]] = {}
+        steps = {}
         for name in order:  # each step filled then placed, so errors come in step order
-            filled[name] = _fill_step(
-                manifest,
-                manifest.steps[name],
-                deps=sub[name],
-                mode=mode,
-                target=target,
-                variables=variables,
+            spec = manifest.steps[name]
+            found = lent.get(spec.origin) if spec.origin else None
+            filled[name] = (
+                found
+                if found is not None and found["depends_on"] == sub[name]
+                else _fill_step(
+                    manifest, spec, deps=sub[name], mode=mode, target=target, variables=variables
+                )
             )
             steps[name] = place(filled[name])
         _check_overlap(manifest, steps)
         if key and manifest.remember:
-            remembered.remember(manifest.root, key, filled)
+            origins = {name: manifest.steps[name].origin for name in filled}
+            remembered.remember(
+                manifest.root, key, remembered.Remembered(manifest.remembered_as, filled, origins)
+            )
     return Plan(
         root=manifest.root,
         manifest_path=manifest.path,
@@ -255,10 +272,17 @@ def _plan_key(
     variables: Mapping[str, str],
     markers: Mapping[str, str],
 ) -> str:
-    """What the filled steps are computed from, besides the engine (in the digest)."""
+    """What the filled steps are computed from besides the steps themselves (their
+    origins and dependencies, compared step by step) and the engine (in the digest):
+    what `_fill_step` reads of the manifest, and what the plan is asked for."""
     from buildlib.core.engine import derived_key
 
-    parts = [manifest.remembered_as, mode, target.triple, "services" if services else ""]
+    env = manifest.modes[mode].env
+    parts = [os.fspath(manifest.path), str(manifest.version)]
+    # Lists counted, so that no two lists of parts read the same.
+    parts += ["exclude", str(len(manifest.exclude)), *manifest.exclude]
+    parts += ["env", str(len(env)), *(f"{k}={v}" for k, v in env.items())]
+    parts += [mode, target.triple, "services" if services else ""]
     parts += ["requested", *requested, "variables"]
     parts += [f"{k}={v}" for k, v in sorted(variables.items())]
     parts += ["markers", *(f"{k}={v}" for k, v in sorted(markers.items()))]

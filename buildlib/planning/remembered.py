@@ -1,14 +1,18 @@
 """Plans remembered in `.buildlib/plans/`, so a build of an unchanged manifest does not
-fill 10,000 steps' templates again.
+fill 10,000 steps' templates again, and one of an edited manifest fills only the steps
+whose [[step]] tables changed.
 
-What a plan is made of splits in two. Most of it is decided by the manifest's text,
-the engine, the mode, the target, the steps asked for and the template variables (the
+What a plan is made of splits in two. Most of it is decided by the manifest, the
+engine, the mode, the target, the steps asked for and the template variables (the
 environment's BUILDLIB_VAR_*, the root, the interpreter): the selection, the order and
 each step's filled command, env and paths. That part is remembered here, under a key
-naming all of those. The rest reads the file system or the build history, and is
-computed again at every use: each cwd and output resolved through symlinks and checked
-to stay inside the workspace, the package manager of `script` steps, and priorities
-from the latest durations (planning/plan.py).
+naming all of those but the steps themselves (planning/plan.py, `_plan_key`), with the
+manifest it was made from and each step's origin (workspace/manifest.py: its table's
+text, with what its validation read). A plan of the same manifest is used whole; one of
+another manifest lends each step whose origin and dependencies are unchanged. The rest
+reads the file system or the build history, and is computed again at every use: each
+cwd and output resolved through symlinks and checked to stay inside the workspace, the
+package manager of `script` steps, and priorities from the latest durations.
 
 The files are plain data (marshal) signed with this user's key (core/marshalfile.py),
 readable by the user alone (a filled env may hold a value from the environment), and
@@ -22,13 +26,13 @@ import contextlib
 import os
 import stat
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from buildlib.core import marshalfile
 from buildlib.core.layout import BuildDir
 from buildlib.core.localkey import user_key
 
-_HEADER = b"buildlib-plan-1\n"
+_HEADER = b"buildlib-plan-2\n"
 KEEP = 8  # modes x targets x step selections a workspace plans in turn
 
 
@@ -36,20 +40,28 @@ def plan_file(root: Path, key: str) -> Path:
     return BuildDir(root).plans / f"{key}.marshal"
 
 
-def recall(root: Path, key: str) -> dict[str, dict[str, Any]] | None:
-    """The remembered steps under `key` (name -> filled fields, in plan order), or None."""
+class Remembered(NamedTuple):
+    manifest: str  # the Manifest's `remembered_as` the steps were filled from
+    steps: dict[str, dict[str, Any]]  # name -> filled fields, in plan order
+    origins: dict[str, str]  # name -> the StepSpec's origin ("": none)
+
+
+def recall(root: Path, key: str) -> Remembered | None:
+    """The plan remembered under `key`, or None."""
     signing = user_key()
     if not signing:
         return None
     found = marshalfile.read(plan_file(root, key), _HEADER, key=signing)
-    if not isinstance(found, tuple) or len(found) != 2 or found[0] != key:
+    if not (isinstance(found, tuple) and len(found) == 4 and found[0] == key):
         return None
-    steps = found[1]
-    return steps if isinstance(steps, dict) else None
+    _, manifest, steps, origins = found
+    if isinstance(manifest, str) and isinstance(steps, dict) and isinstance(origins, dict):
+        return Remembered(manifest, steps, origins)
+    return None
 
 
-def remember(root: Path, key: str, steps: dict[str, dict[str, Any]]) -> None:
-    """Store `steps` under `key`, then keep only the newest KEEP plans. Best effort: a
+def remember(root: Path, key: str, plan: Remembered) -> None:
+    """Store `plan` under `key`, then keep only the newest KEEP plans. Best effort: a
     read-only workspace, or a `plans` that is not a directory of its own (a symlink a
     repository shipped), plans every time."""
     signing = user_key()
@@ -57,7 +69,7 @@ def remember(root: Path, key: str, steps: dict[str, dict[str, Any]]) -> None:
     if not signing or not BuildDir(root).is_own() or not _own_directory(path.parent):
         return
     with contextlib.suppress(ValueError, OSError):
-        marshalfile.write(path, _HEADER, (key, steps), key=signing)
+        marshalfile.write(path, _HEADER, (key, *plan), key=signing)
         _prune(path.parent)
 
 

@@ -88,6 +88,11 @@ class StepSpec:
     service: bool = False
     restart_on: tuple[str, ...] = ()
     restart_on_deps: bool = False
+    # The [[step]] table's text and what its validation read besides (version, the
+    # names of modes and tools), as derived_key names them: equal origins mean equal
+    # steps, so a plan remembers each step's filled fields under it. "": read from a
+    # text that could not be cut in pieces (workspace/pieces.py), or not from a file.
+    origin: str = field(default="", compare=False)
 
 
 @record
@@ -396,19 +401,21 @@ def find_manifest(start: Path) -> Path:
     )
 
 
-_CACHE_HEADER = b"buildlib-manifest-2\n"
-_VALIDATED_HEADER = b"buildlib-validated-manifest-1\n"
+_VALIDATED_HEADER = b"buildlib-validated-manifest-2\n"
 
 
 def load_manifest(path: Path, *, remember: bool = False) -> Manifest:
     """Parse and validate `path`; raise ManifestError for the first problem found.
 
-    `.buildlib/` remembers, for the exact text of the manifest, the parsed document
-    and the validated manifest with the engine that validated it (core/engine.py). The
-    validation that reads the file system (each cwd is a directory) runs every time;
-    the rest is decided by the text and the engine alone, so it is used again. With
-    `remember`, what was computed is stored for the next reader. Both files are signed
-    with this user's key (core/localkey.py): without one, nothing is remembered.
+    `.buildlib/` remembers the manifest this engine last validated at this path, with
+    its text (core/engine.py names the engine). For the same text it is used again: the
+    validation that reads the file system (each cwd is a directory) runs every time, the
+    rest is decided by the text and the engine alone. For an edited text, each step whose
+    [[step]] table kept its text, and whose validation reads the same version, modes and
+    tools, is taken from it; the rest of the text is parsed and validated
+    (workspace/pieces.py says when a text can be read in pieces, and why that is sound).
+    With `remember`, the result is stored for the next reader. The file is signed with
+    this user's key (core/localkey.py): without one, nothing is remembered.
     """
     path = path.resolve()
     check = _Checker(path)
@@ -422,23 +429,22 @@ def load_manifest(path: Path, *, remember: bool = False) -> Manifest:
     if not (key and engine):
         return _validate(check, path, _parse(check, source))
     validated_by = (engine, os.fspath(path))
-    manifest = _recall(build_dir, key, source, validated_by, path)
+    last = _last_validated(build_dir, key, validated_by)
+    manifest = _recall(last, source, path)
     if manifest is not None:
         _check_directories(check, manifest.steps, version=manifest.version)
     else:
-        raw = _recall_parsed(build_dir, key, source)
-        if raw is None:
-            raw = _parse(check, source)
-            if remember:
-                # Best effort: a manifest with TOML dates (marshal has no datetime) or a
-                # read-only workspace is simply parsed every time.
-                with contextlib.suppress(ValueError, OSError):
-                    marshalfile.write(
-                        build_dir.parsed_manifest, _CACHE_HEADER, (source, raw), key=key
-                    )
-        manifest = _validate(check, path, raw)
+        known = _known_steps(last)
+        # Parsed in pieces, the text costs ~30% more than whole: worth it only when
+        # pieces are known, or to be stored for the next edit.
+        if known or remember:
+            manifest = _validate_in_pieces(check, path, source, known)
+        if manifest is None:
+            manifest = _validate(check, path, _parse(check, source))
         if remember:
-            with contextlib.suppress(ValueError, OSError):  # as above: validated next time
+            # Best effort: a manifest with TOML dates (marshal has no datetime) or a
+            # read-only workspace is validated every time.
+            with contextlib.suppress(ValueError, OSError):
                 encoded = _encode(manifest)
                 marshalfile.write(
                     build_dir.validated_manifest,
@@ -450,38 +456,93 @@ def load_manifest(path: Path, *, remember: bool = False) -> Manifest:
     return replace(manifest, remembered_as=name, remember=remember)
 
 
-def _recall(
-    build_dir: BuildDir, key: bytes, source: bytes, validated_by: tuple[str, str], path: Path
-) -> Manifest | None:
-    """The validated manifest remembered for this text, path and engine, if any."""
+def _last_validated(
+    build_dir: BuildDir, key: bytes, validated_by: tuple[str, str]
+) -> tuple[bytes, tuple[Any, ...]] | None:
+    """The text and encoded manifest this engine last validated at this path, if any."""
     cached = marshalfile.read(build_dir.validated_manifest, _VALIDATED_HEADER, key=key)
-    if not (
+    if (
         isinstance(cached, tuple)
         and len(cached) == 3
-        and cached[0] == source
+        and isinstance(cached[0], bytes)
         and cached[1] == validated_by
+        and isinstance(cached[2], tuple)
     ):
+        return cached[0], cached[2]
+    return None
+
+
+def _recall(
+    last: tuple[bytes, tuple[Any, ...]] | None, source: bytes, path: Path
+) -> Manifest | None:
+    """The last validated manifest, if it was validated from this very text."""
+    if last is None or last[0] != source:
         return None
     try:
-        return _decode(cached[2], path)
+        return _decode(last[1], path)
     except _UnreadableError:
         return None
 
 
-def _recall_parsed(build_dir: BuildDir, key: bytes, source: bytes) -> dict[str, Any] | None:
-    """The parsed document remembered for this text, if any. Parsing is the part that
-    grows with the manifest (500 steps: ~15 ms with tomllib, about half that with tomli's
-    compiled parser); the parsed document outlives the validated manifest when the
-    engine changes."""
-    cached = marshalfile.read(build_dir.parsed_manifest, _CACHE_HEADER, key=key)
-    if (
-        isinstance(cached, tuple)
-        and len(cached) == 2
-        and cached[0] == source
-        and isinstance(cached[1], dict)
-    ):
-        return cached[1]
-    return None
+def _known_steps(last: tuple[bytes, tuple[Any, ...]] | None) -> dict[str, dict[str, Any]]:
+    """The last validated manifest's steps (encoded) by origin: those read in pieces."""
+    if last is None:
+        return {}
+    return {step["origin"]: step for step in last[1][5] if step["origin"]}
+
+
+def _validate_in_pieces(
+    check: _Checker, path: Path, source: bytes, known: Mapping[str, dict[str, Any]]
+) -> Manifest | None:
+    """The manifest, each [[step]] piece taken from `known` under its origin or parsed
+    alone, or None when the text cannot be read in pieces (workspace/pieces.py). Every
+    piece is parsed before anything is validated, so a syntax error anywhere is reported
+    first, by the whole text's parse, as when the text is read whole."""
+    from buildlib.workspace import pieces
+
+    try:
+        text = source.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    preamble_text, cut = pieces.cut(text)
+    raw = pieces.parse_preamble(preamble_text)
+    if raw is None or not cut:
+        return None
+    context = _step_context(raw)
+    steps: list[tuple[str, StepSpec | dict[str, Any]]] = []
+    artifacts: list[dict[str, Any]] = []
+    for piece in cut:
+        origin = ""
+        if piece.kind == "step":
+            origin = derived_key(b"step", context, piece.text.encode("utf-8", "surrogatepass"))
+            encoded = known.get(origin)
+            if encoded is not None:
+                with contextlib.suppress(_UnreadableError):
+                    steps.append((origin, _decode_step(dict(encoded))))
+                    continue
+        table = pieces.parse_piece(piece)
+        if table is None:
+            return None
+        if piece.kind == "step":
+            steps.append((origin, table))
+        else:
+            artifacts.append(table)
+    if artifacts:
+        raw["artifact"] = artifacts
+    return _validate(check, path, raw, steps)
+
+
+def _step_context(raw: Mapping[str, Any]) -> bytes:
+    """What a step's validation reads besides its own table, as written in the preamble:
+    the version, and the names of the modes and tools (repr: exact for TOML's values)."""
+    modes, tools = raw.get("modes", {}), raw.get("tools", {})
+    return repr(
+        (
+            raw.get("version", 1),
+            list(modes) if isinstance(modes, dict) else modes,
+            list(tools) if isinstance(tools, dict) else tools,
+        )
+    ).encode("utf-8", "surrogatepass")
 
 
 def _parse(check: _Checker, source: bytes) -> dict[str, Any]:
@@ -497,7 +558,15 @@ def _parse(check: _Checker, source: bytes) -> dict[str, Any]:
         raise check.error(f"invalid TOML: {exc}", fix="fix the syntax at that line") from None
 
 
-def _validate(check: _Checker, path: Path, raw: dict[str, Any]) -> Manifest:
+def _validate(
+    check: _Checker,
+    path: Path,
+    raw: dict[str, Any],
+    steps: list[tuple[str, StepSpec | dict[str, Any]]] | None = None,
+) -> Manifest:
+    """The manifest `raw` declares. `steps`: its [[step]] tables, each with its origin,
+    and those already validated under that origin as StepSpecs (read in pieces:
+    `raw` then holds no `step` key); None: `raw["step"]`, of no origin."""
     check.known_keys(raw, TOP_KEYS, where="the manifest")
 
     version = raw.get("version", 1)
@@ -527,8 +596,8 @@ def _validate(check: _Checker, path: Path, raw: dict[str, Any]) -> Manifest:
             fix="use one of: " + ", ".join(modes),
         )
     tools = _load_tools(check, raw)
-    steps = _load_steps(check, raw, modes, tools, version=version)
-    artifacts = _load_artifacts(check, raw, steps, modes)
+    loaded = _load_steps(check, raw, steps, modes, tools, version=version)
+    artifacts = _load_artifacts(check, raw, loaded, modes)
     cache_table = _table(check, raw, "cache")
     check.known_keys(cache_table, CACHE_KEYS, where="[cache]")
     trusted_keys = check.strings(cache_table, "trusted_keys", template=False)
@@ -557,7 +626,7 @@ def _validate(check: _Checker, path: Path, raw: dict[str, Any]) -> Manifest:
         vars=global_vars,
         tools=tools,
         modes=modes,
-        steps=steps,
+        steps=loaded,
         artifacts=artifacts,
         cache=cache,
         version=version,
@@ -630,22 +699,32 @@ def _load_override(check: _Checker, body: object, *, step: str, key: str) -> Ove
     )
 
 
+def _step_tables(
+    check: _Checker, raw: Mapping[str, Any]
+) -> list[tuple[str, StepSpec | dict[str, Any]]]:
+    """The whole text's [[step]] tables, of no origin."""
+    tables = raw.get("step", [])
+    if not isinstance(tables, list) or not all(isinstance(e, dict) for e in tables):
+        raise check.error(
+            "expected [[step]] tables", key="step", fix="declare each step as a [[step]] table"
+        )
+    return [("", table) for table in tables]
+
+
 def _load_steps(
     check: _Checker,
     raw: Mapping[str, Any],
+    entries: list[tuple[str, StepSpec | dict[str, Any]]] | None,
     modes: Mapping[str, ModeSpec],
     tools: Mapping[str, tuple[str, ...]],
     *,
     version: int,
 ) -> dict[str, StepSpec]:
-    entries = raw.get("step", [])
-    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
-        raise check.error(
-            "expected [[step]] tables", key="step", fix="declare each step as a [[step]] table"
-        )
     steps: dict[str, StepSpec] = {}
-    for index, body in enumerate(entries):
-        name = body.get("name")
+    for index, (origin, body) in enumerate(
+        _step_tables(check, raw) if entries is None else entries
+    ):
+        name = body.name if isinstance(body, StepSpec) else body.get("name")
         if not isinstance(name, str):
             raise check.error(
                 f"step #{index + 1} has no name",
@@ -666,7 +745,11 @@ def _load_steps(
                 key="name",
                 fix="rename one of the two [[step]] tables with this name",
             )
-        steps[name] = _load_step(check, body, name, modes, tools, version=version)
+        steps[name] = (
+            body
+            if isinstance(body, StepSpec)
+            else _load_step(check, body, name, modes, tools, version=version, origin=origin)
+        )
     if not steps:
         raise check.error("no steps declared", key="step", fix="add at least one [[step]] table")
     for step in steps.values():
@@ -758,6 +841,7 @@ def _load_step(
     tools: Mapping[str, tuple[str, ...]],
     *,
     version: int,
+    origin: str = "",
 ) -> StepSpec:
     check.known_keys(body, STEP_KEYS, where="[[step]]", step=name)
     service, restart_on, restart_on_deps = _service(check, body, name, version=version)
@@ -858,6 +942,7 @@ def _load_step(
         service=service,
         restart_on=restart_on,
         restart_on_deps=restart_on_deps,
+        origin=origin,
     )
 
 
