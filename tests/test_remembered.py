@@ -426,12 +426,16 @@ def test_each_thing_a_plan_is_made_from_is_in_its_key(
 
 def test_only_the_newest_plans_are_kept(tmp_path: Path) -> None:
     for index in range(remembered.KEEP + 3):
-        remembered.remember(tmp_path, f"key{index:02d}", remembered.Remembered("", {}, {}))
+        remembered.remember(
+            tmp_path, f"key{index:02d}", remembered.Remembered(manifest="", steps={}, origins={})
+        )
         path = remembered.plan_file(tmp_path, f"key{index:02d}")
         os.utime(path, ns=(index * 10**9, index * 10**9))
     kept = sorted(p.stem for p in (tmp_path / ".buildlib/plans").iterdir())
     assert kept == [f"key{index:02d}" for index in range(3, remembered.KEEP + 3)]
-    assert remembered.recall(tmp_path, f"key{remembered.KEEP + 2:02d}") == ("", {}, {})
+    assert remembered.recall(tmp_path, f"key{remembered.KEEP + 2:02d}") == remembered.Remembered(
+        manifest="", steps={}, origins={}
+    )
 
 
 def test_a_plans_directory_that_leads_elsewhere_is_left_alone(tmp_path: Path) -> None:
@@ -443,7 +447,7 @@ def test_a_plans_directory_that_leads_elsewhere_is_left_alone(tmp_path: Path) ->
     root = tmp_path / "ws"
     (root / ".buildlib").mkdir(parents=True)
     (root / ".buildlib/plans").symlink_to(elsewhere)
-    remembered.remember(root, "key", remembered.Remembered("", {}, {}))
+    remembered.remember(root, "key", remembered.Remembered(manifest="", steps={}, origins={}))
     assert sorted(p.name for p in elsewhere.iterdir()) == sorted(
         f"precious{index}.marshal" for index in range(remembered.KEEP + 2)
     )

@@ -249,7 +249,11 @@ def build_plan(
         if key and manifest.remember:
             origins = {name: manifest.steps[name].origin for name in filled}
             remembered.remember(
-                manifest.root, key, remembered.Remembered(manifest.remembered_as, filled, origins)
+                manifest.root,
+                key,
+                remembered.Remembered(
+                    manifest=manifest.remembered_as, steps=filled, origins=origins
+                ),
             )
     return Plan(
         root=manifest.root,

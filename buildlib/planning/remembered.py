@@ -26,11 +26,12 @@ import contextlib
 import os
 import stat
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from buildlib.core import marshalfile
 from buildlib.core.layout import BuildDir
 from buildlib.core.localkey import user_key
+from buildlib.core.records import record
 
 _HEADER = b"buildlib-plan-2\n"
 KEEP = 8  # modes x targets x step selections a workspace plans in turn
@@ -40,7 +41,8 @@ def plan_file(root: Path, key: str) -> Path:
     return BuildDir(root).plans / f"{key}.marshal"
 
 
-class Remembered(NamedTuple):
+@record
+class Remembered:
     manifest: str  # the Manifest's `remembered_as` the steps were filled from
     steps: dict[str, dict[str, Any]]  # name -> filled fields, in plan order
     origins: dict[str, str]  # name -> the StepSpec's origin ("": none)
@@ -56,7 +58,7 @@ def recall(root: Path, key: str) -> Remembered | None:
         return None
     _, manifest, steps, origins = found
     if isinstance(manifest, str) and isinstance(steps, dict) and isinstance(origins, dict):
-        return Remembered(manifest, steps, origins)
+        return Remembered(manifest=manifest, steps=steps, origins=origins)
     return None
 
 
@@ -69,7 +71,9 @@ def remember(root: Path, key: str, plan: Remembered) -> None:
     if not signing or not BuildDir(root).is_own() or not _own_directory(path.parent):
         return
     with contextlib.suppress(ValueError, OSError):
-        marshalfile.write(path, _HEADER, (key, *plan), key=signing)
+        marshalfile.write(
+            path, _HEADER, (key, plan.manifest, plan.steps, plan.origins), key=signing
+        )
         _prune(path.parent)
 
 

@@ -22,15 +22,17 @@ both answers agree on generated texts built to fool the cut.
 from __future__ import annotations
 
 import re
-from typing import Any, NamedTuple
+from typing import Any
 
 from buildlib.core import toml
+from buildlib.core.records import record
 
 KINDS = ("step", "artifact")
 _CUT = re.compile(r"^(?=\[\[(step|artifact)\]\]\r?$)", re.MULTILINE)
 
 
-class Piece(NamedTuple):
+@record
+class Piece:
     kind: str  # "step" or "artifact"
     text: str  # from its header line to the next cut (or the end)
 
@@ -40,7 +42,7 @@ def cut(text: str) -> tuple[str, list[Piece]]:
     parts = _CUT.split(text)
     # re.split with one group: [preamble, kind, text, kind, text, ...]
     preamble = parts[0]
-    pieces = [Piece(parts[i], parts[i + 1]) for i in range(1, len(parts), 2)]
+    pieces = [Piece(kind=parts[i], text=parts[i + 1]) for i in range(1, len(parts), 2)]
     return preamble, pieces
 
 
