@@ -1,8 +1,10 @@
 """The build history: one compact JSON line per finished build, appended, never rewritten.
 
-`append` writes the whole line with a single `os.write` on an `O_APPEND` descriptor
-and then fsyncs, so concurrent writers never interleave inside a line and a build
-killed mid-write leaves at most one torn last line. `read_history` skips (and
+`append` writes the whole line with a single `os.write` on an `O_APPEND` descriptor,
+so concurrent writers never interleave inside a line and a build killed mid-write
+leaves at most one torn last line. It does not fsync: the history only feeds estimates
+and metrics, and a line a crash of the machine loses costs one build's timings (an
+fsync cost every build, no-ops included, 5-10 ms here). `read_history` skips (and
 counts) any line it cannot decode, and `append` starts a new line after a torn
 one, so the file never becomes unreadable. Called by `report.write_build_reports`
 (append), the planner's caller (`estimates`) and `metrics`.
@@ -101,7 +103,7 @@ def encode_entry(entry: HistoryEntry) -> bytes:
 
 
 def append(path: Path, entry: HistoryEntry) -> None:
-    """Append `entry` durably: one write of the whole line, then fsync.
+    """Append `entry`: one write of the whole line.
 
     If the file ends in a torn line (an earlier writer was killed), the new line
     starts with a newline so it stays readable on its own. Raises OSError when the
@@ -117,7 +119,6 @@ def append(path: Path, entry: HistoryEntry) -> None:
         written = os.write(fd, data)
         if written != len(data):
             raise OSError(errno.ENOSPC, f"short write to {path}: {written} of {len(data)} bytes")
-        os.fsync(fd)
     finally:
         os.close(fd)
 
