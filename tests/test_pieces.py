@@ -57,6 +57,9 @@ _LINES = st.sampled_from(
         '  "[[step]]",',
         "]",
         "# [[step]]",
+        "[[step]]\r",
+        "\ufeff[[step]]",
+        "[tools]",
         "",
     ]
 )
@@ -84,9 +87,9 @@ def whole(text: str) -> dict[str, Any] | None:
 
 
 @settings(max_examples=3000, deadline=None)
-@given(st.lists(_LINES, max_size=14), st.sampled_from(["\n", "\r\n"]))
-def test_pieces_mean_what_the_whole_text_means(lines: list[str], newline: str) -> None:
-    text = newline.join(lines) + newline
+@given(st.lists(_LINES, max_size=14), st.sampled_from(["\n", "\r\n"]), st.booleans())
+def test_pieces_mean_what_the_whole_text_means(lines: list[str], newline: str, end: bool) -> None:
+    text = newline.join(lines) + (newline if end else "")
     in_pieces = read_in_pieces(text)
     if in_pieces is not None:
         assert in_pieces == whole(text)
@@ -121,7 +124,7 @@ def test_a_text_the_cut_would_misread_is_read_whole(text: str) -> None:
 # --- manifests loaded after an edit ---------------------------------------------------
 
 
-def _step(index: int, command: str, deps: list[int], mode: str | None) -> str:
+def _step(index: int, command: str, deps: list[int], mode: str | None, tool: bool = False) -> str:
     lines = [
         "[[step]]",
         f'name = "s{index}"',
@@ -131,6 +134,8 @@ def _step(index: int, command: str, deps: list[int], mode: str | None) -> str:
     ]
     if mode is not None:
         lines.append(f'modes = ["{mode}"]')
+    if tool:
+        lines.append('tools = ["t"]')
     return "\n".join(lines) + "\n"
 
 
@@ -139,12 +144,14 @@ def manifests(draw: st.DrawFn) -> tuple[str, list[str]]:
     """A preamble and 1-8 [[step]] tables, each depending on earlier ones."""
     modes = draw(st.sampled_from([["dev", "prod"], ["dev"], []]))
     preamble = "".join(f"[modes.{m}]\n" for m in modes) + "[vars]\nx = 'y'\n"
+    preamble += "[tools]\nt = ['t', '--version']\n"
     steps = [
         _step(
             i,
             draw(st.sampled_from(["a", "b", "{x}"])),
             draw(st.lists(st.integers(0, i - 1), max_size=2, unique=True)) if i else [],
             draw(st.sampled_from([None, *modes])),
+            draw(st.booleans()),
         )
         for i in range(draw(st.integers(1, 8)))
     ]
@@ -163,6 +170,7 @@ _EDITS = (
     "put a header in a string",
     "add an artifact",
     "add a table after the steps",
+    "rename a tool",
 )
 
 
@@ -179,6 +187,8 @@ def _edit(data: st.DataObject, preamble: str, steps: list[str], edit: str) -> tu
     elif edit == "swap two steps":
         other = data.draw(st.integers(0, len(steps) - 1))
         steps[at], steps[other] = steps[other], steps[at]
+    elif edit == "rename a tool":
+        preamble = preamble.replace("\nt = ['t'", "\nu = ['t'")
     elif edit == "rename a mode":
         preamble = preamble.replace("[modes.dev]", "[modes.develop]")
     elif edit == "duplicate a step":

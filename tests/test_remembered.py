@@ -311,7 +311,16 @@ def test_remembered_results_are_used_and_survive_only_their_inputs(tmp_path: Pat
         plan_module.remembered.recall = real_recall  # type: ignore[attr-defined]
 
 
-EDITS = ("env", "only on windows", "remove", "swap", "variable", "version")
+EDITS = (
+    "env",
+    "only on windows",
+    "remove",
+    "swap",
+    "variable",
+    "version",
+    "mode env",
+    "exclude",
+)
 
 
 def edit_manifest(text: str, edit: str, at: int) -> str:
@@ -333,6 +342,10 @@ def edit_manifest(text: str, edit: str, at: int) -> str:
         head = head.replace('dir = "a"', 'dir = "c"') if 'dir = "a"' in head else head + "\n"
     elif edit == "version":
         head = head.replace("version = 1", "version = 2", 1)
+    elif edit == "mode env":
+        head = head.replace('KIND = "dev-{mode}"', 'KIND = "development-{mode}"')
+    elif edit == "exclude":
+        head += '\n[workspace]\nexclude = ["**/tmp/**"]\n'
     return "\n\n[[step]]\n".join([head, *tables])
 
 
@@ -375,6 +388,21 @@ def test_a_plan_after_an_edit_is_the_plan_made_from_scratch(
     assert again == fresh
     if edit == "env" and isinstance(first, dict) and isinstance(again, dict):
         assert len(filled) <= 1  # the edited step alone
+
+
+def test_a_plan_key_tells_a_variables_name_from_its_value(tmp_path: Path) -> None:
+    """`a = "b=c"` and `"a=b" = "c"` are different variables: a plan of the one lends
+    nothing to the other (whose step names an undefined {a})."""
+    path = tmp_path / "build.toml"
+    step = f'[[step]]\nname = "s"\ncommand = [{PY_TOML}, "-c", "pass", "{{a}}"]\n'
+    path.write_text('[vars]\na = "b=c"\n\n' + step)
+    kwargs: dict[str, Any] = {"environ": {}, "estimates": {}, "mode": "default"}
+    assert isinstance(outcome(tmp_path, **kwargs), dict)
+    path.write_text('[vars]\n"a=b" = "c"\n\n' + step)
+    with nothing_remembered(tmp_path):
+        fresh = outcome(tmp_path, **kwargs)
+    assert outcome(tmp_path, **kwargs) == fresh
+    assert "{a}" in str(fresh)
 
 
 SELECTING = textwrap.dedent(f"""

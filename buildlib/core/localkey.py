@@ -1,7 +1,7 @@
 """A secret of this user's, so files the engine leaves in a workspace can be trusted.
 
-`.buildlib/` holds what the engine remembered (the parsed and validated manifest,
-plans, the steps' index) to skip work at the next start. A repository or an archive can
+`.buildlib/` holds what the engine remembered (the validated manifest, plans, the
+steps' index) to skip work at the next start. A repository or an archive can
 ship a `.buildlib/` too, and a file that says "this manifest was validated" or "this
 step is up to date" must not be believed because it is there: `marshalfile` signs those
 files with this key (keyed blake2b) and refuses what it did not sign. The key is 32

@@ -10,7 +10,7 @@ only safe on bytes this module wrote, so the checksum is checked first.
 With a `key` (this user's, core/localkey.py) the checksum is a MAC: a `.buildlib/`
 shipped inside a repository or an archive is never believed, its files being signed
 with another key or none. Files that decide what runs are written this way (the
-manifest as parsed and validated, plans, the steps' index), readable by the user alone
+validated manifest, plans, the steps' index), readable by the user alone
 (they may hold env values filled from the environment). `read` takes only a regular
 file, never through a symlink, so a shipped `.buildlib/` cannot point it at a FIFO or a
 device.

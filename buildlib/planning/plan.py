@@ -206,10 +206,10 @@ def build_plan(
         else ""
     )
     stored = remembered.recall(manifest.root, key) if key else None
-    whole = stored is not None and stored.manifest == manifest.remembered_as
-    if stored is not None and whole:  # the same manifest: selection, order, fields
-        sub = {name: step["depends_on"] for name, step in stored.steps.items()}
-        order = list(stored.steps)
+    same = stored if stored is not None and stored.manifest == manifest.remembered_as else None
+    if same is not None:  # the same manifest: the same selection, order and fields
+        sub = {name: step["depends_on"] for name, step in same.steps.items()}
+        order = list(same.steps)
     else:
         deps = {name: tuple(d for d in s.depends_on if d in present) for name, s in present.items()}
         selected = graph.select(deps, requested or list(present))
@@ -218,8 +218,8 @@ def build_plan(
     durations = {name: (estimates or {}).get(name, DEFAULT_ESTIMATE) for name in order}
     priority = graph.remaining_critical_path(sub, durations, order)
     place = _Placer(manifest, priority, durations)
-    if stored is not None and whole:
-        steps = {name: place(step) for name, step in stored.steps.items()}
+    if same is not None:
+        steps = {name: place(step) for name, step in same.steps.items()}
     else:
         # Another manifest's plan (an edit) lends each step of the same origin whose
         # dependencies in this plan are the same: the key names the rest it was filled from.
@@ -281,15 +281,18 @@ def _plan_key(
     what `_fill_step` reads of the manifest, and what the plan is asked for."""
     from buildlib.core.engine import derived_key
 
-    env = manifest.modes[mode].env
-    parts = [os.fspath(manifest.path), str(manifest.version)]
-    # Lists counted, so that no two lists of parts read the same.
+    parts = [os.fspath(manifest.path), str(manifest.version), mode, target.triple]
+    parts.append("services" if services else "")
+    # Each list counted and each name apart from its value (a variable's name may hold
+    # '='), so that no two keys' parts read the same: derived_key frames each part.
     parts += ["exclude", str(len(manifest.exclude)), *manifest.exclude]
-    parts += ["env", str(len(env)), *(f"{k}={v}" for k, v in env.items())]
-    parts += [mode, target.triple, "services" if services else ""]
-    parts += ["requested", *requested, "variables"]
-    parts += [f"{k}={v}" for k, v in sorted(variables.items())]
-    parts += ["markers", *(f"{k}={v}" for k, v in sorted(markers.items()))]
+    parts += ["requested", str(len(requested)), *requested]
+    for label, table in (
+        ("env", manifest.modes[mode].env),
+        ("variables", dict(sorted(variables.items()))),
+        ("markers", dict(sorted(markers.items()))),
+    ):
+        parts += [label, str(len(table)), *(part for item in table.items() for part in item)]
     return derived_key(*(part.encode("utf-8", "surrogateescape") for part in parts))
 
 

@@ -485,10 +485,15 @@ def _recall(
 
 
 def _known_steps(last: tuple[bytes, tuple[Any, ...]] | None) -> dict[str, dict[str, Any]]:
-    """The last validated manifest's steps (encoded) by origin: those read in pieces."""
+    """The last validated manifest's steps (encoded) by origin: those read in pieces.
+    Data of another shape (which only a file signed with this user's key could hold)
+    lends nothing."""
     if last is None:
         return {}
-    return {step["origin"]: step for step in last[1][5] if step["origin"]}
+    try:
+        return {step["origin"]: step for step in last[1][5] if step["origin"]}
+    except (IndexError, KeyError, TypeError):
+        return {}
 
 
 def _validate_in_pieces(
@@ -496,8 +501,9 @@ def _validate_in_pieces(
 ) -> Manifest | None:
     """The manifest, each [[step]] piece taken from `known` under its origin or parsed
     alone, or None when the text cannot be read in pieces (workspace/pieces.py). Every
-    piece is parsed before anything is validated, so a syntax error anywhere is reported
-    first, by the whole text's parse, as when the text is read whole."""
+    piece not known is parsed before anything is validated (a known one parsed alone
+    before), so a syntax error anywhere is reported first, by the whole text's parse,
+    as when the text is read whole."""
     from buildlib.workspace import pieces
 
     try:
@@ -517,8 +523,11 @@ def _validate_in_pieces(
             origin = derived_key(b"step", context, piece.text.encode("utf-8", "surrogatepass"))
             encoded = known.get(origin)
             if encoded is not None:
-                with contextlib.suppress(_UnreadableError):
+                try:
                     steps.append((origin, _decode_step(dict(encoded))))
+                except _UnreadableError:
+                    pass  # a marker today's packaging refuses: validated again below
+                else:
                     continue
         table = pieces.parse_piece(piece)
         if table is None:
@@ -596,7 +605,9 @@ def _validate(
             fix="use one of: " + ", ".join(modes),
         )
     tools = _load_tools(check, raw)
-    loaded = _load_steps(check, raw, steps, modes, tools, version=version)
+    loaded = _load_steps(
+        check, _step_tables(check, raw) if steps is None else steps, modes, tools, version=version
+    )
     artifacts = _load_artifacts(check, raw, loaded, modes)
     cache_table = _table(check, raw, "cache")
     check.known_keys(cache_table, CACHE_KEYS, where="[cache]")
@@ -713,17 +724,14 @@ def _step_tables(
 
 def _load_steps(
     check: _Checker,
-    raw: Mapping[str, Any],
-    entries: list[tuple[str, StepSpec | dict[str, Any]]] | None,
+    entries: list[tuple[str, StepSpec | dict[str, Any]]],
     modes: Mapping[str, ModeSpec],
     tools: Mapping[str, tuple[str, ...]],
     *,
     version: int,
 ) -> dict[str, StepSpec]:
     steps: dict[str, StepSpec] = {}
-    for index, (origin, body) in enumerate(
-        _step_tables(check, raw) if entries is None else entries
-    ):
+    for index, (origin, body) in enumerate(entries):
         name = body.name if isinstance(body, StepSpec) else body.get("name")
         if not isinstance(name, str):
             raise check.error(

@@ -8,8 +8,8 @@ key, and every other piece holds exactly one table of its kind and nothing else.
 document means what the pieces mean, in order:
 - A cut line inside a multi-line string or array leaves the piece before it ending inside
   that string or array, which no parser accepts. (That piece starts at a true header or
-  at the top of the file, so it is read exactly as the whole text would be, up to where
-  it ends.) So when every piece parses, every cut line is a header.
+  at the top of the file, so it is tokenised exactly as the whole text would be, up to
+  where it ends.) So when every piece parses, every cut line is a header.
 - Between two headers, keys belong to the table the header names, and a piece that holds
   one `[[step]]` table and nothing else names only that table and tables inside it
   (`[step.env]`, `[[step.target...]]`); the whole text reads those as the same table.
