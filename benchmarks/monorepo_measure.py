@@ -676,8 +676,9 @@ def _scale_point(packages: int, *, work: Path, engine: Engine, repeats: int) -> 
         )
         for i in range(repeats)
     ]
-    # The same after an edit of build.toml (a comment): nothing remembered for that text,
-    # so the manifest is parsed, validated and planned from scratch.
+    # The same after an edit of build.toml (a comment, in the last [[step]] table's piece):
+    # the engine takes every other step as the last build validated and planned it, and
+    # parses, validates and fills that one again (docs/engine.md, "After an edit").
     edited = []
     for i in range(repeats):
         with manifest.open("a") as stream:
