@@ -512,7 +512,9 @@ def _validate_in_pieces(
         return None
     preamble_text, cut = pieces.cut(text)
     raw = pieces.parse_preamble(preamble_text)
-    if raw is None or not cut:
+    # Tables written after the steps (the usual text that cannot be cut) are in the
+    # last piece: tried first, it spares parsing all the others before the whole text.
+    if raw is None or not cut or pieces.parse_piece(cut[-1]) is None:
         return None
     context = _step_context(raw)
     steps: list[tuple[str, StepSpec | dict[str, Any]]] = []
