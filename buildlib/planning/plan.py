@@ -293,7 +293,7 @@ def _plan_key(
         ("markers", dict(sorted(markers.items()))),
     ):
         parts += [label, str(len(table)), *(part for item in table.items() for part in item)]
-    return derived_key(*(part.encode("utf-8", "surrogateescape") for part in parts))
+    return derived_key(*(part.encode("utf-8", "surrogatepass") for part in parts))
 
 
 def _check_overlap(manifest: Manifest, steps: Mapping[str, PlannedStep]) -> None:

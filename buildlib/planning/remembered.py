@@ -6,7 +6,8 @@ What a plan is made of splits in two. Most of it is decided by the manifest, the
 engine, the mode, the target, the steps asked for and the template variables (the
 environment's BUILDLIB_VAR_*, the root, the interpreter): the selection, the order and
 each step's filled command, env and paths. That part is remembered here, under a key
-naming all of those but the steps themselves (planning/plan.py, `_plan_key`), with the
+naming all of those but the steps themselves, and whether services are planned and the
+target's markers (planning/plan.py, `_plan_key`), with the
 manifest it was made from and each step's origin (workspace/manifest.py: its table's
 text, with what its validation read). A plan of the same manifest is used whole; one of
 another manifest lends each step whose origin and dependencies are unchanged. The rest

@@ -3,8 +3,9 @@
 `append` writes the whole line with a single `os.write` on an `O_APPEND` descriptor,
 so concurrent writers never interleave inside a line and a build killed mid-write
 leaves at most one torn last line. It does not fsync: the history only feeds estimates
-and metrics, and a line a crash of the machine loses costs one build's timings (an
-fsync cost every build, no-ops included, 5-10 ms here). `read_history` skips (and
+and metrics, and a crash of the machine can lose the last few builds' lines (or, during
+a trim, the file), which readers skip as they skip a torn line (an fsync cost every
+build, no-ops included, 5-10 ms here). `read_history` skips (and
 counts) any line it cannot decode, and `append` starts a new line after a torn
 one, so the file never becomes unreadable. Called by `report.write_build_reports`
 (append), the planner's caller (`estimates`) and `metrics`.

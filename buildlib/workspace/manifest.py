@@ -514,7 +514,8 @@ def _validate_in_pieces(
     raw = pieces.parse_preamble(preamble_text)
     # Tables written after the steps (the usual text that cannot be cut) are in the
     # last piece: tried first, it spares parsing all the others before the whole text.
-    if raw is None or not cut or pieces.parse_piece(cut[-1]) is None:
+    last = pieces.parse_piece(cut[-1]) if raw is not None and cut else None
+    if raw is None or last is None:
         return None
     context = _step_context(raw)
     steps: list[tuple[str, StepSpec | dict[str, Any]]] = []
@@ -531,7 +532,7 @@ def _validate_in_pieces(
                     pass  # a marker today's packaging refuses: validated again below
                 else:
                     continue
-        table = pieces.parse_piece(piece)
+        table = last if piece is cut[-1] else pieces.parse_piece(piece)
         if table is None:
             return None
         if piece.kind == "step":
