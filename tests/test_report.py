@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import stat
+import subprocess
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, cast
 
 import jsonschema
 import pytest
-from helpers import make_record
+from helpers import PY_TOML, ROOT, make_record
 
 from buildlib.core import records
 from buildlib.core.atomicfile import write_text_atomic as atomic_write_text
@@ -254,3 +258,29 @@ def test_atomic_write_steps_over_a_temp_file_a_killed_writer_left(tmp_path: Path
     assert target.read_text() == "new"
     assert stale.read_text() == "left by a killed build"
     assert target.stat().st_mode & 0o777 == 0o644
+
+
+@pytest.mark.parametrize("umask", [0o077, 0o022, 0o002], ids=["077", "022", "002"])
+def test_files_a_build_writes_honour_the_umask(tmp_path: Path, umask: int) -> None:
+    """Reports, the step's log and details, the history, the journal: made as any new
+    file is, `0o666 & ~umask` at most. With 077, nothing is readable by others (a log
+    excerpt may hold what a step printed); the signed files stay private whatever it is."""
+    (tmp_path / "build.toml").write_text(
+        f'[[step]]\nname = "s"\ncommand = [{PY_TOML}, "-c", "print(1); raise SystemExit(1)"]\n'
+    )
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "BUILDLIB_"))}
+    environ.update(PYTHONPATH=str(ROOT), BUILDLIB_CACHE_DIR=os.environ["BUILDLIB_CACHE_DIR"])
+    built = subprocess.run(
+        [sys.executable, "-m", "buildlib", "build", "--plain"],
+        cwd=tmp_path,
+        env=environ,
+        capture_output=True,
+        text=True,
+        umask=umask,
+        check=False,
+    )
+    assert built.returncode == 1, built.stderr  # a failed step: its details are written too
+    files = [p for p in (tmp_path / ".buildlib").rglob("*") if p.is_file()]
+    assert any(p.parent.name == "reports" for p in files)
+    for path in files:
+        assert stat.S_IMODE(path.stat().st_mode) & umask == 0, path

@@ -22,6 +22,9 @@ _unique = itertools.count()  # with the pid and thread: a name no other writer i
 def write_bytes_atomic(
     path: Path, data: bytes, *, durable: bool = False, mode: int = 0o644
 ) -> None:
+    """`data` at `path`, made with `mode` less the umask, as any new file is (the
+    cache's blobs too): a user whose umask is 077 keeps reports and logs' excerpts to
+    themselves, a group that shares a checkout with 002 shares them."""
     path.parent.mkdir(parents=True, exist_ok=True)
     # Not tempfile.mkstemp: importing tempfile (random, shutil...) costs ~3 ms at every
     # engine start. O_EXCL refuses a name that exists, as mkstemp does.
@@ -31,7 +34,7 @@ def write_bytes_atomic(
             f".{path.name}.{os.getpid()}-{threading.get_ident()}-{next(_unique)}.tmp"
         )
         try:
-            fd = os.open(temp, flags, 0o600)
+            fd = os.open(temp, flags, mode)
             break
         except FileExistsError:
             continue
@@ -41,7 +44,6 @@ def write_bytes_atomic(
             if durable:
                 stream.flush()
                 os.fsync(stream.fileno())
-        temp.chmod(mode)  # as mkstemp's files, created 0600 and then opened up
         temp.replace(path)
     except BaseException:
         temp.unlink(missing_ok=True)
