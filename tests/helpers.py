@@ -250,10 +250,12 @@ def make_workspace(base: Path, name: str = "ws", cache: str = "cache") -> Worksp
     return Workspace(root, base / cache, base / "bin")
 
 
-def run_buildlib(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+def run_buildlib(
+    cwd: Path, *args: str, umask: int | None = None, **env: str
+) -> subprocess.CompletedProcess[str]:
     """`python -m buildlib ARGS` in `cwd`, as a user would run it: none of the caller's
     BUILDLIB_* or GITHUB_* variables but the test's own cache directory (conftest), plus
-    `env`."""
+    `env`; under `umask` when given (else the caller's)."""
     environ = {
         k: v
         for k, v in os.environ.items()
@@ -267,6 +269,7 @@ def run_buildlib(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProce
         capture_output=True,
         text=True,
         timeout=120,
+        umask=-1 if umask is None else umask,
         check=False,
     )
 

@@ -886,10 +886,9 @@ def test_without_a_key_nothing_is_remembered_and_builds_still_skip(tmp_path: Pat
     (root / "build.toml").write_text(BENIGN)
     blocker = tmp_path / "state-is-a-file"
     blocker.write_text("")
-    env = {"XDG_STATE_HOME": str(blocker)}
-    first = run_buildlib(root, "build", "--plain", **env)
+    first = run_buildlib(root, "build", "--plain", XDG_STATE_HOME=str(blocker))
     assert first.returncode == 0, first.stderr
-    second = run_buildlib(root, "build", "--plain", **env)
+    second = run_buildlib(root, "build", "--plain", XDG_STATE_HOME=str(blocker))
     assert second.returncode == 0 and "nothing to do" in second.stdout
     names = {p.name for p in (root / ".buildlib").iterdir()}
     assert "validated-manifest.marshal" not in names and "manifest.marshal" not in names

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import stat
-import subprocess
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, cast
 
 import jsonschema
 import pytest
-from helpers import PY_TOML, ROOT, make_record
+from helpers import PY_TOML, make_record, run_buildlib
 
 from buildlib.core import records
 from buildlib.core.atomicfile import write_text_atomic as atomic_write_text
@@ -268,17 +265,7 @@ def test_files_a_build_writes_honour_the_umask(tmp_path: Path, umask: int) -> No
     (tmp_path / "build.toml").write_text(
         f'[[step]]\nname = "s"\ncommand = [{PY_TOML}, "-c", "print(1); raise SystemExit(1)"]\n'
     )
-    environ = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "BUILDLIB_"))}
-    environ.update(PYTHONPATH=str(ROOT), BUILDLIB_CACHE_DIR=os.environ["BUILDLIB_CACHE_DIR"])
-    built = subprocess.run(
-        [sys.executable, "-m", "buildlib", "build", "--plain"],
-        cwd=tmp_path,
-        env=environ,
-        capture_output=True,
-        text=True,
-        umask=umask,
-        check=False,
-    )
+    built = run_buildlib(tmp_path, "build", "--plain", umask=umask)
     assert built.returncode == 1, built.stderr  # a failed step: its details are written too
     files = [p for p in (tmp_path / ".buildlib").rglob("*") if p.is_file()]
     assert any(p.parent.name == "reports" for p in files)
