@@ -732,6 +732,75 @@ def test_a_shipped_symlink_in_buildlib_is_never_written_through(
     assert (root / at).is_file() and not (root / at).is_symlink()
 
 
+TWO_STEPS = textwrap.dedent(f"""
+    [[step]]
+    name = "ok"
+    command = [{PY_TOML}, "-c", "import pathlib; pathlib.Path('out.txt').write_text('built')"]
+    outputs = ["out.txt"]
+
+    [[step]]
+    name = "bad"
+    command = [{PY_TOML}, "-c", "raise SystemExit(3)"]
+""")
+# The engine's directories below .buildlib, and what the engine would write or remove
+# in each by name: a writer or a pruner going through a link would touch these.
+ENGINE_DIRS = {
+    "logs": (),
+    "logs/{tag}": ("ok.log", "bad.log"),
+    "state": (),
+    "state/{tag}": ("ok.json", "bad.json", "index.marshal"),
+    "journal": ("{tag}.jsonl",),
+    "reports": ("latest.json", "latest.html", "20200101T000000-abcdef.json"),
+    "plans": (),
+}
+
+
+@settings(
+    max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    links=st.dictionaries(
+        st.sampled_from(sorted(ENGINE_DIRS)), st.sampled_from(["directory", "dangling"]), min_size=1
+    )
+)
+def test_shipped_symlinked_directories_in_buildlib_are_never_gone_through(
+    tmp_path_factory: pytest.TempPathFactory, links: dict[str, str]
+) -> None:
+    """Symlinks a repository shipped at the places of the engine's directories (logs,
+    state, journal, reports, plans), aimed at directories holding files of the names the
+    engine writes and removes there: two builds (one step fails, so its record is erased)
+    leave everything outside the workspace as it was, and the engine's directories are
+    its own."""
+    base = tmp_path_factory.mktemp("shipped")
+    root, outside = base / "ws", base / "outside"
+    root.mkdir()
+    outside.mkdir()
+    (root / "build.toml").write_text(TWO_STEPS)
+    tag = f"default-{HOST.triple}"
+    for place, kind in sorted(links.items()):
+        at = root / ".buildlib" / place.format(tag=tag)
+        if at.parent.is_symlink() or (at.parent.exists() and not at.parent.is_dir()):
+            continue  # below a link planted already
+        at.parent.mkdir(parents=True, exist_ok=True)
+        target = outside / place.replace("/", "-").format(tag=tag)
+        if kind == "directory":
+            target.mkdir()
+            for name in ENGINE_DIRS[place]:
+                (target / name.format(tag=tag)).write_text("precious")
+        at.symlink_to(target)
+    before = sorted((str(p), p.read_bytes() if p.is_file() else b"") for p in outside.rglob("*"))
+    for _ in range(2):
+        built = run_buildlib(root, "build", "--plain", "-k")
+        assert built.returncode == 1, built.stderr
+        assert "Traceback" not in built.stderr
+    after = sorted((str(p), p.read_bytes() if p.is_file() else b"") for p in outside.rglob("*"))
+    assert after == before
+    for place in ENGINE_DIRS:
+        at = root / ".buildlib" / place.format(tag=tag)
+        assert not at.is_symlink() and at.is_dir(), place
+    assert (root / ".buildlib" / "logs" / tag / "bad.log").is_file()
+
+
 @pytest.mark.parametrize("dangling", [False, True])
 def test_a_shipped_buildlib_symlink_is_refused(tmp_path: Path, dangling: bool) -> None:
     root = tmp_path / "ws"

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from buildlib.core.atomicfile import open_own
+from buildlib.core.atomicfile import make_own_dirs, open_own
 from buildlib.core.errors import LockBusyError, UserError
 
 if sys.platform != "win32":
@@ -29,7 +29,7 @@ def workspace_lock(path: Path, *, wait: bool, on_wait: Callable[[str], None]) ->
             "only into a directory of its own (a repository may have shipped this one)",
             fix=f"remove it (`rm {path.parent}`) and build again",
         )
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_own_dirs(path.parent)
     if sys.platform == "win32":  # no flock: builds are not serialised there
         on_wait("workspace locking is not available on this platform")
         yield
