@@ -81,3 +81,54 @@ def test_a_large_journal_is_compacted_when_a_build_opens_it(
     journal.open("again", ["web"])  # well under the limit now: appended to, not rewritten
     journal.close()
     assert path.stat().st_size > compacted
+
+
+def test_a_journal_still_large_once_compacted_is_appended_to_until_it_doubles(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A compacted journal of many steps stays above the limit: builds of a few steps
+    append to it, and it is rewritten only once it has doubled (one rewrite per
+    doubling, not one per build), with the same answers."""
+    path = tmp_path / "dev.jsonl"
+    many = [f"s{i:04d}" for i in range(400)]
+    journal = _write(path, [("full", many, [(s, "succeeded") for s in many], False)])
+    monkeypatch.setattr(journal_module, "COMPACT_ABOVE", 1000)  # far below its size
+    monkeypatch.setattr(journal_module, "_ROOM_PER_STEP", 0)
+    inode, compacted, rewrites = path.stat().st_ino, 0, 0
+    for build in range(30):
+        size = path.stat().st_size
+        journal.open(f"b{build:02d}", many[:40])
+        for step in many[:40]:
+            journal.record(step, "succeeded")
+        journal.close()
+        if path.stat().st_ino != inode:  # rewritten: only past twice its compacted size
+            assert size > 2 * compacted
+            rewrites += 1
+            inode = path.stat().st_ino
+            compacted = journal._compacted_size()
+            assert 0 < compacted < size
+        else:
+            assert size <= 2 * compacted
+    assert 2 <= rewrites <= 4, rewrites  # the first open, then once per doubling
+    assert journal.last_success() == set(many)
+    last = journal.last_build()
+    assert last is not None and last.build_id == "b29" and last.unfinished == set()
+
+
+def test_a_compacted_line_someone_else_wrote_is_not_believed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A shipped journal claiming a huge compacted size (under another key) cannot stop
+    compaction."""
+    path = tmp_path / "dev.jsonl"
+    full = ("full", STEPS, [(s, "succeeded") for s in STEPS], False)
+    journal = _write(path, [full] * 8)
+    forged = '{"build":"","event":"compacted","bytes":1000000000}'
+    path.write_bytes(f"{forged} {'0' * 32}\n".encode() + path.read_bytes())
+    assert journal._compacted_size() == 0
+    monkeypatch.setattr(journal_module, "COMPACT_ABOVE", 100)
+    size = path.stat().st_size
+    journal.open("next", ["web"])
+    journal.close()
+    assert path.stat().st_size < size / 3
+    assert journal.last_success() == set(STEPS)

@@ -25,12 +25,15 @@ from buildlib.core.records import record
 # One encoder for every line: json.dumps with `separators` builds a new one per call,
 # half of a line's cost on a build of trivial steps.
 _ENCODE = json.JSONEncoder(separators=(",", ":")).encode
-# Past COMPACT_ABOVE bytes, plus _ROOM_PER_STEP for each step the build selects (a
-# compacted journal of 10,000 steps is itself over 1 MiB, and must not be rewritten at
-# every build), the lines that answer nothing any more are dropped (`_compact`).
+# Past COMPACT_ABOVE bytes, plus _ROOM_PER_STEP for each step the build selects, the
+# lines that answer nothing any more are dropped (`_compact`), once the journal has also
+# doubled since it was last compacted: a compacted journal of 10,000 steps is itself
+# over 1 MiB, and a build of one step must not rewrite it, only append to it. Its first
+# line says how large it was (`_COMPACTED`), so rewrites cost O(1) a line written.
 COMPACT_ABOVE = 1 << 20
 _ROOM_PER_STEP = 1024
 READ_LIMIT = 64 << 20  # a journal larger than this was not written here
+_COMPACTED = "compacted"  # the event of a compacted journal's first line
 
 
 @record
@@ -54,7 +57,8 @@ class Journal:
         make_own_dirs(self.path.parent)
         with contextlib.suppress(OSError):
             limit = COMPACT_ABOVE + _ROOM_PER_STEP * len(selected)
-            if os.lstat(self.path).st_size > min(limit, READ_LIMIT // 2):  # always readable
+            size = os.lstat(self.path).st_size
+            if size > READ_LIMIT // 2 or (size > limit and size > 2 * self._compacted_size()):
                 self._compact()
         self._fd = open_own(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
         self._build_id = build_id
@@ -105,9 +109,29 @@ class Journal:
         if not kept:
             self.path.unlink(missing_ok=True)
             return
-        write_text_atomic(
-            self.path, "".join(self._signed(_ENCODE(entry)).decode() + "\n" for entry in kept)
-        )
+        text = "".join(self._signed(_ENCODE(entry)).decode() + "\n" for entry in kept)
+        marker = self._signed(_ENCODE({"build": "", "event": _COMPACTED, "bytes": len(text)}))
+        write_text_atomic(self.path, marker.decode() + "\n" + text)
+
+    def _compacted_size(self) -> int:
+        """How large the journal was when last compacted (its first line), else 0."""
+        flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | os.O_CLOEXEC
+        fd = os.open(self.path, flags)
+        try:
+            head = os.read(fd, 512)
+        finally:
+            os.close(fd)
+        data, _, tag = head.partition(b"\n")[0].decode("utf-8", "replace").rpartition(" ")
+        if not data or self._mac(data) != tag:
+            return 0
+        try:
+            entry = json.loads(data)
+        except ValueError:
+            return 0
+        if not isinstance(entry, dict) or entry.get("event") != _COMPACTED:
+            return 0
+        found = entry.get("bytes")
+        return found if isinstance(found, int) and found > 0 else 0
 
     def _signed(self, line: str) -> bytes:
         return f"{line} {self._mac(line)}".encode()
