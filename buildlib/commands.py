@@ -287,7 +287,7 @@ def build_command(args: argparse.Namespace, context: Context) -> int:
         deps={name: s.depends_on for name, s in plan.steps.items()},
     )
     build_dir = context.build_dir
-    with workspace_lock(build_dir.lock, wait=not args.no_wait, on_wait=reporter.warning):
+    with workspace_lock(build_dir, wait=not args.no_wait, on_wait=reporter.warning):
         journal = Journal(build_dir.journal(mode, target.triple))
         done, resumed, forced = _selection(args, plan, journal)
         gate = _make_gate(

@@ -193,3 +193,21 @@ def test_a_manifest_that_is_not_utf8_gets_one_clear_error(tmp_path: Path) -> Non
     message = info.value.render()
     assert "not UTF-8" in message and "save the file as UTF-8" in message
     assert str(path) in message
+
+
+@pytest.mark.parametrize("name", ["../../../notes.txt/x", "a/b", "..", ".hidden", "", "dev\n"])
+def test_a_mode_name_that_could_leave_buildlib_is_refused(tmp_path: Path, name: str) -> None:
+    """A mode names directories under .buildlib/ (`logs/<mode>-<target>/`): a separator or
+    a leading dot would lead writers, and `clean`'s removals, out of it."""
+    path = tmp_path / "build.toml"
+    path.write_text(f'[modes."{name.encode("unicode_escape").decode()}"]\n' + GOOD_STEP)
+    with pytest.raises(ManifestError) as info:
+        load_manifest(path)
+    assert "invalid mode name" in info.value.message and "letters, digits" in info.value.fix
+
+
+@pytest.mark.parametrize("name", ["dev", "Prod_2", "release.1", "x-y"])
+def test_mode_names_of_letters_digits_dots_and_dashes_load(tmp_path: Path, name: str) -> None:
+    path = tmp_path / "build.toml"
+    path.write_text(f'[modes."{name}"]\n' + GOOD_STEP)
+    assert list(load_manifest(path).modes) == [name]

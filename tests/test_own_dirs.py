@@ -1,16 +1,17 @@
-"""`make_own_dirs`: below a workspace's `.buildlib/`, the engine writes only into
-directories of its own, whatever a repository shipped at their places.
+"""`BuildDir.own`: the engine writes below `.buildlib/` only into directories of its own,
+whatever a repository shipped there.
 
-The invariant, tested on generated trees: after `make_own_dirs(root/.buildlib/a/b...)`
-every directory from `.buildlib` down is a real directory (not a symlink), and nothing
-outside the workspace changed: no entry made, removed or rewritten there, whatever
-symlinks, files or FIFOs stood at those places. A symlinked `.buildlib` itself is
-refused, and nothing is made through it.
+The invariant, tested on generated `.buildlib/` trees: after `own()`, each place of the
+engine's directories (`logs/`, `logs/<tag>/`, `state/<tag>/`, `audit/<tag>/<step>/`...)
+is a real directory or nothing, so the writers' `mkdir -p` and writes that follow stay
+inside the workspace; and nothing outside the workspace changed: no entry made, removed
+or rewritten there, whatever symlinks, files or FIFOs stood at those places. A
+`.buildlib` that is a symlink or not a directory is refused, and nothing outside is
+touched.
 """
 
 from __future__ import annotations
 
-import errno
 import os
 import stat
 import tempfile
@@ -20,11 +21,27 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from buildlib.core.atomicfile import make_own_dirs, write_text_atomic
+from buildlib.core.atomicfile import write_text_atomic
+from buildlib.core.errors import UserError
+from buildlib.core.layout import BuildDir
 
-# What may stand at the place of a directory the engine makes.
-PLANTS = ("nothing", "directory", "link to a directory", "dangling link", "link to a file", "file", "fifo")  # fmt: skip
-NAMES = st.sampled_from(["logs", "state", "reports", "x-y", "a"])
+TAG = "dev-x86_64-unknown-linux-gnu"
+# Every directory the engine writes in, at each level where one can be planted.
+PLACES = (
+    "logs",
+    f"logs/{TAG}",
+    "state",
+    f"state/{TAG}",
+    "journal",
+    "reports",
+    "plans",
+    "watch",
+    "artifacts",
+    "audit",
+    f"audit/{TAG}",
+    f"audit/{TAG}/step",
+)
+PLANTS = ("directory", "link to a directory", "dangling link", "link to a file", "file", "fifo")
 
 
 def snapshot(top: Path) -> dict[str, tuple[str, bytes]]:
@@ -34,26 +51,29 @@ def snapshot(top: Path) -> dict[str, tuple[str, bytes]]:
         for name in [*dirs, *files]:
             path = Path(directory, name)
             info = path.lstat()
+            rel = str(path.relative_to(top))
             if stat.S_ISLNK(info.st_mode):
-                found[str(path.relative_to(top))] = ("link", os.readlink(path).encode())
+                found[rel] = ("link", os.readlink(path).encode())
             elif stat.S_ISREG(info.st_mode):
-                found[str(path.relative_to(top))] = ("file", path.read_bytes())
+                found[rel] = ("file", path.read_bytes())
             else:
-                found[str(path.relative_to(top))] = (stat.filemode(info.st_mode)[0], b"")
+                found[rel] = (stat.filemode(info.st_mode)[0], b"")
     return found
 
 
 def plant(place: Path, kind: str, outside: Path) -> None:
-    """Put `kind` at `place` (whose parent exists), aimed into `outside` for links."""
-    target = outside / f"target-{place.name}-{len(list(outside.iterdir()))}"
+    """Put `kind` at `place` (whose parent is a directory), aimed into `outside` for links,
+    at a target holding files of the names the engine writes there."""
+    target = outside / f"target-{len(list(outside.iterdir()))}"
     if kind == "directory":
         place.mkdir()
     elif kind == "link to a directory":
         target.mkdir()
-        (target / "precious.txt").write_text("precious")
+        for name in ("precious.txt", "latest.json", "index.marshal", "step.log", TAG):
+            (target / name).write_text("precious")
         place.symlink_to(target)
     elif kind == "dangling link":
-        place.symlink_to(target)  # a writer following it would create `target`
+        place.symlink_to(target)  # a writer going through it would create `target`
     elif kind == "link to a file":
         target.write_text("precious")
         place.symlink_to(target)
@@ -64,51 +84,47 @@ def plant(place: Path, kind: str, outside: Path) -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(
-    below=st.lists(NAMES, min_size=1, max_size=3),
-    plants=st.lists(st.sampled_from(PLANTS), min_size=4, max_size=4),
-)
-def test_directories_below_buildlib_are_the_engines_own(
-    below: list[str], plants: list[str]
-) -> None:
+@given(st.dictionaries(st.sampled_from(PLACES), st.sampled_from(PLANTS), min_size=1))
+def test_the_engines_directories_are_its_own_after_own(planted: dict[str, str]) -> None:
     with tempfile.TemporaryDirectory() as temporary:
         base = Path(temporary)
         root, outside = base / "ws", base / "outside"
-        root.mkdir()
+        (root / ".buildlib").mkdir(parents=True)
         outside.mkdir()
-        (outside / "canary.txt").write_text("canary")
-        places = [root / ".buildlib"]
-        for name in below:
-            places.append(places[-1] / name)
-        for place, kind in zip(places, plants, strict=False):
-            if kind == "nothing" or not place.parent.is_dir() or place.parent.is_symlink():
-                break  # what follows a link or a missing directory cannot be planted
-            plant(place, kind, outside)
+        for rel, kind in sorted(planted.items()):  # parents before their children
+            place = root / ".buildlib" / rel
+            if place.parent.is_dir() and not place.parent.is_symlink():
+                plant(place, kind, outside)  # else below a link or a file: not reachable
         before = snapshot(outside)
-        buildlib = places[0]
-        if buildlib.is_symlink():
-            with pytest.raises(OSError) as refused:
-                make_own_dirs(places[-1])
-            assert refused.value.errno == errno.ELOOP and ".buildlib is a symlink" in str(
-                refused.value
-            )
-        else:
-            make_own_dirs(places[-1])
-            for place in places:
-                assert stat.S_ISDIR(place.lstat().st_mode), place
-            write_text_atomic(places[-1] / "file.json", "{}")  # the writers' path too
-            assert (places[-1] / "file.json").read_text() == "{}"
+        BuildDir(root).own()
+        for rel in PLACES:
+            place = root / ".buildlib" / rel
+            assert not place.is_symlink() and (place.is_dir() or not place.exists()), rel
+        # What the writers then do: mkdir -p, write a file by rename, remove one.
+        for rel in PLACES:
+            place = root / ".buildlib" / rel
+            place.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(place / "latest.json", "{}")
+            (place / "index.marshal").unlink(missing_ok=True)
         assert snapshot(outside) == before
 
 
-def test_directories_above_buildlib_are_the_users(tmp_path: Path) -> None:
-    """A workspace reached through a symlink (a symlinked home or checkout) is used as is:
-    only what lies below `.buildlib` is the engine's to replace."""
-    real = tmp_path / "disk" / "checkout"
-    real.mkdir(parents=True)
-    (tmp_path / "home").symlink_to(tmp_path / "disk")
-    make_own_dirs(tmp_path / "home" / "checkout" / ".buildlib" / "logs" / "tag")
-    assert (real / ".buildlib" / "logs" / "tag").is_dir()
-    assert (tmp_path / "home").is_symlink()
-    make_own_dirs(tmp_path / "home" / "elsewhere" / "cache")  # no .buildlib: mkdir -p
-    assert (tmp_path / "disk" / "elsewhere" / "cache").is_dir()
+@pytest.mark.parametrize("shipped", ["link to a directory", "dangling link", "file", "fifo"])
+def test_a_buildlib_that_is_not_a_directory_is_refused(tmp_path: Path, shipped: str) -> None:
+    root, outside = tmp_path / "ws", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    plant(root / ".buildlib", shipped, outside)
+    before = snapshot(outside)
+    with pytest.raises(UserError) as refused:
+        BuildDir(root).own()
+    what = "a symlink" if "link" in shipped else "not a directory"
+    assert f".buildlib is {what}" in refused.value.message
+    assert "rm " in (refused.value.fix or "")
+    assert snapshot(outside) == before
+
+
+def test_nothing_shipped_nothing_made(tmp_path: Path) -> None:
+    """No `.buildlib` yet: `own` makes nothing (the writers make what they use)."""
+    BuildDir(tmp_path).own()
+    assert list(tmp_path.iterdir()) == []

@@ -752,7 +752,12 @@ ENGINE_DIRS = {
     "journal": ("{tag}.jsonl",),
     "reports": ("latest.json", "latest.html", "20200101T000000-abcdef.json"),
     "plans": (),
+    "watch": (),
+    "artifacts": (),
+    "audit": (),
+    "audit/{tag}": ("ok",),
 }
+BUILT_DIRS = ("logs", "logs/{tag}", "state", "state/{tag}", "journal", "reports", "plans")
 
 
 @settings(
@@ -797,8 +802,31 @@ def test_shipped_symlinked_directories_in_buildlib_are_never_gone_through(
     assert after == before
     for place in ENGINE_DIRS:
         at = root / ".buildlib" / place.format(tag=tag)
-        assert not at.is_symlink() and at.is_dir(), place
+        assert not at.is_symlink() and (at.is_dir() or place not in BUILT_DIRS), place
     assert (root / ".buildlib" / "logs" / tag / "bad.log").is_file()
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace: apt-get install strace")
+@pytest.mark.parametrize("place", ["audit", "audit/{tag}", "audit/{tag}/hello"])
+def test_audit_never_goes_through_a_shipped_symlink(tmp_path: Path, place: str) -> None:
+    """`audit` empties each step's directory below `.buildlib/audit/` before tracing it
+    there: a shipped symlink on the way would have had it delete what it named."""
+    root, victims = tmp_path / "ws", tmp_path / "victims"
+    root.mkdir()
+    (root / "build.toml").write_text(BENIGN)
+    tag = f"default-{HOST.triple}"
+    for rel in ("precious.txt", f"{tag}/hello/output.log", "hello/precious.txt"):
+        (victims / rel).parent.mkdir(parents=True, exist_ok=True)
+        (victims / rel).write_text("precious")
+    at = root / ".buildlib" / place.format(tag=tag)
+    at.parent.mkdir(parents=True)
+    at.symlink_to(victims)
+    before = sorted((str(p), p.read_bytes() if p.is_file() else b"") for p in victims.rglob("*"))
+    audited = run_buildlib(root, "audit", "hello")
+    assert "Traceback" not in audited.stderr, audited.stderr
+    assert (root / ".buildlib" / "audit" / tag / "hello").is_dir()
+    after = sorted((str(p), p.read_bytes() if p.is_file() else b"") for p in victims.rglob("*"))
+    assert after == before
 
 
 @pytest.mark.parametrize("dangling", [False, True])

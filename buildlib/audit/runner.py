@@ -130,12 +130,12 @@ def run_audit(
         _build_first(manifest, plan, before, say)
     secrets = engine_secrets(manifest, environ)
     step_environ = {k: v for k, v in environ.items() if k not in secrets}
-    audit_dir = BuildDir(manifest.root).path / "audit" / BuildDir.tag(mode, target.triple)
+    audit_dir = BuildDir(manifest.root).audit(mode, target.triple)
     from buildlib.run.lock import workspace_lock
 
     results: list[StepAudit] = []
     with (
-        workspace_lock(BuildDir(manifest.root).lock, wait=True, on_wait=say),
+        workspace_lock(BuildDir(manifest.root), wait=True, on_wait=say),
         _sigterm_interrupts(),
     ):
         failed: set[str] = set()

@@ -16,8 +16,6 @@ import stat
 import threading
 from pathlib import Path
 
-from buildlib.core.layout import DIRECTORY
-
 _unique = itertools.count()  # with the pid and thread: a name no other writer is using
 
 
@@ -27,7 +25,7 @@ def write_bytes_atomic(
     """`data` at `path`, made with `mode` less the umask, as any new file is (the
     cache's blobs too): a user whose umask is 077 keeps reports and logs' excerpts to
     themselves, a group that shares a checkout with 002 shares them."""
-    make_own_dirs(path.parent)
+    path.parent.mkdir(parents=True, exist_ok=True)
     # Not tempfile.mkstemp: importing tempfile (random, shutil...) costs ~3 ms at every
     # engine start. O_EXCL refuses a name that exists, as mkstemp does.
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
@@ -83,50 +81,6 @@ def open_own(path: Path | str, flags: int, mode: int = 0o644) -> int:
         os.close(fd)
         _remove(path)
     raise OSError(errno.ELOOP, "something keeps replacing this file", os.fspath(path))
-
-
-def make_own_dirs(directory: Path | str) -> None:
-    """`directory` made with its parents, as `mkdir -p`; the part below a workspace's
-    `.buildlib/` only as directories of the engine's own. A repository (or an archive)
-    can ship a symlink there, and a writer following it would put the engine's files,
-    or prune old reports, outside the workspace. A symlink, file, FIFO or device at the
-    place of one of those directories is removed (never followed: what it names is left
-    untouched) and a directory made instead, as `open_own` does for files. A symlinked
-    `.buildlib` itself is refused (OSError ELOOP), as the workspace lock refuses it:
-    the engine writes its state only into its own. Above `.buildlib`, the user's
-    directories (a symlinked home or checkout) are taken as they are."""
-    path = Path(directory)
-    parts = path.parts
-    if DIRECTORY not in parts:
-        path.mkdir(parents=True, exist_ok=True)
-        return
-    top = len(parts) - 1 - parts[::-1].index(DIRECTORY)
-    if top:
-        Path(*parts[:top]).mkdir(parents=True, exist_ok=True)
-    for end in range(top + 1, len(parts) + 1):
-        _own_directory(os.path.join(*parts[:end]), top=end == top + 1)  # noqa: PTH118
-
-
-def _own_directory(path: str, *, top: bool) -> None:
-    """`path` a directory (not a symlink to one); anything else there removed first."""
-    for _ in range(4):  # another process may be making or replacing the same entry
-        try:
-            info = os.lstat(path)
-        except FileNotFoundError:
-            with contextlib.suppress(FileExistsError):  # made meanwhile: looked at again
-                os.mkdir(path)  # noqa: PTH102
-            continue
-        if stat.S_ISDIR(info.st_mode):
-            return
-        if top and stat.S_ISLNK(info.st_mode):
-            raise OSError(
-                errno.ELOOP,
-                f"{DIRECTORY} is a symlink: the engine writes its state only into a "
-                "directory of its own (remove it and run again)",
-                path,
-            )
-        _remove(path)
-    raise OSError(errno.ELOOP, "something keeps replacing this directory", path)
 
 
 def _planted(path: Path | str) -> bool:

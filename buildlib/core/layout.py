@@ -17,15 +17,32 @@
       artifacts/<mode>-<target>.json what verify found (verify/checks.py)
       watch/<mode>-<target>.json     what `watch` is doing: services, last rebuild (watch/view.py)
       watch/<mode>-<target>.lock     held by the one `watch` of that mode and target
+      audit/<mode>-<target>/<step>/  what `audit` traced of each step (audit/runner.py)
 
 Nothing else in the engine spells these names; nothing here creates a directory.
+
+A repository (or an archive) can ship a `.buildlib/` of its own. Its files are not
+believed (the ones that matter are signed, core/localkey.py), and the engine never
+writes or removes through a symlink placed there: `own` clears the places of the
+engine's directories before a command writes, and files are written by renaming over
+(core/atomicfile.py) or opened with O_NOFOLLOW (`open_own`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import stat
 from pathlib import Path
 
+from buildlib.core.errors import UserError
+
 DIRECTORY = ".buildlib"
+# The directories the engine writes in, below `.buildlib/`: each made by its writer
+# (`mkdir -p`, which goes through a symlink it finds on the way). Those marked hold one
+# directory per mode and target, and `audit/<tag>/` one per step.
+_DIRECTORIES = ("logs", "state", "journal", "reports", "plans", "watch", "artifacts", "audit")
+_HOLDING_DIRECTORIES = ("logs", "state", "audit")
 
 
 class BuildDir:
@@ -42,6 +59,32 @@ class BuildDir:
             return not self.path.is_symlink()
         except OSError:
             return False
+
+    def own(self) -> None:
+        """Clear the places of the engine's directories below `.buildlib/` of anything
+        that is not a directory: a symlink a repository shipped there (`logs` -> a
+        directory elsewhere) would have logs, reports, records and the journal written,
+        and old ones pruned, outside the workspace. Such an entry is removed, never
+        followed (what it names is untouched); the writers then make real directories.
+        Called before a command writes: under the workspace lock, and by `verify` and
+        `watch`. Raises UserError for a `.buildlib` that is a symlink or not a directory."""
+        try:
+            info = os.lstat(self.path)
+        except FileNotFoundError:
+            return  # nothing shipped: the writers make everything
+        if not stat.S_ISDIR(info.st_mode) or _is_junction(self.path):
+            what = "a symlink" if stat.S_ISLNK(info.st_mode) else "not a directory"
+            raise UserError(
+                f"{self.path} is {what}: the engine keeps its state there and writes "
+                "only into a directory of its own (a repository may have shipped this one)",
+                fix=f"remove it (`rm {self.path}`) and run again",
+            )
+        for name in _DIRECTORIES:
+            place = self.path / name
+            if _clear(place) and name in _HOLDING_DIRECTORIES:
+                for held in _subdirectories(place):
+                    if name == "audit":
+                        _subdirectories(held)
 
     @staticmethod
     def tag(mode: str, target: str) -> str:
@@ -97,3 +140,33 @@ class BuildDir:
 
     def watch_lock(self, mode: str, target: str) -> Path:
         return self.path / "watch" / f"{self.tag(mode, target)}.lock"
+
+    def audit(self, mode: str, target: str) -> Path:
+        return self.path / "audit" / self.tag(mode, target)
+
+
+def _clear(place: Path) -> bool:
+    """Whether `place` is a directory (not a symlink to one); anything else there is
+    removed, so that its writer makes a directory of its own."""
+    try:
+        info = os.lstat(place)
+    except FileNotFoundError:
+        return False
+    if stat.S_ISDIR(info.st_mode) and not _is_junction(place):
+        return True
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(place)  # noqa: PTH108 - a symlink or a file: never followed
+    return False
+
+
+def _subdirectories(directory: Path) -> list[Path]:
+    """The directories in `directory`, once every other entry there is removed."""
+    with os.scandir(directory) as entries:
+        names = [entry.name for entry in entries]
+    return [directory / name for name in names if _clear(directory / name)]
+
+
+def _is_junction(path: Path) -> bool:
+    """A Windows junction: a link that lstat reports as a directory."""
+    isjunction = getattr(os.path, "isjunction", None)  # Python 3.12+
+    return bool(isjunction(path)) if isjunction is not None else False

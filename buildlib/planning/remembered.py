@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -64,17 +65,26 @@ def recall(root: Path, key: str) -> Remembered | None:
 
 def remember(root: Path, key: str, plan: Remembered) -> None:
     """Store `plan` under `key`, then keep only the newest KEEP plans. Best effort: a
-    read-only workspace plans every time. A `plans` that is not a directory of its own
-    (a symlink a repository shipped) is replaced by one (core/atomicfile.py)."""
+    read-only workspace, or a `plans` that is not a directory of its own (a symlink a
+    repository shipped), plans every time."""
     signing = user_key()
     path = plan_file(root, key)
-    if not signing or not BuildDir(root).is_own():
+    if not signing or not BuildDir(root).is_own() or not _own_directory(path.parent):
         return
     with contextlib.suppress(ValueError, OSError):
         marshalfile.write(
             path, _HEADER, (key, plan.manifest, plan.steps, plan.origins), key=signing
         )
         _prune(path.parent)
+
+
+def _own_directory(directory: Path) -> bool:
+    """`directory` is a real directory (made here if missing), not a symlink elsewhere."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        return stat.S_ISDIR(directory.lstat().st_mode)
+    except OSError:
+        return False
 
 
 def _prune(directory: Path) -> None:

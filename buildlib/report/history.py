@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TypeVar
 
-from buildlib.core.atomicfile import make_own_dirs, open_own, read_own
+from buildlib.core.atomicfile import open_own, read_own
 from buildlib.core.records import record
 from buildlib.run.results import BuildRecord, Outcome
 
@@ -110,7 +110,7 @@ def append(path: Path, entry: HistoryEntry) -> None:
     starts with a newline so it stays readable on its own. Raises OSError when the
     disk takes only part of the line; readers then skip that partial line.
     """
-    make_own_dirs(path.parent)
+    path.parent.mkdir(parents=True, exist_ok=True)
     data = encode_entry(entry)
     fd = open_own(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)  # not through a symlink
     try:

@@ -27,7 +27,7 @@ from types import FrameType
 from typing import Any
 
 from buildlib.core import graph
-from buildlib.core.atomicfile import make_own_dirs, open_own, write_all, write_text_atomic
+from buildlib.core.atomicfile import open_own, write_all, write_text_atomic
 from buildlib.core.errors import UserError
 from buildlib.core.records import field, record, replace
 from buildlib.planning.plan import Plan, PlannedStep
@@ -133,7 +133,7 @@ class Executor:
             scheduler=Scheduler(deps, priority, keep_going=options.keep_going),
             free_workers=list(range(options.jobs)),
         )
-        make_own_dirs(options.log_dir)
+        options.log_dir.mkdir(parents=True, exist_ok=True)
         # The logs there now: one listing, where asking each up-to-date step whether its
         # log is still there cost a stat per step (10,000 on a 10,000-step no-op).
         with os.scandir(options.log_dir) as listing:  # names only: no Path per log

@@ -18,7 +18,7 @@ import json
 import os
 from pathlib import Path
 
-from buildlib.core.atomicfile import make_own_dirs, open_own, read_own, write_text_atomic
+from buildlib.core.atomicfile import open_own, read_own, write_text_atomic
 from buildlib.core.localkey import mac, user_key
 from buildlib.core.records import record
 
@@ -54,7 +54,7 @@ class Journal:
         self._fd: int | None = None
 
     def open(self, build_id: str, selected: list[str]) -> None:
-        make_own_dirs(self.path.parent)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(OSError):
             limit = COMPACT_ABOVE + _ROOM_PER_STEP * len(selected)
             size = os.lstat(self.path).st_size

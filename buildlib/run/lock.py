@@ -11,25 +11,26 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
-from buildlib.core.atomicfile import make_own_dirs, open_own
-from buildlib.core.errors import LockBusyError, UserError
+from buildlib.core.atomicfile import open_own
+from buildlib.core.errors import LockBusyError
+from buildlib.core.layout import BuildDir
 
 if sys.platform != "win32":
     import fcntl
 
 
 @contextlib.contextmanager
-def workspace_lock(path: Path, *, wait: bool, on_wait: Callable[[str], None]) -> Iterator[None]:
-    """Hold the lock at `path` for the duration; wait (telling `on_wait` once) or fail at once."""
-    if path.parent.is_symlink():  # before mkdir: a dangling one would make it fail
-        raise UserError(
-            f"{path.parent} is a symlink: the engine keeps its state there and writes "
-            "only into a directory of its own (a repository may have shipped this one)",
-            fix=f"remove it (`rm {path.parent}`) and build again",
-        )
-    make_own_dirs(path.parent)
+def workspace_lock(
+    build_dir: BuildDir, *, wait: bool, on_wait: Callable[[str], None]
+) -> Iterator[None]:
+    """Hold the workspace's lock for the duration; wait (telling `on_wait` once) or fail
+    at once. First, `.buildlib/` is checked and the places of the engine's directories
+    cleared of what a repository may have shipped there (`BuildDir.own`): everything a
+    build writes, it writes under this lock."""
+    build_dir.own()  # before mkdir: a symlinked .buildlib is refused, not followed
+    path = build_dir.lock
+    path.parent.mkdir(parents=True, exist_ok=True)
     if sys.platform == "win32":  # no flock: builds are not serialised there
         on_wait("workspace locking is not available on this platform")
         yield

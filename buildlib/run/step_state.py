@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from buildlib.core import marshalfile
-from buildlib.core.atomicfile import make_own_dirs, write_text_atomic
+from buildlib.core.atomicfile import write_text_atomic
 from buildlib.core.localkey import user_key
 
 _MAGIC = b"buildlib-step-state-1\n"
@@ -91,7 +91,6 @@ class StepState:
         with self._lock:
             if self._load().pop(step, None) is not None:
                 self._dirty = True
-        make_own_dirs(self.directory)  # a shipped symlink there is never unlinked through
         (self.directory / f"{step}.json").unlink(missing_ok=True)
 
     def save(self) -> None:

@@ -423,6 +423,7 @@ def manifest_data(report: VerifyReport) -> dict[str, object]:
 
 def write_manifest(report: VerifyReport, *, root: Path) -> VerifyReport:
     """Write the artifact manifest atomically; returns the report with `manifest_path` set."""
+    BuildDir(root).own()  # verify runs without the workspace lock
     path = manifest_path(root, report.mode, report.target)
     text = json.dumps(manifest_data(report), indent=2, ensure_ascii=False) + "\n"
     write_text_atomic(path, text, durable=True)

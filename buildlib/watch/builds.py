@@ -208,7 +208,7 @@ class Builder:
             while True:
                 try:
                     stack.enter_context(
-                        workspace_lock(self.build_dir.lock, wait=False, on_wait=self.view.say)
+                        workspace_lock(self.build_dir, wait=False, on_wait=self.view.say)
                     )
                     break
                 except LockBusyError as exc:

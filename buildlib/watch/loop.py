@@ -42,7 +42,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import FrameType
 
-from buildlib.core.atomicfile import make_own_dirs, open_own
+from buildlib.core.atomicfile import open_own
 from buildlib.core.errors import UserError
 from buildlib.core.fmt import format_duration
 from buildlib.core.layout import BuildDir
@@ -644,7 +644,7 @@ def watch_lock(path: Path) -> contextlib.AbstractContextManager[None]:
 def _watch_lock(path: Path) -> Iterator[None]:
     import fcntl
 
-    make_own_dirs(path.parent)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd = open_own(path, os.O_RDWR | os.O_CREAT)  # never through a shipped symlink
     try:
         try:

@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO
 
-from buildlib.core.atomicfile import make_own_dirs, open_own
+from buildlib.core.atomicfile import open_own
 from buildlib.core.errors import UserError
 from buildlib.core.records import field, record
 from buildlib.planning.plan import PlannedStep
@@ -295,7 +295,7 @@ class Supervisor:
         service.last_exit = code
 
     def _open_log(self, name: str, argv: list[str]) -> IO[bytes]:
-        make_own_dirs(self.log_dir)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_dir / f"{name}.log", "ab", opener=open_own)  # noqa: SIM115
         log.write(
             f"--- buildlib watch: {time.strftime('%H:%M:%S')} started "

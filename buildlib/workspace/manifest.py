@@ -38,6 +38,9 @@ if TYPE_CHECKING:  # packaging.markers costs ~20 ms to import; only `when` keys 
 
 MANIFEST_NAME = "build.toml"
 STEP_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+# A mode names files and directories (`.buildlib/logs/<mode>-<target>/`) and nox
+# sessions: no separator, no leading dot (so never `..`).
+MODE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 TEMPLATE_TOKEN = re.compile(r"\{\{|\}\}|\{([a-z_][a-z0-9_]*)\}|[{}]")
 MODE_NAMES_HINT = "development, production, test"
 VERSIONS = (1, 2)
@@ -670,6 +673,13 @@ def _load_modes(check: _Checker, raw: Mapping[str, Any]) -> dict[str, ModeSpec]:
         return {IMPLICIT_MODE: ModeSpec(name=IMPLICIT_MODE, vars={}, env={})}
     modes: dict[str, ModeSpec] = {}
     for name, body in table.items():
+        if not MODE_NAME.fullmatch(name):
+            raise check.error(
+                f"invalid mode name {name!r}",
+                key=f"modes.{name}",
+                fix="use letters, digits, '.', '_' and '-', starting with a letter or digit "
+                "(a mode names files under .buildlib/ and nox sessions)",
+            )
         if not isinstance(body, dict):
             raise check.error(
                 "expected a table", key=f"modes.{name}", fix=f"write it as [modes.{name}]"
