@@ -251,7 +251,9 @@ def test_an_edited_manifest_equals_the_one_validated_from_scratch(
         return real_load_step(*args, **kwargs)
 
     remembered_text = path.read_text()
-    for edit in edits:
+    # A text these edits made is read whole (workspace/pieces.py), every step validated.
+    uncut = {"put a header in a string", "add a table after the steps"}
+    for number, edit in enumerate(edits):
         before = path.read_text()
         preamble, steps = _edit(data, preamble, steps, edit)
         path.write_text(preamble + "".join(steps))
@@ -262,7 +264,8 @@ def test_an_edited_manifest_equals_the_one_validated_from_scratch(
             edited = _outcome(path, remember=remember)
         assert edited == _from_scratch(path)
         if isinstance(edited, manifest_module.Manifest):
-            if edit == "change a command" and remembered_text == before:
+            cuttable = not uncut.intersection(edits[: number + 1])
+            if edit == "change a command" and remembered_text == before and cuttable:
                 assert len(validated) <= 1  # the other steps were taken as validated
             if remember:
                 remembered_text = path.read_text()

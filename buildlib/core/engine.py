@@ -13,9 +13,15 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Callable
 
 from buildlib import __version__
-from buildlib.core.localkey import mac
+from buildlib.core.localkey import MAC_SIZE, mac
+
+try:  # as core/localkey.py: blake2b without importing hashlib's OpenSSL module (~4 ms)
+    from _blake2 import blake2b
+except ImportError:  # pragma: no cover - a Python built without it
+    from hashlib import blake2b
 
 _PACKAGE = os.path.dirname(os.path.abspath(__file__)).rpartition(os.sep)[0]  # noqa: PTH100, PTH120
 _SOURCES = (".py", ".c", ".so", ".pyd")
@@ -37,8 +43,25 @@ def identity() -> str:
 def derived_key(*parts: bytes) -> str:
     """A name for what this engine derives from `parts` (each length-prefixed, so no two
     different lists of parts share a name)."""
-    framed = b"".join(len(part).to_bytes(8, "little") + part for part in parts)
-    return mac(identity().encode() + framed, b"").hex()
+    return mac(identity().encode() + _framed(parts), b"").hex()
+
+
+def derived_keys(*parts: bytes) -> Callable[[bytes], str]:
+    """`derived_key(*parts, last)` for many a `last`, with `parts` hashed once: the
+    origins of 10,000 [[step]] pieces share their first parts (the same digest, a
+    third of the cost)."""
+    common = blake2b(identity().encode() + _framed(parts), digest_size=MAC_SIZE)
+
+    def key(last: bytes) -> str:
+        digest = common.copy()
+        digest.update(_framed((last,)))
+        return digest.hexdigest()
+
+    return key
+
+
+def _framed(parts: tuple[bytes, ...]) -> bytes:
+    return b"".join(len(part).to_bytes(8, "little") + part for part in parts)
 
 
 def _sources(directory: str) -> list[str]:

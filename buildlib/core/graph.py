@@ -75,15 +75,16 @@ def _reachable(edges: Callable[[str], Iterable[str]], roots: Iterable[str]) -> s
     return found
 
 
-def topo_order(deps: Deps) -> list[str]:
+def topo_order(deps: Deps, reverse: Mapping[str, Sequence[str]] | None = None) -> list[str]:
     """Dependencies before dependents; ties keep declaration order (Kahn's algorithm with
     a heap of declaration indices: O(E + V log V), where re-sorting the ready list after
-    every node made 10,000 steps cost seconds).
+    every node made 10,000 steps cost seconds). `reverse`: `dependents(deps)` when the
+    caller has it already.
 
     The caller has already rejected cycles (`find_cycle`).
     """
     remaining = {name: sum(1 for d in requires if d in deps) for name, requires in deps.items()}
-    reverse = dependents(deps)
+    reverse = dependents(deps) if reverse is None else reverse
     names = list(deps)
     order_index = {name: i for i, name in enumerate(names)}
     ready = [order_index[n] for n, c in remaining.items() if c == 0]
@@ -103,15 +104,19 @@ def topo_order(deps: Deps) -> list[str]:
 
 
 def remaining_critical_path(
-    deps: Deps, durations: Mapping[str, float], order: Sequence[str] | None = None
+    deps: Deps,
+    durations: Mapping[str, float],
+    order: Sequence[str] | None = None,
+    reverse: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, float]:
     """For each node: its own duration plus the longest chain of dependents after it.
 
     This is the list-scheduling priority: starting the node with the most work
     still chained behind it first keeps the makespan near max(critical path, work / N).
-    `order`: `topo_order(deps)` when the caller has it already.
+    `order` and `reverse`: `topo_order(deps)` and `dependents(deps)` when the caller
+    has them already.
     """
-    reverse = dependents(deps)
+    reverse = dependents(deps) if reverse is None else reverse
     result: dict[str, float] = {}
     for node in reversed(order if order is not None else topo_order(deps)):
         after = [result[c] for c in reverse.get(node, ()) if c in result]

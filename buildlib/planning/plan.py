@@ -167,30 +167,7 @@ def build_plan(
         for name, s in manifest.steps.items()
         if applicable(s, mode, markers) and (services or not s.service)
     }
-    for name in requested:
-        if name not in manifest.steps:
-            import difflib  # error paths only
-
-            close = difflib.get_close_matches(name, list(manifest.steps), n=1)
-            raise UserError(
-                f"unknown step '{name}'",
-                fix=(f"did you mean '{close[0]}'? " if close else "")
-                + "steps: "
-                + ", ".join(manifest.steps),
-            )
-        if name not in present and manifest.steps[name].service and not services:
-            raise UserError(
-                f"step '{name}' is a service (service = true): a build never "
-                "starts one, since it runs until it is stopped",
-                fix=f"run it with `buildlib watch {name}` (`buildlib watch` alone "
-                "runs every service of the mode beside a rebuild-on-change loop; "
-                "docs/watch.md)",
-            )
-        if name not in present:
-            raise UserError(
-                f"step '{name}' does not apply to mode '{mode}' and target {target.triple}",
-                fix="check its `modes` and `when` keys in " + str(manifest.path),
-            )
+    _check_requested(manifest, present, requested, mode=mode, target=target, services=services)
     variables = template_variables(manifest, mode, target, environ)
     key = (
         _plan_key(
@@ -207,16 +184,21 @@ def build_plan(
     )
     stored = remembered.recall(manifest.root, key) if key else None
     same = stored if stored is not None and stored.manifest == manifest.remembered_as else None
+    reverse = None
     if same is not None:  # the same manifest: the same selection, order and fields
         sub = {name: step["depends_on"] for name, step in same.steps.items()}
         order = list(same.steps)
     else:
         deps = {name: tuple(d for d in s.depends_on if d in present) for name, s in present.items()}
-        selected = graph.select(deps, requested or list(present))
-        sub = {name: deps[name] for name in present if name in selected}
-        order = graph.topo_order(sub)
+        if requested:
+            selected = graph.select(deps, requested)
+            sub = {name: deps[name] for name in present if name in selected}
+        else:
+            sub = deps  # every step present, and only those: no walk to find them
+        reverse = graph.dependents(sub)  # once, for the order and the priorities
+        order = graph.topo_order(sub, reverse)
     durations = {name: (estimates or {}).get(name, DEFAULT_ESTIMATE) for name in order}
-    priority = graph.remaining_critical_path(sub, durations, order)
+    priority = graph.remaining_critical_path(sub, durations, order, reverse)
     place = _Placer(manifest, priority, durations)
     if same is not None:
         steps = {name: place(step) for name, step in same.steps.items()}
@@ -245,7 +227,13 @@ def build_plan(
                 )
             )
             steps[name] = place(filled[name])
-        _check_overlap(manifest, steps)
+        # A stored plan passed this check before it was stored: the same outputs, or
+        # fewer steps with them, cannot overlap either.
+        if stored is None or any(
+            stored.steps.get(name, {}).get("outputs") != step["outputs"]
+            for name, step in filled.items()
+        ):
+            _check_overlap(manifest, steps)
         if key and manifest.remember:
             origins = {name: manifest.steps[name].origin for name in filled}
             remembered.remember(
@@ -264,6 +252,42 @@ def build_plan(
         requested=tuple(requested),
         tool_commands=dict(manifest.tools),
     )
+
+
+def _check_requested(
+    manifest: Manifest,
+    present: Mapping[str, StepSpec],
+    requested: Sequence[str],
+    *,
+    mode: str,
+    target: Target,
+    services: bool,
+) -> None:
+    """Each step asked for by name exists, applies, and is not a service (unless `services`)."""
+    for name in requested:
+        if name not in manifest.steps:
+            import difflib  # error paths only
+
+            close = difflib.get_close_matches(name, list(manifest.steps), n=1)
+            raise UserError(
+                f"unknown step '{name}'",
+                fix=(f"did you mean '{close[0]}'? " if close else "")
+                + "steps: "
+                + ", ".join(manifest.steps),
+            )
+        if name not in present and manifest.steps[name].service and not services:
+            raise UserError(
+                f"step '{name}' is a service (service = true): a build never "
+                "starts one, since it runs until it is stopped",
+                fix=f"run it with `buildlib watch {name}` (`buildlib watch` alone "
+                "runs every service of the mode beside a rebuild-on-change loop; "
+                "docs/watch.md)",
+            )
+        if name not in present:
+            raise UserError(
+                f"step '{name}' does not apply to mode '{mode}' and target {target.triple}",
+                fix="check its `modes` and `when` keys in " + str(manifest.path),
+            )
 
 
 def _plan_key(

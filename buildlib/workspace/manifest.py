@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from buildlib.core import marshalfile
-from buildlib.core.engine import derived_key, identity
+from buildlib.core.engine import derived_key, derived_keys, identity
 from buildlib.core.errors import CycleError, ManifestError
 from buildlib.core.globs import normal_path
 from buildlib.core.graph import find_cycle
@@ -520,13 +520,13 @@ def _validate_in_pieces(
     last = pieces.parse_piece(cut[-1]) if raw is not None and cut else None
     if raw is None or last is None:
         return None
-    context = _step_context(raw)
+    origin_of = derived_keys(b"step", _step_context(raw))
     steps: list[tuple[str, StepSpec | dict[str, Any]]] = []
     artifacts: list[dict[str, Any]] = []
     for piece in cut:
         origin = ""
         if piece.kind == "step":
-            origin = derived_key(b"step", context, piece.text.encode("utf-8", "surrogatepass"))
+            origin = origin_of(piece.text.encode("utf-8", "surrogatepass"))
             encoded = known.get(origin)
             if encoded is not None:
                 try:
