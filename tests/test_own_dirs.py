@@ -128,3 +128,49 @@ def test_nothing_shipped_nothing_made(tmp_path: Path) -> None:
     """No `.buildlib` yet: `own` makes nothing (the writers make what they use)."""
     BuildDir(tmp_path).own()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_watch_writes_its_status_and_service_logs_after_clearing_their_places(
+    tmp_path: Path,
+) -> None:
+    """`watch` writes its status file and (re)opens a service's log without a build (no
+    workspace lock): a link a checkout put at their directories since it started is
+    cleared first, never written through."""
+    import io
+    import queue
+
+    from buildlib.watch.services import Supervisor
+    from buildlib.watch.view import WatchStatus, WatchView
+
+    root, outside = tmp_path / "ws", tmp_path / "outside"
+    (root / ".buildlib").mkdir(parents=True)
+    outside.mkdir()
+    build_dir = BuildDir(root)
+    (root / ".buildlib" / "watch").symlink_to(outside)
+    (root / ".buildlib" / "logs").symlink_to(outside)
+    view = WatchView(
+        io.StringIO(), status_path=build_dir.watch_status("dev", "t"), build_dir=build_dir
+    )
+    status = WatchStatus(
+        mode="dev",
+        target="t",
+        pid=1,
+        state="watching",
+        watching=(),
+        watches=None,
+        services=(),
+        last_rebuild=None,
+    )
+    view.status(status, line=False)
+    supervisor = Supervisor(
+        {},
+        environ={},
+        view=view,
+        events=queue.SimpleQueue(),
+        build_dir=build_dir,
+        log_dir=build_dir.logs("dev", "t"),
+    )
+    supervisor._open_log("serve", ["serve"]).close()
+    assert list(outside.iterdir()) == []
+    assert build_dir.watch_status("dev", "t").is_file()
+    assert (build_dir.logs("dev", "t") / "serve.log").is_file()

@@ -858,6 +858,47 @@ def test_audit_never_goes_through_a_shipped_symlink(tmp_path: Path, place: str) 
     assert after == before
 
 
+TOOLED = textwrap.dedent(f"""
+    [tools]
+    python = [{PY_TOML}, "--version"]
+
+    [[step]]
+    name = "hello"
+    command = [{PY_TOML}, "-c", "print('benign')"]
+    tools = ["python"]
+""")
+
+
+@pytest.mark.parametrize("at", ["tools.json", "last_build.json"])
+def test_a_shipped_fifo_at_the_place_of_a_file_does_not_hang(tmp_path: Path, at: str) -> None:
+    """Opening a FIFO for reading blocks until a writer comes: read as a regular file
+    only (`read_own`), the tool versions' cache and the last build's mode are ignored."""
+    root = tmp_path / "ws"
+    (root / ".buildlib").mkdir(parents=True)
+    (root / "build.toml").write_text(TOOLED)
+    os.mkfifo(root / ".buildlib" / at)
+    for args in (("build", "--dry-run"), ("build", "--plain"), ("metrics",)):
+        done = run_buildlib(root, *args)  # a hang ends in the helper's timeout: a failure
+        assert done.returncode == 0, (args, done.stderr)
+        assert "Traceback" not in done.stderr
+
+
+def test_commands_without_the_lock_never_write_through_a_shipped_buildlib_link(
+    tmp_path: Path,
+) -> None:
+    """A build refuses a symlinked `.buildlib`; the commands that only read (a dry run,
+    explain-miss, plan) leave it alone, including the caches they would otherwise save."""
+    root, outside = tmp_path / "ws", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    (root / "build.toml").write_text(TOOLED)
+    (root / ".buildlib").symlink_to(outside)
+    for args in (("build", "--dry-run"), ("explain-miss", "hello"), ("plan",)):
+        done = run_buildlib(root, *args)
+        assert "Traceback" not in done.stderr, (args, done.stderr)
+    assert list(outside.iterdir()) == []
+
+
 @pytest.mark.parametrize("dangling", [False, True])
 def test_a_shipped_buildlib_symlink_is_refused(tmp_path: Path, dangling: bool) -> None:
     root = tmp_path / "ws"

@@ -79,12 +79,18 @@ class BuildDir:
                 "only into a directory of its own (a repository may have shipped this one)",
                 fix=f"remove it (`rm {self.path}`) and run again",
             )
-        for name in _DIRECTORIES:
-            place = self.path / name
-            if _clear(place) and name in _HOLDING_DIRECTORIES:
-                for held in _subdirectories(place):
-                    if name == "audit":
-                        _subdirectories(held)
+        try:
+            for name in _DIRECTORIES:
+                place = self.path / name
+                if _clear(place) and name in _HOLDING_DIRECTORIES:
+                    for held in _subdirectories(place):
+                        if name == "audit":
+                            _subdirectories(held)
+        except OSError as exc:  # an unreadable directory, or a read-only .buildlib
+            raise UserError(
+                f"cannot check {exc.filename or self.path}: {exc.strerror or exc}",
+                fix=f"make {self.path} readable and writable by you, or remove it",
+            ) from None
 
     @staticmethod
     def tag(mode: str, target: str) -> str:

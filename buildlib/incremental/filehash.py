@@ -641,8 +641,8 @@ class FileHasher:
                 present = stat_snapshot(self.root, self._entries)
                 self._entries = {k: v for k, v in self._entries.items() if present[k][0] >= 0}
                 self._dirty = True
-            if not self._dirty:
-                return
+            if not self._dirty or self.cache_path.parent.is_symlink():
+                return  # unchanged, or a `.buildlib` a repository shipped: not written through
             marshalfile.write(self.cache_path, _MAGIC, self._entries)
             self._dirty = False
 

@@ -35,7 +35,7 @@ import shutil
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-from buildlib.core.atomicfile import write_text_atomic
+from buildlib.core.atomicfile import read_own, write_text_atomic
 from buildlib.core.bounded import run_bounded
 from buildlib.core.errors import UserError
 from buildlib.core.records import record
@@ -43,6 +43,7 @@ from buildlib.core.smallhash import sha256_hex
 
 DEFAULT_TIMEOUT = 20.0  # seconds; a version command that hangs is a broken tool
 _CACHE_VERSION = 2  # 2: stamps are hashes and rustup proxies are cached
+_CACHE_LIMIT = 16 << 20  # bytes: a tools.json larger than this was not written here
 _POSIX = os.name == "posix"
 _RUSTUP = frozenset({"rustup", "rustup.exe"})
 _TOOLCHAIN_FILES = ("rust-toolchain", "rust-toolchain.toml")
@@ -356,10 +357,12 @@ def _run(tool: _Resolved, cwd: Path | None, timeout: float) -> str:
 
 
 def _read_cache(path: Path) -> dict[str, tuple[str, str]]:
-    """Cache key -> (stamp, version); anything unreadable or malformed is dropped."""
+    """Cache key -> (stamp, version); anything unreadable or malformed is dropped, and
+    anything but a regular file (a FIFO a repository shipped would block the read)."""
+    found = read_own(path, _CACHE_LIMIT)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = json.loads(found.decode("utf-8") if found is not None else "")
+    except ValueError:
         return {}
     entries = data.get("entries") if isinstance(data, dict) else None
     if not isinstance(entries, dict) or data.get("version") != _CACHE_VERSION:
@@ -375,6 +378,8 @@ def _read_cache(path: Path) -> dict[str, tuple[str, str]]:
 
 
 def _write_cache(path: Path, entries: Mapping[str, tuple[str, str]]) -> None:
+    if path.parent.is_symlink():
+        return  # a `.buildlib` a repository shipped: nothing is written through it
     body = {key: {"stamp": stamp, "version": version} for key, (stamp, version) in entries.items()}
     write_text_atomic(
         path, json.dumps({"version": _CACHE_VERSION, "entries": body}, indent=1, sort_keys=True)

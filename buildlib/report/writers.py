@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from buildlib.core.atomicfile import write_text_atomic
+from buildlib.core.atomicfile import read_own, write_text_atomic
 from buildlib.core.layout import BuildDir
 from buildlib.core.records import record
 from buildlib.report import history
@@ -218,8 +218,9 @@ def write_last_build(build_dir: BuildDir, record: BuildRecord) -> None:
 
 def read_last_build(build_dir: BuildDir) -> LastBuild | None:
     """The latest build's mode and target, or None (no build yet, or an unreadable file)."""
+    found = read_own(build_dir.last_build, 1 << 16)  # never a FIFO, which would block
     try:
-        data = json.loads(build_dir.last_build.read_text(encoding="utf-8"))
+        data = json.loads(found.decode("utf-8") if found is not None else "")
         return LastBuild(
             mode=str(data["mode"]),
             target=str(data["target"]),

@@ -110,12 +110,14 @@ class Journal:
             self.path.unlink(missing_ok=True)
             return
         text = "".join(self._signed(_ENCODE(entry)).decode() + "\n" for entry in kept)
+        # ASCII (the encoder escapes the rest), so its length in characters is in bytes.
         marker = self._signed(_ENCODE({"build": "", "event": _COMPACTED, "bytes": len(text)}))
         write_text_atomic(self.path, marker.decode() + "\n" + text)
 
     def _compacted_size(self) -> int:
         """How large the journal was when last compacted (its first line), else 0."""
-        flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | os.O_CLOEXEC
+        flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0)
+        flags |= getattr(os, "O_CLOEXEC", 0)
         fd = os.open(self.path, flags)
         try:
             head = os.read(fd, 512)

@@ -118,7 +118,9 @@ def run_watch(args: argparse.Namespace, context: Any) -> int:
     check_buildable(target, context.host, {t for s in plan.steps.values() for t in s.tools})
     build_dir = BuildDir(manifest.root)
     build_dir.own()  # its lock, status and services' logs are written outside the build's lock
-    view = WatchView(sys.stdout, status_path=build_dir.watch_status(mode, target.triple))
+    view = WatchView(
+        sys.stdout, status_path=build_dir.watch_status(mode, target.triple), build_dir=build_dir
+    )
     builder = Builder(
         manifest,
         mode=mode,

@@ -160,6 +160,7 @@ class WatchLoop:
             environ=step_environ,
             view=view,
             events=self.events,
+            build_dir=BuildDir(manifest.root),
             log_dir=BuildDir(manifest.root).logs(mode, target.triple),
             grace=options.grace,
             on_change=self._service_changed,

@@ -29,6 +29,7 @@ from typing import IO
 
 from buildlib.core.atomicfile import open_own
 from buildlib.core.errors import UserError
+from buildlib.core.layout import BuildDir
 from buildlib.core.records import field, record
 from buildlib.planning.plan import PlannedStep
 from buildlib.run.process import Process, ProcessTable, encode_env, resolve_program
@@ -94,12 +95,14 @@ class Supervisor:
         environ: Mapping[str, str],
         view: WatchView,
         events: queue.SimpleQueue[object],
+        build_dir: BuildDir,
         log_dir: Path,
         grace: float = 5.0,
         on_change: Callable[[bool], None] | None = None,
     ) -> None:
         self.view = view
         self.events = events
+        self.build_dir = build_dir
         self.log_dir = log_dir
         self.environ = dict(environ)
         self.table = ProcessTable(grace=grace)
@@ -128,12 +131,12 @@ class Supervisor:
         env = {**self.environ, **step.env}
         try:
             argv = resolve_program(step.argv, cwd=step.cwd, path=env.get("PATH"), step=name)
+            log = self._open_log(name, argv)
         except UserError as exc:
             service.state, service.detail = State.CRASHED, exc.message
             self.view.error(exc.render())
             self.on_change(True)
             return
-        log = self._open_log(name, argv)
         try:
             proc = self.table.spawn(argv, cwd=step.cwd, env=encode_env(env), stdout=subprocess.PIPE)
         except OSError as exc:
@@ -295,6 +298,10 @@ class Supervisor:
         service.last_exit = code
 
     def _open_log(self, name: str, argv: list[str]) -> IO[bytes]:
+        # A service (re)starts without a build (its `restart_on` changed, a retry), so
+        # without the workspace lock's check: whatever a checkout since then put at
+        # the logs' places is cleared first, as a build would.
+        self.build_dir.own()
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_dir / f"{name}.log", "ab", opener=open_own)  # noqa: SIM115
         log.write(

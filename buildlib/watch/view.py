@@ -32,7 +32,9 @@ from pathlib import Path
 from typing import TextIO
 
 from buildlib.core.atomicfile import write_text_atomic
+from buildlib.core.errors import UserError
 from buildlib.core.fmt import format_duration
+from buildlib.core.layout import BuildDir
 from buildlib.core.records import record
 from buildlib.run.reporter import BuildStart
 from buildlib.run.results import BuildRecord, Outcome, StepRecord
@@ -182,9 +184,12 @@ def status_line(status: WatchStatus) -> str:
 class WatchView:
     """The lines and the status file of one `watch` (see the module docstring)."""
 
-    def __init__(self, stream: TextIO, *, status_path: Path | None) -> None:
+    def __init__(
+        self, stream: TextIO, *, status_path: Path | None, build_dir: BuildDir | None = None
+    ) -> None:
         self.stream = stream
         self.status_path = status_path
+        self.build_dir = build_dir  # whose places are cleared before each write (`own`)
         self._lock = threading.Lock()
         self._width = 0  # service names are padded to this, so their output lines align
 
@@ -215,8 +220,10 @@ class WatchView:
             self.write(status_line(status))
         if self.status_path is not None:
             try:
+                if self.build_dir is not None:  # a checkout may have shipped a link since
+                    self.build_dir.own()
                 write_text_atomic(self.status_path, json.dumps(status.to_json(), indent=2) + "\n")
-            except OSError as exc:
+            except (OSError, UserError) as exc:
                 self.write(f"watch: warning: cannot write {self.status_path}: {exc}")
                 self.status_path = None
 
