@@ -211,3 +211,16 @@ def test_mode_names_of_letters_digits_dots_and_dashes_load(tmp_path: Path, name:
     path = tmp_path / "build.toml"
     path.write_text(f'[modes."{name}"]\n' + GOOD_STEP)
     assert list(load_manifest(path).modes) == [name]
+
+
+def test_the_parsed_manifest_older_engines_kept_is_removed(tmp_path: Path) -> None:
+    """`.buildlib/manifest.marshal` (the parsed text, read by no engine now) goes when
+    the manifest is next remembered."""
+    path = write(tmp_path, GOOD_STEP)
+    stale = BuildDir(tmp_path).path / "manifest.marshal"
+    stale.parent.mkdir()
+    stale.write_bytes(b"parsed by an older engine")
+    load_manifest(path)
+    assert stale.exists()  # only a remembering load tidies up
+    load_manifest(path, remember=True)
+    assert not stale.exists()

@@ -106,6 +106,12 @@ class BuildDir:
         return self.path / "validated-manifest.marshal"
 
     @property
+    def stale_files(self) -> tuple[Path, ...]:
+        """Files older engines kept here that nothing reads any more: the parsed
+        build.toml (`manifest.marshal`, ~0.4 KB a step), before steps were reused by piece."""
+        return (self.path / "manifest.marshal",)
+
+    @property
     def plans(self) -> Path:
         return self.path / "plans"
 

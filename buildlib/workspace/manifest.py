@@ -455,6 +455,8 @@ def load_manifest(path: Path, *, remember: bool = False) -> Manifest:
                     (source, validated_by, encoded),
                     key=key,
                 )
+                for stale in build_dir.stale_files:
+                    stale.unlink(missing_ok=True)
     name = derived_key(os.fsencode(path), source)
     return replace(manifest, remembered_as=name, remember=remember)
 
