@@ -261,6 +261,37 @@ def test_a_remembered_plan_is_the_plan_made_from_scratch(
         assert recalled[1] == [True]
 
 
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(text=manifests(), shaped=states, mode=st.sampled_from(["development", "production"]))
+def test_plans_are_the_same_whether_directories_are_listed_or_asked_entry_by_entry(
+    tmp_path_factory: pytest.TempPathFactory, text: str, shaped: dict[str, str], mode: str
+) -> None:
+    """Each cwd and output checked through one listing of its directory (core/
+    entrykinds.py, a crowded one) gives the plan, or the error, that an lstat of each
+    gives, on trees whose directories are links (inside and outside), files, or gone."""
+    from buildlib.core import entrykinds
+
+    base = tmp_path_factory.mktemp("ws")
+    root, outside = base / "root", base / "outside"
+    root.mkdir()
+    outside.mkdir()
+    (root / "build.toml").write_text(text)
+    shape(root, outside, shaped)
+    kwargs: dict[str, Any] = {"environ": {}, "estimates": {}, "mode": mode}
+    found = []
+    original = entrykinds.LIST_AFTER
+    try:
+        for list_after in (10**9, 0):  # entry by entry, then every directory listed
+            entrykinds.LIST_AFTER = list_after
+            with nothing_remembered(root):
+                found.append(outcome(root, **kwargs))
+    finally:
+        entrykinds.LIST_AFTER = original
+    assert found[0] == found[1]
+
+
 def test_remembered_results_are_used_and_survive_only_their_inputs(tmp_path: Path) -> None:
     """The validated manifest and the plan are read back on the next run (one file each),
     and a changed manifest, variable or mode plans anew."""

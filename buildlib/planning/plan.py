@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from buildlib.core import graph
+from buildlib.core.entrykinds import EntryKinds
 from buildlib.core.errors import ManifestError, UserError
 from buildlib.core.globs import literal_prefix, normal_path
 from buildlib.core.records import field, record, restore
@@ -501,6 +502,7 @@ class _Resolver:
     def __init__(self, root: Path) -> None:
         self.root = root
         self._root = os.fspath(root)
+        self._kinds = EntryKinds()  # lstat, or one listing of a crowded directory
         self._below = self._root.rstrip("/") + "/"
         self._done: dict[str, str] = {"": self._root}
         self._paths: dict[str, Path] = {}
@@ -522,10 +524,8 @@ class _Resolver:
             found = os.path.dirname(base)  # noqa: PTH120 - strings, see the docstring
         else:
             candidate = f"{base.rstrip('/')}/{name}"  # the root may be "/"
-            try:
-                is_link = stat.S_ISLNK(os.lstat(candidate).st_mode)
-            except OSError:  # missing (an output not built yet): taken as it is written
-                is_link = False
+            # Missing (an output not built yet): None, taken as it is written.
+            is_link = self._kinds.kind(candidate) == stat.S_IFLNK
             found = os.path.realpath(candidate) if is_link else candidate
         self._done[key] = found
         return found

@@ -810,12 +810,17 @@ def _check_directories(check: _Checker, steps: Mapping[str, StepSpec], *, versio
     could only fail when it starts. One stat per distinct directory."""
     import stat
 
+    from buildlib.core.entrykinds import EntryKinds
+
     root = os.fspath(check.path.parent)  # strings: one stat per directory, no Path objects
     seen: dict[str, str | None] = {".": None}  # cwd -> the problem with it, or None
+    kinds = EntryKinds()  # 10,000 cwds in packages/: one listing of it, not 10,000 stats
     for step in steps.values():
         cwd = normal_path(step.cwd)
         if not cwd or "{" in cwd:
             continue  # the root, or known only once templates are filled (plan time)
+        if cwd not in seen and kinds.kind(f"{root}/{cwd}") == stat.S_IFDIR:
+            seen[cwd] = None  # a directory, not a link: what the stat below would find
         if cwd not in seen:
             try:
                 is_dir = stat.S_ISDIR(os.stat(f"{root}/{cwd}").st_mode)  # noqa: PTH116 - strings
