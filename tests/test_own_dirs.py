@@ -130,8 +130,9 @@ def test_nothing_shipped_nothing_made(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("linked", ["watch and logs", "logs/<tag>"])
 def test_watch_writes_its_status_and_service_logs_after_clearing_their_places(
-    tmp_path: Path,
+    tmp_path: Path, linked: str
 ) -> None:
     """`watch` writes its status file and (re)opens a service's log without a build (no
     workspace lock): a link a checkout put at their directories since it started is
@@ -146,8 +147,12 @@ def test_watch_writes_its_status_and_service_logs_after_clearing_their_places(
     (root / ".buildlib").mkdir(parents=True)
     outside.mkdir()
     build_dir = BuildDir(root)
-    (root / ".buildlib" / "watch").symlink_to(outside)
-    (root / ".buildlib" / "logs").symlink_to(outside)
+    if linked == "watch and logs":
+        (root / ".buildlib" / "watch").symlink_to(outside)
+        (root / ".buildlib" / "logs").symlink_to(outside)
+    else:
+        (root / ".buildlib" / "logs").mkdir()
+        build_dir.logs("dev", "t").symlink_to(outside)
     view = WatchView(
         io.StringIO(), status_path=build_dir.watch_status("dev", "t"), build_dir=build_dir
     )
@@ -174,3 +179,18 @@ def test_watch_writes_its_status_and_service_logs_after_clearing_their_places(
     assert list(outside.iterdir()) == []
     assert build_dir.watch_status("dev", "t").is_file()
     assert (build_dir.logs("dev", "t") / "serve.log").is_file()
+
+
+def test_own_parents_clears_only_the_way_to_one_file(tmp_path: Path) -> None:
+    """A few lstats, whatever else `.buildlib` holds: a link elsewhere stays for `own`."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    build_dir = BuildDir(tmp_path / "ws")
+    (build_dir.path / "logs").mkdir(parents=True)
+    build_dir.logs("dev", "t").symlink_to(outside)
+    (build_dir.path / "reports").symlink_to(outside)
+    build_dir.own_parents(build_dir.logs("dev", "t") / "serve.log")
+    assert not build_dir.logs("dev", "t").exists()
+    assert (build_dir.path / "reports").is_symlink()
+    build_dir.own_parents(build_dir.path / "gone" / "deeper" / "file")  # nothing there: fine
+    assert list(outside.iterdir()) == []

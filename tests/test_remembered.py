@@ -440,6 +440,23 @@ def test_an_edit_that_makes_outputs_overlap_is_refused(tmp_path: Path) -> None:
     assert isinstance(refused, tuple) and "overlapping outputs" in refused[1], refused
 
 
+def test_an_edit_that_keeps_every_steps_outputs_skips_the_overlap_check(tmp_path: Path) -> None:
+    """The skip happens (marshal keeps the outputs' tuples, so they compare equal)."""
+    steps = [f'[[step]]\nname = "{n}"\ncommand = ["true"]\noutputs = ["out/{n}"]\n' for n in "ab"]
+    (tmp_path / "build.toml").write_text("\n".join(steps))
+    kwargs: dict[str, Any] = {"environ": {}, "estimates": {}, "mode": "default"}
+    assert isinstance(outcome(tmp_path, **kwargs), dict)
+    (tmp_path / "build.toml").write_text("\n".join(steps).replace('["true"]', '["true", "1"]'))
+    checked: list[object] = []
+    real_check = plan_module._check_overlap
+    plan_module._check_overlap = lambda *args: checked.append(args)
+    try:
+        assert isinstance(outcome(tmp_path, **kwargs), dict)
+    finally:
+        plan_module._check_overlap = real_check
+    assert checked == []
+
+
 @given(parts=st.lists(st.binary(max_size=40), max_size=4), lasts=st.lists(st.binary(), min_size=1))
 def test_keys_with_common_parts_hashed_once_are_the_same_keys(
     parts: list[bytes], lasts: list[bytes]

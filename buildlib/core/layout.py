@@ -67,18 +67,10 @@ class BuildDir:
         and old ones pruned, outside the workspace. Such an entry is removed, never
         followed (what it names is untouched); the writers then make real directories.
         Called before a command writes: under the workspace lock, and by `verify` and
-        `watch`. Raises UserError for a `.buildlib` that is a symlink or not a directory."""
-        try:
-            info = os.lstat(self.path)
-        except FileNotFoundError:
+        `watch` as they start.
+        Raises UserError for a `.buildlib` that is a symlink or not a directory."""
+        if not self._checked():
             return  # nothing shipped: the writers make everything
-        if not stat.S_ISDIR(info.st_mode) or _is_junction(self.path):
-            what = "a symlink" if stat.S_ISLNK(info.st_mode) else "not a directory"
-            raise UserError(
-                f"{self.path} is {what}: the engine keeps its state there and writes "
-                "only into a directory of its own (a repository may have shipped this one)",
-                fix=f"remove it (`rm {self.path}`) and run again",
-            )
         try:
             for name in _DIRECTORIES:
                 place = self.path / name
@@ -87,10 +79,46 @@ class BuildDir:
                         if name == "audit":
                             _subdirectories(held)
         except OSError as exc:  # an unreadable directory, or a read-only .buildlib
+            raise self._unreadable(exc) from None
+
+    def own_parents(self, path: Path) -> None:
+        """`own` for one file about to be written: only the directories between
+        `.buildlib` and `path` are cleared (a few lstats). `watch` writes its status
+        file and services' logs without a build, so after a checkout that may have
+        brought a link there, and as often as every poll."""
+        if not self._checked():
+            return
+        try:
+            place = self.path
+            for part in path.parent.relative_to(self.path).parts:
+                place = place / part
+                if not _clear(place):
+                    return  # nothing there (now): the writer makes the rest
+        except OSError as exc:
+            raise self._unreadable(exc) from None
+
+    def _checked(self) -> bool:
+        """Whether `.buildlib` exists (as a directory of its own: else UserError)."""
+        try:
+            info = os.lstat(self.path)
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            raise self._unreadable(exc) from None
+        if not stat.S_ISDIR(info.st_mode) or _is_junction(self.path):
+            what = "a symlink" if stat.S_ISLNK(info.st_mode) else "not a directory"
             raise UserError(
-                f"cannot check {exc.filename or self.path}: {exc.strerror or exc}",
-                fix=f"make {self.path} readable and writable by you, or remove it",
-            ) from None
+                f"{self.path} is {what}: the engine keeps its state there and writes "
+                "only into a directory of its own (a repository may have shipped this one)",
+                fix=f"remove it (`rm {self.path}`) and run again",
+            )
+        return True
+
+    def _unreadable(self, exc: OSError) -> UserError:
+        return UserError(
+            f"cannot check {exc.filename or self.path}: {exc.strerror or exc}",
+            fix=f"make {self.path} readable and writable by you, or remove it",
+        )
 
     @staticmethod
     def tag(mode: str, target: str) -> str:
@@ -173,8 +201,11 @@ def _clear(place: Path) -> bool:
 
 def _subdirectories(directory: Path) -> list[Path]:
     """The directories in `directory`, once every other entry there is removed."""
-    with os.scandir(directory) as entries:
-        names = [entry.name for entry in entries]
+    try:
+        with os.scandir(directory) as entries:
+            names = [entry.name for entry in entries]
+    except FileNotFoundError:  # removed meanwhile (`git clean`, `rm -rf .buildlib`)
+        return []
     return [directory / name for name in names if _clear(directory / name)]
 
 

@@ -116,7 +116,7 @@ class Journal:
 
     def _compacted_size(self) -> int:
         """How large the journal was when last compacted (its first line), else 0."""
-        flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0)
+        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0)
         flags |= getattr(os, "O_CLOEXEC", 0)
         fd = os.open(self.path, flags)
         try:

@@ -137,6 +137,11 @@ class Supervisor:
             self.view.error(exc.render())
             self.on_change(True)
             return
+        except OSError as exc:  # a directory at the log's place, a full disk...
+            service.state, service.detail = State.CRASHED, f"cannot open its log: {exc}"
+            self.view.error(f"service {name}: cannot open its log: {exc}")
+            self.on_change(True)
+            return
         try:
             proc = self.table.spawn(argv, cwd=step.cwd, env=encode_env(env), stdout=subprocess.PIPE)
         except OSError as exc:
@@ -301,7 +306,7 @@ class Supervisor:
         # A service (re)starts without a build (its `restart_on` changed, a retry), so
         # without the workspace lock's check: whatever a checkout since then put at
         # the logs' places is cleared first, as a build would.
-        self.build_dir.own()
+        self.build_dir.own_parents(self.log_dir / f"{name}.log")
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_dir / f"{name}.log", "ab", opener=open_own)  # noqa: SIM115
         log.write(

@@ -189,7 +189,7 @@ class WatchView:
     ) -> None:
         self.stream = stream
         self.status_path = status_path
-        self.build_dir = build_dir  # whose places are cleared before each write (`own`)
+        self.build_dir = build_dir  # whose places are cleared before each write
         self._lock = threading.Lock()
         self._width = 0  # service names are padded to this, so their output lines align
 
@@ -221,7 +221,7 @@ class WatchView:
         if self.status_path is not None:
             try:
                 if self.build_dir is not None:  # a checkout may have shipped a link since
-                    self.build_dir.own()
+                    self.build_dir.own_parents(self.status_path)
                 write_text_atomic(self.status_path, json.dumps(status.to_json(), indent=2) + "\n")
             except (OSError, UserError) as exc:
                 self.write(f"watch: warning: cannot write {self.status_path}: {exc}")
