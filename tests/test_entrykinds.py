@@ -83,3 +83,17 @@ def test_paths_without_a_listable_directory_are_asked_of_lstat(path: str) -> Non
         assert EntryKinds().kind(path) == lstat_kind(path)
     finally:
         entrykinds.LIST_AFTER = original
+
+
+def test_a_name_the_listing_does_not_hold_is_asked_of_lstat(tmp_path: Path) -> None:
+    """On a case-insensitive file system lstat finds `OUT` where the listing holds `out`:
+    "missing" there would let a link through the resolver's inside-the-workspace check.
+    Here, an entry made after the listing stands for such a name."""
+    for index in range(entrykinds.LIST_AFTER + 2):
+        (tmp_path / f"d{index}").mkdir()
+    kinds = EntryKinds()
+    for index in range(entrykinds.LIST_AFTER + 2):  # the directory is listed by now
+        assert kinds.kind(f"{tmp_path}/d{index}") == stat.S_IFDIR
+    (tmp_path / "late").symlink_to(tmp_path / "d0")
+    assert kinds.kind(f"{tmp_path}/late") == stat.S_IFLNK
+    assert kinds.kind(f"{tmp_path}/never") is None

@@ -194,3 +194,14 @@ def test_own_parents_clears_only_the_way_to_one_file(tmp_path: Path) -> None:
     assert (build_dir.path / "reports").is_symlink()
     build_dir.own_parents(build_dir.path / "gone" / "deeper" / "file")  # nothing there: fine
     assert list(outside.iterdir()) == []
+
+
+def test_own_parents_refuses_a_path_that_climbs_out(tmp_path: Path) -> None:
+    build_dir = BuildDir(tmp_path / "ws")
+    build_dir.path.mkdir(parents=True)
+    (tmp_path / "precious").write_text("precious")
+    with pytest.raises(ValueError):
+        build_dir.own_parents(build_dir.path / ".." / ".." / "precious" / "x")
+    with pytest.raises(ValueError):
+        build_dir.own_parents(tmp_path / "elsewhere" / "x")
+    assert (tmp_path / "precious").read_text() == "precious"

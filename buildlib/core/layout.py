@@ -86,11 +86,14 @@ class BuildDir:
         `.buildlib` and `path` are cleared (a few lstats). `watch` writes its status
         file and services' logs without a build, so after a checkout that may have
         brought a link there, and as often as every poll."""
+        parts = path.parent.relative_to(self.path).parts  # ValueError: not below it (a bug)
+        if ".." in parts:
+            raise ValueError(f"{path} climbs out of {self.path}")
         if not self._checked():
             return
         try:
             place = self.path
-            for part in path.parent.relative_to(self.path).parts:
+            for part in parts:
                 place = place / part
                 if not _clear(place):
                     return  # nothing there (now): the writer makes the rest
@@ -204,7 +207,7 @@ def _subdirectories(directory: Path) -> list[Path]:
     try:
         with os.scandir(directory) as entries:
             names = [entry.name for entry in entries]
-    except FileNotFoundError:  # removed meanwhile (`git clean`, `rm -rf .buildlib`)
+    except (FileNotFoundError, NotADirectoryError):  # gone meanwhile (`git clean`...)
         return []
     return [directory / name for name in names if _clear(directory / name)]
 

@@ -131,16 +131,20 @@ class Supervisor:
         env = {**self.environ, **step.env}
         try:
             argv = resolve_program(step.argv, cwd=step.cwd, path=env.get("PATH"), step=name)
-            log = self._open_log(name, argv)
         except UserError as exc:
-            service.state, service.detail = State.CRASHED, exc.message
-            self.view.error(exc.render())
-            self.on_change(True)
+            self._crashed(service, exc.message, exc.render())
+            return
+        except OSError as exc:  # an unreadable directory on the way to the program
+            self._crashed(service, f"cannot start: {exc}", f"service {name}: cannot start: {exc}")
+            return
+        try:
+            log = self._open_log(name, argv)
+        except UserError as exc:  # a .buildlib that is not the engine's own
+            self._crashed(service, exc.message, exc.render())
             return
         except OSError as exc:  # a directory at the log's place, a full disk...
-            service.state, service.detail = State.CRASHED, f"cannot open its log: {exc}"
-            self.view.error(f"service {name}: cannot open its log: {exc}")
-            self.on_change(True)
+            shown = f"service {name}: cannot open its log: {exc}"
+            self._crashed(service, f"cannot open its log: {exc}", shown)
             return
         try:
             proc = self.table.spawn(argv, cwd=step.cwd, env=encode_env(env), stdout=subprocess.PIPE)
@@ -302,6 +306,12 @@ class Supervisor:
         service.proc = None
         service.last_exit = code
 
+    def _crashed(self, service: _Service, detail: str, shown: str) -> None:
+        """`service` could not be started: CRASHED with `detail`, `shown` to the user."""
+        service.state, service.detail = State.CRASHED, detail
+        self.view.error(shown)
+        self.on_change(True)
+
     def _open_log(self, name: str, argv: list[str]) -> IO[bytes]:
         # A service (re)starts without a build (its `restart_on` changed, a retry), so
         # without the workspace lock's check: whatever a checkout since then put at
@@ -309,11 +319,15 @@ class Supervisor:
         self.build_dir.own_parents(self.log_dir / f"{name}.log")
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_dir / f"{name}.log", "ab", opener=open_own)  # noqa: SIM115
-        log.write(
-            f"--- buildlib watch: {time.strftime('%H:%M:%S')} started "
-            f"{' '.join(argv)} ---\n".encode()
-        )
-        log.flush()
+        try:
+            log.write(
+                f"--- buildlib watch: {time.strftime('%H:%M:%S')} started "
+                f"{' '.join(argv)} ---\n".encode()
+            )
+            log.flush()
+        except OSError:
+            log.close()
+            raise
         return log
 
     def _read(self, service: _Service, proc: subprocess.Popen[bytes], log: IO[bytes]) -> None:

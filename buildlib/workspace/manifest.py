@@ -810,7 +810,7 @@ def _check_directories(check: _Checker, steps: Mapping[str, StepSpec], *, versio
     could only fail when it starts. One stat per distinct directory."""
     import stat
 
-    from buildlib.core.entrykinds import EntryKinds
+    from buildlib.core.entrykinds import EntryKinds, is_junction
 
     root = os.fspath(check.path.parent)  # strings: one stat per directory, no Path objects
     seen: dict[str, str | None] = {".": None}  # cwd -> the problem with it, or None
@@ -819,7 +819,8 @@ def _check_directories(check: _Checker, steps: Mapping[str, StepSpec], *, versio
         cwd = normal_path(step.cwd)
         if not cwd or "{" in cwd:
             continue  # the root, or known only once templates are filled (plan time)
-        if cwd not in seen and kinds.kind(f"{root}/{cwd}") == stat.S_IFDIR:
+        path = f"{root}/{cwd}"
+        if cwd not in seen and kinds.kind(path) == stat.S_IFDIR and not is_junction(path):
             seen[cwd] = None  # a directory, not a link: what the stat below would find
         if cwd not in seen:
             try:
