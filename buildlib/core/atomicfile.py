@@ -97,13 +97,33 @@ def _remove(path: Path | str) -> None:
         os.unlink(path)  # noqa: PTH108
 
 
+# Reading a file the engine keeps under `.buildlib/`: never through a symlink at its
+# place, never waiting for a writer of a FIFO.
+_READ_OWN = (
+    os.O_RDONLY
+    | getattr(os, "O_NONBLOCK", 0)
+    | getattr(os, "O_NOFOLLOW", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+)
+
+
+def read_own_at(path: Path | str, size: int, offset: int) -> bytes:
+    """Up to `size` bytes at `offset` of a file the engine keeps under `.buildlib/`
+    (the head of the journal, the last byte of the history). Raises OSError, ESPIPE
+    for a FIFO."""
+    fd = os.open(path, _READ_OWN)
+    try:
+        return os.pread(fd, size, offset)
+    finally:
+        os.close(fd)
+
+
 def read_own(path: Path | str, limit: int) -> bytes | None:
     """The content of a file the engine keeps under `.buildlib/`, if it is a regular
     file of at most `limit` bytes reached without a symlink at its place; else None (a
     FIFO, a device or a sparse giant a repository or an archive shipped)."""
-    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
-        fd = os.open(path, flags)
+        fd = os.open(path, _READ_OWN)
     except OSError:
         return None
     try:

@@ -25,7 +25,7 @@ LIST_AFTER = 8  # lstats of one directory's entries before it is listed instead
 _LINK, _DIRECTORY, _FILE = stat.S_IFLNK, stat.S_IFDIR, stat.S_IFREG
 
 
-def is_junction(path: str) -> bool:
+def is_junction(path: str | os.PathLike[str]) -> bool:
     """A Windows junction: a link that lstat, and a listing, report as a directory."""
     isjunction = getattr(os.path, "isjunction", None)  # Python 3.12+
     return bool(isjunction(path)) if isjunction is not None else False

@@ -35,6 +35,7 @@ import os
 import stat
 from pathlib import Path
 
+from buildlib.core.entrykinds import is_junction
 from buildlib.core.errors import UserError
 
 DIRECTORY = ".buildlib"
@@ -108,7 +109,7 @@ class BuildDir:
             return False
         except OSError as exc:
             raise self._unreadable(exc) from None
-        if not stat.S_ISDIR(info.st_mode) or _is_junction(self.path):
+        if not stat.S_ISDIR(info.st_mode) or is_junction(self.path):
             what = "a symlink" if stat.S_ISLNK(info.st_mode) else "not a directory"
             raise UserError(
                 f"{self.path} is {what}: the engine keeps its state there and writes "
@@ -195,7 +196,7 @@ def _clear(place: Path) -> bool:
         info = os.lstat(place)
     except FileNotFoundError:
         return False
-    if stat.S_ISDIR(info.st_mode) and not _is_junction(place):
+    if stat.S_ISDIR(info.st_mode) and not is_junction(place):
         return True
     with contextlib.suppress(FileNotFoundError):
         os.unlink(place)  # noqa: PTH108 - a symlink or a file: never followed
@@ -210,9 +211,3 @@ def _subdirectories(directory: Path) -> list[Path]:
     except (FileNotFoundError, NotADirectoryError):  # gone meanwhile (`git clean`...)
         return []
     return [directory / name for name in names if _clear(directory / name)]
-
-
-def _is_junction(path: Path) -> bool:
-    """A Windows junction: a link that lstat reports as a directory."""
-    isjunction = getattr(os.path, "isjunction", None)  # Python 3.12+
-    return bool(isjunction(path)) if isjunction is not None else False

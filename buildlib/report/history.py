@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TypeVar
 
-from buildlib.core.atomicfile import open_own, read_own
+from buildlib.core.atomicfile import open_own, read_own, read_own_at
 from buildlib.core.records import record
 from buildlib.run.results import BuildRecord, Outcome
 
@@ -150,11 +150,7 @@ def trim(path: Path, *, max_bytes: int = MAX_BYTES) -> bool:
 
 def _last_byte(path: Path, size: int) -> bytes:
     # A separate read-only descriptor: an O_APPEND descriptor opened write-only cannot pread.
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
-    try:
-        return os.pread(fd, 1, size - 1)
-    finally:
-        os.close(fd)
+    return read_own_at(path, 1, size - 1)
 
 
 def read_history(path: Path) -> History:

@@ -18,7 +18,7 @@ import json
 import os
 from pathlib import Path
 
-from buildlib.core.atomicfile import open_own, read_own, write_text_atomic
+from buildlib.core.atomicfile import open_own, read_own, read_own_at, write_text_atomic
 from buildlib.core.localkey import mac, user_key
 from buildlib.core.records import record
 
@@ -116,13 +116,7 @@ class Journal:
 
     def _compacted_size(self) -> int:
         """How large the journal was when last compacted (its first line), else 0."""
-        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0)
-        flags |= getattr(os, "O_CLOEXEC", 0)
-        fd = os.open(self.path, flags)
-        try:
-            head = os.read(fd, 512)
-        finally:
-            os.close(fd)
+        head = read_own_at(self.path, 512, 0)
         data, _, tag = head.partition(b"\n")[0].decode("utf-8", "replace").rpartition(" ")
         if not data or self._mac(data) != tag:
             return 0

@@ -160,8 +160,8 @@ class WatchLoop:
             environ=step_environ,
             view=view,
             events=self.events,
-            build_dir=BuildDir(manifest.root),
-            log_dir=BuildDir(manifest.root).logs(mode, target.triple),
+            build_dir=(build_dir := BuildDir(manifest.root)),
+            log_dir=build_dir.logs(mode, target.triple),
             grace=options.grace,
             on_change=self._service_changed,
         )

@@ -807,7 +807,8 @@ def _load_steps(
 def _check_directories(check: _Checker, steps: Mapping[str, StepSpec], *, version: int) -> None:
     """Each step's `cwd`, when written without templates, must be a directory, or one a
     step declares among its outputs (a directory made by the build): otherwise the step
-    could only fail when it starts. One stat per distinct directory."""
+    could only fail when it starts. One stat per distinct directory, or one listing of
+    a directory holding many of them (core/entrykinds.py)."""
     import stat
 
     from buildlib.core.entrykinds import EntryKinds, is_junction
@@ -824,7 +825,7 @@ def _check_directories(check: _Checker, steps: Mapping[str, StepSpec], *, versio
             seen[cwd] = None  # a directory, not a link: what the stat below would find
         if cwd not in seen:
             try:
-                is_dir = stat.S_ISDIR(os.stat(f"{root}/{cwd}").st_mode)  # noqa: PTH116 - strings
+                is_dir = stat.S_ISDIR(os.stat(path).st_mode)  # noqa: PTH116 - strings
                 seen[cwd] = None if is_dir else "is a file, not a directory"
             except FileNotFoundError:
                 seen[cwd] = (
