@@ -336,3 +336,26 @@ def test_small_files_hashed_on_the_pool_or_inline_are_all_checked(
             materialize(records, root, lambda d: blobs / d, scope_of(records))
         assert caught.value.path == f"out/s{corrupt:02d}"
         assert tree(root) == {"out": ("dir", "")}  # no file placed, no temp file left
+
+
+@pytest.mark.parametrize("missing", ["O_NOFOLLOW", "O_CLOEXEC"])
+def test_an_archived_output_unpacks_where_os_lacks_a_posix_flag(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, missing: str
+) -> None:
+    """Windows' os module has no O_NOFOLLOW: an archive still unpacks there (each file
+    made with O_EXCL in a directory of its own, so nothing found there is written through)."""
+    from buildlib.cache import archives
+
+    root = tmp_path / "ws"
+    (root / "out/sub").mkdir(parents=True)
+    (root / "out/sub/a.txt").write_bytes(DATA)
+    chunks: list[bytes] = []
+    archives.pack(str(root), "out", ["out/sub/a.txt"], chunks.append)
+    blob = tmp_path / "blob"
+    blob.write_bytes(b"".join(chunks))
+    monkeypatch.delattr(os, missing)
+    staging = tmp_path / "staging"
+    digest = hashlib.sha256(blob.read_bytes()).hexdigest()
+    records = archives.extract(str(blob), digest, "out", str(staging))
+    assert [r.path for r in records if r.kind is FileKind.FILE] == ["out/sub/a.txt"]
+    assert (staging / "sub/a.txt").read_bytes() == DATA

@@ -205,3 +205,22 @@ def test_own_parents_refuses_a_path_that_climbs_out(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         build_dir.own_parents(tmp_path / "elsewhere" / "x")
     assert (tmp_path / "precious").read_text() == "precious"
+
+
+@pytest.mark.parametrize("missing", ["O_NONBLOCK", "O_NOFOLLOW", "O_CLOEXEC"])
+def test_own_files_open_where_os_lacks_a_posix_flag(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, missing: str
+) -> None:
+    """Windows' os module has no O_NONBLOCK or O_NOFOLLOW: the engine's own files (a
+    log, the journal) still open there, and what they held is replaced."""
+    from buildlib.core.atomicfile import open_own
+
+    target = tmp_path / "step.log"
+    target.write_bytes(b"an older build's log\n")
+    monkeypatch.delattr(os, missing)
+    fd = open_own(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    try:
+        os.write(fd, b"this build's\n")
+    finally:
+        os.close(fd)
+    assert target.read_bytes() == b"this build's\n"

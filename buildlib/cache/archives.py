@@ -234,7 +234,8 @@ def _make_dirs(staging: str, parent: str, made: set[str]) -> None:
 def _write_member(tar: tarfile.TarFile, member: tarfile.TarInfo, dest: str, mode: int) -> None:
     source = tar.extractfile(member)
     assert source is not None  # a regular file member always has a reader
-    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL  # O_EXCL: never through an entry found there
+    fd = os.open(dest, flags | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0), 0o600)
     try:
         while chunk := source.read(CHUNK):
             write_all(fd, chunk)

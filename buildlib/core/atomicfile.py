@@ -66,7 +66,8 @@ def open_own(path: Path | str, flags: int, mode: int = 0o644) -> int:
     journal): never through a symlink, and never into a FIFO or a device, found at
     `path` (a repository or an archive can ship one). Such an entry is removed and a
     file of our own made in its place."""
-    flags |= os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    nonblocking = getattr(os, "O_NONBLOCK", 0)  # POSIX: a FIFO opens without a writer
+    flags |= nonblocking | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
     for _ in range(3):  # another process may be replacing the same entry
         try:
             fd = os.open(path, flags, mode)
@@ -76,7 +77,8 @@ def open_own(path: Path | str, flags: int, mode: int = 0o644) -> int:
             _remove(path)
             continue
         if stat.S_ISREG(os.fstat(fd).st_mode):
-            os.set_blocking(fd, True)
+            if nonblocking:
+                os.set_blocking(fd, True)
             return fd
         os.close(fd)
         _remove(path)
