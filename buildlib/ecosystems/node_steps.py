@@ -175,14 +175,22 @@ class _Graph:
         self.by_dir = {p.dir: p for project in projects for p in project.packages}
         self.project_of = {p.dir: project for project in projects for p in project.packages}
         self.builds: dict[str, list[str]] = {}
+        self._by_name: dict[str, dict[str, NodePackage]] = {}
         for item in planned:
             if item.choice.role is Role.BUILD:
                 self.builds.setdefault(item.package.dir, []).append(item.name)
 
+    def _names(self, project: NodeProject) -> dict[str, NodePackage]:
+        """A project's packages by name, made once per project (not once per question)."""
+        found = self._by_name.get(project.dir)
+        if found is None:
+            found = self._by_name[project.dir] = {p.name: p for p in project.packages}
+        return found
+
     def dependencies(self, package: NodePackage) -> list[NodePackage]:
         """Packages of the repository `package` depends on: by name in its own workspace,
         or by a local path (`file:../x`, `link:`, `portal:`) anywhere."""
-        names = {p.name: p for p in self.project_of[package.dir].packages}
+        names = self._names(self.project_of[package.dir])
         found: dict[str, NodePackage] = {}
         for section in DEPENDENCY_FIELDS:
             table = package.manifest.get(section)

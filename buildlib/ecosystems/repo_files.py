@@ -9,7 +9,9 @@ without git) a walk that skips the directories buildlib never reads as inputs st
 
 from __future__ import annotations
 
+import functools
 import os
+import posixpath
 import subprocess
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
@@ -38,10 +40,20 @@ class RepoFiles:
     def exists(self, path: str) -> bool:
         """Whether `path` is a source file, or a directory holding one."""
         path = _normal(path)
-        if path in self.paths:
-            return True
-        prefix = path.rstrip("/") + "/" if path != "." else ""
-        return any(p.startswith(prefix) for p in self.paths)
+        return path in self.paths or path in self._directories
+
+    @functools.cached_property
+    def _directories(self) -> frozenset[str]:
+        """Every directory holding a source file ("." included), worked out once: asking
+        each question of every path made init quadratic (300 fixtures among 20,000
+        files: 14 s)."""
+        found = {"."} if self.paths else set()
+        for path in self.paths:
+            parent = posixpath.dirname(path)
+            while parent and parent not in found:
+                found.add(parent)
+                parent = posixpath.dirname(parent)
+        return frozenset(found)
 
     def under(self, directory: str) -> list[str]:
         """The files below `directory` ('.' is the root), relative to it."""
