@@ -42,6 +42,7 @@ class CargoDependency:
     path: str  # a path dependency's directory relative to the repository root, else ""
     default_features: bool
     features: tuple[str, ...]
+    outside: bool = False  # a path dependency outside the repository (path is "")
 
 
 @record
@@ -60,8 +61,17 @@ class CargoWorkspace:
     dir: str  # the workspace root, relative to the repository root
     crates: tuple[Crate, ...]
     target_dir: str | None  # relative to the repository root; None when outside it
-    lockfile: bool  # Cargo.lock is committed (or at least there)
+    lockfile: bool  # Cargo.lock is committed (or would be: there, and not ignored by git)
     config_files: tuple[str, ...]  # CARGO_CONFIG files that exist, relative to `dir`
+    lockfile_ignored: bool = False  # a Cargo.lock is there, but git ignores it
+    outside: tuple[str, ...] = ()  # members whose directory is outside the repository
+
+    def external_paths(self) -> list[str]:
+        """The directories (from the root) of path dependencies inside the repository
+        that are not members (`exclude`d crates, vendored ones): cargo compiles them."""
+        members = {c.dir for c in self.crates}
+        found = [d.path for c in self.crates for d in c.dependencies if d.path]
+        return sorted({p for p in found if p not in members})
 
     def crate_at(self, directory: str) -> Crate | None:
         return next((c for c in self.crates if c.dir == directory), None)
@@ -101,7 +111,10 @@ def find_workspaces(
         )
         if inside is not None:
             notes.append(
-                f"{manifest}: inside the Cargo workspace at {inside.dir} but not a "
+                f"{manifest}: a path dependency of the Cargo workspace at {inside.dir}, "
+                "not a member: its files are inputs of that workspace's steps"
+                if directory in inside.external_paths()
+                else f"{manifest}: inside the Cargo workspace at {inside.dir} but not a "
                 "member of it (a test fixture?): no steps"
             )
             continue
@@ -177,10 +190,14 @@ def _workspace(files: RepoFiles, data: dict[str, Any]) -> CargoWorkspace:
         )
     members = set(data.get("workspace_members", []))
     crates = []
+    outside: list[str] = []
     for package in data.get("packages", []):
         if members and package["id"] not in members:
             continue
-        crate_dir = _relative(root, str(Path(package["manifest_path"]).parent)) or "."
+        crate_dir = _relative(root, str(Path(package["manifest_path"]).parent))
+        if crate_dir is None:  # a member through a symlink: never read or built as ours
+            outside.append(package["name"])
+            continue
         base = Path(package["manifest_path"]).parent
         targets = tuple(
             CargoTarget(
@@ -197,6 +214,7 @@ def _workspace(files: RepoFiles, data: dict[str, Any]) -> CargoWorkspace:
                 path=(_relative(root, d["path"]) or "") if d.get("path") else "",
                 default_features=bool(d.get("uses_default_features", True)),
                 features=tuple(d.get("features", ())),
+                outside=bool(d.get("path")) and _relative(root, d["path"]) is None,
             )
             for d in package.get("dependencies", [])
         )
@@ -209,6 +227,12 @@ def _workspace(files: RepoFiles, data: dict[str, Any]) -> CargoWorkspace:
         dir=workspace_dir,
         crates=tuple(crates),
         target_dir=target,
-        lockfile=files.exists(prefix + "Cargo.lock") or (root / prefix / "Cargo.lock").exists(),
+        # As git sees it: a Cargo.lock that .gitignore leaves out is not in a fresh
+        # clone, where `--locked` would fail.
+        lockfile=files.exists(prefix + "Cargo.lock"),
+        lockfile_ignored=files.from_git
+        and not files.exists(prefix + "Cargo.lock")
+        and (root / prefix / "Cargo.lock").is_file(),
         config_files=tuple(f for f in CARGO_CONFIG if files.exists(prefix + f)),
+        outside=tuple(outside),
     )

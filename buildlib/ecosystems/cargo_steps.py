@@ -62,12 +62,31 @@ def cargo_steps(
     excludes = tuple(a for c in native for a in ("--exclude", c.name))
     locked = ("--locked",) if workspace.lockfile else ()
     review: list[str] = []
-    if not workspace.lockfile:
+    if workspace.lockfile_ignored:
+        review.append(
+            f"{_at(workspace.dir, 'Cargo.lock')}: git ignores it, so a fresh clone (CI) "
+            "has none and cargo resolves versions afresh: the commands run without "
+            "--locked; commit it (remove it from .gitignore) for reproducible builds, "
+            "then add --locked"
+        )
+    elif not workspace.lockfile:
         review.append(
             f"{_at(workspace.dir, 'Cargo.toml')}: no Cargo.lock, so cargo resolves "
             "versions afresh (and writes one): commit it for reproducible builds "
             "(`cargo generate-lockfile`), then add --locked to the cargo commands"
         )
+    review += [
+        f"{_at(workspace.dir, 'Cargo.toml')}: member {name} lies outside the repository "
+        "(a symlink?): no step reads or builds it, and cargo's steps do not see its changes"
+        for name in workspace.outside
+    ]
+    review += [
+        f"{crate.name}: path dependency {dep.name} lies outside the repository: its "
+        "changes do not make cargo's steps run again"
+        for crate in workspace.crates
+        for dep in crate.dependencies
+        if dep.outside
+    ]
     members = ", ".join(c.name for c in workspace.crates)
     check = DraftStep(
         name=f"{prefix}-check",
@@ -159,6 +178,9 @@ def _inputs(
 ) -> tuple[str, ...]:
     """Relative to the workspace directory."""
     found = ["Cargo.toml", *(["Cargo.lock"] if workspace.lockfile else []), *workspace.config_files]
+    # Crates outside the members that cargo compiles all the same (build trees excluded
+    # by default: **/target/**).
+    found += [f"{_relative(d, workspace.dir)}/**" for d in workspace.external_paths()]
     for crate in crates:
         base = _relative(crate.dir, workspace.dir)
         found += [

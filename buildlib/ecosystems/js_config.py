@@ -105,12 +105,11 @@ def read_tsconfig(package_dir: Path, config: str) -> TsConfig | None:
         if not isinstance(compiler, dict):
             continue
         for key, value in compiler.items():
-            is_path = key in ("outDir", "declarationDir", "tsBuildInfoFile", "rootDir")
-            options[key] = (
-                _relative_to(file.parent / value, package_dir)
-                if is_path and isinstance(value, str)
-                else value
-            )
+            if key not in ("outDir", "declarationDir", "tsBuildInfoFile", "rootDir"):
+                options[key] = value
+            elif isinstance(value, str):
+                options[key] = _relative_to(file.parent / value, package_dir)
+            # A path that is not a string (tsc refuses it): as if not set.
     return TsConfig(options=options, unresolved=tuple(unresolved))
 
 

@@ -20,6 +20,7 @@ needs none. docs/adopting.md tells the story.
 from __future__ import annotations
 
 import fnmatch
+import itertools
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -41,6 +42,7 @@ LOCKFILES = {
     "bun.lockb": "bun",
 }
 SUPPORTED_MANAGERS = ("npm", "pnpm", "yarn")
+PNPM_WORKSPACE = "pnpm-workspace.yaml"
 # Files next to the lockfile that change what an install does, when they exist.
 INSTALL_CONFIG = (".npmrc", ".pnpmfile.cjs", "pnpm-workspace.yaml", ".yarnrc.yml", ".yarnrc")
 PATCH_DIRS = ("patches", ".yarn/patches")  # patch-package, pnpm patch, yarn patch
@@ -124,7 +126,7 @@ class NodeProject:
 def read_package(files: RepoFiles, path: str) -> NodePackage:
     """The package.json at `path` (relative to the repository root)."""
     try:
-        text = (files.root / path).read_text(encoding="utf-8")
+        text = (files.root / path).read_text(encoding="utf-8-sig")  # npm accepts a BOM
         data = json.loads(text)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise UserError(
@@ -168,9 +170,17 @@ def find_projects(files: RepoFiles) -> tuple[list[NodeProject], list[str]]:
         directory = str(PurePosixPath(path).parent)
         if directory in claimed:
             continue
-        lockfile = next((n for n in LOCKFILES if files.exists(_join(directory, n))), "")
-        package = read_package(files, path)
-        patterns = _workspace_patterns(files, directory, package)
+        lockfiles = [n for n in LOCKFILES if files.exists(_join(directory, n))]
+        try:
+            package = read_package(files, path)
+            patterns = _workspace_patterns(files, directory, package)
+        except UserError as exc:
+            if lockfiles or directory == "." or files.exists(_join(directory, PNPM_WORKSPACE)):
+                raise
+            # No install would read it: a fixture of a test, broken on purpose perhaps.
+            notes.append(f"{exc.message}, and no lockfile or workspace claims it: no steps")
+            continue
+        lockfile = _lockfile(lockfiles, package)
         if not lockfile and not patterns and directory != ".":
             notes.append(
                 f"{path}: no lockfile and no workspace claims it (a test fixture or "
@@ -201,6 +211,26 @@ def find_projects(files: RepoFiles) -> tuple[list[NodeProject], list[str]]:
     return projects, notes
 
 
+def _lockfile(found: Sequence[str], package: NodePackage) -> str:
+    """The lockfile of the manager `packageManager` names, when it is among those `found`
+    in the package's directory (a stale one of another manager may lie beside it); else
+    the first in LOCKFILES' order."""
+    declared = package.manifest.get("packageManager")
+    name = declared.partition("@")[0] if isinstance(declared, str) else ""
+    return next((n for n in found if LOCKFILES[n] == name), found[0] if found else "")
+
+
+def read_text(files: RepoFiles, path: str, what: str) -> str:
+    """A configuration file's text, or a UserError naming it (not UTF-8, unreadable)."""
+    try:
+        return (files.root / path).read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(
+            f"{files.root / path}: not a readable {what} ({exc})",
+            fix="save it as UTF-8 text",
+        ) from None
+
+
 def _join(directory: str, name: str) -> str:
     return name if directory == "." else f"{directory}/{name}"
 
@@ -214,12 +244,51 @@ def _workspace_patterns(files: RepoFiles, directory: str, package: NodePackage) 
     {"packages": [...]}) and pnpm-workspace.yaml's `packages`."""
     declared = package.manifest.get("workspaces")
     if isinstance(declared, dict):
-        declared = declared.get("packages")
-    patterns = [p for p in declared if isinstance(p, str)] if isinstance(declared, list) else []
-    pnpm_file = _join(directory, "pnpm-workspace.yaml")
+        declared = declared.get("packages", [])
+    if declared is not None and not (
+        isinstance(declared, list) and all(isinstance(p, str) for p in declared)
+    ):
+        raise UserError(
+            f'{files.root / _join(directory, "package.json")}: "workspaces" is '
+            f"{json.dumps(declared)}, not a list of globs",
+            fix='write "workspaces": ["packages/*"] (or {"packages": [...]}), as npm '
+            "and Yarn read it",
+        )
+    patterns = list(declared or [])
+    pnpm_file = _join(directory, PNPM_WORKSPACE)
     if files.exists(pnpm_file):
-        patterns += _pnpm_packages((files.root / pnpm_file).read_text(encoding="utf-8"))
-    return tuple(dict.fromkeys(p.strip().rstrip("/") for p in patterns if p.strip()))
+        patterns += _pnpm_packages(read_text(files, pnpm_file, "pnpm-workspace.yaml file"))
+    expanded = [x for p in patterns for x in expand_braces(p.strip().rstrip("/")) if x]
+    return tuple(dict.fromkeys(expanded))
+
+
+def expand_braces(pattern: str) -> list[str]:
+    """`packages/{a,b}` -> `packages/a`, `packages/b` (nested and repeated braces too), as
+    npm's and pnpm's glob matchers expand them; a pattern without a closed brace list
+    stays as it is."""
+    start = pattern.find("{")
+    while start >= 0:
+        depth, commas, end = 0, [], -1
+        for index in range(start, len(pattern)):
+            char = pattern[index]
+            if char == "{":
+                depth += 1
+            elif char == "}":
+                depth -= 1
+                if depth == 0:
+                    end = index
+                    break
+            elif char == "," and depth == 1:
+                commas.append(index)
+        if end < 0:
+            return [pattern]
+        if commas:
+            head, tail = pattern[:start], pattern[end + 1 :]
+            bounds = [start, *commas, end]
+            options = [pattern[a + 1 : b] for a, b in itertools.pairwise(bounds)]
+            return [x for option in options for x in expand_braces(head + option + tail)]
+        start = pattern.find("{", end + 1)  # `{x}` alone is no list: kept as written
+    return [pattern]
 
 
 def _pnpm_packages(text: str) -> list[str]:
@@ -227,21 +296,35 @@ def _pnpm_packages(text: str) -> list[str]:
     a flow list (`packages: [a, b]`); the rest of the file is pnpm settings, not read."""
     found: list[str] = []
     inside = False
+    flow = ""  # a flow list written over several lines, until its "]"
     for raw in text.splitlines():
         line = raw.split(" #", 1)[0].rstrip()
         if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        if flow:
+            flow += " " + line.strip()
+            if "]" in line:
+                found += _flow_items(flow)
+                flow = ""
             continue
         if not line[0].isspace() and not line.startswith("-"):
             key, _, rest = line.partition(":")
             inside = key.strip() == "packages"
             if inside and rest.strip().startswith("["):
-                found += [_unquote(x) for x in rest.strip().strip("[]").split(",") if x.strip()]
+                if "]" in rest:
+                    found += _flow_items(rest)
+                else:
+                    flow = rest.strip()
                 inside = False
             continue
         item = line.strip()
         if inside and item.startswith("-"):
             found.append(_unquote(item[1:]))
     return found
+
+
+def _flow_items(text: str) -> list[str]:
+    return [_unquote(x) for x in text.strip().strip("[]").split(",") if x.strip()]
 
 
 def _unquote(text: str) -> str:
@@ -324,7 +407,7 @@ def _yarn(
     if version:
         berry = not version.startswith("1.")
     elif lockfile == "yarn.lock":
-        head = (files.root / _join(directory, lockfile)).read_text(encoding="utf-8")[:2000]
+        head = read_text(files, _join(directory, lockfile), "yarn.lock file")[:2000]
         berry = "__metadata:" in head or "yarn lockfile v1" not in head
     else:
         berry = files.exists(rc_path)
@@ -353,7 +436,7 @@ def _yarnrc(files: RepoFiles, path: str) -> dict[str, str]:
     if not files.exists(path):
         return {}
     found = {}
-    for line in (files.root / path).read_text(encoding="utf-8").splitlines():
+    for line in read_text(files, path, ".yarnrc.yml file").splitlines():
         match = re.fullmatch(r"([A-Za-z][A-Za-z0-9]*)\s*:\s*(\S.*?)\s*", line.split(" #")[0])
         if match:
             found[match.group(1)] = _unquote(match.group(2))

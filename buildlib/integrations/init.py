@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TextIO
 
 from buildlib.core.errors import ManifestError, UserError
-from buildlib.ecosystems.cargo import find_workspaces
+from buildlib.ecosystems.cargo import CargoWorkspace, find_workspaces
 from buildlib.ecosystems.cargo_steps import NativeCrate, cargo_steps
 from buildlib.ecosystems.draft import Draft, DraftStep, render_manifest, render_noxfile
 from buildlib.ecosystems.node import NodeProject, find_projects
@@ -64,18 +64,13 @@ def infer(root: Path, environ: Mapping[str, str] | None = None) -> Draft:
             "(docs/manifest.md)",
         )
     napi_dirs = {p.dir for project in projects for p in project.packages if "napi" in p.manifest}
-    steps: list[DraftStep] = []
+    batches: list[Sequence[DraftStep]] = []
     review: list[str] = []
     native: dict[str, NativeCrate] = {}
     found: list[str] = []
-    for workspace in workspaces:
-        prefix = (
-            "cargo"
-            if len(workspaces) == 1
-            else f"{sanitize(posixpath.basename(workspace.dir) or root.name)}-cargo"
-        )
+    for workspace, prefix in zip(workspaces, _cargo_prefixes(workspaces, root), strict=True):
         made = cargo_steps(workspace, napi_dirs, prefix=prefix)
-        steps += made.steps
+        batches.append(made.steps)
         review += made.review
         native.update(made.native)
         found.append(
@@ -83,9 +78,12 @@ def infer(root: Path, environ: Mapping[str, str] | None = None) -> Draft:
             + ", ".join(c.name for c in workspace.crates)
         )
     made_node = node_steps(projects, files, native=native, manager_at=_manager_at(root))
+    batches.append(made_node.steps)
     found += [_describe(p) for p in projects]
     review = [*made_node.review, *review]
-    ordered = _in_graph_order([*steps, *made_node.steps])
+    acyclic, broken = _break_cycles(_unique_names(batches))
+    review += broken
+    ordered = _in_graph_order(acyclic)
     review += _unignored_state(root) if files.from_git else []
     used = dict.fromkeys(t for s in ordered for t in s.tools)
     return Draft(
@@ -151,31 +149,88 @@ def _describe(project: NodeProject) -> str:
     return f"{kind} at {project.dir} ({lock}; {project.manager.reason}): {names}"
 
 
-def _in_graph_order(steps: Sequence[DraftStep]) -> list[DraftStep]:
-    """`steps` with each after its dependencies, otherwise in the given order; names made
-    unique (a clash gets -2, -3...)."""
+def _cargo_prefixes(workspaces: Sequence[CargoWorkspace], root: Path) -> list[str]:
+    """What each Cargo workspace's steps are named after: `cargo` alone, else its
+    directory's name, else (two `rust` directories) its whole path."""
+    if len(workspaces) == 1:
+        return ["cargo"]
+    short = [sanitize(posixpath.basename(w.dir) or root.name) for w in workspaces]
+    return [
+        f"{name if short.count(name) == 1 else sanitize(w.dir)}-cargo"
+        for name, w in zip(short, workspaces, strict=True)
+    ]
+
+
+def _unique_names(batches: Sequence[Sequence[DraftStep]]) -> list[DraftStep]:
+    """The steps of every batch (a Cargo workspace's, the JavaScript projects'), a name
+    that an earlier batch took renamed -2, -3... together with its batch's dependencies
+    on it: a batch's steps depend on its own steps and on earlier batches' names."""
     from buildlib.core.records import replace
 
-    seen: dict[str, int] = {}
-    unique: list[DraftStep] = []
-    for step in steps:
-        seen[step.name] = seen.get(step.name, 0) + 1
-        count = seen[step.name]
-        unique.append(step if count == 1 else replace(step, name=f"{step.name}-{count}"))
+    taken: set[str] = set()
+    steps: list[DraftStep] = []
+    for batch in batches:
+        renamed: dict[str, str] = {}
+        for step in batch:
+            name, count = step.name, 1
+            while name in taken:
+                count += 1
+                name = f"{step.name}-{count}"
+            taken.add(name)
+            if name != step.name:
+                renamed[step.name] = name
+        steps += [
+            replace(
+                step,
+                name=renamed.get(step.name, step.name),
+                depends_on=tuple(renamed.get(d, d) for d in step.depends_on),
+            )
+            for step in batch
+        ]
+    return steps
+
+
+def _break_cycles(steps: Sequence[DraftStep]) -> tuple[list[DraftStep], list[str]]:
+    """`steps` with each dependency that closes a cycle removed (packages that depend on
+    each other, often through devDependencies), and a review note for each: the
+    manifest must load, and only its reader can say which one really builds first."""
+    from buildlib.core.graph import find_cycle
+    from buildlib.core.records import replace
+
+    deps = {s.name: [d for d in s.depends_on if d != s.name] for s in steps}
+    notes: list[str] = []
+    while (cycle := find_cycle({n: tuple(d) for n, d in deps.items()})) is not None:
+        before, after = cycle[-2], cycle[-1]
+        deps[before].remove(after)
+        notes.append(
+            f"{' -> '.join(cycle)}: these steps depend on each other (their packages "
+            f"do), so {before} no longer waits for {after}: check which one builds "
+            "first, and remove the dependency the other way round if that is wrong"
+        )
+    return [replace(s, depends_on=tuple(deps[s.name])) for s in steps], notes
+
+
+def _in_graph_order(steps: Sequence[DraftStep]) -> list[DraftStep]:
+    """`steps` (names unique, no cycle) with each after its dependencies, otherwise in
+    the given order."""
+    unique = list(steps)
     index = {s.name: i for i, s in enumerate(unique)}
     waiting = {s.name: {d for d in s.depends_on if d in index} for s in unique}
+    dependents: dict[str, list[str]] = {}  # once: a scan of every step per step was
+    for name, deps in waiting.items():  # quadratic (3,000 steps: 1.7 s)
+        for dep in deps:
+            dependents.setdefault(dep, []).append(name)
     ready = [i for i, s in enumerate(unique) if not waiting[s.name]]
     heapq.heapify(ready)
     ordered: list[DraftStep] = []
     while ready:
         step = unique[heapq.heappop(ready)]
         ordered.append(step)
-        for other in unique:
-            pending = waiting[other.name]
-            if step.name in pending:
-                pending.discard(step.name)
-                if not pending:
-                    heapq.heappush(ready, index[other.name])
+        for other in dependents.get(step.name, ()):
+            pending = waiting[other]
+            pending.discard(step.name)
+            if not pending:
+                heapq.heappush(ready, index[other])
     return ordered if len(ordered) == len(unique) else list(unique)
 
 
@@ -258,22 +313,60 @@ def _write_checked(path: Path, text: str) -> None:
     from buildlib.workspace.manifest import load_manifest
 
     temporary = path.with_name(f".{path.name}.init-{os.getpid()}")
-    temporary.write_text(text, encoding="utf-8")
+    _write_new(temporary, text)
     try:
         load_manifest(temporary)
     except ManifestError as exc:
         temporary.unlink()
         raise UserError(
-            f"the manifest init made does not load: {exc.render()}",
+            "the manifest init made does not load: "
+            + exc.render().replace(str(temporary), str(path)),
             fix="this is a bug in buildlib init, please report it; "
             "`buildlib init --dry-run` prints the manifest to start from",
         ) from None
-    temporary.replace(path)
+    _replace(temporary, path)
+
+
+def _write_new(path: Path, text: str) -> None:
+    """Write `path` anew (O_EXCL: never through a link that appears there meanwhile)."""
+    path.unlink(missing_ok=True)  # a leftover of an interrupted init (a link: itself)
+    try:
+        with path.open("x", encoding="utf-8") as handle:
+            handle.write(text)
+    except OSError as exc:
+        path.unlink(missing_ok=True)
+        raise UserError(
+            f"cannot write {path}: {exc.strerror or exc}",
+            fix="check that the directory is writable and the disk not full",
+        ) from None
+
+
+def _replace(temporary: Path, path: Path) -> None:
+    """Rename `temporary` over `path`: a symlink there is replaced, never followed."""
+    if path.is_dir() and not path.is_symlink():
+        temporary.unlink()
+        raise UserError(f"{path} is a directory", fix=f"move it away to let init write {path.name}")
+    try:
+        temporary.replace(path)
+    except OSError as exc:
+        temporary.unlink(missing_ok=True)
+        raise UserError(
+            f"cannot write {path}: {exc.strerror or exc}",
+            fix="check that the directory is writable and the disk not full",
+        ) from None
 
 
 def _write_noxfile(path: Path, *, force: bool) -> str:
-    """Write the thin noxfile, or say why not and what to add instead."""
-    if path.exists():
+    """Write the thin noxfile, or say why not and what to add instead. A symlink found
+    there is replaced (with --force) or kept, never written through."""
+    if path.is_symlink() and not force:
+        return (
+            f"kept {path}: it is a symlink (to {path.readlink()}), which init never "
+            "writes through (--force replaces the link with a file)"
+        )
+    if path.is_dir() and not path.is_symlink():
+        raise UserError(f"{path} is a directory", fix=f"move it away to let init write {path.name}")
+    if path.is_file() and not path.is_symlink():
         current = path.read_text(encoding="utf-8", errors="replace")
         if _REGISTERS in current and not force:
             return f"kept {path}: it already defines the sessions from build.toml"
@@ -284,5 +377,7 @@ def _write_noxfile(path: Path, *, force: bool) -> str:
                 "    from buildlib.integrations.nox_sessions import register\n"
                 '    register(nox, Path(__file__).resolve().parent / "build.toml")'
             )
-    path.write_text(render_noxfile(), encoding="utf-8")
+    temporary = path.with_name(f".{path.name}.init-{os.getpid()}")
+    _write_new(temporary, render_noxfile())
+    _replace(temporary, path)
     return f"wrote {path}: `nox -l` lists the sessions"
