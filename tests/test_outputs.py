@@ -114,6 +114,15 @@ def test_matching_paths_names_the_matches_themselves_for_clean(tree: Path) -> No
         ({"a": ["web/dist"], "b": ["web/node_modules"]}, None),
         ({"a": ["crates/*/*.node"], "b": ["crates/n/index.js"]}, None),
         ({"a": ["out/a", "out/b"]}, None),  # one step's own outputs may sit side by side
+        # Two globs (stop 28: `z` restored `dist/**` over `a`'s newer dist/a.js).
+        ({"a": ["dist/*.js"], "z": ["dist/**"]}, ("a", "dist/*.js", "z", "dist/**")),
+        ({"a": ["dist/*.js"], "z": ["dist/*.css"]}, None),
+        ({"a": ["*/dist"], "z": ["web/*"]}, ("a", "*/dist", "z", "web/*")),
+        ({"a": ["web/*/dist"], "z": ["web/app/src/**"]}, None),
+        ({"a": ["**/*.o"], "z": ["build/obj/*.o"]}, ("a", "**/*.o", "z", "build/obj/*.o")),
+        ({"a": ["lib/a*"], "z": ["lib/*b"]}, ("a", "lib/a*", "z", "lib/*b")),  # lib/ab
+        # The root holds everything.
+        ({"a": ["."], "z": ["dist"]}, ("a", ".", "z", "dist")),
     ],
 )
 def test_overlapping_outputs_of_two_steps_are_found(
@@ -163,3 +172,25 @@ def test_root_and_backslash_dir_globs_cover_what_they_expand_to() -> None:
     scope = OutputScope(["out\\**"])
     assert scope.owner("out/a") == "out\\**"
     assert scope.owner("out") is None
+
+
+_GLOB_SEGMENTS = st.sampled_from(["a", "b", "ab", "*", "a*", "*b", "?", "**", "[ab]", "*.js"])
+_PATH_SEGMENTS = st.sampled_from(["a", "b", "ab", "ba", "x.js", "aab"])
+
+
+@given(
+    first=st.lists(_GLOB_SEGMENTS, min_size=1, max_size=3).map("/".join),
+    second=st.lists(_GLOB_SEGMENTS, min_size=1, max_size=3).map("/".join),
+    paths=st.lists(st.lists(_PATH_SEGMENTS, min_size=1, max_size=4).map("/".join), max_size=20),
+)
+def test_no_overlap_of_two_outputs_is_missed(first: str, second: str, paths: list[str]) -> None:
+    """Whenever some path is covered by both steps' outputs (the dialect's own `owner`),
+    the plan's check finds the pair: a restore of one could delete the other's files."""
+    shared = [
+        path
+        for path in paths
+        if OutputScope([first]).owner(path) is not None
+        and OutputScope([second]).owner(path) is not None
+    ]
+    if shared:
+        assert overlap({"one": [first], "two": [second]}) is not None, shared

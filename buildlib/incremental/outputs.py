@@ -21,6 +21,7 @@ the workspace.
 from __future__ import annotations
 
 import bisect
+import fnmatch
 import os
 import re
 import stat
@@ -334,28 +335,105 @@ def overlap(outputs: Mapping[str, Iterable[str]]) -> tuple[str, str, str, str] |
             literal[path] = (step, pattern)
     for path, (step, pattern) in literal.items():
         parent = path
-        while "/" in parent:
-            parent = parent.rpartition("/")[0]
+        while parent:
+            parent = parent.rpartition("/")[0]  # up to "" (the root, `.`)
             other = literal.get(parent)
             if other is not None and other[0] != step:
                 return (other[0], other[1], step, pattern)
-    return _glob_overlap(globs, literal)
+    return _glob_overlap(globs, literal) or _globs_overlap(globs)
 
 
 def _glob_overlap(
     globs: list[tuple[str, str, str]], literal: Mapping[str, tuple[str, str]]
 ) -> tuple[str, str, str, str] | None:
-    """A glob of one step covering a literal output of another, or None."""
+    """A glob of one step and a literal output of another that overlap: the glob covers
+    the path, or matches something inside it (`a` holds what `a/*` and `*/a` match)."""
     ordered = sorted(literal)
     for step, pattern, prefix in globs:
-        scope = OutputScope((pattern,))
+        above = prefix
+        while True:
+            found = literal.get(above)
+            if found is not None and found[0] != step:
+                return (found[0], found[1], step, pattern)
+            if not above:
+                break
+            above = above.rpartition("/")[0]
+        parts = glob_parts(pattern)
         for path in ordered[bisect.bisect_left(ordered, prefix) :]:
             if prefix and not (path == prefix or path.startswith(prefix + "/")):
                 break
             other_step, other_pattern = literal[path]
-            if other_step != step and scope.owner(path) is not None:
+            # Covered by the glob, or holding one of its matches (`a` and `*/a`).
+            if other_step != step and may_meet(parts, path.split("/") if path else []):
                 return (step, pattern, other_step, other_pattern)
     return None
+
+
+def _globs_overlap(globs: list[tuple[str, str, str]]) -> tuple[str, str, str, str] | None:
+    """Two steps' globs that may match one path, or a path and one inside it
+    (`dist/*.js` and `dist/**`). Only globs whose fixed prefixes are nested can: each is
+    compared with those at its own prefix and at the prefixes above it."""
+    at: dict[str, list[tuple[str, str, list[str]]]] = {}
+    for step, pattern, prefix in globs:
+        at.setdefault(prefix, []).append((step, pattern, glob_parts(pattern)))
+    for prefix, here in at.items():
+        above = [prefix]
+        while above[-1]:
+            above.append(above[-1].rpartition("/")[0])
+        for index, (step, pattern, parts) in enumerate(here):
+            for place in above:
+                others = here[index + 1 :] if place == prefix else at.get(place, ())
+                for other_step, other_pattern, other_parts in others:
+                    if other_step != step and may_meet(parts, other_parts):
+                        if place == prefix:  # in the order they were declared
+                            return (step, pattern, other_step, other_pattern)
+                        return (other_step, other_pattern, step, pattern)  # the wider first
+    return None
+
+
+def may_meet(first: Sequence[str], second: Sequence[str]) -> bool:
+    """Whether some path matches both segment lists, or one matches a directory the other
+    matches a path inside: an output holds everything under what it matches. Exact for
+    literal segments and `**`; two wildcard segments are taken to meet unless their
+    literal starts or ends differ (`*.js` and `*.css` never meet), which can only refuse
+    a manifest, never let an overlap through."""
+    seen: set[tuple[int, int]] = set()
+    pending = [(0, 0)]
+    while pending:
+        i, j = pending.pop()
+        if i == len(first) or j == len(second):
+            return True  # one is done: its path holds the rest of the other's
+        if (i, j) in seen:
+            continue
+        seen.add((i, j))
+        a, b = first[i], second[j]
+        if a == "**":
+            pending += [(i + 1, j), (i, j + 1)]
+        if b == "**":
+            pending += [(i, j + 1), (i + 1, j)]
+        if a != "**" and b != "**" and _segments_meet(a, b):
+            pending.append((i + 1, j + 1))
+    return False
+
+
+def _segments_meet(a: str, b: str) -> bool:
+    wild_a, wild_b = WILDCARD.search(a), WILDCARD.search(b)
+    if wild_a is None and wild_b is None:
+        return a == b
+    if wild_a is None or wild_b is None:
+        literal, pattern = (a, b) if wild_a is None else (b, a)
+        return fnmatch.fnmatchcase(literal, pattern)
+    head_a, head_b = a[: wild_a.start()], b[: wild_b.start()]
+    tail_a, tail_b = _literal_tail(a), _literal_tail(b)
+    return (head_a.startswith(head_b) or head_b.startswith(head_a)) and (
+        tail_a.endswith(tail_b) or tail_b.endswith(tail_a)
+    )
+
+
+def _literal_tail(segment: str) -> str:
+    """The characters after a segment's last wildcard (`]` closes a `[...]` class)."""
+    last = max(segment.rfind("*"), segment.rfind("?"), segment.rfind("]"))
+    return segment[last + 1 :]
 
 
 def _fixed_prefix(segments: Sequence[object]) -> list[str]:
