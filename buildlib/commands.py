@@ -67,6 +67,9 @@ class Command:
     passthrough: bool = False  # unknown options go on to the command, in `args.rest`
 
 
+MAX_JOBS = 4096  # a worker lane each: a bound on memory, not a guess at the machine
+
+
 def default_jobs(requested: int | None, environ: Mapping[str, str]) -> int:
     if requested is not None:
         jobs = requested
@@ -80,8 +83,14 @@ def default_jobs(requested: int | None, environ: Mapping[str, str]) -> int:
             ) from None
     else:
         jobs = os.cpu_count() or 1
+    given = f"-j {jobs}" if requested is not None else f"BUILDLIB_JOBS={jobs}"
     if jobs < 1:
-        raise UserError(f"-j {jobs}: at least one job is needed", fix="pass -j 1 or more")
+        raise UserError(f"{given}: at least one job is needed", fix="ask for 1 or more")
+    if jobs > MAX_JOBS:
+        raise UserError(
+            f"{given}: more steps at once than any machine runs",
+            fix=f"ask for at most {MAX_JOBS} (the default is the number of CPUs)",
+        )
     return jobs
 
 

@@ -216,13 +216,32 @@ def test_an_unsafe_build_id_is_refused_before_anything_is_written(tmp_path: Path
     assert not (tmp_path / ".buildlib" / "history.jsonl").exists()
 
 
-def test_a_failed_atomic_write_keeps_the_old_file_and_leaves_no_temp(tmp_path: Path) -> None:
+def test_a_failed_atomic_write_keeps_the_old_file_and_leaves_no_temp(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    from buildlib.core import atomicfile
+
     target = tmp_path / "latest.json"
     atomic_write_text(target, "old\n")
-    with pytest.raises(UnicodeEncodeError):
-        atomic_write_text(target, "new \ud800 unencodable")  # fails half-way through the write
+
+    def disk_full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(atomicfile.os, "fsync", disk_full)  # the bytes written, then refused
+    with pytest.raises(OSError, match="No space left"):
+        atomic_write_text(target, "new\n", durable=True)
     assert target.read_text() == "old\n"
     assert [p.name for p in tmp_path.iterdir()] == ["latest.json"]
+
+
+def test_a_name_in_no_encoding_is_written_as_its_escape(tmp_path: Path) -> None:
+    """os.listdir reads a file name that is not UTF-8 as lone surrogates: a report that
+    names it is written, and its JSON reads the same name back."""
+    target = tmp_path / "latest.json"
+    atomic_write_text(target, json.dumps({"changed": "src/caf\udce9.txt"}, ensure_ascii=False))
+    assert json.loads(target.read_text())["changed"] == "src/caf\udce9.txt"
 
 
 def test_a_build_with_no_steps_still_writes_valid_reports(

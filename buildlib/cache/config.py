@@ -61,7 +61,30 @@ def parse_size(text: str) -> int:
     if not match:
         raise UserError(f"invalid size {text!r}", fix="write e.g. 500M, 2G or 1073741824")
     number, unit = float(match.group(1)), match.group(2).lower()
-    return int(number * (1 << (10 * " kmgt".index(unit or " "))))
+    size = number * (1 << (10 * " kmgt".index(unit or " ")))
+    if not size < MAX_SIZE:  # also inf, from a number of 300 digits
+        raise UserError(f"invalid size {text!r}: over 1 EiB", fix="write e.g. 500M, 2G or 10T")
+    return int(size)
+
+
+MAX_SIZE = float(1 << 60)
+
+
+def parse_timeout(variable: str, text: str) -> float:
+    """A number of seconds from the environment: finite and positive, or a UserError."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = float("nan")
+    if not 0 < seconds <= MAX_TIMEOUT:  # nan, inf, 0 and below fail this too
+        raise UserError(
+            f"{variable}={text!r} is not a number of seconds",
+            fix=f"set it to a number above 0 and up to {MAX_TIMEOUT:g} (the default is 5)",
+        )
+    return seconds
+
+
+MAX_TIMEOUT = 3600.0
 
 
 def resolve_cache_dir(explicit: Path | None, environ: Mapping[str, str]) -> Path:
@@ -120,7 +143,9 @@ def cache_config(
         remote_read_only=read_only
         or environ.get("BUILDLIB_REMOTE_READ_ONLY") == "1"
         or manifest.cache.remote_read_only,
-        remote_timeout=float(environ.get("BUILDLIB_REMOTE_TIMEOUT", "5")),
+        remote_timeout=parse_timeout(
+            "BUILDLIB_REMOTE_TIMEOUT", environ.get("BUILDLIB_REMOTE_TIMEOUT", "5")
+        ),
         signing_key=environ.get(SIGNING_KEY_VARIABLE) or None,
         trusted_keys=manifest.cache.trusted_keys,
     )

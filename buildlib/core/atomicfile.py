@@ -12,9 +12,12 @@ import contextlib
 import errno
 import itertools
 import os
+import shlex
 import stat
 import threading
 from pathlib import Path
+
+from buildlib.core.errors import UserError
 
 _unique = itertools.count()  # with the pid and thread: a name no other writer is using
 
@@ -45,9 +48,19 @@ def write_bytes_atomic(
                 stream.flush()
                 os.fsync(stream.fileno())
         temp.replace(path)
+    except IsADirectoryError:  # rename(2) over a directory: not ours to empty
+        temp.unlink(missing_ok=True)
+        raise _a_directory(path) from None
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
+
+
+def _a_directory(path: Path | str) -> UserError:
+    return UserError(
+        f"{path} is a directory, where buildlib keeps a file",
+        fix=f"remove it (rm -r {shlex.quote(os.fspath(path))})",
+    )
 
 
 def write_all(fd: int, data: bytes | memoryview) -> None:
@@ -71,7 +84,9 @@ def open_own(path: Path | str, flags: int, mode: int = 0o644) -> int:
     for _ in range(3):  # another process may be replacing the same entry
         try:
             fd = os.open(path, flags, mode)
-        except OSError:
+        except OSError as exc:
+            if exc.errno == errno.EISDIR:  # not ours to empty: someone put it there
+                raise _a_directory(path) from None
             if not _planted(path):
                 raise
             _remove(path)
@@ -143,4 +158,7 @@ def read_own(path: Path | str, limit: int) -> bytes | None:
 
 
 def write_text_atomic(path: Path, text: str, *, durable: bool = False) -> None:
-    write_bytes_atomic(path, text.encode("utf-8"), durable=durable)
+    # A file name that is not UTF-8 (read by os.listdir as a lone surrogate, such as
+    # \udce9) is written as that escape: a report never fails for one, and its JSON
+    # reads back the same name.
+    write_bytes_atomic(path, text.encode("utf-8", "backslashreplace"), durable=durable)

@@ -259,6 +259,14 @@ def _workspace_patterns(files: RepoFiles, directory: str, package: NodePackage) 
     if files.exists(pnpm_file):
         patterns += _pnpm_packages(read_text(files, pnpm_file, "pnpm-workspace.yaml file"))
     expanded = [x for p in patterns for x in expand_braces(p.strip().rstrip("/")) if x]
+    for pattern in expanded:
+        parts = pattern.removeprefix("!").split("/")
+        if pattern.removeprefix("!").startswith("/") or ".." in parts:
+            raise UserError(
+                f"{files.root / _join(directory, 'package.json')}: the workspace glob "
+                f"{pattern!r} leaves the project's directory",
+                fix="name workspace packages by globs below it (packages/*)",
+            )
     return tuple(dict.fromkeys(expanded))
 
 
@@ -537,7 +545,7 @@ def _npm_nested(files: RepoFiles, directory: str, lockfile: str) -> set[str]:
     "<dir>/node_modules/<name>" of its `packages`): where npm could not hoist."""
     try:
         lock = json.loads((files.root / _join(directory, lockfile)).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return set()
     packages = lock.get("packages") if isinstance(lock, dict) else None
     if not isinstance(packages, dict):

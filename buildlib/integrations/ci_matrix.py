@@ -11,13 +11,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from buildlib.core.errors import UserError
 from buildlib.core.records import record
+from buildlib.workspace.manifest import MODE_NAME
 from buildlib.workspace.targets import TARGETS, Target, host_triple
 
 if TYPE_CHECKING:
@@ -26,9 +26,6 @@ if TYPE_CHECKING:
 
     ShardPlanner = Callable[[ShardRequest], ShardPlan | None]
 
-# Modes end up inside nox session names (`build-3.12(mode='x')`) and artifact names,
-# which GitHub restricts; a quote or slash here would break both silently.
-MODE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 # The Python that CI's build session runs under; the noxfile parametrizes `build` with it.
 BUILD_PYTHON = "3.12"
 # GitHub refuses a matrix that expands to more jobs than this.
@@ -120,7 +117,11 @@ def _mode_problems(modes: Sequence[str], known: Sequence[str] | None) -> list[st
     if not modes:
         return ["no modes given"]
     problems = [
-        f"mode name {m!r} is not usable in a session name" for m in modes if not MODE_NAME.match(m)
+        # Modes end up inside nox session names (`build-3.12(mode='x')`) and artifact
+        # names, which GitHub restricts: a quote or slash would break both silently.
+        f"mode name {m!r} is not usable in a session name"
+        for m in modes
+        if not MODE_NAME.fullmatch(m)
     ]
     if known is not None:
         unknown = [m for m in modes if m not in known]

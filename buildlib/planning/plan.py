@@ -18,11 +18,17 @@ from typing import Any
 from buildlib.core import graph
 from buildlib.core.entrykinds import EntryKinds
 from buildlib.core.errors import ManifestError, UserError
-from buildlib.core.globs import literal_prefix, normal_path
+from buildlib.core.globs import glob_parts, literal_prefix, normal_path
 from buildlib.core.records import field, record, restore
 from buildlib.planning import remembered
 from buildlib.workspace.artifacts import Artifact
-from buildlib.workspace.manifest import TEMPLATE_TOKEN, Manifest, StepSpec, root_relative
+from buildlib.workspace.manifest import (
+    MANIFEST_NAME,
+    TEMPLATE_TOKEN,
+    Manifest,
+    StepSpec,
+    root_relative,
+)
 from buildlib.workspace.targets import Target
 
 VAR_PREFIX = "BUILDLIB_VAR_"
@@ -135,11 +141,28 @@ def marker_environment(target: Target) -> dict[str, str]:
     return env
 
 
-def applicable(step: StepSpec, mode: str, markers: Mapping[str, str]) -> bool:
-    """Whether `step` exists for this mode and target (its `modes` and `when` marker)."""
+def applicable(
+    step: StepSpec, mode: str, markers: Mapping[str, str], manifest: Path | str = MANIFEST_NAME
+) -> bool:
+    """Whether `step` exists for this mode and target (its `modes` and `when` marker).
+    A marker that cannot be compared with this target's values (`os_name ~= "posix"`:
+    a version operator on a name) is a ManifestError naming the step."""
     if step.modes is not None and mode not in step.modes:
         return False
-    return step.when is None or step.when.evaluate(dict(markers))
+    if step.when is None:
+        return True
+    from packaging.markers import UndefinedComparison, UndefinedEnvironmentName
+
+    try:
+        return step.when.evaluate(dict(markers))
+    except (UndefinedComparison, UndefinedEnvironmentName) as exc:
+        raise ManifestError(
+            f"marker {str(step.when)!r} cannot be evaluated here: {exc}",
+            file=manifest,
+            step=step.name,
+            key="when",
+            fix='compare names with == or != (os_name == "posix"); ~=, <, > are for versions',
+        ) from None
 
 
 def build_plan(
@@ -166,7 +189,7 @@ def build_plan(
     present = {
         name: s
         for name, s in manifest.steps.items()
-        if applicable(s, mode, markers) and (services or not s.service)
+        if applicable(s, mode, markers, manifest.path) and (services or not s.service)
     }
     _check_requested(manifest, present, requested, mode=mode, target=target, services=services)
     variables = template_variables(manifest, mode, target, environ)
@@ -370,6 +393,7 @@ def _fill_step(
     cwd_text = fill(spec.cwd, "cwd")
     paths = StepPaths(manifest, spec, cwd_text, fill)
     outputs = paths.of("outputs", spec.outputs)
+    _check_output_places(manifest, spec, outputs)
     return {
         "name": spec.name,
         "description": spec.description,
@@ -461,6 +485,45 @@ class _Placer:
                 start=cwd,
             )
         return tuple(script_argv(manager, script, extra_args, root=self.resolver.root))
+
+
+# What no output may cover: a restore replaces an output with exactly its entry's files,
+# so an output that holds these would delete or replace them (the manifest is added).
+KEPT_OUT_OF_OUTPUTS = (".buildlib", ".git")
+
+
+def _check_output_places(manifest: Manifest, spec: StepSpec, outputs: Sequence[str]) -> None:
+    """No output is the workspace root, or covers or lies in the manifest, `.buildlib` or
+    `.git`: a restore of such an entry (a checkout's build of it, shared through the
+    cache) would delete the sources or the engine's state."""
+    kept = (Path(os.path.relpath(manifest.path, manifest.root)).as_posix(), *KEPT_OUT_OF_OUTPUTS)
+    for written, output in zip(spec.outputs, outputs, strict=True):
+        prefix = literal_prefix(output)
+        # Inside .buildlib or .git by its literal part, or holding one of `kept` (the
+        # dialect's own answer for a glob: `*` and `**` do, `**/dist` does not).
+        covered = next(
+            (k for k in KEPT_OUT_OF_OUTPUTS if prefix == k or prefix.startswith(k + "/")), ""
+        )
+        if not glob_parts(output):
+            covered = "the whole workspace"
+        elif not covered and prefix == normal_path(output):  # a literal path
+            covered = next((k for k in kept if k == prefix or k.startswith(prefix + "/")), "")
+        elif not covered:
+            from buildlib.incremental.outputs import OutputScope
+
+            scope = OutputScope((output,))
+            covered = next((k for k in kept if scope.owner(k) is not None), "")
+        if covered:
+            raise ManifestError(
+                f"output {written!r} reaches {covered}: a restore replaces an output with "
+                "exactly the files of its cache entry, so it would delete or replace "
+                + ("the sources" if covered == "the whole workspace" else covered),
+                file=manifest.path,
+                step=spec.name,
+                key="outputs",
+                fix="declare the directories and files the step writes (dist, "
+                "out/app.js...): never the root, the manifest, .buildlib or .git",
+            )
 
 
 class StepPaths:

@@ -11,6 +11,7 @@ imports the run machinery.
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from collections.abc import Mapping, Sequence
 from typing import Protocol
@@ -58,6 +59,16 @@ def _tally(plan: Plan, forecasts: Mapping[str, Forecast]) -> str:
     return ", ".join(f"{counts[k]} {k}" for k in order if counts.get(k))
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def visible(text: str) -> str:
+    """`text` with control characters shown as escapes (`\\r`, `\\x1b`): a carriage
+    return or a cursor movement in a command must not hide part of it from the person
+    reviewing what a dry run would run."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+
+
 def render_dry_run(
     plan: Plan,
     environ: Mapping[str, str],
@@ -78,7 +89,8 @@ def render_dry_run(
     lines = [f"plan: mode={plan.mode} target={plan.target.triple} ({what}; nothing will run)"]
     for index, step in enumerate(plan.steps.values(), 1):
         lines.append(
-            f"{index:>3}. {step.name}" + (f"  -- {step.description}" if step.description else "")
+            f"{index:>3}. {step.name}"
+            + (f"  -- {visible(step.description)}" if step.description else "")
         )
         forecast = forecasts.get(step.name) if forecasts is not None else None
         if forecast is not None:
@@ -96,11 +108,11 @@ def render_dry_run(
             else:
                 lines.append(head)
                 lines += [f"            - {reason}" for reason in shown]
-        lines.append(f"     cwd:  {step.cwd_relative}")
-        lines.append(f"     run:  {shlex.join(step.argv)}")
+        lines.append(f"     cwd:  {visible(step.cwd_relative)}")
+        lines.append(f"     run:  {visible(shlex.join(step.argv))}")
         changed = {k: v for k, v in sorted(step.env.items()) if environ.get(k) != v}
         for key, value in changed.items():
-            lines.append(f"     env:  {key}={shlex.quote(value)}")
+            lines.append(f"     env:  {visible(f'{key}={shlex.quote(value)}')}")
         if step.depends_on:
             lines.append(f"     after: {', '.join(step.depends_on)}")
         if step.outputs:

@@ -312,7 +312,8 @@ class GitHubReporter(PlainReporter):
         # Appending is the runner's protocol for this file (several tools share it); one
         # write call keeps our section whole.
         try:
-            with Path(self.summary_path).open("a", encoding="utf-8") as handle:
+            summary = Path(self.summary_path)
+            with summary.open("a", encoding="utf-8", errors="backslashreplace") as handle:
                 handle.write(render_summary_markdown(record))
         except OSError as exc:
             self._emit(f"::warning::{escape_data(f'could not write the job summary: {exc}')}")

@@ -17,6 +17,7 @@ import contextlib
 import os
 import posixpath
 import re
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,10 +38,12 @@ if TYPE_CHECKING:  # packaging.markers costs ~20 ms to import; only `when` keys 
     from packaging.markers import Marker
 
 MANIFEST_NAME = "build.toml"
-STEP_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+# A step names its log file (`<name>.log`) and nox sessions: kept well under the 255
+# bytes a file name can have.
+STEP_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,99}")
 # A mode names files and directories (`.buildlib/logs/<mode>-<target>/`) and nox
 # sessions: no separator, no leading dot (so never `..`).
-MODE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+MODE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 TEMPLATE_TOKEN = re.compile(r"\{\{|\}\}|\{([a-z_][a-z0-9_]*)\}|[{}]")
 MODE_NAMES_HINT = "development, production, test"
 VERSIONS = (1, 2)
@@ -257,6 +260,13 @@ class _Checker:
                 if key in ("command", "args", "run")
                 else f'write it as {key} = ["...", "..."]',
             )
+        if key in ("command", "args", "run") and any("\0" in item for item in value):
+            raise self.error(
+                "an argument contains a NUL character, which no program's argument can hold",
+                step=step,
+                key=key,
+                fix="remove the NUL (\\u0000)",
+            )
         if template:
             for item in value:
                 self.template(item, step=step, key=key)
@@ -420,12 +430,24 @@ def load_manifest(path: Path, *, remember: bool = False) -> Manifest:
     With `remember`, the result is stored for the next reader. The file is signed with
     this user's key (core/localkey.py): without one, nothing is remembered.
     """
-    path = path.resolve()
+    try:
+        path = path.resolve()
+    except (OSError, RuntimeError) as exc:  # a symlink loop (RuntimeError before 3.13)
+        raise ManifestError(
+            f"cannot be found: {exc}", file=path, fix="pass --manifest PATH to a file"
+        ) from None
     check = _Checker(path)
     try:
+        # A regular file only: a FIFO would block, /dev/zero never end.
+        if not stat.S_ISREG(path.stat().st_mode):
+            raise check.error("not a file", fix="pass --manifest PATH to a build.toml file")
         source = path.read_bytes()
     except FileNotFoundError:
         raise check.error("file not found", fix="create it or pass --manifest PATH") from None
+    except OSError as exc:
+        raise check.error(
+            f"cannot be read: {exc.strerror or exc}", fix="check its permissions"
+        ) from None
     build_dir = BuildDir(path.parent)
     key, engine = user_key(), identity()
     remember = remember and build_dir.is_own()
@@ -573,6 +595,11 @@ def _parse(check: _Checker, source: bytes) -> dict[str, Any]:
         ) from None
     except toml.TOMLDecodeError as exc:
         raise check.error(f"invalid TOML: {exc}", fix="fix the syntax at that line") from None
+    except RecursionError:
+        raise check.error(
+            "invalid TOML: arrays or tables nested too deeply to read",
+            fix="nest them less deeply",
+        ) from None
 
 
 def _validate(
@@ -679,8 +706,8 @@ def _load_modes(check: _Checker, raw: Mapping[str, Any]) -> dict[str, ModeSpec]:
             raise check.error(
                 f"invalid mode name {name!r}",
                 key=f"modes.{name}",
-                fix="use letters, digits, '.', '_' and '-', starting with a letter or digit "
-                "(a mode names files under .buildlib/ and nox sessions)",
+                fix="use letters, digits, '.', '_' and '-', starting with a letter or digit, "
+                "at most 64 characters (a mode names files under .buildlib/ and nox sessions)",
             )
         if not isinstance(body, dict):
             raise check.error(
@@ -754,12 +781,13 @@ def _load_steps(
                 key="name",
                 fix='add name = "..." to that [[step]] table',
             )
-        if not STEP_NAME.match(name):
+        if not STEP_NAME.fullmatch(name):
             raise check.error(
                 "invalid step name",
                 step=name,
                 key="name",
-                fix="use lower-case letters, digits and '-', starting with a letter or digit",
+                fix="use lower-case letters, digits and '-', starting with a letter or "
+                "digit, at most 100 characters",
             )
         if name in steps:
             raise check.error(

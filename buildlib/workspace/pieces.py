@@ -51,7 +51,7 @@ def parse_preamble(text: str) -> dict[str, Any] | None:
     artifact (the whole text is then read instead)."""
     try:
         document = toml.loads(text)
-    except toml.TOMLDecodeError:
+    except (toml.TOMLDecodeError, RecursionError):  # read whole, which says why
         return None
     return None if any(kind in document for kind in KINDS) else document
 
@@ -61,7 +61,7 @@ def parse_piece(piece: Piece) -> dict[str, Any] | None:
     but one table of its kind."""
     try:
         document = toml.loads(piece.text)
-    except toml.TOMLDecodeError:
+    except (toml.TOMLDecodeError, RecursionError):  # read whole, which says why
         return None
     tables = document.get(piece.kind)
     if len(document) != 1 or not isinstance(tables, list) or len(tables) != 1:
