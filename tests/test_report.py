@@ -220,8 +220,7 @@ def test_a_failed_atomic_write_keeps_the_old_file_and_leaves_no_temp(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import errno
-
-    from buildlib.core import atomicfile
+    import os
 
     target = tmp_path / "latest.json"
     atomic_write_text(target, "old\n")
@@ -229,7 +228,7 @@ def test_a_failed_atomic_write_keeps_the_old_file_and_leaves_no_temp(
     def disk_full(fd: int) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(atomicfile.os, "fsync", disk_full)  # the bytes written, then refused
+    monkeypatch.setattr(os, "fsync", disk_full)  # the bytes written, then refused
     with pytest.raises(OSError, match="No space left"):
         atomic_write_text(target, "new\n", durable=True)
     assert target.read_text() == "old\n"
