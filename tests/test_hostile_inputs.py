@@ -203,3 +203,71 @@ def test_init_refuses_a_workspace_glob_that_leaves_the_project(tmp_path: Path) -
     assert done.returncode == 1
     assert "the workspace glob '../../*' leaves the project's directory" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+# -- more settings, the manifest's own text, clean ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url", ["http://[::1", "http://a b/", "ftp://cache.example/", "http://host:port/"]
+)
+def test_a_remote_url_that_is_no_http_url_is_refused_before_any_step(
+    tmp_path: Path, url: str
+) -> None:
+    manifest(tmp_path, step("a"))
+    text = one_clear_error(
+        run(tmp_path, "build", "--plain", BUILDLIB_REMOTE_CACHE=url), "is not an http(s) URL"
+    )
+    assert "ran" not in text and "FAILED" not in text  # no step started
+
+
+def test_a_signing_key_that_is_no_key_is_refused_before_any_step(tmp_path: Path) -> None:
+    manifest(tmp_path, step("a"))
+    text = one_clear_error(
+        run(tmp_path, "build", "--plain", BUILDLIB_CACHE_SIGNING_KEY="not a key"),
+        "BUILDLIB_CACHE_SIGNING_KEY is not an Ed25519 private key",
+    )
+    assert "FAILED" not in text
+
+
+def test_a_short_password_is_not_masked_all_over_the_text() -> None:
+    from buildlib.cache.remote import HttpRemote
+
+    remote = HttpRemote("http://u:p@cache.example:9/x", header=None, timeout=1.0)
+    assert remote.display_url == "http://cache.example:9/x"
+    assert "http" in remote._redact("http://cache.example:9/x: refused")
+
+
+@pytest.mark.parametrize("argv", [["plan", "--shards", "1000000"], ["plan", "--shards", "0"]])
+def test_shards_out_of_range_are_refused(tmp_path: Path, argv: list[str]) -> None:
+    manifest(tmp_path, step("a"))
+    one_clear_error(run(tmp_path, *argv), "--shards")
+
+
+@pytest.mark.parametrize("poll", ["nan", "inf", "0", "-1"])
+def test_watch_polls_every_so_many_seconds_or_says_why_not(tmp_path: Path, poll: str) -> None:
+    manifest(tmp_path, step("a"))
+    one_clear_error(run(tmp_path, "watch", "--poll", poll), f"--poll {float(poll)}")
+
+
+def test_a_version_written_as_a_float_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "build.toml").write_text("version = 2.0\n" + step("a"))
+    one_clear_error(run(tmp_path, "build", "--dry-run"), "unknown manifest version 2.0")
+
+
+def test_a_byte_order_mark_is_named(tmp_path: Path) -> None:
+    (tmp_path / "build.toml").write_bytes(b"\xef\xbb\xbf" + (V2 + step("a")).encode())
+    one_clear_error(run(tmp_path, "build", "--dry-run"), "byte order mark", "without a BOM")
+
+
+@pytest.mark.parametrize("pattern", ["*", "build.*", ".git", ".buildlib/logs"])
+def test_clean_never_deletes_the_manifest_or_the_engines_state(
+    tmp_path: Path, pattern: str
+) -> None:
+    manifest(tmp_path, step("a", f"clean = [{json.dumps(pattern)}]"))
+    (tmp_path / ".git").mkdir()
+    (tmp_path / ".buildlib/logs").mkdir(parents=True)
+    (tmp_path / "src.c").write_text("int main;\n")
+    one_clear_error(run(tmp_path, "clean"), "key 'clean'", "clean would delete it")
+    assert (tmp_path / "build.toml").exists() and (tmp_path / "src.c").exists()
+    assert (tmp_path / ".git").is_dir() and (tmp_path / ".buildlib/logs").is_dir()

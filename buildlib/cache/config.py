@@ -135,6 +135,17 @@ def cache_config(
     header = environ.get(HEADER_VARIABLE) or (
         environ.get(manifest.cache.remote_header_env) if manifest.cache.remote_header_env else None
     )
+    # Checked now, before any step: the store opens inside the first step that reaches
+    # it, where a bad URL or key would fail that step instead of the configuration.
+    if remote:
+        from buildlib.cache.remote import check_url
+
+        check_url(remote)
+    signing_key = environ.get(SIGNING_KEY_VARIABLE) or None
+    if signing_key:
+        from buildlib.cache.signing import Signer
+
+        Signer.from_text(signing_key)
     return CacheConfig(
         local_dir=local,
         max_size=parse_size(environ.get("BUILDLIB_CACHE_MAX_SIZE", str(DEFAULT_MAX_SIZE))),
@@ -146,6 +157,6 @@ def cache_config(
         remote_timeout=parse_timeout(
             "BUILDLIB_REMOTE_TIMEOUT", environ.get("BUILDLIB_REMOTE_TIMEOUT", "5")
         ),
-        signing_key=environ.get(SIGNING_KEY_VARIABLE) or None,
+        signing_key=signing_key,
         trusted_keys=manifest.cache.trusted_keys,
     )

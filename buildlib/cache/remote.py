@@ -35,7 +35,7 @@ import time
 import weakref
 from pathlib import Path
 from typing import BinaryIO
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 
 from buildlib.cache.cas import Area, Sink
 from buildlib.core.errors import UserError
@@ -45,6 +45,9 @@ ENTRY_LIMIT = 64 << 20  # an ac entry larger than this is not ours
 BODY_RATE = 1 << 20  # bytes per second of body a request's deadline allows for
 ERROR_EXCERPT = 300  # bytes of an error answer's body quoted in the message
 TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+
+MIN_REDACTED = 4
 
 
 class RemoteFailure(enum.Enum):
@@ -159,25 +162,45 @@ def parse_header(text: str) -> tuple[str, str]:
     return name, value
 
 
+def check_url(url: str) -> tuple[SplitResult, int | None]:
+    """The parts of a remote cache's URL and its port, or a UserError (never a ValueError
+    from deep in a step: the build checks the URL before any step starts)."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:  # "http://[::1", a port that is no number
+        parts, port = None, -1
+    host = parts.hostname if parts is not None else None
+    if (
+        parts is None
+        or parts.scheme not in ("http", "https")
+        or not host
+        or port == -1
+        or any(c.isspace() or not c.isprintable() for c in parts.netloc)
+    ):
+        shown = _display(parts) if parts is not None else "(unreadable)"
+        raise UserError(
+            f"remote cache URL {shown!r} is not an http(s) URL",
+            fix="use e.g. http://cache.example:8080/buildlib in --remote-cache, "
+            "BUILDLIB_REMOTE_CACHE or [cache].remote",
+        )
+    return parts, port
+
+
+def _display(parts: SplitResult) -> str:
+    """The URL without its user and password."""
+    return urlunsplit((parts.scheme, _host_port(parts.netloc), parts.path, "", ""))
+
+
 class HttpRemote:
     """One remote cache for one build; thread-safe (one keep-alive connection per thread)."""
 
     def __init__(
         self, url: str, *, header: str | None, timeout: float, read_only: bool = False
     ) -> None:
-        parts = urlsplit(url)
+        parts, port = check_url(url)
         host = parts.hostname or ""
-        self.display_url = urlunsplit((parts.scheme, _host_port(parts.netloc), parts.path, "", ""))
-        try:
-            port = parts.port
-        except ValueError:
-            port = -1
-        if parts.scheme not in ("http", "https") or not host or port == -1:
-            raise UserError(
-                f"remote cache URL {self.display_url!r} is not an http(s) URL",
-                fix="use e.g. http://cache.example:8080/buildlib in --remote-cache, "
-                "BUILDLIB_REMOTE_CACHE or [cache].remote",
-            )
+        self.display_url = _display(parts)
         self._https = parts.scheme == "https"
         self._host, self._port = host, port
         self._prefix = parts.path.rstrip("/")
@@ -429,7 +452,9 @@ class HttpRemote:
 
     def _redact(self, text: str) -> str:
         for secret in self._secrets:
-            if secret:
+            # A secret of a few characters ("p") would be found all over the text, and
+            # shown URLs never hold the password anyway.
+            if len(secret) >= MIN_REDACTED:
                 text = text.replace(secret, "***")
         return text
 

@@ -284,6 +284,11 @@ def _sharded(
         raise MatrixError(
             f"--shards {args.shards}: at least one job is needed", fix="pass --shards 1 or more"
         )
+    if args.shards > MAX_JOBS:
+        raise MatrixError(
+            f"--shards {args.shards}: GitHub runs at most {MAX_JOBS} jobs of a matrix",
+            fix=f"pass --shards {MAX_JOBS} or fewer",
+        )
     if args.waves is not None and args.waves < 1:
         raise MatrixError(
             f"--waves {args.waves}: at least one wave is needed",

@@ -32,6 +32,9 @@ def note(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+MAX_SHARDS = 1024
+
+
 def check_options(args: argparse.Namespace) -> None:
     """One clear error for option combinations that mean nothing."""
     affected = getattr(args, "affected", False)
@@ -61,6 +64,11 @@ def check_options(args: argparse.Namespace) -> None:
     if shards is not None and shards < 1:
         raise UserError(
             f"--shards {shards}: at least one job is needed", fix="pass --shards 1 or more"
+        )
+    if shards is not None and shards > MAX_SHARDS:  # the layout's work grows with it
+        raise UserError(
+            f"--shards {shards}: more jobs than a CI run has",
+            fix=f"pass at most {MAX_SHARDS} (GitHub Actions runs at most 256 of a matrix)",
         )
     waves = getattr(args, "waves", None)
     if waves is not None and (waves < 1 or shards is None):

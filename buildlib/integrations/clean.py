@@ -14,7 +14,7 @@ import shutil
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-from buildlib.core.errors import UserError
+from buildlib.core.errors import ManifestError, UserError
 from buildlib.core.fmt import human_size
 from buildlib.incremental.outputs import matching_paths
 from buildlib.planning.plan import StepPaths, fill_template, template_variables
@@ -51,15 +51,35 @@ def planned_removals(manifest: Manifest, *, target: Target, selection: Sequence[
                 return fill_template(text, values, file=manifest.path, step=step_name, key=key)
 
             step_paths = StepPaths(manifest, step, fill(step.cwd, "cwd"), fill)
-            for pattern in (
-                *step_paths.of("outputs", step.outputs),
-                *step_paths.of("clean", step.clean),
+            for key, pattern in (
+                *(("outputs", p) for p in step_paths.of("outputs", step.outputs)),
+                *(("clean", p) for p in step_paths.of("clean", step.clean)),
             ):
                 for path in _expand(root, pattern):
+                    _check_removable(manifest, root, path, step=step.name, key=key)
                     found[path] = None
     # A path inside another removed directory goes with it.
     paths = sorted(found)
     return [p for p in paths if not any(q != p and p.is_relative_to(q) for q in paths)]
+
+
+def _check_removable(manifest: Manifest, root: Path, path: Path, *, step: str, key: str) -> None:
+    """Never the manifest, `.buildlib` or `.git`, nor a directory holding one (`*`)."""
+    rel = path.relative_to(root).as_posix()
+    kept = (os.path.relpath(manifest.path, root).replace(os.sep, "/"), ".buildlib", ".git")
+    hit = next((k for k in kept if k == rel or k.startswith(rel + "/")), None)
+    if hit is None and rel.split("/", 1)[0] in (".buildlib", ".git"):
+        hit = rel
+    if hit is not None:
+        raise ManifestError(
+            f"{key} matches {rel}"
+            + ("" if hit == rel else f", which holds {hit}")
+            + ": clean would delete it",
+            file=manifest.path,
+            step=step,
+            key=key,
+            fix="name what the step writes (dist, out/*.js), never the manifest, .buildlib or .git",
+        )
 
 
 def _expand(root: Path, pattern: str) -> Iterable[Path]:

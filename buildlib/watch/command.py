@@ -18,6 +18,8 @@ from typing import Any
 
 from buildlib.cache.config import cache_location_options
 
+MAX_POLL = 3600.0  # seconds between polls: beyond an hour, a watch that never looks
+
 
 def watch_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -104,9 +106,10 @@ def run_watch(args: argparse.Namespace, context: Any) -> int:
         raise UserError(
             f"--debounce {args.debounce}: expected 0 to 10 seconds", fix="e.g. --debounce 0.2"
         )
-    if args.poll is not None and args.poll <= 0:
+    if args.poll is not None and not 0 < args.poll <= MAX_POLL:  # nan and inf too
         raise UserError(
-            f"--poll {args.poll}: expected a positive number of seconds", fix="e.g. --poll 0.5"
+            f"--poll {args.poll}: expected a number of seconds above 0, up to {MAX_POLL:g}",
+            fix="e.g. --poll 0.5",
         )
     manifest, mode, target = context.manifest, context.mode, context.target
     environ = dict(os.environ)

@@ -594,6 +594,11 @@ def _parse(check: _Checker, source: bytes) -> dict[str, Any]:
             f"not UTF-8 text ({exc.reason} at byte {exc.start})", fix="save the file as UTF-8"
         ) from None
     except toml.TOMLDecodeError as exc:
+        if source.startswith(b"\xef\xbb\xbf"):
+            raise check.error(
+                "starts with a byte order mark (U+FEFF), which TOML does not allow",
+                fix="save it as UTF-8 without a BOM (most editors call it plain UTF-8)",
+            ) from None
         raise check.error(f"invalid TOML: {exc}", fix="fix the syntax at that line") from None
     except RecursionError:
         raise check.error(
@@ -614,7 +619,7 @@ def _validate(
     check.known_keys(raw, TOP_KEYS, where="the manifest")
 
     version = raw.get("version", 1)
-    if version not in VERSIONS or isinstance(version, bool):
+    if version not in VERSIONS or not isinstance(version, int) or isinstance(version, bool):
         raise check.error(
             f"unknown manifest version {version!r}",
             key="version",
