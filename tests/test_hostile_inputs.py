@@ -271,3 +271,77 @@ def test_clean_never_deletes_the_manifest_or_the_engines_state(
     one_clear_error(run(tmp_path, "clean"), "key 'clean'", "clean would delete it")
     assert (tmp_path / "build.toml").exists() and (tmp_path / "src.c").exists()
     assert (tmp_path / ".git").is_dir() and (tmp_path / ".buildlib/logs").is_dir()
+
+
+# -- what a wildcard or a symlink could reach ----------------------------------------------------
+
+
+def test_a_wildcard_at_the_root_never_takes_the_engines_or_gits_files(tmp_path: Path) -> None:
+    """`**/logs` once recorded .buildlib/logs/.../a.log as the step's output (and would
+    take .git/logs in a checkout): a restore would replace them."""
+    manifest(
+        tmp_path,
+        '[[step]]\nname = "a"\ncommand = ["sh", "-c", "mkdir -p out/logs && echo x > out/logs/l"]\n'
+        'outputs = ["**/logs"]\n',
+    )
+    (tmp_path / ".git/logs").mkdir(parents=True)
+    (tmp_path / ".git/logs/HEAD").write_text("reflog\n")
+    done = run(tmp_path, "build", "--plain")
+    assert done.returncode == 0, done.stdout + done.stderr
+    from buildlib.incremental.outputs import OutputScope, expand_outputs
+
+    assert expand_outputs(tmp_path, ["**/logs"]) == ["out/logs/l"]
+    assert OutputScope(["**/logs"]).owner(".git/logs/HEAD") is None
+    assert OutputScope(["**/logs"]).owner(".buildlib/logs/x/a.log") is None
+    assert OutputScope(["**/logs"]).owner("out/logs/l") == "**/logs"
+
+
+@pytest.mark.parametrize(
+    ("link", "to", "output", "reaches"),
+    [
+        ("g", ".git", "g/objects", ".git/objects"),
+        ("self", ".", "self/build.toml", "build.toml"),
+        ("self", ".", "self", "the workspace root"),
+        ("b", ".buildlib", "b/logs/*.log", ".buildlib/logs"),
+    ],
+)
+def test_an_output_through_a_symlink_is_judged_where_it_leads(
+    tmp_path: Path, link: str, to: str, output: str, reaches: str
+) -> None:
+    manifest(tmp_path, step("a", f"outputs = [{json.dumps(output)}]"))
+    (tmp_path / ".git/objects").mkdir(parents=True)
+    (tmp_path / ".buildlib/logs").mkdir(parents=True)
+    (tmp_path / link).symlink_to(to)
+    one_clear_error(run(tmp_path, "build", "--dry-run"), f"resolves to {reaches} through a symlink")
+
+
+def test_clean_judges_a_path_where_it_really_lies(tmp_path: Path) -> None:
+    manifest(tmp_path, step("a", 'clean = ["g/objects"]'))
+    (tmp_path / ".git/objects").mkdir(parents=True)
+    (tmp_path / "g").symlink_to(".git")
+    one_clear_error(run(tmp_path, "clean"), "matches .git/objects", "clean would delete it")
+    assert (tmp_path / ".git/objects").is_dir()
+
+
+def test_a_nul_through_a_variable_is_refused(tmp_path: Path) -> None:
+    manifest(tmp_path, '[vars]\nx = "a\\u0000b"\n[[step]]\nname = "a"\ncommand = ["echo", "{x}"]\n')
+    one_clear_error(run(tmp_path, "build", "--dry-run"), "NUL", "key 'command'")
+
+
+def test_a_dry_run_shows_bidi_marks_and_outputs_as_escapes(tmp_path: Path) -> None:
+    manifest(
+        tmp_path,
+        '[[step]]\nname = "a"\ncommand = ["echo", "\\u202emr"]\noutputs = ["out\\u0007"]\n',
+    )
+    done = run(tmp_path, "build", "--dry-run", "--no-cache")
+    assert done.returncode == 0, done.stderr
+    assert "\\u202emr" in done.stdout and "out\\x07" in done.stdout
+    assert "\u202e" not in done.stdout and "\x07" not in done.stdout
+
+
+def test_a_remote_url_with_a_space_in_its_path_is_refused(tmp_path: Path) -> None:
+    manifest(tmp_path, step("a"))
+    one_clear_error(
+        run(tmp_path, "build", BUILDLIB_REMOTE_CACHE="http://cache.example/a b"),
+        "is not an http(s) URL",
+    )

@@ -352,3 +352,59 @@ def test_exists_answers_as_a_scan_of_every_path(paths: frozenset[str], asked: li
         prefix = "" if normal == "." else normal + "/"
         scanned = normal in paths or any(p.startswith(prefix) for p in paths)
         assert files.exists(question) == scanned, question
+
+
+def test_two_scripts_of_one_step_name_get_names_of_their_own(tmp_path: Path) -> None:
+    """`build:js` and `build:JS` both sanitise to `build-js`: the second is `-2`, and
+    nothing depends on the wrong one."""
+    write(
+        tmp_path,
+        {
+            "package.json": {"name": "r", "scripts": {"build:js": "tsc", "build:JS": "tsc -b"}},
+            "package-lock.json": "{}",
+        },
+    )
+    git_init(tmp_path)
+    done = buildlib(tmp_path, "init")
+    assert done.returncode == 0, done.stderr
+    names = list(steps_of(tmp_path))
+    assert len(names) == len(set(names)), names
+
+
+def test_a_package_name_longer_than_a_step_name_is_shortened(tmp_path: Path) -> None:
+    long = "@s/" + "a" * 110
+    write(
+        tmp_path,
+        {
+            "package.json": {"name": "r", "workspaces": ["packages/*"]},
+            "package-lock.json": "{}",
+            "packages/p/package.json": {"name": long, "scripts": {"build": "tsc"}},
+        },
+    )
+    git_init(tmp_path)
+    done = buildlib(tmp_path, "init")
+    assert done.returncode == 0, done.stderr
+    names = [n for n in steps_of(tmp_path) if n.startswith("aaa")]
+    assert names and all(len(n) <= 100 for n in names), names
+
+
+def test_a_directory_name_in_no_encoding_is_a_clear_error(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        {"package.json": {"name": "r", "workspaces": ["packages/*"]}, "package-lock.json": "{}"},
+    )
+    odd = os.fsencode(tmp_path / "packages") + b"/caf\xe9"
+    os.makedirs(odd)
+    with open(odd + b"/package.json", "w") as handle:
+        handle.write(json.dumps({"name": "cafe", "scripts": {"build": "tsc"}}))
+    done = buildlib(tmp_path, "init")
+    assert done.returncode == 1
+    assert "is not UTF-8 text" in done.stderr and "Traceback" not in done.stderr
+    assert not list(tmp_path.glob(".build.toml.init-*"))
+
+
+def test_braces_that_expand_beyond_reason_are_refused(tmp_path: Path) -> None:
+    write(tmp_path, {"package.json": {"name": "r", "workspaces": ["p/" + "{a,b}" * 30]}})
+    done = buildlib(tmp_path, "init", "--dry-run")
+    assert done.returncode == 1
+    assert "expands to over 256 globs" in done.stderr

@@ -123,6 +123,18 @@ def test_matching_paths_names_the_matches_themselves_for_clean(tree: Path) -> No
         ({"a": ["lib/a*"], "z": ["lib/*b"]}, ("a", "lib/a*", "z", "lib/*b")),  # lib/ab
         # The root holds everything.
         ({"a": ["."], "z": ["dist"]}, ("a", ".", "z", "dist")),
+        # A third step's `dist.zip` sorts between `dist` and `dist/x.js`.
+        (
+            {"a": ["dist/*.js"], "b": ["dist/x.js"], "c": ["dist.zip"]},
+            ("a", "dist/*.js", "b", "dist/x.js"),
+        ),
+        ({"a": ["[^a]"], "b": ["b"]}, ("a", "[^a]", "b", "b")),  # `[^a]` is `[!a]`
+        ({"a": ["out/x"], "b": ["out/x "]}, ("a", "out/x", "b", "out/x ")),  # as read
+        ({"a": ["dist/pkg1-*.tgz"], "b": ["dist/pkg10-*.tgz"]}, None),
+        (
+            {"a": ["dist/pkg1*.tgz"], "b": ["dist/pkg10-*.tgz"]},
+            ("a", "dist/pkg1*.tgz", "b", "dist/pkg10-*.tgz"),
+        ),
     ],
 )
 def test_overlapping_outputs_of_two_steps_are_found(
@@ -174,7 +186,9 @@ def test_root_and_backslash_dir_globs_cover_what_they_expand_to() -> None:
     assert scope.owner("out") is None
 
 
-_GLOB_SEGMENTS = st.sampled_from(["a", "b", "ab", "*", "a*", "*b", "?", "**", "[ab]", "*.js"])
+_GLOB_SEGMENTS = st.sampled_from(
+    ["a", "b", "ab", "*", "a*", "*b", "?", "**", "[ab]", "[^a]", "[!b]", "*.js", "a.js"]
+)
 _PATH_SEGMENTS = st.sampled_from(["a", "b", "ab", "ba", "x.js", "aab"])
 
 
@@ -185,7 +199,8 @@ _PATH_SEGMENTS = st.sampled_from(["a", "b", "ab", "ba", "x.js", "aab"])
 )
 def test_no_overlap_of_two_outputs_is_missed(first: str, second: str, paths: list[str]) -> None:
     """Whenever some path is covered by both steps' outputs (the dialect's own `owner`),
-    the plan's check finds the pair: a restore of one could delete the other's files."""
+    the plan's check finds the pair: a restore of one could delete the other's files.
+    Other steps' outputs beside them (paths that sort in between) change nothing."""
     shared = [
         path
         for path in paths
@@ -194,3 +209,6 @@ def test_no_overlap_of_two_outputs_is_missed(first: str, second: str, paths: lis
     ]
     if shared:
         assert overlap({"one": [first], "two": [second]}) is not None, shared
+        others = {f"other{i}": [f"{path}.zip"] for i, path in enumerate(paths)}
+        found = overlap({"one": [first], "two": [second], **others})
+        assert found is not None, (shared, others)

@@ -176,7 +176,7 @@ def check_url(url: str) -> tuple[SplitResult, int | None]:
         or parts.scheme not in ("http", "https")
         or not host
         or port == -1
-        or any(c.isspace() or not c.isprintable() for c in parts.netloc)
+        or any(c.isspace() or not c.isprintable() for c in url)
     ):
         shown = _display(parts) if parts is not None else "(unreadable)"
         raise UserError(

@@ -10,6 +10,10 @@ from __future__ import annotations
 import re
 
 WILDCARD = re.compile(r"[*?\[]")
+# Directories at the workspace root that no output or clean pattern reaches: the
+# engine's state and git's. A wildcard never matches them there (`**/logs` is not
+# `.buildlib/logs`), and a literal path into them is refused by the plan.
+ENGINE_DIRS = (".buildlib", ".git")
 
 
 def glob_parts(pattern: str) -> list[str]:

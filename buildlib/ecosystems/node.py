@@ -43,6 +43,7 @@ LOCKFILES = {
 }
 SUPPORTED_MANAGERS = ("npm", "pnpm", "yarn")
 PNPM_WORKSPACE = "pnpm-workspace.yaml"
+MAX_EXPANDED = 256  # globs one workspace pattern's braces may stand for
 # Files next to the lockfile that change what an install does, when they exist.
 INSTALL_CONFIG = (".npmrc", ".pnpmfile.cjs", "pnpm-workspace.yaml", ".yarnrc.yml", ".yarnrc")
 PATCH_DIRS = ("patches", ".yarn/patches")  # patch-package, pnpm patch, yarn patch
@@ -258,7 +259,13 @@ def _workspace_patterns(files: RepoFiles, directory: str, package: NodePackage) 
     pnpm_file = _join(directory, PNPM_WORKSPACE)
     if files.exists(pnpm_file):
         patterns += _pnpm_packages(read_text(files, pnpm_file, "pnpm-workspace.yaml file"))
-    expanded = [x for p in patterns for x in expand_braces(p.strip().rstrip("/")) if x]
+    try:
+        expanded = [x for p in patterns for x in expand_braces(p.strip().rstrip("/")) if x]
+    except ValueError as exc:
+        raise UserError(
+            f"{files.root / _join(directory, 'package.json')}: a workspace glob {exc}",
+            fix="name the packages with fewer brace lists (packages/*)",
+        ) from None
     for pattern in expanded:
         parts = pattern.removeprefix("!").split("/")
         if pattern.removeprefix("!").startswith("/") or ".." in parts:
@@ -293,8 +300,12 @@ def expand_braces(pattern: str) -> list[str]:
         if commas:
             head, tail = pattern[:start], pattern[end + 1 :]
             bounds = [start, *commas, end]
-            options = [pattern[a + 1 : b] for a, b in itertools.pairwise(bounds)]
-            return [x for option in options for x in expand_braces(head + option + tail)]
+            expanded: list[str] = []
+            for a, b in itertools.pairwise(bounds):
+                expanded += expand_braces(head + pattern[a + 1 : b] + tail)
+                if len(expanded) > MAX_EXPANDED:  # 30 `{a,b}` would be a billion
+                    raise ValueError(f"{pattern!r} expands to over {MAX_EXPANDED} globs")
+            return expanded
         start = pattern.find("{", end + 1)  # `{x}` alone is no list: kept as written
     return [pattern]
 

@@ -29,7 +29,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
-from buildlib.core.globs import WILDCARD, glob_parts
+from buildlib.core.globs import ENGINE_DIRS, WILDCARD, glob_parts
 from buildlib.incremental import statscan
 from buildlib.incremental.filehash import compile_glob
 
@@ -69,7 +69,10 @@ class OutputScope:
                 self._globs.append((pattern, re.compile(glob.regex).fullmatch, False))
 
     def owner(self, path: str) -> str | None:
-        """The first pattern covering `path` (relative, '/'-separated), or None."""
+        """The first pattern covering `path` (relative, '/'-separated), or None. Nothing
+        in `.buildlib` or `.git` at the root is anyone's: a restore never writes there."""
+        if path.split("/", 1)[0] in ENGINE_DIRS:
+            return None
         if self._literal:
             prefix = path
             while True:
@@ -122,6 +125,8 @@ def expand_outputs(root: Path, patterns: Iterable[str]) -> list[str]:
         while stack:
             prefix, current = stack.pop()
             for name, is_dir in _entries(base, prefix):
+                if not prefix and name in ENGINE_DIRS:
+                    continue  # a wildcard at the root never takes .buildlib or .git
                 rel = f"{prefix}/{name}" if prefix else name
                 after = glob.step(current, name)
                 if not after:
@@ -148,6 +153,8 @@ def matching_paths(root: Path, pattern: str) -> list[str]:
     while stack:
         prefix, current = stack.pop()
         for name, is_dir in _entries(base, prefix):
+            if not prefix and name in ENGINE_DIRS:
+                continue  # as expand_outputs: never by a wildcard
             rel = f"{prefix}/{name}" if prefix else name
             after = glob.step(current, name)
             if glob.accept in after:
@@ -319,9 +326,7 @@ def overlap(outputs: Mapping[str, Iterable[str]]) -> tuple[str, str, str, str] |
     for step, patterns in outputs.items():
         for pattern in patterns:
             if WILDCARD.search(pattern) is None:  # most outputs: no glob to compile
-                path = "/".join(
-                    p for p in pattern.replace("\\", "/").split("/") if p not in ("", ".")
-                )
+                path = "/".join(glob_parts(pattern))  # as the dialect reads it
             else:
                 segments = compile_glob(pattern).segments
                 fixed = _fixed_prefix(segments)
@@ -359,8 +364,11 @@ def _glob_overlap(
                 break
             above = above.rpartition("/")[0]
         parts = glob_parts(pattern)
-        for path in ordered[bisect.bisect_left(ordered, prefix) :]:
-            if prefix and not (path == prefix or path.startswith(prefix + "/")):
+        # The literals below the prefix: one run of the sorted list ("dist.zip" and
+        # "dist-old" sort between "dist" and "dist/x": the run starts after them).
+        below = prefix + "/" if prefix else ""
+        for path in ordered[bisect.bisect_left(ordered, below) :]:
+            if not path.startswith(below):
                 break
             other_step, other_pattern = literal[path]
             # Covered by the glob, or holding one of its matches (`a` and `*/a`).
@@ -372,23 +380,35 @@ def _glob_overlap(
 def _globs_overlap(globs: list[tuple[str, str, str]]) -> tuple[str, str, str, str] | None:
     """Two steps' globs that may match one path, or a path and one inside it
     (`dist/*.js` and `dist/**`). Only globs whose fixed prefixes are nested can: each is
-    compared with those at its own prefix and at the prefixes above it."""
-    at: dict[str, list[tuple[str, str, list[str]]]] = {}
-    for step, pattern, prefix in globs:
-        at.setdefault(prefix, []).append((step, pattern, glob_parts(pattern)))
+    compared with those at the prefixes above its own, and at its own prefix with those
+    whose first wildcard segment starts compatibly (`pkg1-*` meets `pkg1-a*`, not
+    `pkg2-*`): a thousand `dist/pkgN-*.tgz` are a thousand comparisons, not a million."""
+    at: dict[str, list[tuple[str, int, str, str, list[str]]]] = {}
+    for index, (step, pattern, prefix) in enumerate(globs):
+        parts = glob_parts(pattern)
+        depth = len(prefix.split("/")) if prefix else 0
+        wild = parts[depth] if depth < len(parts) else ""
+        head = wild[: m.start()] if (m := WILDCARD.search(wild)) is not None else wild
+        at.setdefault(prefix, []).append((head, index, step, pattern, parts))
+    found: list[tuple[int, int]] = []  # pairs of indexes, to report the first declared
     for prefix, here in at.items():
-        above = [prefix]
-        while above[-1]:
-            above.append(above[-1].rpartition("/")[0])
-        for index, (step, pattern, parts) in enumerate(here):
-            for place in above:
-                others = here[index + 1 :] if place == prefix else at.get(place, ())
-                for other_step, other_pattern, other_parts in others:
+        here.sort()
+        for i, (head, index, step, _, parts) in enumerate(here):
+            for other_head, other, other_step, _, other_parts in here[i + 1 :]:
+                if not other_head.startswith(head):
+                    break  # sorted: no later head starts with this one either
+                if other_step != step and may_meet(parts, other_parts):
+                    found.append((min(index, other), max(index, other)))
+            above = prefix
+            while above:
+                above = above.rpartition("/")[0]
+                for _, other, other_step, _, other_parts in at.get(above, ()):
                     if other_step != step and may_meet(parts, other_parts):
-                        if place == prefix:  # in the order they were declared
-                            return (step, pattern, other_step, other_pattern)
-                        return (other_step, other_pattern, step, pattern)  # the wider first
-    return None
+                        found.append((other, index))  # the wider first
+    if not found:
+        return None
+    first, second = min(found, key=lambda pair: (max(pair), min(pair)))
+    return (globs[first][0], globs[first][1], globs[second][0], globs[second][1])
 
 
 def may_meet(first: Sequence[str], second: Sequence[str]) -> bool:
@@ -422,7 +442,8 @@ def _segments_meet(a: str, b: str) -> bool:
         return a == b
     if wild_a is None or wild_b is None:
         literal, pattern = (a, b) if wild_a is None else (b, a)
-        return fnmatch.fnmatchcase(literal, pattern)
+        # The dialect reads `[^x]` as `[!x]`, as most shells do; fnmatch only knows `!`.
+        return fnmatch.fnmatchcase(literal, pattern.replace("[^", "[!"))
     head_a, head_b = a[: wild_a.start()], b[: wild_b.start()]
     tail_a, tail_b = _literal_tail(a), _literal_tail(b)
     return (head_a.startswith(head_b) or head_b.startswith(head_a)) and (

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from buildlib.core.errors import ManifestError, UserError
 from buildlib.core.fmt import human_size
+from buildlib.core.globs import ENGINE_DIRS
 from buildlib.incremental.outputs import matching_paths
 from buildlib.planning.plan import StepPaths, fill_template, template_variables
 from buildlib.workspace.manifest import Manifest
@@ -64,11 +65,13 @@ def planned_removals(manifest: Manifest, *, target: Target, selection: Sequence[
 
 
 def _check_removable(manifest: Manifest, root: Path, path: Path, *, step: str, key: str) -> None:
-    """Never the manifest, `.buildlib` or `.git`, nor a directory holding one (`*`)."""
-    rel = path.relative_to(root).as_posix()
-    kept = (os.path.relpath(manifest.path, root).replace(os.sep, "/"), ".buildlib", ".git")
+    """Never the manifest, `.buildlib` or `.git`, nor a directory holding one (`*`), as
+    the entry really lies (`g/objects` with `g -> .git` is `.git/objects`)."""
+    real = Path(os.path.realpath(path.parent)) / path.name  # `_expand` kept it inside
+    rel = real.relative_to(root).as_posix()
+    kept = (os.path.relpath(manifest.path, root).replace(os.sep, "/"), *ENGINE_DIRS)
     hit = next((k for k in kept if k == rel or k.startswith(rel + "/")), None)
-    if hit is None and rel.split("/", 1)[0] in (".buildlib", ".git"):
+    if hit is None and rel.split("/", 1)[0] in ENGINE_DIRS:
         hit = rel
     if hit is not None:
         raise ManifestError(

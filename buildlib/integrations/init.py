@@ -33,6 +33,8 @@ from buildlib.ecosystems.node_steps import node_steps, sanitize
 from buildlib.ecosystems.repo_files import list_files
 
 MANIFEST = "build.toml"
+MAX_STEP_NAME = 100  # workspace/manifest.py's STEP_NAME
+MAX_CYCLES = 200  # dependency cycles init breaks (each costs a search of the graph)
 NOXFILE = "noxfile.py"
 # How each tool's version is asked for (its output is part of the steps' fingerprints).
 TOOL_COMMANDS: Mapping[str, tuple[str, ...]] = {
@@ -170,24 +172,33 @@ def _unique_names(batches: Sequence[Sequence[DraftStep]]) -> list[DraftStep]:
     taken: set[str] = set()
     steps: list[DraftStep] = []
     for batch in batches:
-        renamed: dict[str, str] = {}
+        names: list[str] = []
+        renamed: dict[str, str] = {}  # a name of this batch -> its first step's new name
         for step in batch:
-            name, count = step.name, 1
+            base = _short_name(step.name)
+            name, count = base, 1
             while name in taken:
                 count += 1
-                name = f"{step.name}-{count}"
+                name = f"{base}-{count}"
             taken.add(name)
-            if name != step.name:
-                renamed[step.name] = name
+            names.append(name)
+            renamed.setdefault(step.name, name)
         steps += [
-            replace(
-                step,
-                name=renamed.get(step.name, step.name),
-                depends_on=tuple(renamed.get(d, d) for d in step.depends_on),
-            )
-            for step in batch
+            replace(step, name=name, depends_on=tuple(renamed.get(d, d) for d in step.depends_on))
+            for step, name in zip(batch, names, strict=True)
         ]
     return steps
+
+
+def _short_name(name: str) -> str:
+    """`name` if the manifest takes it, else cut to fit with a digest of the whole (npm
+    allows 214-character package names; a step name is at most 100 characters)."""
+    if len(name) <= MAX_STEP_NAME - 8:  # room for a "-2" and more
+        return name
+    import hashlib
+
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    return f"{name[: MAX_STEP_NAME - 18].rstrip('-')}-{digest}"
 
 
 def _break_cycles(steps: Sequence[DraftStep]) -> tuple[list[DraftStep], list[str]]:
@@ -199,13 +210,22 @@ def _break_cycles(steps: Sequence[DraftStep]) -> tuple[list[DraftStep], list[str
 
     deps = {s.name: [d for d in s.depends_on if d != s.name] for s in steps}
     notes: list[str] = []
-    while (cycle := find_cycle({n: tuple(d) for n, d in deps.items()})) is not None:
+    for _ in range(MAX_CYCLES + 1):  # each search is linear; more are refused below
+        cycle = find_cycle({n: tuple(d) for n, d in deps.items()})
+        if cycle is None:
+            break
         before, after = cycle[-2], cycle[-1]
         deps[before].remove(after)
         notes.append(
             f"{' -> '.join(cycle)}: these steps depend on each other (their packages "
             f"do), so {before} no longer waits for {after}: check which one builds "
             "first, and remove the dependency the other way round if that is wrong"
+        )
+    else:
+        raise UserError(
+            f"the packages depend on each other in more than {MAX_CYCLES} cycles: init "
+            "cannot tell which builds first",
+            fix="write the steps by hand (docs/manifest.md), ordering them with depends_on",
         )
     return [replace(s, depends_on=tuple(deps[s.name])) for s in steps], notes
 
@@ -331,8 +351,17 @@ def _write_new(path: Path, text: str) -> None:
     """Write `path` anew (O_EXCL: never through a link that appears there meanwhile)."""
     path.unlink(missing_ok=True)  # a leftover of an interrupted init (a link: itself)
     try:
-        with path.open("x", encoding="utf-8") as handle:
-            handle.write(text)
+        encoded = text.encode("utf-8")
+    except UnicodeEncodeError as exc:  # a directory name that is not UTF-8
+        bad = text[exc.start : exc.end].encode("utf-8", "backslashreplace").decode()
+        line = text[: exc.start].rpartition("\n")[2] + bad
+        raise UserError(
+            f"a path init would write is not UTF-8 text ({line.strip()!r})",
+            fix="rename that file or directory with a UTF-8 name (the manifest is UTF-8)",
+        ) from None
+    try:
+        with path.open("xb") as handle:
+            handle.write(encoded)
     except OSError as exc:
         path.unlink(missing_ok=True)
         raise UserError(

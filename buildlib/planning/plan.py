@@ -18,7 +18,7 @@ from typing import Any
 from buildlib.core import graph
 from buildlib.core.entrykinds import EntryKinds
 from buildlib.core.errors import ManifestError, UserError
-from buildlib.core.globs import glob_parts, literal_prefix, normal_path
+from buildlib.core.globs import ENGINE_DIRS, glob_parts, literal_prefix, normal_path
 from buildlib.core.records import field, record, restore
 from buildlib.planning import remembered
 from buildlib.workspace.artifacts import Artifact
@@ -378,7 +378,17 @@ def _fill_step(
     def fill(text: str, key: str) -> str:
         if "{" not in text and "}" not in text:
             return text  # most strings hold no template: not even a call to fill_template
-        return fill_template(text, variables, file=manifest.path, step=spec.name, key=key)
+        filled = fill_template(text, variables, file=manifest.path, step=spec.name, key=key)
+        if "\0" in filled:  # from a [vars] value: the text itself was checked
+            raise ManifestError(
+                f"{text!r} fills to a value holding a NUL character, which no argument, "
+                "variable or path can hold",
+                file=manifest.path,
+                step=spec.name,
+                key=key,
+                fix="remove the NUL (\\u0000) from the variable",
+            )
+        return filled
 
     overrides = [
         o
@@ -440,6 +450,7 @@ class _Placer:
         self.manifest, self.priority, self.durations = manifest, priority, durations
         self.resolver = _Resolver(manifest.root.resolve())
         self.managers: dict[Path, str] = {}
+        self._manifest_rel = Path(os.path.relpath(manifest.path, manifest.root)).as_posix()
 
     def __call__(self, filled: Mapping[str, Any]) -> PlannedStep:
         values = dict(filled)
@@ -464,6 +475,17 @@ class _Placer:
                     key="outputs",
                     fix="declare outputs under the workspace root",
                 )
+            reached = self._reached(prefix) if prefix else ""
+            if reached:
+                raise ManifestError(
+                    f"output {output!r} resolves to {reached} through a symlink: a restore "
+                    "would replace what is there",
+                    file=self.manifest.path,
+                    step=name,
+                    key="outputs",
+                    fix="declare the real directory the step writes, not a link to the "
+                    "root, the manifest, .buildlib or .git",
+                )
         cwd = resolver.path(cwd_text)
         if script is not None:
             values["argv"] = self._script_argv(cwd, script, extra_args)
@@ -472,6 +494,17 @@ class _Placer:
         values["priority"] = self.priority[name]
         values["estimate"] = self.durations[name]
         return restore(PlannedStep, values)
+
+    def _reached(self, prefix: str) -> str:
+        """What an output's literal part resolves to when it is the root, the manifest, or
+        in `.buildlib` or `.git` (a symlink such as `self -> .` or `g -> .git`: the
+        manifest's own check reads the text alone), else ""."""
+        real = self.resolver.relative(prefix)
+        if real == ".":
+            return "the workspace root"
+        if real == self._manifest_rel or real.split("/", 1)[0] in ENGINE_DIRS:
+            return real
+        return ""
 
     def _script_argv(self, cwd: Path, script: str, extra_args: tuple[str, ...]) -> tuple[str, ...]:
         from buildlib.ecosystems.scripts import detect_package_manager, script_argv
@@ -487,23 +520,16 @@ class _Placer:
         return tuple(script_argv(manager, script, extra_args, root=self.resolver.root))
 
 
-# What no output may cover: a restore replaces an output with exactly its entry's files,
-# so an output that holds these would delete or replace them (the manifest is added).
-KEPT_OUT_OF_OUTPUTS = (".buildlib", ".git")
-
-
 def _check_output_places(manifest: Manifest, spec: StepSpec, outputs: Sequence[str]) -> None:
     """No output is the workspace root, or covers or lies in the manifest, `.buildlib` or
     `.git`: a restore of such an entry (a checkout's build of it, shared through the
     cache) would delete the sources or the engine's state."""
-    kept = (Path(os.path.relpath(manifest.path, manifest.root)).as_posix(), *KEPT_OUT_OF_OUTPUTS)
+    kept = (Path(os.path.relpath(manifest.path, manifest.root)).as_posix(), *ENGINE_DIRS)
     for written, output in zip(spec.outputs, outputs, strict=True):
         prefix = literal_prefix(output)
         # Inside .buildlib or .git by its literal part, or holding one of `kept` (the
         # dialect's own answer for a glob: `*` and `**` do, `**/dist` does not).
-        covered = next(
-            (k for k in KEPT_OUT_OF_OUTPUTS if prefix == k or prefix.startswith(k + "/")), ""
-        )
+        covered = next((k for k in ENGINE_DIRS if prefix == k or prefix.startswith(k + "/")), "")
         if not glob_parts(output):
             covered = "the whole workspace"
         elif not covered and prefix == normal_path(output):  # a literal path

@@ -59,7 +59,8 @@ def _tally(plan: Plan, forecasts: Mapping[str, Forecast]) -> str:
     return ", ".join(f"{counts[k]} {k}" for k in order if counts.get(k))
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# C0 and C1 controls, and the marks that reorder text (U+202E shows `rm` as `mr`).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 def visible(text: str) -> str:
@@ -116,7 +117,7 @@ def render_dry_run(
         if step.depends_on:
             lines.append(f"     after: {', '.join(step.depends_on)}")
         if step.outputs:
-            lines.append(f"     makes: {', '.join(step.outputs)}")
+            lines.append(f"     makes: {visible(', '.join(step.outputs))}")
     return "\n".join(lines)
 
 
