@@ -345,3 +345,15 @@ def test_a_remote_url_with_a_space_in_its_path_is_refused(tmp_path: Path) -> Non
         run(tmp_path, "build", BUILDLIB_REMOTE_CACHE="http://cache.example/a b"),
         "is not an http(s) URL",
     )
+
+
+def test_a_nul_through_a_variable_into_clean_is_refused(tmp_path: Path) -> None:
+    manifest(tmp_path, '[vars]\nx = "a\\u0000b"\n' + step("a", 'clean = ["{x}/*"]'))
+    one_clear_error(run(tmp_path, "clean"), "NUL", "key 'clean'")
+
+
+def test_a_remote_url_ending_in_a_newline_is_read_as_written_without_it() -> None:
+    from buildlib.cache.remote import check_url
+
+    parts, port = check_url("http://cache.example:9/x\n")
+    assert (parts.hostname, port, parts.path) == ("cache.example", 9, "/x")

@@ -403,8 +403,28 @@ def test_a_directory_name_in_no_encoding_is_a_clear_error(tmp_path: Path) -> Non
     assert not list(tmp_path.glob(".build.toml.init-*"))
 
 
-def test_braces_that_expand_beyond_reason_are_refused(tmp_path: Path) -> None:
-    write(tmp_path, {"package.json": {"name": "r", "workspaces": ["p/" + "{a,b}" * 30]}})
+@pytest.mark.parametrize(
+    ("braces", "needle"),
+    [("{a,b}" * 9, "expands to over 256 globs"), ("{a,b}" * 1500, "over 16 brace lists")],
+    ids=["512 globs", "1500 lists"],
+)
+def test_braces_that_expand_beyond_reason_are_refused(
+    tmp_path: Path, braces: str, needle: str
+) -> None:
+    write(tmp_path, {"package.json": {"name": "r", "workspaces": ["p/" + braces]}})
     done = buildlib(tmp_path, "init", "--dry-run")
     assert done.returncode == 1
-    assert "expands to over 256 globs" in done.stderr
+    assert needle in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_dependency_on_a_shortened_name_of_an_earlier_batch_follows_it() -> None:
+    """A napi step depends on its Cargo workspace's build: when that name is cut to fit,
+    the dependency is cut the same way."""
+    from buildlib.ecosystems.draft import DraftStep
+    from buildlib.integrations.init import _unique_names
+
+    long = "a" * 96
+    cargo = [DraftStep(name=long, command=("cargo", "build"))]
+    node = [DraftStep(name="pkg-build", command=("napi", "build"), depends_on=(long,))]
+    first, second = _unique_names([cargo, node])
+    assert len(first.name) <= 100 and second.depends_on == (first.name,)

@@ -131,6 +131,7 @@ def test_matching_paths_names_the_matches_themselves_for_clean(tree: Path) -> No
         ({"a": ["[^a]"], "b": ["b"]}, ("a", "[^a]", "b", "b")),  # `[^a]` is `[!a]`
         ({"a": ["out/x"], "b": ["out/x "]}, ("a", "out/x", "b", "out/x ")),  # as read
         ({"a": ["dist/pkg1-*.tgz"], "b": ["dist/pkg10-*.tgz"]}, None),
+        ({"a": ["[[^]"], "b": ["^"]}, ("a", "[[^]", "b", "^")),  # the class {[, ^}
         (
             {"a": ["dist/pkg1*.tgz"], "b": ["dist/pkg10-*.tgz"]},
             ("a", "dist/pkg1*.tgz", "b", "dist/pkg10-*.tgz"),
@@ -212,3 +213,9 @@ def test_no_overlap_of_two_outputs_is_missed(first: str, second: str, paths: lis
         others = {f"other{i}": [f"{path}.zip"] for i, path in enumerate(paths)}
         found = overlap({"one": [first], "two": [second], **others})
         assert found is not None, (shared, others)
+
+
+def test_a_thousand_steps_on_one_glob_are_refused_at_the_first_pair() -> None:
+    """An overlapping manifest costs what the first pair costs, not every pair."""
+    outputs = {f"s{i}": ["dist/**"] for i in range(3000)}
+    assert overlap(outputs) == ("s0", "dist/**", "s1", "dist/**")

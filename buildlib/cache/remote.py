@@ -165,6 +165,7 @@ def parse_header(text: str) -> tuple[str, str]:
 def check_url(url: str) -> tuple[SplitResult, int | None]:
     """The parts of a remote cache's URL and its port, or a UserError (never a ValueError
     from deep in a step: the build checks the URL before any step starts)."""
+    url = url.strip()  # a CI secret often ends in a newline: urlsplit drops it too
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -178,7 +179,9 @@ def check_url(url: str) -> tuple[SplitResult, int | None]:
         or port == -1
         or any(c.isspace() or not c.isprintable() for c in url)
     ):
-        shown = _display(parts) if parts is not None else "(unreadable)"
+        shown = _display(parts) if parts is not None else url
+        if any(c.isspace() or not c.isprintable() for c in url):
+            shown = url  # its repr shows what is wrong with it
         raise UserError(
             f"remote cache URL {shown!r} is not an http(s) URL",
             fix="use e.g. http://cache.example:8080/buildlib in --remote-cache, "

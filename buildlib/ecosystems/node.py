@@ -44,6 +44,7 @@ LOCKFILES = {
 SUPPORTED_MANAGERS = ("npm", "pnpm", "yarn")
 PNPM_WORKSPACE = "pnpm-workspace.yaml"
 MAX_EXPANDED = 256  # globs one workspace pattern's braces may stand for
+MAX_BRACE_LISTS = 16
 # Files next to the lockfile that change what an install does, when they exist.
 INSTALL_CONFIG = (".npmrc", ".pnpmfile.cjs", "pnpm-workspace.yaml", ".yarnrc.yml", ".yarnrc")
 PATCH_DIRS = ("patches", ".yarn/patches")  # patch-package, pnpm patch, yarn patch
@@ -281,6 +282,8 @@ def expand_braces(pattern: str) -> list[str]:
     """`packages/{a,b}` -> `packages/a`, `packages/b` (nested and repeated braces too), as
     npm's and pnpm's glob matchers expand them; a pattern without a closed brace list
     stays as it is."""
+    if pattern.count("{") > MAX_BRACE_LISTS:  # before recursing once a list
+        raise ValueError(f"{pattern!r} holds over {MAX_BRACE_LISTS} brace lists")
     start = pattern.find("{")
     while start >= 0:
         depth, commas, end = 0, [], -1

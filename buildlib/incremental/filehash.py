@@ -157,7 +157,7 @@ def compile_glob(pattern: str) -> _Glob:
                 segments.append(None)
                 regex.append("(?:/[^/]+)*")
         elif WILDCARD.search(part):
-            segment = _segment_regex(part)
+            segment = segment_regex(part)
             segments.append(re.compile(segment))
             regex.append("/" + segment)
         else:
@@ -234,7 +234,7 @@ def _compiled_union(regexes: tuple[str, ...]) -> Callable[[str], re.Match[str] |
     return re.compile("|".join(regexes)).fullmatch
 
 
-def _segment_regex(part: str) -> str:
+def segment_regex(part: str) -> str:
     """Regex for one glob segment: `*` and `?` never match '/', `[!...]` negates."""
     out: list[str] = []
     i, n = 0, len(part)

@@ -21,7 +21,6 @@ the workspace.
 from __future__ import annotations
 
 import bisect
-import fnmatch
 import os
 import re
 import stat
@@ -31,7 +30,7 @@ from pathlib import Path
 
 from buildlib.core.globs import ENGINE_DIRS, WILDCARD, glob_parts
 from buildlib.incremental import statscan
-from buildlib.incremental.filehash import compile_glob
+from buildlib.incremental.filehash import compile_glob, segment_regex
 
 MAX_LINK_HOPS = 40  # as the kernel's ELOOP limit
 
@@ -390,7 +389,6 @@ def _globs_overlap(globs: list[tuple[str, str, str]]) -> tuple[str, str, str, st
         wild = parts[depth] if depth < len(parts) else ""
         head = wild[: m.start()] if (m := WILDCARD.search(wild)) is not None else wild
         at.setdefault(prefix, []).append((head, index, step, pattern, parts))
-    found: list[tuple[int, int]] = []  # pairs of indexes, to report the first declared
     for prefix, here in at.items():
         here.sort()
         for i, (head, index, step, _, parts) in enumerate(here):
@@ -398,16 +396,17 @@ def _globs_overlap(globs: list[tuple[str, str, str]]) -> tuple[str, str, str, st
                 if not other_head.startswith(head):
                     break  # sorted: no later head starts with this one either
                 if other_step != step and may_meet(parts, other_parts):
-                    found.append((min(index, other), max(index, other)))
+                    return _pair(globs, min(index, other), max(index, other))
             above = prefix
             while above:
                 above = above.rpartition("/")[0]
                 for _, other, other_step, _, other_parts in at.get(above, ()):
                     if other_step != step and may_meet(parts, other_parts):
-                        found.append((other, index))  # the wider first
-    if not found:
-        return None
-    first, second = min(found, key=lambda pair: (max(pair), min(pair)))
+                        return _pair(globs, other, index)  # the wider first
+    return None
+
+
+def _pair(globs: list[tuple[str, str, str]], first: int, second: int) -> tuple[str, str, str, str]:
     return (globs[first][0], globs[first][1], globs[second][0], globs[second][1])
 
 
@@ -442,8 +441,7 @@ def _segments_meet(a: str, b: str) -> bool:
         return a == b
     if wild_a is None or wild_b is None:
         literal, pattern = (a, b) if wild_a is None else (b, a)
-        # The dialect reads `[^x]` as `[!x]`, as most shells do; fnmatch only knows `!`.
-        return fnmatch.fnmatchcase(literal, pattern.replace("[^", "[!"))
+        return re.fullmatch(segment_regex(pattern), literal) is not None  # the dialect's own
     head_a, head_b = a[: wild_a.start()], b[: wild_b.start()]
     tail_a, tail_b = _literal_tail(a), _literal_tail(b)
     return (head_a.startswith(head_b) or head_b.startswith(head_a)) and (

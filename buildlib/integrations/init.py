@@ -170,6 +170,7 @@ def _unique_names(batches: Sequence[Sequence[DraftStep]]) -> list[DraftStep]:
     from buildlib.core.records import replace
 
     taken: set[str] = set()
+    earlier: dict[str, str] = {}  # a name of an earlier batch -> what it became
     steps: list[DraftStep] = []
     for batch in batches:
         names: list[str] = []
@@ -184,9 +185,15 @@ def _unique_names(batches: Sequence[Sequence[DraftStep]]) -> list[DraftStep]:
             names.append(name)
             renamed.setdefault(step.name, name)
         steps += [
-            replace(step, name=name, depends_on=tuple(renamed.get(d, d) for d in step.depends_on))
+            replace(
+                step,
+                name=name,
+                depends_on=tuple(renamed.get(d, earlier.get(d, d)) for d in step.depends_on),
+            )
             for step, name in zip(batch, names, strict=True)
         ]
+        for old, new in renamed.items():
+            earlier.setdefault(old, new)
     return steps
 
 

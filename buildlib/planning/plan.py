@@ -97,7 +97,17 @@ def fill_template(
             )
         return variables[name]
 
-    return TEMPLATE_TOKEN.sub(replace, text)
+    filled = TEMPLATE_TOKEN.sub(replace, text)
+    if "\0" in filled:  # from a [vars] value (or the environment): the text was checked
+        raise ManifestError(
+            f"{text!r} fills to a value holding a NUL character, which no argument, "
+            "variable or path can hold",
+            file=file,
+            step=step,
+            key=key,
+            fix="remove the NUL (\\u0000) from the variable",
+        )
+    return filled
 
 
 def template_variables(
@@ -378,17 +388,7 @@ def _fill_step(
     def fill(text: str, key: str) -> str:
         if "{" not in text and "}" not in text:
             return text  # most strings hold no template: not even a call to fill_template
-        filled = fill_template(text, variables, file=manifest.path, step=spec.name, key=key)
-        if "\0" in filled:  # from a [vars] value: the text itself was checked
-            raise ManifestError(
-                f"{text!r} fills to a value holding a NUL character, which no argument, "
-                "variable or path can hold",
-                file=manifest.path,
-                step=spec.name,
-                key=key,
-                fix="remove the NUL (\\u0000) from the variable",
-            )
-        return filled
+        return fill_template(text, variables, file=manifest.path, step=spec.name, key=key)
 
     overrides = [
         o

@@ -60,7 +60,7 @@ def _tally(plan: Plan, forecasts: Mapping[str, Forecast]) -> str:
 
 
 # C0 and C1 controls, and the marks that reorder text (U+202E shows `rm` as `mr`).
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 def visible(text: str) -> str:
