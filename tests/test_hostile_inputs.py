@@ -36,6 +36,7 @@ def manifest(root: Path, text: str) -> Path:
         (".buildlib", ".buildlib"),
         (".buildlib/logs", ".buildlib"),
         (".git/**", ".git"),
+        (".Git/hooks/x", ".Git"),  # `.git` on macOS and Windows
         ("{d}", "the whole workspace"),  # a template that fills to nothing
     ],
 )
@@ -293,6 +294,7 @@ def test_a_wildcard_at_the_root_never_takes_the_engines_or_gits_files(tmp_path: 
     assert expand_outputs(tmp_path, ["**/logs"]) == ["out/logs/l"]
     assert OutputScope(["**/logs"]).owner(".git/logs/HEAD") is None
     assert OutputScope(["**/logs"]).owner(".buildlib/logs/x/a.log") is None
+    assert OutputScope(["**/logs"]).owner(".GIT/logs/HEAD") is None  # any case
     assert OutputScope(["**/logs"]).owner("out/logs/l") == "**/logs"
 
 

@@ -16,6 +16,12 @@ WILDCARD = re.compile(r"[*?\[]")
 ENGINE_DIRS = (".buildlib", ".git")
 
 
+def is_engine_dir(name: str) -> bool:
+    """Whether a root-level name is one of ENGINE_DIRS, in any case: on macOS and
+    Windows `.Git` is `.git`."""
+    return name.casefold() in ENGINE_DIRS
+
+
 def glob_parts(pattern: str) -> list[str]:
     """A glob's segments as the dialect reads them: surrounding space stripped, `\\` read
     as `/`, empty and `.` segments dropped (`compile_glob` refuses absolute globs and

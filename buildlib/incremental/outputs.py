@@ -28,7 +28,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
-from buildlib.core.globs import ENGINE_DIRS, WILDCARD, glob_parts
+from buildlib.core.globs import WILDCARD, glob_parts, is_engine_dir
 from buildlib.incremental import statscan
 from buildlib.incremental.filehash import compile_glob, segment_regex
 
@@ -70,7 +70,7 @@ class OutputScope:
     def owner(self, path: str) -> str | None:
         """The first pattern covering `path` (relative, '/'-separated), or None. Nothing
         in `.buildlib` or `.git` at the root is anyone's: a restore never writes there."""
-        if path.split("/", 1)[0] in ENGINE_DIRS:
+        if is_engine_dir(path.split("/", 1)[0]):
             return None
         if self._literal:
             prefix = path
@@ -124,7 +124,7 @@ def expand_outputs(root: Path, patterns: Iterable[str]) -> list[str]:
         while stack:
             prefix, current = stack.pop()
             for name, is_dir in _entries(base, prefix):
-                if not prefix and name in ENGINE_DIRS:
+                if not prefix and is_engine_dir(name):
                     continue  # a wildcard at the root never takes .buildlib or .git
                 rel = f"{prefix}/{name}" if prefix else name
                 after = glob.step(current, name)
@@ -152,7 +152,7 @@ def matching_paths(root: Path, pattern: str) -> list[str]:
     while stack:
         prefix, current = stack.pop()
         for name, is_dir in _entries(base, prefix):
-            if not prefix and name in ENGINE_DIRS:
+            if not prefix and is_engine_dir(name):
                 continue  # as expand_outputs: never by a wildcard
             rel = f"{prefix}/{name}" if prefix else name
             after = glob.step(current, name)

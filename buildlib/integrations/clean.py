@@ -16,7 +16,7 @@ from pathlib import Path
 
 from buildlib.core.errors import ManifestError, UserError
 from buildlib.core.fmt import human_size
-from buildlib.core.globs import ENGINE_DIRS
+from buildlib.core.globs import ENGINE_DIRS, is_engine_dir
 from buildlib.incremental.outputs import matching_paths
 from buildlib.planning.plan import StepPaths, fill_template, template_variables
 from buildlib.workspace.manifest import Manifest
@@ -71,7 +71,7 @@ def _check_removable(manifest: Manifest, root: Path, path: Path, *, step: str, k
     rel = real.relative_to(root).as_posix()
     kept = (os.path.relpath(manifest.path, root).replace(os.sep, "/"), *ENGINE_DIRS)
     hit = next((k for k in kept if k == rel or k.startswith(rel + "/")), None)
-    if hit is None and rel.split("/", 1)[0] in ENGINE_DIRS:
+    if hit is None and is_engine_dir(rel.split("/", 1)[0]):
         hit = rel
     if hit is not None:
         raise ManifestError(

@@ -18,7 +18,7 @@ from typing import Any
 from buildlib.core import graph
 from buildlib.core.entrykinds import EntryKinds
 from buildlib.core.errors import ManifestError, UserError
-from buildlib.core.globs import ENGINE_DIRS, glob_parts, literal_prefix, normal_path
+from buildlib.core.globs import ENGINE_DIRS, glob_parts, is_engine_dir, literal_prefix, normal_path
 from buildlib.core.records import field, record, restore
 from buildlib.planning import remembered
 from buildlib.workspace.artifacts import Artifact
@@ -502,7 +502,7 @@ class _Placer:
         real = self.resolver.relative(prefix)
         if real == ".":
             return "the workspace root"
-        if real == self._manifest_rel or real.split("/", 1)[0] in ENGINE_DIRS:
+        if real == self._manifest_rel or is_engine_dir(real.split("/", 1)[0]):
             return real
         return ""
 
@@ -529,7 +529,7 @@ def _check_output_places(manifest: Manifest, spec: StepSpec, outputs: Sequence[s
         prefix = literal_prefix(output)
         # Inside .buildlib or .git by its literal part, or holding one of `kept` (the
         # dialect's own answer for a glob: `*` and `**` do, `**/dist` does not).
-        covered = next((k for k in ENGINE_DIRS if prefix == k or prefix.startswith(k + "/")), "")
+        covered = prefix.split("/", 1)[0] if is_engine_dir(prefix.split("/", 1)[0]) else ""
         if not glob_parts(output):
             covered = "the whole workspace"
         elif not covered and prefix == normal_path(output):  # a literal path
