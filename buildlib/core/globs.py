@@ -22,6 +22,18 @@ def is_engine_dir(name: str) -> bool:
     return name.casefold() in ENGINE_DIRS
 
 
+def kept_in_reach(rel: str, manifest: str) -> str:
+    """What replacing or deleting the root-relative path `rel` would take with it, of
+    what no output or clean pattern may: "." for the root itself, the engine directory it
+    is or lies in, or `manifest` (root-relative) when it is or holds it; else ""."""
+    if rel in ("", "."):
+        return "."
+    first = rel.split("/", 1)[0]
+    if is_engine_dir(first):
+        return first
+    return manifest if manifest == rel or manifest.startswith(rel + "/") else ""
+
+
 def glob_parts(pattern: str) -> list[str]:
     """A glob's segments as the dialect reads them: surrounding space stripped, `\\` read
     as `/`, empty and `.` segments dropped (`compile_glob` refuses absolute globs and

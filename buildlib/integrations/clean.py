@@ -16,9 +16,14 @@ from pathlib import Path
 
 from buildlib.core.errors import ManifestError, UserError
 from buildlib.core.fmt import human_size
-from buildlib.core.globs import ENGINE_DIRS, is_engine_dir
+from buildlib.core.globs import kept_in_reach
 from buildlib.incremental.outputs import matching_paths
-from buildlib.planning.plan import StepPaths, fill_template, template_variables
+from buildlib.planning.plan import (
+    StepPaths,
+    fill_template,
+    manifest_relative,
+    template_variables,
+)
 from buildlib.workspace.manifest import Manifest
 from buildlib.workspace.targets import Target
 
@@ -69,14 +74,11 @@ def _check_removable(manifest: Manifest, root: Path, path: Path, *, step: str, k
     the entry really lies (`g/objects` with `g -> .git` is `.git/objects`)."""
     real = Path(os.path.realpath(path.parent)) / path.name  # `_expand` kept it inside
     rel = real.relative_to(root).as_posix()
-    kept = (os.path.relpath(manifest.path, root).replace(os.sep, "/"), *ENGINE_DIRS)
-    hit = next((k for k in kept if k == rel or k.startswith(rel + "/")), None)
-    if hit is None and is_engine_dir(rel.split("/", 1)[0]):
-        hit = rel
-    if hit is not None:
+    hit = kept_in_reach(rel, manifest_relative(manifest))
+    if hit:
         raise ManifestError(
             f"{key} matches {rel}"
-            + ("" if hit == rel else f", which holds {hit}")
+            + (f", which holds {hit}" if hit.startswith(rel + "/") else "")
             + ": clean would delete it",
             file=manifest.path,
             step=step,

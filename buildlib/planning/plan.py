@@ -18,7 +18,13 @@ from typing import Any
 from buildlib.core import graph
 from buildlib.core.entrykinds import EntryKinds
 from buildlib.core.errors import ManifestError, UserError
-from buildlib.core.globs import ENGINE_DIRS, glob_parts, is_engine_dir, literal_prefix, normal_path
+from buildlib.core.globs import (
+    glob_parts,
+    is_engine_dir,
+    kept_in_reach,
+    literal_prefix,
+    normal_path,
+)
 from buildlib.core.records import field, record, restore
 from buildlib.planning import remembered
 from buildlib.workspace.artifacts import Artifact
@@ -450,7 +456,7 @@ class _Placer:
         self.manifest, self.priority, self.durations = manifest, priority, durations
         self.resolver = _Resolver(manifest.root.resolve())
         self.managers: dict[Path, str] = {}
-        self._manifest_rel = Path(os.path.relpath(manifest.path, manifest.root)).as_posix()
+        self._manifest_rel = manifest_relative(manifest)
 
     def __call__(self, filled: Mapping[str, Any]) -> PlannedStep:
         values = dict(filled)
@@ -500,11 +506,8 @@ class _Placer:
         in `.buildlib` or `.git` (a symlink such as `self -> .` or `g -> .git`: the
         manifest's own check reads the text alone), else ""."""
         real = self.resolver.relative(prefix)
-        if real == ".":
-            return "the workspace root"
-        if real == self._manifest_rel or is_engine_dir(real.split("/", 1)[0]):
-            return real
-        return ""
+        kept = kept_in_reach(real, self._manifest_rel)
+        return "the workspace root" if kept == "." else real if kept else ""
 
     def _script_argv(self, cwd: Path, script: str, extra_args: tuple[str, ...]) -> tuple[str, ...]:
         from buildlib.ecosystems.scripts import detect_package_manager, script_argv
@@ -520,25 +523,30 @@ class _Placer:
         return tuple(script_argv(manager, script, extra_args, root=self.resolver.root))
 
 
+def manifest_relative(manifest: Manifest) -> str:
+    """The manifest's path from the workspace root, '/'-separated."""
+    return Path(os.path.relpath(manifest.path, manifest.root)).as_posix()
+
+
 def _check_output_places(manifest: Manifest, spec: StepSpec, outputs: Sequence[str]) -> None:
     """No output is the workspace root, or covers or lies in the manifest, `.buildlib` or
     `.git`: a restore of such an entry (a checkout's build of it, shared through the
     cache) would delete the sources or the engine's state."""
-    kept = (Path(os.path.relpath(manifest.path, manifest.root)).as_posix(), *ENGINE_DIRS)
+    manifest_rel = manifest_relative(manifest)
     for written, output in zip(spec.outputs, outputs, strict=True):
         prefix = literal_prefix(output)
-        # Inside .buildlib or .git by its literal part, or holding one of `kept` (the
-        # dialect's own answer for a glob: `*` and `**` do, `**/dist` does not).
-        covered = prefix.split("/", 1)[0] if is_engine_dir(prefix.split("/", 1)[0]) else ""
+        first = prefix.split("/", 1)[0]
         if not glob_parts(output):
             covered = "the whole workspace"
-        elif not covered and prefix == normal_path(output):  # a literal path
-            covered = next((k for k in kept if k == prefix or k.startswith(prefix + "/")), "")
-        elif not covered:
+        elif prefix == normal_path(output):  # a literal path
+            covered = kept_in_reach(prefix, manifest_rel)
+        elif is_engine_dir(first):  # a glob whose literal part lies in one
+            covered = first
+        else:  # the dialect's own answer: `*` and `**` hold the manifest, `**/dist` not
             from buildlib.incremental.outputs import OutputScope
 
-            scope = OutputScope((output,))
-            covered = next((k for k in kept if scope.owner(k) is not None), "")
+            owns = OutputScope((output,)).owner(manifest_rel) is not None
+            covered = manifest_rel if owns else ""
         if covered:
             raise ManifestError(
                 f"output {written!r} reaches {covered}: a restore replaces an output with "
