@@ -339,8 +339,7 @@ def _write_checked(path: Path, text: str) -> None:
     loaded, then renamed into place."""
     from buildlib.workspace.manifest import load_manifest
 
-    temporary = path.with_name(f".{path.name}.init-{os.getpid()}")
-    _write_new(temporary, text)
+    temporary = _write_new(path, text)
     try:
         load_manifest(temporary)
     except ManifestError as exc:
@@ -354,9 +353,11 @@ def _write_checked(path: Path, text: str) -> None:
     _replace(temporary, path)
 
 
-def _write_new(path: Path, text: str) -> None:
-    """Write `path` anew (O_EXCL: never through a link that appears there meanwhile)."""
-    path.unlink(missing_ok=True)  # a leftover of an interrupted init (a link: itself)
+def _write_new(path: Path, text: str) -> Path:
+    """`text` in a new file beside `path`, to be renamed over it (`_replace`); returns
+    the new file. O_EXCL: never through a link that appears there meanwhile."""
+    temporary = path.with_name(f".{path.name}.init-{os.getpid()}")
+    temporary.unlink(missing_ok=True)  # a leftover of an interrupted init (a link: itself)
     try:
         encoded = text.encode("utf-8")
     except UnicodeEncodeError as exc:  # a directory name that is not UTF-8
@@ -367,14 +368,12 @@ def _write_new(path: Path, text: str) -> None:
             fix="rename that file or directory with a UTF-8 name (the manifest is UTF-8)",
         ) from None
     try:
-        with path.open("xb") as handle:
+        with temporary.open("xb") as handle:
             handle.write(encoded)
     except OSError as exc:
-        path.unlink(missing_ok=True)
-        raise UserError(
-            f"cannot write {path}: {exc.strerror or exc}",
-            fix="check that the directory is writable and the disk not full",
-        ) from None
+        temporary.unlink(missing_ok=True)
+        raise _cannot_write(temporary, exc) from None
+    return temporary
 
 
 def _replace(temporary: Path, path: Path) -> None:
@@ -386,10 +385,14 @@ def _replace(temporary: Path, path: Path) -> None:
         temporary.replace(path)
     except OSError as exc:
         temporary.unlink(missing_ok=True)
-        raise UserError(
-            f"cannot write {path}: {exc.strerror or exc}",
-            fix="check that the directory is writable and the disk not full",
-        ) from None
+        raise _cannot_write(path, exc) from None
+
+
+def _cannot_write(path: Path, exc: OSError) -> UserError:
+    return UserError(
+        f"cannot write {path}: {exc.strerror or exc}",
+        fix="check that the directory is writable and the disk not full",
+    )
 
 
 def _write_noxfile(path: Path, *, force: bool) -> str:
@@ -400,9 +403,7 @@ def _write_noxfile(path: Path, *, force: bool) -> str:
             f"kept {path}: it is a symlink (to {path.readlink()}), which init never "
             "writes through (--force replaces the link with a file)"
         )
-    if path.is_dir() and not path.is_symlink():
-        raise UserError(f"{path} is a directory", fix=f"move it away to let init write {path.name}")
-    if path.is_file() and not path.is_symlink():
+    if path.is_file() and not path.is_symlink():  # a directory: `_replace` names it
         current = path.read_text(encoding="utf-8", errors="replace")
         if _REGISTERS in current and not force:
             return f"kept {path}: it already defines the sessions from build.toml"
@@ -413,7 +414,5 @@ def _write_noxfile(path: Path, *, force: bool) -> str:
                 "    from buildlib.integrations.nox_sessions import register\n"
                 '    register(nox, Path(__file__).resolve().parent / "build.toml")'
             )
-    temporary = path.with_name(f".{path.name}.init-{os.getpid()}")
-    _write_new(temporary, render_noxfile())
-    _replace(temporary, path)
+    _replace(_write_new(path, render_noxfile()), path)
     return f"wrote {path}: `nox -l` lists the sessions"
