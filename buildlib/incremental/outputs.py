@@ -371,7 +371,7 @@ def _glob_overlap(
                 break
             other_step, other_pattern = literal[path]
             # Covered by the glob, or holding one of its matches (`a` and `*/a`).
-            if other_step != step and may_meet(parts, path.split("/") if path else []):
+            if other_step != step and _may_meet(parts, path.split("/") if path else []):
                 return (step, pattern, other_step, other_pattern)
     return None
 
@@ -386,8 +386,7 @@ def _globs_overlap(globs: list[tuple[str, str, str]]) -> tuple[str, str, str, st
     for index, (step, pattern, prefix) in enumerate(globs):
         parts = glob_parts(pattern)
         depth = len(prefix.split("/")) if prefix else 0
-        wild = parts[depth] if depth < len(parts) else ""
-        head = wild[: m.start()] if (m := WILDCARD.search(wild)) is not None else wild
+        head = _literal_head(parts[depth]) if depth < len(parts) else ""
         at.setdefault(prefix, []).append((head, index, step, pattern, parts))
     for prefix, here in at.items():
         here.sort()
@@ -395,13 +394,13 @@ def _globs_overlap(globs: list[tuple[str, str, str]]) -> tuple[str, str, str, st
             for other_head, other, other_step, _, other_parts in here[i + 1 :]:
                 if not other_head.startswith(head):
                     break  # sorted: no later head starts with this one either
-                if other_step != step and may_meet(parts, other_parts):
+                if other_step != step and _may_meet(parts, other_parts):
                     return _pair(globs, min(index, other), max(index, other))
             above = prefix
             while above:
                 above = above.rpartition("/")[0]
                 for _, other, other_step, _, other_parts in at.get(above, ()):
-                    if other_step != step and may_meet(parts, other_parts):
+                    if other_step != step and _may_meet(parts, other_parts):
                         return _pair(globs, other, index)  # the wider first
     return None
 
@@ -410,7 +409,7 @@ def _pair(globs: list[tuple[str, str, str]], first: int, second: int) -> tuple[s
     return (globs[first][0], globs[first][1], globs[second][0], globs[second][1])
 
 
-def may_meet(first: Sequence[str], second: Sequence[str]) -> bool:
+def _may_meet(first: Sequence[str], second: Sequence[str]) -> bool:
     """Whether some path matches both segment lists, or one matches a directory the other
     matches a path inside: an output holds everything under what it matches. Exact for
     literal segments and `**`; two wildcard segments are taken to meet unless their
@@ -442,11 +441,17 @@ def _segments_meet(a: str, b: str) -> bool:
     if wild_a is None or wild_b is None:
         literal, pattern = (a, b) if wild_a is None else (b, a)
         return re.fullmatch(segment_regex(pattern), literal) is not None  # the dialect's own
-    head_a, head_b = a[: wild_a.start()], b[: wild_b.start()]
+    head_a, head_b = _literal_head(a), _literal_head(b)
     tail_a, tail_b = _literal_tail(a), _literal_tail(b)
     return (head_a.startswith(head_b) or head_b.startswith(head_a)) and (
         tail_a.endswith(tail_b) or tail_b.endswith(tail_a)
     )
+
+
+def _literal_head(segment: str) -> str:
+    """The characters before a segment's first wildcard (all of a literal segment)."""
+    wild = WILDCARD.search(segment)
+    return segment if wild is None else segment[: wild.start()]
 
 
 def _literal_tail(segment: str) -> str:
