@@ -11,17 +11,15 @@ import json
 import os
 import posixpath
 import subprocess
-import sys
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import ROOT
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from repos import git_init
+from test_init import buildlib, steps_of, write
 
 from buildlib.core.errors import UserError
 from buildlib.ecosystems.js_config import read_tsconfig
@@ -31,30 +29,8 @@ from buildlib.integrations.init import infer
 from buildlib.workspace.manifest import load_manifest
 
 
-def write(root: Path, files: Mapping[str, str | dict[str, Any]]) -> Path:
-    for name, content in files.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(content if isinstance(content, str) else json.dumps(content))
-    return root
-
-
-def buildlib(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "BUILDLIB_"))}
-    env["PYTHONPATH"] = str(ROOT)
-    return subprocess.run(
-        [sys.executable, "-m", "buildlib", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
-def steps_of(root: Path) -> dict[str, dict[str, Any]]:
-    return {s["name"]: s for s in tomllib.loads((root / "build.toml").read_text())["step"]}
+def manifest_steps(root: Path) -> dict[str, dict[str, Any]]:
+    return steps_of((root / "build.toml").read_text())
 
 
 CRATE_LIB = "pub fn f() -> u32 { 1 }\n"
@@ -207,7 +183,7 @@ def test_path_dependencies_outside_the_members_are_inputs(tmp_path: Path) -> Non
     (root / "build.toml").write_text("")  # infer only; the loaded manifest comes from init
     done = buildlib(root, "init", "--force")
     assert done.returncode == 0, done.stderr
-    for step in steps_of(root).values():
+    for step in manifest_steps(root).values():
         if step.get("cwd") == "ws":
             assert "shim/**" in step["inputs"]
 
@@ -262,7 +238,7 @@ def test_two_cargo_workspaces_of_one_directory_name_keep_their_own_graphs(tmp_pa
     git_init(tmp_path)
     done = buildlib(tmp_path, "init")
     assert done.returncode == 0, done.stderr
-    steps = steps_of(tmp_path)
+    steps = manifest_steps(tmp_path)
     for side in ("a", "b"):
         check, build, test = (f"{side}-rust-cargo-{verb}" for verb in ("check", "build", "test"))
         assert steps[check]["cwd"] == steps[build]["cwd"] == steps[test]["cwd"] == f"{side}/rust"
@@ -367,7 +343,7 @@ def test_two_scripts_of_one_step_name_get_names_of_their_own(tmp_path: Path) -> 
     git_init(tmp_path)
     done = buildlib(tmp_path, "init")
     assert done.returncode == 0, done.stderr
-    names = list(steps_of(tmp_path))
+    names = list(manifest_steps(tmp_path))
     assert len(names) == len(set(names)), names
 
 
@@ -384,7 +360,7 @@ def test_a_package_name_longer_than_a_step_name_is_shortened(tmp_path: Path) -> 
     git_init(tmp_path)
     done = buildlib(tmp_path, "init")
     assert done.returncode == 0, done.stderr
-    names = [n for n in steps_of(tmp_path) if n.startswith("aaa")]
+    names = [n for n in manifest_steps(tmp_path) if n.startswith("aaa")]
     assert names and all(len(n) <= 100 for n in names), names
 
 
