@@ -8,10 +8,18 @@ fastest of each is kept (noise only adds). CPU time (user + system of the tool a
 its children) is shown too: on a machine shared with other work it moves far less
 than wall time. A one-step graph run by each gives the fixed start-up cost, so
 the per-step figure is (500 steps - 1 step) / 499.
+
+Two more rows split the distance to make: `python -c pass` (the interpreter's own
+start, which any Python tool pays) and `spawn_floor.py`, the same steps run by two
+bare Python threads that spawn, wait and keep a log per step as buildlib does, with
+no bookkeeping at all (the floor under any CPython orchestrator here). What buildlib
+takes above that floor is the engine's own: start-up, plan, journal, reports.
 """
 
 from __future__ import annotations
 
+import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -37,15 +45,23 @@ JOBS = 2
 TARGET = 2.0
 
 
-def _setup(
-    dag: Dag, directory: Path, true: str, make: str
-) -> tuple[Callable[[str], Timing], Callable[[str], Timing]]:
-    """Write both tools' files for `dag`; returns timers (log label -> seconds) for each."""
+Timer = Callable[[str], Timing]  # log label -> the run's timing
+FLOOR = Path(__file__).with_name("spawn_floor.py")
+
+
+def _setup(dag: Dag, directory: Path, true: str, make: str) -> tuple[Timer, Timer, Timer]:
+    """Write the files of buildlib, make and the floor for `dag`; a timer for each."""
     commands = {name: [true] for name in dag.names}
     (directory / "buildlib").mkdir(parents=True)
     (directory / "make").mkdir()
+    (directory / "floor").mkdir()
     manifest = emit.write_manifest(dag, commands, directory / "buildlib" / "build.toml")
     makefile = emit.write_makefile(dag, commands, directory / "make" / "Makefile")
+    graph = directory / "floor" / "graph.json"
+    graph.write_text(
+        json.dumps({"names": dag.names, "deps": dag.deps, "commands": commands}),
+        encoding="utf-8",
+    )
 
     def buildlib(label: str) -> Timing:
         return timed(
@@ -61,7 +77,14 @@ def _setup(
             log=directory / f"make-{label}.log",
         )
 
-    return buildlib, run_make
+    def floor(label: str) -> Timing:
+        return timed(
+            [sys.executable, str(FLOOR), str(graph), str(JOBS), str(directory / "floor" / "logs")],
+            cwd=graph.parent,
+            log=directory / f"floor-{label}.log",
+        )
+
+    return buildlib, run_make, floor
 
 
 def run(ctx: Context) -> Result:
@@ -71,17 +94,31 @@ def run(ctx: Context) -> Result:
     big = chains(count=count, length=length)
     steps = len(big.names)
     load_before = load_average()
-    big_buildlib, big_make = _setup(big, ctx.workdir / "big", true, make)
-    one_buildlib, one_make = _setup(chains(count=1, length=1), ctx.workdir / "one", true, make)
+    big_buildlib, big_make, big_floor = _setup(big, ctx.workdir / "big", true, make)
+    one_buildlib, one_make, _ = _setup(chains(count=1, length=1), ctx.workdir / "one", true, make)
 
-    samples: dict[str, list[Timing]] = {"buildlib": [], "make": [], "buildlib1": [], "make1": []}
+    def interpreter(label: str) -> Timing:
+        return timed(
+            [sys.executable, "-c", "pass"],
+            cwd=ctx.workdir,
+            log=ctx.workdir / f"python-{label}.log",
+        )
+
+    timers = {
+        "buildlib": big_buildlib,
+        "make": big_make,
+        "floor": big_floor,
+        "buildlib1": one_buildlib,
+        "make1": one_make,
+        "python": interpreter,
+    }
+    samples: dict[str, list[Timing]] = {name: [] for name in timers}
     for i in range(repeats):
-        samples["buildlib"].append(big_buildlib(str(i)))
-        samples["make"].append(big_make(str(i)))
-        samples["buildlib1"].append(one_buildlib(str(i)))
-        samples["make1"].append(one_make(str(i)))
+        for name, timer in timers.items():
+            samples[name].append(timer(str(i)))
     b, m = fastest(samples["buildlib"]), fastest(samples["make"])
     b1, m1 = fastest(samples["buildlib1"]), fastest(samples["make1"])
+    floor, python = fastest(samples["floor"]), fastest(samples["python"])
     per_b = (b.wall - b1.wall) / (steps - 1) * 1000
     per_m = (m.wall - m1.wall) / (steps - 1) * 1000
     ratio = b.wall / m.wall
@@ -104,6 +141,20 @@ def run(ctx: Context) -> Result:
             label="buildlib, 1 step (start-up)", seconds=b1.wall, ratio=b1.wall / m.wall, cpu=b1.cpu
         ),
         Row(label="make, 1 step (start-up)", seconds=m1.wall, ratio=m1.wall / m.wall, cpu=m1.cpu),
+        Row(
+            label=f"CPython floor, {steps} steps",
+            seconds=floor.wall,
+            ratio=floor.wall / m.wall,
+            cpu=floor.cpu,
+            note="2 bare threads: posix_spawn, waitpid, a log per step (spawn_floor.py)",
+        ),
+        Row(
+            label="python -c pass",
+            seconds=python.wall,
+            ratio=python.wall / m.wall,
+            cpu=python.cpu,
+            note="the interpreter's start, in every Python tool",
+        ),
     )
     return Result(
         name="overhead",
@@ -118,8 +169,14 @@ def run(ctx: Context) -> Result:
             "buildlib_ms_per_step": per_b,
             "make_ms_per_step": per_m,
             "cpu_ratio": b.cpu / m.cpu,
+            "floor_ratio": floor.wall / m.wall,
+            "above_floor_ms": (b.wall - floor.wall) * 1000,
             "load_before": load_before,
             "load_after": load_average(),
         },
-        notes=(f"fastest of {repeats} alternating run(s) each; {count} chains of {length} `true`",),
+        notes=(
+            f"fastest of {repeats} alternating run(s) each; {count} chains of {length} `true`",
+            f"buildlib above the CPython floor: {(b.wall - floor.wall) * 1000:.0f} ms "
+            "(engine start-up, plan, journal, watchdog, terminal lines, reports)",
+        ),
     )

@@ -115,6 +115,43 @@ def test_generated_makefile_runs_every_step_after_its_dependencies(tmp_path: Pat
         assert all(out.index(dep) < out.index(name) for dep in dag.deps[name])
 
 
+def _floor(tmp_path: Path, dag: Dag, commands: dict[str, list[str]]) -> int:
+    graph = tmp_path / "graph.json"
+    graph.write_text(json.dumps({"names": dag.names, "deps": dag.deps, "commands": commands}))
+    floor = REPO / "benchmarks" / "spawn_floor.py"
+    argv = [sys.executable, str(floor), str(graph), "2", str(tmp_path / "logs")]
+    return subprocess.run(argv, check=False).returncode
+
+
+def test_spawn_floor_runs_every_step_after_its_dependencies(tmp_path: Path) -> None:
+    # Each step appends its name to one file (O_APPEND: whole lines) and logs it; the
+    # earlier a step, the longer it sleeps first, so a dependent started too soon would
+    # append before its dependency.
+    dag = random_dag(seed=7, steps=12, total_work=1.0)
+    order = tmp_path / "order"
+    sh = shutil.which("sh")
+    assert sh is not None
+    commands = {
+        n: [sh, "-c", f"sleep 0.{12 - i:02d}; echo {n} >> {order}; echo logged {n}"]
+        for i, n in enumerate(dag.names)
+    }
+    assert _floor(tmp_path, dag, commands) == 0
+    ran = order.read_text().split()
+    assert sorted(ran) == sorted(dag.names)
+    for name in dag.names:
+        assert all(ran.index(dep) < ran.index(name) for dep in dag.deps[name])
+        assert (tmp_path / "logs" / f"{name}.log").read_text() == f"logged {name}\n"
+
+
+def test_spawn_floor_stops_at_a_failing_step(tmp_path: Path) -> None:
+    dag = chains(count=1, length=3)
+    false, true = shutil.which("false"), shutil.which("true")
+    assert false is not None and true is not None
+    commands = {n: [false if i == 1 else true] for i, n in enumerate(dag.names)}
+    assert _floor(tmp_path, dag, commands) == 1
+    assert not (tmp_path / "logs" / f"{dag.names[2]}.log").exists()
+
+
 def test_generated_noxfile_lists_every_session(tmp_path: Path) -> None:
     dag = random_dag(seed=6, steps=5, total_work=1.0)
     noxfile = emit.write_noxfile(dag, _commands(dag), tmp_path / "noxfile.py")
