@@ -22,6 +22,7 @@ from rich.console import Console
 from buildlib.core import records
 from buildlib.core.fmt import format_duration
 from buildlib.planning.plan import build_plan
+from buildlib.report import summary
 from buildlib.report.ansi import strip_ansi
 from buildlib.report.live import REFRESH_HZ, RichReporter
 from buildlib.report.summary import (
@@ -834,6 +835,36 @@ def test_the_plain_summary_is_an_aligned_table() -> None:
         "rust-build  built               5.0s",
         "web-build   cached (local)      0.1s",
     ]
+
+
+def test_a_large_builds_table_keeps_every_failure_and_the_longest_steps() -> None:
+    # 40 built steps of 1..40 s, a failure among the shortest, 5 skipped, 3 up to date.
+    built = [step(f"b{i:02d}", Outcome.BUILT, 0.0, float(i + 1)) for i in range(40)]
+    steps = (
+        *built[:2],
+        step("broken", Outcome.FAILED, 0.0, 0.5, exit_code=1),
+        *built[2:],
+        *(step(f"s{i}", Outcome.SKIPPED) for i in range(5)),
+        *(step(f"c{i}", Outcome.CACHED, 0.0, 0.01) for i in range(3)),
+    )
+    record = build_record(steps)
+    text = render_summary_text(record).splitlines()
+    rows = [line.split()[0] for line in text[3 : 3 + summary.TABLE_ROWS]]
+    # The failure, then the 19 longest, in build order.
+    assert rows == ["broken", *(f"b{i:02d}" for i in range(21, 40))]
+    assert text[3 + summary.TABLE_ROWS] == (
+        "26 more steps: 21 built, 5 skipped (the table keeps every failure and the "
+        "longest; --verbose lists them all)"
+    )
+    assert text[4 + summary.TABLE_ROWS] == "3 other steps were up to date (--verbose lists them)"
+    markdown = render_summary_markdown(record)
+    assert markdown.count("| built |") == 19 and "| broken | failed |" in markdown
+    assert "_26 more steps: 21 built, 5 skipped" in markdown
+    # --verbose lists every step; 20 steps that did something are all shown.
+    assert len(summary.shown_steps(record, every_step=True)) == len(steps)
+    small = build_record(tuple(built[: summary.TABLE_ROWS]), exit_code=0)
+    assert summary.shown_steps(small) == list(built[: summary.TABLE_ROWS])
+    assert summary.left_out_lines(small, summary.shown_steps(small)) == []
 
 
 def test_a_no_op_build_is_one_line() -> None:

@@ -26,11 +26,11 @@ from buildlib.report.summary import (
     duration_text,
     estimate_eta,
     is_noop,
+    left_out_lines,
     noop_line,
     shown_steps,
     status_text,
     summary_figures,
-    up_to_date_line,
     verdict,
 )
 from buildlib.report.terminal import FailureNotes, header_line, report_line
@@ -75,8 +75,7 @@ def render_summary_rich(
                 duration_text(step),
             )
         parts.append(table)
-    if (more := up_to_date_line(record, shown)) is not None:
-        parts.append(Text(more, style="dim"))
+    parts += [Text(more, style="dim") for more in left_out_lines(record, shown)]
     style = "bold green" if record.ok else "bold red"
     parts += [
         Text(""),

@@ -1,8 +1,9 @@
 """The end-of-build summary and the ETA, shared by every reporter (plain, live, GitHub).
 
 Rendered from the `BuildRecord` alone: a table of the steps that did something (built,
-restored, failed, skipped, interrupted; the steps up to date are counted in one line,
-or all listed with `--verbose`), the figures under it (wall time, parallelism, cache
+restored, failed, skipped, interrupted; past 20 of them, every failure and the longest,
+the others counted in one line; the steps up to date are counted in one line; all
+listed with `--verbose`), the figures under it (wall time, parallelism, cache
 hit rate, cache problems, the critical path of what ran, failures) and the verdict;
 as aligned text or as GitHub markdown. A build where every step was up to date is one
 line (`noop_line`).
@@ -45,20 +46,46 @@ def noop_line(record: BuildRecord) -> str:
     )
 
 
+TABLE_ROWS = 20  # past this many steps that did something, the table keeps the telling ones
+
+
 def shown_steps(record: BuildRecord, *, every_step: bool = False) -> list[StepRecord]:
-    """The summary table's rows: the steps that did something, or all of them."""
+    """The summary table's rows, in build order: the steps that did something, or all of
+    them. Past TABLE_ROWS, every failed or interrupted step and the longest of the rest:
+    a 1,000-step build's table would repeat its 1,000 `done` lines."""
     if every_step:
         return list(record.steps)
-    return [s for s in record.steps if s.outcome is not Outcome.CACHED]
+    acted = [s for s in record.steps if s.outcome is not Outcome.CACHED]
+    if len(acted) <= TABLE_ROWS:
+        return acted
+    failed = {s.name for s in acted if s.outcome in (Outcome.FAILED, Outcome.INTERRUPTED)}
+    rest = sorted((s for s in acted if s.name not in failed), key=lambda s: -s.duration)
+    kept = failed | {s.name for s in rest[: max(0, TABLE_ROWS - len(failed))]}
+    return [s for s in acted if s.name in kept]
 
 
-def up_to_date_line(record: BuildRecord, shown: Sequence[StepRecord]) -> str | None:
-    """`6 other steps were up to date` when the table left them out, else None."""
-    left_out = len(record.steps) - len(shown)
-    if left_out <= 0:
-        return None
-    steps = "step was" if left_out == 1 else "steps were"
-    return f"{left_out} {'other ' if shown else ''}{steps} up to date (--verbose lists them)"
+def left_out_lines(record: BuildRecord, shown: Sequence[StepRecord]) -> list[str]:
+    """What the table left out: `480 more steps: 470 built, 10 skipped (...)` when it
+    kept only some of those that did something, and `6 other steps were up to date`."""
+    lines = []
+    shown_names = {s.name for s in shown}
+    left = [s for s in record.steps if s.name not in shown_names]
+    acted = [s for s in left if s.outcome is not Outcome.CACHED]
+    if acted:
+        counts = dict.fromkeys(Outcome, 0)
+        for step in acted:
+            counts[step.outcome] += 1
+        told = ", ".join(f"{n} {o.value}" for o, n in counts.items() if n)
+        lines.append(
+            f"{len(acted)} more step{'s' * (len(acted) != 1)}: {told} (the table keeps "
+            "every failure and the longest; --verbose lists them all)"
+        )
+    up_to_date = len(left) - len(acted)
+    if up_to_date:
+        steps = "step was" if up_to_date == 1 else "steps were"
+        other = "other " if shown else ""
+        lines.append(f"{up_to_date} {other}{steps} up to date (--verbose lists them)")
+    return lines
 
 
 def ran_critical_path(record: BuildRecord) -> tuple[str, ...]:
@@ -121,8 +148,7 @@ def render_summary_text(
         widths = [max(len(row[i]) for row in rows) for i in range(2)]
         lines = [f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c:>8}".rstrip() for a, b, c in rows]
         lines.insert(1, "-" * len(lines[0]))
-    if (more := up_to_date_line(record, shown)) is not None:
-        lines.append(more)
+    lines += left_out_lines(record, shown)
     return "\n".join(["", *lines, "", *summary_figures(record), *extra, verdict(record)])
 
 
@@ -146,9 +172,8 @@ def render_summary_markdown(record: BuildRecord) -> str:
     if not shown:
         lines = lines[:2]
     lines.append("")
-    if (more := up_to_date_line(record, shown)) is not None:
-        lines.append(f"_{_md_cell(more)}_")
-        lines.append("")
+    for more in left_out_lines(record, shown):
+        lines += [f"_{_md_cell(more)}_", ""]
     lines += [f"- {_md_cell(line)}" for line in summary_figures(record)]
     return "\n".join(lines) + "\n\n"
 
