@@ -16,25 +16,20 @@ from typing import TYPE_CHECKING, Any
 
 from buildlib.core import graph
 from buildlib.core.errors import UserError
+from buildlib.core.fmt import some_names
 from buildlib.core.layout import BuildDir
 from buildlib.core.records import record
 from buildlib.planning.plan import Plan, build_plan, resolve_artifacts
-from buildlib.planning.render import (
-    TAKEN_AS_DONE,
-    Forecast,
-    render_dry_run,
-    render_dry_run_json,
-    render_mermaid,
-    render_plan_json,
-)
 from buildlib.run.executor import ExecOptions, Executor
 from buildlib.run.gate import AlwaysRun, Gate
 from buildlib.run.journal import Journal
 from buildlib.run.lock import workspace_lock
+from buildlib.run.process import ProcessTable
 from buildlib.workspace.manifest import Manifest
 from buildlib.workspace.targets import Target, check_buildable
 
 if TYPE_CHECKING:
+    from buildlib.planning.render import Forecast
     from buildlib.run.results import BuildRecord
 
 
@@ -213,6 +208,17 @@ def _affected_options(parser: argparse.ArgumentParser) -> None:
 
 def build_command(args: argparse.Namespace, context: Context) -> int:
     """Plan, then (unless --dry-run/--graph) lock the workspace, execute and report."""
+    if args.dry_run or args.graph or args.json:
+        return _build(args, context, None)
+    processes = ProcessTable()
+    processes.start_watchdog()  # its start overlaps the plan, not the first steps
+    try:
+        return _build(args, context, processes)
+    finally:
+        processes.close()  # already closed if the steps ran; not if the plan failed
+
+
+def _build(args: argparse.Namespace, context: Context, processes: ProcessTable | None) -> int:
     from buildlib.cache.config import engine_secrets
 
     manifest, mode, target = context.manifest, context.mode, context.target
@@ -224,7 +230,7 @@ def build_command(args: argparse.Namespace, context: Context) -> int:
     requested = [*args.steps, *args.only]
     if args.from_step and args.from_step not in manifest.steps:
         raise UserError(
-            f"--from: unknown step '{args.from_step}'", fix="steps: " + ", ".join(manifest.steps)
+            f"--from: unknown step '{args.from_step}'", fix="steps: " + some_names(manifest.steps)
         )
     plan = build_plan(
         manifest,
@@ -257,9 +263,13 @@ def build_command(args: argparse.Namespace, context: Context) -> int:
             return 0
         plan = narrowed
     if args.graph:
+        from buildlib.planning.render import render_mermaid
+
         print(render_mermaid(plan))
         return 0
     if args.dry_run:
+        from buildlib.planning.render import render_dry_run, render_dry_run_json
+
         forecasts = (
             None if args.no_cache else _forecasts(args, context, plan, environ, step_environ)
         )
@@ -324,6 +334,7 @@ def build_command(args: argparse.Namespace, context: Context) -> int:
             environ=step_environ,
             estimates=estimates,
             journal=journal,
+            processes=processes,
         )
         record = executor.run()
         _write_reports(build_dir, plan, record, reporter.warning)
@@ -342,6 +353,7 @@ def _forecasts(
     """What a build with these options would do with each step (`--dry-run`), in plan
     order, each step's prediction fed with its dependencies' predicted outputs. Reads the
     workspace's state and the cache; writes nothing and restores nothing."""
+    from buildlib.planning.render import TAKEN_AS_DONE
     from buildlib.run.caching_gate import CachingGate, Prediction, Verdict
 
     journal = Journal(context.build_dir.journal(plan.mode, plan.target.triple))
@@ -501,6 +513,8 @@ def _plan_options(parser: argparse.ArgumentParser) -> None:
 
 
 def plan_command(args: argparse.Namespace, context: Context) -> int:
+    from buildlib.planning.render import render_plan_json
+
     if not (
         args.affected
         or args.base

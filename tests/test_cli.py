@@ -145,6 +145,17 @@ def test_unknown_step_and_mode_are_clear_errors(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr
 
 
+def test_unknown_step_in_a_monorepo_names_a_few_steps_not_all(tmp_path: Path) -> None:
+    names = [f"pkg-{i:03d}" for i in range(300)]
+    write_manifest(tmp_path, "".join(sleep_step(name, 0) for name in names))
+    for args in (("pkg-0x7",), ("--from", "pkg-0x7"), ("explain-miss", "pkg-0x7")):
+        proc = buildlib(tmp_path, *args)
+        assert proc.returncode == 1, proc.stderr
+        assert "unknown step 'pkg-0x7'" in proc.stderr
+        assert "pkg-019," in proc.stderr and "pkg-020" not in proc.stderr
+        assert "... and 280 more (`buildlib plan` lists them all)" in proc.stderr
+
+
 def test_build_exits_1_naming_the_failing_step(tmp_path: Path) -> None:
     write_manifest(tmp_path, sleep_step("good", 0) + sleep_step("broken", 0, code=7))
     proc = buildlib(tmp_path, "-j", "2", "--no-cache")

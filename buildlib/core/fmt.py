@@ -1,10 +1,15 @@
-"""How sizes and durations read everywhere: the terminal, the reports, clean and prune.
+"""How sizes, durations and lists of names read everywhere: the terminal, the reports,
+clean and prune, error messages.
 
 One style for each, so a figure reads the same in the live view, the summary, the
 HTML report and `nox -s metrics`.
 """
 
 from __future__ import annotations
+
+from collections.abc import Collection
+
+NAMES_SHOWN = 20  # an error's list of choices; a monorepo's 1,000 steps are not a fix
 
 
 def human_size(size: float) -> str:
@@ -25,3 +30,12 @@ def format_duration(seconds: float) -> str:
         return f"{minutes}m{secs:02d}s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m"
+
+
+def some_names(names: Collection[str], *, more: str = "`buildlib plan` lists them all") -> str:
+    """`a, b, c`, or the first NAMES_SHOWN and `... and 480 more (`more`)`."""
+    shown = list(names)[:NAMES_SHOWN]
+    text = ", ".join(shown)
+    if len(names) > len(shown):
+        text += f", ... and {len(names) - len(shown)} more ({more})"
+    return text

@@ -18,6 +18,7 @@ from typing import Any
 from buildlib.core import graph
 from buildlib.core.entrykinds import EntryKinds
 from buildlib.core.errors import ManifestError, UserError
+from buildlib.core.fmt import some_names
 from buildlib.core.globs import (
     glob_parts,
     is_engine_dir,
@@ -313,7 +314,7 @@ def _check_requested(
                 f"unknown step '{name}'",
                 fix=(f"did you mean '{close[0]}'? " if close else "")
                 + "steps: "
-                + ", ".join(manifest.steps),
+                + some_names(manifest.steps),
             )
         if name not in present and manifest.steps[name].service and not services:
             raise UserError(

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from buildlib.cache.config import cache_location_options
 from buildlib.cache.fpdiff import differences, first_differences
 from buildlib.core.errors import UserError
+from buildlib.core.fmt import some_names
 
 if TYPE_CHECKING:
     from buildlib.cache.store import CacheEntry, StepCache
@@ -89,7 +90,7 @@ def explain_miss(args: argparse.Namespace, context: Any) -> int:
     if args.step not in manifest.steps:
         raise UserError(
             f"explain-miss: unknown step '{args.step}' in {manifest.path}",
-            fix="steps: " + ", ".join(manifest.steps),
+            fix="steps: " + some_names(manifest.steps),
         )
     environ = dict(os.environ)
     secrets = engine_secrets(manifest, environ)
