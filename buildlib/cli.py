@@ -96,18 +96,19 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def make_parser(chosen: str | None = None) -> _Parser:
-    """Every command by name and help; the options of `chosen` only (all of them when
-    it is None). A start pays for the command it runs: declaring every command's
-    options would import the modules that define them (watch, explain-miss, diff...)."""
+    """The parser of `chosen` alone, or every command with its help and options when it
+    is None (`--help`, or no known command: the error lists them all). A start pays for
+    the command it runs: declaring every command would import the modules that define
+    their options (watch, explain-miss, diff...) and build a parser for each."""
     from buildlib.commands import COMMANDS
 
     parser = _Parser(prog="buildlib", description=__doc__)
     parser.chosen = chosen
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
     for name, command in COMMANDS.items():
-        child = sub.add_parser(name, help=command.help)
         if chosen is not None and name != chosen:
             continue
+        child = sub.add_parser(name, help=command.help)
         if command.common:
             _common(child)
         command.options(child)

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import os
 import threading
-import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TextIO
@@ -270,7 +269,7 @@ class GitHubReporter(PlainReporter):
         quiet = record.outcome is Outcome.CACHED and not self.verbose
         log = "" if quiet else _read_log_end(record.log_path)
         if log:
-            token = uuid.uuid4().hex
+            token = os.urandom(16).hex()  # unguessable: the log cannot end the stop
             self._emit(
                 f"::group::{record.name} ({status_text(record)}, "
                 f"{format_duration(record.duration)})"

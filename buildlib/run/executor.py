@@ -18,7 +18,6 @@ import signal
 import subprocess
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
@@ -90,6 +89,7 @@ class Executor:
         environ: Mapping[str, str],
         estimates: Mapping[str, float] | None = None,
         journal: Journal | None = None,
+        processes: ProcessTable | None = None,
     ) -> None:
         self.plan = plan
         self.reporter = reporter
@@ -98,7 +98,8 @@ class Executor:
         self.environ = dict(environ)
         self.estimates = dict(estimates or {})
         self.journal = journal
-        self.processes = ProcessTable(grace=options.grace)
+        # Closed when the run ends, whoever made it.
+        self.processes = processes or ProcessTable(grace=options.grace)
         # Signal numbers; None when the last step settled; an exception a job thread hit
         # while settling (a bug), re-raised by the caller's thread. SimpleQueue.put is
         # reentrant, so the signal handler may call it while a put is under way.
@@ -120,7 +121,8 @@ class Executor:
         self._t0 = 0.0
         self._logs_present: frozenset[str] = frozenset()
         self._log_dir = os.fspath(options.log_dir)
-        self.build_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+        # Six random hex digits tell apart builds started in the same second.
+        self.build_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + os.urandom(3).hex()
 
     # -- the scheduling thread -------------------------------------------------------------
 
