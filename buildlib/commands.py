@@ -240,6 +240,15 @@ def _build(args: argparse.Namespace, context: Context, processes: ProcessTable |
         environ=environ,
         estimates=estimates,
     )
+    if args.from_step and args.from_step not in plan.steps:
+        # Else every step would be taken as done and the build would say "nothing to do".
+        which = " of the steps asked for" if requested else ""
+        raise UserError(
+            f"--from: step '{args.from_step}' is not part of this build{which} "
+            f"(mode {mode}, target {target.triple})",
+            fix=f"its `modes` or `when` keys leave it out of mode {mode}, or the steps "
+            "asked for do not depend on it; `buildlib plan` lists this build's steps",
+        )
     if args.affected or args.base or args.head:
         from buildlib.integrations import ci_plans
 

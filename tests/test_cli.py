@@ -145,6 +145,19 @@ def test_unknown_step_and_mode_are_clear_errors(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr
 
 
+def test_from_a_step_of_another_mode_is_an_error_not_nothing_to_do(tmp_path: Path) -> None:
+    write_manifest(
+        tmp_path,
+        sleep_step("a", 0) + sleep_step("p", 0) + 'modes = ["production"]\n',
+    )
+    proc = buildlib(tmp_path, "--mode", "development", "--from", "p")
+    assert proc.returncode == 1, proc.stdout
+    assert "--from: step 'p' is not part of this build (mode development" in proc.stderr
+    assert "nothing to do" not in proc.stdout
+    proc = buildlib(tmp_path, "--mode", "production", "--from", "p")
+    assert proc.returncode == 0, proc.stderr
+
+
 def test_unknown_step_in_a_monorepo_names_a_few_steps_not_all(tmp_path: Path) -> None:
     names = [f"pkg-{i:03d}" for i in range(300)]
     write_manifest(tmp_path, "".join(sleep_step(name, 0) for name in names))

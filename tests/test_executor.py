@@ -211,6 +211,18 @@ def test_missing_program_fails_the_step_with_a_clear_message(tmp_path: Path) -> 
     assert "not found on PATH" in reporter.tails["ghost"][0]
 
 
+def test_missing_program_by_relative_path_names_the_file_looked_for(tmp_path: Path) -> None:
+    steps = """
+        [[step]]
+        name = "ghost"
+        command = ["./bin/tool", "x"]
+    """
+    record, reporter = run(tmp_path, steps, jobs=1)
+    assert record.exit_code == 1
+    tail = reporter.tails["ghost"][0]
+    assert f"no file {tmp_path / 'bin' / 'tool'}" in tail and "PATH" not in tail
+
+
 class BrokenReporter(RecordingReporter):
     """A reporter with a bug: settling step 'a' raises in the job thread."""
 

@@ -51,9 +51,13 @@ def resolve_program(argv: Sequence[str], *, cwd: Path, path: str | None, step: s
         candidate = Path(program) if Path(program).is_absolute() else cwd / program
         if candidate.exists():
             return [str(candidate), *argv[1:]]
-        resolved = None
-    else:
-        resolved = shutil.which(program, path=path)
+        relative = "" if Path(program).is_absolute() else f" (relative to the step's cwd {cwd})"
+        raise UserError(
+            f"step '{step}': program '{program}' not found: no file {candidate}{relative}",
+            fix="build it in a step this one depends on, or fix the step's `command` "
+            "(or `cwd`) in the manifest",
+        )
+    resolved = shutil.which(program, path=path)
     if resolved is None:
         raise UserError(
             f"step '{step}': program '{program}' not found on PATH",
