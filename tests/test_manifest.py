@@ -100,6 +100,21 @@ def test_unknown_key_suggests_the_close_one(tmp_path: Path) -> None:
     assert "did you mean 'depends_on'" in error.fix
 
 
+def test_keys_under_a_missing_header_name_the_table_they_belong_to(tmp_path: Path) -> None:
+    # The [workspace] header left out: its keys are the manifest's own (top level).
+    path = tmp_path / "build.toml"
+    path.write_text('name = "w"\ndefault_mode = "development"\n' + MODES + GOOD_STEP)
+    with pytest.raises(ManifestError) as info:
+        load_manifest(path)
+    assert info.value.key == "name"
+    assert "a key of [workspace] or [[step]] found in the manifest" in str(info.value)
+    assert "is the [workspace] header missing on the line above it?" in info.value.fix
+    # A [[step]] header left out after a mode: the step's keys land in the mode's table.
+    error = error_of(tmp_path, '[modes.staging]\nname = "b"\ncommand = ["true"]\n')
+    assert "found in [modes.staging]" in str(error)
+    assert "is the [[step]] header missing on the line above it?" in error.fix
+
+
 def test_cycle_names_every_step_in_order(tmp_path: Path) -> None:
     body = "".join(
         f"""

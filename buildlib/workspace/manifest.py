@@ -184,6 +184,9 @@ STEP_KEYS = (
 )
 SERVICE_KEYS = ("restart_on", "restart_on_deps")  # meaningful only with service = true
 ARTIFACT_KEYS = ("path", "step", "kind", "run", "expect", "modes")
+# Where a key found in the wrong table belongs: a header left out above it puts
+# `name = ...` in the manifest's top level, or a step's keys in the mode table before it.
+_HOMES = (("[workspace]", WORKSPACE_KEYS), ("[[step]]", STEP_KEYS), ("[cache]", CACHE_KEYS))
 
 
 class _Checker:
@@ -209,6 +212,20 @@ class _Checker:
             if key not in allowed:
                 import difflib  # error paths only
 
+                strays = [k for k in table if k not in allowed]
+                homes = sorted(  # the table holding most of the strays first
+                    (title for title, keys in _HOMES if key in keys and title != where),
+                    key=lambda title: -sum(k in dict(_HOMES)[title] for k in strays),
+                )
+                if homes:
+                    raise self.error(
+                        f"a key of {' or '.join(homes)} found in {where}",
+                        step=step,
+                        key=key,
+                        fix=f"is the {homes[0]} header missing on the line above it? "
+                        f"Keys belong to the last header before them; {where} takes: "
+                        + ", ".join(allowed),
+                    )
                 close = difflib.get_close_matches(key, allowed, n=1)
                 hint = f"did you mean '{close[0]}'?" if close else "allowed: " + ", ".join(allowed)
                 raise self.error(
