@@ -336,6 +336,21 @@ def test_an_archived_output_round_trips_as_one_blob(tmp_path: Path) -> None:
     assert len(list((cache.local.root / Area.CAS.value).iterdir())) == 2
 
 
+def test_an_archived_output_that_is_a_file_is_not_stored_and_says_why(tmp_path: Path) -> None:
+    root = tmp_path / "ws"
+    root.mkdir()
+    (root / "dist.txt").write_text("one file")
+    log = tmp_path / "log"
+    log.write_text("")
+    cache = store_with(tmp_path)
+    scope = OutputScope(["dist.txt"])
+    files = expand_outputs(root, ["dist.txt"])
+    reason = cache.save("one", "a" * 64, root, files, log, {}, scope=scope, archives=["dist.txt"])
+    assert reason is not None
+    assert 'store = "archive" packs a directory, and this is a file or a symlink' in reason
+    assert cache.lookup("one", "a" * 64) is None
+
+
 def test_a_corrupt_archive_in_the_store_is_discarded_and_the_step_runs(tmp_path: Path) -> None:
     root = tmp_path / "ws"
     files = node_modules(root, "v1", count=20)

@@ -211,6 +211,20 @@ def test_missing_program_fails_the_step_with_a_clear_message(tmp_path: Path) -> 
     assert "not found on PATH" in reporter.tails["ghost"][0]
 
 
+def test_an_output_that_is_a_fifo_fails_the_step_saying_so(tmp_path: Path) -> None:
+    steps = """
+        [[step]]
+        name = "pipe"
+        command = ["mkfifo", "out.fifo"]
+        outputs = ["out.fifo"]
+    """
+    record, reporter = run(tmp_path, steps, jobs=1)
+    assert record.exit_code == 1
+    tail = "\n".join(reporter.tails["pipe"])
+    assert "declared output 'out.fifo' is a FIFO (named pipe)" in tail
+    assert "matches no file" not in tail
+
+
 def test_missing_program_by_relative_path_names_the_file_looked_for(tmp_path: Path) -> None:
     steps = """
         [[step]]

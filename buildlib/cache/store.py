@@ -408,6 +408,11 @@ class StepCache:
             loose: list[str] = []
             for rel in output_paths:
                 owner = scope.owner(rel)
+                if owner is not None and owner == rel and owner in packed:
+                    raise _NotStoredError(
+                        f'{rel}: store = "archive" packs a directory, and this is a file or '
+                        'a symlink (drop store = "archive" for it: it is stored as it is)'
+                    )
                 packed.get(owner or "", loose).append(rel)
             output_paths = loose
         record = functools.partial(self._record, root)

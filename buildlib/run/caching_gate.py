@@ -296,7 +296,7 @@ class CachingGate:
         missing = missing_patterns(step.outputs, files)
         if missing:
             self._erase_state(step.name)
-            return Recorded(failure=missing_outputs_message(step.name, missing))
+            return Recorded(failure=missing_outputs_message(step.name, missing, self.root))
         hashes = self.hasher.hash_files(files)
         changed = inputs_changed_since(self.hasher, step, pending.fingerprint, self.git)
         if changed:

@@ -10,6 +10,8 @@ it chooses (`Decision[StateT]`). Two gates exist: `AlwaysRun` (`--no-cache`) her
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Generic, Protocol, TypeVar
@@ -103,7 +105,9 @@ class AlwaysRun:
         from buildlib.incremental.outputs import expand_outputs, missing_patterns
 
         missing = missing_patterns(step.outputs, expand_outputs(self.root, step.outputs))
-        return Recorded(failure=missing_outputs_message(step.name, missing) if missing else None)
+        return Recorded(
+            failure=missing_outputs_message(step.name, missing, self.root) if missing else None
+        )
 
     def record_failure(self, step: PlannedStep, decision: Decision[None]) -> None:
         return None
@@ -124,11 +128,37 @@ class AlwaysRun:
         return None
 
 
-def missing_outputs_message(step: str, patterns: list[str]) -> str:
-    """The failure text for a step that succeeded without producing a declared output."""
+def missing_outputs_message(step: str, patterns: list[str], root: Path) -> str:
+    """The failure text for a step that succeeded without producing a declared output;
+    for one whose place holds something an output cannot be (a FIFO, a socket, a
+    device), what is there."""
+    for pattern in patterns:
+        kind = _unstorable_kind(root / pattern)
+        if kind is not None:
+            return (
+                f"step '{step}' succeeded but its declared output {pattern!r} is {kind}\n"
+                "  fix: outputs are regular files, directories and symlinks; make the "
+                "command write a file there, or drop it from the step's `outputs`"
+            )
     named = ", ".join(repr(p) for p in patterns)
     return (
         f"step '{step}' succeeded but its declared output {named} matches no file\n"
         "  fix: correct the path in the step's `outputs` in build.toml (templates such "
         "as {profile} are filled), or make the command write it"
     )
+
+
+def _unstorable_kind(path: Path) -> str | None:
+    """`a FIFO (named pipe)`, `a socket`, `a device`, or None (nothing there, a glob, or
+    an entry an output may be)."""
+    try:
+        mode = os.lstat(path).st_mode
+    except (OSError, ValueError):
+        return None
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return None
