@@ -219,6 +219,7 @@ def build_command(args: argparse.Namespace, context: Context) -> int:
 
 
 def _build(args: argparse.Namespace, context: Context, processes: ProcessTable | None) -> int:
+    """The build command; `processes` runs the steps (None: nothing will run)."""
     from buildlib.cache.config import engine_secrets
 
     manifest, mode, target = context.manifest, context.mode, context.target

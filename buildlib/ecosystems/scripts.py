@@ -28,9 +28,16 @@ LOCKFILES = (
 
 
 def detect_package_manager(
-    root: Path, declared: str, *, manifest: Path, start: Path | None = None
+    root: Path,
+    declared: str,
+    *,
+    manifest: Path,
+    start: Path | None = None,
+    seen: dict[Path, str | None] | None = None,
 ) -> str:
-    """npm, pnpm or yarn for a step in `start` (default: the root); see the docstring."""
+    """npm, pnpm or yarn for a step in `start` (default: the root); see the docstring.
+    `seen` keeps what each directory said, for a caller asking about many directories
+    under the same parents (`init` on a workspace of 1,000 packages)."""
     if declared:
         if declared not in MANAGERS:
             raise ManifestError(
@@ -41,8 +48,11 @@ def detect_package_manager(
             )
         return declared
     directory = start or root
+    seen = {} if seen is None else seen
     while True:
-        found = _manager_in(directory)
+        if directory not in seen:
+            seen[directory] = _manager_in(directory)
+        found = seen[directory]
         if found is not None:
             return found
         if directory in (root, directory.parent):

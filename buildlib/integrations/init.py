@@ -129,10 +129,12 @@ def _manager_at(root: Path) -> Callable[[str], str]:
     looks from there up to the root), or ""."""
     from buildlib.ecosystems.scripts import detect_package_manager
 
+    seen: dict[Path, str | None] = {}  # the root and `packages/` are asked once, not per package
+
     def manager_at(directory: str) -> str:
         try:
             return detect_package_manager(
-                root, "", manifest=root / MANIFEST, start=root / directory
+                root, "", manifest=root / MANIFEST, start=root / directory, seen=seen
             )
         except ManifestError:
             return ""
