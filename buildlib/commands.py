@@ -472,6 +472,8 @@ def _write_reports(
         write_build_reports(record, deps, build_dir)
     except OSError as exc:
         warn(f"could not write the build report: {exc}")
+    except UserError as exc:  # a directory where a report file goes: the build stands
+        warn(f"could not write the build report: {exc.render()}")
 
 
 def render_explain(record: BuildRecord) -> str:

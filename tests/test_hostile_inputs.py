@@ -180,6 +180,22 @@ def test_a_directory_where_a_log_goes_fails_that_step_with_the_fix(tmp_path: Pat
     assert "Traceback" not in text and "internal error" not in text, text
 
 
+@pytest.mark.parametrize("place", ["history.jsonl", "last_build.json", "reports/latest.html"])
+def test_a_directory_where_a_report_goes_warns_and_the_build_stands(
+    tmp_path: Path, place: str
+) -> None:
+    manifest(tmp_path, step("a"))
+    assert run(tmp_path, "build", "--plain").returncode == 0
+    target = tmp_path / ".buildlib" / place
+    target.unlink()
+    target.mkdir()
+    done = run(tmp_path, "build", "--plain", "--force")
+    text = done.stdout + done.stderr
+    assert done.returncode == 0, text  # the steps ran and succeeded; a report is extra
+    assert f"warning: could not write the build report: {target} is a directory" in text
+    assert "Traceback" not in text and "internal error" not in text, text
+
+
 # -- what a dry run shows ------------------------------------------------------------------------
 
 
