@@ -24,7 +24,6 @@ from buildlib.run.executor import ExecOptions, Executor
 from buildlib.run.gate import AlwaysRun, Gate
 from buildlib.run.journal import Journal
 from buildlib.run.lock import workspace_lock
-from buildlib.run.process import ProcessTable
 from buildlib.workspace.manifest import Manifest
 from buildlib.workspace.targets import Target, check_buildable
 
@@ -208,18 +207,6 @@ def _affected_options(parser: argparse.ArgumentParser) -> None:
 
 def build_command(args: argparse.Namespace, context: Context) -> int:
     """Plan, then (unless --dry-run/--graph) lock the workspace, execute and report."""
-    if args.dry_run or args.graph or args.json:
-        return _build(args, context, None)
-    processes = ProcessTable()
-    processes.start_watchdog()  # its start overlaps the plan, not the first steps
-    try:
-        return _build(args, context, processes)
-    finally:
-        processes.close()  # already closed if the steps ran; not if the plan failed
-
-
-def _build(args: argparse.Namespace, context: Context, processes: ProcessTable | None) -> int:
-    """The build command; `processes` runs the steps (None: nothing will run)."""
     from buildlib.cache.config import engine_secrets
 
     manifest, mode, target = context.manifest, context.mode, context.target
@@ -344,7 +331,6 @@ def _build(args: argparse.Namespace, context: Context, processes: ProcessTable |
             environ=step_environ,
             estimates=estimates,
             journal=journal,
-            processes=processes,
         )
         record = executor.run()
         _write_reports(build_dir, plan, record, reporter.warning)

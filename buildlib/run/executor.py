@@ -89,7 +89,6 @@ class Executor:
         environ: Mapping[str, str],
         estimates: Mapping[str, float] | None = None,
         journal: Journal | None = None,
-        processes: ProcessTable | None = None,
     ) -> None:
         self.plan = plan
         self.reporter = reporter
@@ -98,8 +97,7 @@ class Executor:
         self.environ = dict(environ)
         self.estimates = dict(estimates or {})
         self.journal = journal
-        # Closed when the run ends, whoever made it.
-        self.processes = processes or ProcessTable(grace=options.grace)
+        self.processes = ProcessTable(grace=options.grace)
         # Signal numbers; None when the last step settled; an exception a job thread hit
         # while settling (a bug), re-raised by the caller's thread. SimpleQueue.put is
         # reentrant, so the signal handler may call it while a put is under way.

@@ -125,13 +125,6 @@ class ProcessTable:
         self._stopping = False
         self._devnull: int | None = None  # every step's stdin, opened once per build
 
-    def start_watchdog(self) -> None:
-        """Start the watchdog now rather than at the first spawn: its interpreter's start
-        (~15 ms of CPU) then overlaps what comes before the steps (the plan) instead of
-        competing with the first of them."""
-        with self._lock:
-            self._ensure_watchdog()
-
     def _ensure_watchdog(self) -> None:
         if not POSIX or self._watchdog is not None:
             return
