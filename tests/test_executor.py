@@ -200,15 +200,26 @@ def test_retries_are_exhausted(tmp_path: Path) -> None:
     assert record.steps[0].exit_code == 5
 
 
-def test_missing_program_fails_the_step_with_a_clear_message(tmp_path: Path) -> None:
-    steps = """
+@pytest.mark.parametrize(
+    ("program", "said", "not_said"),
+    [
+        ("no-such-program-here", "not found on PATH", "no file"),
+        # A relative path is looked for from the step's cwd, not on PATH.
+        ("./bin/tool", "no file {root}/bin/tool", "PATH"),
+    ],
+)
+def test_a_missing_program_fails_the_step_naming_where_it_was_looked_for(
+    tmp_path: Path, program: str, said: str, not_said: str
+) -> None:
+    steps = f"""
         [[step]]
         name = "ghost"
-        command = ["no-such-program-here", "x"]
+        command = ["{program}", "x"]
     """
     record, reporter = run(tmp_path, steps, jobs=1)
     assert record.exit_code == 1
-    assert "not found on PATH" in reporter.tails["ghost"][0]
+    tail = reporter.tails["ghost"][0]
+    assert said.format(root=tmp_path) in tail and not_said not in tail
 
 
 def test_an_output_that_is_a_fifo_fails_the_step_saying_so(tmp_path: Path) -> None:
@@ -223,18 +234,6 @@ def test_an_output_that_is_a_fifo_fails_the_step_saying_so(tmp_path: Path) -> No
     tail = "\n".join(reporter.tails["pipe"])
     assert "declared output 'out.fifo' is a FIFO (named pipe)" in tail
     assert "matches no file" not in tail
-
-
-def test_missing_program_by_relative_path_names_the_file_looked_for(tmp_path: Path) -> None:
-    steps = """
-        [[step]]
-        name = "ghost"
-        command = ["./bin/tool", "x"]
-    """
-    record, reporter = run(tmp_path, steps, jobs=1)
-    assert record.exit_code == 1
-    tail = reporter.tails["ghost"][0]
-    assert f"no file {tmp_path / 'bin' / 'tool'}" in tail and "PATH" not in tail
 
 
 class BrokenReporter(RecordingReporter):

@@ -32,10 +32,11 @@ def format_duration(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m"
 
 
-def some_names(names: Collection[str], *, more: str = "`buildlib plan` lists them all") -> str:
-    """`a, b, c`, or the first NAMES_SHOWN and `... and 480 more (`more`)`."""
+def some_names(names: Collection[str]) -> str:
+    """`a, b, c`, or the first NAMES_SHOWN and `... and 480 more (`buildlib plan` lists
+    them all)`."""
     shown = list(names)[:NAMES_SHOWN]
     text = ", ".join(shown)
     if len(names) > len(shown):
-        text += f", ... and {len(names) - len(shown)} more ({more})"
+        text += f", ... and {len(names) - len(shown)} more (`buildlib plan` lists them all)"
     return text

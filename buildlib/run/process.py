@@ -48,10 +48,11 @@ def resolve_program(argv: Sequence[str], *, cwd: Path, path: str | None, step: s
     """
     program = argv[0]
     if os.sep in program or (os.altsep and os.altsep in program):
-        candidate = Path(program) if Path(program).is_absolute() else cwd / program
+        given = Path(program)
+        candidate = given if given.is_absolute() else cwd / given
         if candidate.exists():
             return [str(candidate), *argv[1:]]
-        relative = "" if Path(program).is_absolute() else f" (relative to the step's cwd {cwd})"
+        relative = "" if given.is_absolute() else f" (relative to the step's cwd {cwd})"
         raise UserError(
             f"step '{step}': program '{program}' not found: no file {candidate}{relative}",
             fix="build it in a step this one depends on, or fix the step's `command` "

@@ -186,7 +186,7 @@ SERVICE_KEYS = ("restart_on", "restart_on_deps")  # meaningful only with service
 ARTIFACT_KEYS = ("path", "step", "kind", "run", "expect", "modes")
 # Where a key found in the wrong table belongs: a header left out above it puts
 # `name = ...` in the manifest's top level, or a step's keys in the mode table before it.
-_HOMES = (("[workspace]", WORKSPACE_KEYS), ("[[step]]", STEP_KEYS), ("[cache]", CACHE_KEYS))
+_HOMES = {"[workspace]": WORKSPACE_KEYS, "[[step]]": STEP_KEYS, "[cache]": CACHE_KEYS}
 
 
 class _Checker:
@@ -214,8 +214,8 @@ class _Checker:
 
                 strays = [k for k in table if k not in allowed]
                 homes = sorted(  # the table holding most of the strays first
-                    (title for title, keys in _HOMES if key in keys and title != where),
-                    key=lambda title: -sum(k in dict(_HOMES)[title] for k in strays),
+                    (title for title, keys in _HOMES.items() if key in keys and title != where),
+                    key=lambda title: -sum(k in _HOMES[title] for k in strays),
                 )
                 if homes:
                     raise self.error(
